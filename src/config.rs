@@ -1,0 +1,728 @@
+//! Experiment files: serde structs, figment layering and validation.
+//!
+//! Layers, lowest first: built-in defaults (the `Default` impls below) < the experiment file <
+//! `RUNNER_SECTION__KEY` environment variables < `--set key=value` overrides. Every value is checked
+//! here, before any model or dataset work, and each problem names the file or override and the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::model::preset::Preset;
+
+/// A fully loaded experiment file, with defaults applied and overrides merged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub experiment: ExperimentSection,
+    #[serde(default)]
+    pub device: DeviceSection,
+    #[serde(default)]
+    pub sensor: SensorSection,
+    #[serde(default)]
+    pub protocol: ProtocolSection,
+    pub dataset: DatasetSection,
+    pub models: BTreeMap<String, ModelSection>,
+    pub matrix: MatrixSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSection {
+    /// Names the results folder: letters, digits, `-`, `_` and `.` only.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Seeds random weights (and anything else random), so a re-run measures the same model.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// CUDA when compiled in and a GPU is present, else the CPU (with a notice).
+    #[default]
+    Auto,
+    Cuda,
+    Cpu,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceSection {
+    pub backend: Backend,
+    /// CUDA ordinal of the GPU to use.
+    pub gpu: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SensorKind {
+    /// NVML when the run is on a GPU and NVML is available, else none (said in every report).
+    #[default]
+    Auto,
+    Nvml,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorSection {
+    pub kind: SensorKind,
+    /// Period of the background power sampler.
+    pub sample_interval_ms: u64,
+}
+
+impl Default for SensorSection {
+    fn default() -> Self {
+        Self {
+            kind: SensorKind::Auto,
+            sample_interval_ms: 20,
+        }
+    }
+}
+
+/// The measurement protocol. A window lasts until both `min_window_s` and `min_loops` are reached,
+/// so slow CPU cells stay short while fast GPU cells run long enough for the energy counter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtocolSection {
+    /// Warm-up runs at least this long (absorbs module loading and JIT) ...
+    pub warmup_s: f64,
+    /// ... and at least this many loops, then continues until latency is steady.
+    pub warmup_min_loops: u32,
+    /// Warm-up gives up waiting for steady latency after this long (the cell is flagged).
+    pub warmup_max_s: f64,
+    /// Steady = the last few loops' latencies lie within this relative spread.
+    pub steady_tolerance: f64,
+    /// Pause between warm-up and the first window.
+    pub stabilize_s: f64,
+    pub min_window_s: f64,
+    pub min_loops: u32,
+    /// Windows per cell: they give the median and the confidence interval.
+    pub repeats: u32,
+    /// Pause after each cell.
+    pub cooldown_s: f64,
+    /// Idle power is measured for this long before the sweep, where energy is measured.
+    pub idle_baseline_s: f64,
+}
+
+impl Default for ProtocolSection {
+    fn default() -> Self {
+        Self {
+            warmup_s: 2.0,
+            warmup_min_loops: 3,
+            warmup_max_s: 30.0,
+            steady_tolerance: 0.10,
+            stabilize_s: 1.0,
+            min_window_s: 3.0,
+            min_loops: 10,
+            repeats: 3,
+            cooldown_s: 0.0,
+            idle_baseline_s: 5.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetFormat {
+    /// `id<TAB>rating<TAB>text` lines; label = sign of the rating, zero ratings dropped.
+    #[default]
+    RatingTsv,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+    /// Relative paths are resolved against the experiment file's folder.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub format: DatasetFormat,
+    /// A WordPiece `vocab.txt` (BERT uncased rules) or a Hugging Face `tokenizer.json`.
+    pub tokenizer: PathBuf,
+    /// Use only the first N examples.
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    Distilbert,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub architecture: Architecture,
+    /// A named architecture preset, e.g. `distilbert-base-uncased`.
+    pub preset: String,
+    /// `random` (seeded, the preset's architecture) or a local Hugging Face folder holding
+    /// `config.json` and `model.safetensors` (relative to the experiment file's folder).
+    #[serde(default = "default_weights")]
+    pub weights: String,
+}
+
+fn default_weights() -> String {
+    "random".into()
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Fp16,
+    Bf16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Fp16, Precision::Bf16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The whole forward pass.
+    Model,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Model => "model",
+        }
+    }
+}
+
+/// Axes of the matrix plus GitHub-Actions-style `include` and `exclude`.
+/// Integers are read signed so that a negative value gets our own message, not serde's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Vec<Precision>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<Vec<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<Vec<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<Scope>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<MatrixEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<MatrixEntry>,
+    /// Order in which the axes appear in the experiment file (the Cartesian product's key order).
+    /// Not a key users write: recovered from the file, since figment's maps are sorted.
+    #[serde(skip)]
+    pub axis_order: Vec<String>,
+}
+
+/// A partial cell: an `include` or `exclude` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+}
+
+/// The axis names, in the order used when an axis is absent from the file.
+pub const AXES: [&str; 5] = ["model", "precision", "batch_size", "seq_len", "scope"];
+
+/// Where a loaded experiment came from, for the manifest and for resolving relative paths.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadedExperiment {
+    pub config: ExperimentConfig,
+    /// The experiment file as given on the command line.
+    pub file: PathBuf,
+    /// Folder that relative dataset and weight paths are resolved against.
+    pub base_dir: PathBuf,
+    /// `--set` overrides, verbatim.
+    pub overrides: Vec<String>,
+    /// `RUNNER_*` environment variables that took part, `NAME=value`.
+    pub env_overrides: Vec<String>,
+}
+
+impl LoadedExperiment {
+    /// Resolves a path from the experiment file against the file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+/// Environment variables of the form `RUNNER_SECTION__KEY` (double underscore between levels).
+/// Single-level names such as `RUNNER_TEMP` (set by CI systems) are ignored, not errors.
+const ENV_PREFIX: &str = "RUNNER_";
+
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
+}
+
+/// Loads, layers and validates an experiment file. Every error is a [`ConfigError`] (exit 2).
+pub fn load(file: &Path, overrides: &[String]) -> Result<LoadedExperiment, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        ConfigError::new(format!(
+            "cannot read experiment file {}: {e}",
+            file.display()
+        ))
+    })?;
+    // Parse once ourselves: syntax errors then carry line and column, and the matrix's key order
+    // survives (figment's maps are sorted).
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        ConfigError::new(format!(
+            "{}: TOML syntax error{}: {}",
+            file.display(),
+            span_location(&text, e.span()),
+            e.message().trim()
+        ))
+    })?;
+
+    let mut figment = Figment::new().merge(Toml::file_exact(file)).merge(env_provider());
+    for raw in overrides {
+        figment = figment.merge(SetOverride::parse(raw)?);
+    }
+    let mut config: ExperimentConfig = figment
+        .extract()
+        .map_err(|e| figment_to_config_error(e, file))?;
+    config.matrix.axis_order = axis_order(&table);
+
+    let env_overrides = std::env::vars()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let base_dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let loaded = LoadedExperiment {
+        config,
+        file: file.to_path_buf(),
+        base_dir,
+        overrides: overrides.to_vec(),
+        env_overrides,
+    };
+    validate(&loaded)?;
+    Ok(loaded)
+}
+
+/// Axis names in the order the file lists them, then the rest in canonical order.
+fn axis_order(table: &toml::Table) -> Vec<String> {
+    let mut order: Vec<String> = table
+        .get("matrix")
+        .and_then(|m| m.as_table())
+        .map(|m| {
+            m.keys()
+                .filter(|k| AXES.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for axis in AXES {
+        if !order.iter().any(|a| a == axis) {
+            order.push(axis.to_string());
+        }
+    }
+    order
+}
+
+/// " at line L, column C" for a byte span of `text` (1-based, as editors count).
+fn span_location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return String::new();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count() + 1)
+        .unwrap_or(1);
+    format!(" at line {line}, column {column}")
+}
+
+/// A `--set key.path=value` override as a figment provider, so errors name the override.
+struct SetOverride {
+    raw: String,
+    dict: Dict,
+}
+
+impl SetOverride {
+    fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let bad = |why: &str| {
+            ConfigError::new(format!(
+                "--set {raw}: {why} (expected KEY=VALUE, e.g. --set protocol.repeats=3 or --set matrix.batch_size=[8,16])"
+            ))
+        };
+        let (key, value) = raw.split_once('=').ok_or_else(|| bad("no `=`"))?;
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(|part| part.trim().is_empty()) {
+            return Err(bad("empty key"));
+        }
+        // The value is TOML (numbers, booleans, arrays, quoted strings); a bare word is a string,
+        // so `--set experiment.name=trial` works without shell-quoted quotes.
+        let parsed: Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+            Ok(mut t) => to_figment_value(t.remove("v").expect("key v was just parsed")),
+            Err(_) => Value::from(value.to_string()),
+        };
+        let mut dict = Dict::new();
+        let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+        let mut nested = parsed;
+        for part in parts.iter().skip(1).rev() {
+            let mut d = Dict::new();
+            d.insert(part.to_string(), nested);
+            nested = Value::from(d);
+        }
+        dict.insert(parts[0].to_string(), nested);
+        Ok(Self {
+            raw: raw.to_string(),
+            dict,
+        })
+    }
+}
+
+fn to_figment_value(v: toml::Value) -> Value {
+    Value::serialize(v).expect("a TOML value always serializes")
+}
+
+impl Provider for SetOverride {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("--set {}", self.raw))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// Turns figment's errors into messages that name the source (file, variable or override) and
+/// the full key path.
+fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
+    use figment::error::Kind;
+    let problems = err
+        .into_iter()
+        .map(|e| {
+            let mut path = e.path.join(".");
+            let what = match &e.kind {
+                Kind::UnknownField(field, expected) => {
+                    path = join_key(&path, field);
+                    format!(
+                        "unknown key `{path}`; allowed here: {}",
+                        expected.join(", ")
+                    )
+                }
+                Kind::MissingField(field) => {
+                    path = join_key(&path, field);
+                    format!("missing required key `{path}`")
+                }
+                Kind::UnknownVariant(found, expected) => format!(
+                    "`{path}`: unknown value \"{found}\"; expected one of: {}",
+                    expected.join(", ")
+                ),
+                Kind::InvalidType(actual, expected) => {
+                    format!("`{path}`: expected {expected}, found {actual}")
+                }
+                other => {
+                    if path.is_empty() {
+                        other.to_string()
+                    } else {
+                        format!("`{path}`: {other}")
+                    }
+                }
+            };
+            let source = match e.metadata.as_ref() {
+                Some(md) => match &md.source {
+                    Some(figment::Source::File(p)) => p.display().to_string(),
+                    _ if md.name.starts_with("--set") => md.name.to_string(),
+                    _ if md.name.contains("environment") => {
+                        let var = format!(
+                            "{ENV_PREFIX}{}",
+                            e.path.join("__").to_ascii_uppercase()
+                        );
+                        format!("environment variable {var}")
+                    }
+                    _ => file.display().to_string(),
+                },
+                None => file.display().to_string(),
+            };
+            format!("{source}: {what}")
+        })
+        .collect();
+    ConfigError { problems }
+}
+
+fn join_key(parent: &str, field: &str) -> String {
+    if parent.is_empty() {
+        field.to_string()
+    } else {
+        format!("{parent}.{field}")
+    }
+}
+
+/// Checks every value before any model work. Collects all problems, each with its key.
+fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
+    let c = &loaded.config;
+    let file = loaded.file.display().to_string();
+    let mut problems = Vec::new();
+    let mut bad = |msg: String| problems.push(format!("{file}: {msg}"));
+
+    let name = &c.experiment.name;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        || name.starts_with('.')
+    {
+        bad(format!(
+            "experiment.name = {name:?}: use letters, digits, '-', '_' and '.' only (it names the results folder)"
+        ));
+    }
+
+    if c.device.backend == Backend::Cuda && !cfg!(feature = "cuda") {
+        bad("device.backend = \"cuda\" but this runner was built without CUDA: build it with scripts/build-cuda.sh (or `cargo build --release --features cuda`), or set device.backend = \"auto\" or \"cpu\"".into());
+    }
+    if c.sensor.sample_interval_ms == 0 {
+        bad("sensor.sample_interval_ms must be >= 1".into());
+    }
+    if c.sensor.kind == SensorKind::Nvml && !cfg!(feature = "cuda") {
+        bad("sensor.kind = \"nvml\" needs the CUDA build of the runner (NVML meters NVIDIA GPUs); use sensor.kind = \"auto\" or \"none\" on this build".into());
+    }
+
+    let p = &c.protocol;
+    let seconds = [
+        ("warmup_s", p.warmup_s),
+        ("warmup_max_s", p.warmup_max_s),
+        ("stabilize_s", p.stabilize_s),
+        ("cooldown_s", p.cooldown_s),
+        ("idle_baseline_s", p.idle_baseline_s),
+    ];
+    for (key, v) in seconds {
+        if !(v.is_finite() && v >= 0.0) {
+            bad(format!("protocol.{key} = {v}: must be a number of seconds >= 0"));
+        }
+    }
+    if !(p.min_window_s.is_finite() && p.min_window_s > 0.0) {
+        bad(format!(
+            "protocol.min_window_s = {}: must be > 0 seconds (a window of zero length measures nothing)",
+            p.min_window_s
+        ));
+    }
+    if p.warmup_max_s < p.warmup_s {
+        bad(format!(
+            "protocol.warmup_max_s = {} is shorter than protocol.warmup_s = {}",
+            p.warmup_max_s, p.warmup_s
+        ));
+    }
+    if !(p.steady_tolerance.is_finite() && p.steady_tolerance > 0.0) {
+        bad(format!(
+            "protocol.steady_tolerance = {}: must be > 0 (e.g. 0.10 for 10 %)",
+            p.steady_tolerance
+        ));
+    }
+    for (key, v) in [
+        ("min_loops", p.min_loops),
+        ("repeats", p.repeats),
+        ("warmup_min_loops", p.warmup_min_loops),
+    ] {
+        if v == 0 {
+            bad(format!("protocol.{key} must be >= 1"));
+        }
+    }
+
+    let dataset = loaded.resolve(&c.dataset.path);
+    if !dataset.is_file() {
+        bad(format!(
+            "dataset.path: no dataset file at {} (paths are relative to the experiment file's folder)",
+            dataset.display()
+        ));
+    }
+    let tokenizer = loaded.resolve(&c.dataset.tokenizer);
+    if !tokenizer.is_file() {
+        bad(format!(
+            "dataset.tokenizer: no tokenizer file (vocab.txt or tokenizer.json) at {}",
+            tokenizer.display()
+        ));
+    }
+    if let Some(limit) = c.dataset.limit {
+        if limit < 1 {
+            bad(format!("dataset.limit = {limit}: must be >= 1 (or left out to use every example)"));
+        }
+    }
+
+    if c.models.is_empty() {
+        bad("no models declared: add a [models.NAME] table".into());
+    }
+    let mut max_positions = BTreeMap::new();
+    for (model_name, m) in &c.models {
+        match Preset::lookup(m.architecture, &m.preset) {
+            Some(preset) => {
+                max_positions.insert(model_name.clone(), preset.max_position_embeddings);
+            }
+            None => bad(format!(
+                "models.{model_name}.preset = {:?}: unknown preset for {:?}; known: {}",
+                m.preset,
+                m.architecture,
+                Preset::names(m.architecture).join(", ")
+            )),
+        }
+        if m.weights != "random" {
+            let dir = loaded.resolve(Path::new(&m.weights));
+            for needed in ["config.json", "model.safetensors"] {
+                if !dir.join(needed).is_file() {
+                    bad(format!(
+                        "models.{model_name}.weights: {} has no {needed} (expected \"random\" or a local Hugging Face folder with config.json and model.safetensors)",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    let m = &c.matrix;
+    let declared = |name: &str| c.models.contains_key(name);
+    let known_models = c.models.keys().cloned().collect::<Vec<_>>().join(", ");
+    let smallest_max_pos = max_positions.values().copied().min().unwrap_or(usize::MAX);
+    for (i, name) in m.model.iter().flatten().enumerate() {
+        if !declared(name) {
+            bad(format!(
+                "matrix.model[{i}] = {name:?} is not declared; declared models: {known_models}"
+            ));
+        }
+    }
+    for (i, &b) in m.batch_size.iter().flatten().enumerate() {
+        if b < 1 {
+            bad(format!("batch_size must be >= 1 (matrix.batch_size[{i}] = {b})"));
+        }
+    }
+    for (i, &s) in m.seq_len.iter().flatten().enumerate() {
+        check_seq_len(&mut bad, &format!("matrix.seq_len[{i}]"), s, smallest_max_pos);
+    }
+    for (list, entries) in [("include", &m.include), ("exclude", &m.exclude)] {
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(name) = &e.model {
+                if !declared(name) {
+                    bad(format!(
+                        "matrix.{list}[{i}].model = {name:?} is not declared; declared models: {known_models}"
+                    ));
+                }
+            }
+            if let Some(b) = e.batch_size {
+                if b < 1 {
+                    bad(format!("batch_size must be >= 1 (matrix.{list}[{i}].batch_size = {b})"));
+                }
+            }
+            if let Some(s) = e.seq_len {
+                let limit = e
+                    .model
+                    .as_ref()
+                    .and_then(|n| max_positions.get(n).copied())
+                    .unwrap_or(smallest_max_pos);
+                check_seq_len(&mut bad, &format!("matrix.{list}[{i}].seq_len"), s, limit);
+            }
+        }
+    }
+    for (axis, empty) in [
+        ("model", m.model.as_ref().is_some_and(Vec::is_empty)),
+        ("precision", m.precision.as_ref().is_some_and(Vec::is_empty)),
+        ("batch_size", m.batch_size.as_ref().is_some_and(Vec::is_empty)),
+        ("seq_len", m.seq_len.as_ref().is_some_and(Vec::is_empty)),
+        ("scope", m.scope.as_ref().is_some_and(Vec::is_empty)),
+    ] {
+        if empty {
+            bad(format!(
+                "matrix.{axis} is an empty list: give at least one value or leave the key out"
+            ));
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+fn check_seq_len(bad: &mut impl FnMut(String), key: &str, s: i64, max_positions: usize) {
+    if s < 2 {
+        bad(format!(
+            "{key} = {s}: seq_len must be >= 2 (room for [CLS] and [SEP])"
+        ));
+    } else if s as u64 > max_positions as u64 {
+        bad(format!(
+            "{key} = {s}: seq_len exceeds the model's {max_positions} position embeddings"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_location_counts_lines_and_columns_from_one() {
+        let text = "a = 1\nb = [\nc";
+        assert_eq!(span_location(text, Some(6..7)), " at line 2, column 1");
+        assert_eq!(span_location(text, Some(10..11)), " at line 2, column 5");
+        assert_eq!(span_location(text, None), "");
+    }
+
+    #[test]
+    fn set_override_parses_toml_values_and_bare_words() {
+        let o = SetOverride::parse("protocol.repeats=3").unwrap();
+        let protocol = o.dict["protocol"].as_dict().unwrap();
+        assert_eq!(protocol["repeats"].to_i128(), Some(3));
+        let o = SetOverride::parse("matrix.batch_size=[8,16]").unwrap();
+        let list = o.dict["matrix"].as_dict().unwrap()["batch_size"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(list, 2);
+        let o = SetOverride::parse("experiment.name=trial").unwrap();
+        assert_eq!(
+            o.dict["experiment"].as_dict().unwrap()["name"].as_str(),
+            Some("trial")
+        );
+        assert!(SetOverride::parse("novalue").is_err());
+        assert!(SetOverride::parse("a..b=1").is_err());
+    }
+
+    #[test]
+    fn axis_order_follows_the_file_then_canonical_order() {
+        let table: toml::Table =
+            toml::from_str("[matrix]\nbatch_size = [1]\nprecision = [\"fp32\"]\n").unwrap();
+        assert_eq!(
+            axis_order(&table),
+            ["batch_size", "precision", "model", "seq_len", "scope"]
+        );
+    }
+}

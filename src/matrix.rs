@@ -1,0 +1,299 @@
+//! Matrix expansion with GitHub Actions `strategy.matrix` semantics, and stable cell ids.
+//!
+//! 1. The Cartesian product of the axes, first axis outermost, in the file's key order.
+//! 2. `exclude` drops every combination that a (partial) entry matches.
+//! 3. `include`, applied after: an entry's keys that are not original axes are added to every
+//!    combination whose original-axis values the entry matches (added keys may be overwritten by a
+//!    later entry, original values never); an entry that matches no original combination is
+//!    appended as a new combination.
+//!
+//! Beyond GitHub: every cell needs all five axes, so a key a combination lacks takes the axis's
+//! single value when the matrix lists exactly one, else the built-in default (precision fp32,
+//! batch_size 1, seq_len 128, scope model, the only declared model); identical cells are merged.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::{LoadedExperiment, MatrixEntry, Precision, Scope, AXES};
+use crate::error::ConfigError;
+use crate::model::{hex, ModelSpec};
+
+/// One measurement to make: a fully resolved combination of the axes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Short hash of everything that determines the measurement (see [`cell_id`]).
+    pub id: String,
+    pub model: String,
+    pub precision: Precision,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub cells: Vec<Cell>,
+    /// Combinations that resolved to a cell already in the plan.
+    pub merged_duplicates: usize,
+}
+
+type Combo = Vec<(String, Value)>;
+
+fn get<'a>(combo: &'a Combo, key: &str) -> Option<&'a Value> {
+    combo.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn set(combo: &mut Combo, key: &str, value: Value) {
+    match combo.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => *v = value,
+        None => combo.push((key.to_string(), value)),
+    }
+}
+
+fn entry_pairs(e: &MatrixEntry) -> Combo {
+    let v = serde_json::to_value(e).expect("matrix entries serialize");
+    let obj = v.as_object().expect("a matrix entry is an object");
+    // Keep the canonical axis order, so appended combinations print predictably.
+    AXES.iter()
+        .filter_map(|axis| obj.get(*axis).map(|v| (axis.to_string(), v.clone())))
+        .collect()
+}
+
+/// Expands the experiment's matrix into cells.
+pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
+    let m = &exp.config.matrix;
+    let file = exp.file.display();
+    let matrix_value = serde_json::to_value(m).expect("the matrix serializes");
+    let axes: Vec<(String, Vec<Value>)> = m
+        .axis_order
+        .iter()
+        .filter_map(|axis| {
+            matrix_value
+                .get(axis)
+                .and_then(|v| v.as_array())
+                .map(|values| (axis.clone(), values.clone()))
+        })
+        .collect();
+    let original: Vec<&str> = axes.iter().map(|(a, _)| a.as_str()).collect();
+
+    // 1. Cartesian product, first axis outermost. No axes at all gives no combinations, as on
+    //    GitHub, where a matrix of only `include` entries yields exactly those entries.
+    let mut combos: Vec<Combo> = if axes.is_empty() {
+        Vec::new()
+    } else {
+        let mut acc: Vec<Combo> = vec![Vec::new()];
+        for (axis, values) in &axes {
+            acc = acc
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((axis.clone(), v.clone()));
+                        c
+                    })
+                })
+                .collect();
+        }
+        acc
+    };
+
+    // 2. Exclude: partial matches. A key that is not an axis could never match: say so.
+    let mut problems = Vec::new();
+    for (i, e) in m.exclude.iter().enumerate() {
+        let pairs = entry_pairs(e);
+        for (k, _) in &pairs {
+            if !original.contains(&k.as_str()) {
+                problems.push(format!(
+                    "{file}: matrix.exclude[{i}].{k}: `{k}` is not an axis of this matrix, so the entry can never match (axes: {})",
+                    original.join(", ")
+                ));
+            }
+        }
+        combos.retain(|c| !pairs.iter().all(|(k, v)| get(c, k) == Some(v)));
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+
+    // 3. Include, against the original combinations only.
+    let n_original = combos.len();
+    for e in &m.include {
+        let pairs = entry_pairs(e);
+        let mut matched = false;
+        for c in combos.iter_mut().take(n_original) {
+            let fits = pairs
+                .iter()
+                .filter(|(k, _)| original.contains(&k.as_str()))
+                .all(|(k, v)| get(c, k) == Some(v));
+            if fits {
+                matched = true;
+                for (k, v) in pairs.iter().filter(|(k, _)| !original.contains(&k.as_str())) {
+                    set(c, k, v.clone());
+                }
+            }
+        }
+        if !matched {
+            combos.push(pairs);
+        }
+    }
+
+    // 4. Fill the keys a combination lacks, then resolve to typed cells.
+    let single_model = (exp.config.models.len() == 1)
+        .then(|| exp.config.models.keys().next().cloned())
+        .flatten();
+    let defaults: BTreeMap<&str, Option<Value>> = [
+        ("model", single_model.map(Value::from)),
+        ("precision", Some(json!("fp32"))),
+        ("batch_size", Some(json!(1))),
+        ("seq_len", Some(json!(128))),
+        ("scope", Some(json!("model"))),
+    ]
+    .into_iter()
+    .collect();
+    let specs = model_specs(exp)?;
+    let context = IdContext::new(exp).map_err(|e| ConfigError::new(format!("{file}: {e:#}")))?;
+
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut merged_duplicates = 0;
+    for (n, mut c) in combos.into_iter().enumerate() {
+        for axis in AXES {
+            if get(&c, axis).is_some() {
+                continue;
+            }
+            let single = axes
+                .iter()
+                .find(|(a, _)| a == axis)
+                .filter(|(_, values)| values.len() == 1)
+                .map(|(_, values)| values[0].clone());
+            match single.or_else(|| defaults[axis].clone()) {
+                Some(v) => set(&mut c, axis, v),
+                None => {
+                    return Err(ConfigError::new(format!(
+                        "{file}: matrix combination #{} has no `{axis}` and there is no single value to default to: name it in the include entry",
+                        n + 1
+                    )))
+                }
+            }
+        }
+        let cell = to_cell(&c, &specs, &context)
+            .map_err(|e| ConfigError::new(format!("{file}: matrix combination #{}: {e}", n + 1)))?;
+        if cells.iter().any(|existing| existing.id == cell.id) {
+            merged_duplicates += 1;
+        } else {
+            cells.push(cell);
+        }
+    }
+    if cells.is_empty() {
+        return Err(ConfigError::new(format!(
+            "{file}: the matrix expands to 0 cells (every combination was excluded, or no axis has values)"
+        )));
+    }
+    Ok(Plan {
+        cells,
+        merged_duplicates,
+    })
+}
+
+fn model_specs(exp: &LoadedExperiment) -> Result<BTreeMap<String, ModelSpec>, ConfigError> {
+    exp.config
+        .models
+        .iter()
+        .map(|(name, section)| {
+            ModelSpec::resolve(name, section, exp)
+                .map(|s| (name.clone(), s))
+                .map_err(|e| ConfigError::new(format!("{}: {e:#}", exp.file.display())))
+        })
+        .collect()
+}
+
+fn to_cell(c: &Combo, specs: &BTreeMap<String, ModelSpec>, ctx: &IdContext) -> Result<Cell, String> {
+    let field = |k: &str| get(c, k).cloned().expect("every axis was filled");
+    let model: String = serde_json::from_value(field("model")).map_err(|e| e.to_string())?;
+    let precision: Precision = serde_json::from_value(field("precision")).map_err(|e| e.to_string())?;
+    let batch_size: i64 = serde_json::from_value(field("batch_size")).map_err(|e| e.to_string())?;
+    let seq_len: i64 = serde_json::from_value(field("seq_len")).map_err(|e| e.to_string())?;
+    let scope: Scope = serde_json::from_value(field("scope")).map_err(|e| e.to_string())?;
+    let spec = specs
+        .get(&model)
+        .ok_or_else(|| format!("model {model:?} is not declared"))?;
+    if batch_size < 1 {
+        return Err(format!("batch_size must be >= 1 (got {batch_size})"));
+    }
+    let max = spec.preset.max_position_embeddings as i64;
+    if !(2..=max).contains(&seq_len) {
+        return Err(format!(
+            "seq_len = {seq_len} is outside 2..={max} for model {model:?} (its position embeddings)"
+        ));
+    }
+    let mut cell = Cell {
+        id: String::new(),
+        model,
+        precision,
+        batch_size: batch_size as usize,
+        seq_len: seq_len as usize,
+        scope,
+    };
+    cell.id = cell_id(&cell, spec, ctx).map_err(|e| format!("{e:#}"))?;
+    Ok(cell)
+}
+
+/// The parts of a cell's identity shared by all cells of a run.
+struct IdContext {
+    protocol: Value,
+    dataset: Value,
+    weights: BTreeMap<String, String>,
+}
+
+impl IdContext {
+    fn new(exp: &LoadedExperiment) -> anyhow::Result<Self> {
+        let d = &exp.config.dataset;
+        let digest = |path: &std::path::Path| -> anyhow::Result<String> {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Ok(hex(&Sha256::digest(bytes))[..16].to_string())
+        };
+        let dataset = json!({
+            "sha256": digest(&exp.resolve(&d.path))?,
+            "format": d.format,
+            "tokenizer_sha256": digest(&exp.resolve(&d.tokenizer))?,
+            "limit": d.limit,
+        });
+        let mut weights = BTreeMap::new();
+        for (name, section) in &exp.config.models {
+            let spec = ModelSpec::resolve(name, section, exp)?;
+            let identity = spec
+                .weights_identity()
+                .with_context(|| format!("models.{name}.weights"))?;
+            weights.insert(name.clone(), identity);
+        }
+        Ok(Self {
+            protocol: serde_json::to_value(&exp.config.protocol)?,
+            dataset,
+            weights,
+        })
+    }
+}
+
+/// A cell's id: the first 12 hex digits of the SHA-256 of its fully resolved settings (model name,
+/// architecture, weights' identity, precision, shapes, scope, protocol, dataset and tokenizer
+/// contents). Independent of the cell's position, of other cells and of the device, so re-runs,
+/// resumes and comparisons across machines match cells by what they are.
+fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow::Result<String> {
+    let identity = json!({
+        "model": cell.model,
+        "preset": spec.preset,
+        "weights": ctx.weights[&cell.model],
+        "precision": cell.precision,
+        "batch_size": cell.batch_size,
+        "seq_len": cell.seq_len,
+        "scope": cell.scope,
+        "protocol": ctx.protocol,
+        "dataset": ctx.dataset,
+    });
+    // serde_json's maps are sorted by key, so this text is canonical.
+    let text = serde_json::to_string(&identity)?;
+    Ok(hex(&Sha256::digest(text.as_bytes()))[..12].to_string())
+}

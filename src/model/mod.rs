@@ -1,0 +1,150 @@
+//! Models with per-layer access, their weights, and the precisions they run in.
+
+pub mod distilbert;
+pub mod preset;
+pub mod weights;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use sha2::{Digest, Sha256};
+
+use crate::config::{LoadedExperiment, ModelSection, Precision};
+pub use distilbert::{DistilBert, Layer};
+pub use preset::Preset;
+
+pub fn dtype_for(precision: Precision) -> DType {
+    match precision {
+        Precision::Fp32 => DType::F32,
+        Precision::Fp16 => DType::F16,
+        Precision::Bf16 => DType::BF16,
+    }
+}
+
+/// A declared model, resolved against the experiment file.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub name: String,
+    pub preset: Preset,
+    pub weights: WeightsSource,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WeightsSource {
+    Random { seed: u64 },
+    HuggingFaceDir(PathBuf),
+}
+
+impl ModelSpec {
+    pub fn resolve(name: &str, section: &ModelSection, exp: &LoadedExperiment) -> Result<Self> {
+        let preset = Preset::lookup(section.architecture, &section.preset)
+            .with_context(|| format!("models.{name}: unknown preset {:?}", section.preset))?;
+        let weights = if section.weights == "random" {
+            WeightsSource::Random {
+                seed: exp.config.experiment.seed,
+            }
+        } else {
+            WeightsSource::HuggingFaceDir(exp.resolve(Path::new(&section.weights)))
+        };
+        Ok(Self {
+            name: name.to_string(),
+            preset,
+            weights,
+        })
+    }
+
+    /// What the weights are, for the cell id: the seed for random weights; for a folder, hashes of
+    /// config.json and of the safetensors header (names, shapes, offsets) plus the file size, which
+    /// is cheap enough to keep `runner plan` instant.
+    pub fn weights_identity(&self) -> Result<String> {
+        match &self.weights {
+            WeightsSource::Random { seed } => Ok(format!("random(seed={seed})")),
+            WeightsSource::HuggingFaceDir(dir) => {
+                let mut h = Sha256::new();
+                let config = dir.join("config.json");
+                h.update(std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?);
+                let st = dir.join("model.safetensors");
+                let bytes = safetensors_header(&st)?;
+                h.update(&bytes);
+                let size = std::fs::metadata(&st)?.len();
+                h.update(size.to_le_bytes());
+                Ok(format!("hf-dir(sha256:{})", &hex(&h.finalize())[..16]))
+            }
+        }
+    }
+
+    pub fn describe_weights(&self) -> String {
+        match &self.weights {
+            WeightsSource::Random { seed } => format!("random, seeded ({seed})"),
+            WeightsSource::HuggingFaceDir(dir) => dir.display().to_string(),
+        }
+    }
+}
+
+fn safetensors_header(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let n = u64::from_le_bytes(len);
+    anyhow::ensure!(n < 100 << 20, "{}: implausible safetensors header size {n}", path.display());
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .with_context(|| format!("{}: truncated safetensors header", path.display()))?;
+    Ok(header)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds models, keeping each model's host-side random weights so that several precisions and
+/// batch sizes of one model generate them once.
+#[derive(Default)]
+pub struct ModelStore {
+    random: HashMap<String, HashMap<String, Tensor>>,
+}
+
+impl ModelStore {
+    pub fn load(&mut self, spec: &ModelSpec, precision: Precision, device: &Device) -> Result<DistilBert> {
+        let dtype = dtype_for(precision);
+        let vb = match &spec.weights {
+            WeightsSource::Random { seed } => {
+                if !self.random.contains_key(&spec.name) {
+                    let tensors = weights::random_tensors(&spec.preset, *seed)?;
+                    self.random.insert(spec.name.clone(), tensors);
+                }
+                VarBuilder::from_tensors(self.random[&spec.name].clone(), dtype, device)
+            }
+            WeightsSource::HuggingFaceDir(dir) => {
+                weights::check_hf_config(dir, &spec.preset)?;
+                let file = dir.join("model.safetensors");
+                // SAFETY: the file is memory-mapped read-only; the runner does not modify it while
+                // the model is loaded (the usual caveat for mmapped files).
+                unsafe { VarBuilder::from_mmaped_safetensors(&[&file], dtype, device) }
+                    .with_context(|| format!("loading {}", file.display()))?
+            }
+        };
+        DistilBert::load(vb, &spec.preset)
+            .with_context(|| format!("building model {:?} in {}", spec.name, precision.name()))
+    }
+}
+
+/// Checks that the device really runs this dtype (a matmul, a softmax, a cast), so an unsupported
+/// precision becomes a skipped cell with the backend's own reason instead of a crash mid-window.
+pub fn probe_precision(precision: Precision, device: &Device) -> std::result::Result<(), String> {
+    let dtype = dtype_for(precision);
+    let run = || -> candle_core::Result<()> {
+        let a = Tensor::ones((4, 8), dtype, device)?;
+        let b = Tensor::ones((8, 4), dtype, device)?;
+        let c = a.matmul(&b)?;
+        let s = candle_nn::ops::softmax_last_dim(&c.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
+        s.gelu_erf()?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+        Ok(())
+    };
+    run().map_err(|e| format!("{} is not supported on this device: {e}", precision.name()))
+}

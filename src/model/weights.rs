@@ -1,0 +1,174 @@
+//! Where weights come from: seeded random tensors in the real architecture, or a local Hugging Face
+//! folder (config.json + model.safetensors). Nothing is ever downloaded.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::preset::Preset;
+
+/// Every tensor of `DistilBertForSequenceClassification` with its shape, in Hugging Face naming.
+pub fn tensor_shapes(p: &Preset) -> Vec<(String, Vec<usize>)> {
+    let mut out = vec![
+        ("distilbert.embeddings.word_embeddings.weight".to_string(), vec![p.vocab_size, p.dim]),
+        (
+            "distilbert.embeddings.position_embeddings.weight".to_string(),
+            vec![p.max_position_embeddings, p.dim],
+        ),
+        ("distilbert.embeddings.LayerNorm.weight".to_string(), vec![p.dim]),
+        ("distilbert.embeddings.LayerNorm.bias".to_string(), vec![p.dim]),
+    ];
+    for i in 0..p.n_layers {
+        let l = format!("distilbert.transformer.layer.{i}");
+        for lin in ["q_lin", "k_lin", "v_lin", "out_lin"] {
+            out.push((format!("{l}.attention.{lin}.weight"), vec![p.dim, p.dim]));
+            out.push((format!("{l}.attention.{lin}.bias"), vec![p.dim]));
+        }
+        out.push((format!("{l}.ffn.lin1.weight"), vec![p.hidden_dim, p.dim]));
+        out.push((format!("{l}.ffn.lin1.bias"), vec![p.hidden_dim]));
+        out.push((format!("{l}.ffn.lin2.weight"), vec![p.dim, p.hidden_dim]));
+        out.push((format!("{l}.ffn.lin2.bias"), vec![p.dim]));
+        for norm in ["sa_layer_norm", "output_layer_norm"] {
+            out.push((format!("{l}.{norm}.weight"), vec![p.dim]));
+            out.push((format!("{l}.{norm}.bias"), vec![p.dim]));
+        }
+    }
+    out.push(("pre_classifier.weight".into(), vec![p.dim, p.dim]));
+    out.push(("pre_classifier.bias".into(), vec![p.dim]));
+    out.push(("classifier.weight".into(), vec![p.num_labels, p.dim]));
+    out.push(("classifier.bias".into(), vec![p.num_labels]));
+    out
+}
+
+/// Seeded random f32 weights on the CPU, initialised as Hugging Face does: normal(0,
+/// initializer_range) for linear and embedding weights, zero biases, unit layer-norm scales, and a
+/// zero padding row (id 0) in the word embeddings. Each tensor has its own stream derived from
+/// (seed, name), so the values do not depend on generation order, device or precision.
+pub fn random_tensors(p: &Preset, seed: u64) -> Result<HashMap<String, Tensor>> {
+    let normal = Normal::new(0f32, p.initializer_range as f32)?;
+    let mut tensors = HashMap::new();
+    for (name, shape) in tensor_shapes(p) {
+        let count: usize = shape.iter().product();
+        let values: Vec<f32> = if name.ends_with(".bias") {
+            vec![0.0; count]
+        } else if name.contains("LayerNorm") || name.contains("layer_norm") {
+            vec![1.0; count]
+        } else {
+            let mut rng = ChaCha8Rng::from_seed(stream_seed(seed, &name));
+            let mut v: Vec<f32> = (0..count).map(|_| normal.sample(&mut rng)).collect();
+            if name.ends_with("word_embeddings.weight") {
+                v[..p.dim].fill(0.0);
+            }
+            v
+        };
+        tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
+    }
+    Ok(tensors)
+}
+
+fn stream_seed(seed: u64, name: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(name.as_bytes());
+    h.finalize().into()
+}
+
+/// Reads a Hugging Face DistilBERT config.json and checks it describes the declared preset.
+pub fn check_hf_config(dir: &Path, preset: &Preset) -> Result<()> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let num_labels = cfg
+        .get("id2label")
+        .and_then(|m| m.as_object())
+        .map(|m| m.len() as u64)
+        .or_else(|| cfg.get("num_labels").and_then(|v| v.as_u64()))
+        .unwrap_or(2);
+    let fields = [
+        ("vocab_size", cfg.get("vocab_size").and_then(|v| v.as_u64()), p64(preset.vocab_size)),
+        ("dim", cfg.get("dim").and_then(|v| v.as_u64()), p64(preset.dim)),
+        ("n_layers", cfg.get("n_layers").and_then(|v| v.as_u64()), p64(preset.n_layers)),
+        ("n_heads", cfg.get("n_heads").and_then(|v| v.as_u64()), p64(preset.n_heads)),
+        ("hidden_dim", cfg.get("hidden_dim").and_then(|v| v.as_u64()), p64(preset.hidden_dim)),
+        (
+            "max_position_embeddings",
+            cfg.get("max_position_embeddings").and_then(|v| v.as_u64()),
+            p64(preset.max_position_embeddings),
+        ),
+        ("num_labels (id2label)", Some(num_labels), p64(preset.num_labels)),
+    ];
+    for (key, found, expected) in fields {
+        match found {
+            Some(v) if v == expected => {}
+            Some(v) => bail!(
+                "{}: {key} is {v} but the declared preset has {expected}; set the model's preset to the checkpoint's architecture",
+                path.display()
+            ),
+            None => bail!("{}: missing {key}: is this a DistilBERT config.json?", path.display()),
+        }
+    }
+    Ok(())
+}
+
+fn p64(v: usize) -> u64 {
+    v as u64
+}
+
+/// Writes weights in the Hugging Face layout (config.json + model.safetensors), as a
+/// `DistilBertForSequenceClassification` checkpoint would be.
+pub fn save_hf_dir(dir: &Path, preset: &Preset, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let id2label: serde_json::Map<String, serde_json::Value> = (0..preset.num_labels)
+        .map(|i| (i.to_string(), json!(format!("LABEL_{i}"))))
+        .collect();
+    let config = json!({
+        "architectures": ["DistilBertForSequenceClassification"],
+        "model_type": "distilbert",
+        "activation": "gelu",
+        "vocab_size": preset.vocab_size,
+        "dim": preset.dim,
+        "n_layers": preset.n_layers,
+        "n_heads": preset.n_heads,
+        "hidden_dim": preset.hidden_dim,
+        "max_position_embeddings": preset.max_position_embeddings,
+        "initializer_range": preset.initializer_range,
+        "pad_token_id": 0,
+        "sinusoidal_pos_embds": false,
+        "id2label": id2label,
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
+    candle_core::safetensors::save(tensors, dir.join("model.safetensors"))
+        .with_context(|| format!("writing {}", dir.join("model.safetensors").display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_weights_are_seeded_and_order_independent() {
+        let p = Preset::DISTILBERT_TINY;
+        let a = random_tensors(&p, 7).unwrap();
+        let b = random_tensors(&p, 7).unwrap();
+        let c = random_tensors(&p, 8).unwrap();
+        let name = "distilbert.transformer.layer.1.ffn.lin1.weight";
+        let va: Vec<f32> = a[name].flatten_all().unwrap().to_vec1().unwrap();
+        let vb: Vec<f32> = b[name].flatten_all().unwrap().to_vec1().unwrap();
+        let vc: Vec<f32> = c[name].flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(va, vb);
+        assert_ne!(va, vc);
+        // The initialiser's spread is the preset's.
+        let std = (va.iter().map(|x| x * x).sum::<f32>() / va.len() as f32).sqrt();
+        assert!((std - 0.02).abs() < 0.002, "std {std}");
+        assert_eq!(a.len(), tensor_shapes(&p).len());
+    }
+}

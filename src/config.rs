@@ -307,7 +307,9 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<LoadedExperiment, Confi
         ))
     })?;
 
-    let mut figment = Figment::new().merge(Toml::file_exact(file)).merge(env_provider());
+    let mut figment = Figment::new()
+        .merge(Toml::file_exact(file))
+        .merge(env_provider());
     for raw in overrides {
         figment = figment.merge(SetOverride::parse(raw)?);
     }
@@ -465,10 +467,7 @@ fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
                     Some(figment::Source::File(p)) => p.display().to_string(),
                     _ if md.name.starts_with("--set") => md.name.to_string(),
                     _ if md.name.contains("environment") => {
-                        let var = format!(
-                            "{ENV_PREFIX}{}",
-                            e.path.join("__").to_ascii_uppercase()
-                        );
+                        let var = format!("{ENV_PREFIX}{}", e.path.join("__").to_ascii_uppercase());
                         format!("environment variable {var}")
                     }
                     _ => file.display().to_string(),
@@ -528,7 +527,9 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
     ];
     for (key, v) in seconds {
         if !(v.is_finite() && v >= 0.0) {
-            bad(format!("protocol.{key} = {v}: must be a number of seconds >= 0"));
+            bad(format!(
+                "protocol.{key} = {v}: must be a number of seconds >= 0"
+            ));
         }
     }
     if !(p.min_window_s.is_finite() && p.min_window_s > 0.0) {
@@ -575,7 +576,9 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
     }
     if let Some(limit) = c.dataset.limit {
         if limit < 1 {
-            bad(format!("dataset.limit = {limit}: must be >= 1 (or left out to use every example)"));
+            bad(format!(
+                "dataset.limit = {limit}: must be >= 1 (or left out to use every example)"
+            ));
         }
     }
 
@@ -621,11 +624,18 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
     }
     for (i, &b) in m.batch_size.iter().flatten().enumerate() {
         if b < 1 {
-            bad(format!("batch_size must be >= 1 (matrix.batch_size[{i}] = {b})"));
+            bad(format!(
+                "batch_size must be >= 1 (matrix.batch_size[{i}] = {b})"
+            ));
         }
     }
     for (i, &s) in m.seq_len.iter().flatten().enumerate() {
-        check_seq_len(&mut bad, &format!("matrix.seq_len[{i}]"), s, smallest_max_pos);
+        check_seq_len(
+            &mut bad,
+            &format!("matrix.seq_len[{i}]"),
+            s,
+            smallest_max_pos,
+        );
     }
     for (list, entries) in [("include", &m.include), ("exclude", &m.exclude)] {
         for (i, e) in entries.iter().enumerate() {
@@ -638,7 +648,9 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
             }
             if let Some(b) = e.batch_size {
                 if b < 1 {
-                    bad(format!("batch_size must be >= 1 (matrix.{list}[{i}].batch_size = {b})"));
+                    bad(format!(
+                        "batch_size must be >= 1 (matrix.{list}[{i}].batch_size = {b})"
+                    ));
                 }
             }
             if let Some(s) = e.seq_len {
@@ -654,7 +666,10 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
     for (axis, empty) in [
         ("model", m.model.as_ref().is_some_and(Vec::is_empty)),
         ("precision", m.precision.as_ref().is_some_and(Vec::is_empty)),
-        ("batch_size", m.batch_size.as_ref().is_some_and(Vec::is_empty)),
+        (
+            "batch_size",
+            m.batch_size.as_ref().is_some_and(Vec::is_empty),
+        ),
         ("seq_len", m.seq_len.as_ref().is_some_and(Vec::is_empty)),
         ("scope", m.scope.as_ref().is_some_and(Vec::is_empty)),
     ] {

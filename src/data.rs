@@ -54,7 +54,11 @@ pub fn load_dataset(path: &Path, format: DatasetFormat, limit: Option<usize>) ->
                     ),
                 };
                 let rating: f64 = rating.trim().parse().with_context(|| {
-                    format!("{}:{}: rating {rating:?} is not a number", path.display(), i + 1)
+                    format!(
+                        "{}:{}: rating {rating:?} is not a number",
+                        path.display(),
+                        i + 1
+                    )
                 })?;
                 if rating == 0.0 {
                     dropped_neutral += 1;
@@ -85,7 +89,9 @@ pub fn load_dataset(path: &Path, format: DatasetFormat, limit: Option<usize>) ->
 pub fn build_tokenizer(path: &Path, seq_len: usize) -> Result<Tokenizer> {
     let context = || format!("loading tokenizer {}", path.display());
     let mut tokenizer = if path.extension().is_some_and(|e| e == "json") {
-        Tokenizer::from_file(path).map_err(anyhow::Error::msg).with_context(context)?
+        Tokenizer::from_file(path)
+            .map_err(anyhow::Error::msg)
+            .with_context(context)?
     } else {
         let wordpiece = WordPiece::from_file(&path.to_string_lossy())
             .unk_token("[UNK]".into())
@@ -167,7 +173,8 @@ pub fn tokenize(tokenizer: &Tokenizer, dataset: &Dataset, seq_len: usize) -> Res
             enc.get_ids().len()
         );
         set.ids.extend_from_slice(enc.get_ids());
-        set.attention_mask.extend_from_slice(enc.get_attention_mask());
+        set.attention_mask
+            .extend_from_slice(enc.get_attention_mask());
         set.real_tokens += enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
         if !enc.get_overflowing().is_empty() {
             set.truncated += 1;
@@ -271,7 +278,9 @@ mod tests {
         // bert-base-uncased: [CLS]=101 hello=7592 ,=1010 world=2088 !=999 [SEP]=102, then [PAD]=0.
         assert_eq!(enc.get_ids(), &[101, 7592, 1010, 2088, 999, 102, 0, 0]);
         assert_eq!(enc.get_attention_mask(), &[1, 1, 1, 1, 1, 1, 0, 0]);
-        let long = t.encode("one two three four five six seven eight", true).unwrap();
+        let long = t
+            .encode("one two three four five six seven eight", true)
+            .unwrap();
         assert_eq!(long.get_ids().len(), 8);
         assert_eq!(long.get_ids()[7], 102, "truncation keeps the final [SEP]");
     }

@@ -3,11 +3,16 @@
 //! The modules follow the data flow: config -> matrix -> (model, data) -> measure (with a sensor)
 //! -> results -> analysis -> report. `sweep` drives one run; `cli` parses the command line.
 
+pub mod analysis;
+pub mod cli;
 pub mod config;
-pub mod error;
-pub mod model;
 pub mod data;
 pub mod device;
+pub mod error;
 pub mod matrix;
 pub mod measure;
+pub mod model;
+pub mod report;
+pub mod results;
 pub mod sensor;
+pub mod sweep;

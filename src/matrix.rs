@@ -131,7 +131,10 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
                 .all(|(k, v)| get(c, k) == Some(v));
             if fits {
                 matched = true;
-                for (k, v) in pairs.iter().filter(|(k, _)| !original.contains(&k.as_str())) {
+                for (k, v) in pairs
+                    .iter()
+                    .filter(|(k, _)| !original.contains(&k.as_str()))
+                {
                     set(c, k, v.clone());
                 }
             }
@@ -210,10 +213,15 @@ fn model_specs(exp: &LoadedExperiment) -> Result<BTreeMap<String, ModelSpec>, Co
         .collect()
 }
 
-fn to_cell(c: &Combo, specs: &BTreeMap<String, ModelSpec>, ctx: &IdContext) -> Result<Cell, String> {
+fn to_cell(
+    c: &Combo,
+    specs: &BTreeMap<String, ModelSpec>,
+    ctx: &IdContext,
+) -> Result<Cell, String> {
     let field = |k: &str| get(c, k).cloned().expect("every axis was filled");
     let model: String = serde_json::from_value(field("model")).map_err(|e| e.to_string())?;
-    let precision: Precision = serde_json::from_value(field("precision")).map_err(|e| e.to_string())?;
+    let precision: Precision =
+        serde_json::from_value(field("precision")).map_err(|e| e.to_string())?;
     let batch_size: i64 = serde_json::from_value(field("batch_size")).map_err(|e| e.to_string())?;
     let seq_len: i64 = serde_json::from_value(field("seq_len")).map_err(|e| e.to_string())?;
     let scope: Scope = serde_json::from_value(field("scope")).map_err(|e| e.to_string())?;
@@ -252,7 +260,8 @@ impl IdContext {
     fn new(exp: &LoadedExperiment) -> anyhow::Result<Self> {
         let d = &exp.config.dataset;
         let digest = |path: &std::path::Path| -> anyhow::Result<String> {
-            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             Ok(hex(&Sha256::digest(bytes))[..16].to_string())
         };
         let dataset = json!({

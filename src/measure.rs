@@ -277,7 +277,7 @@ pub mod tests {
         let mut k = 0u32;
         let mut noisy = || {
             k += 1;
-            clock.advance(if k % 2 == 0 { 0.010 } else { 0.030 });
+            clock.advance(if k.is_multiple_of(2) { 0.010 } else { 0.030 });
             Ok(())
         };
         let w = warm_up(&protocol(), &clock, &mut noisy).unwrap();

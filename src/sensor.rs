@@ -13,7 +13,7 @@ pub struct SensorInfo {
     /// "none" (or, on GPUs, "nvml").
     pub kind: String,
     pub measures_energy: bool,
-    /// For `none`: why energy is not measured.
+    /// For `none`: why energy is not measured (a clause, e.g. "the cells ran on the CPU ...").
     pub note: String,
 }
 
@@ -74,11 +74,12 @@ impl EnergySensor for NoSensor {
 /// Picks the sensor for `sensor.kind` on this device.
 pub fn select(section: &SensorSection, device: &DeviceInfo) -> Box<dyn EnergySensor> {
     let note = match (section.kind, device.backend.as_str()) {
-        (SensorKind::None, _) => {
-            "energy not measured: sensor.kind = \"none\" in the experiment".to_string()
+        (SensorKind::None, _) => "sensor.kind = \"none\" in the experiment".to_string(),
+        (_, "cpu") => {
+            "the cells ran on the CPU, and the runner meters energy only on NVIDIA GPUs (NVML)"
+                .to_string()
         }
-        (_, "cpu") => "energy not measured: the cells ran on the CPU, and the runner meters energy only on NVIDIA GPUs (NVML)".to_string(),
-        _ => "energy not measured: this build of the runner has no NVML sensor".to_string(),
+        _ => "this build of the runner has no NVML sensor".to_string(),
     };
     Box::new(NoSensor::new(note))
 }

@@ -184,7 +184,12 @@ impl DistilBert {
 
     /// Runs one layer alone. `input` is the token ids for the embeddings and the previous
     /// layer's output otherwise; `additive_mask` comes from [`Self::additive_mask`].
-    pub fn forward_layer(&self, layer: Layer, input: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
+    pub fn forward_layer(
+        &self,
+        layer: Layer,
+        input: &Tensor,
+        additive_mask: &Tensor,
+    ) -> Result<Tensor> {
         match layer {
             Layer::Embeddings => self.embeddings.forward(input),
             Layer::Block(i) => self.blocks[i].forward(input, additive_mask),

@@ -65,7 +65,10 @@ impl ModelSpec {
             WeightsSource::HuggingFaceDir(dir) => {
                 let mut h = Sha256::new();
                 let config = dir.join("config.json");
-                h.update(std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?);
+                h.update(
+                    std::fs::read(&config)
+                        .with_context(|| format!("reading {}", config.display()))?,
+                );
                 let st = dir.join("model.safetensors");
                 let bytes = safetensors_header(&st)?;
                 h.update(&bytes);
@@ -91,7 +94,11 @@ fn safetensors_header(path: &Path) -> Result<Vec<u8>> {
     f.read_exact(&mut len)
         .with_context(|| format!("{}: not a safetensors file", path.display()))?;
     let n = u64::from_le_bytes(len);
-    anyhow::ensure!(n < 100 << 20, "{}: implausible safetensors header size {n}", path.display());
+    anyhow::ensure!(
+        n < 100 << 20,
+        "{}: implausible safetensors header size {n}",
+        path.display()
+    );
     let mut header = vec![0u8; n as usize];
     f.read_exact(&mut header)
         .with_context(|| format!("{}: truncated safetensors header", path.display()))?;
@@ -110,7 +117,12 @@ pub struct ModelStore {
 }
 
 impl ModelStore {
-    pub fn load(&mut self, spec: &ModelSpec, precision: Precision, device: &Device) -> Result<DistilBert> {
+    pub fn load(
+        &mut self,
+        spec: &ModelSpec,
+        precision: Precision,
+        device: &Device,
+    ) -> Result<DistilBert> {
         let dtype = dtype_for(precision);
         let vb = match &spec.weights {
             WeightsSource::Random { seed } => {
@@ -143,7 +155,10 @@ pub fn probe_precision(precision: Precision, device: &Device) -> std::result::Re
         let b = Tensor::ones((8, 4), dtype, device)?;
         let c = a.matmul(&b)?;
         let s = candle_nn::ops::softmax_last_dim(&c.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
-        s.gelu_erf()?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+        s.gelu_erf()?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()?;
         Ok(())
     };
     run().map_err(|e| format!("{} is not supported on this device: {e}", precision.name()))

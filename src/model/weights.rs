@@ -17,13 +17,22 @@ use super::preset::Preset;
 /// Every tensor of `DistilBertForSequenceClassification` with its shape, in Hugging Face naming.
 pub fn tensor_shapes(p: &Preset) -> Vec<(String, Vec<usize>)> {
     let mut out = vec![
-        ("distilbert.embeddings.word_embeddings.weight".to_string(), vec![p.vocab_size, p.dim]),
+        (
+            "distilbert.embeddings.word_embeddings.weight".to_string(),
+            vec![p.vocab_size, p.dim],
+        ),
         (
             "distilbert.embeddings.position_embeddings.weight".to_string(),
             vec![p.max_position_embeddings, p.dim],
         ),
-        ("distilbert.embeddings.LayerNorm.weight".to_string(), vec![p.dim]),
-        ("distilbert.embeddings.LayerNorm.bias".to_string(), vec![p.dim]),
+        (
+            "distilbert.embeddings.LayerNorm.weight".to_string(),
+            vec![p.dim],
+        ),
+        (
+            "distilbert.embeddings.LayerNorm.bias".to_string(),
+            vec![p.dim],
+        ),
     ];
     for i in 0..p.n_layers {
         let l = format!("distilbert.transformer.layer.{i}");
@@ -83,7 +92,8 @@ fn stream_seed(seed: u64, name: &str) -> [u8; 32] {
 /// Reads a Hugging Face DistilBERT config.json and checks it describes the declared preset.
 pub fn check_hf_config(dir: &Path, preset: &Preset) -> Result<()> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let cfg: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let num_labels = cfg
@@ -93,17 +103,41 @@ pub fn check_hf_config(dir: &Path, preset: &Preset) -> Result<()> {
         .or_else(|| cfg.get("num_labels").and_then(|v| v.as_u64()))
         .unwrap_or(2);
     let fields = [
-        ("vocab_size", cfg.get("vocab_size").and_then(|v| v.as_u64()), p64(preset.vocab_size)),
-        ("dim", cfg.get("dim").and_then(|v| v.as_u64()), p64(preset.dim)),
-        ("n_layers", cfg.get("n_layers").and_then(|v| v.as_u64()), p64(preset.n_layers)),
-        ("n_heads", cfg.get("n_heads").and_then(|v| v.as_u64()), p64(preset.n_heads)),
-        ("hidden_dim", cfg.get("hidden_dim").and_then(|v| v.as_u64()), p64(preset.hidden_dim)),
+        (
+            "vocab_size",
+            cfg.get("vocab_size").and_then(|v| v.as_u64()),
+            p64(preset.vocab_size),
+        ),
+        (
+            "dim",
+            cfg.get("dim").and_then(|v| v.as_u64()),
+            p64(preset.dim),
+        ),
+        (
+            "n_layers",
+            cfg.get("n_layers").and_then(|v| v.as_u64()),
+            p64(preset.n_layers),
+        ),
+        (
+            "n_heads",
+            cfg.get("n_heads").and_then(|v| v.as_u64()),
+            p64(preset.n_heads),
+        ),
+        (
+            "hidden_dim",
+            cfg.get("hidden_dim").and_then(|v| v.as_u64()),
+            p64(preset.hidden_dim),
+        ),
         (
             "max_position_embeddings",
             cfg.get("max_position_embeddings").and_then(|v| v.as_u64()),
             p64(preset.max_position_embeddings),
         ),
-        ("num_labels (id2label)", Some(num_labels), p64(preset.num_labels)),
+        (
+            "num_labels (id2label)",
+            Some(num_labels),
+            p64(preset.num_labels),
+        ),
     ];
     for (key, found, expected) in fields {
         match found {
@@ -144,7 +178,10 @@ pub fn save_hf_dir(dir: &Path, preset: &Preset, tensors: &HashMap<String, Tensor
         "sinusoidal_pos_embds": false,
         "id2label": id2label,
     });
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?,
+    )?;
     candle_core::safetensors::save(tensors, dir.join("model.safetensors"))
         .with_context(|| format!("writing {}", dir.join("model.safetensors").display()))?;
     Ok(())

@@ -1,0 +1,142 @@
+//! Charts as SVG strings (plotters' SVG backend needs no font files, so a fresh machine builds and
+//! renders them). Each chart plots one metric against batch size, one line per
+//! (model, precision, seq_len), on a log2 batch-size axis.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+
+use crate::analysis::CellSummary;
+
+pub struct Chart {
+    /// File name beside the Markdown report, e.g. `latency.svg`.
+    pub file_name: String,
+    pub title: String,
+    pub svg: String,
+}
+
+type Series = BTreeMap<String, Vec<(f64, f64)>>;
+
+/// (file name, title, y-axis label, the metric plotted).
+type ChartSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CellSummary) -> Option<f64>,
+);
+
+fn series(summaries: &[CellSummary], metric: impl Fn(&CellSummary) -> Option<f64>) -> Series {
+    let mut out: Series = BTreeMap::new();
+    for s in summaries {
+        if let Some(y) = metric(s) {
+            let key = format!("{} {} seq {}", s.model, s.precision, s.seq_len);
+            out.entry(key).or_default().push((s.batch_size as f64, y));
+        }
+    }
+    for points in out.values_mut() {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
+pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
+    let specs: [ChartSpec; 4] = [
+        (
+            "latency.svg",
+            "Latency per batch (median, ms)",
+            "ms per batch",
+            |s| s.latency_per_loop_ms,
+        ),
+        (
+            "throughput.svg",
+            "Throughput (samples/s)",
+            "samples / s",
+            |s| s.throughput_samples_per_s,
+        ),
+        (
+            "energy.svg",
+            "Energy per inference (mJ)",
+            "mJ per sample",
+            |s| s.energy_per_inference_mj,
+        ),
+        ("power.svg", "Average power (W)", "W", |s| s.avg_power_w),
+    ];
+    let mut charts = Vec::new();
+    for (file, title, y_label, metric) in specs {
+        let data = series(summaries, metric);
+        if data.is_empty() {
+            continue;
+        }
+        charts.push(Chart {
+            file_name: file.to_string(),
+            title: title.to_string(),
+            svg: line_chart(title, y_label, &data)?,
+        });
+    }
+    Ok(charts)
+}
+
+fn line_chart(title: &str, y_label: &str, data: &Series) -> Result<String> {
+    let xs = data.values().flatten().map(|p| p.0);
+    let ys = data.values().flatten().map(|p| p.1);
+    let x_min = xs.clone().fold(f64::MAX, f64::min);
+    let x_max = xs.fold(f64::MIN, f64::max);
+    let y_max = ys.fold(0f64, f64::max);
+    // Half a power of two of margin on the log axis, so end points are not on the frame.
+    let (x_lo, x_hi) = (x_min / 1.5, x_max * 1.5);
+    let err = |e: &dyn std::fmt::Display| anyhow!("drawing chart {title:?}: {e}");
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d((x_lo..x_hi).log_scale(), 0f64..(y_max * 1.15).max(1e-9))
+            .map_err(|e| err(&e))?;
+        let batch_ticks: Vec<f64> = {
+            let mut t: Vec<f64> = data.values().flatten().map(|p| p.0).collect();
+            t.sort_by(f64::total_cmp);
+            t.dedup();
+            t
+        };
+        chart
+            .configure_mesh()
+            .x_desc("batch size")
+            .y_desc(y_label)
+            .x_labels(batch_ticks.len().max(2))
+            .x_label_formatter(&|x| format!("{}", x.round()))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, (name, points)) in data.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| err(&e))?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}

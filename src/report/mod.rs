@@ -1,0 +1,330 @@
+//! Reports: summary.csv, report.md (+ SVG charts beside it) and a self-contained report.html,
+//! rendered from the run directory alone, so `runner report DIR` reproduces them byte for byte.
+//!
+//! Templates are minijinja files users may edit without recompiling: `--templates DIR`, else
+//! `./templates` when it holds them, else the copies built into the binary.
+
+pub mod charts;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use minijinja::{context, Environment, Value};
+use serde::Serialize;
+
+use crate::analysis::{summarize_all, CellSummary};
+use crate::results::{write_atomic, CellRecord, CellStatus, Manifest, RunDir};
+
+pub const HTML_TEMPLATE: &str = "report.html.j2";
+pub const MD_TEMPLATE: &str = "report.md.j2";
+const BUILTIN_HTML: &str = include_str!("../../templates/report.html.j2");
+const BUILTIN_MD: &str = include_str!("../../templates/report.md.j2");
+
+/// Where the report templates come from.
+#[derive(Debug, Clone)]
+pub enum TemplateSource {
+    Dir(PathBuf),
+    BuiltIn,
+}
+
+impl TemplateSource {
+    /// `explicit` (from `--templates`) must hold both templates; otherwise `./templates` is used
+    /// when it holds them, else the built-in copies.
+    pub fn resolve(explicit: Option<&Path>) -> Result<Self> {
+        let complete = |d: &Path| d.join(HTML_TEMPLATE).is_file() && d.join(MD_TEMPLATE).is_file();
+        match explicit {
+            Some(dir) if complete(dir) => Ok(Self::Dir(dir.to_path_buf())),
+            Some(dir) => Err(crate::error::ConfigError::new(format!(
+                "--templates {}: the folder must hold {HTML_TEMPLATE} and {MD_TEMPLATE}",
+                dir.display()
+            ))
+            .into()),
+            None if complete(Path::new("templates")) => Ok(Self::Dir(PathBuf::from("templates"))),
+            None => Ok(Self::BuiltIn),
+        }
+    }
+
+    fn environment(&self) -> Result<Environment<'static>> {
+        let mut env = Environment::new();
+        match self {
+            Self::Dir(dir) => env.set_loader(minijinja::path_loader(dir)),
+            Self::BuiltIn => {
+                env.add_template(HTML_TEMPLATE, BUILTIN_HTML)?;
+                env.add_template(MD_TEMPLATE, BUILTIN_MD)?;
+            }
+        }
+        env.add_filter("num", format_number);
+        Ok(env)
+    }
+}
+
+/// `{{ value | num(2) }}`: fixed decimals, "n/a" for a missing value.
+fn format_number(value: Value, digits: Option<usize>) -> String {
+    let digits = digits.unwrap_or(2);
+    if value.is_none() || value.is_undefined() {
+        return "n/a".into();
+    }
+    match f64::try_from(value.clone()) {
+        Ok(v) => format!("{v:.digits$}"),
+        Err(_) => value.to_string(),
+    }
+}
+
+/// What a report shows; also the context handed to the templates.
+#[derive(Debug, Serialize)]
+struct ReportContext<'a> {
+    manifest: &'a Manifest,
+    config_toml: String,
+    cells: &'a [CellSummary],
+    /// Planned cells with no record yet (a partial run).
+    missing: Vec<&'a crate::matrix::Cell>,
+    partial: bool,
+    counts: Counts,
+    energy_measured: bool,
+    charts: Vec<ChartRef>,
+}
+
+#[derive(Debug, Serialize)]
+struct Counts {
+    planned: usize,
+    ok: usize,
+    skipped: usize,
+    failed: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct ChartRef {
+    title: String,
+    file_name: String,
+    svg: Value,
+}
+
+/// Paths of what [`render`] wrote.
+pub struct Written {
+    pub html: PathBuf,
+    pub markdown: PathBuf,
+    pub summary_csv: PathBuf,
+}
+
+/// Reads the run directory and (re)writes summary.csv, the charts and both reports.
+pub fn render(run: &RunDir, templates: &TemplateSource) -> Result<(Written, Vec<CellSummary>)> {
+    let manifest = run.read_manifest()?;
+    let records = run.read_records(&manifest.plan)?;
+    render_records(run, templates, &manifest, &records)
+}
+
+pub fn render_records(
+    run: &RunDir,
+    templates: &TemplateSource,
+    manifest: &Manifest,
+    records: &[CellRecord],
+) -> Result<(Written, Vec<CellSummary>)> {
+    let summaries = summarize_all(records);
+    let charts = charts::all_charts(&summaries)?;
+    let chart_dir = run.path.join("charts");
+    std::fs::create_dir_all(&chart_dir)
+        .with_context(|| format!("creating {}", chart_dir.display()))?;
+    for c in &charts {
+        write_atomic(&chart_dir.join(&c.file_name), c.svg.as_bytes())?;
+    }
+
+    let summary_csv = run.path.join("summary.csv");
+    write_atomic(&summary_csv, &summary_csv_bytes(&summaries)?)?;
+
+    let recorded: std::collections::HashSet<&str> =
+        records.iter().map(|r| r.cell.id.as_str()).collect();
+    let missing: Vec<_> = manifest
+        .plan
+        .iter()
+        .filter(|c| !recorded.contains(c.id.as_str()))
+        .collect();
+    let count = |s: CellStatus| records.iter().filter(|r| r.status == s).count();
+    let ctx = ReportContext {
+        manifest,
+        config_toml: toml::to_string_pretty(&manifest.config)
+            .context("rendering the configuration as TOML")?,
+        cells: &summaries,
+        partial: !missing.is_empty() || manifest.ended_at.is_none(),
+        missing,
+        counts: Counts {
+            planned: manifest.plan.len(),
+            ok: count(CellStatus::Ok),
+            skipped: count(CellStatus::Skipped),
+            failed: count(CellStatus::Failed),
+        },
+        energy_measured: summaries
+            .iter()
+            .any(|s| s.energy_per_inference_mj.is_some()),
+        charts: charts
+            .iter()
+            .map(|c| ChartRef {
+                title: c.title.clone(),
+                file_name: format!("charts/{}", c.file_name),
+                svg: Value::from_safe_string(strip_xml_declaration(&c.svg)),
+            })
+            .collect(),
+    };
+
+    let env = templates.environment()?;
+    let written = Written {
+        html: run.path.join("report.html"),
+        markdown: run.path.join("report.md"),
+        summary_csv,
+    };
+    for (template, path) in [
+        (HTML_TEMPLATE, &written.html),
+        (MD_TEMPLATE, &written.markdown),
+    ] {
+        let text = env
+            .get_template(template)
+            .and_then(|t| t.render(context! { r => &ctx }))
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .with_context(|| format!("rendering {template}"))?;
+        write_atomic(path, text.as_bytes())?;
+    }
+    Ok((written, summaries))
+}
+
+/// An inline <svg> inside HTML must not carry an XML declaration.
+fn strip_xml_declaration(svg: &str) -> String {
+    match svg.strip_prefix("<?xml") {
+        Some(rest) => rest
+            .split_once("?>")
+            .map_or(svg, |(_, body)| body)
+            .trim_start()
+            .to_string(),
+        None => svg.to_string(),
+    }
+}
+
+/// One row per cell, with the original notebook's column names; empty where not measured.
+#[derive(Serialize)]
+struct SummaryRow<'a> {
+    cell_id: &'a str,
+    model: &'a str,
+    precision: &'a str,
+    precision_executed: Option<&'a str>,
+    batch_size: usize,
+    seq_len: usize,
+    scope: &'a str,
+    status: CellStatus,
+    device: &'a str,
+    energy_per_inference_mj: Option<f64>,
+    avg_power_w: Option<f64>,
+    latency_per_loop_ms: Option<f64>,
+    latency_p10_ms: Option<f64>,
+    latency_p90_ms: Option<f64>,
+    latency_ci_low_ms: Option<f64>,
+    latency_ci_high_ms: Option<f64>,
+    latency_per_sample_ms: Option<f64>,
+    throughput_samples_per_s: Option<f64>,
+    total_time_s: Option<f64>,
+    num_loops: Option<u64>,
+    repeats: usize,
+    num_power_samples: usize,
+    counter_ticks: Option<u64>,
+    window_cv: Option<f64>,
+    dataset_wraparounds: Option<u64>,
+    flags: String,
+    reason: Option<&'a str>,
+}
+
+pub const SUMMARY_COLUMNS: [&str; 27] = [
+    "cell_id",
+    "model",
+    "precision",
+    "precision_executed",
+    "batch_size",
+    "seq_len",
+    "scope",
+    "status",
+    "device",
+    "energy_per_inference_mj",
+    "avg_power_w",
+    "latency_per_loop_ms",
+    "latency_p10_ms",
+    "latency_p90_ms",
+    "latency_ci_low_ms",
+    "latency_ci_high_ms",
+    "latency_per_sample_ms",
+    "throughput_samples_per_s",
+    "total_time_s",
+    "num_loops",
+    "repeats",
+    "num_power_samples",
+    "counter_ticks",
+    "window_cv",
+    "dataset_wraparounds",
+    "flags",
+    "reason",
+];
+
+fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    if summaries.is_empty() {
+        w.write_record(SUMMARY_COLUMNS)?;
+    }
+    for s in summaries {
+        w.serialize(SummaryRow {
+            cell_id: &s.id,
+            model: &s.model,
+            precision: &s.precision,
+            precision_executed: s.precision_executed.as_deref(),
+            batch_size: s.batch_size,
+            seq_len: s.seq_len,
+            scope: &s.scope,
+            status: s.status,
+            device: &s.device,
+            energy_per_inference_mj: s.energy_per_inference_mj,
+            avg_power_w: s.avg_power_w,
+            latency_per_loop_ms: s.latency_per_loop_ms,
+            latency_p10_ms: s.latency_p10_ms,
+            latency_p90_ms: s.latency_p90_ms,
+            latency_ci_low_ms: s.latency_ci_low_ms,
+            latency_ci_high_ms: s.latency_ci_high_ms,
+            latency_per_sample_ms: s.latency_per_sample_ms,
+            throughput_samples_per_s: s.throughput_samples_per_s,
+            total_time_s: s.total_time_s,
+            num_loops: s.num_loops,
+            repeats: s.repeats,
+            num_power_samples: s.num_power_samples,
+            counter_ticks: s.counter_ticks,
+            window_cv: s.window_cv,
+            dataset_wraparounds: s.dataset_wraparounds,
+            flags: s.flags.join("; "),
+            reason: s.reason.as_deref(),
+        })?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    if bytes.is_empty() {
+        bail!("summary.csv came out empty");
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_header_matches_the_documented_columns() {
+        let bytes = summary_csv_bytes(&[]).unwrap();
+        let header = String::from_utf8(bytes).unwrap();
+        assert_eq!(header.trim_end(), SUMMARY_COLUMNS.join(","));
+    }
+
+    #[test]
+    fn num_filter_formats_and_says_na_for_missing_values() {
+        assert_eq!(format_number(Value::from(1.23456), Some(2)), "1.23");
+        assert_eq!(format_number(Value::from(()), Some(2)), "n/a");
+    }
+
+    #[test]
+    fn xml_declaration_is_dropped_for_inline_svg() {
+        assert_eq!(
+            strip_xml_declaration("<?xml version=\"1.0\"?>\n<svg/>"),
+            "<svg/>"
+        );
+        assert_eq!(strip_xml_declaration("<svg/>"), "<svg/>");
+    }
+}

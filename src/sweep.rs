@@ -1,0 +1,431 @@
+//! One run of an experiment: validate everything, then measure the cells one after another,
+//! writing each record as soon as its cell ends, then post-process and render the reports.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::analysis::CellSummary;
+use crate::config::{self, LoadedExperiment};
+use crate::data::{self, BatchCycle, TokenizedSet};
+use crate::device::{self, DeviceInfo};
+use crate::error::{exit, ConfigError};
+use crate::matrix::{self, Cell};
+use crate::measure::{self, Clock, RealClock};
+use crate::model::{self, ModelSpec, ModelStore};
+use crate::report::{self, TemplateSource};
+use crate::results::{now_rfc3339, CellRecord, CellStatus, Manifest, RunDir, SCHEMA_VERSION};
+use crate::sensor::{self, EnergySensor, SensorInfo};
+
+pub struct RunOptions {
+    pub file: PathBuf,
+    pub out: Option<PathBuf>,
+    pub overrides: Vec<String>,
+    pub templates: Option<PathBuf>,
+    /// Parent of `<experiment>/<run-id>/` when `out` is not given.
+    pub results_root: PathBuf,
+}
+
+/// Everything the cells share, prepared (and validated) before the first measurement.
+struct Prepared {
+    exp: LoadedExperiment,
+    plan: Vec<Cell>,
+    specs: BTreeMap<String, ModelSpec>,
+    tokenized: BTreeMap<usize, TokenizedSet>,
+    templates: TemplateSource,
+}
+
+/// Loads and checks every input: config, matrix, templates, dataset and tokenizer. Any problem here
+/// is the user's input (exit 2), and nothing has been measured yet.
+fn prepare(opts: &RunOptions) -> Result<Prepared> {
+    let exp = config::load(&opts.file, &opts.overrides)?;
+    let plan = matrix::expand(&exp)?.cells;
+    let templates = TemplateSource::resolve(opts.templates.as_deref())?;
+    let as_config_error =
+        |e: anyhow::Error| ConfigError::new(format!("{}: {e:#}", exp.file.display()));
+
+    let specs = exp
+        .config
+        .models
+        .iter()
+        .map(|(name, section)| Ok((name.clone(), ModelSpec::resolve(name, section, &exp)?)))
+        .collect::<Result<BTreeMap<_, _>>>()
+        .map_err(as_config_error)?;
+
+    let d = &exp.config.dataset;
+    let dataset = data::load_dataset(&exp.resolve(&d.path), d.format, d.limit.map(|l| l as usize))
+        .context("dataset.path")
+        .map_err(as_config_error)?;
+    let mut tokenized = BTreeMap::new();
+    for seq_len in plan.iter().map(|c| c.seq_len) {
+        if tokenized.contains_key(&seq_len) {
+            continue;
+        }
+        let tokenizer = data::build_tokenizer(&exp.resolve(&d.tokenizer), seq_len)
+            .context("dataset.tokenizer")
+            .map_err(as_config_error)?;
+        let set = data::tokenize(&tokenizer, &dataset, seq_len).map_err(as_config_error)?;
+        tokenized.insert(seq_len, set);
+    }
+    Ok(Prepared {
+        exp,
+        plan,
+        specs,
+        tokenized,
+        templates,
+    })
+}
+
+/// Runs an experiment; returns the exit code (0 all cells succeeded, 1 some failed).
+pub fn run(opts: &RunOptions) -> Result<u8> {
+    let prepared = prepare(opts)?;
+    let selected = device::select(&prepared.exp.config.device)?;
+    let mut notices = Vec::new();
+    if let Some(n) = &selected.notice {
+        eprintln!("runner: {n}");
+        notices.push(n.clone());
+    }
+    let mut sensor = sensor::select(&prepared.exp.config.sensor, &selected.info);
+    let sensor_info = sensor.info();
+    if !sensor_info.measures_energy && selected.notice.is_none() {
+        eprintln!("runner: energy not measured: {}", sensor_info.note);
+    }
+
+    let (run_dir, run_id) = RunDir::create(
+        &opts.results_root,
+        &prepared.exp.config.experiment.name,
+        opts.out.as_deref(),
+    )?;
+    let mut manifest = Manifest::new(
+        &prepared.exp,
+        &run_id,
+        &prepared.plan,
+        &selected.info,
+        &sensor_info,
+        notices,
+    )?;
+    run_dir.write_manifest(&manifest)?;
+    eprintln!(
+        "runner: {} cells on {} ({}), results in {}",
+        prepared.plan.len(),
+        selected.info.backend,
+        selected.info.name,
+        run_dir.path.display()
+    );
+
+    let progress = progress_bar(prepared.plan.len());
+    let mut store = ModelStore::default();
+    let mut records = Vec::with_capacity(prepared.plan.len());
+    for cell in &prepared.plan {
+        progress.set_message(cell_label(cell));
+        let record = run_cell(
+            cell,
+            &prepared,
+            &mut store,
+            &selected.device,
+            &selected.info,
+            sensor.as_mut(),
+            &sensor_info,
+            &progress,
+        );
+        run_dir
+            .write_record(&record.0)
+            .with_context(|| format!("writing the record of cell {}", cell.id))?;
+        if !record.1.is_empty() {
+            run_dir.write_trace(&cell.id, &record.1)?;
+        }
+        say(&progress, &cell_result_line(&record.0));
+        records.push(record.0);
+        progress.inc(1);
+        RealClock::default().sleep_s(prepared.exp.config.protocol.cooldown_s);
+    }
+    progress.finish_and_clear();
+
+    manifest.ended_at = Some(now_rfc3339());
+    run_dir.write_manifest(&manifest)?;
+    let (written, summaries) =
+        report::render_records(&run_dir, &prepared.templates, &manifest, &records)?;
+    print_summary(&summaries);
+    println!("report: {}", written.html.display());
+    println!("        {}", written.markdown.display());
+    println!("        {}", written.summary_csv.display());
+
+    let failed: Vec<&CellSummary> = summaries
+        .iter()
+        .filter(|s| s.status == CellStatus::Failed)
+        .collect();
+    if failed.is_empty() {
+        Ok(exit::OK)
+    } else {
+        eprintln!("{} cell(s) failed:", failed.len());
+        for s in failed {
+            eprintln!(
+                "  {} {} {} batch {} seq {}: {}",
+                s.id,
+                s.model,
+                s.precision,
+                s.batch_size,
+                s.seq_len,
+                s.reason.as_deref().unwrap_or("")
+            );
+        }
+        Ok(exit::CELLS_FAILED)
+    }
+}
+
+/// Lists the cells without touching a model.
+pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
+    let exp = config::load(file, overrides)?;
+    let plan = matrix::expand(&exp)?;
+    println!(
+        "{:<12}  {:<16}  {:<9}  {:>5}  {:>5}  {:<6}",
+        "ID", "MODEL", "PRECISION", "BATCH", "SEQ", "SCOPE"
+    );
+    for c in &plan.cells {
+        println!(
+            "{:<12}  {:<16}  {:<9}  {:>5}  {:>5}  {:<6}",
+            c.id,
+            c.model,
+            c.precision.name(),
+            c.batch_size,
+            c.seq_len,
+            c.scope.name()
+        );
+    }
+    if plan.merged_duplicates > 0 {
+        println!(
+            "({} duplicate combination(s) merged)",
+            plan.merged_duplicates
+        );
+    }
+    println!("{} cells", plan.cells.len());
+    Ok(())
+}
+
+/// Re-renders the reports of a finished or partial run from its stored records.
+pub fn report(dir: &Path, templates: Option<&Path>) -> Result<()> {
+    let templates = TemplateSource::resolve(templates)?;
+    let run_dir = RunDir::open(dir)?;
+    let (written, summaries) = report::render(&run_dir, &templates)?;
+    print_summary(&summaries);
+    println!("report: {}", written.html.display());
+    println!("        {}", written.markdown.display());
+    println!("        {}", written.summary_csv.display());
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_cell(
+    cell: &Cell,
+    prepared: &Prepared,
+    store: &mut ModelStore,
+    device: &Device,
+    device_info: &DeviceInfo,
+    sensor: &mut dyn EnergySensor,
+    sensor_info: &SensorInfo,
+    progress: &ProgressBar,
+) -> (CellRecord, Vec<sensor::PowerSample>) {
+    let mut record = CellRecord {
+        schema_version: SCHEMA_VERSION,
+        cell: cell.clone(),
+        status: CellStatus::Ok,
+        reason: None,
+        precision_executed: None,
+        device: device_info.clone(),
+        sensor: sensor_info.clone(),
+        protocol: prepared.exp.config.protocol.clone(),
+        warmup: None,
+        windows: Vec::new(),
+        dataset: None,
+        truncated_examples: None,
+        started_at: now_rfc3339(),
+        ended_at: String::new(),
+    };
+    let mut trace = Vec::new();
+    if let Err(reason) = model::probe_precision(cell.precision, device) {
+        record.status = CellStatus::Skipped;
+        record.reason = Some(reason);
+    } else {
+        let label = cell_label(cell);
+        let mut on_progress = |phase: &str| progress.set_message(format!("{label}: {phase}"));
+        match measure_cell(
+            cell,
+            prepared,
+            store,
+            device,
+            sensor,
+            &mut on_progress,
+            &mut record,
+        ) {
+            Ok(t) => trace = t,
+            Err(e) => {
+                record.status = CellStatus::Failed;
+                record.reason = Some(format!("{e:#}"));
+            }
+        }
+    }
+    record.ended_at = now_rfc3339();
+    (record, trace)
+}
+
+fn measure_cell(
+    cell: &Cell,
+    prepared: &Prepared,
+    store: &mut ModelStore,
+    device: &Device,
+    sensor: &mut dyn EnergySensor,
+    on_progress: &mut dyn FnMut(&str),
+    record: &mut CellRecord,
+) -> Result<Vec<sensor::PowerSample>> {
+    on_progress("loading model");
+    let spec = &prepared.specs[&cell.model];
+    let model = store.load(spec, cell.precision, device)?;
+    record.precision_executed = Some(dtype_name(model.weight_dtype()).to_string());
+    let set = &prepared.tokenized[&cell.seq_len];
+    record.truncated_examples = Some(set.truncated);
+    let mut batches = BatchCycle::new(set, cell.batch_size, device)?;
+    let mut last_logits = None;
+    let clock = RealClock::default();
+    let outcome = {
+        let mut run_loop = || -> Result<()> {
+            let (ids, mask) = batches.next_batch();
+            let logits = model.forward(ids, mask)?;
+            device.synchronize()?;
+            last_logits = Some(logits);
+            Ok(())
+        };
+        measure::run_protocol(
+            &prepared.exp.config.protocol,
+            sensor,
+            &clock,
+            on_progress,
+            &mut run_loop,
+        )?
+    };
+    record.dataset = Some(batches.usage());
+    // A model that computes garbage fast is not a measurement: refuse NaN/Inf outputs.
+    if let Some(logits) = last_logits {
+        let values: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        anyhow::ensure!(
+            values.iter().all(|v| v.is_finite()),
+            "the model produced NaN or infinite logits in {}",
+            cell.precision.name()
+        );
+    }
+    record.warmup = Some(outcome.warmup);
+    record.windows = outcome.windows;
+    Ok(outcome.trace)
+}
+
+pub fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "fp32",
+        DType::F16 => "fp16",
+        DType::BF16 => "bf16",
+        DType::F64 => "fp64",
+        _ => "other",
+    }
+}
+
+fn cell_label(cell: &Cell) -> String {
+    format!(
+        "{} {} {} b{} s{}",
+        cell.id,
+        cell.model,
+        cell.precision.name(),
+        cell.batch_size,
+        cell.seq_len
+    )
+}
+
+fn cell_result_line(r: &CellRecord) -> String {
+    let label = cell_label(&r.cell);
+    match r.status {
+        CellStatus::Ok => {
+            let s = crate::analysis::summarize(r);
+            format!(
+                "done    {label}: {:.3} ms/batch, {:.1} samples/s{}",
+                s.latency_per_loop_ms.unwrap_or(f64::NAN),
+                s.throughput_samples_per_s.unwrap_or(f64::NAN),
+                s.energy_per_inference_mj
+                    .map(|e| format!(", {e:.2} mJ/inference"))
+                    .unwrap_or_default()
+            )
+        }
+        CellStatus::Skipped => format!(
+            "skipped {label}: {}",
+            r.reason.as_deref().unwrap_or_default()
+        ),
+        CellStatus::Failed => format!(
+            "FAILED  {label}: {}",
+            r.reason.as_deref().unwrap_or_default()
+        ),
+    }
+}
+
+fn progress_bar(cells: usize) -> ProgressBar {
+    let bar = ProgressBar::new(cells as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cells, ETA {eta}  {wide_msg}",
+        )
+        .expect("the progress template is valid"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// A line for the user that does not tear the progress bar (and still appears without a TTY).
+fn say(bar: &ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn print_summary(summaries: &[CellSummary]) {
+    use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "cell",
+        "model",
+        "precision",
+        "batch",
+        "seq",
+        "status",
+        "ms/batch [95% CI]",
+        "samples/s",
+        "mJ/inference",
+    ]);
+    let opt = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
+    for s in summaries {
+        let latency = match (
+            s.latency_per_loop_ms,
+            s.latency_ci_low_ms,
+            s.latency_ci_high_ms,
+        ) {
+            (Some(m), Some(lo), Some(hi)) => format!("{m:.3} [{lo:.3}, {hi:.3}]"),
+            (m, _, _) => opt(m, 3),
+        };
+        table.add_row(vec![
+            s.id.clone(),
+            s.model.clone(),
+            s.precision.clone(),
+            s.batch_size.to_string(),
+            s.seq_len.to_string(),
+            match s.status {
+                CellStatus::Ok => "ok".to_string(),
+                CellStatus::Skipped => "skipped".to_string(),
+                CellStatus::Failed => "FAILED".to_string(),
+            },
+            latency,
+            opt(s.throughput_samples_per_s, 1),
+            opt(s.energy_per_inference_mj, 2),
+        ]);
+    }
+    println!("{table}");
+}

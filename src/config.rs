@@ -322,11 +322,8 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<LoadedExperiment, Confi
         .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let base_dir = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    // Empty for a file in the working directory, so resolved paths print as the user wrote them.
+    let base_dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
     let loaded = LoadedExperiment {
         config,
         file: file.to_path_buf(),
@@ -434,17 +431,21 @@ fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
     let problems = err
         .into_iter()
         .map(|e| {
-            let mut path = e.path.join(".");
+            let mut path = key_path(&e.path);
             let what = match &e.kind {
                 Kind::UnknownField(field, expected) => {
-                    path = join_key(&path, field);
+                    if e.path.last() != Some(field) {
+                        path = join_key(&path, field);
+                    }
                     format!(
                         "unknown key `{path}`; allowed here: {}",
                         expected.join(", ")
                     )
                 }
                 Kind::MissingField(field) => {
-                    path = join_key(&path, field);
+                    if e.path.last().map(String::as_str) != Some(field.as_ref()) {
+                        path = join_key(&path, field);
+                    }
                     format!("missing required key `{path}`")
                 }
                 Kind::UnknownVariant(found, expected) => format!(
@@ -478,6 +479,22 @@ fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
         })
         .collect();
     ConfigError { problems }
+}
+
+/// `["matrix", "precision", "1"]` -> `matrix.precision[1]`, as a user would write it.
+fn key_path(parts: &[String]) -> String {
+    let mut out = String::new();
+    for p in parts {
+        if p.parse::<usize>().is_ok() && !out.is_empty() {
+            out.push_str(&format!("[{p}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(p);
+        }
+    }
+    out
 }
 
 fn join_key(parent: &str, field: &str) -> String {
@@ -729,6 +746,19 @@ mod tests {
         );
         assert!(SetOverride::parse("novalue").is_err());
         assert!(SetOverride::parse("a..b=1").is_err());
+    }
+
+    #[test]
+    fn key_paths_print_indices_in_brackets() {
+        let parts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            key_path(&parts(&["matrix", "precision", "1"])),
+            "matrix.precision[1]"
+        );
+        assert_eq!(
+            key_path(&parts(&["protocol", "repeats"])),
+            "protocol.repeats"
+        );
     }
 
     #[test]

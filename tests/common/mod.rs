@@ -1,0 +1,82 @@
+//! Helpers for tests that drive the real `runner` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A temporary folder holding one experiment file. Dataset paths point at the repo's datasets.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub file: PathBuf,
+}
+
+/// The `[dataset]` table and a tiny model, for experiments written by tests.
+pub fn common_tables() -> String {
+    format!(
+        r#"
+[dataset]
+path = "{}"
+tokenizer = "{}"
+limit = 64
+
+[models.tiny]
+architecture = "distilbert"
+preset = "distilbert-tiny"
+"#,
+        repo("datasets/rotten_tomatoes_sentences.tsv").display(),
+        repo("datasets/bert-base-uncased-vocab.txt").display()
+    )
+}
+
+/// A fast protocol for runs in tests.
+pub const FAST_PROTOCOL: &str = r#"
+[protocol]
+warmup_s = 0.05
+warmup_min_loops = 3
+warmup_max_s = 1.0
+stabilize_s = 0.0
+min_window_s = 0.05
+min_loops = 3
+repeats = 3
+"#;
+
+impl Fixture {
+    pub fn new(toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("exp.toml");
+        std::fs::write(&file, toml).unwrap();
+        Self { dir, file }
+    }
+
+    /// `runner ARGS...` with the fixture's folder as working directory.
+    pub fn runner(&self) -> Command {
+        let mut cmd = Command::cargo_bin("runner").unwrap();
+        cmd.current_dir(self.dir.path());
+        // Keep a developer's RUNNER_* settings out of the tests.
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RUNNER_")) {
+            cmd.env_remove(k);
+        }
+        cmd
+    }
+
+    /// Replaces machine-specific paths in output, for exact comparisons.
+    pub fn normalize(&self, text: &str) -> String {
+        let tmp = self.dir.path().canonicalize().unwrap();
+        text.replace(&tmp.display().to_string(), "[TMP]")
+            .replace(&self.dir.path().display().to_string(), "[TMP]")
+            .replace(env!("CARGO_MANIFEST_DIR"), "[REPO]")
+    }
+}
+
+pub fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -1,0 +1,217 @@
+//! Bad inputs: each gets a message naming the file, key or override and saying what to do, and
+//! exit code 2, before any model work. The exact messages are insta snapshots
+//! (tests/snapshots/), with machine-specific paths replaced by [TMP] and [REPO].
+
+mod common;
+use common::*;
+
+const HEADER: &str = "[experiment]\nname = \"bad\"\n";
+
+/// Runs `runner plan` (or `run` with `--out`) on `toml`, expects exit 2, returns stderr.
+fn fails(toml: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let f = Fixture::new(toml);
+    let mut cmd = f.runner();
+    cmd.arg("plan").arg("exp.toml").args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2; stdout: {} stderr: {}",
+        stdout_of(&out),
+        stderr_of(&out)
+    );
+    assert!(
+        stdout_of(&out).is_empty(),
+        "nothing on stdout: {}",
+        stdout_of(&out)
+    );
+    f.normalize(&stderr_of(&out))
+}
+
+fn valid_with(matrix: &str) -> String {
+    format!("{HEADER}{}{matrix}", common_tables())
+}
+
+#[test]
+fn toml_syntax_error_gives_line_and_column() {
+    let msg = fails(&format!("{HEADER}[protocol\nrepeats = 3\n"), &[], &[]);
+    insta::assert_snapshot!("syntax_error", msg);
+}
+
+#[test]
+fn unknown_key_is_named_with_its_full_path() {
+    let msg = fails(
+        &valid_with("[protocol]\nrepets = 3\n[matrix]\nbatch_size = [1]\n"),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("unknown_key", msg);
+}
+
+#[test]
+fn batch_size_zero_names_the_list_position() {
+    let msg = fails(&valid_with("[matrix]\nbatch_size = [1, 0]\n"), &[], &[]);
+    insta::assert_snapshot!("batch_size_zero", msg);
+}
+
+#[test]
+fn unknown_precision_lists_the_known_ones() {
+    let msg = fails(
+        &valid_with("[matrix]\nprecision = [\"fp32\", \"fp8\"]\n"),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("unknown_precision", msg);
+}
+
+#[test]
+fn undeclared_model_lists_the_declared_ones() {
+    let msg = fails(&valid_with("[matrix]\nmodel = [\"bert\"]\n"), &[], &[]);
+    insta::assert_snapshot!("undeclared_model", msg);
+}
+
+#[test]
+fn seq_len_beyond_position_embeddings() {
+    let msg = fails(&valid_with("[matrix]\nseq_len = [128, 1024]\n"), &[], &[]);
+    insta::assert_snapshot!("seq_len_too_long", msg);
+}
+
+#[test]
+fn missing_dataset_and_tokenizer_files_are_both_reported() {
+    let toml = format!(
+        "{HEADER}[dataset]\npath = \"nowhere.tsv\"\ntokenizer = \"vocab-missing.txt\"\n\
+         [models.tiny]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\n[matrix]\nbatch_size = [1]\n"
+    );
+    let msg = fails(&toml, &[], &[]);
+    insta::assert_snapshot!("missing_dataset_and_tokenizer", msg);
+}
+
+#[test]
+fn missing_experiment_file() {
+    let f = Fixture::new("");
+    let out = f
+        .runner()
+        .args(["plan", "no-such-file.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!("missing_experiment_file", f.normalize(&stderr_of(&out)));
+}
+
+#[test]
+fn weights_folder_without_checkpoint_files() {
+    let toml = format!(
+        "{HEADER}{}[models.real]\narchitecture = \"distilbert\"\npreset = \"distilbert-base-uncased\"\nweights = \"my-checkpoint\"\n[matrix]\nmodel = [\"real\"]\n",
+        common_tables()
+    );
+    let msg = fails(&toml, &[], &[]);
+    insta::assert_snapshot!("weights_folder_incomplete", msg);
+}
+
+#[test]
+fn impossible_protocol_values_are_all_reported_at_once() {
+    let msg = fails(
+        &valid_with("[protocol]\nmin_window_s = 0.0\nrepeats = 0\nwarmup_s = -1.0\n[matrix]\nbatch_size = [1]\n"),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("impossible_protocol", msg);
+}
+
+#[test]
+fn set_override_without_equals_sign() {
+    let msg = fails(
+        &valid_with("[matrix]\nbatch_size = [1]\n"),
+        &["--set", "protocol.repeats"],
+        &[],
+    );
+    insta::assert_snapshot!("set_without_equals", msg);
+}
+
+#[test]
+fn set_override_of_the_wrong_type_names_the_override() {
+    let msg = fails(
+        &valid_with("[matrix]\nbatch_size = [1]\n"),
+        &["--set", "protocol.repeats=many"],
+        &[],
+    );
+    insta::assert_snapshot!("set_wrong_type", msg);
+}
+
+#[test]
+fn environment_override_of_the_wrong_type_names_the_variable() {
+    let msg = fails(
+        &valid_with("[matrix]\nbatch_size = [1]\n"),
+        &[],
+        &[("RUNNER_PROTOCOL__MIN_LOOPS", "lots")],
+    );
+    insta::assert_snapshot!("env_wrong_type", msg);
+}
+
+#[test]
+fn exclude_on_a_key_that_is_not_an_axis() {
+    let msg = fails(
+        &valid_with("[matrix]\nprecision = [\"fp32\"]\nexclude = [{ seq_len = 64 }]\n"),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("exclude_non_axis", msg);
+}
+
+#[test]
+fn everything_excluded_leaves_no_cells() {
+    let msg = fails(
+        &valid_with("[matrix]\nprecision = [\"fp32\"]\nexclude = [{ precision = \"fp32\" }]\n"),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("zero_cells", msg);
+}
+
+#[test]
+fn cuda_backend_on_a_cpu_only_build_says_how_to_fix_it() {
+    if cfg!(feature = "cuda") {
+        return; // the CUDA build accepts the key; its GPU path is proven on the GPU
+    }
+    let msg = fails(
+        &valid_with("[device]\nbackend = \"cuda\"\n[matrix]\nbatch_size = [1]\n"),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("cuda_on_cpu_build", msg);
+}
+
+#[test]
+fn experiment_name_that_would_escape_the_results_folder() {
+    let toml = format!(
+        "[experiment]\nname = \"../evil\"\n{}[matrix]\nbatch_size = [1]\n",
+        common_tables()
+    );
+    let msg = fails(&toml, &[], &[]);
+    insta::assert_snapshot!("bad_experiment_name", msg);
+}
+
+#[test]
+fn unrelated_runner_variables_from_ci_systems_are_ignored() {
+    // GitHub Actions sets RUNNER_OS, RUNNER_TEMP ...: single-level names are not config.
+    let f = Fixture::new(&valid_with("[matrix]\nbatch_size = [1]\n"));
+    let out = f
+        .runner()
+        .args(["plan", "exp.toml"])
+        .env("RUNNER_TEMP", "/tmp")
+        .env("RUNNER_OS", "Linux")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn run_without_a_file_is_a_usage_error() {
+    let f = Fixture::new("");
+    let out = f.runner().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("no experiment file given"));
+}

@@ -1,0 +1,249 @@
+//! `runner FILE` end to end on the CPU, and `runner report DIR` reproducing its reports.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+fn tiny_experiment(matrix: &str) -> String {
+    format!(
+        "[experiment]\nname = \"e2e\"\ndescription = \"end-to-end test <b>not bold</b>\"\n{}{FAST_PROTOCOL}{matrix}",
+        common_tables()
+    )
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
+    let f = Fixture::new(&tiny_experiment(
+        "[matrix]\nprecision = [\"fp32\", \"bf16\"]\nbatch_size = [2, 4]\nseq_len = [16]\n",
+    ));
+    let run = f.dir.path().join("run");
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("no GPU: running on the CPU"), "{stderr}");
+    assert!(stderr.contains("energy is not measured"), "{stderr}");
+
+    // Every output file.
+    for file in [
+        "manifest.json",
+        "report.html",
+        "report.md",
+        "summary.csv",
+        "charts/latency.svg",
+        "charts/throughput.svg",
+    ] {
+        assert!(run.join(file).is_file(), "missing {file}");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&run.join("manifest.json"))).unwrap();
+    assert_eq!(manifest["schema_version"], 1);
+    assert_eq!(manifest["device"]["backend"], "cpu");
+    assert!(manifest["ended_at"].is_string());
+    assert!(manifest["crate_versions"]["candle-core"].is_string());
+    let plan = manifest["plan"].as_array().unwrap();
+    assert_eq!(plan.len(), 4);
+
+    // One record per cell, with the precision that really executed.
+    for cell in plan {
+        let id = cell["id"].as_str().unwrap();
+        let record: serde_json::Value =
+            serde_json::from_slice(&read(&run.join("cells").join(format!("{id}.json")))).unwrap();
+        assert_eq!(record["schema_version"], 1);
+        assert_eq!(record["status"], "ok");
+        assert_eq!(record["precision_executed"], cell["precision"]);
+        assert_eq!(record["sensor"]["measures_energy"], false);
+        let windows = record["windows"].as_array().unwrap();
+        assert_eq!(windows.len(), 3);
+        for w in windows {
+            assert!(w["duration_s"].as_f64().unwrap() >= 0.05);
+            assert!(w["loops"].as_u64().unwrap() >= 3);
+            assert!(w["energy_j"].is_null(), "no sensor, no invented energy");
+        }
+        assert!(record["dataset"]["samples_served"].as_u64().unwrap() > 0);
+    }
+
+    // summary.csv: one row per cell, the notebook's columns, empty energy where not measured.
+    let csv = String::from_utf8(read(&run.join("summary.csv"))).unwrap();
+    let mut rows = csv.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    for column in [
+        "energy_per_inference_mj",
+        "avg_power_w",
+        "latency_per_loop_ms",
+        "total_time_s",
+        "num_loops",
+        "num_power_samples",
+        "precision_executed",
+    ] {
+        assert!(header.contains(&column), "summary.csv lacks {column}");
+    }
+    let energy_col = header
+        .iter()
+        .position(|c| *c == "energy_per_inference_mj")
+        .unwrap();
+    let latency_col = header
+        .iter()
+        .position(|c| *c == "latency_per_loop_ms")
+        .unwrap();
+    let data: Vec<Vec<&str>> = rows.map(|r| r.split(',').collect()).collect();
+    assert_eq!(data.len(), 4);
+    for row in &data {
+        assert_eq!(
+            row[energy_col], "",
+            "energy is empty, not zero, when not measured"
+        );
+        assert!(row[latency_col].parse::<f64>().unwrap() > 0.0);
+    }
+
+    // The HTML report is self-contained, escapes user text, and says energy was not measured.
+    let html = String::from_utf8(read(&run.join("report.html"))).unwrap();
+    assert!(html.contains("<svg"), "charts are inline");
+    assert!(!html.contains("<script src") && !html.contains("<link") && !html.contains("<img"));
+    assert!(
+        html.contains("end-to-end test &lt;b&gt;not bold&lt;&#x2f;b&gt;")
+            || html.contains("end-to-end test &lt;b&gt;not bold&lt;/b&gt;"),
+        "user text is escaped"
+    );
+    assert!(html.contains("Energy was not measured"));
+    let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
+    assert!(md.contains("![Latency per batch (median, ms)](charts/latency.svg)"));
+
+    // `runner report` rebuilds the same bytes from the stored records.
+    let files = [
+        "report.html",
+        "report.md",
+        "summary.csv",
+        "charts/latency.svg",
+        "charts/throughput.svg",
+    ];
+    let before: Vec<Vec<u8>> = files.iter().map(|f| read(&run.join(f))).collect();
+    for f_ in files {
+        std::fs::remove_file(run.join(f_)).unwrap();
+    }
+    let out = f.runner().arg("report").arg(&run).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    for (file, old) in files.iter().zip(before) {
+        assert!(
+            read(&run.join(file)) == old,
+            "{file} differs after `runner report`"
+        );
+    }
+}
+
+#[test]
+fn the_readme_smoke_experiment_runs_from_the_repository_root() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let run = out_dir.path().join("smoke");
+    let out = assert_cmd::Command::cargo_bin("runner")
+        .unwrap()
+        .current_dir(repo(""))
+        .args(["experiments/smoke.toml", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&run.join("manifest.json"))).unwrap();
+    let cells = manifest["plan"].as_array().unwrap().len();
+    assert_eq!(std::fs::read_dir(run.join("cells")).unwrap().count(), cells);
+    assert!(stdout_of(&out).contains("report.html"));
+}
+
+#[test]
+fn a_partial_run_is_reported_as_partial() {
+    let f = Fixture::new(&tiny_experiment(
+        "[matrix]\nbatch_size = [2, 4]\nseq_len = [16]\n",
+    ));
+    let run = f.dir.path().join("run");
+    f.runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    // Remove one record and mark the run unfinished, as a crash would leave it.
+    let victim = std::fs::read_dir(run.join("cells"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&victim).unwrap();
+    let manifest_path = run.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&read(&manifest_path)).unwrap();
+    manifest["ended_at"] = serde_json::Value::Null;
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+
+    f.runner().arg("report").arg(&run).assert().success();
+    let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
+    assert!(
+        md.contains("**Partial run:** 1 of 2 planned cells have records; the run did not finish."),
+        "{md}"
+    );
+    assert!(md.contains("**no record** (not run yet)"));
+}
+
+#[test]
+fn report_on_a_folder_that_is_not_a_run_says_so() {
+    let f = Fixture::new("");
+    let out = f.runner().args(["report", "."]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("is not a run directory: it has no manifest.json"));
+}
+
+#[test]
+fn out_folder_holding_a_run_is_not_overwritten() {
+    let f = Fixture::new(&tiny_experiment(
+        "[matrix]\nbatch_size = [2]\nseq_len = [16]\n",
+    ));
+    let run = f.dir.path().join("run");
+    f.runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr_of(&out).contains("already holds a run"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn default_results_folder_is_results_experiment_run_id() {
+    let f = Fixture::new(&tiny_experiment(
+        "[matrix]\nbatch_size = [2]\nseq_len = [16]\n",
+    ));
+    f.runner().arg("exp.toml").assert().success();
+    let runs: Vec<_> = std::fs::read_dir(f.dir.path().join("results/e2e"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = runs[0].as_ref().unwrap().path();
+    assert!(run.join("report.html").is_file());
+    let name = run.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.ends_with('Z') && name.contains('T'),
+        "run id is a UTC timestamp: {name}"
+    );
+}

@@ -5,9 +5,14 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::results::{CellRecord, CellStatus};
+use crate::sensor::energy;
 
 /// Cells whose per-window latencies vary more than this (coefficient of variation) are flagged.
 pub const NOISY_CV: f64 = 0.05;
+
+/// The sampled instant power covers only part of each counter interval (on Hopper, ~25 ms of
+/// every 100 ms), so trace and counter differ somewhat; beyond this the cell is flagged.
+pub const TRACE_DISAGREEMENT_FLAG: f64 = 0.10;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellSummary {
@@ -32,9 +37,19 @@ pub struct CellSummary {
     pub window_cv: Option<f64>,
     pub latency_per_sample_ms: Option<f64>,
     pub throughput_samples_per_s: Option<f64>,
-    /// Median over windows of energy / samples, in millijoules.
+    /// Median over windows of energy / samples, in millijoules (gross: includes idle power).
     pub energy_per_inference_mj: Option<f64>,
+    /// 95 % confidence interval of the mean per-window energy per inference (Student t).
+    pub energy_ci_low_mj: Option<f64>,
+    pub energy_ci_high_mj: Option<f64>,
+    /// The same above the idle baseline (gross minus idle power over the window).
+    pub energy_net_per_inference_mj: Option<f64>,
     pub avg_power_w: Option<f64>,
+    pub idle_power_w: Option<f64>,
+    /// Median over windows of (trace-integrated energy / counter energy - 1).
+    pub trace_vs_counter: Option<f64>,
+    /// Fewest counter updates seen in any window of the cell.
+    pub min_window_ticks: Option<u64>,
     pub total_time_s: Option<f64>,
     pub num_loops: Option<u64>,
     pub repeats: usize,
@@ -44,6 +59,8 @@ pub struct CellSummary {
     pub warmup_steady: Option<bool>,
     /// Human-readable warnings for the report.
     pub flags: Vec<String>,
+    pub gpu_before: Option<crate::sensor::GpuState>,
+    pub gpu_after: Option<crate::sensor::GpuState>,
 }
 
 pub fn summarize_all(records: &[CellRecord]) -> Vec<CellSummary> {
@@ -68,14 +85,32 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
     let cv = coefficient_of_variation(&window_means);
     let batch = r.cell.batch_size as f64;
 
-    let energy_per_inference_mj = {
-        let per_window: Vec<f64> = r
+    let per_inference_mj = |energy_j: f64, loops: u32| energy_j * 1e3 / (loops as f64 * batch);
+    let gross: Vec<f64> = r
+        .windows
+        .iter()
+        .filter_map(|w| w.energy_j.map(|e| per_inference_mj(e, w.loops)))
+        .collect();
+    let energy_per_inference_mj = (!gross.is_empty()).then(|| percentile(&gross, 50.0));
+    let energy_ci = mean_ci95(&gross);
+    let energy_net_per_inference_mj = r.idle_power_w.and_then(|idle| {
+        let net: Vec<f64> = r
             .windows
             .iter()
-            .filter_map(|w| w.energy_j.map(|e| e * 1e3 / (w.loops as f64 * batch)))
+            .filter_map(|w| {
+                w.energy_j
+                    .map(|e| per_inference_mj(energy::net_energy_j(e, idle, w.duration_s), w.loops))
+            })
             .collect();
-        (!per_window.is_empty()).then(|| percentile(&per_window, 50.0))
-    };
+        (!net.is_empty()).then(|| percentile(&net, 50.0))
+    });
+    let disagreements: Vec<f64> = r
+        .windows
+        .iter()
+        .filter_map(|w| energy::disagreement(w.energy_j?, w.trace_energy_j?))
+        .collect();
+    let trace_vs_counter = (!disagreements.is_empty()).then(|| percentile(&disagreements, 50.0));
+    let min_window_ticks = r.windows.iter().filter_map(|w| w.counter_ticks).min();
     let total_time_s: f64 = r.windows.iter().map(|w| w.duration_s).sum();
     let avg_power_w = {
         let energies: Vec<f64> = r.windows.iter().filter_map(|w| w.energy_j).collect();
@@ -95,6 +130,12 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
             "noisy: window latencies vary by {:.1} % (> {:.0} %)",
             cv * 100.0,
             NOISY_CV * 100.0
+        ));
+    }
+    if let Some(d) = trace_vs_counter.filter(|d| d.abs() > TRACE_DISAGREEMENT_FLAG) {
+        flags.push(format!(
+            "power trace and energy counter disagree by {:+.1} %",
+            d * 100.0
         ));
     }
     if r.warmup.as_ref().is_some_and(|w| !w.steady) {
@@ -130,7 +171,13 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         latency_per_sample_ms: median.map(|m| m / batch),
         throughput_samples_per_s: median.map(|m| batch * 1e3 / m),
         energy_per_inference_mj,
+        energy_ci_low_mj: energy_ci.map(|c| c.0),
+        energy_ci_high_mj: energy_ci.map(|c| c.1),
+        energy_net_per_inference_mj,
         avg_power_w,
+        idle_power_w: r.idle_power_w,
+        trace_vs_counter,
+        min_window_ticks,
         total_time_s: measured.then_some(total_time_s),
         num_loops: measured.then(|| r.windows.iter().map(|w| w.loops as u64).sum()),
         repeats: r.windows.len(),
@@ -139,6 +186,8 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         dataset_wraparounds: r.dataset.map(|d| d.wraparounds),
         warmup_steady: r.warmup.as_ref().map(|w| w.steady),
         flags,
+        gpu_before: r.gpu_before.clone(),
+        gpu_after: r.gpu_after.clone(),
     }
 }
 
@@ -211,6 +260,89 @@ mod tests {
         assert!((lo - 7.5157).abs() < 1e-3, "{lo}");
         assert!((hi - 12.4843).abs() < 1e-3, "{hi}");
         assert!(mean_ci95(&[5.0]).is_none());
+    }
+
+    fn record_with_energy(windows: Vec<(f64, u32, f64, f64)>, idle_w: Option<f64>) -> CellRecord {
+        use crate::config::{Precision, ProtocolSection, Scope};
+        use crate::measure::WindowRecord;
+        CellRecord {
+            schema_version: crate::results::SCHEMA_VERSION,
+            cell: crate::matrix::Cell {
+                id: "abc".into(),
+                model: "m".into(),
+                precision: Precision::Fp16,
+                batch_size: 4,
+                seq_len: 128,
+                scope: Scope::Model,
+            },
+            status: CellStatus::Ok,
+            reason: None,
+            precision_executed: Some("fp16".into()),
+            device: crate::device::DeviceInfo {
+                backend: "cuda".into(),
+                ordinal: Some(0),
+                name: "gpu".into(),
+                uuid: None,
+                cpu_threads: 1,
+            },
+            sensor: crate::sensor::SensorInfo {
+                kind: "test".into(),
+                measures_energy: true,
+                note: String::new(),
+            },
+            protocol: ProtocolSection::default(),
+            idle_power_w: idle_w,
+            gpu_before: None,
+            gpu_after: None,
+            warmup: None,
+            windows: windows
+                .into_iter()
+                .map(|(duration_s, loops, energy_j, trace_j)| WindowRecord {
+                    loops,
+                    duration_s,
+                    loop_ms: vec![duration_s * 1e3 / loops as f64; loops as usize],
+                    energy_j: Some(energy_j),
+                    counter_delta_j: Some(energy_j),
+                    tail_correction_j: Some(0.0),
+                    trace_energy_j: Some(trace_j),
+                    counter_ticks: Some(20),
+                    num_power_samples: 100,
+                })
+                .collect(),
+            dataset: None,
+            truncated_examples: None,
+            started_at: String::new(),
+            ended_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn energy_per_inference_gross_net_power_and_trace_agreement() {
+        // Three 2 s windows of 100 loops at batch 4 (400 inferences), 200 J each; idle 50 W.
+        let r = record_with_energy(vec![(2.0, 100, 200.0, 210.0); 3], Some(50.0));
+        let s = summarize(&r);
+        assert!((s.energy_per_inference_mj.unwrap() - 500.0).abs() < 1e-9);
+        // Net: (200 J - 50 W * 2 s) / 400 = 250 mJ.
+        assert!((s.energy_net_per_inference_mj.unwrap() - 250.0).abs() < 1e-9);
+        assert!((s.avg_power_w.unwrap() - 100.0).abs() < 1e-9);
+        assert!((s.trace_vs_counter.unwrap() - 0.05).abs() < 1e-9);
+        assert_eq!(s.min_window_ticks, Some(20));
+        assert_eq!(s.num_power_samples, 300);
+        let (lo, hi) = (s.energy_ci_low_mj.unwrap(), s.energy_ci_high_mj.unwrap());
+        assert!(
+            (lo - 500.0).abs() < 1e-9 && (hi - 500.0).abs() < 1e-9,
+            "identical windows"
+        );
+        assert!(s.flags.is_empty(), "{:?}", s.flags);
+        // Without an idle baseline there is no net figure, and a 20 % disagreement is flagged.
+        let r = record_with_energy(vec![(2.0, 100, 200.0, 240.0); 3], None);
+        let s = summarize(&r);
+        assert_eq!(s.energy_net_per_inference_mj, None);
+        assert!(
+            s.flags.iter().any(|f| f.contains("disagree by +20.0 %")),
+            "{:?}",
+            s.flags
+        );
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct ProtocolSection {
     pub repeats: u32,
     /// Pause after each cell.
     pub cooldown_s: f64,
+    /// Before the idle baseline, the device rests this long (power settles after start-up work).
+    pub idle_settle_s: f64,
     /// Idle power is measured for this long before the sweep, where energy is measured.
     pub idle_baseline_s: f64,
 }
@@ -125,6 +127,7 @@ impl Default for ProtocolSection {
             min_loops: 10,
             repeats: 3,
             cooldown_s: 0.0,
+            idle_settle_s: 5.0,
             idle_baseline_s: 5.0,
         }
     }
@@ -530,9 +533,6 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
     if c.sensor.sample_interval_ms == 0 {
         bad("sensor.sample_interval_ms must be >= 1".into());
     }
-    if c.sensor.kind == SensorKind::Nvml && !cfg!(feature = "cuda") {
-        bad("sensor.kind = \"nvml\" needs the CUDA build of the runner (NVML meters NVIDIA GPUs); use sensor.kind = \"auto\" or \"none\" on this build".into());
-    }
 
     let p = &c.protocol;
     let seconds = [
@@ -540,6 +540,7 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
         ("warmup_max_s", p.warmup_max_s),
         ("stabilize_s", p.stabilize_s),
         ("cooldown_s", p.cooldown_s),
+        ("idle_settle_s", p.idle_settle_s),
         ("idle_baseline_s", p.idle_baseline_s),
     ];
     for (key, v) in seconds {

@@ -15,6 +15,8 @@ pub struct DeviceInfo {
     /// CUDA ordinal, for GPUs.
     pub ordinal: Option<usize>,
     pub name: String,
+    /// GPU UUID in NVML's form (`GPU-...`), which ties the CUDA device to its energy counter.
+    pub uuid: Option<String>,
     /// Threads candle's CPU kernels use (all cores unless RAYON_NUM_THREADS says otherwise).
     pub cpu_threads: usize,
 }
@@ -52,6 +54,7 @@ fn cpu(notice: Option<String>) -> SelectedDevice {
             backend: "cpu".into(),
             ordinal: None,
             name: cpu_model_name(),
+            uuid: None,
             cpu_threads: rayon::current_num_threads(),
         },
         notice,
@@ -61,12 +64,22 @@ fn cpu(notice: Option<String>) -> SelectedDevice {
 #[cfg(feature = "cuda")]
 fn cuda(ordinal: usize) -> std::result::Result<SelectedDevice, String> {
     let device = Device::new_cuda(ordinal).map_err(|e| e.to_string())?;
+    let context = device
+        .as_cuda_device()
+        .map_err(|e| e.to_string())?
+        .cuda_stream()
+        .context()
+        .clone();
+    let name = context.name().map_err(|e| e.to_string())?;
+    let uuid = context.uuid().map_err(|e| e.to_string())?;
+    let bytes: Vec<u8> = uuid.bytes.iter().map(|&b| b as u8).collect();
     Ok(SelectedDevice {
         device,
         info: DeviceInfo {
             backend: "cuda".into(),
             ordinal: Some(ordinal),
-            name: format!("cuda:{ordinal}"),
+            name,
+            uuid: Some(nvml_uuid(&bytes)),
             cpu_threads: rayon::current_num_threads(),
         },
         notice: None,
@@ -89,4 +102,29 @@ pub fn cpu_model_name() -> String {
                 .map(|(_, name)| name.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// CUDA's 16 UUID bytes in NVML's text form: `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+pub fn nvml_uuid(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cuda_uuid_bytes_print_in_nvml_form() {
+        let bytes: Vec<u8> = (0u8..16).collect();
+        assert_eq!(
+            super::nvml_uuid(&bytes),
+            "GPU-00010203-0405-0607-0809-0a0b0c0d0e0f"
+        );
+    }
 }

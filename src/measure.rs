@@ -58,11 +58,18 @@ pub struct WindowRecord {
     pub duration_s: f64,
     /// Latency of each loop (one forward pass of one batch, synchronized), in milliseconds.
     pub loop_ms: Vec<f64>,
-    /// Energy over the window, where a sensor measures it.
+    /// Energy over the window, where a sensor measures it (counter delta + tail correction).
     pub energy_j: Option<f64>,
+    pub counter_delta_j: Option<f64>,
+    pub tail_correction_j: Option<f64>,
+    /// The power trace integrated by the trapezoid rule, to compare with the counter.
+    pub trace_energy_j: Option<f64>,
     pub counter_ticks: Option<u64>,
     pub num_power_samples: usize,
 }
+
+/// How long a window may be extended past `min_window_s` while waiting for counter updates.
+pub const MAX_EXTENSION_S: f64 = 10.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProtocolOutcome {
@@ -101,37 +108,147 @@ pub fn run_protocol(
             run_loop()?;
             let t1 = clock.now_s();
             loop_ms.push((t1 - t0) * 1e3);
-            if window_complete(protocol, t1 - start, loop_ms.len()) {
+            if window_complete(protocol, t1 - start, loop_ms.len())
+                && (sensor.window_ready() || t1 - start > protocol.min_window_s + MAX_EXTENSION_S)
+            {
                 break;
             }
         }
         let duration_s = clock.now_s() - start;
         let energy = sensor.stop_window()?;
-        let (energy_j, counter_ticks, num_power_samples) = match energy {
-            Some(e) => {
-                let offset = start - origin;
-                trace.extend(e.samples.iter().map(|s| PowerSample {
-                    t_s: s.t_s + offset,
-                    power_w: s.power_w,
-                }));
-                (Some(e.energy_j), Some(e.counter_ticks), e.samples.len())
-            }
-            None => (None, None, 0),
-        };
-        windows.push(WindowRecord {
+        let offset = start - origin;
+        let mut record = WindowRecord {
             loops: loop_ms.len() as u32,
             duration_s,
             loop_ms,
-            energy_j,
-            counter_ticks,
-            num_power_samples,
-        });
+            energy_j: None,
+            counter_delta_j: None,
+            tail_correction_j: None,
+            trace_energy_j: None,
+            counter_ticks: None,
+            num_power_samples: 0,
+        };
+        if let Some(e) = energy {
+            trace.extend(e.samples.iter().map(|s| PowerSample {
+                t_s: s.t_s + offset,
+                power_w: s.power_w,
+            }));
+            record.energy_j = Some(e.energy_j);
+            record.counter_delta_j = Some(e.counter_delta_j);
+            record.tail_correction_j = Some(e.tail_correction_j);
+            record.trace_energy_j = e.trace_energy_j;
+            record.counter_ticks = Some(e.counter_ticks);
+            record.num_power_samples = e.samples.len();
+        }
+        windows.push(record);
     }
     Ok(ProtocolOutcome {
         warmup,
         windows,
         trace,
     })
+}
+
+/// Idle power of the device before the sweep, with the runner's CUDA context open: the baseline
+/// for net energy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleBaseline {
+    /// Quiet time before the measurement, to let power settle after start-up work.
+    pub settle_s: f64,
+    pub duration_s: f64,
+    pub energy_j: f64,
+    pub power_w: f64,
+    pub counter_ticks: u64,
+    pub num_power_samples: usize,
+}
+
+/// Lets the device settle, then meters `duration_s` of doing nothing. `None` without a sensor.
+pub fn measure_idle(
+    sensor: &mut dyn EnergySensor,
+    clock: &dyn Clock,
+    settle_s: f64,
+    duration_s: f64,
+) -> Result<Option<IdleBaseline>> {
+    if !sensor.info().measures_energy {
+        return Ok(None);
+    }
+    clock.sleep_s(settle_s);
+    sensor.start_window()?;
+    let start = clock.now_s();
+    clock.sleep_s(duration_s);
+    while !sensor.window_ready() && clock.now_s() - start < duration_s + MAX_EXTENSION_S {
+        clock.sleep_s(0.05);
+    }
+    let elapsed = clock.now_s() - start;
+    let Some(e) = sensor.stop_window()? else {
+        return Ok(None);
+    };
+    Ok(Some(IdleBaseline {
+        settle_s,
+        duration_s: elapsed,
+        energy_j: e.energy_j,
+        power_w: e.energy_j / elapsed,
+        counter_ticks: e.counter_ticks,
+        num_power_samples: e.samples.len(),
+    }))
+}
+
+/// What the background power sampler costs the workload: windows with and without it,
+/// alternated (off, on, off, on) so that drift does not pose as overhead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerOverhead {
+    pub cell_id: String,
+    pub windows_each: u32,
+    /// Median loop latency without / with the sampler thread.
+    pub latency_off_ms: f64,
+    pub latency_on_ms: f64,
+    /// latency_on / latency_off - 1.
+    pub overhead: f64,
+}
+
+pub fn measure_sampler_overhead(
+    cell_id: &str,
+    protocol: &ProtocolSection,
+    sensor: &mut dyn EnergySensor,
+    clock: &dyn Clock,
+    run_loop: &mut dyn FnMut() -> Result<()>,
+) -> Result<Option<SamplerOverhead>> {
+    if !sensor.info().measures_energy {
+        return Ok(None);
+    }
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for sampling in [false, true, false, true] {
+        sensor.set_sampling(sampling);
+        sensor.start_window()?;
+        let start = clock.now_s();
+        let mut loop_ms = Vec::new();
+        loop {
+            let t0 = clock.now_s();
+            run_loop()?;
+            let t1 = clock.now_s();
+            loop_ms.push((t1 - t0) * 1e3);
+            if window_complete(protocol, t1 - start, loop_ms.len()) {
+                break;
+            }
+        }
+        // Latency is what is compared here; a window this short may not satisfy the counter.
+        let _ = sensor.stop_window();
+        if sampling {
+            on.extend(loop_ms)
+        } else {
+            off.extend(loop_ms)
+        }
+    }
+    sensor.set_sampling(true);
+    let latency_off_ms = crate::analysis::percentile(&off, 50.0);
+    let latency_on_ms = crate::analysis::percentile(&on, 50.0);
+    Ok(Some(SamplerOverhead {
+        cell_id: cell_id.to_string(),
+        windows_each: 2,
+        latency_off_ms,
+        latency_on_ms,
+        overhead: latency_on_ms / latency_off_ms - 1.0,
+    }))
 }
 
 /// A window ends once it lasted `min_window_s` and ran `min_loops`.
@@ -311,6 +428,9 @@ pub mod tests {
             self.windows += 1;
             Ok(Some(WindowEnergy {
                 energy_j: 100.0,
+                counter_delta_j: 99.0,
+                tail_correction_j: 1.0,
+                trace_energy_j: Some(101.0),
                 counter_ticks: 20,
                 samples: vec![PowerSample {
                     t_s: 0.5,
@@ -318,6 +438,87 @@ pub mod tests {
                 }],
             }))
         }
+    }
+
+    /// A sensor whose counter needs `ready_after_s` of window time to tick often enough.
+    struct SlowCounter<'a> {
+        clock: &'a FakeClock,
+        ready_after_s: f64,
+        started: f64,
+    }
+
+    impl EnergySensor for SlowCounter<'_> {
+        fn info(&self) -> SensorInfo {
+            SensorInfo {
+                kind: "test".into(),
+                measures_energy: true,
+                note: String::new(),
+            }
+        }
+        fn start_window(&mut self) -> Result<()> {
+            self.started = self.clock.now_s();
+            Ok(())
+        }
+        fn window_ready(&self) -> bool {
+            self.clock.now_s() - self.started >= self.ready_after_s
+        }
+        fn stop_window(&mut self) -> Result<Option<WindowEnergy>> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn windows_are_extended_until_the_counter_has_ticked_enough() {
+        let clock = FakeClock::default();
+        let mut sensor = SlowCounter {
+            clock: &clock,
+            ready_after_s: 3.2,
+            started: 0.0,
+        };
+        let mut run = || {
+            clock.advance(0.1);
+            Ok(())
+        };
+        let out = run_protocol(&protocol(), &mut sensor, &clock, &mut |_| {}, &mut run).unwrap();
+        for w in &out.windows {
+            assert!(
+                w.duration_s >= 3.2 - 1e-9,
+                "extended past min_window_s = 2: {}",
+                w.duration_s
+            );
+            assert!(w.duration_s < 3.4);
+        }
+        // A counter that never gets there stops the extension after MAX_EXTENSION_S.
+        let clock = FakeClock::default();
+        let mut stuck = SlowCounter {
+            clock: &clock,
+            ready_after_s: 1e9,
+            started: 0.0,
+        };
+        let mut run = || {
+            clock.advance(0.5);
+            Ok(())
+        };
+        let out = run_protocol(&protocol(), &mut stuck, &clock, &mut |_| {}, &mut run).unwrap();
+        assert!(out.windows[0].duration_s <= 2.0 + MAX_EXTENSION_S + 0.5 + 1e-9);
+    }
+
+    #[test]
+    fn idle_baseline_is_energy_over_time_after_settling() {
+        let clock = FakeClock::default();
+        let mut sensor = CountingSensor { windows: 0 };
+        let idle = measure_idle(&mut sensor, &clock, 2.0, 5.0)
+            .unwrap()
+            .unwrap();
+        // The counting sensor reports 100 J per window: 100 J over 5 s = 20 W.
+        assert_eq!(idle.settle_s, 2.0);
+        assert!((idle.power_w - 20.0).abs() < 1e-9);
+        assert!(
+            (clock.now_s() - 7.0).abs() < 1e-9,
+            "settled 2 s, measured 5 s"
+        );
+        let mut none = NoSensor::new("none");
+        assert!(measure_idle(&mut none, &clock, 1.0, 1.0).unwrap().is_none());
     }
 
     #[test]

@@ -13,8 +13,8 @@ use crate::config::{ExperimentConfig, LoadedExperiment, ProtocolSection};
 use crate::data::DatasetUsage;
 use crate::device::DeviceInfo;
 use crate::matrix::Cell;
-use crate::measure::{WarmupRecord, WindowRecord};
-use crate::sensor::{PowerSample, SensorInfo};
+use crate::measure::{IdleBaseline, SamplerOverhead, WarmupRecord, WindowRecord};
+use crate::sensor::{GpuState, PowerSample, SensorInfo};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -40,6 +40,11 @@ pub struct CellRecord {
     pub device: DeviceInfo,
     pub sensor: SensorInfo,
     pub protocol: ProtocolSection,
+    /// Idle power measured before the sweep: the baseline for net energy.
+    pub idle_power_w: Option<f64>,
+    /// GPU identity, clocks, temperature and power right before and after the cell.
+    pub gpu_before: Option<GpuState>,
+    pub gpu_after: Option<GpuState>,
     pub warmup: Option<WarmupRecord>,
     pub windows: Vec<WindowRecord>,
     pub dataset: Option<DatasetUsage>,
@@ -82,6 +87,11 @@ pub struct Manifest {
     pub host: HostInfo,
     pub device: DeviceInfo,
     pub sensor: SensorInfo,
+    /// The metered GPU at the start of the sweep (name, UUID, driver, power limit ...).
+    pub gpu: Option<GpuState>,
+    pub idle_baseline: Option<IdleBaseline>,
+    /// What the background power sampler costs the workload, measured on the first cell.
+    pub sampler_overhead: Option<SamplerOverhead>,
     /// Versions of the crates that shape the numbers (candle, tokenizers ...).
     pub crate_versions: BTreeMap<String, String>,
     /// Kernel-affecting environment variables that were set (thread counts, CUDA settings).
@@ -102,6 +112,7 @@ impl Manifest {
         plan: &[Cell],
         device: &DeviceInfo,
         sensor: &SensorInfo,
+        gpu: Option<GpuState>,
         notices: Vec<String>,
     ) -> Result<Self> {
         let bytes =
@@ -122,6 +133,9 @@ impl Manifest {
             host: host_info(),
             device: device.clone(),
             sensor: sensor.clone(),
+            gpu,
+            idle_baseline: None,
+            sampler_overhead: None,
             crate_versions: crate_versions(),
             environment: kernel_environment(),
             notices,

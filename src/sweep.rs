@@ -11,10 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::analysis::CellSummary;
 use crate::config::{self, LoadedExperiment};
 use crate::data::{self, BatchCycle, TokenizedSet};
-use crate::device::{self, DeviceInfo};
+use crate::device::{self, SelectedDevice};
 use crate::error::{exit, ConfigError};
 use crate::matrix::{self, Cell};
-use crate::measure::{self, Clock, RealClock};
+use crate::measure::{self, Clock, RealClock, SamplerOverhead};
 use crate::model::{self, ModelSpec, ModelStore};
 use crate::report::{self, TemplateSource};
 use crate::results::{now_rfc3339, CellRecord, CellStatus, Manifest, RunDir, SCHEMA_VERSION};
@@ -88,7 +88,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         eprintln!("runner: {n}");
         notices.push(n.clone());
     }
-    let mut sensor = sensor::select(&prepared.exp.config.sensor, &selected.info);
+    let mut sensor = sensor::select(&prepared.exp.config.sensor, &selected.info)?;
     let sensor_info = sensor.info();
     if !sensor_info.measures_energy && selected.notice.is_none() {
         eprintln!("runner: energy not measured: {}", sensor_info.note);
@@ -105,9 +105,32 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         &prepared.plan,
         &selected.info,
         &sensor_info,
+        sensor.gpu_state(),
         notices,
     )?;
     run_dir.write_manifest(&manifest)?;
+    let protocol = &prepared.exp.config.protocol;
+    if sensor_info.measures_energy {
+        eprintln!(
+            "runner: idle baseline: {} s settling, then {} s of idle power",
+            protocol.idle_settle_s, protocol.idle_baseline_s
+        );
+        let idle = measure::measure_idle(
+            sensor.as_mut(),
+            &RealClock::default(),
+            protocol.idle_settle_s,
+            protocol.idle_baseline_s,
+        )
+        .context("measuring the idle baseline")?;
+        if let Some(idle) = &idle {
+            eprintln!(
+                "runner: idle power {:.1} W ({} counter updates over {:.1} s)",
+                idle.power_w, idle.counter_ticks, idle.duration_s
+            );
+        }
+        manifest.idle_baseline = idle;
+        run_dir.write_manifest(&manifest)?;
+    }
     eprintln!(
         "runner: {} cells on {} ({}), results in {}",
         prepared.plan.len(),
@@ -119,18 +142,33 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     let progress = progress_bar(prepared.plan.len());
     let mut store = ModelStore::default();
     let mut records = Vec::with_capacity(prepared.plan.len());
+    let idle_power_w = manifest.idle_baseline.as_ref().map(|i| i.power_w);
     for cell in &prepared.plan {
         progress.set_message(cell_label(cell));
-        let record = run_cell(
+        let check_overhead = manifest.sampler_overhead.is_none();
+        let (record, trace, overhead) = run_cell(
             cell,
             &prepared,
             &mut store,
-            &selected.device,
-            &selected.info,
+            &selected,
             sensor.as_mut(),
             &sensor_info,
+            idle_power_w,
+            check_overhead,
             &progress,
         );
+        if let Some(o) = overhead {
+            say(
+                &progress,
+                &format!(
+                    "sampler overhead on cell {}: {:.3} ms without, {:.3} ms with the power sampler ({:+.2} %)",
+                    o.cell_id, o.latency_off_ms, o.latency_on_ms, o.overhead * 100.0
+                ),
+            );
+            manifest.sampler_overhead = Some(o);
+            run_dir.write_manifest(&manifest)?;
+        }
+        let record = (record, trace);
         run_dir
             .write_record(&record.0)
             .with_context(|| format!("writing the record of cell {}", cell.id))?;
@@ -217,26 +255,37 @@ pub fn report(dir: &Path, templates: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+type CellOutcome = (
+    CellRecord,
+    Vec<sensor::PowerSample>,
+    Option<SamplerOverhead>,
+);
+
 #[allow(clippy::too_many_arguments)]
 fn run_cell(
     cell: &Cell,
     prepared: &Prepared,
     store: &mut ModelStore,
-    device: &Device,
-    device_info: &DeviceInfo,
+    selected: &SelectedDevice,
     sensor: &mut dyn EnergySensor,
     sensor_info: &SensorInfo,
+    idle_power_w: Option<f64>,
+    check_overhead: bool,
     progress: &ProgressBar,
-) -> (CellRecord, Vec<sensor::PowerSample>) {
+) -> CellOutcome {
+    let device = &selected.device;
     let mut record = CellRecord {
         schema_version: SCHEMA_VERSION,
         cell: cell.clone(),
         status: CellStatus::Ok,
         reason: None,
         precision_executed: None,
-        device: device_info.clone(),
+        device: selected.info.clone(),
         sensor: sensor_info.clone(),
         protocol: prepared.exp.config.protocol.clone(),
+        idle_power_w,
+        gpu_before: sensor.gpu_state(),
+        gpu_after: None,
         warmup: None,
         windows: Vec::new(),
         dataset: None,
@@ -245,41 +294,47 @@ fn run_cell(
         ended_at: String::new(),
     };
     let mut trace = Vec::new();
+    let mut overhead = None;
     if let Err(reason) = model::probe_precision(cell.precision, device) {
         record.status = CellStatus::Skipped;
         record.reason = Some(reason);
     } else {
         let label = cell_label(cell);
         let mut on_progress = |phase: &str| progress.set_message(format!("{label}: {phase}"));
-        match measure_cell(
+        let measured = measure_cell(
             cell,
             prepared,
             store,
             device,
             sensor,
+            check_overhead,
             &mut on_progress,
             &mut record,
-        ) {
-            Ok(t) => trace = t,
+        );
+        match measured {
+            Ok((t, o)) => (trace, overhead) = (t, o),
             Err(e) => {
                 record.status = CellStatus::Failed;
                 record.reason = Some(format!("{e:#}"));
             }
         }
     }
+    record.gpu_after = sensor.gpu_state();
     record.ended_at = now_rfc3339();
-    (record, trace)
+    (record, trace, overhead)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn measure_cell(
     cell: &Cell,
     prepared: &Prepared,
     store: &mut ModelStore,
     device: &Device,
     sensor: &mut dyn EnergySensor,
+    check_overhead: bool,
     on_progress: &mut dyn FnMut(&str),
     record: &mut CellRecord,
-) -> Result<Vec<sensor::PowerSample>> {
+) -> Result<(Vec<sensor::PowerSample>, Option<SamplerOverhead>)> {
     on_progress("loading model");
     let spec = &prepared.specs[&cell.model];
     let model = store.load(spec, cell.precision, device)?;
@@ -289,7 +344,8 @@ fn measure_cell(
     let mut batches = BatchCycle::new(set, cell.batch_size, device)?;
     let mut last_logits = None;
     let clock = RealClock::default();
-    let outcome = {
+    let protocol = &prepared.exp.config.protocol;
+    let (outcome, overhead) = {
         let mut run_loop = || -> Result<()> {
             let (ids, mask) = batches.next_batch();
             let logits = model.forward(ids, mask)?;
@@ -297,13 +353,15 @@ fn measure_cell(
             last_logits = Some(logits);
             Ok(())
         };
-        measure::run_protocol(
-            &prepared.exp.config.protocol,
-            sensor,
-            &clock,
-            on_progress,
-            &mut run_loop,
-        )?
+        let outcome = measure::run_protocol(protocol, sensor, &clock, on_progress, &mut run_loop)?;
+        // Once per sweep, on the first measured cell: what the power sampler costs.
+        let overhead = if check_overhead {
+            on_progress("sampler overhead check");
+            measure::measure_sampler_overhead(&cell.id, protocol, sensor, &clock, &mut run_loop)?
+        } else {
+            None
+        };
+        (outcome, overhead)
     };
     record.dataset = Some(batches.usage());
     // A model that computes garbage fast is not a measurement: refuse NaN/Inf outputs.
@@ -317,7 +375,7 @@ fn measure_cell(
     }
     record.warmup = Some(outcome.warmup);
     record.windows = outcome.windows;
-    Ok(outcome.trace)
+    Ok((outcome.trace, overhead))
 }
 
 pub fn dtype_name(dtype: DType) -> &'static str {

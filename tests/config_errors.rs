@@ -215,3 +215,31 @@ fn run_without_a_file_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_of(&out).contains("no experiment file given"));
 }
+
+#[test]
+fn nvml_sensor_without_nvml_is_a_config_error_and_writes_nothing() {
+    // CI machines have no NVIDIA driver, so NVML cannot load; with a driver but no GPU in use the
+    // message says the cells run on the CPU. Either way: exit 2, no run directory.
+    let f = Fixture::new(&valid_with(
+        "[sensor]\nkind = \"nvml\"\n[device]\nbackend = \"cpu\"\n[matrix]\nbatch_size = [1]\n",
+    ));
+    let run = f.dir.path().join("run");
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let msg = stderr_of(&out);
+    assert!(
+        msg.contains("sensor.kind = \"nvml\" but NVML could not be loaded (")
+            && msg.contains("install NVIDIA's driver (libnvidia-ml.so), or set sensor.kind = \"auto\" or \"none\"")
+            || msg.contains("sensor.kind = \"nvml\" meters an NVIDIA GPU, but the cells run on the cpu"),
+        "{msg}"
+    );
+    assert!(
+        !run.exists(),
+        "nothing is written before the configuration is accepted"
+    );
+}

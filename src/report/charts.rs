@@ -8,6 +8,7 @@ use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
 use crate::analysis::CellSummary;
+use crate::sensor::PowerSample;
 
 pub struct Chart {
     /// File name beside the Markdown report, e.g. `latency.svg`.
@@ -41,7 +42,7 @@ fn series(summaries: &[CellSummary], metric: impl Fn(&CellSummary) -> Option<f64
 }
 
 pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
-    let specs: [ChartSpec; 4] = [
+    let specs: [ChartSpec; 5] = [
         (
             "latency.svg",
             "Latency per batch (median, ms)",
@@ -59,6 +60,12 @@ pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
             "Energy per inference (mJ)",
             "mJ per sample",
             |s| s.energy_per_inference_mj,
+        ),
+        (
+            "energy_net.svg",
+            "Energy per inference above idle (mJ)",
+            "mJ per sample, net",
+            |s| s.energy_net_per_inference_mj,
         ),
         ("power.svg", "Average power (W)", "W", |s| s.avg_power_w),
     ];
@@ -136,6 +143,53 @@ fn line_chart(title: &str, y_label: &str, data: &Series) -> Result<String> {
             .position(SeriesLabelPosition::UpperLeft)
             .draw()
             .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
+/// Power over time for one cell (all its windows on one time axis), with the idle baseline.
+pub fn power_trace(title: &str, samples: &[PowerSample], idle_w: Option<f64>) -> Result<String> {
+    let t_max = samples.iter().map(|s| s.t_s).fold(0f64, f64::max).max(1e-3);
+    let p_max = samples
+        .iter()
+        .map(|s| s.power_w)
+        .chain(idle_w)
+        .fold(0f64, f64::max)
+        .max(1.0);
+    let err = |e: &dyn std::fmt::Display| anyhow!("drawing power trace {title:?}: {e}");
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (560, 260)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(32)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0f64..t_max, 0f64..p_max * 1.1)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("s since the first window")
+            .y_desc("W (instant)")
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(LineSeries::new(
+                samples.iter().map(|s| (s.t_s, s.power_w)),
+                BLUE.stroke_width(1),
+            ))
+            .map_err(|e| err(&e))?;
+        if let Some(idle) = idle_w {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, idle), (t_max, idle)],
+                    BLACK.mix(0.5).stroke_width(1),
+                ))
+                .map_err(|e| err(&e))?;
+        }
         root.present().map_err(|e| err(&e))?;
     }
     Ok(svg)

@@ -82,6 +82,8 @@ struct ReportContext<'a> {
     counts: Counts,
     energy_measured: bool,
     charts: Vec<ChartRef>,
+    /// One power-over-time chart per cell with a trace.
+    trace_charts: Vec<ChartRef>,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +130,27 @@ pub fn render_records(
         write_atomic(&chart_dir.join(&c.file_name), c.svg.as_bytes())?;
     }
 
+    let idle_w = manifest.idle_baseline.as_ref().map(|i| i.power_w);
+    let mut trace_charts = Vec::new();
+    for s in &summaries {
+        let Some(samples) = read_trace(&run.path.join("traces").join(format!("{}.csv", s.id)))?
+        else {
+            continue;
+        };
+        let title = format!(
+            "{} {} {} batch {} seq {}",
+            s.id, s.model, s.precision, s.batch_size, s.seq_len
+        );
+        let svg = charts::power_trace(&title, &samples, idle_w)?;
+        let file_name = format!("trace-{}.svg", s.id);
+        write_atomic(&chart_dir.join(&file_name), svg.as_bytes())?;
+        trace_charts.push(ChartRef {
+            title,
+            file_name: format!("charts/{file_name}"),
+            svg: Value::from_safe_string(strip_xml_declaration(&svg)),
+        });
+    }
+
     let summary_csv = run.path.join("summary.csv");
     write_atomic(&summary_csv, &summary_csv_bytes(&summaries)?)?;
 
@@ -163,6 +186,7 @@ pub fn render_records(
                 svg: Value::from_safe_string(strip_xml_declaration(&c.svg)),
             })
             .collect(),
+        trace_charts,
     };
 
     let env = templates.environment()?;
@@ -183,6 +207,20 @@ pub fn render_records(
         write_atomic(path, text.as_bytes())?;
     }
     Ok((written, summaries))
+}
+
+/// A cell's power trace (`t_s,power_w` rows), or `None` when the cell has no trace file.
+fn read_trace(path: &Path) -> Result<Option<Vec<crate::sensor::PowerSample>>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let samples = reader
+        .deserialize()
+        .collect::<std::result::Result<Vec<crate::sensor::PowerSample>, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    Ok(Some(samples))
 }
 
 /// An inline <svg> inside HTML must not carry an XML declaration.
@@ -210,7 +248,11 @@ struct SummaryRow<'a> {
     status: CellStatus,
     device: &'a str,
     energy_per_inference_mj: Option<f64>,
+    energy_ci_low_mj: Option<f64>,
+    energy_ci_high_mj: Option<f64>,
+    energy_net_per_inference_mj: Option<f64>,
     avg_power_w: Option<f64>,
+    idle_power_w: Option<f64>,
     latency_per_loop_ms: Option<f64>,
     latency_p10_ms: Option<f64>,
     latency_p90_ms: Option<f64>,
@@ -223,13 +265,15 @@ struct SummaryRow<'a> {
     repeats: usize,
     num_power_samples: usize,
     counter_ticks: Option<u64>,
+    min_window_ticks: Option<u64>,
+    trace_vs_counter: Option<f64>,
     window_cv: Option<f64>,
     dataset_wraparounds: Option<u64>,
     flags: String,
     reason: Option<&'a str>,
 }
 
-pub const SUMMARY_COLUMNS: [&str; 27] = [
+pub const SUMMARY_COLUMNS: [&str; 33] = [
     "cell_id",
     "model",
     "precision",
@@ -240,7 +284,11 @@ pub const SUMMARY_COLUMNS: [&str; 27] = [
     "status",
     "device",
     "energy_per_inference_mj",
+    "energy_ci_low_mj",
+    "energy_ci_high_mj",
+    "energy_net_per_inference_mj",
     "avg_power_w",
+    "idle_power_w",
     "latency_per_loop_ms",
     "latency_p10_ms",
     "latency_p90_ms",
@@ -253,6 +301,8 @@ pub const SUMMARY_COLUMNS: [&str; 27] = [
     "repeats",
     "num_power_samples",
     "counter_ticks",
+    "min_window_ticks",
+    "trace_vs_counter",
     "window_cv",
     "dataset_wraparounds",
     "flags",
@@ -276,7 +326,11 @@ fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
             status: s.status,
             device: &s.device,
             energy_per_inference_mj: s.energy_per_inference_mj,
+            energy_ci_low_mj: s.energy_ci_low_mj,
+            energy_ci_high_mj: s.energy_ci_high_mj,
+            energy_net_per_inference_mj: s.energy_net_per_inference_mj,
             avg_power_w: s.avg_power_w,
+            idle_power_w: s.idle_power_w,
             latency_per_loop_ms: s.latency_per_loop_ms,
             latency_p10_ms: s.latency_p10_ms,
             latency_p90_ms: s.latency_p90_ms,
@@ -289,6 +343,8 @@ fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
             repeats: s.repeats,
             num_power_samples: s.num_power_samples,
             counter_ticks: s.counter_ticks,
+            min_window_ticks: s.min_window_ticks,
+            trace_vs_counter: s.trace_vs_counter,
             window_cv: s.window_cv,
             dataset_wraparounds: s.dataset_wraparounds,
             flags: s.flags.join("; "),

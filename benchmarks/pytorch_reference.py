@@ -1,0 +1,91 @@
+"""PyTorch reference for the runner's DistilBERT cells: eager fp32/fp16/bf16 at the given batch sizes,
+seq 128, random weights (Hugging Face's DistilBertForSequenceClassification, default config).
+
+Same method as the runner: latency = median over loops of one forward pass followed by a synchronize;
+energy = NVML total-energy counter over a window of >= --window-s seconds that starts on a counter
+update, divided by the samples processed (gross, idle included).
+
+Runs on the GPU machine (its python3 has torch, transformers and nvidia-ml-py):
+    python3 benchmarks/pytorch_reference.py OUT.jsonl --batch-sizes 1,8,16,32,64
+"""
+import argparse, json, time
+
+import pynvml as nv
+import torch
+import transformers
+from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+ap = argparse.ArgumentParser()
+ap.add_argument("out")
+ap.add_argument("--batch-sizes", default="1,8,16,32,64")
+ap.add_argument("--precisions", default="fp32,fp16,bf16")
+ap.add_argument("--seq-len", type=int, default=128)
+ap.add_argument("--window-s", type=float, default=3.0)
+ap.add_argument("--latency-loops", type=int, default=100)
+args = ap.parse_args()
+
+nv.nvmlInit()
+handle = nv.nvmlDeviceGetHandleByIndex(0)
+energy_mj = lambda: nv.nvmlDeviceGetTotalEnergyConsumption(handle)
+out = open(args.out, "w")
+
+
+def emit(rec):
+    print("RESULT", json.dumps(rec), flush=True)
+    out.write(json.dumps(rec) + "\n")
+    out.flush()
+
+
+def wait_tick():
+    e0, t = energy_mj(), time.perf_counter()
+    while time.perf_counter() - t < 1.0:
+        e = energy_mj()
+        if e != e0:
+            return e
+        time.sleep(0.0005)
+    raise RuntimeError("NVML energy counter did not update within 1 s")
+
+
+torch.manual_seed(0)
+dev = torch.device("cuda")
+cfg = DistilBertConfig()
+base = DistilBertForSequenceClassification(cfg).eval()
+emit({"kind": "setup", "torch": torch.__version__, "transformers": transformers.__version__,
+      "cuda": torch.version.cuda, "gpu": torch.cuda.get_device_name(0),
+      "attn_impl": getattr(base.config, "_attn_implementation", None)})
+dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+for precision in args.precisions.split(","):
+    model = DistilBertForSequenceClassification(cfg).eval()
+    model.load_state_dict(base.state_dict())
+    model = model.to(dev, dtypes[precision])
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        ids = torch.randint(0, cfg.vocab_size, (batch, args.seq_len), device=dev)
+        mask = torch.ones(batch, args.seq_len, dtype=torch.long, device=dev)
+        run = lambda: model(input_ids=ids, attention_mask=mask).logits
+        with torch.inference_mode():
+            for _ in range(10):
+                run()
+            torch.cuda.synchronize()
+            lat = []
+            for _ in range(args.latency_loops):
+                t = time.perf_counter()
+                run()
+                torch.cuda.synchronize()
+                lat.append((time.perf_counter() - t) * 1e3)
+            lat.sort()
+            e0 = wait_tick()
+            t0, n = time.perf_counter(), 0
+            while time.perf_counter() - t0 < args.window_s:
+                run()
+                torch.cuda.synchronize()
+                n += 1
+            secs = time.perf_counter() - t0
+            e1 = energy_mj()
+        emit({"kind": "torch_eager", "precision": precision, "batch_size": batch, "seq_len": args.seq_len,
+              "latency_ms_median": lat[len(lat) // 2], "latency_ms_p10": lat[len(lat) // 10],
+              "latency_ms_p90": lat[(9 * len(lat)) // 10], "window_s": secs, "window_loops": n,
+              "energy_per_inference_mj": (e1 - e0) / (n * batch), "avg_power_w": (e1 - e0) / 1e3 / secs})
+    del model
+    torch.cuda.empty_cache()
+emit({"kind": "done"})

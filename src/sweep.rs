@@ -145,7 +145,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     let idle_power_w = manifest.idle_baseline.as_ref().map(|i| i.power_w);
     for cell in &prepared.plan {
         progress.set_message(cell_label(cell));
-        let check_overhead = manifest.sampler_overhead.is_none();
+        let check_overhead = sensor_info.measures_energy && manifest.sampler_overhead.is_none();
         let (record, trace, overhead) = run_cell(
             cell,
             &prepared,
@@ -168,17 +168,16 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             manifest.sampler_overhead = Some(o);
             run_dir.write_manifest(&manifest)?;
         }
-        let record = (record, trace);
         run_dir
-            .write_record(&record.0)
+            .write_record(&record)
             .with_context(|| format!("writing the record of cell {}", cell.id))?;
-        if !record.1.is_empty() {
-            run_dir.write_trace(&cell.id, &record.1)?;
+        if !trace.is_empty() {
+            run_dir.write_trace(&cell.id, &trace)?;
         }
-        say(&progress, &cell_result_line(&record.0));
-        records.push(record.0);
+        say(&progress, &cell_result_line(&record));
+        records.push(record);
         progress.inc(1);
-        RealClock::default().sleep_s(prepared.exp.config.protocol.cooldown_s);
+        RealClock::default().sleep_s(protocol.cooldown_s);
     }
     progress.finish_and_clear();
 
@@ -187,9 +186,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     let (written, summaries) =
         report::render_records(&run_dir, &prepared.templates, &manifest, &records)?;
     print_summary(&summaries);
-    println!("report: {}", written.html.display());
-    println!("        {}", written.markdown.display());
-    println!("        {}", written.summary_csv.display());
+    print_written(&written);
 
     let failed: Vec<&CellSummary> = summaries
         .iter()
@@ -249,9 +246,7 @@ pub fn report(dir: &Path, templates: Option<&Path>) -> Result<()> {
     let run_dir = RunDir::open(dir)?;
     let (written, summaries) = report::render(&run_dir, &templates)?;
     print_summary(&summaries);
-    println!("report: {}", written.html.display());
-    println!("        {}", written.markdown.display());
-    println!("        {}", written.summary_csv.display());
+    print_written(&written);
     Ok(())
 }
 
@@ -443,6 +438,12 @@ fn say(bar: &ProgressBar, line: &str) {
     } else {
         bar.println(line);
     }
+}
+
+fn print_written(written: &report::Written) {
+    println!("report: {}", written.html.display());
+    println!("        {}", written.markdown.display());
+    println!("        {}", written.summary_csv.display());
 }
 
 fn print_summary(summaries: &[CellSummary]) {

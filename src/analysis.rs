@@ -30,10 +30,10 @@ pub struct CellSummary {
     pub latency_per_loop_ms: Option<f64>,
     pub latency_p10_ms: Option<f64>,
     pub latency_p90_ms: Option<f64>,
-    /// 95 % confidence interval of the mean per-window latency (Student t over the repeats).
+    /// 95 % confidence interval of the per-window median latency (Student t over the repeats).
     pub latency_ci_low_ms: Option<f64>,
     pub latency_ci_high_ms: Option<f64>,
-    /// Spread of the per-window mean latencies (standard deviation / mean).
+    /// Spread of the per-window median latencies (standard deviation / mean).
     pub window_cv: Option<f64>,
     pub latency_per_sample_ms: Option<f64>,
     pub throughput_samples_per_s: Option<f64>,
@@ -73,16 +73,19 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         .iter()
         .flat_map(|w| w.loop_ms.iter().copied())
         .collect();
-    let window_means: Vec<f64> = r
+    // Per-window medians: the statistic the CI and the noise flag are about, so they describe the
+    // same quantity as the reported median (window means would let a few slow loops pull the
+    // interval away from the median).
+    let window_medians: Vec<f64> = r
         .windows
         .iter()
-        .filter(|w| w.loops > 0)
-        .map(|w| w.duration_s * 1e3 / w.loops as f64)
+        .filter(|w| !w.loop_ms.is_empty())
+        .map(|w| percentile(&w.loop_ms, 50.0))
         .collect();
     let measured = r.status == CellStatus::Ok && !loops.is_empty();
     let median = measured.then(|| percentile(&loops, 50.0));
-    let ci = mean_ci95(&window_means);
-    let cv = coefficient_of_variation(&window_means);
+    let ci = mean_ci95(&window_medians);
+    let cv = coefficient_of_variation(&window_medians);
     let batch = r.cell.batch_size as f64;
 
     let per_inference_mj = |energy_j: f64, loops: u32| energy_j * 1e3 / (loops as f64 * batch);
@@ -127,7 +130,7 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
     let mut flags = Vec::new();
     if let Some(cv) = cv.filter(|&cv| cv > NOISY_CV) {
         flags.push(format!(
-            "noisy: window latencies vary by {:.1} % (> {:.0} %)",
+            "noisy: per-window median latencies vary by {:.1} % (> {:.0} %)",
             cv * 100.0,
             NOISY_CV * 100.0
         ));
@@ -143,12 +146,6 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
     }
     if measured && r.windows.len() < 2 {
         flags.push("one window only: no confidence interval".into());
-    }
-    if let Some(d) = r.dataset.filter(|d| d.wraparounds > 0) {
-        flags.push(format!(
-            "dataset reused: {} wraparound(s) over {} examples",
-            d.wraparounds, d.examples
-        ));
     }
 
     CellSummary {

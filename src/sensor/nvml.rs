@@ -215,7 +215,11 @@ impl EnergySensor for NvmlSensor {
                 .enforced_power_limit()
                 .ok()
                 .map(|mw| mw as f64 / 1000.0),
-            pstate: device.performance_state().ok().map(|p| format!("{p:?}")),
+            // nvidia-smi's naming (P0 = maximum performance); 32 is NVML's "unknown".
+            pstate: device
+                .performance_state()
+                .ok()
+                .map(|p| format!("P{}", p.as_c() as u32)),
             sm_clock_mhz: device.clock_info(Clock::SM).ok(),
             memory_clock_mhz: device.clock_info(Clock::Memory).ok(),
             temperature_c: device.temperature(TemperatureSensor::Gpu).ok(),

@@ -73,6 +73,9 @@ pub struct HostInfo {
 pub struct Manifest {
     pub schema_version: u32,
     pub runner_version: String,
+    /// Git commit the runner binary was built from ("-dirty": with uncommitted changes).
+    #[serde(default)]
+    pub runner_commit: Option<String>,
     pub run_id: String,
     pub experiment: String,
     pub description: String,
@@ -121,6 +124,7 @@ impl Manifest {
         Ok(Self {
             schema_version: SCHEMA_VERSION,
             runner_version: env!("CARGO_PKG_VERSION").to_string(),
+            runner_commit: Some(env!("RUNNER_BUILD_COMMIT").to_string()),
             run_id: run_id.to_string(),
             experiment: exp.config.experiment.name.clone(),
             description: exp.config.experiment.description.clone(),

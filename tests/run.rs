@@ -247,3 +247,55 @@ fn default_results_folder_is_results_experiment_run_id() {
         "run id is a UTC timestamp: {name}"
     );
 }
+
+/// Copies a folder tree (the committed evidence) into `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn golden_report_of_the_h100_run_renders_byte_for_byte() {
+    // The committed H100 run (records, traces, manifest) re-rendered must give the committed reports:
+    // energy, idle baseline, GPU state and power traces rendered from real measurements, on any machine.
+    let evidence = repo("docs/results/2026-11-24-nvidia-h100-80gb-hbm3");
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    copy_tree(&evidence, &run);
+    for generated in ["report.html", "report.md", "summary.csv"] {
+        std::fs::remove_file(run.join(generated)).unwrap();
+    }
+    std::fs::remove_dir_all(run.join("charts")).unwrap();
+    let out = assert_cmd::Command::cargo_bin("runner")
+        .unwrap()
+        .current_dir(repo(""))
+        .arg("report")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    for file in [
+        "report.md",
+        "summary.csv",
+        "report.html",
+        "charts/energy.svg",
+        "charts/trace-4c571e8e845f.svg",
+    ] {
+        assert!(
+            read(&run.join(file)) == read(&evidence.join(file)),
+            "{file} differs from the committed evidence: re-render it with `runner report` if the change is intended"
+        );
+    }
+    let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
+    assert!(md.contains("Idle baseline: **116.2 W**"));
+    assert!(md.contains("NVIDIA H100 80GB HBM3"));
+    assert!(!md.contains("Energy was not measured"));
+}

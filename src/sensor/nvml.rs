@@ -219,7 +219,7 @@ impl EnergySensor for NvmlSensor {
             pstate: device
                 .performance_state()
                 .ok()
-                .map(|p| format!("P{}", p.as_c() as u32)),
+                .map(|p| format!("P{}", p.as_c())),
             sm_clock_mhz: device.clock_info(Clock::SM).ok(),
             memory_clock_mhz: device.clock_info(Clock::Memory).ok(),
             temperature_c: device.temperature(TemperatureSensor::Gpu).ok(),

@@ -4,7 +4,9 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::results::{CellRecord, CellStatus};
+use crate::config::Scope;
+use crate::measure::WindowRecord;
+use crate::results::{CellRecord, CellStatus, Reconciliation};
 use crate::sensor::energy;
 
 /// Cells whose per-window latencies vary more than this (coefficient of variation) are flagged.
@@ -61,81 +63,280 @@ pub struct CellSummary {
     pub flags: Vec<String>,
     pub gpu_before: Option<crate::sensor::GpuState>,
     pub gpu_after: Option<crate::sensor::GpuState>,
+    /// `layers` cells: Σ top-level layers / the whole-model cell (1.0 = reconciled).
+    pub layers_vs_whole_latency: Option<f64>,
+    pub layers_vs_whole_energy: Option<f64>,
+    /// The whole-model cell a `layers` cell was reconciled with.
+    pub whole_model_cell_id: Option<String>,
 }
 
-pub fn summarize_all(records: &[CellRecord]) -> Vec<CellSummary> {
-    records.par_iter().map(summarize).collect()
+/// Statistics of a series of windows (a cell's, or one layer's).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WindowStats {
+    pub latency_median_ms: Option<f64>,
+    pub latency_p10_ms: Option<f64>,
+    pub latency_p90_ms: Option<f64>,
+    pub latency_ci: Option<(f64, f64)>,
+    pub window_cv: Option<f64>,
+    pub energy_per_inference_mj: Option<f64>,
+    pub energy_ci: Option<(f64, f64)>,
+    pub energy_net_per_inference_mj: Option<f64>,
+    pub energy_total_j: Option<f64>,
+    pub avg_power_w: Option<f64>,
+    pub trace_vs_counter: Option<f64>,
+    pub min_window_ticks: Option<u64>,
+    pub total_time_s: f64,
+    pub num_loops: u64,
+    pub num_power_samples: usize,
 }
 
-pub fn summarize(r: &CellRecord) -> CellSummary {
-    let loops: Vec<f64> = r
-        .windows
+pub fn window_stats(
+    windows: &[WindowRecord],
+    batch: usize,
+    idle_power_w: Option<f64>,
+) -> WindowStats {
+    let loops: Vec<f64> = windows
         .iter()
         .flat_map(|w| w.loop_ms.iter().copied())
         .collect();
     // Per-window medians: the statistic the CI and the noise flag are about, so they describe the
     // same quantity as the reported median (window means would let a few slow loops pull the
     // interval away from the median).
-    let window_medians: Vec<f64> = r
-        .windows
+    let window_medians: Vec<f64> = windows
         .iter()
         .filter(|w| !w.loop_ms.is_empty())
         .map(|w| percentile(&w.loop_ms, 50.0))
         .collect();
-    let measured = r.status == CellStatus::Ok && !loops.is_empty();
-    let median = measured.then(|| percentile(&loops, 50.0));
-    let ci = mean_ci95(&window_medians);
-    let cv = coefficient_of_variation(&window_medians);
-    let batch = r.cell.batch_size as f64;
-
+    let batch = batch as f64;
     let per_inference_mj = |energy_j: f64, loops: u32| energy_j * 1e3 / (loops as f64 * batch);
-    let gross: Vec<f64> = r
-        .windows
+    let gross: Vec<f64> = windows
         .iter()
         .filter_map(|w| w.energy_j.map(|e| per_inference_mj(e, w.loops)))
         .collect();
-    let energy_per_inference_mj = (!gross.is_empty()).then(|| percentile(&gross, 50.0));
-    let energy_ci = mean_ci95(&gross);
-    let energy_net_per_inference_mj = r.idle_power_w.and_then(|idle| {
-        let net: Vec<f64> = r
-            .windows
+    let net: Vec<f64> = match idle_power_w {
+        Some(idle) => windows
             .iter()
             .filter_map(|w| {
                 w.energy_j
                     .map(|e| per_inference_mj(energy::net_energy_j(e, idle, w.duration_s), w.loops))
             })
-            .collect();
-        (!net.is_empty()).then(|| percentile(&net, 50.0))
-    });
-    let disagreements: Vec<f64> = r
-        .windows
+            .collect(),
+        None => Vec::new(),
+    };
+    let disagreements: Vec<f64> = windows
         .iter()
         .filter_map(|w| energy::disagreement(w.energy_j?, w.trace_energy_j?))
         .collect();
-    let trace_vs_counter = (!disagreements.is_empty()).then(|| percentile(&disagreements, 50.0));
-    let min_window_ticks = r.windows.iter().filter_map(|w| w.counter_ticks).min();
-    let total_time_s: f64 = r.windows.iter().map(|w| w.duration_s).sum();
-    let avg_power_w = {
-        let energies: Vec<f64> = r.windows.iter().filter_map(|w| w.energy_j).collect();
-        (energies.len() == r.windows.len() && !energies.is_empty() && total_time_s > 0.0)
-            .then(|| energies.iter().sum::<f64>() / total_time_s)
+    let total_time_s: f64 = windows.iter().map(|w| w.duration_s).sum();
+    let energies: Vec<f64> = windows.iter().filter_map(|w| w.energy_j).collect();
+    let all_metered = !energies.is_empty() && energies.len() == windows.len();
+    let median = |v: &[f64]| (!v.is_empty()).then(|| percentile(v, 50.0));
+    WindowStats {
+        latency_median_ms: median(&loops),
+        latency_p10_ms: (!loops.is_empty()).then(|| percentile(&loops, 10.0)),
+        latency_p90_ms: (!loops.is_empty()).then(|| percentile(&loops, 90.0)),
+        latency_ci: mean_ci95(&window_medians),
+        window_cv: coefficient_of_variation(&window_medians),
+        energy_per_inference_mj: median(&gross),
+        energy_ci: mean_ci95(&gross),
+        energy_net_per_inference_mj: median(&net),
+        energy_total_j: all_metered.then(|| energies.iter().sum()),
+        avg_power_w: (all_metered && total_time_s > 0.0)
+            .then(|| energies.iter().sum::<f64>() / total_time_s),
+        trace_vs_counter: median(&disagreements),
+        min_window_ticks: windows.iter().filter_map(|w| w.counter_ticks).min(),
+        total_time_s,
+        num_loops: windows.iter().map(|w| w.loops as u64).sum(),
+        num_power_samples: windows.iter().map(|w| w.num_power_samples).sum(),
+    }
+}
+
+/// Summaries of every record, in parallel, then the cross-cell part: each `layers` cell is
+/// reconciled with the whole-model cell of the same model, precision and shapes.
+pub fn summarize_all(records: &[CellRecord]) -> Vec<CellSummary> {
+    let mut summaries: Vec<CellSummary> = records.par_iter().map(summarize).collect();
+    for (i, r) in records.iter().enumerate() {
+        if let Some(rec) = reconcile_in(r, records) {
+            let s = &mut summaries[i];
+            s.layers_vs_whole_latency = Some(rec.latency_ratio);
+            s.layers_vs_whole_energy = rec.energy_ratio;
+            s.whole_model_cell_id = Some(rec.model_cell_id.clone());
+            for (what, ratio) in [
+                ("latency", Some(rec.latency_ratio)),
+                ("energy", rec.energy_ratio),
+            ] {
+                if let Some(ratio) = ratio.filter(|r| (r - 1.0).abs() > RECONCILIATION_FLAG) {
+                    s.flags.push(format!(
+                        "layers' {what} sum is {:.1} % of the whole model's (cell {})",
+                        ratio * 100.0,
+                        rec.model_cell_id
+                    ));
+                }
+            }
+        }
+    }
+    summaries
+}
+
+/// Σ layers beyond ±5 % of the whole model is flagged.
+pub const RECONCILIATION_FLAG: f64 = 0.05;
+
+/// The whole-model record matching a `layers` record, and their reconciliation.
+pub fn reconcile_in(layers: &CellRecord, records: &[CellRecord]) -> Option<Reconciliation> {
+    if layers.cell.scope != Scope::Layers || layers.status != CellStatus::Ok {
+        return None;
+    }
+    let whole = records.iter().find(|r| {
+        r.cell.scope == Scope::Model
+            && r.status == CellStatus::Ok
+            && r.cell.model == layers.cell.model
+            && r.cell.precision == layers.cell.precision
+            && r.cell.batch_size == layers.cell.batch_size
+            && r.cell.seq_len == layers.cell.seq_len
+    })?;
+    reconcile(layers, whole)
+}
+
+pub fn reconcile(layers: &CellRecord, whole: &CellRecord) -> Option<Reconciliation> {
+    let totals = layer_totals(layers);
+    let w = window_stats(&whole.windows, whole.cell.batch_size, whole.idle_power_w);
+    let whole_latency_ms = w.latency_median_ms?;
+    let energy_ratio = match (totals.energy_per_inference_mj, w.energy_per_inference_mj) {
+        (Some(l), Some(whole)) if whole > 0.0 => Some(l / whole),
+        _ => None,
     };
-    let counter_ticks = r
-        .windows
+    Some(Reconciliation {
+        model_cell_id: whole.cell.id.clone(),
+        layers_latency_ms: totals.latency_ms,
+        whole_latency_ms,
+        latency_ratio: totals.latency_ms / whole_latency_ms,
+        layers_energy_per_inference_mj: totals.energy_per_inference_mj,
+        whole_energy_per_inference_mj: w.energy_per_inference_mj,
+        energy_ratio,
+    })
+}
+
+/// Σ over the top-level layers (components are inside their blocks and not added again).
+pub struct LayerTotals {
+    pub latency_ms: f64,
+    pub energy_per_inference_mj: Option<f64>,
+    pub energy_net_per_inference_mj: Option<f64>,
+}
+
+pub fn layer_totals(r: &CellRecord) -> LayerTotals {
+    let stats: Vec<WindowStats> = r
+        .layers
         .iter()
-        .map(|w| w.counter_ticks)
-        .sum::<Option<u64>>()
-        .filter(|_| !r.windows.is_empty());
+        .filter(|l| l.parent.is_none())
+        .map(|l| window_stats(&l.windows, r.cell.batch_size, r.idle_power_w))
+        .collect();
+    LayerTotals {
+        latency_ms: stats.iter().filter_map(|s| s.latency_median_ms).sum(),
+        energy_per_inference_mj: stats.iter().map(|s| s.energy_per_inference_mj).sum(),
+        energy_net_per_inference_mj: stats.iter().map(|s| s.energy_net_per_inference_mj).sum(),
+    }
+}
+
+/// One row of per_layer.csv / the report's breakdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSummary {
+    pub cell_id: String,
+    pub model: String,
+    pub precision: String,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub layer_name: String,
+    pub layer_idx: usize,
+    /// The block of a component; empty for top-level layers.
+    pub parent: Option<String>,
+    pub avg_power_w: Option<f64>,
+    pub total_time_s: f64,
+    pub energy_total_j: Option<f64>,
+    pub energy_per_inference_mj: Option<f64>,
+    pub energy_net_per_inference_mj: Option<f64>,
+    pub num_loops: u64,
+    pub latency_per_loop_ms: Option<f64>,
+    pub latency_ci_low_ms: Option<f64>,
+    pub latency_ci_high_ms: Option<f64>,
+    pub num_power_samples: usize,
+    pub counter_ticks: Option<u64>,
+    /// Share of Σ top-level layers, in % (components: of the same total, so they compare).
+    pub energy_share_pct: Option<f64>,
+    pub latency_share_pct: Option<f64>,
+}
+
+pub fn layer_summaries(records: &[CellRecord]) -> Vec<LayerSummary> {
+    records
+        .par_iter()
+        .filter(|r| r.status == CellStatus::Ok && !r.layers.is_empty())
+        .flat_map_iter(|r| {
+            let totals = layer_totals(r);
+            r.layers.iter().map(move |l| {
+                let s = window_stats(&l.windows, r.cell.batch_size, r.idle_power_w);
+                LayerSummary {
+                    cell_id: r.cell.id.clone(),
+                    model: r.cell.model.clone(),
+                    precision: r.cell.precision.name().to_string(),
+                    batch_size: r.cell.batch_size,
+                    seq_len: r.cell.seq_len,
+                    layer_name: l.name.clone(),
+                    layer_idx: l.index,
+                    parent: l.parent.clone(),
+                    avg_power_w: s.avg_power_w,
+                    total_time_s: s.total_time_s,
+                    energy_total_j: s.energy_total_j,
+                    energy_per_inference_mj: s.energy_per_inference_mj,
+                    energy_net_per_inference_mj: s.energy_net_per_inference_mj,
+                    num_loops: s.num_loops,
+                    latency_per_loop_ms: s.latency_median_ms,
+                    latency_ci_low_ms: s.latency_ci.map(|c| c.0),
+                    latency_ci_high_ms: s.latency_ci.map(|c| c.1),
+                    num_power_samples: s.num_power_samples,
+                    counter_ticks: s.min_window_ticks,
+                    energy_share_pct: s
+                        .energy_per_inference_mj
+                        .zip(totals.energy_per_inference_mj)
+                        .map(|(e, t)| e / t * 100.0),
+                    latency_share_pct: s.latency_median_ms.map(|l| l / totals.latency_ms * 100.0),
+                }
+            })
+        })
+        .collect()
+}
+
+pub fn summarize(r: &CellRecord) -> CellSummary {
+    let measured = r.status == CellStatus::Ok;
+    let batch = r.cell.batch_size as f64;
+    let w = window_stats(&r.windows, r.cell.batch_size, r.idle_power_w);
+    // A layers cell's own figures are the sums over its top-level layers.
+    let (latency, energy, energy_net) = if r.layers.is_empty() {
+        (
+            w.latency_median_ms,
+            w.energy_per_inference_mj,
+            w.energy_net_per_inference_mj,
+        )
+    } else {
+        let t = layer_totals(r);
+        (
+            Some(t.latency_ms),
+            t.energy_per_inference_mj,
+            t.energy_net_per_inference_mj,
+        )
+    };
+    let latency = latency.filter(|_| measured);
 
     let mut flags = Vec::new();
-    if let Some(cv) = cv.filter(|&cv| cv > NOISY_CV) {
+    if let Some(cv) = w.window_cv.filter(|&cv| cv > NOISY_CV) {
         flags.push(format!(
             "noisy: per-window median latencies vary by {:.1} % (> {:.0} %)",
             cv * 100.0,
             NOISY_CV * 100.0
         ));
     }
-    if let Some(d) = trace_vs_counter.filter(|d| d.abs() > TRACE_DISAGREEMENT_FLAG) {
+    if let Some(d) = w
+        .trace_vs_counter
+        .filter(|d| d.abs() > TRACE_DISAGREEMENT_FLAG)
+    {
         flags.push(format!(
             "power trace and energy counter disagree by {:+.1} %",
             d * 100.0
@@ -144,7 +345,13 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
     if r.warmup.as_ref().is_some_and(|w| !w.steady) {
         flags.push("warm-up ended before latency was steady".into());
     }
-    if measured && r.windows.len() < 2 {
+    let unsteady_layers = r.layers.iter().filter(|l| !l.warmup.steady).count();
+    if unsteady_layers > 0 {
+        flags.push(format!(
+            "warm-up ended before latency was steady in {unsteady_layers} layer(s)"
+        ));
+    }
+    if measured && r.layers.is_empty() && r.windows.len() < 2 {
         flags.push("one window only: no confidence interval".into());
     }
 
@@ -159,32 +366,45 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         status: r.status,
         reason: r.reason.clone(),
         device: r.device.name.clone(),
-        latency_per_loop_ms: median,
-        latency_p10_ms: measured.then(|| percentile(&loops, 10.0)),
-        latency_p90_ms: measured.then(|| percentile(&loops, 90.0)),
-        latency_ci_low_ms: ci.map(|c| c.0),
-        latency_ci_high_ms: ci.map(|c| c.1),
-        window_cv: cv,
-        latency_per_sample_ms: median.map(|m| m / batch),
-        throughput_samples_per_s: median.map(|m| batch * 1e3 / m),
-        energy_per_inference_mj,
-        energy_ci_low_mj: energy_ci.map(|c| c.0),
-        energy_ci_high_mj: energy_ci.map(|c| c.1),
-        energy_net_per_inference_mj,
-        avg_power_w,
+        latency_per_loop_ms: latency,
+        latency_p10_ms: w.latency_p10_ms,
+        latency_p90_ms: w.latency_p90_ms,
+        latency_ci_low_ms: w.latency_ci.map(|c| c.0),
+        latency_ci_high_ms: w.latency_ci.map(|c| c.1),
+        window_cv: w.window_cv,
+        latency_per_sample_ms: latency.map(|m| m / batch),
+        throughput_samples_per_s: latency.map(|m| batch * 1e3 / m),
+        energy_per_inference_mj: energy,
+        energy_ci_low_mj: w.energy_ci.map(|c| c.0),
+        energy_ci_high_mj: w.energy_ci.map(|c| c.1),
+        energy_net_per_inference_mj: energy_net,
+        avg_power_w: w.avg_power_w,
         idle_power_w: r.idle_power_w,
-        trace_vs_counter,
-        min_window_ticks,
-        total_time_s: measured.then_some(total_time_s),
-        num_loops: measured.then(|| r.windows.iter().map(|w| w.loops as u64).sum()),
+        trace_vs_counter: w.trace_vs_counter,
+        min_window_ticks: w.min_window_ticks,
+        total_time_s: (measured && !r.windows.is_empty()).then_some(w.total_time_s),
+        num_loops: (measured && !r.windows.is_empty()).then_some(w.num_loops),
         repeats: r.windows.len(),
-        num_power_samples: r.windows.iter().map(|w| w.num_power_samples).sum(),
-        counter_ticks,
+        num_power_samples: w.num_power_samples
+            + r.layers
+                .iter()
+                .flat_map(|l| &l.windows)
+                .map(|w| w.num_power_samples)
+                .sum::<usize>(),
+        counter_ticks: r
+            .windows
+            .iter()
+            .map(|w| w.counter_ticks)
+            .sum::<Option<u64>>()
+            .filter(|_| !r.windows.is_empty()),
         dataset_wraparounds: r.dataset.map(|d| d.wraparounds),
         warmup_steady: r.warmup.as_ref().map(|w| w.steady),
         flags,
         gpu_before: r.gpu_before.clone(),
         gpu_after: r.gpu_after.clone(),
+        layers_vs_whole_latency: None,
+        layers_vs_whole_energy: None,
+        whole_model_cell_id: None,
     }
 }
 

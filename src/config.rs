@@ -202,12 +202,15 @@ impl Precision {
 pub enum Scope {
     /// The whole forward pass.
     Model,
+    /// Each layer alone (and each transformer block's components), on its real captured input.
+    Layers,
 }
 
 impl Scope {
     pub fn name(self) -> &'static str {
         match self {
             Scope::Model => "model",
+            Scope::Layers => "layers",
         }
     }
 }

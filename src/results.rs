@@ -47,11 +47,44 @@ pub struct CellRecord {
     pub gpu_after: Option<GpuState>,
     pub warmup: Option<WarmupRecord>,
     pub windows: Vec<WindowRecord>,
+    /// For `layers` cells: every layer and component, each measured alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRecord>,
+    /// For `layers` cells: the layers' sum against the whole-model cell of the same settings,
+    /// when that cell was measured earlier in the run (reports recompute it in any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<Reconciliation>,
     pub dataset: Option<DatasetUsage>,
     /// Examples longer than seq_len (cut short by the tokenizer).
     pub truncated_examples: Option<usize>,
     pub started_at: String,
     pub ended_at: String,
+}
+
+/// One layer or component of a `layers` cell, measured alone on its captured input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// e.g. `embeddings`, `transformer_block_0`, `transformer_block_0.attention`.
+    pub name: String,
+    /// Position in execution order (components follow their block).
+    pub index: usize,
+    /// The block a component belongs to; `None` for top-level layers.
+    pub parent: Option<String>,
+    pub warmup: WarmupRecord,
+    pub windows: Vec<WindowRecord>,
+}
+
+/// Σ top-level layers against the whole model, same model, precision and shapes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    pub model_cell_id: String,
+    pub layers_latency_ms: f64,
+    pub whole_latency_ms: f64,
+    /// layers / whole.
+    pub latency_ratio: f64,
+    pub layers_energy_per_inference_mj: Option<f64>,
+    pub whole_energy_per_inference_mj: Option<f64>,
+    pub energy_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

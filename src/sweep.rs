@@ -5,19 +5,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::analysis::CellSummary;
-use crate::config::{self, LoadedExperiment};
+use crate::analysis::{self, CellSummary};
+use crate::config::{self, LoadedExperiment, ProtocolSection, Scope};
 use crate::data::{self, BatchCycle, TokenizedSet};
 use crate::device::{self, SelectedDevice};
 use crate::error::{exit, ConfigError};
 use crate::matrix::{self, Cell};
 use crate::measure::{self, Clock, RealClock, SamplerOverhead};
-use crate::model::{self, ModelSpec, ModelStore};
+use crate::model::{self, DistilBert, ModelSpec, ModelStore};
 use crate::report::{self, TemplateSource};
-use crate::results::{now_rfc3339, CellRecord, CellStatus, Manifest, RunDir, SCHEMA_VERSION};
+use crate::results::{
+    now_rfc3339, CellRecord, CellStatus, LayerRecord, Manifest, RunDir, SCHEMA_VERSION,
+};
 use crate::sensor::{self, EnergySensor, SensorInfo};
 
 pub struct RunOptions {
@@ -168,9 +170,14 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             manifest.sampler_overhead = Some(o);
             run_dir.write_manifest(&manifest)?;
         }
+        let mut record = record;
+        record.reconciliation = analysis::reconcile_in(&record, &records);
         run_dir
             .write_record(&record)
             .with_context(|| format!("writing the record of cell {}", cell.id))?;
+        if !record.layers.is_empty() {
+            say(&progress, &layer_breakdown(&record));
+        }
         if !trace.is_empty() {
             run_dir.write_trace(&cell.id, &trace)?;
         }
@@ -283,6 +290,8 @@ fn run_cell(
         gpu_after: None,
         warmup: None,
         windows: Vec::new(),
+        layers: Vec::new(),
+        reconciliation: None,
         dataset: None,
         truncated_examples: None,
         started_at: now_rfc3339(),
@@ -340,6 +349,21 @@ fn measure_cell(
     let mut last_logits = None;
     let clock = RealClock::default();
     let protocol = &prepared.exp.config.protocol;
+    if cell.scope == Scope::Layers {
+        let (ids, mask) = batches.next_batch().clone();
+        record.dataset = Some(batches.usage());
+        let trace = measure_layers(
+            &model,
+            &ids,
+            &mask,
+            protocol,
+            sensor,
+            &clock,
+            on_progress,
+            record,
+        )?;
+        return Ok((trace, None));
+    }
     let (outcome, overhead) = {
         let mut run_loop = || -> Result<()> {
             let (ids, mask) = batches.next_batch();
@@ -359,18 +383,137 @@ fn measure_cell(
         (outcome, overhead)
     };
     record.dataset = Some(batches.usage());
-    // A model that computes garbage fast is not a measurement: refuse NaN/Inf outputs.
     if let Some(logits) = last_logits {
-        let values: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        anyhow::ensure!(
-            values.iter().all(|v| v.is_finite()),
-            "the model produced NaN or infinite logits in {}",
-            cell.precision.name()
-        );
+        ensure_finite(&logits, &format!("the model in {}", cell.precision.name()))?;
     }
     record.warmup = Some(outcome.warmup);
     record.windows = outcome.windows;
     Ok((outcome.trace, overhead))
+}
+
+/// A `layers` cell: one forward pass captures every layer's and component's real input, then each
+/// runs alone through the full protocol (warm-up, windows, repeats) in its own energy windows.
+#[allow(clippy::too_many_arguments)]
+fn measure_layers(
+    model: &DistilBert,
+    ids: &Tensor,
+    mask: &Tensor,
+    protocol: &ProtocolSection,
+    sensor: &mut dyn EnergySensor,
+    clock: &dyn Clock,
+    on_progress: &mut dyn FnMut(&str),
+    record: &mut CellRecord,
+) -> Result<Vec<sensor::PowerSample>> {
+    let device = model.device().clone();
+    let units = model.capture_units(ids, mask)?;
+    device.synchronize()?;
+    let mut trace = Vec::new();
+    let mut offset = 0.0;
+    for (index, captured) in units.iter().enumerate() {
+        let name = captured.unit.name();
+        let mut last = None;
+        let mut run_loop = || -> Result<()> {
+            let out = model.forward_unit(captured)?;
+            device.synchronize()?;
+            last = Some(out);
+            Ok(())
+        };
+        let mut progress =
+            |phase: &str| on_progress(&format!("{}/{} {name}: {phase}", index + 1, units.len()));
+        let outcome = measure::run_protocol(protocol, sensor, clock, &mut progress, &mut run_loop)
+            .with_context(|| format!("layer {name}"))?;
+        if let Some(out) = last {
+            ensure_finite(&out, &format!("layer {name}"))?;
+        }
+        // One trace for the cell: each layer's samples after the previous layer's.
+        let end = outcome.trace.iter().map(|s| s.t_s).fold(0.0, f64::max);
+        trace.extend(outcome.trace.iter().map(|s| sensor::PowerSample {
+            t_s: s.t_s + offset,
+            power_w: s.power_w,
+        }));
+        offset += end;
+        record.layers.push(LayerRecord {
+            name,
+            index,
+            parent: captured.unit.parent(),
+            warmup: outcome.warmup,
+            windows: outcome.windows,
+        });
+    }
+    Ok(trace)
+}
+
+/// Refuses NaN or infinite outputs: a model that computes garbage fast is not a measurement.
+fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
+    let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    anyhow::ensure!(
+        values.iter().all(|v| v.is_finite()),
+        "{what} produced NaN or infinite values"
+    );
+    Ok(())
+}
+
+/// The console breakdown printed when a `layers` cell ends (energy where measured, else latency).
+fn layer_breakdown(r: &CellRecord) -> String {
+    let totals = analysis::layer_totals(r);
+    let energy = totals.energy_per_inference_mj.is_some();
+    let (title, unit, total) = if energy {
+        (
+            "ENERGY",
+            "mJ",
+            totals.energy_per_inference_mj.unwrap_or_default(),
+        )
+    } else {
+        ("LATENCY", "ms", totals.latency_ms)
+    };
+    let mut out = format!(
+        "{title} BREAKDOWN BY LAYER  ({} {} batch {} seq {}; {})\n",
+        r.cell.id,
+        r.cell.precision.name(),
+        r.cell.batch_size,
+        r.cell.seq_len,
+        if energy {
+            "per inference"
+        } else {
+            "per batch; energy not measured"
+        }
+    );
+    for l in &r.layers {
+        let s = analysis::window_stats(&l.windows, r.cell.batch_size, r.idle_power_w);
+        let value = if energy {
+            s.energy_per_inference_mj
+        } else {
+            s.latency_median_ms
+        };
+        let value = value.unwrap_or(f64::NAN);
+        // Components are indented under their block, in the same columns.
+        let label = match &l.parent {
+            Some(_) => format!("  {}", l.name.rsplit('.').next().unwrap_or(&l.name)),
+            None => l.name.clone(),
+        };
+        out.push_str(&format!(
+            "  {label:<25}: {value:>9.3} {unit} ({:>6.2}%)\n",
+            value / total * 100.0
+        ));
+    }
+    let whole = r.reconciliation.as_ref().map(|rec| {
+        let (w, ratio) = if energy {
+            (rec.whole_energy_per_inference_mj, rec.energy_ratio)
+        } else {
+            (Some(rec.whole_latency_ms), Some(rec.latency_ratio))
+        };
+        format!(
+            "   whole model: {:.3} {unit} (Σ/whole {:.1}%)",
+            w.unwrap_or(f64::NAN),
+            ratio.unwrap_or(f64::NAN) * 100.0
+        )
+    });
+    out.push_str(&format!(
+        "  {:<25}: {total:>9.3} {unit} (100.00%){}",
+        "TOTAL",
+        whole.unwrap_or_default()
+    ));
+    out
 }
 
 pub fn dtype_name(dtype: DType) -> &'static str {

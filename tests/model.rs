@@ -184,3 +184,45 @@ fn fp16_and_bf16_agree_with_fp32_within_stated_tolerances() {
         );
     }
 }
+
+#[test]
+fn captured_units_name_every_layer_and_reproduce_the_forward_pass() {
+    let mut store = ModelStore::default();
+    let model = store
+        .load(
+            &spec(
+                "t",
+                Preset::DISTILBERT_TINY,
+                WeightsSource::Random { seed: 5 },
+            ),
+            Precision::Fp32,
+            &Device::Cpu,
+        )
+        .unwrap();
+    let (ids, mask) = real_batch(3, 24);
+    let units = model.capture_units(&ids, &mask).unwrap();
+    let names: Vec<String> = units.iter().map(|u| u.unit.name()).collect();
+    let mut expected = vec!["embeddings".to_string()];
+    for b in 0..2 {
+        expected.push(format!("transformer_block_{b}"));
+        for c in ["attention", "sa_layer_norm", "ffn", "output_layer_norm"] {
+            expected.push(format!("transformer_block_{b}.{c}"));
+        }
+    }
+    expected.extend(["pre_classifier".to_string(), "classifier".to_string()]);
+    assert_eq!(names, expected);
+
+    let as_vec = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+    // The classifier run alone on its captured input gives exactly the model's logits.
+    let logits = model.forward(&ids, &mask).unwrap();
+    assert_eq!(
+        as_vec(&model.forward_unit(units.last().unwrap()).unwrap()),
+        as_vec(&logits)
+    );
+    // Each block alone equals its four components in sequence: the block's output is the input
+    // captured for the next top-level layer, and the output of its last component.
+    let block0 = model.forward_unit(&units[1]).unwrap();
+    let last_component = model.forward_unit(&units[5]).unwrap();
+    assert_eq!(as_vec(&block0), as_vec(&last_component));
+    assert_eq!(as_vec(&block0), as_vec(&units[6].input));
+}

@@ -94,13 +94,88 @@ impl TransformerBlock {
         self.out_lin.forward(&context)
     }
 
-    fn forward(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
-        let attended = self.attention(x, additive_mask)?;
-        let x = self.sa_layer_norm.forward(&(attended + x)?)?;
-        let hidden = self.lin1.forward(&x)?.gelu_erf()?;
-        let out = self.lin2.forward(&hidden)?;
-        self.output_layer_norm.forward(&(out + x)?)
+    /// One component alone. `other` is the additive mask for attention, the residual (the
+    /// block's input, or the attention sub-layer's output) for the layer norms, unused for the FFN.
+    fn component(&self, c: Component, input: &Tensor, other: &Tensor) -> Result<Tensor> {
+        match c {
+            Component::Attention => self.attention(input, other),
+            Component::SaLayerNorm => self.sa_layer_norm.forward(&(input + other)?),
+            Component::Ffn => self.lin2.forward(&self.lin1.forward(input)?.gelu_erf()?),
+            Component::OutputLayerNorm => self.output_layer_norm.forward(&(input + other)?),
+        }
     }
+
+    /// The block is exactly its four components in sequence (the same calls the per-component
+    /// profiler makes).
+    fn forward(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
+        let attended = self.component(Component::Attention, x, additive_mask)?;
+        let h = self.component(Component::SaLayerNorm, &attended, x)?;
+        let ffn = self.component(Component::Ffn, &h, &h)?;
+        self.component(Component::OutputLayerNorm, &ffn, &h)
+    }
+}
+
+/// The parts of a transformer block, in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    /// Q/K/V projections, scaled dot-product attention with the mask, output projection.
+    Attention,
+    /// Residual add + layer norm after attention.
+    SaLayerNorm,
+    /// lin1 + GELU + lin2.
+    Ffn,
+    /// Residual add + layer norm after the FFN.
+    OutputLayerNorm,
+}
+
+impl Component {
+    pub const ALL: [Component; 4] = [
+        Component::Attention,
+        Component::SaLayerNorm,
+        Component::Ffn,
+        Component::OutputLayerNorm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Attention => "attention",
+            Component::SaLayerNorm => "sa_layer_norm",
+            Component::Ffn => "ffn",
+            Component::OutputLayerNorm => "output_layer_norm",
+        }
+    }
+}
+
+/// What the per-layer profiler measures: a whole layer, or a component of a transformer block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Layer(Layer),
+    Component(usize, Component),
+}
+
+impl Unit {
+    pub fn name(&self) -> String {
+        match self {
+            Unit::Layer(l) => l.name(),
+            Unit::Component(block, c) => format!("transformer_block_{block}.{}", c.name()),
+        }
+    }
+
+    /// The layer a component belongs to.
+    pub fn parent(&self) -> Option<String> {
+        match self {
+            Unit::Layer(_) => None,
+            Unit::Component(block, _) => Some(Layer::Block(*block).name()),
+        }
+    }
+}
+
+/// A unit with the real inputs it received in one forward pass.
+pub struct CapturedUnit {
+    pub unit: Unit,
+    pub input: Tensor,
+    /// The mask (attention, blocks), the residual (layer norms), or nothing.
+    pub other: Option<Tensor>,
 }
 
 fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
@@ -199,6 +274,52 @@ impl DistilBert {
                 self.pre_classifier.forward(&cls)?.relu()
             }
             Layer::Classifier => self.classifier.forward(input),
+        }
+    }
+
+    /// One forward pass that records every unit's real input: each layer, and inside each block its
+    /// four components. Order: embeddings, block 0, its components, block 1, ..., classifier.
+    pub fn capture_units(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+    ) -> Result<Vec<CapturedUnit>> {
+        let mask = self.additive_mask(attention_mask)?;
+        let mut units = Vec::new();
+        let mut x = input_ids.clone();
+        for layer in self.layers() {
+            units.push(CapturedUnit {
+                unit: Unit::Layer(layer),
+                input: x.clone(),
+                other: matches!(layer, Layer::Block(_)).then(|| mask.clone()),
+            });
+            if let Layer::Block(i) = layer {
+                let block = &self.blocks[i];
+                let mut record = |c: Component, input: &Tensor, other: &Tensor| -> Result<Tensor> {
+                    units.push(CapturedUnit {
+                        unit: Unit::Component(i, c),
+                        input: input.clone(),
+                        other: (c != Component::Ffn).then(|| other.clone()),
+                    });
+                    block.component(c, input, other)
+                };
+                let attended = record(Component::Attention, &x, &mask)?;
+                let h = record(Component::SaLayerNorm, &attended, &x)?;
+                let ffn = record(Component::Ffn, &h, &h)?;
+                x = record(Component::OutputLayerNorm, &ffn, &h)?;
+            } else {
+                x = self.forward_layer(layer, &x, &mask)?;
+            }
+        }
+        Ok(units)
+    }
+
+    /// Runs one captured unit alone.
+    pub fn forward_unit(&self, captured: &CapturedUnit) -> Result<Tensor> {
+        let other = captured.other.as_ref().unwrap_or(&captured.input);
+        match captured.unit {
+            Unit::Layer(layer) => self.forward_layer(layer, &captured.input, other),
+            Unit::Component(block, c) => self.blocks[block].component(c, &captured.input, other),
         }
     }
 

@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
 
 use crate::config::{LoadedExperiment, ModelSection, Precision};
-pub use distilbert::{DistilBert, Layer};
+pub use distilbert::{CapturedUnit, Component, DistilBert, Layer, Unit};
 pub use preset::Preset;
 
 pub fn dtype_for(precision: Precision) -> DType {

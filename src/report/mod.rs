@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use minijinja::{context, Environment, Value};
 use serde::Serialize;
 
-use crate::analysis::{summarize_all, CellSummary};
+use crate::analysis::{layer_summaries, summarize_all, CellSummary, LayerSummary};
 use crate::results::{write_atomic, CellRecord, CellStatus, Manifest, RunDir};
 
 pub const HTML_TEMPLATE: &str = "report.html.j2";
@@ -84,6 +84,15 @@ struct ReportContext<'a> {
     charts: Vec<ChartRef>,
     /// One power-over-time chart per cell with a trace.
     trace_charts: Vec<ChartRef>,
+    /// `layers` cells with their per-layer rows.
+    layer_cells: Vec<LayerCellView<'a>>,
+    layer_charts: Vec<ChartRef>,
+}
+
+#[derive(Debug, Serialize)]
+struct LayerCellView<'a> {
+    cell: &'a CellSummary,
+    rows: Vec<&'a LayerSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,6 +162,28 @@ pub fn render_records(
 
     let summary_csv = run.path.join("summary.csv");
     write_atomic(&summary_csv, &summary_csv_bytes(&summaries)?)?;
+    let layers = layer_summaries(records);
+    let per_layer_csv = run.path.join("per_layer.csv");
+    let mut layer_charts = Vec::new();
+    if !layers.is_empty() {
+        write_atomic(&per_layer_csv, &per_layer_csv_bytes(&layers, &summaries)?)?;
+        for chart in charts::layer_charts(&layers)? {
+            write_atomic(&chart_dir.join(&chart.file_name), chart.svg.as_bytes())?;
+            layer_charts.push(ChartRef {
+                title: chart.title,
+                file_name: format!("charts/{}", chart.file_name),
+                svg: Value::from_safe_string(strip_xml_declaration(&chart.svg)),
+            });
+        }
+    }
+    let layer_cells = summaries
+        .iter()
+        .filter(|s| layers.iter().any(|l| l.cell_id == s.id))
+        .map(|cell| LayerCellView {
+            cell,
+            rows: layers.iter().filter(|l| l.cell_id == cell.id).collect(),
+        })
+        .collect();
 
     let recorded: std::collections::HashSet<&str> =
         records.iter().map(|r| r.cell.id.as_str()).collect();
@@ -187,6 +218,8 @@ pub fn render_records(
             })
             .collect(),
         trace_charts,
+        layer_cells,
+        layer_charts,
     };
 
     let env = templates.environment()?;
@@ -356,6 +389,76 @@ fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
         bail!("summary.csv came out empty");
     }
     Ok(bytes)
+}
+
+/// per_layer.csv: one row per layer or component of every `layers` cell, with the cell's
+/// reconciliation against the whole model repeated on each row.
+pub const PER_LAYER_COLUMNS: [&str; 26] = [
+    "cell_id",
+    "model",
+    "precision",
+    "batch_size",
+    "seq_len",
+    "layer_name",
+    "layer_idx",
+    "parent",
+    "avg_power_w",
+    "total_time_s",
+    "energy_total_j",
+    "energy_per_inference_mj",
+    "energy_net_per_inference_mj",
+    "num_loops",
+    "latency_per_loop_ms",
+    "latency_ci_low_ms",
+    "latency_ci_high_ms",
+    "num_power_samples",
+    "counter_ticks",
+    "energy_share_pct",
+    "latency_share_pct",
+    "layers_sum_latency_ms",
+    "layers_sum_energy_per_inference_mj",
+    "layers_vs_whole_latency",
+    "layers_vs_whole_energy",
+    "whole_model_cell_id",
+];
+
+fn per_layer_csv_bytes(layers: &[LayerSummary], cells: &[CellSummary]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(PER_LAYER_COLUMNS)?;
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for l in layers {
+        let cell = cells.iter().find(|c| c.id == l.cell_id);
+        w.write_record([
+            l.cell_id.clone(),
+            l.model.clone(),
+            l.precision.clone(),
+            l.batch_size.to_string(),
+            l.seq_len.to_string(),
+            l.layer_name.clone(),
+            l.layer_idx.to_string(),
+            l.parent.clone().unwrap_or_default(),
+            opt(l.avg_power_w),
+            l.total_time_s.to_string(),
+            opt(l.energy_total_j),
+            opt(l.energy_per_inference_mj),
+            opt(l.energy_net_per_inference_mj),
+            l.num_loops.to_string(),
+            opt(l.latency_per_loop_ms),
+            opt(l.latency_ci_low_ms),
+            opt(l.latency_ci_high_ms),
+            l.num_power_samples.to_string(),
+            l.counter_ticks.map(|t| t.to_string()).unwrap_or_default(),
+            opt(l.energy_share_pct),
+            opt(l.latency_share_pct),
+            opt(cell.and_then(|c| c.latency_per_loop_ms)),
+            opt(cell.and_then(|c| c.energy_per_inference_mj)),
+            opt(cell.and_then(|c| c.layers_vs_whole_latency)),
+            opt(cell.and_then(|c| c.layers_vs_whole_energy)),
+            cell.and_then(|c| c.whole_model_cell_id.clone())
+                .unwrap_or_default(),
+        ])?;
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 #[cfg(test)]

@@ -512,6 +512,8 @@ mod tests {
             gpu_before: None,
             gpu_after: None,
             warmup: None,
+            layers: Vec::new(),
+            reconciliation: None,
             windows: windows
                 .into_iter()
                 .map(|(duration_s, loops, energy_j, trace_j)| WindowRecord {

@@ -271,6 +271,13 @@ pub fn grouped_bars(
     Ok(svg)
 }
 
+/// (file tag, y-axis label, the value plotted).
+type LayerMetric = (
+    &'static str,
+    &'static str,
+    fn(&crate::analysis::LayerSummary) -> Option<f64>,
+);
+
 /// Per-layer charts, one set per (model, batch, seq): energy (where measured) and latency per
 /// top-level layer, and the transformer-block components summed over blocks, each with one bar
 /// per precision side by side.
@@ -300,7 +307,7 @@ pub fn layer_charts(layers: &[crate::analysis::LayerSummary]) -> Result<Vec<Char
         layer_names.dedup();
         let components = ["attention", "sa_layer_norm", "ffn", "output_layer_norm"];
         let energy = rows.iter().any(|r| r.energy_per_inference_mj.is_some());
-        let metrics: Vec<(&str, &str, fn(&LayerSummary) -> Option<f64>)> = if energy {
+        let metrics: Vec<LayerMetric> = if energy {
             vec![
                 ("energy", "mJ per inference", |r| r.energy_per_inference_mj),
                 ("latency", "ms per batch", |r| r.latency_per_loop_ms),

@@ -520,6 +520,7 @@ mod tests {
                     loops,
                     duration_s,
                     loop_ms: vec![duration_s * 1e3 / loops as f64; loops as usize],
+                    loop_ms_stride: 1,
                     energy_j: Some(energy_j),
                     counter_delta_j: Some(energy_j),
                     tail_correction_j: Some(0.0),

@@ -93,11 +93,12 @@ impl Default for SensorSection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtocolSection {
-    /// Warm-up runs at least this long (absorbs module loading and JIT) ...
+    /// Warm-up runs at least this long after its first loop (which absorbs module loading and
+    /// JIT compilation, however long they take) ...
     pub warmup_s: f64,
     /// ... and at least this many loops, then continues until latency is steady.
     pub warmup_min_loops: u32,
-    /// Warm-up gives up waiting for steady latency after this long (the cell is flagged).
+    /// Warm-up gives up waiting for steady latency this long after its first loop (flagged).
     pub warmup_max_s: f64,
     /// Steady = the last few loops' latencies lie within this relative spread.
     pub steady_tolerance: f64,

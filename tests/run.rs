@@ -116,7 +116,10 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     );
     assert!(html.contains("Energy was not measured"));
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
-    assert!(md.contains("![Latency per batch (median, ms)](charts/latency.svg)"));
+    assert!(md.contains("![Latency per batch (median, ms)](charts/latency.png)"));
+    // PNG beside the Markdown (fonts are bundled, so this works on any machine).
+    let png = read(&run.join("charts/latency.png"));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 
     // `runner report` rebuilds the same bytes from the stored records.
     let files = [

@@ -1,10 +1,11 @@
-//! Charts as SVG strings (plotters' SVG backend needs no font files, so a fresh machine builds and
-//! renders them). Each chart plots one metric against batch size, one line per
-//! (model, precision, seq_len), on a log2 batch-size axis.
+//! Charts, each drawn once by a backend-generic function into an SVG string (inlined in the HTML
+//! report) and a PNG (beside the Markdown report). Text uses the DejaVu Sans font shipped in
+//! assets/fonts, so rendering needs no system font library and gives the same bytes everywhere.
 
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -12,10 +13,90 @@ use crate::analysis::CellSummary;
 use crate::sensor::PowerSample;
 
 pub struct Chart {
-    /// File name beside the Markdown report, e.g. `latency.svg`.
+    /// File name of the SVG, e.g. `latency.svg`; the PNG has the same stem.
     pub file_name: String,
     pub title: String,
     pub svg: String,
+    pub png: Vec<u8>,
+}
+
+impl Chart {
+    pub fn png_name(&self) -> String {
+        self.file_name.replace(".svg", ".png")
+    }
+}
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+fn ensure_font() {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        let registered =
+            plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok();
+        assert!(
+            registered,
+            "the bundled DejaVu Sans font is a valid TrueType font"
+        );
+    });
+}
+
+type Area<DB> = DrawingArea<DB, Shift>;
+
+/// Tableau 10: distinguishable colours, none too pale on white.
+const PALETTE: [(u8, u8, u8); 10] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+];
+
+fn color(i: usize) -> RGBAColor {
+    let (r, g, b) = PALETTE[i % PALETTE.len()];
+    RGBColor(r, g, b).to_rgba()
+}
+
+fn fail(what: &str, e: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow!("drawing chart {what:?}: {e:?}")
+}
+
+/// Draws with `draw` into an SVG string and a PNG of the same size.
+macro_rules! render {
+    ($title:expr, $size:expr, |$root:ident| $draw:expr) => {{
+        ensure_font();
+        let size: (u32, u32) = $size;
+        let mut svg = String::new();
+        {
+            let $root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+            $draw?;
+            $root.present().map_err(|e| fail($title, e))?;
+        }
+        let mut pixels = vec![0u8; (size.0 * size.1 * 3) as usize];
+        {
+            let $root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+            $draw?;
+            $root.present().map_err(|e| fail($title, e))?;
+        }
+        let png = encode_png(&pixels, size)?;
+        (svg, png)
+    }};
+}
+
+fn encode_png(pixels: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>> {
+    use image::ImageEncoder;
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out).write_image(
+        pixels,
+        w,
+        h,
+        image::ColorType::Rgb8,
+    )?;
+    Ok(out)
 }
 
 type Series = BTreeMap<String, Vec<(f64, f64)>>;
@@ -77,66 +158,74 @@ pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
         if data.is_empty() {
             continue;
         }
+        let (svg, png) = render!(title, (720, 420), |root| draw_lines(
+            &root, title, y_label, &data
+        ));
         charts.push(Chart {
             file_name: file.to_string(),
             title: title.to_string(),
-            svg: line_chart(title, y_label, &data)?,
+            svg,
+            png,
         });
     }
     Ok(charts)
 }
 
-fn line_chart(title: &str, y_label: &str, data: &Series) -> Result<String> {
-    let xs = data.values().flatten().map(|p| p.0);
+fn draw_lines<DB: DrawingBackend>(
+    root: &Area<DB>,
+    title: &str,
+    y_label: &str,
+    data: &Series,
+) -> Result<()> {
+    // Batch sizes on a log2 axis: ticks at powers of two, labelled with the batch size.
+    let xs = data.values().flatten().map(|p| p.0.log2());
     let ys = data.values().flatten().map(|p| p.1);
     let x_min = xs.clone().fold(f64::MAX, f64::min);
     let x_max = xs.fold(f64::MIN, f64::max);
     let y_max = ys.fold(0f64, f64::max);
-    // Half a power of two of margin on the log axis, so end points are not on the frame.
-    let (x_lo, x_hi) = (x_min / 1.5, x_max * 1.5);
-    let err = |e: &dyn std::fmt::Display| anyhow!("drawing chart {title:?}: {e}");
-
-    let mut svg = String::new();
+    let (x_lo, x_hi) = (x_min.floor() - 0.5, x_max.ceil() + 0.5);
+    let err = |e| fail(title, e);
     {
-        let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(64)
-            .build_cartesian_2d((x_lo..x_hi).log_scale(), 0f64..(y_max * 1.15).max(1e-9))
-            .map_err(|e| err(&e))?;
-        let batch_ticks: Vec<f64> = {
-            let mut t: Vec<f64> = data.values().flatten().map(|p| p.0).collect();
-            t.sort_by(f64::total_cmp);
-            t.dedup();
-            t
-        };
+            .build_cartesian_2d(x_lo..x_hi, 0f64..(y_max * 1.15).max(1e-9))
+            .map_err(err)?;
+        let ticks = (x_hi - x_lo).round() as usize + 1;
         chart
             .configure_mesh()
             .x_desc("batch size")
             .y_desc(y_label)
-            .x_labels(batch_ticks.len().max(2))
-            .x_label_formatter(&|x| format!("{}", x.round()))
+            .x_labels(ticks)
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("{}", 2f64.powi(x.round() as i32))
+                } else {
+                    String::new()
+                }
+            })
             .light_line_style(WHITE.mix(0.0))
             .draw()
-            .map_err(|e| err(&e))?;
+            .map_err(err)?;
         for (i, (name, points)) in data.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = color(i);
+            let points: Vec<(f64, f64)> = points.iter().map(|&(x, y)| (x.log2(), y)).collect();
             chart
                 .draw_series(LineSeries::new(
                     points.iter().copied(),
                     color.stroke_width(2),
                 ))
-                .map_err(|e| err(&e))?
+                .map_err(err)?
                 .label(name.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
                 });
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-                .map_err(|e| err(&e))?;
+                .map_err(err)?;
         }
         chart
             .configure_series_labels()
@@ -144,14 +233,28 @@ fn line_chart(title: &str, y_label: &str, data: &Series) -> Result<String> {
             .border_style(BLACK.mix(0.3))
             .position(SeriesLabelPosition::UpperLeft)
             .draw()
-            .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
+            .map_err(err)?;
     }
-    Ok(svg)
+    Ok(())
 }
 
 /// Power over time for one cell (all its windows on one time axis), with the idle baseline.
-pub fn power_trace(title: &str, samples: &[PowerSample], idle_w: Option<f64>) -> Result<String> {
+pub fn power_trace(
+    title: &str,
+    samples: &[PowerSample],
+    idle_w: Option<f64>,
+) -> Result<(String, Vec<u8>)> {
+    Ok(render!(title, (560, 260), |root| draw_trace(
+        &root, title, samples, idle_w
+    )))
+}
+
+fn draw_trace<DB: DrawingBackend>(
+    root: &Area<DB>,
+    title: &str,
+    samples: &[PowerSample],
+    idle_w: Option<f64>,
+) -> Result<()> {
     let t_max = samples.iter().map(|s| s.t_s).fold(0f64, f64::max).max(1e-3);
     let p_max = samples
         .iter()
@@ -159,42 +262,39 @@ pub fn power_trace(title: &str, samples: &[PowerSample], idle_w: Option<f64>) ->
         .chain(idle_w)
         .fold(0f64, f64::max)
         .max(1.0);
-    let err = |e: &dyn std::fmt::Display| anyhow!("drawing power trace {title:?}: {e}");
-    let mut svg = String::new();
+    let err = |e| fail(title, e);
     {
-        let root = SVGBackend::with_string(&mut svg, (560, 260)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 14))
             .margin(8)
             .x_label_area_size(32)
             .y_label_area_size(48)
             .build_cartesian_2d(0f64..t_max, 0f64..p_max * 1.1)
-            .map_err(|e| err(&e))?;
+            .map_err(err)?;
         chart
             .configure_mesh()
             .x_desc("s since the first window")
             .y_desc("W (instant)")
             .light_line_style(WHITE.mix(0.0))
             .draw()
-            .map_err(|e| err(&e))?;
+            .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
                 samples.iter().map(|s| (s.t_s, s.power_w)),
                 BLUE.stroke_width(1),
             ))
-            .map_err(|e| err(&e))?;
+            .map_err(err)?;
         if let Some(idle) = idle_w {
             chart
                 .draw_series(LineSeries::new(
                     [(0.0, idle), (t_max, idle)],
                     BLACK.mix(0.5).stroke_width(1),
                 ))
-                .map_err(|e| err(&e))?;
+                .map_err(err)?;
         }
-        root.present().map_err(|e| err(&e))?;
     }
-    Ok(svg)
+    Ok(())
 }
 
 /// Grouped bars: one group per category (e.g. a layer), one bar per series (e.g. a precision).
@@ -204,26 +304,39 @@ pub fn grouped_bars(
     y_label: &str,
     categories: &[String],
     series: &[(String, Vec<Option<f64>>)],
-) -> Result<String> {
+) -> Result<(String, Vec<u8>)> {
+    // Wide enough for the bars and for the title (about 10 px a character at 18 px).
+    let width = (140 + 70 * categories.len())
+        .max(10 * title.chars().count() + 40)
+        .clamp(480, 1200) as u32;
+    Ok(render!(title, (width, 380), |root| draw_bars(
+        &root, title, y_label, categories, series
+    )))
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    root: &Area<DB>,
+    title: &str,
+    y_label: &str,
+    categories: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+) -> Result<()> {
     let n = categories.len().max(1) as f64;
     let y_max = series
         .iter()
         .flat_map(|(_, v)| v.iter().flatten())
         .fold(0f64, |a, &b| a.max(b))
         .max(1e-9);
-    let err = |e: &dyn std::fmt::Display| anyhow!("drawing chart {title:?}: {e}");
-    let mut svg = String::new();
+    let err = |e| fail(title, e);
     {
-        let width = (140 + 70 * categories.len()).clamp(480, 1200) as u32;
-        let root = SVGBackend::with_string(&mut svg, (width, 380)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(64)
             .build_cartesian_2d(0f64..n, 0f64..y_max * 1.15)
-            .map_err(|e| err(&e))?;
+            .map_err(err)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -231,10 +344,10 @@ pub fn grouped_bars(
             .y_desc(y_label)
             .light_line_style(WHITE.mix(0.0))
             .draw()
-            .map_err(|e| err(&e))?;
+            .map_err(err)?;
         let width_each = 0.8 / series.len().max(1) as f64;
         for (k, (name, values)) in series.iter().enumerate() {
-            let color = Palette99::pick(k).to_rgba();
+            let color = color(k);
             let bars = values.iter().enumerate().filter_map(|(i, v)| {
                 v.map(|y| {
                     let x0 = i as f64 + 0.1 + k as f64 * width_each;
@@ -243,7 +356,7 @@ pub fn grouped_bars(
             });
             chart
                 .draw_series(bars)
-                .map_err(|e| err(&e))?
+                .map_err(err)?
                 .label(name.as_str())
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
@@ -257,7 +370,7 @@ pub fn grouped_bars(
                 TextStyle::from(("sans-serif", 12).into_font())
                     .pos(Pos::new(HPos::Center, VPos::Top)),
             ))
-            .map_err(|e| err(&e))?;
+            .map_err(err)?;
         }
         chart
             .configure_series_labels()
@@ -265,10 +378,9 @@ pub fn grouped_bars(
             .border_style(BLACK.mix(0.3))
             .position(SeriesLabelPosition::UpperRight)
             .draw()
-            .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
+            .map_err(err)?;
     }
-    Ok(svg)
+    Ok(())
 }
 
 /// (file tag, y-axis label, the value plotted).
@@ -336,9 +448,11 @@ pub fn layer_charts(layers: &[crate::analysis::LayerSummary]) -> Result<Vec<Char
                 .map(|(_, n)| short_layer_name(n))
                 .collect();
             let title = format!("{model}, batch {batch}, seq {seq}: {what} per layer");
+            let (svg, png) = grouped_bars(&title, y_label, &labels, &per_layer)?;
             charts.push(Chart {
                 file_name: format!("layers-{what}-{tag}.svg"),
-                svg: grouped_bars(&title, y_label, &labels, &per_layer)?,
+                svg,
+                png,
                 title,
             });
             let per_component: Vec<(String, Vec<Option<f64>>)> = precisions
@@ -366,9 +480,11 @@ pub fn layer_charts(layers: &[crate::analysis::LayerSummary]) -> Result<Vec<Char
             let title = format!(
                 "{model}, batch {batch}, seq {seq}: {what} by block component (all blocks)"
             );
+            let (svg, png) = grouped_bars(&title, y_label, &labels, &per_component)?;
             charts.push(Chart {
                 file_name: format!("components-{what}-{tag}.svg"),
-                svg: grouped_bars(&title, y_label, &labels, &per_component)?,
+                svg,
+                png,
                 title,
             });
         }

@@ -106,8 +106,25 @@ struct Counts {
 #[derive(Debug, Serialize)]
 struct ChartRef {
     title: String,
+    /// `charts/NAME.svg`
     file_name: String,
+    /// `charts/NAME.png`, linked from the Markdown report.
+    png_name: String,
     svg: Value,
+}
+
+impl ChartRef {
+    /// Writes the chart's SVG and PNG into `chart_dir`; the reference for the templates.
+    fn write(chart: &charts::Chart, chart_dir: &Path) -> Result<Self> {
+        write_atomic(&chart_dir.join(&chart.file_name), chart.svg.as_bytes())?;
+        write_atomic(&chart_dir.join(chart.png_name()), &chart.png)?;
+        Ok(Self {
+            title: chart.title.clone(),
+            file_name: format!("charts/{}", chart.file_name),
+            png_name: format!("charts/{}", chart.png_name()),
+            svg: Value::from_safe_string(strip_xml_declaration(&chart.svg)),
+        })
+    }
 }
 
 /// Paths of what [`render`] wrote.
@@ -131,13 +148,13 @@ pub fn render_records(
     records: &[CellRecord],
 ) -> Result<(Written, Vec<CellSummary>)> {
     let summaries = summarize_all(records);
-    let charts = charts::all_charts(&summaries)?;
     let chart_dir = run.path.join("charts");
     std::fs::create_dir_all(&chart_dir)
         .with_context(|| format!("creating {}", chart_dir.display()))?;
-    for c in &charts {
-        write_atomic(&chart_dir.join(&c.file_name), c.svg.as_bytes())?;
-    }
+    let charts = charts::all_charts(&summaries)?
+        .iter()
+        .map(|c| ChartRef::write(c, &chart_dir))
+        .collect::<Result<Vec<_>>>()?;
 
     let idle_w = manifest.idle_baseline.as_ref().map(|i| i.power_w);
     let mut trace_charts = Vec::new();
@@ -150,14 +167,14 @@ pub fn render_records(
             "{} {} {} batch {} seq {}",
             s.id, s.model, s.precision, s.batch_size, s.seq_len
         );
-        let svg = charts::power_trace(&title, &samples, idle_w)?;
-        let file_name = format!("trace-{}.svg", s.id);
-        write_atomic(&chart_dir.join(&file_name), svg.as_bytes())?;
-        trace_charts.push(ChartRef {
+        let (svg, png) = charts::power_trace(&title, &samples, idle_w)?;
+        let chart = charts::Chart {
+            file_name: format!("trace-{}.svg", s.id),
             title,
-            file_name: format!("charts/{file_name}"),
-            svg: Value::from_safe_string(strip_xml_declaration(&svg)),
-        });
+            svg,
+            png,
+        };
+        trace_charts.push(ChartRef::write(&chart, &chart_dir)?);
     }
 
     let summary_csv = run.path.join("summary.csv");
@@ -168,12 +185,7 @@ pub fn render_records(
     if !layers.is_empty() {
         write_atomic(&per_layer_csv, &per_layer_csv_bytes(&layers, &summaries)?)?;
         for chart in charts::layer_charts(&layers)? {
-            write_atomic(&chart_dir.join(&chart.file_name), chart.svg.as_bytes())?;
-            layer_charts.push(ChartRef {
-                title: chart.title,
-                file_name: format!("charts/{}", chart.file_name),
-                svg: Value::from_safe_string(strip_xml_declaration(&chart.svg)),
-            });
+            layer_charts.push(ChartRef::write(&chart, &chart_dir)?);
         }
     }
     let layer_cells = summaries
@@ -209,14 +221,7 @@ pub fn render_records(
         energy_measured: summaries
             .iter()
             .any(|s| s.energy_per_inference_mj.is_some()),
-        charts: charts
-            .iter()
-            .map(|c| ChartRef {
-                title: c.title.clone(),
-                file_name: format!("charts/{}", c.file_name),
-                svg: Value::from_safe_string(strip_xml_declaration(&c.svg)),
-            })
-            .collect(),
+        charts,
         trace_charts,
         layer_cells,
         layer_charts,

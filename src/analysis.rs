@@ -68,6 +68,7 @@ pub struct CellSummary {
     pub layers_vs_whole_energy: Option<f64>,
     /// The whole-model cell a `layers` cell was reconciled with.
     pub whole_model_cell_id: Option<String>,
+    pub fidelity: Option<crate::fidelity::Fidelity>,
 }
 
 /// Statistics of a series of windows (a cell's, or one layer's).
@@ -405,6 +406,7 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         layers_vs_whole_latency: None,
         layers_vs_whole_energy: None,
         whole_model_cell_id: None,
+        fidelity: r.fidelity.clone(),
     }
 }
 
@@ -514,6 +516,7 @@ mod tests {
             warmup: None,
             layers: Vec::new(),
             reconciliation: None,
+            fidelity: None,
             windows: windows
                 .into_iter()
                 .map(|(duration_s, loops, energy_j, trace_j)| WindowRecord {

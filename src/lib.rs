@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod fidelity;
 pub mod matrix;
 pub mod measure;
 pub mod model;

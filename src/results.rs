@@ -54,6 +54,9 @@ pub struct CellRecord {
     /// when that cell was measured earlier in the run (reports recompute it in any case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciliation: Option<Reconciliation>,
+    /// Outputs against the fp32 model on the same inputs (non-fp32 whole-model cells).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity: Option<crate::fidelity::Fidelity>,
     pub dataset: Option<DatasetUsage>,
     /// Examples longer than seq_len (cut short by the tokenizer).
     pub truncated_examples: Option<usize>,

@@ -9,10 +9,11 @@ use candle_core::{DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::analysis::{self, CellSummary};
-use crate::config::{self, LoadedExperiment, ProtocolSection, Scope};
+use crate::config::{self, LoadedExperiment, Precision, ProtocolSection, Scope};
 use crate::data::{self, BatchCycle, TokenizedSet};
 use crate::device::{self, SelectedDevice};
 use crate::error::{exit, ConfigError};
+use crate::fidelity;
 use crate::matrix::{self, Cell};
 use crate::measure::{self, Clock, RealClock, SamplerOverhead};
 use crate::model::{self, DistilBert, ModelSpec, ModelStore};
@@ -292,6 +293,7 @@ fn run_cell(
         windows: Vec::new(),
         layers: Vec::new(),
         reconciliation: None,
+        fidelity: None,
         dataset: None,
         truncated_examples: None,
         started_at: now_rfc3339(),
@@ -385,6 +387,22 @@ fn measure_cell(
     record.dataset = Some(batches.usage());
     if let Some(logits) = last_logits {
         ensure_finite(&logits, &format!("the model in {}", cell.precision.name()))?;
+    }
+    if cell.precision != Precision::Fp32 {
+        on_progress("fidelity against fp32");
+        let n = fidelity::FIDELITY_EXAMPLES;
+        let candidate = fidelity::logits(&model, set, n, cell.batch_size, device)?;
+        let key = (cell.model.clone(), cell.seq_len);
+        if !store.references.contains_key(&key) {
+            let reference_model = store.load(spec, Precision::Fp32, device)?;
+            let logits = fidelity::logits(&reference_model, set, n, cell.batch_size, device)?;
+            store.references.insert(key.clone(), logits);
+        }
+        record.fidelity = Some(fidelity::compare(
+            "fp32",
+            &store.references[&key],
+            &candidate,
+        ));
     }
     record.warmup = Some(outcome.warmup);
     record.windows = outcome.windows;

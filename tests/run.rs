@@ -70,6 +70,17 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
             assert!(w["energy_j"].is_null(), "no sensor, no invented energy");
         }
         assert!(record["dataset"]["samples_served"].as_u64().unwrap() > 0);
+        // Fidelity against fp32: for reduced precisions only, on the same inputs.
+        if cell["precision"] == "fp32" {
+            assert!(record.get("fidelity").is_none());
+        } else {
+            let f = &record["fidelity"];
+            assert_eq!(f["reference"], "fp32");
+            assert_eq!(f["examples"], 64, "the dataset's 64 examples (limit = 64)");
+            assert!(f["cosine"].as_f64().unwrap() > 0.999, "{f}");
+            assert!(f["label_agreement"].as_f64().unwrap() >= 0.9, "{f}");
+            assert!(f["max_abs_error"].as_f64().unwrap() < 0.05, "{f}");
+        }
     }
 
     // summary.csv: one row per cell, the notebook's columns, empty energy where not measured.
@@ -115,6 +126,7 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
         "user text is escaped"
     );
     assert!(html.contains("Energy was not measured"));
+    assert!(html.contains("Fidelity against fp32"));
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
     assert!(md.contains("![Latency per batch (median, ms)](charts/latency.png)"));
     // PNG beside the Markdown (fonts are bundled, so this works on any machine).

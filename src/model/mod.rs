@@ -114,6 +114,8 @@ pub fn hex(bytes: &[u8]) -> String {
 #[derive(Default)]
 pub struct ModelStore {
     random: HashMap<String, HashMap<String, Tensor>>,
+    /// fp32 reference logits per (model, seq_len), for fidelity: computed once per run.
+    pub references: HashMap<(String, usize), Vec<Vec<f32>>>,
 }
 
 impl ModelStore {

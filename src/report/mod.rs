@@ -307,11 +307,16 @@ struct SummaryRow<'a> {
     trace_vs_counter: Option<f64>,
     window_cv: Option<f64>,
     dataset_wraparounds: Option<u64>,
+    fidelity_cosine_vs_fp32: Option<f64>,
+    fidelity_min_example_cosine: Option<f64>,
+    fidelity_max_abs_error: Option<f64>,
+    fidelity_label_agreement: Option<f64>,
+    fidelity_examples: Option<usize>,
     flags: String,
     reason: Option<&'a str>,
 }
 
-pub const SUMMARY_COLUMNS: [&str; 33] = [
+pub const SUMMARY_COLUMNS: [&str; 38] = [
     "cell_id",
     "model",
     "precision",
@@ -343,6 +348,11 @@ pub const SUMMARY_COLUMNS: [&str; 33] = [
     "trace_vs_counter",
     "window_cv",
     "dataset_wraparounds",
+    "fidelity_cosine_vs_fp32",
+    "fidelity_min_example_cosine",
+    "fidelity_max_abs_error",
+    "fidelity_label_agreement",
+    "fidelity_examples",
     "flags",
     "reason",
 ];
@@ -385,6 +395,11 @@ fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
             trace_vs_counter: s.trace_vs_counter,
             window_cv: s.window_cv,
             dataset_wraparounds: s.dataset_wraparounds,
+            fidelity_cosine_vs_fp32: s.fidelity.as_ref().map(|f| f.cosine),
+            fidelity_min_example_cosine: s.fidelity.as_ref().map(|f| f.min_example_cosine),
+            fidelity_max_abs_error: s.fidelity.as_ref().map(|f| f.max_abs_error),
+            fidelity_label_agreement: s.fidelity.as_ref().map(|f| f.label_agreement),
+            fidelity_examples: s.fidelity.as_ref().map(|f| f.examples),
             flags: s.flags.join("; "),
             reason: s.reason.as_deref(),
         })?;

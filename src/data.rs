@@ -204,9 +204,20 @@ pub struct BatchCycle {
 
 impl BatchCycle {
     pub fn new(set: &TokenizedSet, batch_size: usize, device: &Device) -> Result<Self> {
+        Self::with_at_most(set, batch_size, device, usize::MAX)
+    }
+
+    /// Like [`Self::new`], uploading only the first `max_batches` batches (a cell that reuses one
+    /// captured batch needs no more on the device).
+    pub fn with_at_most(
+        set: &TokenizedSet,
+        batch_size: usize,
+        device: &Device,
+        max_batches: usize,
+    ) -> Result<Self> {
         let n = set.len();
         let s = set.seq_len;
-        let count = n.div_ceil(batch_size);
+        let count = n.div_ceil(batch_size).min(max_batches.max(1));
         let mut batches = Vec::with_capacity(count);
         for k in 0..count {
             let mut ids = Vec::with_capacity(batch_size * s);

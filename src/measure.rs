@@ -125,20 +125,10 @@ pub fn run_protocol(
     for repeat in 0..protocol.repeats {
         progress(&format!("window {}/{}", repeat + 1, protocol.repeats));
         sensor.start_window()?;
-        let start = clock.now_s();
+        let (start, loop_ms) = time_window(protocol, clock, run_loop, &|elapsed| {
+            sensor.window_ready() || elapsed > protocol.min_window_s + MAX_EXTENSION_S
+        })?;
         let origin = *first_start.get_or_insert(start);
-        let mut loop_ms = Vec::new();
-        loop {
-            let t0 = clock.now_s();
-            run_loop()?;
-            let t1 = clock.now_s();
-            loop_ms.push((t1 - t0) * 1e3);
-            if window_complete(protocol, t1 - start, loop_ms.len())
-                && (sensor.window_ready() || t1 - start > protocol.min_window_s + MAX_EXTENSION_S)
-            {
-                break;
-            }
-        }
         let duration_s = clock.now_s() - start;
         let energy = sensor.stop_window()?;
         let offset = start - origin;
@@ -248,17 +238,7 @@ pub fn measure_sampler_overhead(
     for sampling in [false, true, false, true] {
         sensor.set_sampling(sampling);
         sensor.start_window()?;
-        let start = clock.now_s();
-        let mut loop_ms = Vec::new();
-        loop {
-            let t0 = clock.now_s();
-            run_loop()?;
-            let t1 = clock.now_s();
-            loop_ms.push((t1 - t0) * 1e3);
-            if window_complete(protocol, t1 - start, loop_ms.len()) {
-                break;
-            }
-        }
+        let (_, loop_ms) = time_window(protocol, clock, run_loop, &|_| true)?;
         // Latency is what is compared here; a window this short may not satisfy the counter.
         let _ = sensor.stop_window();
         if sampling {
@@ -277,6 +257,27 @@ pub fn measure_sampler_overhead(
         latency_on_ms,
         overhead: latency_on_ms / latency_off_ms - 1.0,
     }))
+}
+
+/// Times loops (each one synchronized by `run_loop`) until the window is complete and `may_end`
+/// (given the elapsed seconds) agrees. Returns the window's start time and each loop's latency.
+fn time_window(
+    protocol: &ProtocolSection,
+    clock: &dyn Clock,
+    run_loop: &mut dyn FnMut() -> Result<()>,
+    may_end: &dyn Fn(f64) -> bool,
+) -> Result<(f64, Vec<f64>)> {
+    let start = clock.now_s();
+    let mut loop_ms = Vec::new();
+    loop {
+        let t0 = clock.now_s();
+        run_loop()?;
+        let t1 = clock.now_s();
+        loop_ms.push((t1 - t0) * 1e3);
+        if window_complete(protocol, t1 - start, loop_ms.len()) && may_end(t1 - start) {
+            return Ok((start, loop_ms));
+        }
+    }
 }
 
 /// A window ends once it lasted `min_window_s` and ran `min_loops`.

@@ -347,11 +347,11 @@ fn measure_cell(
     record.precision_executed = Some(dtype_name(model.weight_dtype()).to_string());
     let set = &prepared.tokenized[&cell.seq_len];
     record.truncated_examples = Some(set.truncated);
-    let mut batches = BatchCycle::new(set, cell.batch_size, device)?;
-    let mut last_logits = None;
     let clock = RealClock::default();
     let protocol = &prepared.exp.config.protocol;
     if cell.scope == Scope::Layers {
+        // Every loop of a layers cell reuses one captured batch.
+        let mut batches = BatchCycle::with_at_most(set, cell.batch_size, device, 1)?;
         let (ids, mask) = batches.next_batch().clone();
         record.dataset = Some(batches.usage());
         let trace = measure_layers(
@@ -366,6 +366,8 @@ fn measure_cell(
         )?;
         return Ok((trace, None));
     }
+    let mut batches = BatchCycle::new(set, cell.batch_size, device)?;
+    let mut last_logits = None;
     let (outcome, overhead) = {
         let mut run_loop = || -> Result<()> {
             let (ids, mask) = batches.next_batch();

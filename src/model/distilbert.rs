@@ -210,7 +210,6 @@ pub struct DistilBert {
     blocks: Vec<TransformerBlock>,
     pre_classifier: Linear,
     classifier: Linear,
-    dtype: DType,
     device: Device,
 }
 
@@ -227,7 +226,6 @@ impl DistilBert {
             blocks,
             pre_classifier: candle_nn::linear(preset.dim, preset.dim, vb.pp("pre_classifier"))?,
             classifier: candle_nn::linear(preset.dim, preset.num_labels, vb.pp("classifier"))?,
-            dtype: vb.dtype(),
             device: vb.device().clone(),
         })
     }
@@ -331,10 +329,6 @@ impl DistilBert {
             x = self.forward_layer(layer, &x, &mask)?;
         }
         Ok(x)
-    }
-
-    pub fn dtype(&self) -> DType {
-        self.dtype
     }
 }
 

@@ -78,13 +78,6 @@ impl ModelSpec {
             }
         }
     }
-
-    pub fn describe_weights(&self) -> String {
-        match &self.weights {
-            WeightsSource::Random { seed } => format!("random, seeded ({seed})"),
-            WeightsSource::HuggingFaceDir(dir) => dir.display().to_string(),
-        }
-    }
 }
 
 fn safetensors_header(path: &Path) -> Result<Vec<u8>> {

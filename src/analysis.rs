@@ -517,6 +517,7 @@ mod tests {
             layers: Vec::new(),
             reconciliation: None,
             fidelity: None,
+            accuracy: None,
             windows: windows
                 .into_iter()
                 .map(|(duration_s, loops, energy_j, trace_j)| WindowRecord {

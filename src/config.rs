@@ -156,10 +156,18 @@ pub struct DatasetSection {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
+    #[default]
     Distilbert,
+    Bert,
+}
+
+impl Architecture {
+    pub fn is_distilbert(&self) -> bool {
+        *self == Architecture::Distilbert
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,29 +180,227 @@ pub struct ModelSection {
     /// `config.json` and `model.safetensors` (relative to the experiment file's folder).
     #[serde(default = "default_weights")]
     pub weights: String,
+    /// What classifies: the checkpoint's own head, or a linear probe the runner trains on the
+    /// fp32 model's pooled outputs (and then reports accuracy at every precision).
+    // Defaults are left out of the resolved config that reports print, as before probes existed.
+    #[serde(default, skip_serializing_if = "HeadKind::is_checkpoint")]
+    pub head: HeadKind,
+    /// Settings of the linear probe (`head = "probe"`).
+    #[serde(default, skip_serializing_if = "ProbeSection::is_default")]
+    pub probe: ProbeSection,
 }
 
 fn default_weights() -> String {
     "random".into()
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
+pub enum HeadKind {
+    /// DistilBERT: pre-classifier + ReLU + classifier on [CLS]; BERT: pooler (dense + tanh on
+    /// [CLS]) + classifier. Random weights, or the folder's trained head.
+    #[default]
+    Checkpoint,
+    /// Masked mean pooling + a logistic-regression head trained by the runner (sentence-embedding
+    /// models such as all-MiniLM-L6-v2 have no classifier of their own).
+    Probe,
+}
+
+/// A linear probe: a seeded split of the labelled dataset into `train_examples` and
+/// `test_examples`, logistic regression on the fp32 model's standardized pooled outputs (full-batch
+/// gradient descent, L2 penalty), then accuracy on the test split in every cell.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSection {
+    #[serde(default = "default_probe_train")]
+    pub train_examples: i64,
+    #[serde(default = "default_probe_test")]
+    pub test_examples: i64,
+    #[serde(default = "default_probe_l2")]
+    pub l2: f64,
+    #[serde(default = "default_probe_steps")]
+    pub steps: i64,
+}
+
+impl HeadKind {
+    fn is_checkpoint(&self) -> bool {
+        *self == HeadKind::Checkpoint
+    }
+}
+
+impl ProbeSection {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for ProbeSection {
+    fn default() -> Self {
+        Self {
+            train_examples: default_probe_train(),
+            test_examples: default_probe_test(),
+            l2: default_probe_l2(),
+            steps: default_probe_steps(),
+        }
+    }
+}
+
+fn default_probe_train() -> i64 {
+    4000
+}
+fn default_probe_test() -> i64 {
+    2000
+}
+fn default_probe_l2() -> f64 {
+    1e-3
+}
+fn default_probe_steps() -> i64 {
+    500
+}
+
+/// What a cell computes in. Float precisions hold every weight and activation in one dtype;
+/// quantized ones hold every linear layer's weight in a GGML block format (candle's `QMatMul`),
+/// quantized in-process from the loaded weights, and everything else (embeddings, norms,
+/// attention, activations) in the stated float dtype: `q8_0` is q8_0 linears with fp32 floats,
+/// `q8_0-fp16` the same linears with fp16 floats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Precision {
+    Fp32,
+    Fp16,
+    Bf16,
+    Quantized(QuantFormat, FloatPrecision),
+}
+
+/// GGML block formats candle quantizes to and multiplies with on CPU and CUDA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuantFormat {
+    /// 8-bit weights in blocks of 32 with an f16 scale (8.5 bits per weight).
+    Q8_0,
+    /// 4-bit weights in blocks of 32 with an f16 scale (4.5 bits per weight).
+    Q4_0,
+    /// 4-bit K-quant: super-blocks of 256 (4.5 bits per weight); inputs must be multiples of 256.
+    Q4K,
+    /// 6-bit K-quant: super-blocks of 256 (6.56 bits per weight); inputs must be multiples of 256.
+    Q6K,
+}
+
+impl QuantFormat {
+    pub const ALL: [QuantFormat; 4] = [Self::Q8_0, Self::Q4_0, Self::Q4K, Self::Q6K];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Q8_0 => "q8_0",
+            Self::Q4_0 => "q4_0",
+            Self::Q4K => "q4k",
+            Self::Q6K => "q6k",
+        }
+    }
+
+    /// Weights per block: a linear layer's input width must be a multiple of it.
+    pub fn block_size(self) -> usize {
+        match self {
+            Self::Q8_0 | Self::Q4_0 => 32,
+            Self::Q4K | Self::Q6K => 256,
+        }
+    }
+}
+
+/// The float dtype of everything a quantized precision does not quantize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FloatPrecision {
     Fp32,
     Fp16,
     Bf16,
 }
 
+impl FloatPrecision {
+    pub fn precision(self) -> Precision {
+        match self {
+            Self::Fp32 => Precision::Fp32,
+            Self::Fp16 => Precision::Fp16,
+            Self::Bf16 => Precision::Bf16,
+        }
+    }
+}
+
+/// Every precision with its name, in the order error messages list them.
+const PRECISIONS: [(&str, Precision); 15] = {
+    use FloatPrecision as F;
+    use Precision::Quantized as Q;
+    use QuantFormat as QF;
+    [
+        ("fp32", Precision::Fp32),
+        ("fp16", Precision::Fp16),
+        ("bf16", Precision::Bf16),
+        ("q8_0", Q(QF::Q8_0, F::Fp32)),
+        ("q8_0-fp16", Q(QF::Q8_0, F::Fp16)),
+        ("q8_0-bf16", Q(QF::Q8_0, F::Bf16)),
+        ("q4_0", Q(QF::Q4_0, F::Fp32)),
+        ("q4_0-fp16", Q(QF::Q4_0, F::Fp16)),
+        ("q4_0-bf16", Q(QF::Q4_0, F::Bf16)),
+        ("q4k", Q(QF::Q4K, F::Fp32)),
+        ("q4k-fp16", Q(QF::Q4K, F::Fp16)),
+        ("q4k-bf16", Q(QF::Q4K, F::Bf16)),
+        ("q6k", Q(QF::Q6K, F::Fp32)),
+        ("q6k-fp16", Q(QF::Q6K, F::Fp16)),
+        ("q6k-bf16", Q(QF::Q6K, F::Bf16)),
+    ]
+};
+
+const PRECISION_NAMES: [&str; PRECISIONS.len()] = {
+    let mut names = [""; PRECISIONS.len()];
+    let mut i = 0;
+    while i < PRECISIONS.len() {
+        names[i] = PRECISIONS[i].0;
+        i += 1;
+    }
+    names
+};
+
 impl Precision {
-    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Fp16, Precision::Bf16];
+    pub const FLOATS: [Precision; 3] = [Precision::Fp32, Precision::Fp16, Precision::Bf16];
 
     pub fn name(self) -> &'static str {
+        PRECISIONS
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map(|(n, _)| *n)
+            .expect("every precision is in the table")
+    }
+
+    pub fn parse(name: &str) -> Option<Precision> {
+        PRECISIONS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    }
+
+    /// The dtype of everything that is not a quantized linear weight.
+    pub fn float(self) -> FloatPrecision {
         match self {
-            Precision::Fp32 => "fp32",
-            Precision::Fp16 => "fp16",
-            Precision::Bf16 => "bf16",
+            Precision::Fp32 => FloatPrecision::Fp32,
+            Precision::Fp16 => FloatPrecision::Fp16,
+            Precision::Bf16 => FloatPrecision::Bf16,
+            Precision::Quantized(_, f) => f,
         }
+    }
+
+    pub fn quant(self) -> Option<QuantFormat> {
+        match self {
+            Precision::Quantized(q, _) => Some(q),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for Precision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Precision::parse(&name)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, &PRECISION_NAMES))
     }
 }
 
@@ -630,6 +836,29 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
                     ));
                 }
             }
+        }
+        let probe = &m.probe;
+        let at = format!("models.{model_name}.probe");
+        if probe.train_examples < 2 {
+            bad(format!(
+                "{at}.train_examples = {}: must be >= 2 (a classifier needs examples of both labels)",
+                probe.train_examples
+            ));
+        }
+        if probe.test_examples < 1 {
+            bad(format!(
+                "{at}.test_examples = {}: must be >= 1",
+                probe.test_examples
+            ));
+        }
+        if !(probe.l2.is_finite() && probe.l2 >= 0.0) {
+            bad(format!(
+                "{at}.l2 = {}: must be a finite number >= 0",
+                probe.l2
+            ));
+        }
+        if probe.steps < 1 {
+            bad(format!("{at}.steps = {}: must be >= 1", probe.steps));
         }
     }
 

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::TokenizedSet;
-use crate::model::DistilBert;
+use crate::model::Encoder;
 
 /// Examples compared per cell (fewer when the dataset is smaller).
 pub const FIDELITY_EXAMPLES: usize = 256;
@@ -29,7 +29,7 @@ pub struct Fidelity {
 /// Logits of the first `n` examples as host f32 rows, in batches of `batch` (the last may be
 /// smaller).
 pub fn logits(
-    model: &DistilBert,
+    model: &Encoder,
     set: &TokenizedSet,
     n: usize,
     batch: usize,

@@ -13,6 +13,7 @@ pub mod fidelity;
 pub mod matrix;
 pub mod measure;
 pub mod model;
+pub mod probe;
 pub mod report;
 pub mod results;
 pub mod sensor;

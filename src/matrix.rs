@@ -291,7 +291,7 @@ impl IdContext {
 /// contents). Independent of the cell's position, of other cells and of the device, so re-runs,
 /// resumes and comparisons across machines match cells by what they are.
 fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow::Result<String> {
-    let identity = json!({
+    let mut identity = json!({
         "model": cell.model,
         "preset": spec.preset,
         "weights": ctx.weights[&cell.model],
@@ -302,6 +302,10 @@ fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow::Result<Str
         "protocol": ctx.protocol,
         "dataset": ctx.dataset,
     });
+    // Only probe heads add a key, so checkpoint-head ids are what they were before probes existed.
+    if let Some(probe) = &spec.probe {
+        identity["probe_head"] = json!({ "settings": probe, "seed": spec.seed });
+    }
     // serde_json's maps are sorted by key, so this text is canonical.
     let text = serde_json::to_string(&identity)?;
     Ok(hex(&Sha256::digest(text.as_bytes()))[..12].to_string())

@@ -57,6 +57,9 @@ pub struct CellRecord {
     /// Outputs against the fp32 model on the same inputs (non-fp32 whole-model cells).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fidelity: Option<crate::fidelity::Fidelity>,
+    /// Accuracy on the probe's test split (models with `head = "probe"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<crate::probe::Accuracy>,
     pub dataset: Option<DatasetUsage>,
     /// Examples longer than seq_len (cut short by the tokenizer).
     pub truncated_examples: Option<usize>,

@@ -16,7 +16,8 @@ use crate::error::{exit, ConfigError};
 use crate::fidelity;
 use crate::matrix::{self, Cell};
 use crate::measure::{self, Clock, RealClock, SamplerOverhead};
-use crate::model::{self, DistilBert, ModelSpec, ModelStore};
+use crate::model::{self, Encoder, ModelSpec, ModelStore};
+use crate::probe;
 use crate::report::{self, TemplateSource};
 use crate::results::{
     now_rfc3339, CellRecord, CellStatus, LayerRecord, Manifest, RunDir, SCHEMA_VERSION,
@@ -294,6 +295,7 @@ fn run_cell(
         layers: Vec::new(),
         reconciliation: None,
         fidelity: None,
+        accuracy: None,
         dataset: None,
         truncated_examples: None,
         started_at: now_rfc3339(),
@@ -301,7 +303,8 @@ fn run_cell(
     };
     let mut trace = Vec::new();
     let mut overhead = None;
-    if let Err(reason) = model::probe_precision(cell.precision, device) {
+    let preset = &prepared.specs[&cell.model].preset;
+    if let Err(reason) = model::probe_precision(cell.precision, preset, device) {
         record.status = CellStatus::Skipped;
         record.reason = Some(reason);
     } else {
@@ -341,11 +344,28 @@ fn measure_cell(
     on_progress: &mut dyn FnMut(&str),
     record: &mut CellRecord,
 ) -> Result<(Vec<sensor::PowerSample>, Option<SamplerOverhead>)> {
-    on_progress("loading model");
     let spec = &prepared.specs[&cell.model];
-    let model = store.load(spec, cell.precision, device)?;
-    record.precision_executed = Some(dtype_name(model.weight_dtype()).to_string());
     let set = &prepared.tokenized[&cell.seq_len];
+    let probe = match &spec.probe {
+        Some(settings) => {
+            let key = (cell.model.clone(), cell.seq_len);
+            if !store.probes.contains_key(&key) {
+                on_progress("training the linear probe on fp32 features");
+                let features = store.load(spec, Precision::Fp32, device)?;
+                let head = probe::train_head(&features, set, settings, spec.seed, device)
+                    .with_context(|| format!("models.{}: training the probe head", cell.model))?;
+                store.probes.insert(key.clone(), head);
+            }
+            Some(store.probes[&key].clone())
+        }
+        None => None,
+    };
+    on_progress("loading model");
+    let model = match &probe {
+        Some(head) => store.load_with_probe(spec, cell.precision, device, head)?,
+        None => store.load(spec, cell.precision, device)?,
+    };
+    record.precision_executed = Some(model.executed_precision());
     record.truncated_examples = Some(set.truncated);
     let clock = RealClock::default();
     let protocol = &prepared.exp.config.protocol;
@@ -396,7 +416,10 @@ fn measure_cell(
         let candidate = fidelity::logits(&model, set, n, cell.batch_size, device)?;
         let key = (cell.model.clone(), cell.seq_len);
         if !store.references.contains_key(&key) {
-            let reference_model = store.load(spec, Precision::Fp32, device)?;
+            let reference_model = match &probe {
+                Some(head) => store.load_with_probe(spec, Precision::Fp32, device, head)?,
+                None => store.load(spec, Precision::Fp32, device)?,
+            };
             let logits = fidelity::logits(&reference_model, set, n, cell.batch_size, device)?;
             store.references.insert(key.clone(), logits);
         }
@@ -405,6 +428,10 @@ fn measure_cell(
             &store.references[&key],
             &candidate,
         ));
+    }
+    if let Some(head) = &probe {
+        on_progress("accuracy on the probe's test split");
+        record.accuracy = Some(probe::accuracy(&model, set, head, cell.batch_size, device)?);
     }
     record.warmup = Some(outcome.warmup);
     record.windows = outcome.windows;
@@ -415,7 +442,7 @@ fn measure_cell(
 /// runs alone through the full protocol (warm-up, windows, repeats) in its own energy windows.
 #[allow(clippy::too_many_arguments)]
 fn measure_layers(
-    model: &DistilBert,
+    model: &Encoder,
     ids: &Tensor,
     mask: &Tensor,
     protocol: &ProtocolSection,

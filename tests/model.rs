@@ -4,7 +4,7 @@
 use candle_core::{Device, Tensor};
 use runner::config::Precision;
 use runner::data::{build_tokenizer, load_dataset, tokenize};
-use runner::model::distilbert::compare_logits;
+use runner::model::encoder::compare_logits;
 use runner::model::weights::{random_tensors, save_hf_dir};
 use runner::model::{ModelSpec, ModelStore, Preset, WeightsSource};
 
@@ -34,6 +34,8 @@ fn spec(name: &str, preset: Preset, weights: WeightsSource) -> ModelSpec {
         name: name.into(),
         preset,
         weights,
+        probe: None,
+        seed: 0,
     }
 }
 
@@ -160,10 +162,7 @@ fn fp16_and_bf16_agree_with_fp32_within_stated_tolerances() {
         .unwrap();
     for (precision, min_cosine, max_rel_error) in TOLERANCES {
         let model = store.load(&base, precision, &Device::Cpu).unwrap();
-        assert_eq!(
-            runner::sweep::dtype_name(model.weight_dtype()),
-            precision.name()
-        );
+        assert_eq!(model.executed_precision(), precision.name());
         let logits = model.forward(&ids, &mask).unwrap();
         let (cosine, max_abs) = compare_logits(&reference, &logits).unwrap();
         eprintln!(
@@ -225,4 +224,208 @@ fn captured_units_name_every_layer_and_reproduce_the_forward_pass() {
     let last_component = model.forward_unit(&units[5]).unwrap();
     assert_eq!(as_vec(&block0), as_vec(&last_component));
     assert_eq!(as_vec(&block0), as_vec(&units[6].input));
+}
+
+/// Stated tolerances for the quantized precisions, DistilBERT-base with random weights, real
+/// sentences, batch 4 x seq 64 on the CPU, floats in fp32: cosine similarity of the logits to fp32
+/// and max abs error relative to the largest fp32 logit. Measured when written: q8_0 0.99970 /
+/// 3.9 %, q6k 0.99982 / 3.4 %, q4k 0.99933 / 10 %, q4_0 0.935 / 36 % (random weights give small,
+/// fragile logits; q4_0 has one scale per 32 weights and no offset, q4k 6-bit sub-block scales and
+/// minimums). The CPU kernels also quantize the activations (to q8_0 / q8k) for the dot products.
+const QUANT_TOLERANCES: [(&str, f32, f32); 4] = [
+    ("q8_0", 0.999, 0.08),
+    ("q6k", 0.999, 0.08),
+    ("q4k", 0.995, 0.2),
+    ("q4_0", 0.9, 0.5),
+];
+
+#[test]
+fn quantized_linears_agree_with_fp32_within_stated_tolerances() {
+    let base = spec(
+        "base",
+        Preset::DISTILBERT_BASE_UNCASED,
+        WeightsSource::Random { seed: 0 },
+    );
+    let mut store = ModelStore::default();
+    let (ids, mask) = real_batch(4, 64);
+    let reference = store
+        .load(&base, Precision::Fp32, &Device::Cpu)
+        .unwrap()
+        .forward(&ids, &mask)
+        .unwrap();
+    let scale = reference
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let mut errors = Vec::new();
+    for (name, min_cosine, max_rel_error) in QUANT_TOLERANCES {
+        let precision = Precision::parse(name).unwrap();
+        let model = store.load(&base, precision, &Device::Cpu).unwrap();
+        assert_eq!(
+            model.executed_precision(),
+            format!("{name} linears (QMatMul) + fp32")
+        );
+        let logits = model.forward(&ids, &mask).unwrap();
+        let (cosine, max_abs) = compare_logits(&reference, &logits).unwrap();
+        eprintln!(
+            "{name}: cosine {cosine:.6}, max abs error {max_abs:.3e} (relative {:.3e})",
+            max_abs / scale
+        );
+        assert!(cosine >= min_cosine, "{name}: cosine {cosine}");
+        assert!(
+            max_abs / scale <= max_rel_error,
+            "{name}: relative error {}",
+            max_abs / scale
+        );
+        errors.push(max_abs);
+    }
+    // Fewer bits, larger error: q8_0 beats both 4-bit formats.
+    assert!(errors[0] < errors[2] && errors[0] < errors[3], "{errors:?}");
+}
+
+#[test]
+fn quantized_precisions_the_shapes_do_not_allow_are_refused_with_the_reason() {
+    // distilbert-tiny's dim 64 is no multiple of the K-quants' 256-wide super-blocks.
+    let q4k = Precision::parse("q4k").unwrap();
+    let err =
+        runner::model::probe_precision(q4k, &Preset::DISTILBERT_TINY, &Device::Cpu).unwrap_err();
+    assert_eq!(
+        err,
+        "q4k needs linear layers whose input width is a multiple of 256; this model's dim is 64"
+    );
+    let q8 = Precision::parse("q8_0-fp16").unwrap();
+    runner::model::probe_precision(q8, &Preset::DISTILBERT_TINY, &Device::Cpu).unwrap();
+}
+
+#[test]
+fn bert_checkpoints_load_with_and_without_the_bert_prefix() {
+    let preset = Preset::BERT_TINY;
+    let tensors = random_tensors(&preset, 4).unwrap();
+    let full = tempfile::tempdir().unwrap();
+    save_hf_dir(full.path(), &preset, &tensors).unwrap();
+    let mut store = ModelStore::default();
+    let random = store
+        .load(
+            &spec("r", preset.clone(), WeightsSource::Random { seed: 4 }),
+            Precision::Fp32,
+            &Device::Cpu,
+        )
+        .unwrap();
+    let loaded = store
+        .load(
+            &spec(
+                "h",
+                preset.clone(),
+                WeightsSource::HuggingFaceDir(full.path().to_path_buf()),
+            ),
+            Precision::Fp32,
+            &Device::Cpu,
+        )
+        .unwrap();
+    let (ids, mask) = real_batch(3, 32);
+    let a: Vec<Vec<f32>> = random.forward(&ids, &mask).unwrap().to_vec2().unwrap();
+    let b: Vec<Vec<f32>> = loaded.forward(&ids, &mask).unwrap().to_vec2().unwrap();
+    assert_eq!(a, b);
+    let names: Vec<String> = random.layers().iter().map(|l| l.name()).collect();
+    assert_eq!(names[names.len() - 2..], ["pooler", "classifier"]);
+
+    // A bare BertModel (sentence-transformers layout): no prefix, no classifier.
+    let bare: std::collections::HashMap<_, _> = tensors
+        .iter()
+        .filter(|(k, _)| k.starts_with("bert."))
+        .map(|(k, v)| (k.trim_start_matches("bert.").to_string(), v.clone()))
+        .collect();
+    let bare_dir = tempfile::tempdir().unwrap();
+    save_hf_dir(bare_dir.path(), &preset, &bare).unwrap();
+    let bare_spec = spec(
+        "bare",
+        preset.clone(),
+        WeightsSource::HuggingFaceDir(bare_dir.path().to_path_buf()),
+    );
+    let err = match store.load(&bare_spec, Precision::Fp32, &Device::Cpu) {
+        Ok(_) => panic!("a bare BertModel loaded with a checkpoint head"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("set the model's head = \"probe\""), "{err}");
+    // As a feature extractor (probe head), the bare body gives the same pooled vectors as the
+    // full checkpoint's body.
+    let probe_spec = |s: ModelSpec| ModelSpec {
+        probe: Some(Default::default()),
+        ..s
+    };
+    let from_bare = store
+        .load(&probe_spec(bare_spec), Precision::Fp32, &Device::Cpu)
+        .unwrap();
+    let from_full = store
+        .load(
+            &probe_spec(spec(
+                "h",
+                preset,
+                WeightsSource::HuggingFaceDir(full.path().to_path_buf()),
+            )),
+            Precision::Fp32,
+            &Device::Cpu,
+        )
+        .unwrap();
+    let pa: Vec<Vec<f32>> = from_bare.pooled(&ids, &mask).unwrap().to_vec2().unwrap();
+    let pb: Vec<Vec<f32>> = from_full.pooled(&ids, &mask).unwrap().to_vec2().unwrap();
+    assert_eq!(pa, pb);
+    assert_eq!(pa[0].len(), 64);
+}
+
+#[test]
+fn the_probe_head_is_deterministic_for_a_seed_and_beats_chance() {
+    let dataset = load_dataset(
+        &repo("datasets/rotten_tomatoes_sentences.tsv"),
+        Default::default(),
+        Some(600),
+    )
+    .unwrap();
+    let tokenizer = build_tokenizer(&repo("datasets/bert-base-uncased-vocab.txt"), 32).unwrap();
+    let set = tokenize(&tokenizer, &dataset, 32).unwrap();
+    let settings = runner::config::ProbeSection {
+        train_examples: 400,
+        test_examples: 200,
+        l2: 1e-3,
+        steps: 200,
+    };
+    let model_spec = ModelSpec {
+        probe: Some(settings.clone()),
+        ..spec("t", Preset::BERT_TINY, WeightsSource::Random { seed: 2 })
+    };
+    let mut store = ModelStore::default();
+    let features = store
+        .load(&model_spec, Precision::Fp32, &Device::Cpu)
+        .unwrap();
+    let train = |seed| runner::probe::train_head(&features, &set, &settings, seed, &Device::Cpu);
+    let a = train(11).unwrap();
+    let b = train(11).unwrap();
+    let c = train(12).unwrap();
+    assert_eq!(a.weight, b.weight);
+    assert_eq!(a.info, b.info);
+    assert_ne!(a.info.head_sha256, c.info.head_sha256);
+    assert_eq!((a.info.train_examples, a.info.test_examples), (400, 200));
+
+    let model = store
+        .load_with_probe(&model_spec, Precision::Fp32, &Device::Cpu, &a)
+        .unwrap();
+    let acc = runner::probe::accuracy(&model, &set, &a, 32, &Device::Cpu).unwrap();
+    eprintln!(
+        "bert-tiny random weights: train {:.3}, test {:.3}",
+        a.info.train_accuracy, acc.accuracy
+    );
+    assert_eq!(acc.examples, 200);
+    // Even random features carry some lexical signal; the head fits its training split.
+    assert!(a.info.train_accuracy > 0.6, "{:?}", a.info);
+    assert!(acc.ci95_low <= acc.accuracy && acc.accuracy <= acc.ci95_high);
+    // The accuracy step itself is deterministic.
+    assert_eq!(
+        acc,
+        runner::probe::accuracy(&model, &set, &a, 32, &Device::Cpu).unwrap()
+    );
 }

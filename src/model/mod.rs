@@ -1,6 +1,6 @@
 //! Models with per-layer access, their weights, and the precisions they run in.
 
-pub mod distilbert;
+pub mod encoder;
 pub mod preset;
 pub mod weights;
 
@@ -8,19 +8,39 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
 
-use crate::config::{LoadedExperiment, ModelSection, Precision};
-pub use distilbert::{CapturedUnit, Component, DistilBert, Layer, Unit};
+use crate::config::{
+    FloatPrecision, HeadKind, LoadedExperiment, ModelSection, Precision, ProbeSection, QuantFormat,
+};
+pub use encoder::{CapturedUnit, Component, Encoder, Head, Layer, Numerics, Pooling, Unit};
 pub use preset::Preset;
 
+/// The float dtype of a precision (of everything but quantized linear weights).
 pub fn dtype_for(precision: Precision) -> DType {
-    match precision {
-        Precision::Fp32 => DType::F32,
-        Precision::Fp16 => DType::F16,
-        Precision::Bf16 => DType::BF16,
+    match precision.float() {
+        FloatPrecision::Fp32 => DType::F32,
+        FloatPrecision::Fp16 => DType::F16,
+        FloatPrecision::Bf16 => DType::BF16,
+    }
+}
+
+pub fn ggml_for(format: QuantFormat) -> GgmlDType {
+    match format {
+        QuantFormat::Q8_0 => GgmlDType::Q8_0,
+        QuantFormat::Q4_0 => GgmlDType::Q4_0,
+        QuantFormat::Q4K => GgmlDType::Q4K,
+        QuantFormat::Q6K => GgmlDType::Q6K,
+    }
+}
+
+pub fn numerics_for(precision: Precision) -> Numerics {
+    Numerics {
+        float: dtype_for(precision),
+        quant: precision.quant().map(ggml_for),
     }
 }
 
@@ -30,6 +50,10 @@ pub struct ModelSpec {
     pub name: String,
     pub preset: Preset,
     pub weights: WeightsSource,
+    /// Set when the model's head is a linear probe trained by the runner.
+    pub probe: Option<ProbeSection>,
+    /// The experiment's seed (random weights, the probe's split).
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +77,8 @@ impl ModelSpec {
             name: name.to_string(),
             preset,
             weights,
+            probe: (section.head == HeadKind::Probe).then(|| section.probe.clone()),
+            seed: exp.config.experiment.seed,
         })
     }
 
@@ -109,15 +135,46 @@ pub struct ModelStore {
     random: HashMap<String, HashMap<String, Tensor>>,
     /// fp32 reference logits per (model, seq_len), for fidelity: computed once per run.
     pub references: HashMap<(String, usize), Vec<Vec<f32>>>,
+    /// Trained probe heads per (model, seq_len).
+    pub probes: HashMap<(String, usize), crate::probe::ProbeHead>,
 }
 
 impl ModelStore {
+    /// The model with its checkpoint head, or for probe models the feature extractor (no
+    /// classifier); see [`Self::load_with_probe`].
     pub fn load(
         &mut self,
         spec: &ModelSpec,
         precision: Precision,
         device: &Device,
-    ) -> Result<DistilBert> {
+    ) -> Result<Encoder> {
+        let head = if spec.probe.is_some() {
+            Head::Probe(None)
+        } else {
+            Head::Checkpoint
+        };
+        self.build(spec, precision, device, head)
+    }
+
+    /// A probe model with its trained head.
+    pub fn load_with_probe(
+        &mut self,
+        spec: &ModelSpec,
+        precision: Precision,
+        device: &Device,
+        probe: &crate::probe::ProbeHead,
+    ) -> Result<Encoder> {
+        let head = VarBuilder::from_tensors(probe.tensors()?, DType::F32, device);
+        self.build(spec, precision, device, Head::Probe(Some(head)))
+    }
+
+    fn build(
+        &mut self,
+        spec: &ModelSpec,
+        precision: Precision,
+        device: &Device,
+        head: Head,
+    ) -> Result<Encoder> {
         let dtype = dtype_for(precision);
         let vb = match &spec.weights {
             WeightsSource::Random { seed } => {
@@ -128,7 +185,7 @@ impl ModelStore {
                 VarBuilder::from_tensors(self.random[&spec.name].clone(), dtype, device)
             }
             WeightsSource::HuggingFaceDir(dir) => {
-                weights::check_hf_config(dir, &spec.preset)?;
+                weights::check_hf_config(dir, &spec.preset, spec.probe.is_none())?;
                 let file = dir.join("model.safetensors");
                 // SAFETY: the file is memory-mapped read-only; the runner does not modify it while
                 // the model is loaded (the usual caveat for mmapped files).
@@ -136,14 +193,41 @@ impl ModelStore {
                     .with_context(|| format!("loading {}", file.display()))?
             }
         };
-        DistilBert::load(vb, &spec.preset)
+        Encoder::load(vb, &spec.preset, numerics_for(precision), head)
             .with_context(|| format!("building model {:?} in {}", spec.name, precision.name()))
     }
 }
 
 /// Checks that the device really runs this dtype (a matmul, a softmax, a cast), so an unsupported
 /// precision becomes a skipped cell with the backend's own reason instead of a crash mid-window.
-pub fn probe_precision(precision: Precision, device: &Device) -> std::result::Result<(), String> {
+pub fn probe_precision(
+    precision: Precision,
+    preset: &Preset,
+    device: &Device,
+) -> std::result::Result<(), String> {
+    if let Some(format) = precision.quant() {
+        // Every linear layer's input is `dim` or `hidden_dim` wide; GGML blocks run along it.
+        let block = format.block_size();
+        for (what, width) in [("dim", preset.dim), ("hidden_dim", preset.hidden_dim)] {
+            if width % block != 0 {
+                return Err(format!(
+                    "{} needs linear layers whose input width is a multiple of {block}; this model's {what} is {width}",
+                    precision.name()
+                ));
+            }
+        }
+        let run = || -> candle_core::Result<()> {
+            let w = Tensor::ones((8, block), DType::F32, device)?;
+            let q = QMatMul::from_qtensor(QTensor::quantize(&w, ggml_for(format))?)?;
+            let x = Tensor::ones((4, block), dtype_for(precision), device)?;
+            q.forward(&x)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            Ok(())
+        };
+        run().map_err(|e| format!("{} is not supported on this device: {e}", precision.name()))?;
+    }
     let dtype = dtype_for(precision);
     let run = || -> candle_core::Result<()> {
         let a = Tensor::ones((4, 8), dtype, device)?;

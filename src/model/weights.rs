@@ -13,9 +13,18 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::preset::Preset;
+use crate::config::Architecture;
 
-/// Every tensor of `DistilBertForSequenceClassification` with its shape, in Hugging Face naming.
+/// Every tensor of the checkpoint with its shape, in Hugging Face naming:
+/// `DistilBertForSequenceClassification` or `BertForSequenceClassification`.
 pub fn tensor_shapes(p: &Preset) -> Vec<(String, Vec<usize>)> {
+    match p.architecture {
+        Architecture::Distilbert => distilbert_shapes(p),
+        Architecture::Bert => bert_shapes(p),
+    }
+}
+
+fn distilbert_shapes(p: &Preset) -> Vec<(String, Vec<usize>)> {
     let mut out = vec![
         (
             "distilbert.embeddings.word_embeddings.weight".to_string(),
@@ -56,6 +65,49 @@ pub fn tensor_shapes(p: &Preset) -> Vec<(String, Vec<usize>)> {
     out
 }
 
+fn bert_shapes(p: &Preset) -> Vec<(String, Vec<usize>)> {
+    let e = "bert.embeddings";
+    let mut out = vec![
+        (
+            format!("{e}.word_embeddings.weight"),
+            vec![p.vocab_size, p.dim],
+        ),
+        (
+            format!("{e}.position_embeddings.weight"),
+            vec![p.max_position_embeddings, p.dim],
+        ),
+        (
+            format!("{e}.token_type_embeddings.weight"),
+            vec![p.type_vocab_size, p.dim],
+        ),
+        (format!("{e}.LayerNorm.weight"), vec![p.dim]),
+        (format!("{e}.LayerNorm.bias"), vec![p.dim]),
+    ];
+    let mut linear = |name: String, out_dim: usize, in_dim: usize| {
+        out.push((format!("{name}.weight"), vec![out_dim, in_dim]));
+        out.push((format!("{name}.bias"), vec![out_dim]));
+    };
+    for i in 0..p.n_layers {
+        let l = format!("bert.encoder.layer.{i}");
+        for lin in ["self.query", "self.key", "self.value", "output.dense"] {
+            linear(format!("{l}.attention.{lin}"), p.dim, p.dim);
+        }
+        linear(format!("{l}.intermediate.dense"), p.hidden_dim, p.dim);
+        linear(format!("{l}.output.dense"), p.dim, p.hidden_dim);
+    }
+    linear("bert.pooler.dense".into(), p.dim, p.dim);
+    linear("classifier".into(), p.num_labels, p.dim);
+    // The layer norms after the closure, which holds `out` mutably while it lives.
+    for i in 0..p.n_layers {
+        let l = format!("bert.encoder.layer.{i}");
+        for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            out.push((format!("{l}.{norm}.weight"), vec![p.dim]));
+            out.push((format!("{l}.{norm}.bias"), vec![p.dim]));
+        }
+    }
+    out
+}
+
 /// Seeded random f32 weights on the CPU, initialised as Hugging Face does: normal(0,
 /// initializer_range) for linear and embedding weights, zero biases, unit layer-norm scales, and a
 /// zero padding row (id 0) in the word embeddings. Each tensor has its own stream derived from
@@ -89,56 +141,65 @@ fn stream_seed(seed: u64, name: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Reads a Hugging Face DistilBERT config.json and checks it describes the declared preset.
-pub fn check_hf_config(dir: &Path, preset: &Preset) -> Result<()> {
+/// Reads a Hugging Face config.json and checks it describes the declared preset. `with_head`:
+/// the checkpoint's classifier is used, so its label count must match too.
+pub fn check_hf_config(dir: &Path, preset: &Preset, with_head: bool) -> Result<()> {
     let path = dir.join("config.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let cfg: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let get = |key: &str| cfg.get(key).and_then(|v| v.as_u64());
     let num_labels = cfg
         .get("id2label")
         .and_then(|m| m.as_object())
         .map(|m| m.len() as u64)
-        .or_else(|| cfg.get("num_labels").and_then(|v| v.as_u64()))
+        .or_else(|| get("num_labels"))
         .unwrap_or(2);
-    let fields = [
-        (
-            "vocab_size",
-            cfg.get("vocab_size").and_then(|v| v.as_u64()),
-            p64(preset.vocab_size),
-        ),
-        (
-            "dim",
-            cfg.get("dim").and_then(|v| v.as_u64()),
-            p64(preset.dim),
-        ),
-        (
-            "n_layers",
-            cfg.get("n_layers").and_then(|v| v.as_u64()),
-            p64(preset.n_layers),
-        ),
-        (
-            "n_heads",
-            cfg.get("n_heads").and_then(|v| v.as_u64()),
-            p64(preset.n_heads),
-        ),
-        (
-            "hidden_dim",
-            cfg.get("hidden_dim").and_then(|v| v.as_u64()),
-            p64(preset.hidden_dim),
-        ),
+    // DistilBertConfig and BertConfig name the same shapes differently.
+    let keys = match preset.architecture {
+        Architecture::Distilbert => ["dim", "n_layers", "n_heads", "hidden_dim"],
+        Architecture::Bert => [
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+        ],
+    };
+    let mut fields = vec![
+        ("vocab_size", get("vocab_size"), p64(preset.vocab_size)),
+        (keys[0], get(keys[0]), p64(preset.dim)),
+        (keys[1], get(keys[1]), p64(preset.n_layers)),
+        (keys[2], get(keys[2]), p64(preset.n_heads)),
+        (keys[3], get(keys[3]), p64(preset.hidden_dim)),
         (
             "max_position_embeddings",
-            cfg.get("max_position_embeddings").and_then(|v| v.as_u64()),
+            get("max_position_embeddings"),
             p64(preset.max_position_embeddings),
         ),
-        (
+    ];
+    if preset.architecture == Architecture::Bert {
+        fields.push((
+            "type_vocab_size",
+            get("type_vocab_size"),
+            p64(preset.type_vocab_size),
+        ));
+        let act = cfg.get("hidden_act").and_then(|v| v.as_str());
+        if act != Some("gelu") {
+            bail!(
+                "{}: hidden_act is {act:?}; the runner's BERT implements \"gelu\" (erf) only",
+                path.display()
+            );
+        }
+    }
+    if with_head {
+        fields.push((
             "num_labels (id2label)",
             Some(num_labels),
             p64(preset.num_labels),
-        ),
-    ];
+        ));
+    }
+    let arch = format!("{:?}", preset.architecture).to_lowercase();
     for (key, found, expected) in fields {
         match found {
             Some(v) if v == expected => {}
@@ -146,7 +207,10 @@ pub fn check_hf_config(dir: &Path, preset: &Preset) -> Result<()> {
                 "{}: {key} is {v} but the declared preset has {expected}; set the model's preset to the checkpoint's architecture",
                 path.display()
             ),
-            None => bail!("{}: missing {key}: is this a DistilBERT config.json?", path.display()),
+            None => bail!(
+                "{}: missing {key}: is this a {arch} config.json (the model's architecture)?",
+                path.display()
+            ),
         }
     }
     Ok(())
@@ -157,27 +221,45 @@ fn p64(v: usize) -> u64 {
 }
 
 /// Writes weights in the Hugging Face layout (config.json + model.safetensors), as a
-/// `DistilBertForSequenceClassification` checkpoint would be.
+/// `DistilBertForSequenceClassification` or `BertForSequenceClassification` checkpoint would be.
 pub fn save_hf_dir(dir: &Path, preset: &Preset, tensors: &HashMap<String, Tensor>) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let id2label: serde_json::Map<String, serde_json::Value> = (0..preset.num_labels)
         .map(|i| (i.to_string(), json!(format!("LABEL_{i}"))))
         .collect();
-    let config = json!({
-        "architectures": ["DistilBertForSequenceClassification"],
-        "model_type": "distilbert",
-        "activation": "gelu",
-        "vocab_size": preset.vocab_size,
-        "dim": preset.dim,
-        "n_layers": preset.n_layers,
-        "n_heads": preset.n_heads,
-        "hidden_dim": preset.hidden_dim,
-        "max_position_embeddings": preset.max_position_embeddings,
-        "initializer_range": preset.initializer_range,
-        "pad_token_id": 0,
-        "sinusoidal_pos_embds": false,
-        "id2label": id2label,
-    });
+    let config = match preset.architecture {
+        Architecture::Distilbert => json!({
+            "architectures": ["DistilBertForSequenceClassification"],
+            "model_type": "distilbert",
+            "activation": "gelu",
+            "vocab_size": preset.vocab_size,
+            "dim": preset.dim,
+            "n_layers": preset.n_layers,
+            "n_heads": preset.n_heads,
+            "hidden_dim": preset.hidden_dim,
+            "max_position_embeddings": preset.max_position_embeddings,
+            "initializer_range": preset.initializer_range,
+            "pad_token_id": 0,
+            "sinusoidal_pos_embds": false,
+            "id2label": id2label,
+        }),
+        Architecture::Bert => json!({
+            "architectures": ["BertForSequenceClassification"],
+            "model_type": "bert",
+            "hidden_act": "gelu",
+            "vocab_size": preset.vocab_size,
+            "hidden_size": preset.dim,
+            "num_hidden_layers": preset.n_layers,
+            "num_attention_heads": preset.n_heads,
+            "intermediate_size": preset.hidden_dim,
+            "max_position_embeddings": preset.max_position_embeddings,
+            "type_vocab_size": preset.type_vocab_size,
+            "layer_norm_eps": preset.layer_norm_eps,
+            "initializer_range": preset.initializer_range,
+            "pad_token_id": 0,
+            "id2label": id2label,
+        }),
+    };
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_string_pretty(&config)?,

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Scope;
+use crate::config::{Precision, Scope};
 use crate::measure::WindowRecord;
 use crate::results::{CellRecord, CellStatus, Reconciliation};
 use crate::sensor::energy;
@@ -69,6 +69,77 @@ pub struct CellSummary {
     /// The whole-model cell a `layers` cell was reconciled with.
     pub whole_model_cell_id: Option<String>,
     pub fidelity: Option<crate::fidelity::Fidelity>,
+    pub accuracy: Option<crate::probe::Accuracy>,
+    /// Against the declared baseline precision's cell of the same model and shapes.
+    pub savings: Option<Savings>,
+}
+
+/// What a cell saves against the baseline precision's cell of the same model, batch size and
+/// sequence length, in % of the baseline (positive = less energy or time), with 95 % confidence
+/// intervals from the per-window values of both cells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Savings {
+    pub baseline_precision: String,
+    pub baseline_cell_id: String,
+    pub energy_pct: Option<f64>,
+    pub energy_ci_low_pct: Option<f64>,
+    pub energy_ci_high_pct: Option<f64>,
+    pub latency_pct: Option<f64>,
+    pub latency_ci_low_pct: Option<f64>,
+    pub latency_ci_high_pct: Option<f64>,
+}
+
+/// 1 - mean(candidate) / mean(baseline) in %, with a 95 % interval: the delta method on the log
+/// of the ratio of two independent means (relative standard errors added in quadrature) with
+/// Welch-Satterthwaite degrees of freedom. Needs two values or more on each side for the interval.
+pub fn saving_pct(candidate: &[f64], baseline: &[f64]) -> Option<(f64, Option<(f64, f64)>)> {
+    if candidate.is_empty() || baseline.is_empty() {
+        return None;
+    }
+    let (mc, mb) = (mean(candidate), mean(baseline));
+    if mc <= 0.0 || mb <= 0.0 {
+        return None;
+    }
+    let ratio = mc / mb;
+    let point = (1.0 - ratio) * 100.0;
+    if candidate.len() < 2 || baseline.len() < 2 {
+        return Some((point, None));
+    }
+    // Squared relative standard errors of the two means.
+    let rel_var = |v: &[f64], m: f64| std_dev(v).powi(2) / v.len() as f64 / (m * m);
+    let (vc, vb) = (rel_var(candidate, mc), rel_var(baseline, mb));
+    let se = (vc + vb).sqrt();
+    let df = if se == 0.0 {
+        usize::MAX
+    } else {
+        let welch = (vc + vb).powi(2)
+            / (vc * vc / (candidate.len() - 1) as f64 + vb * vb / (baseline.len() - 1) as f64);
+        welch.floor().max(1.0) as usize
+    };
+    let half = t95(df) * se;
+    let (lo, hi) = (ratio * (-half).exp(), ratio * half.exp());
+    Some((point, Some(((1.0 - hi) * 100.0, (1.0 - lo) * 100.0))))
+}
+
+/// Indices of the points on the Pareto front when both coordinates are to be minimised: no other
+/// point is at least as good in both and better in one. Sorted by the first coordinate.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| {
+        points[a]
+            .0
+            .total_cmp(&points[b].0)
+            .then(points[a].1.total_cmp(&points[b].1))
+    });
+    let mut front = Vec::new();
+    let mut best_y = f64::INFINITY;
+    for i in order {
+        if points[i].1 < best_y {
+            best_y = points[i].1;
+            front.push(i);
+        }
+    }
+    front
 }
 
 /// Statistics of a series of windows (a cell's, or one layer's).
@@ -89,6 +160,9 @@ pub struct WindowStats {
     pub total_time_s: f64,
     pub num_loops: u64,
     pub num_power_samples: usize,
+    /// Per-window values behind the medians and intervals (for comparisons between cells).
+    pub window_latency_medians_ms: Vec<f64>,
+    pub window_energy_per_inference_mj: Vec<f64>,
 }
 
 pub fn window_stats(
@@ -149,13 +223,19 @@ pub fn window_stats(
         total_time_s,
         num_loops: windows.iter().map(|w| w.loops as u64).sum(),
         num_power_samples: windows.iter().map(|w| w.num_power_samples).sum(),
+        window_latency_medians_ms: window_medians,
+        window_energy_per_inference_mj: gross,
     }
 }
 
 /// Summaries of every record, in parallel, then the cross-cell part: each `layers` cell is
-/// reconciled with the whole-model cell of the same model, precision and shapes.
-pub fn summarize_all(records: &[CellRecord]) -> Vec<CellSummary> {
+/// reconciled with the whole-model cell of the same model, precision and shapes, and each
+/// whole-model cell is compared with the `baseline` precision's cell of the same model and shapes.
+pub fn summarize_all(records: &[CellRecord], baseline: Precision) -> Vec<CellSummary> {
     let mut summaries: Vec<CellSummary> = records.par_iter().map(summarize).collect();
+    for (i, r) in records.iter().enumerate() {
+        summaries[i].savings = savings_in(r, records, baseline);
+    }
     for (i, r) in records.iter().enumerate() {
         if let Some(rec) = reconcile_in(r, records) {
             let s = &mut summaries[i];
@@ -177,6 +257,40 @@ pub fn summarize_all(records: &[CellRecord]) -> Vec<CellSummary> {
         }
     }
     summaries
+}
+
+fn savings_in(r: &CellRecord, records: &[CellRecord], baseline: Precision) -> Option<Savings> {
+    if r.cell.scope != Scope::Model || r.status != CellStatus::Ok || r.cell.precision == baseline {
+        return None;
+    }
+    let base = records.iter().find(|b| {
+        b.cell.scope == Scope::Model
+            && b.status == CellStatus::Ok
+            && b.cell.precision == baseline
+            && b.cell.model == r.cell.model
+            && b.cell.batch_size == r.cell.batch_size
+            && b.cell.seq_len == r.cell.seq_len
+    })?;
+    let mine = window_stats(&r.windows, r.cell.batch_size, r.idle_power_w);
+    let theirs = window_stats(&base.windows, base.cell.batch_size, base.idle_power_w);
+    let energy = saving_pct(
+        &mine.window_energy_per_inference_mj,
+        &theirs.window_energy_per_inference_mj,
+    );
+    let latency = saving_pct(
+        &mine.window_latency_medians_ms,
+        &theirs.window_latency_medians_ms,
+    );
+    Some(Savings {
+        baseline_precision: baseline.name().to_string(),
+        baseline_cell_id: base.cell.id.clone(),
+        energy_pct: energy.map(|e| e.0),
+        energy_ci_low_pct: energy.and_then(|e| e.1).map(|c| c.0),
+        energy_ci_high_pct: energy.and_then(|e| e.1).map(|c| c.1),
+        latency_pct: latency.map(|l| l.0),
+        latency_ci_low_pct: latency.and_then(|l| l.1).map(|c| c.0),
+        latency_ci_high_pct: latency.and_then(|l| l.1).map(|c| c.1),
+    })
 }
 
 /// Σ layers beyond ±5 % of the whole model is flagged.
@@ -407,6 +521,8 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         layers_vs_whole_energy: None,
         whole_model_cell_id: None,
         fidelity: r.fidelity.clone(),
+        accuracy: r.accuracy.clone(),
+        savings: None,
     }
 }
 
@@ -470,6 +586,44 @@ mod tests {
         assert!((percentile(&v, 10.0) - 1.3).abs() < 1e-12);
         assert_eq!(percentile(&v, 100.0), 4.0);
         assert_eq!(percentile(&[7.0], 90.0), 7.0);
+    }
+
+    #[test]
+    fn savings_are_against_the_baseline_mean_with_a_welch_interval() {
+        // Candidate 80 +- 1 over 3 windows, baseline 100 +- 2 over 3 windows: 20 % saving.
+        let (point, ci) = saving_pct(&[79.0, 80.0, 81.0], &[98.0, 100.0, 102.0]).unwrap();
+        assert!((point - 20.0).abs() < 1e-9, "{point}");
+        let (lo, hi) = ci.unwrap();
+        // Relative variances: (1/3)/80^2 = 5.208e-5 and (4/3)/100^2 = 1.333e-4; se = 0.013614;
+        // Welch df = floor(3.43e-8 / (1.356e-9 + 8.889e-9)) = 3, t = 3.182, half = 0.04332.
+        let ratio = 0.8f64;
+        assert!(
+            (lo - (1.0 - ratio * 0.04332f64.exp()) * 100.0).abs() < 0.01,
+            "{lo}"
+        );
+        assert!(
+            (hi - (1.0 - ratio * (-0.04332f64).exp()) * 100.0).abs() < 0.01,
+            "{hi}"
+        );
+        assert!(lo < point && point < hi);
+        // One window: a point, no interval; nothing measured: nothing.
+        assert_eq!(saving_pct(&[50.0], &[100.0]), Some((50.0, None)));
+        assert_eq!(saving_pct(&[], &[100.0]), None);
+    }
+
+    #[test]
+    fn pareto_front_keeps_the_non_dominated_points() {
+        // (energy, error): 0 and 2 dominate 1 and 3; 4 ties 2 on energy but is worse.
+        let pts = [
+            (1.0, 5.0),
+            (2.0, 6.0),
+            (3.0, 1.0),
+            (4.0, 2.0),
+            (3.0, 3.0),
+            (0.5, 9.0),
+        ];
+        assert_eq!(pareto_front(&pts), vec![5, 0, 2]);
+        assert_eq!(pareto_front(&[]), Vec::<usize>::new());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! The labelled dataset is shuffled with the experiment's seed and split into `train_examples`
 //! and (disjoint) `test_examples`. The fp32 model's mean-pooled outputs of the training split are
-//! standardized and a logistic regression is fitted by full-batch Nesterov gradient descent (step
+//! centred and scaled and a logistic regression is fitted by full-batch Nesterov gradient descent (step
 //! 1/L from the data's own Lipschitz bound, L2 penalty, a fixed number of steps), in f64 on the
 //! host: no randomness beyond the split, so one seed gives one head on a given device. Every cell
 //! of the model then uses this head and reports its accuracy on the test split.
@@ -180,7 +180,10 @@ fn dot(w: &[f64], x: &[f32]) -> f64 {
     w.iter().zip(x).map(|(a, &b)| a * b as f64).sum()
 }
 
-/// Binary logistic regression on standardized features; returns (w, b) for the raw features.
+/// Binary logistic regression on centred features divided by one global scale (the root mean
+/// per-feature variance); returns (w, b) for the raw features. One scale for all features, not one
+/// per feature: per-feature standardization would blow up the raw weights of near-constant
+/// features (seen on all-MiniLM-L6-v2: |w| up to 7e5), which breaks fp16 and quantized heads.
 pub fn fit_logistic(x: &[Vec<f32>], y: &[u32], l2: f64, steps: usize) -> (Vec<f64>, f64) {
     let n = x.len();
     let d = x.first().map_or(0, |r| r.len());
@@ -188,19 +191,19 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[u32], l2: f64, steps: usize) -> (Vec<f6
     let mean: Vec<f64> = (0..d)
         .map(|j| x.iter().map(|r| r[j] as f64).sum::<f64>() / nf)
         .collect();
-    let std: Vec<f64> = (0..d)
+    let mean_var = (0..d)
         .map(|j| {
-            let var = x
-                .iter()
+            x.iter()
                 .map(|r| (r[j] as f64 - mean[j]).powi(2))
                 .sum::<f64>()
-                / nf;
-            var.sqrt().max(1e-8)
+                / nf
         })
-        .collect();
+        .sum::<f64>()
+        / d.max(1) as f64;
+    let scale = mean_var.sqrt().max(1e-12);
     let z: Vec<Vec<f64>> = x
         .iter()
-        .map(|r| (0..d).map(|j| (r[j] as f64 - mean[j]) / std[j]).collect())
+        .map(|r| (0..d).map(|j| (r[j] as f64 - mean[j]) / scale).collect())
         .collect();
     // Lipschitz constant of the mean logistic loss: 0.25 * largest eigenvalue of Z'Z/n (+ l2),
     // the eigenvalue by power iteration from a fixed start.
@@ -244,9 +247,9 @@ pub fn fit_logistic(x: &[Vec<f32>], y: &[u32], l2: f64, steps: usize) -> (Vec<f6
         prev = theta;
         theta = look.iter().zip(&grad).map(|(l, g)| l - step * g).collect();
     }
-    // Undo the standardization: w_raw = w / std, b_raw = b - sum(w * mean / std).
-    let w: Vec<f64> = (0..d).map(|j| theta[j] / std[j]).collect();
-    let b = theta[d] - (0..d).map(|j| theta[j] * mean[j] / std[j]).sum::<f64>();
+    // Undo the centring and scaling: w_raw = w / scale, b_raw = b - sum(w * mean) / scale.
+    let w: Vec<f64> = (0..d).map(|j| theta[j] / scale).collect();
+    let b = theta[d] - (0..d).map(|j| theta[j] * mean[j]).sum::<f64>() / scale;
     (w, b)
 }
 
@@ -259,6 +262,8 @@ pub struct Accuracy {
     /// Wilson score 95 % interval of the accuracy.
     pub ci95_low: f64,
     pub ci95_high: f64,
+    /// Share of the test split's most common label: what always guessing it would score.
+    pub majority_rate: f64,
     pub probe: ProbeInfo,
 }
 
@@ -279,12 +284,19 @@ pub fn accuracy(
         .count();
     let n = logits.len();
     let (ci95_low, ci95_high) = wilson(correct, n);
+    let positives = head
+        .split
+        .test
+        .iter()
+        .filter(|&&i| set.labels[i] == 1)
+        .count();
     Ok(Accuracy {
         examples: n,
         correct,
         accuracy: correct as f64 / n as f64,
         ci95_low,
         ci95_high,
+        majority_rate: positives.max(n - positives) as f64 / n as f64,
         probe: head.info.clone(),
     })
 }

@@ -311,6 +311,101 @@ fn golden_report_of_the_h100_run_renders_byte_for_byte() {
     }
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
     assert!(md.contains("Idle baseline: **116.2 W**"));
+    // Savings against fp32 with their intervals, from the committed windows.
+    assert!(
+        md.contains("| `cd1a24e6994f` | distilbert | fp16 | 8 | 128 | 66.3 [65.1, 67.6] |"),
+        "fp16 b8 saving"
+    );
     assert!(md.contains("NVIDIA H100 80GB HBM3"));
     assert!(!md.contains("Energy was not measured"));
+}
+
+#[test]
+fn quantized_precisions_and_a_probe_head_run_end_to_end() {
+    // A tiny BERT with a linear probe; q4k cannot run (64-wide layers), which must be a skipped
+    // cell with the reason, not a failure.
+    let toml = format!(
+        r#"[experiment]
+name = "quant"
+{FAST_PROTOCOL}
+[dataset]
+path = "{}"
+tokenizer = "{}"
+
+[models.bert]
+architecture = "bert"
+preset = "bert-tiny"
+head = "probe"
+
+[models.bert.probe]
+train_examples = 200
+test_examples = 100
+
+[matrix]
+precision = ["fp32", "q8_0", "q4_0-bf16", "q4k"]
+batch_size = [8]
+seq_len = [16]
+
+[report]
+baseline = "fp32"
+"#,
+        repo("datasets/rotten_tomatoes_sentences.tsv").display(),
+        repo("datasets/bert-base-uncased-vocab.txt").display()
+    );
+    let f = Fixture::new(&toml);
+    let run = f.dir.path().join("run");
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let csv = String::from_utf8(read(&run.join("summary.csv"))).unwrap();
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+    let by_precision = |p: &str| {
+        rows.iter()
+            .find(|r| &r[col("precision")] == p)
+            .unwrap_or_else(|| panic!("no {p} row"))
+    };
+    assert_eq!(
+        &by_precision("q8_0")[col("precision_executed")],
+        "q8_0 linears (QMatMul) + fp32"
+    );
+    assert_eq!(
+        &by_precision("q4_0-bf16")[col("precision_executed")],
+        "q4_0 linears (QMatMul) + bf16"
+    );
+    let q4k = by_precision("q4k");
+    assert_eq!(&q4k[col("status")], "skipped");
+    assert!(q4k[col("reason")].contains("multiple of 256"));
+    for p in ["fp32", "q8_0", "q4_0-bf16"] {
+        let r = by_precision(p);
+        let accuracy: f64 = r[col("accuracy")].parse().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy), "{p}: {accuracy}");
+        assert_eq!(&r[col("accuracy_examples")], "100");
+    }
+    // Savings against the baseline on every non-baseline measured cell, none on the baseline.
+    assert_eq!(&by_precision("fp32")[col("latency_saving_pct")], "");
+    let saving: f64 = by_precision("q8_0")[col("latency_saving_pct")]
+        .parse()
+        .unwrap();
+    assert!(saving.is_finite());
+    assert!(!by_precision("q8_0")[col("fidelity_cosine_vs_fp32")].is_empty());
+    let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
+    for section in [
+        "## Savings against fp32",
+        "## Accuracy (linear probe)",
+        "## Cost against quality",
+        "Pareto front: ",
+    ] {
+        assert!(md.contains(section), "missing {section:?}");
+    }
+    for chart in ["tradeoff-fidelity-bert-s16", "tradeoff-accuracy-bert-s16"] {
+        assert!(run.join(format!("charts/{chart}.svg")).is_file());
+        assert!(run.join(format!("charts/{chart}.png")).is_file());
+    }
 }

@@ -87,6 +87,123 @@ struct ReportContext<'a> {
     /// `layers` cells with their per-layer rows.
     layer_cells: Vec<LayerCellView<'a>>,
     layer_charts: Vec<ChartRef>,
+    /// The precision savings are given against (`report.baseline`).
+    baseline: String,
+    /// Cost against quality, per model and sequence length, with the Pareto front.
+    tradeoffs: Vec<TradeoffView>,
+}
+
+#[derive(Debug, Serialize)]
+struct TradeoffView {
+    model: String,
+    seq_len: usize,
+    /// `fidelity` or `accuracy`.
+    quality: &'static str,
+    cost_label: &'static str,
+    chart: ChartRef,
+    /// The Pareto-optimal cells, by increasing cost.
+    front: Vec<charts::TradeoffPoint>,
+}
+
+/// (what is plotted, its name, its value for a cell).
+type QualitySpec = (
+    charts::Quality,
+    &'static str,
+    fn(&CellSummary) -> Option<f64>,
+);
+
+/// Energy (or, where not measured, latency) against fidelity and accuracy for each model and
+/// sequence length, whole-model cells only.
+fn tradeoff_views(summaries: &[CellSummary], chart_dir: &Path) -> Result<Vec<TradeoffView>> {
+    use charts::{Quality, TradeoffPoint};
+    let mut groups: std::collections::BTreeMap<(String, usize), Vec<&CellSummary>> =
+        Default::default();
+    for s in summaries
+        .iter()
+        .filter(|s| s.scope == "model" && s.status == CellStatus::Ok)
+    {
+        groups
+            .entry((s.model.clone(), s.seq_len))
+            .or_default()
+            .push(s);
+    }
+    let mut views = Vec::new();
+    for ((model, seq_len), cells) in groups {
+        let energy = cells.iter().any(|s| s.energy_per_inference_mj.is_some());
+        let (cost_label, cost): (&str, fn(&CellSummary) -> Option<f64>) = if energy {
+            ("energy per inference, mJ", |s| s.energy_per_inference_mj)
+        } else {
+            ("latency per sample, ms (energy not measured)", |s| {
+                s.latency_per_sample_ms
+            })
+        };
+        let qualities: [QualitySpec; 2] = [
+            (Quality::CosineDistance, "fidelity", |s| match &s.fidelity {
+                Some(f) => Some((1.0 - f.cosine).max(0.0)),
+                None if s.precision == "fp32" => Some(0.0),
+                None => None,
+            }),
+            (Quality::Accuracy, "accuracy", |s| {
+                s.accuracy.as_ref().map(|a| a.accuracy * 100.0)
+            }),
+        ];
+        for (quality, name, value) in qualities {
+            let points: Vec<TradeoffPoint> = cells
+                .iter()
+                .filter_map(|s| {
+                    Some(TradeoffPoint {
+                        cell_id: s.id.clone(),
+                        precision: s.precision.clone(),
+                        batch_size: s.batch_size,
+                        cost: cost(s)?,
+                        quality: value(s)?,
+                    })
+                })
+                .collect();
+            // A trade-off needs something to trade: two precisions at least.
+            let distinct: std::collections::BTreeSet<&str> =
+                points.iter().map(|p| p.precision.as_str()).collect();
+            if name == "fidelity" && !cells.iter().any(|s| s.fidelity.is_some())
+                || distinct.len() < 2
+            {
+                continue;
+            }
+            let title = format!("{model}, seq {seq_len}: cost against {name}");
+            let (svg, png) = charts::tradeoff_chart(&title, cost_label, quality, &points)?;
+            let chart = charts::Chart {
+                file_name: format!("tradeoff-{name}-{}-s{seq_len}.svg", file_safe(&model)),
+                title,
+                svg,
+                png,
+            };
+            let front = charts::tradeoff_front(&points, quality)
+                .into_iter()
+                .map(|i| points[i].clone())
+                .collect();
+            views.push(TradeoffView {
+                model: model.clone(),
+                seq_len,
+                quality: name,
+                cost_label,
+                chart: ChartRef::write(&chart, chart_dir)?,
+                front,
+            });
+        }
+    }
+    Ok(views)
+}
+
+/// A user-chosen name made safe for a file name: letters, digits, `-`, `_` kept, the rest `_`.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -147,7 +264,8 @@ pub fn render_records(
     manifest: &Manifest,
     records: &[CellRecord],
 ) -> Result<(Written, Vec<CellSummary>)> {
-    let summaries = summarize_all(records);
+    let baseline = manifest.config.report.baseline;
+    let summaries = summarize_all(records, baseline);
     let chart_dir = run.path.join("charts");
     std::fs::create_dir_all(&chart_dir)
         .with_context(|| format!("creating {}", chart_dir.display()))?;
@@ -225,6 +343,8 @@ pub fn render_records(
         trace_charts,
         layer_cells,
         layer_charts,
+        baseline: baseline.name().to_string(),
+        tradeoffs: tradeoff_views(&summaries, &chart_dir)?,
     };
 
     let env = templates.environment()?;
@@ -312,11 +432,22 @@ struct SummaryRow<'a> {
     fidelity_max_abs_error: Option<f64>,
     fidelity_label_agreement: Option<f64>,
     fidelity_examples: Option<usize>,
+    accuracy: Option<f64>,
+    accuracy_ci95_low: Option<f64>,
+    accuracy_ci95_high: Option<f64>,
+    accuracy_examples: Option<usize>,
+    baseline_precision: Option<&'a str>,
+    energy_saving_pct: Option<f64>,
+    energy_saving_ci_low_pct: Option<f64>,
+    energy_saving_ci_high_pct: Option<f64>,
+    latency_saving_pct: Option<f64>,
+    latency_saving_ci_low_pct: Option<f64>,
+    latency_saving_ci_high_pct: Option<f64>,
     flags: String,
     reason: Option<&'a str>,
 }
 
-pub const SUMMARY_COLUMNS: [&str; 38] = [
+pub const SUMMARY_COLUMNS: [&str; 49] = [
     "cell_id",
     "model",
     "precision",
@@ -353,6 +484,17 @@ pub const SUMMARY_COLUMNS: [&str; 38] = [
     "fidelity_max_abs_error",
     "fidelity_label_agreement",
     "fidelity_examples",
+    "accuracy",
+    "accuracy_ci95_low",
+    "accuracy_ci95_high",
+    "accuracy_examples",
+    "baseline_precision",
+    "energy_saving_pct",
+    "energy_saving_ci_low_pct",
+    "energy_saving_ci_high_pct",
+    "latency_saving_pct",
+    "latency_saving_ci_low_pct",
+    "latency_saving_ci_high_pct",
     "flags",
     "reason",
 ];
@@ -400,6 +542,17 @@ fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
             fidelity_max_abs_error: s.fidelity.as_ref().map(|f| f.max_abs_error),
             fidelity_label_agreement: s.fidelity.as_ref().map(|f| f.label_agreement),
             fidelity_examples: s.fidelity.as_ref().map(|f| f.examples),
+            accuracy: s.accuracy.as_ref().map(|a| a.accuracy),
+            accuracy_ci95_low: s.accuracy.as_ref().map(|a| a.ci95_low),
+            accuracy_ci95_high: s.accuracy.as_ref().map(|a| a.ci95_high),
+            accuracy_examples: s.accuracy.as_ref().map(|a| a.examples),
+            baseline_precision: s.savings.as_ref().map(|v| v.baseline_precision.as_str()),
+            energy_saving_pct: s.savings.as_ref().and_then(|v| v.energy_pct),
+            energy_saving_ci_low_pct: s.savings.as_ref().and_then(|v| v.energy_ci_low_pct),
+            energy_saving_ci_high_pct: s.savings.as_ref().and_then(|v| v.energy_ci_high_pct),
+            latency_saving_pct: s.savings.as_ref().and_then(|v| v.latency_pct),
+            latency_saving_ci_low_pct: s.savings.as_ref().and_then(|v| v.latency_ci_low_pct),
+            latency_saving_ci_high_pct: s.savings.as_ref().and_then(|v| v.latency_ci_high_pct),
             flags: s.flags.join("; "),
             reason: s.reason.as_deref(),
         })?;

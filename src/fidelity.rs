@@ -1,7 +1,7 @@
 //! Fidelity: what a reduced precision does to the model's outputs, against the fp32 model with the
 //! same weights on the same inputs (the first [`FIDELITY_EXAMPLES`] examples of the dataset).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +47,8 @@ pub fn logits(
             device,
         )?;
         let out: Vec<Vec<f32>> = model
-            .forward(&ids, &mask)?
+            .forward_checked(&ids, &mask)
+            .with_context(|| format!("fidelity: examples {start}..{end}"))?
             .to_dtype(DType::F32)?
             .to_vec2()?;
         rows.extend(out);

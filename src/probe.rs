@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -116,7 +116,10 @@ fn rows(
     let mut out = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(batch.max(1)) {
         let (ids, mask) = batch_of(set, chunk, device)?;
-        let r: Vec<Vec<f32>> = f(&ids, &mask)?.to_dtype(DType::F32)?.to_vec2()?;
+        let r: Vec<Vec<f32>> = f(&ids, &mask)
+            .with_context(|| format!("a batch of {} held-out or training examples", chunk.len()))?
+            .to_dtype(DType::F32)?
+            .to_vec2()?;
         out.extend(r);
     }
     Ok(out)
@@ -137,7 +140,7 @@ pub fn train_head(
         settings.test_examples as usize,
     )?;
     let features = rows(set, &split.train, 64, device, |ids, mask| {
-        features_model.pooled(ids, mask)
+        features_model.forward_checked(ids, mask)
     })?;
     let labels: Vec<u32> = split.train.iter().map(|&i| set.labels[i]).collect();
     let (w, b) = fit_logistic(&features, &labels, settings.l2, settings.steps as usize);
@@ -275,7 +278,7 @@ pub fn accuracy(
     device: &Device,
 ) -> Result<Accuracy> {
     let logits = rows(set, &head.split.test, batch, device, |ids, mask| {
-        model.forward(ids, mask)
+        model.forward_checked(ids, mask)
     })?;
     let correct = logits
         .iter()

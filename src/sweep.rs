@@ -387,13 +387,13 @@ fn measure_cell(
         return Ok((trace, None));
     }
     let mut batches = BatchCycle::new(set, cell.batch_size, device)?;
-    let mut last_logits = None;
+    let mut last = None;
     let (outcome, overhead) = {
         let mut run_loop = || -> Result<()> {
             let (ids, mask) = batches.next_batch();
             let logits = model.forward(ids, mask)?;
             device.synchronize()?;
-            last_logits = Some(logits);
+            last = Some((logits, ids.clone(), mask.clone()));
             Ok(())
         };
         let outcome = measure::run_protocol(protocol, sensor, &clock, on_progress, &mut run_loop)?;
@@ -407,8 +407,19 @@ fn measure_cell(
         (outcome, overhead)
     };
     record.dataset = Some(batches.usage());
-    if let Some(logits) = last_logits {
-        ensure_finite(&logits, &format!("the model in {}", cell.precision.name()))?;
+    if let Some((logits, ids, mask)) = last {
+        // The last measured batch again, checking the encoder's output too (a ReLU pooler would
+        // hide NaN in finite logits), and on failure re-run layer by layer to say where.
+        let checked = ensure_finite(&logits, "the logits")
+            .and_then(|_| Ok(model.forward_checked(&ids, &mask)?));
+        if let Err(e) = checked {
+            let place = locate_non_finite(&model, &ids, &mask).ok().flatten();
+            anyhow::bail!(
+                "the model in {} produced NaN or infinite values ({e}){}",
+                cell.precision.name(),
+                place.map(|p| format!("; {p}")).unwrap_or_default()
+            );
+        }
     }
     if cell.precision != Precision::Fp32 {
         on_progress("fidelity against fp32");
@@ -498,6 +509,46 @@ fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
         "{what} produced NaN or infinite values"
     );
     Ok(())
+}
+
+/// The first layer (and inside a block, the first component) whose output holds NaN or infinite
+/// values for this batch, with the largest finite magnitudes of its input and output: values near
+/// 65504 point to an fp16 overflow.
+fn locate_non_finite(model: &Encoder, ids: &Tensor, mask: &Tensor) -> Result<Option<String>> {
+    let units = model.capture_units(ids, mask)?;
+    let magnitude = |t: &Tensor| -> Result<(usize, f32)> {
+        let v: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let bad = v.iter().filter(|x| !x.is_finite()).count();
+        let largest = v
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0f32, |a, x| a.max(x.abs()));
+        Ok((bad, largest))
+    };
+    let mut culprit = None;
+    for (i, u) in units.iter().enumerate() {
+        let (bad, largest) = magnitude(&model.forward_unit(u)?)?;
+        if bad == 0 {
+            continue;
+        }
+        let is_block = matches!(u.unit, model::Unit::Layer(model::Layer::Block(_)));
+        if culprit.is_none() || !is_block {
+            culprit = Some((i, bad, largest));
+        }
+        // A block: look on among its components for the first one that breaks.
+        if !is_block {
+            break;
+        }
+    }
+    let Some((i, bad, out_largest)) = culprit else {
+        return Ok(None);
+    };
+    let u = &units[i];
+    let (_, in_largest) = magnitude(&u.input)?;
+    Ok(Some(format!(
+        "first non-finite output: {} ({bad} values; largest finite |value| of its input {in_largest:.4e}, of its output {out_largest:.4e})",
+        u.unit.name()
+    )))
 }
 
 /// The console breakdown printed when a `layers` cell ends (energy where measured, else latency).

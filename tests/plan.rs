@@ -231,7 +231,7 @@ fn the_flagship_plan_counts_its_cells() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(last_line(&stdout_of(&out)), "15 cells");
+    assert_eq!(last_line(&stdout_of(&out)), "30 cells");
 }
 
 #[test]

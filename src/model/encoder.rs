@@ -554,6 +554,31 @@ impl Encoder {
         Ok(x)
     }
 
+    /// Like [`Self::forward`], but fails when the encoder's output (the last block's, before the
+    /// pooler) holds NaN or infinite values: DistilBERT's ReLU pooler would turn NaN into 0 and
+    /// hide it in finite logits. One extra f32 reduction per batch; used outside energy windows.
+    pub fn forward_checked(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let mask = self.additive_mask(attention_mask)?;
+        let mut x = input_ids.clone();
+        for layer in self.layers() {
+            x = self.forward_layer(layer, &x, &mask)?;
+            if layer == Layer::Block(self.blocks.len() - 1) || layer == Layer::Classifier {
+                let sum = x
+                    .to_dtype(DType::F32)?
+                    .abs()?
+                    .sum_all()?
+                    .to_scalar::<f32>()?;
+                if !sum.is_finite() {
+                    candle_core::bail!(
+                        "non-finite values (NaN or infinity) in the output of {}",
+                        layer.name()
+                    );
+                }
+            }
+        }
+        Ok(x)
+    }
+
     /// Logits (batch, num_labels) in the model's float dtype.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let pooled = self.pooled(input_ids, attention_mask)?;

@@ -7,7 +7,10 @@
 # with nvidia-smi logging once a second beside them (never changing any GPU setting).
 #
 #   bash benchmarks/h100_quantization.sh OUT_DIR [RUNNER_BINARY]
+#   PARTS="flagship minilm" bash benchmarks/h100_quantization.sh ...    # a subset
 set -uo pipefail
+PARTS=${PARTS:-flagship minilm layers}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: h100_quantization.sh OUT_DIR [RUNNER_BINARY]}
 RUNNER=${2:-target/cuda/release/runner}
@@ -17,17 +20,21 @@ nvidia-smi --query-gpu=timestamp,power.draw,temperature.gpu,clocks.sm,clocks.mem
 SMI=$!
 trap 'kill $SMI 2>/dev/null' EXIT
 
-"$RUNNER" experiments/quantization_sweep.toml --out "$OUT/flagship" >"$OUT/flagship.log" 2>&1
-echo "flagship exit $?" >>"$OUT/status"
-
-for _ in $(seq 600); do
-    [[ -f weights/all-MiniLM-L6-v2/model.safetensors ]] && break
-    sleep 1
-done
-"$RUNNER" experiments/minilm_accuracy.toml --out "$OUT/minilm" >"$OUT/minilm.log" 2>&1
-echo "minilm exit $?" >>"$OUT/status"
-
-"$RUNNER" experiments/per_layer.toml --set 'matrix.precision=["fp16","q8_0-fp16"]' \
-    --set 'matrix.batch_size=[16]' --out "$OUT/layers" >"$OUT/layers.log" 2>&1
-echo "layers exit $?" >>"$OUT/status"
+if want flagship; then
+    "$RUNNER" experiments/quantization_sweep.toml --out "$OUT/flagship" >"$OUT/flagship.log" 2>&1
+    echo "flagship exit $?" >>"$OUT/status"
+fi
+if want minilm; then
+    for _ in $(seq 600); do
+        [[ -f weights/all-MiniLM-L6-v2/model.safetensors ]] && break
+        sleep 1
+    done
+    "$RUNNER" experiments/minilm_accuracy.toml --out "$OUT/minilm" >"$OUT/minilm.log" 2>&1
+    echo "minilm exit $?" >>"$OUT/status"
+fi
+if want layers; then
+    "$RUNNER" experiments/per_layer.toml --set 'matrix.precision=["fp16","q8_0-fp16"]' \
+        --set 'matrix.batch_size=[16]' --out "$OUT/layers" >"$OUT/layers.log" 2>&1
+    echo "layers exit $?" >>"$OUT/status"
+fi
 touch "$OUT/DONE"

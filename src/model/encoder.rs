@@ -27,8 +27,19 @@ pub struct Numerics {
 /// A linear layer, float or quantized.
 enum Linear {
     Float(candle_nn::Linear),
-    Quantized { weight: QMatMul, bias: Tensor },
+    Quantized {
+        weight: QMatMul,
+        bias: Tensor,
+        /// Zero columns appended to the weight and to every input (see [`MMQ_ROW_PADDING`]).
+        pad: usize,
+    },
 }
+
+/// candle 0.11's CUDA quantized matmul (MMQ) returned NaN/inf for some weights whose input width
+/// is not a multiple of this (all-MiniLM-L6-v2's 384), deterministically per weight and in every
+/// activation dtype (examples/qmatmul_check.rs, H100). On CUDA such layers get zero columns up to
+/// the next multiple: the same products, and the records say so.
+pub const MMQ_ROW_PADDING: usize = 512;
 
 impl Linear {
     fn load(in_dim: usize, out_dim: usize, vb: VarBuilder, numerics: Numerics) -> Result<Self> {
@@ -37,6 +48,16 @@ impl Linear {
         };
         // Quantize from the f32 weights, not from their float-dtype rounding.
         let w = vb.to_dtype(DType::F32).get((out_dim, in_dim), "weight")?;
+        let pad = if vb.device().is_cuda() && in_dim % MMQ_ROW_PADDING != 0 {
+            in_dim.next_multiple_of(MMQ_ROW_PADDING) - in_dim
+        } else {
+            0
+        };
+        let w = if pad > 0 {
+            w.pad_with_zeros(1, 0, pad)?
+        } else {
+            w
+        };
         let weight = QMatMul::from_qtensor(QTensor::quantize(&w, format)?)?;
         if !matches!(weight, QMatMul::QTensor(_)) {
             // CANDLE_DEQUANTIZE_ALL(_F16) would silently turn this into a float matmul.
@@ -47,17 +68,27 @@ impl Linear {
         Ok(Linear::Quantized {
             weight,
             bias: vb.get(out_dim, "bias")?,
+            pad,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Linear::Float(l) => l.forward(x),
-            // QMatMul wants contiguous inputs on every backend.
-            Linear::Quantized { weight, bias } => {
-                weight.forward(&x.contiguous()?)?.broadcast_add(bias)
+            // QMatMul wants contiguous inputs on every backend (padding makes a contiguous copy).
+            Linear::Quantized { weight, bias, pad } => {
+                let x = if *pad > 0 {
+                    x.pad_with_zeros(D::Minus1, 0, *pad)?
+                } else {
+                    x.contiguous()?
+                };
+                weight.forward(&x)?.broadcast_add(bias)
             }
         }
+    }
+
+    fn padded(&self) -> bool {
+        matches!(self, Linear::Quantized { pad, .. } if *pad > 0)
     }
 
     fn quant_format(&self) -> Option<GgmlDType> {
@@ -433,7 +464,17 @@ impl Encoder {
         let linear = some_linear.or(self.classifier.as_ref());
         let float = linear.map(|l| l.float_dtype()).unwrap_or(DType::F32);
         let float = crate::sweep::dtype_name(float);
+        let padded = self
+            .blocks
+            .iter()
+            .flat_map(|b| [&b.q_lin, &b.lin1, &b.lin2])
+            .chain(&self.classifier)
+            .any(|l| l.padded());
         match linear.and_then(|l| l.quant_format()) {
+            Some(q) if padded => format!(
+                "{} linears (QMatMul, inputs zero-padded to a multiple of {MMQ_ROW_PADDING}) + {float}",
+                ggml_name(q)
+            ),
             Some(q) => format!("{} linears (QMatMul) + {float}", ggml_name(q)),
             None => float.to_string(),
         }

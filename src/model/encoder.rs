@@ -48,7 +48,7 @@ impl Linear {
         };
         // Quantize from the f32 weights, not from their float-dtype rounding.
         let w = vb.to_dtype(DType::F32).get((out_dim, in_dim), "weight")?;
-        let pad = if vb.device().is_cuda() && in_dim % MMQ_ROW_PADDING != 0 {
+        let pad = if vb.device().is_cuda() && !in_dim.is_multiple_of(MMQ_ROW_PADDING) {
             in_dim.next_multiple_of(MMQ_ROW_PADDING) - in_dim
         } else {
             0

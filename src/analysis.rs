@@ -273,6 +273,16 @@ fn savings_in(r: &CellRecord, records: &[CellRecord], baseline: Precision) -> Op
     })?;
     let mine = window_stats(&r.windows, r.cell.batch_size, r.idle_power_w);
     let theirs = window_stats(&base.windows, base.cell.batch_size, base.idle_power_w);
+    Some(savings_between(&mine, &theirs, baseline, &base.cell.id))
+}
+
+/// Energy and latency savings of `mine` against `theirs`, from their per-window values.
+fn savings_between(
+    mine: &WindowStats,
+    theirs: &WindowStats,
+    baseline: Precision,
+    baseline_cell_id: &str,
+) -> Savings {
     let energy = saving_pct(
         &mine.window_energy_per_inference_mj,
         &theirs.window_energy_per_inference_mj,
@@ -281,16 +291,16 @@ fn savings_in(r: &CellRecord, records: &[CellRecord], baseline: Precision) -> Op
         &mine.window_latency_medians_ms,
         &theirs.window_latency_medians_ms,
     );
-    Some(Savings {
+    Savings {
         baseline_precision: baseline.name().to_string(),
-        baseline_cell_id: base.cell.id.clone(),
+        baseline_cell_id: baseline_cell_id.to_string(),
         energy_pct: energy.map(|e| e.0),
         energy_ci_low_pct: energy.and_then(|e| e.1).map(|c| c.0),
         energy_ci_high_pct: energy.and_then(|e| e.1).map(|c| c.1),
         latency_pct: latency.map(|l| l.0),
         latency_ci_low_pct: latency.and_then(|l| l.1).map(|c| c.0),
         latency_ci_high_pct: latency.and_then(|l| l.1).map(|c| c.1),
-    })
+    }
 }
 
 /// Σ layers beyond ±5 % of the whole model is flagged.
@@ -378,16 +388,36 @@ pub struct LayerSummary {
     /// Share of Σ top-level layers, in % (components: of the same total, so they compare).
     pub energy_share_pct: Option<f64>,
     pub latency_share_pct: Option<f64>,
+    /// Against the same layer in the baseline precision's layers cell (same model and shapes):
+    /// which layers gain most from a precision.
+    pub savings: Option<Savings>,
 }
 
-pub fn layer_summaries(records: &[CellRecord]) -> Vec<LayerSummary> {
+pub fn layer_summaries(records: &[CellRecord], baseline: Precision) -> Vec<LayerSummary> {
     records
         .par_iter()
         .filter(|r| r.status == CellStatus::Ok && !r.layers.is_empty())
         .flat_map_iter(|r| {
             let totals = layer_totals(r);
+            let base = (r.cell.precision != baseline)
+                .then(|| {
+                    records.iter().find(|b| {
+                        b.status == CellStatus::Ok
+                            && !b.layers.is_empty()
+                            && b.cell.precision == baseline
+                            && b.cell.model == r.cell.model
+                            && b.cell.batch_size == r.cell.batch_size
+                            && b.cell.seq_len == r.cell.seq_len
+                    })
+                })
+                .flatten();
             r.layers.iter().map(move |l| {
                 let s = window_stats(&l.windows, r.cell.batch_size, r.idle_power_w);
+                let savings = base.and_then(|b| {
+                    let theirs = b.layers.iter().find(|bl| bl.name == l.name)?;
+                    let t = window_stats(&theirs.windows, b.cell.batch_size, b.idle_power_w);
+                    Some(savings_between(&s, &t, baseline, &b.cell.id))
+                });
                 LayerSummary {
                     cell_id: r.cell.id.clone(),
                     model: r.cell.model.clone(),
@@ -413,6 +443,7 @@ pub fn layer_summaries(records: &[CellRecord]) -> Vec<LayerSummary> {
                         .zip(totals.energy_per_inference_mj)
                         .map(|(e, t)| e / t * 100.0),
                     latency_share_pct: s.latency_median_ms.map(|l| l / totals.latency_ms * 100.0),
+                    savings,
                 }
             })
         })

@@ -297,7 +297,7 @@ pub fn render_records(
 
     let summary_csv = run.path.join("summary.csv");
     write_atomic(&summary_csv, &summary_csv_bytes(&summaries)?)?;
-    let layers = layer_summaries(records);
+    let layers = layer_summaries(records, baseline);
     let per_layer_csv = run.path.join("per_layer.csv");
     let mut layer_charts = Vec::new();
     if !layers.is_empty() {
@@ -566,7 +566,7 @@ fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
 
 /// per_layer.csv: one row per layer or component of every `layers` cell, with the cell's
 /// reconciliation against the whole model repeated on each row.
-pub const PER_LAYER_COLUMNS: [&str; 26] = [
+pub const PER_LAYER_COLUMNS: [&str; 31] = [
     "cell_id",
     "model",
     "precision",
@@ -593,6 +593,11 @@ pub const PER_LAYER_COLUMNS: [&str; 26] = [
     "layers_vs_whole_latency",
     "layers_vs_whole_energy",
     "whole_model_cell_id",
+    "baseline_precision",
+    "energy_saving_pct",
+    "energy_saving_ci_low_pct",
+    "energy_saving_ci_high_pct",
+    "latency_saving_pct",
 ];
 
 fn per_layer_csv_bytes(layers: &[LayerSummary], cells: &[CellSummary]) -> Result<Vec<u8>> {
@@ -629,6 +634,14 @@ fn per_layer_csv_bytes(layers: &[LayerSummary], cells: &[CellSummary]) -> Result
             opt(cell.and_then(|c| c.layers_vs_whole_energy)),
             cell.and_then(|c| c.whole_model_cell_id.clone())
                 .unwrap_or_default(),
+            l.savings
+                .as_ref()
+                .map(|v| v.baseline_precision.clone())
+                .unwrap_or_default(),
+            opt(l.savings.as_ref().and_then(|v| v.energy_pct)),
+            opt(l.savings.as_ref().and_then(|v| v.energy_ci_low_pct)),
+            opt(l.savings.as_ref().and_then(|v| v.energy_ci_high_pct)),
+            opt(l.savings.as_ref().and_then(|v| v.latency_pct)),
         ])?;
     }
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))

@@ -683,7 +683,8 @@ fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
                         path = join_key(&path, field);
                     }
                     format!(
-                        "unknown key `{path}`; allowed here: {}",
+                        "unknown key `{path}`{}; allowed here: {}",
+                        did_you_mean(field, expected.iter().copied()),
                         expected.join(", ")
                     )
                 }
@@ -694,7 +695,8 @@ fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
                     format!("missing required key `{path}`")
                 }
                 Kind::UnknownVariant(found, expected) => format!(
-                    "`{path}`: unknown value \"{found}\"; expected one of: {}",
+                    "`{path}`: unknown value \"{found}\"{}; expected one of: {}",
+                    did_you_mean(found, expected.iter().copied()),
                     expected.join(", ")
                 ),
                 Kind::InvalidType(actual, expected) => {
@@ -724,6 +726,17 @@ fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
         })
         .collect();
     ConfigError { problems }
+}
+
+/// ` (did you mean `x`?)` when one candidate is close to what was written (a typo, not a guess):
+/// Jaro-Winkler similarity of at least 0.85, the closest one; else nothing.
+pub fn did_you_mean<'a>(written: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    candidates
+        .map(|c| (strsim::jaro_winkler(written, c), c))
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
 }
 
 /// `["matrix", "precision", "1"]` -> `matrix.precision[1]`, as a user would write it.
@@ -985,6 +998,25 @@ fn check_seq_len(bad: &mut impl FnMut(String), key: &str, s: i64, max_positions:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn did_you_mean_suggests_close_names_only() {
+        let keys = ["repeats", "min_loops", "min_window_s"];
+        assert_eq!(
+            did_you_mean("repets", keys.into_iter()),
+            " (did you mean `repeats`?)"
+        );
+        assert_eq!(
+            did_you_mean("min_window", keys.into_iter()),
+            " (did you mean `min_window_s`?)"
+        );
+        assert_eq!(did_you_mean("colour", keys.into_iter()), "");
+        let precisions = ["fp32", "fp16", "bf16", "q8_0", "q4_0"];
+        assert_eq!(
+            did_you_mean("q8", precisions.into_iter()),
+            " (did you mean `q8_0`?)"
+        );
+    }
 
     #[test]
     fn span_location_counts_lines_and_columns_from_one() {

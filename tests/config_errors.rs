@@ -68,6 +68,12 @@ fn unknown_precision_lists_the_known_ones() {
 }
 
 #[test]
+fn misspelled_precision_gets_a_suggestion() {
+    let msg = fails(&valid_with("[matrix]\nprecision = [\"q8\"]\n"), &[], &[]);
+    insta::assert_snapshot!("misspelled_precision", msg);
+}
+
+#[test]
 fn undeclared_model_lists_the_declared_ones() {
     let msg = fails(&valid_with("[matrix]\nmodel = [\"bert\"]\n"), &[], &[]);
     insta::assert_snapshot!("undeclared_model", msg);

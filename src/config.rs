@@ -728,6 +728,15 @@ fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
     ConfigError { problems }
 }
 
+/// Safe as one path component on any OS: not empty, letters, digits, `-`, `_`, `.`, no leading dot.
+fn is_file_name_safe(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+}
+
 /// ` (did you mean `x`?)` when one candidate is close to what was written (a typo, not a guess):
 /// Jaro-Winkler similarity of at least 0.85, the closest one; else nothing.
 pub fn did_you_mean<'a>(written: &str, candidates: impl Iterator<Item = &'a str>) -> String {
@@ -771,15 +780,17 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
     let mut bad = |msg: String| problems.push(format!("{file}: {msg}"));
 
     let name = &c.experiment.name;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
-        || name.starts_with('.')
-    {
+    if !is_file_name_safe(name) {
         bad(format!(
             "experiment.name = {name:?}: use letters, digits, '-', '_' and '.' only (it names the results folder)"
         ));
+    }
+    for model_name in c.models.keys() {
+        if !is_file_name_safe(model_name) {
+            bad(format!(
+                "models.{model_name:?}: model names may hold letters, digits, '-', '_' and '.' only, not starting with '.' (they name chart files)"
+            ));
+        }
     }
 
     if c.device.backend == Backend::Cuda && !cfg!(feature = "cuda") {

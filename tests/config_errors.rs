@@ -68,6 +68,15 @@ fn unknown_precision_lists_the_known_ones() {
 }
 
 #[test]
+fn a_model_name_that_could_leave_the_run_directory_is_refused() {
+    let toml =
+        valid_with("[matrix]\nbatch_size = [1]\n").replace("[models.tiny]", "[models.\"../../x\"]");
+    let toml = toml.replace("model = [\"tiny\"]", "model = [\"../../x\"]");
+    let msg = fails(&toml, &[], &[]);
+    insta::assert_snapshot!("model_name_path", msg);
+}
+
+#[test]
 fn misspelled_precision_gets_a_suggestion() {
     let msg = fails(&valid_with("[matrix]\nprecision = [\"q8\"]\n"), &[], &[]);
     insta::assert_snapshot!("misspelled_precision", msg);

@@ -394,6 +394,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     drop(tmp.1);
     std::fs::rename(&tmp.0, path)
         .with_context(|| format!("renaming {} to {}", tmp.0.display(), path.display()))?;
+    // The rename itself is durable only once the folder's entry is on disk (a crash right after
+    // could otherwise lose a finished cell's record).
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }
 

@@ -150,6 +150,25 @@ impl TokenizedSet {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+
+    /// Token ids and attention mask of the given examples, as one (len, seq_len) batch.
+    pub fn batch(
+        &self,
+        indices: impl ExactSizeIterator<Item = usize>,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        let (s, rows) = (self.seq_len, indices.len());
+        let mut ids = Vec::with_capacity(rows * s);
+        let mut mask = Vec::with_capacity(rows * s);
+        for i in indices {
+            ids.extend_from_slice(&self.ids[i * s..(i + 1) * s]);
+            mask.extend_from_slice(&self.attention_mask[i * s..(i + 1) * s]);
+        }
+        Ok((
+            Tensor::from_vec(ids, (rows, s), device)?,
+            Tensor::from_vec(mask, (rows, s), device)?,
+        ))
+    }
 }
 
 pub fn tokenize(tokenizer: &Tokenizer, dataset: &Dataset, seq_len: usize) -> Result<TokenizedSet> {
@@ -216,22 +235,10 @@ impl BatchCycle {
         max_batches: usize,
     ) -> Result<Self> {
         let n = set.len();
-        let s = set.seq_len;
         let count = n.div_ceil(batch_size).min(max_batches.max(1));
-        let mut batches = Vec::with_capacity(count);
-        for k in 0..count {
-            let mut ids = Vec::with_capacity(batch_size * s);
-            let mut mask = Vec::with_capacity(batch_size * s);
-            for j in 0..batch_size {
-                let row = (k * batch_size + j) % n;
-                ids.extend_from_slice(&set.ids[row * s..(row + 1) * s]);
-                mask.extend_from_slice(&set.attention_mask[row * s..(row + 1) * s]);
-            }
-            batches.push((
-                Tensor::from_vec(ids, (batch_size, s), device)?,
-                Tensor::from_vec(mask, (batch_size, s), device)?,
-            ));
-        }
+        let batches = (0..count)
+            .map(|k| set.batch((0..batch_size).map(|j| (k * batch_size + j) % n), device))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             batches,
             batch_size,

@@ -2,7 +2,7 @@
 //! same weights on the same inputs (the first [`FIDELITY_EXAMPLES`] examples of the dataset).
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::data::TokenizedSet;
@@ -35,20 +35,31 @@ pub fn logits(
     batch: usize,
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
-    let s = set.seq_len;
-    let n = n.min(set.len());
-    let mut rows = Vec::with_capacity(n);
-    for start in (0..n).step_by(batch) {
-        let end = (start + batch).min(n);
-        let ids = Tensor::from_slice(&set.ids[start * s..end * s], (end - start, s), device)?;
-        let mask = Tensor::from_slice(
-            &set.attention_mask[start * s..end * s],
-            (end - start, s),
-            device,
-        )?;
+    let first: Vec<usize> = (0..n.min(set.len())).collect();
+    outputs(model, set, &first, batch, device)
+}
+
+/// The model's checked outputs (logits, or pooled vectors for a model without classifier) for
+/// the given examples, as host f32 rows, in batches of `batch`.
+pub fn outputs(
+    model: &Encoder,
+    set: &TokenizedSet,
+    indices: &[usize],
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let mut rows = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(batch.max(1)) {
+        let (ids, mask) = set.batch(chunk.iter().copied(), device)?;
         let out: Vec<Vec<f32>> = model
             .forward_checked(&ids, &mask)
-            .with_context(|| format!("fidelity: examples {start}..{end}"))?
+            .with_context(|| {
+                format!(
+                    "a batch of {} examples starting with example {}",
+                    chunk.len(),
+                    chunk[0]
+                )
+            })?
             .to_dtype(DType::F32)?
             .to_vec2()?;
         rows.extend(out);

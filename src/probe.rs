@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use anyhow::{ensure, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use anyhow::{ensure, Result};
+use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ProbeSection;
 use crate::data::TokenizedSet;
+use crate::fidelity;
 use crate::model::{hex, Encoder};
 
 /// How the head was made, stored with every accuracy figure.
@@ -86,45 +87,6 @@ pub fn split(n: usize, seed: u64, train: usize, test: usize) -> Result<Split> {
     })
 }
 
-/// Token ids and mask of the given examples, as one batch.
-pub fn batch_of(
-    set: &TokenizedSet,
-    indices: &[usize],
-    device: &Device,
-) -> Result<(Tensor, Tensor)> {
-    let s = set.seq_len;
-    let mut ids = Vec::with_capacity(indices.len() * s);
-    let mut mask = Vec::with_capacity(indices.len() * s);
-    for &i in indices {
-        ids.extend_from_slice(&set.ids[i * s..(i + 1) * s]);
-        mask.extend_from_slice(&set.attention_mask[i * s..(i + 1) * s]);
-    }
-    Ok((
-        Tensor::from_vec(ids, (indices.len(), s), device)?,
-        Tensor::from_vec(mask, (indices.len(), s), device)?,
-    ))
-}
-
-/// Runs `f` over the examples in batches and collects its rows on the host as f32.
-fn rows(
-    set: &TokenizedSet,
-    indices: &[usize],
-    batch: usize,
-    device: &Device,
-    f: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
-) -> Result<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(indices.len());
-    for chunk in indices.chunks(batch.max(1)) {
-        let (ids, mask) = batch_of(set, chunk, device)?;
-        let r: Vec<Vec<f32>> = f(&ids, &mask)
-            .with_context(|| format!("a batch of {} held-out or training examples", chunk.len()))?
-            .to_dtype(DType::F32)?
-            .to_vec2()?;
-        out.extend(r);
-    }
-    Ok(out)
-}
-
 /// Trains the head on `features_model`'s (fp32, no classifier) pooled outputs.
 pub fn train_head(
     features_model: &Encoder,
@@ -139,9 +101,7 @@ pub fn train_head(
         settings.train_examples as usize,
         settings.test_examples as usize,
     )?;
-    let features = rows(set, &split.train, 64, device, |ids, mask| {
-        features_model.forward_checked(ids, mask)
-    })?;
+    let features = fidelity::outputs(features_model, set, &split.train, 64, device)?;
     let labels: Vec<u32> = split.train.iter().map(|&i| set.labels[i]).collect();
     let (w, b) = fit_logistic(&features, &labels, settings.l2, settings.steps as usize);
     let train_correct = features
@@ -277,9 +237,7 @@ pub fn accuracy(
     batch: usize,
     device: &Device,
 ) -> Result<Accuracy> {
-    let logits = rows(set, &head.split.test, batch, device, |ids, mask| {
-        model.forward_checked(ids, mask)
-    })?;
+    let logits = fidelity::outputs(model, set, &head.split.test, batch, device)?;
     let correct = logits
         .iter()
         .zip(&head.split.test)

@@ -461,16 +461,10 @@ impl Encoder {
     /// What really executes, read back from the loaded weights: the float dtype, and the linear
     /// layers' GGML format when quantized (e.g. `fp16`, `q8_0 linears (QMatMul) + fp16`).
     pub fn executed_precision(&self) -> String {
-        let some_linear = &self.blocks.first().map(|b| &b.lin1);
-        let linear = some_linear.or(self.classifier.as_ref());
+        let linear = self.linears().next();
         let float = linear.map(|l| l.float_dtype()).unwrap_or(DType::F32);
         let float = crate::sweep::dtype_name(float);
-        let padded = self
-            .blocks
-            .iter()
-            .flat_map(|b| [&b.q_lin, &b.lin1, &b.lin2])
-            .chain(&self.classifier)
-            .any(|l| l.padded());
+        let padded = self.linears().any(|l| l.padded());
         match linear.and_then(|l| l.quant_format()) {
             Some(q) if padded => format!(
                 "{} linears (QMatMul, inputs narrower than {MMQ_ROW_PADDING} zero-padded to it) + {float}",
@@ -479,6 +473,14 @@ impl Encoder {
             Some(q) => format!("{} linears (QMatMul) + {float}", ggml_name(q)),
             None => float.to_string(),
         }
+    }
+
+    fn linears(&self) -> impl Iterator<Item = &Linear> {
+        self.blocks
+            .iter()
+            .flat_map(|b| [&b.q_lin, &b.k_lin, &b.v_lin, &b.out_lin, &b.lin1, &b.lin2])
+            .chain(&self.pooler)
+            .chain(&self.classifier)
     }
 
     pub fn device(&self) -> &Device {
@@ -585,26 +587,41 @@ impl Encoder {
 
     /// Pooled vectors (batch, dim): every layer but the classifier.
     pub fn pooled(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        let mask = self.additive_mask(attention_mask)?;
-        let mut x = input_ids.clone();
-        for layer in self.layers() {
-            if layer == Layer::Classifier {
-                break;
-            }
-            x = self.forward_layer(layer, &x, &mask)?;
-        }
-        Ok(x)
+        self.run(input_ids, attention_mask, false, false)
     }
 
     /// Like [`Self::forward`], but fails when the encoder's output (the last block's, before the
-    /// pooler) holds NaN or infinite values: DistilBERT's ReLU pooler would turn NaN into 0 and
-    /// hide it in finite logits. One extra f32 reduction per batch; used outside energy windows.
+    /// pooler) or the logits hold NaN or infinite values: DistilBERT's ReLU pooler would turn NaN
+    /// into 0 and hide it in finite logits. One extra f32 reduction per check; used outside energy
+    /// windows. Without a classifier (a probe's feature extractor) it returns the pooled vectors.
     pub fn forward_checked(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.run(input_ids, attention_mask, true, true)
+    }
+
+    /// Logits (batch, num_labels) in the model's float dtype.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let pooled = self.pooled(input_ids, attention_mask)?;
+        self.forward_layer(Layer::Classifier, &pooled, &pooled)
+    }
+
+    /// The layers in sequence, up to the pooler or through the classifier (where there is one),
+    /// optionally checking the encoder output and the logits for non-finite values.
+    fn run(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        through_classifier: bool,
+        check: bool,
+    ) -> Result<Tensor> {
         let mask = self.additive_mask(attention_mask)?;
+        let last_block = Layer::Block(self.blocks.len() - 1);
         let mut x = input_ids.clone();
         for layer in self.layers() {
+            if layer == Layer::Classifier && !through_classifier {
+                break;
+            }
             x = self.forward_layer(layer, &x, &mask)?;
-            if layer == Layer::Block(self.blocks.len() - 1) || layer == Layer::Classifier {
+            if check && (layer == last_block || layer == Layer::Classifier) {
                 let sum = x
                     .to_dtype(DType::F32)?
                     .abs()?
@@ -619,12 +636,6 @@ impl Encoder {
             }
         }
         Ok(x)
-    }
-
-    /// Logits (batch, num_labels) in the model's float dtype.
-    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        let pooled = self.pooled(input_ids, attention_mask)?;
-        self.forward_layer(Layer::Classifier, &pooled, &pooled)
     }
 }
 

@@ -535,32 +535,50 @@ fn env_provider() -> Env {
 
 /// Loads, layers and validates an experiment file. Every error is a [`ConfigError`] (exit 2).
 pub fn load(file: &Path, overrides: &[String]) -> Result<LoadedExperiment, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
+    let bytes = std::fs::read(file).map_err(|e| {
         ConfigError::new(format!(
             "cannot read experiment file {}: {e}",
             file.display()
         ))
     })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ConfigError::new(format!(
+            "{}: not UTF-8 text (first bad byte at offset {}): TOML files must be UTF-8",
+            file.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    load_text(file, &text, overrides)
+}
+
+/// [`load`] on text already read; `file` names it in messages and anchors relative paths.
+/// (The fuzz target drives this directly.)
+pub fn load_text(
+    file: &Path,
+    text: &str,
+    overrides: &[String],
+) -> Result<LoadedExperiment, ConfigError> {
     // Parse once ourselves: syntax errors then carry line and column, and the matrix's key order
     // survives (figment's maps are sorted).
-    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
         ConfigError::new(format!(
-            "{}: TOML syntax error{}: {}",
+            "{}{}: TOML syntax error: {}",
             file.display(),
-            span_location(&text, e.span()),
+            span_location(text, e.span()),
             e.message().trim()
         ))
     })?;
 
     let mut figment = Figment::new()
-        .merge(Toml::file_exact(file))
+        .merge(Toml::string(text))
         .merge(env_provider());
     for raw in overrides {
         figment = figment.merge(SetOverride::parse(raw)?);
     }
+    let origin = Origin::new(file, text, &figment);
     let mut config: ExperimentConfig = figment
         .extract()
-        .map_err(|e| figment_to_config_error(e, file))?;
+        .map_err(|e| figment_to_config_error(e, &origin))?;
     config.matrix.axis_order = axis_order(&table);
 
     let env_overrides = std::env::vars()
@@ -576,8 +594,92 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<LoadedExperiment, Confi
         overrides: overrides.to_vec(),
         env_overrides,
     };
-    validate(&loaded)?;
+    validate(&loaded, &origin)?;
     Ok(loaded)
+}
+
+/// Says where a configuration value came from, for error messages: `file:line:column` when the
+/// file set it, else the `--set` override or the `RUNNER_*` variable that did.
+struct Origin<'a> {
+    file: &'a Path,
+    text: &'a str,
+    /// The file with byte spans; the text already parsed once, so this cannot fail in practice.
+    spans: Option<toml::Spanned<toml::de::DeTable<'a>>>,
+    figment: &'a Figment,
+}
+
+impl<'a> Origin<'a> {
+    fn new(file: &'a Path, text: &'a str, figment: &'a Figment) -> Self {
+        Self {
+            file,
+            text,
+            spans: toml::de::DeTable::parse(text).ok(),
+            figment,
+        }
+    }
+
+    /// Who set the value at `path` (e.g. `["matrix", "batch_size", "1"]`): an override or
+    /// environment variable when one did, else the file, with the value's line and column.
+    fn of(&self, path: &[String]) -> String {
+        let dotted: Vec<&str> = path
+            .iter()
+            .map(String::as_str)
+            .filter(|p| p.parse::<usize>().is_err())
+            .collect();
+        match self.figment.find_metadata(&dotted.join(".")) {
+            Some(md) if md.name.starts_with("--set") => md.name.to_string(),
+            Some(md) if md.name.contains("environment") => env_var_name(&dotted),
+            _ => self.in_file(path, false),
+        }
+    }
+
+    /// `file:line:column` of the value at `path` (of its key when `key_itself`), or the longest
+    /// prefix of the path the file has; just `file` when it has none of it.
+    fn in_file(&self, path: &[String], key_itself: bool) -> String {
+        let span = self
+            .spans
+            .as_ref()
+            .and_then(|doc| span_of(doc.get_ref(), path, key_itself));
+        format!("{}{}", self.file.display(), span_location(self.text, span))
+    }
+}
+
+fn env_var_name(path: &[&str]) -> String {
+    format!(
+        "environment variable {ENV_PREFIX}{}",
+        path.join("__").to_ascii_uppercase()
+    )
+}
+
+/// Byte span of the value (or key) at `path` in a parsed TOML document; array elements are
+/// numeric parts. Stops at the deepest part that exists.
+fn span_of(
+    doc: &toml::de::DeTable<'_>,
+    path: &[String],
+    key_itself: bool,
+) -> Option<std::ops::Range<usize>> {
+    use toml::de::DeValue;
+    let mut table = Some(doc);
+    let mut array: Option<&toml::de::DeArray<'_>> = None;
+    let mut found = None;
+    for part in path {
+        let (key_span, value) = if let Some(t) = table {
+            let (k, v) = t.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+            (k.span(), v)
+        } else if let Some(a) = array {
+            let v = a.get(part.parse::<usize>().ok()?)?;
+            (v.span(), v)
+        } else {
+            break;
+        };
+        found = Some(if key_itself { key_span } else { value.span() });
+        (table, array) = match value.get_ref() {
+            DeValue::Table(t) => (Some(t), None),
+            DeValue::Array(a) => (None, Some(a)),
+            _ => (None, None),
+        };
+    }
+    found
 }
 
 /// Axis names in the order the file lists them, then the rest in canonical order.
@@ -600,7 +702,8 @@ fn axis_order(table: &toml::Table) -> Vec<String> {
     order
 }
 
-/// " at line L, column C" for a byte span of `text` (1-based, as editors count).
+/// `:line:column` for a byte span of `text` (1-based, as editors count), so `file:line:column`
+/// jumps to the spot in an editor or terminal.
 fn span_location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     let Some(span) = span else {
         return String::new();
@@ -612,7 +715,7 @@ fn span_location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
         .next()
         .map(|l| l.chars().count() + 1)
         .unwrap_or(1);
-    format!(" at line {line}, column {column}")
+    format!(":{line}:{column}")
 }
 
 /// A `--set key.path=value` override as a figment provider, so errors name the override.
@@ -671,7 +774,7 @@ impl Provider for SetOverride {
 
 /// Turns figment's errors into messages that name the source (file, variable or override) and
 /// the full key path.
-fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
+fn figment_to_config_error(err: figment::Error, origin: &Origin<'_>) -> ConfigError {
     use figment::error::Kind;
     let problems = err
         .into_iter()
@@ -710,17 +813,21 @@ fn figment_to_config_error(err: figment::Error, file: &Path) -> ConfigError {
                     }
                 }
             };
+            // An unknown key is pointed at itself; anything else at its value.
+            let key_itself = matches!(e.kind, Kind::UnknownField(..));
+            let mut located = e.path.clone();
+            if let Kind::UnknownField(field, _) = &e.kind {
+                if e.path.last() != Some(field) {
+                    located.push(field.clone());
+                }
+            }
             let source = match e.metadata.as_ref() {
-                Some(md) => match &md.source {
-                    Some(figment::Source::File(p)) => p.display().to_string(),
-                    _ if md.name.starts_with("--set") => md.name.to_string(),
-                    _ if md.name.contains("environment") => {
-                        let var = format!("{ENV_PREFIX}{}", e.path.join("__").to_ascii_uppercase());
-                        format!("environment variable {var}")
-                    }
-                    _ => file.display().to_string(),
-                },
-                None => file.display().to_string(),
+                Some(md) if md.name.starts_with("--set") => md.name.to_string(),
+                Some(md) if md.name.contains("environment") => {
+                    let parts: Vec<&str> = e.path.iter().map(String::as_str).collect();
+                    env_var_name(&parts)
+                }
+                _ => origin.in_file(&located, key_itself),
             };
             format!("{source}: {what}")
         })
@@ -773,31 +880,37 @@ fn join_key(parent: &str, field: &str) -> String {
 }
 
 /// Checks every value before any model work. Collects all problems, each with its key.
-fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
+fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result<(), ConfigError> {
     let c = &loaded.config;
-    let file = loaded.file.display().to_string();
     let mut problems = Vec::new();
-    let mut bad = |msg: String| problems.push(format!("{file}: {msg}"));
+    // Each problem names the key it is about, so the message can say who set it and where.
+    let mut bad = |at: &[&str], msg: String| {
+        let path: Vec<String> = at.iter().map(|p| p.to_string()).collect();
+        problems.push(format!("{}: {msg}", origin.of(&path)));
+    };
 
     let name = &c.experiment.name;
     if !is_file_name_safe(name) {
-        bad(format!(
+        bad(&["experiment", "name"], format!(
             "experiment.name = {name:?}: use letters, digits, '-', '_' and '.' only (it names the results folder)"
         ));
     }
     for model_name in c.models.keys() {
         if !is_file_name_safe(model_name) {
-            bad(format!(
+            bad(&["models", model_name], format!(
                 "models.{model_name:?}: model names may hold letters, digits, '-', '_' and '.' only, not starting with '.' (they name chart files)"
             ));
         }
     }
 
     if c.device.backend == Backend::Cuda && !cfg!(feature = "cuda") {
-        bad("device.backend = \"cuda\" but this runner was built without CUDA: build it with scripts/build-cuda.sh (or `cargo build --release --features cuda`), or set device.backend = \"auto\" or \"cpu\"".into());
+        bad(&["device", "backend"], "device.backend = \"cuda\" but this runner was built without CUDA: build it with scripts/build-cuda.sh (or `cargo build --release --features cuda`), or set device.backend = \"auto\" or \"cpu\"".into());
     }
     if c.sensor.sample_interval_ms == 0 {
-        bad("sensor.sample_interval_ms must be >= 1".into());
+        bad(
+            &["sensor", "sample_interval_ms"],
+            "sensor.sample_interval_ms must be >= 1".into(),
+        );
     }
 
     let p = &c.protocol;
@@ -811,28 +924,35 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
     ];
     for (key, v) in seconds {
         if !(v.is_finite() && v >= 0.0) {
-            bad(format!(
-                "protocol.{key} = {v}: must be a number of seconds >= 0"
-            ));
+            bad(
+                &["protocol", key],
+                format!("protocol.{key} = {v}: must be a number of seconds >= 0"),
+            );
         }
     }
     if !(p.min_window_s.is_finite() && p.min_window_s > 0.0) {
-        bad(format!(
+        bad(&["protocol", "min_window_s"], format!(
             "protocol.min_window_s = {}: must be > 0 seconds (a window of zero length measures nothing)",
             p.min_window_s
         ));
     }
     if p.warmup_max_s < p.warmup_s {
-        bad(format!(
-            "protocol.warmup_max_s = {} is shorter than protocol.warmup_s = {}",
-            p.warmup_max_s, p.warmup_s
-        ));
+        bad(
+            &["protocol", "warmup_max_s"],
+            format!(
+                "protocol.warmup_max_s = {} is shorter than protocol.warmup_s = {}",
+                p.warmup_max_s, p.warmup_s
+            ),
+        );
     }
     if !(p.steady_tolerance.is_finite() && p.steady_tolerance > 0.0) {
-        bad(format!(
-            "protocol.steady_tolerance = {}: must be > 0 (e.g. 0.10 for 10 %)",
-            p.steady_tolerance
-        ));
+        bad(
+            &["protocol", "steady_tolerance"],
+            format!(
+                "protocol.steady_tolerance = {}: must be > 0 (e.g. 0.10 for 10 %)",
+                p.steady_tolerance
+            ),
+        );
     }
     for (key, v) in [
         ("min_loops", p.min_loops),
@@ -840,34 +960,41 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
         ("warmup_min_loops", p.warmup_min_loops),
     ] {
         if v == 0 {
-            bad(format!("protocol.{key} must be >= 1"));
+            bad(&["protocol", key], format!("protocol.{key} must be >= 1"));
         }
     }
 
     let dataset = loaded.resolve(&c.dataset.path);
     if !dataset.is_file() {
-        bad(format!(
+        bad(&["dataset", "path"], format!(
             "dataset.path: no dataset file at {} (paths are relative to the experiment file's folder)",
             dataset.display()
         ));
     }
     let tokenizer = loaded.resolve(&c.dataset.tokenizer);
     if !tokenizer.is_file() {
-        bad(format!(
-            "dataset.tokenizer: no tokenizer file (vocab.txt or tokenizer.json) at {}",
-            tokenizer.display()
-        ));
+        bad(
+            &["dataset", "tokenizer"],
+            format!(
+                "dataset.tokenizer: no tokenizer file (vocab.txt or tokenizer.json) at {}",
+                tokenizer.display()
+            ),
+        );
     }
     if let Some(limit) = c.dataset.limit {
         if limit < 1 {
-            bad(format!(
-                "dataset.limit = {limit}: must be >= 1 (or left out to use every example)"
-            ));
+            bad(
+                &["dataset", "limit"],
+                format!("dataset.limit = {limit}: must be >= 1 (or left out to use every example)"),
+            );
         }
     }
 
     if c.models.is_empty() {
-        bad("no models declared: add a [models.NAME] table".into());
+        bad(
+            &["models"],
+            "no models declared: add a [models.NAME] table".into(),
+        );
     }
     let mut max_positions = BTreeMap::new();
     for (model_name, m) in &c.models {
@@ -875,18 +1002,21 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
             Some(preset) => {
                 max_positions.insert(model_name.clone(), preset.max_position_embeddings);
             }
-            None => bad(format!(
-                "models.{model_name}.preset = {:?}: unknown preset for {:?}; known: {}",
-                m.preset,
-                m.architecture,
-                Preset::names(m.architecture).join(", ")
-            )),
+            None => bad(
+                &["models", model_name, "preset"],
+                format!(
+                    "models.{model_name}.preset = {:?}: unknown preset for {:?}; known: {}",
+                    m.preset,
+                    m.architecture,
+                    Preset::names(m.architecture).join(", ")
+                ),
+            ),
         }
         if m.weights != "random" {
             let dir = loaded.resolve(Path::new(&m.weights));
             for needed in ["config.json", "model.safetensors"] {
                 if !dir.join(needed).is_file() {
-                    bad(format!(
+                    bad(&["models", model_name, "weights"], format!(
                         "models.{model_name}.weights: {} has no {needed} (expected \"random\" or a local Hugging Face folder with config.json and model.safetensors)",
                         dir.display()
                     ));
@@ -896,25 +1026,28 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
         let probe = &m.probe;
         let at = format!("models.{model_name}.probe");
         if probe.train_examples < 2 {
-            bad(format!(
+            bad(&["models", model_name, "probe", "train_examples"], format!(
                 "{at}.train_examples = {}: must be >= 2 (a classifier needs examples of both labels)",
                 probe.train_examples
             ));
         }
         if probe.test_examples < 1 {
-            bad(format!(
-                "{at}.test_examples = {}: must be >= 1",
-                probe.test_examples
-            ));
+            bad(
+                &["models", model_name, "probe", "test_examples"],
+                format!("{at}.test_examples = {}: must be >= 1", probe.test_examples),
+            );
         }
         if !(probe.l2.is_finite() && probe.l2 >= 0.0) {
-            bad(format!(
-                "{at}.l2 = {}: must be a finite number >= 0",
-                probe.l2
-            ));
+            bad(
+                &["models", model_name, "probe", "l2"],
+                format!("{at}.l2 = {}: must be a finite number >= 0", probe.l2),
+            );
         }
         if probe.steps < 1 {
-            bad(format!("{at}.steps = {}: must be >= 1", probe.steps));
+            bad(
+                &["models", model_name, "probe", "steps"],
+                format!("{at}.steps = {}: must be >= 1", probe.steps),
+            );
         }
     }
 
@@ -924,22 +1057,26 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
     let smallest_max_pos = max_positions.values().copied().min().unwrap_or(usize::MAX);
     for (i, name) in m.model.iter().flatten().enumerate() {
         if !declared(name) {
-            bad(format!(
-                "matrix.model[{i}] = {name:?} is not declared; declared models: {known_models}"
-            ));
+            bad(
+                &["matrix", "model", &i.to_string()],
+                format!(
+                    "matrix.model[{i}] = {name:?} is not declared; declared models: {known_models}"
+                ),
+            );
         }
     }
     for (i, &b) in m.batch_size.iter().flatten().enumerate() {
         if b < 1 {
-            bad(format!(
-                "batch_size must be >= 1 (matrix.batch_size[{i}] = {b})"
-            ));
+            bad(
+                &["matrix", "batch_size", &i.to_string()],
+                format!("batch_size must be >= 1 (matrix.batch_size[{i}] = {b})"),
+            );
         }
     }
     for (i, &s) in m.seq_len.iter().flatten().enumerate() {
         check_seq_len(
             &mut bad,
-            &format!("matrix.seq_len[{i}]"),
+            &["matrix", "seq_len", &i.to_string()],
             s,
             smallest_max_pos,
         );
@@ -948,16 +1085,17 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
         for (i, e) in entries.iter().enumerate() {
             if let Some(name) = &e.model {
                 if !declared(name) {
-                    bad(format!(
+                    bad(&["matrix", list, &i.to_string(), "model"], format!(
                         "matrix.{list}[{i}].model = {name:?} is not declared; declared models: {known_models}"
                     ));
                 }
             }
             if let Some(b) = e.batch_size {
                 if b < 1 {
-                    bad(format!(
-                        "batch_size must be >= 1 (matrix.{list}[{i}].batch_size = {b})"
-                    ));
+                    bad(
+                        &["matrix", list, &i.to_string(), "batch_size"],
+                        format!("batch_size must be >= 1 (matrix.{list}[{i}].batch_size = {b})"),
+                    );
                 }
             }
             if let Some(s) = e.seq_len {
@@ -966,7 +1104,8 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
                     .as_ref()
                     .and_then(|n| max_positions.get(n).copied())
                     .unwrap_or(smallest_max_pos);
-                check_seq_len(&mut bad, &format!("matrix.{list}[{i}].seq_len"), s, limit);
+                let at = ["matrix", list, &i.to_string(), "seq_len"];
+                check_seq_len(&mut bad, &at, s, limit);
             }
         }
     }
@@ -981,9 +1120,12 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
         ("scope", m.scope.as_ref().is_some_and(Vec::is_empty)),
     ] {
         if empty {
-            bad(format!(
-                "matrix.{axis} is an empty list: give at least one value or leave the key out"
-            ));
+            bad(
+                &["matrix", axis],
+                format!(
+                    "matrix.{axis} is an empty list: give at least one value or leave the key out"
+                ),
+            );
         }
     }
 
@@ -994,15 +1136,19 @@ fn validate(loaded: &LoadedExperiment) -> Result<(), ConfigError> {
     }
 }
 
-fn check_seq_len(bad: &mut impl FnMut(String), key: &str, s: i64, max_positions: usize) {
+fn check_seq_len(bad: &mut impl FnMut(&[&str], String), at: &[&str], s: i64, max_positions: usize) {
+    // `matrix.seq_len[0]` or `matrix.include[1].seq_len`, as the user would write it.
+    let key = key_path(&at.iter().map(|p| p.to_string()).collect::<Vec<_>>());
     if s < 2 {
-        bad(format!(
-            "{key} = {s}: seq_len must be >= 2 (room for [CLS] and [SEP])"
-        ));
+        bad(
+            at,
+            format!("{key} = {s}: seq_len must be >= 2 (room for [CLS] and [SEP])"),
+        );
     } else if s as u64 > max_positions as u64 {
-        bad(format!(
-            "{key} = {s}: seq_len exceeds the model's {max_positions} position embeddings"
-        ));
+        bad(
+            at,
+            format!("{key} = {s}: seq_len exceeds the model's {max_positions} position embeddings"),
+        );
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Plan {
 
 type Combo = Vec<(String, Value)>;
 
+/// The most combinations one experiment may expand to (a 10,000-cell sweep fits tenfold).
+pub const MAX_COMBINATIONS: usize = 100_000;
+
 fn get<'a>(combo: &'a Combo, key: &str) -> Option<&'a Value> {
     combo.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
@@ -79,6 +82,16 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
         })
         .collect();
     let original: Vec<&str> = axes.iter().map(|(a, _)| a.as_str()).collect();
+
+    // A hostile or mistyped file must not exhaust memory before any check can speak.
+    let product = axes
+        .iter()
+        .fold(1usize, |n, (_, values)| n.saturating_mul(values.len()));
+    if product.saturating_add(m.include.len()) > MAX_COMBINATIONS {
+        return Err(ConfigError::new(format!(
+            "{file}: matrix: the axes multiply to {product} combinations, more than the {MAX_COMBINATIONS} one run can plan: split the sweep into several experiment files"
+        )));
+    }
 
     // 1. Cartesian product, first axis outermost. No axes at all gives no combinations, as on
     //    GitHub, where a matrix of only `include` entries yields exactly those entries.
@@ -161,6 +174,7 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
     let context = IdContext::new(exp).map_err(|e| ConfigError::new(format!("{file}: {e:#}")))?;
 
     let mut cells: Vec<Cell> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut merged_duplicates = 0;
     for (n, mut c) in combos.into_iter().enumerate() {
         for axis in AXES {
@@ -184,7 +198,7 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
         }
         let cell = to_cell(&c, &specs, &context)
             .map_err(|e| ConfigError::new(format!("{file}: matrix combination #{}: {e}", n + 1)))?;
-        if cells.iter().any(|existing| existing.id == cell.id) {
+        if !seen.insert(cell.id.clone()) {
             merged_duplicates += 1;
         } else {
             cells.push(cell);

@@ -16,7 +16,8 @@ use crate::sweep::{self, RunOptions};
     about = "Measure latency and energy of ML models from TOML experiment files",
     long_about = "Measure latency and energy of ML models from TOML experiment files.\n\n\
         `runner FILE` runs the experiment (same as `runner run FILE`).\n\
-        Exit codes: 0 every cell succeeded, 1 some cells failed, 2 usage or configuration error.",
+        Exit codes: 0 every cell succeeded, 1 some cells failed (or the device was lost), 2 usage or\n\
+        configuration error (or the run directory is in use), 130 interrupted (Ctrl-C, SIGTERM).",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -62,6 +63,13 @@ struct RunArgs {
     /// Folder with report.html.j2 and report.md.j2 (default: ./templates, else built-in).
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    /// Complete an earlier run: the latest of this experiment, or --out DIR (started there if it
+    /// holds no run). Cells with a record are kept; failed cells are measured again.
+    #[arg(long)]
+    resume: bool,
+    /// Stop at the first failed cell (default: record the failure and measure the rest).
+    #[arg(long)]
+    fail_fast: bool,
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -86,5 +94,7 @@ fn run_experiment(args: RunArgs) -> Result<u8> {
         overrides: args.set,
         templates: args.templates,
         results_root: PathBuf::from("results"),
+        resume: args.resume,
+        fail_fast: args.fail_fast,
     })
 }

@@ -48,6 +48,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     pub const CELLS_FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
+    /// Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Exit code for an error that ended the command: 2 when any cause is a [`ConfigError`].

@@ -10,6 +10,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod fidelity;
+pub mod interrupt;
 pub mod matrix;
 pub mod measure;
 pub mod model;

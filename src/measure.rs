@@ -35,9 +35,17 @@ impl Clock for RealClock {
         self.origin.elapsed().as_secs_f64()
     }
 
+    /// Sleeps in short steps, waking early when a stop is asked for: a pause (cool-down,
+    /// stabilization, idle settling) never delays Ctrl-C by more than 50 ms. The protocol then
+    /// drops the cell it was in, so no record holds a shortened pause.
     fn sleep_s(&self, seconds: f64) {
-        if seconds > 0.0 {
-            std::thread::sleep(Duration::from_secs_f64(seconds));
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
+        while !crate::interrupt::requested() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 }
@@ -117,6 +125,7 @@ pub fn run_protocol(
 ) -> Result<ProtocolOutcome> {
     progress("warm-up");
     let warmup = warm_up(protocol, clock, run_loop)?;
+    crate::interrupt::check()?;
     clock.sleep_s(protocol.stabilize_s);
 
     let mut windows = Vec::with_capacity(protocol.repeats as usize);
@@ -159,6 +168,8 @@ pub fn run_protocol(
             record.num_power_samples = e.samples.len();
         }
         windows.push(record);
+        // A stop asked for during this window takes effect now that it is complete.
+        crate::interrupt::check()?;
     }
     Ok(ProtocolOutcome {
         warmup,

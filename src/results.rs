@@ -145,6 +145,39 @@ pub struct Manifest {
     pub started_at: String,
     /// `None` while the run is in progress or if it was cut off.
     pub ended_at: Option<String>,
+    /// Each invocation that worked on this run directory: the first, then every `--resume`.
+    #[serde(default)]
+    pub sessions: Vec<Session>,
+}
+
+/// One invocation of the runner on a run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub pid: u32,
+    pub hostname: String,
+    /// Cells that already had a record when this session started (0 for the first).
+    pub cells_already_recorded: usize,
+    /// Idle power measured at this session's start (records carry it too).
+    pub idle_baseline: Option<IdleBaseline>,
+    /// `completed`, `interrupted`, `stopped at the first failure (--fail-fast)`, `device lost`;
+    /// `None` while running or after a crash.
+    pub outcome: Option<String>,
+}
+
+impl Session {
+    pub fn begin(cells_already_recorded: usize) -> Self {
+        Self {
+            started_at: now_rfc3339(),
+            ended_at: None,
+            pid: std::process::id(),
+            hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+            cells_already_recorded,
+            idle_baseline: None,
+            outcome: None,
+        }
+    }
 }
 
 impl Manifest {
@@ -185,6 +218,7 @@ impl Manifest {
             plan: plan.to_vec(),
             started_at: now_rfc3339(),
             ended_at: None,
+            sessions: Vec::new(),
         })
     }
 }
@@ -247,24 +281,77 @@ fn kernel_environment() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A run's folder on disk.
+/// A run's folder on disk. A writer holds its lock (see [`RunLock`]) for as long as it lives.
 pub struct RunDir {
     pub path: PathBuf,
+    _lock: Option<RunLock>,
+}
+
+/// The name of the lock file inside a run directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive advisory lock (flock) on `<run>/.lock`, holding the writer's pid, host and start
+/// time. The kernel releases it when the process ends in any way, `kill -9` included, so a crashed
+/// run never needs cleaning up before `--resume`; the file itself stays (removing it would let two
+/// later runners lock two different files).
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        use std::io::{Read, Seek};
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another runner (pid not yet written)".to_string()
+                } else {
+                    format!("another runner ({holder})")
+                };
+                return Err(crate::error::ConfigError::new(format!(
+                    "{} is in use by {who}: two runners must not write one run directory; wait for it to end (or stop it), then resume",
+                    dir.display()
+                ))
+                .into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+        let holder = format!(
+            "pid {} on {}, since {}\n",
+            std::process::id(),
+            gethostname::gethostname().to_string_lossy(),
+            now_rfc3339()
+        );
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(holder.as_bytes())?;
+        file.sync_all()?;
+        Ok(Self { _file: file })
+    }
 }
 
 impl RunDir {
-    /// `results/<experiment>/<run-id>/` under `root`, or exactly `out` when given. A run id is the
-    /// UTC start time; a suffix keeps two runs started in the same second apart.
+    /// `results/<experiment>/<run-id>/` under `root`, or exactly `out` when given, locked for this
+    /// process. A run id is the UTC start time; a suffix keeps two runs started in the same second
+    /// apart.
     pub fn create(root: &Path, experiment: &str, out: Option<&Path>) -> Result<(Self, String)> {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let (path, run_id) = match out {
             Some(dir) => {
-                if dir.join("manifest.json").exists() {
-                    bail!(
-                        "{} already holds a run (manifest.json): choose another --out folder",
-                        dir.display()
-                    );
-                }
                 let id = dir
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -286,7 +373,69 @@ impl RunDir {
             std::fs::create_dir_all(path.join(sub))
                 .with_context(|| format!("creating {}", path.join(sub).display()))?;
         }
-        Ok((Self { path }, run_id))
+        // Lock before looking: a runner still writing here is the better thing to report.
+        let lock = RunLock::acquire(&path)?;
+        if path.join("manifest.json").exists() {
+            return Err(crate::error::ConfigError::new(format!(
+                "{} already holds a run (manifest.json): add --resume to complete it, or choose another --out folder",
+                path.display()
+            ))
+            .into());
+        }
+        Ok((
+            Self {
+                path,
+                _lock: Some(lock),
+            },
+            run_id,
+        ))
+    }
+
+    /// An existing run, locked for this process, with the temporary files of a writer that was
+    /// killed mid-write removed (their targets are either complete or absent).
+    pub fn resume(path: &Path) -> Result<Self> {
+        let mut dir = Self::open(path)?;
+        dir._lock = Some(RunLock::acquire(path)?);
+        for sub in ["", "cells", "traces"] {
+            let folder = path.join(sub);
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("creating {}", folder.display()))?;
+            for entry in std::fs::read_dir(&folder)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_temporary(&name) && entry.file_type()?.is_file() {
+                    std::fs::remove_file(entry.path()).with_context(|| {
+                        format!("removing the leftover {}", entry.path().display())
+                    })?;
+                }
+            }
+        }
+        Ok(dir)
+    }
+
+    /// The newest run of `experiment` under `root` (by its manifest's start time), for
+    /// `--resume` without `--out`.
+    pub fn latest(root: &Path, experiment: &str) -> Result<Option<PathBuf>> {
+        let base = root.join(experiment);
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            return Ok(None);
+        };
+        let mut newest: Option<(String, PathBuf)> = None;
+        for entry in entries {
+            let path = entry?.path();
+            let Ok(manifest) = (Self {
+                path: path.clone(),
+                _lock: None,
+            })
+            .read_manifest() else {
+                continue;
+            };
+            let key = manifest.started_at.clone();
+            if newest.as_ref().is_none_or(|(k, _)| key > *k) {
+                newest = Some((key, path));
+            }
+        }
+        Ok(newest.map(|(_, p)| p))
     }
 
     pub fn open(path: &Path) -> Result<Self> {
@@ -298,6 +447,7 @@ impl RunDir {
         }
         Ok(Self {
             path: path.to_path_buf(),
+            _lock: None,
         })
     }
 
@@ -339,9 +489,8 @@ impl RunDir {
         )
     }
 
-    /// Every stored cell record, in the manifest's plan order (records of cells not in the plan
-    /// are an error: they belong to another run).
-    pub fn read_records(&self, plan: &[Cell]) -> Result<Vec<CellRecord>> {
+    /// Every stored cell record, by cell id.
+    pub fn read_all_records(&self) -> Result<BTreeMap<String, CellRecord>> {
         let mut by_id = BTreeMap::new();
         let dir = self.path.join("cells");
         for entry in
@@ -353,11 +502,22 @@ impl RunDir {
             }
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let record: CellRecord = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
+            let record: CellRecord = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "parsing {} (delete it to measure that cell again with --resume)",
+                    path.display()
+                )
+            })?;
             check_schema(record.schema_version, &path)?;
             by_id.insert(record.cell.id.clone(), record);
         }
+        Ok(by_id)
+    }
+
+    /// Every stored cell record, in the manifest's plan order (records of cells not in the plan
+    /// are an error: they belong to another run).
+    pub fn read_records(&self, plan: &[Cell]) -> Result<Vec<CellRecord>> {
+        let mut by_id = self.read_all_records()?;
         let mut ordered = Vec::with_capacity(by_id.len());
         for cell in plan {
             if let Some(r) = by_id.remove(&cell.id) {
@@ -401,6 +561,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
+}
+
+/// `.NAME.PID.tmp`: the temporary a [`write_atomic`] in progress writes before its rename.
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
 }
 
 fn tempfile_in(dir: &Path, target: &Path) -> Result<(PathBuf, std::fs::File)> {

@@ -20,7 +20,7 @@ use crate::model::{self, Encoder, ModelSpec, ModelStore};
 use crate::probe;
 use crate::report::{self, TemplateSource};
 use crate::results::{
-    now_rfc3339, CellRecord, CellStatus, LayerRecord, Manifest, RunDir, SCHEMA_VERSION,
+    now_rfc3339, CellRecord, CellStatus, LayerRecord, Manifest, RunDir, Session, SCHEMA_VERSION,
 };
 use crate::sensor::{self, EnergySensor, SensorInfo};
 
@@ -31,6 +31,10 @@ pub struct RunOptions {
     pub templates: Option<PathBuf>,
     /// Parent of `<experiment>/<run-id>/` when `out` is not given.
     pub results_root: PathBuf,
+    /// Complete an earlier run (the latest one, or `out`) instead of starting a new one.
+    pub resume: bool,
+    /// Stop at the first failed cell instead of recording it and going on.
+    pub fail_fast: bool,
 }
 
 /// Everything the cells share, prepared (and validated) before the first measurement.
@@ -83,7 +87,16 @@ fn prepare(opts: &RunOptions) -> Result<Prepared> {
     })
 }
 
-/// Runs an experiment; returns the exit code (0 all cells succeeded, 1 some failed).
+/// Why a sweep ended before its last cell.
+enum Stop {
+    Interrupted,
+    FailFast(String),
+    /// The device or its sensor stopped answering: measuring on would only record failures.
+    DeviceLost(String),
+}
+
+/// Runs an experiment; returns the exit code (0 all cells succeeded, 1 some failed, 130
+/// interrupted).
 pub fn run(opts: &RunOptions) -> Result<u8> {
     let prepared = prepare(opts)?;
     let selected = device::select(&prepared.exp.config.device)?;
@@ -98,21 +111,35 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         eprintln!("runner: energy not measured: {}", sensor_info.note);
     }
 
-    let (run_dir, run_id) = RunDir::create(
-        &opts.results_root,
-        &prepared.exp.config.experiment.name,
-        opts.out.as_deref(),
-    )?;
-    let mut manifest = Manifest::new(
+    let fresh = Manifest::new(
         &prepared.exp,
-        &run_id,
+        "",
         &prepared.plan,
         &selected.info,
         &sensor_info,
         sensor.gpu_state(),
         notices,
     )?;
+    let (run_dir, mut manifest, earlier) = if opts.resume {
+        reopen(opts, &prepared, fresh)?
+    } else {
+        let (dir, run_id) = RunDir::create(
+            &opts.results_root,
+            &prepared.exp.config.experiment.name,
+            opts.out.as_deref(),
+        )?;
+        let manifest = Manifest { run_id, ..fresh };
+        (dir, manifest, BTreeMap::new())
+    };
+    crate::interrupt::install()?;
+    // Ok and skipped records are final; a failed cell is measured again on resume (the cause may
+    // have been the machine, e.g. a lost GPU).
+    let is_final = |r: &CellRecord| r.status != CellStatus::Failed;
+    let already = earlier.values().filter(|r| is_final(r)).count();
+    manifest.sessions.push(Session::begin(already));
+    manifest.ended_at = None;
     run_dir.write_manifest(&manifest)?;
+
     let protocol = &prepared.exp.config.protocol;
     if sensor_info.measures_energy {
         eprintln!(
@@ -132,35 +159,83 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
                 idle.power_w, idle.counter_ticks, idle.duration_s
             );
         }
-        manifest.idle_baseline = idle;
-        run_dir.write_manifest(&manifest)?;
+        // An interrupted idle measurement is no baseline: keep none of it.
+        if !crate::interrupt::requested() {
+            if manifest.idle_baseline.is_none() {
+                manifest.idle_baseline = idle.clone();
+            }
+            if let Some(session) = manifest.sessions.last_mut() {
+                session.idle_baseline = idle;
+            }
+            run_dir.write_manifest(&manifest)?;
+        }
     }
-    eprintln!(
-        "runner: {} cells on {} ({}), results in {}",
-        prepared.plan.len(),
-        selected.info.backend,
-        selected.info.name,
-        run_dir.path.display()
-    );
+    let todo = prepared
+        .plan
+        .iter()
+        .filter(|c| !earlier.get(&c.id).is_some_and(is_final))
+        .count();
+    if opts.resume {
+        eprintln!(
+            "runner: resuming {}: {already} of {} cells already recorded, {todo} to measure",
+            run_dir.path.display(),
+            prepared.plan.len(),
+        );
+    } else {
+        eprintln!(
+            "runner: {} cells on {} ({}), results in {}",
+            prepared.plan.len(),
+            selected.info.backend,
+            selected.info.name,
+            run_dir.path.display()
+        );
+    }
 
-    let progress = progress_bar(prepared.plan.len());
+    let progress = progress_bar(todo);
     let mut store = ModelStore::default();
-    let mut records = Vec::with_capacity(prepared.plan.len());
-    let idle_power_w = manifest.idle_baseline.as_ref().map(|i| i.power_w);
+    // Plan order; earlier records first, so per-layer cells reconcile against them too.
+    let mut records: Vec<CellRecord> = prepared
+        .plan
+        .iter()
+        .filter_map(|c| earlier.get(&c.id).cloned())
+        .collect();
+    let session_idle = manifest
+        .sessions
+        .last()
+        .and_then(|s| s.idle_baseline.as_ref())
+        .map(|i| i.power_w);
+    let mut stop = None;
     for cell in &prepared.plan {
+        if earlier.get(&cell.id).is_some_and(is_final) {
+            continue;
+        }
+        if crate::interrupt::requested() {
+            stop = Some(Stop::Interrupted);
+            break;
+        }
         progress.set_message(cell_label(cell));
         let check_overhead = sensor_info.measures_energy && manifest.sampler_overhead.is_none();
-        let (record, trace, overhead) = run_cell(
+        let Some((mut record, trace, overhead)) = run_cell(
             cell,
             &prepared,
             &mut store,
             &selected,
             sensor.as_mut(),
             &sensor_info,
-            idle_power_w,
+            session_idle,
             check_overhead,
             &progress,
-        );
+        ) else {
+            say(
+                &progress,
+                &format!(
+                    "interrupted {}: dropped unfinished (measured again on resume)",
+                    cell_label(cell)
+                ),
+            );
+            stop = Some(Stop::Interrupted);
+            break;
+        };
         if let Some(o) = overhead {
             say(
                 &progress,
@@ -172,7 +247,6 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             manifest.sampler_overhead = Some(o);
             run_dir.write_manifest(&manifest)?;
         }
-        let mut record = record;
         record.reconciliation = analysis::reconcile_in(&record, &records);
         run_dir
             .write_record(&record)
@@ -184,28 +258,216 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             run_dir.write_trace(&cell.id, &trace)?;
         }
         say(&progress, &cell_result_line(&record));
+        let failed = record.status == CellStatus::Failed;
+        // A cell measured again replaces its earlier failed record.
+        records.retain(|r| r.cell.id != record.cell.id);
         records.push(record);
         progress.inc(1);
+        if failed {
+            // A failed cell may have taken the device with it: ask before measuring on.
+            if let Err(e) = device_health(&selected.device, sensor.as_ref()) {
+                stop = Some(Stop::DeviceLost(format!(
+                    "after cell {} failed, the device or its sensor stopped answering: {e:#}",
+                    cell.id
+                )));
+                break;
+            }
+            if opts.fail_fast {
+                stop = Some(Stop::FailFast(cell.id.clone()));
+                break;
+            }
+            // Whatever the failed cell left cached (e.g. after running out of memory) goes.
+            store = ModelStore::default();
+        }
         RealClock::default().sleep_s(protocol.cooldown_s);
     }
     progress.finish_and_clear();
+    if stop.is_none() && crate::interrupt::requested() {
+        stop = Some(Stop::Interrupted);
+    }
 
-    manifest.ended_at = Some(now_rfc3339());
+    let complete = stop.is_none() && records.len() == prepared.plan.len();
+    let now = now_rfc3339();
+    if let Some(session) = manifest.sessions.last_mut() {
+        session.ended_at = Some(now.clone());
+        session.outcome = Some(
+            match &stop {
+                None => "completed",
+                Some(Stop::Interrupted) => "interrupted",
+                Some(Stop::FailFast(_)) => "stopped at the first failure (--fail-fast)",
+                Some(Stop::DeviceLost(_)) => "device lost",
+            }
+            .to_string(),
+        );
+    }
+    manifest.ended_at = complete.then_some(now);
     run_dir.write_manifest(&manifest)?;
+    records.sort_by_key(|r| prepared.plan.iter().position(|c| c.id == r.cell.id));
     let (written, summaries) =
         report::render_records(&run_dir, &prepared.templates, &manifest, &records)?;
     print_summary(&summaries);
     print_written(&written);
+    list_unsuccessful(&summaries);
 
-    let failed: Vec<&CellSummary> = summaries
-        .iter()
-        .filter(|s| s.status == CellStatus::Failed)
+    let resume_hint = || {
+        format!(
+            "{} of {} cells are recorded in {}. Resume with:\n  {}",
+            records.len(),
+            prepared.plan.len(),
+            run_dir.path.display(),
+            resume_command(opts, &run_dir.path)
+        )
+    };
+    let any_failed = summaries.iter().any(|s| s.status == CellStatus::Failed);
+    match stop {
+        Some(Stop::Interrupted) => {
+            eprintln!("runner: interrupted. {}", resume_hint());
+            Ok(exit::INTERRUPTED)
+        }
+        Some(Stop::FailFast(id)) => {
+            eprintln!(
+                "runner: stopped at the first failure (--fail-fast): cell {id}. {}",
+                resume_hint()
+            );
+            Ok(exit::CELLS_FAILED)
+        }
+        Some(Stop::DeviceLost(why)) => {
+            eprintln!(
+                "runner: sweep ended: {why}. {} once the device is back",
+                resume_hint()
+            );
+            Ok(exit::CELLS_FAILED)
+        }
+        None if any_failed => Ok(exit::CELLS_FAILED),
+        None => Ok(exit::OK),
+    }
+}
+
+/// Reopens an earlier run for `--resume`: the latest run of this experiment, or `--out`, locked,
+/// with its records; checks that it is a run of this experiment on this kind of device and that
+/// every record still belongs to the plan. `--out` naming a folder without a run starts one there
+/// (so every task of a job array can be started the same way).
+fn reopen(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    fresh: Manifest,
+) -> Result<(RunDir, Manifest, BTreeMap<String, CellRecord>)> {
+    let name = &prepared.exp.config.experiment.name;
+    let path = match &opts.out {
+        Some(out) => out.clone(),
+        None => RunDir::latest(&opts.results_root, name)?.ok_or_else(|| {
+            ConfigError::new(format!(
+                "--resume: no earlier run of experiment {name:?} under {}: start one without --resume",
+                opts.results_root.join(name).display()
+            ))
+        })?,
+    };
+    if !path.join("manifest.json").exists() {
+        let (dir, run_id) = RunDir::create(&opts.results_root, name, Some(&path))?;
+        return Ok((dir, Manifest { run_id, ..fresh }, BTreeMap::new()));
+    }
+    let dir = RunDir::resume(&path)?;
+    let old = dir.read_manifest()?;
+    let here = path.display();
+    if old.experiment != *name {
+        return Err(ConfigError::new(format!(
+            "--resume: {here} holds a run of experiment {:?}, not {name:?}",
+            old.experiment
+        ))
+        .into());
+    }
+    if (&old.device.backend, &old.device.name) != (&fresh.device.backend, &fresh.device.name) {
+        return Err(ConfigError::new(format!(
+            "--resume: {here} was measured on {} ({}), this runner would measure on {} ({}): one run holds one kind of device's numbers; start a new run without --resume",
+            old.device.name, old.device.backend, fresh.device.name, fresh.device.backend
+        ))
+        .into());
+    }
+    let records = dir.read_all_records()?;
+    let strays: Vec<&str> = records
+        .keys()
+        .filter(|id| !prepared.plan.iter().any(|c| &c.id == *id))
+        .map(String::as_str)
         .collect();
-    if failed.is_empty() {
-        Ok(exit::OK)
-    } else {
-        eprintln!("{} cell(s) failed:", failed.len());
-        for s in failed {
+    if !strays.is_empty() {
+        return Err(ConfigError::new(format!(
+            "--resume: {here} has {} recorded cell(s) that {} no longer plans (cells/{}.json ...): the experiment, its weights, dataset or protocol changed since the run began (a cell id hashes them all); restore them, or start a new run without --resume",
+            strays.len(),
+            opts.file.display(),
+            strays[0]
+        ))
+        .into());
+    }
+    // The run as a whole keeps its id, start, first idle baseline, sampler check and sessions;
+    // the configuration is the one being completed.
+    let mut notices = old.notices.clone();
+    notices.extend(
+        fresh
+            .notices
+            .iter()
+            .filter(|n| !old.notices.contains(n))
+            .cloned(),
+    );
+    let manifest = Manifest {
+        run_id: old.run_id,
+        started_at: old.started_at,
+        idle_baseline: old.idle_baseline,
+        sampler_overhead: old.sampler_overhead,
+        sessions: old.sessions,
+        gpu: old.gpu,
+        notices,
+        ..fresh
+    };
+    Ok((dir, manifest, records))
+}
+
+/// The command that completes this run: same file, overrides and templates, `--resume --out`.
+fn resume_command(opts: &RunOptions, dir: &Path) -> String {
+    let quote = |s: &str| {
+        if s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
+    let mut cmd = format!(
+        "runner run {} --resume --out {}",
+        quote(&opts.file.display().to_string()),
+        quote(&dir.display().to_string())
+    );
+    for o in &opts.overrides {
+        cmd.push_str(&format!(" --set {}", quote(o)));
+    }
+    if let Some(t) = &opts.templates {
+        cmd.push_str(&format!(" --templates {}", quote(&t.display().to_string())));
+    }
+    if opts.fail_fast {
+        cmd.push_str(" --fail-fast");
+    }
+    cmd
+}
+
+/// The device still computes and its sensor still reads.
+fn device_health(device: &Device, sensor: &dyn EnergySensor) -> Result<()> {
+    let probe = Tensor::ones(4, DType::F32, device)?.sum_all()?;
+    probe.to_scalar::<f32>()?;
+    device.synchronize()?;
+    sensor.health_check()
+}
+
+fn list_unsuccessful(summaries: &[CellSummary]) {
+    for (status, title) in [
+        (CellStatus::Failed, "failed"),
+        (CellStatus::Skipped, "skipped"),
+    ] {
+        let cells: Vec<&CellSummary> = summaries.iter().filter(|s| s.status == status).collect();
+        if cells.is_empty() {
+            continue;
+        }
+        eprintln!("{} cell(s) {title}:", cells.len());
+        for s in cells {
             eprintln!(
                 "  {} {} {} batch {} seq {}: {}",
                 s.id,
@@ -216,7 +478,6 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
                 s.reason.as_deref().unwrap_or("")
             );
         }
-        Ok(exit::CELLS_FAILED)
     }
 }
 
@@ -259,11 +520,13 @@ pub fn report(dir: &Path, templates: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-type CellOutcome = (
+/// A cell's record, power trace and (on the first cell) the sampler-overhead check; `None` when
+/// an interrupt stopped it before it finished.
+type CellOutcome = Option<(
     CellRecord,
     Vec<sensor::PowerSample>,
     Option<SamplerOverhead>,
-);
+)>;
 
 #[allow(clippy::too_many_arguments)]
 fn run_cell(
@@ -304,9 +567,11 @@ fn run_cell(
     let mut trace = Vec::new();
     let mut overhead = None;
     let preset = &prepared.specs[&cell.model].preset;
-    if let Err(reason) = model::probe_precision(cell.precision, preset, device) {
-        record.status = CellStatus::Skipped;
-        record.reason = Some(reason);
+    if let Err(unsupported) = model::probe_precision(cell.precision, preset, device) {
+        (record.status, record.reason) = match unsupported {
+            model::Unsupported::Shape(why) => (CellStatus::Skipped, Some(why)),
+            model::Unsupported::Device(why) => (CellStatus::Failed, Some(why)),
+        };
     } else {
         let label = cell_label(cell);
         let mut on_progress = |phase: &str| progress.set_message(format!("{label}: {phase}"));
@@ -322,6 +587,7 @@ fn run_cell(
         );
         match measured {
             Ok((t, o)) => (trace, overhead) = (t, o),
+            Err(e) if crate::interrupt::is_interrupt(&e) => return None,
             Err(e) => {
                 record.status = CellStatus::Failed;
                 record.reason = Some(format!("{e:#}"));
@@ -330,7 +596,7 @@ fn run_cell(
     }
     record.gpu_after = sensor.gpu_state();
     record.ended_at = now_rfc3339();
-    (record, trace, overhead)
+    Some((record, trace, overhead))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -350,6 +616,7 @@ fn measure_cell(
         Some(settings) => {
             let key = (cell.model.clone(), cell.seq_len);
             if !store.probes.contains_key(&key) {
+                crate::interrupt::check()?;
                 on_progress("training the linear probe on fp32 features");
                 let features = store.load(spec, Precision::Fp32, device)?;
                 let head = probe::train_head(&features, set, settings, spec.seed, device)
@@ -360,6 +627,7 @@ fn measure_cell(
         }
         None => None,
     };
+    crate::interrupt::check()?;
     on_progress("loading model");
     let model = match &probe {
         Some(head) => store.load_with_probe(spec, cell.precision, device, head)?,
@@ -422,6 +690,7 @@ fn measure_cell(
         }
     }
     if cell.precision != Precision::Fp32 {
+        crate::interrupt::check()?;
         on_progress("fidelity against fp32");
         let n = fidelity::FIDELITY_EXAMPLES;
         let candidate = fidelity::logits(&model, set, n, cell.batch_size, device)?;
@@ -441,6 +710,7 @@ fn measure_cell(
         ));
     }
     if let Some(head) = &probe {
+        crate::interrupt::check()?;
         on_progress("accuracy on the probe's test split");
         record.accuracy = Some(probe::accuracy(&model, set, head, cell.batch_size, device)?);
     }

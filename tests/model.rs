@@ -296,7 +296,10 @@ fn quantized_precisions_the_shapes_do_not_allow_are_refused_with_the_reason() {
         runner::model::probe_precision(q4k, &Preset::DISTILBERT_TINY, &Device::Cpu).unwrap_err();
     assert_eq!(
         err,
-        "q4k needs linear layers whose input width is a multiple of 256; this model's dim is 64"
+        runner::model::Unsupported::Shape(
+            "q4k needs linear layers whose input width is a multiple of 256; this model's dim is 64"
+                .into()
+        )
     );
     let q8 = Precision::parse("q8_0-fp16").unwrap();
     runner::model::probe_precision(q8, &Preset::DISTILBERT_TINY, &Device::Cpu).unwrap();

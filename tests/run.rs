@@ -205,7 +205,7 @@ fn a_partial_run_is_reported_as_partial() {
     f.runner().arg("report").arg(&run).assert().success();
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
     assert!(
-        md.contains("**Partial run:** 1 of 2 planned cells have records; the run did not finish."),
+        md.contains("**Partial run:** 1 of 2 planned cells have records; the run did not finish (last session: completed). Complete it with `runner run exp.toml --resume --out "),
         "{md}"
     );
     assert!(md.contains("**no record** (not run yet)"));

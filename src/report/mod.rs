@@ -79,6 +79,8 @@ struct ReportContext<'a> {
     /// Planned cells with no record yet (a partial run).
     missing: Vec<&'a crate::matrix::Cell>,
     partial: bool,
+    /// For a partial run: the command that completes it.
+    resume_command: String,
     counts: Counts,
     energy_measured: bool,
     charts: Vec<ChartRef>,
@@ -329,6 +331,7 @@ pub fn render_records(
             .context("rendering the configuration as TOML")?,
         cells: &summaries,
         partial: !missing.is_empty() || manifest.ended_at.is_none(),
+        resume_command: resume_command(manifest, &run.path),
         missing,
         counts: Counts {
             planned: manifest.plan.len(),
@@ -645,6 +648,19 @@ fn per_layer_csv_bytes(layers: &[LayerSummary], cells: &[CellSummary]) -> Result
         ])?;
     }
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `runner run FILE --resume --out DIR`, with the run's overrides, as a user would type it.
+fn resume_command(manifest: &Manifest, dir: &Path) -> String {
+    let mut cmd = format!(
+        "runner run {} --resume --out {}",
+        manifest.experiment_file,
+        dir.display()
+    );
+    for o in &manifest.overrides {
+        cmd.push_str(&format!(" --set '{o}'"));
+    }
+    cmd
 }
 
 #[cfg(test)]

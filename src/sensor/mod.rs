@@ -77,6 +77,11 @@ pub trait EnergySensor {
     /// Turns the background power sampler off (to measure what it costs) or back on.
     fn set_sampling(&mut self, _on: bool) {}
     /// Identity and state of the metered GPU, where there is one.
+    /// Whether the sensor (and the GPU behind it) still answers; asked after a failed cell, to
+    /// tell a cell's own failure from a lost device.
+    fn health_check(&self) -> Result<()> {
+        Ok(())
+    }
     fn gpu_state(&self) -> Option<GpuState> {
         None
     }

@@ -205,6 +205,15 @@ impl EnergySensor for NvmlSensor {
         self.sampling = on;
     }
 
+    fn health_check(&self) -> Result<()> {
+        let device = self.device()?;
+        device
+            .total_energy_consumption()
+            .context("NVML: reading the energy counter")?;
+        read_instant_power_w(&device)?;
+        Ok(())
+    }
+
     fn gpu_state(&self) -> Option<GpuState> {
         let device = self.device().ok()?;
         Some(GpuState {

@@ -803,7 +803,10 @@ fn figment_to_config_error(err: figment::Error, origin: &Origin<'_>) -> ConfigEr
                     expected.join(", ")
                 ),
                 Kind::InvalidType(actual, expected) => {
-                    format!("`{path}`: expected {expected}, found {actual}")
+                    format!(
+                        "`{path}`: expected {}, found {actual}",
+                        plain_type(expected)
+                    )
                 }
                 other => {
                     if path.is_empty() {
@@ -833,6 +836,17 @@ fn figment_to_config_error(err: figment::Error, origin: &Origin<'_>) -> ConfigEr
         })
         .collect();
     ConfigError { problems }
+}
+
+/// serde's Rust type names in words a TOML author uses.
+fn plain_type(expected: &str) -> &str {
+    match expected {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "u8" | "u16" | "u32" | "u64" | "u128" | "usize"
+        | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "true or false",
+        other => other,
+    }
 }
 
 /// Safe as one path component on any OS: not empty, letters, digits, `-`, `_`, `.`, no leading dot.

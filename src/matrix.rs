@@ -263,6 +263,15 @@ fn to_cell(
     Ok(cell)
 }
 
+/// Whether `id` looks like an id [`cell_id`] makes (12 lowercase hex digits). Ids name record,
+/// trace and chart files, so one read back from disk is checked before it is used in a path.
+pub fn is_cell_id(id: &str) -> bool {
+    id.len() == 12
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The parts of a cell's identity shared by all cells of a run.
 struct IdContext {
     protocol: Value,

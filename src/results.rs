@@ -465,6 +465,13 @@ impl RunDir {
         let m: Manifest =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         check_schema(m.schema_version, &path)?;
+        if let Some(bad) = m.plan.iter().find(|c| !crate::matrix::is_cell_id(&c.id)) {
+            bail!(
+                "{}: the plan holds cell id {:?}, which is not a runner cell id (12 hex digits): the file was edited",
+                path.display(),
+                bad.id
+            );
+        }
         Ok(m)
     }
 
@@ -509,6 +516,15 @@ impl RunDir {
                 )
             })?;
             check_schema(record.schema_version, &path)?;
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            if !crate::matrix::is_cell_id(&record.cell.id) || stem.as_ref() != Some(&record.cell.id)
+            {
+                bail!(
+                    "{}: holds cell id {:?}, which is not this file's name or not a runner cell id (12 hex digits): the file was edited or does not belong here",
+                    path.display(),
+                    record.cell.id
+                );
+            }
             by_id.insert(record.cell.id.clone(), record);
         }
         Ok(by_id)

@@ -105,7 +105,10 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         eprintln!("runner: {n}");
         notices.push(n.clone());
     }
-    let mut sensor = sensor::select(&prepared.exp.config.sensor, &selected.info)?;
+    let sensor = sensor::select(&prepared.exp.config.sensor, &selected.info)?;
+    #[cfg(debug_assertions)]
+    let sensor = sensor::with_fault_injection(sensor);
+    let mut sensor = sensor;
     let sensor_info = sensor.info();
     if !sensor_info.measures_energy && selected.notice.is_none() {
         eprintln!("runner: energy not measured: {}", sensor_info.note);
@@ -333,7 +336,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         }
         Some(Stop::DeviceLost(why)) => {
             eprintln!(
-                "runner: sweep ended: {why}. {} once the device is back",
+                "runner: sweep ended: {why}. Once the device is back: {}",
                 resume_hint()
             );
             Ok(exit::CELLS_FAILED)

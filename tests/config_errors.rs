@@ -258,3 +258,114 @@ fn nvml_sensor_without_nvml_is_a_config_error_and_writes_nothing() {
         "nothing is written before the configuration is accepted"
     );
 }
+
+// Hostile and malformed files: each still gets one exact message and exit 2, never a panic.
+
+#[test]
+fn a_file_that_is_not_utf8_text() {
+    let f = Fixture::new("");
+    std::fs::write(&f.file, b"[experiment]\nname = \"\xff\xfe\"\n").unwrap();
+    let out = f.runner().args(["plan", "exp.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!("not_utf8", f.normalize(&stderr_of(&out)));
+}
+
+#[test]
+fn an_empty_file() {
+    insta::assert_snapshot!("empty_file", fails("", &[], &[]));
+}
+
+#[test]
+fn a_duplicated_key() {
+    let msg = fails(&format!("{HEADER}name = \"again\"\n"), &[], &[]);
+    insta::assert_snapshot!("duplicate_key", msg);
+}
+
+#[test]
+fn an_integer_too_large_for_toml() {
+    let msg = fails(
+        &valid_with("[matrix]\nbatch_size = [99999999999999999999]\n"),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("integer_overflow", msg);
+}
+
+#[test]
+fn a_string_where_a_number_belongs_gets_line_and_column() {
+    let msg = fails(&valid_with("[matrix]\nbatch_size = [\"16\"]\n"), &[], &[]);
+    insta::assert_snapshot!("string_for_number", msg);
+}
+
+#[test]
+fn nested_arrays_where_numbers_belong() {
+    let msg = fails(
+        &valid_with("[matrix]\nbatch_size = [[[[[[1]]]]]]\n"),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("nested_arrays", msg);
+}
+
+#[test]
+fn nan_and_infinite_seconds() {
+    let msg = fails(
+        &valid_with("[protocol]\nwarmup_s = nan\ncooldown_s = inf\n[matrix]\nbatch_size = [1]\n"),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("nan_and_inf", msg);
+}
+
+#[test]
+fn a_matrix_too_large_to_plan() {
+    let batches: Vec<String> = (1..=400).map(|b| b.to_string()).collect();
+    let seqs: Vec<String> = (2..=301).map(|s| s.to_string()).collect();
+    let msg = fails(
+        &valid_with(&format!(
+            "[matrix]\nbatch_size = [{}]\nseq_len = [{}]\n",
+            batches.join(", "),
+            seqs.join(", ")
+        )),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("matrix_too_large", msg);
+}
+
+#[test]
+fn an_impossible_value_from_set_names_the_override_not_the_file() {
+    let msg = fails(
+        &valid_with("[protocol]\nrepeats = 3\n[matrix]\nbatch_size = [1]\n"),
+        &["--set", "protocol.repeats=0"],
+        &[],
+    );
+    insta::assert_snapshot!("set_impossible_value", msg);
+}
+
+#[test]
+fn an_impossible_value_from_the_environment_names_the_variable() {
+    let msg = fails(
+        &valid_with("[matrix]\nbatch_size = [1]\n"),
+        &[],
+        &[("RUNNER_PROTOCOL__MIN_WINDOW_S", "-2")],
+    );
+    insta::assert_snapshot!("env_impossible_value", msg);
+}
+
+#[test]
+fn a_dataset_path_that_is_a_folder_or_device() {
+    let toml = format!(
+        "{HEADER}[dataset]\npath = \"/dev/zero\"\ntokenizer = \".\"\n\
+         [models.tiny]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\n[matrix]\nbatch_size = [1]\n"
+    );
+    insta::assert_snapshot!("dataset_is_a_device", fails(&toml, &[], &[]));
+}
+
+#[test]
+fn markup_and_control_characters_in_names() {
+    let toml = valid_with("[matrix]\nbatch_size = [1]\n")
+        .replace("name = \"bad\"", "name = \"<script>\\u0000\"")
+        .replace("[models.tiny]", "[models.\"<img src=x>\"]");
+    insta::assert_snapshot!("markup_in_names", fails(&toml, &[], &[]));
+}

@@ -471,3 +471,51 @@ fn resume_refuses_a_run_whose_cells_the_experiment_no_longer_plans() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_lost_sensor_fails_its_cell_and_ends_the_sweep_keeping_every_finished_cell() {
+    // Debug builds only: the sensor stops answering in the third cell's second window (three
+    // windows a cell), as NVML does when its GPU falls off the bus.
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let f = Fixture::new(&experiment(EIGHT_CELLS, 0.0));
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out", "run"])
+        .env("RUNNER_FAULT_INJECT", "sensor-lost-after-windows:7")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the device or its sensor stopped answering: reading the sensor: GPU is lost (injected fault)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(". Once the device is back: 3 of 8 cells are recorded in run. Resume with:\n  runner run exp.toml --resume --out run\n"),
+        "{stderr}"
+    );
+    let run = f.dir.path().join("run");
+    assert_eq!(record_files(&run).len(), 3);
+    let csv = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    assert_eq!(csv.matches(",ok,").count(), 2, "{csv}");
+    assert_eq!(csv.matches(",failed,").count(), 1, "{csv}");
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("(last session: device lost)"), "{md}");
+
+    // With the device back, the resume measures the failed cell again and the five left.
+    let out = f
+        .runner()
+        .args(["exp.toml", "--resume", "--out", "run"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("2 of 8 cells already recorded, 6 to measure"),
+        "{stderr}"
+    );
+    let csv = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    assert_eq!(csv.matches(",ok,").count(), 8, "{csv}");
+}

@@ -446,3 +446,66 @@ fn a_model_that_overflows_fails_its_cell_and_says_in_which_layer() {
     let csv = String::from_utf8(read(&f.dir.path().join("run/summary.csv"))).unwrap();
     assert!(csv.contains("failed"), "{csv}");
 }
+
+#[test]
+fn report_escapes_markup_from_edited_records_and_keeps_files_inside_the_run() {
+    let f = Fixture::new(&tiny_experiment(
+        "[matrix]\nprecision = [\"fp32\", \"bf16\"]\nbatch_size = [2]\nseq_len = [16]\n",
+    ));
+    let run = f.dir.path().join("run");
+    f.runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    // Somebody edits the stored run: markup and path tricks in every free-text field.
+    let evil = "<script>alert(1)</script>/../../x";
+    let edit = |path: &Path, change: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&read(path)).unwrap();
+        change(&mut v);
+        std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    };
+    edit(&run.join("manifest.json"), &|m| {
+        m["experiment"] = evil.into();
+        m["description"] = evil.into();
+        for c in m["plan"].as_array_mut().unwrap() {
+            c["model"] = evil.into();
+        }
+    });
+    for record in std::fs::read_dir(run.join("cells")).unwrap() {
+        edit(&record.unwrap().path(), &|r| {
+            r["cell"]["model"] = evil.into()
+        });
+    }
+    f.runner().arg("report").arg(&run).assert().success();
+    let html = String::from_utf8(read(&run.join("report.html"))).unwrap();
+    assert!(!html.contains("<script>alert"), "markup got through");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;"),
+        "escaped text shown"
+    );
+    // Nothing was written beside the run directory.
+    let beside: Vec<_> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(beside.len(), 2, "{beside:?}"); // exp.toml and run
+
+    // A record whose cell id would name a path outside the run is refused.
+    let record = std::fs::read_dir(run.join("cells"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    edit(&record, &|r| r["cell"]["id"] = "../../escape".into());
+    let out = f.runner().arg("report").arg(&run).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains(
+            "holds cell id \"../../escape\", which is not this file's name or not a runner cell id (12 hex digits)"
+        ),
+        "{}",
+        stderr_of(&out)
+    );
+}

@@ -427,7 +427,7 @@ pub fn layer_charts(layers: &[crate::analysis::LayerSummary]) -> Result<Vec<Char
         } else {
             vec![("latency", "ms per batch", |r| r.latency_per_loop_ms)]
         };
-        let tag = format!("{model}-b{batch}-s{seq}");
+        let tag = format!("{}-b{batch}-s{seq}", super::file_safe(&model));
         for (what, y_label, metric) in metrics {
             let per_layer: Vec<(String, Vec<Option<f64>>)> = precisions
                 .iter()

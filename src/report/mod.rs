@@ -196,7 +196,7 @@ fn tradeoff_views(summaries: &[CellSummary], chart_dir: &Path) -> Result<Vec<Tra
 }
 
 /// A user-chosen name made safe for a file name: letters, digits, `-`, `_` kept, the rest `_`.
-fn file_safe(name: &str) -> String {
+pub(crate) fn file_safe(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -235,6 +235,13 @@ struct ChartRef {
 impl ChartRef {
     /// Writes the chart's SVG and PNG into `chart_dir`; the reference for the templates.
     fn write(chart: &charts::Chart, chart_dir: &Path) -> Result<Self> {
+        // Chart names hold model names and cell ids: never let one leave the charts folder.
+        anyhow::ensure!(
+            Path::new(&chart.file_name).file_name() == Some(std::ffi::OsStr::new(&chart.file_name))
+                && !chart.file_name.starts_with('.'),
+            "refusing to write chart {:?}: not a plain file name",
+            chart.file_name
+        );
         write_atomic(&chart_dir.join(&chart.file_name), chart.svg.as_bytes())?;
         write_atomic(&chart_dir.join(chart.png_name()), &chart.png)?;
         Ok(Self {

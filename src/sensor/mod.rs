@@ -161,3 +161,58 @@ pub fn select(section: &SensorSection, device: &DeviceInfo) -> Result<Box<dyn En
         }
     }
 }
+
+/// Test hook, compiled into debug builds only: `RUNNER_FAULT_INJECT=sensor-lost-after-windows:N`
+/// makes the sensor fail from window N+1 on, and its health check with it, as an NVML whose GPU
+/// fell off the bus does. The resilience tests drive the real binary with it to show that a lost
+/// sensor fails the cell in progress and ends the sweep with every finished cell kept.
+#[cfg(debug_assertions)]
+pub fn with_fault_injection(sensor: Box<dyn EnergySensor>) -> Box<dyn EnergySensor> {
+    let Ok(spec) = std::env::var("RUNNER_FAULT_INJECT") else {
+        return sensor;
+    };
+    let windows = spec
+        .strip_prefix("sensor-lost-after-windows:")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("RUNNER_FAULT_INJECT={spec}: expected sensor-lost-after-windows:N")
+        });
+    Box::new(LosingSensor {
+        inner: sensor,
+        windows_left: windows,
+        lost: false,
+    })
+}
+
+#[cfg(debug_assertions)]
+struct LosingSensor {
+    inner: Box<dyn EnergySensor>,
+    windows_left: usize,
+    lost: bool,
+}
+
+#[cfg(debug_assertions)]
+impl EnergySensor for LosingSensor {
+    fn info(&self) -> SensorInfo {
+        self.inner.info()
+    }
+    fn start_window(&mut self) -> Result<()> {
+        self.health_check()?;
+        self.inner.start_window()
+    }
+    fn stop_window(&mut self) -> Result<Option<WindowEnergy>> {
+        if self.windows_left == 0 {
+            self.lost = true;
+        }
+        self.health_check()?;
+        self.windows_left -= 1;
+        self.inner.stop_window()
+    }
+    fn health_check(&self) -> Result<()> {
+        anyhow::ensure!(
+            !self.lost,
+            "reading the sensor: GPU is lost (injected fault)"
+        );
+        Ok(())
+    }
+}

@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/gpu_resilience.sh DIR
 #
-# 1. experiments/failure_isolation.toml: batch 16384 at seq 512 cannot fit in GPU memory; its
+# 1. experiments/failure_isolation.toml: batch 131072 at seq 512 cannot fit in GPU memory; its
 #    cell must fail with CUDA's out-of-memory error and the cells after it must be measured.
 # 2. experiments/smoke.toml on CUDA, Ctrl-C (SIGINT) once two cells have records, then --resume.
 # 3. The same with kill -9 once three cells have records, then --resume.
@@ -22,7 +22,7 @@ wait_records() { # DIR N PID: until DIR has N records or PID is gone
 smoke=(experiments/smoke.toml --set device.backend=cuda --set sensor.kind=nvml --set protocol.min_window_s=1.0)
 
 log "1. failure isolation: $(date -u +%FT%TZ)"
-"$runner" experiments/failure_isolation.toml --out "$dir/runs/failure_isolation" >"$dir/failure_isolation.log" 2>&1
+timeout 300 "$runner" experiments/failure_isolation.toml --out "$dir/runs/failure_isolation" >"$dir/failure_isolation.log" 2>&1
 log "exit $? (expected 1); records: $(records "$dir/runs/failure_isolation")"
 
 log "2. Ctrl-C then resume"

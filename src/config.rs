@@ -633,8 +633,8 @@ impl<'a> Origin<'a> {
         }
     }
 
-    /// `file:line:column` of the value at `path` (of its key when `key_itself`), or the longest
-    /// prefix of the path the file has; just `file` when it has none of it.
+    /// `file:line:column` of the value at `path` (of its key when `key_itself`); just `file` when
+    /// the file does not hold that path.
     fn in_file(&self, path: &[String], key_itself: bool) -> String {
         let span = self
             .spans
@@ -652,7 +652,7 @@ fn env_var_name(path: &[&str]) -> String {
 }
 
 /// Byte span of the value (or key) at `path` in a parsed TOML document; array elements are
-/// numeric parts. Stops at the deepest part that exists.
+/// numeric parts. `None` when the file does not hold the path (the value came from elsewhere).
 fn span_of(
     doc: &toml::de::DeTable<'_>,
     path: &[String],
@@ -1192,9 +1192,25 @@ mod tests {
     #[test]
     fn span_location_counts_lines_and_columns_from_one() {
         let text = "a = 1\nb = [\nc";
-        assert_eq!(span_location(text, Some(6..7)), " at line 2, column 1");
-        assert_eq!(span_location(text, Some(10..11)), " at line 2, column 5");
+        assert_eq!(span_location(text, Some(6..7)), ":2:1");
+        assert_eq!(span_location(text, Some(10..11)), ":2:5");
         assert_eq!(span_location(text, None), "");
+    }
+
+    #[test]
+    fn span_of_finds_values_keys_and_array_elements() {
+        let text = "[matrix]\nbatch_size = [1, 20]\n[[matrix.include]]\nseq_len = 64\n";
+        let doc = toml::de::DeTable::parse(text).unwrap();
+        let at = |path: &[&str], key: bool| {
+            let path: Vec<String> = path.iter().map(|p| p.to_string()).collect();
+            span_location(text, span_of(doc.get_ref(), &path, key))
+        };
+        assert_eq!(at(&["matrix", "batch_size", "1"], false), ":2:18");
+        assert_eq!(at(&["matrix", "batch_size"], true), ":2:1");
+        assert_eq!(at(&["matrix", "include", "0", "seq_len"], false), ":4:11");
+        // A path the file lacks stops at its deepest existing part.
+        assert_eq!(at(&["matrix", "nothing"], false), "");
+        assert_eq!(at(&["protocol", "repeats"], false), "");
     }
 
     #[test]

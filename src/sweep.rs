@@ -105,10 +105,16 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         eprintln!("runner: {n}");
         notices.push(n.clone());
     }
-    let sensor = sensor::select(&prepared.exp.config.sensor, &selected.info)?;
-    #[cfg(debug_assertions)]
-    let sensor = sensor::with_fault_injection(sensor);
-    let mut sensor = sensor;
+    let mut sensor =
+        sensor::with_fault_injection(sensor::select(&prepared.exp.config.sensor, &selected.info)?);
+    if let Ok(spec) = std::env::var(sensor::FAULT_INJECT_VAR) {
+        let n = format!(
+            "{}={spec} is set: the sensor will fail on purpose (a test hook; unset it for real measurements)",
+            sensor::FAULT_INJECT_VAR
+        );
+        eprintln!("runner: {n}");
+        notices.push(n);
+    }
     let sensor_info = sensor.info();
     if !sensor_info.measures_energy && selected.notice.is_none() {
         eprintln!("runner: energy not measured: {}", sensor_info.note);
@@ -452,6 +458,35 @@ fn resume_command(opts: &RunOptions, dir: &Path) -> String {
     cmd
 }
 
+/// A failed cell's reason as recorded: the error chain, with what to do for the failures a user
+/// can act on.
+fn failure_reason(cell: &Cell, err: &anyhow::Error) -> String {
+    // candle attaches a captured backtrace to some errors ("   0: <unknown>" lines in a stripped
+    // binary): noise in a record and a report, so only the message is kept.
+    let full = format!("{err:#}");
+    let is_frame = |line: &str| {
+        let t = line.trim_start();
+        t.starts_with("at ")
+            || t.split_once(": ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let text = full
+        .lines()
+        .filter(|l| !is_frame(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string();
+    if text.contains("CUDA_ERROR_OUT_OF_MEMORY") || text.contains("out of memory") {
+        format!(
+            "GPU out of memory at batch {} seq {} ({text}): use a smaller batch_size or seq_len for this cell; the other cells are unaffected",
+            cell.batch_size, cell.seq_len
+        )
+    } else {
+        text
+    }
+}
+
 /// The device still computes and its sensor still reads.
 fn device_health(device: &Device, sensor: &dyn EnergySensor) -> Result<()> {
     let probe = Tensor::ones(4, DType::F32, device)?.sum_all()?;
@@ -593,7 +628,7 @@ fn run_cell(
             Err(e) if crate::interrupt::is_interrupt(&e) => return None,
             Err(e) => {
                 record.status = CellStatus::Failed;
-                record.reason = Some(format!("{e:#}"));
+                record.reason = Some(failure_reason(cell, &e));
             }
         }
     }
@@ -1001,4 +1036,62 @@ fn print_summary(summaries: &[CellSummary]) {
         ]);
     }
     println!("{table}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell() -> Cell {
+        Cell {
+            id: "0123456789ab".into(),
+            model: "m".into(),
+            precision: Precision::Fp16,
+            batch_size: 131072,
+            seq_len: 512,
+            scope: Scope::Model,
+        }
+    }
+
+    #[test]
+    fn out_of_memory_says_which_shape_and_what_to_do() {
+        // The text candle returned on the H100 for batch 131072 x seq 512.
+        let err = anyhow::anyhow!("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")");
+        assert_eq!(
+            failure_reason(&cell(), &err),
+            "GPU out of memory at batch 131072 seq 512 (DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")): use a smaller batch_size or seq_len for this cell; the other cells are unaffected"
+        );
+        let with_backtrace = anyhow::anyhow!(
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")\n   0: <unknown>\n   1: <unknown>\n      at src/x.rs:3\n "
+        );
+        assert_eq!(
+            failure_reason(&cell(), &with_backtrace),
+            failure_reason(&cell(), &err)
+        );
+        let other = anyhow::anyhow!("the logits produced NaN or infinite values");
+        assert_eq!(
+            failure_reason(&cell(), &other),
+            "the logits produced NaN or infinite values"
+        );
+    }
+
+    #[test]
+    fn resume_command_repeats_the_overrides_quoted_for_a_shell() {
+        let opts = RunOptions {
+            file: PathBuf::from("experiments/x.toml"),
+            out: None,
+            overrides: vec![
+                "matrix.batch_size=[8, 16]".into(),
+                "protocol.repeats=5".into(),
+            ],
+            templates: None,
+            results_root: PathBuf::from("results"),
+            resume: false,
+            fail_fast: true,
+        };
+        assert_eq!(
+            resume_command(&opts, Path::new("results/x/20261124T000000Z")),
+            "runner run experiments/x.toml --resume --out results/x/20261124T000000Z --set 'matrix.batch_size=[8, 16]' --set protocol.repeats=5 --fail-fast"
+        );
+    }
 }

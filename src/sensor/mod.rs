@@ -162,13 +162,15 @@ pub fn select(section: &SensorSection, device: &DeviceInfo) -> Result<Box<dyn En
     }
 }
 
-/// Test hook, compiled into debug builds only: `RUNNER_FAULT_INJECT=sensor-lost-after-windows:N`
-/// makes the sensor fail from window N+1 on, and its health check with it, as an NVML whose GPU
-/// fell off the bus does. The resilience tests drive the real binary with it to show that a lost
-/// sensor fails the cell in progress and ends the sweep with every finished cell kept.
-#[cfg(debug_assertions)]
+/// Test hook: `RUNNER_FAULT_INJECT=sensor-lost-after-windows:N` makes the sensor fail from window
+/// N+1 on, and its health check with it, as an NVML whose GPU fell off the bus does. The resilience
+/// tests drive the real (release) binary with it to show that a lost sensor fails the cell in
+/// progress and ends the sweep with every finished cell kept. Never silent: the run says so on the
+/// console and in the manifest's notices.
+pub const FAULT_INJECT_VAR: &str = "RUNNER_FAULT_INJECT";
+
 pub fn with_fault_injection(sensor: Box<dyn EnergySensor>) -> Box<dyn EnergySensor> {
-    let Ok(spec) = std::env::var("RUNNER_FAULT_INJECT") else {
+    let Ok(spec) = std::env::var(FAULT_INJECT_VAR) else {
         return sensor;
     };
     let windows = spec
@@ -184,14 +186,12 @@ pub fn with_fault_injection(sensor: Box<dyn EnergySensor>) -> Box<dyn EnergySens
     })
 }
 
-#[cfg(debug_assertions)]
 struct LosingSensor {
     inner: Box<dyn EnergySensor>,
     windows_left: usize,
     lost: bool,
 }
 
-#[cfg(debug_assertions)]
 impl EnergySensor for LosingSensor {
     fn info(&self) -> SensorInfo {
         self.inner.info()

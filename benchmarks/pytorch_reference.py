@@ -22,6 +22,8 @@ ap.add_argument("--precisions", default="fp32,fp16,bf16")
 ap.add_argument("--seq-len", type=int, default=128)
 ap.add_argument("--window-s", type=float, default=3.0)
 ap.add_argument("--latency-loops", type=int, default=100)
+ap.add_argument("--compile-precisions", default="",
+                help="also measure torch.compile (default mode) in these precisions, e.g. fp16")
 args = ap.parse_args()
 
 nv.nvmlInit()
@@ -55,37 +57,50 @@ emit({"kind": "setup", "torch": torch.__version__, "transformers": transformers.
       "attn_impl": getattr(base.config, "_attn_implementation", None)})
 dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
-for precision in args.precisions.split(","):
+def measure(kind, precision, model, batch):
+    ids = torch.randint(0, cfg.vocab_size, (batch, args.seq_len), device=dev)
+    mask = torch.ones(batch, args.seq_len, dtype=torch.long, device=dev)
+    run = lambda: model(input_ids=ids, attention_mask=mask).logits
+    with torch.inference_mode():
+        t = time.perf_counter()
+        run()  # the first call compiles under torch.compile
+        torch.cuda.synchronize()
+        first_s = time.perf_counter() - t
+        for _ in range(10):
+            run()
+        torch.cuda.synchronize()
+        lat = []
+        for _ in range(args.latency_loops):
+            t = time.perf_counter()
+            run()
+            torch.cuda.synchronize()
+            lat.append((time.perf_counter() - t) * 1e3)
+        lat.sort()
+        e0 = wait_tick()
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < args.window_s:
+            run()
+            torch.cuda.synchronize()
+            n += 1
+        secs = time.perf_counter() - t0
+        e1 = energy_mj()
+    emit({"kind": kind, "precision": precision, "batch_size": batch, "seq_len": args.seq_len,
+          "first_call_s": first_s,
+          "latency_ms_median": lat[len(lat) // 2], "latency_ms_p10": lat[len(lat) // 10],
+          "latency_ms_p90": lat[(9 * len(lat)) // 10], "window_s": secs, "window_loops": n,
+          "energy_per_inference_mj": (e1 - e0) / (n * batch), "avg_power_w": (e1 - e0) / 1e3 / secs})
+
+
+plans = [("torch_eager", p) for p in args.precisions.split(",")]
+plans += [("torch_compile", p) for p in args.compile_precisions.split(",") if p]
+for kind, precision in plans:
     model = DistilBertForSequenceClassification(cfg).eval()
     model.load_state_dict(base.state_dict())
     model = model.to(dev, dtypes[precision])
+    if kind == "torch_compile":
+        model = torch.compile(model)
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
-        ids = torch.randint(0, cfg.vocab_size, (batch, args.seq_len), device=dev)
-        mask = torch.ones(batch, args.seq_len, dtype=torch.long, device=dev)
-        run = lambda: model(input_ids=ids, attention_mask=mask).logits
-        with torch.inference_mode():
-            for _ in range(10):
-                run()
-            torch.cuda.synchronize()
-            lat = []
-            for _ in range(args.latency_loops):
-                t = time.perf_counter()
-                run()
-                torch.cuda.synchronize()
-                lat.append((time.perf_counter() - t) * 1e3)
-            lat.sort()
-            e0 = wait_tick()
-            t0, n = time.perf_counter(), 0
-            while time.perf_counter() - t0 < args.window_s:
-                run()
-                torch.cuda.synchronize()
-                n += 1
-            secs = time.perf_counter() - t0
-            e1 = energy_mj()
-        emit({"kind": "torch_eager", "precision": precision, "batch_size": batch, "seq_len": args.seq_len,
-              "latency_ms_median": lat[len(lat) // 2], "latency_ms_p10": lat[len(lat) // 10],
-              "latency_ms_p90": lat[(9 * len(lat)) // 10], "window_s": secs, "window_loops": n,
-              "energy_per_inference_mj": (e1 - e0) / (n * batch), "avg_power_w": (e1 - e0) / 1e3 / secs})
+        measure(kind, precision, model, batch)
     del model
     torch.cuda.empty_cache()
 emit({"kind": "done"})

@@ -682,6 +682,7 @@ mod tests {
             status: CellStatus::Ok,
             reason: None,
             precision_executed: Some("fp16".into()),
+            implementation: None,
             device: crate::device::DeviceInfo {
                 backend: "cuda".into(),
                 ordinal: Some(0),

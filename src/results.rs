@@ -37,6 +37,9 @@ pub struct CellRecord {
     pub reason: Option<String>,
     /// The precision that really executed, read back from the loaded weights.
     pub precision_executed: Option<String>,
+    /// Which implementation ran each part of the model (attention, linear, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<BTreeMap<String, String>>,
     pub device: DeviceInfo,
     pub sensor: SensorInfo,
     pub protocol: ProtocolSection,
@@ -164,6 +167,13 @@ pub struct Session {
     /// `completed`, `interrupted`, `stopped at the first failure (--fail-fast)`, `device lost`;
     /// `None` while running or after a crash.
     pub outcome: Option<String>,
+    /// Wall time of the session, start to last report, and the part of it the measurement
+    /// protocol took (idle baseline, warm-up, stabilization, windows, cool-down): their ratio is
+    /// the runner's overhead.
+    #[serde(default)]
+    pub wall_s: Option<f64>,
+    #[serde(default)]
+    pub protocol_s: Option<f64>,
 }
 
 impl Session {
@@ -176,6 +186,8 @@ impl Session {
             cells_already_recorded,
             idle_baseline: None,
             outcome: None,
+            wall_s: None,
+            protocol_s: None,
         }
     }
 }
@@ -560,22 +572,39 @@ fn check_schema(version: u32, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Write to a temporary file in the same folder, fsync, then rename: a reader (or a crash) never
-/// sees a half-written file.
+/// Write to a temporary file in the same folder, fsync, then rename and fsync the folder: a reader
+/// (or a crash, even of the machine) never sees a half-written file. For measurements: records,
+/// traces, the manifest.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_rename(path, bytes, true)
+}
+
+/// Write to a temporary file, then rename, without fsync: a reader or a killed runner never sees a
+/// half-written file, but a power loss may lose it. For what `runner report` can rebuild from the
+/// records (charts, CSV summaries, reports): a thousand-cell report writes over 2,000 files, and
+/// fsyncing each took half its time.
+pub fn write_derived(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_rename(path, bytes, false)
+}
+
+fn write_via_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir, path)?;
     tmp.1.write_all(bytes)?;
-    tmp.1.sync_all()?;
+    if durable {
+        tmp.1.sync_all()?;
+    }
     drop(tmp.1);
     std::fs::rename(&tmp.0, path)
         .with_context(|| format!("renaming {} to {}", tmp.0.display(), path.display()))?;
     // The rename itself is durable only once the folder's entry is on disk (a crash right after
     // could otherwise lose a finished cell's record).
     #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
+    if durable {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+    }
     Ok(())
 }
 

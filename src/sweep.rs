@@ -98,6 +98,11 @@ enum Stop {
 /// Runs an experiment; returns the exit code (0 all cells succeeded, 1 some failed, 130
 /// interrupted).
 pub fn run(opts: &RunOptions) -> Result<u8> {
+    // Everything from here to the last report counts as wall time; only the protocol's own
+    // waiting and measuring (idle baseline, warm-up, stabilization, windows, cool-down) does not
+    // count as the runner's overhead.
+    let started = std::time::Instant::now();
+    let mut protocol_time = ProtocolTime::default();
     let prepared = prepare(opts)?;
     let selected = device::select(&prepared.exp.config.device)?;
     let mut notices = Vec::new();
@@ -155,6 +160,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             "runner: idle baseline: {} s settling, then {} s of idle power",
             protocol.idle_settle_s, protocol.idle_baseline_s
         );
+        let idle_started = std::time::Instant::now();
         let idle = measure::measure_idle(
             sensor.as_mut(),
             &RealClock::default(),
@@ -162,6 +168,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             protocol.idle_baseline_s,
         )
         .context("measuring the idle baseline")?;
+        protocol_time.idle_s += idle_started.elapsed().as_secs_f64();
         if let Some(idle) = &idle {
             eprintln!(
                 "runner: idle power {:.1} W ({} counter updates over {:.1} s)",
@@ -288,7 +295,10 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             // Whatever the failed cell left cached (e.g. after running out of memory) goes.
             store = ModelStore::default();
         }
+        protocol_time.add_cell(records.last().expect("just pushed"), protocol);
+        let cooldown_started = std::time::Instant::now();
         RealClock::default().sleep_s(protocol.cooldown_s);
+        protocol_time.cooldown_s += cooldown_started.elapsed().as_secs_f64();
     }
     progress.finish_and_clear();
     if stop.is_none() && crate::interrupt::requested() {
@@ -316,6 +326,13 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         report::render_records(&run_dir, &prepared.templates, &manifest, &records)?;
     print_summary(&summaries);
     print_written(&written);
+    let wall_s = started.elapsed().as_secs_f64();
+    eprintln!("runner: {}", protocol_time.describe(wall_s));
+    if let Some(session) = manifest.sessions.last_mut() {
+        session.wall_s = Some(wall_s);
+        session.protocol_s = Some(protocol_time.total_s());
+    }
+    run_dir.write_manifest(&manifest)?;
     list_unsuccessful(&summaries);
 
     let resume_hint = || {
@@ -487,6 +504,52 @@ fn failure_reason(cell: &Cell, err: &anyhow::Error) -> String {
     }
 }
 
+/// Time the measurement protocol itself took in this session, as configured: what a sweep's wall
+/// time is compared against to give the runner's overhead (model loading, tokenizing, fidelity and
+/// probe passes, the sampler check, writing records and reports all count as overhead).
+#[derive(Debug, Default)]
+struct ProtocolTime {
+    idle_s: f64,
+    warmup_s: f64,
+    stabilize_s: f64,
+    windows_s: f64,
+    cooldown_s: f64,
+}
+
+impl ProtocolTime {
+    fn add_cell(&mut self, record: &CellRecord, protocol: &ProtocolSection) {
+        let mut add = |warmup: &Option<crate::measure::WarmupRecord>,
+                       windows: &[crate::measure::WindowRecord]| {
+            if let Some(w) = warmup {
+                self.warmup_s += w.duration_s;
+                self.stabilize_s += protocol.stabilize_s;
+            }
+            self.windows_s += windows.iter().map(|w| w.duration_s).sum::<f64>();
+        };
+        add(&record.warmup, &record.windows);
+        for layer in &record.layers {
+            add(&Some(layer.warmup.clone()), &layer.windows);
+        }
+    }
+
+    fn total_s(&self) -> f64 {
+        self.idle_s + self.warmup_s + self.stabilize_s + self.windows_s + self.cooldown_s
+    }
+
+    fn describe(&self, wall_s: f64) -> String {
+        let total = self.total_s();
+        let ratio = if total > 0.0 {
+            format!("{:.2}x", wall_s / total)
+        } else {
+            "n/a (nothing measured)".to_string()
+        };
+        format!(
+            "wall time {wall_s:.1} s; measurement protocol {total:.1} s (windows {:.1} s, warm-up {:.1} s, stabilization {:.1} s, idle baseline {:.1} s, cool-down {:.1} s); wall / protocol = {ratio}",
+            self.windows_s, self.warmup_s, self.stabilize_s, self.idle_s, self.cooldown_s
+        )
+    }
+}
+
 /// The device still computes and its sensor still reads.
 fn device_health(device: &Device, sensor: &dyn EnergySensor) -> Result<()> {
     let probe = Tensor::ones(4, DType::F32, device)?.sum_all()?;
@@ -585,6 +648,7 @@ fn run_cell(
         status: CellStatus::Ok,
         reason: None,
         precision_executed: None,
+        implementation: None,
         device: selected.info.clone(),
         sensor: sensor_info.clone(),
         protocol: prepared.exp.config.protocol.clone(),
@@ -672,6 +736,7 @@ fn measure_cell(
         None => store.load(spec, cell.precision, device)?,
     };
     record.precision_executed = Some(model.executed_precision());
+    record.implementation = Some(model.implementation());
     record.truncated_examples = Some(set.truncated);
     let clock = RealClock::default();
     let protocol = &prepared.exp.config.protocol;

@@ -61,6 +61,15 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
         assert_eq!(record["schema_version"], 1);
         assert_eq!(record["status"], "ok");
         assert_eq!(record["precision_executed"], cell["precision"]);
+        // Which kernels ran, named per part of the model.
+        assert_eq!(
+            record["implementation"]["attention"],
+            "Q, K, V in one GEMM (gemm crate, query pre-scaled); QK^T and PV as batched GEMMs (gemm crate); mask add + softmax in f32 (candle CPU); no fused attention kernel"
+        );
+        assert_eq!(
+            record["implementation"]["linear"],
+            "candle matmul (gemm crate) + bias add"
+        );
         assert_eq!(record["sensor"]["measures_energy"], false);
         let windows = record["windows"].as_array().unwrap();
         assert_eq!(windows.len(), 3);
@@ -129,6 +138,14 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     assert!(html.contains("Fidelity against fp32"));
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
     assert!(md.contains("![Latency per batch (median, ms)](charts/latency.png)"));
+    assert!(
+        md.contains("## What ran\n\n| cells | activation | attention | layer_norm | linear |\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| tiny fp32, tiny bf16 | erf GELU (candle kernel) |"),
+        "{md}"
+    );
     // PNG beside the Markdown (fonts are bundled, so this works on any machine).
     let png = read(&run.join("charts/latency.png"));
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

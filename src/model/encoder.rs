@@ -9,6 +9,8 @@
 //! and BERT share the block structure (post-norm attention + FFN); they differ in tensor names,
 //! BERT's segment embeddings, and the head.
 
+use std::collections::BTreeMap;
+
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
@@ -75,7 +77,7 @@ impl Linear {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Linear::Float(l) => l.forward(x),
+            Linear::Float(l) => linear_2d(l, x),
             // QMatMul wants contiguous inputs on every backend (padding makes a contiguous copy).
             Linear::Quantized { weight, bias, pad } => {
                 let x = if *pad > 0 {
@@ -196,6 +198,10 @@ struct TransformerBlock {
     q_lin: Linear,
     k_lin: Linear,
     v_lin: Linear,
+    /// Query, key and value in one GEMM (weights concatenated, the query's scaled by
+    /// 1/sqrt(head_dim) at load): one launch and one head-splitting copy instead of three each.
+    /// Float linears only; quantized ones keep their three QMatMuls.
+    qkv: Option<candle_nn::Linear>,
     out_lin: Linear,
     sa_layer_norm: LayerNorm,
     lin1: Linear,
@@ -209,10 +215,15 @@ impl TransformerBlock {
     fn load(vb: VarBuilder, p: &Preset, names: &Names, numerics: Numerics) -> Result<Self> {
         let (d, h) = (p.dim, p.hidden_dim);
         let eps = p.layer_norm_eps;
+        let q_lin = Linear::load(d, d, vb.pp(names.query), numerics)?;
+        let k_lin = Linear::load(d, d, vb.pp(names.key), numerics)?;
+        let v_lin = Linear::load(d, d, vb.pp(names.value), numerics)?;
+        let qkv = fuse_qkv(&q_lin, &k_lin, &v_lin, 1.0 / (p.head_dim() as f64).sqrt())?;
         Ok(Self {
-            q_lin: Linear::load(d, d, vb.pp(names.query), numerics)?,
-            k_lin: Linear::load(d, d, vb.pp(names.key), numerics)?,
-            v_lin: Linear::load(d, d, vb.pp(names.value), numerics)?,
+            q_lin,
+            k_lin,
+            v_lin,
+            qkv,
             out_lin: Linear::load(d, d, vb.pp(names.attention_out), numerics)?,
             sa_layer_norm: layer_norm(d, eps, vb.pp(names.sa_layer_norm))?,
             lin1: Linear::load(d, h, vb.pp(names.ffn_in), numerics)?,
@@ -233,16 +244,34 @@ impl TransformerBlock {
 
     fn attention(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
         let (b, s, dim) = x.dims3()?;
-        let q = self.split_heads(&self.q_lin.forward(x)?)?;
-        let k = self.split_heads(&self.k_lin.forward(x)?)?;
-        let v = self.split_heads(&self.v_lin.forward(x)?)?;
-        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
+        let (q, k, v) = match &self.qkv {
+            Some(qkv) => {
+                // (b, s, 3*dim) -> (3, b, heads, s, head_dim): one contiguous copy for all three.
+                let heads = linear_2d(qkv, x)?
+                    .reshape((b, s, 3, self.n_heads, self.head_dim))?
+                    .permute((2, 0, 3, 1, 4))?
+                    .contiguous()?;
+                (heads.i(0)?, heads.i(1)?, heads.i(2)?)
+            }
+            None => {
+                let q = self.split_heads(&self.q_lin.forward(x)?)?;
+                let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
+                let k = self.split_heads(&self.k_lin.forward(x)?)?;
+                (q, k, self.split_heads(&self.v_lin.forward(x)?)?)
+            }
+        };
         let scores = q.matmul(&k.t()?)?;
-        // Softmax in f32 whatever the model's dtype (f16 sums of exponentials lose precision),
-        // then back to the model's dtype for the second matmul.
         let dtype = scores.dtype();
-        let scores = scores.to_dtype(DType::F32)?.broadcast_add(additive_mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        let probs = if x.device().is_cuda() {
+            // candle's CUDA softmax accumulates in f32 whatever its input's dtype, so the scores
+            // stay in the model's dtype: no casts (two kernels and two copies per block saved).
+            let mask = additive_mask.to_dtype(dtype)?;
+            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?
+        } else {
+            // The CPU softmax would sum f16 exponentials in f16: compute it in f32.
+            let scores = scores.to_dtype(DType::F32)?.broadcast_add(additive_mask)?;
+            candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?
+        };
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, dim))?;
         self.out_lin.forward(&context)
     }
@@ -329,6 +358,38 @@ pub struct CapturedUnit {
     pub input: Tensor,
     /// The mask (attention, blocks), the residual (layer norms), or nothing.
     pub other: Option<Tensor>,
+}
+
+/// A float linear layer on (batch, seq, in) as one (batch*seq, in) x (in, out) GEMM: candle's
+/// `Linear` turns a 3-D input into a batched matmul against the broadcast weight, one small GEMM per
+/// sequence, which keeps cuBLAS far from the tensor cores' throughput at large batches.
+fn linear_2d(l: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
+    match x.dims() {
+        &[b, s, d] => l.forward(&x.reshape((b * s, d))?)?.reshape((b, s, ())),
+        _ => l.forward(x),
+    }
+}
+
+/// The fused query/key/value projection (see `TransformerBlock::qkv`); `None` unless all three are
+/// float linears with biases.
+fn fuse_qkv(
+    q: &Linear,
+    k: &Linear,
+    v: &Linear,
+    query_scale: f64,
+) -> Result<Option<candle_nn::Linear>> {
+    let (Linear::Float(q), Linear::Float(k), Linear::Float(v)) = (q, k, v) else {
+        return Ok(None);
+    };
+    let (Some(qb), Some(kb), Some(vb)) = (q.bias(), k.bias(), v.bias()) else {
+        return Ok(None);
+    };
+    let dtype = q.weight().dtype();
+    // Scaled in f32, rounded once to the model's dtype (exact for head_dim 64: 1/8).
+    let scaled = |t: &Tensor| (t.to_dtype(DType::F32)? * query_scale)?.to_dtype(dtype);
+    let weight = Tensor::cat(&[&scaled(q.weight())?, k.weight(), v.weight()], 0)?;
+    let bias = Tensor::cat(&[&scaled(qb)?, kb, vb], 0)?;
+    Ok(Some(candle_nn::Linear::new(weight, Some(bias))))
 }
 
 fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
@@ -473,6 +534,53 @@ impl Encoder {
             Some(q) => format!("{} linears (QMatMul) + {float}", ggml_name(q)),
             None => float.to_string(),
         }
+    }
+
+    /// Which implementation ran each part of the forward pass, for the record: numbers from
+    /// different kernels must not be compared as if they were one thing.
+    pub fn implementation(&self) -> BTreeMap<String, String> {
+        let cuda = self.device.is_cuda();
+        let dtype = self
+            .linears()
+            .next()
+            .map(|l| crate::sweep::dtype_name(l.float_dtype()))
+            .unwrap_or("fp32");
+        let matmul = if cuda { "cuBLAS" } else { "gemm crate" };
+        let fused = self.blocks.iter().all(|b| b.qkv.is_some());
+        let projections = if fused {
+            format!("Q, K, V in one GEMM ({matmul}, query pre-scaled)")
+        } else {
+            "Q, K, V as three linears".to_string()
+        };
+        let softmax = if cuda {
+            format!("mask add + softmax in {dtype} (candle kernels, f32 accumulation)")
+        } else {
+            "mask add + softmax in f32 (candle CPU)".to_string()
+        };
+        let linear = match self.linears().next().and_then(|l| l.quant_format()) {
+            Some(q) => format!(
+                "GGML {} QMatMul{} + bias add",
+                ggml_name(q),
+                if cuda {
+                    " (MMQ int8 tensor-core kernels)"
+                } else {
+                    ""
+                }
+            ),
+            None => format!("candle matmul ({matmul}) + bias add"),
+        };
+        [
+            (
+                "attention",
+                format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}; no fused attention kernel"),
+            ),
+            ("linear", linear),
+            ("layer_norm", "candle-nn fused layer_norm kernel".to_string()),
+            ("activation", "erf GELU (candle kernel)".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 
     fn linears(&self) -> impl Iterator<Item = &Linear> {

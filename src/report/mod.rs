@@ -6,6 +6,7 @@
 
 pub mod charts;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +14,7 @@ use minijinja::{context, Environment, Value};
 use serde::Serialize;
 
 use crate::analysis::{layer_summaries, summarize_all, CellSummary, LayerSummary};
-use crate::results::{write_atomic, CellRecord, CellStatus, Manifest, RunDir};
+use crate::results::{write_derived, CellRecord, CellStatus, Manifest, RunDir};
 
 pub const HTML_TEMPLATE: &str = "report.html.j2";
 pub const MD_TEMPLATE: &str = "report.md.j2";
@@ -93,6 +94,36 @@ struct ReportContext<'a> {
     baseline: String,
     /// Cost against quality, per model and sequence length, with the Pareto front.
     tradeoffs: Vec<TradeoffView>,
+    /// Each distinct set of kernels that ran, with the cells that ran it.
+    implementations: Vec<ImplementationView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ImplementationView {
+    /// `model precision`, one entry per distinct pair that ran these kernels.
+    used_by: Vec<String>,
+    parts: BTreeMap<String, String>,
+}
+
+/// Groups the records by the implementation they recorded (records from before it was recorded
+/// have none and are left out).
+fn implementation_views(records: &[CellRecord]) -> Vec<ImplementationView> {
+    let mut views: Vec<ImplementationView> = Vec::new();
+    for r in records {
+        let Some(parts) = &r.implementation else {
+            continue;
+        };
+        let who = format!("{} {}", r.cell.model, r.cell.precision.name());
+        match views.iter_mut().find(|v| &v.parts == parts) {
+            Some(v) if !v.used_by.contains(&who) => v.used_by.push(who),
+            Some(_) => {}
+            None => views.push(ImplementationView {
+                used_by: vec![who],
+                parts: parts.clone(),
+            }),
+        }
+    }
+    views
 }
 
 #[derive(Debug, Serialize)]
@@ -242,8 +273,8 @@ impl ChartRef {
             "refusing to write chart {:?}: not a plain file name",
             chart.file_name
         );
-        write_atomic(&chart_dir.join(&chart.file_name), chart.svg.as_bytes())?;
-        write_atomic(&chart_dir.join(chart.png_name()), &chart.png)?;
+        write_derived(&chart_dir.join(&chart.file_name), chart.svg.as_bytes())?;
+        write_derived(&chart_dir.join(chart.png_name()), &chart.png)?;
         Ok(Self {
             title: chart.title.clone(),
             file_name: format!("charts/{}", chart.file_name),
@@ -305,12 +336,12 @@ pub fn render_records(
     }
 
     let summary_csv = run.path.join("summary.csv");
-    write_atomic(&summary_csv, &summary_csv_bytes(&summaries)?)?;
+    write_derived(&summary_csv, &summary_csv_bytes(&summaries)?)?;
     let layers = layer_summaries(records, baseline);
     let per_layer_csv = run.path.join("per_layer.csv");
     let mut layer_charts = Vec::new();
     if !layers.is_empty() {
-        write_atomic(&per_layer_csv, &per_layer_csv_bytes(&layers, &summaries)?)?;
+        write_derived(&per_layer_csv, &per_layer_csv_bytes(&layers, &summaries)?)?;
         for chart in charts::layer_charts(&layers)? {
             layer_charts.push(ChartRef::write(&chart, &chart_dir)?);
         }
@@ -355,6 +386,7 @@ pub fn render_records(
         layer_charts,
         baseline: baseline.name().to_string(),
         tradeoffs: tradeoff_views(&summaries, &chart_dir)?,
+        implementations: implementation_views(records),
     };
 
     let env = templates.environment()?;
@@ -372,7 +404,7 @@ pub fn render_records(
             .and_then(|t| t.render(context! { r => &ctx }))
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .with_context(|| format!("rendering {template}"))?;
-        write_atomic(path, text.as_bytes())?;
+        write_derived(path, text.as_bytes())?;
     }
     Ok((written, summaries))
 }

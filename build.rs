@@ -16,6 +16,9 @@ const RECORDED: [&str; 9] = [
 fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
     record_git_commit();
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        compile_kernels();
+    }
     let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
     let mut pairs = Vec::new();
     let mut name: Option<String> = None;
@@ -62,4 +65,26 @@ fn record_git_commit() {
         None => "unknown".to_string(),
     };
     println!("cargo:rustc-env=RUNNER_BUILD_COMMIT={commit}");
+}
+
+/// The runner's CUDA kernels (src/kernels/*.cu) to PTX with nvcc, for the GPU generation in
+/// CUDA_COMPUTE_CAP (default 90, as candle's kernels); embedded in the binary, JIT-compiled by the
+/// driver on first use. Only for the "cuda" feature, whose build needs nvcc anyway.
+fn compile_kernels() {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_string());
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    const KERNELS: &[&str] = &["bias_act"];
+    for name in KERNELS {
+        let src = format!("src/kernels/{name}.cu");
+        println!("cargo:rerun-if-changed={src}");
+        let status = std::process::Command::new("nvcc")
+            .args(["--ptx", "-O3", &format!("-arch=compute_{cap}"), &src, "-o"])
+            .arg(out.join(format!("{name}.ptx")))
+            .status()
+            .expect(
+                "running nvcc (the cuda feature needs the CUDA toolkit: scripts/build-cuda.sh)",
+            );
+        assert!(status.success(), "nvcc failed on {src}");
+    }
 }

@@ -75,9 +75,17 @@ impl Linear {
         })
     }
 
+    /// The layer, then erf GELU: fused with the bias add on CUDA.
+    fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::Float(l) => linear_2d(l, x, true),
+            Linear::Quantized { .. } => self.forward(x)?.gelu_erf(),
+        }
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Linear::Float(l) => linear_2d(l, x),
+            Linear::Float(l) => linear_2d(l, x, false),
             // QMatMul wants contiguous inputs on every backend (padding makes a contiguous copy).
             Linear::Quantized { weight, bias, pad } => {
                 let x = if *pad > 0 {
@@ -247,7 +255,7 @@ impl TransformerBlock {
         let (q, k, v) = match &self.qkv {
             Some(qkv) => {
                 // (b, s, 3*dim) -> (3, b, heads, s, head_dim): one contiguous copy for all three.
-                let heads = linear_2d(qkv, x)?
+                let heads = linear_2d(qkv, x, false)?
                     .reshape((b, s, 3, self.n_heads, self.head_dim))?
                     .permute((2, 0, 3, 1, 4))?
                     .contiguous()?;
@@ -282,7 +290,7 @@ impl TransformerBlock {
         match c {
             Component::Attention => self.attention(input, other),
             Component::SaLayerNorm => self.sa_layer_norm.forward(&(input + other)?),
-            Component::Ffn => self.lin2.forward(&self.lin1.forward(input)?.gelu_erf()?),
+            Component::Ffn => self.lin2.forward(&self.lin1.forward_gelu(input)?),
             Component::OutputLayerNorm => self.output_layer_norm.forward(&(input + other)?),
         }
     }
@@ -363,10 +371,27 @@ pub struct CapturedUnit {
 /// A float linear layer on (batch, seq, in) as one (batch*seq, in) x (in, out) GEMM: candle's
 /// `Linear` turns a 3-D input into a batched matmul against the broadcast weight, one small GEMM per
 /// sequence, which keeps cuBLAS far from the tensor cores' throughput at large batches.
-fn linear_2d(l: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
+/// On CUDA the bias add (and the GELU after it, when `gelu`) is one kernel of the runner's
+/// (`fused::bias_act`): candle's broadcast add cost three times the GEMM.
+fn linear_2d(l: &candle_nn::Linear, x: &Tensor, gelu: bool) -> Result<Tensor> {
+    let run = |x: &Tensor| -> Result<Tensor> {
+        match l.bias() {
+            Some(bias) if super::fused::fused_on(x.device()) => {
+                super::fused::bias_act(&x.matmul(&l.weight().t()?)?, bias, gelu)
+            }
+            _ => {
+                let y = l.forward(x)?;
+                if gelu {
+                    y.gelu_erf()
+                } else {
+                    Ok(y)
+                }
+            }
+        }
+    };
     match x.dims() {
-        &[b, s, d] => l.forward(&x.reshape((b * s, d))?)?.reshape((b, s, ())),
-        _ => l.forward(x),
+        &[b, s, d] => run(&x.reshape((b * s, d))?)?.reshape((b, s, ())),
+        _ => run(x),
     }
 }
 
@@ -567,7 +592,21 @@ impl Encoder {
                     ""
                 }
             ),
+            None if super::fused::fused_on(&self.device) => {
+                format!("candle matmul ({matmul}), then the runner's fused bias(+GELU) kernel")
+            }
             None => format!("candle matmul ({matmul}) + bias add"),
+        };
+        let activation = if super::fused::fused_on(&self.device)
+            && self
+                .linears()
+                .next()
+                .and_then(|l| l.quant_format())
+                .is_none()
+        {
+            "erf GELU fused with the FFN's bias add (runner kernel)"
+        } else {
+            "erf GELU (candle kernel)"
         };
         [
             (
@@ -576,7 +615,7 @@ impl Encoder {
             ),
             ("linear", linear),
             ("layer_norm", "candle-nn fused layer_norm kernel".to_string()),
-            ("activation", "erf GELU (candle kernel)".to_string()),
+            ("activation", activation.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -1,6 +1,7 @@
 //! Models with per-layer access, their weights, and the precisions they run in.
 
 pub mod encoder;
+pub mod fused;
 pub mod preset;
 pub mod weights;
 

@@ -1,0 +1,97 @@
+//! Checks the runner's fused CUDA kernels against the plain candle path they replace, on fresh
+//! random inputs, in f32, f16 and bf16, at DistilBERT's shapes and at awkward ones (a row count
+//! beyond one grid dimension, widths that are no multiple of the block). Exits non-zero on any
+//! failure; NaN or infinity never passes. Also times both paths.
+//!
+//!     cargo run --release --features cuda --example kernel_check
+
+use candle_core::{DType, Device, Result, Tensor};
+use runner::model::fused::{bias_act, plain_bias_act};
+
+/// Largest |a - b| / max(|b|, 1) and whether every value of both is finite.
+fn compare(a: &Tensor, b: &Tensor) -> Result<(f32, bool)> {
+    let a: Vec<f32> = a.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let b: Vec<f32> = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let finite = a.iter().chain(&b).all(|v| v.is_finite());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+        .fold(0f32, f32::max);
+    Ok((worst, finite))
+}
+
+fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
+    for _ in 0..3 {
+        f()?;
+    }
+    device.synchronize()?;
+    let mut t = Vec::new();
+    for _ in 0..30 {
+        let s = std::time::Instant::now();
+        f()?;
+        device.synchronize()?;
+        t.push(s.elapsed().as_secs_f64() * 1e6);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+fn main() -> Result<()> {
+    let device = Device::new_cuda(0)?;
+    // Both paths compute in f32 and round once, except candle's GELU on a rounded sum: allow one
+    // rounding step of the storage type (and a little for erf's implementations).
+    let bound = |d: DType| match d {
+        DType::F32 => 1e-5,
+        DType::F16 => 2e-3,
+        _ => 1.6e-2,
+    };
+    let shapes = [
+        (128, 768),
+        (2048, 3072),
+        (8192, 3072),
+        (8192, 2304),
+        (70_000, 7),
+        (3, 5),
+    ];
+    let mut failures = 0;
+    println!(
+        "{:<6} {:>7} {:>5} {:>5} {:>11} {:>9} {:>10} {:>10} result",
+        "dtype", "rows", "cols", "gelu", "max rel err", "bound", "fused us", "plain us"
+    );
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        for &(rows, cols) in &shapes {
+            for gelu in [false, true] {
+                let x = (Tensor::randn(0f32, 3.0, (rows, cols), &device)?).to_dtype(dtype)?;
+                let b = Tensor::randn(0f32, 1.0, cols, &device)?.to_dtype(dtype)?;
+                let fused = bias_act(&x, &b, gelu)?;
+                let plain = plain_bias_act(&x, &b, gelu)?;
+                let (err, finite) = compare(&fused, &plain)?;
+                let ok = finite && err <= bound(dtype);
+                failures += usize::from(!ok);
+                let tf = time_us(&device, || bias_act(&x, &b, gelu))?;
+                let tp = time_us(&device, || plain_bias_act(&x, &b, gelu))?;
+                println!(
+                    "{:<6} {rows:>7} {cols:>5} {gelu:>5} {err:>11.2e} {:>9.1e} {tf:>10.1} {tp:>10.1} {}",
+                    format!("{dtype:?}"),
+                    bound(dtype),
+                    if ok { "ok" } else { "FAILED" }
+                );
+            }
+        }
+    }
+    // The checker itself: a NaN in the input must not pass.
+    let mut v = vec![0.5f32; 4 * 8];
+    v[5] = f32::NAN;
+    let x = Tensor::from_vec(v, (4, 8), &device)?;
+    let b = Tensor::zeros(8, DType::F32, &device)?;
+    let (_, finite) = compare(&bias_act(&x, &b, true)?, &plain_bias_act(&x, &b, true)?)?;
+    println!("a NaN input is caught by the check: {}", !finite);
+    failures += usize::from(finite);
+    if failures > 0 {
+        eprintln!("{failures} check(s) failed");
+        std::process::exit(1);
+    }
+    println!("all checks passed");
+    Ok(())
+}

@@ -1,4 +1,5 @@
-//! Checks the runner's fused CUDA kernels against the plain candle path they replace, on fresh
+//! Checks the runner's fused CUDA kernels (bias + GELU, mask + softmax) against the plain candle
+//! path they replace, on fresh
 //! random inputs, in f32, f16 and bf16, at DistilBERT's shapes and at awkward ones (a row count
 //! beyond one grid dimension, widths that are no multiple of the block). Exits non-zero on any
 //! failure; NaN or infinity never passes. Also times both paths.
@@ -6,7 +7,7 @@
 //!     cargo run --release --features cuda --example kernel_check
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::model::fused::{bias_act, plain_bias_act};
+use runner::model::fused::{bias_act, masked_softmax, plain_bias_act, plain_masked_softmax};
 
 /// Largest |a - b| / max(|b|, 1) and whether every value of both is finite.
 fn compare(a: &Tensor, b: &Tensor) -> Result<(f32, bool)> {
@@ -80,6 +81,52 @@ fn main() -> Result<()> {
             }
         }
     }
+    // Mask add + softmax: padded keys masked with f32's lowest value, as the encoder's mask.
+    println!();
+    println!(
+        "{:<6} {:>16} {:>11} {:>9} {:>10} {:>10} result",
+        "dtype", "scores", "max abs err", "bound", "fused us", "plain us"
+    );
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        for &(b, h, q, k) in &[
+            (1, 12, 128, 128),
+            (16, 12, 128, 128),
+            (64, 12, 128, 128),
+            (2, 3, 5, 37),
+        ] {
+            let scores = (Tensor::randn(0f32, 4.0, (b, h, q, k), &device)?).to_dtype(dtype)?;
+            // Sequence i keeps its first k - 7 * i keys (at least one).
+            let keep: Vec<f32> = (0..b * k)
+                .map(|j| {
+                    if j % k < k.saturating_sub(7 * (j / k)).max(1) {
+                        0.0
+                    } else {
+                        f32::MIN
+                    }
+                })
+                .collect();
+            let mask = Tensor::from_vec(keep, (b, 1, 1, k), &device)?;
+            let fused = masked_softmax(&scores, &mask)?;
+            let plain = plain_masked_softmax(&scores, &mask)?;
+            let (err, finite) = compare(&fused, &plain)?;
+            let bound = match dtype {
+                DType::F32 => 1e-6,
+                DType::F16 => 1e-3,
+                _ => 8e-3,
+            };
+            let ok = finite && err <= bound;
+            failures += usize::from(!ok);
+            let tf = time_us(&device, || masked_softmax(&scores, &mask))?;
+            let tp = time_us(&device, || plain_masked_softmax(&scores, &mask))?;
+            println!(
+                "{:<6} {:>16} {err:>11.2e} {bound:>9.1e} {tf:>10.1} {tp:>10.1} {}",
+                format!("{dtype:?}"),
+                format!("{b}x{h}x{q}x{k}"),
+                if ok { "ok" } else { "FAILED" }
+            );
+        }
+    }
+
     // The checker itself: a NaN in the input must not pass.
     let mut v = vec![0.5f32; 4 * 8];
     v[5] = f32::NAN;

@@ -270,11 +270,10 @@ impl TransformerBlock {
         };
         let scores = q.matmul(&k.t()?)?;
         let dtype = scores.dtype();
-        let probs = if x.device().is_cuda() {
-            // candle's CUDA softmax accumulates in f32 whatever its input's dtype, so the scores
-            // stay in the model's dtype: no casts (two kernels and two copies per block saved).
-            let mask = additive_mask.to_dtype(dtype)?;
-            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?
+        let probs = if super::fused::fused_on(x.device()) {
+            // One kernel of the runner's: mask add and softmax in f32, read and written in the
+            // model's dtype (candle's broadcast add and softmax were two slow passes).
+            super::fused::masked_softmax(&scores, additive_mask)?
         } else {
             // The CPU softmax would sum f16 exponentials in f16: compute it in f32.
             let scores = scores.to_dtype(DType::F32)?.broadcast_add(additive_mask)?;
@@ -577,8 +576,8 @@ impl Encoder {
         } else {
             "Q, K, V as three linears".to_string()
         };
-        let softmax = if cuda {
-            format!("mask add + softmax in {dtype} (candle kernels, f32 accumulation)")
+        let softmax = if super::fused::fused_on(&self.device) {
+            format!("mask add + softmax in one runner kernel (f32 arithmetic, {dtype} in and out)")
         } else {
             "mask add + softmax in f32 (candle CPU)".to_string()
         };

@@ -621,15 +621,17 @@ impl<'a> Origin<'a> {
     /// Who set the value at `path` (e.g. `["matrix", "batch_size", "1"]`): an override or
     /// environment variable when one did, else the file, with the value's line and column.
     fn of(&self, path: &[String]) -> String {
-        let dotted: Vec<&str> = path
-            .iter()
-            .map(String::as_str)
-            .filter(|p| p.parse::<usize>().is_err())
-            .collect();
-        match self.figment.find_metadata(&dotted.join(".")) {
+        let md = self.figment.find_metadata(&keys_of(path).join("."));
+        self.source(md, path, false)
+    }
+
+    /// Names the provider `md` that set the value at `path` (figment's metadata): the override,
+    /// the variable, or the file with the value's (or, when `key_itself`, the key's) position.
+    fn source(&self, md: Option<&Metadata>, path: &[String], key_itself: bool) -> String {
+        match md {
             Some(md) if md.name.starts_with("--set") => md.name.to_string(),
-            Some(md) if md.name.contains("environment") => env_var_name(&dotted),
-            _ => self.in_file(path, false),
+            Some(md) if md.name.contains("environment") => env_var_name(&keys_of(path)),
+            _ => self.in_file(path, key_itself),
         }
     }
 
@@ -642,6 +644,14 @@ impl<'a> Origin<'a> {
             .and_then(|doc| span_of(doc.get_ref(), path, key_itself));
         format!("{}{}", self.file.display(), span_location(self.text, span))
     }
+}
+
+/// The key names of a path, without array indices (`matrix.batch_size[1]` -> matrix, batch_size).
+fn keys_of(path: &[String]) -> Vec<&str> {
+    path.iter()
+        .map(String::as_str)
+        .filter(|p| p.parse::<usize>().is_err())
+        .collect()
 }
 
 fn env_var_name(path: &[&str]) -> String {
@@ -824,14 +834,7 @@ fn figment_to_config_error(err: figment::Error, origin: &Origin<'_>) -> ConfigEr
                     located.push(field.clone());
                 }
             }
-            let source = match e.metadata.as_ref() {
-                Some(md) if md.name.starts_with("--set") => md.name.to_string(),
-                Some(md) if md.name.contains("environment") => {
-                    let parts: Vec<&str> = e.path.iter().map(String::as_str).collect();
-                    env_var_name(&parts)
-                }
-                _ => origin.in_file(&located, key_itself),
-            };
+            let source = origin.source(e.metadata.as_ref(), &located, key_itself);
             format!("{source}: {what}")
         })
         .collect();

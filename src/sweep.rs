@@ -110,13 +110,9 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         eprintln!("runner: {n}");
         notices.push(n.clone());
     }
-    let mut sensor =
+    let (mut sensor, fault_notice) =
         sensor::with_fault_injection(sensor::select(&prepared.exp.config.sensor, &selected.info)?);
-    if let Ok(spec) = std::env::var(sensor::FAULT_INJECT_VAR) {
-        let n = format!(
-            "{}={spec} is set: the sensor will fail on purpose (a test hook; unset it for real measurements)",
-            sensor::FAULT_INJECT_VAR
-        );
+    if let Some(n) = fault_notice {
         eprintln!("runner: {n}");
         notices.push(n);
     }
@@ -149,7 +145,14 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     // Ok and skipped records are final; a failed cell is measured again on resume (the cause may
     // have been the machine, e.g. a lost GPU).
     let is_final = |r: &CellRecord| r.status != CellStatus::Failed;
-    let already = earlier.values().filter(|r| is_final(r)).count();
+    let to_measure: Vec<&Cell> = prepared
+        .plan
+        .iter()
+        .filter(|c| !earlier.get(&c.id).is_some_and(is_final))
+        .collect();
+    // Every earlier record belongs to the plan (`reopen` refuses strays).
+    let already = prepared.plan.len() - to_measure.len();
+    let todo = to_measure.len();
     manifest.sessions.push(Session::begin(already));
     manifest.ended_at = None;
     run_dir.write_manifest(&manifest)?;
@@ -186,11 +189,6 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
             run_dir.write_manifest(&manifest)?;
         }
     }
-    let todo = prepared
-        .plan
-        .iter()
-        .filter(|c| !earlier.get(&c.id).is_some_and(is_final))
-        .count();
     if opts.resume {
         eprintln!(
             "runner: resuming {}: {already} of {} cells already recorded, {todo} to measure",
@@ -221,10 +219,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         .and_then(|s| s.idle_baseline.as_ref())
         .map(|i| i.power_w);
     let mut stop = None;
-    for cell in &prepared.plan {
-        if earlier.get(&cell.id).is_some_and(is_final) {
-            continue;
-        }
+    for &cell in &to_measure {
         if crate::interrupt::requested() {
             stop = Some(Stop::Interrupted);
             break;
@@ -321,7 +316,13 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     }
     manifest.ended_at = complete.then_some(now);
     run_dir.write_manifest(&manifest)?;
-    records.sort_by_key(|r| prepared.plan.iter().position(|c| c.id == r.cell.id));
+    let plan_position: std::collections::HashMap<&str, usize> = prepared
+        .plan
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    records.sort_by_key(|r| plan_position.get(r.cell.id.as_str()).copied());
     let (written, summaries) =
         report::render_records(&run_dir, &prepared.templates, &manifest, &records)?;
     print_summary(&summaries);
@@ -449,30 +450,19 @@ fn reopen(
 
 /// The command that completes this run: same file, overrides and templates, `--resume --out`.
 fn resume_command(opts: &RunOptions, dir: &Path) -> String {
-    let quote = |s: &str| {
-        if s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-        {
-            s.to_string()
-        } else {
-            format!("'{}'", s.replace('\'', r"'\''"))
-        }
-    };
-    let mut cmd = format!(
-        "runner run {} --resume --out {}",
-        quote(&opts.file.display().to_string()),
-        quote(&dir.display().to_string())
-    );
-    for o in &opts.overrides {
-        cmd.push_str(&format!(" --set {}", quote(o)));
-    }
+    let mut extra = Vec::new();
     if let Some(t) = &opts.templates {
-        cmd.push_str(&format!(" --templates {}", quote(&t.display().to_string())));
+        extra.extend(["--templates".to_string(), t.display().to_string()]);
     }
     if opts.fail_fast {
-        cmd.push_str(" --fail-fast");
+        extra.push("--fail-fast".to_string());
     }
-    cmd
+    report::resume_command(
+        &opts.file.display().to_string(),
+        dir,
+        &opts.overrides,
+        &extra,
+    )
 }
 
 /// A failed cell's reason as recorded: the error chain, with what to do for the failures a user
@@ -518,7 +508,7 @@ struct ProtocolTime {
 
 impl ProtocolTime {
     fn add_cell(&mut self, record: &CellRecord, protocol: &ProtocolSection) {
-        let mut add = |warmup: &Option<crate::measure::WarmupRecord>,
+        let mut add = |warmup: Option<&crate::measure::WarmupRecord>,
                        windows: &[crate::measure::WindowRecord]| {
             if let Some(w) = warmup {
                 self.warmup_s += w.duration_s;
@@ -526,9 +516,9 @@ impl ProtocolTime {
             }
             self.windows_s += windows.iter().map(|w| w.duration_s).sum::<f64>();
         };
-        add(&record.warmup, &record.windows);
+        add(record.warmup.as_ref(), &record.windows);
         for layer in &record.layers {
-            add(&Some(layer.warmup.clone()), &layer.windows);
+            add(Some(&layer.warmup), &layer.windows);
         }
     }
 

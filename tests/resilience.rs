@@ -243,18 +243,6 @@ fn a_second_runner_on_the_same_run_directory_is_refused_with_the_holders_pid() {
     }
 }
 
-/// distilbert-tiny whose block 1 FFN weights are scaled by 1e30: its outputs are NaN.
-fn overflowing_checkpoint(dir: &Path) {
-    use runner::model::{weights, Preset};
-    let preset = Preset::DISTILBERT_TINY;
-    let mut tensors = weights::random_tensors(&preset, 0).unwrap();
-    for lin in ["lin1", "lin2"] {
-        let name = format!("distilbert.transformer.layer.1.ffn.{lin}.weight");
-        tensors.insert(name.clone(), (&tensors[&name] * 1e30).unwrap());
-    }
-    weights::save_hf_dir(dir, &preset, &tensors).unwrap();
-}
-
 fn good_and_bad_models() -> Fixture {
     let toml = experiment(
         "[models.broken]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\nweights = \"overflowing\"\n\n\

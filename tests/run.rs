@@ -432,16 +432,8 @@ fn a_model_that_overflows_fails_its_cell_and_says_in_which_layer() {
     // distilbert-tiny whose block 1 FFN weights are scaled by 1e30 (lin2's output overflows f32,
     // the layer norm after it turns that into NaN): the cell fails with
     // the place named, the run goes on and exits 1.
-    use runner::model::{weights, Preset};
-    let preset = Preset::DISTILBERT_TINY;
-    let mut tensors = weights::random_tensors(&preset, 0).unwrap();
-    for lin in ["lin1", "lin2"] {
-        let name = format!("distilbert.transformer.layer.1.ffn.{lin}.weight");
-        tensors.insert(name.clone(), (&tensors[&name] * 1e30).unwrap());
-    }
     let f = Fixture::new("");
-    let dir = f.dir.path().join("overflowing");
-    weights::save_hf_dir(&dir, &preset, &tensors).unwrap();
+    overflowing_checkpoint(&f.dir.path().join("overflowing"));
     let toml =
         tiny_experiment("[matrix]\nprecision = [\"fp32\"]\nbatch_size = [2]\nseq_len = [16]\n")
             .replace(

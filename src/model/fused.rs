@@ -51,22 +51,146 @@ pub fn plain_masked_softmax(scores: &Tensor, additive_mask: &Tensor) -> Result<T
     candle_nn::ops::softmax_last_dim(&s)?.to_dtype(dtype)
 }
 
-/// Whether [`bias_act`] runs the runner's kernel on this device (for the records).
+/// Whether [`bias_act`] and [`masked_softmax`] run the runner's kernels on this device.
 pub fn fused_on(device: &candle_core::Device) -> bool {
     cfg!(feature = "cuda") && device.is_cuda()
 }
 
 #[cfg(feature = "cuda")]
 mod cuda {
+    use std::ops::Range;
+
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-    use candle_core::cuda_backend::WrapErr;
+    use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::{CudaDType, WrapErr};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
 
-    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/bias_act.ptx"));
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+
+    /// The second input of a kernel: of the first input's dtype (a bias), or always f32 (a mask).
+    enum Second<'a> {
+        SameDtype(&'a CudaStorage, Range<usize>),
+        F32(&'a CudaStorage, Range<usize>),
+    }
+
+    /// Runs `{kernel}_{f32|f16|bf16}` (by `x`'s dtype) as `kernel(x, second, out, tail...)`, with
+    /// `out` a new buffer of `out_len` elements of `x`'s dtype.
+    fn launch(
+        kernel: &str,
+        x: (&CudaStorage, Range<usize>),
+        second: Second<'_>,
+        out_len: usize,
+        tail: &[u32],
+        cfg: LaunchConfig,
+    ) -> Result<CudaStorage> {
+        match x.0.dtype() {
+            DType::F32 => {
+                launch_typed::<f32>(&format!("{kernel}_f32"), x, second, out_len, tail, cfg)
+            }
+            DType::F16 => {
+                launch_typed::<half::f16>(&format!("{kernel}_f16"), x, second, out_len, tail, cfg)
+            }
+            DType::BF16 => {
+                launch_typed::<half::bf16>(&format!("{kernel}_bf16"), x, second, out_len, tail, cfg)
+            }
+            other => candle_core::bail!("runner kernel {kernel}: no version for {other:?}"),
+        }
+    }
+
+    fn launch_typed<T: CudaDType + DeviceRepr>(
+        name: &str,
+        (x, x_range): (&CudaStorage, Range<usize>),
+        second: Second<'_>,
+        out_len: usize,
+        tail: &[u32],
+        cfg: LaunchConfig,
+    ) -> Result<CudaStorage> {
+        let dev = x.device().clone();
+        let func = dev.get_or_load_custom_func(name, "runner_fused", PTX)?;
+        let xs = x.as_cuda_slice::<T>()?.slice(x_range);
+        let (same, f32s);
+        // SAFETY: every kernel here writes every element of its output.
+        let out = unsafe { dev.alloc::<T>(out_len)? };
+        let mut b = func.builder();
+        b.arg(&xs);
+        match second {
+            Second::SameDtype(s, r) => {
+                same = s.as_cuda_slice::<T>()?.slice(r);
+                b.arg(&same);
+            }
+            Second::F32(s, r) => {
+                f32s = s.as_cuda_slice::<f32>()?.slice(r);
+                b.arg(&f32s);
+            }
+        }
+        b.arg(&out);
+        for v in tail {
+            b.arg(v);
+        }
+        // SAFETY: the arguments match the kernel's signature.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(out, dev))
+    }
+
+    /// The element range of a contiguous input, or an error naming the kernel.
+    fn contiguous(l: &Layout, kernel: &str) -> Result<Range<usize>> {
+        match l.contiguous_offsets() {
+            Some((start, end)) => Ok(start..end),
+            None => candle_core::bail!("runner kernel {kernel} needs contiguous inputs"),
+        }
+    }
 
     pub struct BiasAct {
         pub gelu: bool,
+    }
+
+    impl candle_core::CustomOp2 for BiasAct {
+        fn name(&self) -> &'static str {
+            "runner-bias-act"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("runner-bias-act is a CUDA kernel (the CPU uses plain_bias_act)")
+        }
+
+        fn cuda_fwd(
+            &self,
+            x: &CudaStorage,
+            xl: &Layout,
+            bias: &CudaStorage,
+            bl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let cols = *xl.shape().dims().last().unwrap_or(&1);
+            let rows = xl.shape().elem_count() / cols.max(1);
+            if bl.shape().elem_count() != cols {
+                candle_core::bail!(
+                    "bias of {} values for rows of {cols}",
+                    bl.shape().elem_count()
+                );
+            }
+            let kernel = if self.gelu { "bias_gelu" } else { "bias_none" };
+            // x over columns, 256 threads a block; y over rows (the kernel strides past 65535).
+            let cfg = LaunchConfig {
+                grid_dim: (cols.div_ceil(256) as u32, rows.clamp(1, 65535) as u32, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let out = launch(
+                kernel,
+                (x, contiguous(xl, kernel)?),
+                Second::SameDtype(bias, contiguous(bl, kernel)?),
+                rows * cols,
+                &[rows as u32, cols as u32],
+                cfg,
+            )?;
+            Ok((out, xl.shape().clone()))
+        }
     }
 
     pub struct MaskedSoftmax;
@@ -107,125 +231,21 @@ mod cuda {
                 );
             }
             let rows = xl.shape().elem_count() / cols;
-            let rows_per_batch = (rows / batch) as u32;
-            let (Some((x0, x1)), Some((m0, m1))) =
-                (xl.contiguous_offsets(), ml.contiguous_offsets())
-            else {
-                candle_core::bail!("runner-masked-softmax needs contiguous inputs");
-            };
-            let dev = x.device().clone();
-            // 8 warps (rows) a block.
+            let kernel = "masked_softmax";
+            // One warp a row, 8 rows a block.
             let cfg = LaunchConfig {
                 grid_dim: (rows.div_ceil(8) as u32, 1, 1),
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             };
-            let ms = mask.as_cuda_slice::<f32>()?.slice(m0..m1);
-            macro_rules! launch {
-                ($t:ty, $suffix:literal) => {{
-                    let func = dev.get_or_load_custom_func(
-                        concat!("masked_softmax_", $suffix),
-                        "runner_bias_act",
-                        PTX,
-                    )?;
-                    let xs = x.as_cuda_slice::<$t>()?.slice(x0..x1);
-                    // SAFETY: every element is written by the kernel below.
-                    let out = unsafe { dev.alloc::<$t>(rows * cols)? };
-                    let mut b = func.builder();
-                    b.arg(&xs);
-                    b.arg(&ms);
-                    b.arg(&out);
-                    let (r, c) = (rows as u32, cols as u32);
-                    b.arg(&r);
-                    b.arg(&c);
-                    b.arg(&rows_per_batch);
-                    // SAFETY: the arguments match the kernel's signature.
-                    unsafe { b.launch(cfg) }.w()?;
-                    CudaStorage::wrap_cuda_slice(out, dev.clone())
-                }};
-            }
-            let out = match x.dtype() {
-                DType::F32 => launch!(f32, "f32"),
-                DType::F16 => launch!(half::f16, "f16"),
-                DType::BF16 => launch!(half::bf16, "bf16"),
-                other => candle_core::bail!("runner-masked-softmax: no kernel for {other:?}"),
-            };
-            Ok((out, xl.shape().clone()))
-        }
-    }
-
-    impl candle_core::CustomOp2 for BiasAct {
-        fn name(&self) -> &'static str {
-            "runner-bias-act"
-        }
-
-        fn cpu_fwd(
-            &self,
-            _: &CpuStorage,
-            _: &Layout,
-            _: &CpuStorage,
-            _: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            candle_core::bail!("runner-bias-act is a CUDA kernel (the CPU uses plain_bias_act)")
-        }
-
-        fn cuda_fwd(
-            &self,
-            x: &CudaStorage,
-            xl: &Layout,
-            bias: &CudaStorage,
-            bl: &Layout,
-        ) -> Result<(CudaStorage, Shape)> {
-            let dims = xl.shape().dims();
-            let cols = *dims.last().unwrap_or(&1);
-            let rows = xl.shape().elem_count() / cols.max(1);
-            if bl.shape().elem_count() != cols {
-                candle_core::bail!(
-                    "bias of {} values for rows of {cols}",
-                    bl.shape().elem_count()
-                );
-            }
-            let (Some((x0, x1)), Some((b0, b1))) =
-                (xl.contiguous_offsets(), bl.contiguous_offsets())
-            else {
-                candle_core::bail!("runner-bias-act needs contiguous inputs");
-            };
-            let dev = x.device().clone();
-            let act = if self.gelu { "gelu" } else { "none" };
-            let cfg = LaunchConfig {
-                grid_dim: (cols.div_ceil(256) as u32, rows.clamp(1, 65535) as u32, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            macro_rules! launch {
-                ($t:ty, $suffix:literal) => {{
-                    let func = dev.get_or_load_custom_func(
-                        &format!("bias_{act}_{}", $suffix),
-                        "runner_bias_act",
-                        PTX,
-                    )?;
-                    let xs = x.as_cuda_slice::<$t>()?.slice(x0..x1);
-                    let bs = bias.as_cuda_slice::<$t>()?.slice(b0..b1);
-                    // SAFETY: every element is written by the kernel below.
-                    let out = unsafe { dev.alloc::<$t>(rows * cols)? };
-                    let mut b = func.builder();
-                    b.arg(&xs);
-                    b.arg(&bs);
-                    b.arg(&out);
-                    let (r, c) = (rows as u32, cols as u32);
-                    b.arg(&r);
-                    b.arg(&c);
-                    // SAFETY: the arguments match the kernel's signature.
-                    unsafe { b.launch(cfg) }.w()?;
-                    CudaStorage::wrap_cuda_slice(out, dev.clone())
-                }};
-            }
-            let out = match x.dtype() {
-                DType::F32 => launch!(f32, "f32"),
-                DType::F16 => launch!(half::f16, "f16"),
-                DType::BF16 => launch!(half::bf16, "bf16"),
-                other => candle_core::bail!("runner-bias-act: no kernel for {other:?}"),
-            };
+            let out = launch(
+                kernel,
+                (x, contiguous(xl, kernel)?),
+                Second::F32(mask, contiguous(ml, kernel)?),
+                rows * cols,
+                &[rows as u32, cols as u32, (rows / batch) as u32],
+                cfg,
+            )?;
             Ok((out, xl.shape().clone()))
         }
     }

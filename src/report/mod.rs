@@ -369,7 +369,12 @@ pub fn render_records(
             .context("rendering the configuration as TOML")?,
         cells: &summaries,
         partial: !missing.is_empty() || manifest.ended_at.is_none(),
-        resume_command: resume_command(manifest, &run.path),
+        resume_command: resume_command(
+            &manifest.experiment_file,
+            &run.path,
+            &manifest.overrides,
+            &[],
+        ),
         missing,
         counts: Counts {
             planned: manifest.plan.len(),
@@ -689,15 +694,29 @@ fn per_layer_csv_bytes(layers: &[LayerSummary], cells: &[CellSummary]) -> Result
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// `runner run FILE --resume --out DIR`, with the run's overrides, as a user would type it.
-fn resume_command(manifest: &Manifest, dir: &Path) -> String {
+/// `runner run FILE --resume --out DIR --set ...` plus `extra` arguments, each quoted for a POSIX
+/// shell where it needs it: the command that completes a run, as the console and reports print it.
+pub fn resume_command(file: &str, dir: &Path, overrides: &[String], extra: &[String]) -> String {
+    let quote = |s: &str| {
+        if s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
     let mut cmd = format!(
         "runner run {} --resume --out {}",
-        manifest.experiment_file,
-        dir.display()
+        quote(file),
+        quote(&dir.display().to_string())
     );
-    for o in &manifest.overrides {
-        cmd.push_str(&format!(" --set '{o}'"));
+    for o in overrides {
+        cmd.push_str(&format!(" --set {}", quote(o)));
+    }
+    for e in extra {
+        cmd.push(' ');
+        cmd.push_str(&quote(e));
     }
     cmd
 }

@@ -165,25 +165,31 @@ pub fn select(section: &SensorSection, device: &DeviceInfo) -> Result<Box<dyn En
 /// Test hook: `RUNNER_FAULT_INJECT=sensor-lost-after-windows:N` makes the sensor fail from window
 /// N+1 on, and its health check with it, as an NVML whose GPU fell off the bus does. The resilience
 /// tests drive the real (release) binary with it to show that a lost sensor fails the cell in
-/// progress and ends the sweep with every finished cell kept. Never silent: the run says so on the
-/// console and in the manifest's notices.
-pub const FAULT_INJECT_VAR: &str = "RUNNER_FAULT_INJECT";
+/// progress and ends the sweep with every finished cell kept. Never silent: the notice returned
+/// with the sensor goes to the console and the manifest.
+const FAULT_INJECT_VAR: &str = "RUNNER_FAULT_INJECT";
 
-pub fn with_fault_injection(sensor: Box<dyn EnergySensor>) -> Box<dyn EnergySensor> {
+pub fn with_fault_injection(
+    sensor: Box<dyn EnergySensor>,
+) -> (Box<dyn EnergySensor>, Option<String>) {
     let Ok(spec) = std::env::var(FAULT_INJECT_VAR) else {
-        return sensor;
+        return (sensor, None);
     };
+    let notice = format!(
+        "{FAULT_INJECT_VAR}={spec} is set: the sensor will fail on purpose (a test hook; unset it for real measurements)"
+    );
     let windows = spec
         .strip_prefix("sensor-lost-after-windows:")
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| {
             panic!("RUNNER_FAULT_INJECT={spec}: expected sensor-lost-after-windows:N")
         });
-    Box::new(LosingSensor {
+    let losing = LosingSensor {
         inner: sensor,
         windows_left: windows,
         lost: false,
-    })
+    };
+    (Box::new(losing), Some(notice))
 }
 
 struct LosingSensor {

@@ -1,5 +1,5 @@
 // The runner's own CUDA kernels, compiled to PTX by build.rs (feature "cuda") and loaded by
-// src/model/fused.rs.
+// src/model/fused.rs: bias (+ GELU) and mask + softmax.
 //
 // bias_{act}_{dtype}: out[r, c] = act(x[r, c] + bias[c]) for a contiguous (rows, cols) x, in one
 // pass: candle's broadcast add reads the bias through a generic strided index and ran at ~160 GB/s

@@ -1,13 +1,17 @@
-//! Checks the runner's fused CUDA kernels (bias + GELU, mask + softmax) against the plain candle
-//! path they replace, on fresh
-//! random inputs, in f32, f16 and bf16, at DistilBERT's shapes and at awkward ones (a row count
-//! beyond one grid dimension, widths that are no multiple of the block). Exits non-zero on any
-//! failure; NaN or infinity never passes. Also times both paths.
+//! Checks the runner's fused CUDA kernels (bias + GELU, mask + softmax, QKV bias + head split,
+//! head merge, residual + layer norm) against the plain candle path each replaces, on fresh random
+//! inputs, in f32, f16 and bf16, at DistilBERT's shapes and at awkward ones (a row count beyond
+//! one grid dimension, widths no multiple of the 16-byte vector, an input that starts mid-buffer,
+//! which takes the one-value kernels). Exits non-zero on any failure; NaN or infinity never
+//! passes. Also times both paths.
 //!
 //!     cargo run --release --features cuda --example kernel_check
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::model::fused::{bias_act, masked_softmax, plain_bias_act, plain_masked_softmax};
+use runner::model::fused::{
+    add_layer_norm, bias_act, masked_softmax, merge_heads, plain_add_layer_norm, plain_bias_act,
+    plain_masked_softmax, plain_merge_heads, plain_qkv_heads, qkv_heads,
+};
 
 /// Largest |a - b| / max(|b|, 1) and whether every value of both is finite.
 fn compare(a: &Tensor, b: &Tensor) -> Result<(f32, bool)> {
@@ -39,7 +43,7 @@ fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
-    let device = Device::new_cuda(0)?;
+    let device = runner::device::open_cuda(0).map_err(candle_core::Error::msg)?;
     // Both paths compute in f32 and round once, except candle's GELU on a rounded sum: allow one
     // rounding step of the storage type (and a little for erf's implementations).
     let bound = |d: DType| match d {
@@ -124,6 +128,102 @@ fn main() -> Result<()> {
                 format!("{b}x{h}x{q}x{k}"),
                 if ok { "ok" } else { "FAILED" }
             );
+        }
+    }
+
+    // Layout kernels and residual + layer norm. `offset` makes the input start one value into its
+    // buffer, which the vectorized kernels cannot take.
+    println!();
+    println!(
+        "{:<6} {:<15} {:>18} {:>11} {:>9} {:>10} {:>10} result",
+        "dtype", "kernel", "shape", "max rel err", "bound", "fused us", "plain us"
+    );
+    let random = |dims: &[usize], offset: bool, dtype: DType| -> Result<Tensor> {
+        let n: usize = dims.iter().product();
+        let flat = Tensor::randn(0f32, 2.0, n + 1, &device)?.to_dtype(dtype)?;
+        flat.narrow(0, usize::from(offset), n)?.reshape(dims)
+    };
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let one_rounding = match dtype {
+            DType::F32 => 1e-6,
+            DType::F16 => 1e-3,
+            _ => 8e-3,
+        };
+        let mut report = |kernel: &str,
+                          shape: String,
+                          err: f32,
+                          finite: bool,
+                          bound: f32,
+                          tf: f64,
+                          tp: f64| {
+            let ok = finite && err <= bound;
+            failures += usize::from(!ok);
+            println!(
+                "{:<6} {kernel:<15} {shape:>18} {err:>11.2e} {bound:>9.1e} {tf:>10.1} {tp:>10.1} {}",
+                format!("{dtype:?}"),
+                if ok { "ok" } else { "FAILED" }
+            );
+        };
+        // (batch, seq, heads, head_dim, offset)
+        for &(b, s, h, d, offset) in &[
+            (1, 128, 12, 64, false),
+            (16, 128, 12, 64, false),
+            (64, 128, 12, 64, false),
+            (3, 5, 2, 3, false),
+            (2, 7, 4, 8, true),
+        ] {
+            let x = random(&[b * s, 3 * h * d], offset, dtype)?;
+            let bias = random(&[3 * h * d], false, dtype)?;
+            let (err, finite) = compare(
+                &qkv_heads(&x, &bias, s, h)?,
+                &plain_qkv_heads(&x, &bias, s, h)?,
+            )?;
+            let tf = time_us(&device, || qkv_heads(&x, &bias, s, h))?;
+            let tp = time_us(&device, || plain_qkv_heads(&x, &bias, s, h))?;
+            let shape = format!("{b}x{s}x{h}x{d}{}", if offset { "+1" } else { "" });
+            report(
+                "qkv_heads",
+                shape.clone(),
+                err,
+                finite,
+                one_rounding,
+                tf,
+                tp,
+            );
+            let context = random(&[b, h, s, d], offset, dtype)?;
+            let (err, finite) = compare(&merge_heads(&context)?, &plain_merge_heads(&context)?)?;
+            let tf = time_us(&device, || merge_heads(&context))?;
+            let tp = time_us(&device, || plain_merge_heads(&context))?;
+            report("merge_heads", shape, err, finite, 0.0, tf, tp);
+        }
+        // Mean and variance in f32 in both; candle takes E[x^2] - E[x]^2, the kernel two passes.
+        let norm_bound = match dtype {
+            DType::F32 => 1e-4,
+            DType::F16 => 2e-3,
+            _ => 1.6e-2,
+        };
+        for &(rows, cols, offset) in &[
+            (128, 768, false),
+            (2048, 768, false),
+            (8192, 768, false),
+            (70_000, 7, false),
+            (5, 37, false),
+            (33, 768, true),
+        ] {
+            let x = random(&[rows, cols], offset, dtype)?;
+            let residual = random(&[rows, cols], false, dtype)?;
+            let gamma_beta = random(&[2, cols], false, dtype)?;
+            let eps = 1e-12;
+            let (err, finite) = compare(
+                &add_layer_norm(&x, &residual, &gamma_beta, eps)?,
+                &plain_add_layer_norm(&x, &residual, &gamma_beta, eps)?,
+            )?;
+            let tf = time_us(&device, || add_layer_norm(&x, &residual, &gamma_beta, eps))?;
+            let tp = time_us(&device, || {
+                plain_add_layer_norm(&x, &residual, &gamma_beta, eps)
+            })?;
+            let shape = format!("{rows}x{cols}{}", if offset { "+1" } else { "" });
+            report("add_layer_norm", shape, err, finite, norm_bound, tf, tp);
         }
     }
 

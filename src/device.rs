@@ -63,7 +63,7 @@ fn cpu(notice: Option<String>) -> SelectedDevice {
 
 #[cfg(feature = "cuda")]
 fn cuda(ordinal: usize) -> std::result::Result<SelectedDevice, String> {
-    let device = Device::new_cuda(ordinal).map_err(|e| e.to_string())?;
+    let device = open_cuda(ordinal)?;
     let context = device
         .as_cuda_device()
         .map_err(|e| e.to_string())?
@@ -84,6 +84,49 @@ fn cuda(ordinal: usize) -> std::result::Result<SelectedDevice, String> {
         },
         notice: None,
     })
+}
+
+/// The CUDA device as every cell (and the GPU examples) use it: see [`keep_pool_memory`].
+#[cfg(feature = "cuda")]
+pub fn open_cuda(ordinal: usize) -> std::result::Result<Device, String> {
+    let device = Device::new_cuda(ordinal).map_err(|e| e.to_string())?;
+    let context = device
+        .as_cuda_device()
+        .map_err(|e| e.to_string())?
+        .cuda_stream()
+        .context()
+        .clone();
+    keep_pool_memory(&context).map_err(|e| format!("setting up the CUDA memory pool: {e}"))?;
+    Ok(device)
+}
+
+/// candle allocates every tensor with cuMemAllocAsync from the device's default pool, whose
+/// release threshold is 0: at every synchronize (the runner synchronizes after each batch to time
+/// it) the pool hands its free memory back to the driver, and the next batch maps it again.
+/// Raising the threshold keeps freed memory for reuse, as PyTorch's caching allocator does; memory
+/// still returns to the driver when the process ends.
+#[cfg(feature = "cuda")]
+fn keep_pool_memory(
+    context: &candle_core::cuda_backend::cudarc::driver::CudaContext,
+) -> std::result::Result<(), candle_core::cuda_backend::cudarc::driver::DriverError> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold = u64::MAX;
+    // SAFETY: `pool` is written by the driver for a valid device; the attribute takes a u64.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device()).result()?;
+        sys::cuMemPoolSetAttribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+        .result()
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+pub fn open_cuda(_ordinal: usize) -> std::result::Result<Device, String> {
+    Err("this runner was built without CUDA support".into())
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -79,21 +79,17 @@ impl Linear {
     fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Linear::Float(l) => linear_2d(l, x, true),
-            Linear::Quantized { .. } => self.forward(x)?.gelu_erf(),
+            Linear::Quantized { weight, bias, pad } => {
+                quantized_forward(weight, bias, *pad, x, true)
+            }
         }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Linear::Float(l) => linear_2d(l, x, false),
-            // QMatMul wants contiguous inputs on every backend (padding makes a contiguous copy).
             Linear::Quantized { weight, bias, pad } => {
-                let x = if *pad > 0 {
-                    x.pad_with_zeros(D::Minus1, 0, *pad)?
-                } else {
-                    x.contiguous()?
-                };
-                weight.forward(&x)?.broadcast_add(bias)
+                quantized_forward(weight, bias, *pad, x, false)
             }
         }
     }
@@ -211,10 +207,10 @@ struct TransformerBlock {
     /// Float linears only; quantized ones keep their three QMatMuls.
     qkv: Option<candle_nn::Linear>,
     out_lin: Linear,
-    sa_layer_norm: LayerNorm,
+    sa_layer_norm: ResidualNorm,
     lin1: Linear,
     lin2: Linear,
-    output_layer_norm: LayerNorm,
+    output_layer_norm: ResidualNorm,
     n_heads: usize,
     head_dim: usize,
 }
@@ -233,10 +229,10 @@ impl TransformerBlock {
             v_lin,
             qkv,
             out_lin: Linear::load(d, d, vb.pp(names.attention_out), numerics)?,
-            sa_layer_norm: layer_norm(d, eps, vb.pp(names.sa_layer_norm))?,
+            sa_layer_norm: ResidualNorm::load(d, eps, vb.pp(names.sa_layer_norm))?,
             lin1: Linear::load(d, h, vb.pp(names.ffn_in), numerics)?,
             lin2: Linear::load(h, d, vb.pp(names.ffn_out), numerics)?,
-            output_layer_norm: layer_norm(d, eps, vb.pp(names.output_layer_norm))?,
+            output_layer_norm: ResidualNorm::load(d, eps, vb.pp(names.output_layer_norm))?,
             n_heads: p.n_heads,
             head_dim: p.head_dim(),
         })
@@ -254,11 +250,11 @@ impl TransformerBlock {
         let (b, s, dim) = x.dims3()?;
         let (q, k, v) = match &self.qkv {
             Some(qkv) => {
-                // (b, s, 3*dim) -> (3, b, heads, s, head_dim): one contiguous copy for all three.
-                let heads = linear_2d(qkv, x, false)?
-                    .reshape((b, s, 3, self.n_heads, self.head_dim))?
-                    .permute((2, 0, 3, 1, 4))?
-                    .contiguous()?;
+                // One GEMM over batch x seq rows, then bias add and (3, b, heads, s, head_dim)
+                // layout in one pass (a runner kernel on CUDA).
+                let projected = x.reshape((b * s, dim))?.matmul(&qkv.weight().t()?)?;
+                let bias = qkv.bias().expect("fuse_qkv keeps only linears with biases");
+                let heads = super::fused::qkv_heads(&projected, bias, s, self.n_heads)?;
                 (heads.i(0)?, heads.i(1)?, heads.i(2)?)
             }
             None => {
@@ -279,8 +275,8 @@ impl TransformerBlock {
             let scores = scores.to_dtype(DType::F32)?.broadcast_add(additive_mask)?;
             candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?
         };
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, dim))?;
-        self.out_lin.forward(&context)
+        self.out_lin
+            .forward(&super::fused::merge_heads(&probs.matmul(&v)?)?)
     }
 
     /// One component alone. `other` is the additive mask for attention, the residual (the
@@ -288,9 +284,9 @@ impl TransformerBlock {
     fn component(&self, c: Component, input: &Tensor, other: &Tensor) -> Result<Tensor> {
         match c {
             Component::Attention => self.attention(input, other),
-            Component::SaLayerNorm => self.sa_layer_norm.forward(&(input + other)?),
+            Component::SaLayerNorm => self.sa_layer_norm.forward(input, other),
             Component::Ffn => self.lin2.forward(&self.lin1.forward_gelu(input)?),
-            Component::OutputLayerNorm => self.output_layer_norm.forward(&(input + other)?),
+            Component::OutputLayerNorm => self.output_layer_norm.forward(input, other),
         }
     }
 
@@ -394,6 +390,24 @@ fn linear_2d(l: &candle_nn::Linear, x: &Tensor, gelu: bool) -> Result<Tensor> {
     }
 }
 
+/// A quantized linear: candle's QMatMul, then the bias add (+ GELU) as the float path does it
+/// (one runner kernel on CUDA, where candle's broadcast add took twice the QMatMul itself).
+fn quantized_forward(
+    weight: &QMatMul,
+    bias: &Tensor,
+    pad: usize,
+    x: &Tensor,
+    gelu: bool,
+) -> Result<Tensor> {
+    // QMatMul wants contiguous inputs on every backend (padding makes a contiguous copy).
+    let x = if pad > 0 {
+        x.pad_with_zeros(D::Minus1, 0, pad)?
+    } else {
+        x.contiguous()?
+    };
+    super::fused::bias_act(&weight.forward(&x)?, bias, gelu)
+}
+
 /// The fused query/key/value projection (see `TransformerBlock::qkv`); `None` unless all three are
 /// float linears with biases.
 fn fuse_qkv(
@@ -414,6 +428,31 @@ fn fuse_qkv(
     let weight = Tensor::cat(&[&scaled(q.weight())?, k.weight(), v.weight()], 0)?;
     let bias = Tensor::cat(&[&scaled(qb)?, kb, vb], 0)?;
     Ok(Some(candle_nn::Linear::new(weight, Some(bias))))
+}
+
+/// Residual add + layer norm, as a transformer block ends each sub-layer: one runner kernel on
+/// CUDA (candle's add and layer norm were two passes), candle's two elsewhere.
+struct ResidualNorm {
+    norm: LayerNorm,
+    /// Weight and bias stacked (2, dim), the fused kernel's third input.
+    gamma_beta: Tensor,
+}
+
+impl ResidualNorm {
+    fn load(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let norm = layer_norm(dim, eps, vb)?;
+        let bias = norm.bias().expect("layer_norm loads a bias");
+        let gamma_beta = Tensor::stack(&[norm.weight(), bias], 0)?;
+        Ok(Self { norm, gamma_beta })
+    }
+
+    fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if super::fused::fused_on(x.device()) {
+            super::fused::add_layer_norm(x, residual, &self.gamma_beta, self.norm.eps())
+        } else {
+            self.norm.forward(&(x + residual)?)
+        }
+    }
 }
 
 fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
@@ -571,38 +610,36 @@ impl Encoder {
             .unwrap_or("fp32");
         let matmul = if cuda { "cuBLAS" } else { "gemm crate" };
         let fused = self.blocks.iter().all(|b| b.qkv.is_some());
-        let projections = if fused {
-            format!("Q, K, V in one GEMM ({matmul}, query pre-scaled)")
-        } else {
-            "Q, K, V as three linears".to_string()
+        let kernels = super::fused::fused_on(&self.device);
+        let projections = match (fused, kernels) {
+            (true, true) => format!(
+                "Q, K, V in one GEMM ({matmul}, query pre-scaled), bias add + head split in one runner kernel"
+            ),
+            (true, false) => format!("Q, K, V in one GEMM ({matmul}, query pre-scaled)"),
+            (false, _) => "Q, K, V as three linears".to_string(),
         };
-        let softmax = if super::fused::fused_on(&self.device) {
+        let merge = if kernels {
+            "; head merge in a runner kernel"
+        } else {
+            ""
+        };
+        let softmax = if kernels {
             format!("mask add + softmax in one runner kernel (f32 arithmetic, {dtype} in and out)")
         } else {
             "mask add + softmax in f32 (candle CPU)".to_string()
         };
         let linear = match self.linears().next().and_then(|l| l.quant_format()) {
-            Some(q) => format!(
-                "GGML {} QMatMul{} + bias add",
-                ggml_name(q),
-                if cuda {
-                    " (MMQ int8 tensor-core kernels)"
-                } else {
-                    ""
-                }
+            Some(q) if kernels => format!(
+                "GGML {} QMatMul (MMQ int8 tensor-core kernels), then the runner's fused bias(+GELU) kernel",
+                ggml_name(q)
             ),
-            None if super::fused::fused_on(&self.device) => {
+            Some(q) => format!("GGML {} QMatMul + bias add", ggml_name(q)),
+            None if kernels => {
                 format!("candle matmul ({matmul}), then the runner's fused bias(+GELU) kernel")
             }
             None => format!("candle matmul ({matmul}) + bias add"),
         };
-        let activation = if super::fused::fused_on(&self.device)
-            && self
-                .linears()
-                .next()
-                .and_then(|l| l.quant_format())
-                .is_none()
-        {
+        let activation = if kernels {
             "erf GELU fused with the FFN's bias add (runner kernel)"
         } else {
             "erf GELU (candle kernel)"
@@ -610,13 +647,28 @@ impl Encoder {
         [
             (
                 "attention",
-                format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}; no fused attention kernel"),
+                format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}{merge}; no fused attention kernel"),
             ),
             ("linear", linear),
-            ("layer_norm", "candle-nn fused layer_norm kernel".to_string()),
+            (
+                "layer_norm",
+                if kernels {
+                    "residual add + layer norm in one runner kernel (f32 arithmetic)"
+                } else {
+                    "candle-nn fused layer_norm kernel"
+                }
+                .to_string(),
+            ),
             ("activation", activation.to_string()),
         ]
         .into_iter()
+        // src/device.rs opens every CUDA device so.
+        .chain(cuda.then(|| {
+            (
+                "allocator",
+                "CUDA stream-ordered pool, freed memory kept between batches".to_string(),
+            )
+        }))
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }

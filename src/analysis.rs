@@ -303,6 +303,70 @@ fn savings_between(
     }
 }
 
+/// A quantized whole-model cell against the float precision it replaces (q8_0-fp16 against fp16)
+/// at the same model, batch size and sequence length: whether quantizing bought time or energy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuantizedComparison {
+    pub cell_id: String,
+    pub model: String,
+    pub precision: String,
+    pub float_precision: String,
+    pub float_cell_id: String,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub latency_ms: f64,
+    pub float_latency_ms: f64,
+    /// Quantized / float median latency per batch: above 1 the quantized cell is slower.
+    pub latency_ratio: f64,
+    /// Quantized / float energy per inference, where both were measured.
+    pub energy_ratio: Option<f64>,
+    /// Slower by more than [`QUANTIZED_SLOWER`].
+    pub slower: bool,
+}
+
+/// A quantized cell more than 5 % slower than its float path is reported as slower.
+pub const QUANTIZED_SLOWER: f64 = 1.05;
+
+/// Every measured quantized whole-model cell that has a measured float counterpart.
+pub fn quantized_comparisons(summaries: &[CellSummary]) -> Vec<QuantizedComparison> {
+    let measured = |s: &&CellSummary| s.scope == "model" && s.status == CellStatus::Ok;
+    summaries
+        .iter()
+        .filter(measured)
+        .filter_map(|q| {
+            let Some(Precision::Quantized(_, float)) = Precision::parse(&q.precision) else {
+                return None;
+            };
+            let float = float.precision().name();
+            let f = summaries.iter().filter(measured).find(|f| {
+                f.precision == float
+                    && f.model == q.model
+                    && f.batch_size == q.batch_size
+                    && f.seq_len == q.seq_len
+            })?;
+            let (latency, float_latency) = (q.latency_per_loop_ms?, f.latency_per_loop_ms?);
+            let latency_ratio = latency / float_latency;
+            Some(QuantizedComparison {
+                cell_id: q.id.clone(),
+                model: q.model.clone(),
+                precision: q.precision.clone(),
+                float_precision: float.to_string(),
+                float_cell_id: f.id.clone(),
+                batch_size: q.batch_size,
+                seq_len: q.seq_len,
+                latency_ms: latency,
+                float_latency_ms: float_latency,
+                latency_ratio,
+                energy_ratio: q
+                    .energy_per_inference_mj
+                    .zip(f.energy_per_inference_mj)
+                    .map(|(a, b)| a / b),
+                slower: latency_ratio > QUANTIZED_SLOWER,
+            })
+        })
+        .collect()
+}
+
 /// Σ layers beyond ±5 % of the whole model is flagged.
 pub const RECONCILIATION_FLAG: f64 = 0.05;
 
@@ -724,6 +788,44 @@ mod tests {
             started_at: String::new(),
             ended_at: String::new(),
         }
+    }
+
+    #[test]
+    fn quantized_cells_are_compared_with_the_float_path_they_replace() {
+        // fp16 at 10 ms per batch of 4 (100 loops in 1 s, 40 J); q8_0-fp16 at 25 ms (40 loops in
+        // 1 s, 50 J); q4_0-fp16 as fast as fp16 (within 5 %); bf16's quantization has no bf16 cell.
+        let cell = |id: &str, precision: &str, loops: u32, joules: f64| {
+            let mut s = summarize(&record_with_energy(
+                vec![(1.0, loops, joules, joules)],
+                None,
+            ));
+            s.id = id.into();
+            s.precision = precision.into();
+            s
+        };
+        let summaries = vec![
+            cell("f", "fp16", 100, 40.0),
+            cell("q8", "q8_0-fp16", 40, 50.0),
+            cell("q4", "q4_0-fp16", 98, 40.0),
+            cell("qb", "q8_0-bf16", 40, 50.0),
+        ];
+        let c = quantized_comparisons(&summaries);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(
+            (c[0].cell_id.as_str(), c[0].float_cell_id.as_str()),
+            ("q8", "f")
+        );
+        assert_eq!(c[0].float_precision, "fp16");
+        assert!(
+            (c[0].latency_ratio - 2.5).abs() < 1e-9,
+            "{}",
+            c[0].latency_ratio
+        );
+        // 50 J / 160 inferences against 40 J / 400.
+        assert!((c[0].energy_ratio.unwrap() - 3.125).abs() < 1e-9);
+        assert!(c[0].slower);
+        assert_eq!(c[1].cell_id, "q4");
+        assert!(!c[1].slower, "{}", c[1].latency_ratio);
     }
 
     #[test]

@@ -747,6 +747,7 @@ mod tests {
             reason: None,
             precision_executed: Some("fp16".into()),
             implementation: None,
+            worker: None,
             device: crate::device::DeviceInfo {
                 backend: "cuda".into(),
                 ordinal: Some(0),

@@ -1,5 +1,5 @@
 //! The command line (clap): `runner FILE` (= `runner run FILE`), `runner plan FILE`,
-//! `runner report DIR`.
+//! `runner slurm FILE`, `runner report DIR`.
 
 use std::path::PathBuf;
 
@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{exit, ConfigError};
-use crate::sweep::{self, RunOptions};
+use crate::sweep::{self, CellSelection, RunOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +39,9 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Run the experiment as Slurm job arrays (one task per cell, one shared run directory) and
+    /// a report job after them; again on the same --out, submits only cells without a record.
+    Slurm(SlurmArgs),
     /// Re-render the reports of a finished or partial run from its stored records.
     Report {
         /// A run directory (results/<experiment>/<run-id>).
@@ -47,6 +50,43 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+struct SlurmArgs {
+    /// The experiment file (TOML).
+    file: PathBuf,
+    /// The run directory every task writes into (default results/<experiment>/<run-id>); on a
+    /// shared filesystem all nodes see. Given again, re-submits only cells without a record.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Override a configuration value (repeatable), passed on to every task.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Slurm partition.
+    #[arg(long)]
+    partition: Option<String>,
+    /// GPUs per task (each cell runs alone on the GPU it gets).
+    #[arg(long, value_name = "N")]
+    gpus_per_task: Option<u32>,
+    /// CPUs per task.
+    #[arg(long, value_name = "N")]
+    cpus_per_task: Option<u32>,
+    /// Time limit per task, in Slurm's format (e.g. 30:00).
+    #[arg(long, value_name = "T")]
+    time: Option<String>,
+    /// At most K tasks of an array at once (--array=...%K).
+    #[arg(long, value_name = "K")]
+    array_parallelism: Option<u32>,
+    /// The cluster's MaxArraySize (scontrol show config): larger plans become several arrays.
+    #[arg(long, value_name = "N", default_value_t = crate::slurm::DEFAULT_MAX_ARRAY_SIZE)]
+    max_array_size: usize,
+    /// An extra #SBATCH option, verbatim (repeatable), e.g. --sbatch-arg=--account=abc.
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+    /// Submit with sbatch (else only write the scripts and print the commands).
+    #[arg(long)]
+    submit: bool,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +110,16 @@ struct RunArgs {
     /// Stop at the first failed cell (default: record the failure and measure the rest).
     #[arg(long)]
     fail_fast: bool,
+    /// Measure only cell N of the plan (0-based, plan order as `runner plan` lists it) into the
+    /// run directory --out, which `runner slurm` prepared: what each Slurm array task runs.
+    #[arg(long, value_name = "N", requires = "out", conflicts_with_all = ["cell", "resume"])]
+    cell_index: Option<usize>,
+    /// Measure only this cell (by id; repeatable) into the prepared run directory --out.
+    #[arg(long, value_name = "ID", requires = "out", conflicts_with = "resume")]
+    cell: Vec<String>,
+    /// Internal: run as the worker with this label of a multi-GPU run (the coordinator starts it).
+    #[arg(long, value_name = "LABEL", hide = true, requires = "out")]
+    worker: Option<String>,
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -77,6 +127,20 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Some(Command::Run(args)) => run_experiment(args),
         Some(Command::Plan { file, set }) => sweep::plan(&file, &set).map(|()| exit::OK),
+        Some(Command::Slurm(a)) => crate::slurm::run(&crate::slurm::SlurmOptions {
+            file: a.file,
+            out: a.out,
+            overrides: a.set,
+            results_root: PathBuf::from("results"),
+            partition: a.partition,
+            gpus_per_task: a.gpus_per_task,
+            cpus_per_task: a.cpus_per_task,
+            time: a.time,
+            array_parallelism: a.array_parallelism,
+            max_array_size: a.max_array_size,
+            sbatch_args: a.sbatch_args,
+            submit: a.submit,
+        }),
         Some(Command::Report { dir, templates }) => {
             sweep::report(&dir, templates.as_deref()).map(|()| exit::OK)
         }
@@ -96,5 +160,11 @@ fn run_experiment(args: RunArgs) -> Result<u8> {
         results_root: PathBuf::from("results"),
         resume: args.resume,
         fail_fast: args.fail_fast,
+        cells: match (args.cell_index, args.cell.is_empty()) {
+            (Some(i), _) => CellSelection::Index(i),
+            (None, false) => CellSelection::Ids(args.cell),
+            (None, true) => CellSelection::All,
+        },
+        worker: args.worker,
     })
 }

@@ -83,12 +83,72 @@ pub enum Backend {
     Cpu,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeviceSection {
     pub backend: Backend,
     /// CUDA ordinal of the GPU to use.
     pub gpu: usize,
+    /// Several GPUs of this host, one worker process each, every worker taking the next
+    /// unmeasured cell of the plan: `[0, 1, 3]` or `"all"`. Each cell still runs alone on its GPU,
+    /// metered by that GPU's own counter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<GpuSet>,
+    /// Worker processes on the CPU (device.backend = "cpu" only): stand-ins for GPUs that let the
+    /// multi-worker path run without GPUs. They share the CPU, so their latencies are not
+    /// independent measurements.
+    #[serde(skip_serializing_if = "is_one")]
+    pub cpu_workers: usize,
+}
+
+impl Default for DeviceSection {
+    fn default() -> Self {
+        Self {
+            backend: Backend::default(),
+            gpu: 0,
+            gpus: None,
+            cpu_workers: 1,
+        }
+    }
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+/// `device.gpus`: a list of CUDA ordinals, or every GPU of the host.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum GpuSet {
+    List(Vec<usize>),
+    /// Only "all" is valid (checked in validation, so the message can name the key).
+    Named(String),
+}
+
+impl<'de> Deserialize<'de> for GpuSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct GpuSetVisitor;
+        impl<'de> serde::de::Visitor<'de> for GpuSetVisitor {
+            type Value = GpuSet;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of CUDA ordinals such as [0, 1], or \"all\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<GpuSet, E> {
+                Ok(GpuSet::Named(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<GpuSet, A::Error> {
+                let mut list = Vec::new();
+                while let Some(k) = seq.next_element::<usize>()? {
+                    list.push(k);
+                }
+                Ok(GpuSet::List(list))
+            }
+        }
+        d.deserialize_any(GpuSetVisitor)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -922,6 +982,40 @@ fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result<(), Config
 
     if c.device.backend == Backend::Cuda && !cfg!(feature = "cuda") {
         bad(&["device", "backend"], "device.backend = \"cuda\" but this runner was built without CUDA: build it with scripts/build-cuda.sh (or `cargo build --release --features cuda`), or set device.backend = \"auto\" or \"cpu\"".into());
+    }
+    if let Some(gpus) = &c.device.gpus {
+        match gpus {
+            GpuSet::Named(name) if name != "all" => bad(&["device", "gpus"], format!(
+                "device.gpus = {name:?}: use a list of CUDA ordinals such as [0, 1], or \"all\""
+            )),
+            GpuSet::List(list) if list.is_empty() => bad(&["device", "gpus"],
+                "device.gpus = []: list at least one GPU (e.g. [0, 1]), or leave device.gpus out to use device.gpu".into()),
+            GpuSet::List(list) => {
+                let mut seen = std::collections::BTreeSet::new();
+                if let Some(dup) = list.iter().find(|g| !seen.insert(**g)) {
+                    bad(&["device", "gpus"], format!(
+                        "device.gpus lists GPU {dup} twice: each GPU runs one worker, and two cells on one GPU would disturb each other's measurements"
+                    ));
+                }
+            }
+            GpuSet::Named(_) => {}
+        }
+        if c.device.backend == Backend::Cpu {
+            bad(&["device", "gpus"], "device.gpus names GPUs but device.backend = \"cpu\": set device.backend = \"cuda\" (or \"auto\"), or use device.cpu_workers for several CPU workers".into());
+        } else if !cfg!(feature = "cuda") {
+            bad(&["device", "gpus"], "device.gpus names GPUs but this runner was built without CUDA: build it with scripts/build-cuda.sh, or leave device.gpus out".into());
+        }
+    }
+    if c.device.cpu_workers == 0 {
+        bad(
+            &["device", "cpu_workers"],
+            "device.cpu_workers = 0: at least one worker must measure".into(),
+        );
+    } else if c.device.cpu_workers > 1 && c.device.backend != Backend::Cpu {
+        bad(&["device", "cpu_workers"], format!(
+            "device.cpu_workers = {} needs device.backend = \"cpu\" (CPU workers stand in for GPUs in tests); on GPUs use device.gpus = [0, 1, ...]",
+            c.device.cpu_workers
+        ));
     }
     if c.sensor.sample_interval_ms == 0 {
         bad(

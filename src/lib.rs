@@ -18,4 +18,6 @@ pub mod probe;
 pub mod report;
 pub mod results;
 pub mod sensor;
+pub mod slurm;
 pub mod sweep;
+pub mod workers;

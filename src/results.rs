@@ -40,6 +40,10 @@ pub struct CellRecord {
     /// Which implementation ran each part of the model (attention, linear, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implementation: Option<BTreeMap<String, String>>,
+    /// The worker that measured the cell, in runs spread over several workers (one per GPU, or
+    /// a Slurm array task): `gpu1`, `cpu-worker-0`, `slurm-4711_3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     pub device: DeviceInfo,
     pub sensor: SensorInfo,
     pub protocol: ProtocolSection,
@@ -149,8 +153,13 @@ pub struct Manifest {
     /// `None` while the run is in progress or if it was cut off.
     pub ended_at: Option<String>,
     /// Each invocation that worked on this run directory: the first, then every `--resume`.
+    /// (Workers of a multi-GPU run or a Slurm array keep theirs in sessions/<label>.json.)
     #[serde(default)]
     pub sessions: Vec<Session>,
+    /// `slurm` for a run prepared by `runner slurm` (its array tasks measure; `runner report`
+    /// renders); absent for runs the runner drives itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<String>,
 }
 
 /// One invocation of the runner on a run directory.
@@ -174,6 +183,20 @@ pub struct Session {
     pub wall_s: Option<f64>,
     #[serde(default)]
     pub protocol_s: Option<f64>,
+    /// For a worker's session (sessions/<label>.json): its label and the device it measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerInfo>,
+    /// A worker's own check of what the power sampler costs (the lead session's is in the
+    /// manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler_overhead: Option<crate::measure::SamplerOverhead>,
+}
+
+/// Who a worker session was: its label and its device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub label: String,
+    pub device: DeviceInfo,
 }
 
 impl Session {
@@ -188,6 +211,8 @@ impl Session {
             outcome: None,
             wall_s: None,
             protocol_s: None,
+            worker: None,
+            sampler_overhead: None,
         }
     }
 }
@@ -231,6 +256,7 @@ impl Manifest {
             started_at: now_rfc3339(),
             ended_at: None,
             sessions: Vec::new(),
+            launcher: None,
         })
     }
 }
@@ -301,6 +327,15 @@ pub struct RunDir {
 
 /// The name of the lock file inside a run directory.
 pub const LOCK_FILE: &str = ".lock";
+/// Worker sessions, one file each.
+pub const SESSIONS_DIR: &str = "sessions";
+/// Per-cell claim locks of workers.
+pub const CLAIMS_DIR: &str = ".claims";
+
+/// A worker's hold on one cell (see [`RunDir::try_claim`]).
+pub struct CellClaim {
+    _file: std::fs::File,
+}
 
 /// An exclusive advisory lock (flock) on `<run>/.lock`, holding the writer's pid, host and start
 /// time. The kernel releases it when the process ends in any way, `kill -9` included, so a crashed
@@ -448,6 +483,85 @@ impl RunDir {
             }
         }
         Ok(newest.map(|(_, p)| p))
+    }
+
+    /// An existing run that several workers write at once (one per GPU, or Slurm array tasks):
+    /// no run lock; each cell is claimed with [`RunDir::try_claim`] instead.
+    pub fn open_shared(path: &Path) -> Result<Self> {
+        let dir = Self::open(path)?;
+        for sub in ["cells", "traces", SESSIONS_DIR, CLAIMS_DIR] {
+            std::fs::create_dir_all(path.join(sub))
+                .with_context(|| format!("creating {}", path.join(sub).display()))?;
+        }
+        Ok(dir)
+    }
+
+    /// Claims a cell for this process: an exclusive flock on `.claims/<id>.lock`, released when
+    /// the claim is dropped or the process dies (kill -9 and a cancelled Slurm task included).
+    /// `None` when another worker holds it.
+    pub fn try_claim(&self, cell_id: &str) -> Result<Option<CellClaim>> {
+        let path = self.path.join(CLAIMS_DIR).join(format!("{cell_id}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(CellClaim { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+
+    /// The record of one cell, if it has one.
+    pub fn read_record(&self, cell_id: &str) -> Result<Option<CellRecord>> {
+        let path = self.path.join("cells").join(format!("{cell_id}.json"));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let record: CellRecord =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(Some(record))
+    }
+
+    /// A worker's session, in its own file (workers never write the shared manifest).
+    pub fn write_worker_session(&self, session: &Session) -> Result<()> {
+        let label = session
+            .worker
+            .as_ref()
+            .map(|w| w.label.as_str())
+            .unwrap_or("worker");
+        write_atomic(
+            &self.path.join(SESSIONS_DIR).join(format!("{label}.json")),
+            serde_json::to_string_pretty(session)?.as_bytes(),
+        )
+    }
+
+    /// Every worker session, by start time.
+    pub fn read_worker_sessions(&self) -> Result<Vec<Session>> {
+        let dir = self.path.join(SESSIONS_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut sessions = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let session: Session = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            sessions.push(session);
+        }
+        sessions.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        Ok(sessions)
     }
 
     pub fn open(path: &Path) -> Result<Self> {

@@ -35,20 +35,35 @@ pub struct RunOptions {
     pub resume: bool,
     /// Stop at the first failed cell instead of recording it and going on.
     pub fail_fast: bool,
+    /// Which cells this invocation measures: all of the plan, or some (a Slurm array task).
+    pub cells: CellSelection,
+    /// Set for a worker of a multi-GPU run (its label, e.g. `gpu1`): it measures into the run
+    /// directory its coordinator prepared, claiming cells one at a time.
+    pub worker: Option<String>,
+}
+
+/// `--cell-index N` / `--cell ID`: measure only these cells of the plan, into a run directory
+/// that `runner slurm` (or a coordinator) prepared.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum CellSelection {
+    #[default]
+    All,
+    Index(usize),
+    Ids(Vec<String>),
 }
 
 /// Everything the cells share, prepared (and validated) before the first measurement.
-struct Prepared {
-    exp: LoadedExperiment,
-    plan: Vec<Cell>,
+pub(crate) struct Prepared {
+    pub(crate) exp: LoadedExperiment,
+    pub(crate) plan: Vec<Cell>,
     specs: BTreeMap<String, ModelSpec>,
     tokenized: BTreeMap<usize, TokenizedSet>,
-    templates: TemplateSource,
+    pub(crate) templates: TemplateSource,
 }
 
 /// Loads and checks every input: config, matrix, templates, dataset and tokenizer. Any problem here
 /// is the user's input (exit 2), and nothing has been measured yet.
-fn prepare(opts: &RunOptions) -> Result<Prepared> {
+pub(crate) fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let exp = config::load(&opts.file, &opts.overrides)?;
     let plan = matrix::expand(&exp)?.cells;
     let templates = TemplateSource::resolve(opts.templates.as_deref())?;
@@ -95,6 +110,17 @@ enum Stop {
     DeviceLost(String),
 }
 
+impl Stop {
+    /// The session outcome recorded for it.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Stop::Interrupted => "interrupted",
+            Stop::FailFast(_) => "stopped at the first failure (--fail-fast)",
+            Stop::DeviceLost(_) => "device lost",
+        }
+    }
+}
+
 /// Runs an experiment; returns the exit code (0 all cells succeeded, 1 some failed, 130
 /// interrupted).
 pub fn run(opts: &RunOptions) -> Result<u8> {
@@ -104,22 +130,20 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     let started = std::time::Instant::now();
     let mut protocol_time = ProtocolTime::default();
     let prepared = prepare(opts)?;
-    let selected = device::select(&prepared.exp.config.device)?;
-    let mut notices = Vec::new();
-    if let Some(n) = &selected.notice {
-        eprintln!("runner: {n}");
-        notices.push(n.clone());
+    let worker = match (&opts.worker, &opts.cells) {
+        (Some(label), _) => Some(label.clone()),
+        (None, CellSelection::All) => None,
+        (None, CellSelection::Index(i)) => Some(task_label(*i)),
+        (None, CellSelection::Ids(_)) => Some(task_label(std::process::id() as usize)),
+    };
+    if let Some(label) = worker {
+        return run_worker(opts, &prepared, &label);
     }
-    let (mut sensor, fault_notice) =
-        sensor::with_fault_injection(sensor::select(&prepared.exp.config.sensor, &selected.info)?);
-    if let Some(n) = fault_notice {
-        eprintln!("runner: {n}");
-        notices.push(n);
+    if let Some(slots) = crate::workers::slots(&prepared.exp.config.device)? {
+        return crate::workers::coordinate(opts, &prepared, &slots);
     }
-    let sensor_info = sensor.info();
-    if !sensor_info.measures_energy && selected.notice.is_none() {
-        eprintln!("runner: energy not measured: {}", sensor_info.note);
-    }
+    let (selected, mut sensor, sensor_info, notices) =
+        open_device_and_sensor(&prepared, "runner:")?;
 
     let fresh = Manifest::new(
         &prepared.exp,
@@ -158,36 +182,20 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     run_dir.write_manifest(&manifest)?;
 
     let protocol = &prepared.exp.config.protocol;
-    if sensor_info.measures_energy {
-        eprintln!(
-            "runner: idle baseline: {} s settling, then {} s of idle power",
-            protocol.idle_settle_s, protocol.idle_baseline_s
-        );
-        let idle_started = std::time::Instant::now();
-        let idle = measure::measure_idle(
-            sensor.as_mut(),
-            &RealClock::default(),
-            protocol.idle_settle_s,
-            protocol.idle_baseline_s,
-        )
-        .context("measuring the idle baseline")?;
-        protocol_time.idle_s += idle_started.elapsed().as_secs_f64();
-        if let Some(idle) = &idle {
-            eprintln!(
-                "runner: idle power {:.1} W ({} counter updates over {:.1} s)",
-                idle.power_w, idle.counter_ticks, idle.duration_s
-            );
+    if let Some(idle) = idle_baseline(
+        sensor.as_mut(),
+        &sensor_info,
+        protocol,
+        &mut protocol_time,
+        "runner:",
+    )? {
+        if manifest.idle_baseline.is_none() {
+            manifest.idle_baseline = Some(idle.clone());
         }
-        // An interrupted idle measurement is no baseline: keep none of it.
-        if !crate::interrupt::requested() {
-            if manifest.idle_baseline.is_none() {
-                manifest.idle_baseline = idle.clone();
-            }
-            if let Some(session) = manifest.sessions.last_mut() {
-                session.idle_baseline = idle;
-            }
-            run_dir.write_manifest(&manifest)?;
+        if let Some(session) = manifest.sessions.last_mut() {
+            session.idle_baseline = Some(idle);
         }
+        run_dir.write_manifest(&manifest)?;
     }
     if opts.resume {
         eprintln!(
@@ -304,15 +312,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     let now = now_rfc3339();
     if let Some(session) = manifest.sessions.last_mut() {
         session.ended_at = Some(now.clone());
-        session.outcome = Some(
-            match &stop {
-                None => "completed",
-                Some(Stop::Interrupted) => "interrupted",
-                Some(Stop::FailFast(_)) => "stopped at the first failure (--fail-fast)",
-                Some(Stop::DeviceLost(_)) => "device lost",
-            }
-            .to_string(),
-        );
+        session.outcome = Some(stop.as_ref().map_or("completed", Stop::outcome).to_string());
     }
     manifest.ended_at = complete.then_some(now);
     run_dir.write_manifest(&manifest)?;
@@ -374,7 +374,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
 /// with its records; checks that it is a run of this experiment on this kind of device and that
 /// every record still belongs to the plan. `--out` naming a folder without a run starts one there
 /// (so every task of a job array can be started the same way).
-fn reopen(
+pub(crate) fn reopen(
     opts: &RunOptions,
     prepared: &Prepared,
     fresh: Manifest,
@@ -446,6 +446,260 @@ fn reopen(
         ..fresh
     };
     Ok((dir, manifest, records))
+}
+
+/// The device, its sensor, what the sensor measures, and the notices for the manifest.
+type OpenedDevice = (
+    SelectedDevice,
+    Box<dyn EnergySensor>,
+    SensorInfo,
+    Vec<String>,
+);
+
+/// Opens the device the config names and its energy sensor, telling the user (prefixed with
+/// `who`) about any fallback; returns them with the notices for the manifest.
+fn open_device_and_sensor(prepared: &Prepared, who: &str) -> Result<OpenedDevice> {
+    let selected = device::select(&prepared.exp.config.device)?;
+    let mut notices = Vec::new();
+    if let Some(n) = &selected.notice {
+        eprintln!("{who} {n}");
+        notices.push(n.clone());
+    }
+    let (sensor, fault_notice) =
+        sensor::with_fault_injection(sensor::select(&prepared.exp.config.sensor, &selected.info)?);
+    if let Some(n) = fault_notice {
+        eprintln!("{who} {n}");
+        notices.push(n);
+    }
+    let sensor_info = sensor.info();
+    if !sensor_info.measures_energy && selected.notice.is_none() {
+        eprintln!("{who} energy not measured: {}", sensor_info.note);
+    }
+    Ok((selected, sensor, sensor_info, notices))
+}
+
+/// The idle baseline of this session, when the sensor measures energy; `None` also when an
+/// interrupt cut it short (an interrupted idle measurement is no baseline).
+fn idle_baseline(
+    sensor: &mut dyn EnergySensor,
+    sensor_info: &SensorInfo,
+    protocol: &ProtocolSection,
+    protocol_time: &mut ProtocolTime,
+    who: &str,
+) -> Result<Option<crate::measure::IdleBaseline>> {
+    if !sensor_info.measures_energy {
+        return Ok(None);
+    }
+    eprintln!(
+        "{who} idle baseline: {} s settling, then {} s of idle power",
+        protocol.idle_settle_s, protocol.idle_baseline_s
+    );
+    let idle_started = std::time::Instant::now();
+    let idle = measure::measure_idle(
+        sensor,
+        &RealClock::default(),
+        protocol.idle_settle_s,
+        protocol.idle_baseline_s,
+    )
+    .context("measuring the idle baseline")?;
+    protocol_time.idle_s += idle_started.elapsed().as_secs_f64();
+    if let Some(idle) = &idle {
+        eprintln!(
+            "{who} idle power {:.1} W ({} counter updates over {:.1} s)",
+            idle.power_w, idle.counter_ticks, idle.duration_s
+        );
+    }
+    Ok(idle.filter(|_| !crate::interrupt::requested()))
+}
+
+/// A Slurm array task's label (`slurm-<job>_<task>`), or `cell-<n>` outside Slurm.
+fn task_label(n: usize) -> String {
+    match (
+        std::env::var("SLURM_ARRAY_JOB_ID"),
+        std::env::var("SLURM_ARRAY_TASK_ID"),
+    ) {
+        (Ok(job), Ok(task)) => format!("slurm-{job}_{task}"),
+        _ => format!("cell-{n}"),
+    }
+}
+
+/// One worker of a run spread over several workers (a GPU of a multi-GPU run, or a Slurm array
+/// task): measures its cells into the prepared run directory, claiming each (a per-cell lock) so
+/// no cell is measured twice, skipping cells that already have a final record. It writes records
+/// and its own session file, never the shared manifest or the reports.
+fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result<u8> {
+    let started = std::time::Instant::now();
+    let mut protocol_time = ProtocolTime::default();
+    let who = format!("[{label}]");
+    let out = opts.out.as_ref().ok_or_else(|| {
+        ConfigError::new(
+            "--cell-index, --cell and --worker measure into a prepared run: add --out DIR (the folder `runner slurm` prepared)",
+        )
+    })?;
+    let run_dir = RunDir::open_shared(out).map_err(|e| ConfigError::new(format!("{e:#}")))?;
+    let manifest = run_dir.read_manifest()?;
+    let theirs: Vec<&str> = manifest.plan.iter().map(|c| c.id.as_str()).collect();
+    let ours: Vec<&str> = prepared.plan.iter().map(|c| c.id.as_str()).collect();
+    if theirs != ours {
+        return Err(ConfigError::new(format!(
+            "{}: its plan ({} cells) is not what {} plans now ({} cells): the experiment, its overrides, weights, dataset or protocol changed since the run directory was prepared; prepare a new one",
+            out.display(),
+            theirs.len(),
+            opts.file.display(),
+            ours.len()
+        ))
+        .into());
+    }
+    let cells: Vec<&Cell> = match &opts.cells {
+        CellSelection::All => prepared.plan.iter().collect(),
+        CellSelection::Index(i) => vec![prepared.plan.get(*i).ok_or_else(|| {
+            ConfigError::new(format!(
+                "--cell-index {i}: the plan of {} has {} cells (indices 0 to {})",
+                opts.file.display(),
+                prepared.plan.len(),
+                prepared.plan.len().saturating_sub(1)
+            ))
+        })?],
+        CellSelection::Ids(ids) => ids
+            .iter()
+            .map(|id| {
+                prepared.plan.iter().find(|c| &c.id == id).ok_or_else(|| {
+                    anyhow::Error::from(ConfigError::new(format!(
+                        "--cell {id}: not a cell of {} (`runner plan {}` lists them)",
+                        opts.file.display(),
+                        opts.file.display()
+                    )))
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let (selected, mut sensor, sensor_info, _) = open_device_and_sensor(prepared, &who)?;
+    crate::interrupt::install()?;
+    let mut session = Session::begin(0);
+    session.worker = Some(crate::results::WorkerInfo {
+        label: label.to_string(),
+        device: selected.info.clone(),
+    });
+    run_dir.write_worker_session(&session)?;
+    let protocol = &prepared.exp.config.protocol;
+    session.idle_baseline = idle_baseline(
+        sensor.as_mut(),
+        &sensor_info,
+        protocol,
+        &mut protocol_time,
+        &who,
+    )?;
+    run_dir.write_worker_session(&session)?;
+    let session_idle = session.idle_baseline.as_ref().map(|i| i.power_w);
+
+    let is_final = |r: &CellRecord| r.status != CellStatus::Failed;
+    let progress = ProgressBar::hidden();
+    let mut store = ModelStore::default();
+    let (mut stop, mut measured, mut any_failed) = (None, 0usize, false);
+    for &cell in &cells {
+        if crate::interrupt::requested() {
+            stop = Some(Stop::Interrupted);
+            break;
+        }
+        if run_dir.read_record(&cell.id)?.is_some_and(|r| is_final(&r)) {
+            if cells.len() == 1 {
+                eprintln!(
+                    "{who} {} already has a record: nothing to do",
+                    cell_label(cell)
+                );
+            }
+            continue;
+        }
+        let Some(claim) = run_dir.try_claim(&cell.id)? else {
+            continue; // another worker is measuring it
+        };
+        // Finished by another worker between the look and the claim.
+        if run_dir.read_record(&cell.id)?.is_some_and(|r| is_final(&r)) {
+            continue;
+        }
+        eprintln!("{who} measuring {}", cell_label(cell));
+        let check_overhead = sensor_info.measures_energy && session.sampler_overhead.is_none();
+        let Some((mut record, trace, overhead)) = run_cell(
+            cell,
+            prepared,
+            &mut store,
+            &selected,
+            sensor.as_mut(),
+            &sensor_info,
+            session_idle,
+            check_overhead,
+            &progress,
+        ) else {
+            eprintln!(
+                "{who} interrupted {}: dropped unfinished (measured again on resume)",
+                cell_label(cell)
+            );
+            stop = Some(Stop::Interrupted);
+            break;
+        };
+        record.worker = Some(label.to_string());
+        if let Some(o) = overhead {
+            session.sampler_overhead = Some(o);
+            run_dir.write_worker_session(&session)?;
+        }
+        if record.cell.scope == Scope::Layers {
+            let all: Vec<CellRecord> = run_dir.read_all_records()?.into_values().collect();
+            record.reconciliation = analysis::reconcile_in(&record, &all);
+        }
+        run_dir
+            .write_record(&record)
+            .with_context(|| format!("writing the record of cell {}", cell.id))?;
+        if !trace.is_empty() {
+            run_dir.write_trace(&cell.id, &trace)?;
+        }
+        drop(claim);
+        eprintln!("{who} {}", cell_result_line(&record));
+        measured += 1;
+        protocol_time.add_cell(&record, protocol);
+        if record.status == CellStatus::Failed {
+            any_failed = true;
+            if let Err(e) = device_health(&selected.device, sensor.as_ref()) {
+                stop = Some(Stop::DeviceLost(format!(
+                    "after cell {} failed, the device or its sensor stopped answering: {e:#}",
+                    cell.id
+                )));
+                break;
+            }
+            if opts.fail_fast {
+                stop = Some(Stop::FailFast(cell.id.clone()));
+                break;
+            }
+            store = ModelStore::default();
+        }
+        let cooldown_started = std::time::Instant::now();
+        RealClock::default().sleep_s(protocol.cooldown_s);
+        protocol_time.cooldown_s += cooldown_started.elapsed().as_secs_f64();
+    }
+    if stop.is_none() && crate::interrupt::requested() {
+        stop = Some(Stop::Interrupted);
+    }
+    let wall_s = started.elapsed().as_secs_f64();
+    session.ended_at = Some(now_rfc3339());
+    session.outcome = Some(stop.as_ref().map_or("completed", Stop::outcome).to_string());
+    session.wall_s = Some(wall_s);
+    session.protocol_s = Some(protocol_time.total_s());
+    run_dir.write_worker_session(&session)?;
+    eprintln!(
+        "{who} {measured} cell(s) measured on {} ({}); {}",
+        selected.info.name,
+        selected.info.backend,
+        protocol_time.describe(wall_s)
+    );
+    Ok(match stop {
+        Some(Stop::Interrupted) => exit::INTERRUPTED,
+        Some(Stop::DeviceLost(why)) => {
+            eprintln!("{who} stopped: {why}");
+            exit::CELLS_FAILED
+        }
+        Some(Stop::FailFast(_)) => exit::CELLS_FAILED,
+        None if any_failed => exit::CELLS_FAILED,
+        None => exit::OK,
+    })
 }
 
 /// The command that completes this run: same file, overrides and templates, `--resume --out`.
@@ -639,6 +893,7 @@ fn run_cell(
         reason: None,
         precision_executed: None,
         implementation: None,
+        worker: None,
         device: selected.info.clone(),
         sensor: sensor_info.clone(),
         protocol: prepared.exp.config.protocol.clone(),
@@ -1143,6 +1398,8 @@ mod tests {
             results_root: PathBuf::from("results"),
             resume: false,
             fail_fast: true,
+            cells: CellSelection::All,
+            worker: None,
         };
         assert_eq!(
             resume_command(&opts, Path::new("results/x/20261124T000000Z")),

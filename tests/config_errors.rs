@@ -369,3 +369,33 @@ fn markup_and_control_characters_in_names() {
         .replace("[models.tiny]", "[models.\"<img src=x>\"]");
     insta::assert_snapshot!("markup_in_names", fails(&toml, &[], &[]));
 }
+
+#[test]
+fn several_worker_settings_that_cannot_work_are_named() {
+    let matrix = "[matrix]\nbatch_size = [1]\n";
+    // GPUs on the CPU backend, a name that is not "all", an empty list, a GPU twice.
+    for (name, device) in [
+        (
+            "gpus_on_cpu",
+            "[device]\nbackend = \"cpu\"\ngpus = [0, 1]\n",
+        ),
+        ("gpus_unknown_name", "[device]\ngpus = \"some\"\n"),
+        ("gpus_empty", "[device]\ngpus = []\n"),
+        ("gpus_twice", "[device]\ngpus = [0, 1, 0]\n"),
+        (
+            "cpu_workers_zero",
+            "[device]\nbackend = \"cpu\"\ncpu_workers = 0\n",
+        ),
+        ("cpu_workers_on_auto", "[device]\ncpu_workers = 2\n"),
+    ] {
+        let msg = fails(&valid_with(&format!("{device}{matrix}")), &[], &[]);
+        insta::assert_snapshot!(name, msg);
+    }
+    // A wrong type names the key too.
+    let msg = fails(
+        &valid_with(&format!("[device]\ngpus = [\"a\"]\n{matrix}")),
+        &[],
+        &[],
+    );
+    insta::assert_snapshot!("gpus_wrong_type", msg);
+}

@@ -87,6 +87,9 @@ struct ReportContext<'a> {
     resume_command: String,
     counts: Counts,
     energy_measured: bool,
+    /// Why energy was not measured: the records' sensor note (each worker's own), else the
+    /// manifest's.
+    energy_note: String,
     charts: Vec<ChartRef>,
     /// One power-over-time chart per cell with a trace.
     trace_charts: Vec<ChartRef>,
@@ -101,6 +104,14 @@ struct ReportContext<'a> {
     implementations: Vec<ImplementationView>,
     /// Every implementation part any record names, the columns of "What ran".
     implementation_parts: Vec<String>,
+    /// The workers that measured the cells of a multi-worker run (one per GPU, or Slurm array
+    /// tasks), with their devices; empty for an ordinary run.
+    workers: Vec<WorkerView>,
+    /// Several workers measured at once on one host: the report warns about shared power and
+    /// cooling.
+    workers_shared_host: bool,
+    /// Those workers measured on GPUs (else CPUs).
+    workers_on_gpus: bool,
     /// Quantized cells against the float precision each replaces.
     quantized: Vec<QuantizedComparison>,
     /// Why quantized cells ran slower than their float path on this kind of device, when any did.
@@ -155,6 +166,53 @@ fn implementation_views(records: &[CellRecord]) -> Vec<ImplementationView> {
             }),
         }
     }
+    views
+}
+
+#[derive(Debug, Serialize)]
+struct WorkerView {
+    label: String,
+    /// backend, name, ordinal and UUID of the device the worker measured on.
+    device: String,
+    host: Option<String>,
+    cells: Vec<String>,
+    failed: usize,
+}
+
+/// The records grouped by the worker that measured them (plan order within each).
+fn worker_views(records: &[CellRecord], sessions: &[crate::results::Session]) -> Vec<WorkerView> {
+    let mut views: Vec<WorkerView> = Vec::new();
+    for r in records {
+        let Some(label) = &r.worker else { continue };
+        let view = match views.iter_mut().position(|v| &v.label == label) {
+            Some(i) => &mut views[i],
+            None => {
+                let d = &r.device;
+                let mut device = format!("{} ({})", d.name, d.backend);
+                if let Some(k) = d.ordinal {
+                    device.push_str(&format!(", CUDA ordinal {k}"));
+                }
+                if let Some(uuid) = &d.uuid {
+                    device.push_str(&format!(", {uuid}"));
+                }
+                let host = sessions
+                    .iter()
+                    .find(|s| s.worker.as_ref().is_some_and(|w| &w.label == label))
+                    .map(|s| s.hostname.clone());
+                views.push(WorkerView {
+                    label: label.clone(),
+                    device,
+                    host,
+                    cells: Vec::new(),
+                    failed: 0,
+                });
+                views.last_mut().expect("just pushed")
+            }
+        };
+        view.cells.push(r.cell.id.clone());
+        view.failed += usize::from(r.status == CellStatus::Failed);
+    }
+    views.sort_by(|a, b| a.label.cmp(&b.label));
     views
 }
 
@@ -347,6 +405,23 @@ pub fn render_records(
     manifest: &Manifest,
     records: &[CellRecord],
 ) -> Result<(Written, Vec<CellSummary>)> {
+    // Workers (multi-GPU runs, Slurm array tasks) keep their sessions in their own files: the
+    // report shows them with the run's own.
+    let worker_sessions = run.read_worker_sessions()?;
+    let merged;
+    let manifest = if worker_sessions.is_empty() {
+        manifest
+    } else {
+        let mut m = manifest.clone();
+        if m.sampler_overhead.is_none() {
+            m.sampler_overhead = worker_sessions
+                .iter()
+                .find_map(|s| s.sampler_overhead.clone());
+        }
+        m.sessions.extend(worker_sessions);
+        merged = m;
+        &merged
+    };
     let baseline = manifest.config.report.baseline;
     let summaries = summarize_all(records, baseline);
     let chart_dir = run.path.join("charts");
@@ -412,13 +487,23 @@ pub fn render_records(
         config_toml: toml::to_string_pretty(&manifest.config)
             .context("rendering the configuration as TOML")?,
         cells: &summaries,
-        partial: !missing.is_empty() || manifest.ended_at.is_none(),
-        resume_command: resume_command(
-            &manifest.experiment_file,
-            &run.path,
-            &manifest.overrides,
-            &[],
-        ),
+        // A Slurm run has no process that sees its end: its records say whether it is complete.
+        partial: !missing.is_empty()
+            || (manifest.ended_at.is_none() && manifest.launcher.as_deref() != Some("slurm")),
+        resume_command: if manifest.launcher.as_deref() == Some("slurm") {
+            crate::slurm::resubmit_command(
+                &manifest.experiment_file,
+                &run.path,
+                &manifest.overrides,
+            )
+        } else {
+            resume_command(
+                &manifest.experiment_file,
+                &run.path,
+                &manifest.overrides,
+                &[],
+            )
+        },
         missing,
         counts: Counts {
             planned: manifest.plan.len(),
@@ -426,6 +511,10 @@ pub fn render_records(
             skipped: count(CellStatus::Skipped),
             failed: count(CellStatus::Failed),
         },
+        energy_note: records
+            .iter()
+            .find(|r| !r.sensor.measures_energy)
+            .map_or_else(|| manifest.sensor.note.clone(), |r| r.sensor.note.clone()),
         energy_measured: summaries
             .iter()
             .any(|s| s.energy_per_inference_mj.is_some()),
@@ -435,6 +524,25 @@ pub fn render_records(
         layer_charts,
         baseline: baseline.name().to_string(),
         tradeoffs: tradeoff_views(&summaries, &chart_dir)?,
+        workers: worker_views(records, &manifest.sessions),
+        workers_shared_host: {
+            let hosts: std::collections::BTreeSet<Option<&String>> = manifest
+                .sessions
+                .iter()
+                .filter(|s| s.worker.is_some())
+                .map(|s| Some(&s.hostname))
+                .collect();
+            records
+                .iter()
+                .filter_map(|r| r.worker.as_ref())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1
+                && hosts.len() == 1
+        },
+        workers_on_gpus: records
+            .iter()
+            .any(|r| r.worker.is_some() && r.device.backend == "cuda"),
         implementations: implementation_views(records),
         implementation_parts: implementation_parts(records),
         quantized_slower_why: quantized
@@ -746,16 +854,19 @@ fn per_layer_csv_bytes(layers: &[LayerSummary], cells: &[CellSummary]) -> Result
 
 /// `runner run FILE --resume --out DIR --set ...` plus `extra` arguments, each quoted for a POSIX
 /// shell where it needs it: the command that completes a run, as the console and reports print it.
+/// `s` as one shell word: as is when it is plainly safe, else single-quoted.
+pub fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 pub fn resume_command(file: &str, dir: &Path, overrides: &[String], extra: &[String]) -> String {
-    let quote = |s: &str| {
-        if s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-        {
-            s.to_string()
-        } else {
-            format!("'{}'", s.replace('\'', r"'\''"))
-        }
-    };
+    let quote = |s: &str| shell_quote(s);
     let mut cmd = format!(
         "runner run {} --resume --out {}",
         quote(file),

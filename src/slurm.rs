@@ -1,0 +1,451 @@
+//! `runner slurm FILE`: the sweep as Slurm job arrays, one task per cell, all writing into one run
+//! directory, and a report job that runs after them. The runner uses the cluster's scheduler
+//! rather than one of its own: it prepares the run directory (manifest with the plan), writes
+//! sbatch scripts whose task i measures cell OFFSET+i (`runner run FILE --out DIR --cell-index N`),
+//! and with `--submit` hands them to `sbatch`. What is done is read from the records, never from
+//! `squeue`/`sacct`: submitting again submits only cells without a final record.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::device::DeviceInfo;
+use crate::error::{exit, ConfigError};
+use crate::report::shell_quote;
+use crate::results::{CellStatus, Manifest, RunDir};
+use crate::sensor::SensorInfo;
+use crate::sweep::{self, CellSelection, RunOptions};
+
+/// Slurm's default MaxArraySize is 1001: task ids 0..=1000.
+pub const DEFAULT_MAX_ARRAY_SIZE: usize = 1001;
+
+pub struct SlurmOptions {
+    pub file: PathBuf,
+    pub out: Option<PathBuf>,
+    pub overrides: Vec<String>,
+    pub results_root: PathBuf,
+    pub partition: Option<String>,
+    pub gpus_per_task: Option<u32>,
+    pub cpus_per_task: Option<u32>,
+    /// Slurm's time limit per task, e.g. `30:00`.
+    pub time: Option<String>,
+    /// At most this many tasks of an array at once (`--array=...%K`).
+    pub array_parallelism: Option<u32>,
+    /// The cluster's MaxArraySize: larger plans are split into several arrays.
+    pub max_array_size: usize,
+    /// More `#SBATCH` lines, verbatim (e.g. `--account=abc`).
+    pub sbatch_args: Vec<String>,
+    pub submit: bool,
+}
+
+/// One array job: task i measures plan cell `offset + i`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayChunk {
+    pub offset: usize,
+    /// Task ids (cell index - offset), ascending.
+    pub tasks: Vec<usize>,
+}
+
+/// Cells to measure, split so that no task id reaches `max_array_size`.
+pub fn chunks(indices: &[usize], max_array_size: usize) -> Vec<ArrayChunk> {
+    let mut out: Vec<ArrayChunk> = Vec::new();
+    for &i in indices {
+        let offset = i / max_array_size * max_array_size;
+        match out.last_mut() {
+            Some(c) if c.offset == offset => c.tasks.push(i - offset),
+            _ => out.push(ArrayChunk {
+                offset,
+                tasks: vec![i - offset],
+            }),
+        }
+    }
+    out
+}
+
+/// `0-3,5,7-9`: Slurm's --array syntax for ascending task ids.
+pub fn array_spec(tasks: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < tasks.len() {
+        let start = tasks[i];
+        let mut end = start;
+        while i + 1 < tasks.len() && tasks[i + 1] == end + 1 {
+            i += 1;
+            end = tasks[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// The command that submits whatever cells of a Slurm run have no record yet.
+pub fn resubmit_command(file: &str, dir: &Path, overrides: &[String]) -> String {
+    let mut cmd = format!(
+        "runner slurm {} --out {} --submit",
+        shell_quote(file),
+        shell_quote(&dir.display().to_string())
+    );
+    for o in overrides {
+        cmd.push_str(&format!(" --set {}", shell_quote(o)));
+    }
+    cmd
+}
+
+pub fn run(opts: &SlurmOptions) -> Result<u8> {
+    let run_opts = RunOptions {
+        file: opts.file.clone(),
+        out: opts.out.clone(),
+        overrides: opts.overrides.clone(),
+        templates: None,
+        results_root: opts.results_root.clone(),
+        resume: false,
+        fail_fast: false,
+        cells: CellSelection::All,
+        worker: None,
+    };
+    let prepared = sweep::prepare(&run_opts)?;
+    if opts.max_array_size == 0 {
+        return Err(
+            ConfigError::new("--max-array-size 0: Slurm arrays hold at least one task").into(),
+        );
+    }
+    let existing = opts
+        .out
+        .as_ref()
+        .filter(|d| d.join("manifest.json").exists());
+    let run_dir = match existing {
+        Some(dir) => {
+            let run_dir = RunDir::resume(dir)?;
+            let manifest = run_dir.read_manifest()?;
+            let theirs: Vec<&str> = manifest.plan.iter().map(|c| c.id.as_str()).collect();
+            let ours: Vec<&str> = prepared.plan.iter().map(|c| c.id.as_str()).collect();
+            if manifest.launcher.as_deref() != Some("slurm") {
+                return Err(ConfigError::new(format!(
+                    "{} holds a run the runner drove itself, not a Slurm run: complete it with `runner run ... --resume`, or give runner slurm a new --out folder",
+                    dir.display()
+                ))
+                .into());
+            }
+            if theirs != ours {
+                return Err(ConfigError::new(format!(
+                    "{}: its plan ({} cells) is not what {} plans now ({} cells): the experiment, its overrides, weights, dataset or protocol changed; give runner slurm a new --out folder",
+                    dir.display(),
+                    theirs.len(),
+                    opts.file.display(),
+                    ours.len()
+                ))
+                .into());
+            }
+            run_dir
+        }
+        None => {
+            let (run_dir, run_id) = RunDir::create(
+                &opts.results_root,
+                &prepared.exp.config.experiment.name,
+                opts.out.as_deref(),
+            )?;
+            let device = DeviceInfo {
+                backend: "slurm".into(),
+                ordinal: None,
+                name: "Slurm array tasks (each record names the device that measured it)".into(),
+                uuid: None,
+                cpu_threads: 0,
+            };
+            let sensor = SensorInfo {
+                kind: "per task".into(),
+                measures_energy: opts.gpus_per_task.is_some(),
+                note: "each array task meters the device it was given; the records say which"
+                    .into(),
+            };
+            let mut manifest = Manifest::new(
+                &prepared.exp,
+                &run_id,
+                &prepared.plan,
+                &device,
+                &sensor,
+                None,
+                Vec::new(),
+            )?;
+            manifest.launcher = Some("slurm".into());
+            run_dir.write_manifest(&manifest)?;
+            run_dir
+        }
+    };
+    let dir = std::fs::canonicalize(&run_dir.path)
+        .with_context(|| format!("resolving {}", run_dir.path.display()))?;
+    let file = std::fs::canonicalize(&opts.file)
+        .with_context(|| format!("resolving {}", opts.file.display()))?;
+
+    let mut missing = Vec::new();
+    for (i, cell) in prepared.plan.iter().enumerate() {
+        let record = run_dir.read_record(&cell.id)?;
+        if record.is_none_or(|r| r.status == CellStatus::Failed) {
+            missing.push(i);
+        }
+    }
+    let planned = prepared.plan.len();
+    if missing.is_empty() {
+        println!(
+            "runner slurm: all {planned} cells of {} have a record; render the reports with: runner report {}",
+            dir.display(),
+            dir.display()
+        );
+        return Ok(exit::OK);
+    }
+
+    let slurm_dir = dir.join("slurm");
+    std::fs::create_dir_all(slurm_dir.join("logs"))
+        .with_context(|| format!("creating {}", slurm_dir.join("logs").display()))?;
+    let exe = std::env::current_exe().context("finding the runner binary for the job scripts")?;
+    let cwd = std::env::current_dir().context("reading the working directory")?;
+    let name = &prepared.exp.config.experiment.name;
+    let mut scripts = Vec::new();
+    for chunk in chunks(&missing, opts.max_array_size) {
+        let path = slurm_dir.join(format!("array-{}.sbatch", chunk.offset));
+        let text = array_script(opts, name, &exe, &file, &dir, &cwd, &chunk);
+        crate::results::write_atomic(&path, text.as_bytes())?;
+        scripts.push((path, chunk));
+    }
+    let report_script = slurm_dir.join("report.sbatch");
+    crate::results::write_atomic(
+        &report_script,
+        report_script_text(opts, name, &exe, &dir, &cwd).as_bytes(),
+    )?;
+    println!(
+        "runner slurm: {planned} cells planned, {} recorded, {} to measure in {} array job(s); scripts in {}",
+        planned - missing.len(),
+        missing.len(),
+        scripts.len(),
+        slurm_dir.display()
+    );
+    if !opts.submit {
+        let arrays: Vec<String> = scripts
+            .iter()
+            .map(|(p, _)| {
+                format!(
+                    "sbatch --parsable {}",
+                    shell_quote(&p.display().to_string())
+                )
+            })
+            .collect();
+        println!(
+            "submit them with:\n  {}\nthen the reports after them:\n  sbatch --dependency=afterany:<job ids> {}\n(or add --submit)",
+            arrays.join("\n  "),
+            shell_quote(&report_script.display().to_string())
+        );
+        return Ok(exit::OK);
+    }
+    let mut job_ids = Vec::new();
+    for (path, chunk) in &scripts {
+        let id = sbatch(&[path.as_os_str().to_owned()])?;
+        println!(
+            "submitted array job {id}: {} task(s) for cells {}..={} of the plan",
+            chunk.tasks.len(),
+            chunk.offset + chunk.tasks[0],
+            chunk.offset + chunk.tasks.last().expect("a chunk has tasks")
+        );
+        job_ids.push(id);
+    }
+    let dependency = format!("--dependency=afterany:{}", job_ids.join(":"));
+    let report_id = sbatch(&[dependency.into(), report_script.as_os_str().to_owned()])?;
+    println!("submitted report job {report_id} (runs `runner report` after the arrays end)");
+    let log = slurm_dir.join("submissions.log");
+    let line = format!(
+        "{} arrays {} report {report_id} cells {}\n",
+        crate::results::now_rfc3339(),
+        job_ids.join(","),
+        missing.len()
+    );
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .with_context(|| format!("appending to {}", log.display()))?;
+    println!(
+        "task logs: {}/logs/; the records are the truth: `{}` submits only cells without a record",
+        slurm_dir.display(),
+        resubmit_command(&opts.file.display().to_string(), &dir, &opts.overrides)
+    );
+    Ok(exit::OK)
+}
+
+fn sbatch_header(opts: &SlurmOptions, job_name: &str, log: &Path, cwd: &Path) -> String {
+    let mut lines = vec![
+        "#!/bin/bash".to_string(),
+        format!("#SBATCH --job-name={job_name}"),
+        format!("#SBATCH --output={}", log.display()),
+        format!("#SBATCH --chdir={}", cwd.display()),
+        "#SBATCH --ntasks=1".to_string(),
+    ];
+    if let Some(p) = &opts.partition {
+        lines.push(format!("#SBATCH --partition={p}"));
+    }
+    if let Some(t) = &opts.time {
+        lines.push(format!("#SBATCH --time={t}"));
+    }
+    if let Some(c) = opts.cpus_per_task {
+        lines.push(format!("#SBATCH --cpus-per-task={c}"));
+    }
+    for extra in &opts.sbatch_args {
+        lines.push(format!("#SBATCH {extra}"));
+    }
+    lines.join("\n")
+}
+
+fn array_script(
+    opts: &SlurmOptions,
+    name: &str,
+    exe: &Path,
+    file: &Path,
+    dir: &Path,
+    cwd: &Path,
+    chunk: &ArrayChunk,
+) -> String {
+    let mut header = sbatch_header(
+        opts,
+        &format!("runner-{name}"),
+        &dir.join("slurm/logs/%A_%a.log"),
+        cwd,
+    );
+    let parallel = opts
+        .array_parallelism
+        .map(|k| format!("%{k}"))
+        .unwrap_or_default();
+    header.push_str(&format!(
+        "\n#SBATCH --array={}{parallel}",
+        array_spec(&chunk.tasks)
+    ));
+    if let Some(g) = opts.gpus_per_task {
+        header.push_str(&format!("\n#SBATCH --gpus-per-task={g}"));
+    }
+    let mut cmd = format!(
+        "exec {} run {} --out {} --cell-index \"$(({} + SLURM_ARRAY_TASK_ID))\"",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&file.display().to_string()),
+        shell_quote(&dir.display().to_string()),
+        chunk.offset
+    );
+    for o in &opts.overrides {
+        cmd.push_str(&format!(" --set {}", shell_quote(o)));
+    }
+    format!(
+        "{header}\n# Written by `runner slurm`: task i measures cell {offset}+i of the plan of\n# {file} into {dir} (one cell per task; the record is the result).\nset -euo pipefail\n{cmd}\n",
+        offset = chunk.offset,
+        file = file.display(),
+        dir = dir.display()
+    )
+}
+
+fn report_script_text(
+    opts: &SlurmOptions,
+    name: &str,
+    exe: &Path,
+    dir: &Path,
+    cwd: &Path,
+) -> String {
+    let header = sbatch_header(
+        opts,
+        &format!("runner-{name}-report"),
+        &dir.join("slurm/logs/report-%j.log"),
+        cwd,
+    );
+    format!(
+        "{header}\n# Written by `runner slurm`: renders the reports from the records once the arrays end.\nset -euo pipefail\nexec {} report {}\n",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&dir.display().to_string())
+    )
+}
+
+/// Runs `sbatch --parsable ARGS`; returns the job id.
+fn sbatch(args: &[std::ffi::OsString]) -> Result<String> {
+    let output = Command::new("sbatch")
+        .arg("--parsable")
+        .args(args)
+        .output()
+        .map_err(|e| {
+            ConfigError::new(format!(
+                "running sbatch: {e}: run `runner slurm ... --submit` on a Slurm login node, or drop --submit and submit the written scripts there"
+            ))
+        })?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "sbatch refused the job ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `--parsable` prints "id" or "id;cluster".
+    let id = text
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        anyhow::bail!("sbatch printed no job id: {text:?}");
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_specs_compress_runs_of_task_ids() {
+        assert_eq!(array_spec(&[0, 1, 2, 3, 5, 7, 8, 9]), "0-3,5,7-9");
+        assert_eq!(array_spec(&[4]), "4");
+        assert_eq!(array_spec(&[]), "");
+    }
+
+    #[test]
+    fn plans_beyond_the_array_limit_split_into_arrays_with_offsets() {
+        let c = chunks(&[0, 1, 999, 1000, 1001, 2500], 1000);
+        assert_eq!(
+            c,
+            vec![
+                ArrayChunk {
+                    offset: 0,
+                    tasks: vec![0, 1, 999]
+                },
+                ArrayChunk {
+                    offset: 1000,
+                    tasks: vec![0, 1]
+                },
+                ArrayChunk {
+                    offset: 2000,
+                    tasks: vec![500]
+                },
+            ]
+        );
+        // Every task id stays below the limit, and offset + id gives back each cell.
+        let cells: Vec<usize> = c
+            .iter()
+            .flat_map(|c| c.tasks.iter().map(move |t| c.offset + t))
+            .collect();
+        assert_eq!(cells, vec![0, 1, 999, 1000, 1001, 2500]);
+        assert!(c.iter().all(|c| c.tasks.iter().all(|&t| t < 1000)));
+    }
+
+    #[test]
+    fn the_resubmit_command_repeats_the_overrides_quoted() {
+        let cmd = resubmit_command(
+            "exp.toml",
+            Path::new("/r/run 1"),
+            &["matrix.batch_size=[1, 2]".into()],
+        );
+        assert_eq!(
+            cmd,
+            "runner slurm exp.toml --out '/r/run 1' --submit --set 'matrix.batch_size=[1, 2]'"
+        );
+    }
+}

@@ -56,8 +56,9 @@ enum Command {
 struct SlurmArgs {
     /// The experiment file (TOML).
     file: PathBuf,
-    /// The run directory every task writes into (default results/<experiment>/<run-id>); on a
-    /// shared filesystem all nodes see. Given again, re-submits only cells without a record.
+    /// The run directory every task writes into (default: the latest unfinished Slurm run of this
+    /// experiment, else a new results/<experiment>/<run-id>), on a filesystem all nodes see. Given
+    /// again, re-submits only cells without a record.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Override a configuration value (repeatable), passed on to every task.
@@ -87,6 +88,10 @@ struct SlurmArgs {
     /// Submit with sbatch (else only write the scripts and print the commands).
     #[arg(long)]
     submit: bool,
+    /// Start a new run directory; without it (and without --out) the latest Slurm run of the same
+    /// experiment and plan is continued: only cells without a record are submitted.
+    #[arg(long, conflicts_with = "out")]
+    new: bool,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +145,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             max_array_size: a.max_array_size,
             sbatch_args: a.sbatch_args,
             submit: a.submit,
+            new: a.new,
         }),
         Some(Command::Report { dir, templates }) => {
             sweep::report(&dir, templates.as_deref()).map(|()| exit::OK)

@@ -37,6 +37,8 @@ pub struct SlurmOptions {
     /// More `#SBATCH` lines, verbatim (e.g. `--account=abc`).
     pub sbatch_args: Vec<String>,
     pub submit: bool,
+    /// Start a new run directory even when the latest Slurm run of this experiment is unfinished.
+    pub new: bool,
 }
 
 /// One array job: task i measures plan cell `offset + i`.
@@ -115,9 +117,24 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
             ConfigError::new("--max-array-size 0: Slurm arrays hold at least one task").into(),
         );
     }
+    // Without --out, the same file continues the latest Slurm run of its experiment when that run
+    // has the same plan: re-submitting submits only what has no record.
+    let continued = match (&opts.out, opts.new) {
+        (None, false) => {
+            latest_slurm_run(opts, &prepared.exp.config.experiment.name, &prepared.plan)?
+        }
+        _ => None,
+    };
+    if let Some(dir) = &continued {
+        println!(
+            "runner slurm: continuing the Slurm run in {} (same plan; --new starts a new run directory)",
+            dir.display()
+        );
+    }
     let existing = opts
         .out
         .as_ref()
+        .or(continued.as_ref())
         .filter(|d| d.join("manifest.json").exists());
     let run_dir = match existing {
         Some(dir) => {
@@ -275,6 +292,22 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
         resubmit_command(&opts.file.display().to_string(), &dir, &opts.overrides)
     );
     Ok(exit::OK)
+}
+
+/// The newest run of `experiment` under the results root, if `runner slurm` prepared it and it
+/// plans exactly these cells.
+fn latest_slurm_run(
+    opts: &SlurmOptions,
+    experiment: &str,
+    plan: &[crate::matrix::Cell],
+) -> Result<Option<PathBuf>> {
+    let Some(path) = RunDir::latest(&opts.results_root, experiment)? else {
+        return Ok(None);
+    };
+    let manifest = RunDir::open(&path)?.read_manifest()?;
+    let same_plan = manifest.plan.len() == plan.len()
+        && manifest.plan.iter().zip(plan).all(|(a, b)| a.id == b.id);
+    Ok((manifest.launcher.as_deref() == Some("slurm") && same_plan).then_some(path))
 }
 
 fn sbatch_header(opts: &SlurmOptions, job_name: &str, log: &Path, cwd: &Path) -> String {

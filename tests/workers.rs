@@ -313,3 +313,47 @@ fn cell_index_measures_one_cell_into_a_prepared_run_and_says_what_is_wrong() {
     let script = std::fs::read_to_string(run.join("slurm/array-0.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=0-2,4-7"), "{script}");
 }
+
+#[test]
+fn runner_slurm_without_out_continues_the_latest_slurm_run_of_the_experiment() {
+    let f = Fixture::new(&experiment(1, 0.05));
+    let first = f.runner().args(["slurm", "exp.toml"]).output().unwrap();
+    assert!(first.status.success(), "{}", stderr_of(&first));
+    let runs: Vec<_> = std::fs::read_dir(f.dir.path().join("results/workers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    let out = f
+        .runner()
+        .args(["run", "exp.toml", "--cell-index", "0", "--out"])
+        .arg(run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // The same file again: the same run, one cell fewer to measure.
+    let again = f.runner().args(["slurm", "exp.toml"]).output().unwrap();
+    let text = stdout_of(&again);
+    assert!(text.contains("continuing the Slurm run in"), "{text}");
+    assert!(text.contains("1 recorded, 7 to measure"), "{text}");
+    // --new starts another run directory; a changed plan never continues the old one.
+    let fresh = f
+        .runner()
+        .args(["slurm", "exp.toml", "--new"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout_of(&fresh).contains("0 recorded, 8 to measure"),
+        "{}",
+        stdout_of(&fresh)
+    );
+    let changed = f
+        .runner()
+        .args(["slurm", "exp.toml", "--set", "matrix.batch_size=[5]"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&changed);
+    assert!(!text.contains("continuing"), "{text}");
+    assert!(text.contains("2 cells planned, 0 recorded"), "{text}");
+}

@@ -153,7 +153,7 @@ pub struct Manifest {
     /// `None` while the run is in progress or if it was cut off.
     pub ended_at: Option<String>,
     /// Each invocation that worked on this run directory: the first, then every `--resume`.
-    /// (Workers of a multi-GPU run or a Slurm array keep theirs in sessions/<label>.json.)
+    /// (Workers of a multi-GPU run or a Slurm array keep theirs in sessions/<label>-<pid>.json.)
     #[serde(default)]
     pub sessions: Vec<Session>,
     /// `slurm` for a run prepared by `runner slurm` (its array tasks measure; `runner report`
@@ -183,7 +183,7 @@ pub struct Session {
     pub wall_s: Option<f64>,
     #[serde(default)]
     pub protocol_s: Option<f64>,
-    /// For a worker's session (sessions/<label>.json): its label and the device it measured on.
+    /// For a worker's session (sessions/<label>-<pid>.json): its label and the device it measured on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerInfo>,
     /// A worker's own check of what the power sampler costs (the lead session's is in the
@@ -529,7 +529,8 @@ impl RunDir {
         Ok(Some(record))
     }
 
-    /// A worker's session, in its own file (workers never write the shared manifest).
+    /// A worker's session, in its own file `sessions/<label>-<pid>.json` (workers never write the
+    /// shared manifest; a resumed run's gpu0 does not overwrite the earlier gpu0's session).
     pub fn write_worker_session(&self, session: &Session) -> Result<()> {
         let label = session
             .worker
@@ -537,7 +538,10 @@ impl RunDir {
             .map(|w| w.label.as_str())
             .unwrap_or("worker");
         write_atomic(
-            &self.path.join(SESSIONS_DIR).join(format!("{label}.json")),
+            &self
+                .path
+                .join(SESSIONS_DIR)
+                .join(format!("{label}-{}.json", session.pid)),
             serde_json::to_string_pretty(session)?.as_bytes(),
         )
     }

@@ -103,10 +103,28 @@ fn wait(child: &mut Child, limit: Duration) -> std::process::Output {
     out
 }
 
+/// Worker sessions in `run/sessions/` as (label, pid).
+fn worker_sessions(run: &Path) -> Vec<(String, u32)> {
+    let Ok(entries) = std::fs::read_dir(run.join("sessions")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.ok()?.path()).ok()?;
+            let s: serde_json::Value = serde_json::from_str(&text).ok()?;
+            Some((
+                s["worker"]["label"].as_str()?.to_string(),
+                s["pid"].as_u64()? as u32,
+            ))
+        })
+        .collect()
+}
+
 fn worker_pid(run: &Path, label: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(run.join("sessions").join(format!("{label}.json"))).ok()?;
-    let s: serde_json::Value = serde_json::from_str(&text).ok()?;
-    s["pid"].as_u64().map(|p| p as u32)
+    worker_sessions(run)
+        .into_iter()
+        .find(|(l, _)| l == label)
+        .map(|(_, pid)| pid)
 }
 
 #[test]
@@ -128,9 +146,13 @@ fn cpu_workers_share_the_plan_and_record_each_cell_once() {
         workers.iter().all(|w| w.starts_with("cpu-worker-")) && workers.len() >= 2,
         "{workers:?}"
     );
-    for label in ["cpu-worker-0", "cpu-worker-1", "cpu-worker-2"] {
-        assert!(run.join("sessions").join(format!("{label}.json")).is_file());
-    }
+    let labels: BTreeSet<String> = worker_sessions(&run).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(
+        labels,
+        ["cpu-worker-0", "cpu-worker-1", "cpu-worker-2"]
+            .map(String::from)
+            .into()
+    );
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("## Workers"), "{report}");
     assert!(report.contains("several at a time"), "{report}");
@@ -217,6 +239,15 @@ fn ctrl_c_stops_every_worker_after_its_window_and_resume_completes() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_complete(&run);
+    // Both sessions of each worker are kept, and the report lists them.
+    assert_eq!(
+        worker_sessions(&run).len(),
+        4,
+        "{:?}",
+        worker_sessions(&run)
+    );
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("cpu-worker-1: "), "{report}");
 }
 
 #[test]

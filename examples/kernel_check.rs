@@ -97,6 +97,8 @@ fn main() -> Result<()> {
             (16, 12, 128, 128),
             (64, 12, 128, 128),
             (2, 3, 5, 37),
+            (2, 3, 5, 40),
+            (1, 2, 3, 1000),
         ] {
             let scores = (Tensor::randn(0f32, 4.0, (b, h, q, k), &device)?).to_dtype(dtype)?;
             // Sequence i keeps its first k - 7 * i keys (at least one).

@@ -20,11 +20,13 @@ template <> __device__ __forceinline__ float from_f32<float>(float v) { return v
 template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
-// N consecutive values; one 16-byte transaction when N values are 16 bytes (the launcher checks
-// alignment).
+// N consecutive values; one 16- or 8-byte transaction when N values are that wide (the launcher
+// checks alignment).
 template <typename T, int N> __device__ __forceinline__ void copy_vec(T *dst, const T *src) {
     if constexpr (N * sizeof(T) == 16) {
         *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+    } else if constexpr (N * sizeof(T) == 8) {
+        *reinterpret_cast<uint2 *>(dst) = *reinterpret_cast<const uint2 *>(src);
     } else {
 #pragma unroll
         for (int k = 0; k < N; ++k) dst[k] = src[k];
@@ -152,9 +154,10 @@ __device__ void add_layer_norm(const T *x, const T *residual, const T *gamma_bet
 // masked_softmax: softmax over the last dimension of contiguous attention scores
 // (batch, heads, queries, keys) after adding the f32 additive mask (batch, keys), in one pass over
 // the scores: candle's broadcast add ran at ~130 GB/s and its softmax was a second pass. One warp
-// per row, f32 arithmetic, one rounding on the store. A fully masked row (mask at f32's lowest)
-// comes out uniform, never NaN.
-template <typename T>
+// per row, N consecutive values per lane and load (N = 4 in the _vec version: 8-byte f16/bf16 and
+// 16-byte f32 loads, every lane busy at 128 keys), f32 arithmetic, one rounding on the store. A fully
+// masked row (mask at f32's lowest) comes out uniform, never NaN.
+template <typename T, int N>
 __device__ void masked_softmax(const T *x, const float *mask, T *out, uint32_t rows, uint32_t cols,
                                uint32_t rows_per_batch) {
     const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
@@ -163,14 +166,36 @@ __device__ void masked_softmax(const T *x, const float *mask, T *out, uint32_t r
     const T *xr = x + (size_t)row * cols;
     const float *m = mask + (size_t)(row / rows_per_batch) * cols;
     T *o = out + (size_t)row * cols;
+    auto load = [&](uint32_t c, float *v) {
+        alignas(16) T xv[N];
+        alignas(16) float mv[N];
+        copy_vec<T, N>(xv, xr + c);
+        copy_vec<float, N>(mv, m + c);
+#pragma unroll
+        for (int k = 0; k < N; ++k) v[k] = to_f32(xv[k]) + mv[k];
+    };
+    float v[N];
     float mx = -INFINITY;
-    for (uint32_t c = lane; c < cols; c += 32) mx = fmaxf(mx, to_f32(xr[c]) + m[c]);
+    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+        load(c, v);
+#pragma unroll
+        for (int k = 0; k < N; ++k) mx = fmaxf(mx, v[k]);
+    }
     for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, off));
     float sum = 0.0f;
-    for (uint32_t c = lane; c < cols; c += 32) sum += expf(to_f32(xr[c]) + m[c] - mx);
-    sum = warp_sum(sum);
-    const float inv = 1.0f / sum;
-    for (uint32_t c = lane; c < cols; c += 32) o[c] = from_f32<T>(expf(to_f32(xr[c]) + m[c] - mx) * inv);
+    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+        load(c, v);
+#pragma unroll
+        for (int k = 0; k < N; ++k) sum += expf(v[k] - mx);
+    }
+    const float inv = 1.0f / warp_sum(sum);
+    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+        load(c, v);
+        alignas(16) T y[N];
+#pragma unroll
+        for (int k = 0; k < N; ++k) y[k] = from_f32<T>(expf(v[k] - mx) * inv);
+        copy_vec<T, N>(o + c, y);
+    }
 }
 
 // Exported entry points: NAME_{f32,f16,bf16}, and NAME_vec_{...} for the 16-byte versions.
@@ -194,12 +219,12 @@ EACH_DTYPE(QKV_HEADS, qkv_heads)
 EACH_DTYPE(MERGE_HEADS, merge_heads)
 EACH_DTYPE(ADD_LAYER_NORM, add_layer_norm)
 
-#define MASKED_SOFTMAX(NAME, T)                                                               \
-    extern "C" __global__ void NAME(const T *x, const float *mask, T *out, uint32_t rows,    \
-                                    uint32_t cols, uint32_t rows_per_batch) {               \
-        masked_softmax<T>(x, mask, out, rows, cols, rows_per_batch);                          \
-    }
+#define MASKED_SOFTMAX(NAME, T, N) extern "C" __global__ void NAME(const T *x, const float *mask, T *out, \
+    uint32_t rows, uint32_t cols, uint32_t rows_per_batch) { masked_softmax<T, N>(x, mask, out, rows, cols, rows_per_batch); }
 
-MASKED_SOFTMAX(masked_softmax_f32, float)
-MASKED_SOFTMAX(masked_softmax_f16, __half)
-MASKED_SOFTMAX(masked_softmax_bf16, __nv_bfloat16)
+MASKED_SOFTMAX(masked_softmax_f32, float, 1)
+MASKED_SOFTMAX(masked_softmax_f16, __half, 1)
+MASKED_SOFTMAX(masked_softmax_bf16, __nv_bfloat16, 1)
+MASKED_SOFTMAX(masked_softmax_vec_f32, float, 4)
+MASKED_SOFTMAX(masked_softmax_vec_f16, __half, 4)
+MASKED_SOFTMAX(masked_softmax_vec_bf16, __nv_bfloat16, 4)

@@ -458,6 +458,9 @@ mod cuda {
         }
     }
 
+    /// Values per lane and load of the vectorized softmax.
+    const SOFTMAX_VEC: usize = 4;
+
     pub struct MaskedSoftmax;
 
     impl candle_core::CustomOp2 for MaskedSoftmax {
@@ -499,8 +502,19 @@ mod cuda {
                 Input::Same(x, contiguous(xl, kernel)?),
                 Input::F32(mask, contiguous(ml, kernel)?),
             ];
+            // Four values per lane and load where every row and both inputs start on a multiple
+            // of four (8-byte f16/bf16, 16-byte f32 loads).
+            let aligned = cols.is_multiple_of(SOFTMAX_VEC)
+                && inputs.iter().all(|i| match i {
+                    Input::Same(_, r) | Input::F32(_, r) => r.start.is_multiple_of(SOFTMAX_VEC),
+                });
+            let name = if aligned {
+                format!("{kernel}_vec")
+            } else {
+                kernel.to_string()
+            };
             let scalars = [size(rows), size(cols), size(rows / batch)];
-            let out = launch(kernel, &inputs, rows * cols, &scalars, warp_per_row(rows))?;
+            let out = launch(&name, &inputs, rows * cols, &scalars, warp_per_row(rows))?;
             Ok((out, xl.shape().clone()))
         }
     }

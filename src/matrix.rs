@@ -265,6 +265,12 @@ fn to_cell(
 
 /// Whether `id` looks like an id [`cell_id`] makes (12 lowercase hex digits). Ids name record,
 /// trace and chart files, so one read back from disk is checked before it is used in a path.
+/// Whether two plans hold the same cells in the same order (a run directory's and the one an
+/// experiment file gives now).
+pub fn same_cells(a: &[Cell], b: &[Cell]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id)
+}
+
 pub fn is_cell_id(id: &str) -> bool {
     id.len() == 12
         && id

@@ -140,8 +140,6 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
         Some(dir) => {
             let run_dir = RunDir::resume(dir)?;
             let manifest = run_dir.read_manifest()?;
-            let theirs: Vec<&str> = manifest.plan.iter().map(|c| c.id.as_str()).collect();
-            let ours: Vec<&str> = prepared.plan.iter().map(|c| c.id.as_str()).collect();
             if manifest.launcher.as_deref() != Some("slurm") {
                 return Err(ConfigError::new(format!(
                     "{} holds a run the runner drove itself, not a Slurm run: complete it with `runner run ... --resume`, or give runner slurm a new --out folder",
@@ -149,13 +147,13 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
                 ))
                 .into());
             }
-            if theirs != ours {
+            if !crate::matrix::same_cells(&manifest.plan, &prepared.plan) {
                 return Err(ConfigError::new(format!(
                     "{}: its plan ({} cells) is not what {} plans now ({} cells): the experiment, its overrides, weights, dataset or protocol changed; give runner slurm a new --out folder",
                     dir.display(),
-                    theirs.len(),
+                    manifest.plan.len(),
                     opts.file.display(),
-                    ours.len()
+                    prepared.plan.len()
                 ))
                 .into());
             }
@@ -305,9 +303,9 @@ fn latest_slurm_run(
         return Ok(None);
     };
     let manifest = RunDir::open(&path)?.read_manifest()?;
-    let same_plan = manifest.plan.len() == plan.len()
-        && manifest.plan.iter().zip(plan).all(|(a, b)| a.id == b.id);
-    Ok((manifest.launcher.as_deref() == Some("slurm") && same_plan).then_some(path))
+    let ours = manifest.launcher.as_deref() == Some("slurm")
+        && crate::matrix::same_cells(&manifest.plan, plan);
+    Ok(ours.then_some(path))
 }
 
 fn sbatch_header(opts: &SlurmOptions, job_name: &str, log: &Path, cwd: &Path) -> String {

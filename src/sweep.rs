@@ -154,17 +154,7 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
         sensor.gpu_state(),
         notices,
     )?;
-    let (run_dir, mut manifest, earlier) = if opts.resume {
-        reopen(opts, &prepared, fresh)?
-    } else {
-        let (dir, run_id) = RunDir::create(
-            &opts.results_root,
-            &prepared.exp.config.experiment.name,
-            opts.out.as_deref(),
-        )?;
-        let manifest = Manifest { run_id, ..fresh };
-        (dir, manifest, BTreeMap::new())
-    };
+    let (run_dir, mut manifest, earlier) = open_run(opts, &prepared, fresh)?;
     crate::interrupt::install()?;
     // Ok and skipped records are final; a failed cell is measured again on resume (the cause may
     // have been the machine, e.g. a lost GPU).
@@ -370,11 +360,29 @@ pub fn run(opts: &RunOptions) -> Result<u8> {
     }
 }
 
+/// The run directory this invocation writes, locked: a new one, or with `--resume` the earlier
+/// run with its records (see [`reopen`]).
+pub(crate) fn open_run(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    fresh: Manifest,
+) -> Result<(RunDir, Manifest, BTreeMap<String, CellRecord>)> {
+    if opts.resume {
+        return reopen(opts, prepared, fresh);
+    }
+    let (dir, run_id) = RunDir::create(
+        &opts.results_root,
+        &prepared.exp.config.experiment.name,
+        opts.out.as_deref(),
+    )?;
+    Ok((dir, Manifest { run_id, ..fresh }, BTreeMap::new()))
+}
+
 /// Reopens an earlier run for `--resume`: the latest run of this experiment, or `--out`, locked,
 /// with its records; checks that it is a run of this experiment on this kind of device and that
 /// every record still belongs to the plan. `--out` naming a folder without a run starts one there
 /// (so every task of a job array can be started the same way).
-pub(crate) fn reopen(
+fn reopen(
     opts: &RunOptions,
     prepared: &Prepared,
     fresh: Manifest,
@@ -538,15 +546,13 @@ fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result<u8>
     })?;
     let run_dir = RunDir::open_shared(out).map_err(|e| ConfigError::new(format!("{e:#}")))?;
     let manifest = run_dir.read_manifest()?;
-    let theirs: Vec<&str> = manifest.plan.iter().map(|c| c.id.as_str()).collect();
-    let ours: Vec<&str> = prepared.plan.iter().map(|c| c.id.as_str()).collect();
-    if theirs != ours {
+    if !matrix::same_cells(&manifest.plan, &prepared.plan) {
         return Err(ConfigError::new(format!(
             "{}: its plan ({} cells) is not what {} plans now ({} cells): the experiment, its overrides, weights, dataset or protocol changed since the run directory was prepared; prepare a new one",
             out.display(),
-            theirs.len(),
+            manifest.plan.len(),
             opts.file.display(),
-            ours.len()
+            prepared.plan.len()
         ))
         .into());
     }
@@ -703,7 +709,7 @@ fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result<u8>
 }
 
 /// The command that completes this run: same file, overrides and templates, `--resume --out`.
-fn resume_command(opts: &RunOptions, dir: &Path) -> String {
+pub(crate) fn resume_command(opts: &RunOptions, dir: &Path) -> String {
     let mut extra = Vec::new();
     if let Some(t) = &opts.templates {
         extra.extend(["--templates".to_string(), t.display().to_string()]);
@@ -802,7 +808,7 @@ fn device_health(device: &Device, sensor: &dyn EnergySensor) -> Result<()> {
     sensor.health_check()
 }
 
-fn list_unsuccessful(summaries: &[CellSummary]) {
+pub(crate) fn list_unsuccessful(summaries: &[CellSummary]) {
     for (status, title) in [
         (CellStatus::Failed, "failed"),
         (CellStatus::Skipped, "skipped"),

@@ -6,7 +6,6 @@
 //! GPU's own counter. Processes rather than threads: a CUDA context, NVML handle and sampler per
 //! worker, and one worker's crash (or OOM) cannot take the others down.
 
-use std::collections::BTreeMap;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use anyhow::{Context, Result};
@@ -15,7 +14,7 @@ use crate::config::{DeviceSection, GpuSet};
 use crate::device::DeviceInfo;
 use crate::error::{exit, ConfigError};
 use crate::report;
-use crate::results::{now_rfc3339, CellStatus, Manifest, RunDir, Session};
+use crate::results::{now_rfc3339, CellStatus, Manifest, Session};
 use crate::sensor::SensorInfo;
 use crate::sweep::{self, Prepared, RunOptions};
 
@@ -122,16 +121,7 @@ pub(crate) fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot])
         None,
         Vec::new(),
     )?;
-    let (run_dir, mut manifest, earlier) = if opts.resume {
-        sweep::reopen(opts, prepared, fresh)?
-    } else {
-        let (dir, run_id) = RunDir::create(
-            &opts.results_root,
-            &prepared.exp.config.experiment.name,
-            opts.out.as_deref(),
-        )?;
-        (dir, Manifest { run_id, ..fresh }, BTreeMap::new())
-    };
+    let (run_dir, mut manifest, earlier) = sweep::open_run(opts, prepared, fresh)?;
     let already = earlier
         .values()
         .filter(|r| r.status != CellStatus::Failed)
@@ -224,23 +214,8 @@ pub(crate) fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot])
         written.html.display(),
         written.markdown.display()
     );
-    for s in summaries.iter().filter(|s| s.status != CellStatus::Ok) {
-        eprintln!(
-            "  {} {} {} batch {}: {:?}: {}",
-            s.id,
-            s.model,
-            s.precision,
-            s.batch_size,
-            s.status,
-            s.reason.as_deref().unwrap_or("")
-        );
-    }
-    let resume = report::resume_command(
-        &opts.file.display().to_string(),
-        &run_dir.path,
-        &opts.overrides,
-        &[],
-    );
+    sweep::list_unsuccessful(&summaries);
+    let resume = sweep::resume_command(opts, &run_dir.path);
     if interrupted {
         eprintln!(
             "runner: interrupted. {} of {} cells are recorded. Resume with:\n  {resume}",

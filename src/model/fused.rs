@@ -132,7 +132,7 @@ mod cuda {
     use candle_core::cuda_backend::cudarc::driver::{
         CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
     };
-    use candle_core::cuda_backend::{CudaDType, WrapErr};
+    use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
 
     const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
@@ -171,31 +171,24 @@ mod cuda {
         let Some(Input::Same(first, _)) = inputs.first() else {
             candle_core::bail!("runner kernel {kernel}: the first input sets the dtype");
         };
+        let dev = first.device();
+        let call = (inputs, out_len, scalars, cfg);
         match first.dtype() {
-            DType::F32 => {
-                launch_typed::<f32>(&format!("{kernel}_f32"), inputs, out_len, scalars, cfg)
-            }
-            DType::F16 => {
-                launch_typed::<half::f16>(&format!("{kernel}_f16"), inputs, out_len, scalars, cfg)
-            }
-            DType::BF16 => {
-                launch_typed::<half::bf16>(&format!("{kernel}_bf16"), inputs, out_len, scalars, cfg)
-            }
+            DType::F32 => launch_typed::<f32>(dev, &format!("{kernel}_f32"), call),
+            DType::F16 => launch_typed::<half::f16>(dev, &format!("{kernel}_f16"), call),
+            DType::BF16 => launch_typed::<half::bf16>(dev, &format!("{kernel}_bf16"), call),
             other => candle_core::bail!("runner kernel {kernel}: no version for {other:?}"),
         }
     }
 
+    /// [`launch`]'s arguments after the kernel name: inputs, output length, scalars, grid.
+    type Call<'a, 'b> = (&'a [Input<'b>], usize, &'a [Scalar], LaunchConfig);
+
     fn launch_typed<T: CudaDType + DeviceRepr>(
+        dev: &CudaDevice,
         name: &str,
-        inputs: &[Input<'_>],
-        out_len: usize,
-        scalars: &[Scalar],
-        cfg: LaunchConfig,
+        (inputs, out_len, scalars, cfg): Call<'_, '_>,
     ) -> Result<CudaStorage> {
-        let Some(Input::Same(first, _)) = inputs.first() else {
-            candle_core::bail!("runner kernel {name}: the first input sets the dtype");
-        };
-        let dev = first.device().clone();
         let func = dev.get_or_load_custom_func(name, "runner_fused", PTX)?;
         let views = inputs
             .iter()
@@ -224,7 +217,7 @@ mod cuda {
         }
         // SAFETY: the arguments match the kernel's signature.
         unsafe { b.launch(cfg) }.w()?;
-        Ok(CudaStorage::wrap_cuda_slice(out, dev))
+        Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
     }
 
     /// The element range of a contiguous input, or an error naming the kernel.

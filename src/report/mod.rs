@@ -482,6 +482,13 @@ pub fn render_records(
         .collect();
     let count = |s: CellStatus| records.iter().filter(|r| r.status == s).count();
     let quantized = quantized_comparisons(&summaries);
+    let workers = worker_views(records, &manifest.sessions);
+    // Several workers, all on one host: they shared its power, cooling (or CPU cores).
+    let workers_shared_host = workers.len() > 1 && {
+        let hosts: std::collections::BTreeSet<&String> =
+            workers.iter().filter_map(|w| w.host.as_ref()).collect();
+        hosts.len() == 1
+    };
     let ctx = ReportContext {
         manifest,
         config_toml: toml::to_string_pretty(&manifest.config)
@@ -524,22 +531,8 @@ pub fn render_records(
         layer_charts,
         baseline: baseline.name().to_string(),
         tradeoffs: tradeoff_views(&summaries, &chart_dir)?,
-        workers: worker_views(records, &manifest.sessions),
-        workers_shared_host: {
-            let hosts: std::collections::BTreeSet<Option<&String>> = manifest
-                .sessions
-                .iter()
-                .filter(|s| s.worker.is_some())
-                .map(|s| Some(&s.hostname))
-                .collect();
-            records
-                .iter()
-                .filter_map(|r| r.worker.as_ref())
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
-                > 1
-                && hosts.len() == 1
-        },
+        workers,
+        workers_shared_host,
         workers_on_gpus: records
             .iter()
             .any(|r| r.worker.is_some() && r.device.backend == "cuda"),
@@ -866,18 +859,17 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 pub fn resume_command(file: &str, dir: &Path, overrides: &[String], extra: &[String]) -> String {
-    let quote = |s: &str| shell_quote(s);
     let mut cmd = format!(
         "runner run {} --resume --out {}",
-        quote(file),
-        quote(&dir.display().to_string())
+        shell_quote(file),
+        shell_quote(&dir.display().to_string())
     );
     for o in overrides {
-        cmd.push_str(&format!(" --set {}", quote(o)));
+        cmd.push_str(&format!(" --set {}", shell_quote(o)));
     }
     for e in extra {
         cmd.push(' ');
-        cmd.push_str(&quote(e));
+        cmd.push_str(&shell_quote(e));
     }
     cmd
 }

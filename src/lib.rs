@@ -19,5 +19,6 @@ pub mod report;
 pub mod results;
 pub mod sensor;
 pub mod slurm;
+pub mod stats;
 pub mod sweep;
 pub mod workers;

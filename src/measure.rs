@@ -259,8 +259,8 @@ pub fn measure_sampler_overhead(
         }
     }
     sensor.set_sampling(true);
-    let latency_off_ms = crate::analysis::percentile(&off, 50.0);
-    let latency_on_ms = crate::analysis::percentile(&on, 50.0);
+    let latency_off_ms = crate::stats::percentile(&off, 50.0);
+    let latency_on_ms = crate::stats::percentile(&on, 50.0);
     Ok(Some(SamplerOverhead {
         cell_id: cell_id.to_string(),
         windows_each: 2,

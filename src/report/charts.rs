@@ -532,7 +532,7 @@ pub fn tradeoff_front(points: &[TradeoffPoint], quality: Quality) -> Vec<usize> 
             Quality::Accuracy => (p.cost, -p.quality),
         })
         .collect();
-    crate::analysis::pareto_front(&minimised)
+    crate::stats::pareto_front(&minimised)
 }
 
 /// Cost against quality, one colour per precision, the Pareto front joined by a line and its

@@ -2,7 +2,6 @@
 
 pub mod encoder;
 pub mod fused;
-pub mod preset;
 pub mod weights;
 
 use std::collections::HashMap;
@@ -18,7 +17,11 @@ use crate::config::{
     FloatPrecision, HeadKind, LoadedExperiment, ModelSection, Precision, ProbeSection, QuantFormat,
 };
 pub use encoder::{CapturedUnit, Component, Encoder, Head, Layer, Numerics, Pooling, Unit};
-pub use preset::Preset;
+
+/// The presets are named by experiment files and checked with them (config/presets.rs); the model
+/// code names them `model::preset` / `model::Preset`.
+pub use crate::config::presets as preset;
+pub use crate::config::Preset;
 
 /// The float dtype of a precision (of everything but quantized linear weights).
 pub fn dtype_for(precision: Precision) -> DType {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Architecture;
+use super::Architecture;
 
 /// Hyper-parameters of a BERT-family encoder with a sequence-classification head. Field names
 /// follow Hugging Face's DistilBertConfig; BERT's config.json names them differently

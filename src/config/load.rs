@@ -1,0 +1,391 @@
+//! Loading an experiment: the file parsed once for positions, then layered with figment (built-in
+//! defaults < the file < `RUNNER_SECTION__KEY` variables < `--set` overrides), then validated.
+//! Every error names who set the value (file:line:column, variable or override) and the key.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+
+use super::suggest::{did_you_mean, join_key, key_path, plain_type};
+use super::validate::validate;
+use super::{ExperimentConfig, LoadedExperiment, AXES};
+use crate::error::ConfigError;
+
+/// Environment variables of the form `RUNNER_SECTION__KEY` (double underscore between levels).
+/// Single-level names such as `RUNNER_TEMP` (set by CI systems) are ignored, not errors.
+const ENV_PREFIX: &str = "RUNNER_";
+
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
+}
+
+/// Loads, layers and validates an experiment file. Every error is a [`ConfigError`] (exit 2).
+pub fn load(file: &Path, overrides: &[String]) -> Result<LoadedExperiment, ConfigError> {
+    let bytes = std::fs::read(file).map_err(|e| {
+        ConfigError::new(format!(
+            "cannot read experiment file {}: {e}",
+            file.display()
+        ))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ConfigError::new(format!(
+            "{}: not UTF-8 text (first bad byte at offset {}): TOML files must be UTF-8",
+            file.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    load_text(file, &text, overrides)
+}
+
+/// [`load`] on text already read; `file` names it in messages and anchors relative paths.
+/// (The fuzz target drives this directly.)
+pub fn load_text(
+    file: &Path,
+    text: &str,
+    overrides: &[String],
+) -> Result<LoadedExperiment, ConfigError> {
+    // Parse once ourselves: syntax errors then carry line and column, and the matrix's key order
+    // survives (figment's maps are sorted).
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        ConfigError::new(format!(
+            "{}{}: TOML syntax error: {}",
+            file.display(),
+            span_location(text, e.span()),
+            e.message().trim()
+        ))
+    })?;
+
+    let mut figment = Figment::new()
+        .merge(Toml::string(text))
+        .merge(env_provider());
+    for raw in overrides {
+        figment = figment.merge(SetOverride::parse(raw)?);
+    }
+    let origin = Origin::new(file, text, &figment);
+    let mut config: ExperimentConfig = figment
+        .extract()
+        .map_err(|e| figment_to_config_error(e, &origin))?;
+    config.matrix.axis_order = axis_order(&table);
+
+    let env_overrides = std::env::vars()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    // Empty for a file in the working directory, so resolved paths print as the user wrote them.
+    let base_dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
+    let loaded = LoadedExperiment {
+        config,
+        file: file.to_path_buf(),
+        base_dir,
+        overrides: overrides.to_vec(),
+        env_overrides,
+    };
+    validate(&loaded, &origin)?;
+    Ok(loaded)
+}
+
+/// Says where a configuration value came from, for error messages: `file:line:column` when the
+/// file set it, else the `--set` override or the `RUNNER_*` variable that did.
+pub(super) struct Origin<'a> {
+    file: &'a Path,
+    text: &'a str,
+    /// The file with byte spans; the text already parsed once, so this cannot fail in practice.
+    spans: Option<toml::Spanned<toml::de::DeTable<'a>>>,
+    figment: &'a Figment,
+}
+
+impl<'a> Origin<'a> {
+    fn new(file: &'a Path, text: &'a str, figment: &'a Figment) -> Self {
+        Self {
+            file,
+            text,
+            spans: toml::de::DeTable::parse(text).ok(),
+            figment,
+        }
+    }
+
+    /// Who set the value at `path` (e.g. `["matrix", "batch_size", "1"]`): an override or
+    /// environment variable when one did, else the file, with the value's line and column.
+    pub(super) fn of(&self, path: &[String]) -> String {
+        let md = self.figment.find_metadata(&keys_of(path).join("."));
+        self.source(md, path, false)
+    }
+
+    /// Names the provider `md` that set the value at `path` (figment's metadata): the override,
+    /// the variable, or the file with the value's (or, when `key_itself`, the key's) position.
+    fn source(&self, md: Option<&Metadata>, path: &[String], key_itself: bool) -> String {
+        match md {
+            Some(md) if md.name.starts_with("--set") => md.name.to_string(),
+            Some(md) if md.name.contains("environment") => env_var_name(&keys_of(path)),
+            _ => self.in_file(path, key_itself),
+        }
+    }
+
+    /// `file:line:column` of the value at `path` (of its key when `key_itself`); just `file` when
+    /// the file does not hold that path.
+    fn in_file(&self, path: &[String], key_itself: bool) -> String {
+        let span = self
+            .spans
+            .as_ref()
+            .and_then(|doc| span_of(doc.get_ref(), path, key_itself));
+        format!("{}{}", self.file.display(), span_location(self.text, span))
+    }
+}
+
+/// The key names of a path, without array indices (`matrix.batch_size[1]` -> matrix, batch_size).
+fn keys_of(path: &[String]) -> Vec<&str> {
+    path.iter()
+        .map(String::as_str)
+        .filter(|p| p.parse::<usize>().is_err())
+        .collect()
+}
+
+fn env_var_name(path: &[&str]) -> String {
+    format!(
+        "environment variable {ENV_PREFIX}{}",
+        path.join("__").to_ascii_uppercase()
+    )
+}
+
+/// Byte span of the value (or key) at `path` in a parsed TOML document; array elements are
+/// numeric parts. `None` when the file does not hold the path (the value came from elsewhere).
+fn span_of(
+    doc: &toml::de::DeTable<'_>,
+    path: &[String],
+    key_itself: bool,
+) -> Option<std::ops::Range<usize>> {
+    use toml::de::DeValue;
+    let mut table = Some(doc);
+    let mut array: Option<&toml::de::DeArray<'_>> = None;
+    let mut found = None;
+    for part in path {
+        let (key_span, value) = if let Some(t) = table {
+            let (k, v) = t.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+            (k.span(), v)
+        } else if let Some(a) = array {
+            let v = a.get(part.parse::<usize>().ok()?)?;
+            (v.span(), v)
+        } else {
+            break;
+        };
+        found = Some(if key_itself { key_span } else { value.span() });
+        (table, array) = match value.get_ref() {
+            DeValue::Table(t) => (Some(t), None),
+            DeValue::Array(a) => (None, Some(a)),
+            _ => (None, None),
+        };
+    }
+    found
+}
+
+/// Axis names in the order the file lists them, then the rest in canonical order.
+fn axis_order(table: &toml::Table) -> Vec<String> {
+    let mut order: Vec<String> = table
+        .get("matrix")
+        .and_then(|m| m.as_table())
+        .map(|m| {
+            m.keys()
+                .filter(|k| AXES.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for axis in AXES {
+        if !order.iter().any(|a| a == axis) {
+            order.push(axis.to_string());
+        }
+    }
+    order
+}
+
+/// `:line:column` for a byte span of `text` (1-based, as editors count), so `file:line:column`
+/// jumps to the spot in an editor or terminal.
+fn span_location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return String::new();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count() + 1)
+        .unwrap_or(1);
+    format!(":{line}:{column}")
+}
+
+/// A `--set key.path=value` override as a figment provider, so errors name the override.
+struct SetOverride {
+    raw: String,
+    dict: Dict,
+}
+
+impl SetOverride {
+    fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let bad = |why: &str| {
+            ConfigError::new(format!(
+                "--set {raw}: {why} (expected KEY=VALUE, e.g. --set protocol.repeats=3 or --set matrix.batch_size=[8,16])"
+            ))
+        };
+        let (key, value) = raw.split_once('=').ok_or_else(|| bad("no `=`"))?;
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(|part| part.trim().is_empty()) {
+            return Err(bad("empty key"));
+        }
+        // The value is TOML (numbers, booleans, arrays, quoted strings); a bare word is a string,
+        // so `--set experiment.name=trial` works without shell-quoted quotes.
+        let parsed: Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+            Ok(mut t) => to_figment_value(t.remove("v").expect("key v was just parsed")),
+            Err(_) => Value::from(value.to_string()),
+        };
+        let mut dict = Dict::new();
+        let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+        let mut nested = parsed;
+        for part in parts.iter().skip(1).rev() {
+            let mut d = Dict::new();
+            d.insert(part.to_string(), nested);
+            nested = Value::from(d);
+        }
+        dict.insert(parts[0].to_string(), nested);
+        Ok(Self {
+            raw: raw.to_string(),
+            dict,
+        })
+    }
+}
+
+fn to_figment_value(v: toml::Value) -> Value {
+    Value::serialize(v).expect("a TOML value always serializes")
+}
+
+impl Provider for SetOverride {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("--set {}", self.raw))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// Turns figment's errors into messages that name the source (file, variable or override) and
+/// the full key path.
+fn figment_to_config_error(err: figment::Error, origin: &Origin<'_>) -> ConfigError {
+    use figment::error::Kind;
+    let problems = err
+        .into_iter()
+        .map(|e| {
+            let mut path = key_path(&e.path);
+            let what = match &e.kind {
+                Kind::UnknownField(field, expected) => {
+                    if e.path.last() != Some(field) {
+                        path = join_key(&path, field);
+                    }
+                    format!(
+                        "unknown key `{path}`{}; allowed here: {}",
+                        did_you_mean(field, expected.iter().copied()),
+                        expected.join(", ")
+                    )
+                }
+                Kind::MissingField(field) => {
+                    if e.path.last().map(String::as_str) != Some(field.as_ref()) {
+                        path = join_key(&path, field);
+                    }
+                    format!("missing required key `{path}`")
+                }
+                Kind::UnknownVariant(found, expected) => format!(
+                    "`{path}`: unknown value \"{found}\"{}; expected one of: {}",
+                    did_you_mean(found, expected.iter().copied()),
+                    expected.join(", ")
+                ),
+                Kind::InvalidType(actual, expected) => {
+                    format!(
+                        "`{path}`: expected {}, found {actual}",
+                        plain_type(expected)
+                    )
+                }
+                other => {
+                    if path.is_empty() {
+                        other.to_string()
+                    } else {
+                        format!("`{path}`: {other}")
+                    }
+                }
+            };
+            // An unknown key is pointed at itself; anything else at its value.
+            let key_itself = matches!(e.kind, Kind::UnknownField(..));
+            let mut located = e.path.clone();
+            if let Kind::UnknownField(field, _) = &e.kind {
+                if e.path.last() != Some(field) {
+                    located.push(field.clone());
+                }
+            }
+            let source = origin.source(e.metadata.as_ref(), &located, key_itself);
+            format!("{source}: {what}")
+        })
+        .collect();
+    ConfigError { problems }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_location_counts_lines_and_columns_from_one() {
+        let text = "a = 1\nb = [\nc";
+        assert_eq!(span_location(text, Some(6..7)), ":2:1");
+        assert_eq!(span_location(text, Some(10..11)), ":2:5");
+        assert_eq!(span_location(text, None), "");
+    }
+
+    #[test]
+    fn span_of_finds_values_keys_and_array_elements() {
+        let text = "[matrix]\nbatch_size = [1, 20]\n[[matrix.include]]\nseq_len = 64\n";
+        let doc = toml::de::DeTable::parse(text).unwrap();
+        let at = |path: &[&str], key: bool| {
+            let path: Vec<String> = path.iter().map(|p| p.to_string()).collect();
+            span_location(text, span_of(doc.get_ref(), &path, key))
+        };
+        assert_eq!(at(&["matrix", "batch_size", "1"], false), ":2:18");
+        assert_eq!(at(&["matrix", "batch_size"], true), ":2:1");
+        assert_eq!(at(&["matrix", "include", "0", "seq_len"], false), ":4:11");
+        // A path the file lacks stops at its deepest existing part.
+        assert_eq!(at(&["matrix", "nothing"], false), "");
+        assert_eq!(at(&["protocol", "repeats"], false), "");
+    }
+
+    #[test]
+    fn set_override_parses_toml_values_and_bare_words() {
+        let o = SetOverride::parse("protocol.repeats=3").unwrap();
+        let protocol = o.dict["protocol"].as_dict().unwrap();
+        assert_eq!(protocol["repeats"].to_i128(), Some(3));
+        let o = SetOverride::parse("matrix.batch_size=[8,16]").unwrap();
+        let list = o.dict["matrix"].as_dict().unwrap()["batch_size"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(list, 2);
+        let o = SetOverride::parse("experiment.name=trial").unwrap();
+        assert_eq!(
+            o.dict["experiment"].as_dict().unwrap()["name"].as_str(),
+            Some("trial")
+        );
+        assert!(SetOverride::parse("novalue").is_err());
+        assert!(SetOverride::parse("a..b=1").is_err());
+    }
+
+    #[test]
+    fn axis_order_follows_the_file_then_canonical_order() {
+        let table: toml::Table =
+            toml::from_str("[matrix]\nbatch_size = [1]\nprecision = [\"fp32\"]\n").unwrap();
+        assert_eq!(
+            axis_order(&table),
+            ["batch_size", "precision", "model", "seq_len", "scope"]
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! Experiment files: what a file may say, how its layers combine, and whether its values hold,
+//! all before any model, dataset or device is touched.
+//!
+//! Layers, lowest first: built-in defaults (the `Default` impls of the schema) < the experiment
+//! file < `RUNNER_SECTION__KEY` environment variables < `--set key=value` overrides. Every value
+//! is checked here, and each problem names the file (line and column) or override and the key.
+//!
+//! - `schema.rs`: the serde structs, precisions, scopes and the loaded experiment
+//! - `presets.rs`: the named architecture presets (the shapes of published checkpoints) a file
+//!   may name; they live here because validation needs them (known names, position embeddings
+//!   against `seq_len`), and `model` builds from them
+//! - `load.rs`: figment layering, environment variables, `--set`, and where each value came from
+//! - `validate.rs`: every value checked, all problems reported at once
+//! - `suggest.rs`: key paths as users write them, "did you mean"
+//!
+//! May import: `error` only. Everything else imports this.
+
+mod load;
+pub mod presets;
+mod schema;
+mod suggest;
+mod validate;
+
+pub use load::{load, load_text};
+pub use presets::Preset;
+pub use schema::*;
+pub use suggest::did_you_mean;

@@ -7,7 +7,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{exit, ConfigError};
-use crate::sweep::{self, CellSelection, RunOptions};
+use crate::run::{self, CellSelection, RunOptions};
+use crate::scale;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,7 +81,7 @@ struct SlurmArgs {
     #[arg(long, value_name = "K")]
     array_parallelism: Option<u32>,
     /// The cluster's MaxArraySize (scontrol show config): larger plans become several arrays.
-    #[arg(long, value_name = "N", default_value_t = crate::slurm::DEFAULT_MAX_ARRAY_SIZE)]
+    #[arg(long, value_name = "N", default_value_t = scale::slurm::DEFAULT_MAX_ARRAY_SIZE)]
     max_array_size: usize,
     /// An extra #SBATCH option, verbatim (repeatable), e.g. --sbatch-arg=--account=abc.
     #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true)]
@@ -131,8 +132,8 @@ struct RunArgs {
 pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Some(Command::Run(args)) => run_experiment(args),
-        Some(Command::Plan { file, set }) => sweep::plan(&file, &set).map(|()| exit::OK),
-        Some(Command::Slurm(a)) => crate::slurm::run(&crate::slurm::SlurmOptions {
+        Some(Command::Plan { file, set }) => run::plan(&file, &set).map(|()| exit::OK),
+        Some(Command::Slurm(a)) => scale::slurm::run(&scale::slurm::SlurmOptions {
             file: a.file,
             out: a.out,
             overrides: a.set,
@@ -148,7 +149,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             new: a.new,
         }),
         Some(Command::Report { dir, templates }) => {
-            sweep::report(&dir, templates.as_deref()).map(|()| exit::OK)
+            scale::report(&dir, templates.as_deref()).map(|()| exit::OK)
         }
         None => run_experiment(cli.run),
     }
@@ -158,7 +159,7 @@ fn run_experiment(args: RunArgs) -> Result<u8> {
     let file = args.file.ok_or_else(|| {
         ConfigError::new("no experiment file given: usage `runner FILE` (see `runner --help`)")
     })?;
-    sweep::run(&RunOptions {
+    scale::run(&RunOptions {
         file,
         out: args.out,
         overrides: args.set,

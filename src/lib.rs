@@ -1,7 +1,21 @@
 //! `runner`: TOML experiment files in, trustworthy latency/energy measurements and reports out.
 //!
-//! The modules follow the data flow: config -> matrix -> (model, data) -> measure (with a sensor)
-//! -> results -> analysis -> report. `sweep` drives one run; `cli` parses the command line.
+//! The modules are layers, each importing only layers below it (tests/layering.rs fails on an
+//! import circle and prints these layers), lowest first:
+//!
+//! 1. `error`, `stats`
+//! 2. `config` (schema, presets, layering, validation), `interrupt`
+//! 3. `data`, `device`, `model`
+//! 4. `fidelity`, `matrix`, `sensor`
+//! 5. `measure`, `probe`
+//! 6. `results`: the record schema and the run directory
+//! 7. `analysis`: statistics of records
+//! 8. `report`: templates, CSV, charts
+//! 9. `run`: one run on one device, start to end (plan, cell, the serial loop, a worker's loop,
+//!    resume, console)
+//! 10. `scale`: executors above `run` (one worker per GPU, Slurm job arrays) and the `run` and
+//!     `report` entry points that must know them
+//! 11. `cli`: the command line
 
 pub mod analysis;
 pub mod cli;
@@ -17,8 +31,13 @@ pub mod model;
 pub mod probe;
 pub mod report;
 pub mod results;
+pub mod run;
+pub mod scale;
 pub mod sensor;
-pub mod slurm;
 pub mod stats;
-pub mod sweep;
-pub mod workers;
+
+/// Transitional, for issue 15's split of src/model/encoder.rs: that file still names
+/// `crate::sweep::dtype_name`, which now lives in `model` (`sweep` became `run` and `scale`). This
+/// is an alias of `model` itself, no module of its own (tests/layering.rs reads it as `model`);
+/// once encoder.rs names `super::dtype_name` it is unused and goes.
+use crate::model as sweep;

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::config::ProbeSection;
 use crate::data::TokenizedSet;
 use crate::fidelity;
-use crate::model::{hex, Encoder};
+use crate::model::{hex, Encoder, HeadTensors};
 
 /// How the head was made, stored with every accuracy figure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,9 +49,9 @@ pub struct ProbeHead {
     pub split: Split,
 }
 
-impl ProbeHead {
+impl HeadTensors for ProbeHead {
     /// The head as `weight`/`bias` tensors for a var builder.
-    pub fn tensors(&self) -> Result<HashMap<String, Tensor>> {
+    fn tensors(&self) -> Result<HashMap<String, Tensor>> {
         Ok(HashMap::from([
             (
                 "weight".to_string(),

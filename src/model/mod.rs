@@ -142,8 +142,24 @@ pub struct ModelStore {
     random: HashMap<String, HashMap<String, Tensor>>,
     /// fp32 reference logits per (model, seq_len), for fidelity: computed once per run.
     pub references: HashMap<(String, usize), Vec<Vec<f32>>>,
-    /// Trained probe heads per (model, seq_len).
-    pub probes: HashMap<(String, usize), crate::probe::ProbeHead>,
+}
+
+/// A classifier head trained outside the model (the runner's linear probe), as the `weight` and
+/// `bias` tensors the model's head is built from: the model takes tensors, so it needs nothing of
+/// the code that trains them.
+pub trait HeadTensors {
+    fn tensors(&self) -> Result<HashMap<String, Tensor>>;
+}
+
+/// The name a record and a report give a float dtype.
+pub fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "fp32",
+        DType::F16 => "fp16",
+        DType::BF16 => "bf16",
+        DType::F64 => "fp64",
+        _ => "other",
+    }
 }
 
 impl ModelStore {
@@ -169,7 +185,7 @@ impl ModelStore {
         spec: &ModelSpec,
         precision: Precision,
         device: &Device,
-        probe: &crate::probe::ProbeHead,
+        probe: &dyn HeadTensors,
     ) -> Result<Encoder> {
         let head = VarBuilder::from_tensors(probe.tensors()?, DType::F32, device);
         self.build(spec, precision, device, Head::Probe(Some(head)))

@@ -392,11 +392,19 @@ pub struct Written {
     pub summary_csv: PathBuf,
 }
 
+/// The command that completes a partial run, as its report shows it: the caller knows how the run
+/// was driven (resumed by `runner run`, or resubmitted to Slurm), the report does not.
+pub type ContinueCommand<'a> = &'a dyn Fn(&Manifest, &Path) -> String;
+
 /// Reads the run directory and (re)writes summary.csv, the charts and both reports.
-pub fn render(run: &RunDir, templates: &TemplateSource) -> Result<(Written, Vec<CellSummary>)> {
+pub fn render(
+    run: &RunDir,
+    templates: &TemplateSource,
+    continue_command: ContinueCommand<'_>,
+) -> Result<(Written, Vec<CellSummary>)> {
     let manifest = run.read_manifest()?;
     let records = run.read_records(&manifest.plan)?;
-    render_records(run, templates, &manifest, &records)
+    render_records(run, templates, &manifest, &records, continue_command)
 }
 
 pub fn render_records(
@@ -404,6 +412,7 @@ pub fn render_records(
     templates: &TemplateSource,
     manifest: &Manifest,
     records: &[CellRecord],
+    continue_command: ContinueCommand<'_>,
 ) -> Result<(Written, Vec<CellSummary>)> {
     // Workers (multi-GPU runs, Slurm array tasks) keep their sessions in their own files: the
     // report shows them with the run's own.
@@ -497,20 +506,7 @@ pub fn render_records(
         // A Slurm run has no process that sees its end: its records say whether it is complete.
         partial: !missing.is_empty()
             || (manifest.ended_at.is_none() && manifest.launcher.as_deref() != Some("slurm")),
-        resume_command: if manifest.launcher.as_deref() == Some("slurm") {
-            crate::slurm::resubmit_command(
-                &manifest.experiment_file,
-                &run.path,
-                &manifest.overrides,
-            )
-        } else {
-            resume_command(
-                &manifest.experiment_file,
-                &run.path,
-                &manifest.overrides,
-                &[],
-            )
-        },
+        resume_command: continue_command(manifest, &run.path),
         missing,
         counts: Counts {
             planned: manifest.plan.len(),
@@ -843,35 +839,6 @@ fn per_layer_csv_bytes(layers: &[LayerSummary], cells: &[CellSummary]) -> Result
         ])?;
     }
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-/// `runner run FILE --resume --out DIR --set ...` plus `extra` arguments, each quoted for a POSIX
-/// shell where it needs it: the command that completes a run, as the console and reports print it.
-/// `s` as one shell word: as is when it is plainly safe, else single-quoted.
-pub fn shell_quote(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-pub fn resume_command(file: &str, dir: &Path, overrides: &[String], extra: &[String]) -> String {
-    let mut cmd = format!(
-        "runner run {} --resume --out {}",
-        shell_quote(file),
-        shell_quote(&dir.display().to_string())
-    );
-    for o in overrides {
-        cmd.push_str(&format!(" --set {}", shell_quote(o)));
-    }
-    for e in extra {
-        cmd.push(' ');
-        cmd.push_str(&shell_quote(e));
-    }
-    cmd
 }
 
 #[cfg(test)]

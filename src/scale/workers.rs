@@ -2,7 +2,7 @@
 //! the coordinator prepares the run directory, starts one worker process per GPU (`runner run FILE
 //! --out DIR --worker gpuK --set device.gpu=K`), waits for them, and renders the reports from the
 //! records. Each worker takes the next cell of the plan that has no record and no other worker's
-//! claim (src/sweep.rs, `run_worker`), so every cell still runs alone on one GPU, metered by that
+//! claim (src/run/worker.rs, `run_worker`), so every cell still runs alone on one GPU, metered by that
 //! GPU's own counter. Processes rather than threads: a CUDA context, NVML handle and sampler per
 //! worker, and one worker's crash (or OOM) cannot take the others down.
 
@@ -15,8 +15,8 @@ use crate::device::DeviceInfo;
 use crate::error::{exit, ConfigError};
 use crate::report;
 use crate::results::{now_rfc3339, CellStatus, Manifest, Session};
+use crate::run::{self, Prepared, RunOptions};
 use crate::sensor::SensorInfo;
-use crate::sweep::{self, Prepared, RunOptions};
 
 /// Where one worker measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,7 @@ fn workers_device(slots: &[Slot]) -> (DeviceInfo, SensorInfo) {
 
 /// Runs a multi-worker sweep; returns the exit code (0 all cells measured, 1 some failed, 130
 /// interrupted).
-pub(crate) fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Result<u8> {
+pub fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Result<u8> {
     let started = std::time::Instant::now();
     let (device, sensor) = workers_device(slots);
     let fresh = Manifest::new(
@@ -121,7 +121,7 @@ pub(crate) fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot])
         None,
         Vec::new(),
     )?;
-    let (run_dir, mut manifest, earlier) = sweep::open_run(opts, prepared, fresh)?;
+    let (run_dir, mut manifest, earlier) = run::open_run(opts, prepared, fresh)?;
     let already = earlier
         .values()
         .filter(|r| r.status != CellStatus::Failed)
@@ -204,8 +204,13 @@ pub(crate) fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot])
     }
     manifest.ended_at = (records.len() == manifest.plan.len() && !interrupted).then_some(now);
     run_dir.write_manifest(&manifest)?;
-    let (written, summaries) =
-        report::render_records(&run_dir, &prepared.templates, &manifest, &records)?;
+    let (written, summaries) = report::render_records(
+        &run_dir,
+        &prepared.templates,
+        &manifest,
+        &records,
+        &super::continue_command,
+    )?;
     eprintln!(
         "runner: {} of {} cells recorded by {} in {wall_s:.1} s; reports: {} and {}",
         records.len(),
@@ -214,8 +219,8 @@ pub(crate) fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot])
         written.html.display(),
         written.markdown.display()
     );
-    sweep::list_unsuccessful(&summaries);
-    let resume = sweep::resume_command(opts, &run_dir.path);
+    run::list_unsuccessful(&summaries);
+    let resume = run::resume_command(opts, &run_dir.path);
     if interrupted {
         eprintln!(
             "runner: interrupted. {} of {} cells are recorded. Resume with:\n  {resume}",

@@ -12,10 +12,9 @@ use anyhow::{Context, Result};
 
 use crate::device::DeviceInfo;
 use crate::error::{exit, ConfigError};
-use crate::report::shell_quote;
 use crate::results::{CellStatus, Manifest, RunDir};
+use crate::run::{self, shell_quote, CellSelection, RunOptions};
 use crate::sensor::SensorInfo;
-use crate::sweep::{self, CellSelection, RunOptions};
 
 /// Slurm's default MaxArraySize is 1001: task ids 0..=1000.
 pub const DEFAULT_MAX_ARRAY_SIZE: usize = 1001;
@@ -111,7 +110,7 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
         cells: CellSelection::All,
         worker: None,
     };
-    let prepared = sweep::prepare(&run_opts)?;
+    let prepared = run::prepare(&run_opts)?;
     if opts.max_array_size == 0 {
         return Err(
             ConfigError::new("--max-array-size 0: Slurm arrays hold at least one task").into(),

@@ -1,0 +1,409 @@
+//! One cell, measured: the precision probed on the device (a shape it cannot run is a skipped
+//! cell), the model loaded (with its probe head, trained once on fp32 features), then the timed
+//! protocol: for a `model` cell the whole forward pass per loop, for a `layers` cell each layer
+//! and component alone on its captured input. After the windows: the outputs checked for NaN/Inf,
+//! fidelity against fp32, accuracy on the probe's test split. Any error becomes a failed record
+//! with a reason a user can act on; an interrupt drops the cell unrecorded.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use indicatif::ProgressBar;
+
+use super::console::cell_label;
+use super::Prepared;
+use crate::config::{Precision, ProtocolSection, Scope};
+use crate::data::BatchCycle;
+use crate::device::SelectedDevice;
+use crate::fidelity;
+use crate::matrix::Cell;
+use crate::measure::{self, Clock, RealClock, SamplerOverhead};
+use crate::model::{self, Encoder, ModelStore};
+use crate::probe;
+use crate::results::{now_rfc3339, CellRecord, CellStatus, LayerRecord, SCHEMA_VERSION};
+use crate::sensor::{self, EnergySensor, SensorInfo};
+
+/// What the cells of one session build once and share: the models (with their host-side random
+/// weights and fp32 reference logits) and the trained probe heads, per (model, seq_len). Dropped
+/// after a failed cell, with whatever it left cached.
+#[derive(Default)]
+pub(super) struct Store {
+    pub(super) models: ModelStore,
+    pub(super) probes: HashMap<(String, usize), probe::ProbeHead>,
+}
+
+/// A cell's record, power trace and (on the first cell) the sampler-overhead check; `None` when
+/// an interrupt stopped it before it finished.
+pub(super) type CellOutcome = Option<(
+    CellRecord,
+    Vec<sensor::PowerSample>,
+    Option<SamplerOverhead>,
+)>;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_cell(
+    cell: &Cell,
+    prepared: &Prepared,
+    store: &mut Store,
+    selected: &SelectedDevice,
+    sensor: &mut dyn EnergySensor,
+    sensor_info: &SensorInfo,
+    idle_power_w: Option<f64>,
+    check_overhead: bool,
+    progress: &ProgressBar,
+) -> CellOutcome {
+    let device = &selected.device;
+    let mut record = CellRecord {
+        schema_version: SCHEMA_VERSION,
+        cell: cell.clone(),
+        status: CellStatus::Ok,
+        reason: None,
+        precision_executed: None,
+        implementation: None,
+        worker: None,
+        device: selected.info.clone(),
+        sensor: sensor_info.clone(),
+        protocol: prepared.exp.config.protocol.clone(),
+        idle_power_w,
+        gpu_before: sensor.gpu_state(),
+        gpu_after: None,
+        warmup: None,
+        windows: Vec::new(),
+        layers: Vec::new(),
+        reconciliation: None,
+        fidelity: None,
+        accuracy: None,
+        dataset: None,
+        truncated_examples: None,
+        started_at: now_rfc3339(),
+        ended_at: String::new(),
+    };
+    let mut trace = Vec::new();
+    let mut overhead = None;
+    let preset = &prepared.specs[&cell.model].preset;
+    if let Err(unsupported) = model::probe_precision(cell.precision, preset, device) {
+        (record.status, record.reason) = match unsupported {
+            model::Unsupported::Shape(why) => (CellStatus::Skipped, Some(why)),
+            model::Unsupported::Device(why) => (CellStatus::Failed, Some(why)),
+        };
+    } else {
+        let label = cell_label(cell);
+        let mut on_progress = |phase: &str| progress.set_message(format!("{label}: {phase}"));
+        let measured = measure_cell(
+            cell,
+            prepared,
+            store,
+            device,
+            sensor,
+            check_overhead,
+            &mut on_progress,
+            &mut record,
+        );
+        match measured {
+            Ok((t, o)) => (trace, overhead) = (t, o),
+            Err(e) if crate::interrupt::is_interrupt(&e) => return None,
+            Err(e) => {
+                record.status = CellStatus::Failed;
+                record.reason = Some(failure_reason(cell, &e));
+            }
+        }
+    }
+    record.gpu_after = sensor.gpu_state();
+    record.ended_at = now_rfc3339();
+    Some((record, trace, overhead))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure_cell(
+    cell: &Cell,
+    prepared: &Prepared,
+    store: &mut Store,
+    device: &Device,
+    sensor: &mut dyn EnergySensor,
+    check_overhead: bool,
+    on_progress: &mut dyn FnMut(&str),
+    record: &mut CellRecord,
+) -> Result<(Vec<sensor::PowerSample>, Option<SamplerOverhead>)> {
+    let spec = &prepared.specs[&cell.model];
+    let set = &prepared.tokenized[&cell.seq_len];
+    let probe = match &spec.probe {
+        Some(settings) => {
+            let key = (cell.model.clone(), cell.seq_len);
+            if !store.probes.contains_key(&key) {
+                crate::interrupt::check()?;
+                on_progress("training the linear probe on fp32 features");
+                let features = store.models.load(spec, Precision::Fp32, device)?;
+                let head = probe::train_head(&features, set, settings, spec.seed, device)
+                    .with_context(|| format!("models.{}: training the probe head", cell.model))?;
+                store.probes.insert(key.clone(), head);
+            }
+            Some(store.probes[&key].clone())
+        }
+        None => None,
+    };
+    crate::interrupt::check()?;
+    on_progress("loading model");
+    let model = match &probe {
+        Some(head) => store
+            .models
+            .load_with_probe(spec, cell.precision, device, head)?,
+        None => store.models.load(spec, cell.precision, device)?,
+    };
+    record.precision_executed = Some(model.executed_precision());
+    record.implementation = Some(model.implementation());
+    record.truncated_examples = Some(set.truncated);
+    let clock = RealClock::default();
+    let protocol = &prepared.exp.config.protocol;
+    if cell.scope == Scope::Layers {
+        // Every loop of a layers cell reuses one captured batch.
+        let mut batches = BatchCycle::with_at_most(set, cell.batch_size, device, 1)?;
+        let (ids, mask) = batches.next_batch().clone();
+        record.dataset = Some(batches.usage());
+        let trace = measure_layers(
+            &model,
+            &ids,
+            &mask,
+            protocol,
+            sensor,
+            &clock,
+            on_progress,
+            record,
+        )?;
+        return Ok((trace, None));
+    }
+    let mut batches = BatchCycle::new(set, cell.batch_size, device)?;
+    let mut last = None;
+    let (outcome, overhead) = {
+        let mut run_loop = || -> Result<()> {
+            let (ids, mask) = batches.next_batch();
+            let logits = model.forward(ids, mask)?;
+            device.synchronize()?;
+            last = Some((logits, ids.clone(), mask.clone()));
+            Ok(())
+        };
+        let outcome = measure::run_protocol(protocol, sensor, &clock, on_progress, &mut run_loop)?;
+        // Once per sweep, on the first measured cell: what the power sampler costs.
+        let overhead = if check_overhead {
+            on_progress("sampler overhead check");
+            measure::measure_sampler_overhead(&cell.id, protocol, sensor, &clock, &mut run_loop)?
+        } else {
+            None
+        };
+        (outcome, overhead)
+    };
+    record.dataset = Some(batches.usage());
+    if let Some((logits, ids, mask)) = last {
+        // The last measured batch again, checking the encoder's output too (a ReLU pooler would
+        // hide NaN in finite logits), and on failure re-run layer by layer to say where.
+        let checked = ensure_finite(&logits, "the logits")
+            .and_then(|_| Ok(model.forward_checked(&ids, &mask)?));
+        if let Err(e) = checked {
+            let place = locate_non_finite(&model, &ids, &mask).ok().flatten();
+            anyhow::bail!(
+                "the model in {} produced NaN or infinite values ({e}){}",
+                cell.precision.name(),
+                place.map(|p| format!("; {p}")).unwrap_or_default()
+            );
+        }
+    }
+    if cell.precision != Precision::Fp32 {
+        crate::interrupt::check()?;
+        on_progress("fidelity against fp32");
+        let n = fidelity::FIDELITY_EXAMPLES;
+        let candidate = fidelity::logits(&model, set, n, cell.batch_size, device)?;
+        let key = (cell.model.clone(), cell.seq_len);
+        if !store.models.references.contains_key(&key) {
+            let reference_model = match &probe {
+                Some(head) => store
+                    .models
+                    .load_with_probe(spec, Precision::Fp32, device, head)?,
+                None => store.models.load(spec, Precision::Fp32, device)?,
+            };
+            let logits = fidelity::logits(&reference_model, set, n, cell.batch_size, device)?;
+            store.models.references.insert(key.clone(), logits);
+        }
+        record.fidelity = Some(fidelity::compare(
+            "fp32",
+            &store.models.references[&key],
+            &candidate,
+        ));
+    }
+    if let Some(head) = &probe {
+        crate::interrupt::check()?;
+        on_progress("accuracy on the probe's test split");
+        record.accuracy = Some(probe::accuracy(&model, set, head, cell.batch_size, device)?);
+    }
+    record.warmup = Some(outcome.warmup);
+    record.windows = outcome.windows;
+    Ok((outcome.trace, overhead))
+}
+
+/// A `layers` cell: one forward pass captures every layer's and component's real input, then each
+/// runs alone through the full protocol (warm-up, windows, repeats) in its own energy windows.
+#[allow(clippy::too_many_arguments)]
+fn measure_layers(
+    model: &Encoder,
+    ids: &Tensor,
+    mask: &Tensor,
+    protocol: &ProtocolSection,
+    sensor: &mut dyn EnergySensor,
+    clock: &dyn Clock,
+    on_progress: &mut dyn FnMut(&str),
+    record: &mut CellRecord,
+) -> Result<Vec<sensor::PowerSample>> {
+    let device = model.device().clone();
+    let units = model.capture_units(ids, mask)?;
+    device.synchronize()?;
+    let mut trace = Vec::new();
+    let mut offset = 0.0;
+    for (index, captured) in units.iter().enumerate() {
+        let name = captured.unit.name();
+        let mut last = None;
+        let mut run_loop = || -> Result<()> {
+            let out = model.forward_unit(captured)?;
+            device.synchronize()?;
+            last = Some(out);
+            Ok(())
+        };
+        let mut progress =
+            |phase: &str| on_progress(&format!("{}/{} {name}: {phase}", index + 1, units.len()));
+        let outcome = measure::run_protocol(protocol, sensor, clock, &mut progress, &mut run_loop)
+            .with_context(|| format!("layer {name}"))?;
+        if let Some(out) = last {
+            ensure_finite(&out, &format!("layer {name}"))?;
+        }
+        // One trace for the cell: each layer's samples after the previous layer's.
+        let end = outcome.trace.iter().map(|s| s.t_s).fold(0.0, f64::max);
+        trace.extend(outcome.trace.iter().map(|s| sensor::PowerSample {
+            t_s: s.t_s + offset,
+            power_w: s.power_w,
+        }));
+        offset += end;
+        record.layers.push(LayerRecord {
+            name,
+            index,
+            parent: captured.unit.parent(),
+            warmup: outcome.warmup,
+            windows: outcome.windows,
+        });
+    }
+    Ok(trace)
+}
+
+/// Refuses NaN or infinite outputs: a model that computes garbage fast is not a measurement.
+fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
+    let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    anyhow::ensure!(
+        values.iter().all(|v| v.is_finite()),
+        "{what} produced NaN or infinite values"
+    );
+    Ok(())
+}
+
+/// The first layer (and inside a block, the first component) whose output holds NaN or infinite
+/// values for this batch, with the largest finite magnitudes of its input and output: values near
+/// 65504 point to an fp16 overflow.
+fn locate_non_finite(model: &Encoder, ids: &Tensor, mask: &Tensor) -> Result<Option<String>> {
+    let units = model.capture_units(ids, mask)?;
+    let magnitude = |t: &Tensor| -> Result<(usize, f32)> {
+        let v: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let bad = v.iter().filter(|x| !x.is_finite()).count();
+        let largest = v
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0f32, |a, x| a.max(x.abs()));
+        Ok((bad, largest))
+    };
+    let mut culprit = None;
+    for (i, u) in units.iter().enumerate() {
+        let (bad, largest) = magnitude(&model.forward_unit(u)?)?;
+        if bad == 0 {
+            continue;
+        }
+        let is_block = matches!(u.unit, model::Unit::Layer(model::Layer::Block(_)));
+        if culprit.is_none() || !is_block {
+            culprit = Some((i, bad, largest));
+        }
+        // A block: look on among its components for the first one that breaks.
+        if !is_block {
+            break;
+        }
+    }
+    let Some((i, bad, out_largest)) = culprit else {
+        return Ok(None);
+    };
+    let u = &units[i];
+    let (_, in_largest) = magnitude(&u.input)?;
+    Ok(Some(format!(
+        "first non-finite output: {} ({bad} values; largest finite |value| of its input {in_largest:.4e}, of its output {out_largest:.4e})",
+        u.unit.name()
+    )))
+}
+
+/// A failed cell's reason as recorded: the error chain, with what to do for the failures a user
+/// can act on.
+pub(super) fn failure_reason(cell: &Cell, err: &anyhow::Error) -> String {
+    // candle attaches a captured backtrace to some errors ("   0: <unknown>" lines in a stripped
+    // binary): noise in a record and a report, so only the message is kept.
+    let full = format!("{err:#}");
+    let is_frame = |line: &str| {
+        let t = line.trim_start();
+        t.starts_with("at ")
+            || t.split_once(": ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let text = full
+        .lines()
+        .filter(|l| !is_frame(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string();
+    if text.contains("CUDA_ERROR_OUT_OF_MEMORY") || text.contains("out of memory") {
+        format!(
+            "GPU out of memory at batch {} seq {} ({text}): use a smaller batch_size or seq_len for this cell; the other cells are unaffected",
+            cell.batch_size, cell.seq_len
+        )
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell() -> Cell {
+        Cell {
+            id: "0123456789ab".into(),
+            model: "m".into(),
+            precision: Precision::Fp16,
+            batch_size: 131072,
+            seq_len: 512,
+            scope: Scope::Model,
+        }
+    }
+
+    #[test]
+    fn out_of_memory_says_which_shape_and_what_to_do() {
+        // The text candle returned on the H100 for batch 131072 x seq 512.
+        let err = anyhow::anyhow!("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")");
+        assert_eq!(
+            failure_reason(&cell(), &err),
+            "GPU out of memory at batch 131072 seq 512 (DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")): use a smaller batch_size or seq_len for this cell; the other cells are unaffected"
+        );
+        let with_backtrace = anyhow::anyhow!(
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")\n   0: <unknown>\n   1: <unknown>\n      at src/x.rs:3\n "
+        );
+        assert_eq!(
+            failure_reason(&cell(), &with_backtrace),
+            failure_reason(&cell(), &err)
+        );
+        let other = anyhow::anyhow!("the logits produced NaN or infinite values");
+        assert_eq!(
+            failure_reason(&cell(), &other),
+            "the logits produced NaN or infinite values"
+        );
+    }
+}

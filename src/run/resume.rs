@@ -1,0 +1,189 @@
+//! The run directory an invocation writes, locked: a new one, or with `--resume` an earlier run of
+//! the same experiment on the same kind of device, with its records; and the command line that
+//! completes a run, as the console and the reports print it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::{Prepared, RunOptions};
+use crate::error::ConfigError;
+use crate::results::{CellRecord, Manifest, RunDir};
+
+/// The run directory this invocation writes, locked: a new one, or with `--resume` the earlier
+/// run with its records (see [`reopen`]).
+pub fn open_run(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    fresh: Manifest,
+) -> Result<(RunDir, Manifest, BTreeMap<String, CellRecord>)> {
+    if opts.resume {
+        return reopen(opts, prepared, fresh);
+    }
+    let (dir, run_id) = RunDir::create(
+        &opts.results_root,
+        &prepared.exp.config.experiment.name,
+        opts.out.as_deref(),
+    )?;
+    Ok((dir, Manifest { run_id, ..fresh }, BTreeMap::new()))
+}
+
+/// Reopens an earlier run for `--resume`: the latest run of this experiment, or `--out`, locked,
+/// with its records; checks that it is a run of this experiment on this kind of device and that
+/// every record still belongs to the plan. `--out` naming a folder without a run starts one there
+/// (so every task of a job array can be started the same way).
+fn reopen(
+    opts: &RunOptions,
+    prepared: &Prepared,
+    fresh: Manifest,
+) -> Result<(RunDir, Manifest, BTreeMap<String, CellRecord>)> {
+    let name = &prepared.exp.config.experiment.name;
+    let path = match &opts.out {
+        Some(out) => out.clone(),
+        None => RunDir::latest(&opts.results_root, name)?.ok_or_else(|| {
+            ConfigError::new(format!(
+                "--resume: no earlier run of experiment {name:?} under {}: start one without --resume",
+                opts.results_root.join(name).display()
+            ))
+        })?,
+    };
+    if !path.join("manifest.json").exists() {
+        let (dir, run_id) = RunDir::create(&opts.results_root, name, Some(&path))?;
+        return Ok((dir, Manifest { run_id, ..fresh }, BTreeMap::new()));
+    }
+    let dir = RunDir::resume(&path)?;
+    let old = dir.read_manifest()?;
+    let here = path.display();
+    if old.experiment != *name {
+        return Err(ConfigError::new(format!(
+            "--resume: {here} holds a run of experiment {:?}, not {name:?}",
+            old.experiment
+        ))
+        .into());
+    }
+    if (&old.device.backend, &old.device.name) != (&fresh.device.backend, &fresh.device.name) {
+        return Err(ConfigError::new(format!(
+            "--resume: {here} was measured on {} ({}), this runner would measure on {} ({}): one run holds one kind of device's numbers; start a new run without --resume",
+            old.device.name, old.device.backend, fresh.device.name, fresh.device.backend
+        ))
+        .into());
+    }
+    let records = dir.read_all_records()?;
+    let strays: Vec<&str> = records
+        .keys()
+        .filter(|id| !prepared.plan.iter().any(|c| &c.id == *id))
+        .map(String::as_str)
+        .collect();
+    if !strays.is_empty() {
+        return Err(ConfigError::new(format!(
+            "--resume: {here} has {} recorded cell(s) that {} no longer plans (cells/{}.json ...): the experiment, its weights, dataset or protocol changed since the run began (a cell id hashes them all); restore them, or start a new run without --resume",
+            strays.len(),
+            opts.file.display(),
+            strays[0]
+        ))
+        .into());
+    }
+    // The run as a whole keeps its id, start, first idle baseline, sampler check and sessions;
+    // the configuration is the one being completed.
+    let mut notices = old.notices.clone();
+    notices.extend(
+        fresh
+            .notices
+            .iter()
+            .filter(|n| !old.notices.contains(n))
+            .cloned(),
+    );
+    let manifest = Manifest {
+        run_id: old.run_id,
+        started_at: old.started_at,
+        idle_baseline: old.idle_baseline,
+        sampler_overhead: old.sampler_overhead,
+        sessions: old.sessions,
+        gpu: old.gpu,
+        notices,
+        ..fresh
+    };
+    Ok((dir, manifest, records))
+}
+
+/// The command that completes this run: same file, overrides and templates, `--resume --out`.
+pub fn resume_command(opts: &RunOptions, dir: &Path) -> String {
+    let mut extra = Vec::new();
+    if let Some(t) = &opts.templates {
+        extra.extend(["--templates".to_string(), t.display().to_string()]);
+    }
+    if opts.fail_fast {
+        extra.push("--fail-fast".to_string());
+    }
+    resume_command_line(
+        &opts.file.display().to_string(),
+        dir,
+        &opts.overrides,
+        &extra,
+    )
+}
+
+/// `runner run FILE --resume --out DIR --set ...` plus `extra` arguments, each quoted for a POSIX
+/// shell where it needs it: the command that completes a run, as the console and reports print it.
+pub fn resume_command_line(
+    file: &str,
+    dir: &Path,
+    overrides: &[String],
+    extra: &[String],
+) -> String {
+    let mut cmd = format!(
+        "runner run {} --resume --out {}",
+        shell_quote(file),
+        shell_quote(&dir.display().to_string())
+    );
+    for o in overrides {
+        cmd.push_str(&format!(" --set {}", shell_quote(o)));
+    }
+    for e in extra {
+        cmd.push(' ');
+        cmd.push_str(&shell_quote(e));
+    }
+    cmd
+}
+
+/// `s` as one shell word: as is when it is plainly safe, else single-quoted.
+pub fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::run::CellSelection;
+
+    #[test]
+    fn resume_command_repeats_the_overrides_quoted_for_a_shell() {
+        let opts = RunOptions {
+            file: PathBuf::from("experiments/x.toml"),
+            out: None,
+            overrides: vec![
+                "matrix.batch_size=[8, 16]".into(),
+                "protocol.repeats=5".into(),
+            ],
+            templates: None,
+            results_root: PathBuf::from("results"),
+            resume: false,
+            fail_fast: true,
+            cells: CellSelection::All,
+            worker: None,
+        };
+        assert_eq!(
+            resume_command(&opts, Path::new("results/x/20261124T000000Z")),
+            "runner run experiments/x.toml --resume --out results/x/20261124T000000Z --set 'matrix.batch_size=[8, 16]' --set protocol.repeats=5 --fail-fast"
+        );
+    }
+}

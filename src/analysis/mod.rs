@@ -1,14 +1,27 @@
 //! Post-processing of cell records (in parallel with rayon): latency and energy statistics, and the
 //! flags a reviewer should see (noisy cells, warm-up that never settled).
+//!
+//! `layers.rs`: the per-layer side: each `layers` cell reconciled with its whole-model cell, and
+//! one summary row per layer and component.
+//!
+//! May import the records (results) and what they hold (config, measure, sensor, fidelity,
+//! probe), and stats; never report, run or scale.
+
+mod layers;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Precision, Scope};
 use crate::measure::WindowRecord;
-use crate::results::{CellRecord, CellStatus, Reconciliation};
+use crate::results::{CellRecord, CellStatus};
 use crate::sensor::energy;
 use crate::stats::{coefficient_of_variation, mean_ci95, percentile, saving_pct};
+
+pub use layers::{
+    layer_summaries, layer_totals, reconcile, reconcile_in, LayerSummary, LayerTotals,
+    RECONCILIATION_FLAG,
+};
 
 /// Cells whose per-window latencies vary more than this (coefficient of variation) are flagged.
 pub const NOISY_CV: f64 = 0.05;
@@ -225,7 +238,7 @@ fn savings_in(r: &CellRecord, records: &[CellRecord], baseline: Precision) -> Op
 }
 
 /// Energy and latency savings of `mine` against `theirs`, from their per-window values.
-fn savings_between(
+pub(super) fn savings_between(
     mine: &WindowStats,
     theirs: &WindowStats,
     baseline: Precision,
@@ -310,153 +323,6 @@ pub fn quantized_comparisons(summaries: &[CellSummary]) -> Vec<QuantizedComparis
                     .zip(f.energy_per_inference_mj)
                     .map(|(a, b)| a / b),
                 slower: latency_ratio > QUANTIZED_SLOWER,
-            })
-        })
-        .collect()
-}
-
-/// Σ layers beyond ±5 % of the whole model is flagged.
-pub const RECONCILIATION_FLAG: f64 = 0.05;
-
-/// The whole-model record matching a `layers` record, and their reconciliation.
-pub fn reconcile_in(layers: &CellRecord, records: &[CellRecord]) -> Option<Reconciliation> {
-    if layers.cell.scope != Scope::Layers || layers.status != CellStatus::Ok {
-        return None;
-    }
-    let whole = records.iter().find(|r| {
-        r.cell.scope == Scope::Model
-            && r.status == CellStatus::Ok
-            && r.cell.model == layers.cell.model
-            && r.cell.precision == layers.cell.precision
-            && r.cell.batch_size == layers.cell.batch_size
-            && r.cell.seq_len == layers.cell.seq_len
-    })?;
-    reconcile(layers, whole)
-}
-
-pub fn reconcile(layers: &CellRecord, whole: &CellRecord) -> Option<Reconciliation> {
-    let totals = layer_totals(layers);
-    let w = window_stats(&whole.windows, whole.cell.batch_size, whole.idle_power_w);
-    let whole_latency_ms = w.latency_median_ms?;
-    let energy_ratio = match (totals.energy_per_inference_mj, w.energy_per_inference_mj) {
-        (Some(l), Some(whole)) if whole > 0.0 => Some(l / whole),
-        _ => None,
-    };
-    Some(Reconciliation {
-        model_cell_id: whole.cell.id.clone(),
-        layers_latency_ms: totals.latency_ms,
-        whole_latency_ms,
-        latency_ratio: totals.latency_ms / whole_latency_ms,
-        layers_energy_per_inference_mj: totals.energy_per_inference_mj,
-        whole_energy_per_inference_mj: w.energy_per_inference_mj,
-        energy_ratio,
-    })
-}
-
-/// Σ over the top-level layers (components are inside their blocks and not added again).
-pub struct LayerTotals {
-    pub latency_ms: f64,
-    pub energy_per_inference_mj: Option<f64>,
-    pub energy_net_per_inference_mj: Option<f64>,
-}
-
-pub fn layer_totals(r: &CellRecord) -> LayerTotals {
-    let stats: Vec<WindowStats> = r
-        .layers
-        .iter()
-        .filter(|l| l.parent.is_none())
-        .map(|l| window_stats(&l.windows, r.cell.batch_size, r.idle_power_w))
-        .collect();
-    LayerTotals {
-        latency_ms: stats.iter().filter_map(|s| s.latency_median_ms).sum(),
-        energy_per_inference_mj: stats.iter().map(|s| s.energy_per_inference_mj).sum(),
-        energy_net_per_inference_mj: stats.iter().map(|s| s.energy_net_per_inference_mj).sum(),
-    }
-}
-
-/// One row of per_layer.csv / the report's breakdown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerSummary {
-    pub cell_id: String,
-    pub model: String,
-    pub precision: String,
-    pub batch_size: usize,
-    pub seq_len: usize,
-    pub layer_name: String,
-    pub layer_idx: usize,
-    /// The block of a component; empty for top-level layers.
-    pub parent: Option<String>,
-    pub avg_power_w: Option<f64>,
-    pub total_time_s: f64,
-    pub energy_total_j: Option<f64>,
-    pub energy_per_inference_mj: Option<f64>,
-    pub energy_net_per_inference_mj: Option<f64>,
-    pub num_loops: u64,
-    pub latency_per_loop_ms: Option<f64>,
-    pub latency_ci_low_ms: Option<f64>,
-    pub latency_ci_high_ms: Option<f64>,
-    pub num_power_samples: usize,
-    pub counter_ticks: Option<u64>,
-    /// Share of Σ top-level layers, in % (components: of the same total, so they compare).
-    pub energy_share_pct: Option<f64>,
-    pub latency_share_pct: Option<f64>,
-    /// Against the same layer in the baseline precision's layers cell (same model and shapes):
-    /// which layers gain most from a precision.
-    pub savings: Option<Savings>,
-}
-
-pub fn layer_summaries(records: &[CellRecord], baseline: Precision) -> Vec<LayerSummary> {
-    records
-        .par_iter()
-        .filter(|r| r.status == CellStatus::Ok && !r.layers.is_empty())
-        .flat_map_iter(|r| {
-            let totals = layer_totals(r);
-            let base = (r.cell.precision != baseline)
-                .then(|| {
-                    records.iter().find(|b| {
-                        b.status == CellStatus::Ok
-                            && !b.layers.is_empty()
-                            && b.cell.precision == baseline
-                            && b.cell.model == r.cell.model
-                            && b.cell.batch_size == r.cell.batch_size
-                            && b.cell.seq_len == r.cell.seq_len
-                    })
-                })
-                .flatten();
-            r.layers.iter().map(move |l| {
-                let s = window_stats(&l.windows, r.cell.batch_size, r.idle_power_w);
-                let savings = base.and_then(|b| {
-                    let theirs = b.layers.iter().find(|bl| bl.name == l.name)?;
-                    let t = window_stats(&theirs.windows, b.cell.batch_size, b.idle_power_w);
-                    Some(savings_between(&s, &t, baseline, &b.cell.id))
-                });
-                LayerSummary {
-                    cell_id: r.cell.id.clone(),
-                    model: r.cell.model.clone(),
-                    precision: r.cell.precision.name().to_string(),
-                    batch_size: r.cell.batch_size,
-                    seq_len: r.cell.seq_len,
-                    layer_name: l.name.clone(),
-                    layer_idx: l.index,
-                    parent: l.parent.clone(),
-                    avg_power_w: s.avg_power_w,
-                    total_time_s: s.total_time_s,
-                    energy_total_j: s.energy_total_j,
-                    energy_per_inference_mj: s.energy_per_inference_mj,
-                    energy_net_per_inference_mj: s.energy_net_per_inference_mj,
-                    num_loops: s.num_loops,
-                    latency_per_loop_ms: s.latency_median_ms,
-                    latency_ci_low_ms: s.latency_ci.map(|c| c.0),
-                    latency_ci_high_ms: s.latency_ci.map(|c| c.1),
-                    num_power_samples: s.num_power_samples,
-                    counter_ticks: s.min_window_ticks,
-                    energy_share_pct: s
-                        .energy_per_inference_mj
-                        .zip(totals.energy_per_inference_mj)
-                        .map(|(e, t)| e / t * 100.0),
-                    latency_share_pct: s.latency_median_ms.map(|l| l / totals.latency_ms * 100.0),
-                    savings,
-                }
             })
         })
         .collect()

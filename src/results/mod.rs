@@ -1,0 +1,329 @@
+//! What a run leaves behind: the record schema (one JSON record per cell, the manifest with its
+//! sessions) and the run directory that holds them (`run_dir.rs`: layout, locks, claims, atomic
+//! writes, reading back). The record format is a public contract: it carries `schema_version`,
+//! and `runner report` rebuilds every report from these files alone.
+//!
+//! May import the stages whose results it records (config, matrix, data, device, sensor,
+//! measure, fidelity, probe, model for hashing) and error; never analysis, report, run or scale.
+
+mod run_dir;
+
+pub use run_dir::{
+    write_atomic, write_derived, CellClaim, RunDir, RunLock, CLAIMS_DIR, LOCK_FILE, SESSIONS_DIR,
+};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ExperimentConfig, LoadedExperiment, ProtocolSection};
+use crate::data::DatasetUsage;
+use crate::device::DeviceInfo;
+use crate::matrix::Cell;
+use crate::measure::{IdleBaseline, SamplerOverhead, WarmupRecord, WindowRecord};
+use crate::sensor::{GpuState, SensorInfo};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellStatus {
+    Ok,
+    /// The device cannot run the cell (e.g. its precision); not a failure.
+    Skipped,
+    Failed,
+}
+
+/// Everything measured for one cell, and everything needed to interpret it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellRecord {
+    pub schema_version: u32,
+    pub cell: Cell,
+    pub status: CellStatus,
+    /// Why the cell was skipped or failed.
+    pub reason: Option<String>,
+    /// The precision that really executed, read back from the loaded weights.
+    pub precision_executed: Option<String>,
+    /// Which implementation ran each part of the model (attention, linear, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<BTreeMap<String, String>>,
+    /// The worker that measured the cell, in runs spread over several workers (one per GPU, or
+    /// a Slurm array task): `gpu1`, `cpu-worker-0`, `slurm-4711_3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    pub device: DeviceInfo,
+    pub sensor: SensorInfo,
+    pub protocol: ProtocolSection,
+    /// Idle power measured before the sweep: the baseline for net energy.
+    pub idle_power_w: Option<f64>,
+    /// GPU identity, clocks, temperature and power right before and after the cell.
+    pub gpu_before: Option<GpuState>,
+    pub gpu_after: Option<GpuState>,
+    pub warmup: Option<WarmupRecord>,
+    pub windows: Vec<WindowRecord>,
+    /// For `layers` cells: every layer and component, each measured alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRecord>,
+    /// For `layers` cells: the layers' sum against the whole-model cell of the same settings,
+    /// when that cell was measured earlier in the run (reports recompute it in any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<Reconciliation>,
+    /// Outputs against the fp32 model on the same inputs (non-fp32 whole-model cells).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity: Option<crate::fidelity::Fidelity>,
+    /// Accuracy on the probe's test split (models with `head = "probe"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<crate::probe::Accuracy>,
+    pub dataset: Option<DatasetUsage>,
+    /// Examples longer than seq_len (cut short by the tokenizer).
+    pub truncated_examples: Option<usize>,
+    pub started_at: String,
+    pub ended_at: String,
+}
+
+/// One layer or component of a `layers` cell, measured alone on its captured input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// e.g. `embeddings`, `transformer_block_0`, `transformer_block_0.attention`.
+    pub name: String,
+    /// Position in execution order (components follow their block).
+    pub index: usize,
+    /// The block a component belongs to; `None` for top-level layers.
+    pub parent: Option<String>,
+    pub warmup: WarmupRecord,
+    pub windows: Vec<WindowRecord>,
+}
+
+/// Σ top-level layers against the whole model, same model, precision and shapes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reconciliation {
+    pub model_cell_id: String,
+    pub layers_latency_ms: f64,
+    pub whole_latency_ms: f64,
+    /// layers / whole.
+    pub latency_ratio: f64,
+    pub layers_energy_per_inference_mj: Option<f64>,
+    pub whole_energy_per_inference_mj: Option<f64>,
+    pub energy_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GitInfo {
+    pub commit: String,
+    pub dirty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub runner_version: String,
+    /// Git commit the runner binary was built from ("-dirty": with uncommitted changes).
+    #[serde(default)]
+    pub runner_commit: Option<String>,
+    pub run_id: String,
+    pub experiment: String,
+    pub description: String,
+    pub experiment_file: String,
+    pub experiment_sha256: String,
+    /// The resolved configuration: defaults, file, environment and overrides merged.
+    pub config: ExperimentConfig,
+    pub overrides: Vec<String>,
+    pub env_overrides: Vec<String>,
+    /// Git state of the folder holding the experiment file; `None` outside a repository.
+    pub git: Option<GitInfo>,
+    pub host: HostInfo,
+    pub device: DeviceInfo,
+    pub sensor: SensorInfo,
+    /// The metered GPU at the start of the sweep (name, UUID, driver, power limit ...).
+    pub gpu: Option<GpuState>,
+    pub idle_baseline: Option<IdleBaseline>,
+    /// What the background power sampler costs the workload, measured on the first cell.
+    pub sampler_overhead: Option<SamplerOverhead>,
+    /// Versions of the crates that shape the numbers (candle, tokenizers ...).
+    pub crate_versions: BTreeMap<String, String>,
+    /// Kernel-affecting environment variables that were set (thread counts, CUDA settings).
+    pub environment: BTreeMap<String, String>,
+    /// Things the user was told at the start, e.g. a fallback to the CPU.
+    pub notices: Vec<String>,
+    /// Every planned cell, in plan order.
+    pub plan: Vec<Cell>,
+    pub started_at: String,
+    /// `None` while the run is in progress or if it was cut off.
+    pub ended_at: Option<String>,
+    /// Each invocation that worked on this run directory: the first, then every `--resume`.
+    /// (Workers of a multi-GPU run or a Slurm array keep theirs in sessions/<label>-<pid>.json.)
+    #[serde(default)]
+    pub sessions: Vec<Session>,
+    /// `slurm` for a run prepared by `runner slurm` (its array tasks measure; `runner report`
+    /// renders); absent for runs the runner drives itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<String>,
+}
+
+/// One invocation of the runner on a run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub pid: u32,
+    pub hostname: String,
+    /// Cells that already had a record when this session started (0 for the first).
+    pub cells_already_recorded: usize,
+    /// Idle power measured at this session's start (records carry it too).
+    pub idle_baseline: Option<IdleBaseline>,
+    /// `completed`, `interrupted`, `stopped at the first failure (--fail-fast)`, `device lost`;
+    /// `None` while running or after a crash.
+    pub outcome: Option<String>,
+    /// Wall time of the session, start to last report, and the part of it the measurement
+    /// protocol took (idle baseline, warm-up, stabilization, windows, cool-down): their ratio is
+    /// the runner's overhead.
+    #[serde(default)]
+    pub wall_s: Option<f64>,
+    #[serde(default)]
+    pub protocol_s: Option<f64>,
+    /// For a worker's session (sessions/<label>-<pid>.json): its label and the device it measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerInfo>,
+    /// A worker's own check of what the power sampler costs (the lead session's is in the
+    /// manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler_overhead: Option<crate::measure::SamplerOverhead>,
+}
+
+/// Who a worker session was: its label and its device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub label: String,
+    pub device: DeviceInfo,
+}
+
+impl Session {
+    pub fn begin(cells_already_recorded: usize) -> Self {
+        Self {
+            started_at: now_rfc3339(),
+            ended_at: None,
+            pid: std::process::id(),
+            hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+            cells_already_recorded,
+            idle_baseline: None,
+            outcome: None,
+            wall_s: None,
+            protocol_s: None,
+            worker: None,
+            sampler_overhead: None,
+        }
+    }
+}
+
+impl Manifest {
+    pub fn new(
+        exp: &LoadedExperiment,
+        run_id: &str,
+        plan: &[Cell],
+        device: &DeviceInfo,
+        sensor: &SensorInfo,
+        gpu: Option<GpuState>,
+        notices: Vec<String>,
+    ) -> Result<Self> {
+        let bytes =
+            std::fs::read(&exp.file).with_context(|| format!("reading {}", exp.file.display()))?;
+        use sha2::Digest;
+        Ok(Self {
+            schema_version: SCHEMA_VERSION,
+            runner_version: env!("CARGO_PKG_VERSION").to_string(),
+            runner_commit: Some(env!("RUNNER_BUILD_COMMIT").to_string()),
+            run_id: run_id.to_string(),
+            experiment: exp.config.experiment.name.clone(),
+            description: exp.config.experiment.description.clone(),
+            experiment_file: exp.file.display().to_string(),
+            experiment_sha256: crate::model::hex(&sha2::Sha256::digest(&bytes)),
+            config: exp.config.clone(),
+            overrides: exp.overrides.clone(),
+            env_overrides: exp.env_overrides.clone(),
+            git: git_info(&exp.base_dir),
+            host: host_info(),
+            device: device.clone(),
+            sensor: sensor.clone(),
+            gpu,
+            idle_baseline: None,
+            sampler_overhead: None,
+            crate_versions: crate_versions(),
+            environment: kernel_environment(),
+            notices,
+            plan: plan.to_vec(),
+            started_at: now_rfc3339(),
+            ended_at: None,
+            sessions: Vec::new(),
+            launcher: None,
+        })
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn git_info(dir: &Path) -> Option<GitInfo> {
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"])?;
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
+    Some(GitInfo { commit, dirty })
+}
+
+fn host_info() -> HostInfo {
+    HostInfo {
+        hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+        os: std::env::consts::OS.to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model: crate::device::cpu_model_name(),
+    }
+}
+
+/// `name version` pairs recorded from Cargo.lock at build time (see build.rs).
+fn crate_versions() -> BTreeMap<String, String> {
+    env!("RUNNER_CRATE_VERSIONS")
+        .split(';')
+        .filter_map(|pair| pair.split_once(' '))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+const KERNEL_ENV: [&str; 8] = [
+    "RAYON_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_LAUNCH_BLOCKING",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_MODULE_LOADING",
+    "CANDLE_DEQUANTIZE_ALL",
+    "NVIDIA_TF32_OVERRIDE",
+];
+
+fn kernel_environment() -> BTreeMap<String, String> {
+    KERNEL_ENV
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect()
+}

@@ -97,6 +97,16 @@ pub fn open_cuda(ordinal: usize) -> std::result::Result<Device, String> {
         .context()
         .clone();
     keep_pool_memory(&context).map_err(|e| format!("setting up the CUDA memory pool: {e}"))?;
+    // SAFETY: candle runs every operation of a device on its one stream and the runner adds no
+    // other, so cudarc's per-tensor events (a record and a wait per kernel argument, to order work
+    // across streams) order nothing here: they cost host time per launch, and a wait on an event
+    // recorded before a CUDA graph capture is not allowed inside it.
+    unsafe {
+        device
+            .as_cuda_device()
+            .map_err(|e| e.to_string())?
+            .disable_event_tracking()
+    };
     Ok(device)
 }
 

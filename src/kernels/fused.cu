@@ -228,3 +228,202 @@ MASKED_SOFTMAX(masked_softmax_bf16, __nv_bfloat16, 1)
 MASKED_SOFTMAX(masked_softmax_vec_f32, float, 4)
 MASKED_SOFTMAX(masked_softmax_vec_f16, __half, 4)
 MASKED_SOFTMAX(masked_softmax_vec_bf16, __nv_bfloat16, 4)
+
+// attention: softmax(Q K^T + mask) V for one (batch, head, 64-query tile) per block, reading Q, K
+// and V straight from the fused QKV GEMM's output x (batch * seq, 3 * heads * D) plus its bias (Q's
+// weights and bias come pre-scaled by 1/sqrt(D)), writing the context merged, (batch * seq,
+// heads * D): no head split, no score tensor in memory, no head merge. FlashAttention-2's scheme:
+// four warps of 16 query rows; keys and values in chunks of 64 staged in shared memory (V
+// transposed); Q K^T and P V as mma.sync m16n8k16 on tensor cores with f32 accumulation; scores,
+// the online softmax (running max and sum per row, f32) and the context stay in registers, the
+// scores' accumulator layout reused as P's operand layout. P is rounded to the storage type for
+// P V, as the unfused path rounds its probabilities; the context is divided by the row sum and
+// rounded once at the end. A fully masked row (mask at f32's lowest) comes out as the mean of V,
+// as the unfused softmax's uniform row does.
+namespace attn {
+constexpr int WARPS = 4, ROWS = 16 * WARPS, CHUNK = 64, PAD = 8;
+
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// D (16x8, f32) += A (16x16, row) * B (16x8, col), A and B in T.
+template <typename T>
+__device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void mma16816<__half>(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two consecutive values of x plus bias, packed.
+template <typename T> __device__ __forceinline__ uint32_t load2(const T *x, const T *bias) {
+    return pack2<T>(to_f32(x[0]) + to_f32(bias[0]), to_f32(x[1]) + to_f32(bias[1]));
+}
+} // namespace attn
+
+template <typename T, int D>
+__device__ void attention(const T *x, const T *bias, const float *mask, T *out, uint32_t seq,
+                          uint32_t heads) {
+    using namespace attn;
+    __shared__ alignas(16) T ks[CHUNK][D + PAD];  // keys of the chunk, row-major
+    __shared__ alignas(16) T vt[D][CHUNK + PAD];  // values of the chunk, transposed
+    const uint32_t h = blockIdx.y, b = blockIdx.z;
+    const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const uint32_t g = lane / 4, tig = lane % 4;  // mma fragment coordinates
+    const size_t width = (size_t)heads * D, stride = 3 * width;
+    const size_t row0 = (size_t)b * seq;
+    const uint32_t q0 = blockIdx.x * ROWS + warp * 16;
+    const float *mrow = mask + (size_t)b * seq;
+    const T *qb = bias + h * D, *kb = bias + width + h * D, *vb = bias + 2 * width + h * D;
+
+    // This warp's Q (16 x D) as A fragments, bias added; rows past the sequence are zero.
+    uint32_t qf[D / 16][4];
+    {
+        const bool lo_ok = q0 + g < seq, hi_ok = q0 + g + 8 < seq;
+        const T *lo = x + (row0 + q0 + g) * stride + h * D, *hi = lo + 8 * stride;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            const int c = kk * 16 + tig * 2;
+            qf[kk][0] = lo_ok ? load2(lo + c, qb + c) : 0u;
+            qf[kk][1] = hi_ok ? load2(hi + c, qb + c) : 0u;
+            qf[kk][2] = lo_ok ? load2(lo + c + 8, qb + c + 8) : 0u;
+            qf[kk][3] = hi_ok ? load2(hi + c + 8, qb + c + 8) : 0u;
+        }
+    }
+    float o[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    // Running max and (this thread's partial) sum of rows g and g + 8.
+    float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+
+    for (uint32_t k0 = 0; k0 < seq; k0 += CHUNK) {
+        __syncthreads();
+        for (int e = threadIdx.x; e < CHUNK * D / 8; e += 32 * WARPS) {
+            const int j = e / (D / 8), c = (e % (D / 8)) * 8;
+            alignas(16) T kv[8];
+            alignas(16) T vv[8];
+            if (k0 + j < seq) {
+                const T *src = x + (row0 + k0 + j) * stride + h * D + c;
+                alignas(16) T bk[8];
+                alignas(16) T bv[8];
+                copy_vec<T, 8>(kv, src + width);
+                copy_vec<T, 8>(vv, src + 2 * width);
+                copy_vec<T, 8>(bk, kb + c);
+                copy_vec<T, 8>(bv, vb + c);
+#pragma unroll
+                for (int i = 0; i < 8; ++i) {
+                    kv[i] = from_f32<T>(to_f32(kv[i]) + to_f32(bk[i]));
+                    vv[i] = from_f32<T>(to_f32(vv[i]) + to_f32(bv[i]));
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < 8; ++i) kv[i] = vv[i] = from_f32<T>(0.0f);
+            }
+            copy_vec<T, 8>(&ks[j][c], kv);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) vt[c + i][j] = vv[i];
+        }
+        __syncthreads();
+        // S = Q K^T: 16 rows x 64 keys as eight 16x8 tiles.
+        float s[CHUNK / 8][4];
+#pragma unroll
+        for (int j = 0; j < CHUNK / 8; ++j) {
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const T *kr = &ks[j * 8 + g][kk * 16 + tig * 2];
+                mma16816<T>(s[j], qf[kk], *reinterpret_cast<const uint32_t *>(kr),
+                            *reinterpret_cast<const uint32_t *>(kr + 8));
+            }
+        }
+        // Mask, then the online softmax of rows g (c0, c1) and g + 8 (c2, c3).
+        float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < CHUNK / 8; ++j) {
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const uint32_t key = k0 + j * 8 + tig * 2 + i;
+                const float add = key < seq ? mrow[key] : -INFINITY;
+                s[j][i] = key < seq ? s[j][i] + add : -INFINITY;
+                s[j][2 + i] = key < seq ? s[j][2 + i] + add : -INFINITY;
+                mx_lo = fmaxf(mx_lo, s[j][i]);
+                mx_hi = fmaxf(mx_hi, s[j][2 + i]);
+            }
+        }
+#pragma unroll
+        for (int off = 1; off < 4; off <<= 1) {
+            mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffff, mx_lo, off));
+            mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffff, mx_hi, off));
+        }
+        const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+        const float a_lo = expf(m_lo - mn_lo), a_hi = expf(m_hi - mn_hi);
+        m_lo = mn_lo;
+        m_hi = mn_hi;
+        float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+        for (int j = 0; j < CHUNK / 8; ++j) {
+            s[j][0] = expf(s[j][0] - mn_lo);
+            s[j][1] = expf(s[j][1] - mn_lo);
+            s[j][2] = expf(s[j][2] - mn_hi);
+            s[j][3] = expf(s[j][3] - mn_hi);
+            sum_lo += s[j][0] + s[j][1];
+            sum_hi += s[j][2] + s[j][3];
+        }
+        l_lo = l_lo * a_lo + sum_lo;
+        l_hi = l_hi * a_hi + sum_hi;
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+            o[n][0] *= a_lo;
+            o[n][1] *= a_lo;
+            o[n][2] *= a_hi;
+            o[n][3] *= a_hi;
+        }
+        // O += P V: P's A fragments are the score tiles 2kk and 2kk + 1, rounded to T.
+#pragma unroll
+        for (int kk = 0; kk < CHUNK / 16; ++kk) {
+            const uint32_t pf[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                                    pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                const T *vr = &vt[n * 8 + g][kk * 16 + tig * 2];
+                mma16816<T>(o[n], pf, *reinterpret_cast<const uint32_t *>(vr),
+                            *reinterpret_cast<const uint32_t *>(vr + 8));
+            }
+        }
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        l_lo += __shfl_xor_sync(0xffffffff, l_lo, off);
+        l_hi += __shfl_xor_sync(0xffffffff, l_hi, off);
+    }
+    // The context divided by the row sums, merged: (batch * seq, heads * D).
+    const float inv_lo = 1.0f / l_lo, inv_hi = 1.0f / l_hi;
+    T *lo = out + (row0 + q0 + g) * width + h * D, *hi = lo + 8 * width;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+        const int c = n * 8 + tig * 2;
+        if (q0 + g < seq) *reinterpret_cast<uint32_t *>(lo + c) = pack2<T>(o[n][0] * inv_lo, o[n][1] * inv_lo);
+        if (q0 + g + 8 < seq) *reinterpret_cast<uint32_t *>(hi + c) = pack2<T>(o[n][2] * inv_hi, o[n][3] * inv_hi);
+    }
+}
+
+#define ATTENTION(NAME, T, D) extern "C" __global__ void __launch_bounds__(128) NAME(const T *x, const T *bias, \
+    const float *mask, T *out, uint32_t seq, uint32_t heads) { attention<T, D>(x, bias, mask, out, seq, heads); }
+
+ATTENTION(attention_d64_f16, __half, 64)
+ATTENTION(attention_d64_bf16, __nv_bfloat16, 64)
+ATTENTION(attention_d32_f16, __half, 32)
+ATTENTION(attention_d32_bf16, __nv_bfloat16, 32)

@@ -248,22 +248,19 @@ impl TransformerBlock {
 
     fn attention(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
         let (b, s, dim) = x.dims3()?;
-        let (q, k, v) = match &self.qkv {
-            Some(qkv) => {
-                // One GEMM over batch x seq rows, then bias add and (3, b, heads, s, head_dim)
-                // layout in one pass (a runner kernel on CUDA).
-                let projected = x.reshape((b * s, dim))?.matmul(&qkv.weight().t()?)?;
-                let bias = qkv.bias().expect("fuse_qkv keeps only linears with biases");
-                let heads = super::fused::qkv_heads(&projected, bias, s, self.n_heads)?;
-                (heads.i(0)?, heads.i(1)?, heads.i(2)?)
-            }
-            None => {
-                let q = self.split_heads(&self.q_lin.forward(x)?)?;
-                let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
-                let k = self.split_heads(&self.k_lin.forward(x)?)?;
-                (q, k, self.split_heads(&self.v_lin.forward(x)?)?)
-            }
-        };
+        if let Some(qkv) = &self.qkv {
+            // One GEMM over batch x seq rows; then, from its output in place, one attention kernel
+            // on CUDA (f16/bf16), else bias add + head split, the batched GEMMs and the softmax.
+            let projected = x.reshape((b * s, dim))?.matmul(&qkv.weight().t()?)?;
+            let bias = qkv.bias().expect("fuse_qkv keeps only linears with biases");
+            let context =
+                super::attention::attention(&projected, bias, additive_mask, s, self.n_heads)?;
+            return self.out_lin.forward(&context);
+        }
+        let q = self.split_heads(&self.q_lin.forward(x)?)?;
+        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
+        let k = self.split_heads(&self.k_lin.forward(x)?)?;
+        let v = self.split_heads(&self.v_lin.forward(x)?)?;
         let scores = q.matmul(&k.t()?)?;
         let dtype = scores.dtype();
         let probs = if super::fused::fused_on(x.device()) {
@@ -644,11 +641,20 @@ impl Encoder {
         } else {
             "erf GELU (candle kernel)"
         };
+        let float = self.linears().next().map(|l| l.float_dtype());
+        let one_kernel = fused
+            && self.blocks.first().is_some_and(|b| {
+                float.is_some_and(|d| super::attention::one_kernel_on(&self.device, d, b.head_dim))
+            });
+        let attention = if one_kernel {
+            format!(
+                "Q, K, V in one GEMM ({matmul}, query pre-scaled); then one runner kernel reading its output in place: bias add, QK^T, mask, online softmax (f32) and PV on tensor cores (mma.sync m16n8k16, f32 accumulate, scores and softmax in registers) per 64-query tile, context written merged; no score tensor in memory"
+            )
+        } else {
+            format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}{merge}; no fused attention kernel")
+        };
         [
-            (
-                "attention",
-                format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}{merge}; no fused attention kernel"),
-            ),
+            ("attention", attention),
             ("linear", linear),
             (
                 "layer_norm",
@@ -666,7 +672,7 @@ impl Encoder {
         .chain(cuda.then(|| {
             (
                 "allocator",
-                "CUDA stream-ordered pool, freed memory kept between batches".to_string(),
+                "CUDA stream-ordered pool, freed memory kept between batches; one stream, no per-tensor event tracking".to_string(),
             )
         }))
         .map(|(k, v)| (k.to_string(), v))

@@ -125,7 +125,7 @@ pub fn fused_on(device: &candle_core::Device) -> bool {
 }
 
 #[cfg(feature = "cuda")]
-mod cuda {
+pub(super) mod cuda {
     use std::ops::Range;
 
     use candle_core::backend::BackendStorage;
@@ -139,18 +139,18 @@ mod cuda {
 
     /// A kernel input: of the first input's dtype, or always f32 (the attention mask).
     #[derive(Clone)]
-    enum Input<'a> {
+    pub(in crate::model) enum Input<'a> {
         Same(&'a CudaStorage, Range<usize>),
         F32(&'a CudaStorage, Range<usize>),
     }
 
     /// A scalar argument after the output pointer (sizes are u32 in the kernels).
-    enum Scalar {
+    pub(in crate::model) enum Scalar {
         U32(u32),
         F32(f32),
     }
 
-    fn size(v: usize) -> Scalar {
+    pub(in crate::model) fn size(v: usize) -> Scalar {
         Scalar::U32(v as u32)
     }
 
@@ -161,7 +161,7 @@ mod cuda {
 
     /// Runs `{kernel}_{f32|f16|bf16}` (by the first input's dtype) as
     /// `kernel(inputs..., out, scalars...)`, with `out` a new buffer of `out_len` elements.
-    fn launch(
+    pub(in crate::model) fn launch(
         kernel: &str,
         inputs: &[Input<'_>],
         out_len: usize,
@@ -221,7 +221,7 @@ mod cuda {
     }
 
     /// The element range of a contiguous input, or an error naming the kernel.
-    fn contiguous(l: &Layout, kernel: &str) -> Result<Range<usize>> {
+    pub(in crate::model) fn contiguous(l: &Layout, kernel: &str) -> Result<Range<usize>> {
         match l.contiguous_offsets() {
             Some((start, end)) => Ok(start..end),
             None => candle_core::bail!("runner kernel {kernel} needs contiguous inputs"),
@@ -275,7 +275,7 @@ mod cuda {
         }
     }
 
-    fn no_cpu<T>(name: &str) -> Result<T> {
+    pub(in crate::model) fn no_cpu<T>(name: &str) -> Result<T> {
         candle_core::bail!("{name} is a CUDA kernel (the CPU runs the plain path)")
     }
 

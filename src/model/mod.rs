@@ -1,7 +1,9 @@
 //! Models with per-layer access, their weights, and the precisions they run in.
 
+pub mod attention;
 pub mod encoder;
 pub mod fused;
+pub mod graph;
 pub mod weights;
 
 use std::collections::HashMap;

@@ -1,0 +1,260 @@
+//! A cell's forward pass as it would be deployed: on CUDA, captured once as one CUDA graph for the
+//! cell's fixed shapes and replayed for every loop (one launch instead of ~100 kernel launches
+//! from the host); elsewhere, or when asked, or when capture fails, the eager forward. What ran is
+//! always said ([`CellForward::execution`]), never a silent fallback.
+//!
+//! Capture uses candle's own stream and kernels, so the graph computes exactly what the eager
+//! path computes (checked after capture: the replayed logits must equal the eager ones). Inputs
+//! are copied into the graph's own input buffers before each replay; activations are allocated by
+//! the graph's memory nodes, whose addresses are fixed when the graph is instantiated and whose
+//! memory the graph keeps between replays (no allocation by the host per loop).
+
+use candle_core::{Result, Tensor};
+
+use super::Encoder;
+
+/// Whether a cell asks for CUDA graphs (`device.cuda_graphs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphMode {
+    /// Capture on CUDA; eager on the CPU (where there is nothing to capture).
+    Auto,
+    /// Always eager (for comparison with the graph).
+    Off,
+}
+
+/// How one cell's forward pass executes, for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Execution {
+    /// The whole forward (embeddings to logits) replayed as one CUDA graph per loop.
+    CudaGraph { nodes: usize },
+    /// Kernel by kernel from the host; `why` says why not a graph (None on the CPU).
+    Eager { why: Option<String> },
+}
+
+impl Execution {
+    /// The record's `implementation.execution` text.
+    pub fn describe(&self) -> String {
+        match self {
+            Execution::CudaGraph { nodes } => format!(
+                "cuda-graph: the whole forward captured once per cell ({nodes} graph nodes), one replay + synchronize per loop"
+            ),
+            Execution::Eager { why: None } => "eager (kernel by kernel)".to_string(),
+            Execution::Eager { why: Some(why) } => format!("eager (kernel by kernel): {why}"),
+        }
+    }
+
+    pub fn is_graph(&self) -> bool {
+        matches!(self, Execution::CudaGraph { .. })
+    }
+}
+
+/// One cell's forward pass at one fixed (batch, seq) shape.
+pub struct CellForward<'m> {
+    model: &'m Encoder,
+    #[cfg(feature = "cuda")]
+    graph: Option<cuda::Captured>,
+    execution: Execution,
+}
+
+impl<'m> CellForward<'m> {
+    /// Prepares the forward for inputs shaped like `ids` / `mask` (a batch of the cell). On CUDA
+    /// with [`GraphMode::Auto`] this warms up, captures and checks the graph (a few forward passes);
+    /// if any step fails the cell runs eagerly and [`Self::execution`] says why.
+    pub fn new(model: &'m Encoder, ids: &Tensor, mask: &Tensor, mode: GraphMode) -> Self {
+        let eager = |why: Option<String>| Self {
+            model,
+            #[cfg(feature = "cuda")]
+            graph: None,
+            execution: Execution::Eager { why },
+        };
+        if !model.device().is_cuda() {
+            return eager(None);
+        }
+        if mode == GraphMode::Off {
+            return eager(Some("device.cuda_graphs = false".into()));
+        }
+        #[cfg(feature = "cuda")]
+        {
+            match cuda::Captured::capture(model, ids, mask) {
+                Ok(captured) => Self {
+                    model,
+                    execution: Execution::CudaGraph {
+                        nodes: captured.nodes,
+                    },
+                    graph: Some(captured),
+                },
+                Err(e) => eager(Some(format!("CUDA graph capture failed: {e}"))),
+            }
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (ids, mask);
+            eager(Some("this runner was built without CUDA".into()))
+        }
+    }
+
+    pub fn execution(&self) -> &Execution {
+        &self.execution
+    }
+
+    /// Logits for this batch. With a graph the returned tensor is the graph's output buffer: read
+    /// it (or copy it) before the next call, which overwrites it.
+    pub fn forward(&mut self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some(graph) = &self.graph {
+            return graph.replay(ids, mask);
+        }
+        self.model.forward(ids, mask)
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{result, sys, CudaGraph, DevicePtr};
+    use candle_core::cuda_backend::{CudaStorage, CudaStorageSlice};
+    use candle_core::{DType, Result, Storage, Tensor};
+
+    use super::Encoder;
+
+    /// A captured forward: its input buffers, its output, and the instantiated graph. Field order
+    /// is drop order: the output (graph-owned memory) is freed before the graph is destroyed.
+    pub struct Captured {
+        output: Tensor,
+        ids: Tensor,
+        mask: Tensor,
+        graph: CudaGraph,
+        pub nodes: usize,
+    }
+
+    impl Captured {
+        pub fn capture(model: &Encoder, ids: &Tensor, mask: &Tensor) -> Result<Self> {
+            let device = model.device().clone();
+            let cuda = device.as_cuda_device()?;
+            let stream = cuda.cuda_stream();
+            // The graph's own input buffers: each replay reads them, each loop copies into them.
+            let static_ids = ids.contiguous()?.copy()?;
+            let static_mask = mask.contiguous()?.copy()?;
+            // candle uploads small host data (position ids, kernel shape parameters) as it goes;
+            // with this cache on, warm-up uploads them once and capture reuses the device copies
+            // (an upload inside a capture would replay a host pointer long freed).
+            let _cache = cuda.enable_cuda_graph_htod_cache();
+            // Warm-up: loads every kernel module and fills the upload cache.
+            let eager = model.forward(&static_ids, &static_mask)?;
+            let eager_dtype = eager.dtype();
+            model.forward(&static_ids, &static_mask)?;
+            device.synchronize()?;
+            stream
+                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                .map_err(candle_core::Error::wrap)?;
+            let captured = model.forward(&static_ids, &static_mask);
+            // The capture must end whatever happened inside it, or the stream stays capturing.
+            let ended = stream.end_capture(
+                sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH,
+            );
+            let output = captured?;
+            let graph = ended
+                .map_err(candle_core::Error::wrap)?
+                .ok_or_else(|| candle_core::Error::msg("the capture recorded an empty graph"))?;
+            let nodes = graph_nodes(&graph)?;
+            graph.upload().map_err(candle_core::Error::wrap)?;
+            let this = Self {
+                output,
+                ids: static_ids,
+                mask: static_mask,
+                graph,
+                nodes,
+            };
+            // The replay must compute what the eager pass computed: the same kernels in the same
+            // order (cuBLAS may pick another algorithm under capture, so not always bit for bit).
+            let replayed = this.replay(ids, mask)?.to_dtype(DType::F32)?;
+            let eager = eager.to_dtype(DType::F32)?;
+            let scale = eager
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?
+                .max(1.0);
+            let difference = (&replayed - &eager)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            let bound = match eager_dtype {
+                DType::F32 => 1e-4,
+                DType::F16 => 1e-2,
+                _ => 4e-2,
+            } * scale;
+            if difference.is_nan() || difference > bound {
+                candle_core::bail!(
+                    "the replayed graph's logits differ from the eager pass's by up to {difference} (bound {bound})"
+                );
+            }
+            Ok(this)
+        }
+
+        /// Copies the batch into the graph's input buffers and replays it (asynchronously: the
+        /// caller synchronizes).
+        pub fn replay(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+            copy_into(&self.ids, ids)?;
+            copy_into(&self.mask, mask)?;
+            self.graph.launch().map_err(candle_core::Error::wrap)?;
+            Ok(self.output.clone())
+        }
+    }
+
+    fn graph_nodes(graph: &CudaGraph) -> Result<usize> {
+        let mut count = 0usize;
+        // SAFETY: a null node array asks the driver for the count only.
+        unsafe {
+            sys::cuGraphGetNodes(graph.cu_graph(), std::ptr::null_mut(), &mut count)
+                .result()
+                .map_err(candle_core::Error::wrap)?;
+        }
+        Ok(count)
+    }
+
+    /// Device-to-device copy of `src` into `dst`'s buffer, on candle's stream. Both are
+    /// contiguous tensors of one shape and dtype (the cell's batches all have the graph's shape:
+    /// anything else is an error, never a silent wrong shape).
+    fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
+        if dst.shape() != src.shape() || dst.dtype() != src.dtype() {
+            candle_core::bail!(
+                "a batch of shape {:?} {:?} was given to a CUDA graph captured for {:?} {:?}",
+                src.shape(),
+                src.dtype(),
+                dst.shape(),
+                dst.dtype()
+            );
+        }
+        let src = src.contiguous()?;
+        let bytes = src.elem_count() * src.dtype().size_in_bytes();
+        let (dst_ptr, stream) = raw_ptr(dst)?;
+        let (src_ptr, _) = raw_ptr(&src)?;
+        // SAFETY: both pointers address `bytes` bytes of live device memory owned by the tensors,
+        // which outlive the stream-ordered copy (the caller synchronizes before they can drop).
+        unsafe { result::memcpy_dtod_async(dst_ptr, src_ptr, bytes, stream) }
+            .map_err(candle_core::Error::wrap)
+    }
+
+    /// The device address of a contiguous tensor's first element, and candle's stream.
+    fn raw_ptr(t: &Tensor) -> Result<(sys::CUdeviceptr, sys::CUstream)> {
+        let (storage, layout) = t.storage_and_layout();
+        let Storage::Cuda(storage) = &*storage else {
+            candle_core::bail!("not a CUDA tensor");
+        };
+        let CudaStorage { slice, device } = storage;
+        let stream = device.cuda_stream();
+        let offset = layout.start_offset() * storage.dtype().size_in_bytes();
+        macro_rules! ptr {
+            ($($v:ident),*) => {
+                match slice {
+                    $(CudaStorageSlice::$v(s) => s.device_ptr(&stream).0,)*
+                    _ => candle_core::bail!("unexpected dtype {:?} for a graph input", storage.dtype()),
+                }
+            };
+        }
+        let base = ptr!(U8, U32, I64, F32, F16, BF16);
+        Ok((base + offset as u64, stream.cu_stream()))
+    }
+}

@@ -248,6 +248,11 @@ impl BatchCycle {
         })
     }
 
+    /// The first batch, without advancing (a CUDA graph is captured on a batch of the cell's shape).
+    pub fn first(&self) -> &(Tensor, Tensor) {
+        &self.batches[0]
+    }
+
     /// The next (input_ids, attention_mask) batch.
     pub fn next_batch(&mut self) -> &(Tensor, Tensor) {
         let i = self.next;

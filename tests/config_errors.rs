@@ -398,4 +398,12 @@ fn several_worker_settings_that_cannot_work_are_named() {
         &[],
     );
     insta::assert_snapshot!("gpus_wrong_type", msg);
+    // The CUDA-graph switch is a boolean, named when it is not one.
+    let msg = fails(
+        &valid_with(&format!("[device]\ncuda_graphs = \"yes\"\n{matrix}")),
+        &[],
+        &[],
+    );
+    assert!(msg.contains("cuda_graphs"), "{msg}");
+    assert!(msg.contains("exp.toml"), "{msg}");
 }

@@ -70,6 +70,11 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
             record["implementation"]["linear"],
             "candle matmul (gemm crate) + bias add"
         );
+        // How the forward ran: on the CPU always kernel by kernel (nothing to capture).
+        assert_eq!(
+            record["implementation"]["execution"],
+            "eager (kernel by kernel)"
+        );
         assert_eq!(record["sensor"]["measures_energy"], false);
         let windows = record["windows"].as_array().unwrap();
         assert_eq!(windows.len(), 3);
@@ -139,7 +144,7 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
     assert!(md.contains("![Latency per batch (median, ms)](charts/latency.png)"));
     assert!(
-        md.contains("## What ran\n\n| cells | activation | attention | layer_norm | linear |\n"),
+        md.contains("## What ran\n\n| cells | activation | attention | execution | layer_norm | linear |\n"),
         "{md}"
     );
     assert!(

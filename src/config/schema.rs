@@ -90,6 +90,13 @@ pub struct DeviceSection {
     /// independent measurements.
     #[serde(skip_serializing_if = "is_one")]
     pub cpu_workers: usize,
+    /// On CUDA, capture each cell's whole forward pass once as a CUDA graph and replay it per
+    /// loop, as a deployment would (`torch.compile(mode="reduce-overhead")` does the same); false
+    /// runs it kernel by kernel, for comparison. Every record says which ran
+    /// (`implementation.execution`). No effect on the CPU. Left out of the resolved config when
+    /// true, so files written before the key existed resolve as they did.
+    #[serde(skip_serializing_if = "is_true")]
+    pub cuda_graphs: bool,
 }
 
 impl Default for DeviceSection {
@@ -99,12 +106,17 @@ impl Default for DeviceSection {
             gpu: 0,
             gpus: None,
             cpu_workers: 1,
+            cuda_graphs: true,
         }
     }
 }
 
 fn is_one(n: &usize) -> bool {
     *n == 1
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// `device.gpus`: a list of CUDA ordinals, or every GPU of the host.

@@ -258,3 +258,62 @@ mod cuda {
         Ok((base + offset as u64, stream.cu_stream()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+
+    use super::*;
+    use crate::model::{weights, Head, Numerics, Preset};
+
+    #[test]
+    fn on_the_cpu_the_forward_is_eager_and_says_so_without_a_reason() {
+        let preset = Preset::DISTILBERT_TINY;
+        let tensors = weights::random_tensors(&preset, 1).unwrap();
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let numerics = Numerics {
+            float: DType::F32,
+            quant: None,
+        };
+        let model = Encoder::load(vb, &preset, numerics, Head::Checkpoint).unwrap();
+        let ids = Tensor::from_vec(vec![1u32, 5, 7, 0, 2, 3, 4, 9], (2, 4), &Device::Cpu).unwrap();
+        let mask = Tensor::from_vec(vec![1u32, 1, 1, 0, 1, 1, 1, 1], (2, 4), &Device::Cpu).unwrap();
+        for mode in [GraphMode::Auto, GraphMode::Off] {
+            let mut forward = CellForward::new(&model, &ids, &mask, mode);
+            assert_eq!(forward.execution(), &Execution::Eager { why: None });
+            assert_eq!(forward.execution().describe(), "eager (kernel by kernel)");
+            let a: Vec<f32> = forward
+                .forward(&ids, &mask)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let b: Vec<f32> = model
+                .forward(&ids, &mask)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn the_record_names_graph_and_eager_execution_with_the_reason() {
+        let graph = Execution::CudaGraph { nodes: 239 };
+        assert!(graph.is_graph());
+        assert!(graph.describe().starts_with("cuda-graph: "));
+        assert!(graph.describe().contains("239 graph nodes"));
+        let off = Execution::Eager {
+            why: Some("device.cuda_graphs = false".into()),
+        };
+        assert!(!off.is_graph());
+        assert_eq!(
+            off.describe(),
+            "eager (kernel by kernel): device.cuda_graphs = false"
+        );
+    }
+}

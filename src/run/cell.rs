@@ -19,6 +19,7 @@ use crate::device::SelectedDevice;
 use crate::fidelity;
 use crate::matrix::Cell;
 use crate::measure::{self, Clock, RealClock, SamplerOverhead};
+use crate::model::graph::{CellForward, GraphMode};
 use crate::model::{self, Encoder, ModelStore};
 use crate::probe;
 use crate::results::{now_rfc3339, CellRecord, CellStatus, LayerRecord, SCHEMA_VERSION};
@@ -173,11 +174,28 @@ fn measure_cell(
         return Ok((trace, None));
     }
     let mut batches = BatchCycle::new(set, cell.batch_size, device)?;
+    let mode = if prepared.exp.config.device.cuda_graphs {
+        GraphMode::Auto
+    } else {
+        GraphMode::Off
+    };
+    if device.is_cuda() && mode == GraphMode::Auto {
+        crate::interrupt::check()?;
+        on_progress("capturing the forward as a CUDA graph");
+    }
+    let (first_ids, first_mask) = batches.first().clone();
+    let mut forward = CellForward::new(&model, &first_ids, &first_mask, mode);
+    record
+        .implementation
+        .get_or_insert_with(Default::default)
+        .insert("execution".into(), forward.execution().describe());
     let mut last = None;
     let (outcome, overhead) = {
         let mut run_loop = || -> Result<()> {
             let (ids, mask) = batches.next_batch();
-            let logits = model.forward(ids, mask)?;
+            // With a graph, the graph's output buffer: checked after the last loop, before any
+            // other replay overwrites it.
+            let logits = forward.forward(ids, mask)?;
             device.synchronize()?;
             last = Some((logits, ids.clone(), mask.clone()));
             Ok(())

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The reference comparison, run on the GPU machine: a runner experiment (default the flagship; the
-# speed benchmark is experiments/pytorch_comparison.toml) and PyTorch eager and torch.compile fp16 on
-# the same shapes, alternating on the same GPU for ROUNDS rounds (default 2), then the ratio table
-# of the medians over rounds.
+# speed benchmark is experiments/pytorch_comparison.toml) and PyTorch eager, torch.compile and
+# torch.compile(mode="reduce-overhead") (CUDA graphs) in fp16 and bf16 on the same shapes,
+# alternating on the same GPU for ROUNDS rounds (default 2), then the ratio table of the medians
+# over rounds against the best PyTorch figure per cell (ratios.md, ratios.csv).
 #
 #   ROUNDS=2 bash benchmarks/compare_pytorch.sh RUNNER_BINARY OUT_DIR [EXPERIMENT]
 #
@@ -19,13 +20,17 @@ rounds=${ROUNDS:-2}
 mkdir -p "$out"
 matrix() { python3 -c "import tomllib; m=tomllib.load(open('$experiment','rb'))['matrix']; print(','.join(str(v) for v in m['$1']))"; }
 batches=$(matrix batch_size)
-# PyTorch eager in the experiment's float precisions, and torch.compile in fp16.
+# PyTorch eager in the experiment's float precisions, torch.compile (default and reduce-overhead)
+# in its half precisions (COMPILE_MODES overrides the modes).
 floats=$(matrix precision | tr ',' '\n' | grep -E '^(fp32|fp16|bf16)$' | paste -sd,)
+halves=$(matrix precision | tr ',' '\n' | grep -E '^(fp16|bf16)$' | paste -sd,)
+modes=${COMPILE_MODES:-default,reduce-overhead}
 for round in $(seq 1 "$rounds"); do
     echo "== round $round of $rounds: runner"
     "$runner" "$experiment" --out "$out/run-$round"
     echo "== round $round of $rounds: PyTorch"
     python3 benchmarks/pytorch_reference.py "$out/torch-$round.jsonl" --batch-sizes "$batches" \
-        --precisions "$floats" --compile-precisions fp16
+        --precisions "$floats" --compile-precisions "$halves" --compile-modes "$modes"
 done
-python3 benchmarks/ratios.py --torch "$out"/torch-*.jsonl --runner "$out"/run-*/summary.csv | tee "$out/ratios.md"
+python3 benchmarks/ratios.py --torch "$out"/torch-*.jsonl --runner "$out"/run-*/summary.csv \
+    --csv "$out/ratios.csv" | tee "$out/ratios.md"

@@ -144,7 +144,9 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
     assert!(md.contains("![Latency per batch (median, ms)](charts/latency.png)"));
     assert!(
-        md.contains("## What ran\n\n| cells | activation | attention | execution | layer_norm | linear |\n"),
+        md.contains(
+            "## What ran\n\n| cells | activation | attention | execution | layer_norm | linear |\n"
+        ),
         "{md}"
     );
     assert!(

@@ -675,6 +675,7 @@ impl Encoder {
                 "CUDA stream-ordered pool, freed memory kept between batches; one stream, no per-tensor event tracking".to_string(),
             )
         }))
+        .chain(cuda.then(|| ("gemm_precision", gemm_precision(float))))
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
@@ -854,6 +855,30 @@ fn mean_pool(x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
     let summed = x.to_dtype(DType::F32)?.broadcast_mul(&keep)?.sum(1)?;
     let counts = keep.sum(1)?.clamp(1f32, f32::MAX)?;
     summed.broadcast_div(&counts)?.to_dtype(x.dtype())
+}
+
+/// What cuBLAS accumulates the float GEMMs in (candle's reduced-precision switches, all off unless
+/// set): fp32 GEMMs are true fp32 unless TF32 is on, and the record says which.
+fn gemm_precision(float: Option<DType>) -> String {
+    #[cfg(feature = "cuda")]
+    {
+        use candle_core::cuda_backend as cb;
+        let (reduced, what) = match float {
+            Some(DType::F16) => (cb::gemm_reduced_precision_f16(), "f16 accumulation"),
+            Some(DType::BF16) => (cb::gemm_reduced_precision_bf16(), "bf16-rounded reductions"),
+            _ => (cb::gemm_reduced_precision_f32(), "TF32 tensor cores"),
+        };
+        if reduced {
+            format!("reduced: {what}")
+        } else {
+            "f32 accumulation (CUBLAS_COMPUTE_32F; fp32 GEMMs without TF32)".to_string()
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = float;
+        "f32 accumulation".to_string()
+    }
 }
 
 pub fn ggml_name(q: GgmlDType) -> &'static str {

@@ -35,9 +35,3 @@ pub mod run;
 pub mod scale;
 pub mod sensor;
 pub mod stats;
-
-/// Transitional, for issue 15's split of src/model/encoder.rs: that file still names
-/// `crate::sweep::dtype_name`, which now lives in `model` (`sweep` became `run` and `scale`). This
-/// is an alias of `model` itself, no module of its own (tests/layering.rs reads it as `model`);
-/// once encoder.rs names `super::dtype_name` it is unused and goes.
-use crate::model as sweep;

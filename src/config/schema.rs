@@ -357,13 +357,46 @@ fn default_probe_steps() -> i64 {
 /// quantized ones hold every linear layer's weight in a GGML block format (candle's `QMatMul`),
 /// quantized in-process from the loaded weights, and everything else (embeddings, norms,
 /// attention, activations) in the stated float dtype: `q8_0` is q8_0 linears with fp32 floats,
-/// `q8_0-fp16` the same linears with fp16 floats.
+/// `q8_0-fp16` the same linears with fp16 floats. `int8-<float>` and `fp8-<float>` quantize the
+/// linear layers' weights AND inputs ([`EightBit`]); the rest stays in the float dtype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Precision {
     Fp32,
     Fp16,
     Bf16,
     Quantized(QuantFormat, FloatPrecision),
+    EightBit(EightBit, FloatPrecision),
+}
+
+/// Weights and activations both in 8 bits (W8A8), the arithmetic tensor cores run natively:
+/// weights with one symmetric scale per output channel, each linear layer's input quantized per
+/// token with a scale computed on the fly (dynamic), products accumulated in 32 bits, then scaled
+/// back (scale_token x scale_channel), bias and activation in the float dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EightBit {
+    /// int8 values in [-127, 127] (symmetric: no -128), round to nearest; int32 accumulation.
+    Int8,
+    /// FP8 E4M3 (4 exponent bits, 3 mantissa bits, largest finite 448), round to nearest even;
+    /// f32 accumulation.
+    Fp8E4M3,
+}
+
+impl EightBit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Int8 => "int8",
+            Self::Fp8E4M3 => "fp8",
+        }
+    }
+
+    /// The largest magnitude a value may take: the per-channel or per-token scale maps the
+    /// largest input magnitude onto it.
+    pub fn max_value(self) -> f32 {
+        match self {
+            Self::Int8 => 127.0,
+            Self::Fp8E4M3 => 448.0,
+        }
+    }
 }
 
 /// GGML block formats candle quantizes to and multiplies with on CPU and CUDA.
@@ -419,7 +452,7 @@ impl FloatPrecision {
 }
 
 /// Every precision with its name, in the order error messages list them.
-const PRECISIONS: [(&str, Precision); 15] = {
+const PRECISIONS: [(&str, Precision); 21] = {
     use FloatPrecision as F;
     use Precision::Quantized as Q;
     use QuantFormat as QF;
@@ -439,6 +472,12 @@ const PRECISIONS: [(&str, Precision); 15] = {
         ("q6k", Q(QF::Q6K, F::Fp32)),
         ("q6k-fp16", Q(QF::Q6K, F::Fp16)),
         ("q6k-bf16", Q(QF::Q6K, F::Bf16)),
+        ("int8-fp32", Precision::EightBit(EightBit::Int8, F::Fp32)),
+        ("int8-fp16", Precision::EightBit(EightBit::Int8, F::Fp16)),
+        ("int8-bf16", Precision::EightBit(EightBit::Int8, F::Bf16)),
+        ("fp8-fp32", Precision::EightBit(EightBit::Fp8E4M3, F::Fp32)),
+        ("fp8-fp16", Precision::EightBit(EightBit::Fp8E4M3, F::Fp16)),
+        ("fp8-bf16", Precision::EightBit(EightBit::Fp8E4M3, F::Bf16)),
     ]
 };
 
@@ -473,7 +512,23 @@ impl Precision {
             Precision::Fp32 => FloatPrecision::Fp32,
             Precision::Fp16 => FloatPrecision::Fp16,
             Precision::Bf16 => FloatPrecision::Bf16,
-            Precision::Quantized(_, f) => f,
+            Precision::Quantized(_, f) | Precision::EightBit(_, f) => f,
+        }
+    }
+
+    /// The 8-bit weight-and-activation format, for `int8-*` and `fp8-*`.
+    pub fn eight_bit(self) -> Option<EightBit> {
+        match self {
+            Precision::EightBit(e, _) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// For a quantized precision (GGML or 8-bit), the float precision it replaces.
+    pub fn float_path(self) -> Option<Precision> {
+        match self {
+            Precision::Quantized(_, f) | Precision::EightBit(_, f) => Some(f.precision()),
+            _ => None,
         }
     }
 

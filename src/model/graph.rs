@@ -275,6 +275,7 @@ mod tests {
         let numerics = Numerics {
             float: DType::F32,
             quant: None,
+            eight_bit: None,
         };
         let model = Encoder::load(vb, &preset, numerics, Head::Checkpoint).unwrap();
         let ids = Tensor::from_vec(vec![1u32, 5, 7, 0, 2, 3, 4, 9], (2, 4), &Device::Cpu).unwrap();

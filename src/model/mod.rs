@@ -1,6 +1,7 @@
 //! Models with per-layer access, their weights, and the precisions they run in.
 
 pub mod attention;
+pub mod eight_bit;
 pub mod encoder;
 pub mod fused;
 pub mod graph;
@@ -47,6 +48,7 @@ pub fn numerics_for(precision: Precision) -> Numerics {
     Numerics {
         float: dtype_for(precision),
         quant: precision.quant().map(ggml_for),
+        eight_bit: precision.eight_bit(),
     }
 }
 
@@ -239,6 +241,13 @@ pub fn probe_precision(
     preset: &Preset,
     device: &Device,
 ) -> std::result::Result<(), Unsupported> {
+    if precision.eight_bit().is_some() && device.is_cuda() {
+        // Never run the f32 reference on a GPU and report its time as if it were int8/fp8.
+        return Err(Unsupported::Device(format!(
+            "{} runs only as the CPU numerics reference in this build (its cuBLASLt tensor-core GEMMs are not built yet): set device.backend = \"cpu\" to measure its numerics and fidelity",
+            precision.name()
+        )));
+    }
     if let Some(format) = precision.quant() {
         // Every linear layer's input is `dim` or `hidden_dim` wide; GGML blocks run along it.
         let block = format.block_size();

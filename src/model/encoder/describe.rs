@@ -15,6 +15,13 @@ impl Encoder {
         let float = linear.map(|l| l.float_dtype()).unwrap_or(DType::F32);
         let float = crate::model::dtype_name(float);
         let padded = self.linears().any(|l| l.padded());
+        if let Some(e) = linear.and_then(|l| l.eight_bit()) {
+            return format!(
+                "{} W8A8 linears (numerics reference: f32 arithmetic on {} values, per-channel weights, per-token dynamic inputs) + {float}",
+                e.name(),
+                e.name()
+            );
+        }
         match linear.and_then(|l| l.quant_format()) {
             Some(q) if padded => format!(
                 "{} linears (QMatMul, inputs narrower than {MMQ_ROW_PADDING} zero-padded to it) + {float}",
@@ -54,7 +61,16 @@ impl Encoder {
         } else {
             "mask add + softmax in f32 (candle CPU)".to_string()
         };
+        let eight_bit = self.linears().next().and_then(|l| l.eight_bit());
         let linear = match self.linears().next().and_then(|l| l.quant_format()) {
+            _ if eight_bit.is_some() => {
+                let e = eight_bit.expect("checked");
+                format!(
+                    "W8A8 {} numerics reference ({matmul} in f32 on the {} values): weights per output channel, inputs per token (dynamic), symmetric; products accumulated in f32, scaled back by token x channel scale, bias (+ erf GELU) in f32. Not a tensor-core kernel: not a speed figure",
+                    e.name(),
+                    e.name()
+                )
+            }
             Some(q) if kernels => format!(
                 "GGML {} QMatMul (MMQ int8 tensor-core kernels), then the runner's fused bias(+GELU) kernel",
                 ggml_name(q)

@@ -5,10 +5,13 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::Numerics;
+use crate::model::eight_bit::EightBitLinear;
 
 /// A linear layer, float or quantized.
 pub(super) enum Linear {
     Float(candle_nn::Linear),
+    /// W8A8 (`int8-*`, `fp8-*`): the numerics reference.
+    EightBit(EightBitLinear),
     Quantized {
         weight: QMatMul,
         bias: Tensor,
@@ -31,6 +34,12 @@ impl Linear {
         vb: VarBuilder,
         numerics: Numerics,
     ) -> Result<Self> {
+        if let Some(format) = numerics.eight_bit {
+            // Quantized from the f32 weights, as the GGML formats are.
+            let w = vb.to_dtype(DType::F32).get((out_dim, in_dim), "weight")?;
+            let bias = vb.get(out_dim, "bias")?;
+            return EightBitLinear::quantize(&w, bias, format).map(Linear::EightBit);
+        }
         let Some(format) = numerics.quant else {
             return candle_nn::linear(in_dim, out_dim, vb).map(Linear::Float);
         };
@@ -64,6 +73,7 @@ impl Linear {
     pub(super) fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Linear::Float(l) => linear_2d(l, x, true),
+            Linear::EightBit(l) => l.forward(x, true),
             Linear::Quantized { weight, bias, pad } => {
                 quantized_forward(weight, bias, *pad, x, true)
             }
@@ -73,6 +83,7 @@ impl Linear {
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Linear::Float(l) => linear_2d(l, x, false),
+            Linear::EightBit(l) => l.forward(x, false),
             Linear::Quantized { weight, bias, pad } => {
                 quantized_forward(weight, bias, *pad, x, false)
             }
@@ -85,7 +96,7 @@ impl Linear {
 
     pub(super) fn quant_format(&self) -> Option<GgmlDType> {
         match self {
-            Linear::Float(_) => None,
+            Linear::Float(_) | Linear::EightBit(_) => None,
             Linear::Quantized { weight, .. } => match weight {
                 QMatMul::QTensor(t) => Some(t.dtype()),
                 _ => None,
@@ -93,9 +104,17 @@ impl Linear {
         }
     }
 
+    pub(super) fn eight_bit(&self) -> Option<crate::config::EightBit> {
+        match self {
+            Linear::EightBit(l) => Some(l.format()),
+            _ => None,
+        }
+    }
+
     pub(super) fn float_dtype(&self) -> DType {
         match self {
             Linear::Float(l) => l.weight().dtype(),
+            Linear::EightBit(l) => l.float_dtype(),
             Linear::Quantized { bias, .. } => bias.dtype(),
         }
     }

@@ -30,6 +30,8 @@ pub use units::{CapturedUnit, Component, Layer, Pooling, Unit};
 pub struct Numerics {
     pub float: DType,
     pub quant: Option<GgmlDType>,
+    /// Linear layers in W8A8 (weights and inputs in 8 bits); exclusive with `quant`.
+    pub eight_bit: Option<crate::config::EightBit>,
 }
 
 /// Tensor names of one architecture's checkpoints.

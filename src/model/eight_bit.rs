@@ -1,0 +1,176 @@
+//! W8A8 linear layers (`int8-<float>`, `fp8-<float>`): the numerics reference. Weights are
+//! quantized once, per output channel, symmetric; each input is quantized per token (row) with a
+//! scale computed from that row on the fly; the 8-bit products are accumulated, then scaled back by
+//! scale_token x scale_channel, and the bias (and GELU) added in f32 before rounding to the float
+//! dtype. Here all of it is f32 arithmetic on the 8-bit values (exact for int8 products; f32
+//! accumulation, as FP8 tensor cores do), so CI tests the numerics and fidelity, and tensor-core
+//! kernels are checked against it. It is a numerics reference, not a speed figure: records say so.
+//!
+//! Rounding: int8 rounds half away from zero and clamps to [-127, 127] (symmetric: no -128);
+//! E4M3 rounds to nearest even (the float8 crate's conversion, as the hardware's
+//! `cvt.rn.satfinite.e4m3x2.f32`) after clamping to its largest finite value, 448.
+
+use candle_core::{DType, Result, Tensor, D};
+
+use crate::config::EightBit;
+
+/// A linear layer in W8A8.
+pub struct EightBitLinear {
+    format: EightBit,
+    /// The quantized weight's values (exact int8 integers or E4M3 values) as f32, (out, in).
+    weight: Tensor,
+    /// One scale per output channel, f32, (1, out).
+    weight_scale: Tensor,
+    /// In the float dtype, as the other layers hold it.
+    bias: Tensor,
+}
+
+impl EightBitLinear {
+    /// `weight` (out, in) in f32: quantized per output channel.
+    pub fn quantize(weight: &Tensor, bias: Tensor, format: EightBit) -> Result<Self> {
+        let (q, scale) = quantize_rows(&weight.to_dtype(DType::F32)?, format)?;
+        Ok(Self {
+            format,
+            weight: q,
+            weight_scale: scale.t()?.contiguous()?,
+            bias,
+        })
+    }
+
+    pub fn format(&self) -> EightBit {
+        self.format
+    }
+
+    pub fn float_dtype(&self) -> DType {
+        self.bias.dtype()
+    }
+
+    /// `act(x W^T + b)` for `x` (..., in) in the float dtype, `act` erf GELU when `gelu`.
+    pub fn forward(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (in_dim, dtype) = (*dims.last().unwrap_or(&1), x.dtype());
+        let rows = x.elem_count() / in_dim.max(1);
+        let x = x.reshape((rows, in_dim))?.to_dtype(DType::F32)?;
+        let (xq, x_scale) = quantize_rows(&x, self.format)?;
+        let acc = xq.matmul(&self.weight.t()?)?;
+        let y = acc
+            .broadcast_mul(&x_scale)?
+            .broadcast_mul(&self.weight_scale)?
+            .broadcast_add(&self.bias.to_dtype(DType::F32)?)?;
+        let y = if gelu { y.gelu_erf()? } else { y };
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("at least one dimension") = self.weight.dim(0)?;
+        y.to_dtype(dtype)?.reshape(out_dims)
+    }
+}
+
+/// Symmetric per-row quantization of a (rows, k) f32 tensor: the row's largest magnitude maps to
+/// the format's largest value. Returns the quantized values (as f32) and the (rows, 1) scales; an
+/// all-zero row gets scale 1 (its values are 0 either way), never a division by zero.
+pub fn quantize_rows(x: &Tensor, format: EightBit) -> Result<(Tensor, Tensor)> {
+    let absmax = x.abs()?.max_keepdim(D::Minus1)?;
+    let zero = absmax.eq(0f64)?;
+    let scale = zero.where_cond(
+        &absmax.ones_like()?,
+        &(absmax / f64::from(format.max_value()))?,
+    )?;
+    let scaled = x.broadcast_div(&scale)?;
+    let limit = f64::from(format.max_value());
+    let q = match format {
+        EightBit::Int8 => scaled.round()?.clamp(-limit, limit)?,
+        EightBit::Fp8E4M3 => scaled
+            .clamp(-limit, limit)?
+            .to_dtype(DType::F8E4M3)?
+            .to_dtype(DType::F32)?,
+    };
+    Ok((q, scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn int8_rows_map_their_largest_magnitude_to_127_and_hold_integers() {
+        let x = Tensor::from_vec(
+            vec![
+                0.5f32, -2.0, 1.1, 0.26, 0.0, 0.0, 0.0, 0.0, 3.0, 1.4, -0.75, 0.01,
+            ],
+            (3, 4),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let (q, scale) = quantize_rows(&x, EightBit::Int8).unwrap();
+        let (q, scale) = (values(&q), values(&scale));
+        assert_eq!(scale, vec![2.0 / 127.0, 1.0, 3.0 / 127.0]);
+        // Row 0: 0.5 / (2/127) = 31.75 -> 32; -2 -> -127; 1.1 -> 69.85 -> 70; 0.26 -> 16.51 -> 17.
+        assert_eq!(&q[..4], &[32.0, -127.0, 70.0, 17.0]);
+        assert_eq!(&q[4..8], &[0.0; 4], "an all-zero row stays zero");
+        assert_eq!(&q[8..], &[127.0, 59.0, -32.0, 0.0]);
+        assert!(q.iter().all(|v| v.fract() == 0.0 && v.abs() <= 127.0));
+    }
+
+    #[test]
+    fn e4m3_rounds_to_nearest_even_representable_values_within_448() {
+        // One row whose largest magnitude is 448, so the scale is 1 and values keep their size.
+        let x = Tensor::from_vec(
+            vec![
+                448.0f32,
+                1.0625,
+                1.1875,
+                300.0,
+                -0.3,
+                0.001953125,
+                17.0,
+                -448.0,
+            ],
+            (1, 8),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let (q, scale) = quantize_rows(&x, EightBit::Fp8E4M3).unwrap();
+        assert_eq!(values(&scale), vec![1.0]);
+        // 1.0625 is halfway between 1.0 and 1.125: to the even mantissa, 1.0; 1.1875 -> 1.25;
+        // 300 between 288 and 320 -> 288; -0.3 -> -0.3125 (spacing 1/32 in [0.25, 0.5));
+        // 2^-9 is E4M3's smallest subnormal; 17 -> 16 (spacing 2, halfway to the even 16).
+        assert_eq!(
+            values(&q),
+            vec![448.0, 1.0, 1.25, 288.0, -0.3125, 0.001953125, 16.0, -448.0]
+        );
+    }
+
+    #[test]
+    fn a_linear_layer_in_w8a8_stays_close_to_its_f32_product() {
+        let device = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.05, (48, 64), &device).unwrap();
+        let b = Tensor::randn(0f32, 0.1, 48, &device).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 64), &device).unwrap();
+        let exact = x
+            .broadcast_matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        for (format, bound) in [(EightBit::Int8, 0.02f32), (EightBit::Fp8E4M3, 0.06)] {
+            let layer = EightBitLinear::quantize(&w, b.clone(), format).unwrap();
+            let y = layer.forward(&x, false).unwrap();
+            assert_eq!(y.dims(), &[2, 5, 48]);
+            let scale = values(&exact).iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = values(&y)
+                .iter()
+                .zip(values(&exact))
+                .map(|(a, e)| (a - e).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst / scale < bound,
+                "{format:?}: max error {worst} of {scale}"
+            );
+            assert!(worst > 0.0, "{format:?} must actually quantize");
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! The command line (clap): `runner FILE` (= `runner run FILE`), `runner plan FILE`,
-//! `runner slurm FILE`, `runner report DIR`.
+//! `runner slurm FILE`, `runner report DIR`, `runner compare RUN_A RUN_B`.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{exit, ConfigError};
+use crate::report;
 use crate::run::{self, CellSelection, RunOptions};
 use crate::scale;
 
@@ -50,6 +51,21 @@ enum Command {
         /// Folder with report.html.j2 and report.md.j2 (default: ./templates, else built-in).
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
+    },
+    /// Compare two runs cell by cell (matched by definition, on any machines): each metric's
+    /// ratio B/A with its interval; exit 1 when a cell regressed beyond --threshold.
+    Compare {
+        /// The earlier (reference) run directory.
+        run_a: PathBuf,
+        /// The later run directory, compared against A.
+        run_b: PathBuf,
+        /// A cell regressed when B is slower, or spends more energy, by more than PCT % beyond
+        /// the interval.
+        #[arg(long, value_name = "PCT", default_value_t = 5.0)]
+        threshold: f64,
+        /// Write compare.md and compare.html here (default: RUN_B).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -151,6 +167,17 @@ pub fn run(cli: Cli) -> Result<u8> {
         Some(Command::Report { dir, templates }) => {
             scale::report(&dir, templates.as_deref()).map(|()| exit::OK)
         }
+        Some(Command::Compare {
+            run_a,
+            run_b,
+            threshold,
+            out,
+        }) => report::compare::run(&report::compare::CompareOptions {
+            a: run_a,
+            b: run_b,
+            threshold_pct: threshold,
+            out,
+        }),
         None => run_experiment(cli.run),
     }
 }

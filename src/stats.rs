@@ -1,5 +1,5 @@
 //! Statistics shared by the measurement protocol and the analysis of its records: percentiles,
-//! means, spreads, Student-t and Welch intervals, Pareto fronts. Plain functions of numbers; this
+//! means, spreads, medians with bootstrap intervals (and ratios of them), Pareto fronts. Plain functions of numbers; this
 //! module imports nothing of the crate, so `measure` (below the records) and `analysis` (above
 //! them) can both use it.
 
@@ -26,62 +26,86 @@ pub fn coefficient_of_variation(values: &[f64]) -> Option<f64> {
     (values.len() >= 2).then(|| std_dev(values) / mean(values))
 }
 
-/// 95 % two-sided confidence interval of the mean (Student t); needs two values or more.
-pub fn mean_ci95(values: &[f64]) -> Option<(f64, f64)> {
-    if values.len() < 2 {
-        return None;
-    }
-    let half = t95(values.len() - 1) * std_dev(values) / (values.len() as f64).sqrt();
-    let m = mean(values);
-    Some((m - half, m + half))
-}
+/// Fewer values than this give a point without an interval: a bootstrap over two windows (or a
+/// t-interval with one degree of freedom) says more about the method than about the data.
+pub const MIN_FOR_INTERVAL: usize = 3;
 
-/// Two-sided 95 % quantile of Student's t with `df` degrees of freedom.
-pub fn t95(df: usize) -> f64 {
-    const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=30 => TABLE[df - 1],
-        31..=60 => 2.000,
-        61..=120 => 1.980,
-        _ => 1.960,
+/// Resamples per bootstrap interval. The generator is seeded with a constant, so the same values
+/// give the same interval on every machine and `runner report` reproduces its bytes.
+const BOOTSTRAP_RESAMPLES: usize = 1000;
+const BOOTSTRAP_SEED: u64 = 0x5eed_0fb0_0757_a900;
+
+/// SplitMix64: small, fast, and the same sequence everywhere.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % n as u64) as usize
     }
 }
 
-/// 1 - mean(candidate) / mean(baseline) in %, with a 95 % interval: the delta method on the log
-/// of the ratio of two independent means (relative standard errors added in quadrature) with
-/// Welch-Satterthwaite degrees of freedom. Needs two values or more on each side for the interval.
-pub fn saving_pct(candidate: &[f64], baseline: &[f64]) -> Option<(f64, Option<(f64, f64)>)> {
-    if candidate.is_empty() || baseline.is_empty() {
+fn resampled_median(values: &[f64], rng: &mut SplitMix, scratch: &mut Vec<f64>) -> f64 {
+    scratch.clear();
+    scratch.extend((0..values.len()).map(|_| values[rng.below(values.len())]));
+    percentile(scratch, 50.0)
+}
+
+/// A point with its 95 % interval, when there are enough values for one.
+pub type Estimate = (f64, Option<(f64, f64)>);
+
+/// The median of `values` with a 95 % percentile-bootstrap interval of the median: point and
+/// interval from the same estimator. `None` for no values; no interval for fewer than
+/// [`MIN_FOR_INTERVAL`].
+pub fn median_ci95(values: &[f64]) -> Option<Estimate> {
+    if values.is_empty() {
         return None;
     }
-    let (mc, mb) = (mean(candidate), mean(baseline));
-    if mc <= 0.0 || mb <= 0.0 {
-        return None;
-    }
-    let ratio = mc / mb;
-    let point = (1.0 - ratio) * 100.0;
-    if candidate.len() < 2 || baseline.len() < 2 {
+    let point = percentile(values, 50.0);
+    if values.len() < MIN_FOR_INTERVAL {
         return Some((point, None));
     }
-    // Squared relative standard errors of the two means.
-    let rel_var = |v: &[f64], m: f64| std_dev(v).powi(2) / v.len() as f64 / (m * m);
-    let (vc, vb) = (rel_var(candidate, mc), rel_var(baseline, mb));
-    let se = (vc + vb).sqrt();
-    let df = if se == 0.0 {
-        usize::MAX
-    } else {
-        let welch = (vc + vb).powi(2)
-            / (vc * vc / (candidate.len() - 1) as f64 + vb * vb / (baseline.len() - 1) as f64);
-        welch.floor().max(1.0) as usize
-    };
-    let half = t95(df) * se;
-    let (lo, hi) = (ratio * (-half).exp(), ratio * half.exp());
-    Some((point, Some(((1.0 - hi) * 100.0, (1.0 - lo) * 100.0))))
+    let mut rng = SplitMix(BOOTSTRAP_SEED);
+    let mut scratch = Vec::with_capacity(values.len());
+    let medians: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| resampled_median(values, &mut rng, &mut scratch))
+        .collect();
+    Some((
+        point,
+        Some((percentile(&medians, 2.5), percentile(&medians, 97.5))),
+    ))
+}
+
+/// median(numerator) / median(denominator) with a 95 % percentile-bootstrap interval, both
+/// sides resampled independently (the intervals of the two medians propagated into the ratio).
+/// `None` when a side is empty or its median is not positive; no interval when a side has fewer
+/// than [`MIN_FOR_INTERVAL`] values.
+pub fn ratio_ci95(numerator: &[f64], denominator: &[f64]) -> Option<Estimate> {
+    if numerator.is_empty() || denominator.is_empty() {
+        return None;
+    }
+    let (n, d) = (percentile(numerator, 50.0), percentile(denominator, 50.0));
+    if n <= 0.0 || d <= 0.0 {
+        return None;
+    }
+    if numerator.len() < MIN_FOR_INTERVAL || denominator.len() < MIN_FOR_INTERVAL {
+        return Some((n / d, None));
+    }
+    let mut rng = SplitMix(BOOTSTRAP_SEED);
+    let mut scratch = Vec::new();
+    let ratios: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let a = resampled_median(numerator, &mut rng, &mut scratch);
+            a / resampled_median(denominator, &mut rng, &mut scratch)
+        })
+        .collect();
+    Some((
+        n / d,
+        Some((percentile(&ratios, 2.5), percentile(&ratios, 97.5))),
+    ))
 }
 
 /// Indices of the points on the Pareto front when both coordinates are to be minimised: no other
@@ -119,26 +143,44 @@ mod tests {
     }
 
     #[test]
-    fn savings_are_against_the_baseline_mean_with_a_welch_interval() {
-        // Candidate 80 +- 1 over 3 windows, baseline 100 +- 2 over 3 windows: 20 % saving.
-        let (point, ci) = saving_pct(&[79.0, 80.0, 81.0], &[98.0, 100.0, 102.0]).unwrap();
-        assert!((point - 20.0).abs() < 1e-9, "{point}");
+    fn median_and_its_bootstrap_interval_come_from_the_same_estimator() {
+        // The example of issue 18: one slow window of three. The point is the median, and the
+        // interval is the median's (here it spans the windows), not a t-interval around the mean.
+        let (point, ci) = median_ci95(&[7.33, 11.64, 7.38]).unwrap();
+        assert_eq!(point, 7.38);
         let (lo, hi) = ci.unwrap();
-        // Relative variances: (1/3)/80^2 = 5.208e-5 and (4/3)/100^2 = 1.333e-4; se = 0.013614;
-        // Welch df = floor(3.43e-8 / (1.356e-9 + 8.889e-9)) = 3, t = 3.182, half = 0.04332.
-        let ratio = 0.8f64;
-        assert!(
-            (lo - (1.0 - ratio * 0.04332f64.exp()) * 100.0).abs() < 0.01,
-            "{lo}"
+        assert!(lo <= point && point <= hi, "{lo} {hi}");
+        assert!(lo >= 7.33 && hi <= 11.64, "within the data: {lo} {hi}");
+        // Deterministic: the same values give the same bytes.
+        assert_eq!(
+            median_ci95(&[7.33, 11.64, 7.38]),
+            median_ci95(&[7.33, 11.64, 7.38])
         );
-        assert!(
-            (hi - (1.0 - ratio * (-0.04332f64).exp()) * 100.0).abs() < 0.01,
-            "{hi}"
-        );
-        assert!(lo < point && point < hi);
-        // One window: a point, no interval; nothing measured: nothing.
-        assert_eq!(saving_pct(&[50.0], &[100.0]), Some((50.0, None)));
-        assert_eq!(saving_pct(&[], &[100.0]), None);
+        // Two windows: a point, no interval (never a negative one); none: nothing.
+        assert_eq!(median_ci95(&[0.5, 1.1]), Some((0.8, None)));
+        assert_eq!(median_ci95(&[]), None);
+        // Many tight windows: a tight interval around the median.
+        let v: Vec<f64> = (0..10).map(|i| 100.0 + i as f64 * 0.1).collect();
+        let (p, ci) = median_ci95(&v).unwrap();
+        let (lo, hi) = ci.unwrap();
+        assert!(lo < p && p < hi && hi - lo < 1.0, "{lo} {p} {hi}");
+    }
+
+    #[test]
+    fn ratios_propagate_both_intervals() {
+        let a = [10.0, 10.2, 9.9, 10.1, 10.0];
+        let b = [20.0, 20.5, 19.8, 20.2, 20.1];
+        let (r, ci) = ratio_ci95(&b, &a).unwrap();
+        assert!((r - 2.01).abs() < 1e-9, "{r}");
+        let (lo, hi) = ci.unwrap();
+        assert!(lo < r && r < hi && lo > 1.9 && hi < 2.1, "{lo} {hi}");
+        // Identical runs: exactly 1, and the interval holds 1.
+        let (r, ci) = ratio_ci95(&a, &a).unwrap();
+        let (lo, hi) = ci.unwrap();
+        assert!(r == 1.0 && lo <= 1.0 && hi >= 1.0);
+        assert_eq!(ratio_ci95(&[2.0, 2.0], &[1.0, 1.0]), Some((2.0, None)));
+        assert_eq!(ratio_ci95(&[], &a), None);
+        assert_eq!(ratio_ci95(&a, &[0.0]), None);
     }
 
     #[test]
@@ -154,15 +196,6 @@ mod tests {
         ];
         assert_eq!(pareto_front(&pts), vec![5, 0, 2]);
         assert_eq!(pareto_front(&[]), Vec::<usize>::new());
-    }
-
-    #[test]
-    fn ci_uses_student_t_over_repeats() {
-        // mean 10, sd 1, n 3: half width = 4.303 * 1 / sqrt(3) = 2.4843
-        let (lo, hi) = mean_ci95(&[9.0, 10.0, 11.0]).unwrap();
-        assert!((lo - 7.5157).abs() < 1e-3, "{lo}");
-        assert!((hi - 12.4843).abs() < 1e-3, "{hi}");
-        assert!(mean_ci95(&[5.0]).is_none());
     }
 
     #[test]

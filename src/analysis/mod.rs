@@ -7,7 +7,9 @@
 //! May import the records (results) and what they hold (config, measure, sensor, fidelity,
 //! probe), and stats; never report, run or scale.
 
+mod findings;
 mod layers;
+mod windows;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -16,12 +18,16 @@ use crate::config::{Precision, Scope};
 use crate::measure::WindowRecord;
 use crate::results::{CellRecord, CellStatus};
 use crate::sensor::energy;
-use crate::stats::{coefficient_of_variation, mean_ci95, percentile, saving_pct};
+use crate::stats::{
+    coefficient_of_variation, median_ci95, percentile, ratio_ci95, MIN_FOR_INTERVAL,
+};
 
+pub use findings::{findings, ratio_text, FindingGroup, Findings, Leader, RatioGroup, RatioLine};
 pub use layers::{
     layer_summaries, layer_totals, reconcile, reconcile_in, LayerSummary, LayerTotals,
     RECONCILIATION_FLAG,
 };
+pub use windows::{window_checks, WindowCheck};
 
 /// Cells whose per-window latencies vary more than this (coefficient of variation) are flagged.
 pub const NOISY_CV: f64 = 0.05;
@@ -42,11 +48,12 @@ pub struct CellSummary {
     pub status: CellStatus,
     pub reason: Option<String>,
     pub device: String,
-    /// Median over every measured loop (one batch, synchronized).
+    /// Median of the per-window median latencies (one batch, synchronized): the same estimator
+    /// as its interval.
     pub latency_per_loop_ms: Option<f64>,
     pub latency_p10_ms: Option<f64>,
     pub latency_p90_ms: Option<f64>,
-    /// 95 % confidence interval of the per-window median latency (Student t over the repeats).
+    /// 95 % bootstrap interval of that median over the windows (none below 3 windows).
     pub latency_ci_low_ms: Option<f64>,
     pub latency_ci_high_ms: Option<f64>,
     /// Spread of the per-window median latencies (standard deviation / mean).
@@ -55,15 +62,24 @@ pub struct CellSummary {
     pub throughput_samples_per_s: Option<f64>,
     /// Median over windows of energy / samples, in millijoules (gross: includes idle power).
     pub energy_per_inference_mj: Option<f64>,
-    /// 95 % confidence interval of the mean per-window energy per inference (Student t).
+    /// 95 % bootstrap interval of the median per-window energy per inference.
     pub energy_ci_low_mj: Option<f64>,
     pub energy_ci_high_mj: Option<f64>,
     /// The same above the idle baseline (gross minus idle power over the window).
     pub energy_net_per_inference_mj: Option<f64>,
     pub avg_power_w: Option<f64>,
     pub idle_power_w: Option<f64>,
-    /// Median over windows of (trace-integrated energy / counter energy - 1).
+    /// The worst window's (trace-integrated energy / counter energy - 1), by magnitude.
     pub trace_vs_counter: Option<f64>,
+    /// Which window (1-based) that was.
+    pub trace_vs_counter_window: Option<usize>,
+    /// Windows that disagree with the others (latency, energy, or trace against counter).
+    pub window_checks: Vec<WindowCheck>,
+    /// Per-window values behind the medians and intervals, for ratios between cells and runs.
+    #[serde(skip)]
+    pub window_latency_ms: Vec<f64>,
+    #[serde(skip)]
+    pub window_energy_mj: Vec<f64>,
     /// Fewest counter updates seen in any window of the cell.
     pub min_window_ticks: Option<u64>,
     pub total_time_s: Option<f64>,
@@ -117,6 +133,7 @@ pub struct WindowStats {
     pub energy_total_j: Option<f64>,
     pub avg_power_w: Option<f64>,
     pub trace_vs_counter: Option<f64>,
+    pub trace_vs_counter_window: Option<usize>,
     pub min_window_ticks: Option<u64>,
     pub total_time_s: f64,
     pub num_loops: u64,
@@ -159,27 +176,32 @@ pub fn window_stats(
             .collect(),
         None => Vec::new(),
     };
-    let disagreements: Vec<f64> = windows
+    // The worst window, not the median: one bad window is what a reader must see.
+    let worst_disagreement = windows
         .iter()
-        .filter_map(|w| energy::disagreement(w.energy_j?, w.trace_energy_j?))
-        .collect();
+        .enumerate()
+        .filter_map(|(i, w)| Some((i + 1, energy::disagreement(w.energy_j?, w.trace_energy_j?)?)))
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
     let total_time_s: f64 = windows.iter().map(|w| w.duration_s).sum();
     let energies: Vec<f64> = windows.iter().filter_map(|w| w.energy_j).collect();
     let all_metered = !energies.is_empty() && energies.len() == windows.len();
     let median = |v: &[f64]| (!v.is_empty()).then(|| percentile(v, 50.0));
+    let latency = median_ci95(&window_medians);
+    let energy = median_ci95(&gross);
     WindowStats {
-        latency_median_ms: median(&loops),
+        latency_median_ms: latency.map(|l| l.0),
         latency_p10_ms: (!loops.is_empty()).then(|| percentile(&loops, 10.0)),
         latency_p90_ms: (!loops.is_empty()).then(|| percentile(&loops, 90.0)),
-        latency_ci: mean_ci95(&window_medians),
+        latency_ci: latency.and_then(|l| l.1),
         window_cv: coefficient_of_variation(&window_medians),
-        energy_per_inference_mj: median(&gross),
-        energy_ci: mean_ci95(&gross),
+        energy_per_inference_mj: energy.map(|e| e.0),
+        energy_ci: energy.and_then(|e| e.1),
         energy_net_per_inference_mj: median(&net),
         energy_total_j: all_metered.then(|| energies.iter().sum()),
         avg_power_w: (all_metered && total_time_s > 0.0)
             .then(|| energies.iter().sum::<f64>() / total_time_s),
-        trace_vs_counter: median(&disagreements),
+        trace_vs_counter: worst_disagreement.map(|d| d.1),
+        trace_vs_counter_window: worst_disagreement.map(|d| d.0),
         min_window_ticks: windows.iter().filter_map(|w| w.counter_ticks).min(),
         total_time_s,
         num_loops: windows.iter().map(|w| w.loops as u64).sum(),
@@ -194,8 +216,12 @@ pub fn window_stats(
 /// whole-model cell is compared with the `baseline` precision's cell of the same model and shapes.
 pub fn summarize_all(records: &[CellRecord], baseline: Precision) -> Vec<CellSummary> {
     let mut summaries: Vec<CellSummary> = records.par_iter().map(summarize).collect();
-    for (i, r) in records.iter().enumerate() {
-        summaries[i].savings = savings_in(r, records, baseline);
+    let savings: Vec<Option<Savings>> = records
+        .par_iter()
+        .map(|r| savings_in(r, records, baseline))
+        .collect();
+    for (s, saving) in summaries.iter_mut().zip(savings) {
+        s.savings = saving;
     }
     for (i, r) in records.iter().enumerate() {
         if let Some(rec) = reconcile_in(r, records) {
@@ -244,11 +270,20 @@ pub(super) fn savings_between(
     baseline: Precision,
     baseline_cell_id: &str,
 ) -> Savings {
-    let energy = saving_pct(
+    // A saving is 1 - the ratio of medians; the ratio's bootstrap interval turned around.
+    let saving = |mine: &[f64], theirs: &[f64]| {
+        ratio_ci95(mine, theirs).map(|(r, ci)| {
+            (
+                (1.0 - r) * 100.0,
+                ci.map(|(lo, hi)| ((1.0 - hi) * 100.0, (1.0 - lo) * 100.0)),
+            )
+        })
+    };
+    let energy = saving(
         &mine.window_energy_per_inference_mj,
         &theirs.window_energy_per_inference_mj,
     );
-    let latency = saving_pct(
+    let latency = saving(
         &mine.window_latency_medians_ms,
         &theirs.window_latency_medians_ms,
     );
@@ -362,10 +397,14 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         .filter(|d| d.abs() > TRACE_DISAGREEMENT_FLAG)
     {
         flags.push(format!(
-            "power trace and energy counter disagree by {:+.1} %",
-            d * 100.0
+            "power trace and energy counter disagree by {:+.1} % (window {} of {}, the worst)",
+            d * 100.0,
+            w.trace_vs_counter_window.unwrap_or(0),
+            r.windows.len()
         ));
     }
+    let checks = window_checks(&r.windows, r.cell.batch_size);
+    flags.extend(checks.iter().map(|c| c.message.clone()));
     if r.warmup.as_ref().is_some_and(|w| !w.steady) {
         flags.push("warm-up ended before latency was steady".into());
     }
@@ -375,8 +414,11 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
             "warm-up ended before latency was steady in {unsteady_layers} layer(s)"
         ));
     }
-    if measured && r.layers.is_empty() && r.windows.len() < 2 {
-        flags.push("one window only: no confidence interval".into());
+    if measured && r.layers.is_empty() && r.windows.len() < MIN_FOR_INTERVAL {
+        flags.push(format!(
+            "{} window(s) only: no interval (a 95 % interval needs {MIN_FOR_INTERVAL} windows or more)",
+            r.windows.len()
+        ));
     }
 
     CellSummary {
@@ -405,6 +447,10 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         avg_power_w: w.avg_power_w,
         idle_power_w: r.idle_power_w,
         trace_vs_counter: w.trace_vs_counter,
+        trace_vs_counter_window: w.trace_vs_counter_window,
+        window_checks: checks,
+        window_latency_ms: w.window_latency_medians_ms.clone(),
+        window_energy_mj: w.window_energy_per_inference_mj.clone(),
         min_window_ticks: w.min_window_ticks,
         total_time_s: (measured && !r.windows.is_empty()).then_some(w.total_time_s),
         num_loops: (measured && !r.windows.is_empty()).then_some(w.num_loops),

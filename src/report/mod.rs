@@ -5,6 +5,8 @@
 //! `./templates` when it holds them, else the copies built into the binary.
 
 pub mod charts;
+pub mod compare;
+mod flags;
 mod tables;
 mod views;
 
@@ -15,8 +17,8 @@ use minijinja::{context, Environment, Value};
 use serde::Serialize;
 
 use crate::analysis::{
-    layer_summaries, quantized_comparisons, summarize_all, CellSummary, LayerSummary,
-    QuantizedComparison,
+    findings, layer_summaries, quantized_comparisons, summarize_all, CellSummary, Findings,
+    LayerSummary, QuantizedComparison,
 };
 use crate::results::{write_derived, CellRecord, CellStatus, Manifest, RunDir};
 use tables::{per_layer_csv_bytes, summary_csv_bytes};
@@ -123,7 +125,22 @@ struct ReportContext<'a> {
     quantized: Vec<QuantizedComparison>,
     /// Why quantized cells ran slower than their float path on this kind of device, when any did.
     quantized_slower_why: Option<&'static str>,
+    /// What the report opens with: the cheapest cells and the ratios readers ask for.
+    findings: Findings,
+    /// Short flag codes for the results table, their legend and each flagged cell's sentences.
+    flags: flags::FlagView,
+    /// Columns of the results table that would say "n/a" in every row are left out.
+    show_wraparounds: bool,
+    /// Which statistic the points and intervals are, and that the intervals are within-run.
+    statistic_note: &'static str,
 }
+
+/// Shown wherever the reader meets intervals.
+const STATISTIC_NOTE: &str = "Points are medians over the windows and intervals are 95 % \
+    bootstrap intervals of those medians (1,000 resamples; ratios resample both cells' windows); \
+    with fewer than 3 windows a cell has no interval. The intervals are within-run: they hold \
+    this run's window-to-window noise, not the variation from one run to the next (another \
+    boot, another GPU of the same kind), which runner compare RUN_A RUN_B measures.";
 
 /// A user-chosen name made safe for a file name: letters, digits, `-`, `_` kept, the rest `_`.
 pub(crate) fn file_safe(name: &str) -> String {
@@ -337,6 +354,10 @@ pub fn render_records(
             .any(|q| q.slower)
             .then(|| quantized_slower_why(&manifest.device.backend)),
         quantized,
+        findings: findings(&summaries, baseline),
+        flags: flags::flag_view(&summaries),
+        show_wraparounds: summaries.iter().any(|s| s.dataset_wraparounds.is_some()),
+        statistic_note: STATISTIC_NOTE,
     };
 
     let env = templates.environment()?;

@@ -1,0 +1,145 @@
+//! `runner compare RUN_A RUN_B` end to end: a run against itself, against a copy with one cell
+//! made 2x slower, with a cell missing, and against a directory without records.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if entry.file_name() != ".lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Every window of the record of `id` in `run` made `factor` times slower.
+fn slow_down(run: &Path, id: &str, factor: f64) {
+    let path = run.join("cells").join(format!("{id}.json"));
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for w in r["windows"].as_array_mut().unwrap() {
+        let d = w["duration_s"].as_f64().unwrap();
+        w["duration_s"] = (d * factor).into();
+        for ms in w["loop_ms"].as_array_mut().unwrap() {
+            *ms = (ms.as_f64().unwrap() * factor).into();
+        }
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&r).unwrap()).unwrap();
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself() {
+    let f = Fixture::new(&format!(
+        "[experiment]\nname = \"cmp\"\n{}{FAST_PROTOCOL}[matrix]\nprecision = [\"fp32\"]\nbatch_size = [1, 2]\nseq_len = [16]\n",
+        common_tables()
+    ));
+    let a = f.dir.path().join("a");
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("manifest.json")).unwrap()).unwrap();
+    let ids: Vec<String> = manifest["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+
+    // A run against itself: every ratio is 1, nothing regressed: exit 0.
+    let same = f.dir.path().join("same");
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&a)
+        .arg(&a)
+        .arg("--out")
+        .arg(&same)
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr_of(&out));
+    assert!(
+        stdout.contains("2 cells compared: 0 differ beyond noise, 0 regressed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("latency 1.00x ["), "{stdout}");
+    let md = std::fs::read_to_string(same.join("compare.md")).unwrap();
+    assert!(md.contains("within-run noise only"), "{md}");
+    assert!(md.contains("same machine"), "{md}");
+    assert!(same.join("compare.html").is_file());
+
+    // One cell 2x slower in B: exit 1, the cell named on stderr, the report says regressed.
+    let b = f.dir.path().join("b");
+    copy_tree(&a, &b);
+    slow_down(&b, &ids[1], 2.0);
+    let out = f.runner().arg("compare").arg(&a).arg(&b).output().unwrap();
+    let (stdout, stderr) = (stdout_of(&out), stderr_of(&out));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("regressed beyond 5 %: cell {}", ids[1])),
+        "{stderr}"
+    );
+    assert!(stderr.contains("latency 2.00x"), "{stderr}");
+    assert!(!stderr.contains(&ids[0]), "only the slowed cell: {stderr}");
+    let md = std::fs::read_to_string(b.join("compare.md")).unwrap();
+    assert!(md.contains("**regressed**"), "{md}");
+    // A threshold above the regression lets it pass.
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&a)
+        .arg(&b)
+        .args(["--threshold", "150"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
+
+    // A cell without a record in B is listed as on one side only.
+    std::fs::remove_file(b.join("cells").join(format!("{}.json", ids[1]))).unwrap();
+    let out = f.runner().arg("compare").arg(&a).arg(&b).output().unwrap();
+    let stdout = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr_of(&out));
+    assert!(
+        stdout.contains(&format!("only in A: {}", ids[1]))
+            && stdout.contains("no cell with this definition in B"),
+        "{stdout}"
+    );
+
+    // A run directory that kept only its summary: a usage error that says what is missing.
+    let bare = f.dir.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    for file in ["manifest.json", "summary.csv"] {
+        std::fs::copy(a.join(file), bare.join(file)).unwrap();
+    }
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&a)
+        .arg(&bare)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "has no cell records (cells/*.json); it holds only manifest.json, summary.csv"
+        ),
+        "{stderr}"
+    );
+}

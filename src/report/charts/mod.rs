@@ -64,6 +64,20 @@ fn color(i: usize) -> RGBAColor {
     RGBColor(r, g, b).to_rgba()
 }
 
+/// One fixed colour per precision, the same in every report: the float precisions first, then
+/// each quantized format (its variants with other floats share the format's colour).
+pub(crate) fn precision_color(precision: &str) -> RGBAColor {
+    const ORDER: [&str; 9] = [
+        "fp32", "fp16", "bf16", "q8_0", "q4_0", "q4k", "q6k", "int8", "fp8",
+    ];
+    let base = precision.split('-').next().unwrap_or(precision);
+    let i = ORDER.iter().position(|p| *p == precision).or_else(|| {
+        // q8_0-fp16 shares q8_0's colour; int8-fp16 and fp8-bf16 their format's.
+        ORDER.iter().position(|p| *p == base)
+    });
+    color(i.unwrap_or_else(|| precision.bytes().map(usize::from).sum::<usize>() % PALETTE.len()))
+}
+
 fn fail(what: &str, e: impl std::fmt::Debug) -> anyhow::Error {
     anyhow!("drawing chart {what:?}: {e:?}")
 }
@@ -108,29 +122,52 @@ fn encode_png(pixels: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-type Series = BTreeMap<String, Vec<(f64, f64)>>;
+/// (batch size, value, 95 % interval where there is one).
+type Point = (f64, f64, Option<(f64, f64)>);
+/// Keyed by (label, precision).
+type Series = BTreeMap<(String, String), Vec<Point>>;
 
-/// (file name, title, y-axis label, the metric plotted).
+/// (file name, title, y-axis label, the metric plotted, its interval).
 type ChartSpec = (
     &'static str,
     &'static str,
     &'static str,
     fn(&CellSummary) -> Option<f64>,
+    fn(&CellSummary) -> Option<(f64, f64)>,
 );
 
-fn series(summaries: &[CellSummary], metric: impl Fn(&CellSummary) -> Option<f64>) -> Series {
+fn series(
+    summaries: &[CellSummary],
+    metric: impl Fn(&CellSummary) -> Option<f64>,
+    interval: impl Fn(&CellSummary) -> Option<(f64, f64)>,
+) -> Series {
     let mut out: Series = BTreeMap::new();
     // Whole-model cells only: layers cells have their own charts.
     for s in summaries.iter().filter(|s| s.scope == "model") {
         if let Some(y) = metric(s) {
-            let key = format!("{} {} seq {}", s.model, s.precision, s.seq_len);
-            out.entry(key).or_default().push((s.batch_size as f64, y));
+            let key = (
+                format!("{} {} seq {}", s.model, s.precision, s.seq_len),
+                s.precision.clone(),
+            );
+            out.entry(key)
+                .or_default()
+                .push((s.batch_size as f64, y, interval(s)));
         }
     }
     for points in out.values_mut() {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     out
+}
+
+fn no_interval(_: &CellSummary) -> Option<(f64, f64)> {
+    None
+}
+
+/// Throughput's interval is latency's turned around (samples/s = batch / latency).
+fn throughput_interval(s: &CellSummary) -> Option<(f64, f64)> {
+    let b = s.batch_size as f64 * 1e3;
+    Some((b / s.latency_ci_high_ms?, b / s.latency_ci_low_ms?))
 }
 
 pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
@@ -140,34 +177,44 @@ pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
             "Latency per batch (median, ms)",
             "ms per batch",
             |s| s.latency_per_loop_ms,
+            |s| Some((s.latency_ci_low_ms?, s.latency_ci_high_ms?)),
         ),
         (
             "throughput.svg",
             "Throughput (samples/s)",
             "samples / s",
             |s| s.throughput_samples_per_s,
+            throughput_interval,
         ),
         (
             "energy.svg",
             "Energy per inference (mJ)",
             "mJ per sample",
             |s| s.energy_per_inference_mj,
+            |s| Some((s.energy_ci_low_mj?, s.energy_ci_high_mj?)),
         ),
         (
             "energy_net.svg",
             "Energy per inference above idle (mJ)",
             "mJ per sample, net",
             |s| s.energy_net_per_inference_mj,
+            no_interval,
         ),
-        ("power.svg", "Average power (W)", "W", |s| s.avg_power_w),
+        (
+            "power.svg",
+            "Average power (W)",
+            "W",
+            |s| s.avg_power_w,
+            no_interval,
+        ),
     ];
     let mut charts = Vec::new();
-    for (file, title, y_label, metric) in specs {
-        let data = series(summaries, metric);
+    for (file, title, y_label, metric, interval) in specs {
+        let data = series(summaries, metric, interval);
         if data.is_empty() {
             continue;
         }
-        let (svg, png) = render!(title, (720, 420), |root| draw_lines(
+        let (svg, png) = render!(title, (760, 420), |root| draw_lines(
             &root, title, y_label, &data
         ));
         charts.push(Chart {
@@ -186,63 +233,88 @@ fn draw_lines<DB: DrawingBackend>(
     y_label: &str,
     data: &Series,
 ) -> Result<()> {
-    // Batch sizes on a log2 axis: ticks at powers of two, labelled with the batch size.
-    let xs = data.values().flatten().map(|p| p.0.log2());
-    let ys = data.values().flatten().map(|p| p.1);
-    let x_min = xs.clone().fold(f64::MAX, f64::min);
-    let x_max = xs.fold(f64::MIN, f64::max);
-    let y_max = ys.fold(0f64, f64::max);
-    let (x_lo, x_hi) = (x_min.floor() - 0.5, x_max.ceil() + 0.5);
+    // Batch sizes on a log2 axis, ticked only at the batch sizes that ran; error bars are the
+    // cells' 95 % intervals; the legend sits right of the plot, where it covers no point.
+    let batches: Vec<f64> = {
+        let mut b: Vec<f64> = data.values().flatten().map(|p| p.0.log2()).collect();
+        b.sort_by(f64::total_cmp);
+        b.dedup();
+        b
+    };
+    let x_min = batches.first().copied().unwrap_or(0.0);
+    let x_max = batches.last().copied().unwrap_or(0.0);
+    let y_max = data
+        .values()
+        .flatten()
+        .map(|p| p.2.map_or(p.1, |c| c.1.max(p.1)))
+        .fold(0f64, f64::max);
+    let (x_lo, x_hi) = (x_min - 0.5, x_max + 0.5);
     let err = |e| fail(title, e);
     {
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(root)
+        let (plot, legend) = root.split_horizontally(560);
+        let mut chart = ChartBuilder::on(&plot)
             .caption(title, ("sans-serif", 20))
             .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_lo..x_hi, 0f64..(y_max * 1.15).max(1e-9))
+            .x_label_area_size(44)
+            .y_label_area_size(72)
+            .build_cartesian_2d(x_lo..x_hi, 0f64..(y_max * 1.1).max(1e-9))
             .map_err(err)?;
-        let ticks = (x_hi - x_lo).round() as usize + 1;
+        let ticks = batches.clone();
         chart
             .configure_mesh()
             .x_desc("batch size")
             .y_desc(y_label)
-            .x_labels(ticks)
+            .x_labels(((x_hi - x_lo) * 8.0).round() as usize + 1)
             .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-6 {
-                    format!("{}", 2f64.powi(x.round() as i32))
+                if ticks.iter().any(|t| (t - x).abs() < 1e-6) {
+                    format!("{}", 2f64.powf(*x).round())
                 } else {
                     String::new()
                 }
             })
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err)?;
-        for (i, (name, points)) in data.iter().enumerate() {
-            let color = color(i);
-            let points: Vec<(f64, f64)> = points.iter().map(|&(x, y)| (x.log2(), y)).collect();
+        for ((_, precision), points) in data.iter() {
+            let color = precision_color(precision);
+            let xy: Vec<(f64, f64)> = points.iter().map(|&(x, y, _)| (x.log2(), y)).collect();
             chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+                .draw_series(LineSeries::new(xy.iter().copied(), color.stroke_width(2)))
+                .map_err(err)?;
             chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .draw_series(xy.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(err)?;
+            chart
+                .draw_series(points.iter().filter_map(|&(x, y, ci)| {
+                    let (lo, hi) = ci?;
+                    Some(ErrorBar::new_vertical(
+                        x.log2(),
+                        lo,
+                        y,
+                        hi,
+                        color.stroke_width(2),
+                        10,
+                    ))
+                }))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(err)?;
+        let font = ("sans-serif", 14).into_font();
+        for (i, ((name, precision), _)) in data.iter().enumerate() {
+            let y = 40 + i as i32 * 22;
+            let color = precision_color(precision);
+            legend
+                .draw(&PathElement::new(
+                    vec![(4, y + 7), (24, y + 7)],
+                    color.stroke_width(3),
+                ))
+                .map_err(err)?;
+            legend
+                .draw(&Text::new(name.clone(), (30, y), font.clone()))
+                .map_err(err)?;
+        }
     }
     Ok(())
 }

@@ -427,3 +427,59 @@ ATTENTION(attention_d64_f16, __half, 64)
 ATTENTION(attention_d64_bf16, __nv_bfloat16, 64)
 ATTENTION(attention_d32_f16, __half, 32)
 ATTENTION(attention_d32_bf16, __nv_bfloat16, 32)
+
+// W8A8 int8 (src/model/int8_gemm.rs), the numerics of src/model/eight_bit.rs on the GPU.
+// quantize_rows_i8: one warp per row of x (rows, cols): scale = max |x| / 127 (computed as candle's
+// scalar division, x * (1/127)), 1 for an all-zero row; q = clamp(round(x / scale), -127, 127),
+// rounding half away from zero (roundf), as the CPU reference.
+template <typename T>
+__device__ void quantize_rows_i8(const T *x, int8_t *q, float *scale, uint32_t rows, uint32_t cols) {
+    const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const uint32_t lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const T *xr = x + (size_t)row * cols;
+    float m = 0.0f;
+    bool nan = false;
+    for (uint32_t c = lane; c < cols; c += 32) {
+        const float v = to_f32(xr[c]);
+        nan |= isnan(v);
+        m = fmaxf(m, fabsf(v));
+    }
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
+    // A NaN input makes its row's scale NaN, so it reaches the output instead of clamping to -127.
+    nan = __any_sync(0xffffffff, nan);
+    const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / 127.0));
+    int8_t *qr = q + (size_t)row * cols;
+    for (uint32_t c = lane; c < cols; c += 32) {
+        const float v = fminf(fmaxf(roundf(to_f32(xr[c]) / s), -127.0f), 127.0f);
+        qr[c] = (int8_t)v;
+    }
+    if (lane == 0) scale[row] = s;
+}
+
+// dequant_i32: out[r, n] = act(acc[r, n] * sx[r] * sb[n] + sb[cols + n]) from the int8 GEMM's
+// int32 products, with sb = (per-channel weight scale; bias in f32), in the CPU reference's order.
+template <typename T, bool GELU>
+__device__ void dequant_i32(const int32_t *acc, const float *sx, const float *sb, T *out, uint32_t rows,
+                            uint32_t cols) {
+    GRID_STRIDE(i, (size_t)rows * cols) {
+        const uint32_t r = i / cols, n = i % cols;
+        const float v = (float)acc[i] * sx[r] * sb[n] + sb[cols + n];
+        out[i] = from_f32<T>(act<GELU>(v));
+    }
+}
+
+#define QUANTIZE_I8(NAME, T) extern "C" __global__ void NAME(const T *x, int8_t *q, float *scale, uint32_t rows, \
+    uint32_t cols) { quantize_rows_i8<T>(x, q, scale, rows, cols); }
+#define DEQUANT_I32(NAME, T, G) extern "C" __global__ void NAME(const int32_t *acc, const float *sx, const float *sb, \
+    T *out, uint32_t rows, uint32_t cols) { dequant_i32<T, G>(acc, sx, sb, out, rows, cols); }
+
+QUANTIZE_I8(quantize_rows_i8_f32, float)
+QUANTIZE_I8(quantize_rows_i8_f16, __half)
+QUANTIZE_I8(quantize_rows_i8_bf16, __nv_bfloat16)
+DEQUANT_I32(dequant_i32_none_f32, float, false)
+DEQUANT_I32(dequant_i32_none_f16, __half, false)
+DEQUANT_I32(dequant_i32_none_bf16, __nv_bfloat16, false)
+DEQUANT_I32(dequant_i32_gelu_f32, float, true)
+DEQUANT_I32(dequant_i32_gelu_f16, __half, true)
+DEQUANT_I32(dequant_i32_gelu_bf16, __nv_bfloat16, true)

@@ -23,17 +23,40 @@ pub struct EightBitLinear {
     weight_scale: Tensor,
     /// In the float dtype, as the other layers hold it.
     bias: Tensor,
+    /// On CUDA for int8: the weight's int8 values as raw bytes (U8, (out, in)) and (2, out) f32
+    /// holding the channel scales and the bias, for the tensor-core path (src/model/int8_gemm.rs).
+    tensor_cores: Option<(Tensor, Tensor)>,
 }
 
 impl EightBitLinear {
     /// `weight` (out, in) in f32: quantized per output channel.
     pub fn quantize(weight: &Tensor, bias: Tensor, format: EightBit) -> Result<Self> {
         let (q, scale) = quantize_rows(&weight.to_dtype(DType::F32)?, format)?;
+        let weight_scale = scale.t()?.contiguous()?;
+        let tensor_cores = if q.device().is_cuda() && format == EightBit::Int8 {
+            // Exact integers in [-127, 127]: their two's-complement bytes. cuBLASLt's int8 GEMMs
+            // need output widths in multiples of 4: a narrower layer (a 2-label classifier) gets
+            // zero rows, whose outputs forward() drops.
+            let (out, _) = q.dims2()?;
+            let pad = out.next_multiple_of(4) - out;
+            let values: Vec<f32> = q.pad_with_zeros(0, 0, pad)?.flatten_all()?.to_vec1()?;
+            let bytes: Vec<u8> = values.iter().map(|&v| (v as i8) as u8).collect();
+            let bytes = Tensor::from_vec(bytes, (out + pad, q.dim(1)?), q.device())?;
+            let scale_bias = Tensor::cat(
+                &[&weight_scale, &bias.to_dtype(DType::F32)?.unsqueeze(0)?],
+                0,
+            )?
+            .pad_with_zeros(1, 0, pad)?;
+            Some((bytes, scale_bias.contiguous()?))
+        } else {
+            None
+        };
         Ok(Self {
             format,
             weight: q,
-            weight_scale: scale.t()?.contiguous()?,
+            weight_scale,
             bias,
+            tensor_cores,
         })
     }
 
@@ -45,11 +68,26 @@ impl EightBitLinear {
         self.bias.dtype()
     }
 
+    /// Whether this layer runs on int8 tensor cores (CUDA) rather than the f32 reference.
+    pub fn on_tensor_cores(&self) -> bool {
+        self.tensor_cores.is_some()
+    }
+
     /// `act(x W^T + b)` for `x` (..., in) in the float dtype, `act` erf GELU when `gelu`.
     pub fn forward(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (in_dim, dtype) = (*dims.last().unwrap_or(&1), x.dtype());
         let rows = x.elem_count() / in_dim.max(1);
+        let mut out_dims = dims.clone();
+        *out_dims.last_mut().expect("at least one dimension") = self.weight.dim(0)?;
+        if let Some((bytes, scale_bias)) = &self.tensor_cores {
+            let x = x.reshape((rows, in_dim))?;
+            let out = self.weight.dim(0)?;
+            return super::int8_gemm::int8_linear(&x, bytes, scale_bias, gelu)?
+                .narrow(1, 0, out)?
+                .contiguous()?
+                .reshape(out_dims);
+        }
         let x = x.reshape((rows, in_dim))?.to_dtype(DType::F32)?;
         let (xq, x_scale) = quantize_rows(&x, self.format)?;
         let acc = xq.matmul(&self.weight.t()?)?;
@@ -58,8 +96,6 @@ impl EightBitLinear {
             .broadcast_mul(&self.weight_scale)?
             .broadcast_add(&self.bias.to_dtype(DType::F32)?)?;
         let y = if gelu { y.gelu_erf()? } else { y };
-        let mut out_dims = dims;
-        *out_dims.last_mut().expect("at least one dimension") = self.weight.dim(0)?;
         y.to_dtype(dtype)?.reshape(out_dims)
     }
 }
@@ -72,8 +108,12 @@ pub fn quantize_rows(x: &Tensor, format: EightBit) -> Result<(Tensor, Tensor)> {
     let zero = absmax.eq(0f64)?;
     let scale = zero.where_cond(
         &absmax.ones_like()?,
-        &(absmax / f64::from(format.max_value()))?,
+        &(&absmax / f64::from(format.max_value()))?,
     )?;
+    // max ignores NaN: a row holding one gets a NaN scale, so the NaN reaches the output instead
+    // of being clamped to a finite 8-bit value.
+    let nan_rows = x.ne(x)?.max_keepdim(D::Minus1)?;
+    let scale = nan_rows.where_cond(&(scale.ones_like()? * f64::NAN)?, &scale)?;
     let scaled = x.broadcast_div(&scale)?;
     let limit = f64::from(format.max_value());
     let q = match format {
@@ -143,6 +183,20 @@ mod tests {
             values(&q),
             vec![448.0, 1.0, 1.25, 288.0, -0.3125, 0.001953125, 16.0, -448.0]
         );
+    }
+
+    #[test]
+    fn a_nan_input_reaches_the_output_instead_of_becoming_a_finite_value() {
+        let x = Tensor::from_vec(vec![1.0f32, f32::NAN, 2.0, 3.0], (2, 2), &Device::Cpu).unwrap();
+        for format in [EightBit::Int8, EightBit::Fp8E4M3] {
+            let (q, scale) = quantize_rows(&x, format).unwrap();
+            let (q, scale) = (values(&q), values(&scale));
+            assert!(
+                scale[0].is_nan() && q[..2].iter().all(|v| v.is_nan()),
+                "{format:?}"
+            );
+            assert!(scale[1].is_finite() && q[2..].iter().all(|v| v.is_finite()));
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod eight_bit;
 pub mod encoder;
 pub mod fused;
 pub mod graph;
+pub mod int8_gemm;
 pub mod weights;
 
 use std::collections::HashMap;
@@ -241,10 +242,10 @@ pub fn probe_precision(
     preset: &Preset,
     device: &Device,
 ) -> std::result::Result<(), Unsupported> {
-    if precision.eight_bit().is_some() && device.is_cuda() {
-        // Never run the f32 reference on a GPU and report its time as if it were int8/fp8.
+    if precision.eight_bit() == Some(crate::config::EightBit::Fp8E4M3) && device.is_cuda() {
+        // Never run the f32 reference on a GPU and report its time as if it were fp8.
         return Err(Unsupported::Device(format!(
-            "{} runs only as the CPU numerics reference in this build (its cuBLASLt tensor-core GEMMs are not built yet): set device.backend = \"cpu\" to measure its numerics and fidelity",
+            "{} runs only as the CPU numerics reference in this build (its cuBLASLt FP8 GEMMs are not built yet): set device.backend = \"cpu\" to measure its numerics and fidelity",
             precision.name()
         )));
     }

@@ -16,6 +16,12 @@ impl Encoder {
         let float = crate::model::dtype_name(float);
         let padded = self.linears().any(|l| l.padded());
         if let Some(e) = linear.and_then(|l| l.eight_bit()) {
+            if linear.is_some_and(|l| l.on_tensor_cores()) {
+                return format!(
+                    "{} W8A8 linears (tensor cores: cuBLASLt int8 GEMM, int32 accumulation; per-channel weights, per-token dynamic inputs) + {float}",
+                    e.name()
+                );
+            }
             return format!(
                 "{} W8A8 linears (numerics reference: f32 arithmetic on {} values, per-channel weights, per-token dynamic inputs) + {float}",
                 e.name(),
@@ -63,6 +69,9 @@ impl Encoder {
         };
         let eight_bit = self.linears().next().and_then(|l| l.eight_bit());
         let linear = match self.linears().next().and_then(|l| l.quant_format()) {
+            _ if self.linears().next().is_some_and(|l| l.on_tensor_cores()) => {
+                "W8A8 int8 on tensor cores: each input quantized per token by a runner kernel (dynamic scale), int8 x int8 -> int32 GEMM through cuBLASLt (CUBLAS_COMPUTE_32I), scaled back by token x channel scale with bias (+ erf GELU) in a runner kernel; weights per output channel, symmetric".to_string()
+            }
             _ if eight_bit.is_some() => {
                 let e = eight_bit.expect("checked");
                 format!(
@@ -81,7 +90,11 @@ impl Encoder {
             }
             None => format!("candle matmul ({matmul}) + bias add"),
         };
-        let activation = if kernels {
+        let activation = if self.linears().next().is_some_and(|l| l.on_tensor_cores()) {
+            "erf GELU in the int8 GEMM's dequantization kernel (runner kernel, f32)"
+        } else if eight_bit.is_some() {
+            "erf GELU in f32 after the W8A8 reference product (candle)"
+        } else if kernels {
             "erf GELU fused with the FFN's bias add (runner kernel)"
         } else {
             "erf GELU (candle kernel)"

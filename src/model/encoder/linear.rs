@@ -104,6 +104,10 @@ impl Linear {
         }
     }
 
+    pub(super) fn on_tensor_cores(&self) -> bool {
+        matches!(self, Linear::EightBit(l) if l.on_tensor_cores())
+    }
+
     pub(super) fn eight_bit(&self) -> Option<crate::config::EightBit> {
         match self {
             Linear::EightBit(l) => Some(l.format()),

@@ -1,0 +1,272 @@
+//! W8A8 int8 linear layers on CUDA tensor cores: each input row quantized to int8 by a runner
+//! kernel (per token, dynamic scale), an int8 x int8 -> int32 GEMM through cuBLASLt
+//! (`CUBLAS_COMPUTE_32I`, IMMA kernels), then one runner kernel that scales back by token x
+//! channel scale and adds the bias (+ erf GELU) into the float dtype. The arithmetic is that of
+//! the CPU reference (src/model/eight_bit.rs), which examples/int8_check.rs checks it against.
+//!
+//! The int8 weight is held as raw bytes in a U8 tensor (candle has no i8 dtype), the int32
+//! products in an I32 buffer. cuBLASLt reads row-major x (M, K) and W (N, K) as the column-major
+//! K x M and K x N matrices they are in memory and computes C^T = W^T' x X^T' in the TN form that
+//! int8 tensor-core GEMMs require, which is row-major C (M, N).
+
+use candle_core::{Result, Tensor};
+
+/// `act(x W^T + b)` in int8 on CUDA. `x` (rows, K) in the float dtype, `weight` (N, K) U8 holding
+/// int8 values, `scale_bias` (2, N) f32: the per-channel weight scales, then the bias.
+pub fn int8_linear(x: &Tensor, weight: &Tensor, scale_bias: &Tensor, gelu: bool) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    {
+        x.contiguous()?.apply_op3_no_bwd(
+            &weight.contiguous()?,
+            &scale_bias.contiguous()?,
+            &cuda::Int8Linear { gelu },
+        )
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (x, weight, scale_bias, gelu);
+        candle_core::bail!("the int8 tensor-core path needs a CUDA build")
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use std::cell::RefCell;
+    use std::mem::size_of;
+
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::cublaslt::{result as lt, sys};
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaSlice, DevicePtr, LaunchConfig, PushKernelArg,
+    };
+    use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
+    use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
+
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+    /// NVIDIA's recommended cuBLASLt workspace on Hopper.
+    const WORKSPACE: usize = 32 << 20;
+
+    /// One cuBLASLt handle and workspace for the thread that runs the cells.
+    struct Lt {
+        handle: sys::cublasLtHandle_t,
+        workspace: CudaSlice<u8>,
+    }
+
+    thread_local! {
+        static LT: RefCell<Option<Lt>> = const { RefCell::new(None) };
+    }
+
+    fn lt_err(e: lt::CublasError) -> candle_core::Error {
+        candle_core::Error::msg(format!("cuBLASLt: {e:?}"))
+    }
+
+    pub struct Int8Linear {
+        pub gelu: bool,
+    }
+
+    impl candle_core::CustomOp3 for Int8Linear {
+        fn name(&self) -> &'static str {
+            "runner-int8-linear"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!("runner-int8-linear is a CUDA kernel (the CPU runs the reference)")
+        }
+
+        fn cuda_fwd(
+            &self,
+            x: &CudaStorage,
+            xl: &Layout,
+            w: &CudaStorage,
+            wl: &Layout,
+            sb: &CudaStorage,
+            sbl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let (m, k) = xl.shape().dims2()?;
+            let (n, wk) = wl.shape().dims2()?;
+            if wk != k || sbl.shape().dims2()? != (2, n) || w.dtype() != DType::U8 {
+                candle_core::bail!(
+                    "runner-int8-linear: x {:?}, weight {:?} {:?}, scale_bias {:?}",
+                    xl.shape(),
+                    wl.shape(),
+                    w.dtype(),
+                    sbl.shape()
+                );
+            }
+            // cuBLASLt's int8 kernels want 4-byte aligned rows.
+            if k % 4 != 0 || n % 4 != 0 {
+                candle_core::bail!("int8 GEMMs need widths that are multiples of 4 (K {k}, N {n})");
+            }
+            let dev = x.device().clone();
+            let suffix = match x.dtype() {
+                DType::F32 => "f32",
+                DType::F16 => "f16",
+                DType::BF16 => "bf16",
+                other => candle_core::bail!("runner-int8-linear: no version for {other:?}"),
+            };
+            let x_off = xl.start_offset();
+            let w_slice = w.as_cuda_slice::<u8>()?.slice(wl.start_offset()..);
+            let sb_slice = sb.as_cuda_slice::<f32>()?.slice(sbl.start_offset()..);
+            // 1. Quantize the rows of x.
+            let q = unsafe { dev.alloc::<u8>(m * k)? };
+            let sx = unsafe { dev.alloc::<f32>(m)? };
+            let func = dev.get_or_load_custom_func(
+                &format!("quantize_rows_i8_{suffix}"),
+                "runner_fused",
+                PTX,
+            )?;
+            let warps = LaunchConfig {
+                grid_dim: (m.div_ceil(8).max(1) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let (m32, k32, n32) = (m as u32, k as u32, n as u32);
+            macro_rules! quantize {
+                ($t:ty) => {{
+                    let xs = x.as_cuda_slice::<$t>()?.slice(x_off..);
+                    let mut b = func.builder();
+                    b.arg(&xs).arg(&q).arg(&sx).arg(&m32).arg(&k32);
+                    unsafe { b.launch(warps) }.w()?;
+                }};
+            }
+            match x.dtype() {
+                DType::F32 => quantize!(f32),
+                DType::F16 => quantize!(half::f16),
+                _ => quantize!(half::bf16),
+            }
+            // 2. int32 products C (M, N) = X (M, K) . W (N, K)^T.
+            let acc = unsafe { dev.alloc::<i32>(m * n)? };
+            gemm_i8(&dev, &w_slice, &q, &acc, m, n, k)?;
+            // 3. Scale back, bias (+ GELU), into the float dtype.
+            let kernel = format!(
+                "dequant_i32_{}_{suffix}",
+                if self.gelu { "gelu" } else { "none" }
+            );
+            let func = dev.get_or_load_custom_func(&kernel, "runner_fused", PTX)?;
+            let total = m * n;
+            let flat = LaunchConfig {
+                grid_dim: (total.div_ceil(256).clamp(1, 1 << 20) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            macro_rules! dequant {
+                ($t:ty, $variant:ident) => {{
+                    let out = unsafe { dev.alloc::<$t>(total)? };
+                    let mut b = func.builder();
+                    b.arg(&acc)
+                        .arg(&sx)
+                        .arg(&sb_slice)
+                        .arg(&out)
+                        .arg(&m32)
+                        .arg(&n32);
+                    unsafe { b.launch(flat) }.w()?;
+                    CudaStorage {
+                        slice: CudaStorageSlice::$variant(out),
+                        device: dev.clone(),
+                    }
+                }};
+            }
+            let out = match x.dtype() {
+                DType::F32 => dequant!(f32, F32),
+                DType::F16 => dequant!(half::f16, F16),
+                _ => dequant!(half::bf16, BF16),
+            };
+            Ok((out, Shape::from((m, n))))
+        }
+    }
+
+    /// C (M, N) int32 row-major = X (M, K) int8 . W (N, K)^T int8, on candle's stream.
+    fn gemm_i8(
+        dev: &CudaDevice,
+        w: &candle_core::cuda_backend::cudarc::driver::CudaView<'_, u8>,
+        x: &CudaSlice<u8>,
+        c: &CudaSlice<i32>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Result<()> {
+        let stream = dev.cuda_stream();
+        LT.with(|cell| -> Result<()> {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                let handle = lt::create_handle().map_err(lt_err)?;
+                let workspace = unsafe { dev.alloc::<u8>(WORKSPACE)? };
+                *cell = Some(Lt { handle, workspace });
+            }
+            let lt_state = cell.as_ref().expect("just set");
+            let (w_ptr, _w) = w.device_ptr(&stream);
+            let (x_ptr, _x) = x.device_ptr(&stream);
+            let (c_ptr, _c) = c.device_ptr(&stream);
+            let (ws_ptr, _ws) = lt_state.workspace.device_ptr(&stream);
+            // SAFETY: descriptors are created, used and destroyed here; the pointers address
+            // buffers of the sizes the layouts state, alive until the stream-ordered call ends.
+            unsafe {
+                let desc = lt::create_matmul_desc(
+                    sys::cublasComputeType_t::CUBLAS_COMPUTE_32I,
+                    sys::cudaDataType::CUDA_R_32I,
+                )
+                .map_err(lt_err)?;
+                let transpose: i32 = 1;
+                lt::set_matmul_desc_attribute(
+                    desc,
+                    sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
+                    (&transpose) as *const i32 as *const _,
+                    size_of::<i32>(),
+                )
+                .map_err(lt_err)?;
+                let a = lt::create_matrix_layout(sys::cudaDataType::CUDA_R_8I, k as u64, n as u64, k as i64)
+                    .map_err(lt_err)?;
+                let b = lt::create_matrix_layout(sys::cudaDataType::CUDA_R_8I, k as u64, m as u64, k as i64)
+                    .map_err(lt_err)?;
+                let cl = lt::create_matrix_layout(sys::cudaDataType::CUDA_R_32I, n as u64, m as u64, n as i64)
+                    .map_err(lt_err)?;
+                let pref = lt::create_matmul_pref().map_err(lt_err)?;
+                lt::set_matmul_pref_attribute(
+                    pref,
+                    sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                    (&WORKSPACE) as *const usize as *const _,
+                    size_of::<usize>(),
+                )
+                .map_err(lt_err)?;
+                let run = || -> std::result::Result<(), lt::CublasError> {
+                    let heuristic =
+                        lt::get_matmul_algo_heuristic(lt_state.handle, desc, a, b, cl, cl, pref)?;
+                    let (alpha, beta) = (1i32, 0i32);
+                    lt::matmul(
+                        lt_state.handle,
+                        desc,
+                        (&alpha) as *const i32 as *const _,
+                        (&beta) as *const i32 as *const _,
+                        w_ptr as *const _,
+                        a,
+                        x_ptr as *const _,
+                        b,
+                        c_ptr as *const _,
+                        cl,
+                        c_ptr as *mut _,
+                        cl,
+                        &heuristic.algo,
+                        ws_ptr as *mut _,
+                        WORKSPACE,
+                        stream.cu_stream() as sys::cudaStream_t,
+                    )
+                };
+                let result = run();
+                let _ = lt::destroy_matmul_pref(pref);
+                let _ = lt::destroy_matrix_layout(cl);
+                let _ = lt::destroy_matrix_layout(b);
+                let _ = lt::destroy_matrix_layout(a);
+                let _ = lt::destroy_matmul_desc(desc);
+                result.map_err(lt_err)
+            }
+        })
+    }
+}

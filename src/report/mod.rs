@@ -24,8 +24,8 @@ use crate::results::{write_derived, CellRecord, CellStatus, Manifest, RunDir};
 use tables::{per_layer_csv_bytes, summary_csv_bytes};
 pub use tables::{PER_LAYER_COLUMNS, SUMMARY_COLUMNS};
 use views::{
-    implementation_parts, implementation_views, quantized_slower_why, tradeoff_views, worker_views,
-    ImplementationView, TradeoffView, WorkerView,
+    implementation_parts, implementation_views, quantized_slower_why, tf32_statement,
+    tradeoff_views, worker_views, ImplementationView, TradeoffView, WorkerView,
 };
 
 pub const HTML_TEMPLATE: &str = "report.html.j2";
@@ -124,7 +124,11 @@ struct ReportContext<'a> {
     /// Quantized cells against the float precision each replaces.
     quantized: Vec<QuantizedComparison>,
     /// Why quantized cells ran slower than their float path on this kind of device, when any did.
-    quantized_slower_why: Option<&'static str>,
+    quantized_slower_why: Option<String>,
+    /// TF32 on or off for fp32 GEMMs on CUDA, or "not recorded"; `None` off CUDA.
+    tf32: Option<String>,
+    /// Models that ran with random (seeded) weights: their fidelity and accuracy get a caveat.
+    random_weight_models: Vec<&'a str>,
     /// What the report opens with: the cheapest cells and the ratios readers ask for.
     findings: Findings,
     /// Short flag codes for the results table, their legend and each flagged cell's sentences.
@@ -257,17 +261,25 @@ pub fn render_records(
         .collect::<Result<Vec<_>>>()?;
 
     let idle_w = manifest.idle_baseline.as_ref().map(|i| i.power_w);
-    let mut trace_charts = Vec::new();
+    let mut traces = Vec::new();
     for s in &summaries {
-        let Some(samples) = read_trace(&run.path.join("traces").join(format!("{}.csv", s.id)))?
-        else {
-            continue;
-        };
+        if let Some(samples) = read_trace(&run.path.join("traces").join(format!("{}.csv", s.id)))? {
+            traces.push((s, samples));
+        }
+    }
+    // One y axis for every trace, so the grid of traces compares power at a glance.
+    let power_max = traces
+        .iter()
+        .flat_map(|(_, samples)| samples.iter().map(|p| p.power_w))
+        .chain(idle_w)
+        .fold(1f64, f64::max);
+    let mut trace_charts = Vec::new();
+    for (s, samples) in &traces {
         let title = format!(
             "{} {} {} batch {} seq {}",
             s.id, s.model, s.precision, s.batch_size, s.seq_len
         );
-        let (svg, png) = charts::power_trace(&title, &samples, idle_w)?;
+        let (svg, png) = charts::power_trace(&title, samples, idle_w, power_max)?;
         let chart = charts::Chart {
             file_name: format!("trace-{}.svg", s.id),
             title,
@@ -349,11 +361,18 @@ pub fn render_records(
             .any(|r| r.worker.is_some() && r.device.backend == "cuda"),
         implementations: implementation_views(records),
         implementation_parts: implementation_parts(records),
-        quantized_slower_why: quantized
-            .iter()
-            .any(|q| q.slower)
-            .then(|| quantized_slower_why(&manifest.device.backend)),
+        quantized_slower_why: quantized.iter().any(|q| q.slower).then(|| {
+            quantized_slower_why(&manifest.device.backend, &manifest.device.name, &quantized)
+        }),
         quantized,
+        tf32: tf32_statement(records),
+        random_weight_models: manifest
+            .config
+            .models
+            .iter()
+            .filter(|(_, m)| m.weights == "random")
+            .map(|(name, _)| name.as_str())
+            .collect(),
         findings: findings(&summaries, baseline),
         flags: flags::flag_view(&summaries),
         show_wraparounds: summaries.iter().any(|s| s.dataset_wraparounds.is_some()),

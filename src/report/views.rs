@@ -12,26 +12,42 @@ use super::{charts, file_safe, ChartRef};
 use crate::analysis::CellSummary;
 use crate::results::{CellRecord, CellStatus, Session};
 
-/// Why a quantized precision is slower than the float path it replaces, by backend; the CUDA
-/// numbers are the runner's own profile (examples/op_timing.rs).
-pub(super) fn quantized_slower_why(backend: &str) -> &'static str {
+/// Why quantized cells were slower than the float path they replace, from this run: its device
+/// and its own ratios (no figures from another machine or model).
+pub(super) fn quantized_slower_why(
+    backend: &str,
+    device: &str,
+    quantized: &[crate::analysis::QuantizedComparison],
+) -> String {
+    let slower: Vec<_> = quantized.iter().filter(|q| q.slower).collect();
+    let (lo, hi) = slower.iter().fold((f64::INFINITY, 0f64), |(a, b), q| {
+        (a.min(q.latency_ratio), b.max(q.latency_ratio))
+    });
+    let mut formats: Vec<&str> = Vec::new();
+    for q in &slower {
+        if !formats.contains(&q.precision.as_str()) {
+            formats.push(&q.precision);
+        }
+    }
+    let measured = format!(
+        "on this run's {device}, {} took {lo:.2}x to {hi:.2}x the time per batch of the float path \
+         at the same batch size.",
+        formats.join(", ")
+    );
     if backend == "cuda" {
-        "each quantized linear runs candle's GGML kernels: the activations are first quantized to \
-         8-bit blocks (a pass of its own), then multiplied by integer MMQ kernels written for the few \
-         rows of LLM token generation. At the hundreds to thousands of rows of a batch here a forward \
-         pass is compute-bound, and cuBLAS's fp16/bf16 tensor-core GEMMs do several times more work \
-         per second: on an H100 at batch 64 x seq 128, DistilBERT's FFN-in linear took 374 us as a \
-         q8_0 QMatMul (103 TFLOP/s) against 62 us in fp16 (625 TFLOP/s; \
-         docs/results/2026-11-24-nvidia-h100-80gb-hbm3-speed/op_timing.txt). The memory 4- and \
-         8-bit weights save (DistilBERT's 85 MB of fp16 linear weights become 24-45 MB) pays only \
-         where reading weights dominates, as in token-by-token decoding of much larger models. The \
-         quantized path also keeps Q, K and V as three matmuls with three head-split copies where \
-         the float path runs one GEMM and one fused kernel. Here quantization saves GPU memory, not \
-         time or energy."
+        format!(
+            "{measured} Each quantized linear runs candle's GGML kernels: the activations are first \
+             quantized to 8-bit blocks (a pass of its own), then multiplied by integer kernels \
+             written for the few rows of token-by-token generation, while the float path runs \
+             cuBLAS's tensor-core GEMMs on rows = batch x sequence length. The weights' memory \
+             saving pays only where reading weights dominates; the records' implementation \
+             section says which kernels ran (examples/op_timing.rs profiles them per operation)."
+        )
     } else {
-        "the runner has not profiled candle's quantized CPU kernels (GGML block formats); the ratios \
-         are what they measured against the float path on this CPU, and the per-cell precision \
-         and implementation records say exactly what ran."
+        format!(
+            "{measured} The runner has not profiled candle's quantized CPU kernels (GGML block \
+             formats); the per-cell precision and implementation records say exactly what ran."
+        )
     }
 }
 
@@ -222,4 +238,28 @@ pub(super) fn tradeoff_views(
         }
     }
     Ok(views)
+}
+
+/// Whether the fp32 cells' GEMMs ran on TF32 tensor cores, from the records' `gemm_precision`
+/// (CUDA only; records from before it was recorded say so).
+pub(super) fn tf32_statement(records: &[CellRecord]) -> Option<String> {
+    let cuda: Vec<&CellRecord> = records
+        .iter()
+        .filter(|r| r.device.backend == "cuda")
+        .collect();
+    if cuda.is_empty() {
+        return None;
+    }
+    let recorded: Vec<&String> = cuda
+        .iter()
+        .filter(|r| r.cell.precision.float() == crate::config::FloatPrecision::Fp32)
+        .filter_map(|r| r.implementation.as_ref()?.get("gemm_precision"))
+        .collect();
+    Some(if recorded.is_empty() {
+        "not recorded (these records predate implementation.gemm_precision)".to_string()
+    } else if recorded.iter().any(|g| g.contains("TF32")) {
+        "on: fp32 GEMMs ran on TF32 tensor cores".to_string()
+    } else {
+        "off: fp32 GEMMs accumulated in full fp32 (CUBLAS_COMPUTE_32F)".to_string()
+    })
 }

@@ -320,13 +320,15 @@ fn draw_lines<DB: DrawingBackend>(
 }
 
 /// Power over time for one cell (all its windows on one time axis), with the idle baseline.
+/// `power_max` is the top of the y axis, shared by every trace of a report.
 pub fn power_trace(
     title: &str,
     samples: &[PowerSample],
     idle_w: Option<f64>,
+    power_max: f64,
 ) -> Result<(String, Vec<u8>)> {
     Ok(render!(title, (560, 260), |root| draw_trace(
-        &root, title, samples, idle_w
+        &root, title, samples, idle_w, power_max
     )))
 }
 
@@ -335,13 +337,14 @@ fn draw_trace<DB: DrawingBackend>(
     title: &str,
     samples: &[PowerSample],
     idle_w: Option<f64>,
+    power_max: f64,
 ) -> Result<()> {
     let t_max = samples.iter().map(|s| s.t_s).fold(0f64, f64::max).max(1e-3);
     let p_max = samples
         .iter()
         .map(|s| s.power_w)
         .chain(idle_w)
-        .fold(0f64, f64::max)
+        .fold(power_max, f64::max)
         .max(1.0);
     let err = |e| fail(title, e);
     {

@@ -7,6 +7,7 @@
 pub mod charts;
 pub mod compare;
 mod flags;
+pub mod markdown;
 mod tables;
 mod views;
 
@@ -57,6 +58,25 @@ impl TemplateSource {
         }
     }
 
+    /// Compiles both templates, so a syntax error in an edited one stops the run before the first
+    /// cell instead of after the whole sweep.
+    pub fn check(&self) -> Result<()> {
+        let env = self.environment()?;
+        for name in [HTML_TEMPLATE, MD_TEMPLATE] {
+            if let Err(e) = env.get_template(name) {
+                let at = match self {
+                    Self::Dir(dir) => dir.join(name).display().to_string(),
+                    Self::BuiltIn => format!("the built-in {name}"),
+                };
+                return Err(crate::error::ConfigError::new(format!(
+                    "{at}: the report template does not compile: {e:#}; fix it (or pass --templates with a working copy) before measuring"
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     fn environment(&self) -> Result<Environment<'static>> {
         let mut env = Environment::new();
         match self {
@@ -67,6 +87,7 @@ impl TemplateSource {
             }
         }
         env.add_filter("num", format_number);
+        markdown::register(&mut env);
         Ok(env)
     }
 }
@@ -214,6 +235,27 @@ pub struct Written {
 /// The command that completes a partial run, as its report shows it: the caller knows how the run
 /// was driven (resumed by `runner run`, or resubmitted to Slurm), the report does not.
 pub type ContinueCommand<'a> = &'a dyn Fn(&Manifest, &Path) -> String;
+
+/// What to say when rendering fails after the cells were measured (a full disk, a template that
+/// fails on this run's data): the records are kept, and `runner report` renders them later.
+pub fn render_failed_hint(dir: &Path) -> String {
+    format!(
+        "rendering the reports of {} failed; every record is kept: once the cause is fixed (e.g. space freed), render them with `runner report {}`",
+        dir.display(),
+        shell_word(&dir.display().to_string())
+    )
+}
+
+/// `s` as one POSIX shell word (run::shell_quote sits above this layer).
+fn shell_word(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
 
 /// Reads the run directory and (re)writes summary.csv, the charts and both reports.
 pub fn render(

@@ -7,17 +7,44 @@ use serde::Serialize;
 use crate::analysis::{CellSummary, LayerSummary};
 use crate::results::CellStatus;
 
+/// A text cell as a spreadsheet should show it: one that starts with `=`, `+`, `-`, `@`, a tab or
+/// a carriage return would open as a formula (OWASP's CSV injection), so it gets a leading `'`.
+/// Text here comes from users (model names, paths in failure reasons); numbers are not text.
+pub fn csv_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    }
+}
+
+fn csv_text<S: serde::Serializer, T: AsRef<str>>(text: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&csv_safe(text.as_ref()))
+}
+
+fn csv_opt_text<S: serde::Serializer>(text: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(t) => s.serialize_str(&csv_safe(t)),
+        None => s.serialize_none(),
+    }
+}
+
 /// One row per cell, with the original notebook's column names; empty where not measured.
 #[derive(Serialize)]
 struct SummaryRow<'a> {
     cell_id: &'a str,
+    #[serde(serialize_with = "csv_text")]
     model: &'a str,
+    #[serde(serialize_with = "csv_text")]
     precision: &'a str,
+    #[serde(serialize_with = "csv_opt_text")]
     precision_executed: Option<&'a str>,
     batch_size: usize,
     seq_len: usize,
+    #[serde(serialize_with = "csv_text")]
     scope: &'a str,
     status: CellStatus,
+    #[serde(serialize_with = "csv_text")]
     device: &'a str,
     energy_per_inference_mj: Option<f64>,
     energy_ci_low_mj: Option<f64>,
@@ -50,6 +77,7 @@ struct SummaryRow<'a> {
     accuracy_ci95_low: Option<f64>,
     accuracy_ci95_high: Option<f64>,
     accuracy_examples: Option<usize>,
+    #[serde(serialize_with = "csv_opt_text")]
     baseline_precision: Option<&'a str>,
     energy_saving_pct: Option<f64>,
     energy_saving_ci_low_pct: Option<f64>,
@@ -57,7 +85,9 @@ struct SummaryRow<'a> {
     latency_saving_pct: Option<f64>,
     latency_saving_ci_low_pct: Option<f64>,
     latency_saving_ci_high_pct: Option<f64>,
+    #[serde(serialize_with = "csv_text")]
     flags: String,
+    #[serde(serialize_with = "csv_opt_text")]
     reason: Option<&'a str>,
 }
 
@@ -225,13 +255,13 @@ pub(super) fn per_layer_csv_bytes(
         let cell = cells.iter().find(|c| c.id == l.cell_id);
         w.write_record([
             l.cell_id.clone(),
-            l.model.clone(),
-            l.precision.clone(),
+            csv_safe(&l.model).into_owned(),
+            csv_safe(&l.precision).into_owned(),
             l.batch_size.to_string(),
             l.seq_len.to_string(),
-            l.layer_name.clone(),
+            csv_safe(&l.layer_name).into_owned(),
             l.layer_idx.to_string(),
-            l.parent.clone().unwrap_or_default(),
+            csv_safe(l.parent.as_deref().unwrap_or_default()).into_owned(),
             opt(l.avg_power_w),
             l.total_time_s.to_string(),
             opt(l.energy_total_j),
@@ -267,6 +297,14 @@ pub(super) fn per_layer_csv_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_a_spreadsheet_would_run_as_a_formula_is_prefixed() {
+        for bad in ["=HYPERLINK(\"x\")", "+1", "-cmd", "@SUM(A1)", "\tx"] {
+            assert_eq!(csv_safe(bad), format!("'{bad}"));
+        }
+        assert_eq!(csv_safe("fp32"), "fp32");
+    }
 
     #[test]
     fn csv_header_matches_the_documented_columns() {

@@ -39,6 +39,37 @@ pub struct RunLock {
 }
 
 impl RunLock {
+    /// A shared hold on the run lock, for single-cell tasks and workers (`--cell-index`,
+    /// `--cell`, `--worker`): they may write one run together, each cell claimed alone, but never
+    /// beside a serial run, which holds the lock exclusively.
+    pub fn acquire_shared(dir: &Path) -> Result<Self> {
+        use std::io::Read;
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                Err(crate::error::ConfigError::new(format!(
+                    "{} is in use by a runner measuring the whole run ({}): a single-cell task must not measure beside it (both measurements would share the device); wait for it to end, then run the task again",
+                    dir.display(),
+                    holder.trim()
+                ))
+                .into())
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+
     pub fn acquire(dir: &Path) -> Result<Self> {
         use std::io::{Read, Seek};
         let path = dir.join(LOCK_FILE);
@@ -109,12 +140,12 @@ impl RunDir {
                 (base.join(&id), id)
             }
         };
-        for sub in ["cells", "traces"] {
-            std::fs::create_dir_all(path.join(sub))
-                .with_context(|| format!("creating {}", path.join(sub).display()))?;
-        }
-        // Lock before looking: a runner still writing here is the better thing to report.
-        let lock = RunLock::acquire(&path)?;
+        // Lock before looking when a runner may be here: it is the better thing to report.
+        let early = if path.join(LOCK_FILE).is_file() {
+            Some(RunLock::acquire(&path)?)
+        } else {
+            None
+        };
         if path.join("manifest.json").exists() {
             return Err(crate::error::ConfigError::new(format!(
                 "{} already holds a run (manifest.json): add --resume to complete it, or choose another --out folder",
@@ -122,6 +153,15 @@ impl RunDir {
             ))
             .into());
         }
+        refuse_foreign_contents(&path)?;
+        for sub in ["cells", "traces"] {
+            std::fs::create_dir_all(path.join(sub))
+                .with_context(|| format!("creating {}", path.join(sub).display()))?;
+        }
+        let lock = match early {
+            Some(lock) => lock,
+            None => RunLock::acquire(&path)?,
+        };
         Ok((
             Self {
                 path,
@@ -179,14 +219,27 @@ impl RunDir {
     }
 
     /// An existing run that several workers write at once (one per GPU, or Slurm array tasks):
-    /// no run lock; each cell is claimed with [`RunDir::try_claim`] instead.
+    /// the run lock held shared (refused while a serial run holds it); each cell is claimed with
+    /// [`RunDir::try_claim`].
     pub fn open_shared(path: &Path) -> Result<Self> {
-        let dir = Self::open(path)?;
+        let mut dir = Self::open(path)?;
+        dir._lock = Some(RunLock::acquire_shared(path)?);
         for sub in ["cells", "traces", SESSIONS_DIR, CLAIMS_DIR] {
             std::fs::create_dir_all(path.join(sub))
                 .with_context(|| format!("creating {}", path.join(sub).display()))?;
         }
         Ok(dir)
+    }
+
+    /// Turns this process's exclusive run lock into a shared one, for a coordinator about to
+    /// start workers that hold it shared: a serial runner stays refused throughout.
+    pub fn share_lock(&self) -> Result<()> {
+        if let Some(lock) = &self._lock {
+            lock._file
+                .lock_shared()
+                .with_context(|| format!("sharing the lock of {}", self.path.display()))?;
+        }
+        Ok(())
     }
 
     /// Claims a cell for this process: an exclusive flock on `.claims/<id>.lock`, released when
@@ -230,6 +283,14 @@ impl RunDir {
             .as_ref()
             .map(|w| w.label.as_str())
             .unwrap_or("worker");
+        // The label names a file here: never a path (the worker checks it; this is the backstop).
+        if label.is_empty()
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            bail!("worker label {label:?} cannot name a session file: letters, digits, '-' and '_' only");
+        }
         write_atomic(
             &self
                 .path
@@ -373,6 +434,54 @@ impl RunDir {
     }
 }
 
+/// What the runner itself leaves in a run directory before its manifest is written (a run
+/// killed right at its start): anything else is someone's files, which a new run must not
+/// overwrite or mix with.
+fn refuse_foreign_contents(path: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", path.display())),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = match name.as_str() {
+            LOCK_FILE => entry.file_type()?.is_file(),
+            "cells" | "traces" | SESSIONS_DIR | CLAIMS_DIR => {
+                entry.file_type()?.is_dir() && std::fs::read_dir(entry.path())?.next().is_none()
+            }
+            _ => false,
+        };
+        if !ours {
+            let kind = if entry.file_type()?.is_dir() { "/" } else { "" };
+            found.push(format!("{name}{kind}"));
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    found.sort();
+    let shown = found.len().min(5);
+    let more = if found.len() > shown {
+        format!(" and {} more", found.len() - shown)
+    } else {
+        String::new()
+    };
+    let hint = if found.iter().any(|f| f == "cells/") {
+        " (records without a manifest.json: not a run this runner can complete; move them away if they matter)"
+    } else {
+        ""
+    };
+    Err(crate::error::ConfigError::new(format!(
+        "{} is not empty and holds no run of the runner's: found {}{more}{hint}; a run is written only into a new or empty folder, so choose another --out (or leave --out out for results/<experiment>/<run-id>/)",
+        path.display(),
+        found[..shown].join(", ")
+    ))
+    .into())
+}
+
 fn check_schema(version: u32, path: &Path) -> Result<()> {
     if version != SCHEMA_VERSION {
         bail!(
@@ -400,14 +509,16 @@ pub fn write_derived(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn write_via_rename(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir, path)?;
-    tmp.1.write_all(bytes)?;
-    if durable {
-        tmp.1.sync_all()?;
+    let (tmp, mut file) = tempfile_in(dir, path)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| if durable { file.sync_all() } else { Ok(()) });
+    drop(file);
+    // A full disk (or any failed write) leaves no temporary behind, and names the file.
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
     }
-    drop(tmp.1);
-    std::fs::rename(&tmp.0, path)
-        .with_context(|| format!("renaming {} to {}", tmp.0.display(), path.display()))?;
     // The rename itself is durable only once the folder's entry is on disk (a crash right after
     // could otherwise lose a finished cell's record).
     #[cfg(unix)]
@@ -446,6 +557,18 @@ mod tests {
         write_atomic(&path, b"one").unwrap();
         write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_names_the_file_and_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder where the file should go: the rename fails, as a full disk fails the write.
+        let path = dir.path().join("report.md");
+        std::fs::create_dir(&path).unwrap();
+        let err = write_derived(&path, b"x").unwrap_err();
+        assert!(format!("{err:#}").contains("writing "), "{err:#}");
+        assert!(format!("{err:#}").contains("report.md"), "{err:#}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

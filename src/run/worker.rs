@@ -29,6 +29,23 @@ pub fn worker_label(opts: &RunOptions) -> Option<String> {
     }
 }
 
+/// A worker label becomes part of a file name (`sessions/<label>-<pid>.json`): like a cell id it
+/// may hold only ASCII letters, digits, `-` and `_` (no `/`, no `..`), at most 64 of them.
+pub fn check_label(label: &str) -> Result<(), ConfigError> {
+    let ok = !label.is_empty()
+        && label.len() <= 64
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(format!(
+            "worker label {label:?} (from --worker, or SLURM_ARRAY_JOB_ID and SLURM_ARRAY_TASK_ID) may hold only ASCII letters, digits, '-' and '_', at most 64: it names files in the run directory"
+        )))
+    }
+}
+
 /// A Slurm array task's label (`slurm-<job>_<task>`), or `cell-<n>` outside Slurm.
 fn task_label(n: usize) -> String {
     match (
@@ -45,6 +62,7 @@ fn task_label(n: usize) -> String {
 /// no cell is measured twice, skipping cells that already have a final record. It writes records
 /// and its own session file, never the shared manifest or the reports.
 pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result<u8> {
+    check_label(label)?;
     let started = std::time::Instant::now();
     let mut protocol_time = ProtocolTime::default();
     let who = format!("[{label}]");

@@ -98,7 +98,59 @@ pub fn resubmit_command(file: &str, dir: &Path, overrides: &[String]) -> String 
     cmd
 }
 
+/// Every value that lands in a job script, with the option that gave it: a control character
+/// (a newline above all) would end the `#SBATCH` line or comment it sits in and start a command.
+fn refuse_control_characters(opts: &SlurmOptions) -> Result<()> {
+    let mut values: Vec<(&str, String)> =
+        vec![("the experiment file", opts.file.display().to_string())];
+    if let Some(o) = &opts.out {
+        values.push(("--out", o.display().to_string()));
+    }
+    if let Some(p) = &opts.partition {
+        values.push(("--partition", p.clone()));
+    }
+    if let Some(t) = &opts.time {
+        values.push(("--time", t.clone()));
+    }
+    values.extend(opts.sbatch_args.iter().map(|a| ("--sbatch-arg", a.clone())));
+    values.extend(opts.overrides.iter().map(|o| ("--set", o.clone())));
+    if let Ok(cwd) = std::env::current_dir() {
+        values.push(("the working directory", cwd.display().to_string()));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        values.push(("the runner binary's path", exe.display().to_string()));
+    }
+    let problems: Vec<String> = values
+        .iter()
+        .filter(|(_, v)| v.chars().any(char::is_control))
+        .map(|(what, v)| {
+            format!(
+                "{what} {v:?} holds a control character (newline, tab, escape ...): it would end its line of the sbatch script and run as a command; give a value without one"
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems }.into())
+    }
+}
+
+/// One `#SBATCH` argument as sbatch reads it: as is when plainly safe, else in double quotes with
+/// `\` and `"` escaped (sbatch splits these lines on blanks, honours quotes and backslashes, and
+/// treats an unquoted `#` as the start of a comment).
+fn sbatch_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,%@+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
 pub fn run(opts: &SlurmOptions) -> Result<u8> {
+    refuse_control_characters(opts)?;
     let run_opts = RunOptions {
         file: opts.file.clone(),
         out: opts.out.clone(),
@@ -137,7 +189,8 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
         .filter(|d| d.join("manifest.json").exists());
     let run_dir = match existing {
         Some(dir) => {
-            let run_dir = RunDir::resume(dir)?;
+            // Shared: array tasks of an earlier submission may still be measuring.
+            let run_dir = RunDir::open_shared(dir)?;
             let manifest = run_dir.read_manifest()?;
             if manifest.launcher.as_deref() != Some("slurm") {
                 return Err(ConfigError::new(format!(
@@ -195,6 +248,16 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
         .with_context(|| format!("resolving {}", run_dir.path.display()))?;
     let file = std::fs::canonicalize(&opts.file)
         .with_context(|| format!("resolving {}", opts.file.display()))?;
+    // A symbolic link may resolve to what its own name did not show.
+    for (what, path) in [("the experiment file", &file), ("the run directory", &dir)] {
+        if path.display().to_string().chars().any(char::is_control) {
+            return Err(ConfigError::new(format!(
+                "{what} resolves to {:?}, which holds a control character: it would end its line of the sbatch script; rename it",
+                path.display().to_string()
+            ))
+            .into());
+        }
+    }
 
     let mut missing = Vec::new();
     for (i, cell) in prepared.plan.iter().enumerate() {
@@ -308,24 +371,25 @@ fn latest_slurm_run(
 }
 
 fn sbatch_header(opts: &SlurmOptions, job_name: &str, log: &Path, cwd: &Path) -> String {
+    let line = |arg: String| format!("#SBATCH {}", sbatch_quote(&arg));
     let mut lines = vec![
         "#!/bin/bash".to_string(),
-        format!("#SBATCH --job-name={job_name}"),
-        format!("#SBATCH --output={}", log.display()),
-        format!("#SBATCH --chdir={}", cwd.display()),
+        line(format!("--job-name={job_name}")),
+        line(format!("--output={}", log.display())),
+        line(format!("--chdir={}", cwd.display())),
         "#SBATCH --ntasks=1".to_string(),
     ];
     if let Some(p) = &opts.partition {
-        lines.push(format!("#SBATCH --partition={p}"));
+        lines.push(line(format!("--partition={p}")));
     }
     if let Some(t) = &opts.time {
-        lines.push(format!("#SBATCH --time={t}"));
+        lines.push(line(format!("--time={t}")));
     }
     if let Some(c) = opts.cpus_per_task {
         lines.push(format!("#SBATCH --cpus-per-task={c}"));
     }
     for extra in &opts.sbatch_args {
-        lines.push(format!("#SBATCH {extra}"));
+        lines.push(line(extra.clone()));
     }
     lines.join("\n")
 }

@@ -129,6 +129,8 @@ pub fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Res
     manifest.sessions.push(Session::begin(already));
     manifest.ended_at = None;
     run_dir.write_manifest(&manifest)?;
+    // The workers hold the run lock shared; a serial runner stays refused while they measure.
+    run_dir.share_lock()?;
     crate::interrupt::install()?;
     eprintln!(
         "runner: {} cells on {} ({}), results in {}",
@@ -210,7 +212,8 @@ pub fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Res
         &manifest,
         &records,
         &super::continue_command,
-    )?;
+    )
+    .with_context(|| crate::report::render_failed_hint(&run_dir.path))?;
     eprintln!(
         "runner: {} of {} cells recorded by {} in {wall_s:.1} s; reports: {} and {}",
         records.len(),

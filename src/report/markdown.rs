@@ -1,0 +1,159 @@
+//! Markdown escaping for report.md, as template filters: everything a user wrote (description,
+//! names, paths, overrides, failure reasons) reaches the Markdown as text, never as markup, as
+//! minijinja's auto-escaping already does for the HTML report.
+//!
+//! - `{{ x | md }}`: inline text, for table cells and paragraphs (newlines become spaces; with
+//!   `md(lines=true)` they stay, each line escaped at its start)
+//! - `{{ x | md_code }}`: an inline code span whose fence is longer than any backtick run in `x`
+//!   (`md_code(table=false)` outside a table, where `\|` would show its backslash)
+//! - `{{ x | md_fence("toml") }}`: a fenced block whose fence no line of `x` can close
+
+use minijinja::value::{Kwargs, Value};
+
+/// ASCII punctuation that starts or ends Markdown markup anywhere in a line (emphasis, code,
+/// links, images, raw HTML, tables, strikethrough, entities, footnotes).
+/// (`_` only where it can: inside a word it opens no emphasis; `>` only at a line's start.)
+const INLINE: &[char] = &[
+    '\\', '`', '*', '[', ']', '<', '|', '!', '~', '&', '#', '{', '}', '$', '^',
+];
+
+/// `text` as Markdown text that renders exactly as written.
+pub fn escape(text: &str, keep_lines: bool) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push_str(if keep_lines { "\n" } else { " " });
+        }
+        let line = line.trim_end_matches('\r');
+        let body = line.trim_start();
+        out.push_str(&line[..line.len() - body.len()]);
+        // What makes a block at a line's start: a list (- + or 1. 1)), a heading (#), a quote
+        // (>), a fence (```, ~~~), a setext underline or rule (= -).
+        let digits = body.chars().take_while(char::is_ascii_digit).count();
+        if body.starts_with(['-', '+', '=', '>']) {
+            out.push('\\');
+        } else if digits > 0 && body[digits..].starts_with(['.', ')']) {
+            out.push_str(&body[..digits]);
+            out.push('\\');
+            push_inline(&mut out, &body[digits..]);
+            continue;
+        }
+        push_inline(&mut out, body);
+    }
+    out
+}
+
+fn push_inline(out: &mut String, text: &str) {
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let intraword = c == '_'
+            && i > 0
+            && chars[i - 1].is_alphanumeric()
+            && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+        if INLINE.contains(&c) || (c == '_' && !intraword) {
+            out.push('\\');
+            out.push(c);
+        } else if c.is_control() && c != '\t' {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// The longest run of backticks in `text`.
+fn longest_backtick_run(text: &str) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
+}
+
+/// `text` as one inline code span, on one line; in a table cell its pipes are escaped (GFM reads
+/// `\|` inside a table's code span as a pipe).
+pub fn code_span(text: &str, in_table: bool) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = if in_table {
+        flat.replace('|', "\\|")
+    } else {
+        flat
+    };
+    let fence = "`".repeat(longest_backtick_run(&flat) + 1);
+    // A space each side keeps a leading or trailing backtick of the text off the fence.
+    let pad = if flat.starts_with('`') || flat.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{flat}{pad}{fence}")
+}
+
+/// `text` as a fenced code block of `lang`: the fence is longer than any backtick run in it, so
+/// no line of the text can close it. No newline after the closing fence.
+pub fn fenced(text: &str, lang: &str) -> String {
+    let fence = "`".repeat((longest_backtick_run(text) + 1).max(3));
+    let lang: String = lang.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let body = text.trim_end_matches('\n');
+    format!("{fence}{lang}\n{body}\n{fence}")
+}
+
+fn text_of(value: &Value) -> String {
+    if value.is_none() || value.is_undefined() {
+        String::new()
+    } else if let Some(s) = value.as_str() {
+        s.to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+pub fn md_filter(value: Value, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+    let lines: Option<bool> = kwargs.get("lines")?;
+    kwargs.assert_all_used()?;
+    Ok(escape(&text_of(&value), lines.unwrap_or(false)))
+}
+
+pub fn md_code_filter(value: Value, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+    let table: Option<bool> = kwargs.get("table")?;
+    kwargs.assert_all_used()?;
+    Ok(code_span(&text_of(&value), table.unwrap_or(true)))
+}
+
+pub fn md_fence_filter(value: Value, lang: Option<String>) -> String {
+    fenced(&text_of(&value), lang.as_deref().unwrap_or(""))
+}
+
+/// Registers the filters on a template environment.
+pub fn register(env: &mut minijinja::Environment<'static>) {
+    env.add_filter("md", md_filter);
+    env.add_filter("md_code", md_code_filter);
+    env.add_filter("md_fence", md_fence_filter);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_cannot_open_markup() {
+        assert_eq!(
+            escape("```\n<script>x</script>\n# h [a](javascript:b) | c", false),
+            "\\`\\`\\` \\<script>x\\</script> \\# h \\[a\\](javascript:b) \\| c"
+        );
+        assert_eq!(escape("- item\n1. two", true), "\\- item\n1\\. two");
+    }
+
+    #[test]
+    fn code_spans_and_fences_outlast_the_text() {
+        assert_eq!(code_span("a``b|c", true), "```a``b\\|c```");
+        assert_eq!(code_span("`x`", false), "`` `x` ``");
+        assert_eq!(fenced("a\n```\nb\n", "toml"), "````toml\na\n```\nb\n````");
+        assert_eq!(escape("x86_64 _a_ > b", false), "x86_64 \\_a\\_ > b");
+        assert_eq!(escape("> quote", false), "\\> quote");
+    }
+}

@@ -60,6 +60,15 @@ pub fn load_dataset(path: &Path, format: DatasetFormat, limit: Option<usize>) ->
                         i + 1
                     )
                 })?;
+                // NaN compares false with everything (it would be labelled negative), inf is no
+                // rating a sentence gets: both are a broken line, not data.
+                if !rating.is_finite() {
+                    bail!(
+                        "{}:{}: rating {rating} is not a finite number: fix or remove that line",
+                        path.display(),
+                        i + 1
+                    );
+                }
                 if rating == 0.0 {
                     dropped_neutral += 1;
                     continue;

@@ -11,7 +11,7 @@
 //! single value when the matrix lists exactly one, else the built-in default (precision fp32,
 //! batch_size 1, seq_len 128, scope model, the only declared model); identical cells are merged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,19 @@ fn set(combo: &mut Combo, key: &str, value: Value) {
     }
 }
 
+/// How many (include entry, matched combination) pairs one expansion applies at most.
+const MAX_INCLUDE_WORK: usize = 10_000_000;
+
+/// The values of `keys` in `combo`, as one comparable string; `None` when it lacks one.
+fn project(combo: &Combo, keys: &[String]) -> Option<String> {
+    let mut out = String::new();
+    for k in keys {
+        out.push_str(&get(combo, k)?.to_string());
+        out.push('\u{1f}');
+    }
+    Some(out)
+}
+
 fn entry_pairs(e: &MatrixEntry) -> Combo {
     let v = serde_json::to_value(e).expect("matrix entries serialize");
     let obj = v.as_object().expect("a matrix entry is an object");
@@ -87,9 +100,20 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
     let product = axes
         .iter()
         .fold(1usize, |n, (_, values)| n.saturating_mul(values.len()));
-    if product.saturating_add(m.include.len()) > MAX_COMBINATIONS {
+    // Exclude entries count too: each is matched against the whole product.
+    let entries = m.include.len().saturating_add(m.exclude.len());
+    if product.saturating_add(entries) > MAX_COMBINATIONS {
+        let with = if entries > 0 {
+            format!(
+                ", with {} include and {} exclude entries,",
+                m.include.len(),
+                m.exclude.len()
+            )
+        } else {
+            ",".to_string()
+        };
         return Err(ConfigError::new(format!(
-            "{file}: matrix: the axes multiply to {product} combinations, more than the {MAX_COMBINATIONS} one run can plan: split the sweep into several experiment files"
+            "{file}: matrix: the axes multiply to {product} combinations{with} more than the {MAX_COMBINATIONS} one run can plan: split the sweep into several experiment files"
         )));
     }
 
@@ -115,7 +139,10 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
     };
 
     // 2. Exclude: partial matches. A key that is not an axis could never match: say so.
+    //    Entries are grouped by the keys they name, each group a set of value tuples, so every
+    //    combination is looked up once per group instead of compared with every entry.
     let mut problems = Vec::new();
+    let mut excluded: HashMap<Vec<String>, HashSet<String>> = HashMap::new();
     for (i, e) in m.exclude.iter().enumerate() {
         let pairs = entry_pairs(e);
         for (k, _) in &pairs {
@@ -126,34 +153,61 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
                 ));
             }
         }
-        combos.retain(|c| !pairs.iter().all(|(k, v)| get(c, k) == Some(v)));
+        let keys: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
+        let values = project(&pairs, &keys).expect("an entry has its own keys");
+        excluded.entry(keys).or_default().insert(values);
     }
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
+    combos.retain(|c| {
+        !excluded
+            .iter()
+            .any(|(keys, values)| project(c, keys).is_some_and(|p| values.contains(&p)))
+    });
 
     // 3. Include, against the original combinations only.
+    //    An include only sets keys that are not original axes, so what an entry matches never
+    //    changes as entries apply: the original combinations are indexed once per set of keys.
     let n_original = combos.len();
-    for e in &m.include {
+    let mut index: HashMap<Vec<String>, HashMap<String, Vec<usize>>> = HashMap::new();
+    let mut work = 0usize;
+    for (i, e) in m.include.iter().enumerate() {
         let pairs = entry_pairs(e);
-        let mut matched = false;
-        for c in combos.iter_mut().take(n_original) {
-            let fits = pairs
-                .iter()
-                .filter(|(k, _)| original.contains(&k.as_str()))
-                .all(|(k, v)| get(c, k) == Some(v));
-            if fits {
-                matched = true;
-                for (k, v) in pairs
-                    .iter()
-                    .filter(|(k, _)| !original.contains(&k.as_str()))
-                {
-                    set(c, k, v.clone());
+        let keys: Vec<String> = pairs
+            .iter()
+            .filter(|(k, _)| original.contains(&k.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let by_values = index.entry(keys.clone()).or_insert_with(|| {
+            let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+            for (n, c) in combos.iter().take(n_original).enumerate() {
+                if let Some(p) = project(c, &keys) {
+                    map.entry(p).or_default().push(n);
                 }
             }
+            map
+        });
+        let wanted = project(&pairs, &keys).expect("an entry has its own keys");
+        let matches = by_values.get(&wanted).cloned().unwrap_or_default();
+        // Entries that each match most of a large product still cost entries x combinations.
+        work = work.saturating_add(matches.len());
+        if work > MAX_INCLUDE_WORK {
+            return Err(ConfigError::new(format!(
+                "{file}: matrix.include[{i}]: the include entries match more than {MAX_INCLUDE_WORK} combinations in all (each entry adds its keys to every combination it matches): name more axes in each entry, or split the sweep"
+            )));
         }
-        if !matched {
+        if matches.is_empty() {
             combos.push(pairs);
+            continue;
+        }
+        for n in matches {
+            for (k, v) in pairs
+                .iter()
+                .filter(|(k, _)| !original.contains(&k.as_str()))
+            {
+                set(&mut combos[n], k, v.clone());
+            }
         }
     }
 

@@ -15,12 +15,28 @@ fn every_corpus_input_loads_or_is_refused_without_panicking() {
         let Ok(text) = std::str::from_utf8(&bytes) else {
             continue;
         };
-        match runner::config::load_text(&file, text, &[]).map(|e| runner::matrix::expand(&e)) {
-            Ok(Ok(plan)) => {
+        // As in the fuzz target: `#set ` lines are --set overrides.
+        let overrides: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#set "))
+            .map(str::to_string)
+            .collect();
+        let loaded = runner::config::load_text(&file, text, &overrides);
+        if let Ok(e) = &loaded {
+            runner::config::assert_runnable(e);
+        }
+        match loaded.map(|e| (runner::matrix::expand(&e), e)) {
+            Ok((Ok(plan), e)) => {
                 assert!(!plan.cells.is_empty());
+                let cells: Vec<_> = plan.cells.iter().collect();
+                assert!(runner::run::protocol_lower_bound_s(&e, &cells).is_finite());
                 planned += 1;
             }
-            Ok(Err(e)) | Err(e) => {
+            Ok((Err(e), _)) => {
+                assert!(!e.problems.is_empty());
+                refused += 1;
+            }
+            Err(e) => {
                 assert!(!e.problems.is_empty());
                 refused += 1;
             }

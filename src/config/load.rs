@@ -25,12 +25,7 @@ fn env_provider() -> Env {
 
 /// Loads, layers and validates an experiment file. Every error is a [`ConfigError`] (exit 2).
 pub fn load(file: &Path, overrides: &[String]) -> Result<LoadedExperiment, ConfigError> {
-    let bytes = std::fs::read(file).map_err(|e| {
-        ConfigError::new(format!(
-            "cannot read experiment file {}: {e}",
-            file.display()
-        ))
-    })?;
+    let bytes = read_limited(file)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         ConfigError::new(format!(
             "{}: not UTF-8 text (first bad byte at offset {}): TOML files must be UTF-8",
@@ -39,6 +34,52 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<LoadedExperiment, Confi
         ))
     })?;
     load_text(file, &text, overrides)
+}
+
+/// The largest experiment file read: the shipped ones are a few KB; a matrix of 100,000 entries
+/// written out is under this.
+pub const MAX_FILE_BYTES: u64 = 8 << 20;
+
+/// The file's bytes, when it is a regular file of at most [`MAX_FILE_BYTES`]: a FIFO would block
+/// forever and `/dev/zero` would fill the memory, so neither is opened for reading.
+fn read_limited(file: &Path) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
+        ConfigError::new(format!(
+            "cannot read experiment file {}: {e}",
+            file.display()
+        ))
+    };
+    let meta = std::fs::metadata(file).map_err(cannot)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, FIFO or socket)"
+        };
+        return Err(ConfigError::new(format!(
+            "experiment file {} is {kind}: give the path of a TOML file",
+            file.display()
+        )));
+    }
+    let too_large = || {
+        ConfigError::new(format!(
+            "experiment file {} is larger than {} MiB: an experiment file holds settings, not data; list data in [dataset]",
+            file.display(),
+            MAX_FILE_BYTES >> 20
+        ))
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// [`load`] on text already read; `file` names it in messages and anchors relative paths.
@@ -218,6 +259,9 @@ fn span_location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     format!(":{line}:{column}")
 }
 
+/// The most dotted levels a `--set` key may have.
+const MAX_KEY_LEVELS: usize = 8;
+
 /// A `--set key.path=value` override as a figment provider, so errors name the override.
 struct SetOverride {
     raw: String,
@@ -235,6 +279,14 @@ impl SetOverride {
         let key = key.trim();
         if key.is_empty() || key.split('.').any(|part| part.trim().is_empty()) {
             return Err(bad("empty key"));
+        }
+        // The deepest key is 4 levels (models.NAME.probe.steps); each level nests a table, and
+        // tens of thousands of them would overflow the stack while the layers are merged.
+        if key.split('.').count() > MAX_KEY_LEVELS {
+            return Err(bad(&format!(
+                "the key has {} levels; no key of an experiment has more than {MAX_KEY_LEVELS}",
+                key.split('.').count()
+            )));
         }
         // The value is TOML (numbers, booleans, arrays, quoted strings); a bare word is a string,
         // so `--set experiment.name=trial` works without shell-quoted quotes.

@@ -25,3 +25,4 @@ pub use load::{load, load_text};
 pub use presets::Preset;
 pub use schema::*;
 pub use suggest::did_you_mean;
+pub use validate::assert_runnable;

@@ -18,6 +18,29 @@ fn is_file_name_safe(name: &str) -> bool {
             .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
 }
 
+/// Upper bounds, each with the reason a larger value cannot be meant: a value past them passes
+/// every type check but would panic, abort allocating, or wait for years once the run starts.
+/// A pause, warm-up or window longer than a day (the runner turns seconds into timers).
+const MAX_SECONDS: f64 = 86_400.0;
+/// Loops per window or warm-up: every loop's latency is kept in the record.
+const MAX_LOOPS: u32 = 10_000_000;
+/// Windows per cell: a confidence interval needs a few, not thousands.
+const MAX_REPEATS: u32 = 1_000;
+/// A batch holds batch_size x seq_len tokens and activations of that size per layer: beyond
+/// this no GPU's memory holds them for these models.
+const MAX_BATCH_SIZE: i64 = 8_192;
+/// Examples read from the dataset (or used to train and test the probe).
+const MAX_EXAMPLES: i64 = 10_000_000;
+/// Steps of the probe's training.
+const MAX_PROBE_STEPS: i64 = 1_000_000;
+/// CPU worker processes, GPU ordinals.
+const MAX_WORKERS: usize = 256;
+/// experiment.name and model names become file names, with room for the run id and suffixes
+/// under the 255-byte limit most file systems have.
+const MAX_NAME_LEN: usize = 100;
+/// The power sampler's interval: a minute between samples leaves no trace to plot.
+const MAX_SAMPLE_INTERVAL_MS: u64 = 60_000;
+
 /// Checks every value before any model work. Collects all problems, each with its key.
 pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result<(), ConfigError> {
     let c = &loaded.config;
@@ -34,7 +57,20 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
             "experiment.name = {name:?}: use letters, digits, '-', '_' and '.' only (it names the results folder)"
         ));
     }
+    if name.len() > MAX_NAME_LEN {
+        bad(&["experiment", "name"], format!(
+            "experiment.name is {} characters long: at most {MAX_NAME_LEN} (it names the results folder, and file names are limited to 255 bytes)",
+            name.len()
+        ));
+    }
     for model_name in c.models.keys() {
+        if model_name.len() > MAX_NAME_LEN {
+            bad(&["models", model_name], format!(
+                "models.{}...: a model name is {} characters long, at most {MAX_NAME_LEN} (it names chart files)",
+                &model_name[..model_name.char_indices().nth(20).map_or(model_name.len(), |(i, _)| i)],
+                model_name.len()
+            ));
+        }
         if !is_file_name_safe(model_name) {
             bad(&["models", model_name], format!(
                 "models.{model_name:?}: model names may hold letters, digits, '-', '_' and '.' only, not starting with '.' (they name chart files)"
@@ -68,6 +104,31 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
             bad(&["device", "gpus"], "device.gpus names GPUs but this runner was built without CUDA: build it with scripts/build-cuda.sh, or leave device.gpus out".into());
         }
     }
+    if let Some(GpuSet::List(list)) = &c.device.gpus {
+        if list.len() > MAX_WORKERS || list.iter().any(|&g| g >= MAX_WORKERS) {
+            bad(&["device", "gpus"], format!(
+                "device.gpus: at most {MAX_WORKERS} GPUs, ordinals below {MAX_WORKERS} (no host has more)"
+            ));
+        }
+    }
+    if c.device.gpu >= MAX_WORKERS {
+        bad(
+            &["device", "gpu"],
+            format!(
+                "device.gpu = {}: a CUDA ordinal below {MAX_WORKERS} (`nvidia-smi -L` lists them)",
+                c.device.gpu
+            ),
+        );
+    }
+    if c.device.cpu_workers > MAX_WORKERS {
+        bad(
+            &["device", "cpu_workers"],
+            format!(
+            "device.cpu_workers = {}: at most {MAX_WORKERS} (each is a process sharing this CPU)",
+            c.device.cpu_workers
+        ),
+        );
+    }
     if c.device.cpu_workers == 0 {
         bad(
             &["device", "cpu_workers"],
@@ -84,6 +145,11 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
             &["sensor", "sample_interval_ms"],
             "sensor.sample_interval_ms must be >= 1".into(),
         );
+    } else if c.sensor.sample_interval_ms > MAX_SAMPLE_INTERVAL_MS {
+        bad(&["sensor", "sample_interval_ms"], format!(
+            "sensor.sample_interval_ms = {}: at most {MAX_SAMPLE_INTERVAL_MS} (a minute between power samples leaves no trace; NVML updates every ~100 ms)",
+            c.sensor.sample_interval_ms
+        ));
     }
 
     let p = &c.protocol;
@@ -101,7 +167,20 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
                 &["protocol", key],
                 format!("protocol.{key} = {v}: must be a number of seconds >= 0"),
             );
+        } else if v > MAX_SECONDS {
+            bad(&["protocol", key], format!(
+                "protocol.{key} = {v}: at most {MAX_SECONDS} seconds (one day); a longer pause or warm-up is surely a typo"
+            ));
         }
+    }
+    if p.min_window_s > MAX_SECONDS {
+        bad(
+            &["protocol", "min_window_s"],
+            format!(
+                "protocol.min_window_s = {}: at most {MAX_SECONDS} seconds (one day) per window",
+                p.min_window_s
+            ),
+        );
     }
     if !(p.min_window_s.is_finite() && p.min_window_s > 0.0) {
         bad(&["protocol", "min_window_s"], format!(
@@ -132,9 +211,34 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
         ("repeats", p.repeats),
         ("warmup_min_loops", p.warmup_min_loops),
     ] {
+        let (max, why) = if key == "repeats" {
+            (
+                MAX_REPEATS,
+                "windows per cell; a confidence interval needs a few",
+            )
+        } else {
+            (
+                MAX_LOOPS,
+                "loops; every loop's latency is kept in the record",
+            )
+        };
         if v == 0 {
             bad(&["protocol", key], format!("protocol.{key} must be >= 1"));
+        } else if v > max {
+            bad(
+                &["protocol", key],
+                format!("protocol.{key} = {v}: at most {max} ({why})"),
+            );
         }
+    }
+    if p.steady_tolerance > 10.0 {
+        bad(
+            &["protocol", "steady_tolerance"],
+            format!(
+                "protocol.steady_tolerance = {}: at most 10 (1000 %); e.g. 0.10 for 10 %",
+                p.steady_tolerance
+            ),
+        );
     }
 
     let dataset = loaded.resolve(&c.dataset.path);
@@ -160,6 +264,10 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
                 &["dataset", "limit"],
                 format!("dataset.limit = {limit}: must be >= 1 (or left out to use every example)"),
             );
+        } else if limit > MAX_EXAMPLES {
+            bad(&["dataset", "limit"], format!(
+                "dataset.limit = {limit}: at most {MAX_EXAMPLES} examples (or leave it out to use every example)"
+            ));
         }
     }
 
@@ -216,6 +324,26 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
                 format!("{at}.l2 = {}: must be a finite number >= 0", probe.l2),
             );
         }
+        for (key, v, max) in [
+            ("train_examples", probe.train_examples, MAX_EXAMPLES),
+            ("test_examples", probe.test_examples, MAX_EXAMPLES),
+            ("steps", probe.steps, MAX_PROBE_STEPS),
+        ] {
+            if v > max {
+                bad(&["models", model_name, "probe", key], format!(
+                    "{at}.{key} = {v}: at most {max} (the probe is trained in memory before any cell runs)"
+                ));
+            }
+        }
+        if probe.l2.is_finite() && probe.l2 > 1e6 {
+            bad(
+                &["models", model_name, "probe", "l2"],
+                format!(
+                    "{at}.l2 = {}: at most 1e6 (a larger penalty leaves every weight at zero)",
+                    probe.l2
+                ),
+            );
+        }
         if probe.steps < 1 {
             bad(
                 &["models", model_name, "probe", "steps"],
@@ -244,6 +372,11 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
                 &["matrix", "batch_size", &i.to_string()],
                 format!("batch_size must be >= 1 (matrix.batch_size[{i}] = {b})"),
             );
+        } else if b > MAX_BATCH_SIZE {
+            bad(
+                &["matrix", "batch_size", &i.to_string()],
+                too_large_batch(&format!("matrix.batch_size[{i}]"), b),
+            );
         }
     }
     for (i, &s) in m.seq_len.iter().flatten().enumerate() {
@@ -268,6 +401,11 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
                     bad(
                         &["matrix", list, &i.to_string(), "batch_size"],
                         format!("batch_size must be >= 1 (matrix.{list}[{i}].batch_size = {b})"),
+                    );
+                } else if b > MAX_BATCH_SIZE {
+                    bad(
+                        &["matrix", list, &i.to_string(), "batch_size"],
+                        too_large_batch(&format!("matrix.{list}[{i}].batch_size"), b),
                     );
                 }
             }
@@ -309,6 +447,12 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
     }
 }
 
+fn too_large_batch(key: &str, b: i64) -> String {
+    format!(
+        "{key} = {b}: at most {MAX_BATCH_SIZE} (a batch's inputs and activations grow with batch_size x seq_len; beyond this they fit no GPU's memory for these models)"
+    )
+}
+
 fn check_seq_len(bad: &mut impl FnMut(&[&str], String), at: &[&str], s: i64, max_positions: usize) {
     // `matrix.seq_len[0]` or `matrix.include[1].seq_len`, as the user would write it.
     let key = key_path(&at.iter().map(|p| p.to_string()).collect::<Vec<_>>());
@@ -323,4 +467,39 @@ fn check_seq_len(bad: &mut impl FnMut(&[&str], String), at: &[&str], s: i64, max
             format!("{key} = {s}: seq_len exceeds the model's {max_positions} position embeddings"),
         );
     }
+}
+
+/// Panics unless every value of a validated experiment is one a run can use: each duration a
+/// timer can hold, loop counts and batch shapes whose buffers can be sized. For the fuzz target
+/// and tests: validation's bounds must imply these, or a run would panic past them.
+pub fn assert_runnable(loaded: &LoadedExperiment) {
+    let p = &loaded.config.protocol;
+    for s in [
+        p.warmup_s,
+        p.warmup_max_s,
+        p.stabilize_s,
+        p.cooldown_s,
+        p.idle_settle_s,
+        p.idle_baseline_s,
+        p.min_window_s,
+    ] {
+        let _ = std::time::Duration::from_secs_f64(s);
+    }
+    let loops = u64::from(p.repeats) * u64::from(p.min_loops.max(p.warmup_min_loops));
+    assert!(loops <= 1 << 40, "{loops} loops");
+    let m = &loaded.config.matrix;
+    let batches = m
+        .batch_size
+        .iter()
+        .flatten()
+        .chain(m.include.iter().filter_map(|e| e.batch_size.as_ref()));
+    for &b in batches {
+        assert!((1..=MAX_BATCH_SIZE).contains(&b), "batch_size {b}");
+        // A batch's ids and mask at the longest sequence the presets allow.
+        let tokens = (b as usize)
+            .checked_mul(8192)
+            .expect("batch tokens overflow");
+        assert!(tokens < 1 << 32);
+    }
+    assert!(loaded.config.experiment.name.len() <= MAX_NAME_LEN);
 }

@@ -113,6 +113,16 @@ pub struct Reconciliation {
 pub struct GitInfo {
     pub commit: String,
     pub dirty: bool,
+    /// The repository holding the experiment file (its top folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Whether the experiment file is tracked at `commit` (a file in an ignored or new folder of
+    /// the repository is not: the commit does not say what ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_tracked: Option<bool>,
+    /// Whether the experiment file differs from its version at `commit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_modified: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,6 +249,22 @@ impl Manifest {
         let bytes =
             std::fs::read(&exp.file).with_context(|| format!("reading {}", exp.file.display()))?;
         use sha2::Digest;
+        let git = git_info(&exp.file);
+        let mut notices = notices;
+        if let Some(g) = &git {
+            let file = exp.file.display();
+            let repo = g.repository.as_deref().unwrap_or("its repository");
+            let short = &g.commit[..g.commit.len().min(12)];
+            if g.file_tracked == Some(false) {
+                notices.push(format!(
+                    "the experiment file {file} is not tracked in {repo} at commit {short}: that commit does not record what ran (commit the file to make the run reproducible)"
+                ));
+            } else if g.file_modified == Some(true) {
+                notices.push(format!(
+                    "the experiment file {file} has changes not committed at {short}: the manifest's copy of the configuration, not the commit, is what ran"
+                ));
+            }
+        }
         Ok(Self {
             schema_version: SCHEMA_VERSION,
             runner_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -251,7 +277,7 @@ impl Manifest {
             config: exp.config.clone(),
             overrides: exp.overrides.clone(),
             env_overrides: exp.env_overrides.clone(),
-            git: git_info(&exp.base_dir),
+            git,
             host: host_info(),
             device: device.clone(),
             sensor: sensor.clone(),
@@ -274,21 +300,56 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn git_info(dir: &Path) -> Option<GitInfo> {
-    let git = |args: &[&str]| -> Option<String> {
+/// The git state of the repository that holds the experiment file itself (not of whatever
+/// repository encloses the working directory), and of the file in it.
+fn git_info(file: &Path) -> Option<GitInfo> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = file.file_name()?;
+    let run = |args: &[&std::ffi::OsStr]| -> Option<(bool, String)> {
         let out = std::process::Command::new("git")
+            .arg("--no-optional-locks")
             .arg("-C")
             .arg(dir)
             .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .output()
             .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        Some((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ))
     };
-    let commit = git(&["rev-parse", "HEAD"])?;
-    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
-    Some(GitInfo { commit, dirty })
+    let ok = |args: &[&str]| -> Option<String> {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        run(&args).filter(|(ok, _)| *ok).map(|(_, out)| out)
+    };
+    let commit = ok(&["rev-parse", "HEAD"])?;
+    let dirty = !ok(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
+    let repository = ok(&["rev-parse", "--show-toplevel"]);
+    let with_file = |args: &[&str]| {
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        all.push(std::ffi::OsStr::new("--"));
+        all.push(name);
+        run(&all)
+    };
+    // `git cat-file -e HEAD:./NAME` would do too; ls-tree names the file relative to `dir`.
+    let file_tracked =
+        with_file(&["ls-tree", "--name-only", "HEAD"]).map(|(ok, out)| ok && !out.is_empty());
+    let file_modified = match file_tracked {
+        Some(true) => with_file(&["diff", "--quiet", "HEAD"]).map(|(same, _)| !same),
+        _ => None,
+    };
+    Some(GitInfo {
+        commit,
+        dirty,
+        repository,
+        file_tracked,
+        file_modified,
+    })
 }
 
 fn host_info() -> HostInfo {

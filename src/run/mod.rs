@@ -27,7 +27,7 @@ mod worker;
 use std::path::PathBuf;
 
 pub use console::{list_unsuccessful, print_summary, print_written};
-pub use plan::{plan, prepare, Prepared};
+pub use plan::{human_duration, plan, prepare, protocol_lower_bound_s, Prepared};
 pub use resume::{open_run, resume_command, resume_command_line, shell_quote};
 pub use serial::run_serial;
 pub use worker::{run_worker, worker_label};

@@ -113,6 +113,10 @@ pub fn run_serial(
             run_dir.path.display()
         );
     }
+    eprintln!(
+        "runner: {}",
+        super::plan::lower_bound_line(&prepared.exp, &to_measure)
+    );
 
     let progress = progress_bar(todo);
     let mut store = Store::default();
@@ -230,7 +234,8 @@ pub fn run_serial(
         &manifest,
         &records,
         continue_command,
-    )?;
+    )
+    .with_context(|| crate::report::render_failed_hint(&run_dir.path))?;
     print_summary(&summaries);
     print_written(&written);
     let wall_s = started.elapsed().as_secs_f64();

@@ -54,8 +54,15 @@ fn record_git_commit() {
     };
     let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(c) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
+            // --no-optional-locks: a plain `git status` refreshes and rewrites .git/index,
+            // which this script watches, so the next cargo command would rebuild the crate.
+            let dirty = git(&[
+                "--no-optional-locks",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+            ])
+            .is_some_and(|s| !s.is_empty());
             if dirty {
                 format!("{c}-dirty")
             } else {

@@ -132,8 +132,9 @@ fn a_job_array_measures_every_cell_once_and_resubmission_completes_a_cancelled_t
         if std::env::var("RUNNER_REQUIRE_SLURM").as_deref() == Ok("1") {
             panic!("RUNNER_REQUIRE_SLURM=1 but Slurm is not usable here: {why}");
         }
-        eprintln!(
-            "SKIPPED: no usable Slurm cluster on this machine ({why}); start one with `bash .ci/slurm-up.sh` (as root) to run this test"
+        skipped(
+            "tests/slurm.rs",
+            &format!("no usable Slurm cluster on this machine ({why}); start one with `bash .ci/slurm-up.sh` (as root) to run this test"),
         );
         return;
     }

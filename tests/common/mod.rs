@@ -93,3 +93,20 @@ pub fn stdout_of(output: &std::process::Output) -> String {
 pub fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// Says that a test skipped, and why: on stderr, and as a line in `$RUNNER_SKIP_LOG` when set,
+/// which `scripts/test.sh` (the README's test command) lists at the end, since cargo test shows a
+/// skipped test as "ok" and swallows what it printed.
+pub fn skipped(test: &str, why: &str) {
+    eprintln!("SKIPPED: {why}");
+    if let Some(log) = std::env::var_os("RUNNER_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = writeln!(f, "{test}: {why}");
+        }
+    }
+}

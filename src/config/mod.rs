@@ -16,12 +16,14 @@
 //! May import: `error` only. Everything else imports this.
 
 mod load;
+mod precision;
 pub mod presets;
 mod schema;
 mod suggest;
 mod validate;
 
 pub use load::{load, load_text};
+pub use precision::*;
 pub use presets::Preset;
 pub use schema::*;
 pub use suggest::did_you_mean;

@@ -135,7 +135,7 @@ pub(super) mod cuda {
     use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
 
-    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+    pub(in crate::model) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
 
     /// A kernel input: of the first input's dtype, or always f32 (the attention mask).
     #[derive(Clone)]

@@ -42,7 +42,8 @@ mod cuda {
     use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
 
-    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+    // The runner's one PTX module, shared with the other fused kernels (embedded once).
+    use crate::model::fused::cuda::PTX;
     /// NVIDIA's recommended cuBLASLt workspace on Hopper.
     const WORKSPACE: usize = 32 << 20;
 

@@ -9,7 +9,11 @@
 //!
 //! Beyond GitHub: every cell needs all five axes, so a key a combination lacks takes the axis's
 //! single value when the matrix lists exactly one, else the built-in default (precision fp32,
-//! batch_size 1, seq_len 128, scope model, the only declared model); identical cells are merged.
+//! batch_size 1, seq_len 128, scope model, quantize all, layer_method isolated, the only declared
+//! model); identical cells are merged. A float precision has no layers to select (its `quantize`
+//! is `all`) and a `model` cell no layer method (`isolated`), so those combinations merge too.
+//! Cells whose `quantize = "top:K"` ranks layers by a `layers` cell's profile are planned after
+//! every `layers` cell.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -18,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{LoadedExperiment, MatrixEntry, Precision, Scope, AXES};
+use crate::config::{
+    LayerMethod, LoadedExperiment, MatrixEntry, Precision, QuantizeSelection, Scope, AXES,
+};
 use crate::error::ConfigError;
 use crate::model::{hex, ModelSpec};
 
@@ -32,6 +38,14 @@ pub struct Cell {
     pub batch_size: usize,
     pub seq_len: usize,
     pub scope: Scope,
+    /// Which linear layers a quantized precision quantizes; always `all` for float precisions.
+    /// Left out of records (and of the id) when `all`, so records and ids from before the axis
+    /// existed read and match as they did.
+    #[serde(default, skip_serializing_if = "QuantizeSelection::is_all")]
+    pub quantize: QuantizeSelection,
+    /// How a `layers` cell attributes energy to layers; always `isolated` for `model` cells.
+    #[serde(default, skip_serializing_if = "LayerMethod::is_isolated")]
+    pub layer_method: LayerMethod,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +235,8 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
         ("batch_size", Some(json!(1))),
         ("seq_len", Some(json!(128))),
         ("scope", Some(json!("model"))),
+        ("quantize", Some(json!("all"))),
+        ("layer_method", Some(json!("isolated"))),
     ]
     .into_iter()
     .collect();
@@ -263,6 +279,10 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
             "{file}: the matrix expands to 0 cells (every combination was excluded, or no axis has values)"
         )));
     }
+    check_top_sources(&cells, &file.to_string())?;
+    // A profile-aimed selection needs its profile measured first: after every layers cell
+    // (a stable sort, so all other cells keep their order and a plan without top:K is unchanged).
+    cells.sort_by_key(|c| matches!(c.quantize, QuantizeSelection::Top(_)));
     Ok(Plan {
         cells,
         merged_duplicates,
@@ -281,6 +301,64 @@ fn model_specs(exp: &LoadedExperiment) -> Result<BTreeMap<String, ModelSpec>, Co
         .collect()
 }
 
+fn spec_blocks(specs: &BTreeMap<String, ModelSpec>, model: &str) -> usize {
+    specs.get(model).map_or(usize::MAX, |s| s.preset.n_layers)
+}
+
+/// Every `top:K` cell needs a `layers` cell to rank by: same model and shapes, in the precision's
+/// float path (e.g. fp16 for int8-fp16) or in the precision itself with every layer quantized;
+/// and K no more than the layers that have linear layers to quantize.
+fn check_top_sources(cells: &[Cell], file: &str) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    for c in cells {
+        let QuantizeSelection::Top(k) = c.quantize else {
+            continue;
+        };
+        if ranking_source(c, cells).is_none() {
+            problems.push(format!(
+                "{file}: matrix.quantize: cell {} ({} {} batch {} seq {}) asks for top:{k}, the {k} layers with the largest energy share, but the plan has no `layers` cell of model {:?} at batch {} seq {} in {} (or in {} with quantize = \"all\") to rank them by: add scope = \"layers\" to the matrix",
+                c.id,
+                c.model,
+                c.precision.name(),
+                c.batch_size,
+                c.seq_len,
+                c.model,
+                c.batch_size,
+                c.seq_len,
+                c.precision.float_path().unwrap_or(c.precision).name(),
+                c.precision.name()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// The `layers` cell whose profile ranks a `top:K` cell's layers: the float path's (the energy
+/// the quantization is aimed at), else the same precision's with every layer quantized.
+pub fn ranking_source<'a>(cell: &Cell, cells: &'a [Cell]) -> Option<&'a Cell> {
+    let same_shape = |o: &&Cell| {
+        o.scope == Scope::Layers
+            && o.model == cell.model
+            && o.batch_size == cell.batch_size
+            && o.seq_len == cell.seq_len
+    };
+    let float = cell.precision.float_path()?;
+    cells
+        .iter()
+        .filter(same_shape)
+        .find(|o| o.precision == float)
+        .or_else(|| {
+            cells
+                .iter()
+                .filter(same_shape)
+                .find(|o| o.precision == cell.precision && o.quantize.is_all())
+        })
+}
+
 fn to_cell(
     c: &Combo,
     specs: &BTreeMap<String, ModelSpec>,
@@ -293,6 +371,30 @@ fn to_cell(
     let batch_size: i64 = serde_json::from_value(field("batch_size")).map_err(|e| e.to_string())?;
     let seq_len: i64 = serde_json::from_value(field("seq_len")).map_err(|e| e.to_string())?;
     let scope: Scope = serde_json::from_value(field("scope")).map_err(|e| e.to_string())?;
+    let quantize: QuantizeSelection =
+        serde_json::from_value(field("quantize")).map_err(|e| e.to_string())?;
+    let layer_method: LayerMethod =
+        serde_json::from_value(field("layer_method")).map_err(|e| e.to_string())?;
+    // Nothing to select in a float precision, no layer method for a whole-model cell.
+    let quantized = precision.float_path().is_some();
+    let quantize = if quantized {
+        quantize
+    } else {
+        QuantizeSelection::All
+    };
+    let layer_method = if scope == Scope::Layers {
+        layer_method
+    } else {
+        LayerMethod::Isolated
+    };
+    if let Some(block) = quantize.block_out_of_range(spec_blocks(specs, &model)) {
+        return Err(format!(
+            "quantize = \"{}\" names block {block}, but model {model:?} has {} transformer blocks (0-{})",
+            quantize.name(),
+            spec_blocks(specs, &model),
+            spec_blocks(specs, &model).saturating_sub(1)
+        ));
+    }
     let spec = specs
         .get(&model)
         .ok_or_else(|| format!("model {model:?} is not declared"))?;
@@ -312,6 +414,8 @@ fn to_cell(
         batch_size: batch_size as usize,
         seq_len: seq_len as usize,
         scope,
+        quantize,
+        layer_method,
     };
     cell.id = cell_id(&cell, spec, ctx).map_err(|e| format!("{e:#}"))?;
     Ok(cell)
@@ -388,6 +492,13 @@ fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow::Result<Str
     // Only probe heads add a key, so checkpoint-head ids are what they were before probes existed.
     if let Some(probe) = &spec.probe {
         identity["probe_head"] = json!({ "settings": probe, "seed": spec.seed });
+    }
+    // Likewise the per-layer axes: only a value other than the default adds a key.
+    if !cell.quantize.is_all() {
+        identity["quantize"] = json!(cell.quantize);
+    }
+    if !cell.layer_method.is_isolated() {
+        identity["layer_method"] = json!(cell.layer_method);
     }
     // serde_json's maps are sorted by key, so this text is canonical.
     let text = serde_json::to_string(&identity)?;

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::methods::{self, Metric};
 use super::{savings_between, window_stats, Savings, WindowStats};
 use crate::config::{Precision, Scope};
 use crate::results::{CellRecord, CellStatus, Reconciliation};
@@ -36,7 +37,13 @@ pub fn reconcile(layers: &CellRecord, whole: &CellRecord) -> Option<Reconciliati
         (Some(l), Some(whole)) if whole > 0.0 => Some(l / whole),
         _ => None,
     };
+    let prefix = |metric: Metric, whole: Option<f64>| {
+        let p = methods::prefix_whole(layers, metric)?.value;
+        whole.filter(|w| *w > 0.0).map(|w| p / w)
+    };
     Some(Reconciliation {
+        prefix_latency_ratio: prefix(Metric::Latency, Some(whole_latency_ms)),
+        prefix_energy_ratio: prefix(Metric::Energy, w.energy_per_inference_mj),
         model_cell_id: whole.cell.id.clone(),
         layers_latency_ms: totals.latency_ms,
         whole_latency_ms,
@@ -54,13 +61,19 @@ pub struct LayerTotals {
     pub energy_net_per_inference_mj: Option<f64>,
 }
 
+/// (A cell measured by prefix differencing only: its layers' sum, which is its longest prefix.)
 pub fn layer_totals(r: &CellRecord) -> LayerTotals {
-    let stats: Vec<WindowStats> = r
+    let mut stats: Vec<WindowStats> = r
         .layers
         .iter()
         .filter(|l| l.parent.is_none())
-        .map(|l| window_stats(&l.windows, r.cell.batch_size, r.idle_power_w))
+        .map(|l| window_stats(&l.per_call_windows(), r.cell.batch_size, r.idle_power_w))
         .collect();
+    if stats.is_empty() {
+        if let Some(p) = r.prefixes.iter().max_by_key(|p| p.layers) {
+            stats.push(window_stats(&p.windows, r.cell.batch_size, r.idle_power_w));
+        }
+    }
     LayerTotals {
         latency_ms: stats.iter().filter_map(|s| s.latency_median_ms).sum(),
         energy_per_inference_mj: stats.iter().map(|s| s.energy_per_inference_mj).sum(),
@@ -85,7 +98,11 @@ pub struct LayerSummary {
     pub energy_total_j: Option<f64>,
     pub energy_per_inference_mj: Option<f64>,
     pub energy_net_per_inference_mj: Option<f64>,
+    /// Calls of the unit (loops x calls per loop).
     pub num_loops: u64,
+    /// K: calls of the unit per loop, i.e. per synchronize.
+    pub calls_per_loop: u32,
+    /// Per call of the unit (one batch).
     pub latency_per_loop_ms: Option<f64>,
     pub latency_ci_low_ms: Option<f64>,
     pub latency_ci_high_ms: Option<f64>,
@@ -118,10 +135,14 @@ pub fn layer_summaries(records: &[CellRecord], baseline: Precision) -> Vec<Layer
                 })
                 .flatten();
             r.layers.iter().map(move |l| {
-                let s = window_stats(&l.windows, r.cell.batch_size, r.idle_power_w);
+                let s = window_stats(&l.per_call_windows(), r.cell.batch_size, r.idle_power_w);
                 let savings = base.and_then(|b| {
                     let theirs = b.layers.iter().find(|bl| bl.name == l.name)?;
-                    let t = window_stats(&theirs.windows, b.cell.batch_size, b.idle_power_w);
+                    let t = window_stats(
+                        &theirs.per_call_windows(),
+                        b.cell.batch_size,
+                        b.idle_power_w,
+                    );
                     Some(savings_between(&s, &t, baseline, &b.cell.id))
                 });
                 LayerSummary {
@@ -139,6 +160,7 @@ pub fn layer_summaries(records: &[CellRecord], baseline: Precision) -> Vec<Layer
                     energy_per_inference_mj: s.energy_per_inference_mj,
                     energy_net_per_inference_mj: s.energy_net_per_inference_mj,
                     num_loops: s.num_loops,
+                    calls_per_loop: l.calls_per_loop,
                     latency_per_loop_ms: s.latency_median_ms,
                     latency_ci_low_ms: s.latency_ci.map(|c| c.0),
                     latency_ci_high_ms: s.latency_ci.map(|c| c.1),

@@ -9,6 +9,8 @@
 
 mod findings;
 mod layers;
+pub mod methods;
+pub mod quantize;
 mod windows;
 
 use rayon::prelude::*;
@@ -229,18 +231,32 @@ pub fn summarize_all(records: &[CellRecord], baseline: Precision) -> Vec<CellSum
             s.layers_vs_whole_latency = Some(rec.latency_ratio);
             s.layers_vs_whole_energy = rec.energy_ratio;
             s.whole_model_cell_id = Some(rec.model_cell_id.clone());
+            // A prefix-only cell's isolated figures are its longest prefix: said once, as prefix.
+            let isolated = !r.layers.is_empty();
             for (what, ratio) in [
-                ("latency", Some(rec.latency_ratio)),
-                ("energy", rec.energy_ratio),
+                (
+                    "layers' latency sum",
+                    Some(rec.latency_ratio).filter(|_| isolated),
+                ),
+                ("layers' energy sum", rec.energy_ratio.filter(|_| isolated)),
+                ("prefix-differenced latency sum", rec.prefix_latency_ratio),
+                ("prefix-differenced energy sum", rec.prefix_energy_ratio),
             ] {
                 if let Some(ratio) = ratio.filter(|r| (r - 1.0).abs() > RECONCILIATION_FLAG) {
                     s.flags.push(format!(
-                        "layers' {what} sum is {:.1} % of the whole model's (cell {})",
+                        "{what} is {:.1} % of the whole model's (cell {})",
                         ratio * 100.0,
                         rec.model_cell_id
                     ));
                 }
             }
+        }
+        if let Some(c) = methods::method_comparison(r).filter(|c| !c.disagreeing.is_empty()) {
+            summaries[i].flags.push(format!(
+                "isolated and prefix-differenced {} disagree beyond their intervals in {}",
+                c.metric.name(),
+                c.disagreeing.join(", ")
+            ));
         }
     }
     summaries
@@ -368,7 +384,7 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
     let batch = r.cell.batch_size as f64;
     let w = window_stats(&r.windows, r.cell.batch_size, r.idle_power_w);
     // A layers cell's own figures are the sums over its top-level layers.
-    let (latency, energy, energy_net) = if r.layers.is_empty() {
+    let (latency, energy, energy_net) = if r.layers.is_empty() && r.prefixes.is_empty() {
         (
             w.latency_median_ms,
             w.energy_per_inference_mj,
@@ -408,13 +424,18 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
     if r.warmup.as_ref().is_some_and(|w| !w.steady) {
         flags.push("warm-up ended before latency was steady".into());
     }
-    let unsteady_layers = r.layers.iter().filter(|l| !l.warmup.steady).count();
+    let unsteady_layers = r.layers.iter().filter(|l| !l.warmup.steady).count()
+        + r.prefixes.iter().filter(|p| !p.warmup.steady).count();
     if unsteady_layers > 0 {
         flags.push(format!(
             "warm-up ended before latency was steady in {unsteady_layers} layer(s)"
         ));
     }
-    if measured && r.layers.is_empty() && r.windows.len() < MIN_FOR_INTERVAL {
+    if measured
+        && r.layers.is_empty()
+        && r.prefixes.is_empty()
+        && r.windows.len() < MIN_FOR_INTERVAL
+    {
         flags.push(format!(
             "{} window(s) only: no interval (a 95 % interval needs {MIN_FOR_INTERVAL} windows or more)",
             r.windows.len()
@@ -459,6 +480,7 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
             + r.layers
                 .iter()
                 .flat_map(|l| &l.windows)
+                .chain(r.prefixes.iter().flat_map(|p| &p.windows))
                 .map(|w| w.num_power_samples)
                 .sum::<usize>(),
         counter_ticks: r
@@ -497,6 +519,8 @@ mod tests {
                 batch_size: 4,
                 seq_len: 128,
                 scope: Scope::Model,
+                quantize: Default::default(),
+                layer_method: Default::default(),
             },
             status: CellStatus::Ok,
             reason: None,
@@ -521,6 +545,8 @@ mod tests {
             gpu_after: None,
             warmup: None,
             layers: Vec::new(),
+            prefixes: Vec::new(),
+            quantization: None,
             reconciliation: None,
             fidelity: None,
             accuracy: None,

@@ -437,7 +437,15 @@ mod tests {
             toml::from_str("[matrix]\nbatch_size = [1]\nprecision = [\"fp32\"]\n").unwrap();
         assert_eq!(
             axis_order(&table),
-            ["batch_size", "precision", "model", "seq_len", "scope"]
+            [
+                "batch_size",
+                "precision",
+                "model",
+                "seq_len",
+                "scope",
+                "quantize",
+                "layer_method"
+            ]
         );
     }
 }

@@ -11,6 +11,7 @@
 //!   against `seq_len`), and `model` builds from them
 //! - `load.rs`: figment layering, environment variables, `--set`, and where each value came from
 //! - `validate.rs`: every value checked, all problems reported at once
+//! - `quantize.rs`: the `quantize` and `layer_method` axes' values
 //! - `suggest.rs`: key paths as users write them, "did you mean"
 //!
 //! May import: `error` only. Everything else imports this.
@@ -18,6 +19,7 @@
 mod load;
 mod precision;
 pub mod presets;
+mod quantize;
 mod schema;
 mod suggest;
 mod validate;
@@ -25,6 +27,7 @@ mod validate;
 pub use load::{load, load_text};
 pub use precision::*;
 pub use presets::Preset;
+pub use quantize::{LayerMethod, QuantizeSelection, QUANTIZE_FORMS};
 pub use schema::*;
 pub use suggest::did_you_mean;
 pub use validate::assert_runnable;

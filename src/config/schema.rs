@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::precision::Precision;
+use super::quantize::{LayerMethod, QuantizeSelection};
 
 /// A fully loaded experiment file, with defaults applied and overrides merged.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -388,6 +389,12 @@ pub struct MatrixSection {
     pub seq_len: Option<Vec<i64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<Scope>>,
+    /// Which linear layers quantized precisions quantize (`all` when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<Vec<QuantizeSelection>>,
+    /// How `layers` cells attribute energy to layers (`isolated` when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_method: Option<Vec<LayerMethod>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<MatrixEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -412,10 +419,22 @@ pub struct MatrixEntry {
     pub seq_len: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<QuantizeSelection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_method: Option<LayerMethod>,
 }
 
 /// The axis names, in the order used when an axis is absent from the file.
-pub const AXES: [&str; 5] = ["model", "precision", "batch_size", "seq_len", "scope"];
+pub const AXES: [&str; 7] = [
+    "model",
+    "precision",
+    "batch_size",
+    "seq_len",
+    "scope",
+    "quantize",
+    "layer_method",
+];
 
 /// Where a loaded experiment came from, for the manifest and for resolving relative paths.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -420,6 +420,7 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
             }
         }
     }
+    check_quantize(c, &mut bad);
     for (axis, empty) in [
         ("model", m.model.as_ref().is_some_and(Vec::is_empty)),
         ("precision", m.precision.as_ref().is_some_and(Vec::is_empty)),
@@ -429,6 +430,11 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
         ),
         ("seq_len", m.seq_len.as_ref().is_some_and(Vec::is_empty)),
         ("scope", m.scope.as_ref().is_some_and(Vec::is_empty)),
+        ("quantize", m.quantize.as_ref().is_some_and(Vec::is_empty)),
+        (
+            "layer_method",
+            m.layer_method.as_ref().is_some_and(Vec::is_empty),
+        ),
     ] {
         if empty {
             bad(
@@ -444,6 +450,83 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
         Ok(())
     } else {
         Err(ConfigError { problems })
+    }
+}
+
+/// `matrix.quantize` (and include/exclude entries' `quantize`): a selection must fit every model
+/// the matrix may pair it with, and there must be a quantized precision for it to select in.
+fn check_quantize(c: &super::ExperimentConfig, bad: &mut impl FnMut(&[&str], String)) {
+    use super::QuantizeSelection;
+    let m = &c.matrix;
+    let models: Vec<&String> = match &m.model {
+        Some(names) => names.iter().collect(),
+        None => c.models.keys().collect(),
+    };
+    // (model name, blocks, layers with linear weights: blocks, pooler/pre-classifier, classifier)
+    let shapes: Vec<(&String, usize, usize)> = models
+        .iter()
+        .filter_map(|name| {
+            let section = c.models.get(*name)?;
+            let preset = Preset::lookup(section.architecture, &section.preset)?;
+            let head = if section.head == super::HeadKind::Probe {
+                1
+            } else {
+                2
+            };
+            Some((*name, preset.n_layers, preset.n_layers + head))
+        })
+        .collect();
+    let quantized = m
+        .precision
+        .iter()
+        .flatten()
+        .copied()
+        .chain(m.include.iter().filter_map(|e| e.precision))
+        .any(|p| p.float_path().is_some());
+    let mut check = |at: &[&str], key: &str, q: &QuantizeSelection| {
+        for (name, blocks, layers) in &shapes {
+            if let Some(block) = q.block_out_of_range(*blocks) {
+                bad(at, format!(
+                    "{key} = {:?}: block {block} does not exist in model {name:?}, which has {blocks} transformer blocks (blocks:0-{})",
+                    q.name(),
+                    blocks.saturating_sub(1)
+                ));
+            }
+            if let QuantizeSelection::Top(k) = q {
+                if k > layers {
+                    bad(at, format!(
+                        "{key} = {:?}: model {name:?} has {layers} layers with linear weights to rank (its {blocks} blocks and its head); top:{layers} already quantizes them all",
+                        q.name()
+                    ));
+                }
+            }
+        }
+        if !q.is_all() && !quantized {
+            bad(at, format!(
+                "{key} = {:?} selects layers to quantize, but the matrix has no quantized precision (q8_0, q4k-fp16, int8-fp16, fp8-bf16, ...) for it to apply to: add one to matrix.precision, or leave {key} out",
+                q.name()
+            ));
+        }
+    };
+    for (i, q) in m.quantize.iter().flatten().enumerate() {
+        let i = i.to_string();
+        check(
+            &["matrix", "quantize", &i],
+            &format!("matrix.quantize[{i}]"),
+            q,
+        );
+    }
+    for (list, entries) in [("include", &m.include), ("exclude", &m.exclude)] {
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(q) = &e.quantize {
+                let i = i.to_string();
+                check(
+                    &["matrix", list, &i, "quantize"],
+                    &format!("matrix.{list}[{i}].quantize"),
+                    q,
+                );
+            }
+        }
     }
 }
 

@@ -108,6 +108,90 @@ impl<'m> CellForward<'m> {
     }
 }
 
+/// A fixed piece of work on fixed inputs (a unit called K times, a prefix of the forward pass),
+/// executed per loop as a whole pass is: on CUDA with [`GraphMode::Auto`] captured once as one
+/// CUDA graph and replayed (one launch per loop), else run eagerly. The per-layer profiler
+/// measures these, so that a unit alone runs in the regime it runs in inside the whole pass.
+pub struct FixedWork<'w> {
+    work: Box<dyn Fn() -> Result<Tensor> + 'w>,
+    #[cfg(feature = "cuda")]
+    graph: Option<cuda::CapturedWork>,
+    execution: Execution,
+    what: String,
+}
+
+impl<'w> FixedWork<'w> {
+    /// `what` names the work in the execution record (e.g. "8 calls of transformer_block_0").
+    pub fn new(
+        device: &candle_core::Device,
+        mode: GraphMode,
+        what: &str,
+        work: impl Fn() -> Result<Tensor> + 'w,
+    ) -> Self {
+        let eager = |work: Box<dyn Fn() -> Result<Tensor> + 'w>, why: Option<String>| Self {
+            work,
+            #[cfg(feature = "cuda")]
+            graph: None,
+            execution: Execution::Eager { why },
+            what: what.to_string(),
+        };
+        let work: Box<dyn Fn() -> Result<Tensor> + 'w> = Box::new(work);
+        if !device.is_cuda() {
+            return eager(work, None);
+        }
+        if mode == GraphMode::Off {
+            return eager(work, Some("device.cuda_graphs = false".into()));
+        }
+        #[cfg(feature = "cuda")]
+        {
+            match cuda::CapturedWork::capture(device, &*work) {
+                Ok(graph) => Self {
+                    execution: Execution::CudaGraph { nodes: graph.nodes },
+                    graph: Some(graph),
+                    work,
+                    what: what.to_string(),
+                },
+                Err(e) => eager(
+                    work,
+                    Some(format!("CUDA graph capture of {what} failed: {e}")),
+                ),
+            }
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            eager(work, Some("this runner was built without CUDA".into()))
+        }
+    }
+
+    pub fn execution(&self) -> &Execution {
+        &self.execution
+    }
+
+    /// For the record: what one loop runs, and how.
+    pub fn describe(&self) -> String {
+        match &self.execution {
+            Execution::CudaGraph { nodes } => format!(
+                "cuda-graph: {} captured once ({nodes} graph nodes), one replay + synchronize per loop",
+                self.what
+            ),
+            Execution::Eager { why: None } => format!("eager: {} per loop", self.what),
+            Execution::Eager { why: Some(why) } => {
+                format!("eager: {} per loop ({why})", self.what)
+            }
+        }
+    }
+
+    /// Runs the work once (asynchronously on CUDA: the caller synchronizes). With a graph the
+    /// returned tensor is the graph's output buffer, overwritten by the next call.
+    pub fn run(&self) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if let Some(graph) = &self.graph {
+            return graph.replay();
+        }
+        (self.work)()
+    }
+}
+
 #[cfg(feature = "cuda")]
 mod cuda {
     use candle_core::backend::BackendStorage;
@@ -201,6 +285,82 @@ mod cuda {
             self.graph.launch().map_err(candle_core::Error::wrap)?;
             Ok(self.output.clone())
         }
+    }
+
+    /// A fixed closure captured as one graph (see [`super::FixedWork`]); field order is drop
+    /// order, as in [`Captured`].
+    pub struct CapturedWork {
+        output: Tensor,
+        graph: CudaGraph,
+        pub nodes: usize,
+    }
+
+    impl CapturedWork {
+        pub fn capture(
+            device: &candle_core::Device,
+            work: &dyn Fn() -> Result<Tensor>,
+        ) -> Result<Self> {
+            let cuda = device.as_cuda_device()?;
+            let stream = cuda.cuda_stream();
+            let _cache = cuda.enable_cuda_graph_htod_cache();
+            let eager = work()?;
+            work()?;
+            device.synchronize()?;
+            stream
+                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                .map_err(candle_core::Error::wrap)?;
+            let captured = work();
+            let ended = stream.end_capture(
+                sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH,
+            );
+            let output = captured?;
+            let graph = ended
+                .map_err(candle_core::Error::wrap)?
+                .ok_or_else(|| candle_core::Error::msg("the capture recorded an empty graph"))?;
+            let nodes = graph_nodes(&graph)?;
+            graph.upload().map_err(candle_core::Error::wrap)?;
+            let this = Self {
+                output,
+                graph,
+                nodes,
+            };
+            check_replay(&this.replay()?, &eager)?;
+            Ok(this)
+        }
+
+        pub fn replay(&self) -> Result<Tensor> {
+            self.graph.launch().map_err(candle_core::Error::wrap)?;
+            Ok(self.output.clone())
+        }
+    }
+
+    /// The replay must compute what the eager pass computed (bounds as for the forward's graph).
+    fn check_replay(replayed: &Tensor, eager: &Tensor) -> Result<()> {
+        let dtype = eager.dtype();
+        let replayed = replayed.to_dtype(DType::F32)?;
+        let eager = eager.to_dtype(DType::F32)?;
+        let scale = eager
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?
+            .max(1.0);
+        let difference = (&replayed - &eager)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        let bound = match dtype {
+            DType::F32 => 1e-4,
+            DType::F16 => 1e-2,
+            _ => 4e-2,
+        } * scale;
+        if difference.is_nan() || difference > bound {
+            candle_core::bail!(
+                "the replayed graph's output differs from the eager run's by up to {difference} (bound {bound})"
+            );
+        }
+        Ok(())
     }
 
     fn graph_nodes(graph: &CudaGraph) -> Result<usize> {

@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 use crate::config::{
     FloatPrecision, HeadKind, LoadedExperiment, ModelSection, Precision, ProbeSection, QuantFormat,
 };
-pub use encoder::{CapturedUnit, Component, Encoder, Head, Layer, Numerics, Pooling, Unit};
+pub use encoder::{
+    CapturedUnit, Component, Encoder, Head, Layer, LinearSite, Numerics, Pooling, Unit,
+};
 
 /// The presets are named by experiment files and checked with them (config/presets.rs); the model
 /// code names them `model::preset` / `model::Preset`.
@@ -196,12 +198,45 @@ impl ModelStore {
         self.build(spec, precision, device, Head::Probe(Some(head)))
     }
 
+    /// The model of a cell whose `quantize` selection names the linear sites to quantize
+    /// (`None`: all of them), with its probe head where it has one.
+    pub fn load_selected(
+        &mut self,
+        spec: &ModelSpec,
+        precision: Precision,
+        device: &Device,
+        probe: Option<&dyn HeadTensors>,
+        sites: Option<&[LinearSite]>,
+    ) -> Result<Encoder> {
+        let head = match probe {
+            Some(p) => Head::Probe(Some(VarBuilder::from_tensors(
+                p.tensors()?,
+                DType::F32,
+                device,
+            ))),
+            None if spec.probe.is_some() => Head::Probe(None),
+            None => Head::Checkpoint,
+        };
+        self.build_selected(spec, precision, device, head, sites)
+    }
+
     fn build(
         &mut self,
         spec: &ModelSpec,
         precision: Precision,
         device: &Device,
         head: Head,
+    ) -> Result<Encoder> {
+        self.build_selected(spec, precision, device, head, None)
+    }
+
+    fn build_selected(
+        &mut self,
+        spec: &ModelSpec,
+        precision: Precision,
+        device: &Device,
+        head: Head,
+        sites: Option<&[LinearSite]>,
     ) -> Result<Encoder> {
         let dtype = dtype_for(precision);
         let vb = match &spec.weights {
@@ -221,7 +256,8 @@ impl ModelStore {
                     .with_context(|| format!("loading {}", file.display()))?
             }
         };
-        Encoder::load(vb, &spec.preset, numerics_for(precision), head)
+        let selected = |site: LinearSite| sites.is_none_or(|s| s.contains(&site));
+        Encoder::load_selected(vb, &spec.preset, numerics_for(precision), head, &selected)
             .with_context(|| format!("building model {:?} in {}", spec.name, precision.name()))
     }
 }

@@ -8,6 +8,7 @@ pub mod charts;
 pub mod compare;
 mod flags;
 pub mod markdown;
+mod quantize_first;
 mod tables;
 mod views;
 
@@ -158,6 +159,8 @@ struct ReportContext<'a> {
     show_wraparounds: bool,
     /// Which statistic the points and intervals are, and that the intervals are within-run.
     statistic_note: &'static str,
+    /// Per-layer methods side by side, "quantize first", the `quantize` selections.
+    per_layer: quantize_first::PerLayerView,
 }
 
 /// Shown wherever the reader meets intervals.
@@ -419,6 +422,7 @@ pub fn render_records(
         flags: flags::flag_view(&summaries),
         show_wraparounds: summaries.iter().any(|s| s.dataset_wraparounds.is_some()),
         statistic_note: STATISTIC_NOTE,
+        per_layer: quantize_first::per_layer_view(records, &summaries),
     };
 
     let env = templates.environment()?;

@@ -66,6 +66,14 @@ pub struct CellRecord {
     /// For `layers` cells: every layer and component, each measured alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerRecord>,
+    /// For `layers` cells measured by prefix differencing (`layer_method = "prefix"` or
+    /// `"both"`): the prefixes embeddings, + block 0, ..., the whole model, each measured alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<PrefixRecord>,
+    /// For cells of quantized precisions: which linear layers were quantized and which stayed in
+    /// the float path (and, for `quantize = "top:K"`, the profile that ranked them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<QuantizationRecord>,
     /// For `layers` cells: the layers' sum against the whole-model cell of the same settings,
     /// when that cell was measured earlier in the run (reports recompute it in any case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,7 +101,84 @@ pub struct LayerRecord {
     /// The block a component belongs to; `None` for top-level layers.
     pub parent: Option<String>,
     pub warmup: WarmupRecord,
+    /// Each loop ran the unit this many times back to back before one synchronize (K, chosen
+    /// so that a loop lasts about as long as a whole forward pass; 1 on the CPU, which is
+    /// synchronous, and in records written before K existed). `windows` hold loop times and
+    /// loop counts as measured: [`Self::per_call_windows`] divides them into calls.
+    #[serde(default = "one")]
+    pub calls_per_loop: u32,
+    /// How a loop ran (a CUDA graph of K calls, or eager launches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
     pub windows: Vec<WindowRecord>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl LayerRecord {
+    /// The windows per call of the unit: loop latencies divided by K, loops multiplied by K, so
+    /// that energy / loops and the latency medians are per call (durations and energies are
+    /// the windows' own).
+    pub fn per_call_windows(&self) -> Vec<WindowRecord> {
+        per_call(&self.windows, self.calls_per_loop)
+    }
+}
+
+fn per_call(windows: &[WindowRecord], k: u32) -> Vec<WindowRecord> {
+    if k <= 1 {
+        return windows.to_vec();
+    }
+    windows
+        .iter()
+        .map(|w| WindowRecord {
+            loops: w.loops.saturating_mul(k),
+            loop_ms: w.loop_ms.iter().map(|ms| ms / f64::from(k)).collect(),
+            ..w.clone()
+        })
+        .collect()
+}
+
+/// One prefix of the forward pass (its first `layers` top-level layers, through `name`),
+/// measured through the full protocol; consecutive prefixes differ by one layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefixRecord {
+    /// The prefix's last layer, e.g. `transformer_block_2`.
+    pub name: String,
+    /// How many top-level layers it runs (1 = the embeddings alone).
+    pub layers: usize,
+    pub warmup: WarmupRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+    pub windows: Vec<WindowRecord>,
+}
+
+/// What a quantized cell quantized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantizationRecord {
+    /// The cell's `quantize` selection as written (`all`, `ffn`, `top:3`, ...).
+    pub selection: String,
+    /// Linear sites in the quantized numerics (`transformer_block_0.attention` = its query,
+    /// key, value and output projections; `.ffn` = lin1 and lin2; `pre_classifier`, ...).
+    pub quantized: Vec<String>,
+    /// Linear sites left in the float path.
+    pub float: Vec<String>,
+    /// For `top:K`: the `layers` cell whose profile ranked the layers, and the ranking (largest
+    /// share first) with the metric it used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranked_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranking: Vec<RankedLayer>,
+}
+
+/// A layer's share of its `layers` cell, as `top:K` ranked it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankedLayer {
+    pub layer: String,
+    pub share_pct: f64,
+    /// `energy` where the cell measured energy, else `latency`.
+    pub metric: String,
 }
 
 /// Σ top-level layers against the whole model, same model, precision and shapes.
@@ -107,6 +192,12 @@ pub struct Reconciliation {
     pub layers_energy_per_inference_mj: Option<f64>,
     pub whole_energy_per_inference_mj: Option<f64>,
     pub energy_ratio: Option<f64>,
+    /// Prefix differencing: Σ of the differences (= the longest prefix, the whole model measured
+    /// inside the layers cell) against the whole-model cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_latency_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_energy_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,16 +13,16 @@ use indicatif::ProgressBar;
 
 use super::console::cell_label;
 use super::Prepared;
-use crate::config::{Precision, ProtocolSection, Scope};
+use crate::config::{Precision, Scope};
 use crate::data::BatchCycle;
 use crate::device::SelectedDevice;
 use crate::fidelity;
 use crate::matrix::Cell;
-use crate::measure::{self, Clock, RealClock, SamplerOverhead};
+use crate::measure::{self, RealClock, SamplerOverhead};
 use crate::model::graph::{CellForward, GraphMode};
 use crate::model::{self, Encoder, ModelStore};
 use crate::probe;
-use crate::results::{now_rfc3339, CellRecord, CellStatus, LayerRecord, SCHEMA_VERSION};
+use crate::results::{now_rfc3339, CellRecord, CellStatus, SCHEMA_VERSION};
 use crate::sensor::{self, EnergySensor, SensorInfo};
 
 /// What the cells of one session build once and share: the models (with their host-side random
@@ -53,6 +53,7 @@ pub(super) fn run_cell(
     idle_power_w: Option<f64>,
     check_overhead: bool,
     progress: &ProgressBar,
+    earlier: &[CellRecord],
 ) -> CellOutcome {
     let device = &selected.device;
     let mut record = CellRecord {
@@ -72,6 +73,8 @@ pub(super) fn run_cell(
         warmup: None,
         windows: Vec::new(),
         layers: Vec::new(),
+        prefixes: Vec::new(),
+        quantization: None,
         reconciliation: None,
         fidelity: None,
         accuracy: None,
@@ -100,6 +103,7 @@ pub(super) fn run_cell(
             check_overhead,
             &mut on_progress,
             &mut record,
+            earlier,
         );
         match measured {
             Ok((t, o)) => (trace, overhead) = (t, o),
@@ -125,6 +129,7 @@ fn measure_cell(
     check_overhead: bool,
     on_progress: &mut dyn FnMut(&str),
     record: &mut CellRecord,
+    earlier: &[CellRecord],
 ) -> Result<(Vec<sensor::PowerSample>, Option<SamplerOverhead>)> {
     let spec = &prepared.specs[&cell.model];
     let set = &prepared.tokenized[&cell.seq_len];
@@ -144,28 +149,42 @@ fn measure_cell(
         None => None,
     };
     crate::interrupt::check()?;
+    // Which linear layers this cell quantizes (top:K ranks them by an earlier layers cell).
+    let selection = super::quantize::resolve(cell, &prepared.plan, earlier, spec)?;
     on_progress("loading model");
-    let model = match &probe {
-        Some(head) => store
-            .models
-            .load_with_probe(spec, cell.precision, device, head)?,
-        None => store.models.load(spec, cell.precision, device)?,
-    };
+    let model = store.models.load_selected(
+        spec,
+        cell.precision,
+        device,
+        probe.as_ref().map(|h| h as &dyn model::HeadTensors),
+        selection.sites.as_deref(),
+    )?;
+    record.quantization = selection.record(&model);
     record.precision_executed = Some(model.executed_precision());
     record.implementation = Some(model.implementation());
     record.truncated_examples = Some(set.truncated);
     let clock = RealClock::default();
     let protocol = &prepared.exp.config.protocol;
+    let mode = if prepared.exp.config.device.cuda_graphs {
+        GraphMode::Auto
+    } else {
+        GraphMode::Off
+    };
     if cell.scope == Scope::Layers {
         // Every loop of a layers cell reuses one captured batch.
         let mut batches = BatchCycle::with_at_most(set, cell.batch_size, device, 1)?;
         let (ids, mask) = batches.next_batch().clone();
         record.dataset = Some(batches.usage());
-        let trace = measure_layers(
+        let settings = super::layers::LayerSettings {
+            protocol,
+            method: cell.layer_method,
+            graphs: mode,
+        };
+        let trace = super::layers::measure_layers(
             &model,
             &ids,
             &mask,
-            protocol,
+            &settings,
             sensor,
             &clock,
             on_progress,
@@ -174,11 +193,6 @@ fn measure_cell(
         return Ok((trace, None));
     }
     let mut batches = BatchCycle::new(set, cell.batch_size, device)?;
-    let mode = if prepared.exp.config.device.cuda_graphs {
-        GraphMode::Auto
-    } else {
-        GraphMode::Off
-    };
     if device.is_cuda() && mode == GraphMode::Auto {
         crate::interrupt::check()?;
         on_progress("capturing the forward as a CUDA graph");
@@ -257,60 +271,8 @@ fn measure_cell(
     Ok((outcome.trace, overhead))
 }
 
-/// A `layers` cell: one forward pass captures every layer's and component's real input, then each
-/// runs alone through the full protocol (warm-up, windows, repeats) in its own energy windows.
-#[allow(clippy::too_many_arguments)]
-fn measure_layers(
-    model: &Encoder,
-    ids: &Tensor,
-    mask: &Tensor,
-    protocol: &ProtocolSection,
-    sensor: &mut dyn EnergySensor,
-    clock: &dyn Clock,
-    on_progress: &mut dyn FnMut(&str),
-    record: &mut CellRecord,
-) -> Result<Vec<sensor::PowerSample>> {
-    let device = model.device().clone();
-    let units = model.capture_units(ids, mask)?;
-    device.synchronize()?;
-    let mut trace = Vec::new();
-    let mut offset = 0.0;
-    for (index, captured) in units.iter().enumerate() {
-        let name = captured.unit.name();
-        let mut last = None;
-        let mut run_loop = || -> Result<()> {
-            let out = model.forward_unit(captured)?;
-            device.synchronize()?;
-            last = Some(out);
-            Ok(())
-        };
-        let mut progress =
-            |phase: &str| on_progress(&format!("{}/{} {name}: {phase}", index + 1, units.len()));
-        let outcome = measure::run_protocol(protocol, sensor, clock, &mut progress, &mut run_loop)
-            .with_context(|| format!("layer {name}"))?;
-        if let Some(out) = last {
-            ensure_finite(&out, &format!("layer {name}"))?;
-        }
-        // One trace for the cell: each layer's samples after the previous layer's.
-        let end = outcome.trace.iter().map(|s| s.t_s).fold(0.0, f64::max);
-        trace.extend(outcome.trace.iter().map(|s| sensor::PowerSample {
-            t_s: s.t_s + offset,
-            power_w: s.power_w,
-        }));
-        offset += end;
-        record.layers.push(LayerRecord {
-            name,
-            index,
-            parent: captured.unit.parent(),
-            warmup: outcome.warmup,
-            windows: outcome.windows,
-        });
-    }
-    Ok(trace)
-}
-
 /// Refuses NaN or infinite outputs: a model that computes garbage fast is not a measurement.
-fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
+pub(super) fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
     let values: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     anyhow::ensure!(
         values.iter().all(|v| v.is_finite()),
@@ -400,6 +362,8 @@ mod tests {
             batch_size: 131072,
             seq_len: 512,
             scope: Scope::Model,
+            quantize: Default::default(),
+            layer_method: Default::default(),
         }
     }
 

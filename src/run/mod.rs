@@ -4,6 +4,8 @@
 //!   dataset: what `runner plan` lists, and everything checked before anything is measured
 //! - `cell.rs`: measure one cell: the model's timed loop (or each layer alone), then fidelity
 //!   against fp32 and accuracy on the probe's split
+//! - `layers.rs`: a `layers` cell: units alone (K calls per loop) and prefixes of the forward
+//! - `quantize.rs`: a cell's `quantize` selection resolved to the linear layers it quantizes
 //! - `serial.rs`: the loop over the cells on one device: resume, failures, device health,
 //!   interrupts, then the reports
 //! - `worker.rs`: the same loop as one worker of a run spread over workers (a GPU of several, a
@@ -19,7 +21,9 @@
 
 mod cell;
 mod console;
+mod layers;
 mod plan;
+mod quantize;
 mod resume;
 mod serial;
 mod worker;

@@ -140,13 +140,27 @@ pub fn protocol_lower_bound_s(exp: &LoadedExperiment, cells: &[&Cell]) -> f64 {
         .map(|c| {
             let units = match c.scope {
                 config::Scope::Model => 1.0,
-                // Embeddings, pre-classifier and classifier, and each block with its 4 parts.
+                // Isolated: embeddings, pre-classifier and classifier, and each block with its
+                // 4 parts; prefix: one prefix per top-level layer.
                 config::Scope::Layers => exp
                     .config
                     .models
                     .get(&c.model)
                     .and_then(|m| crate::config::Preset::lookup(m.architecture, &m.preset))
-                    .map_or(1.0, |preset| 3.0 + 5.0 * preset.n_layers as f64),
+                    .map_or(1.0, |preset| {
+                        let n = preset.n_layers as f64;
+                        let isolated = if c.layer_method.isolated() {
+                            3.0 + 5.0 * n
+                        } else {
+                            0.0
+                        };
+                        let prefix = if c.layer_method.prefix() {
+                            3.0 + n
+                        } else {
+                            0.0
+                        };
+                        isolated + prefix
+                    }),
             };
             p.stabilize_s + p.cooldown_s + units * per_unit
         })
@@ -183,19 +197,50 @@ pub fn lower_bound_line(exp: &LoadedExperiment, cells: &[&Cell]) -> String {
 pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
     let exp = config::load(file, overrides)?;
     let plan = matrix::expand(&exp)?;
+    // The per-layer axes get columns only when a cell uses them, so plans without them print
+    // as they always did.
+    let quantize = plan.cells.iter().any(|c| !c.quantize.is_all());
+    let method = plan.cells.iter().any(|c| !c.layer_method.is_isolated());
+    let extra = |q: &str, m: &str| {
+        let mut s = String::new();
+        if quantize {
+            s.push_str(&format!("  {q:<10}"));
+        }
+        if method {
+            s.push_str(&format!("  {m:<8}"));
+        }
+        s
+    };
     println!(
-        "{:<12}  {:<16}  {:<9}  {:>5}  {:>5}  {:<6}",
-        "ID", "MODEL", "PRECISION", "BATCH", "SEQ", "SCOPE"
+        "{:<12}  {:<16}  {:<9}  {:>5}  {:>5}  {:<6}{}",
+        "ID",
+        "MODEL",
+        "PRECISION",
+        "BATCH",
+        "SEQ",
+        "SCOPE",
+        extra("QUANTIZE", "METHOD").trim_end()
     );
     for c in &plan.cells {
+        let layer_method = if c.scope == config::Scope::Layers {
+            c.layer_method.name()
+        } else {
+            "-"
+        };
+        let quantize = if c.precision.float_path().is_some() {
+            c.quantize.name()
+        } else {
+            "-".to_string()
+        };
         println!(
-            "{:<12}  {:<16}  {:<9}  {:>5}  {:>5}  {:<6}",
+            "{:<12}  {:<16}  {:<9}  {:>5}  {:>5}  {:<6}{}",
             c.id,
             c.model,
             c.precision.name(),
             c.batch_size,
             c.seq_len,
-            c.scope.name()
+            c.scope.name(),
+            extra(&quantize, layer_method).trim_end()
         );
     }
     if plan.merged_duplicates > 0 {

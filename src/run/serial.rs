@@ -149,6 +149,7 @@ pub fn run_serial(
             session_idle,
             check_overhead,
             &progress,
+            &records,
         ) else {
             say(
                 &progress,
@@ -175,7 +176,7 @@ pub fn run_serial(
         run_dir
             .write_record(&record)
             .with_context(|| format!("writing the record of cell {}", cell.id))?;
-        if !record.layers.is_empty() {
+        if !record.layers.is_empty() || !record.prefixes.is_empty() {
             say(&progress, &layer_breakdown(&record));
         }
         if !trace.is_empty() {
@@ -370,6 +371,9 @@ impl ProtocolTime {
         add(record.warmup.as_ref(), &record.windows);
         for layer in &record.layers {
             add(Some(&layer.warmup), &layer.windows);
+        }
+        for prefix in &record.prefixes {
+            add(Some(&prefix.warmup), &prefix.windows);
         }
     }
 

@@ -152,6 +152,13 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
         }
         eprintln!("{who} measuring {}", cell_label(cell));
         let check_overhead = sensor_info.measures_energy && session.sampler_overhead.is_none();
+        // A top:K cell ranks layers by a layers cell another worker may have measured.
+        let earlier: Vec<CellRecord> =
+            if matches!(cell.quantize, crate::config::QuantizeSelection::Top(_)) {
+                run_dir.read_all_records()?.into_values().collect()
+            } else {
+                Vec::new()
+            };
         let Some((mut record, trace, overhead)) = run_cell(
             cell,
             prepared,
@@ -162,6 +169,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             session_idle,
             check_overhead,
             &progress,
+            &earlier,
         ) else {
             eprintln!(
                 "{who} interrupted {}: dropped unfinished (measured again on resume)",

@@ -10,8 +10,32 @@ use super::linear::{ggml_name, MMQ_ROW_PADDING};
 use super::Encoder;
 
 impl Encoder {
+    /// The linear layer whose implementation the record describes: the first quantized one
+    /// (a `quantize` selection may leave the first block in the float path), else the first.
+    fn representative(&self) -> Option<&super::Linear> {
+        let quantized = |l: &&super::Linear| l.quant_format().is_some() || l.eight_bit().is_some();
+        self.linears()
+            .find(quantized)
+            .or_else(|| self.linears().next())
+    }
+
+    /// The executed precision, and for a `quantize` selection which part of the linear layers it
+    /// covers (the rest ran in the float path).
     pub fn executed_precision(&self) -> String {
-        let linear = self.linears().next();
+        let all = self.linear_sites().len();
+        let some = self.quantized.len();
+        let base = self.executed_numerics();
+        if some == 0 || some == all {
+            return base;
+        }
+        format!(
+            "{base}; quantized: {some} of {all} linear sites ({}), the others in the float path",
+            self.quantized_sites().join(", ")
+        )
+    }
+
+    fn executed_numerics(&self) -> String {
+        let linear = self.representative();
         let float = linear.map(|l| l.float_dtype()).unwrap_or(DType::F32);
         let float = crate::model::dtype_name(float);
         let padded = self.linears().any(|l| l.padded());
@@ -43,8 +67,7 @@ impl Encoder {
     pub fn implementation(&self) -> BTreeMap<String, String> {
         let cuda = self.device.is_cuda();
         let dtype = self
-            .linears()
-            .next()
+            .representative()
             .map(|l| crate::model::dtype_name(l.float_dtype()))
             .unwrap_or("fp32");
         let matmul = if cuda { "cuBLAS" } else { "gemm crate" };
@@ -67,9 +90,9 @@ impl Encoder {
         } else {
             "mask add + softmax in f32 (candle CPU)".to_string()
         };
-        let eight_bit = self.linears().next().and_then(|l| l.eight_bit());
-        let linear = match self.linears().next().and_then(|l| l.quant_format()) {
-            _ if self.linears().next().is_some_and(|l| l.on_tensor_cores()) => {
+        let eight_bit = self.representative().and_then(|l| l.eight_bit());
+        let linear = match self.representative().and_then(|l| l.quant_format()) {
+            _ if self.representative().is_some_and(|l| l.on_tensor_cores()) => {
                 "W8A8 int8 on tensor cores: each input quantized per token by a runner kernel (dynamic scale), int8 x int8 -> int32 GEMM through cuBLASLt (CUBLAS_COMPUTE_32I), scaled back by token x channel scale with bias (+ erf GELU) in a runner kernel; weights per output channel, symmetric".to_string()
             }
             _ if eight_bit.is_some() => {
@@ -90,7 +113,7 @@ impl Encoder {
             }
             None => format!("candle matmul ({matmul}) + bias add"),
         };
-        let activation = if self.linears().next().is_some_and(|l| l.on_tensor_cores()) {
+        let activation = if self.representative().is_some_and(|l| l.on_tensor_cores()) {
             "erf GELU in the int8 GEMM's dequantization kernel (runner kernel, f32)"
         } else if eight_bit.is_some() {
             "erf GELU in f32 after the W8A8 reference product (candle)"
@@ -99,7 +122,7 @@ impl Encoder {
         } else {
             "erf GELU (candle kernel)"
         };
-        let float = self.linears().next().map(|l| l.float_dtype());
+        let float = self.representative().map(|l| l.float_dtype());
         let one_kernel = fused
             && self.blocks.first().is_some_and(|b| {
                 float.is_some_and(|d| {

@@ -22,7 +22,7 @@ mod units;
 
 use linear::{fuse_qkv, Linear};
 pub use linear::{ggml_name, MMQ_ROW_PADDING};
-pub use units::{CapturedUnit, Component, Layer, Pooling, Unit};
+pub use units::{CapturedUnit, Component, Layer, LinearSite, Pooling, Unit};
 
 /// What the weights and activations are held in: every float tensor in `float`, and every linear
 /// layer's weight in `quant` when set (its bias stays in `float`).
@@ -33,6 +33,26 @@ pub struct Numerics {
     /// Linear layers in W8A8 (weights and inputs in 8 bits); exclusive with `quant`.
     pub eight_bit: Option<crate::config::EightBit>,
 }
+
+impl Numerics {
+    /// Whether linear layers would leave the float path.
+    pub fn quantizes(&self) -> bool {
+        self.quant.is_some() || self.eight_bit.is_some()
+    }
+
+    /// The same float dtype, linear layers unquantized: a layer the `quantize` axis leaves out.
+    pub fn float_only(self) -> Self {
+        Self {
+            quant: None,
+            eight_bit: None,
+            ..self
+        }
+    }
+}
+
+/// Which linear layers take the quantized numerics when the numerics quantize; the others are
+/// built as float linears (the same `Linear::load`, handed float-only numerics).
+pub type SiteFilter<'a> = &'a dyn Fn(LinearSite) -> bool;
 
 /// Tensor names of one architecture's checkpoints.
 struct Names {
@@ -134,9 +154,17 @@ struct TransformerBlock {
 }
 
 impl TransformerBlock {
-    fn load(vb: VarBuilder, p: &Preset, names: &Names, numerics: Numerics) -> Result<Self> {
+    /// `attention` for the four projections, `ffn` for lin1 and lin2.
+    fn load(
+        vb: VarBuilder,
+        p: &Preset,
+        names: &Names,
+        attention: Numerics,
+        ffn: Numerics,
+    ) -> Result<Self> {
         let (d, h) = (p.dim, p.hidden_dim);
         let eps = p.layer_norm_eps;
+        let numerics = attention;
         let q_lin = Linear::load(d, d, vb.pp(names.query), numerics)?;
         let k_lin = Linear::load(d, d, vb.pp(names.key), numerics)?;
         let v_lin = Linear::load(d, d, vb.pp(names.value), numerics)?;
@@ -148,8 +176,8 @@ impl TransformerBlock {
             qkv,
             out_lin: Linear::load(d, d, vb.pp(names.attention_out), numerics)?,
             sa_layer_norm: ResidualNorm::load(d, eps, vb.pp(names.sa_layer_norm))?,
-            lin1: Linear::load(d, h, vb.pp(names.ffn_in), numerics)?,
-            lin2: Linear::load(h, d, vb.pp(names.ffn_out), numerics)?,
+            lin1: Linear::load(d, h, vb.pp(names.ffn_in), ffn)?,
+            lin2: Linear::load(h, d, vb.pp(names.ffn_out), ffn)?,
             output_layer_norm: ResidualNorm::load(d, eps, vb.pp(names.output_layer_norm))?,
             n_heads: p.n_heads,
             head_dim: p.head_dim(),
@@ -263,6 +291,8 @@ pub struct Encoder {
     /// Weights of the [CLS] poolers; none for mean pooling.
     pooler: Option<Linear>,
     classifier: Option<Linear>,
+    /// The linear sites built with quantized numerics (empty for a float precision).
+    quantized: Vec<LinearSite>,
     device: Device,
 }
 
@@ -272,6 +302,27 @@ impl Encoder {
     /// `classifier.*`) or a bare `BertModel` (no prefix, no classifier: use a probe head). The
     /// var builder holds the float dtype and the device.
     pub fn load(vb: VarBuilder, preset: &Preset, numerics: Numerics, head: Head) -> Result<Self> {
+        Self::load_selected(vb, preset, numerics, head, &|_| true)
+    }
+
+    /// [`Self::load`] with only the linear sites `quantize` accepts in the quantized numerics;
+    /// every other linear layer is a float linear of the same float dtype.
+    pub fn load_selected(
+        vb: VarBuilder,
+        preset: &Preset,
+        numerics: Numerics,
+        head: Head,
+        quantize: SiteFilter,
+    ) -> Result<Self> {
+        let mut quantized = Vec::new();
+        let mut at = |site: LinearSite| {
+            if numerics.quantizes() && quantize(site) {
+                quantized.push(site);
+                numerics
+            } else {
+                numerics.float_only()
+            }
+        };
         let names = Names::of(preset.architecture);
         let body = match preset.architecture {
             Architecture::Distilbert => vb.pp("distilbert"),
@@ -281,15 +332,28 @@ impl Encoder {
             Architecture::Bert => vb.clone(),
         };
         let blocks = (0..preset.n_layers)
-            .map(|i| TransformerBlock::load(body.pp(names.blocks).pp(i), preset, &names, numerics))
+            .map(|i| {
+                let (attention, ffn) = (at(LinearSite::Attention(i)), at(LinearSite::Ffn(i)));
+                TransformerBlock::load(body.pp(names.blocks).pp(i), preset, &names, attention, ffn)
+            })
             .collect::<Result<Vec<_>>>()?;
         let d = preset.dim;
         let labels = preset.num_labels;
         let (pooling, pooler, classifier) = match (head, preset.architecture) {
             (Head::Checkpoint, Architecture::Distilbert) => (
                 Pooling::PreClassifier,
-                Some(Linear::load(d, d, vb.pp("pre_classifier"), numerics)?),
-                Some(Linear::load(d, labels, vb.pp("classifier"), numerics)?),
+                Some(Linear::load(
+                    d,
+                    d,
+                    vb.pp("pre_classifier"),
+                    at(LinearSite::Pooler),
+                )?),
+                Some(Linear::load(
+                    d,
+                    labels,
+                    vb.pp("classifier"),
+                    at(LinearSite::Classifier),
+                )?),
             ),
             (Head::Checkpoint, Architecture::Bert) => {
                 if !vb.contains_tensor("classifier.weight") {
@@ -299,15 +363,28 @@ impl Encoder {
                 }
                 (
                     Pooling::BertPooler,
-                    Some(Linear::load(d, d, body.pp("pooler.dense"), numerics)?),
-                    Some(Linear::load(d, labels, vb.pp("classifier"), numerics)?),
+                    Some(Linear::load(
+                        d,
+                        d,
+                        body.pp("pooler.dense"),
+                        at(LinearSite::Pooler),
+                    )?),
+                    Some(Linear::load(
+                        d,
+                        labels,
+                        vb.pp("classifier"),
+                        at(LinearSite::Classifier),
+                    )?),
                 )
             }
             (Head::Probe(classifier), _) => (
                 Pooling::Mean,
                 None,
                 classifier
-                    .map(|c| Linear::load(d, labels, c.to_dtype(vb.dtype()), numerics))
+                    .map(|c| {
+                        let numerics = at(LinearSite::Classifier);
+                        Linear::load(d, labels, c.to_dtype(vb.dtype()), numerics)
+                    })
                     .transpose()?,
             ),
         };
@@ -317,8 +394,42 @@ impl Encoder {
             pooling,
             pooler,
             classifier,
+            quantized,
             device: vb.device().clone(),
         })
+    }
+
+    /// The linear sites in quantized numerics, by name (`transformer_block_0.attention`, ...).
+    pub fn quantized_sites(&self) -> Vec<String> {
+        self.quantized
+            .iter()
+            .map(|s| s.name(self.pooling))
+            .collect()
+    }
+
+    /// Every linear site of this model, in execution order.
+    pub fn linear_sites(&self) -> Vec<LinearSite> {
+        self.layers()
+            .into_iter()
+            .flat_map(LinearSite::of_layer)
+            .collect()
+    }
+
+    /// The first `n` top-level layers (see [`Self::layers`]) on a batch: embeddings alone for 1,
+    /// the whole forward pass (the logits) for all of them. The prefix-differencing profiler
+    /// measures each; a layer is the difference of consecutive prefixes.
+    pub fn forward_prefix(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        n: usize,
+    ) -> Result<Tensor> {
+        let mask = self.additive_mask(attention_mask)?;
+        let mut x = input_ids.clone();
+        for layer in self.layers().into_iter().take(n) {
+            x = self.forward_layer(layer, &x, &mask)?;
+        }
+        Ok(x)
     }
 
     /// What really executes, read back from the loaded weights: the float dtype, and the linear

@@ -110,3 +110,37 @@ impl Layer {
         matches!(self, Layer::Block(_) | Layer::Pooler(Pooling::Mean))
     }
 }
+
+/// Where linear layers sit, at the granularity the `quantize` axis selects them: a block's
+/// attention projections (query, key, value, output), a block's FFN (lin1, lin2), the pooler or
+/// pre-classifier, the classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LinearSite {
+    Attention(usize),
+    Ffn(usize),
+    Pooler,
+    Classifier,
+}
+
+impl LinearSite {
+    /// Named as the profiler names the unit that holds it (`transformer_block_2.ffn`,
+    /// `pre_classifier`), so a record's list of quantized layers reads against the profile.
+    pub fn name(&self, pooling: Pooling) -> String {
+        match self {
+            LinearSite::Attention(b) => Unit::Component(*b, Component::Attention).name(),
+            LinearSite::Ffn(b) => Unit::Component(*b, Component::Ffn).name(),
+            LinearSite::Pooler => pooling.name().into(),
+            LinearSite::Classifier => Layer::Classifier.name(),
+        }
+    }
+
+    /// The sites inside a top-level layer (none for the embeddings or mean pooling).
+    pub fn of_layer(layer: Layer) -> Vec<LinearSite> {
+        match layer {
+            Layer::Embeddings | Layer::Pooler(Pooling::Mean) => Vec::new(),
+            Layer::Block(b) => vec![LinearSite::Attention(b), LinearSite::Ffn(b)],
+            Layer::Pooler(_) => vec![LinearSite::Pooler],
+            Layer::Classifier => vec![LinearSite::Classifier],
+        }
+    }
+}

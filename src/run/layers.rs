@@ -1,0 +1,228 @@
+//! A `layers` cell, measured: one forward pass captures every layer's and component's real input,
+//! then, by the cell's `layer_method`,
+//!
+//! - isolated: each unit runs alone through the full protocol, K calls per loop (per
+//!   synchronize), K chosen so that a loop lasts at least as long as one whole forward pass: a
+//!   sub-millisecond layer with one synchronize per call would measure the synchronize and the
+//!   idle gaps around it (H200 bf16 b16: Σ latency 134 % of the whole). On CUDA with graphs the K
+//!   calls are one captured graph, replayed per loop, as the whole forward is; on the CPU, which
+//!   is synchronous, K = 1.
+//! - prefix: the prefixes embeddings, + block 0, ..., the whole model, each through the full
+//!   protocol, executed as the whole pass is (one graph per prefix on CUDA); the analysis takes
+//!   a layer as the difference of consecutive prefixes.
+
+use anyhow::{Context, Result};
+use candle_core::Tensor;
+
+use super::cell::ensure_finite;
+use crate::config::{LayerMethod, ProtocolSection};
+use crate::measure::{self, Clock, ProtocolOutcome};
+use crate::model::graph::{CellForward, FixedWork, GraphMode};
+use crate::model::Encoder;
+use crate::results::{CellRecord, LayerRecord, PrefixRecord};
+use crate::sensor::{self, EnergySensor};
+
+/// The most calls one loop of an isolated unit runs: the smallest unit (the classifier, ~30 µs on
+/// an H200) against a whole pass of a few ms; more would only lengthen the capture.
+pub const MAX_CALLS_PER_LOOP: u32 = 64;
+
+/// Timed calls (after two untimed ones) whose median is a unit's, or the whole pass's, single
+/// loop time for choosing K.
+const CALIBRATION_CALLS: usize = 5;
+
+/// K for a unit: enough calls that one loop lasts at least as long as a whole pass.
+pub fn calls_per_loop(whole_ms: f64, unit_ms: f64, synchronous: bool) -> u32 {
+    if synchronous || !(whole_ms > 0.0 && unit_ms > 0.0) {
+        return 1;
+    }
+    let k = (whole_ms / unit_ms).ceil();
+    if k >= f64::from(MAX_CALLS_PER_LOOP) {
+        MAX_CALLS_PER_LOOP
+    } else {
+        (k as u32).max(1)
+    }
+}
+
+/// Median time of `run` over a few synchronized calls, in ms.
+fn median_call_ms(
+    clock: &dyn Clock,
+    device: &candle_core::Device,
+    run: &mut dyn FnMut() -> Result<Tensor>,
+) -> Result<f64> {
+    for _ in 0..2 {
+        run()?;
+        device.synchronize()?;
+    }
+    let mut times = Vec::with_capacity(CALIBRATION_CALLS);
+    for _ in 0..CALIBRATION_CALLS {
+        let t0 = clock.now_s();
+        run()?;
+        device.synchronize()?;
+        times.push((clock.now_s() - t0) * 1e3);
+    }
+    Ok(crate::stats::percentile(&times, 50.0))
+}
+
+/// What a layers cell needs besides the model and its batch.
+pub(super) struct LayerSettings<'a> {
+    pub protocol: &'a ProtocolSection,
+    pub method: LayerMethod,
+    pub graphs: GraphMode,
+}
+
+/// Measures a `layers` cell into `record.layers` (isolated) and `record.prefixes` (prefix);
+/// returns the power trace of every window, one unit after the other.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn measure_layers(
+    model: &Encoder,
+    ids: &Tensor,
+    mask: &Tensor,
+    settings: &LayerSettings,
+    sensor: &mut dyn EnergySensor,
+    clock: &dyn Clock,
+    on_progress: &mut dyn FnMut(&str),
+    record: &mut CellRecord,
+) -> Result<Vec<sensor::PowerSample>> {
+    let device = model.device().clone();
+    let mut trace = Trace::default();
+    if settings.method.isolated() {
+        let units = model.capture_units(ids, mask)?;
+        device.synchronize()?;
+        // The whole pass as a model cell runs it (a graph replay per loop on CUDA).
+        let synchronous = !device.is_cuda();
+        let whole_ms = if synchronous {
+            0.0
+        } else {
+            on_progress("timing the whole forward pass (to choose calls per loop)");
+            let mut forward = CellForward::new(model, ids, mask, settings.graphs);
+            median_call_ms(clock, &device, &mut || Ok(forward.forward(ids, mask)?))?
+        };
+        for (index, captured) in units.iter().enumerate() {
+            let name = captured.unit.name();
+            let k = if synchronous {
+                1
+            } else {
+                let unit_ms =
+                    median_call_ms(clock, &device, &mut || Ok(model.forward_unit(captured)?))?;
+                calls_per_loop(whole_ms, unit_ms, synchronous)
+            };
+            let what = if k == 1 {
+                format!("1 call of {name}")
+            } else {
+                format!("{k} calls of {name}")
+            };
+            let work = FixedWork::new(&device, settings.graphs, &what, || {
+                let mut out = model.forward_unit(captured)?;
+                for _ in 1..k {
+                    out = model.forward_unit(captured)?;
+                }
+                Ok(out)
+            });
+            let label = format!("{}/{} {name}", index + 1, units.len());
+            let outcome = run_work(&work, settings.protocol, sensor, clock, on_progress, &label)
+                .with_context(|| format!("layer {name}"))?;
+            trace.append(&outcome);
+            record.layers.push(LayerRecord {
+                name,
+                index,
+                parent: captured.unit.parent(),
+                warmup: outcome.warmup,
+                calls_per_loop: k,
+                execution: (!synchronous).then(|| work.describe()),
+                windows: outcome.windows,
+            });
+        }
+    }
+    if settings.method.prefix() {
+        let layers = model.layers();
+        for n in 1..=layers.len() {
+            let name = layers[n - 1].name();
+            let what = format!(
+                "the forward pass through {name} ({n} of {} layers)",
+                layers.len()
+            );
+            let work = FixedWork::new(&device, settings.graphs, &what, || {
+                model.forward_prefix(ids, mask, n)
+            });
+            let label = format!("prefix {n}/{} through {name}", layers.len());
+            let outcome = run_work(&work, settings.protocol, sensor, clock, on_progress, &label)
+                .with_context(|| format!("prefix through {name}"))?;
+            trace.append(&outcome);
+            record.prefixes.push(PrefixRecord {
+                name,
+                layers: n,
+                warmup: outcome.warmup,
+                execution: device.is_cuda().then(|| work.describe()),
+                windows: outcome.windows,
+            });
+        }
+    }
+    Ok(trace.samples)
+}
+
+/// One unit's or prefix's protocol: each loop runs the work once and synchronizes; the last
+/// output is checked for NaN and infinities.
+fn run_work(
+    work: &FixedWork,
+    protocol: &ProtocolSection,
+    sensor: &mut dyn EnergySensor,
+    clock: &dyn Clock,
+    on_progress: &mut dyn FnMut(&str),
+    label: &str,
+) -> Result<ProtocolOutcome> {
+    let device_sync = |t: &Tensor| t.device().synchronize();
+    let mut last = None;
+    let mut run_loop = || -> Result<()> {
+        let out = work.run()?;
+        device_sync(&out)?;
+        last = Some(out);
+        Ok(())
+    };
+    let mut progress = |phase: &str| on_progress(&format!("{label}: {phase}"));
+    let outcome = measure::run_protocol(protocol, sensor, clock, &mut progress, &mut run_loop)?;
+    if let Some(out) = last {
+        ensure_finite(&out, label)?;
+    }
+    Ok(outcome)
+}
+
+/// One trace for the cell: each unit's samples after the previous unit's.
+#[derive(Default)]
+struct Trace {
+    samples: Vec<sensor::PowerSample>,
+    offset: f64,
+}
+
+impl Trace {
+    fn append(&mut self, outcome: &ProtocolOutcome) {
+        let end = outcome.trace.iter().map(|s| s.t_s).fold(0.0, f64::max);
+        let offset = self.offset;
+        self.samples
+            .extend(outcome.trace.iter().map(|s| sensor::PowerSample {
+                t_s: s.t_s + offset,
+                power_w: s.power_w,
+            }));
+        self.offset += end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_per_loop_fill_a_whole_pass_and_stay_bounded() {
+        // H200 bf16 b16: whole pass ~1.6 ms; a block 0.17 ms, the classifier 0.03 ms.
+        assert_eq!(calls_per_loop(1.6, 0.17, false), 10);
+        assert_eq!(calls_per_loop(1.6, 0.03, false), 54);
+        assert_eq!(calls_per_loop(1.6, 0.001, false), MAX_CALLS_PER_LOOP);
+        // A unit as slow as the whole pass (or slower) runs once per loop.
+        assert_eq!(calls_per_loop(1.6, 1.6, false), 1);
+        assert_eq!(calls_per_loop(1.6, 3.0, false), 1);
+        // The CPU is synchronous: one call per loop, whatever the times.
+        assert_eq!(calls_per_loop(1.6, 0.03, true), 1);
+        // Nothing measured: no guess.
+        assert_eq!(calls_per_loop(0.0, 0.03, false), 1);
+        assert_eq!(calls_per_loop(f64::NAN, 0.03, false), 1);
+    }
+}

@@ -316,7 +316,7 @@ fn check_top_sources(cells: &[Cell], file: &str) -> Result<(), ConfigError> {
         };
         if ranking_source(c, cells).is_none() {
             problems.push(format!(
-                "{file}: matrix.quantize: cell {} ({} {} batch {} seq {}) asks for top:{k}, the {k} layers with the largest energy share, but the plan has no `layers` cell of model {:?} at batch {} seq {} in {} (or in {} with quantize = \"all\") to rank them by: add scope = \"layers\" to the matrix",
+                "{file}: matrix.quantize: cell {} ({} {} batch {} seq {}) asks for top:{k} (the {k} layer(s) with the largest energy share), but the plan has no `layers` cell of model {:?} at batch {} seq {} in {} (or in {} with quantize = \"all\") to rank them by: add scope = \"layers\" to the matrix",
                 c.id,
                 c.model,
                 c.precision.name(),

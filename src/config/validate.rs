@@ -483,7 +483,7 @@ fn check_quantize(c: &super::ExperimentConfig, bad: &mut impl FnMut(&[&str], Str
         .copied()
         .chain(m.include.iter().filter_map(|e| e.precision))
         .any(|p| p.float_path().is_some());
-    let mut check = |at: &[&str], key: &str, q: &QuantizeSelection| {
+    let mut check = |at: &[&str], key: &str, q: &QuantizeSelection, excluding: bool| {
         for (name, blocks, layers) in &shapes {
             if let Some(block) = q.block_out_of_range(*blocks) {
                 bad(at, format!(
@@ -501,7 +501,8 @@ fn check_quantize(c: &super::ExperimentConfig, bad: &mut impl FnMut(&[&str], Str
                 }
             }
         }
-        if !q.is_all() && !quantized {
+        // (An exclude entry that names a selection matches nothing then, harmlessly.)
+        if !q.is_all() && !quantized && !excluding {
             bad(at, format!(
                 "{key} = {:?} selects layers to quantize, but the matrix has no quantized precision (q8_0, q4k-fp16, int8-fp16, fp8-bf16, ...) for it to apply to: add one to matrix.precision, or leave {key} out",
                 q.name()
@@ -514,6 +515,7 @@ fn check_quantize(c: &super::ExperimentConfig, bad: &mut impl FnMut(&[&str], Str
             &["matrix", "quantize", &i],
             &format!("matrix.quantize[{i}]"),
             q,
+            false,
         );
     }
     for (list, entries) in [("include", &m.include), ("exclude", &m.exclude)] {
@@ -524,6 +526,7 @@ fn check_quantize(c: &super::ExperimentConfig, bad: &mut impl FnMut(&[&str], Str
                     &["matrix", list, &i, "quantize"],
                     &format!("matrix.{list}[{i}].quantize"),
                     q,
+                    list == "exclude",
                 );
             }
         }

@@ -94,6 +94,16 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
             assert!(f["cosine"].as_f64().unwrap() > 0.999, "{f}");
             assert!(f["label_agreement"].as_f64().unwrap() >= 0.9, "{f}");
             assert!(f["max_abs_error"].as_f64().unwrap() < 0.05, "{f}");
+            // The two-logit head's meaningful figures: KL of the softmax, logit-difference error
+            // (at most twice the max abs error).
+            assert_eq!(f["outputs"], 2, "{f}");
+            let kl = f["max_kl"].as_f64().unwrap();
+            assert!((0.0..0.01).contains(&kl), "{f}");
+            let diff = f["max_logit_diff_error"].as_f64().unwrap();
+            assert!(
+                diff <= 2.0 * f["max_abs_error"].as_f64().unwrap() + 1e-12,
+                "{f}"
+            );
         }
     }
 
@@ -141,6 +151,9 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     );
     assert!(html.contains("Energy was not measured"));
     assert!(html.contains("Fidelity against fp32"));
+    // A two-logit head: KL and logit-difference error, not the degenerate per-example cosine.
+    assert!(html.contains("softmax KL, nats (mean / worst)"));
+    assert!(!html.contains("lowest per-example cosine"));
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
     assert!(md.contains("![Latency per batch (median, ms)](charts/latency.png)"));
     assert!(

@@ -6,6 +6,7 @@
 
 pub mod charts;
 pub mod compare;
+mod fidelity;
 mod flags;
 pub mod markdown;
 mod quantize_first;
@@ -153,6 +154,8 @@ struct ReportContext<'a> {
     random_weight_models: Vec<&'a str>,
     /// What the report opens with: the cheapest cells and the ratios readers ask for.
     findings: Findings,
+    /// The fidelity section: per cell the figure its output width makes meaningful.
+    fidelity: fidelity::FidelityView<'a>,
     /// Short flag codes for the results table, their legend and each flagged cell's sentences.
     flags: flags::FlagView,
     /// Columns of the results table that would say "n/a" in every row are left out.
@@ -419,6 +422,7 @@ pub fn render_records(
             .map(|(name, _)| name.as_str())
             .collect(),
         findings: findings(&summaries, baseline),
+        fidelity: fidelity::fidelity_view(&manifest.config, &summaries),
         flags: flags::flag_view(&summaries),
         show_wraparounds: summaries.iter().any(|s| s.dataset_wraparounds.is_some()),
         statistic_note: STATISTIC_NOTE,

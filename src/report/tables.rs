@@ -71,6 +71,8 @@ struct SummaryRow<'a> {
     fidelity_cosine_vs_fp32: Option<f64>,
     fidelity_min_example_cosine: Option<f64>,
     fidelity_max_abs_error: Option<f64>,
+    fidelity_mean_kl: Option<f64>,
+    fidelity_max_logit_diff_error: Option<f64>,
     fidelity_label_agreement: Option<f64>,
     fidelity_examples: Option<usize>,
     accuracy: Option<f64>,
@@ -91,7 +93,7 @@ struct SummaryRow<'a> {
     reason: Option<&'a str>,
 }
 
-pub const SUMMARY_COLUMNS: [&str; 49] = [
+pub const SUMMARY_COLUMNS: [&str; 51] = [
     "cell_id",
     "model",
     "precision",
@@ -126,6 +128,8 @@ pub const SUMMARY_COLUMNS: [&str; 49] = [
     "fidelity_cosine_vs_fp32",
     "fidelity_min_example_cosine",
     "fidelity_max_abs_error",
+    "fidelity_mean_kl",
+    "fidelity_max_logit_diff_error",
     "fidelity_label_agreement",
     "fidelity_examples",
     "accuracy",
@@ -184,6 +188,8 @@ pub(super) fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
             fidelity_cosine_vs_fp32: s.fidelity.as_ref().map(|f| f.cosine),
             fidelity_min_example_cosine: s.fidelity.as_ref().map(|f| f.min_example_cosine),
             fidelity_max_abs_error: s.fidelity.as_ref().map(|f| f.max_abs_error),
+            fidelity_mean_kl: s.fidelity.as_ref().and_then(|f| f.mean_kl),
+            fidelity_max_logit_diff_error: s.fidelity.as_ref().and_then(|f| f.max_logit_diff_error),
             fidelity_label_agreement: s.fidelity.as_ref().map(|f| f.label_agreement),
             fidelity_examples: s.fidelity.as_ref().map(|f| f.examples),
             accuracy: s.accuracy.as_ref().map(|a| a.accuracy),

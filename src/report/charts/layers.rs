@@ -7,10 +7,11 @@ use anyhow::Result;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{color, encode_png, ensure_font, fail, Area, Chart};
+use super::{encode_png, ensure_font, fail, precision_color, Area, Chart};
 
 /// Grouped bars: one group per category (e.g. a layer), one bar per series (e.g. a precision).
 /// `series[k].1[i]` is series k's value for category i (`None`: no bar).
+/// Series are named by precision and drawn in its fixed colour.
 pub fn grouped_bars(
     title: &str,
     y_label: &str,
@@ -59,7 +60,7 @@ fn draw_bars<DB: DrawingBackend>(
             .map_err(err)?;
         let width_each = 0.8 / series.len().max(1) as f64;
         for (k, (name, values)) in series.iter().enumerate() {
-            let color = color(k);
+            let color = precision_color(name);
             let bars = values.iter().enumerate().filter_map(|(i, v)| {
                 v.map(|y| {
                     let x0 = i as f64 + 0.1 + k as f64 * width_each;

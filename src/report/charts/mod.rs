@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::analysis::CellSummary;
 use crate::sensor::PowerSample;
@@ -65,17 +66,28 @@ fn color(i: usize) -> RGBAColor {
 }
 
 /// One fixed colour per precision, the same in every report: the float precisions first, then
-/// each quantized format (its variants with other floats share the format's colour).
+/// each quantized format; its variants with other floats take shades of the format's colour
+/// (darker with fp16, lighter with bf16), so q8_0-fp16 and q8_0-bf16 differ on one chart.
 pub(crate) fn precision_color(precision: &str) -> RGBAColor {
     const ORDER: [&str; 9] = [
         "fp32", "fp16", "bf16", "q8_0", "q4_0", "q4k", "q6k", "int8", "fp8",
     ];
-    let base = precision.split('-').next().unwrap_or(precision);
+    let (base, floats) = precision.split_once('-').unwrap_or((precision, ""));
     let i = ORDER.iter().position(|p| *p == precision).or_else(|| {
-        // q8_0-fp16 shares q8_0's colour; int8-fp16 and fp8-bf16 their format's.
+        // q8_0-fp16 takes a shade of q8_0's colour; int8-fp16 and fp8-bf16 of their format's.
         ORDER.iter().position(|p| *p == base)
     });
-    color(i.unwrap_or_else(|| precision.bytes().map(usize::from).sum::<usize>() % PALETTE.len()))
+    let c = color(
+        i.unwrap_or_else(|| precision.bytes().map(usize::from).sum::<usize>() % PALETTE.len()),
+    );
+    let shade = |v: u8| -> u8 {
+        match floats {
+            "fp16" => (f64::from(v) * 0.65).round() as u8,
+            "bf16" => (f64::from(v) + (255.0 - f64::from(v)) * 0.45).round() as u8,
+            _ => v,
+        }
+    };
+    RGBColor(shade(c.0), shade(c.1), shade(c.2)).to_rgba()
 }
 
 fn fail(what: &str, e: impl std::fmt::Debug) -> anyhow::Error {
@@ -104,6 +116,7 @@ macro_rules! render {
     }};
 }
 
+mod labels;
 mod layers;
 mod tradeoff;
 
@@ -260,24 +273,35 @@ fn draw_lines<DB: DrawingBackend>(
             .y_label_area_size(72)
             .build_cartesian_2d(x_lo..x_hi, 0f64..(y_max * 1.1).max(1e-9))
             .map_err(err)?;
-        let ticks = batches.clone();
+        // No automatic x ticks (they would fall between batch sizes): a tick and its label at
+        // each batch size that ran, drawn below.
         chart
             .configure_mesh()
             .x_desc("batch size")
             .y_desc(y_label)
-            .x_labels(((x_hi - x_lo) * 8.0).round() as usize + 1)
-            .x_label_formatter(&|x| {
-                if ticks.iter().any(|t| (t - x).abs() < 1e-6) {
-                    format!("{}", 2f64.powf(*x).round())
-                } else {
-                    String::new()
-                }
-            })
+            .x_labels(0)
+            .disable_x_mesh()
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 15))
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err)?;
+        let tick_font =
+            TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+        for &b in &batches {
+            let (px, py) = chart.backend_coord(&(b, 0.0));
+            plot.draw(&PathElement::new(
+                vec![(px, py), (px, py + 5)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(err)?;
+            plot.draw(&Text::new(
+                format!("{}", 2f64.powf(b).round()),
+                (px, py + 8),
+                tick_font.clone(),
+            ))
+            .map_err(err)?;
+        }
         for ((_, precision), points) in data.iter() {
             let color = precision_color(precision);
             let xy: Vec<(f64, f64)> = points.iter().map(|&(x, y, _)| (x.log2(), y)).collect();
@@ -379,4 +403,39 @@ fn draw_trace<DB: DrawingBackend>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_precision_has_its_own_fixed_colour() {
+        let names = [
+            "fp32",
+            "fp16",
+            "bf16",
+            "q8_0",
+            "q8_0-fp16",
+            "q8_0-bf16",
+            "q4_0",
+            "q4_0-fp16",
+            "q4k",
+            "q4k-fp16",
+            "q6k",
+            "int8-fp32",
+            "int8-fp16",
+            "int8-bf16",
+            "fp8-fp16",
+            "fp8-bf16",
+        ];
+        let colours: Vec<RGBAColor> = names.iter().map(|p| precision_color(p)).collect();
+        for (i, a) in colours.iter().enumerate() {
+            for (j, b) in colours.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{} and {} share a colour", names[i], names[j]);
+            }
+        }
+        // Fixed: the same precision gets the same colour whatever else a report holds.
+        assert_eq!(precision_color("fp16"), RGBColor(255, 127, 14).to_rgba());
+    }
 }

@@ -4,7 +4,8 @@
 use anyhow::Result;
 use plotters::prelude::*;
 
-use super::{color, encode_png, ensure_font, fail, Area};
+use super::labels::{place, text_extent, Label, Rect};
+use super::{encode_png, ensure_font, fail, precision_color, Area};
 
 /// One cell on a trade-off chart.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -63,9 +64,14 @@ fn draw_tradeoff<DB: DrawingBackend>(
     let err = |e| fail(title, e);
     let front = tradeoff_front(points, quality);
     let x_max = points.iter().map(|p| p.cost).fold(0f64, f64::max).max(1e-9) * 1.12;
-    // Cosine distances span decades: plotted as log10 on a linear axis labelled 1e-N. Zero
-    // distance (the fp32 reference) sits on the bottom edge.
-    let (plotted, y_range, y_desc, legend_at): (Vec<f64>, _, _, _) = match quality {
+    let log_axis = quality == Quality::CosineDistance;
+    // Cells whose outputs equal fp32's (fp32 itself, the reference) have no place on a log axis:
+    // they sit in a band below it, labelled "identical to fp32", never on an invented decade.
+    let identical = |p: &TradeoffPoint| log_axis && p.quality <= 0.0;
+    let any_identical = points.iter().any(identical);
+    // The lowest decade of the log axis, and the band's height below it.
+    let (mut axis_lo, band) = (f64::NEG_INFINITY, 1.0);
+    let (plotted, y_range, y_desc): (Vec<f64>, _, _) = match quality {
         Quality::CosineDistance => {
             let positive = points.iter().map(|p| p.quality).filter(|&q| q > 0.0);
             let lo = positive.clone().fold(f64::MAX, f64::min);
@@ -76,22 +82,19 @@ fn draw_tradeoff<DB: DrawingBackend>(
             } else {
                 (-9.0, -3.0)
             };
+            axis_lo = lo;
             let ys = points
                 .iter()
                 .map(|p| {
-                    if p.quality > 0.0 {
-                        p.quality.log10()
+                    if identical(p) {
+                        lo - 0.6 * band
                     } else {
-                        lo
+                        p.quality.log10()
                     }
                 })
                 .collect();
-            (
-                ys,
-                lo..hi,
-                "1 - cosine to fp32 (log; lower is better)",
-                SeriesLabelPosition::UpperRight,
-            )
+            let bottom = if any_identical { lo - band } else { lo };
+            (ys, bottom..hi, "1 - cosine to fp32 (log; lower is better)")
         }
         Quality::Accuracy => {
             let lo = points.iter().map(|p| p.quality).fold(f64::MAX, f64::min);
@@ -101,11 +104,9 @@ fn draw_tradeoff<DB: DrawingBackend>(
                 points.iter().map(|p| p.quality).collect(),
                 (lo - pad)..(hi + pad).min(100.0),
                 "accuracy, % (higher is better)",
-                SeriesLabelPosition::LowerRight,
             )
         }
     };
-    let log_axis = quality == Quality::CosineDistance;
     let y_ticks = if log_axis {
         (y_range.end - y_range.start).round() as usize + 1
     } else {
@@ -117,12 +118,12 @@ fn draw_tradeoff<DB: DrawingBackend>(
             precisions.push(&p.precision);
         }
     }
-    let colour_index = |p: &TradeoffPoint| precisions.iter().position(|q| *q == p.precision);
     root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(root)
+    let (plot, legend) = root.split_horizontally(620);
+    let mut chart = ChartBuilder::on(&plot)
         .caption(title, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(40)
+        .x_label_area_size(44)
         .y_label_area_size(72)
         .build_cartesian_2d(0f64..x_max, y_range)
         .map_err(err)?;
@@ -132,7 +133,7 @@ fn draw_tradeoff<DB: DrawingBackend>(
         .y_desc(y_desc)
         .y_labels(y_ticks)
         .y_label_formatter(&|v| {
-            if log_axis && (v - v.round()).abs() > 1e-6 {
+            if log_axis && ((v - v.round()).abs() > 1e-6 || *v < axis_lo - 1e-6) {
                 String::new()
             } else if log_axis {
                 format!("1e{v:.0}")
@@ -140,9 +141,41 @@ fn draw_tradeoff<DB: DrawingBackend>(
                 format!("{v:.1}")
             }
         })
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(err)?;
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    let bounds = Rect::new(xs.start, ys.start, xs.end, ys.end);
+    let mut obstacles = Vec::new();
+    if any_identical {
+        let edge = axis_lo - 0.25 * band;
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, edge), (x_max, edge)],
+                BLACK.mix(0.35).stroke_width(1),
+            ))
+            .map_err(err)?;
+        // The band's words where no identical point is.
+        let text = "identical to fp32 (1 - cosine = 0)";
+        let (w, h) = text_extent(text, 12);
+        let (_, band_y) = chart.backend_coord(&(0.0, axis_lo - 0.6 * band));
+        let taken: Vec<i32> = points
+            .iter()
+            .filter(|p| identical(p))
+            .map(|p| chart.backend_coord(&(p.cost, 0.0)).0)
+            .collect();
+        let x0 = band_gap(&taken, w, 10, bounds.x0 + 4, bounds.x1 - 4);
+        let rect = Rect::new(x0, band_y - h / 2, x0 + w, band_y - h / 2 + h);
+        root.draw(&Text::new(
+            text,
+            (rect.x0, rect.y0),
+            ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)),
+        ))
+        .map_err(err)?;
+        obstacles.push(rect);
+    }
     let line: Vec<(f64, f64)> = front
         .iter()
         .map(|&i| (points[i].cost, plotted[i]))
@@ -150,37 +183,160 @@ fn draw_tradeoff<DB: DrawingBackend>(
     chart
         .draw_series(LineSeries::new(line, BLACK.mix(0.6).stroke_width(1)))
         .map_err(err)?;
-    for (k, name) in precisions.iter().enumerate() {
-        let c = color(k);
+    for name in &precisions {
+        let c = precision_color(name);
         let mine = points
             .iter()
             .zip(&plotted)
             .filter(|(p, _)| p.precision == *name)
             .map(|(p, &y)| Circle::new((p.cost, y), 5, c.filled()));
-        chart
-            .draw_series(mine)
-            .map_err(err)?
-            .label(*name)
-            .legend(move |(x, y)| Circle::new((x + 6, y), 5, c.filled()));
+        chart.draw_series(mine).map_err(err)?;
     }
-    let font = TextStyle::from(("sans-serif", 11).into_font());
     for &i in &front {
         let p = &points[i];
-        let ring = color(colour_index(p).unwrap_or(0));
         chart
-            .draw_series([Circle::new((p.cost, plotted[i]), 8, ring)])
-            .map_err(err)?;
-        let (px, py) = chart.backend_coord(&(p.cost, plotted[i]));
-        let label = format!("{} b{}", p.precision, p.batch_size);
-        root.draw(&Text::new(label, (px + 9, py - 14), font.clone()))
+            .draw_series([Circle::new(
+                (p.cost, plotted[i]),
+                8,
+                precision_color(&p.precision),
+            )])
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .position(legend_at)
-        .draw()
+    // Labels: the front's (precision and batch) first and always, then every other point's
+    // batch where it finds room.
+    let marks: Vec<(i32, i32)> = points
+        .iter()
+        .zip(&plotted)
+        .map(|(p, &y)| chart.backend_coord(&(p.cost, y)))
+        .collect();
+    let order: Vec<usize> = front
+        .iter()
+        .copied()
+        .chain((0..points.len()).filter(|i| !front.contains(i)))
+        .collect();
+    let texts: Vec<(String, u32)> = order
+        .iter()
+        .map(|&i| {
+            let p = &points[i];
+            if front.contains(&i) {
+                (format!("{} b{}", p.precision, p.batch_size), 12)
+            } else {
+                (format!("b{}", p.batch_size), 11)
+            }
+        })
+        .collect();
+    let labels: Vec<Label> = order
+        .iter()
+        .zip(&texts)
+        .map(|(&i, (text, size))| Label {
+            at: marks[i],
+            size: text_extent(text, *size),
+            optional: !front.contains(&i),
+        })
+        .collect();
+    let placed = place(&labels, &marks, 8, bounds, &obstacles);
+    for ((&i, (text, size)), spot) in order.iter().zip(&texts).zip(placed) {
+        let Some(spot) = spot else { continue };
+        let shade = if front.contains(&i) { 0.9 } else { 0.6 };
+        if spot.far {
+            root.draw(&PathElement::new(
+                vec![marks[i], spot.rect.nearest(marks[i])],
+                BLACK.mix(0.4).stroke_width(1),
+            ))
+            .map_err(err)?;
+        }
+        root.draw(&Text::new(
+            text.clone(),
+            (spot.rect.x0 + 1, spot.rect.y0 + 1),
+            ("sans-serif", *size).into_font().color(&BLACK.mix(shade)),
+        ))
+        .map_err(err)?;
+    }
+    // The legend, right of the plot where it covers no point.
+    let font = ("sans-serif", 14).into_font();
+    for (k, name) in precisions.iter().enumerate() {
+        let y = 48 + k as i32 * 22;
+        legend
+            .draw(&Circle::new((12, y + 7), 5, precision_color(name).filled()))
+            .map_err(err)?;
+        legend
+            .draw(&Text::new(name.to_string(), (24, y), font.clone()))
+            .map_err(err)?;
+    }
+    let y = 48 + precisions.len() as i32 * 22 + 10;
+    legend
+        .draw(&Circle::new((12, y + 7), 8, BLACK.mix(0.6)))
+        .map_err(err)?;
+    legend
+        .draw(&Text::new("Pareto front", (24, y), font.clone()))
         .map_err(err)?;
     Ok(())
+}
+
+/// The left edge of a `width`-wide gap between `lo` and `hi` that keeps `margin` pixels from
+/// every x in `taken`, leftmost first; `lo` when there is none.
+fn band_gap(taken: &[i32], width: i32, margin: i32, lo: i32, hi: i32) -> i32 {
+    let mut xs: Vec<i32> = taken.to_vec();
+    xs.sort_unstable();
+    let mut start = lo;
+    for x in xs.into_iter().chain([i32::MAX]) {
+        let end = if x == i32::MAX { hi } else { x - margin };
+        if end - start >= width {
+            return start;
+        }
+        if x != i32::MAX {
+            start = start.max(x + margin);
+        }
+    }
+    lo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identical_band_label_finds_a_gap() {
+        assert_eq!(band_gap(&[], 100, 10, 0, 500), 0);
+        // A point near the left edge: the words start after it.
+        assert_eq!(band_gap(&[20], 100, 10, 0, 500), 30);
+        // Points at both ends: between them.
+        assert_eq!(band_gap(&[20, 480], 100, 10, 0, 500), 30);
+        // No room: the left edge.
+        assert_eq!(band_gap(&[50, 150, 250], 100, 10, 0, 300), 0);
+    }
+
+    fn point(precision: &str, batch: usize, cost: f64, quality: f64) -> TradeoffPoint {
+        TradeoffPoint {
+            cell_id: format!("{precision}{batch}"),
+            precision: precision.into(),
+            batch_size: batch,
+            cost,
+            quality,
+        }
+    }
+
+    #[test]
+    fn fp32_is_drawn_as_identical_not_on_an_invented_decade() {
+        let points = [
+            point("fp32", 8, 10.0, 0.0),
+            point("fp16", 8, 4.0, 3e-6),
+            point("bf16", 8, 4.1, 2e-4),
+            point("q8_0", 8, 6.0, 5e-5),
+        ];
+        let (svg, _) = tradeoff_chart(
+            "t",
+            "energy per inference, mJ",
+            Quality::CosineDistance,
+            &points,
+        )
+        .unwrap();
+        assert!(svg.contains("identical to fp32"), "{svg}");
+        // The axis starts a decade below the smallest distance (1e-7 here) and no lower.
+        let texts: Vec<&str> = svg.lines().map(str::trim).collect();
+        assert!(texts.contains(&"1e-7") && !texts.contains(&"1e-8"), "{svg}");
+        for label in ["fp16 b8", "fp32 b8"] {
+            assert!(svg.contains(label), "{label} on the front is labelled");
+        }
+    }
 }

@@ -9,6 +9,7 @@
 // one-value-per-thread version of the same code.
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <stdint.h>
 
 __device__ __forceinline__ float to_f32(float v) { return v; }
@@ -233,13 +234,14 @@ MASKED_SOFTMAX(masked_softmax_vec_bf16, __nv_bfloat16, 4)
 // and V straight from the fused QKV GEMM's output x (batch * seq, 3 * heads * D) plus its bias (Q's
 // weights and bias come pre-scaled by 1/sqrt(D)), writing the context merged, (batch * seq,
 // heads * D): no head split, no score tensor in memory, no head merge. FlashAttention-2's scheme:
-// four warps of 16 query rows; keys and values in chunks of 64 staged in shared memory (V
-// transposed); Q K^T and P V as mma.sync m16n8k16 on tensor cores with f32 accumulation; scores,
-// the online softmax (running max and sum per row, f32) and the context stay in registers, the
-// scores' accumulator layout reused as P's operand layout. P is rounded to the storage type for
-// P V, as the unfused path rounds its probabilities; the context is divided by the row sum and
-// rounded once at the end. A fully masked row (mask at f32's lowest) comes out as the mean of V,
-// as the unfused softmax's uniform row does.
+// four warps of 16 query rows; keys and values in chunks of 64 copied raw into shared memory by
+// cp.async, two stages deep, and read back with ldmatrix (.trans for V: no transposing store);
+// Q K^T and P V as mma.sync m16n8k16 on tensor cores with f32 accumulation; scores, the online
+// softmax (running max and sum per row, f32) and the context stay in registers, the scores'
+// accumulator layout reused as P's operand layout. P is rounded to the storage type for P V, as
+// the unfused path rounds its probabilities; the context is divided by the row sum and rounded
+// once at the end. A fully masked row (mask at f32's lowest) comes out as the mean of V, as the
+// unfused softmax's uniform row does.
 namespace attn {
 constexpr int WARPS = 4, ROWS = 16 * WARPS, CHUNK = 64, PAD = 8;
 
@@ -271,14 +273,33 @@ template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float *d, co
 template <typename T> __device__ __forceinline__ uint32_t load2(const T *x, const T *bias) {
     return pack2<T>(to_f32(x[0]) + to_f32(bias[0]), to_f32(x[1]) + to_f32(bias[1]));
 }
+// cp.async of 16 bytes, zero-filled when !valid (src-size 0 reads nothing).
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
+    const uint32_t dst = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t *r, const void *smem) {
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, const void *smem) {
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
 } // namespace attn
 
 template <typename T, int D>
 __device__ void attention(const T *x, const T *bias, const float *mask, T *out, uint32_t seq,
                           uint32_t heads) {
     using namespace attn;
-    __shared__ alignas(16) T ks[CHUNK][D + PAD];  // keys of the chunk, row-major
-    __shared__ alignas(16) T vt[D][CHUNK + PAD];  // values of the chunk, transposed
+    // Two stages of keys and values, row-major as the GEMM wrote them: chunk c + 1 is copied in
+    // (cp.async) while chunk c is multiplied. 36 KiB for D = 64.
+    __shared__ alignas(16) T ks[2][CHUNK][D + PAD];
+    __shared__ alignas(16) T vs[2][CHUNK][D + PAD];
     const uint32_t h = blockIdx.y, b = blockIdx.z;
     const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const uint32_t g = lane / 4, tig = lane % 4;  // mma fragment coordinates
@@ -286,7 +307,23 @@ __device__ void attention(const T *x, const T *bias, const float *mask, T *out, 
     const size_t row0 = (size_t)b * seq;
     const uint32_t q0 = blockIdx.x * ROWS + warp * 16;
     const float *mrow = mask + (size_t)b * seq;
-    const T *qb = bias + h * D, *kb = bias + width + h * D, *vb = bias + 2 * width + h * D;
+    // K's bias is not added: it adds q . b_k to every score of a query row, and a softmax does not
+    // change under a per-row constant. V's bias is added to the context at the end, exactly,
+    // because each row of P sums to one. So K and V are copied raw, 16 bytes at a time.
+    const T *qb = bias + h * D, *vb = bias + 2 * width + h * D;
+
+    auto load_chunk = [&](int buf, uint32_t k0) {
+        for (int e = threadIdx.x; e < CHUNK * D / 8; e += 32 * WARPS) {
+            const int j = e / (D / 8), c = (e % (D / 8)) * 8;
+            const bool ok = k0 + j < seq;  // keys past the sequence are zero-filled
+            const T *src = x + (row0 + (ok ? k0 + j : 0)) * stride + h * D + c;
+            cp_async16(&ks[buf][j][c], src + width, ok);
+            cp_async16(&vs[buf][j][c], src + 2 * width, ok);
+        }
+        cp_async_commit();
+    };
+    const uint32_t chunks = (seq + CHUNK - 1) / CHUNK;
+    load_chunk(0, 0);
 
     // This warp's Q (16 x D) as A fragments, bias added; rows past the sequence are zero.
     uint32_t qf[D / 16][4];
@@ -307,45 +344,31 @@ __device__ void attention(const T *x, const T *bias, const float *mask, T *out, 
     for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     // Running max and (this thread's partial) sum of rows g and g + 8.
     float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+    // ldmatrix: lane l supplies the address of row l % 8 of the 8x8 matrix l / 8.
+    const uint32_t lm_row = lane % 8, lm_mat = lane / 8;
 
-    for (uint32_t k0 = 0; k0 < seq; k0 += CHUNK) {
-        __syncthreads();
-        for (int e = threadIdx.x; e < CHUNK * D / 8; e += 32 * WARPS) {
-            const int j = e / (D / 8), c = (e % (D / 8)) * 8;
-            alignas(16) T kv[8];
-            alignas(16) T vv[8];
-            if (k0 + j < seq) {
-                const T *src = x + (row0 + k0 + j) * stride + h * D + c;
-                alignas(16) T bk[8];
-                alignas(16) T bv[8];
-                copy_vec<T, 8>(kv, src + width);
-                copy_vec<T, 8>(vv, src + 2 * width);
-                copy_vec<T, 8>(bk, kb + c);
-                copy_vec<T, 8>(bv, vb + c);
-#pragma unroll
-                for (int i = 0; i < 8; ++i) {
-                    kv[i] = from_f32<T>(to_f32(kv[i]) + to_f32(bk[i]));
-                    vv[i] = from_f32<T>(to_f32(vv[i]) + to_f32(bv[i]));
-                }
-            } else {
-#pragma unroll
-                for (int i = 0; i < 8; ++i) kv[i] = vv[i] = from_f32<T>(0.0f);
-            }
-            copy_vec<T, 8>(&ks[j][c], kv);
-#pragma unroll
-            for (int i = 0; i < 8; ++i) vt[c + i][j] = vv[i];
+    for (uint32_t chunk = 0; chunk < chunks; ++chunk) {
+        const int buf = chunk & 1;
+        const uint32_t k0 = chunk * CHUNK;
+        if (chunk + 1 < chunks) {
+            load_chunk(buf ^ 1, k0 + CHUNK);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
         }
         __syncthreads();
-        // S = Q K^T: 16 rows x 64 keys as eight 16x8 tiles.
+        // S = Q K^T: 16 rows x 64 keys as eight 16x8 tiles. One ldmatrix.x4 gives the B fragments
+        // of one key tile for two 16-wide slices of D (matrices: d + 0, 8, 16, 24).
         float s[CHUNK / 8][4];
 #pragma unroll
         for (int j = 0; j < CHUNK / 8; ++j) {
             s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk) {
-                const T *kr = &ks[j * 8 + g][kk * 16 + tig * 2];
-                mma16816<T>(s[j], qf[kk], *reinterpret_cast<const uint32_t *>(kr),
-                            *reinterpret_cast<const uint32_t *>(kr + 8));
+            for (int kk = 0; kk < D / 16; kk += 2) {
+                uint32_t kf[4];
+                ldmatrix_x4(kf, &ks[buf][j * 8 + lm_row][kk * 16 + lm_mat * 8]);
+                mma16816<T>(s[j], qf[kk], kf[0], kf[1]);
+                mma16816<T>(s[j], qf[kk + 1], kf[2], kf[3]);
             }
         }
         // Mask, then the online softmax of rows g (c0, c1) and g + 8 (c2, c3).
@@ -390,33 +413,39 @@ __device__ void attention(const T *x, const T *bias, const float *mask, T *out, 
             o[n][2] *= a_hi;
             o[n][3] *= a_hi;
         }
-        // O += P V: P's A fragments are the score tiles 2kk and 2kk + 1, rounded to T.
+        // O += P V: P's A fragments are the score tiles 2kk and 2kk + 1, rounded to T. V's B
+        // fragments by ldmatrix.trans from row-major V (matrices: keys + 0, 8 of d-tiles n, n + 1).
 #pragma unroll
         for (int kk = 0; kk < CHUNK / 16; ++kk) {
             const uint32_t pf[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
                                     pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                     pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                const T *vr = &vt[n * 8 + g][kk * 16 + tig * 2];
-                mma16816<T>(o[n], pf, *reinterpret_cast<const uint32_t *>(vr),
-                            *reinterpret_cast<const uint32_t *>(vr + 8));
+            for (int n = 0; n < D / 8; n += 2) {
+                uint32_t vf[4];
+                ldmatrix_x4_trans(vf, &vs[buf][kk * 16 + (lm_mat & 1) * 8 + lm_row][(n + (lm_mat >> 1)) * 8]);
+                mma16816<T>(o[n], pf, vf[0], vf[1]);
+                mma16816<T>(o[n + 1], pf, vf[2], vf[3]);
             }
         }
+        __syncthreads();  // every warp is done with this stage before it is refilled
     }
 #pragma unroll
     for (int off = 1; off < 4; off <<= 1) {
         l_lo += __shfl_xor_sync(0xffffffff, l_lo, off);
         l_hi += __shfl_xor_sync(0xffffffff, l_hi, off);
     }
-    // The context divided by the row sums, merged: (batch * seq, heads * D).
+    // The context divided by the row sums, plus V's bias, merged: (batch * seq, heads * D).
     const float inv_lo = 1.0f / l_lo, inv_hi = 1.0f / l_hi;
     T *lo = out + (row0 + q0 + g) * width + h * D, *hi = lo + 8 * width;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
         const int c = n * 8 + tig * 2;
-        if (q0 + g < seq) *reinterpret_cast<uint32_t *>(lo + c) = pack2<T>(o[n][0] * inv_lo, o[n][1] * inv_lo);
-        if (q0 + g + 8 < seq) *reinterpret_cast<uint32_t *>(hi + c) = pack2<T>(o[n][2] * inv_hi, o[n][3] * inv_hi);
+        const float b0 = to_f32(vb[c]), b1 = to_f32(vb[c + 1]);
+        if (q0 + g < seq)
+            *reinterpret_cast<uint32_t *>(lo + c) = pack2<T>(o[n][0] * inv_lo + b0, o[n][1] * inv_lo + b1);
+        if (q0 + g + 8 < seq)
+            *reinterpret_cast<uint32_t *>(hi + c) = pack2<T>(o[n][2] * inv_hi + b0, o[n][3] * inv_hi + b1);
     }
 }
 
@@ -431,13 +460,71 @@ ATTENTION(attention_d32_bf16, __nv_bfloat16, 32)
 // W8A8 int8 (src/model/int8_gemm.rs), the numerics of src/model/eight_bit.rs on the GPU.
 // quantize_rows_i8: one warp per row of x (rows, cols): scale = max |x| / 127 (computed as candle's
 // scalar division, x * (1/127)), 1 for an all-zero row; q = clamp(round(x / scale), -127, 127),
-// rounding half away from zero (roundf), as the CPU reference.
+// rounding half away from zero (roundf), as the CPU reference. 16-byte loads and N-byte stores
+// where the row allows (scalar 2-byte loads ran it at a fraction of the bandwidth).
 template <typename T>
 __device__ void quantize_rows_i8(const T *x, int8_t *q, float *scale, uint32_t rows, uint32_t cols) {
+    constexpr int N = 16 / sizeof(T);
     const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
     const uint32_t lane = threadIdx.x % 32;
     if (row >= rows) return;
     const T *xr = x + (size_t)row * cols;
+    int8_t *qr = q + (size_t)row * cols;
+    const bool vec = cols % N == 0 && reinterpret_cast<uintptr_t>(xr) % 16 == 0;
+    float m = 0.0f;
+    bool nan = false;
+    if (vec) {
+        for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+            alignas(16) T v[N];
+            copy_vec<T, N>(v, xr + c);
+#pragma unroll
+            for (int k = 0; k < N; ++k) {
+                const float f = to_f32(v[k]);
+                nan |= isnan(f);
+                m = fmaxf(m, fabsf(f));
+            }
+        }
+    } else {
+        for (uint32_t c = lane; c < cols; c += 32) {
+            const float v = to_f32(xr[c]);
+            nan |= isnan(v);
+            m = fmaxf(m, fabsf(v));
+        }
+    }
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
+    // A NaN input makes its row's scale NaN, so it reaches the output instead of clamping to -127.
+    nan = __any_sync(0xffffffff, nan);
+    const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / 127.0));
+    auto quant = [s](float v) { return (int8_t)fminf(fmaxf(roundf(v / s), -127.0f), 127.0f); };
+    if (vec) {
+        for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+            alignas(16) T v[N];
+            alignas(8) int8_t o[N];
+            copy_vec<T, N>(v, xr + c);
+#pragma unroll
+            for (int k = 0; k < N; ++k) o[k] = quant(to_f32(v[k]));
+            if constexpr (N == 8) {
+                *reinterpret_cast<uint2 *>(qr + c) = *reinterpret_cast<const uint2 *>(o);
+            } else {
+                *reinterpret_cast<uint32_t *>(qr + c) = *reinterpret_cast<const uint32_t *>(o);
+            }
+        }
+    } else {
+        for (uint32_t c = lane; c < cols; c += 32) qr[c] = quant(to_f32(xr[c]));
+    }
+    if (lane == 0) scale[row] = s;
+}
+
+// quantize_rows_e4m3: as quantize_rows_i8 for FP8: scale = max |x| / 448 (x * (1/448)), 1 for an
+// all-zero row; q = E4M3(clamp(x / scale, -448, 448)), rounded to nearest even by the hardware's
+// conversion (cvt.rn.satfinite.e4m3x2), as the CPU reference's float8 rounding.
+template <typename T>
+__device__ void quantize_rows_e4m3(const T *x, uint8_t *q, float *scale, uint32_t rows, uint32_t cols) {
+    const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const uint32_t lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const T *xr = x + (size_t)row * cols;
+    uint8_t *qr = q + (size_t)row * cols;
     float m = 0.0f;
     bool nan = false;
     for (uint32_t c = lane; c < cols; c += 32) {
@@ -446,26 +533,42 @@ __device__ void quantize_rows_i8(const T *x, int8_t *q, float *scale, uint32_t r
         m = fmaxf(m, fabsf(v));
     }
     for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
-    // A NaN input makes its row's scale NaN, so it reaches the output instead of clamping to -127.
     nan = __any_sync(0xffffffff, nan);
-    const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / 127.0));
-    int8_t *qr = q + (size_t)row * cols;
-    for (uint32_t c = lane; c < cols; c += 32) {
-        const float v = fminf(fmaxf(roundf(to_f32(xr[c]) / s), -127.0f), 127.0f);
-        qr[c] = (int8_t)v;
+    const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / 448.0));
+    // Two columns a lane per step: one paired conversion, one 2-byte store.
+    if (cols % 2 == 0) {
+        for (uint32_t c = 2 * lane; c < cols; c += 64) {
+            const float2 v = make_float2(fminf(fmaxf(to_f32(xr[c]) / s, -448.0f), 448.0f),
+                                         fminf(fmaxf(to_f32(xr[c + 1]) / s, -448.0f), 448.0f));
+            *reinterpret_cast<__nv_fp8x2_storage_t *>(qr + c) = __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
+        }
+    } else {
+        for (uint32_t c = lane; c < cols; c += 32)
+            qr[c] = __nv_cvt_float_to_fp8(fminf(fmaxf(to_f32(xr[c]) / s, -448.0f), 448.0f), __NV_SATFINITE, __NV_E4M3);
     }
     if (lane == 0) scale[row] = s;
 }
 
 // dequant_i32: out[r, n] = act(acc[r, n] * sx[r] * sb[n] + sb[cols + n]) from the int8 GEMM's
 // int32 products, with sb = (per-channel weight scale; bias in f32), in the CPU reference's order.
+// Four products a thread (cuBLASLt's int8 GEMMs need cols % 4 == 0) with 32-bit index math (the
+// caller keeps rows * cols < 2^32): a 64-bit division per element cost more than its bytes.
 template <typename T, bool GELU>
 __device__ void dequant_i32(const int32_t *acc, const float *sx, const float *sb, T *out, uint32_t rows,
                             uint32_t cols) {
-    GRID_STRIDE(i, (size_t)rows * cols) {
-        const uint32_t r = i / cols, n = i % cols;
-        const float v = (float)acc[i] * sx[r] * sb[n] + sb[cols + n];
-        out[i] = from_f32<T>(act<GELU>(v));
+    const uint32_t quads = rows * (cols / 4);
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < quads; i += gridDim.x * blockDim.x) {
+        const uint32_t e = i * 4, r = e / cols, n = e - r * cols;
+        const int4 a = *reinterpret_cast<const int4 *>(acc + e);
+        const float4 w = *reinterpret_cast<const float4 *>(sb + n);
+        const float4 b = *reinterpret_cast<const float4 *>(sb + cols + n);
+        const float s = sx[r];
+        alignas(16) T o[4];
+        o[0] = from_f32<T>(act<GELU>((float)a.x * s * w.x + b.x));
+        o[1] = from_f32<T>(act<GELU>((float)a.y * s * w.y + b.y));
+        o[2] = from_f32<T>(act<GELU>((float)a.z * s * w.z + b.z));
+        o[3] = from_f32<T>(act<GELU>((float)a.w * s * w.w + b.w));
+        copy_vec<T, 4>(out + e, o);
     }
 }
 
@@ -474,6 +577,11 @@ __device__ void dequant_i32(const int32_t *acc, const float *sx, const float *sb
 #define DEQUANT_I32(NAME, T, G) extern "C" __global__ void NAME(const int32_t *acc, const float *sx, const float *sb, \
     T *out, uint32_t rows, uint32_t cols) { dequant_i32<T, G>(acc, sx, sb, out, rows, cols); }
 
+#define QUANTIZE_E4M3(NAME, T) extern "C" __global__ void NAME(const T *x, uint8_t *q, float *scale, uint32_t rows, \
+    uint32_t cols) { quantize_rows_e4m3<T>(x, q, scale, rows, cols); }
+QUANTIZE_E4M3(quantize_rows_e4m3_f32, float)
+QUANTIZE_E4M3(quantize_rows_e4m3_f16, __half)
+QUANTIZE_E4M3(quantize_rows_e4m3_bf16, __nv_bfloat16)
 QUANTIZE_I8(quantize_rows_i8_f32, float)
 QUANTIZE_I8(quantize_rows_i8_f16, __half)
 QUANTIZE_I8(quantize_rows_i8_bf16, __nv_bfloat16)

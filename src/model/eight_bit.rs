@@ -10,7 +10,7 @@
 //! E4M3 rounds to nearest even (the float8 crate's conversion, as the hardware's
 //! `cvt.rn.satfinite.e4m3x2.f32`) after clamping to its largest finite value, 448.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, D};
 
 use crate::config::EightBit;
 
@@ -23,34 +23,38 @@ pub struct EightBitLinear {
     weight_scale: Tensor,
     /// In the float dtype, as the other layers hold it.
     bias: Tensor,
-    /// On CUDA for int8: the weight's int8 values as raw bytes (U8, (out, in)) and (2, out) f32
-    /// holding the channel scales and the bias, for the tensor-core path (src/model/int8_gemm.rs).
-    tensor_cores: Option<(Tensor, Tensor)>,
+    /// On CUDA (int8; FP8 in f16/bf16): the copy the tensor-core kernels read.
+    tensor_cores: Option<TensorCores>,
+}
+
+/// The weight as the tensor-core GEMMs take it, output channels padded to the GEMM's multiple
+/// with zero rows (a 2-label classifier), whose outputs `forward` drops.
+enum TensorCores {
+    /// int8 two's-complement bytes (U8, (out, in)) and (2, out) f32: channel scales, then the bias
+    /// (src/model/int8_gemm.rs adds it in its dequantization kernel).
+    Int8 { bytes: Tensor, scale_bias: Tensor },
+    /// E4M3 bits (U8, (out, in)), (1, out) f32 channel scales, and the bias in the float dtype for
+    /// the GEMM's epilogue (src/model/fp8_gemm.rs); `None` for a layer without one (fused Q/K/V).
+    Fp8 {
+        bytes: Tensor,
+        scales: Tensor,
+        bias: Option<Tensor>,
+    },
 }
 
 impl EightBitLinear {
     /// `weight` (out, in) in f32: quantized per output channel.
     pub fn quantize(weight: &Tensor, bias: Tensor, format: EightBit) -> Result<Self> {
-        let (q, scale) = quantize_rows(&weight.to_dtype(DType::F32)?, format)?;
+        // On the CPU: candle's CUDA build has no f32 -> E4M3 cast kernel, and the weights are
+        // quantized once, at load.
+        let device = weight.device().clone();
+        let (q, scale) = quantize_rows(
+            &weight.to_dtype(DType::F32)?.to_device(&Device::Cpu)?,
+            format,
+        )?;
+        let (q, scale) = (q.to_device(&device)?, scale.to_device(&device)?);
         let weight_scale = scale.t()?.contiguous()?;
-        let tensor_cores = if q.device().is_cuda() && format == EightBit::Int8 {
-            // Exact integers in [-127, 127]: their two's-complement bytes. cuBLASLt's int8 GEMMs
-            // need output widths in multiples of 4: a narrower layer (a 2-label classifier) gets
-            // zero rows, whose outputs forward() drops.
-            let (out, _) = q.dims2()?;
-            let pad = out.next_multiple_of(4) - out;
-            let values: Vec<f32> = q.pad_with_zeros(0, 0, pad)?.flatten_all()?.to_vec1()?;
-            let bytes: Vec<u8> = values.iter().map(|&v| (v as i8) as u8).collect();
-            let bytes = Tensor::from_vec(bytes, (out + pad, q.dim(1)?), q.device())?;
-            let scale_bias = Tensor::cat(
-                &[&weight_scale, &bias.to_dtype(DType::F32)?.unsqueeze(0)?],
-                0,
-            )?
-            .pad_with_zeros(1, 0, pad)?;
-            Some((bytes, scale_bias.contiguous()?))
-        } else {
-            None
-        };
+        let tensor_cores = tensor_core_copy(&q, &weight_scale, Some(&bias), format)?;
         Ok(Self {
             format,
             weight: q,
@@ -58,6 +62,48 @@ impl EightBitLinear {
             bias,
             tensor_cores,
         })
+    }
+
+    /// Several layers reading the same input as one (their outputs concatenated): the fused Q/K/V
+    /// projection. Each part's channel scales are multiplied by its factor (the query's
+    /// 1/sqrt(head_dim)): per-channel symmetric quantization of `factor * W` gives the same 8-bit
+    /// values with the scale times `factor` (exactly so for a power of two). The fused layer adds
+    /// no bias; the concatenated biases are returned for the kernel that consumes its output.
+    pub fn fuse_outputs(parts: &[(&EightBitLinear, f64)]) -> Result<(Self, Tensor)> {
+        let Some((first, _)) = parts.first() else {
+            candle_core::bail!("fuse_outputs needs at least one layer");
+        };
+        let format = first.format;
+        if parts.iter().any(|(l, _)| l.format != format) {
+            candle_core::bail!("fuse_outputs: layers in different 8-bit formats");
+        }
+        let weight = Tensor::cat(&parts.iter().map(|(l, _)| &l.weight).collect::<Vec<_>>(), 0)?;
+        let scales = parts
+            .iter()
+            .map(|(l, f)| l.weight_scale.affine(*f, 0.0))
+            .collect::<Result<Vec<_>>>()?;
+        let weight_scale = Tensor::cat(&scales, 1)?;
+        let biases = parts
+            .iter()
+            .map(|(l, f)| l.bias.to_dtype(DType::F32)?.affine(*f, 0.0))
+            .collect::<Result<Vec<_>>>()?;
+        let dtype = first.bias.dtype();
+        let bias = Tensor::cat(&biases, 0)?.to_dtype(dtype)?;
+        let no_bias = bias.zeros_like()?;
+        let tensor_cores = match tensor_core_copy(&weight, &weight_scale, None, format)? {
+            // Without a bias there is no float dtype to read the FP8 output type from: the
+            // parts' own copies say whether they run on tensor cores.
+            Some(_) if !first.on_tensor_cores() => None,
+            other => other,
+        };
+        let fused = Self {
+            format,
+            weight,
+            weight_scale,
+            bias: no_bias,
+            tensor_cores,
+        };
+        Ok((fused, bias))
     }
 
     pub fn format(&self) -> EightBit {
@@ -68,7 +114,7 @@ impl EightBitLinear {
         self.bias.dtype()
     }
 
-    /// Whether this layer runs on int8 tensor cores (CUDA) rather than the f32 reference.
+    /// Whether this layer runs on int8 or FP8 tensor cores (CUDA) rather than the f32 reference.
     pub fn on_tensor_cores(&self) -> bool {
         self.tensor_cores.is_some()
     }
@@ -80,13 +126,41 @@ impl EightBitLinear {
         let rows = x.elem_count() / in_dim.max(1);
         let mut out_dims = dims.clone();
         *out_dims.last_mut().expect("at least one dimension") = self.weight.dim(0)?;
-        if let Some((bytes, scale_bias)) = &self.tensor_cores {
-            let x = x.reshape((rows, in_dim))?;
-            let out = self.weight.dim(0)?;
-            return super::int8_gemm::int8_linear(&x, bytes, scale_bias, gelu)?
-                .narrow(1, 0, out)?
-                .contiguous()?
-                .reshape(out_dims);
+        let out = self.weight.dim(0)?;
+        let gpu = match &self.tensor_cores {
+            Some(TensorCores::Int8 { bytes, scale_bias }) => {
+                let x = x.reshape((rows, in_dim))?;
+                Some(super::int8_gemm::int8_linear(&x, bytes, scale_bias, gelu)?)
+            }
+            Some(TensorCores::Fp8 {
+                bytes,
+                scales,
+                bias,
+            }) => {
+                let x = x.reshape((rows, in_dim))?;
+                // The epilogue adds the bias; GELU layers take bias + erf GELU from the runner's
+                // kernel after it (cuBLASLt's GELU epilogue is the tanh approximation).
+                match (gelu, bias) {
+                    (false, bias) => Some(super::fp8_gemm::fp8_linear(
+                        &x,
+                        bytes,
+                        scales,
+                        bias.as_ref(),
+                    )?),
+                    (true, Some(bias)) => Some(super::fused::bias_act(
+                        &super::fp8_gemm::fp8_linear(&x, bytes, scales, None)?,
+                        bias,
+                        true,
+                    )?),
+                    (true, None) => {
+                        Some(super::fp8_gemm::fp8_linear(&x, bytes, scales, None)?.gelu_erf()?)
+                    }
+                }
+            }
+            None => None,
+        };
+        if let Some(y) = gpu {
+            return y.narrow(1, 0, out)?.contiguous()?.reshape(out_dims);
         }
         let x = x.reshape((rows, in_dim))?.to_dtype(DType::F32)?;
         let (xq, x_scale) = quantize_rows(&x, self.format)?;
@@ -97,6 +171,62 @@ impl EightBitLinear {
             .broadcast_add(&self.bias.to_dtype(DType::F32)?)?;
         let y = if gelu { y.gelu_erf()? } else { y };
         y.to_dtype(dtype)?.reshape(out_dims)
+    }
+}
+
+/// The tensor-core copy of a quantized weight `q` (out, in) on CUDA: int8 in any float dtype, FP8
+/// with f16/bf16 (cuBLASLt's FP8 GEMMs write those); `None` elsewhere (the f32 reference runs).
+/// `bias` is `None` for a layer that adds none (fused Q/K/V).
+fn tensor_core_copy(
+    q: &Tensor,
+    weight_scale: &Tensor,
+    bias: Option<&Tensor>,
+    format: EightBit,
+) -> Result<Option<TensorCores>> {
+    if !q.device().is_cuda() {
+        return Ok(None);
+    }
+    let (out, _) = q.dims2()?;
+    match format {
+        EightBit::Int8 => {
+            // Exact integers in [-127, 127]: their two's-complement bytes. cuBLASLt's int8 GEMMs
+            // need output widths in multiples of 4.
+            let pad = out.next_multiple_of(4) - out;
+            let values: Vec<f32> = q.pad_with_zeros(0, 0, pad)?.flatten_all()?.to_vec1()?;
+            let bytes: Vec<u8> = values.iter().map(|&v| (v as i8) as u8).collect();
+            let bytes = Tensor::from_vec(bytes, (out + pad, q.dim(1)?), q.device())?;
+            let bias = match bias {
+                Some(b) => b.to_dtype(DType::F32)?,
+                None => Tensor::zeros(out, DType::F32, q.device())?,
+            };
+            let scale_bias = Tensor::cat(&[weight_scale, &bias.unsqueeze(0)?], 0)?
+                .pad_with_zeros(1, 0, pad)?
+                .contiguous()?;
+            Ok(Some(TensorCores::Int8 { bytes, scale_bias }))
+        }
+        EightBit::Fp8E4M3 => {
+            let dtype = bias.map(|b| b.dtype());
+            if !matches!(dtype, Some(DType::F16 | DType::BF16) | None) {
+                return Ok(None);
+            }
+            let pad = out.next_multiple_of(super::fp8_gemm::FP8_WIDTH_MULTIPLE) - out;
+            let values: Vec<f32> = q.pad_with_zeros(0, 0, pad)?.flatten_all()?.to_vec1()?;
+            // The values are exact E4M3 numbers: their bits, as the hardware reads them.
+            let bytes: Vec<u8> = values
+                .iter()
+                .map(|&v| float8::F8E4M3::from_f32(v).to_bits())
+                .collect();
+            let bytes = Tensor::from_vec(bytes, (out + pad, q.dim(1)?), q.device())?;
+            let scales = weight_scale.pad_with_zeros(1, 0, pad)?.contiguous()?;
+            let bias = bias
+                .map(|b| b.pad_with_zeros(0, 0, pad)?.contiguous())
+                .transpose()?;
+            Ok(Some(TensorCores::Fp8 {
+                bytes,
+                scales,
+                bias,
+            }))
+        }
     }
 }
 

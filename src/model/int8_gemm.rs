@@ -30,7 +30,7 @@ pub fn int8_linear(x: &Tensor, weight: &Tensor, scale_bias: &Tensor, gelu: bool)
 }
 
 #[cfg(feature = "cuda")]
-mod cuda {
+pub(in crate::model) mod cuda {
     use std::cell::RefCell;
     use std::mem::size_of;
 
@@ -45,19 +45,35 @@ mod cuda {
     // The runner's one PTX module, shared with the other fused kernels (embedded once).
     use crate::model::fused::cuda::PTX;
     /// NVIDIA's recommended cuBLASLt workspace on Hopper.
-    const WORKSPACE: usize = 32 << 20;
+    pub(in crate::model) const WORKSPACE: usize = 32 << 20;
 
     /// One cuBLASLt handle and workspace for the thread that runs the cells.
-    struct Lt {
-        handle: sys::cublasLtHandle_t,
-        workspace: CudaSlice<u8>,
+    pub(in crate::model) struct Lt {
+        pub(in crate::model) handle: sys::cublasLtHandle_t,
+        pub(in crate::model) workspace: CudaSlice<u8>,
     }
 
     thread_local! {
         static LT: RefCell<Option<Lt>> = const { RefCell::new(None) };
     }
 
-    fn lt_err(e: lt::CublasError) -> candle_core::Error {
+    /// Runs `f` with this thread's cuBLASLt handle and workspace, created on first use.
+    pub(in crate::model) fn with_lt<R>(
+        dev: &CudaDevice,
+        f: impl FnOnce(&Lt) -> Result<R>,
+    ) -> Result<R> {
+        LT.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                let handle = lt::create_handle().map_err(lt_err)?;
+                let workspace = unsafe { dev.alloc::<u8>(WORKSPACE)? };
+                *cell = Some(Lt { handle, workspace });
+            }
+            f(cell.as_ref().expect("just set"))
+        })
+    }
+
+    pub(in crate::model) fn lt_err(e: lt::CublasError) -> candle_core::Error {
         candle_core::Error::msg(format!("cuBLASLt: {e:?}"))
     }
 
@@ -153,8 +169,14 @@ mod cuda {
             );
             let func = dev.get_or_load_custom_func(&kernel, "runner_fused", PTX)?;
             let total = m * n;
+            // The kernel indexes in 32 bits and reads 16 bytes of scales and biases at a time.
+            if total >= u32::MAX as usize || !sbl.start_offset().is_multiple_of(4) {
+                candle_core::bail!(
+                    "runner-int8-linear: {m} x {n} products exceed the dequantization kernel's 32-bit index, or its scales are misaligned"
+                );
+            }
             let flat = LaunchConfig {
-                grid_dim: (total.div_ceil(256).clamp(1, 1 << 20) as u32, 1, 1),
+                grid_dim: ((total / 4).div_ceil(256).clamp(1, 1 << 20) as u32, 1, 1),
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             };
@@ -195,14 +217,7 @@ mod cuda {
         k: usize,
     ) -> Result<()> {
         let stream = dev.cuda_stream();
-        LT.with(|cell| -> Result<()> {
-            let mut cell = cell.borrow_mut();
-            if cell.is_none() {
-                let handle = lt::create_handle().map_err(lt_err)?;
-                let workspace = unsafe { dev.alloc::<u8>(WORKSPACE)? };
-                *cell = Some(Lt { handle, workspace });
-            }
-            let lt_state = cell.as_ref().expect("just set");
+        with_lt(dev, |lt_state| {
             let (w_ptr, _w) = w.device_ptr(&stream);
             let (x_ptr, _x) = x.device_ptr(&stream);
             let (c_ptr, _c) = c.device_ptr(&stream);
@@ -223,12 +238,27 @@ mod cuda {
                     size_of::<i32>(),
                 )
                 .map_err(lt_err)?;
-                let a = lt::create_matrix_layout(sys::cudaDataType::CUDA_R_8I, k as u64, n as u64, k as i64)
-                    .map_err(lt_err)?;
-                let b = lt::create_matrix_layout(sys::cudaDataType::CUDA_R_8I, k as u64, m as u64, k as i64)
-                    .map_err(lt_err)?;
-                let cl = lt::create_matrix_layout(sys::cudaDataType::CUDA_R_32I, n as u64, m as u64, n as i64)
-                    .map_err(lt_err)?;
+                let a = lt::create_matrix_layout(
+                    sys::cudaDataType::CUDA_R_8I,
+                    k as u64,
+                    n as u64,
+                    k as i64,
+                )
+                .map_err(lt_err)?;
+                let b = lt::create_matrix_layout(
+                    sys::cudaDataType::CUDA_R_8I,
+                    k as u64,
+                    m as u64,
+                    k as i64,
+                )
+                .map_err(lt_err)?;
+                let cl = lt::create_matrix_layout(
+                    sys::cudaDataType::CUDA_R_32I,
+                    n as u64,
+                    m as u64,
+                    n as i64,
+                )
+                .map_err(lt_err)?;
                 let pref = lt::create_matmul_pref().map_err(lt_err)?;
                 lt::set_matmul_pref_attribute(
                     pref,

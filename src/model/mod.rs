@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod eight_bit;
 pub mod encoder;
+pub mod fp8_gemm;
 pub mod fused;
 pub mod graph;
 pub mod int8_gemm;
@@ -273,6 +274,47 @@ pub enum Unsupported {
     Device(String),
 }
 
+/// Whether this GPU runs `precision` (an `fp8-*`) through cuBLASLt's FP8 GEMMs: E4M3 tensor cores
+/// (compute capability 8.9 or later), an f16/bf16 output, every linear width a multiple of 16.
+fn fp8_on_tensor_cores(
+    precision: Precision,
+    preset: &Preset,
+    device: &Device,
+) -> std::result::Result<(), String> {
+    let name = precision.name();
+    if !matches!(
+        precision.float(),
+        crate::config::FloatPrecision::Fp16 | crate::config::FloatPrecision::Bf16
+    ) {
+        return Err(format!(
+            "{name}: cuBLASLt's FP8 GEMMs write f16 or bf16; use fp8-fp16 or fp8-bf16 on the GPU (fp8-fp32 runs as the CPU numerics reference with device.backend = \"cpu\")"
+        ));
+    }
+    for (what, width) in [("dim", preset.dim), ("hidden_dim", preset.hidden_dim)] {
+        if width % fp8_gemm::FP8_WIDTH_MULTIPLE != 0 {
+            return Err(format!(
+                "{name} needs linear layers whose input width is a multiple of {}; this model's {what} is {width}",
+                fp8_gemm::FP8_WIDTH_MULTIPLE
+            ));
+        }
+    }
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(cuda) = device {
+        let (major, minor) = cuda
+            .cuda_stream()
+            .context()
+            .compute_capability()
+            .map_err(|e| format!("{name}: reading the GPU's compute capability failed: {e:?}"))?;
+        if (major, minor) < (8, 9) {
+            return Err(format!(
+                "{name} needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper); this GPU is {major}.{minor}: run int8-* here"
+            ));
+        }
+    }
+    let _ = device;
+    Ok(())
+}
+
 pub fn probe_precision(
     precision: Precision,
     preset: &Preset,
@@ -280,10 +322,7 @@ pub fn probe_precision(
 ) -> std::result::Result<(), Unsupported> {
     if precision.eight_bit() == Some(crate::config::EightBit::Fp8E4M3) && device.is_cuda() {
         // Never run the f32 reference on a GPU and report its time as if it were fp8.
-        return Err(Unsupported::Device(format!(
-            "{} runs only as the CPU numerics reference in this build (its cuBLASLt FP8 GEMMs are not built yet): set device.backend = \"cpu\" to measure its numerics and fidelity",
-            precision.name()
-        )));
+        fp8_on_tensor_cores(precision, preset, device).map_err(Unsupported::Device)?;
     }
     if let Some(format) = precision.quant() {
         // Every linear layer's input is `dim` or `hidden_dim` wide; GGML blocks run along it.

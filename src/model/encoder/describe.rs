@@ -41,8 +41,14 @@ impl Encoder {
         let padded = self.linears().any(|l| l.padded());
         if let Some(e) = linear.and_then(|l| l.eight_bit()) {
             if linear.is_some_and(|l| l.on_tensor_cores()) {
+                let gemm = match e {
+                    crate::config::EightBit::Int8 => "cuBLASLt int8 GEMM, int32 accumulation",
+                    crate::config::EightBit::Fp8E4M3 => {
+                        "cuBLASLt E4M3 GEMM, f32 accumulation, scales and bias in its epilogue"
+                    }
+                };
                 return format!(
-                    "{} W8A8 linears (tensor cores: cuBLASLt int8 GEMM, int32 accumulation; per-channel weights, per-token dynamic inputs) + {float}",
+                    "{} W8A8 linears (tensor cores: {gemm}; per-channel weights, per-token dynamic inputs) + {float}",
                     e.name()
                 );
             }
@@ -73,11 +79,24 @@ impl Encoder {
         let matmul = if cuda { "cuBLAS" } else { "gemm crate" };
         let fused = self.blocks.iter().all(|b| b.qkv.is_some());
         let kernels = crate::model::fused::fused_on(&self.device);
+        let tensor_cores = self.representative().is_some_and(|l| l.on_tensor_cores());
+        let eight_bit = self.representative().and_then(|l| l.eight_bit());
+        // The GEMM that projects Q, K and V: float, or the W8A8 path of the linears.
+        let qkv_gemm = match eight_bit {
+            Some(crate::config::EightBit::Int8) if tensor_cores => {
+                "int8 x int8 -> int32 through cuBLASLt".to_string()
+            }
+            Some(crate::config::EightBit::Fp8E4M3) if tensor_cores => {
+                "E4M3 x E4M3 -> f32 through cuBLASLt".to_string()
+            }
+            Some(e) => format!("{} numerics reference", e.name()),
+            None => matmul.to_string(),
+        };
         let projections = match (fused, kernels) {
             (true, true) => format!(
-                "Q, K, V in one GEMM ({matmul}, query pre-scaled), bias add + head split in one runner kernel"
+                "Q, K, V in one GEMM ({qkv_gemm}, query pre-scaled), bias add + head split in one runner kernel"
             ),
-            (true, false) => format!("Q, K, V in one GEMM ({matmul}, query pre-scaled)"),
+            (true, false) => format!("Q, K, V in one GEMM ({qkv_gemm}, query pre-scaled)"),
             (false, _) => "Q, K, V as three linears".to_string(),
         };
         let merge = if kernels {
@@ -90,9 +109,11 @@ impl Encoder {
         } else {
             "mask add + softmax in f32 (candle CPU)".to_string()
         };
-        let eight_bit = self.representative().and_then(|l| l.eight_bit());
         let linear = match self.representative().and_then(|l| l.quant_format()) {
-            _ if self.representative().is_some_and(|l| l.on_tensor_cores()) => {
+            _ if tensor_cores && eight_bit == Some(crate::config::EightBit::Fp8E4M3) => {
+                "W8A8 FP8 (E4M3) on tensor cores: each input quantized per token to E4M3 by a runner kernel (dynamic scale, round to nearest even), E4M3 x E4M3 GEMM through cuBLASLt (CUBLAS_COMPUTE_32F, f32 accumulation, fast accumulation off) applying the per-token and per-channel scales (OUTER_VEC_32F) and the bias in its epilogue (CUBLASLT_EPILOGUE_BIAS), output in the float dtype; FFN-in's bias + erf GELU in the runner's kernel after it; weights per output channel, symmetric".to_string()
+            }
+            _ if tensor_cores => {
                 "W8A8 int8 on tensor cores: each input quantized per token by a runner kernel (dynamic scale), int8 x int8 -> int32 GEMM through cuBLASLt (CUBLAS_COMPUTE_32I), scaled back by token x channel scale with bias (+ erf GELU) in a runner kernel; weights per output channel, symmetric".to_string()
             }
             _ if eight_bit.is_some() => {
@@ -113,7 +134,9 @@ impl Encoder {
             }
             None => format!("candle matmul ({matmul}) + bias add"),
         };
-        let activation = if self.representative().is_some_and(|l| l.on_tensor_cores()) {
+        let activation = if tensor_cores && eight_bit == Some(crate::config::EightBit::Fp8E4M3) {
+            "erf GELU fused with the FFN's bias add after the FP8 GEMM (runner kernel, f32)"
+        } else if tensor_cores {
             "erf GELU in the int8 GEMM's dequantization kernel (runner kernel, f32)"
         } else if eight_bit.is_some() {
             "erf GELU in f32 after the W8A8 reference product (candle)"
@@ -131,7 +154,7 @@ impl Encoder {
             });
         let attention = if one_kernel {
             format!(
-                "Q, K, V in one GEMM ({matmul}, query pre-scaled); then one runner kernel reading its output in place: bias add, QK^T, mask, online softmax (f32) and PV on tensor cores (mma.sync m16n8k16, f32 accumulate, scores and softmax in registers) per 64-query tile, context written merged; no score tensor in memory"
+                "Q, K, V in one GEMM ({qkv_gemm}, query pre-scaled); then one runner kernel reading its output in place (Q's bias added on load, V's to the context, K's left out: a per-row constant the softmax cancels): QK^T, mask, online softmax (f32) and PV on tensor cores (mma.sync m16n8k16, f32 accumulate, scores and softmax in registers; K and V staged by cp.async, read by ldmatrix) per 64-query tile, context written merged; no score tensor in memory"
             )
         } else {
             format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}{merge}; no fused attention kernel")

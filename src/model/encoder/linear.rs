@@ -169,14 +169,36 @@ pub(super) fn quantized_forward(
     crate::model::fused::bias_act(&weight.forward(&x)?, bias, gelu)
 }
 
-/// The fused query/key/value projection (see `TransformerBlock::qkv`); `None` unless all three are
-/// float linears with biases.
+/// The fused query/key/value projection (see `TransformerBlock::qkv`): one GEMM without bias, its
+/// bias kept apart for the attention that consumes the output (the one-kernel attention adds it).
+pub(super) struct FusedQkv {
+    pub(super) projection: Linear,
+    pub(super) bias: Tensor,
+}
+
+impl FusedQkv {
+    /// `x` (rows, dim) -> (rows, 3 * dim), before the bias.
+    pub(super) fn project(&self, x: &Tensor) -> Result<Tensor> {
+        self.projection.forward(x)
+    }
+}
+
+/// `None` unless all three are float linears with biases or all three W8A8 layers of one format
+/// (GGML formats keep their three QMatMuls).
 pub(super) fn fuse_qkv(
     q: &Linear,
     k: &Linear,
     v: &Linear,
     query_scale: f64,
-) -> Result<Option<candle_nn::Linear>> {
+) -> Result<Option<FusedQkv>> {
+    if let (Linear::EightBit(q), Linear::EightBit(k), Linear::EightBit(v)) = (q, k, v) {
+        let (projection, bias) =
+            EightBitLinear::fuse_outputs(&[(q, query_scale), (k, 1.0), (v, 1.0)])?;
+        return Ok(Some(FusedQkv {
+            projection: Linear::EightBit(projection),
+            bias,
+        }));
+    }
     let (Linear::Float(q), Linear::Float(k), Linear::Float(v)) = (q, k, v) else {
         return Ok(None);
     };
@@ -188,7 +210,10 @@ pub(super) fn fuse_qkv(
     let scaled = |t: &Tensor| (t.to_dtype(DType::F32)? * query_scale)?.to_dtype(dtype);
     let weight = Tensor::cat(&[&scaled(q.weight())?, k.weight(), v.weight()], 0)?;
     let bias = Tensor::cat(&[&scaled(qb)?, kb, vb], 0)?;
-    Ok(Some(candle_nn::Linear::new(weight, Some(bias))))
+    Ok(Some(FusedQkv {
+        projection: Linear::Float(candle_nn::Linear::new(weight, None)),
+        bias,
+    }))
 }
 
 pub fn ggml_name(q: GgmlDType) -> &'static str {

@@ -20,7 +20,7 @@ mod describe;
 mod linear;
 mod units;
 
-use linear::{fuse_qkv, Linear};
+use linear::{fuse_qkv, FusedQkv, Linear};
 pub use linear::{ggml_name, MMQ_ROW_PADDING};
 pub use units::{CapturedUnit, Component, Layer, LinearSite, Pooling, Unit};
 
@@ -142,8 +142,8 @@ struct TransformerBlock {
     v_lin: Linear,
     /// Query, key and value in one GEMM (weights concatenated, the query's scaled by
     /// 1/sqrt(head_dim) at load): one launch and one head-splitting copy instead of three each.
-    /// Float linears only; quantized ones keep their three QMatMuls.
-    qkv: Option<candle_nn::Linear>,
+    /// Float and W8A8 linears; GGML-quantized ones keep their three QMatMuls.
+    qkv: Option<FusedQkv>,
     out_lin: Linear,
     sa_layer_norm: ResidualNorm,
     lin1: Linear,
@@ -197,10 +197,9 @@ impl TransformerBlock {
         if let Some(qkv) = &self.qkv {
             // One GEMM over batch x seq rows; then, from its output in place, one attention kernel
             // on CUDA (f16/bf16), else bias add + head split, the batched GEMMs and the softmax.
-            let projected = x.reshape((b * s, dim))?.matmul(&qkv.weight().t()?)?;
-            let bias = qkv.bias().expect("fuse_qkv keeps only linears with biases");
+            let projected = qkv.project(&x.reshape((b * s, dim))?)?;
             let context =
-                super::attention::attention(&projected, bias, additive_mask, s, self.n_heads)?;
+                super::attention::attention(&projected, &qkv.bias, additive_mask, s, self.n_heads)?;
             return self.out_lin.forward(&context);
         }
         let q = self.split_heads(&self.q_lin.forward(x)?)?;

@@ -54,7 +54,7 @@ impl EightBitLinear {
         )?;
         let (q, scale) = (q.to_device(&device)?, scale.to_device(&device)?);
         let weight_scale = scale.t()?.contiguous()?;
-        let tensor_cores = tensor_core_copy(&q, &weight_scale, Some(&bias), format)?;
+        let tensor_cores = tensor_core_copy(&q, &weight_scale, bias.dtype(), Some(&bias), format)?;
         Ok(Self {
             format,
             weight: q,
@@ -90,12 +90,7 @@ impl EightBitLinear {
         let dtype = first.bias.dtype();
         let bias = Tensor::cat(&biases, 0)?.to_dtype(dtype)?;
         let no_bias = bias.zeros_like()?;
-        let tensor_cores = match tensor_core_copy(&weight, &weight_scale, None, format)? {
-            // Without a bias there is no float dtype to read the FP8 output type from: the
-            // parts' own copies say whether they run on tensor cores.
-            Some(_) if !first.on_tensor_cores() => None,
-            other => other,
-        };
+        let tensor_cores = tensor_core_copy(&weight, &weight_scale, dtype, None, format)?;
         let fused = Self {
             format,
             weight,
@@ -176,10 +171,11 @@ impl EightBitLinear {
 
 /// The tensor-core copy of a quantized weight `q` (out, in) on CUDA: int8 in any float dtype, FP8
 /// with f16/bf16 (cuBLASLt's FP8 GEMMs write those); `None` elsewhere (the f32 reference runs).
-/// `bias` is `None` for a layer that adds none (fused Q/K/V).
+/// `float` is the layer's float dtype; `bias` is `None` for a layer that adds none (fused Q/K/V).
 fn tensor_core_copy(
     q: &Tensor,
     weight_scale: &Tensor,
+    float: DType,
     bias: Option<&Tensor>,
     format: EightBit,
 ) -> Result<Option<TensorCores>> {
@@ -205,8 +201,7 @@ fn tensor_core_copy(
             Ok(Some(TensorCores::Int8 { bytes, scale_bias }))
         }
         EightBit::Fp8E4M3 => {
-            let dtype = bias.map(|b| b.dtype());
-            if !matches!(dtype, Some(DType::F16 | DType::BF16) | None) {
+            if !matches!(float, DType::F16 | DType::BF16) {
                 return Ok(None);
             }
             let pad = out.next_multiple_of(super::fp8_gemm::FP8_WIDTH_MULTIPLE) - out;

@@ -11,9 +11,10 @@ use anyhow::{Context, Result};
 use minijinja::{context, Environment};
 use serde::Serialize;
 
+use super::compare_layers::{compare_layers_cell, LayersCellView};
 use crate::analysis::{ratio_text, summarize_all, CellSummary};
 use crate::error::{exit, ConfigError};
-use crate::results::{write_derived, CellStatus, Manifest, RunDir};
+use crate::results::{write_derived, CellRecord, CellStatus, Manifest, RunDir};
 use crate::stats::{ratio_ci95, Estimate};
 
 const COMPARE_HTML: &str = include_str!("../../templates/compare.html.j2");
@@ -40,13 +41,13 @@ struct RunView {
 }
 
 #[derive(Debug, Serialize)]
-struct MetricView {
+pub(super) struct MetricView {
     /// `latency`, `throughput`, `energy`.
-    metric: String,
-    ratio: f64,
+    pub metric: String,
+    pub ratio: f64,
     ci_low: Option<f64>,
     ci_high: Option<f64>,
-    text: String,
+    pub text: String,
     /// The interval excludes 1 (or, with no interval, the point is off 1 by the threshold).
     differs: bool,
     /// Worse in B by more than the threshold, beyond noise (higher latency or energy, lower
@@ -77,6 +78,8 @@ struct CompareView {
     threshold_pct: f64,
     same_machine: bool,
     cells: Vec<CellView>,
+    /// Layers cells unit by unit (informational: the exit status is about cells).
+    layer_cells: Vec<LayersCellView>,
     only_a: Vec<OneSide>,
     only_b: Vec<OneSide>,
     regressed: usize,
@@ -106,8 +109,8 @@ fn run_view(dir: &Path, m: &Manifest) -> RunView {
     }
 }
 
-/// The run's records, or a usage error naming what the directory lacks.
-fn open(dir: &Path) -> Result<(Manifest, Vec<CellSummary>)> {
+/// The run's records and their summaries, or a usage error naming what the directory lacks.
+fn open(dir: &Path) -> Result<(Manifest, Vec<CellRecord>, Vec<CellSummary>)> {
     let run = RunDir::open(dir).map_err(|e| ConfigError::new(format!("{e:#}")))?;
     let manifest = run.read_manifest()?;
     let cells = dir.join("cells");
@@ -139,7 +142,7 @@ fn open(dir: &Path) -> Result<(Manifest, Vec<CellSummary>)> {
     }
     let records = run.read_records(&manifest.plan)?;
     let summaries = summarize_all(&records, manifest.config.report.baseline);
-    Ok((manifest, summaries))
+    Ok((manifest, records, summaries))
 }
 
 fn throughput(s: &CellSummary) -> Vec<f64> {
@@ -147,7 +150,7 @@ fn throughput(s: &CellSummary) -> Vec<f64> {
     s.window_latency_ms.iter().map(|ms| b * 1e3 / ms).collect()
 }
 
-fn metric(name: &str, e: Estimate, threshold: f64, higher_is_worse: bool) -> MetricView {
+pub(super) fn metric(name: &str, e: Estimate, threshold: f64, higher_is_worse: bool) -> MetricView {
     let limit = 1.0 + threshold / 100.0;
     let (differs, regressed) = match e.1 {
         Some((lo, hi)) => {
@@ -246,14 +249,22 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
             opts.threshold_pct
         ))
     );
-    let (ma, sa) = open(&opts.a)?;
-    let (mb, sb) = open(&opts.b)?;
+    let (ma, ra, sa) = open(&opts.a)?;
+    let (mb, rb, sb) = open(&opts.b)?;
     let cells: Vec<CellView> = sa
         .iter()
         .filter(|a| measured(a))
         .filter_map(|a| {
             let b = sb.iter().find(|b| b.id == a.id && measured(b))?;
             Some(compare_cell(a, b, opts.threshold_pct))
+        })
+        .collect();
+    let layer_cells: Vec<LayersCellView> = ra
+        .iter()
+        .filter_map(|a| {
+            let b = rb.iter().find(|b| b.cell.id == a.cell.id)?;
+            let s = sa.iter().find(|s| s.id == a.cell.id)?;
+            compare_layers_cell(a, b, label(s), opts.threshold_pct)
         })
         .collect();
     let (a, b) = (run_view(&opts.a, &ma), run_view(&opts.b, &mb));
@@ -265,6 +276,7 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
         differing: cells.iter().filter(|c| c.differs).count(),
         threshold_pct: opts.threshold_pct,
         cells,
+        layer_cells,
         a,
         b,
     };
@@ -342,6 +354,28 @@ fn print(v: &CompareView) {
             .map(|m| format!("{} {}", m.metric, m.text))
             .collect();
         println!("  {} {}: {}; {verdict}", c.id, c.label, metrics.join(", "));
+    }
+    for l in &v.layer_cells {
+        let worst = match (&l.worst_unit, l.worst_pct) {
+            (Some(u), Some(p)) => format!("largest difference {p:.1} % ({u})"),
+            _ => "no unit with a ratio".into(),
+        };
+        println!(
+            "  {} {}, unit by unit: {} of {} units off by more than {} %; {worst}",
+            l.id,
+            l.label,
+            l.beyond_threshold,
+            l.units.len(),
+            v.threshold_pct
+        );
+        for u in l.units.iter().filter(|u| u.beyond_threshold) {
+            let metrics: Vec<String> = u
+                .metrics
+                .iter()
+                .map(|m| format!("{} {}", m.metric, m.text))
+                .collect();
+            println!("    {} ({}): {}", u.name, u.method, metrics.join(", "));
+        }
     }
     for (side, list) in [("A", &v.only_a), ("B", &v.only_b)] {
         for o in list.iter() {

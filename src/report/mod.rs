@@ -6,6 +6,7 @@
 
 pub mod charts;
 pub mod compare;
+mod compare_layers;
 mod fidelity;
 mod flags;
 pub mod markdown;

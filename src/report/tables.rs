@@ -216,7 +216,7 @@ pub(super) fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
 
 /// per_layer.csv: one row per layer or component of every `layers` cell, with the cell's
 /// reconciliation against the whole model repeated on each row.
-pub const PER_LAYER_COLUMNS: [&str; 31] = [
+pub const PER_LAYER_COLUMNS: [&str; 32] = [
     "cell_id",
     "model",
     "precision",
@@ -231,6 +231,7 @@ pub const PER_LAYER_COLUMNS: [&str; 31] = [
     "energy_per_inference_mj",
     "energy_net_per_inference_mj",
     "num_loops",
+    "calls_per_loop",
     "latency_per_loop_ms",
     "latency_ci_low_ms",
     "latency_ci_high_ms",
@@ -274,6 +275,7 @@ pub(super) fn per_layer_csv_bytes(
             opt(l.energy_per_inference_mj),
             opt(l.energy_net_per_inference_mj),
             l.num_loops.to_string(),
+            l.calls_per_loop.to_string(),
             opt(l.latency_per_loop_ms),
             opt(l.latency_ci_low_ms),
             opt(l.latency_ci_high_ms),

@@ -8,6 +8,10 @@
 //!
 //!     cargo run --release --features cuda --example int8_check
 //!
+//! Then the FFN with FFN-out's input quantized inside FFN-in's GELU kernel (the default,
+//! `device.fuse_quantization`) against the two-pass GPU path (same formulas: the same bytes are
+//! expected) and the CPU reference, timed against the two-pass path; a NaN must reach its row.
+//!
 //! Error: max |gpu - cpu| / max |cpu|. Both quantize to the same int8 values (same formulas); the
 //! GPU accumulates exactly in int32 (FP8: in f32) where the CPU sums in f32, and both round once to
 //! the dtype (FP8 with GELU: the GEMM's output is rounded once more before bias + GELU).
@@ -131,6 +135,7 @@ fn main() -> Result<()> {
             }
         }
     }
+    failures += ffn_checks(&gpu, &cpu)?;
     // The checker itself: a NaN input must reach the output.
     for format in [EightBit::Int8, EightBit::Fp8E4M3] {
         let w = Tensor::randn(0f32, 0.05, (16, 32), &cpu)?;
@@ -160,4 +165,109 @@ fn main() -> Result<()> {
     }
     println!("all int8 and fp8 checks passed");
     Ok(())
+}
+
+/// The fused FFN (lin2 reading the int8/E4M3 bytes lin1's GELU kernel wrote) against the two-pass
+/// GPU path and the CPU reference; returns the failures.
+fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
+    let bound = |d: DType| match d {
+        DType::F32 => 4e-4,
+        DType::F16 => 4e-3,
+        _ => 3.2e-2,
+    };
+    let mut failures = 0;
+    println!(
+        "{:<4} {:<5} {:>5} {:>5} {:>5} {:>11} {:>11} {:>9} {:>9} {:>9} {:>7} result",
+        "fmt",
+        "dtype",
+        "rows",
+        "dim",
+        "ffn",
+        "vs cpu",
+        "vs 2-pass",
+        "identical",
+        "fused us",
+        "2-pass us",
+        "speedup"
+    );
+    for (format, dtype) in [
+        (EightBit::Int8, DType::F16),
+        (EightBit::Int8, DType::BF16),
+        (EightBit::Int8, DType::F32),
+        (EightBit::Fp8E4M3, DType::F16),
+        (EightBit::Fp8E4M3, DType::BF16),
+    ] {
+        // DistilBERT-base's FFN at batch 64 and 16 x seq 128, MiniLM's, one row, and a NaN row.
+        for &(m, d, h, nan) in &[
+            (8192, 768, 3072, false),
+            (2048, 768, 3072, false),
+            (1, 384, 1536, false),
+            (77, 64, 128, true),
+        ] {
+            let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
+            let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(dtype)?;
+            let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
+            let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(dtype)?;
+            let mut xv: Vec<f32> = Tensor::randn(0f32, 1.0, (m, d), cpu)?
+                .flatten_all()?
+                .to_vec1()?;
+            if nan {
+                xv[5 * d + 3] = f32::NAN;
+            }
+            let x = Tensor::from_vec(xv, (m, d), cpu)?.to_dtype(dtype)?;
+            let (r1, r2) = (
+                EightBitLinear::quantize(&w1, b1.clone(), format)?,
+                EightBitLinear::quantize(&w2, b2.clone(), format)?,
+            );
+            let (g1, g2) = (
+                EightBitLinear::quantize(&w1.to_device(gpu)?, b1.to_device(gpu)?, format)?,
+                EightBitLinear::quantize(&w2.to_device(gpu)?, b2.to_device(gpu)?, format)?,
+            );
+            if !g1.on_tensor_cores() {
+                continue; // FP8 in f32: the reference runs, no fused kernel (src/model/eight_bit.rs)
+            }
+            let xg = x.to_device(gpu)?;
+            let fused = |x: &Tensor| -> Result<Tensor> {
+                let packed = g1
+                    .forward_gelu_packed(x, &g2)?
+                    .ok_or_else(|| candle_core::Error::msg("no fused kernel for this FFN"))?;
+                g2.forward_packed(&packed)
+            };
+            let two_pass = |x: &Tensor| g2.forward(&g1.forward(x, true)?, false);
+            let got = fused(&xg)?;
+            let want = r2.forward(&r1.forward(&x, true)?, false)?;
+            let plain = two_pass(&xg)?;
+            let ok = if nan {
+                // The NaN's row (and only it) comes out NaN, on both paths.
+                let rows: Vec<Vec<f32>> = got.to_dtype(DType::F32)?.to_vec2()?;
+                let caught = rows
+                    .iter()
+                    .enumerate()
+                    .all(|(r, v)| v.iter().all(|x| x.is_nan() == (r == 5)));
+                println!(
+                    "{:<4} {:<5} {m:>5} {d:>5} {h:>5} a NaN input reaches its row's output (and only it): {caught}",
+                    format.name(),
+                    format!("{dtype:?}")
+                );
+                caught
+            } else {
+                let (e_ref, finite) = rel_err(&got, &want)?;
+                let (e_two, _) = rel_err(&got, &plain)?;
+                let tf = time_us(gpu, || fused(&xg))?;
+                let tp = time_us(gpu, || two_pass(&xg))?;
+                let ok = finite && e_ref <= bound(dtype) && e_two <= bound(dtype);
+                println!(
+                    "{:<4} {:<5} {m:>5} {d:>5} {h:>5} {e_ref:>11.2e} {e_two:>11.2e} {:>9} {tf:>9.1} {tp:>9.1} {:>6.2}x {}",
+                    format.name(),
+                    format!("{dtype:?}"),
+                    e_two == 0.0,
+                    tp / tf,
+                    if ok { "ok" } else { "FAILED" }
+                );
+                ok
+            };
+            failures += usize::from(!ok);
+        }
+    }
+    Ok(failures)
 }

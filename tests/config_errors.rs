@@ -407,3 +407,35 @@ fn several_worker_settings_that_cannot_work_are_named() {
     assert!(msg.contains("cuda_graphs"), "{msg}");
     assert!(msg.contains("exp.toml"), "{msg}");
 }
+
+#[test]
+fn the_quantization_fusion_switch_is_a_boolean_and_a_misspelling_gets_the_right_name() {
+    let matrix = "[matrix]\nbatch_size = [1]\n";
+    let msg = fails(
+        &valid_with(&format!("[device]\nfuse_quantization = 1\n{matrix}")),
+        &[],
+        &[],
+    );
+    assert!(msg.contains("fuse_quantization"), "{msg}");
+    assert!(msg.contains("exp.toml"), "{msg}");
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", "device.fuse_quantisation=false"],
+        &[],
+    );
+    assert!(msg.contains("fuse_quantisation"), "{msg}");
+    assert!(msg.contains("fuse_quantization"), "the suggestion: {msg}");
+    // Spelled right, it plans.
+    let f = Fixture::new(&valid_with(matrix));
+    let out = f
+        .runner()
+        .args([
+            "plan",
+            "exp.toml",
+            "--set",
+            "device.fuse_quantization=false",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}

@@ -100,6 +100,13 @@ pub struct DeviceSection {
     /// true, so files written before the key existed resolve as they did.
     #[serde(skip_serializing_if = "is_true")]
     pub cuda_graphs: bool,
+    /// W8A8 precisions on tensor cores: quantize the FFN's second GEMM's input inside the kernel
+    /// that computes the first one's GELU, so that activation is never stored in the float dtype;
+    /// false gives that GEMM a quantization pass of its own, for comparison. Every record says
+    /// which ran (`implementation.activation_quantization`). Left out of the resolved config when
+    /// true.
+    #[serde(skip_serializing_if = "is_true")]
+    pub fuse_quantization: bool,
 }
 
 impl Default for DeviceSection {
@@ -110,6 +117,7 @@ impl Default for DeviceSection {
             gpus: None,
             cpu_workers: 1,
             cuda_graphs: true,
+            fuse_quantization: true,
         }
     }
 }

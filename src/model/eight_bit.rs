@@ -169,6 +169,123 @@ impl EightBitLinear {
     }
 }
 
+/// An 8-bit layer's input already quantized, as the kernel that produced it wrote it (the FFN's
+/// GELU, src/kernels/eight_bit.cu): per row, the int8 or E4M3 bytes of `rows x cols` values, then,
+/// from byte [`Packed8::scales_at`] on, one f32 scale per row. One U8 buffer, because a candle op
+/// has one output.
+pub struct Packed8 {
+    pub(super) bytes: Tensor,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) format: EightBit,
+}
+
+impl Packed8 {
+    /// Where the scales start: after the values, at a 16-byte boundary.
+    pub fn scales_at(rows: usize, cols: usize) -> usize {
+        (rows * cols).next_multiple_of(16)
+    }
+
+    /// Bytes of the whole buffer.
+    pub fn len(rows: usize, cols: usize) -> usize {
+        Self::scales_at(rows, cols) + 4 * rows
+    }
+}
+
+impl EightBitLinear {
+    /// `gelu(x W^T + b)` quantized per row in `next`'s format by the kernel that computes it, for
+    /// `next` to read: the GELU output is never stored in the float dtype (issue 16's fusion).
+    /// `None` where there is no such kernel (the f32 reference, FP8 in f32, output channels
+    /// padded for the GEMM, formats that differ): the caller runs the two layers in turn.
+    pub fn forward_gelu_packed(
+        &self,
+        x: &Tensor,
+        next: &EightBitLinear,
+    ) -> Result<Option<Packed8>> {
+        if !self.gelu_packs_for(next) {
+            return Ok(None);
+        }
+        let (rows, _) = x.dims2()?;
+        let out = self.weight.dim(0)?;
+        let bytes = match &self.tensor_cores {
+            Some(TensorCores::Int8 { bytes, scale_bias }) => {
+                super::int8_gemm::int8_gelu_to_packed(x, bytes, scale_bias)?
+            }
+            Some(TensorCores::Fp8 {
+                bytes,
+                scales,
+                bias: Some(bias),
+            }) => {
+                let y = super::fp8_gemm::fp8_linear(x, bytes, scales, None)?;
+                super::fp8_gemm::bias_gelu_to_e4m3(&y, bias)?
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(Packed8 {
+            bytes,
+            rows,
+            cols: out,
+            format: self.format,
+        }))
+    }
+
+    /// Whether [`Self::forward_gelu_packed`] has a fused kernel for this layer feeding `next`.
+    pub fn gelu_packs_for(&self, next: &EightBitLinear) -> bool {
+        let out = self.weight.dims2().map(|d| d.0).unwrap_or(0);
+        let unpadded = |b: &Tensor| b.dims2().is_ok_and(|d| d.0 == out);
+        let mine = match &self.tensor_cores {
+            Some(TensorCores::Int8 { bytes, .. }) => unpadded(bytes),
+            Some(TensorCores::Fp8 {
+                bytes,
+                bias: Some(_),
+                ..
+            }) => unpadded(bytes),
+            _ => false,
+        };
+        mine && next.format == self.format
+            && next.tensor_cores.is_some()
+            && next.weight.dims2().is_ok_and(|d| d.1 == out)
+    }
+
+    /// `x W^T + b` from an input [`Self::forward_gelu_packed`] quantized: (rows, out) in the float
+    /// dtype.
+    pub fn forward_packed(&self, x: &Packed8) -> Result<Tensor> {
+        if x.format != self.format || x.cols != self.weight.dim(1)? {
+            candle_core::bail!(
+                "a packed {} input of width {} for a {} layer of width {}",
+                x.format.name(),
+                x.cols,
+                self.format.name(),
+                self.weight.dim(1)?
+            );
+        }
+        let out = self.weight.dim(0)?;
+        let y = match &self.tensor_cores {
+            Some(TensorCores::Int8 { bytes, scale_bias }) => super::int8_gemm::int8_linear_packed(
+                &x.bytes,
+                x.rows,
+                bytes,
+                scale_bias,
+                self.float_dtype(),
+            )?,
+            Some(TensorCores::Fp8 {
+                bytes,
+                scales,
+                bias,
+            }) => super::fp8_gemm::fp8_linear_packed(
+                &x.bytes,
+                x.rows,
+                bytes,
+                scales,
+                bias.as_ref(),
+                self.float_dtype(),
+            )?,
+            None => candle_core::bail!("a packed input needs the tensor-core path"),
+        };
+        y.narrow(1, 0, out)?.contiguous()
+    }
+}
+
 /// The tensor-core copy of a quantized weight `q` (out, in) on CUDA: int8 in any float dtype, FP8
 /// with f16/bf16 (cuBLASLt's FP8 GEMMs write those); `None` elsewhere (the f32 reference runs).
 /// `float` is the layer's float dtype; `bias` is `None` for a layer that adds none (fused Q/K/V).

@@ -25,6 +25,46 @@ pub fn fp8_linear(
     scales: &Tensor,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
+    apply(x, None, x.dtype(), weight, scales, bias)
+}
+
+/// As [`fp8_linear`] from `rows` inputs already quantized to E4M3 and packed (U8 `bytes`, see
+/// [`crate::model::eight_bit::Packed8`]), writing `float` (f16 or bf16).
+pub fn fp8_linear_packed(
+    bytes: &Tensor,
+    rows: usize,
+    weight: &Tensor,
+    scales: &Tensor,
+    bias: Option<&Tensor>,
+    float: candle_core::DType,
+) -> Result<Tensor> {
+    apply(bytes, Some(rows), float, weight, scales, bias)
+}
+
+/// `gelu(y + bias)` for the FP8 FFN-in's GEMM output `y` (rows, N), quantized per row to E4M3 by
+/// the same kernel and packed for FFN-out: the GELU output is never stored in the float dtype,
+/// and one pass (the separate quantization) goes.
+pub fn bias_gelu_to_e4m3(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    {
+        y.contiguous()?
+            .apply_op2_no_bwd(&bias.contiguous()?, &cuda::BiasGeluE4m3)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (y, bias);
+        candle_core::bail!("the FP8 tensor-core path needs a CUDA build")
+    }
+}
+
+fn apply(
+    x: &Tensor,
+    packed_rows: Option<usize>,
+    float: candle_core::DType,
+    weight: &Tensor,
+    scales: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     {
         x.contiguous()?.apply_op3_no_bwd(
@@ -32,12 +72,14 @@ pub fn fp8_linear(
             &scales.contiguous()?,
             &cuda::Fp8Linear {
                 bias: bias.map(|b| b.contiguous()).transpose()?,
+                packed_rows,
+                float,
             },
         )
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (x, weight, scales, bias);
+        let _ = (x, packed_rows, float, weight, scales, bias);
         candle_core::bail!("the FP8 tensor-core path needs a CUDA build")
     }
 }
@@ -48,15 +90,21 @@ mod cuda {
 
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::cublaslt::{result as lt, sys};
-    use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaView, DevicePtr, LaunchConfig, PushKernelArg,
+    };
     use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape, Storage, Tensor};
 
-    use crate::model::fused::cuda::PTX;
-    use crate::model::int8_gemm::cuda::{lt_err, with_lt, WORKSPACE};
+    use crate::model::eight_bit::Packed8;
+    use crate::model::int8_gemm::cuda::{lt_err, with_lt, MODULE, PTX, WORKSPACE};
 
     pub struct Fp8Linear {
         pub bias: Option<Tensor>,
+        /// The input is packed E4M3 bytes of this many rows (already quantized).
+        pub packed_rows: Option<usize>,
+        /// The output's dtype (f16 or bf16).
+        pub float: DType,
     }
 
     /// Sets one attribute of a matmul descriptor from a plain value.
@@ -94,12 +142,24 @@ mod cuda {
             sw: &CudaStorage,
             swl: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
-            let (m, k) = xl.shape().dims2()?;
-            let (n, wk) = wl.shape().dims2()?;
-            if wk != k || swl.shape().elem_count() != n || w.dtype() != DType::U8 {
+            let (n, k) = wl.shape().dims2()?;
+            let m = match self.packed_rows {
+                Some(rows) => rows,
+                None => xl.shape().dims2()?.0,
+            };
+            let input_ok = match self.packed_rows {
+                Some(_) => {
+                    x.dtype() == DType::U8
+                        && xl.shape().elem_count() == Packed8::len(m, k)
+                        && xl.start_offset() % 16 == 0
+                }
+                None => xl.shape().dims2()?.1 == k && x.dtype() == self.float,
+            };
+            if !input_ok || swl.shape().elem_count() != n || w.dtype() != DType::U8 {
                 candle_core::bail!(
-                    "runner-fp8-linear: x {:?}, weight {:?} {:?}, scales {:?}",
+                    "runner-fp8-linear: x {:?} {:?}, weight {:?} {:?}, scales {:?}",
                     xl.shape(),
+                    x.dtype(),
                     wl.shape(),
                     w.dtype(),
                     swl.shape()
@@ -108,7 +168,7 @@ mod cuda {
             if k % super::FP8_WIDTH_MULTIPLE != 0 || n % super::FP8_WIDTH_MULTIPLE != 0 {
                 candle_core::bail!("FP8 GEMMs need widths that are multiples of 16 (K {k}, N {n})");
             }
-            let (suffix, d_type) = match x.dtype() {
+            let (suffix, d_type) = match self.float {
                 DType::F16 => ("f16", sys::cudaDataType::CUDA_R_16F),
                 DType::BF16 => ("bf16", sys::cudaDataType::CUDA_R_16BF),
                 other => candle_core::bail!(
@@ -117,32 +177,53 @@ mod cuda {
             };
             let dev = x.device().clone();
             let stream = dev.cuda_stream();
-            // 1. Quantize the rows of x to E4M3 with their scales.
-            let q = unsafe { dev.alloc::<u8>(m * k)? };
-            let sx = unsafe { dev.alloc::<f32>(m.max(1))? };
-            let func = dev.get_or_load_custom_func(
-                &format!("quantize_rows_e4m3_{suffix}"),
-                "runner_fused",
-                PTX,
-            )?;
-            let warps = LaunchConfig {
-                grid_dim: (m.div_ceil(8).max(1) as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
+            // 1. The rows of x in E4M3 with their scales: quantized here, or already (packed).
+            let quantized = match self.packed_rows {
+                Some(_) => None,
+                None => {
+                    let q = unsafe { dev.alloc::<u8>(m * k)? };
+                    let sx = unsafe { dev.alloc::<f32>(m.max(1))? };
+                    let func = dev.get_or_load_custom_func(
+                        &format!("quantize_rows_e4m3_{suffix}"),
+                        MODULE,
+                        PTX,
+                    )?;
+                    let warps = LaunchConfig {
+                        grid_dim: (m.div_ceil(8).max(1) as u32, 1, 1),
+                        block_dim: (256, 1, 1),
+                        shared_mem_bytes: 0,
+                    };
+                    let (m32, k32) = (m as u32, k as u32);
+                    macro_rules! quantize {
+                        ($t:ty) => {{
+                            let xs = x.as_cuda_slice::<$t>()?.slice(xl.start_offset()..);
+                            let mut b = func.builder();
+                            b.arg(&xs).arg(&q).arg(&sx).arg(&m32).arg(&k32);
+                            unsafe { b.launch(warps) }.w()?;
+                        }};
+                    }
+                    match self.float {
+                        DType::F16 => quantize!(half::f16),
+                        _ => quantize!(half::bf16),
+                    }
+                    Some((q, sx))
+                }
             };
-            let (m32, k32) = (m as u32, k as u32);
-            macro_rules! quantize {
-                ($t:ty) => {{
-                    let xs = x.as_cuda_slice::<$t>()?.slice(xl.start_offset()..);
-                    let mut b = func.builder();
-                    b.arg(&xs).arg(&q).arg(&sx).arg(&m32).arg(&k32);
-                    unsafe { b.launch(warps) }.w()?;
-                }};
-            }
-            match x.dtype() {
-                DType::F16 => quantize!(half::f16),
-                _ => quantize!(half::bf16),
-            }
+            let packed_in = match self.packed_rows {
+                Some(_) => Some(x.as_cuda_slice::<u8>()?.slice(xl.start_offset()..)),
+                None => None,
+            };
+            let (q, sx): (CudaView<'_, u8>, CudaView<'_, f32>) = match (&quantized, &packed_in) {
+                (Some((q, sx)), _) => (q.slice(..), sx.slice(..)),
+                (None, Some(bytes)) => {
+                    let (q, rest) = bytes.split_at(Packed8::scales_at(m, k));
+                    // SAFETY: the packed buffer holds m f32 scales from a 16-byte boundary on.
+                    let sx = unsafe { rest.transmute::<f32>(m) }
+                        .ok_or_else(|| candle_core::Error::msg("packed E4M3 input: no scales"))?;
+                    (q.slice(0..m * k), sx)
+                }
+                (None, None) => unreachable!("one of the two is set"),
+            };
             // 2. D (M, N) = (X . W^T) scaled by token x channel, + bias, in the float dtype.
             let out_bytes = m * n;
             let w_view = w.as_cuda_slice::<u8>()?.slice(wl.start_offset()..);
@@ -154,12 +235,12 @@ mod cuda {
                     let Storage::Cuda(cs) = &**storage else {
                         candle_core::bail!("runner-fp8-linear: the bias is not on the GPU");
                     };
-                    if cs.dtype() != x.dtype() || layout.shape().elem_count() != n {
+                    if cs.dtype() != self.float || layout.shape().elem_count() != n {
                         candle_core::bail!(
                             "runner-fp8-linear: bias {:?} {:?} for {n} outputs in {:?}",
                             cs.dtype(),
                             layout.shape(),
-                            x.dtype()
+                            self.float
                         );
                     }
                     let ptr = match &cs.slice {
@@ -259,12 +340,109 @@ mod cuda {
                     }
                 }};
             }
-            let out = match x.dtype() {
+            let out = match self.float {
                 DType::F16 => gemm!(half::f16, F16),
                 _ => gemm!(half::bf16, BF16),
             };
             drop(bias_guard);
             Ok((out, Shape::from((m, n))))
+        }
+    }
+
+    /// `gelu(y + bias)` quantized per row to E4M3, packed (src/kernels/eight_bit.cu).
+    pub struct BiasGeluE4m3;
+
+    impl candle_core::CustomOp2 for BiasGeluE4m3 {
+        fn name(&self) -> &'static str {
+            "runner-bias-gelu-e4m3"
+        }
+
+        fn cpu_fwd(
+            &self,
+            _: &CpuStorage,
+            _: &Layout,
+            _: &CpuStorage,
+            _: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            candle_core::bail!(
+                "runner-bias-gelu-e4m3 is a CUDA kernel (the CPU runs the reference)"
+            )
+        }
+
+        fn cuda_fwd(
+            &self,
+            y: &CudaStorage,
+            yl: &Layout,
+            bias: &CudaStorage,
+            bl: &Layout,
+        ) -> Result<(CudaStorage, Shape)> {
+            let (m, n) = yl.shape().dims2()?;
+            // 8-byte loads of four values: rows, and both inputs' offsets, in multiples of 4.
+            if n % 4 != 0
+                || yl.start_offset() % 4 != 0
+                || bl.start_offset() % 4 != 0
+                || bl.shape().elem_count() != n
+                || bias.dtype() != y.dtype()
+            {
+                candle_core::bail!(
+                    "runner-bias-gelu-e4m3: y {:?} at {}, bias {:?} {:?} at {}",
+                    yl.shape(),
+                    yl.start_offset(),
+                    bl.shape(),
+                    bias.dtype(),
+                    bl.start_offset()
+                );
+            }
+            let suffix = match y.dtype() {
+                DType::F16 => "f16",
+                DType::BF16 => "bf16",
+                other => candle_core::bail!("runner-bias-gelu-e4m3: no version for {other:?}"),
+            };
+            let dev = y.device().clone();
+            let func = dev.get_or_load_custom_func(
+                &format!("bias_gelu_quantize_e4m3_{suffix}"),
+                MODULE,
+                PTX,
+            )?;
+            let mut out = unsafe { dev.alloc::<u8>(Packed8::len(m, n))? };
+            let (m32, n32) = (m as u32, n as u32);
+            let warps = LaunchConfig {
+                grid_dim: (m.div_ceil(8).max(1) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            {
+                let (mut q_out, mut rest) = out.split_at_mut(Packed8::scales_at(m, n));
+                // SAFETY: m f32 scales fit after the values, from a 16-byte boundary on.
+                let mut s_out = unsafe { rest.transmute_mut::<f32>(m) }
+                    .ok_or_else(|| candle_core::Error::msg("packed E4M3 output: no room"))?;
+                macro_rules! launch {
+                    ($t:ty) => {{
+                        let ys = y.as_cuda_slice::<$t>()?.slice(yl.start_offset()..);
+                        let bs = bias.as_cuda_slice::<$t>()?.slice(bl.start_offset()..);
+                        let mut b = func.builder();
+                        b.arg(&ys)
+                            .arg(&bs)
+                            .arg(&mut q_out)
+                            .arg(&mut s_out)
+                            .arg(&m32)
+                            .arg(&n32);
+                        unsafe { b.launch(warps) }.w()?;
+                    }};
+                }
+                match y.dtype() {
+                    DType::F16 => launch!(half::f16),
+                    _ => launch!(half::bf16),
+                }
+            }
+            let len = out.len();
+            Ok((
+                CudaStorage {
+                    slice: CudaStorageSlice::U8(out),
+                    device: dev.clone(),
+                },
+                Shape::from(len),
+            ))
         }
     }
 }

@@ -14,17 +14,69 @@ use candle_core::{Result, Tensor};
 /// `act(x W^T + b)` in int8 on CUDA. `x` (rows, K) in the float dtype, `weight` (N, K) U8 holding
 /// int8 values, `scale_bias` (2, N) f32: the per-channel weight scales, then the bias.
 pub fn int8_linear(x: &Tensor, weight: &Tensor, scale_bias: &Tensor, gelu: bool) -> Result<Tensor> {
+    let op = Int8Op {
+        gelu,
+        packed_rows: None,
+        float: x.dtype(),
+        packed_output: false,
+    };
+    apply(x, weight, scale_bias, op)
+}
+
+/// `gelu(x W^T + b)` quantized per row to int8 by the dequantization kernel itself, packed as
+/// [`crate::model::eight_bit::Packed8`] for the next int8 layer: the GELU output is never stored
+/// in the float dtype, and one quantization pass goes.
+pub fn int8_gelu_to_packed(x: &Tensor, weight: &Tensor, scale_bias: &Tensor) -> Result<Tensor> {
+    let op = Int8Op {
+        gelu: true,
+        packed_rows: None,
+        float: x.dtype(),
+        packed_output: true,
+    };
+    apply(x, weight, scale_bias, op)
+}
+
+/// `x W^T + b` in `float` from `rows` inputs already quantized and packed (U8 `bytes`).
+pub fn int8_linear_packed(
+    bytes: &Tensor,
+    rows: usize,
+    weight: &Tensor,
+    scale_bias: &Tensor,
+    float: candle_core::DType,
+) -> Result<Tensor> {
+    let op = Int8Op {
+        gelu: false,
+        packed_rows: Some(rows),
+        float,
+        packed_output: false,
+    };
+    apply(bytes, weight, scale_bias, op)
+}
+
+/// What one int8 linear takes and writes.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct Int8Op {
+    gelu: bool,
+    /// The input is packed bytes of this many rows (already quantized), not a float tensor.
+    packed_rows: Option<usize>,
+    /// The float dtype the layer computes in (the dequantized output's, before any packing).
+    float: candle_core::DType,
+    /// Write the output quantized and packed (GELU layers only) instead of in the float dtype.
+    packed_output: bool,
+}
+
+fn apply(x: &Tensor, weight: &Tensor, scale_bias: &Tensor, op: Int8Op) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     {
         x.contiguous()?.apply_op3_no_bwd(
             &weight.contiguous()?,
             &scale_bias.contiguous()?,
-            &cuda::Int8Linear { gelu },
+            &cuda::Int8Linear { op },
         )
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (x, weight, scale_bias, gelu);
+        let _ = (x, weight, scale_bias, op);
         candle_core::bail!("the int8 tensor-core path needs a CUDA build")
     }
 }
@@ -37,13 +89,14 @@ pub(in crate::model) mod cuda {
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::cublaslt::{result as lt, sys};
     use candle_core::cuda_backend::cudarc::driver::{
-        CudaSlice, DevicePtr, LaunchConfig, PushKernelArg,
+        CudaSlice, CudaView, DevicePtr, LaunchConfig, PushKernelArg,
     };
     use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
 
-    // The runner's one PTX module, shared with the other fused kernels (embedded once).
-    use crate::model::fused::cuda::PTX;
+    /// The W8A8 kernels (src/kernels/eight_bit.cu), embedded once; the FP8 path loads them too.
+    pub(in crate::model) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/eight_bit.ptx"));
+    pub(in crate::model) const MODULE: &str = "runner_eight_bit";
     /// NVIDIA's recommended cuBLASLt workspace on Hopper.
     pub(in crate::model) const WORKSPACE: usize = 32 << 20;
 
@@ -77,8 +130,8 @@ pub(in crate::model) mod cuda {
         candle_core::Error::msg(format!("cuBLASLt: {e:?}"))
     }
 
-    pub struct Int8Linear {
-        pub gelu: bool,
+    pub(super) struct Int8Linear {
+        pub(super) op: super::Int8Op,
     }
 
     impl candle_core::CustomOp3 for Int8Linear {
@@ -107,12 +160,26 @@ pub(in crate::model) mod cuda {
             sb: &CudaStorage,
             sbl: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
-            let (m, k) = xl.shape().dims2()?;
-            let (n, wk) = wl.shape().dims2()?;
-            if wk != k || sbl.shape().dims2()? != (2, n) || w.dtype() != DType::U8 {
+            let op = &self.op;
+            let (n, k) = wl.shape().dims2()?;
+            let m = match op.packed_rows {
+                Some(rows) => rows,
+                None => xl.shape().dims2()?.0,
+            };
+            let packed_len = crate::model::eight_bit::Packed8::len;
+            let input_ok = match op.packed_rows {
+                Some(_) => {
+                    x.dtype() == DType::U8
+                        && xl.shape().elem_count() == packed_len(m, k)
+                        && xl.start_offset() % 16 == 0
+                }
+                None => xl.shape().dims2()?.1 == k && x.dtype() == op.float,
+            };
+            if !input_ok || sbl.shape().dims2()? != (2, n) || w.dtype() != DType::U8 {
                 candle_core::bail!(
-                    "runner-int8-linear: x {:?}, weight {:?} {:?}, scale_bias {:?}",
+                    "runner-int8-linear: x {:?} {:?}, weight {:?} {:?}, scale_bias {:?}",
                     xl.shape(),
+                    x.dtype(),
                     wl.shape(),
                     w.dtype(),
                     sbl.shape()
@@ -123,7 +190,7 @@ pub(in crate::model) mod cuda {
                 candle_core::bail!("int8 GEMMs need widths that are multiples of 4 (K {k}, N {n})");
             }
             let dev = x.device().clone();
-            let suffix = match x.dtype() {
+            let suffix = match op.float {
                 DType::F32 => "f32",
                 DType::F16 => "f16",
                 DType::BF16 => "bf16",
@@ -132,49 +199,107 @@ pub(in crate::model) mod cuda {
             let x_off = xl.start_offset();
             let w_slice = w.as_cuda_slice::<u8>()?.slice(wl.start_offset()..);
             let sb_slice = sb.as_cuda_slice::<f32>()?.slice(sbl.start_offset()..);
-            // 1. Quantize the rows of x.
-            let q = unsafe { dev.alloc::<u8>(m * k)? };
-            let sx = unsafe { dev.alloc::<f32>(m)? };
-            let func = dev.get_or_load_custom_func(
-                &format!("quantize_rows_i8_{suffix}"),
-                "runner_fused",
-                PTX,
-            )?;
-            let warps = LaunchConfig {
-                grid_dim: (m.div_ceil(8).max(1) as u32, 1, 1),
+            let warps = |rows: usize| LaunchConfig {
+                grid_dim: (rows.div_ceil(8).max(1) as u32, 1, 1),
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             };
             let (m32, k32, n32) = (m as u32, k as u32, n as u32);
-            macro_rules! quantize {
-                ($t:ty) => {{
-                    let xs = x.as_cuda_slice::<$t>()?.slice(x_off..);
-                    let mut b = func.builder();
-                    b.arg(&xs).arg(&q).arg(&sx).arg(&m32).arg(&k32);
-                    unsafe { b.launch(warps) }.w()?;
-                }};
-            }
-            match x.dtype() {
-                DType::F32 => quantize!(f32),
-                DType::F16 => quantize!(half::f16),
-                _ => quantize!(half::bf16),
-            }
+            // 1. The rows of x in int8 with their scales: quantized here, or already (packed).
+            let quantized: Option<(CudaSlice<u8>, CudaSlice<f32>)> = match op.packed_rows {
+                Some(_) => None,
+                None => {
+                    let q = unsafe { dev.alloc::<u8>(m * k)? };
+                    let sx = unsafe { dev.alloc::<f32>(m.max(1))? };
+                    let func = dev.get_or_load_custom_func(
+                        &format!("quantize_rows_i8_{suffix}"),
+                        MODULE,
+                        PTX,
+                    )?;
+                    macro_rules! quantize {
+                        ($t:ty) => {{
+                            let xs = x.as_cuda_slice::<$t>()?.slice(x_off..);
+                            let mut b = func.builder();
+                            b.arg(&xs).arg(&q).arg(&sx).arg(&m32).arg(&k32);
+                            unsafe { b.launch(warps(m)) }.w()?;
+                        }};
+                    }
+                    match op.float {
+                        DType::F32 => quantize!(f32),
+                        DType::F16 => quantize!(half::f16),
+                        _ => quantize!(half::bf16),
+                    }
+                    Some((q, sx))
+                }
+            };
+            let packed_in = match op.packed_rows {
+                Some(_) => Some(x.as_cuda_slice::<u8>()?.slice(x_off..)),
+                None => None,
+            };
+            let (q, sx): (CudaView<'_, u8>, CudaView<'_, f32>) = match (&quantized, &packed_in) {
+                (Some((q, sx)), _) => (q.slice(..), sx.slice(..)),
+                (None, Some(bytes)) => {
+                    let (q, rest) =
+                        bytes.split_at(crate::model::eight_bit::Packed8::scales_at(m, k));
+                    // SAFETY: the packed buffer holds m f32 scales from a 16-byte boundary on.
+                    let sx = unsafe { rest.transmute::<f32>(m) }
+                        .ok_or_else(|| candle_core::Error::msg("packed int8 input: no scales"))?;
+                    (q.slice(0..m * k), sx)
+                }
+                (None, None) => unreachable!("one of the two is set"),
+            };
             // 2. int32 products C (M, N) = X (M, K) . W (N, K)^T.
             let acc = unsafe { dev.alloc::<i32>(m * n)? };
             gemm_i8(&dev, &w_slice, &q, &acc, m, n, k)?;
-            // 3. Scale back, bias (+ GELU), into the float dtype.
-            let kernel = format!(
-                "dequant_i32_{}_{suffix}",
-                if self.gelu { "gelu" } else { "none" }
-            );
-            let func = dev.get_or_load_custom_func(&kernel, "runner_fused", PTX)?;
             let total = m * n;
-            // The kernel indexes in 32 bits and reads 16 bytes of scales and biases at a time.
+            // The kernels index in 32 bits and read 16 bytes of scales and biases at a time.
             if total >= u32::MAX as usize || !sbl.start_offset().is_multiple_of(4) {
                 candle_core::bail!(
                     "runner-int8-linear: {m} x {n} products exceed the dequantization kernel's 32-bit index, or its scales are misaligned"
                 );
             }
+            // 3a. Scaled back, bias + GELU, quantized per row again for the next int8 layer.
+            if op.packed_output {
+                if !op.gelu {
+                    candle_core::bail!("runner-int8-linear: packed outputs are GELU layers'");
+                }
+                let mut out = unsafe { dev.alloc::<u8>(packed_len(m, n))? };
+                let func = dev.get_or_load_custom_func(
+                    &format!("dequant_gelu_quantize_i8_{suffix}"),
+                    MODULE,
+                    PTX,
+                )?;
+                {
+                    let at = crate::model::eight_bit::Packed8::scales_at(m, n);
+                    let (mut q_out, mut rest) = out.split_at_mut(at);
+                    // SAFETY: m f32 scales fit after the values, from a 16-byte boundary on.
+                    let mut s_out = unsafe { rest.transmute_mut::<f32>(m) }
+                        .ok_or_else(|| candle_core::Error::msg("packed int8 output: no room"))?;
+                    let mut b = func.builder();
+                    b.arg(&acc)
+                        .arg(&sx)
+                        .arg(&sb_slice)
+                        .arg(&mut q_out)
+                        .arg(&mut s_out)
+                        .arg(&m32)
+                        .arg(&n32);
+                    unsafe { b.launch(warps(m)) }.w()?;
+                }
+                let len = out.len();
+                return Ok((
+                    CudaStorage {
+                        slice: CudaStorageSlice::U8(out),
+                        device: dev.clone(),
+                    },
+                    Shape::from(len),
+                ));
+            }
+            // 3b. Scale back, bias (+ GELU), into the float dtype.
+            let kernel = format!(
+                "dequant_i32_{}_{suffix}",
+                if op.gelu { "gelu" } else { "none" }
+            );
+            let func = dev.get_or_load_custom_func(&kernel, MODULE, PTX)?;
             let flat = LaunchConfig {
                 grid_dim: ((total / 4).div_ceil(256).clamp(1, 1 << 20) as u32, 1, 1),
                 block_dim: (256, 1, 1),
@@ -197,7 +322,7 @@ pub(in crate::model) mod cuda {
                     }
                 }};
             }
-            let out = match x.dtype() {
+            let out = match op.float {
                 DType::F32 => dequant!(f32, F32),
                 DType::F16 => dequant!(half::f16, F16),
                 _ => dequant!(half::bf16, BF16),
@@ -210,7 +335,7 @@ pub(in crate::model) mod cuda {
     fn gemm_i8(
         dev: &CudaDevice,
         w: &candle_core::cuda_backend::cudarc::driver::CudaView<'_, u8>,
-        x: &CudaSlice<u8>,
+        x: &CudaView<'_, u8>,
         c: &CudaSlice<i32>,
         m: usize,
         n: usize,

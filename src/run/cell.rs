@@ -152,13 +152,14 @@ fn measure_cell(
     // Which linear layers this cell quantizes (top:K ranks them by an earlier layers cell).
     let selection = super::quantize::resolve(cell, &prepared.plan, earlier, spec)?;
     on_progress("loading model");
-    let model = store.models.load_selected(
+    let mut model = store.models.load_selected(
         spec,
         cell.precision,
         device,
         probe.as_ref().map(|h| h as &dyn model::HeadTensors),
         selection.sites.as_deref(),
     )?;
+    model.set_fused_quantization(prepared.exp.config.device.fuse_quantization);
     record.quantization = selection.record(&model);
     record.precision_executed = Some(model.executed_precision());
     record.implementation = Some(model.implementation());

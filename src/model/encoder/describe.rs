@@ -134,7 +134,14 @@ impl Encoder {
             }
             None => format!("candle matmul ({matmul}) + bias add"),
         };
-        let activation = if tensor_cores && eight_bit == Some(crate::config::EightBit::Fp8E4M3) {
+        let fused_ffns = self.ffns_quantized_in_gelu();
+        let activation = if tensor_cores && fused_ffns > 0 {
+            if eight_bit == Some(crate::config::EightBit::Fp8E4M3) {
+                "erf GELU fused with the FFN's bias add after the FP8 GEMM, and FFN-out's input quantized to E4M3 by the same kernel (runner kernel, f32)"
+            } else {
+                "erf GELU in the int8 GEMM's dequantization kernel, which also quantizes FFN-out's input to int8 (runner kernel, f32)"
+            }
+        } else if tensor_cores && eight_bit == Some(crate::config::EightBit::Fp8E4M3) {
             "erf GELU fused with the FFN's bias add after the FP8 GEMM (runner kernel, f32)"
         } else if tensor_cores {
             "erf GELU in the int8 GEMM's dequantization kernel (runner kernel, f32)"
@@ -159,6 +166,15 @@ impl Encoder {
         } else {
             format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}{merge}; no fused attention kernel")
         };
+        let blocks = self.blocks.len();
+        let activation_quantization = tensor_cores.then(|| {
+            let fmt = eight_bit.map(|e| e.name()).unwrap_or("8-bit");
+            if fused_ffns > 0 {
+                format!("per token, dynamic: FFN-out's input quantized to {fmt} inside FFN-in's GELU kernel ({fused_ffns} of {blocks} FFNs: fused, never stored in {dtype}); every other {fmt} GEMM's input in a quantization pass of its own (runner kernel)")
+            } else {
+                format!("per token, dynamic: every {fmt} GEMM's input quantized in a pass of its own (runner kernel){}", if self.blocks.iter().any(|b| !b.gelu_quantizes) { "; device.fuse_quantization = false" } else { "" })
+            }
+        });
         [
             ("attention", attention),
             ("linear", linear),
@@ -182,6 +198,7 @@ impl Encoder {
             )
         }))
         .chain(cuda.then(|| ("gemm_precision", gemm_precision(float))))
+        .chain(activation_quantization.map(|a| ("activation_quantization", a)))
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }

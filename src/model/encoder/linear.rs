@@ -169,6 +169,37 @@ pub(super) fn quantized_forward(
     crate::model::fused::bias_act(&weight.forward(&x)?, bias, gelu)
 }
 
+/// The FFN `lin2(gelu(lin1(x)))` with the quantization of lin2's input fused into the kernel that
+/// computes lin1's GELU (both W8A8 on tensor cores, one format); `None` where that does not apply,
+/// and the caller runs the two layers in turn, lin2 quantizing its input in a pass of its own.
+pub(super) fn ffn_quantized_in_gelu(
+    lin1: &Linear,
+    lin2: &Linear,
+    x: &Tensor,
+) -> Result<Option<Tensor>> {
+    let (Linear::EightBit(a), Linear::EightBit(b)) = (lin1, lin2) else {
+        return Ok(None);
+    };
+    let dims = x.dims().to_vec();
+    let in_dim = *dims.last().unwrap_or(&1);
+    let rows = x.elem_count() / in_dim.max(1);
+    let Some(packed) = a.forward_gelu_packed(&x.reshape((rows, in_dim))?, b)? else {
+        return Ok(None);
+    };
+    let mut out_dims = dims;
+    let y = b.forward_packed(&packed)?;
+    *out_dims.last_mut().expect("at least one dimension") = y.dim(1)?;
+    Ok(Some(y.reshape(out_dims)?))
+}
+
+/// Whether [`ffn_quantized_in_gelu`] runs fused for these two layers.
+pub(super) fn ffn_fuses(lin1: &Linear, lin2: &Linear) -> bool {
+    match (lin1, lin2) {
+        (Linear::EightBit(a), Linear::EightBit(b)) => a.gelu_packs_for(b),
+        _ => false,
+    }
+}
+
 /// The fused query/key/value projection (see `TransformerBlock::qkv`): one GEMM without bias, its
 /// bias kept apart for the attention that consumes the output (the one-kernel attention adds it).
 pub(super) struct FusedQkv {

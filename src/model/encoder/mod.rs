@@ -151,6 +151,9 @@ struct TransformerBlock {
     output_layer_norm: ResidualNorm,
     n_heads: usize,
     head_dim: usize,
+    /// W8A8 on tensor cores: the FFN's GELU kernel quantizes its output for lin2
+    /// (`device.fuse_quantization`, default on); off, lin2 quantizes it in a pass of its own.
+    gelu_quantizes: bool,
 }
 
 impl TransformerBlock {
@@ -181,6 +184,7 @@ impl TransformerBlock {
             output_layer_norm: ResidualNorm::load(d, eps, vb.pp(names.output_layer_norm))?,
             n_heads: p.n_heads,
             head_dim: p.head_dim(),
+            gelu_quantizes: true,
         })
     }
 
@@ -227,7 +231,14 @@ impl TransformerBlock {
         match c {
             Component::Attention => self.attention(input, other),
             Component::SaLayerNorm => self.sa_layer_norm.forward(input, other),
-            Component::Ffn => self.lin2.forward(&self.lin1.forward_gelu(input)?),
+            Component::Ffn => {
+                if self.gelu_quantizes {
+                    if let Some(y) = linear::ffn_quantized_in_gelu(&self.lin1, &self.lin2, input)? {
+                        return Ok(y);
+                    }
+                }
+                self.lin2.forward(&self.lin1.forward_gelu(input)?)
+            }
             Component::OutputLayerNorm => self.output_layer_norm.forward(input, other),
         }
     }
@@ -399,6 +410,23 @@ impl Encoder {
     }
 
     /// The linear sites in quantized numerics, by name (`transformer_block_0.attention`, ...).
+    /// Whether the W8A8 FFNs quantize lin2's input inside lin1's GELU kernel (default) or in a
+    /// pass of their own (`device.fuse_quantization = false`, for comparison); no effect on other
+    /// precisions or off the tensor-core path.
+    pub fn set_fused_quantization(&mut self, on: bool) {
+        for b in &mut self.blocks {
+            b.gelu_quantizes = on;
+        }
+    }
+
+    /// The FFNs whose lin2 input is quantized inside lin1's GELU kernel.
+    pub fn ffns_quantized_in_gelu(&self) -> usize {
+        self.blocks
+            .iter()
+            .filter(|b| b.gelu_quantizes && linear::ffn_fuses(&b.lin1, &b.lin2))
+            .count()
+    }
+
     pub fn quantized_sites(&self) -> Vec<String> {
         self.quantized
             .iter()

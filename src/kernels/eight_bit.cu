@@ -1,0 +1,235 @@
+// The W8A8 kernels (src/model/int8_gemm.rs, src/model/fp8_gemm.rs), compiled to PTX by build.rs
+// (feature "cuda"): per-token activation quantization to int8 or E4M3, the int8 GEMM's
+// dequantization, and the FFN's GELU with the quantization of its output fused in. The numerics
+// are those of src/model/eight_bit.rs (the CPU reference); examples/int8_check.rs checks them.
+#include "common.cuh"
+
+// W8A8 int8 (src/model/int8_gemm.rs), the numerics of src/model/eight_bit.rs on the GPU.
+// quantize_rows_i8: one warp per row of x (rows, cols): scale = max |x| / 127 (computed as candle's
+// scalar division, x * (1/127)), 1 for an all-zero row; q = clamp(round(x / scale), -127, 127),
+// rounding half away from zero (roundf), as the CPU reference. 16-byte loads and N-byte stores
+// where the row allows (scalar 2-byte loads ran it at a fraction of the bandwidth).
+template <typename T>
+__device__ void quantize_rows_i8(const T *x, int8_t *q, float *scale, uint32_t rows, uint32_t cols) {
+    constexpr int N = 16 / sizeof(T);
+    const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const uint32_t lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const T *xr = x + (size_t)row * cols;
+    int8_t *qr = q + (size_t)row * cols;
+    const bool vec = cols % N == 0 && reinterpret_cast<uintptr_t>(xr) % 16 == 0;
+    float m = 0.0f;
+    bool nan = false;
+    if (vec) {
+        for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+            alignas(16) T v[N];
+            copy_vec<T, N>(v, xr + c);
+#pragma unroll
+            for (int k = 0; k < N; ++k) {
+                const float f = to_f32(v[k]);
+                nan |= isnan(f);
+                m = fmaxf(m, fabsf(f));
+            }
+        }
+    } else {
+        for (uint32_t c = lane; c < cols; c += 32) {
+            const float v = to_f32(xr[c]);
+            nan |= isnan(v);
+            m = fmaxf(m, fabsf(v));
+        }
+    }
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
+    // A NaN input makes its row's scale NaN, so it reaches the output instead of clamping to -127.
+    nan = __any_sync(0xffffffff, nan);
+    const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / 127.0));
+    auto quant = [s](float v) { return (int8_t)fminf(fmaxf(roundf(v / s), -127.0f), 127.0f); };
+    if (vec) {
+        for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+            alignas(16) T v[N];
+            alignas(8) int8_t o[N];
+            copy_vec<T, N>(v, xr + c);
+#pragma unroll
+            for (int k = 0; k < N; ++k) o[k] = quant(to_f32(v[k]));
+            if constexpr (N == 8) {
+                *reinterpret_cast<uint2 *>(qr + c) = *reinterpret_cast<const uint2 *>(o);
+            } else {
+                *reinterpret_cast<uint32_t *>(qr + c) = *reinterpret_cast<const uint32_t *>(o);
+            }
+        }
+    } else {
+        for (uint32_t c = lane; c < cols; c += 32) qr[c] = quant(to_f32(xr[c]));
+    }
+    if (lane == 0) scale[row] = s;
+}
+
+// quantize_rows_e4m3: as quantize_rows_i8 for FP8: scale = max |x| / 448 (x * (1/448)), 1 for an
+// all-zero row; q = E4M3(clamp(x / scale, -448, 448)), rounded to nearest even by the hardware's
+// conversion (cvt.rn.satfinite.e4m3x2), as the CPU reference's float8 rounding.
+template <typename T>
+__device__ void quantize_rows_e4m3(const T *x, uint8_t *q, float *scale, uint32_t rows, uint32_t cols) {
+    const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const uint32_t lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const T *xr = x + (size_t)row * cols;
+    uint8_t *qr = q + (size_t)row * cols;
+    float m = 0.0f;
+    bool nan = false;
+    for (uint32_t c = lane; c < cols; c += 32) {
+        const float v = to_f32(xr[c]);
+        nan |= isnan(v);
+        m = fmaxf(m, fabsf(v));
+    }
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
+    nan = __any_sync(0xffffffff, nan);
+    const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / 448.0));
+    // Two columns a lane per step: one paired conversion, one 2-byte store.
+    if (cols % 2 == 0) {
+        for (uint32_t c = 2 * lane; c < cols; c += 64) {
+            const float2 v = make_float2(fminf(fmaxf(to_f32(xr[c]) / s, -448.0f), 448.0f),
+                                         fminf(fmaxf(to_f32(xr[c + 1]) / s, -448.0f), 448.0f));
+            *reinterpret_cast<__nv_fp8x2_storage_t *>(qr + c) = __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
+        }
+    } else {
+        for (uint32_t c = lane; c < cols; c += 32)
+            qr[c] = __nv_cvt_float_to_fp8(fminf(fmaxf(to_f32(xr[c]) / s, -448.0f), 448.0f), __NV_SATFINITE, __NV_E4M3);
+    }
+    if (lane == 0) scale[row] = s;
+}
+
+// dequant_i32: out[r, n] = act(acc[r, n] * sx[r] * sb[n] + sb[cols + n]) from the int8 GEMM's
+// int32 products, with sb = (per-channel weight scale; bias in f32), in the CPU reference's order.
+// Four products a thread (cuBLASLt's int8 GEMMs need cols % 4 == 0) with 32-bit index math (the
+// caller keeps rows * cols < 2^32): a 64-bit division per element cost more than its bytes.
+template <typename T, bool GELU>
+__device__ void dequant_i32(const int32_t *acc, const float *sx, const float *sb, T *out, uint32_t rows,
+                            uint32_t cols) {
+    const uint32_t quads = rows * (cols / 4);
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < quads; i += gridDim.x * blockDim.x) {
+        const uint32_t e = i * 4, r = e / cols, n = e - r * cols;
+        const int4 a = *reinterpret_cast<const int4 *>(acc + e);
+        const float4 w = *reinterpret_cast<const float4 *>(sb + n);
+        const float4 b = *reinterpret_cast<const float4 *>(sb + cols + n);
+        const float s = sx[r];
+        alignas(16) T o[4];
+        o[0] = from_f32<T>(act<GELU>((float)a.x * s * w.x + b.x));
+        o[1] = from_f32<T>(act<GELU>((float)a.y * s * w.y + b.y));
+        o[2] = from_f32<T>(act<GELU>((float)a.z * s * w.z + b.z));
+        o[3] = from_f32<T>(act<GELU>((float)a.w * s * w.w + b.w));
+        copy_vec<T, 4>(out + e, o);
+    }
+}
+
+#define QUANTIZE_I8(NAME, T) extern "C" __global__ void NAME(const T *x, int8_t *q, float *scale, uint32_t rows, \
+    uint32_t cols) { quantize_rows_i8<T>(x, q, scale, rows, cols); }
+#define DEQUANT_I32(NAME, T, G) extern "C" __global__ void NAME(const int32_t *acc, const float *sx, const float *sb, \
+    T *out, uint32_t rows, uint32_t cols) { dequant_i32<T, G>(acc, sx, sb, out, rows, cols); }
+
+#define QUANTIZE_E4M3(NAME, T) extern "C" __global__ void NAME(const T *x, uint8_t *q, float *scale, uint32_t rows, \
+    uint32_t cols) { quantize_rows_e4m3<T>(x, q, scale, rows, cols); }
+QUANTIZE_E4M3(quantize_rows_e4m3_f32, float)
+QUANTIZE_E4M3(quantize_rows_e4m3_f16, __half)
+QUANTIZE_E4M3(quantize_rows_e4m3_bf16, __nv_bfloat16)
+QUANTIZE_I8(quantize_rows_i8_f32, float)
+QUANTIZE_I8(quantize_rows_i8_f16, __half)
+QUANTIZE_I8(quantize_rows_i8_bf16, __nv_bfloat16)
+DEQUANT_I32(dequant_i32_none_f32, float, false)
+DEQUANT_I32(dequant_i32_none_f16, __half, false)
+DEQUANT_I32(dequant_i32_none_bf16, __nv_bfloat16, false)
+DEQUANT_I32(dequant_i32_gelu_f32, float, true)
+DEQUANT_I32(dequant_i32_gelu_f16, __half, true)
+DEQUANT_I32(dequant_i32_gelu_bf16, __nv_bfloat16, true)
+
+// Activation quantization fused into the kernel that produces the activation: the FFN's GELU,
+// whose output feeds only the next 8-bit GEMM, is never stored in the float dtype. One warp per
+// row; each value is computed as the unfused path stores it (rounded to T), once for the row's
+// largest magnitude and once to quantize it (recomputing erf costs less than a store and a load of
+// the row), with the scale and rounding of quantize_rows_i8 / quantize_rows_e4m3: the fused and
+// the two-pass paths give the same bytes.
+template <bool FP8> __device__ __forceinline__ uint8_t quantize_one(float v, float s) {
+    if constexpr (FP8) {
+        return __nv_cvt_float_to_fp8(fminf(fmaxf(v / s, -448.0f), 448.0f), __NV_SATFINITE, __NV_E4M3);
+    } else {
+        return (uint8_t)(int8_t)fminf(fmaxf(roundf(v / s), -127.0f), 127.0f);
+    }
+}
+
+// `value4(c, v)` writes the row's values c .. c + 3 (cols % 4 == 0) into v.
+template <bool FP8, typename V>
+__device__ __forceinline__ void quantize_row_of(V value4, uint32_t cols, uint8_t *qr, float *scale) {
+    const uint32_t lane = threadIdx.x % 32;
+    float m = 0.0f;
+    bool nan = false;
+    float v[4];
+    for (uint32_t c = lane * 4; c < cols; c += 128) {
+        value4(c, v);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            nan |= isnan(v[k]);
+            m = fmaxf(m, fabsf(v[k]));
+        }
+    }
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
+    nan = __any_sync(0xffffffff, nan);
+    const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / (FP8 ? 448.0 : 127.0)));
+    for (uint32_t c = lane * 4; c < cols; c += 128) {
+        value4(c, v);
+        uchar4 o;
+        o.x = quantize_one<FP8>(v[0], s);
+        o.y = quantize_one<FP8>(v[1], s);
+        o.z = quantize_one<FP8>(v[2], s);
+        o.w = quantize_one<FP8>(v[3], s);
+        *reinterpret_cast<uchar4 *>(qr + c) = o;
+    }
+    if (lane == 0) *scale = s;
+}
+
+// dequant_gelu_quantize_i8: the int8 FFN-in's int32 products acc (rows, cols) scaled back, bias
+// and erf GELU added as dequant_i32 does, rounded to T, then quantized per row to int8 for FFN-out.
+template <typename T>
+__device__ void dequant_gelu_quantize_i8(const int32_t *acc, const float *sx, const float *sb, uint8_t *q,
+                                         float *scale, uint32_t rows, uint32_t cols) {
+    const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    if (row >= rows) return;
+    const int32_t *ar = acc + (size_t)row * cols;
+    const float s = sx[row];
+    auto value4 = [&](uint32_t c, float *v) {
+        const int4 a = *reinterpret_cast<const int4 *>(ar + c);
+        const float4 w = *reinterpret_cast<const float4 *>(sb + c);
+        const float4 b = *reinterpret_cast<const float4 *>(sb + cols + c);
+        v[0] = to_f32(from_f32<T>(act<true>((float)a.x * s * w.x + b.x)));
+        v[1] = to_f32(from_f32<T>(act<true>((float)a.y * s * w.y + b.y)));
+        v[2] = to_f32(from_f32<T>(act<true>((float)a.z * s * w.z + b.z)));
+        v[3] = to_f32(from_f32<T>(act<true>((float)a.w * s * w.w + b.w)));
+    };
+    quantize_row_of<false>(value4, cols, q + (size_t)row * cols, scale + row);
+}
+
+// bias_gelu_quantize_e4m3: the FP8 FFN-in's GEMM output x (rows, cols, before its bias) plus bias
+// through erf GELU as bias_act does, rounded to T, then quantized per row to E4M3 for FFN-out.
+template <typename T>
+__device__ void bias_gelu_quantize_e4m3(const T *x, const T *bias, uint8_t *q, float *scale, uint32_t rows,
+                                        uint32_t cols) {
+    const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    if (row >= rows) return;
+    const T *xr = x + (size_t)row * cols;
+    auto value4 = [&](uint32_t c, float *v) {
+        alignas(8) T xv[4];
+        alignas(8) T bv[4];
+        copy_vec<T, 4>(xv, xr + c);
+        copy_vec<T, 4>(bv, bias + c);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) v[k] = to_f32(from_f32<T>(act<true>(to_f32(xv[k]) + to_f32(bv[k]))));
+    };
+    quantize_row_of<true>(value4, cols, q + (size_t)row * cols, scale + row);
+}
+
+#define DEQUANT_GELU_QUANTIZE_I8(NAME, T) extern "C" __global__ void NAME(const int32_t *acc, const float *sx, \
+    const float *sb, uint8_t *q, float *scale, uint32_t rows, uint32_t cols) \
+    { dequant_gelu_quantize_i8<T>(acc, sx, sb, q, scale, rows, cols); }
+#define BIAS_GELU_QUANTIZE_E4M3(NAME, T) extern "C" __global__ void NAME(const T *x, const T *bias, uint8_t *q, \
+    float *scale, uint32_t rows, uint32_t cols) { bias_gelu_quantize_e4m3<T>(x, bias, q, scale, rows, cols); }
+DEQUANT_GELU_QUANTIZE_I8(dequant_gelu_quantize_i8_f32, float)
+DEQUANT_GELU_QUANTIZE_I8(dequant_gelu_quantize_i8_f16, __half)
+DEQUANT_GELU_QUANTIZE_I8(dequant_gelu_quantize_i8_bf16, __nv_bfloat16)
+BIAS_GELU_QUANTIZE_E4M3(bias_gelu_quantize_e4m3_f16, __half)
+BIAS_GELU_QUANTIZE_E4M3(bias_gelu_quantize_e4m3_bf16, __nv_bfloat16)

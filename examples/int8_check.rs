@@ -170,10 +170,13 @@ fn main() -> Result<()> {
 /// The fused FFN (lin2 reading the int8/E4M3 bytes lin1's GELU kernel wrote) against the two-pass
 /// GPU path and the CPU reference; returns the failures.
 fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
-    let bound = |d: DType| match d {
-        DType::F32 => 4e-4,
-        DType::F16 => 4e-3,
-        _ => 3.2e-2,
+    // Against the CPU the FFN errs more than one layer: where the GPU's and the CPU's sums of
+    // FFN-in differ in the last bit, a GELU value can land on the other side of an 8-bit
+    // rounding boundary (int8: 1/127 of the row's largest; E4M3: 1/16 of the value), and FFN-out
+    // sums 3072 such values. Fused against two-pass, the same bytes are expected.
+    let bound = |f: EightBit, d: DType| match (f, d) {
+        (EightBit::Fp8E4M3, _) | (_, DType::BF16) => 3.2e-2,
+        _ => 2e-3,
     };
     let mut failures = 0;
     println!(
@@ -255,7 +258,9 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
                 let (e_two, _) = rel_err(&got, &plain)?;
                 let tf = time_us(gpu, || fused(&xg))?;
                 let tp = time_us(gpu, || two_pass(&xg))?;
-                let ok = finite && e_ref <= bound(dtype) && e_two <= bound(dtype);
+                let ok = finite
+                    && e_ref <= bound(format, dtype)
+                    && e_two <= bound(format, dtype) / 100.0;
                 println!(
                     "{:<4} {:<5} {m:>5} {d:>5} {h:>5} {e_ref:>11.2e} {e_two:>11.2e} {:>9} {tf:>9.1} {tp:>9.1} {:>6.2}x {}",
                     format.name(),

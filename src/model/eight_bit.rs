@@ -169,6 +169,10 @@ impl EightBitLinear {
     }
 }
 
+/// The widest row the fused GELU + quantization kernels take (256 threads x 16 values in
+/// registers); wider FFNs run the two passes.
+pub const FUSED_ROW_MAX: usize = 4096;
+
 /// An 8-bit layer's input already quantized, as the kernel that produced it wrote it (the FFN's
 /// GELU, src/kernels/eight_bit.cu): per row, the int8 or E4M3 bytes of `rows x cols` values, then,
 /// from byte [`Packed8::scales_at`] on, one f32 scale per row. One U8 buffer, because a candle op
@@ -242,7 +246,8 @@ impl EightBitLinear {
             }) => unpadded(bytes),
             _ => false,
         };
-        mine && next.format == self.format
+        mine && out <= FUSED_ROW_MAX
+            && next.format == self.format
             && next.tensor_cores.is_some()
             && next.weight.dims2().is_ok_and(|d| d.1 == out)
     }

@@ -97,7 +97,7 @@ mod cuda {
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape, Storage, Tensor};
 
     use crate::model::eight_bit::Packed8;
-    use crate::model::int8_gemm::cuda::{lt_err, with_lt, MODULE, PTX, WORKSPACE};
+    use crate::model::int8_gemm::cuda::{lt_err, row_blocks, with_lt, MODULE, PTX, WORKSPACE};
 
     pub struct Fp8Linear {
         pub bias: Option<Tensor>,
@@ -379,6 +379,7 @@ mod cuda {
             let (m, n) = yl.shape().dims2()?;
             // 8-byte loads of four values: rows, and both inputs' offsets, in multiples of 4.
             if n % 4 != 0
+                || n > crate::model::eight_bit::FUSED_ROW_MAX
                 || yl.start_offset() % 4 != 0
                 || bl.start_offset() % 4 != 0
                 || bl.shape().elem_count() != n
@@ -406,11 +407,7 @@ mod cuda {
             )?;
             let mut out = unsafe { dev.alloc::<u8>(Packed8::len(m, n))? };
             let (m32, n32) = (m as u32, n as u32);
-            let warps = LaunchConfig {
-                grid_dim: (m.div_ceil(8).max(1) as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let warps = row_blocks(m);
             {
                 let (mut q_out, mut rest) = out.split_at_mut(Packed8::scales_at(m, n));
                 // SAFETY: m f32 scales fit after the values, from a 16-byte boundary on.

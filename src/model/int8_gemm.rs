@@ -126,6 +126,15 @@ pub(in crate::model) mod cuda {
         })
     }
 
+    /// One block of 256 threads per row: the fused quantization kernels (src/kernels/eight_bit.cu).
+    pub(in crate::model) fn row_blocks(rows: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (rows.max(1) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
     pub(in crate::model) fn lt_err(e: lt::CublasError) -> candle_core::Error {
         candle_core::Error::msg(format!("cuBLASLt: {e:?}"))
     }
@@ -260,8 +269,11 @@ pub(in crate::model) mod cuda {
             }
             // 3a. Scaled back, bias + GELU, quantized per row again for the next int8 layer.
             if op.packed_output {
-                if !op.gelu {
-                    candle_core::bail!("runner-int8-linear: packed outputs are GELU layers'");
+                if !op.gelu || n > crate::model::eight_bit::FUSED_ROW_MAX {
+                    candle_core::bail!(
+                        "runner-int8-linear: packed outputs are GELU layers' of at most {} outputs (this one: {n})",
+                        crate::model::eight_bit::FUSED_ROW_MAX
+                    );
                 }
                 let mut out = unsafe { dev.alloc::<u8>(packed_len(m, n))? };
                 let func = dev.get_or_load_custom_func(
@@ -283,7 +295,7 @@ pub(in crate::model) mod cuda {
                         .arg(&mut s_out)
                         .arg(&m32)
                         .arg(&n32);
-                    unsafe { b.launch(warps(m)) }.w()?;
+                    unsafe { b.launch(row_blocks(m)) }.w()?;
                 }
                 let len = out.len();
                 return Ok((

@@ -208,13 +208,19 @@ fn measured(s: &CellSummary) -> bool {
     s.status == CellStatus::Ok && !s.window_latency_ms.is_empty()
 }
 
+/// Measured in a way the comparison can use: a model cell with windows, or a layers cell (its
+/// windows are per unit, compared unit by unit).
+fn comparable(s: &CellSummary) -> bool {
+    measured(s) || (s.status == CellStatus::Ok && s.scope != "model")
+}
+
 fn one_side(mine: &[CellSummary], theirs: &[CellSummary], other: &str) -> Vec<OneSide> {
     mine.iter()
         .filter_map(|s| {
             let why = match theirs.iter().find(|t| t.id == s.id) {
                 None => format!("no cell with this definition in {other}"),
-                Some(t) if !measured(t) => format!("{} in {other}", t.status_word()),
-                Some(_) if !measured(s) => format!("{} here", s.status_word()),
+                Some(t) if !comparable(t) => format!("{} in {other}", t.status_word()),
+                Some(_) if !comparable(s) => format!("{} here", s.status_word()),
                 Some(_) => return None,
             };
             Some(OneSide {

@@ -26,18 +26,6 @@ use runner::results::CellRecord;
 
 const PREFIX_VS_WHOLE: f64 = 0.10;
 const ISOLATED_VS_WHOLE: f64 = 0.20;
-/// 1-minute load average per core below which the machine counts as otherwise idle.
-const QUIET_LOAD: f64 = 0.5;
-
-/// The 1-minute load average per core (`/proc/loadavg`); infinite where it cannot be read, so
-/// the timing bounds are only asserted where the machine is known to be quiet.
-fn load_per_core() -> f64 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(f64::INFINITY, |l| l / cores)
-}
 
 fn records(run: &std::path::Path) -> Vec<CellRecord> {
     std::fs::read_dir(run.join("cells"))

@@ -110,3 +110,17 @@ pub fn skipped(test: &str, why: &str) {
         }
     }
 }
+
+/// 1-minute load average per core below which the machine counts as otherwise idle: CPU timing
+/// bounds are asserted only then (a unit timed during a compile runs several times slower).
+pub const QUIET_LOAD: f64 = 0.5;
+
+/// The 1-minute load average per core (`/proc/loadavg`); infinite where it cannot be read, so
+/// timing bounds are only asserted where the machine is known to be quiet.
+pub fn load_per_core() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::INFINITY, |l| l / cores)
+}

@@ -28,7 +28,7 @@ def run(d):
             W=med(w['windows'],b,kind)
             iso=sum(med(l['windows'],b,kind,l.get('calls_per_loop',1)) for l in c['layers'] if l.get('parent') is None)
             pre=sorted(c['prefixes'],key=lambda p:p['layers'])
-            P=med(pre[-1]['windows'],b,kind) if pre else float('nan')
+            P=med(pre[-1]['windows'],b,kind,pre[-1].get('calls_per_loop',1)) if pre else float('nan')
             res[kind]=(iso/W,P/W)
         ks=[l.get('calls_per_loop',1) for l in c['layers'] if l.get('parent') is None]
         out.append((cc['precision'],b,res,ks))

@@ -71,7 +71,11 @@ pub fn layer_totals(r: &CellRecord) -> LayerTotals {
         .collect();
     if stats.is_empty() {
         if let Some(p) = r.prefixes.iter().max_by_key(|p| p.layers) {
-            stats.push(window_stats(&p.windows, r.cell.batch_size, r.idle_power_w));
+            stats.push(window_stats(
+                &p.per_call_windows(),
+                r.cell.batch_size,
+                r.idle_power_w,
+            ));
         }
     }
     LayerTotals {

@@ -133,7 +133,12 @@ fn prefix_estimates(r: &CellRecord, metric: Metric) -> Vec<(String, Option<Estim
     prefixes
         .iter()
         .map(|p| {
-            let e = estimate(&p.windows, r.cell.batch_size, r.idle_power_w, metric);
+            let e = estimate(
+                &p.per_call_windows(),
+                r.cell.batch_size,
+                r.idle_power_w,
+                metric,
+            );
             (p.name.clone(), e)
         })
         .collect()

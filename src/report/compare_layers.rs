@@ -116,8 +116,8 @@ fn compare_units(a: Units, b: Units, batch: usize, threshold: f64) -> Vec<UnitVi
             &pa.name,
             "prefix",
             false,
-            series(&pa.windows, batch),
-            series(&pb.windows, batch),
+            series(&pa.per_call_windows(), batch),
+            series(&pb.per_call_windows(), batch),
             threshold,
         ));
     }

@@ -149,9 +149,21 @@ pub struct PrefixRecord {
     /// How many top-level layers it runs (1 = the embeddings alone).
     pub layers: usize,
     pub warmup: WarmupRecord,
+    /// Each loop ran the prefix this many times before one synchronize, the same K for every
+    /// prefix of the cell (1 on the CPU and in records written before K existed); as for
+    /// [`LayerRecord::calls_per_loop`], `windows` hold loops as measured.
+    #[serde(default = "one")]
+    pub calls_per_loop: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
     pub windows: Vec<WindowRecord>,
+}
+
+impl PrefixRecord {
+    /// The windows per call of the prefix (see [`LayerRecord::per_call_windows`]).
+    pub fn per_call_windows(&self) -> Vec<WindowRecord> {
+        per_call(&self.windows, self.calls_per_loop)
+    }
 }
 
 /// What a quantized cell quantized.
@@ -478,4 +490,50 @@ fn kernel_environment() -> BTreeMap<String, String> {
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(k: u32) -> PrefixRecord {
+        PrefixRecord {
+            name: "embeddings".into(),
+            layers: 1,
+            warmup: WarmupRecord {
+                loops: 3,
+                duration_s: 0.1,
+                first_loop_ms: 4.0,
+                steady: true,
+            },
+            calls_per_loop: k,
+            execution: None,
+            windows: vec![WindowRecord {
+                loops: 250,
+                duration_s: 1.0,
+                loop_ms: vec![4.0; 250],
+                loop_ms_stride: 1,
+                energy_j: Some(100.0),
+                counter_delta_j: Some(100.0),
+                tail_correction_j: Some(0.0),
+                trace_energy_j: None,
+                counter_ticks: Some(10),
+                num_power_samples: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_prefix_of_k_calls_per_loop_is_read_per_call_and_old_records_mean_one() {
+        let w = &prefix(4).per_call_windows()[0];
+        assert_eq!(w.loops, 1000);
+        assert!(w.loop_ms.iter().all(|&ms| (ms - 1.0).abs() < 1e-12));
+        assert_eq!((w.duration_s, w.energy_j), (1.0, Some(100.0)));
+        // A record written before K existed has no calls_per_loop: one call per loop.
+        let mut json = serde_json::to_value(prefix(4)).unwrap();
+        json.as_object_mut().unwrap().remove("calls_per_loop");
+        let old: PrefixRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(old.calls_per_loop, 1);
+        assert_eq!(old.per_call_windows(), old.windows);
+    }
 }

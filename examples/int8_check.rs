@@ -12,6 +12,9 @@
 //! `device.fuse_quantization`) against the two-pass GPU path (same formulas: the same bytes are
 //! expected) and the CPU reference, timed against the two-pass path; a NaN must reach its row.
 //!
+//! FP8 runs twice: as the cells run it (f32 accumulation) and with cuBLASLt's fast accumulation
+//! (`device.fp8_fast_accumulation`), both held to the same bound.
+//!
 //! Error: max |gpu - cpu| / max |cpu|. Both quantize to the same int8 values (same formulas); the
 //! GPU accumulates exactly in int32 (FP8: in f32) where the CPU sums in f32, and both round once to
 //! the dtype (FP8 with GELU: the GEMM's output is rounded once more before bias + GELU).
@@ -102,7 +105,7 @@ fn main() -> Result<()> {
                 let b = Tensor::randn(0f32, 0.1, n, &cpu)?.to_dtype(dtype)?;
                 let x = Tensor::randn(0f32, 1.0, (m, k), &cpu)?.to_dtype(dtype)?;
                 let reference = EightBitLinear::quantize(&w, b.clone(), format)?;
-                let on_gpu =
+                let mut on_gpu =
                     EightBitLinear::quantize(&w.to_device(&gpu)?, b.to_device(&gpu)?, format)?;
                 assert!(on_gpu.on_tensor_cores());
                 let xg = x.to_device(&gpu)?;
@@ -132,6 +135,23 @@ fn main() -> Result<()> {
                     tf / t8,
                     if ok { "ok" } else { "FAILED" }
                 );
+                // FP8 with cuBLASLt's fast accumulation (device.fp8_fast_accumulation): held to
+                // the same bound against the f32-accumulating reference.
+                if on_gpu.set_fp8_fast_accumulation(true) {
+                    let got = on_gpu.forward(&xg, gelu)?;
+                    let (err, finite) = rel_err(&got, &want)?;
+                    let ok = finite && err <= bound(dtype) && got.dims() == want.dims();
+                    failures += usize::from(!ok);
+                    let t8 = time_us(&gpu, || on_gpu.forward(&xg, gelu))?;
+                    println!(
+                        "{:<4} {:<5} {m:>5} {k:>5} {n:>5} {gelu:>5} {err:>11.2e} {:>8.1e} {t8:>9.1} {tf:>9.1} {:>6.2}x {} (fast accumulation)",
+                        format.name(),
+                        format!("{dtype:?}"),
+                        bound(dtype),
+                        tf / t8,
+                        if ok { "ok" } else { "FAILED" }
+                    );
+                }
             }
         }
     }

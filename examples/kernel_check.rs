@@ -9,8 +9,9 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 use runner::model::fused::{
-    add_layer_norm, bias_act, masked_softmax, merge_heads, plain_add_layer_norm, plain_bias_act,
-    plain_masked_softmax, plain_merge_heads, plain_qkv_heads, qkv_heads,
+    add_layer_norm, bias_act, bias_add_layer_norm, masked_softmax, merge_heads,
+    plain_add_layer_norm, plain_bias_act, plain_bias_add_layer_norm, plain_masked_softmax,
+    plain_merge_heads, plain_qkv_heads, qkv_heads,
 };
 
 /// Largest |a - b| / max(|b|, 1) and whether every value of both is finite.
@@ -225,7 +226,40 @@ fn main() -> Result<()> {
                 plain_add_layer_norm(&x, &residual, &gamma_beta, eps)
             })?;
             let shape = format!("{rows}x{cols}{}", if offset { "+1" } else { "" });
-            report("add_layer_norm", shape, err, finite, norm_bound, tf, tp);
+            report(
+                "add_layer_norm",
+                shape.clone(),
+                err,
+                finite,
+                norm_bound,
+                tf,
+                tp,
+            );
+            // With the preceding linear's bias as a third row (the attention output's and
+            // FFN-out's GEMMs run without it): against the bias kernel + add + norm in turn,
+            // and timed against the two runner kernels it replaces.
+            let gamma_beta_bias =
+                Tensor::cat(&[&gamma_beta, &random(&[1, cols], false, dtype)?], 0)?;
+            let (err, finite) = compare(
+                &bias_add_layer_norm(&x, &residual, &gamma_beta_bias, eps)?,
+                &plain_bias_add_layer_norm(&x, &residual, &gamma_beta_bias, eps)?,
+            )?;
+            let tf = time_us(&device, || {
+                bias_add_layer_norm(&x, &residual, &gamma_beta_bias, eps)
+            })?;
+            let bias = gamma_beta_bias.get(2)?;
+            let tp = time_us(&device, || {
+                add_layer_norm(&bias_act(&x, &bias, false)?, &residual, &gamma_beta, eps)
+            })?;
+            report(
+                "bias_add_layer_norm",
+                shape,
+                err,
+                finite,
+                norm_bound,
+                tf,
+                tp,
+            );
         }
     }
 

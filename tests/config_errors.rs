@@ -439,3 +439,38 @@ fn the_quantization_fusion_switch_is_a_boolean_and_a_misspelling_gets_the_right_
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
 }
+
+#[test]
+fn the_fp8_fast_accumulation_switch_is_a_boolean_and_plans_when_spelled_right() {
+    let matrix = "[matrix]\nbatch_size = [1]\n";
+    let msg = fails(
+        &valid_with(&format!(
+            "[device]\nfp8_fast_accumulation = \"on\"\n{matrix}"
+        )),
+        &[],
+        &[],
+    );
+    assert!(msg.contains("fp8_fast_accumulation"), "{msg}");
+    assert!(msg.contains("exp.toml"), "{msg}");
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", "device.fp8_fast_accumulate=true"],
+        &[],
+    );
+    assert!(
+        msg.contains("fp8_fast_accumulation"),
+        "the suggestion: {msg}"
+    );
+    let f = Fixture::new(&valid_with(matrix));
+    let out = f
+        .runner()
+        .args([
+            "plan",
+            "exp.toml",
+            "--set",
+            "device.fp8_fast_accumulation=true",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}

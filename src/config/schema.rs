@@ -107,6 +107,12 @@ pub struct DeviceSection {
     /// true.
     #[serde(skip_serializing_if = "is_true")]
     pub fuse_quantization: bool,
+    /// FP8 precisions on tensor cores: let cuBLASLt accumulate the E4M3 products in the tensor
+    /// cores' own precision instead of promoting partial sums to f32 along K (faster on Hopper,
+    /// less exact; the fidelity section measures what it costs). Off by default. The record says
+    /// which ran (`implementation.linear`). No effect on int8, floats or the CPU reference.
+    #[serde(skip_serializing_if = "is_false")]
+    pub fp8_fast_accumulation: bool,
 }
 
 impl Default for DeviceSection {
@@ -118,12 +124,17 @@ impl Default for DeviceSection {
             cpu_workers: 1,
             cuda_graphs: true,
             fuse_quantization: true,
+            fp8_fast_accumulation: false,
         }
     }
 }
 
 fn is_one(n: &usize) -> bool {
     *n == 1
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_true(b: &bool) -> bool {

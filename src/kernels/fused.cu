@@ -68,7 +68,9 @@ __device__ void merge_heads(const T *x, T *out, uint32_t batch, uint32_t heads, 
 // add_layer_norm: layer_norm(x + residual) over rows of cols values, gamma_beta = (2, cols). The
 // sum is rounded to T first, exactly as the plain path's separate add stores it; mean and variance
 // in two passes in f32. One warp per row; the row's 1.5 KB stay in L1 between passes.
-template <typename T, int N>
+// BIAS: gamma_beta is (3, cols), its third row the preceding linear's bias, added to x first and
+// rounded to T as the bias kernel (bias_act) stores it: the same values, one pass fewer.
+template <typename T, int N, bool BIAS = false>
 __device__ void add_layer_norm(const T *x, const T *residual, const T *gamma_beta, T *out,
                                uint32_t rows, uint32_t cols, float eps) {
     const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
@@ -82,6 +84,12 @@ __device__ void add_layer_norm(const T *x, const T *residual, const T *gamma_bet
         alignas(16) T rv[N];
         copy_vec<T, N>(xv, xr + c);
         copy_vec<T, N>(rv, rr + c);
+        if constexpr (BIAS) {
+            alignas(16) T bv[N];
+            copy_vec<T, N>(bv, gamma_beta + 2 * (size_t)cols + c);
+#pragma unroll
+            for (int k = 0; k < N; ++k) xv[k] = from_f32<T>(to_f32(xv[k]) + to_f32(bv[k]));
+        }
 #pragma unroll
         for (int k = 0; k < N; ++k) v[k] = to_f32(from_f32<T>(to_f32(xv[k]) + to_f32(rv[k])));
     };
@@ -174,12 +182,16 @@ __device__ void masked_softmax(const T *x, const float *mask, T *out, uint32_t r
     uint32_t seq, uint32_t head_dim) { merge_heads<T, N>(x, out, batch, heads, seq, head_dim); }
 #define ADD_LAYER_NORM(NAME, T, N) extern "C" __global__ void NAME(const T *x, const T *residual, const T *gamma_beta, \
     T *out, uint32_t rows, uint32_t cols, float eps) { add_layer_norm<T, N>(x, residual, gamma_beta, out, rows, cols, eps); }
+#define BIAS_ADD_LAYER_NORM(NAME, T, N) extern "C" __global__ void NAME(const T *x, const T *residual, \
+    const T *gamma_beta_bias, T *out, uint32_t rows, uint32_t cols, float eps) \
+    { add_layer_norm<T, N, true>(x, residual, gamma_beta_bias, out, rows, cols, eps); }
 
 EACH_DTYPE(BIAS_NONE, bias_none)
 EACH_DTYPE(BIAS_GELU, bias_gelu)
 EACH_DTYPE(QKV_HEADS, qkv_heads)
 EACH_DTYPE(MERGE_HEADS, merge_heads)
 EACH_DTYPE(ADD_LAYER_NORM, add_layer_norm)
+EACH_DTYPE(BIAS_ADD_LAYER_NORM, bias_add_layer_norm)
 
 #define MASKED_SOFTMAX(NAME, T, N) extern "C" __global__ void NAME(const T *x, const float *mask, T *out, \
     uint32_t rows, uint32_t cols, uint32_t rows_per_batch) { masked_softmax<T, N>(x, mask, out, rows, cols, rows_per_batch); }

@@ -39,6 +39,8 @@ enum TensorCores {
         bytes: Tensor,
         scales: Tensor,
         bias: Option<Tensor>,
+        /// cuBLASLt's FP8 fast accumulation (off unless `device.fp8_fast_accumulation`).
+        fast_accumulation: bool,
     },
 }
 
@@ -114,6 +116,32 @@ impl EightBitLinear {
         self.tensor_cores.is_some()
     }
 
+    /// FP8 on tensor cores: lets cuBLASLt accumulate in the tensor cores' own precision, without
+    /// the periodic promotion to f32 (faster on some GPUs, less exact). Returns whether the layer
+    /// has such a GEMM: int8 accumulates exactly in int32, and the f32 reference has none.
+    pub fn set_fp8_fast_accumulation(&mut self, on: bool) -> bool {
+        match &mut self.tensor_cores {
+            Some(TensorCores::Fp8 {
+                fast_accumulation, ..
+            }) => {
+                *fast_accumulation = on;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether [`Self::set_fp8_fast_accumulation`] is on.
+    pub fn fp8_fast_accumulation(&self) -> bool {
+        matches!(
+            self.tensor_cores,
+            Some(TensorCores::Fp8 {
+                fast_accumulation: true,
+                ..
+            })
+        )
+    }
+
     /// `act(x W^T + b)` for `x` (..., in) in the float dtype, `act` erf GELU when `gelu`.
     pub fn forward(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -131,6 +159,7 @@ impl EightBitLinear {
                 bytes,
                 scales,
                 bias,
+                fast_accumulation: fast,
             }) => {
                 let x = x.reshape((rows, in_dim))?;
                 // The epilogue adds the bias; GELU layers take bias + erf GELU from the runner's
@@ -141,15 +170,16 @@ impl EightBitLinear {
                         bytes,
                         scales,
                         bias.as_ref(),
+                        *fast,
                     )?),
                     (true, Some(bias)) => Some(super::fused::bias_act(
-                        &super::fp8_gemm::fp8_linear(&x, bytes, scales, None)?,
+                        &super::fp8_gemm::fp8_linear(&x, bytes, scales, None, *fast)?,
                         bias,
                         true,
                     )?),
-                    (true, None) => {
-                        Some(super::fp8_gemm::fp8_linear(&x, bytes, scales, None)?.gelu_erf()?)
-                    }
+                    (true, None) => Some(
+                        super::fp8_gemm::fp8_linear(&x, bytes, scales, None, *fast)?.gelu_erf()?,
+                    ),
                 }
             }
             None => None,
@@ -194,6 +224,11 @@ impl Packed8 {
     pub fn len(rows: usize, cols: usize) -> usize {
         Self::scales_at(rows, cols) + 4 * rows
     }
+
+    /// The one U8 buffer: values, then scales.
+    pub fn bytes(&self) -> &Tensor {
+        &self.bytes
+    }
 }
 
 impl EightBitLinear {
@@ -219,8 +254,9 @@ impl EightBitLinear {
                 bytes,
                 scales,
                 bias: Some(bias),
+                fast_accumulation,
             }) => {
-                let y = super::fp8_gemm::fp8_linear(x, bytes, scales, None)?;
+                let y = super::fp8_gemm::fp8_linear(x, bytes, scales, None, *fast_accumulation)?;
                 super::fp8_gemm::bias_gelu_to_e4m3(&y, bias)?
             }
             _ => return Ok(None),
@@ -277,6 +313,7 @@ impl EightBitLinear {
                 bytes,
                 scales,
                 bias,
+                fast_accumulation,
             }) => super::fp8_gemm::fp8_linear_packed(
                 &x.bytes,
                 x.rows,
@@ -284,6 +321,7 @@ impl EightBitLinear {
                 scales,
                 bias.as_ref(),
                 self.float_dtype(),
+                *fast_accumulation,
             )?,
             None => candle_core::bail!("a packed input needs the tensor-core path"),
         };
@@ -342,6 +380,7 @@ fn tensor_core_copy(
                 bytes,
                 scales,
                 bias,
+                fast_accumulation: false,
             }))
         }
     }

@@ -19,13 +19,21 @@ pub const FP8_WIDTH_MULTIPLE: usize = 16;
 
 /// `x W^T (+ b)` in FP8 on CUDA. `x` (rows, K) f16 or bf16, `weight` (N, K) U8 holding E4M3 bits,
 /// `scales` (1, N) f32 per-channel weight scales, `bias` (N) in x's dtype when the epilogue adds it.
+/// `fast_accumulation` lets cuBLASLt keep the products in the tensor cores' own accumulator
+/// (`CUBLASLT_MATMUL_DESC_FAST_ACCUM`) instead of promoting them to f32 along K.
 pub fn fp8_linear(
     x: &Tensor,
     weight: &Tensor,
     scales: &Tensor,
     bias: Option<&Tensor>,
+    fast_accumulation: bool,
 ) -> Result<Tensor> {
-    apply(x, None, x.dtype(), weight, scales, bias)
+    let op = Fp8Op {
+        packed_rows: None,
+        float: x.dtype(),
+        fast_accumulation,
+    };
+    apply(x, weight, scales, bias, op)
 }
 
 /// As [`fp8_linear`] from `rows` inputs already quantized to E4M3 and packed (U8 `bytes`, see
@@ -37,8 +45,24 @@ pub fn fp8_linear_packed(
     scales: &Tensor,
     bias: Option<&Tensor>,
     float: candle_core::DType,
+    fast_accumulation: bool,
 ) -> Result<Tensor> {
-    apply(bytes, Some(rows), float, weight, scales, bias)
+    let op = Fp8Op {
+        packed_rows: Some(rows),
+        float,
+        fast_accumulation,
+    };
+    apply(bytes, weight, scales, bias, op)
+}
+
+/// What one FP8 linear takes and how it accumulates.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct Fp8Op {
+    /// The input is packed E4M3 bytes of this many rows (already quantized).
+    packed_rows: Option<usize>,
+    /// The output's dtype (f16 or bf16).
+    float: candle_core::DType,
+    fast_accumulation: bool,
 }
 
 /// `gelu(y + bias)` for the FP8 FFN-in's GEMM output `y` (rows, N), quantized per row to E4M3 by
@@ -59,11 +83,10 @@ pub fn bias_gelu_to_e4m3(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
 
 fn apply(
     x: &Tensor,
-    packed_rows: Option<usize>,
-    float: candle_core::DType,
     weight: &Tensor,
     scales: &Tensor,
     bias: Option<&Tensor>,
+    op: Fp8Op,
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     {
@@ -72,14 +95,15 @@ fn apply(
             &scales.contiguous()?,
             &cuda::Fp8Linear {
                 bias: bias.map(|b| b.contiguous()).transpose()?,
-                packed_rows,
-                float,
+                packed_rows: op.packed_rows,
+                float: op.float,
+                fast_accumulation: op.fast_accumulation,
             },
         )
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (x, packed_rows, float, weight, scales, bias);
+        let _ = (x, weight, scales, bias, op);
         candle_core::bail!("the FP8 tensor-core path needs a CUDA build")
     }
 }
@@ -105,6 +129,7 @@ mod cuda {
         pub packed_rows: Option<usize>,
         /// The output's dtype (f16 or bf16).
         pub float: DType,
+        pub fast_accumulation: bool,
     }
 
     /// Sets one attribute of a matmul descriptor from a plain value.
@@ -288,6 +313,7 @@ mod cuda {
                                 set(desc, A::CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer)?;
                                 set(desc, A::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw_ptr)?;
                                 set(desc, A::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx_ptr)?;
+                                set(desc, A::CUBLASLT_MATMUL_DESC_FAST_ACCUM, &i8::from(self.fast_accumulation))?;
                                 if let Some(bias) = bias_ptr {
                                     set(desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE, &sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS)?;
                                     set(desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias)?;

@@ -75,10 +75,48 @@ pub fn add_layer_norm(
         return x.contiguous()?.apply_op3_no_bwd(
             &residual.contiguous()?,
             &gamma_beta.contiguous()?,
-            &cuda::AddLayerNorm { eps: eps as f32 },
+            &cuda::AddLayerNorm {
+                eps: eps as f32,
+                with_bias: false,
+            },
         );
     }
     plain_add_layer_norm(x, residual, gamma_beta, eps)
+}
+
+/// `layer_norm(x + bias + residual)`, with `gamma_beta_bias` = (3, cols): the norm's weight and
+/// bias, then the bias of the linear layer that produced `x` (its GEMM wrote `x` without it). The
+/// sums are rounded to the dtype as the bias kernel and the plain add store them: the values of
+/// `add_layer_norm(bias_act(x, bias), residual)`, one pass fewer.
+pub fn bias_add_layer_norm(
+    x: &Tensor,
+    residual: &Tensor,
+    gamma_beta_bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        return x.contiguous()?.apply_op3_no_bwd(
+            &residual.contiguous()?,
+            &gamma_beta_bias.contiguous()?,
+            &cuda::AddLayerNorm {
+                eps: eps as f32,
+                with_bias: true,
+            },
+        );
+    }
+    plain_bias_add_layer_norm(x, residual, gamma_beta_bias, eps)
+}
+
+/// What [`bias_add_layer_norm`] replaces: the bias kernel's add, then [`plain_add_layer_norm`].
+pub fn plain_bias_add_layer_norm(
+    x: &Tensor,
+    residual: &Tensor,
+    gamma_beta_bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let with_bias = plain_bias_act(x, &gamma_beta_bias.i(2)?, false)?;
+    plain_add_layer_norm(&with_bias, residual, &gamma_beta_bias.narrow(0, 0, 2)?, eps)
 }
 
 /// What [`add_layer_norm`] replaces: candle's add, then candle-nn's layer norm kernel.
@@ -400,6 +438,8 @@ pub(super) mod cuda {
 
     pub struct AddLayerNorm {
         pub eps: f32,
+        /// gamma_beta holds a third row, the preceding linear's bias (bias_add_layer_norm).
+        pub with_bias: bool,
     }
 
     impl candle_core::CustomOp3 for AddLayerNorm {
@@ -428,12 +468,16 @@ pub(super) mod cuda {
             gamma_beta: &CudaStorage,
             gl: &Layout,
         ) -> Result<(CudaStorage, Shape)> {
-            let kernel = "add_layer_norm";
+            let (kernel, parts) = if self.with_bias {
+                ("bias_add_layer_norm", 3)
+            } else {
+                ("add_layer_norm", 2)
+            };
             let cols = *xl.shape().dims().last().unwrap_or(&1);
             let rows = xl.shape().elem_count() / cols.max(1);
-            if rl.shape() != xl.shape() || gl.shape().elem_count() != 2 * cols {
+            if rl.shape() != xl.shape() || gl.shape().elem_count() != parts * cols {
                 candle_core::bail!(
-                    "{kernel}: input {:?}, residual {:?}, gamma_beta {:?} (want (2, {cols}))",
+                    "{kernel}: input {:?}, residual {:?}, gamma_beta {:?} (want ({parts}, {cols}))",
                     xl.shape(),
                     rl.shape(),
                     gl.shape()

@@ -160,6 +160,7 @@ fn measure_cell(
         selection.sites.as_deref(),
     )?;
     model.set_fused_quantization(prepared.exp.config.device.fuse_quantization);
+    model.set_fp8_fast_accumulation(prepared.exp.config.device.fp8_fast_accumulation);
     record.quantization = selection.record(&model);
     record.precision_executed = Some(model.executed_precision());
     record.implementation = Some(model.implementation());

@@ -111,7 +111,12 @@ impl Encoder {
         };
         let linear = match self.representative().and_then(|l| l.quant_format()) {
             _ if tensor_cores && eight_bit == Some(crate::config::EightBit::Fp8E4M3) => {
-                "W8A8 FP8 (E4M3) on tensor cores: each input quantized per token to E4M3 by a runner kernel (dynamic scale, round to nearest even), E4M3 x E4M3 GEMM through cuBLASLt (CUBLAS_COMPUTE_32F, f32 accumulation, fast accumulation off) applying the per-token and per-channel scales (OUTER_VEC_32F) and the bias in its epilogue (CUBLASLT_EPILOGUE_BIAS), output in the float dtype; FFN-in's bias + erf GELU in the runner's kernel after it; weights per output channel, symmetric".to_string()
+                let accumulation = if self.fp8_fast_accumulation() {
+                    "f32 compute with fast accumulation on (device.fp8_fast_accumulation: partial sums kept in the tensor cores' accumulator, not promoted to f32 along K)"
+                } else {
+                    "f32 accumulation, fast accumulation off"
+                };
+                format!("W8A8 FP8 (E4M3) on tensor cores: each input quantized per token to E4M3 by a runner kernel (dynamic scale, round to nearest even), E4M3 x E4M3 GEMM through cuBLASLt (CUBLAS_COMPUTE_32F, {accumulation}) applying the per-token and per-channel scales (OUTER_VEC_32F) and the bias in its epilogue (CUBLASLT_EPILOGUE_BIAS), output in the float dtype; FFN-in's bias + erf GELU in the runner's kernel after it; weights per output channel, symmetric")
             }
             _ if tensor_cores => {
                 "W8A8 int8 on tensor cores: each input quantized per token by a runner kernel (dynamic scale), int8 x int8 -> int32 GEMM through cuBLASLt (CUBLAS_COMPUTE_32I), scaled back by token x channel scale with bias (+ erf GELU) in a runner kernel; weights per output channel, symmetric".to_string()
@@ -180,12 +185,16 @@ impl Encoder {
             ("linear", linear),
             (
                 "layer_norm",
-                if kernels {
-                    "residual add + layer norm in one runner kernel (f32 arithmetic)"
-                } else {
-                    "candle-nn fused layer_norm kernel"
-                }
-                .to_string(),
+                match (kernels, self.norms_adding_linear_bias()) {
+                    (true, 0) => {
+                        "residual add + layer norm in one runner kernel (f32 arithmetic)".to_string()
+                    }
+                    (true, n) => format!(
+                        "residual add + layer norm in one runner kernel (f32 arithmetic); {n} of {} norms also add the bias of the float linear before them (attention output, FFN-out), whose GEMMs run without it",
+                        2 * self.blocks.len()
+                    ),
+                    (false, _) => "candle-nn fused layer_norm kernel".to_string(),
+                },
             ),
             ("activation", activation.to_string()),
         ]

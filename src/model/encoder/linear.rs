@@ -90,6 +90,31 @@ impl Linear {
         }
     }
 
+    /// The bias a residual + layer norm kernel can add in this layer's place: a float linear's,
+    /// on a device with the runner's kernels (elsewhere, and for 8-bit and GGML layers, the bias
+    /// stays in the layer's own epilogue or kernel).
+    pub(super) fn bias_for_norm(&self) -> Option<&Tensor> {
+        match self {
+            Linear::Float(l) if crate::model::fused::fused_on(l.weight().device()) => l.bias(),
+            _ => None,
+        }
+    }
+
+    /// The layer without its bias (the GEMM alone), for the norm that adds it
+    /// ([`Self::bias_for_norm`]); any other layer runs whole.
+    pub(super) fn forward_without_bias(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::Float(l) if self.bias_for_norm().is_some() => {
+                let w = l.weight().t()?;
+                match x.dims() {
+                    &[b, s, d] => x.reshape((b * s, d))?.matmul(&w)?.reshape((b, s, ())),
+                    _ => x.matmul(&w),
+                }
+            }
+            _ => self.forward(x),
+        }
+    }
+
     pub(super) fn padded(&self) -> bool {
         matches!(self, Linear::Quantized { pad, .. } if *pad > 0)
     }

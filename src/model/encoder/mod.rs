@@ -16,11 +16,13 @@ use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use super::preset::Preset;
 use crate::config::Architecture;
 
+mod block;
 mod describe;
 mod linear;
 mod units;
 
-use linear::{fuse_qkv, FusedQkv, Linear};
+use block::TransformerBlock;
+use linear::Linear;
 pub use linear::{ggml_name, MMQ_ROW_PADDING};
 pub use units::{CapturedUnit, Component, Layer, LinearSite, Pooling, Unit};
 
@@ -133,148 +135,6 @@ impl Embeddings {
             positions = positions.broadcast_add(segment)?;
         }
         self.norm.forward(&words.broadcast_add(&positions)?)
-    }
-}
-
-struct TransformerBlock {
-    q_lin: Linear,
-    k_lin: Linear,
-    v_lin: Linear,
-    /// Query, key and value in one GEMM (weights concatenated, the query's scaled by
-    /// 1/sqrt(head_dim) at load): one launch and one head-splitting copy instead of three each.
-    /// Float and W8A8 linears; GGML-quantized ones keep their three QMatMuls.
-    qkv: Option<FusedQkv>,
-    out_lin: Linear,
-    sa_layer_norm: ResidualNorm,
-    lin1: Linear,
-    lin2: Linear,
-    output_layer_norm: ResidualNorm,
-    n_heads: usize,
-    head_dim: usize,
-    /// W8A8 on tensor cores: the FFN's GELU kernel quantizes its output for lin2
-    /// (`device.fuse_quantization`, default on); off, lin2 quantizes it in a pass of its own.
-    gelu_quantizes: bool,
-}
-
-impl TransformerBlock {
-    /// `attention` for the four projections, `ffn` for lin1 and lin2.
-    fn load(
-        vb: VarBuilder,
-        p: &Preset,
-        names: &Names,
-        attention: Numerics,
-        ffn: Numerics,
-    ) -> Result<Self> {
-        let (d, h) = (p.dim, p.hidden_dim);
-        let eps = p.layer_norm_eps;
-        let numerics = attention;
-        let q_lin = Linear::load(d, d, vb.pp(names.query), numerics)?;
-        let k_lin = Linear::load(d, d, vb.pp(names.key), numerics)?;
-        let v_lin = Linear::load(d, d, vb.pp(names.value), numerics)?;
-        let qkv = fuse_qkv(&q_lin, &k_lin, &v_lin, 1.0 / (p.head_dim() as f64).sqrt())?;
-        Ok(Self {
-            q_lin,
-            k_lin,
-            v_lin,
-            qkv,
-            out_lin: Linear::load(d, d, vb.pp(names.attention_out), numerics)?,
-            sa_layer_norm: ResidualNorm::load(d, eps, vb.pp(names.sa_layer_norm))?,
-            lin1: Linear::load(d, h, vb.pp(names.ffn_in), ffn)?,
-            lin2: Linear::load(h, d, vb.pp(names.ffn_out), ffn)?,
-            output_layer_norm: ResidualNorm::load(d, eps, vb.pp(names.output_layer_norm))?,
-            n_heads: p.n_heads,
-            head_dim: p.head_dim(),
-            gelu_quantizes: true,
-        })
-    }
-
-    /// (batch, seq, dim) -> (batch, heads, seq, head_dim), contiguous: CUDA matmul needs it.
-    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, s, _) = x.dims3()?;
-        x.reshape((b, s, self.n_heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()
-    }
-
-    fn attention(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
-        let (b, s, dim) = x.dims3()?;
-        if let Some(qkv) = &self.qkv {
-            // One GEMM over batch x seq rows; then, from its output in place, one attention kernel
-            // on CUDA (f16/bf16), else bias add + head split, the batched GEMMs and the softmax.
-            let projected = qkv.project(&x.reshape((b * s, dim))?)?;
-            let context =
-                super::attention::attention(&projected, &qkv.bias, additive_mask, s, self.n_heads)?;
-            return self.out_lin.forward(&context);
-        }
-        let q = self.split_heads(&self.q_lin.forward(x)?)?;
-        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
-        let k = self.split_heads(&self.k_lin.forward(x)?)?;
-        let v = self.split_heads(&self.v_lin.forward(x)?)?;
-        let scores = q.matmul(&k.t()?)?;
-        let dtype = scores.dtype();
-        let probs = if super::fused::fused_on(x.device()) {
-            // One kernel of the runner's: mask add and softmax in f32, read and written in the
-            // model's dtype (candle's broadcast add and softmax were two slow passes).
-            super::fused::masked_softmax(&scores, additive_mask)?
-        } else {
-            // The CPU softmax would sum f16 exponentials in f16: compute it in f32.
-            let scores = scores.to_dtype(DType::F32)?.broadcast_add(additive_mask)?;
-            candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?
-        };
-        self.out_lin
-            .forward(&super::fused::merge_heads(&probs.matmul(&v)?)?)
-    }
-
-    /// One component alone. `other` is the additive mask for attention, the residual (the
-    /// block's input, or the attention sub-layer's output) for the layer norms, unused for the FFN.
-    fn component(&self, c: Component, input: &Tensor, other: &Tensor) -> Result<Tensor> {
-        match c {
-            Component::Attention => self.attention(input, other),
-            Component::SaLayerNorm => self.sa_layer_norm.forward(input, other),
-            Component::Ffn => {
-                if self.gelu_quantizes {
-                    if let Some(y) = linear::ffn_quantized_in_gelu(&self.lin1, &self.lin2, input)? {
-                        return Ok(y);
-                    }
-                }
-                self.lin2.forward(&self.lin1.forward_gelu(input)?)
-            }
-            Component::OutputLayerNorm => self.output_layer_norm.forward(input, other),
-        }
-    }
-
-    /// The block is exactly its four components in sequence (the same calls the per-component
-    /// profiler makes).
-    fn forward(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
-        let attended = self.component(Component::Attention, x, additive_mask)?;
-        let h = self.component(Component::SaLayerNorm, &attended, x)?;
-        let ffn = self.component(Component::Ffn, &h, &h)?;
-        self.component(Component::OutputLayerNorm, &ffn, &h)
-    }
-}
-
-/// Residual add + layer norm, as a transformer block ends each sub-layer: one runner kernel on
-/// CUDA (candle's add and layer norm were two passes), candle's two elsewhere.
-struct ResidualNorm {
-    norm: LayerNorm,
-    /// Weight and bias stacked (2, dim), the fused kernel's third input.
-    gamma_beta: Tensor,
-}
-
-impl ResidualNorm {
-    fn load(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        let norm = layer_norm(dim, eps, vb)?;
-        let bias = norm.bias().expect("layer_norm loads a bias");
-        let gamma_beta = Tensor::stack(&[norm.weight(), bias], 0)?;
-        Ok(Self { norm, gamma_beta })
-    }
-
-    fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        if super::fused::fused_on(x.device()) {
-            super::fused::add_layer_norm(x, residual, &self.gamma_beta, self.norm.eps())
-        } else {
-            self.norm.forward(&(x + residual)?)
-        }
     }
 }
 
@@ -417,6 +277,47 @@ impl Encoder {
         for b in &mut self.blocks {
             b.gelu_quantizes = on;
         }
+    }
+
+    /// FP8 GEMMs with cuBLASLt's fast accumulation (`device.fp8_fast_accumulation`): no
+    /// periodic promotion of the tensor cores' partial sums to f32. Returns how many linears
+    /// run such a GEMM; no effect on int8 (exact int32 sums), floats or the CPU reference.
+    pub fn set_fp8_fast_accumulation(&mut self, on: bool) -> usize {
+        let set = |l: &mut Linear| match l {
+            Linear::EightBit(e) => usize::from(e.set_fp8_fast_accumulation(on)),
+            _ => 0,
+        };
+        let mut count = 0;
+        for b in &mut self.blocks {
+            for l in [&mut b.q_lin, &mut b.k_lin, &mut b.v_lin, &mut b.out_lin] {
+                count += set(l);
+            }
+            if let Some(qkv) = &mut b.qkv {
+                count += set(&mut qkv.projection);
+            }
+            count += set(&mut b.lin1) + set(&mut b.lin2);
+        }
+        for l in self.pooler.iter_mut().chain(self.classifier.iter_mut()) {
+            count += set(l);
+        }
+        count
+    }
+
+    /// Whether any FP8 GEMM runs with fast accumulation.
+    pub(super) fn fp8_fast_accumulation(&self) -> bool {
+        let fast = |l: &Linear| matches!(l, Linear::EightBit(e) if e.fp8_fast_accumulation());
+        self.blocks.iter().any(|b| {
+            b.qkv.as_ref().is_some_and(|q| fast(&q.projection)) || fast(&b.out_lin) || fast(&b.lin1)
+        })
+    }
+
+    /// The residual + layer norms that add the preceding float linear's bias.
+    pub(super) fn norms_adding_linear_bias(&self) -> usize {
+        self.blocks
+            .iter()
+            .flat_map(|b| [&b.sa_layer_norm, &b.output_layer_norm])
+            .filter(|n| n.adds_linear_bias)
+            .count()
     }
 
     /// The FFNs whose lin2 input is quantized inside lin1's GELU kernel.

@@ -1,0 +1,188 @@
+//! One transformer block (post-norm attention + FFN, DistilBERT's and BERT's) and the residual
+//! + layer norm that ends each of its sub-layers.
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use super::linear::{self, fuse_qkv, FusedQkv, Linear};
+use super::{layer_norm, Component, Names, Numerics};
+use crate::model::preset::Preset;
+
+pub(super) struct TransformerBlock {
+    pub(super) q_lin: Linear,
+    pub(super) k_lin: Linear,
+    pub(super) v_lin: Linear,
+    /// Query, key and value in one GEMM (weights concatenated, the query's scaled by
+    /// 1/sqrt(head_dim) at load): one launch and one head-splitting copy instead of three each.
+    /// Float and W8A8 linears; GGML-quantized ones keep their three QMatMuls.
+    pub(super) qkv: Option<FusedQkv>,
+    pub(super) out_lin: Linear,
+    pub(super) sa_layer_norm: ResidualNorm,
+    pub(super) lin1: Linear,
+    pub(super) lin2: Linear,
+    pub(super) output_layer_norm: ResidualNorm,
+    pub(super) n_heads: usize,
+    pub(super) head_dim: usize,
+    /// W8A8 on tensor cores: the FFN's GELU kernel quantizes its output for lin2
+    /// (`device.fuse_quantization`, default on); off, lin2 quantizes it in a pass of its own.
+    pub(super) gelu_quantizes: bool,
+}
+
+impl TransformerBlock {
+    /// `attention` for the four projections, `ffn` for lin1 and lin2.
+    pub(super) fn load(
+        vb: VarBuilder,
+        p: &Preset,
+        names: &Names,
+        attention: Numerics,
+        ffn: Numerics,
+    ) -> Result<Self> {
+        let (d, h) = (p.dim, p.hidden_dim);
+        let eps = p.layer_norm_eps;
+        let numerics = attention;
+        let q_lin = Linear::load(d, d, vb.pp(names.query), numerics)?;
+        let k_lin = Linear::load(d, d, vb.pp(names.key), numerics)?;
+        let v_lin = Linear::load(d, d, vb.pp(names.value), numerics)?;
+        let qkv = fuse_qkv(&q_lin, &k_lin, &v_lin, 1.0 / (p.head_dim() as f64).sqrt())?;
+        let out_lin = Linear::load(d, d, vb.pp(names.attention_out), numerics)?;
+        let lin2 = Linear::load(h, d, vb.pp(names.ffn_out), ffn)?;
+        let sa_layer_norm =
+            ResidualNorm::load(d, eps, vb.pp(names.sa_layer_norm), out_lin.bias_for_norm())?;
+        let output_layer_norm =
+            ResidualNorm::load(d, eps, vb.pp(names.output_layer_norm), lin2.bias_for_norm())?;
+        Ok(Self {
+            q_lin,
+            k_lin,
+            v_lin,
+            qkv,
+            out_lin,
+            sa_layer_norm,
+            lin1: Linear::load(d, h, vb.pp(names.ffn_in), ffn)?,
+            lin2,
+            output_layer_norm,
+            n_heads: p.n_heads,
+            head_dim: p.head_dim(),
+            gelu_quantizes: true,
+        })
+    }
+
+    /// (batch, seq, dim) -> (batch, heads, seq, head_dim), contiguous: CUDA matmul needs it.
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        x.reshape((b, s, self.n_heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    fn attention(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
+        let (b, s, dim) = x.dims3()?;
+        if let Some(qkv) = &self.qkv {
+            // One GEMM over batch x seq rows; then, from its output in place, one attention kernel
+            // on CUDA (f16/bf16), else bias add + head split, the batched GEMMs and the softmax.
+            let projected = qkv.project(&x.reshape((b * s, dim))?)?;
+            let context = crate::model::attention::attention(
+                &projected,
+                &qkv.bias,
+                additive_mask,
+                s,
+                self.n_heads,
+            )?;
+            return self.sa_layer_norm.project(&self.out_lin, &context);
+        }
+        let q = self.split_heads(&self.q_lin.forward(x)?)?;
+        let q = (q * (1.0 / (self.head_dim as f64).sqrt()))?;
+        let k = self.split_heads(&self.k_lin.forward(x)?)?;
+        let v = self.split_heads(&self.v_lin.forward(x)?)?;
+        let scores = q.matmul(&k.t()?)?;
+        let dtype = scores.dtype();
+        let probs = if crate::model::fused::fused_on(x.device()) {
+            // One kernel of the runner's: mask add and softmax in f32, read and written in the
+            // model's dtype (candle's broadcast add and softmax were two slow passes).
+            crate::model::fused::masked_softmax(&scores, additive_mask)?
+        } else {
+            // The CPU softmax would sum f16 exponentials in f16: compute it in f32.
+            let scores = scores.to_dtype(DType::F32)?.broadcast_add(additive_mask)?;
+            candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?
+        };
+        self.sa_layer_norm.project(
+            &self.out_lin,
+            &crate::model::fused::merge_heads(&probs.matmul(&v)?)?,
+        )
+    }
+
+    /// One component alone. `other` is the additive mask for attention, the residual (the
+    /// block's input, or the attention sub-layer's output) for the layer norms, unused for the FFN.
+    pub(super) fn component(&self, c: Component, input: &Tensor, other: &Tensor) -> Result<Tensor> {
+        match c {
+            Component::Attention => self.attention(input, other),
+            Component::SaLayerNorm => self.sa_layer_norm.forward(input, other),
+            Component::Ffn => {
+                if self.gelu_quantizes {
+                    if let Some(y) = linear::ffn_quantized_in_gelu(&self.lin1, &self.lin2, input)? {
+                        return Ok(y);
+                    }
+                }
+                self.output_layer_norm
+                    .project(&self.lin2, &self.lin1.forward_gelu(input)?)
+            }
+            Component::OutputLayerNorm => self.output_layer_norm.forward(input, other),
+        }
+    }
+
+    /// The block is exactly its four components in sequence (the same calls the per-component
+    /// profiler makes).
+    pub(super) fn forward(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
+        let attended = self.component(Component::Attention, x, additive_mask)?;
+        let h = self.component(Component::SaLayerNorm, &attended, x)?;
+        let ffn = self.component(Component::Ffn, &h, &h)?;
+        self.component(Component::OutputLayerNorm, &ffn, &h)
+    }
+}
+
+/// Residual add + layer norm, as a transformer block ends each sub-layer: one runner kernel on
+/// CUDA (candle's add and layer norm were two passes), candle's two elsewhere. After a float
+/// linear on CUDA the kernel also adds that linear's bias, whose GEMM then runs without it
+/// ([`Self::project`]): one pass over the sub-layer's output fewer.
+pub(super) struct ResidualNorm {
+    pub(super) norm: LayerNorm,
+    /// Weight and bias stacked (2, dim), the fused kernel's third input; (3, dim) with the
+    /// preceding linear's bias as the third row when the kernel adds it.
+    pub(super) gamma_beta: Tensor,
+    pub(super) adds_linear_bias: bool,
+}
+
+impl ResidualNorm {
+    /// `linear_bias`: the bias of the linear before the norm, when the kernel is to add it
+    /// ([`Linear::bias_for_norm`]).
+    fn load(dim: usize, eps: f64, vb: VarBuilder, linear_bias: Option<&Tensor>) -> Result<Self> {
+        let norm = layer_norm(dim, eps, vb)?;
+        let bias = norm.bias().expect("layer_norm loads a bias");
+        let mut rows = vec![norm.weight().clone(), bias.clone()];
+        rows.extend(linear_bias.cloned());
+        let gamma_beta = Tensor::stack(&rows, 0)?;
+        Ok(Self {
+            norm,
+            gamma_beta,
+            adds_linear_bias: linear_bias.is_some(),
+        })
+    }
+
+    /// The sub-layer's last linear on `x`, without its bias when this norm adds it.
+    fn project(&self, linear: &Linear, x: &Tensor) -> Result<Tensor> {
+        if self.adds_linear_bias {
+            linear.forward_without_bias(x)
+        } else {
+            linear.forward(x)
+        }
+    }
+
+    fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if self.adds_linear_bias {
+            crate::model::fused::bias_add_layer_norm(x, residual, &self.gamma_beta, self.norm.eps())
+        } else if crate::model::fused::fused_on(x.device()) {
+            crate::model::fused::add_layer_norm(x, residual, &self.gamma_beta, self.norm.eps())
+        } else {
+            self.norm.forward(&(x + residual)?)
+        }
+    }
+}

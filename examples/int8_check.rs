@@ -12,8 +12,9 @@
 //! `device.fuse_quantization`) against the two-pass GPU path (same formulas: the same bytes are
 //! expected) and the CPU reference, timed against the two-pass path; a NaN must reach its row.
 //!
-//! FP8 runs twice: as the cells run it (f32 accumulation) and with cuBLASLt's fast accumulation
-//! (`device.fp8_fast_accumulation`), both held to the same bound.
+//! FP8 runs twice: as the cells run it by default (f32 accumulation) and with cuBLASLt's fast
+//! accumulation (`device.fp8_fast_accumulation`), held to a 4x looser bound (its partial sums keep
+//! fewer bits: the error grows with K).
 //!
 //! Error: max |gpu - cpu| / max |cpu|. Both quantize to the same int8 values (same formulas); the
 //! GPU accumulates exactly in int32 (FP8: in f32) where the CPU sums in f32, and both round once to
@@ -22,6 +23,9 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 use runner::config::EightBit;
 use runner::model::eight_bit::EightBitLinear;
+
+/// How much looser the bound is for FP8 with fast accumulation than with f32 accumulation.
+const FAST_ACCUMULATION_FACTOR: f32 = 4.0;
 
 fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
     for _ in 0..3 {
@@ -135,19 +139,23 @@ fn main() -> Result<()> {
                     tf / t8,
                     if ok { "ok" } else { "FAILED" }
                 );
-                // FP8 with cuBLASLt's fast accumulation (device.fp8_fast_accumulation): held to
-                // the same bound against the f32-accumulating reference.
+                // FP8 with cuBLASLt's fast accumulation (device.fp8_fast_accumulation), against
+                // the f32-accumulating reference: its partial sums keep fewer bits, so its error
+                // grows with K (H200, f16: 1.5e-3 at K = 768, 3.7e-3..4.0e-3 at K = 3072, past the
+                // f32 bound of 2e-3). Held to FAST_ACCUMULATION_FACTOR times that bound: a wrong
+                // layout or scale errs by O(1), far beyond either.
                 if on_gpu.set_fp8_fast_accumulation(true) {
                     let got = on_gpu.forward(&xg, gelu)?;
                     let (err, finite) = rel_err(&got, &want)?;
-                    let ok = finite && err <= bound(dtype) && got.dims() == want.dims();
+                    let bound = FAST_ACCUMULATION_FACTOR * bound(dtype);
+                    let ok = finite && err <= bound && got.dims() == want.dims();
                     failures += usize::from(!ok);
                     let t8 = time_us(&gpu, || on_gpu.forward(&xg, gelu))?;
                     println!(
                         "{:<4} {:<5} {m:>5} {k:>5} {n:>5} {gelu:>5} {err:>11.2e} {:>8.1e} {t8:>9.1} {tf:>9.1} {:>6.2}x {} (fast accumulation)",
                         format.name(),
                         format!("{dtype:?}"),
-                        bound(dtype),
+                        bound,
                         tf / t8,
                         if ok { "ok" } else { "FAILED" }
                     );

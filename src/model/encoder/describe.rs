@@ -43,6 +43,9 @@ impl Encoder {
             if linear.is_some_and(|l| l.on_tensor_cores()) {
                 let gemm = match e {
                     crate::config::EightBit::Int8 => "cuBLASLt int8 GEMM, int32 accumulation",
+                    crate::config::EightBit::Fp8E4M3 if self.fp8_fast_accumulation() => {
+                        "cuBLASLt E4M3 GEMM, fast accumulation (partial sums not promoted to f32), scales and bias in its epilogue"
+                    }
                     crate::config::EightBit::Fp8E4M3 => {
                         "cuBLASLt E4M3 GEMM, f32 accumulation, scales and bias in its epilogue"
                     }

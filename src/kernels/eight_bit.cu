@@ -6,8 +6,9 @@
 
 // W8A8 int8 (src/model/int8_gemm.rs), the numerics of src/model/eight_bit.rs on the GPU.
 // quantize_rows_i8: one warp per row of x (rows, cols): scale = max |x| / 127 (computed as candle's
-// scalar division, x * (1/127)), 1 for an all-zero row; q = clamp(round(x / scale), -127, 127),
-// rounding half away from zero (roundf), as the CPU reference. 16-byte loads and N-byte stores
+// scalar division, x * (1/127)), 1 for an all-zero row; q = clamp(round(x * (1 / scale)), -127, 127),
+// rounding half away from zero (roundf), as the CPU reference. The reciprocal once per row, not an
+// IEEE division per value: the division was a fifth of the fused GELU kernels' arithmetic. 16-byte loads and N-byte stores
 // where the row allows (scalar 2-byte loads ran it at a fraction of the bandwidth).
 template <typename T>
 __device__ void quantize_rows_i8(const T *x, int8_t *q, float *scale, uint32_t rows, uint32_t cols) {
@@ -42,7 +43,8 @@ __device__ void quantize_rows_i8(const T *x, int8_t *q, float *scale, uint32_t r
     // A NaN input makes its row's scale NaN, so it reaches the output instead of clamping to -127.
     nan = __any_sync(0xffffffff, nan);
     const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / 127.0));
-    auto quant = [s](float v) { return (int8_t)fminf(fmaxf(roundf(v / s), -127.0f), 127.0f); };
+    const float inv = 1.0f / s;
+    auto quant = [inv](float v) { return (int8_t)fminf(fmaxf(roundf(v * inv), -127.0f), 127.0f); };
     if (vec) {
         for (uint32_t c = lane * N; c < cols; c += 32 * N) {
             alignas(16) T v[N];
@@ -63,7 +65,7 @@ __device__ void quantize_rows_i8(const T *x, int8_t *q, float *scale, uint32_t r
 }
 
 // quantize_rows_e4m3: as quantize_rows_i8 for FP8: scale = max |x| / 448 (x * (1/448)), 1 for an
-// all-zero row; q = E4M3(clamp(x / scale, -448, 448)), rounded to nearest even by the hardware's
+// all-zero row; q = E4M3(clamp(x * (1 / scale), -448, 448)), rounded to nearest even by the hardware's
 // conversion (cvt.rn.satfinite.e4m3x2), as the CPU reference's float8 rounding. 16-byte loads and
 // N-byte stores where the row allows, as quantize_rows_i8 (the first version's 2-byte loads per
 // lane ran it at a fraction of the bandwidth); pairs of columns go through one paired conversion.
@@ -99,7 +101,8 @@ __device__ void quantize_rows_e4m3(const T *x, uint8_t *q, float *scale, uint32_
     for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
     nan = __any_sync(0xffffffff, nan);
     const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / 448.0));
-    auto clamp = [s](float v) { return fminf(fmaxf(v / s, -448.0f), 448.0f); };
+    const float inv = 1.0f / s;
+    auto clamp = [inv](float v) { return fminf(fmaxf(v * inv, -448.0f), 448.0f); };
     if (vec) {
         for (uint32_t c = lane * N; c < cols; c += 32 * N) {
             alignas(16) T v[N];
@@ -175,11 +178,12 @@ DEQUANT_I32(dequant_i32_gelu_bf16, __nv_bfloat16, true)
 // ROW_THREADS * ROW_QUADS * 4 = 4096 values (the launcher refuses wider ones).
 constexpr int ROW_THREADS = 256, ROW_QUADS = 4;
 
-template <bool FP8> __device__ __forceinline__ uint8_t quantize_one(float v, float s) {
+// `inv` is 1 / the row's scale.
+template <bool FP8> __device__ __forceinline__ uint8_t quantize_one(float v, float inv) {
     if constexpr (FP8) {
-        return __nv_cvt_float_to_fp8(fminf(fmaxf(v / s, -448.0f), 448.0f), __NV_SATFINITE, __NV_E4M3);
+        return __nv_cvt_float_to_fp8(fminf(fmaxf(v * inv, -448.0f), 448.0f), __NV_SATFINITE, __NV_E4M3);
     } else {
-        return (uint8_t)(int8_t)fminf(fmaxf(roundf(v / s), -127.0f), 127.0f);
+        return (uint8_t)(int8_t)fminf(fmaxf(roundf(v * inv), -127.0f), 127.0f);
     }
 }
 
@@ -219,15 +223,16 @@ __device__ __forceinline__ void quantize_row_of(V value4, uint32_t cols, uint8_t
         nan |= warp_nan[w] != 0;
     }
     const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / (FP8 ? 448.0 : 127.0)));
+    const float inv = 1.0f / s;
 #pragma unroll
     for (int j = 0; j < ROW_QUADS; ++j) {
         const uint32_t c = (j * ROW_THREADS + t) * 4;
         if (c < cols) {
             uchar4 o;
-            o.x = quantize_one<FP8>(v[j][0], s);
-            o.y = quantize_one<FP8>(v[j][1], s);
-            o.z = quantize_one<FP8>(v[j][2], s);
-            o.w = quantize_one<FP8>(v[j][3], s);
+            o.x = quantize_one<FP8>(v[j][0], inv);
+            o.y = quantize_one<FP8>(v[j][1], inv);
+            o.z = quantize_one<FP8>(v[j][2], inv);
+            o.w = quantize_one<FP8>(v[j][3], inv);
             *reinterpret_cast<uchar4 *>(qr + c) = o;
         }
     }

@@ -400,7 +400,9 @@ pub fn quantize_rows(x: &Tensor, format: EightBit) -> Result<(Tensor, Tensor)> {
     // of being clamped to a finite 8-bit value.
     let nan_rows = x.ne(x)?.max_keepdim(D::Minus1)?;
     let scale = nan_rows.where_cond(&(scale.ones_like()? * f64::NAN)?, &scale)?;
-    let scaled = x.broadcast_div(&scale)?;
+    // Times the reciprocal, as the tensor-core kernels do (one division per row, not per value):
+    // the same values on both.
+    let scaled = x.broadcast_mul(&scale.recip()?)?;
     let limit = f64::from(format.max_value());
     let q = match format {
         EightBit::Int8 => scaled.round()?.clamp(-limit, limit)?,

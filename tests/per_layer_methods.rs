@@ -25,6 +25,17 @@ use runner::analysis::methods::{method_comparison, Metric};
 use runner::results::CellRecord;
 
 const PREFIX_VS_WHOLE: f64 = 0.10;
+
+/// The tests of this binary run one at a time: the harness runs them on parallel threads, and a
+/// cell timed while the other test's run holds the cores came out at 0.2-0.7x the whole model
+/// on an otherwise idle 2-core machine (the load average before and after does not see it).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 const ISOLATED_VS_WHOLE: f64 = 0.20;
 
 fn records(run: &std::path::Path) -> Vec<CellRecord> {
@@ -38,6 +49,7 @@ fn records(run: &std::path::Path) -> Vec<CellRecord> {
 
 #[test]
 fn both_methods_run_side_by_side_and_add_up_to_the_whole_model() {
+    let _alone = one_at_a_time();
     let toml = format!(
         "[experiment]\nname = \"methods\"\n{}{}[matrix]\nprecision = [\"fp32\"]\nbatch_size = [8]\nseq_len = [32]\nscope = [\"model\", \"layers\"]\nlayer_method = [\"both\"]\n",
         common_tables(),
@@ -161,6 +173,7 @@ fn both_methods_run_side_by_side_and_add_up_to_the_whole_model() {
 
 #[test]
 fn a_prefix_only_cell_reports_its_layers_by_differences() {
+    let _alone = one_at_a_time();
     let toml = format!(
         "[experiment]\nname = \"prefix\"\n{}{}[matrix]\nprecision = [\"fp32\"]\nbatch_size = [4]\nseq_len = [16]\nscope = [\"layers\"]\nlayer_method = [\"prefix\"]\n",
         common_tables(),

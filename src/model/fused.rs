@@ -72,16 +72,29 @@ pub fn add_layer_norm(
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() {
-        return x.contiguous()?.apply_op3_no_bwd(
-            &residual.contiguous()?,
-            &gamma_beta.contiguous()?,
-            &cuda::AddLayerNorm {
-                eps: eps as f32,
-                with_bias: false,
-            },
-        );
+        return residual_norm_kernel(x, residual, gamma_beta, eps, false);
     }
     plain_add_layer_norm(x, residual, gamma_beta, eps)
+}
+
+/// The runner's residual + layer norm kernel; `with_bias`: `gamma_beta` holds the preceding
+/// linear's bias as a third row.
+#[cfg(feature = "cuda")]
+fn residual_norm_kernel(
+    x: &Tensor,
+    residual: &Tensor,
+    gamma_beta: &Tensor,
+    eps: f64,
+    with_bias: bool,
+) -> Result<Tensor> {
+    x.contiguous()?.apply_op3_no_bwd(
+        &residual.contiguous()?,
+        &gamma_beta.contiguous()?,
+        &cuda::AddLayerNorm {
+            eps: eps as f32,
+            with_bias,
+        },
+    )
 }
 
 /// `layer_norm(x + bias + residual)`, with `gamma_beta_bias` = (3, cols): the norm's weight and
@@ -96,14 +109,7 @@ pub fn bias_add_layer_norm(
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if x.device().is_cuda() {
-        return x.contiguous()?.apply_op3_no_bwd(
-            &residual.contiguous()?,
-            &gamma_beta_bias.contiguous()?,
-            &cuda::AddLayerNorm {
-                eps: eps as f32,
-                with_bias: true,
-            },
-        );
+        return residual_norm_kernel(x, residual, gamma_beta_bias, eps, true);
     }
     plain_bias_add_layer_norm(x, residual, gamma_beta_bias, eps)
 }

@@ -47,6 +47,24 @@ pub fn calls_per_loop(whole_ms: f64, unit_ms: f64, synchronous: bool) -> u32 {
     }
 }
 
+/// "1 call of X", "8 calls of X": what one loop runs, for the execution record.
+fn calls_of(k: u32, what: &str) -> String {
+    if k == 1 {
+        format!("1 call of {what}")
+    } else {
+        format!("{k} calls of {what}")
+    }
+}
+
+/// `call` K times back to back (one loop of a unit or prefix); the last output.
+fn repeated(k: u32, call: impl Fn() -> candle_core::Result<Tensor>) -> candle_core::Result<Tensor> {
+    let mut out = call()?;
+    for _ in 1..k {
+        out = call()?;
+    }
+    Ok(out)
+}
+
 /// Median time of `run` over a few synchronized calls, in ms.
 fn median_call_ms(
     clock: &dyn Clock,
@@ -110,17 +128,9 @@ pub(super) fn measure_layers(
                     median_call_ms(clock, &device, &mut || Ok(model.forward_unit(captured)?))?;
                 calls_per_loop(whole_ms, unit_ms, synchronous)
             };
-            let what = if k == 1 {
-                format!("1 call of {name}")
-            } else {
-                format!("{k} calls of {name}")
-            };
+            let what = calls_of(k, &name);
             let work = FixedWork::new(&device, settings.graphs, &what, || {
-                let mut out = model.forward_unit(captured)?;
-                for _ in 1..k {
-                    out = model.forward_unit(captured)?;
-                }
-                Ok(out)
+                repeated(k, || model.forward_unit(captured))
             });
             let label = format!("{}/{} {name}", index + 1, units.len());
             let outcome = run_work(&work, settings.protocol, sensor, clock, on_progress, &label)
@@ -149,21 +159,15 @@ pub(super) fn measure_layers(
         };
         for n in 1..=layers.len() {
             let name = layers[n - 1].name();
-            let what = format!(
-                "{} the forward pass through {name} ({n} of {} layers)",
-                if k == 1 {
-                    "1 call of".to_string()
-                } else {
-                    format!("{k} calls of")
-                },
-                layers.len()
+            let what = calls_of(
+                k,
+                &format!(
+                    "the forward pass through {name} ({n} of {} layers)",
+                    layers.len()
+                ),
             );
             let work = FixedWork::new(&device, settings.graphs, &what, || {
-                let mut out = model.forward_prefix(ids, mask, n)?;
-                for _ in 1..k {
-                    out = model.forward_prefix(ids, mask, n)?;
-                }
-                Ok(out)
+                repeated(k, || model.forward_prefix(ids, mask, n))
             });
             let label = format!("prefix {n}/{} through {name}", layers.len());
             let outcome = run_work(&work, settings.protocol, sensor, clock, on_progress, &label)

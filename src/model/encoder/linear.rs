@@ -106,10 +106,7 @@ impl Linear {
         match self {
             Linear::Float(l) if self.bias_for_norm().is_some() => {
                 let w = l.weight().t()?;
-                match x.dims() {
-                    &[b, s, d] => x.reshape((b * s, d))?.matmul(&w)?.reshape((b, s, ())),
-                    _ => x.matmul(&w),
-                }
+                on_rows(x, |x| x.matmul(&w))
             }
             _ => self.forward(x),
         }
@@ -170,9 +167,14 @@ pub(super) fn linear_2d(l: &candle_nn::Linear, x: &Tensor, gelu: bool) -> Result
             }
         }
     };
+    on_rows(x, run)
+}
+
+/// `f` on `x` as rows: a (batch, seq, dim) input as (batch * seq, dim), the output reshaped back.
+fn on_rows(x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
     match x.dims() {
-        &[b, s, d] => run(&x.reshape((b * s, d))?)?.reshape((b, s, ())),
-        _ => run(x),
+        &[b, s, d] => f(&x.reshape((b * s, d))?)?.reshape((b, s, ())),
+        _ => f(x),
     }
 }
 

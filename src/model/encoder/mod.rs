@@ -280,35 +280,39 @@ impl Encoder {
     }
 
     /// FP8 GEMMs with cuBLASLt's fast accumulation (`device.fp8_fast_accumulation`): no
-    /// periodic promotion of the tensor cores' partial sums to f32. Returns how many linears
-    /// run such a GEMM; no effect on int8 (exact int32 sums), floats or the CPU reference.
-    pub fn set_fp8_fast_accumulation(&mut self, on: bool) -> usize {
-        let set = |l: &mut Linear| match l {
-            Linear::EightBit(e) => usize::from(e.set_fp8_fast_accumulation(on)),
-            _ => 0,
+    /// periodic promotion of the tensor cores' partial sums to f32. No effect on int8 (exact
+    /// int32 sums), floats or the CPU reference.
+    pub fn set_fp8_fast_accumulation(&mut self, on: bool) {
+        let set = |l: &mut Linear| {
+            if let Linear::EightBit(e) = l {
+                e.set_fp8_fast_accumulation(on);
+            }
         };
-        let mut count = 0;
         for b in &mut self.blocks {
-            for l in [&mut b.q_lin, &mut b.k_lin, &mut b.v_lin, &mut b.out_lin] {
-                count += set(l);
-            }
             if let Some(qkv) = &mut b.qkv {
-                count += set(&mut qkv.projection);
+                set(&mut qkv.projection);
             }
-            count += set(&mut b.lin1) + set(&mut b.lin2);
+            for l in [
+                &mut b.q_lin,
+                &mut b.k_lin,
+                &mut b.v_lin,
+                &mut b.out_lin,
+                &mut b.lin1,
+                &mut b.lin2,
+            ] {
+                set(l);
+            }
         }
-        for l in self.pooler.iter_mut().chain(self.classifier.iter_mut()) {
-            count += set(l);
-        }
-        count
+        self.pooler
+            .iter_mut()
+            .chain(&mut self.classifier)
+            .for_each(set);
     }
 
-    /// Whether any FP8 GEMM runs with fast accumulation.
+    /// Whether any FP8 GEMM runs with fast accumulation (the setter sets all alike).
     pub(super) fn fp8_fast_accumulation(&self) -> bool {
-        let fast = |l: &Linear| matches!(l, Linear::EightBit(e) if e.fp8_fast_accumulation());
-        self.blocks.iter().any(|b| {
-            b.qkv.as_ref().is_some_and(|q| fast(&q.projection)) || fast(&b.out_lin) || fast(&b.lin1)
-        })
+        self.linears()
+            .any(|l| matches!(l, Linear::EightBit(e) if e.fp8_fast_accumulation()))
     }
 
     /// The residual + layer norms that add the preceding float linear's bias.

@@ -11,6 +11,9 @@
 //! Then the FFN with FFN-out's input quantized inside FFN-in's GELU kernel (the default,
 //! `device.fuse_quantization`) against the two-pass GPU path (same formulas: the same bytes are
 //! expected) and the CPU reference, timed against the two-pass path; a NaN must reach its row.
+//! Likewise the residual + layer norm that quantizes its output for the next 8-bit layer
+//! (src/model/norm_quantize.rs): its float output bit for bit the plain norm kernel's, the layer
+//! reading its bytes equal to the layer quantizing the norm's output itself.
 //!
 //! FP8 runs twice: as the cells run it by default (f32 accumulation) and with cuBLASLt's fast
 //! accumulation (`device.fp8_fast_accumulation`), held to a 4x looser bound (its partial sums keep
@@ -164,6 +167,7 @@ fn main() -> Result<()> {
         }
     }
     failures += ffn_checks(&gpu, &cpu)?;
+    failures += norm_checks(&gpu, &cpu)?;
     // The checker itself: a NaN input must reach the output.
     for format in [EightBit::Int8, EightBit::Fp8E4M3] {
         let w = Tensor::randn(0f32, 0.05, (16, 32), &cpu)?;
@@ -197,15 +201,20 @@ fn main() -> Result<()> {
 
 /// The fused FFN (lin2 reading the int8/E4M3 bytes lin1's GELU kernel wrote) against the two-pass
 /// GPU path and the CPU reference; returns the failures.
-fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
-    // Against the CPU the FFN errs more than one layer: where the GPU's and the CPU's sums of
-    // FFN-in differ in the last bit, a GELU value can land on the other side of an 8-bit
-    // rounding boundary (int8: 1/127 of the row's largest; E4M3: 1/16 of the value), and FFN-out
-    // sums 3072 such values. Fused against two-pass, the same bytes are expected.
-    let bound = |f: EightBit, d: DType| match (f, d) {
+/// The bound against the CPU for an 8-bit layer whose input the GPU and the CPU each computed
+/// (a GELU, a layer norm): where their values differ in the last bit, one can land on the other
+/// side of an 8-bit rounding boundary (int8: 1/127 of the row's largest; E4M3: 1/16 of the
+/// value), and the next layer sums thousands of them. Fused against two-pass, the same bytes are
+/// expected.
+fn across_rounding_bound(f: EightBit, d: DType) -> f32 {
+    match (f, d) {
         (EightBit::Fp8E4M3, _) | (_, DType::BF16) => 3.2e-2,
         _ => 2e-3,
-    };
+    }
+}
+
+fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
+    let bound = across_rounding_bound;
     let mut failures = 0;
     println!(
         "{:<4} {:<5} {:>5} {:>5} {:>5} {:>11} {:>11} {:>9} {:>9} {:>9} {:>7} result",
@@ -260,7 +269,7 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
             let xg = x.to_device(gpu)?;
             let fused = |x: &Tensor| -> Result<Tensor> {
                 let packed = g1
-                    .forward_gelu_packed(x, &g2)?
+                    .forward_gelu_packed(x, None, &g2)?
                     .ok_or_else(|| candle_core::Error::msg("no fused kernel for this FFN"))?;
                 g2.forward_packed(&packed)
             };
@@ -295,6 +304,134 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
                     format!("{dtype:?}"),
                     e_two == 0.0,
                     tp / tf,
+                    if ok { "ok" } else { "FAILED" }
+                );
+                ok
+            };
+            failures += usize::from(!ok);
+        }
+    }
+    Ok(failures)
+}
+
+/// The residual + layer norm that also writes its output quantized (src/model/norm_quantize.rs),
+/// read by an 8-bit layer, against the norm kernel followed by that layer quantizing its input in
+/// a pass (the same bytes: the same outputs are expected), and against the CPU reference (candle's
+/// norm, then the reference layer); timed against the two-pass path. Returns the failures.
+fn norm_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
+    use runner::model::fused::{add_layer_norm, plain_add_layer_norm};
+    use runner::model::norm_quantize::add_layer_norm_packed;
+    let eps = 1e-12;
+    let mut failures = 0;
+    println!(
+        "{:<4} {:<5} {:>5} {:>5} {:>6} {:>11} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} result",
+        "fmt",
+        "dtype",
+        "rows",
+        "cols",
+        "offset",
+        "vs cpu",
+        "norm same",
+        "vs 2-pass",
+        "norm us",
+        "+quant us",
+        "fused us",
+        "2-pass us"
+    );
+    for (format, dtype) in [
+        (EightBit::Int8, DType::F16),
+        (EightBit::Int8, DType::BF16),
+        (EightBit::Int8, DType::F32),
+        (EightBit::Fp8E4M3, DType::F16),
+        (EightBit::Fp8E4M3, DType::BF16),
+    ] {
+        // DistilBERT-base at batch 64 and 16 x seq 128, MiniLM, one row, a start off the 16-byte
+        // grid (the one-value kernel), and a NaN row.
+        for &(m, d, offset, nan) in &[
+            (8192, 768, 0, false),
+            (2048, 768, 0, false),
+            (1, 384, 0, false),
+            (37, 48, 1, false),
+            (77, 64, 0, true),
+        ] {
+            let mut xv: Vec<f32> = Tensor::randn(0f32, 1.0, m * d + offset, cpu)?.to_vec1()?;
+            if nan {
+                xv[offset + 5 * d + 3] = f32::NAN;
+            }
+            let x = Tensor::from_vec(xv, m * d + offset, cpu)?
+                .to_dtype(dtype)?
+                .narrow(0, offset, m * d)?
+                .reshape((m, d))?;
+            let r = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(dtype)?;
+            let gb = Tensor::stack(
+                &[
+                    Tensor::randn(1f32, 0.1, d, cpu)?,
+                    Tensor::randn(0f32, 0.1, d, cpu)?,
+                ],
+                0,
+            )?
+            .to_dtype(dtype)?;
+            let w = Tensor::randn(0f32, 0.05, (256, d), cpu)?;
+            let b = Tensor::randn(0f32, 0.1, 256, cpu)?.to_dtype(dtype)?;
+            let reference = EightBitLinear::quantize(&w, b.clone(), format)?;
+            let layer = EightBitLinear::quantize(&w.to_device(gpu)?, b.to_device(gpu)?, format)?;
+            if !layer.on_tensor_cores() {
+                continue; // FP8 in f32: the reference runs, no fused kernel
+            }
+            // On the GPU, x keeps its offset: the narrow is a view into a larger buffer.
+            let x_gpu = Tensor::from_vec(
+                x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+                m * d,
+                cpu,
+            )?;
+            let xg = Tensor::cat(&[&Tensor::zeros(offset, DType::F32, cpu)?, &x_gpu], 0)?
+                .to_dtype(dtype)?
+                .to_device(gpu)?
+                .narrow(0, offset, m * d)?
+                .reshape((m, d))?;
+            let (rg, gbg) = (r.to_device(gpu)?, gb.to_device(gpu)?);
+            let fused = || -> Result<(Tensor, Tensor)> {
+                let (y, packed) = add_layer_norm_packed(&xg, &rg, &gbg, eps, format)?;
+                Ok((y, layer.forward_packed(&packed)?))
+            };
+            let two_pass = || -> Result<(Tensor, Tensor)> {
+                let y = add_layer_norm(&xg, &rg, &gbg, eps)?;
+                let out = layer.forward(&y, false)?;
+                Ok((y, out))
+            };
+            let ((y_fused, got), (y_plain, plain)) = (fused()?, two_pass()?);
+            let (norm_diff, _) = rel_err(&y_fused, &y_plain)?;
+            let ok = if nan {
+                let rows: Vec<Vec<f32>> = got.to_dtype(DType::F32)?.to_vec2()?;
+                let caught = rows
+                    .iter()
+                    .enumerate()
+                    .all(|(r, v)| v.iter().all(|x| x.is_nan() == (r == 5)));
+                println!(
+                    "{:<4} {:<5} {m:>5} {d:>5} {offset:>6} a NaN input reaches its row's output (and only it): {caught}",
+                    format.name(),
+                    format!("{dtype:?}")
+                );
+                caught
+            } else {
+                let want = reference.forward(&plain_add_layer_norm(&x, &r, &gb, eps)?, false)?;
+                let (e_ref, finite) = rel_err(&got, &want)?;
+                let (e_two, _) = rel_err(&got, &plain)?;
+                let t_norm = time_us(gpu, || add_layer_norm(&xg, &rg, &gbg, eps))?;
+                let t_norm_q = time_us(gpu, || {
+                    Ok(add_layer_norm_packed(&xg, &rg, &gbg, eps, format)?.0)
+                })?;
+                let t_fused = time_us(gpu, || Ok(fused()?.1))?;
+                let t_two = time_us(gpu, || Ok(two_pass()?.1))?;
+                let ok = finite
+                    && norm_diff == 0.0
+                    && e_ref <= across_rounding_bound(format, dtype)
+                    && e_two <= across_rounding_bound(format, dtype) / 100.0;
+                println!(
+                    "{:<4} {:<5} {m:>5} {d:>5} {offset:>6} {e_ref:>11.2e} {:>9} {e_two:>11.2e} {t_norm:>9.1} {t_norm_q:>9.1} {t_fused:>9.1} {t_two:>9.1} {}",
+                    format.name(),
+                    format!("{dtype:?}"),
+                    norm_diff == 0.0,
                     if ok { "ok" } else { "FAILED" }
                 );
                 ok

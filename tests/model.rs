@@ -223,7 +223,7 @@ fn captured_units_name_every_layer_and_reproduce_the_forward_pass() {
     let block0 = model.forward_unit(&units[1]).unwrap();
     let last_component = model.forward_unit(&units[5]).unwrap();
     assert_eq!(as_vec(&block0), as_vec(&last_component));
-    assert_eq!(as_vec(&block0), as_vec(&units[6].input));
+    assert_eq!(as_vec(&block0), as_vec(&units[6].input.values));
 }
 
 /// Stated tolerances for the quantized precisions, DistilBERT-base with random weights, real

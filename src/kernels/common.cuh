@@ -42,3 +42,62 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+
+// One row of layer_norm(x + residual) (one warp, N consecutive values per lane and load), as
+// add_layer_norm (fused.cu) and add_layer_norm_quantize (eight_bit.cu) write it. The sum is
+// rounded to T first, exactly as the plain path's separate add stores it; mean and variance in two
+// passes in f32 (the row stays in L1 between passes). BIAS: gamma_beta is (3, cols), its third row
+// the preceding linear's bias, added to x first and rounded to T as the bias kernel stores it.
+template <typename T, int N, bool BIAS> struct ResidualNormRow {
+    const T *xr, *rr, *gamma_beta;
+    uint32_t cols, lane;
+    float mean, rstd;
+
+    __device__ ResidualNormRow(const T *x, const T *residual, const T *gamma_beta_, uint32_t row, uint32_t cols_,
+                               uint32_t lane_, float eps)
+        : xr(x + (size_t)row * cols_), rr(residual + (size_t)row * cols_), gamma_beta(gamma_beta_), cols(cols_),
+          lane(lane_) {
+        float v[N];
+        float sum = 0.0f;
+        for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+            load(c, v);
+#pragma unroll
+            for (int k = 0; k < N; ++k) sum += v[k];
+        }
+        mean = warp_sum(sum) / cols;
+        float sq = 0.0f;
+        for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+            load(c, v);
+#pragma unroll
+            for (int k = 0; k < N; ++k) sq += (v[k] - mean) * (v[k] - mean);
+        }
+        rstd = rsqrtf(warp_sum(sq) / cols + eps);
+    }
+
+    __device__ __forceinline__ void load(uint32_t c, float *v) const {
+        alignas(16) T xv[N];
+        alignas(16) T rv[N];
+        copy_vec<T, N>(xv, xr + c);
+        copy_vec<T, N>(rv, rr + c);
+        if constexpr (BIAS) {
+            alignas(16) T bv[N];
+            copy_vec<T, N>(bv, gamma_beta + 2 * (size_t)cols + c);
+#pragma unroll
+            for (int k = 0; k < N; ++k) xv[k] = from_f32<T>(to_f32(xv[k]) + to_f32(bv[k]));
+        }
+#pragma unroll
+        for (int k = 0; k < N; ++k) v[k] = to_f32(from_f32<T>(to_f32(xv[k]) + to_f32(rv[k])));
+    }
+
+    // The normalized values c .. c + N - 1, rounded to T (the same on every call).
+    __device__ __forceinline__ void values(uint32_t c, T *y) const {
+        float v[N];
+        load(c, v);
+        alignas(16) T g[N];
+        alignas(16) T b[N];
+        copy_vec<T, N>(g, gamma_beta + c);
+        copy_vec<T, N>(b, gamma_beta + cols + c);
+#pragma unroll
+        for (int k = 0; k < N; ++k) y[k] = from_f32<T>((v[k] - mean) * rstd * to_f32(g[k]) + to_f32(b[k]));
+    }
+};

@@ -289,3 +289,68 @@ DEQUANT_GELU_QUANTIZE_I8(dequant_gelu_quantize_i8_f16, __half)
 DEQUANT_GELU_QUANTIZE_I8(dequant_gelu_quantize_i8_bf16, __nv_bfloat16)
 BIAS_GELU_QUANTIZE_E4M3(bias_gelu_quantize_e4m3_f16, __half)
 BIAS_GELU_QUANTIZE_E4M3(bias_gelu_quantize_e4m3_bf16, __nv_bfloat16)
+
+// add_layer_norm_quantize: the residual + layer norm of fused.cu's add_layer_norm (the same
+// ResidualNormRow, so the same values in T), whose output also feeds an 8-bit GEMM: the kernel
+// writes it in T (the next norm's residual) and quantizes it per row as quantize_rows_i8 /
+// quantize_rows_e4m3 would from those stored values (same scale, same rounding, same bytes), so
+// the GEMM's separate quantization pass goes. One warp per row; the quantization recomputes the
+// row's values from L1 instead of keeping them in registers (3 x 8 values a lane at 768 columns
+// would fit, but the row width is a runtime value).
+template <typename T, int N, bool FP8>
+__device__ void add_layer_norm_quantize(const T *x, const T *residual, const T *gamma_beta, T *out, uint8_t *q,
+                                        float *scale, uint32_t rows, uint32_t cols, float eps) {
+    const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const uint32_t lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const ResidualNormRow<T, N, false> norm(x, residual, gamma_beta, row, cols, lane, eps);
+    T *o = out + (size_t)row * cols;
+    float m = 0.0f;
+    bool nan = false;
+    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+        alignas(16) T y[N];
+        norm.values(c, y);
+        copy_vec<T, N>(o + c, y);
+#pragma unroll
+        for (int k = 0; k < N; ++k) {
+            const float f = to_f32(y[k]);
+            nan |= isnan(f);
+            m = fmaxf(m, fabsf(f));
+        }
+    }
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
+    nan = __any_sync(0xffffffff, nan);
+    const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / (FP8 ? 448.0 : 127.0)));
+    const float inv = 1.0f / s;
+    uint8_t *qr = q + (size_t)row * cols;
+    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
+        alignas(16) T y[N];
+        norm.values(c, y);
+        alignas(8) uint8_t b[N];
+#pragma unroll
+        for (int k = 0; k < N; ++k) b[k] = quantize_one<FP8>(to_f32(y[k]), inv);
+        if constexpr (N == 8) {
+            *reinterpret_cast<uint2 *>(qr + c) = *reinterpret_cast<const uint2 *>(b);
+        } else if constexpr (N == 4) {
+            *reinterpret_cast<uint32_t *>(qr + c) = *reinterpret_cast<const uint32_t *>(b);
+        } else {
+            qr[c] = b[0];
+        }
+    }
+    if (lane == 0) scale[row] = s;
+}
+
+#define ADD_LAYER_NORM_QUANTIZE(NAME, T, N, FP8) extern "C" __global__ void NAME(const T *x, const T *residual, \
+    const T *gamma_beta, T *out, uint8_t *q, float *scale, uint32_t rows, uint32_t cols, float eps) \
+    { add_layer_norm_quantize<T, N, FP8>(x, residual, gamma_beta, out, q, scale, rows, cols, eps); }
+// int8 in every float dtype, E4M3 in f16/bf16 (as the GEMMs that read them); _vec: 16-byte loads.
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_i8_f32, float, 1, false)
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_i8_f16, __half, 1, false)
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_i8_bf16, __nv_bfloat16, 1, false)
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_i8_vec_f32, float, 4, false)
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_i8_vec_f16, __half, 8, false)
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_i8_vec_bf16, __nv_bfloat16, 8, false)
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_e4m3_f16, __half, 1, true)
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_e4m3_bf16, __nv_bfloat16, 1, true)
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_e4m3_vec_f16, __half, 8, true)
+ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_e4m3_vec_bf16, __nv_bfloat16, 8, true)

@@ -65,58 +65,20 @@ __device__ void merge_heads(const T *x, T *out, uint32_t batch, uint32_t heads, 
     }
 }
 
-// add_layer_norm: layer_norm(x + residual) over rows of cols values, gamma_beta = (2, cols). The
-// sum is rounded to T first, exactly as the plain path's separate add stores it; mean and variance
-// in two passes in f32. One warp per row; the row's 1.5 KB stay in L1 between passes.
-// BIAS: gamma_beta is (3, cols), its third row the preceding linear's bias, added to x first and
-// rounded to T as the bias kernel (bias_act) stores it: the same values, one pass fewer.
+// add_layer_norm: layer_norm(x + residual) over rows of cols values, gamma_beta = (2, cols), or
+// (3, cols) with the preceding linear's bias when BIAS (common.cuh's ResidualNormRow). One warp
+// per row.
 template <typename T, int N, bool BIAS = false>
 __device__ void add_layer_norm(const T *x, const T *residual, const T *gamma_beta, T *out,
                                uint32_t rows, uint32_t cols, float eps) {
     const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
     const uint32_t lane = threadIdx.x % 32;
     if (row >= rows) return;
-    const T *xr = x + (size_t)row * cols;
-    const T *rr = residual + (size_t)row * cols;
+    const ResidualNormRow<T, N, BIAS> norm(x, residual, gamma_beta, row, cols, lane, eps);
     T *o = out + (size_t)row * cols;
-    auto load = [&](uint32_t c, float *v) {
-        alignas(16) T xv[N];
-        alignas(16) T rv[N];
-        copy_vec<T, N>(xv, xr + c);
-        copy_vec<T, N>(rv, rr + c);
-        if constexpr (BIAS) {
-            alignas(16) T bv[N];
-            copy_vec<T, N>(bv, gamma_beta + 2 * (size_t)cols + c);
-#pragma unroll
-            for (int k = 0; k < N; ++k) xv[k] = from_f32<T>(to_f32(xv[k]) + to_f32(bv[k]));
-        }
-#pragma unroll
-        for (int k = 0; k < N; ++k) v[k] = to_f32(from_f32<T>(to_f32(xv[k]) + to_f32(rv[k])));
-    };
-    float v[N];
-    float sum = 0.0f;
     for (uint32_t c = lane * N; c < cols; c += 32 * N) {
-        load(c, v);
-#pragma unroll
-        for (int k = 0; k < N; ++k) sum += v[k];
-    }
-    const float mean = warp_sum(sum) / cols;
-    float sq = 0.0f;
-    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
-        load(c, v);
-#pragma unroll
-        for (int k = 0; k < N; ++k) sq += (v[k] - mean) * (v[k] - mean);
-    }
-    const float rstd = rsqrtf(warp_sum(sq) / cols + eps);
-    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
-        load(c, v);
-        alignas(16) T g[N];
-        alignas(16) T b[N];
         alignas(16) T y[N];
-        copy_vec<T, N>(g, gamma_beta + c);
-        copy_vec<T, N>(b, gamma_beta + cols + c);
-#pragma unroll
-        for (int k = 0; k < N; ++k) y[k] = from_f32<T>((v[k] - mean) * rstd * to_f32(g[k]) + to_f32(b[k]));
+        norm.values(c, y);
         copy_vec<T, N>(o + c, y);
     }
 }

@@ -207,6 +207,7 @@ pub const FUSED_ROW_MAX: usize = 4096;
 /// GELU, src/kernels/eight_bit.cu): per row, the int8 or E4M3 bytes of `rows x cols` values, then,
 /// from byte [`Packed8::scales_at`] on, one f32 scale per row. One U8 buffer, because a candle op
 /// has one output.
+#[derive(Clone)]
 pub struct Packed8 {
     pub(super) bytes: Tensor,
     pub(super) rows: usize,
@@ -234,29 +235,58 @@ impl Packed8 {
 impl EightBitLinear {
     /// `gelu(x W^T + b)` quantized per row in `next`'s format by the kernel that computes it, for
     /// `next` to read: the GELU output is never stored in the float dtype (issue 16's fusion).
+    /// `packed`: the same `x` already quantized for this layer (by the layer norm that wrote it,
+    /// src/model/norm_quantize.rs), read instead of quantizing `x` again.
     /// `None` where there is no such kernel (the f32 reference, FP8 in f32, output channels
     /// padded for the GEMM, formats that differ): the caller runs the two layers in turn.
     pub fn forward_gelu_packed(
         &self,
         x: &Tensor,
+        packed: Option<&Packed8>,
         next: &EightBitLinear,
     ) -> Result<Option<Packed8>> {
         if !self.gelu_packs_for(next) {
             return Ok(None);
         }
         let (rows, _) = x.dims2()?;
+        let packed = packed.filter(|p| self.reads(p));
         let out = self.weight.dim(0)?;
-        let bytes = match &self.tensor_cores {
-            Some(TensorCores::Int8 { bytes, scale_bias }) => {
+        let bytes = match (&self.tensor_cores, packed) {
+            (Some(TensorCores::Int8 { bytes, scale_bias }), None) => {
                 super::int8_gemm::int8_gelu_to_packed(x, bytes, scale_bias)?
             }
-            Some(TensorCores::Fp8 {
-                bytes,
-                scales,
-                bias: Some(bias),
-                fast_accumulation,
-            }) => {
-                let y = super::fp8_gemm::fp8_linear(x, bytes, scales, None, *fast_accumulation)?;
+            (Some(TensorCores::Int8 { bytes, scale_bias }), Some(p)) => {
+                super::int8_gemm::int8_gelu_packed_to_packed(
+                    &p.bytes,
+                    p.rows,
+                    bytes,
+                    scale_bias,
+                    self.float_dtype(),
+                )?
+            }
+            (
+                Some(TensorCores::Fp8 {
+                    bytes,
+                    scales,
+                    bias: Some(bias),
+                    fast_accumulation,
+                }),
+                p,
+            ) => {
+                let y = match p {
+                    None => {
+                        super::fp8_gemm::fp8_linear(x, bytes, scales, None, *fast_accumulation)?
+                    }
+                    Some(p) => super::fp8_gemm::fp8_linear_packed(
+                        &p.bytes,
+                        p.rows,
+                        bytes,
+                        scales,
+                        None,
+                        self.float_dtype(),
+                        *fast_accumulation,
+                    )?,
+                };
                 super::fp8_gemm::bias_gelu_to_e4m3(&y, bias)?
             }
             _ => return Ok(None),
@@ -267,6 +297,23 @@ impl EightBitLinear {
             cols: out,
             format: self.format,
         }))
+    }
+
+    /// Whether this layer can read `x` as packed (its format and width, on tensor cores).
+    pub fn reads(&self, x: &Packed8) -> bool {
+        self.tensor_cores.is_some()
+            && x.format == self.format
+            && self.weight.dims2().is_ok_and(|d| d.1 == x.cols)
+    }
+
+    /// The format a layer norm before this layer may quantize its input in
+    /// (src/model/norm_quantize.rs); `None` off the tensor cores or without such a kernel.
+    pub fn packed_input_format(&self) -> Option<EightBit> {
+        let cols = self.weight.dims2().ok()?.1;
+        let device = self.weight.device();
+        (self.tensor_cores.is_some()
+            && super::norm_quantize::norm_quantizes(device, self.float_dtype(), self.format, cols))
+        .then_some(self.format)
     }
 
     /// Whether [`Self::forward_gelu_packed`] has a fused kernel for this layer feeding `next`.

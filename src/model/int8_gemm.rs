@@ -36,6 +36,24 @@ pub fn int8_gelu_to_packed(x: &Tensor, weight: &Tensor, scale_bias: &Tensor) -> 
     apply(x, weight, scale_bias, op)
 }
 
+/// [`int8_gelu_to_packed`] from `rows` inputs already quantized and packed (U8 `bytes`): both the
+/// input and the output are int8 bytes with their row scales.
+pub fn int8_gelu_packed_to_packed(
+    bytes: &Tensor,
+    rows: usize,
+    weight: &Tensor,
+    scale_bias: &Tensor,
+    float: candle_core::DType,
+) -> Result<Tensor> {
+    let op = Int8Op {
+        gelu: true,
+        packed_rows: Some(rows),
+        float,
+        packed_output: true,
+    };
+    apply(bytes, weight, scale_bias, op)
+}
+
 /// `x W^T + b` in `float` from `rows` inputs already quantized and packed (U8 `bytes`).
 pub fn int8_linear_packed(
     bytes: &Tensor,

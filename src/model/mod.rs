@@ -7,6 +7,7 @@ pub mod fp8_gemm;
 pub mod fused;
 pub mod graph;
 pub mod int8_gemm;
+pub mod norm_quantize;
 pub mod weights;
 
 use std::collections::HashMap;

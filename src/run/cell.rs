@@ -316,7 +316,7 @@ fn locate_non_finite(model: &Encoder, ids: &Tensor, mask: &Tensor) -> Result<Opt
         return Ok(None);
     };
     let u = &units[i];
-    let (_, in_largest) = magnitude(&u.input)?;
+    let (_, in_largest) = magnitude(&u.input.values)?;
     Ok(Some(format!(
         "first non-finite output: {} ({bad} values; largest finite |value| of its input {in_largest:.4e}, of its output {out_largest:.4e})",
         u.unit.name()

@@ -5,7 +5,9 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
 use super::linear::{self, fuse_qkv, FusedQkv, Linear};
+use super::units::Hidden;
 use super::{layer_norm, Component, Names, Numerics};
+use crate::config::EightBit;
 use crate::model::preset::Preset;
 
 pub(super) struct TransformerBlock {
@@ -23,8 +25,9 @@ pub(super) struct TransformerBlock {
     pub(super) output_layer_norm: ResidualNorm,
     pub(super) n_heads: usize,
     pub(super) head_dim: usize,
-    /// W8A8 on tensor cores: the FFN's GELU kernel quantizes its output for lin2
-    /// (`device.fuse_quantization`, default on); off, lin2 quantizes it in a pass of its own.
+    /// W8A8 on tensor cores: the FFN's GELU kernel quantizes its output for lin2, and the
+    /// attention's layer norm its output for lin1 (`device.fuse_quantization`, default on); off,
+    /// each 8-bit GEMM quantizes its input in a pass of its own.
     pub(super) gelu_quantizes: bool,
 }
 
@@ -50,7 +53,7 @@ impl TransformerBlock {
             ResidualNorm::load(d, eps, vb.pp(names.sa_layer_norm), out_lin.bias_for_norm())?;
         let output_layer_norm =
             ResidualNorm::load(d, eps, vb.pp(names.output_layer_norm), lin2.bias_for_norm())?;
-        Ok(Self {
+        let mut block = Self {
             q_lin,
             k_lin,
             v_lin,
@@ -63,7 +66,27 @@ impl TransformerBlock {
             n_heads: p.n_heads,
             head_dim: p.head_dim(),
             gelu_quantizes: true,
-        })
+        };
+        block.set_fused_quantization(true);
+        Ok(block)
+    }
+
+    /// `device.fuse_quantization` for this block's own layers: lin2's input quantized in FFN-in's
+    /// GELU kernel, lin1's in the attention's layer norm (only where the FFN runs fused: lin1 then
+    /// reads the bytes). The output norm's, for the next block, is set by the encoder.
+    pub(super) fn set_fused_quantization(&mut self, on: bool) {
+        self.gelu_quantizes = on;
+        let fused_ffn = on && linear::ffn_fuses(&self.lin1, &self.lin2);
+        self.sa_layer_norm
+            .set_quantizes_for(fused_ffn.then(|| self.lin1.packed_input_format()).flatten());
+    }
+
+    /// The format the output layer norm of the block before this one may quantize for this
+    /// block's Q/K/V projection; `None` where the projection does not read packed inputs.
+    pub(super) fn qkv_input_format(&self) -> Option<EightBit> {
+        self.qkv
+            .as_ref()
+            .and_then(|q| q.projection.packed_input_format())
     }
 
     /// (batch, seq, dim) -> (batch, heads, seq, head_dim), contiguous: CUDA matmul needs it.
@@ -74,12 +97,14 @@ impl TransformerBlock {
             .contiguous()
     }
 
-    fn attention(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
-        let (b, s, dim) = x.dims3()?;
+    fn attention(&self, hidden: &Hidden, additive_mask: &Tensor) -> Result<Tensor> {
+        let x = &hidden.values;
+        let (_, s, _) = x.dims3()?;
         if let Some(qkv) = &self.qkv {
-            // One GEMM over batch x seq rows; then, from its output in place, one attention kernel
-            // on CUDA (f16/bf16), else bias add + head split, the batched GEMMs and the softmax.
-            let projected = qkv.project(&x.reshape((b * s, dim))?)?;
+            // One GEMM over batch x seq rows (from the packed bytes the norm before it wrote, where
+            // it did); then, from its output in place, one attention kernel on CUDA (f16/bf16),
+            // else bias add + head split, the batched GEMMs and the softmax.
+            let projected = qkv.project(hidden)?;
             let context = crate::model::attention::attention(
                 &projected,
                 &qkv.bias,
@@ -112,30 +137,37 @@ impl TransformerBlock {
 
     /// One component alone. `other` is the additive mask for attention, the residual (the
     /// block's input, or the attention sub-layer's output) for the layer norms, unused for the FFN.
-    pub(super) fn component(&self, c: Component, input: &Tensor, other: &Tensor) -> Result<Tensor> {
-        match c {
-            Component::Attention => self.attention(input, other),
-            Component::SaLayerNorm => self.sa_layer_norm.forward(input, other),
+    pub(super) fn component(&self, c: Component, input: &Hidden, other: &Tensor) -> Result<Hidden> {
+        let values = match c {
+            Component::Attention => self.attention(input, other)?,
+            Component::SaLayerNorm => return self.sa_layer_norm.forward(&input.values, other),
             Component::Ffn => {
-                if self.gelu_quantizes {
-                    if let Some(y) = linear::ffn_quantized_in_gelu(&self.lin1, &self.lin2, input)? {
-                        return Ok(y);
-                    }
+                let fused = if self.gelu_quantizes {
+                    linear::ffn_quantized_in_gelu(&self.lin1, &self.lin2, input)?
+                } else {
+                    None
+                };
+                match fused {
+                    Some(y) => y,
+                    None => self
+                        .output_layer_norm
+                        .project(&self.lin2, &self.lin1.forward_gelu(&input.values)?)?,
                 }
-                self.output_layer_norm
-                    .project(&self.lin2, &self.lin1.forward_gelu(input)?)
             }
-            Component::OutputLayerNorm => self.output_layer_norm.forward(input, other),
-        }
+            Component::OutputLayerNorm => {
+                return self.output_layer_norm.forward(&input.values, other)
+            }
+        };
+        Ok(values.into())
     }
 
     /// The block is exactly its four components in sequence (the same calls the per-component
     /// profiler makes).
-    pub(super) fn forward(&self, x: &Tensor, additive_mask: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Hidden, additive_mask: &Tensor) -> Result<Hidden> {
         let attended = self.component(Component::Attention, x, additive_mask)?;
-        let h = self.component(Component::SaLayerNorm, &attended, x)?;
-        let ffn = self.component(Component::Ffn, &h, &h)?;
-        self.component(Component::OutputLayerNorm, &ffn, &h)
+        let h = self.component(Component::SaLayerNorm, &attended, &x.values)?;
+        let ffn = self.component(Component::Ffn, &h, &h.values)?;
+        self.component(Component::OutputLayerNorm, &ffn, &h.values)
     }
 }
 
@@ -149,6 +181,9 @@ pub(super) struct ResidualNorm {
     /// preceding linear's bias as the third row when the kernel adds it.
     pub(super) gamma_beta: Tensor,
     pub(super) adds_linear_bias: bool,
+    /// The kernel also quantizes its output in this format, for the W8A8 layer that reads it next
+    /// (src/model/norm_quantize.rs): that layer's quantization pass goes.
+    pub(super) quantizes_for: Option<EightBit>,
 }
 
 impl ResidualNorm {
@@ -164,7 +199,15 @@ impl ResidualNorm {
             norm,
             gamma_beta,
             adds_linear_bias: linear_bias.is_some(),
+            quantizes_for: None,
         })
+    }
+
+    /// Quantize the output for the next W8A8 layer in `format`; never for a norm that adds a float
+    /// linear's bias (a mixed block: there is no kernel doing both, and that layer's input is
+    /// quantized in a pass of its own).
+    pub(super) fn set_quantizes_for(&mut self, format: Option<EightBit>) {
+        self.quantizes_for = format.filter(|_| !self.adds_linear_bias);
     }
 
     /// The sub-layer's last linear on `x`, without its bias when this norm adds it.
@@ -176,7 +219,25 @@ impl ResidualNorm {
         }
     }
 
-    fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Hidden> {
+        if let Some(format) = self.quantizes_for {
+            // After an 8-bit linear (which adds its own bias): the plain residual + norm, quantized.
+            let (values, packed) = crate::model::norm_quantize::add_layer_norm_packed(
+                x,
+                residual,
+                &self.gamma_beta,
+                self.norm.eps(),
+                format,
+            )?;
+            return Ok(Hidden {
+                values,
+                packed: Some(packed),
+            });
+        }
+        self.forward_values(x, residual).map(Hidden::from)
+    }
+
+    fn forward_values(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         if self.adds_linear_bias {
             crate::model::fused::bias_add_layer_norm(x, residual, &self.gamma_beta, self.norm.eps())
         } else if crate::model::fused::fused_on(x.device()) {

@@ -177,8 +177,14 @@ impl Encoder {
         let blocks = self.blocks.len();
         let activation_quantization = tensor_cores.then(|| {
             let fmt = eight_bit.map(|e| e.name()).unwrap_or("8-bit");
-            if fused_ffns > 0 {
-                format!("per token, dynamic: FFN-out's input quantized to {fmt} inside FFN-in's GELU kernel ({fused_ffns} of {blocks} FFNs: fused, never stored in {dtype}); every other {fmt} GEMM's input in a quantization pass of its own (runner kernel)")
+            let norms = self.norms_quantizing();
+            if fused_ffns > 0 || norms > 0 {
+                let in_norms = if norms > 0 {
+                    format!("; FFN-in's and the next block's Q/K/V inputs quantized inside the residual + layer norm kernel that writes them ({norms} of {} norms); the first block's Q/K/V input (the embeddings'), attention-out's input and any other in a quantization pass of its own (runner kernel)", 2 * blocks)
+                } else {
+                    format!("; every other {fmt} GEMM's input in a quantization pass of its own (runner kernel)")
+                };
+                format!("per token, dynamic: FFN-out's input quantized to {fmt} inside FFN-in's GELU kernel ({fused_ffns} of {blocks} FFNs: fused, never stored in {dtype}){in_norms}")
             } else {
                 format!("per token, dynamic: every {fmt} GEMM's input quantized in a pass of its own (runner kernel){}", if self.blocks.iter().any(|b| !b.gelu_quantizes) { "; device.fuse_quantization = false" } else { "" })
             }

@@ -4,6 +4,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
+use super::units::Hidden;
 use super::Numerics;
 use crate::model::eight_bit::EightBitLinear;
 
@@ -87,6 +88,29 @@ impl Linear {
             Linear::Quantized { weight, bias, pad } => {
                 quantized_forward(weight, bias, *pad, x, false)
             }
+        }
+    }
+
+    /// [`Self::forward`] on `x`, from its packed bytes where this layer reads them (a W8A8 layer
+    /// after a layer norm that quantized its output for it).
+    pub(super) fn forward_hidden(&self, x: &Hidden) -> Result<Tensor> {
+        match (self, &x.packed) {
+            (Linear::EightBit(l), Some(p)) if l.reads(p) => {
+                let y = l.forward_packed(p)?;
+                let mut dims = x.values.dims().to_vec();
+                *dims.last_mut().expect("at least one dimension") = y.dim(1)?;
+                y.reshape(dims)
+            }
+            _ => self.forward(&x.values),
+        }
+    }
+
+    /// The 8-bit format a layer norm before this layer may quantize its input in; `None` for
+    /// float and GGML layers, the f32 reference, or where there is no such kernel.
+    pub(super) fn packed_input_format(&self) -> Option<crate::config::EightBit> {
+        match self {
+            Linear::EightBit(l) => l.packed_input_format(),
+            _ => None,
         }
     }
 
@@ -197,20 +221,22 @@ pub(super) fn quantized_forward(
 }
 
 /// The FFN `lin2(gelu(lin1(x)))` with the quantization of lin2's input fused into the kernel that
-/// computes lin1's GELU (both W8A8 on tensor cores, one format); `None` where that does not apply,
-/// and the caller runs the two layers in turn, lin2 quantizing its input in a pass of its own.
+/// computes lin1's GELU (both W8A8 on tensor cores, one format); lin1 reads `x`'s packed bytes when
+/// the layer norm before it wrote them. `None` where that does not apply, and the caller runs the
+/// two layers in turn, lin2 quantizing its input in a pass of its own.
 pub(super) fn ffn_quantized_in_gelu(
     lin1: &Linear,
     lin2: &Linear,
-    x: &Tensor,
+    x: &Hidden,
 ) -> Result<Option<Tensor>> {
     let (Linear::EightBit(a), Linear::EightBit(b)) = (lin1, lin2) else {
         return Ok(None);
     };
-    let dims = x.dims().to_vec();
+    let dims = x.values.dims().to_vec();
     let in_dim = *dims.last().unwrap_or(&1);
-    let rows = x.elem_count() / in_dim.max(1);
-    let Some(packed) = a.forward_gelu_packed(&x.reshape((rows, in_dim))?, b)? else {
+    let rows = x.values.elem_count() / in_dim.max(1);
+    let flat = x.values.reshape((rows, in_dim))?;
+    let Some(packed) = a.forward_gelu_packed(&flat, x.packed.as_ref(), b)? else {
         return Ok(None);
     };
     let mut out_dims = dims;
@@ -235,9 +261,15 @@ pub(super) struct FusedQkv {
 }
 
 impl FusedQkv {
-    /// `x` (rows, dim) -> (rows, 3 * dim), before the bias.
-    pub(super) fn project(&self, x: &Tensor) -> Result<Tensor> {
-        self.projection.forward(x)
+    /// `x` (batch, seq, dim) -> (batch * seq, 3 * dim), before the bias; from `x`'s packed bytes
+    /// where the layer norm before it quantized them for this projection.
+    pub(super) fn project(&self, x: &Hidden) -> Result<Tensor> {
+        let (b, s, dim) = x.values.dims3()?;
+        let rows = Hidden {
+            values: x.values.reshape((b * s, dim))?,
+            packed: x.packed.clone(),
+        };
+        self.projection.forward_hidden(&rows)
     }
 }
 

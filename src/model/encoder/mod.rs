@@ -24,7 +24,7 @@ mod units;
 use block::TransformerBlock;
 use linear::Linear;
 pub use linear::{ggml_name, MMQ_ROW_PADDING};
-pub use units::{CapturedUnit, Component, Layer, LinearSite, Pooling, Unit};
+pub use units::{CapturedUnit, Component, Hidden, Layer, LinearSite, Pooling, Unit};
 
 /// What the weights and activations are held in: every float tensor in `float`, and every linear
 /// layer's weight in `quant` when set (its bias stays in `float`).
@@ -258,7 +258,7 @@ impl Encoder {
                     .transpose()?,
             ),
         };
-        Ok(Self {
+        let mut encoder = Self {
             embeddings: Embeddings::load(body.pp("embeddings"), preset)?,
             blocks,
             pooling,
@@ -266,17 +266,37 @@ impl Encoder {
             classifier,
             quantized,
             device: vb.device().clone(),
-        })
+        };
+        encoder.set_fused_quantization(true);
+        Ok(encoder)
     }
 
-    /// The linear sites in quantized numerics, by name (`transformer_block_0.attention`, ...).
-    /// Whether the W8A8 FFNs quantize lin2's input inside lin1's GELU kernel (default) or in a
-    /// pass of their own (`device.fuse_quantization = false`, for comparison); no effect on other
-    /// precisions or off the tensor-core path.
+    /// Whether W8A8 inputs are quantized inside the kernel that produces them (default): lin2's in
+    /// lin1's GELU kernel, lin1's in the attention's layer norm, the next block's Q/K/V
+    /// projection's in the FFN's layer norm; or each in a pass of its own
+    /// (`device.fuse_quantization = false`, for comparison). No effect on other precisions or off
+    /// the tensor-core path. The first block's input (the embeddings') is quantized in a pass.
     pub fn set_fused_quantization(&mut self, on: bool) {
         for b in &mut self.blocks {
-            b.gelu_quantizes = on;
+            b.set_fused_quantization(on);
         }
+        for i in 0..self.blocks.len() {
+            // The last block's output goes to the pooler (a float [CLS] row or mean pooling).
+            let next = self.blocks.get(i + 1).and_then(|b| b.qkv_input_format());
+            self.blocks[i]
+                .output_layer_norm
+                .set_quantizes_for(next.filter(|_| on));
+        }
+    }
+
+    /// The residual + layer norms whose kernel also quantizes their output for the next W8A8
+    /// GEMM.
+    pub fn norms_quantizing(&self) -> usize {
+        self.blocks
+            .iter()
+            .flat_map(|b| [&b.sa_layer_norm, &b.output_layer_norm])
+            .filter(|n| n.quantizes_for.is_some())
+            .count()
     }
 
     /// FP8 GEMMs with cuBLASLt's fast accumulation (`device.fp8_fast_accumulation`): no
@@ -357,11 +377,11 @@ impl Encoder {
         n: usize,
     ) -> Result<Tensor> {
         let mask = self.additive_mask(attention_mask)?;
-        let mut x = input_ids.clone();
+        let mut x = Hidden::from(input_ids.clone());
         for layer in self.layers().into_iter().take(n) {
             x = self.forward_layer(layer, &x, &mask)?;
         }
-        Ok(x)
+        Ok(x.values)
     }
 
     /// What really executes, read back from the loaded weights: the float dtype, and the linear
@@ -406,12 +426,16 @@ impl Encoder {
     pub fn forward_layer(
         &self,
         layer: Layer,
-        input: &Tensor,
+        input: &Hidden,
         additive_mask: &Tensor,
-    ) -> Result<Tensor> {
-        match layer {
+    ) -> Result<Hidden> {
+        if let Layer::Block(i) = layer {
+            return self.blocks[i].forward(input, additive_mask);
+        }
+        let input = &input.values;
+        let values = match layer {
             Layer::Embeddings => self.embeddings.forward(input),
-            Layer::Block(i) => self.blocks[i].forward(input, additive_mask),
+            Layer::Block(_) => unreachable!("returned above"),
             Layer::Pooler(Pooling::Mean) => mean_pool(input, additive_mask),
             Layer::Pooler(kind) => {
                 let pooler = self.pooler.as_ref().expect("[CLS] poolers have weights");
@@ -427,7 +451,8 @@ impl Encoder {
                 Some(c) => c.forward(input),
                 None => candle_core::bail!("this model was built without a classifier"),
             },
-        }
+        };
+        values.map(Hidden::from)
     }
 
     /// One forward pass that records every unit's real input: each layer, and inside each block its
@@ -439,7 +464,7 @@ impl Encoder {
     ) -> Result<Vec<CapturedUnit>> {
         let mask = self.additive_mask(attention_mask)?;
         let mut units = Vec::new();
-        let mut x = input_ids.clone();
+        let mut x = Hidden::from(input_ids.clone());
         for layer in self.layers() {
             units.push(CapturedUnit {
                 unit: Unit::Layer(layer),
@@ -448,7 +473,7 @@ impl Encoder {
             });
             if let Layer::Block(i) = layer {
                 let block = &self.blocks[i];
-                let mut record = |c: Component, input: &Tensor, other: &Tensor| -> Result<Tensor> {
+                let mut record = |c: Component, input: &Hidden, other: &Tensor| -> Result<Hidden> {
                     units.push(CapturedUnit {
                         unit: Unit::Component(i, c),
                         input: input.clone(),
@@ -457,9 +482,9 @@ impl Encoder {
                     block.component(c, input, other)
                 };
                 let attended = record(Component::Attention, &x, &mask)?;
-                let h = record(Component::SaLayerNorm, &attended, &x)?;
-                let ffn = record(Component::Ffn, &h, &h)?;
-                x = record(Component::OutputLayerNorm, &ffn, &h)?;
+                let h = record(Component::SaLayerNorm, &attended, &x.values)?;
+                let ffn = record(Component::Ffn, &h, &h.values)?;
+                x = record(Component::OutputLayerNorm, &ffn, &h.values)?;
             } else {
                 x = self.forward_layer(layer, &x, &mask)?;
             }
@@ -467,13 +492,14 @@ impl Encoder {
         Ok(units)
     }
 
-    /// Runs one captured unit alone.
+    /// Runs one captured unit alone; its output's values (a norm's packed bytes are written too).
     pub fn forward_unit(&self, captured: &CapturedUnit) -> Result<Tensor> {
-        let other = captured.other.as_ref().unwrap_or(&captured.input);
-        match captured.unit {
+        let other = captured.other.as_ref().unwrap_or(&captured.input.values);
+        let out = match captured.unit {
             Unit::Layer(layer) => self.forward_layer(layer, &captured.input, other),
             Unit::Component(block, c) => self.blocks[block].component(c, &captured.input, other),
-        }
+        }?;
+        Ok(out.values)
     }
 
     /// Pooled vectors (batch, dim): every layer but the classifier.
@@ -492,7 +518,9 @@ impl Encoder {
     /// Logits (batch, num_labels) in the model's float dtype.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let pooled = self.pooled(input_ids, attention_mask)?;
-        self.forward_layer(Layer::Classifier, &pooled, &pooled)
+        Ok(self
+            .forward_layer(Layer::Classifier, &pooled.clone().into(), &pooled)?
+            .values)
     }
 
     /// The layers in sequence, up to the pooler or through the classifier (where there is one),
@@ -506,7 +534,7 @@ impl Encoder {
     ) -> Result<Tensor> {
         let mask = self.additive_mask(attention_mask)?;
         let last_block = Layer::Block(self.blocks.len() - 1);
-        let mut x = input_ids.clone();
+        let mut x = Hidden::from(input_ids.clone());
         for layer in self.layers() {
             if layer == Layer::Classifier && !through_classifier {
                 break;
@@ -514,6 +542,7 @@ impl Encoder {
             x = self.forward_layer(layer, &x, &mask)?;
             if check && (layer == last_block || layer == Layer::Classifier) {
                 let sum = x
+                    .values
                     .to_dtype(DType::F32)?
                     .abs()?
                     .sum_all()?
@@ -526,7 +555,7 @@ impl Encoder {
                 }
             }
         }
-        Ok(x)
+        Ok(x.values)
     }
 }
 

@@ -2,6 +2,27 @@
 
 use candle_core::Tensor;
 
+use crate::model::eight_bit::Packed8;
+
+/// What flows between the encoder's layers and between a block's components: the values in the
+/// float dtype and, when the layer norm that wrote them also quantized them for the W8A8 layer that
+/// reads them next (src/model/norm_quantize.rs), those bytes, which that layer reads instead of
+/// quantizing the values in a pass of its own.
+#[derive(Clone)]
+pub struct Hidden {
+    pub values: Tensor,
+    pub packed: Option<Packed8>,
+}
+
+impl From<Tensor> for Hidden {
+    fn from(values: Tensor) -> Self {
+        Self {
+            values,
+            packed: None,
+        }
+    }
+}
+
 /// The parts of a transformer block, in execution order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Component {
@@ -57,10 +78,11 @@ impl Unit {
     }
 }
 
-/// A unit with the real inputs it received in one forward pass.
+/// A unit with the real inputs it received in one forward pass (the packed bytes too, so a unit
+/// alone runs what it runs in the whole pass).
 pub struct CapturedUnit {
     pub unit: Unit,
-    pub input: Tensor,
+    pub input: Hidden,
     /// The mask (attention, blocks), the residual (layer norms), or nothing.
     pub other: Option<Tensor>,
 }

@@ -1,31 +1,47 @@
 //! Where DistilBERT-base's forward time goes on a GPU: each operation one encoder block runs, in
-//! the order the encoder runs them, timed alone at the block's shapes (batch x seq 128, dim 768,
-//! 12 heads, FFN 3072) in a dtype; their sum per block and for the six blocks; and a GGML q8_0
-//! quantized linear beside the float GEMM + bias it replaces.
+//! the order and the form the encoder runs them on CUDA now (fused Q/K/V GEMM without bias, the
+//! one-kernel attention, GEMMs whose bias the layer norm adds, ...), timed alone at the block's
+//! shapes (batch x seq 128, dim 768, 12 heads, FFN 3072), with each one's floor; their sum per
+//! block and for the six blocks. Then the same block in W8A8 FP8 (`fp8-<float>`) as the encoder
+//! runs it: Q/K/V and FFN-in reading the bytes the layer norms wrote, FFN-out the GELU kernel's.
 //!
-//!     cargo run --release --features cuda --example op_timing -- [BATCH] [fp16|bf16|fp32]
+//!     cargo run --release --features cuda --example op_timing -- [BATCH] [fp16|bf16]
 //!
-//! Each time is the median over 30 samples of 20 back-to-back calls then one synchronize, divided
-//! by 20: the cost of the operation inside a pipelined forward, not of a launch plus a sync.
-//! Rates: TFLOP/s for GEMMs, GB/s (bytes read + written) for the memory-bound kernels.
+//! Each time is one CUDA graph of 20 back-to-back calls, replayed 30 times with a synchronize
+//! each, median / 20: the cost inside a graph-replayed forward (cuBLASLt's heuristic query is
+//! paid once, at capture). Floor: the larger of the GEMM's FLOPs at the dense tensor-core peak
+//! (H200: 989 TFLOP/s fp16/bf16, 1979 FP8) and the bytes read + written at 4.8 TB/s.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Result, Tensor};
-use runner::model::fused;
+use candle_core::{DType, Device, Result, Tensor};
+use runner::config::EightBit;
+use runner::model::eight_bit::EightBitLinear;
+use runner::model::graph::{FixedWork, GraphMode};
+use runner::model::{attention, fused, norm_quantize};
 
 const CALLS: usize = 20;
+const HALF_PEAK: f64 = 989e12;
+const FP8_PEAK: f64 = 1979e12;
+const BANDWIDTH: f64 = 4.8e12;
 
-fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
+fn time_us(device: &Device, what: &str, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
+    let work = FixedWork::new(device, GraphMode::Auto, what, || {
+        let mut y = f()?;
+        for _ in 1..CALLS {
+            y = f()?;
+        }
+        Ok(y)
+    });
+    if !work.execution().is_graph() {
+        candle_core::bail!("{what}: not captured as a graph: {}", work.describe());
+    }
     for _ in 0..5 {
-        f()?;
+        work.run()?;
     }
     device.synchronize()?;
     let mut times = Vec::new();
     for _ in 0..30 {
         let t = std::time::Instant::now();
-        for _ in 0..CALLS {
-            f()?;
-        }
+        work.run()?;
         device.synchronize()?;
         times.push(t.elapsed().as_secs_f64() * 1e6 / CALLS as f64);
     }
@@ -33,159 +49,277 @@ fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
     Ok(times[times.len() / 2])
 }
 
+/// One timed operation: what, microseconds, FLOPs, bytes moved, and the peak its FLOPs run at.
+struct Op {
+    what: &'static str,
+    us: f64,
+    flop: f64,
+    bytes: f64,
+    peak: f64,
+}
+
+impl Op {
+    fn floor_us(&self) -> f64 {
+        (self.flop / self.peak).max(self.bytes / BANDWIDTH) * 1e6
+    }
+}
+
+fn print_block(title: &str, ops: &[Op]) {
+    println!("{title}");
+    println!(
+        "{:<58} {:>8} {:>9} {:>7} {:>10}",
+        "operation", "us", "floor us", "x floor", "rate"
+    );
+    let (mut total, mut floor, mut gemms) = (0.0, 0.0, 0.0);
+    for op in ops {
+        let rate = if op.flop > 0.0 {
+            format!("{:.0} TFLOP/s", op.flop / op.us / 1e6)
+        } else {
+            format!("{:.0} GB/s", op.bytes / op.us / 1e3)
+        };
+        println!(
+            "{:<58} {:>8.1} {:>9.1} {:>7.1} {rate:>10}",
+            op.what,
+            op.us,
+            op.floor_us(),
+            op.us / op.floor_us()
+        );
+        total += op.us;
+        floor += op.floor_us();
+        if op.flop > 0.0 {
+            gemms += op.us;
+        }
+    }
+    println!(
+        "one block: {total:.1} us (floor {floor:.1}; {gemms:.1} us in operations with GEMMs); six blocks {:.3} ms\n",
+        6.0 * total / 1e3
+    );
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let b: usize = args.get(1).map_or(64, |a| a.parse().expect("batch"));
     let dtype = match args.get(2).map_or("fp16", String::as_str) {
-        "fp32" => DType::F32,
         "bf16" => DType::BF16,
         _ => DType::F16,
     };
     let device = runner::device::open_cuda(0).map_err(candle_core::Error::msg)?;
     let (s, d, h, f) = (128usize, 768usize, 12usize, 3072usize);
-    let (n, hd) = (b * s, d / h);
+    let n = b * s;
     let el = dtype.size_in_bytes() as f64;
-    let rnd = |shape: &[usize]| Tensor::randn(0f32, 1., shape, &device)?.to_dtype(dtype);
+    let rnd = |shape: &[usize], sd: f32| Tensor::randn(0f32, sd, shape, &device)?.to_dtype(dtype);
     let gemm = |m: usize, k: usize, nn: usize| 2.0 * (m * k * nn) as f64;
-    let tflops = |flop: f64, us: f64| format!("{:.0} TFLOP/s", flop / us / 1e6);
-    let gbs = |bytes: f64, us: f64| format!("{:.0} GB/s", bytes / us / 1e3);
+    // Bytes of a GEMM: A, B and C in the dtype (`a`, `w` bytes per input and weight value).
+    let gemm_bytes = |m: usize, k: usize, nn: usize, a: f64, w: f64| {
+        (m * k) as f64 * a + (k * nn) as f64 * w + (m * nn) as f64 * el
+    };
+    let nd = (n * d) as f64;
 
-    let x = rnd(&[n, d])?;
-    let (w_qkv, b_qkv) = (rnd(&[3 * d, d])?, rnd(&[3 * d])?);
-    let qkv_out = rnd(&[n, 3 * d])?;
-    let (q, k, v) = (
-        rnd(&[b, h, s, hd])?,
-        rnd(&[b, h, s, hd])?,
-        rnd(&[b, h, s, hd])?,
-    );
-    let scores = rnd(&[b, h, s, s])?;
+    let x = rnd(&[n, d], 1.0)?;
+    let residual = rnd(&[n, d], 1.0)?;
+    let w_qkv = rnd(&[3 * d, d], 0.05)?;
+    let b_qkv = rnd(&[3 * d], 0.1)?;
+    let projected = rnd(&[n, 3 * d], 1.0)?;
     let mask = Tensor::zeros((b, 1, 1, s), DType::F32, &device)?;
-    let ctx = rnd(&[b, h, s, hd])?;
-    let (w_o, b_o) = (rnd(&[d, d])?, rnd(&[d])?);
-    let (w1, b1) = (rnd(&[f, d])?, rnd(&[f])?);
-    let (w2, b2) = (rnd(&[d, f])?, rnd(&[d])?);
-    let hidden = rnd(&[n, f])?;
-    let gamma_beta = rnd(&[2, d])?;
+    let w_o = rnd(&[d, d], 0.05)?;
+    let (w1, b1) = (rnd(&[f, d], 0.05)?, rnd(&[f], 0.1)?);
+    let w2 = rnd(&[d, f], 0.05)?;
+    let hidden = rnd(&[n, f], 1.0)?;
+    let gamma_beta = rnd(&[2, d], 1.0)?;
+    let gamma_beta_bias = rnd(&[3, d], 1.0)?;
+    let attention_floor_bytes = (n * 3 * d) as f64 * el + nd * el;
+    let attention_flop = 2.0 * gemm(b * h * s, d / h, s);
 
-    let mut rows: Vec<(String, f64, String)> = Vec::new();
-    let mut add = |what: &str, us: f64, rate: String| rows.push((what.to_string(), us, rate));
-    let us = time_us(&device, || x.matmul(&w_qkv.t()?))?;
-    add(
-        "QKV GEMM (n,768)x(768,2304)",
+    let mut ops = Vec::new();
+    let mut time = |what: &'static str, flop: f64, bytes: f64, peak: f64, us: f64| {
+        ops.push(Op {
+            what,
+            us,
+            flop,
+            bytes,
+            peak,
+        })
+    };
+    let us = time_us(&device, "qkv", || x.matmul(&w_qkv.t()?))?;
+    time(
+        "QKV GEMM (n,768)x(768,2304), no bias",
+        gemm(n, d, 3 * d),
+        gemm_bytes(n, d, 3 * d, el, el),
+        HALF_PEAK,
         us,
-        tflops(gemm(n, d, 3 * d), us),
     );
-    let us = time_us(&device, || fused::qkv_heads(&qkv_out, &b_qkv, s, h))?;
-    add(
-        "QKV bias + head split (runner kernel)",
-        us,
-        gbs(2.0 * (n * 3 * d) as f64 * el, us),
-    );
-    let us = time_us(&device, || q.matmul(&k.t()?))?;
-    add("QK^T batched GEMM", us, tflops(gemm(b * h * s, hd, s), us));
-    let us = time_us(&device, || fused::masked_softmax(&scores, &mask))?;
-    add(
-        "mask + softmax (runner kernel)",
-        us,
-        gbs(2.0 * (b * h * s * s) as f64 * el, us),
-    );
-    let us = time_us(&device, || scores.matmul(&v))?;
-    add("PV batched GEMM", us, tflops(gemm(b * h * s, s, hd), us));
-    let us = time_us(&device, || fused::merge_heads(&ctx))?;
-    add(
-        "head merge (runner kernel)",
-        us,
-        gbs(2.0 * (n * d) as f64 * el, us),
-    );
-    let us = time_us(&device, || x.matmul(&w_o.t()?))?;
-    add(
-        "out-projection GEMM (n,768)x(768,768)",
-        us,
-        tflops(gemm(n, d, d), us),
-    );
-    let us = time_us(&device, || fused::bias_act(&x, &b_o, false))?;
-    add(
-        "its bias add (runner kernel)",
-        us,
-        gbs(2.0 * (n * d) as f64 * el, us),
-    );
-    let us = time_us(&device, || {
-        fused::add_layer_norm(&x, &x, &gamma_beta, 1e-12)
+    let us = time_us(&device, "attention", || {
+        attention::attention(&projected, &b_qkv, &mask, s, h)
     })?;
-    add(
-        "residual + layer norm (runner kernel)",
+    time(
+        "attention, one kernel (QKV bias, QK^T, softmax, PV)",
+        attention_flop,
+        attention_floor_bytes,
+        HALF_PEAK,
         us,
-        gbs(3.0 * (n * d) as f64 * el, us),
     );
-    let us = time_us(&device, || x.matmul(&w1.t()?))?;
-    add(
+    let us = time_us(&device, "out", || x.matmul(&w_o.t()?))?;
+    time(
+        "out-projection GEMM (n,768)x(768,768), no bias",
+        gemm(n, d, d),
+        gemm_bytes(n, d, d, el, el),
+        HALF_PEAK,
+        us,
+    );
+    let us = time_us(&device, "norm", || {
+        fused::bias_add_layer_norm(&x, &residual, &gamma_beta_bias, 1e-12)
+    })?;
+    time(
+        "its bias + residual + layer norm (runner kernel)",
+        0.0,
+        3.0 * nd * el,
+        HALF_PEAK,
+        us,
+    );
+    let us = time_us(&device, "ffn_in", || x.matmul(&w1.t()?))?;
+    time(
         "FFN-in GEMM (n,768)x(768,3072)",
+        gemm(n, d, f),
+        gemm_bytes(n, d, f, el, el),
+        HALF_PEAK,
         us,
-        tflops(gemm(n, d, f), us),
     );
-    let us = time_us(&device, || fused::bias_act(&hidden, &b1, true))?;
-    add(
-        "its bias + GELU (runner kernel)",
+    let us = time_us(&device, "gelu", || fused::bias_act(&hidden, &b1, true))?;
+    time(
+        "its bias + erf GELU (runner kernel)",
+        0.0,
+        2.0 * (n * f) as f64 * el,
+        HALF_PEAK,
         us,
-        gbs(2.0 * (n * f) as f64 * el, us),
     );
-    let us = time_us(&device, || hidden.matmul(&w2.t()?))?;
-    add(
-        "FFN-out GEMM (n,3072)x(3072,768)",
+    let us = time_us(&device, "ffn_out", || hidden.matmul(&w2.t()?))?;
+    time(
+        "FFN-out GEMM (n,3072)x(3072,768), no bias",
+        gemm(n, f, d),
+        gemm_bytes(n, f, d, el, el),
+        HALF_PEAK,
         us,
-        tflops(gemm(n, f, d), us),
     );
-    let us = time_us(&device, || fused::bias_act(&x, &b2, false))?;
-    add(
-        "its bias add (runner kernel)",
-        us,
-        gbs(2.0 * (n * d) as f64 * el, us),
-    );
-    let us = time_us(&device, || {
-        fused::add_layer_norm(&x, &x, &gamma_beta, 1e-12)
+    let us = time_us(&device, "norm", || {
+        fused::bias_add_layer_norm(&x, &residual, &gamma_beta_bias, 1e-12)
     })?;
-    add(
-        "residual + layer norm (runner kernel)",
+    time(
+        "its bias + residual + layer norm (runner kernel)",
+        0.0,
+        3.0 * nd * el,
+        HALF_PEAK,
         us,
-        gbs(3.0 * (n * d) as f64 * el, us),
+    );
+    print_block(
+        &format!(
+            "batch {b}, seq {s}, {dtype:?}, float block: us per call in a CUDA graph of {CALLS}"
+        ),
+        &ops,
     );
 
-    println!(
-        "batch {b}, seq {s}, {dtype:?}: microseconds per call in a stream of {CALLS} (median of 30)"
-    );
-    let (mut total, mut gemms) = (0.0, 0.0);
-    for (what, us, rate) in &rows {
-        println!("{what:<45} {us:>9.1} us  {rate}");
-        total += us;
-        if what.contains("GEMM") {
-            gemms += us;
-        }
+    // The same block in FP8, as the encoder runs it with device.fuse_quantization (default).
+    let f32w = |t: &Tensor| t.to_dtype(DType::F32);
+    let fp8 =
+        |w: &Tensor, bias: Tensor| EightBitLinear::quantize(&f32w(w)?, bias, EightBit::Fp8E4M3);
+    let zero = |k: usize| Tensor::zeros(k, dtype, &device);
+    let parts = [
+        fp8(&w_qkv.narrow(0, 0, d)?, zero(d)?)?,
+        fp8(&w_qkv.narrow(0, d, d)?, zero(d)?)?,
+        fp8(&w_qkv.narrow(0, 2 * d, d)?, zero(d)?)?,
+    ];
+    let (qkv8, _) =
+        EightBitLinear::fuse_outputs(&[(&parts[0], 1.0), (&parts[1], 1.0), (&parts[2], 1.0)])?;
+    let out8 = fp8(&w_o, rnd(&[d], 0.1)?)?;
+    let lin1 = fp8(&w1, b1.clone())?;
+    let lin2 = fp8(&w2, rnd(&[d], 0.1)?)?;
+    if !(qkv8.on_tensor_cores() && lin1.gelu_packs_for(&lin2)) {
+        candle_core::bail!("FP8 is not on tensor cores here ({dtype:?})");
     }
-    let flop =
-        gemm(n, d, 3 * d) + 2.0 * gemm(b * h * s, hd, s) + gemm(n, d, d) + 2.0 * gemm(n, d, f);
-    println!(
-        "one block: {total:.1} us ({gemms:.1} us in GEMMs, {:.1} us in the rest); six blocks {:.2} ms; {}",
-        total - gemms,
-        6.0 * total / 1e3,
-        tflops(flop, total)
+    let format = EightBit::Fp8E4M3;
+    let (_, packed_x) =
+        norm_quantize::add_layer_norm_packed(&x, &residual, &gamma_beta, 1e-12, format)?;
+    let packed_hidden = lin1
+        .forward_gelu_packed(&x, Some(&packed_x), &lin2)?
+        .ok_or_else(|| candle_core::Error::msg("no fused GELU kernel"))?;
+    let mut ops = Vec::new();
+    let mut time = |what: &'static str, flop: f64, bytes: f64, peak: f64, us: f64| {
+        ops.push(Op {
+            what,
+            us,
+            flop,
+            bytes,
+            peak,
+        })
+    };
+    let us = time_us(&device, "qkv8", || qkv8.forward_packed(&packed_x))?;
+    time(
+        "QKV FP8 GEMM from the norm's bytes",
+        gemm(n, d, 3 * d),
+        gemm_bytes(n, d, 3 * d, 1.0, 1.0),
+        FP8_PEAK,
+        us,
     );
-
-    // A quantized linear as the quantized precisions run it: candle's QMatMul (activations
-    // quantized to q8_1, then GGML's MMQ kernels) plus candle's broadcast bias add.
-    println!();
-    let w1_q = QMatMul::from_qtensor(QTensor::quantize(
-        &w1.to_dtype(DType::F32)?,
-        GgmlDType::Q8_0,
-    )?)?;
-    let q_us = time_us(&device, || w1_q.forward(&x))?;
-    let qb_us = time_us(&device, || w1_q.forward(&x)?.broadcast_add(&b1))?;
-    let f_us = time_us(&device, || {
-        fused::bias_act(&x.matmul(&w1.t()?)?, &b1, false)
+    let us = time_us(&device, "attention", || {
+        attention::attention(&projected, &b_qkv, &mask, s, h)
     })?;
-    println!(
-        "FFN-in as q8_0 QMatMul {q_us:.1} us ({}), + candle's bias add {qb_us:.1} us; the float GEMM + runner bias kernel {f_us:.1} us: quantized/float = {:.2}x",
-        tflops(gemm(n, d, f), q_us),
-        qb_us / f_us
+    time(
+        "attention, one kernel (as the float block)",
+        attention_flop,
+        attention_floor_bytes,
+        HALF_PEAK,
+        us,
+    );
+    let us = time_us(&device, "out8", || out8.forward(&x, false))?;
+    time(
+        "out-projection: quantization pass + FP8 GEMM + bias",
+        gemm(n, d, d),
+        gemm_bytes(n, d, d, 1.0, 1.0) + nd * (el + 1.0),
+        FP8_PEAK,
+        us,
+    );
+    let us = time_us(&device, "norm8", || {
+        Ok(norm_quantize::add_layer_norm_packed(&x, &residual, &gamma_beta, 1e-12, format)?.0)
+    })?;
+    time(
+        "residual + layer norm writing float + E4M3 (runner kernel)",
+        0.0,
+        3.0 * nd * el + nd,
+        HALF_PEAK,
+        us,
+    );
+    let us = time_us(&device, "ffn_in8", || {
+        lin1.forward_gelu_packed(&x, Some(&packed_x), &lin2)?
+            .map(|p| p.bytes().clone())
+            .ok_or_else(|| candle_core::Error::msg("no fused GELU kernel"))
+    })?;
+    time(
+        "FFN-in FP8 GEMM + bias/GELU/E4M3 kernel (from the norm's)",
+        gemm(n, d, f),
+        gemm_bytes(n, d, f, 1.0, 1.0) + (n * f) as f64 * (el + 1.0),
+        FP8_PEAK,
+        us,
+    );
+    let us = time_us(&device, "ffn_out8", || lin2.forward_packed(&packed_hidden))?;
+    time(
+        "FFN-out FP8 GEMM + bias (from the GELU's bytes)",
+        gemm(n, f, d),
+        gemm_bytes(n, f, d, 1.0, 1.0),
+        FP8_PEAK,
+        us,
+    );
+    let us = time_us(&device, "norm8", || {
+        Ok(norm_quantize::add_layer_norm_packed(&x, &residual, &gamma_beta, 1e-12, format)?.0)
+    })?;
+    time(
+        "residual + layer norm writing float + E4M3 (runner kernel)",
+        0.0,
+        3.0 * nd * el + nd,
+        HALF_PEAK,
+        us,
+    );
+    print_block(
+        &format!("batch {b}, seq {s}, fp8-{dtype:?} block (E4M3 GEMMs, f32 accumulation)"),
+        &ops,
     );
     Ok(())
 }

@@ -176,7 +176,7 @@ mod cuda {
                 Some(_) => {
                     x.dtype() == DType::U8
                         && xl.shape().elem_count() == Packed8::len(m, k)
-                        && xl.start_offset() % 16 == 0
+                        && xl.start_offset().is_multiple_of(16)
                 }
                 None => xl.shape().dims2()?.1 == k && x.dtype() == self.float,
             };
@@ -406,8 +406,8 @@ mod cuda {
             // 8-byte loads of four values: rows, and both inputs' offsets, in multiples of 4.
             if n % 4 != 0
                 || n > crate::model::eight_bit::FUSED_ROW_MAX
-                || yl.start_offset() % 4 != 0
-                || bl.start_offset() % 4 != 0
+                || !yl.start_offset().is_multiple_of(4)
+                || !bl.start_offset().is_multiple_of(4)
                 || bl.shape().elem_count() != n
                 || bias.dtype() != y.dtype()
             {

@@ -198,7 +198,7 @@ pub(in crate::model) mod cuda {
                 Some(_) => {
                     x.dtype() == DType::U8
                         && xl.shape().elem_count() == packed_len(m, k)
-                        && xl.start_offset() % 16 == 0
+                        && xl.start_offset().is_multiple_of(16)
                 }
                 None => xl.shape().dims2()?.1 == k && x.dtype() == op.float,
             };

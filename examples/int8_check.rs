@@ -75,11 +75,7 @@ fn main() -> Result<()> {
         (128, 768, 768),
         (3, 64, 12),
     ];
-    let bound = |d: DType| match d {
-        DType::F32 => 2e-4,
-        DType::F16 => 2e-3,
-        _ => 1.6e-2,
-    };
+    let bound = linear_bound;
     let mut failures = 0;
     println!(
         "{:<4} {:<5} {:>5} {:>5} {:>5} {:>5} {:>11} {:>8} {:>9} {:>9} {:>7} result",
@@ -201,6 +197,17 @@ fn main() -> Result<()> {
 
 /// The fused FFN (lin2 reading the int8/E4M3 bytes lin1's GELU kernel wrote) against the two-pass
 /// GPU path and the CPU reference; returns the failures.
+/// The bound against the CPU for one 8-bit layer on the same input: both quantize it to the same
+/// bytes; the GPU accumulates exactly in int32 (FP8: in f32) where the CPU sums in f32, and both
+/// round once to the dtype.
+fn linear_bound(d: DType) -> f32 {
+    match d {
+        DType::F32 => 2e-4,
+        DType::F16 => 2e-3,
+        _ => 1.6e-2,
+    }
+}
+
 /// The bound against the CPU for an 8-bit layer whose input the GPU and the CPU each computed
 /// (a GELU, a layer norm): where their values differ in the last bit, one can land on the other
 /// side of an 8-bit rounding boundary (int8: 1/127 of the row's largest; E4M3: 1/16 of the
@@ -316,10 +323,13 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
 
 /// The residual + layer norm that also writes its output quantized (src/model/norm_quantize.rs),
 /// read by an 8-bit layer, against the norm kernel followed by that layer quantizing its input in
-/// a pass (the same bytes: the same outputs are expected), and against the CPU reference (candle's
-/// norm, then the reference layer); timed against the two-pass path. Returns the failures.
+/// a pass (the same bytes: the same outputs are expected), and against the CPU reference layer on
+/// the norm kernel's own output (the same bytes again; the norm itself is checked against
+/// candle's in kernel_check: with candle's CPU norm as input, values one f16 step apart landed on
+/// either side of an int8 rounding boundary, 3.7e-3 at 8192 x 768); timed against the two-pass
+/// path. Returns the failures.
 fn norm_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
-    use runner::model::fused::{add_layer_norm, plain_add_layer_norm};
+    use runner::model::fused::add_layer_norm;
     use runner::model::norm_quantize::add_layer_norm_packed;
     let eps = 1e-12;
     let mut failures = 0;
@@ -414,7 +424,7 @@ fn norm_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
                 );
                 caught
             } else {
-                let want = reference.forward(&plain_add_layer_norm(&x, &r, &gb, eps)?, false)?;
+                let want = reference.forward(&y_plain.to_device(cpu)?, false)?;
                 let (e_ref, finite) = rel_err(&got, &want)?;
                 let (e_two, _) = rel_err(&got, &plain)?;
                 let t_norm = time_us(gpu, || add_layer_norm(&xg, &rg, &gbg, eps))?;
@@ -425,8 +435,8 @@ fn norm_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
                 let t_two = time_us(gpu, || Ok(two_pass()?.1))?;
                 let ok = finite
                     && norm_diff == 0.0
-                    && e_ref <= across_rounding_bound(format, dtype)
-                    && e_two <= across_rounding_bound(format, dtype) / 100.0;
+                    && e_ref <= linear_bound(dtype)
+                    && e_two <= linear_bound(dtype) / 100.0;
                 println!(
                     "{:<4} {:<5} {m:>5} {d:>5} {offset:>6} {e_ref:>11.2e} {:>9} {e_two:>11.2e} {t_norm:>9.1} {t_norm_q:>9.1} {t_fused:>9.1} {t_two:>9.1} {}",
                     format.name(),

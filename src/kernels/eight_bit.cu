@@ -294,9 +294,9 @@ BIAS_GELU_QUANTIZE_E4M3(bias_gelu_quantize_e4m3_bf16, __nv_bfloat16)
 // ResidualNormRow, so the same values in T), whose output also feeds an 8-bit GEMM: the kernel
 // writes it in T (the next norm's residual) and quantizes it per row as quantize_rows_i8 /
 // quantize_rows_e4m3 would from those stored values (same scale, same rounding, same bytes), so
-// the GEMM's separate quantization pass goes. One warp per row; the quantization recomputes the
-// row's values from L1 instead of keeping them in registers (3 x 8 values a lane at 768 columns
-// would fit, but the row width is a runtime value).
+// the GEMM's separate quantization pass goes. One warp per row; the normalized values are
+// recomputed for the quantization from the row ResidualNormRow holds in registers (the second
+// normalize is a few FMAs, not a second read).
 template <typename T, int N, bool FP8>
 __device__ void add_layer_norm_quantize(const T *x, const T *residual, const T *gamma_beta, T *out, uint8_t *q,
                                         float *scale, uint32_t rows, uint32_t cols, float eps) {
@@ -307,9 +307,7 @@ __device__ void add_layer_norm_quantize(const T *x, const T *residual, const T *
     T *o = out + (size_t)row * cols;
     float m = 0.0f;
     bool nan = false;
-    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
-        alignas(16) T y[N];
-        norm.values(c, y);
+    norm.each([&](uint32_t c, const T *y) {
         copy_vec<T, N>(o + c, y);
 #pragma unroll
         for (int k = 0; k < N; ++k) {
@@ -317,15 +315,13 @@ __device__ void add_layer_norm_quantize(const T *x, const T *residual, const T *
             nan |= isnan(f);
             m = fmaxf(m, fabsf(f));
         }
-    }
+    });
     for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
     nan = __any_sync(0xffffffff, nan);
     const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / (FP8 ? 448.0 : 127.0)));
     const float inv = 1.0f / s;
     uint8_t *qr = q + (size_t)row * cols;
-    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
-        alignas(16) T y[N];
-        norm.values(c, y);
+    norm.each([&](uint32_t c, const T *y) {
         alignas(8) uint8_t b[N];
 #pragma unroll
         for (int k = 0; k < N; ++k) b[k] = quantize_one<FP8>(to_f32(y[k]), inv);
@@ -336,7 +332,7 @@ __device__ void add_layer_norm_quantize(const T *x, const T *residual, const T *
         } else {
             qr[c] = b[0];
         }
-    }
+    });
     if (lane == 0) scale[row] = s;
 }
 

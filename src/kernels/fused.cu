@@ -76,11 +76,7 @@ __device__ void add_layer_norm(const T *x, const T *residual, const T *gamma_bet
     if (row >= rows) return;
     const ResidualNormRow<T, N, BIAS> norm(x, residual, gamma_beta, row, cols, lane, eps);
     T *o = out + (size_t)row * cols;
-    for (uint32_t c = lane * N; c < cols; c += 32 * N) {
-        alignas(16) T y[N];
-        norm.values(c, y);
-        copy_vec<T, N>(o + c, y);
-    }
+    norm.each([&](uint32_t c, const T *y) { copy_vec<T, N>(o + c, y); });
 }
 
 // masked_softmax: softmax over the last dimension of contiguous attention scores

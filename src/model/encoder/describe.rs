@@ -143,22 +143,24 @@ impl Encoder {
             None => format!("candle matmul ({matmul}) + bias add"),
         };
         let fused_ffns = self.ffns_quantized_in_gelu();
+        // The runner's kernels evaluate Phi through erfc (src/kernels/common.cuh).
+        let how = "runner kernel, f32; Phi through erfc, fractional error < 1.2e-7";
         let activation = if tensor_cores && fused_ffns > 0 {
             if eight_bit == Some(crate::config::EightBit::Fp8E4M3) {
-                "erf GELU fused with the FFN's bias add after the FP8 GEMM, and FFN-out's input quantized to E4M3 by the same kernel (runner kernel, f32)"
+                format!("erf GELU fused with the FFN's bias add after the FP8 GEMM, and FFN-out's input quantized to E4M3 by the same kernel ({how})")
             } else {
-                "erf GELU in the int8 GEMM's dequantization kernel, which also quantizes FFN-out's input to int8 (runner kernel, f32)"
+                format!("erf GELU in the int8 GEMM's dequantization kernel, which also quantizes FFN-out's input to int8 ({how})")
             }
         } else if tensor_cores && eight_bit == Some(crate::config::EightBit::Fp8E4M3) {
-            "erf GELU fused with the FFN's bias add after the FP8 GEMM (runner kernel, f32)"
+            format!("erf GELU fused with the FFN's bias add after the FP8 GEMM ({how})")
         } else if tensor_cores {
-            "erf GELU in the int8 GEMM's dequantization kernel (runner kernel, f32)"
+            format!("erf GELU in the int8 GEMM's dequantization kernel ({how})")
         } else if eight_bit.is_some() {
-            "erf GELU in f32 after the W8A8 reference product (candle)"
+            "erf GELU in f32 after the W8A8 reference product (candle)".to_string()
         } else if kernels {
-            "erf GELU fused with the FFN's bias add (runner kernel)"
+            format!("erf GELU fused with the FFN's bias add ({how})")
         } else {
-            "erf GELU (candle kernel)"
+            "erf GELU (candle kernel)".to_string()
         };
         let float = self.representative().map(|l| l.float_dtype());
         let one_kernel = fused

@@ -14,12 +14,17 @@ use crate::config::EightBit;
 /// Whether this device has the kernel for `dtype` in `format` (int8 in f32, f16 and bf16, as the
 /// int8 GEMMs; E4M3 in f16 and bf16, as the FP8 GEMMs) at rows of `cols` values.
 pub fn norm_quantizes(device: &Device, dtype: DType, format: EightBit, cols: usize) -> bool {
+    super::fused::fused_on(device) && kernel_for(dtype, format, cols)
+}
+
+/// Whether src/kernels/eight_bit.cu has the kernel for these rows, on any CUDA device.
+fn kernel_for(dtype: DType, format: EightBit, cols: usize) -> bool {
     let dtype_ok = match format {
         EightBit::Int8 => matches!(dtype, DType::F32 | DType::F16 | DType::BF16),
         EightBit::Fp8E4M3 => matches!(dtype, DType::F16 | DType::BF16),
     };
     // The 8-bit GEMMs read rows in multiples of 16 bytes (FP8) and 4 (int8).
-    super::fused::fused_on(device) && dtype_ok && cols.is_multiple_of(16)
+    dtype_ok && cols.is_multiple_of(16)
 }
 
 /// `layer_norm(x + residual)` (`gamma_beta` = (2, cols)) in `x`'s dtype, and the same values
@@ -235,5 +240,41 @@ mod cuda {
             });
             Ok((CudaStorage { slice, device: dev }, xl.shape().clone()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_take_the_dtypes_and_widths_of_the_gemms_that_read_them() {
+        assert!(kernel_for(DType::F16, EightBit::Fp8E4M3, 768));
+        assert!(kernel_for(DType::BF16, EightBit::Fp8E4M3, 384));
+        assert!(kernel_for(DType::F32, EightBit::Int8, 48));
+        // No FP8 GEMM writes f32; rows the GEMMs cannot read keep the quantization pass.
+        assert!(!kernel_for(DType::F32, EightBit::Fp8E4M3, 768));
+        assert!(!kernel_for(DType::F16, EightBit::Int8, 40));
+        assert!(!kernel_for(DType::U8, EightBit::Int8, 768));
+    }
+
+    #[test]
+    fn off_cuda_there_is_no_kernel_and_a_call_says_so() {
+        let x = Tensor::zeros((2, 16), DType::F32, &Device::Cpu).unwrap();
+        let gamma_beta = Tensor::ones((2, 16), DType::F32, &Device::Cpu).unwrap();
+        assert!(!norm_quantizes(
+            &Device::Cpu,
+            DType::F32,
+            EightBit::Int8,
+            16
+        ));
+        let err = add_layer_norm_packed(&x, &x, &gamma_beta, 1e-5, EightBit::Int8)
+            .err()
+            .expect("no kernel on the CPU")
+            .to_string();
+        assert!(
+            err.contains("no layer norm + int8 quantization kernel for F32 rows of 16"),
+            "{err}"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The CUDA-graph forward against the eager one, on DistilBERT-base (random weights, the real
-//! architecture) on a GPU: for each dtype and shape, capture, then check the replayed logits
+//! architecture) on a GPU: for each precision (fp16, bf16, fp32, int8-fp16, fp8-fp16) and shape, capture, then check the replayed logits
 //! against the eager pass on FRESH random batches (not the one captured with: the graph must read
 //! its input buffers), and time both as the runner's loop does (one forward + synchronize per
 //! loop), alternating eager and graph samples so drift hits both alike.
@@ -11,6 +11,7 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
+use runner::config::EightBit;
 use runner::model::graph::{CellForward, GraphMode};
 use runner::model::{weights, Encoder, Head, Numerics, Preset};
 
@@ -55,7 +56,7 @@ fn main() -> Result<()> {
     let cases: &[(usize, usize)] = &[(1, 128), (16, 128), (64, 128), (1, 1), (3, 512), (32, 77)];
     let mut failures = 0;
     println!(
-        "{:<5} {:>5} {:>4} {:<10} {:>6} {:>10} {:>6} {:>9} {:>9} {:>7}",
+        "{:<9} {:>5} {:>4} {:<10} {:>6} {:>10} {:>6} {:>9} {:>9} {:>7}",
         "dtype",
         "batch",
         "seq",
@@ -67,16 +68,19 @@ fn main() -> Result<()> {
         "graph ms",
         "speedup"
     );
-    for (name, dtype) in [
-        ("fp16", DType::F16),
-        ("bf16", DType::BF16),
-        ("fp32", DType::F32),
+    // The float precisions, and W8A8 (whose norms and GELU write the next GEMM's packed input).
+    for (name, dtype, eight_bit) in [
+        ("fp16", DType::F16, None),
+        ("bf16", DType::BF16, None),
+        ("fp32", DType::F32, None),
+        ("int8-fp16", DType::F16, Some(EightBit::Int8)),
+        ("fp8-fp16", DType::F16, Some(EightBit::Fp8E4M3)),
     ] {
         let vb = VarBuilder::from_tensors(tensors.clone(), dtype, &device);
         let numerics = Numerics {
             float: dtype,
             quant: None,
-            eight_bit: None,
+            eight_bit,
         };
         let model = Encoder::load(vb, &preset, numerics, Head::Checkpoint)?;
         for &(b, s) in cases {
@@ -131,7 +135,7 @@ fn main() -> Result<()> {
                 _ => "-".into(),
             };
             println!(
-                "{name:<5} {b:>5} {s:>4} {label:<10} {nodes:>6} {max_diff:>10.3e} {finite:>6} {me:>9.3} {mg:>9.3} {:>6.2}x {}",
+                "{name:<9} {b:>5} {s:>4} {label:<10} {nodes:>6} {max_diff:>10.3e} {finite:>6} {me:>9.3} {mg:>9.3} {:>6.2}x {}",
                 me / mg,
                 if ok { "ok" } else { "FAILED" }
             );

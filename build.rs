@@ -74,7 +74,7 @@ fn record_git_commit() {
     println!("cargo:rustc-env=RUNNER_BUILD_COMMIT={commit}");
 }
 
-/// The runner's CUDA kernels (src/kernels/*.cu) to PTX with nvcc, for the GPU generation in
+/// The runner's CUDA kernels (src/ops/kernels/*.cu) to PTX with nvcc, for the GPU generation in
 /// CUDA_COMPUTE_CAP (default 90, as candle's kernels); embedded in the binary, JIT-compiled by the
 /// driver on first use. Only for the "cuda" feature, whose build needs nvcc anyway.
 fn compile_kernels() {
@@ -82,9 +82,9 @@ fn compile_kernels() {
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_string());
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     const KERNELS: &[&str] = &["fused", "eight_bit"];
-    println!("cargo:rerun-if-changed=src/kernels/common.cuh");
+    println!("cargo:rerun-if-changed=src/ops/kernels/common.cuh");
     for name in KERNELS {
-        let src = format!("src/kernels/{name}.cu");
+        let src = format!("src/ops/kernels/{name}.cu");
         println!("cargo:rerun-if-changed={src}");
         let status = std::process::Command::new("nvcc")
             .args(["--ptx", "-O3", &format!("-arch=compute_{cap}"), &src, "-o"])

@@ -1,4 +1,4 @@
-//! Checks the runner's one-kernel attention (src/kernels/fused.cu `attention`) against the
+//! Checks the runner's one-kernel attention (src/ops/kernels/fused.cu `attention`) against the
 //! batched-GEMM path it replaces (`unfused_attention`), on fresh random inputs on the GPU, in f16
 //! and bf16, at DistilBERT's shapes (12 heads of 64) and MiniLM's (12 of 32), and at awkward ones:
 //! batch 1, seq 1, seq 512, a length that is no multiple of the 32-query tile or the 64-key chunk,
@@ -13,7 +13,7 @@
 //! the storage type before its softmax; the one kernel keeps them in f32).
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::model::attention::{attention, one_kernel_on, unfused_attention};
+use runner::ops::attention::{attention, one_kernel_on, unfused_attention};
 
 fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
     for _ in 0..3 {

@@ -17,9 +17,10 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::EightBit;
-use runner::model::eight_bit::{EightBitLinear, Packed8};
-use runner::model::fused;
-use runner::model::graph::{FixedWork, GraphMode};
+use runner::model::parts::w8a8::EightBitLinear;
+use runner::ops::eight_bit::Packed8;
+use runner::ops::fused;
+use runner::ops::graph::{FixedWork, GraphMode};
 
 const CALLS: usize = 20;
 
@@ -50,7 +51,7 @@ fn time_us(device: &Device, what: &str, f: impl Fn() -> Result<Tensor>) -> Resul
 }
 
 /// An input of `x`'s shape quantized per row in `format` and packed, as the encoder's residual +
-/// layer norm writes it for the next 8-bit layer (src/model/norm_quantize.rs): the norm of `x`
+/// layer norm writes it for the next 8-bit layer (src/ops/eight_bit/norm_quantize.rs): the norm of `x`
 /// (zero residual, unit gain), whose values only the times below depend on, not their size.
 fn packed_input(x: &Tensor, format: EightBit, gpu: &Device) -> Result<Packed8> {
     let k = x.dim(1)?;
@@ -63,8 +64,14 @@ fn packed_input(x: &Tensor, format: EightBit, gpu: &Device) -> Result<Packed8> {
     )?;
     let zero = x.zeros_like()?;
     Ok(
-        runner::model::norm_quantize::add_layer_norm_packed(x, &zero, &gamma_beta, 1e-12, format)?
-            .1,
+        runner::ops::eight_bit::norm_quantize::add_layer_norm_packed(
+            x,
+            &zero,
+            &gamma_beta,
+            1e-12,
+            format,
+        )?
+        .1,
     )
 }
 

@@ -12,8 +12,8 @@
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use runner::config::EightBit;
-use runner::model::graph::{CellForward, GraphMode};
-use runner::model::{weights, Encoder, Head, Numerics, Preset};
+use runner::model::{encoder, Encoder, Head, Numerics, Preset};
+use runner::ops::graph::GraphMode;
 
 fn batch(device: &Device, b: usize, s: usize, vocab: usize, seed: u64) -> Result<(Tensor, Tensor)> {
     // A small LCG: fresh, reproducible ids and sentence lengths (padding at the end of rows).
@@ -52,7 +52,7 @@ fn main() -> Result<()> {
         .map_or(20, |a| a.parse().expect("SAMPLES"));
     let device = runner::device::open_cuda(0).map_err(candle_core::Error::msg)?;
     let preset = Preset::DISTILBERT_BASE_UNCASED;
-    let tensors = weights::random_tensors(&preset, 0).map_err(candle_core::Error::msg)?;
+    let tensors = encoder::random_tensors(&preset, 0).map_err(candle_core::Error::msg)?;
     let cases: &[(usize, usize)] = &[(1, 128), (16, 128), (64, 128), (1, 1), (3, 512), (32, 77)];
     let mut failures = 0;
     println!(
@@ -85,14 +85,15 @@ fn main() -> Result<()> {
         let model = Encoder::load(vb, &preset, numerics, Head::Checkpoint)?;
         for &(b, s) in cases {
             let (ids, mask) = batch(&device, b, s, preset.vocab_size, 1)?;
-            let mut forward = CellForward::new(&model, &ids, &mask, GraphMode::Auto);
+            let mut forward = model.cell_forward(&ids, &mask, GraphMode::Auto);
+            let inputs = [ids.clone(), mask.clone()];
             let execution = forward.execution().clone();
             let mut max_diff = 0f32;
             let mut finite = true;
             for seed in 2..5 {
                 let (ids, mask) = batch(&device, b, s, preset.vocab_size, seed)?;
                 let eager = model.forward(&ids, &mask)?.to_dtype(DType::F32)?;
-                let graph = forward.forward(&ids, &mask)?.to_dtype(DType::F32)?;
+                let graph = forward.forward(&inputs)?.to_dtype(DType::F32)?;
                 let values: Vec<f32> = graph.flatten_all()?.to_vec1()?;
                 finite &= values.iter().all(|v| v.is_finite());
                 let d = (graph - eager)?
@@ -108,7 +109,7 @@ fn main() -> Result<()> {
             let (mut te, mut tg) = (Vec::new(), Vec::new());
             for _ in 0..3 {
                 model.forward(&ids, &mask)?;
-                forward.forward(&ids, &mask)?;
+                forward.forward(&inputs)?;
             }
             device.synchronize()?;
             for _ in 0..samples {
@@ -116,7 +117,7 @@ fn main() -> Result<()> {
                     let t = std::time::Instant::now();
                     for _ in 0..20 {
                         if graph {
-                            forward.forward(&ids, &mask)?;
+                            forward.forward(&inputs)?;
                         } else {
                             model.forward(&ids, &mask)?;
                         }
@@ -127,11 +128,11 @@ fn main() -> Result<()> {
             }
             let (me, mg) = (median(te), median(tg));
             let label = match &execution {
-                runner::model::graph::Execution::CudaGraph { .. } => "cuda-graph",
+                runner::ops::graph::Execution::CudaGraph { .. } => "cuda-graph",
                 _ => "eager",
             };
             let nodes = match &execution {
-                runner::model::graph::Execution::CudaGraph { nodes } => nodes.to_string(),
+                runner::ops::graph::Execution::CudaGraph { nodes } => nodes.to_string(),
                 _ => "-".into(),
             };
             println!(

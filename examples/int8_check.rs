@@ -1,8 +1,8 @@
-//! Checks the W8A8 tensor-core linears, int8 (src/model/int8_gemm.rs: runner quantize kernel,
-//! cuBLASLt int8 GEMM, runner dequant kernel) and FP8 E4M3 (src/model/fp8_gemm.rs: runner quantize
+//! Checks the W8A8 tensor-core linears, int8 (src/ops/eight_bit/int8_gemm.rs: runner quantize kernel,
+//! cuBLASLt int8 GEMM, runner dequant kernel) and FP8 E4M3 (src/ops/eight_bit/fp8_gemm.rs: runner quantize
 //! kernel, cuBLASLt FP8 GEMM with per-token x per-channel scales and the bias in its epilogue; f16
 //! and bf16 only), against the CPU numerics reference
-//! (src/model/eight_bit.rs) on fresh random inputs, in f32, f16 and bf16, with and without GELU, at
+//! (src/model/parts/w8a8.rs) on fresh random inputs, in f32, f16 and bf16, with and without GELU, at
 //! DistilBERT-base's shapes and awkward ones; a NaN must reach the output. Also times it against
 //! the float path it replaces (cuBLAS GEMM + the runner's bias kernel) in the same dtype.
 //!
@@ -12,7 +12,7 @@
 //! `device.fuse_quantization`) against the two-pass GPU path (same formulas: the same bytes are
 //! expected) and the CPU reference, timed against the two-pass path; a NaN must reach its row.
 //! Likewise the residual + layer norm that quantizes its output for the next 8-bit layer
-//! (src/model/norm_quantize.rs): its float output bit for bit the plain norm kernel's, the layer
+//! (src/ops/eight_bit/norm_quantize.rs): its float output bit for bit the plain norm kernel's, the layer
 //! reading its bytes equal to the layer quantizing the norm's output itself.
 //!
 //! FP8 runs twice: as the cells run it by default (f32 accumulation) and with cuBLASLt's fast
@@ -25,7 +25,7 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use runner::config::EightBit;
-use runner::model::eight_bit::EightBitLinear;
+use runner::model::parts::w8a8::EightBitLinear;
 
 /// How much looser the bound is for FP8 with fast accumulation than with f32 accumulation.
 const FAST_ACCUMULATION_FACTOR: f32 = 4.0;
@@ -91,7 +91,8 @@ fn main() -> Result<()> {
         "float us",
         "speedup"
     );
-    let fp8_widths = |k: usize| k.is_multiple_of(runner::model::fp8_gemm::FP8_WIDTH_MULTIPLE);
+    let fp8_widths =
+        |k: usize| k.is_multiple_of(runner::ops::eight_bit::fp8_gemm::FP8_WIDTH_MULTIPLE);
     for (format, dtype) in [
         (EightBit::Int8, DType::F16),
         (EightBit::Int8, DType::BF16),
@@ -271,7 +272,7 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
                 EightBitLinear::quantize(&w2.to_device(gpu)?, b2.to_device(gpu)?, format)?,
             );
             if !g1.on_tensor_cores() {
-                continue; // FP8 in f32: the reference runs, no fused kernel (src/model/eight_bit.rs)
+                continue; // FP8 in f32: the reference runs, no fused kernel (src/model/parts/w8a8.rs)
             }
             let xg = x.to_device(gpu)?;
             let fused = |x: &Tensor| -> Result<Tensor> {
@@ -321,7 +322,7 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
     Ok(failures)
 }
 
-/// The residual + layer norm that also writes its output quantized (src/model/norm_quantize.rs),
+/// The residual + layer norm that also writes its output quantized (src/ops/eight_bit/norm_quantize.rs),
 /// read by an 8-bit layer, against the norm kernel followed by that layer quantizing its input in
 /// a pass (the same bytes: the same outputs are expected), and against the CPU reference layer on
 /// the norm kernel's own output (the same bytes again; the norm itself is checked against
@@ -329,8 +330,8 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
 /// either side of an int8 rounding boundary, 3.7e-3 at 8192 x 768); timed against the two-pass
 /// path. Returns the failures.
 fn norm_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
-    use runner::model::fused::add_layer_norm;
-    use runner::model::norm_quantize::add_layer_norm_packed;
+    use runner::ops::eight_bit::norm_quantize::add_layer_norm_packed;
+    use runner::ops::fused::add_layer_norm;
     let eps = 1e-12;
     let mut failures = 0;
     println!(

@@ -8,7 +8,7 @@
 //!     cargo run --release --features cuda --example kernel_check
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::model::fused::{
+use runner::ops::fused::{
     add_layer_norm, bias_act, bias_add_layer_norm, masked_softmax, merge_heads,
     plain_add_layer_norm, plain_bias_act, plain_bias_add_layer_norm, plain_masked_softmax,
     plain_merge_heads, plain_qkv_heads, qkv_heads,

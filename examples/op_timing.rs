@@ -14,9 +14,10 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::EightBit;
-use runner::model::eight_bit::EightBitLinear;
-use runner::model::graph::{FixedWork, GraphMode};
-use runner::model::{attention, fused, norm_quantize};
+use runner::model::parts::w8a8::EightBitLinear;
+use runner::ops::eight_bit::norm_quantize;
+use runner::ops::graph::{FixedWork, GraphMode};
+use runner::ops::{attention, fused};
 
 const CALLS: usize = 20;
 const HALF_PEAK: f64 = 989e12;

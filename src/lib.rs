@@ -5,9 +5,10 @@
 //!
 //! 1. `error`, `stats`
 //! 2. `config` (schema, presets, layering, validation), `interrupt`
-//! 3. `data`, `device`, `model`
-//! 4. `fidelity`, `matrix`, `sensor`
-//! 5. `measure`, `probe`
+//! 3. `data`, `device`, `ops` (the GPU operations: fused kernels, W8A8 GEMMs, CUDA graphs; they
+//!    know no model type)
+//! 4. `model` (encoders; weights, numerics and shared parts), `sensor`
+//! 5. `fidelity`, `matrix`, `measure`, `probe`
 //! 6. `results`: the record schema and the run directory
 //! 7. `analysis`: statistics of records
 //! 8. `report`: templates, CSV, charts
@@ -28,6 +29,7 @@ pub mod interrupt;
 pub mod matrix;
 pub mod measure;
 pub mod model;
+pub mod ops;
 pub mod probe;
 pub mod report;
 pub mod results;

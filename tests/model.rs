@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 use runner::config::Precision;
 use runner::data::{build_tokenizer, load_dataset, tokenize};
 use runner::model::encoder::compare_logits;
-use runner::model::weights::{random_tensors, save_hf_dir};
+use runner::model::encoder::{random_tensors, save_hf_dir};
 use runner::model::{ModelSpec, ModelStore, Preset, WeightsSource};
 
 fn repo(rel: &str) -> std::path::PathBuf {

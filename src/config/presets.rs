@@ -7,7 +7,7 @@ use super::Architecture;
 
 /// Hyper-parameters of a BERT-family encoder with a sequence-classification head. Field names
 /// follow Hugging Face's DistilBertConfig; BERT's config.json names them differently
-/// (hidden_size, num_hidden_layers, ...), see `weights::check_hf_config`.
+/// (hidden_size, num_hidden_layers, ...), see `model::encoder::check_hf_config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preset {
     // Left out of the serialized form for DistilBERT (which was the only architecture before), so

@@ -1,13 +1,17 @@
 //! Models with per-layer access, their weights, and the precisions they run in.
+//!
+//! Inside, imports run one way: `quant` (numerics) <- `parts` (layers shared by the families,
+//! which also use `ops`, the kernels one floor below) <- `encoder` <- this file. `weights` says
+//! where tensors come from.
+//!
+//! - `weights/`: safetensors headers and identity, seeded random values
+//! - `quant/`: quantization numerics, no kernels (W8A8's per-row rounding)
+//! - `parts/`: layers the families share (the W8A8 linear)
+//! - `encoder/`: DistilBERT and BERT classifiers, with per-layer access
 
-pub mod attention;
-pub mod eight_bit;
 pub mod encoder;
-pub mod fp8_gemm;
-pub mod fused;
-pub mod graph;
-pub mod int8_gemm;
-pub mod norm_quantize;
+pub mod parts;
+pub mod quant;
 pub mod weights;
 
 use std::collections::HashMap;
@@ -18,6 +22,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
+
+pub use weights::hex;
 
 use crate::config::{
     FloatPrecision, HeadKind, LoadedExperiment, ModelSection, Precision, ProbeSection, QuantFormat,
@@ -111,7 +117,7 @@ impl ModelSpec {
                 );
                 let st = dir.join("model.safetensors");
                 // A readable header first, so a wrong file is named as such.
-                safetensors_header(&st)?;
+                weights::safetensors_header(&st)?;
                 let mut f = std::fs::File::open(&st)
                     .with_context(|| format!("opening {}", st.display()))?;
                 std::io::copy(&mut f, &mut h)
@@ -120,28 +126,6 @@ impl ModelSpec {
             }
         }
     }
-}
-
-fn safetensors_header(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-    let n = u64::from_le_bytes(len);
-    anyhow::ensure!(
-        n < 100 << 20,
-        "{}: implausible safetensors header size {n}",
-        path.display()
-    );
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)
-        .with_context(|| format!("{}: truncated safetensors header", path.display()))?;
-    Ok(header)
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Builds models, keeping each model's host-side random weights so that several precisions and
@@ -244,13 +228,13 @@ impl ModelStore {
         let vb = match &spec.weights {
             WeightsSource::Random { seed } => {
                 if !self.random.contains_key(&spec.name) {
-                    let tensors = weights::random_tensors(&spec.preset, *seed)?;
+                    let tensors = encoder::random_tensors(&spec.preset, *seed)?;
                     self.random.insert(spec.name.clone(), tensors);
                 }
                 VarBuilder::from_tensors(self.random[&spec.name].clone(), dtype, device)
             }
             WeightsSource::HuggingFaceDir(dir) => {
-                weights::check_hf_config(dir, &spec.preset, spec.probe.is_none())?;
+                encoder::check_hf_config(dir, &spec.preset, spec.probe.is_none())?;
                 let file = dir.join("model.safetensors");
                 // SAFETY: the file is memory-mapped read-only; the runner does not modify it while
                 // the model is loaded (the usual caveat for mmapped files).
@@ -292,10 +276,10 @@ fn fp8_on_tensor_cores(
         ));
     }
     for (what, width) in [("dim", preset.dim), ("hidden_dim", preset.hidden_dim)] {
-        if width % fp8_gemm::FP8_WIDTH_MULTIPLE != 0 {
+        if width % crate::ops::eight_bit::fp8_gemm::FP8_WIDTH_MULTIPLE != 0 {
             return Err(format!(
                 "{name} needs linear layers whose input width is a multiple of {}; this model's {what} is {width}",
-                fp8_gemm::FP8_WIDTH_MULTIPLE
+                crate::ops::eight_bit::fp8_gemm::FP8_WIDTH_MULTIPLE
             ));
         }
     }

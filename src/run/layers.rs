@@ -21,8 +21,8 @@ use candle_core::Tensor;
 use super::cell::ensure_finite;
 use crate::config::{LayerMethod, ProtocolSection};
 use crate::measure::{self, Clock, ProtocolOutcome};
-use crate::model::graph::{CellForward, FixedWork, GraphMode};
 use crate::model::Encoder;
+use crate::ops::graph::{FixedWork, GraphMode};
 use crate::results::{CellRecord, LayerRecord, PrefixRecord};
 use crate::sensor::{self, EnergySensor};
 
@@ -113,8 +113,9 @@ pub(super) fn measure_layers(
         0.0
     } else {
         on_progress("timing the whole forward pass (to choose calls per loop)");
-        let mut forward = CellForward::new(model, ids, mask, settings.graphs);
-        median_call_ms(clock, &device, &mut || Ok(forward.forward(ids, mask)?))?
+        let mut forward = model.cell_forward(ids, mask, settings.graphs);
+        let inputs = [ids.clone(), mask.clone()];
+        median_call_ms(clock, &device, &mut || Ok(forward.forward(&inputs)?))?
     };
     if settings.method.isolated() {
         let units = model.capture_units(ids, mask)?;

@@ -2,8 +2,9 @@
 //!
 //! - `plan.rs`: load, validate and expand the experiment, resolve its models and tokenize its
 //!   dataset: what `runner plan` lists, and everything checked before anything is measured
-//! - `cell.rs`: measure one cell: the model's timed loop (or each layer alone), then fidelity
-//!   against fp32 and accuracy on the probe's split
+//! - `cell.rs`: one cell's frame: its record, the precision probed, failures and interrupts
+//! - `classify.rs`: a classifier (encoder) cell: the model's timed loop (or each layer alone),
+//!   then fidelity against fp32 and accuracy on the probe's split
 //! - `layers.rs`: a `layers` cell: units alone (K calls per loop) and prefixes of the forward
 //! - `quantize.rs`: a cell's `quantize` selection resolved to the linear layers it quantizes
 //! - `serial.rs`: the loop over the cells on one device: resume, failures, device health,
@@ -20,6 +21,7 @@
 //! drive it. What it cannot know itself (how a Slurm run is continued) its callers hand it.
 
 mod cell;
+mod classify;
 mod console;
 mod layers;
 mod plan;

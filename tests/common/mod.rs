@@ -76,14 +76,14 @@ impl Fixture {
 /// A distilbert-tiny checkpoint in `dir` whose block 1 FFN weights are scaled by 1e30: lin2's
 /// output overflows f32 and the layer norm after it turns that into NaN.
 pub fn overflowing_checkpoint(dir: &Path) {
-    use runner::model::{weights, Preset};
+    use runner::model::{encoder, Preset};
     let preset = Preset::DISTILBERT_TINY;
-    let mut tensors = weights::random_tensors(&preset, 0).unwrap();
+    let mut tensors = encoder::random_tensors(&preset, 0).unwrap();
     for lin in ["lin1", "lin2"] {
         let name = format!("distilbert.transformer.layer.1.ffn.{lin}.weight");
         tensors.insert(name.clone(), (&tensors[&name] * 1e30).unwrap());
     }
-    weights::save_hf_dir(dir, &preset, &tensors).unwrap();
+    encoder::save_hf_dir(dir, &preset, &tensors).unwrap();
 }
 
 pub fn stdout_of(output: &std::process::Output) -> String {

@@ -105,7 +105,7 @@ impl TransformerBlock {
             // it did); then, from its output in place, one attention kernel on CUDA (f16/bf16),
             // else bias add + head split, the batched GEMMs and the softmax.
             let projected = qkv.project(hidden)?;
-            let context = crate::model::attention::attention(
+            let context = crate::ops::attention::attention(
                 &projected,
                 &qkv.bias,
                 additive_mask,
@@ -120,10 +120,10 @@ impl TransformerBlock {
         let v = self.split_heads(&self.v_lin.forward(x)?)?;
         let scores = q.matmul(&k.t()?)?;
         let dtype = scores.dtype();
-        let probs = if crate::model::fused::fused_on(x.device()) {
+        let probs = if crate::ops::fused::fused_on(x.device()) {
             // One kernel of the runner's: mask add and softmax in f32, read and written in the
             // model's dtype (candle's broadcast add and softmax were two slow passes).
-            crate::model::fused::masked_softmax(&scores, additive_mask)?
+            crate::ops::fused::masked_softmax(&scores, additive_mask)?
         } else {
             // The CPU softmax would sum f16 exponentials in f16: compute it in f32.
             let scores = scores.to_dtype(DType::F32)?.broadcast_add(additive_mask)?;
@@ -131,7 +131,7 @@ impl TransformerBlock {
         };
         self.sa_layer_norm.project(
             &self.out_lin,
-            &crate::model::fused::merge_heads(&probs.matmul(&v)?)?,
+            &crate::ops::fused::merge_heads(&probs.matmul(&v)?)?,
         )
     }
 
@@ -182,7 +182,7 @@ pub(super) struct ResidualNorm {
     pub(super) gamma_beta: Tensor,
     pub(super) adds_linear_bias: bool,
     /// The kernel also quantizes its output in this format, for the W8A8 layer that reads it next
-    /// (src/model/norm_quantize.rs): that layer's quantization pass goes.
+    /// (src/ops/eight_bit/norm_quantize.rs): that layer's quantization pass goes.
     pub(super) quantizes_for: Option<EightBit>,
 }
 
@@ -222,7 +222,7 @@ impl ResidualNorm {
     fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Hidden> {
         if let Some(format) = self.quantizes_for {
             // After an 8-bit linear (which adds its own bias): the plain residual + norm, quantized.
-            let (values, packed) = crate::model::norm_quantize::add_layer_norm_packed(
+            let (values, packed) = crate::ops::eight_bit::norm_quantize::add_layer_norm_packed(
                 x,
                 residual,
                 &self.gamma_beta,
@@ -239,9 +239,9 @@ impl ResidualNorm {
 
     fn forward_values(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         if self.adds_linear_bias {
-            crate::model::fused::bias_add_layer_norm(x, residual, &self.gamma_beta, self.norm.eps())
-        } else if crate::model::fused::fused_on(x.device()) {
-            crate::model::fused::add_layer_norm(x, residual, &self.gamma_beta, self.norm.eps())
+            crate::ops::fused::bias_add_layer_norm(x, residual, &self.gamma_beta, self.norm.eps())
+        } else if crate::ops::fused::fused_on(x.device()) {
+            crate::ops::fused::add_layer_norm(x, residual, &self.gamma_beta, self.norm.eps())
         } else {
             self.norm.forward(&(x + residual)?)
         }

@@ -81,7 +81,7 @@ impl Encoder {
             .unwrap_or("fp32");
         let matmul = if cuda { "cuBLAS" } else { "gemm crate" };
         let fused = self.blocks.iter().all(|b| b.qkv.is_some());
-        let kernels = crate::model::fused::fused_on(&self.device);
+        let kernels = crate::ops::fused::fused_on(&self.device);
         let tensor_cores = self.representative().is_some_and(|l| l.on_tensor_cores());
         let eight_bit = self.representative().and_then(|l| l.eight_bit());
         // The GEMM that projects Q, K and V: float, or the W8A8 path of the linears.
@@ -143,7 +143,7 @@ impl Encoder {
             None => format!("candle matmul ({matmul}) + bias add"),
         };
         let fused_ffns = self.ffns_quantized_in_gelu();
-        // The runner's kernels evaluate Phi through erfc (src/kernels/common.cuh).
+        // The runner's kernels evaluate Phi through erfc (src/ops/kernels/common.cuh).
         let how = "runner kernel, f32; Phi through erfc, fractional error < 1.2e-7";
         let activation = if tensor_cores && fused_ffns > 0 {
             if eight_bit == Some(crate::config::EightBit::Fp8E4M3) {
@@ -166,7 +166,7 @@ impl Encoder {
         let one_kernel = fused
             && self.blocks.first().is_some_and(|b| {
                 float.is_some_and(|d| {
-                    crate::model::attention::one_kernel_on(&self.device, d, b.head_dim)
+                    crate::ops::attention::one_kernel_on(&self.device, d, b.head_dim)
                 })
             });
         let attention = if one_kernel {

@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 
 use super::units::Hidden;
 use super::Numerics;
-use crate::model::eight_bit::EightBitLinear;
+use crate::model::parts::w8a8::EightBitLinear;
 
 /// A linear layer, float or quantized.
 pub(super) enum Linear {
@@ -119,7 +119,7 @@ impl Linear {
     /// stays in the layer's own epilogue or kernel).
     pub(super) fn bias_for_norm(&self) -> Option<&Tensor> {
         match self {
-            Linear::Float(l) if crate::model::fused::fused_on(l.weight().device()) => l.bias(),
+            Linear::Float(l) if crate::ops::fused::fused_on(l.weight().device()) => l.bias(),
             _ => None,
         }
     }
@@ -178,8 +178,8 @@ impl Linear {
 pub(super) fn linear_2d(l: &candle_nn::Linear, x: &Tensor, gelu: bool) -> Result<Tensor> {
     let run = |x: &Tensor| -> Result<Tensor> {
         match l.bias() {
-            Some(bias) if crate::model::fused::fused_on(x.device()) => {
-                crate::model::fused::bias_act(&x.matmul(&l.weight().t()?)?, bias, gelu)
+            Some(bias) if crate::ops::fused::fused_on(x.device()) => {
+                crate::ops::fused::bias_act(&x.matmul(&l.weight().t()?)?, bias, gelu)
             }
             _ => {
                 let y = l.forward(x)?;
@@ -217,7 +217,7 @@ pub(super) fn quantized_forward(
     } else {
         x.contiguous()?
     };
-    crate::model::fused::bias_act(&weight.forward(&x)?, bias, gelu)
+    crate::ops::fused::bias_act(&weight.forward(&x)?, bias, gelu)
 }
 
 /// The FFN `lin2(gelu(lin1(x)))` with the quantization of lin2's input fused into the kernel that

@@ -15,15 +15,18 @@ use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use super::preset::Preset;
 use crate::config::Architecture;
+use crate::ops::graph::{CellForward, GraphMode};
 
 mod block;
 mod describe;
 mod linear;
+mod shapes;
 mod units;
 
 use block::TransformerBlock;
 use linear::Linear;
 pub use linear::{ggml_name, MMQ_ROW_PADDING};
+pub use shapes::{check_hf_config, random_tensors, save_hf_dir, tensor_shapes};
 pub use units::{CapturedUnit, Component, Hidden, Layer, LinearSite, Pooling, Unit};
 
 /// What the weights and activations are held in: every float tensor in `float`, and every linear
@@ -521,6 +524,15 @@ impl Encoder {
         Ok(self
             .forward_layer(Layer::Classifier, &pooled.clone().into(), &pooled)?
             .values)
+    }
+
+    /// The whole forward as a cell runs it per loop, for batches shaped like `ids` / `mask`: on
+    /// CUDA captured once as one graph (`ops::graph`), else eager; it says which.
+    pub fn cell_forward(&self, ids: &Tensor, mask: &Tensor, mode: GraphMode) -> CellForward<'_> {
+        let inputs = [ids.clone(), mask.clone()];
+        CellForward::new(&self.device, &inputs, mode, move |x| {
+            self.forward(&x[0], &x[1])
+        })
     }
 
     /// The layers in sequence, up to the pooler or through the classifier (where there is one),

@@ -2,11 +2,11 @@
 
 use candle_core::Tensor;
 
-use crate::model::eight_bit::Packed8;
+use crate::ops::eight_bit::Packed8;
 
 /// What flows between the encoder's layers and between a block's components: the values in the
 /// float dtype and, when the layer norm that wrote them also quantized them for the W8A8 layer that
-/// reads them next (src/model/norm_quantize.rs), those bytes, which that layer reads instead of
+/// reads them next (src/ops/eight_bit/norm_quantize.rs), those bytes, which that layer reads instead of
 /// quantizing the values in a pass of its own.
 #[derive(Clone)]
 pub struct Hidden {

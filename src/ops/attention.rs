@@ -1,5 +1,5 @@
 //! Self-attention from the fused Q/K/V projection's output to the merged context. On CUDA in
-//! f16/bf16 with 32- or 64-wide heads: one runner kernel (src/kernels/fused.cu `attention`: Q K^T,
+//! f16/bf16 with 32- or 64-wide heads: one runner kernel (src/ops/kernels/fused.cu `attention`: Q K^T,
 //! mask, online softmax and P V per 64-query tile on tensor cores, no score tensor in memory).
 //! Elsewhere, and as the reference the kernel is checked against: [`unfused_attention`], the
 //! batched-GEMM path (bias add + head split, Q K^T, mask + softmax, P V, head merge).
@@ -79,7 +79,7 @@ mod cuda {
     use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
     use candle_core::{CpuStorage, CudaStorage, Layout, Result, Shape};
 
-    use crate::model::fused::cuda::{contiguous, launch, no_cpu, size, Input};
+    use crate::ops::fused::cuda::{contiguous, launch, no_cpu, size, Input};
 
     /// Query rows per block (four warps of 16), as the kernel's `attn::ROWS`.
     const ROWS: usize = 64;

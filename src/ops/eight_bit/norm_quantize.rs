@@ -2,22 +2,22 @@
 //! (issue 16: the activation quantization inside the kernel that produces the activation). In a
 //! block, the attention's layer norm feeds FFN-in, and the FFN's feeds the next block's Q/K/V
 //! projection: both GEMMs would otherwise run a quantization pass of their own over it. The kernel
-//! (src/kernels/eight_bit.cu, `add_layer_norm_quantize`) writes the norm's output in the float
+//! (src/ops/kernels/eight_bit.cu, `add_layer_norm_quantize`) writes the norm's output in the float
 //! dtype, as `fused::add_layer_norm` does (it is still the next norm's residual), and the bytes
 //! and per-row scales that pass would write: the same bytes, which examples/int8_check.rs checks.
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::eight_bit::Packed8;
+use super::Packed8;
 use crate::config::EightBit;
 
 /// Whether this device has the kernel for `dtype` in `format` (int8 in f32, f16 and bf16, as the
 /// int8 GEMMs; E4M3 in f16 and bf16, as the FP8 GEMMs) at rows of `cols` values.
 pub fn norm_quantizes(device: &Device, dtype: DType, format: EightBit, cols: usize) -> bool {
-    super::fused::fused_on(device) && kernel_for(dtype, format, cols)
+    crate::ops::fused::fused_on(device) && kernel_for(dtype, format, cols)
 }
 
-/// Whether src/kernels/eight_bit.cu has the kernel for these rows, on any CUDA device.
+/// Whether src/ops/kernels/eight_bit.cu has the kernel for these rows, on any CUDA device.
 fn kernel_for(dtype: DType, format: EightBit, cols: usize) -> bool {
     let dtype_ok = match format {
         EightBit::Int8 => matches!(dtype, DType::F32 | DType::F16 | DType::BF16),
@@ -60,15 +60,7 @@ pub fn add_layer_norm_packed(
             &op,
         )?;
         let bytes = y.apply_op1_no_bwd(&op.packed)?;
-        Ok((
-            y,
-            Packed8 {
-                bytes,
-                rows,
-                cols,
-                format,
-            },
-        ))
+        Ok((y, Packed8::new(bytes, rows, cols, format)))
     }
     #[cfg(not(feature = "cuda"))]
     {
@@ -87,8 +79,8 @@ mod cuda {
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
 
     use crate::config::EightBit;
-    use crate::model::eight_bit::Packed8;
-    use crate::model::int8_gemm::cuda::{MODULE, PTX};
+    use crate::ops::eight_bit::int8_gemm::cuda::{MODULE, PTX};
+    use crate::ops::eight_bit::Packed8;
 
     /// A candle op has one output; the norm's kernel writes two. The float output is the op's,
     /// the packed bytes wait here until [`SecondOutput`] (applied to the float output, whose

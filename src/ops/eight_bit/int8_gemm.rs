@@ -2,7 +2,7 @@
 //! kernel (per token, dynamic scale), an int8 x int8 -> int32 GEMM through cuBLASLt
 //! (`CUBLAS_COMPUTE_32I`, IMMA kernels), then one runner kernel that scales back by token x
 //! channel scale and adds the bias (+ erf GELU) into the float dtype. The arithmetic is that of
-//! the CPU reference (src/model/eight_bit.rs), which examples/int8_check.rs checks it against.
+//! the CPU reference (src/model/parts/w8a8.rs), which examples/int8_check.rs checks it against.
 //!
 //! The int8 weight is held as raw bytes in a U8 tensor (candle has no i8 dtype), the int32
 //! products in an I32 buffer. cuBLASLt reads row-major x (M, K) and W (N, K) as the column-major
@@ -24,7 +24,7 @@ pub fn int8_linear(x: &Tensor, weight: &Tensor, scale_bias: &Tensor, gelu: bool)
 }
 
 /// `gelu(x W^T + b)` quantized per row to int8 by the dequantization kernel itself, packed as
-/// [`crate::model::eight_bit::Packed8`] for the next int8 layer: the GELU output is never stored
+/// [`crate::ops::eight_bit::Packed8`] for the next int8 layer: the GELU output is never stored
 /// in the float dtype, and one quantization pass goes.
 pub fn int8_gelu_to_packed(x: &Tensor, weight: &Tensor, scale_bias: &Tensor) -> Result<Tensor> {
     let op = Int8Op {
@@ -100,7 +100,7 @@ fn apply(x: &Tensor, weight: &Tensor, scale_bias: &Tensor, op: Int8Op) -> Result
 }
 
 #[cfg(feature = "cuda")]
-pub(in crate::model) mod cuda {
+pub(in crate::ops) mod cuda {
     use std::cell::RefCell;
     use std::mem::size_of;
 
@@ -112,16 +112,16 @@ pub(in crate::model) mod cuda {
     use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
 
-    /// The W8A8 kernels (src/kernels/eight_bit.cu), embedded once; the FP8 path loads them too.
-    pub(in crate::model) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/eight_bit.ptx"));
-    pub(in crate::model) const MODULE: &str = "runner_eight_bit";
+    /// The W8A8 kernels (src/ops/kernels/eight_bit.cu), embedded once; the FP8 path loads them too.
+    pub(in crate::ops) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/eight_bit.ptx"));
+    pub(in crate::ops) const MODULE: &str = "runner_eight_bit";
     /// NVIDIA's recommended cuBLASLt workspace on Hopper.
-    pub(in crate::model) const WORKSPACE: usize = 32 << 20;
+    pub(in crate::ops) const WORKSPACE: usize = 32 << 20;
 
     /// One cuBLASLt handle and workspace for the thread that runs the cells.
-    pub(in crate::model) struct Lt {
-        pub(in crate::model) handle: sys::cublasLtHandle_t,
-        pub(in crate::model) workspace: CudaSlice<u8>,
+    pub(in crate::ops) struct Lt {
+        pub(in crate::ops) handle: sys::cublasLtHandle_t,
+        pub(in crate::ops) workspace: CudaSlice<u8>,
     }
 
     thread_local! {
@@ -129,7 +129,7 @@ pub(in crate::model) mod cuda {
     }
 
     /// Runs `f` with this thread's cuBLASLt handle and workspace, created on first use.
-    pub(in crate::model) fn with_lt<R>(
+    pub(in crate::ops) fn with_lt<R>(
         dev: &CudaDevice,
         f: impl FnOnce(&Lt) -> Result<R>,
     ) -> Result<R> {
@@ -144,8 +144,8 @@ pub(in crate::model) mod cuda {
         })
     }
 
-    /// One block of 256 threads per row: the fused quantization kernels (src/kernels/eight_bit.cu).
-    pub(in crate::model) fn row_blocks(rows: usize) -> LaunchConfig {
+    /// One block of 256 threads per row: the fused quantization kernels (src/ops/kernels/eight_bit.cu).
+    pub(in crate::ops) fn row_blocks(rows: usize) -> LaunchConfig {
         LaunchConfig {
             grid_dim: (rows.max(1) as u32, 1, 1),
             block_dim: (256, 1, 1),
@@ -153,7 +153,7 @@ pub(in crate::model) mod cuda {
         }
     }
 
-    pub(in crate::model) fn lt_err(e: lt::CublasError) -> candle_core::Error {
+    pub(in crate::ops) fn lt_err(e: lt::CublasError) -> candle_core::Error {
         candle_core::Error::msg(format!("cuBLASLt: {e:?}"))
     }
 
@@ -193,7 +193,7 @@ pub(in crate::model) mod cuda {
                 Some(rows) => rows,
                 None => xl.shape().dims2()?.0,
             };
-            let packed_len = crate::model::eight_bit::Packed8::len;
+            let packed_len = crate::ops::eight_bit::Packed8::len;
             let input_ok = match op.packed_rows {
                 Some(_) => {
                     x.dtype() == DType::U8
@@ -266,8 +266,7 @@ pub(in crate::model) mod cuda {
             let (q, sx): (CudaView<'_, u8>, CudaView<'_, f32>) = match (&quantized, &packed_in) {
                 (Some((q, sx)), _) => (q.slice(..), sx.slice(..)),
                 (None, Some(bytes)) => {
-                    let (q, rest) =
-                        bytes.split_at(crate::model::eight_bit::Packed8::scales_at(m, k));
+                    let (q, rest) = bytes.split_at(crate::ops::eight_bit::Packed8::scales_at(m, k));
                     // SAFETY: the packed buffer holds m f32 scales from a 16-byte boundary on.
                     let sx = unsafe { rest.transmute::<f32>(m) }
                         .ok_or_else(|| candle_core::Error::msg("packed int8 input: no scales"))?;
@@ -287,10 +286,10 @@ pub(in crate::model) mod cuda {
             }
             // 3a. Scaled back, bias + GELU, quantized per row again for the next int8 layer.
             if op.packed_output {
-                if !op.gelu || n > crate::model::eight_bit::FUSED_ROW_MAX {
+                if !op.gelu || n > crate::ops::eight_bit::FUSED_ROW_MAX {
                     candle_core::bail!(
                         "runner-int8-linear: packed outputs are GELU layers' of at most {} outputs (this one: {n})",
-                        crate::model::eight_bit::FUSED_ROW_MAX
+                        crate::ops::eight_bit::FUSED_ROW_MAX
                     );
                 }
                 let mut out = unsafe { dev.alloc::<u8>(packed_len(m, n))? };
@@ -300,7 +299,7 @@ pub(in crate::model) mod cuda {
                     PTX,
                 )?;
                 {
-                    let at = crate::model::eight_bit::Packed8::scales_at(m, n);
+                    let at = crate::ops::eight_bit::Packed8::scales_at(m, n);
                     let (mut q_out, mut rest) = out.split_at_mut(at);
                     // SAFETY: m f32 scales fit after the values, from a 16-byte boundary on.
                     let mut s_out = unsafe { rest.transmute_mut::<f32>(m) }

@@ -1,10 +1,10 @@
-// The W8A8 kernels (src/model/int8_gemm.rs, src/model/fp8_gemm.rs), compiled to PTX by build.rs
+// The W8A8 kernels (src/ops/eight_bit/int8_gemm.rs, src/ops/eight_bit/fp8_gemm.rs), compiled to PTX by build.rs
 // (feature "cuda"): per-token activation quantization to int8 or E4M3, the int8 GEMM's
 // dequantization, and the FFN's GELU with the quantization of its output fused in. The numerics
-// are those of src/model/eight_bit.rs (the CPU reference); examples/int8_check.rs checks them.
+// are those of src/model/parts/w8a8.rs (the CPU reference); examples/int8_check.rs checks them.
 #include "common.cuh"
 
-// W8A8 int8 (src/model/int8_gemm.rs), the numerics of src/model/eight_bit.rs on the GPU.
+// W8A8 int8 (src/ops/eight_bit/int8_gemm.rs), the numerics of src/model/parts/w8a8.rs on the GPU.
 // quantize_rows_i8: one warp per row of x (rows, cols): scale = max |x| / 127 (computed as candle's
 // scalar division, x * (1/127)), 1 for an all-zero row; q = clamp(round(x * (1 / scale)), -127, 127),
 // rounding half away from zero (roundf), as the CPU reference. The reciprocal once per row, not an

@@ -1,19 +1,16 @@
-//! Where weights come from: seeded random tensors in the real architecture, or a local Hugging Face
-//! folder (config.json + model.safetensors). Nothing is ever downloaded.
+//! The encoders' checkpoints: every tensor's name and shape in Hugging Face's layout, seeded random
+//! weights initialised as Hugging Face does, and config.json read and written.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::preset::Preset;
 use crate::config::Architecture;
+use crate::model::preset::Preset;
+use crate::model::weights::random::normal_values;
 
 /// Every tensor of the checkpoint with its shape, in Hugging Face naming:
 /// `DistilBertForSequenceClassification` or `BertForSequenceClassification`.
@@ -113,7 +110,6 @@ fn bert_shapes(p: &Preset) -> Vec<(String, Vec<usize>)> {
 /// zero padding row (id 0) in the word embeddings. Each tensor has its own stream derived from
 /// (seed, name), so the values do not depend on generation order, device or precision.
 pub fn random_tensors(p: &Preset, seed: u64) -> Result<HashMap<String, Tensor>> {
-    let normal = Normal::new(0f32, p.initializer_range as f32)?;
     let mut tensors = HashMap::new();
     for (name, shape) in tensor_shapes(p) {
         let count: usize = shape.iter().product();
@@ -122,8 +118,7 @@ pub fn random_tensors(p: &Preset, seed: u64) -> Result<HashMap<String, Tensor>> 
         } else if name.contains("LayerNorm") || name.contains("layer_norm") {
             vec![1.0; count]
         } else {
-            let mut rng = ChaCha8Rng::from_seed(stream_seed(seed, &name));
-            let mut v: Vec<f32> = (0..count).map(|_| normal.sample(&mut rng)).collect();
+            let mut v = normal_values(seed, &name, count, p.initializer_range as f32)?;
             if name.ends_with("word_embeddings.weight") {
                 v[..p.dim].fill(0.0);
             }
@@ -132,13 +127,6 @@ pub fn random_tensors(p: &Preset, seed: u64) -> Result<HashMap<String, Tensor>> 
         tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
     }
     Ok(tensors)
-}
-
-fn stream_seed(seed: u64, name: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(seed.to_le_bytes());
-    h.update(name.as_bytes());
-    h.finalize().into()
 }
 
 /// Reads a Hugging Face config.json and checks it describes the declared preset. `with_head`:

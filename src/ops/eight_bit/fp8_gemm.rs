@@ -3,8 +3,8 @@
 //! accumulation that applies the per-token and per-channel scales itself
 //! (`CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F` on A and B) and adds the bias in its epilogue,
 //! writing the float dtype directly: no int32 round trip, no dequantization pass (what the int8
-//! path pays, src/model/int8_gemm.rs). The arithmetic is that of the CPU reference
-//! (src/model/eight_bit.rs), which examples/int8_check.rs checks it against on the GPU.
+//! path pays, src/ops/eight_bit/int8_gemm.rs). The arithmetic is that of the CPU reference
+//! (src/model/parts/w8a8.rs), which examples/int8_check.rs checks it against on the GPU.
 //!
 //! Layout: row-major x (M, K) and W (N, K) are the column-major K x M and K x N matrices they are in
 //! memory; cuBLASLt computes D = op(W)^T' x X in the TN form FP8 GEMMs require, which is row-major
@@ -37,7 +37,7 @@ pub fn fp8_linear(
 }
 
 /// As [`fp8_linear`] from `rows` inputs already quantized to E4M3 and packed (U8 `bytes`, see
-/// [`crate::model::eight_bit::Packed8`]), writing `float` (f16 or bf16).
+/// [`crate::ops::eight_bit::Packed8`]), writing `float` (f16 or bf16).
 pub fn fp8_linear_packed(
     bytes: &Tensor,
     rows: usize,
@@ -120,8 +120,10 @@ mod cuda {
     use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape, Storage, Tensor};
 
-    use crate::model::eight_bit::Packed8;
-    use crate::model::int8_gemm::cuda::{lt_err, row_blocks, with_lt, MODULE, PTX, WORKSPACE};
+    use crate::ops::eight_bit::int8_gemm::cuda::{
+        lt_err, row_blocks, with_lt, MODULE, PTX, WORKSPACE,
+    };
+    use crate::ops::eight_bit::Packed8;
 
     pub struct Fp8Linear {
         pub bias: Option<Tensor>,
@@ -375,7 +377,7 @@ mod cuda {
         }
     }
 
-    /// `gelu(y + bias)` quantized per row to E4M3, packed (src/kernels/eight_bit.cu).
+    /// `gelu(y + bias)` quantized per row to E4M3, packed (src/ops/kernels/eight_bit.cu).
     pub struct BiasGeluE4m3;
 
     impl candle_core::CustomOp2 for BiasGeluE4m3 {
@@ -405,7 +407,7 @@ mod cuda {
             let (m, n) = yl.shape().dims2()?;
             // 8-byte loads of four values: rows, and both inputs' offsets, in multiples of 4.
             if n % 4 != 0
-                || n > crate::model::eight_bit::FUSED_ROW_MAX
+                || n > crate::ops::eight_bit::FUSED_ROW_MAX
                 || !yl.start_offset().is_multiple_of(4)
                 || !bl.start_offset().is_multiple_of(4)
                 || bl.shape().elem_count() != n

@@ -1,5 +1,5 @@
 // The runner's own CUDA kernels, compiled to PTX by build.rs (feature "cuda") and loaded by
-// src/model/fused.rs. Each replaces candle kernels that an H100 profile showed far from the GPU's
+// src/ops/fused.rs. Each replaces candle kernels that an H100 profile showed far from the GPU's
 // memory bandwidth (docs/results/*-speed/NOTES.md): bias (+ GELU), the QKV bias add + head split,
 // mask + softmax, the head merge, residual add + layer norm. Arithmetic is in f32 whatever the
 // storage type, rounded once on the store.

@@ -1,18 +1,17 @@
-//! W8A8 linear layers (`int8-<float>`, `fp8-<float>`): the numerics reference. Weights are
-//! quantized once, per output channel, symmetric; each input is quantized per token (row) with a
-//! scale computed from that row on the fly; the 8-bit products are accumulated, then scaled back by
-//! scale_token x scale_channel, and the bias (and GELU) added in f32 before rounding to the float
-//! dtype. Here all of it is f32 arithmetic on the 8-bit values (exact for int8 products; f32
-//! accumulation, as FP8 tensor cores do), so CI tests the numerics and fidelity, and tensor-core
-//! kernels are checked against it. It is a numerics reference, not a speed figure: records say so.
-//!
-//! Rounding: int8 rounds half away from zero and clamps to [-127, 127] (symmetric: no -128);
-//! E4M3 rounds to nearest even (the float8 crate's conversion, as the hardware's
-//! `cvt.rn.satfinite.e4m3x2.f32`) after clamping to its largest finite value, 448.
+//! W8A8 linear layers (`int8-<float>`, `fp8-<float>`). Weights are quantized once, per output
+//! channel, symmetric; each input is quantized per token (row) with a scale computed from that
+//! row on the fly; the 8-bit products are accumulated, then scaled back by scale_token x
+//! scale_channel, and the bias (and GELU) added in f32 before rounding to the float dtype. Off the
+//! tensor cores all of it is f32 arithmetic on the 8-bit values (`model::quant::w8a8`: exact for
+//! int8 products; f32 accumulation, as FP8 tensor cores do), so CI tests the numerics and
+//! fidelity, and the tensor-core kernels (`ops::eight_bit`) are checked against it. That path is a
+//! numerics reference, not a speed figure: records say so.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor};
 
 use crate::config::EightBit;
+use crate::model::quant::w8a8::quantize_rows;
+use crate::ops::eight_bit::{fp8_gemm, int8_gemm, norm_quantize, Packed8, FUSED_ROW_MAX};
 
 /// A linear layer in W8A8.
 pub struct EightBitLinear {
@@ -31,10 +30,10 @@ pub struct EightBitLinear {
 /// with zero rows (a 2-label classifier), whose outputs `forward` drops.
 enum TensorCores {
     /// int8 two's-complement bytes (U8, (out, in)) and (2, out) f32: channel scales, then the bias
-    /// (src/model/int8_gemm.rs adds it in its dequantization kernel).
+    /// (src/ops/eight_bit/int8_gemm.rs adds it in its dequantization kernel).
     Int8 { bytes: Tensor, scale_bias: Tensor },
     /// E4M3 bits (U8, (out, in)), (1, out) f32 channel scales, and the bias in the float dtype for
-    /// the GEMM's epilogue (src/model/fp8_gemm.rs); `None` for a layer without one (fused Q/K/V).
+    /// the GEMM's epilogue (src/ops/eight_bit/fp8_gemm.rs); `None` for a layer without one (fused Q/K/V).
     Fp8 {
         bytes: Tensor,
         scales: Tensor,
@@ -153,7 +152,7 @@ impl EightBitLinear {
         let gpu = match &self.tensor_cores {
             Some(TensorCores::Int8 { bytes, scale_bias }) => {
                 let x = x.reshape((rows, in_dim))?;
-                Some(super::int8_gemm::int8_linear(&x, bytes, scale_bias, gelu)?)
+                Some(int8_gemm::int8_linear(&x, bytes, scale_bias, gelu)?)
             }
             Some(TensorCores::Fp8 {
                 bytes,
@@ -165,21 +164,21 @@ impl EightBitLinear {
                 // The epilogue adds the bias; GELU layers take bias + erf GELU from the runner's
                 // kernel after it (cuBLASLt's GELU epilogue is the tanh approximation).
                 match (gelu, bias) {
-                    (false, bias) => Some(super::fp8_gemm::fp8_linear(
+                    (false, bias) => Some(fp8_gemm::fp8_linear(
                         &x,
                         bytes,
                         scales,
                         bias.as_ref(),
                         *fast,
                     )?),
-                    (true, Some(bias)) => Some(super::fused::bias_act(
-                        &super::fp8_gemm::fp8_linear(&x, bytes, scales, None, *fast)?,
+                    (true, Some(bias)) => Some(crate::ops::fused::bias_act(
+                        &fp8_gemm::fp8_linear(&x, bytes, scales, None, *fast)?,
                         bias,
                         true,
                     )?),
-                    (true, None) => Some(
-                        super::fp8_gemm::fp8_linear(&x, bytes, scales, None, *fast)?.gelu_erf()?,
-                    ),
+                    (true, None) => {
+                        Some(fp8_gemm::fp8_linear(&x, bytes, scales, None, *fast)?.gelu_erf()?)
+                    }
                 }
             }
             None => None,
@@ -199,44 +198,11 @@ impl EightBitLinear {
     }
 }
 
-/// The widest row the fused GELU + quantization kernels take (256 threads x 16 values in
-/// registers); wider FFNs run the two passes.
-pub const FUSED_ROW_MAX: usize = 4096;
-
-/// An 8-bit layer's input already quantized, as the kernel that produced it wrote it (the FFN's
-/// GELU, src/kernels/eight_bit.cu): per row, the int8 or E4M3 bytes of `rows x cols` values, then,
-/// from byte [`Packed8::scales_at`] on, one f32 scale per row. One U8 buffer, because a candle op
-/// has one output.
-#[derive(Clone)]
-pub struct Packed8 {
-    pub(super) bytes: Tensor,
-    pub(super) rows: usize,
-    pub(super) cols: usize,
-    pub(super) format: EightBit,
-}
-
-impl Packed8 {
-    /// Where the scales start: after the values, at a 16-byte boundary.
-    pub fn scales_at(rows: usize, cols: usize) -> usize {
-        (rows * cols).next_multiple_of(16)
-    }
-
-    /// Bytes of the whole buffer.
-    pub fn len(rows: usize, cols: usize) -> usize {
-        Self::scales_at(rows, cols) + 4 * rows
-    }
-
-    /// The one U8 buffer: values, then scales.
-    pub fn bytes(&self) -> &Tensor {
-        &self.bytes
-    }
-}
-
 impl EightBitLinear {
     /// `gelu(x W^T + b)` quantized per row in `next`'s format by the kernel that computes it, for
     /// `next` to read: the GELU output is never stored in the float dtype (issue 16's fusion).
     /// `packed`: the same `x` already quantized for this layer (by the layer norm that wrote it,
-    /// src/model/norm_quantize.rs), read instead of quantizing `x` again.
+    /// src/ops/eight_bit/norm_quantize.rs), read instead of quantizing `x` again.
     /// `None` where there is no such kernel (the f32 reference, FP8 in f32, output channels
     /// padded for the GEMM, formats that differ): the caller runs the two layers in turn.
     pub fn forward_gelu_packed(
@@ -253,12 +219,12 @@ impl EightBitLinear {
         let out = self.weight.dim(0)?;
         let bytes = match (&self.tensor_cores, packed) {
             (Some(TensorCores::Int8 { bytes, scale_bias }), None) => {
-                super::int8_gemm::int8_gelu_to_packed(x, bytes, scale_bias)?
+                int8_gemm::int8_gelu_to_packed(x, bytes, scale_bias)?
             }
             (Some(TensorCores::Int8 { bytes, scale_bias }), Some(p)) => {
-                super::int8_gemm::int8_gelu_packed_to_packed(
-                    &p.bytes,
-                    p.rows,
+                int8_gemm::int8_gelu_packed_to_packed(
+                    p.bytes(),
+                    p.rows(),
                     bytes,
                     scale_bias,
                     self.float_dtype(),
@@ -274,12 +240,10 @@ impl EightBitLinear {
                 p,
             ) => {
                 let y = match p {
-                    None => {
-                        super::fp8_gemm::fp8_linear(x, bytes, scales, None, *fast_accumulation)?
-                    }
-                    Some(p) => super::fp8_gemm::fp8_linear_packed(
-                        &p.bytes,
-                        p.rows,
+                    None => fp8_gemm::fp8_linear(x, bytes, scales, None, *fast_accumulation)?,
+                    Some(p) => fp8_gemm::fp8_linear_packed(
+                        p.bytes(),
+                        p.rows(),
                         bytes,
                         scales,
                         None,
@@ -287,32 +251,27 @@ impl EightBitLinear {
                         *fast_accumulation,
                     )?,
                 };
-                super::fp8_gemm::bias_gelu_to_e4m3(&y, bias)?
+                fp8_gemm::bias_gelu_to_e4m3(&y, bias)?
             }
             _ => return Ok(None),
         };
-        Ok(Some(Packed8 {
-            bytes,
-            rows,
-            cols: out,
-            format: self.format,
-        }))
+        Ok(Some(Packed8::new(bytes, rows, out, self.format)))
     }
 
     /// Whether this layer can read `x` as packed (its format and width, on tensor cores).
     pub fn reads(&self, x: &Packed8) -> bool {
         self.tensor_cores.is_some()
-            && x.format == self.format
-            && self.weight.dims2().is_ok_and(|d| d.1 == x.cols)
+            && x.format() == self.format
+            && self.weight.dims2().is_ok_and(|d| d.1 == x.cols())
     }
 
     /// The format a layer norm before this layer may quantize its input in
-    /// (src/model/norm_quantize.rs); `None` off the tensor cores or without such a kernel.
+    /// (src/ops/eight_bit/norm_quantize.rs); `None` off the tensor cores or without such a kernel.
     pub fn packed_input_format(&self) -> Option<EightBit> {
         let cols = self.weight.dims2().ok()?.1;
         let device = self.weight.device();
         (self.tensor_cores.is_some()
-            && super::norm_quantize::norm_quantizes(device, self.float_dtype(), self.format, cols))
+            && norm_quantize::norm_quantizes(device, self.float_dtype(), self.format, cols))
         .then_some(self.format)
     }
 
@@ -338,20 +297,20 @@ impl EightBitLinear {
     /// `x W^T + b` from an input [`Self::forward_gelu_packed`] quantized: (rows, out) in the float
     /// dtype.
     pub fn forward_packed(&self, x: &Packed8) -> Result<Tensor> {
-        if x.format != self.format || x.cols != self.weight.dim(1)? {
+        if x.format() != self.format || x.cols() != self.weight.dim(1)? {
             candle_core::bail!(
                 "a packed {} input of width {} for a {} layer of width {}",
-                x.format.name(),
-                x.cols,
+                x.format().name(),
+                x.cols(),
                 self.format.name(),
                 self.weight.dim(1)?
             );
         }
         let out = self.weight.dim(0)?;
         let y = match &self.tensor_cores {
-            Some(TensorCores::Int8 { bytes, scale_bias }) => super::int8_gemm::int8_linear_packed(
-                &x.bytes,
-                x.rows,
+            Some(TensorCores::Int8 { bytes, scale_bias }) => int8_gemm::int8_linear_packed(
+                x.bytes(),
+                x.rows(),
                 bytes,
                 scale_bias,
                 self.float_dtype(),
@@ -361,9 +320,9 @@ impl EightBitLinear {
                 scales,
                 bias,
                 fast_accumulation,
-            }) => super::fp8_gemm::fp8_linear_packed(
-                &x.bytes,
-                x.rows,
+            }) => fp8_gemm::fp8_linear_packed(
+                x.bytes(),
+                x.rows(),
                 bytes,
                 scales,
                 bias.as_ref(),
@@ -411,7 +370,7 @@ fn tensor_core_copy(
             if !matches!(float, DType::F16 | DType::BF16) {
                 return Ok(None);
             }
-            let pad = out.next_multiple_of(super::fp8_gemm::FP8_WIDTH_MULTIPLE) - out;
+            let pad = out.next_multiple_of(fp8_gemm::FP8_WIDTH_MULTIPLE) - out;
             let values: Vec<f32> = q.pad_with_zeros(0, 0, pad)?.flatten_all()?.to_vec1()?;
             // The values are exact E4M3 numbers: their bits, as the hardware reads them.
             let bytes: Vec<u8> = values
@@ -433,34 +392,6 @@ fn tensor_core_copy(
     }
 }
 
-/// Symmetric per-row quantization of a (rows, k) f32 tensor: the row's largest magnitude maps to
-/// the format's largest value. Returns the quantized values (as f32) and the (rows, 1) scales; an
-/// all-zero row gets scale 1 (its values are 0 either way), never a division by zero.
-pub fn quantize_rows(x: &Tensor, format: EightBit) -> Result<(Tensor, Tensor)> {
-    let absmax = x.abs()?.max_keepdim(D::Minus1)?;
-    let zero = absmax.eq(0f64)?;
-    let scale = zero.where_cond(
-        &absmax.ones_like()?,
-        &(&absmax / f64::from(format.max_value()))?,
-    )?;
-    // max ignores NaN: a row holding one gets a NaN scale, so the NaN reaches the output instead
-    // of being clamped to a finite 8-bit value.
-    let nan_rows = x.ne(x)?.max_keepdim(D::Minus1)?;
-    let scale = nan_rows.where_cond(&(scale.ones_like()? * f64::NAN)?, &scale)?;
-    // Times the reciprocal, as the tensor-core kernels do (one division per row, not per value):
-    // the same values on both.
-    let scaled = x.broadcast_mul(&scale.recip()?)?;
-    let limit = f64::from(format.max_value());
-    let q = match format {
-        EightBit::Int8 => scaled.round()?.clamp(-limit, limit)?,
-        EightBit::Fp8E4M3 => scaled
-            .clamp(-limit, limit)?
-            .to_dtype(DType::F8E4M3)?
-            .to_dtype(DType::F32)?,
-    };
-    Ok((q, scale))
-}
-
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Tensor};
@@ -469,69 +400,6 @@ mod tests {
 
     fn values(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1().unwrap()
-    }
-
-    #[test]
-    fn int8_rows_map_their_largest_magnitude_to_127_and_hold_integers() {
-        let x = Tensor::from_vec(
-            vec![
-                0.5f32, -2.0, 1.1, 0.26, 0.0, 0.0, 0.0, 0.0, 3.0, 1.4, -0.75, 0.01,
-            ],
-            (3, 4),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let (q, scale) = quantize_rows(&x, EightBit::Int8).unwrap();
-        let (q, scale) = (values(&q), values(&scale));
-        assert_eq!(scale, vec![2.0 / 127.0, 1.0, 3.0 / 127.0]);
-        // Row 0: 0.5 / (2/127) = 31.75 -> 32; -2 -> -127; 1.1 -> 69.85 -> 70; 0.26 -> 16.51 -> 17.
-        assert_eq!(&q[..4], &[32.0, -127.0, 70.0, 17.0]);
-        assert_eq!(&q[4..8], &[0.0; 4], "an all-zero row stays zero");
-        assert_eq!(&q[8..], &[127.0, 59.0, -32.0, 0.0]);
-        assert!(q.iter().all(|v| v.fract() == 0.0 && v.abs() <= 127.0));
-    }
-
-    #[test]
-    fn e4m3_rounds_to_nearest_even_representable_values_within_448() {
-        // One row whose largest magnitude is 448, so the scale is 1 and values keep their size.
-        let x = Tensor::from_vec(
-            vec![
-                448.0f32,
-                1.0625,
-                1.1875,
-                300.0,
-                -0.3,
-                0.001953125,
-                17.0,
-                -448.0,
-            ],
-            (1, 8),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let (q, scale) = quantize_rows(&x, EightBit::Fp8E4M3).unwrap();
-        assert_eq!(values(&scale), vec![1.0]);
-        // 1.0625 is halfway between 1.0 and 1.125: to the even mantissa, 1.0; 1.1875 -> 1.25;
-        // 300 between 288 and 320 -> 288; -0.3 -> -0.3125 (spacing 1/32 in [0.25, 0.5));
-        // 2^-9 is E4M3's smallest subnormal; 17 -> 16 (spacing 2, halfway to the even 16).
-        assert_eq!(
-            values(&q),
-            vec![448.0, 1.0, 1.25, 288.0, -0.3125, 0.001953125, 16.0, -448.0]
-        );
-    }
-
-    #[test]
-    fn a_nan_input_reaches_the_output_instead_of_becoming_a_finite_value() {
-        let x = Tensor::from_vec(vec![1.0f32, f32::NAN, 2.0, 3.0], (2, 2), &Device::Cpu).unwrap();
-        for format in [EightBit::Int8, EightBit::Fp8E4M3] {
-            let (q, scale) = quantize_rows(&x, format).unwrap();
-            let (q, scale) = (values(&q), values(&scale));
-            assert!(
-                scale[0].is_nan() && q[..2].iter().all(|v| v.is_nan()),
-                "{format:?}"
-            );
-            assert!(scale[1].is_finite() && q[2..].iter().all(|v| v.is_finite()));
-        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Fused kernels of the runner's own (src/kernels/fused.cu), used on CUDA where candle's generic
+//! Fused kernels of the runner's own (src/ops/kernels/fused.cu), used on CUDA where candle's generic
 //! kernels were measured far from the GPU's bandwidth (docs/results/*-speed/NOTES.md). Elsewhere
 //! each function is the plain candle computation it replaces, which is also what the GPU checks
 //! (examples/kernel_check.rs) compare against.
@@ -179,22 +179,22 @@ pub(super) mod cuda {
     use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
 
-    pub(in crate::model) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+    pub(in crate::ops) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
 
     /// A kernel input: of the first input's dtype, or always f32 (the attention mask).
     #[derive(Clone)]
-    pub(in crate::model) enum Input<'a> {
+    pub(in crate::ops) enum Input<'a> {
         Same(&'a CudaStorage, Range<usize>),
         F32(&'a CudaStorage, Range<usize>),
     }
 
     /// A scalar argument after the output pointer (sizes are u32 in the kernels).
-    pub(in crate::model) enum Scalar {
+    pub(in crate::ops) enum Scalar {
         U32(u32),
         F32(f32),
     }
 
-    pub(in crate::model) fn size(v: usize) -> Scalar {
+    pub(in crate::ops) fn size(v: usize) -> Scalar {
         Scalar::U32(v as u32)
     }
 
@@ -205,7 +205,7 @@ pub(super) mod cuda {
 
     /// Runs `{kernel}_{f32|f16|bf16}` (by the first input's dtype) as
     /// `kernel(inputs..., out, scalars...)`, with `out` a new buffer of `out_len` elements.
-    pub(in crate::model) fn launch(
+    pub(in crate::ops) fn launch(
         kernel: &str,
         inputs: &[Input<'_>],
         out_len: usize,
@@ -265,7 +265,7 @@ pub(super) mod cuda {
     }
 
     /// The element range of a contiguous input, or an error naming the kernel.
-    pub(in crate::model) fn contiguous(l: &Layout, kernel: &str) -> Result<Range<usize>> {
+    pub(in crate::ops) fn contiguous(l: &Layout, kernel: &str) -> Result<Range<usize>> {
         match l.contiguous_offsets() {
             Some((start, end)) => Ok(start..end),
             None => candle_core::bail!("runner kernel {kernel} needs contiguous inputs"),
@@ -319,7 +319,7 @@ pub(super) mod cuda {
         }
     }
 
-    pub(in crate::model) fn no_cpu<T>(name: &str) -> Result<T> {
+    pub(in crate::ops) fn no_cpu<T>(name: &str) -> Result<T> {
         candle_core::bail!("{name} is a CUDA kernel (the CPU runs the plain path)")
     }
 

@@ -1,4 +1,4 @@
-// What the runner's kernel files share (src/kernels/fused.cu, src/kernels/eight_bit.cu):
+// What the runner's kernel files share (src/ops/kernels/fused.cu, src/ops/kernels/eight_bit.cu):
 // conversions between the storage types and f32, vector copies, erf GELU, loop and warp helpers.
 #pragma once
 #include <cuda_fp16.h>

@@ -1,0 +1,4 @@
+//! Layers shared by the model families (the runner's `with_tracing`): a part changes behind one
+//! import. Parts may use `ops` (the kernels) and `quant` (the numerics); families use parts.
+
+pub mod w8a8;

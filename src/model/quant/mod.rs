@@ -1,0 +1,4 @@
+//! Quantization numerics, with no kernel and no CUDA: what a quantized precision computes, as
+//! the reference every kernel is checked against.
+
+pub mod w8a8;

@@ -1,0 +1,17 @@
+//! The runner's GPU operations, one floor below `model`: fused kernels each beside its plain
+//! candle twin, the one-kernel attention, the W8A8 tensor-core GEMMs, and CUDA-graph capture of
+//! any fixed piece of work. No operation knows a model type (tests/layering.rs: `ops` imports
+//! only `config`), so every family (encoders, decoders) calls the same launchers.
+//!
+//! - `fused.rs`: bias + GELU, Q/K/V head split, residual + layer norm, masked softmax, head merge
+//! - `attention.rs`: the encoder's attention as one kernel
+//! - `eight_bit/`: int8 and FP8 GEMMs (cuBLASLt), quantizing norms and GELUs, `Packed8`
+//! - `graph.rs`: capture once, replay per loop (`CellForward`, `FixedWork`), with what ran
+//! - `kernels/`: the CUDA sources, compiled to PTX by build.rs with the `cuda` feature
+
+pub mod attention;
+pub mod eight_bit;
+pub mod fused;
+pub mod graph;
+
+pub use fused::fused_on;

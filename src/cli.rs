@@ -18,8 +18,9 @@ use crate::scale;
     about = "Measure latency and energy of ML models from TOML experiment files",
     long_about = "Measure latency and energy of ML models from TOML experiment files.\n\n\
         `runner FILE` runs the experiment (same as `runner run FILE`).\n\
-        Exit codes: 0 every cell succeeded, 1 some cells failed (or the device was lost), 2 usage or\n\
-        configuration error (or the run directory is in use), 130 interrupted (Ctrl-C, SIGTERM).",
+        Exit codes: 0 every cell succeeded, 1 some cells failed (or the device was lost; for compare:\n\
+        a cell regressed), 2 usage or configuration error, a damaged or foreign file read back (or the\n\
+        run directory is in use), 3 compare compared nothing, 130 interrupted (Ctrl-C, SIGTERM).",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -53,7 +54,8 @@ enum Command {
         templates: Option<PathBuf>,
     },
     /// Compare two runs cell by cell (matched by definition, on any machines): each metric's
-    /// ratio B/A with its interval; exit 1 when a cell regressed beyond --threshold.
+    /// ratio B/A with its interval; exit 1 when a cell (or a unit of a layers cell) regressed
+    /// beyond --threshold, 3 when no cell was measured in both runs.
     Compare {
         /// The earlier (reference) run directory.
         run_a: PathBuf,

@@ -3,7 +3,7 @@
 //! The modules are layers, each importing only layers below it (tests/layering.rs fails on an
 //! import circle and prints these layers), lowest first:
 //!
-//! 1. `error`, `stats`
+//! 1. `error`, `stats`, `files` (bounded reading of files the runner did not just write)
 //! 2. `config` (schema, presets, layering, validation), `interrupt`
 //! 3. `data`, `device`, `ops` (the GPU operations: fused kernels, W8A8 GEMMs, CUDA graphs; they
 //!    know no model type)
@@ -25,6 +25,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod fidelity;
+pub mod files;
 pub mod interrupt;
 pub mod matrix;
 pub mod measure;

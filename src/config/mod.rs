@@ -30,4 +30,4 @@ pub use presets::Preset;
 pub use quantize::{LayerMethod, QuantizeSelection, QUANTIZE_FORMS};
 pub use schema::*;
 pub use suggest::did_you_mean;
-pub use validate::assert_runnable;
+pub use validate::{assert_runnable, MAX_REPEATS};

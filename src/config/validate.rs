@@ -25,7 +25,7 @@ const MAX_SECONDS: f64 = 86_400.0;
 /// Loops per window or warm-up: every loop's latency is kept in the record.
 const MAX_LOOPS: u32 = 10_000_000;
 /// Windows per cell: a confidence interval needs a few, not thousands.
-const MAX_REPEATS: u32 = 1_000;
+pub const MAX_REPEATS: u32 = 1_000;
 /// A batch holds batch_size x seq_len tokens and activations of that size per layer: beyond
 /// this no GPU's memory holds them for these models.
 const MAX_BATCH_SIZE: i64 = 8_192;

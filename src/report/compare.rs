@@ -3,7 +3,12 @@
 //! never the device, so runs on two machines match. For each matched cell: latency, throughput
 //! and energy per inference as ratios B/A of medians, with bootstrap intervals over both runs'
 //! windows; a cell regressed when B is slower or spends more than the threshold, beyond that
-//! interval. Writes compare.md and compare.html beside B's reports (or into --out).
+//! interval; a layers cell regressed when any of its units did. Writes compare.md and
+//! compare.html beside B's reports (or into --out).
+//!
+//! Exit status: 1 when a cell regressed; 3 when nothing was compared (no cell measured in both
+//! runs: a gate that compared nothing must not pass); 2 for bad input (a damaged record, an
+//! `--out` that is not a folder); else 0. Which cells pair up is `compare_match.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +17,11 @@ use minijinja::{context, Environment};
 use serde::Serialize;
 
 use super::compare_layers::{compare_layers_cell, LayersCellView};
-use crate::analysis::{ratio_text, summarize_all, CellSummary};
+use super::compare_match::{cell_label, pair, why_nothing, NotCompared};
+use crate::analysis::{ratio_text, summarize, CellSummary};
+use crate::config::Scope;
 use crate::error::{exit, ConfigError};
-use crate::results::{write_derived, CellRecord, CellStatus, Manifest, RunDir};
+use crate::results::{write_derived, CellRecord, Manifest, RunDir};
 use crate::stats::{ratio_ci95, Estimate};
 
 const COMPARE_HTML: &str = include_str!("../../templates/compare.html.j2");
@@ -49,10 +56,10 @@ pub(super) struct MetricView {
     ci_high: Option<f64>,
     pub text: String,
     /// The interval excludes 1 (or, with no interval, the point is off 1 by the threshold).
-    differs: bool,
+    pub differs: bool,
     /// Worse in B by more than the threshold, beyond noise (higher latency or energy, lower
     /// throughput).
-    regressed: bool,
+    pub regressed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,36 +72,22 @@ struct CellView {
 }
 
 #[derive(Debug, Serialize)]
-struct OneSide {
-    id: String,
-    label: String,
-    why: String,
-}
-
-#[derive(Debug, Serialize)]
 struct CompareView {
     a: RunView,
     b: RunView,
     threshold_pct: f64,
     same_machine: bool,
     cells: Vec<CellView>,
-    /// Layers cells unit by unit (informational: the exit status is about cells).
+    /// Layers cells unit by unit: a unit that regressed makes its cell regressed.
     layer_cells: Vec<LayersCellView>,
-    only_a: Vec<OneSide>,
-    only_b: Vec<OneSide>,
+    /// Every cell of either plan not compared, with what is true of it.
+    not_compared: Vec<NotCompared>,
+    /// Cells compared: whole-model cells plus layers cells (unit by unit).
+    compared: usize,
     regressed: usize,
     differing: usize,
-}
-
-fn label(s: &CellSummary) -> String {
-    format!(
-        "{} {} b{} seq {}{}",
-        s.model,
-        s.precision,
-        s.batch_size,
-        s.seq_len,
-        if s.scope == "model" { "" } else { " (layers)" }
-    )
+    /// Why nothing was compared, when nothing was.
+    nothing_compared: Option<String>,
 }
 
 fn run_view(dir: &Path, m: &Manifest) -> RunView {
@@ -109,8 +102,9 @@ fn run_view(dir: &Path, m: &Manifest) -> RunView {
     }
 }
 
-/// The run's records and their summaries, or a usage error naming what the directory lacks.
-fn open(dir: &Path) -> Result<(Manifest, Vec<CellRecord>, Vec<CellSummary>)> {
+/// The run's manifest and records (checked against its plan), or a usage error naming what the
+/// directory lacks.
+fn open(dir: &Path) -> Result<(Manifest, Vec<CellRecord>)> {
     let run = RunDir::open(dir).map_err(|e| ConfigError::new(format!("{e:#}")))?;
     let manifest = run.read_manifest()?;
     let cells = dir.join("cells");
@@ -140,9 +134,8 @@ fn open(dir: &Path) -> Result<(Manifest, Vec<CellRecord>, Vec<CellSummary>)> {
         ))
         .into());
     }
-    let records = run.read_records(&manifest.plan)?;
-    let summaries = summarize_all(&records, manifest.config.report.baseline);
-    Ok((manifest, records, summaries))
+    let records = run.read_records(&manifest)?;
+    Ok((manifest, records))
 }
 
 fn throughput(s: &CellSummary) -> Vec<f64> {
@@ -150,7 +143,18 @@ fn throughput(s: &CellSummary) -> Vec<f64> {
     s.window_latency_ms.iter().map(|ms| b * 1e3 / ms).collect()
 }
 
-pub(super) fn metric(name: &str, e: Estimate, threshold: f64, higher_is_worse: bool) -> MetricView {
+/// A metric's verdict; `None` for an estimate that is not a finite ratio (records are checked as
+/// they are read, so this is a backstop: "NaNx, within noise" is never a verdict).
+pub(super) fn metric(
+    name: &str,
+    e: Estimate,
+    threshold: f64,
+    higher_is_worse: bool,
+) -> Option<MetricView> {
+    let finite = e.0.is_finite() && e.1.is_none_or(|(lo, hi)| lo.is_finite() && hi.is_finite());
+    if !finite || e.0 <= 0.0 {
+        return None;
+    }
     let limit = 1.0 + threshold / 100.0;
     let (differs, regressed) = match e.1 {
         Some((lo, hi)) => {
@@ -173,7 +177,7 @@ pub(super) fn metric(name: &str, e: Estimate, threshold: f64, higher_is_worse: b
             (off, worse)
         }
     };
-    MetricView {
+    Some(MetricView {
         metric: name.to_string(),
         ratio: e.0,
         ci_low: e.1.map(|c| c.0),
@@ -181,72 +185,32 @@ pub(super) fn metric(name: &str, e: Estimate, threshold: f64, higher_is_worse: b
         text: ratio_text(&e),
         differs,
         regressed,
-    }
+    })
 }
 
-fn compare_cell(a: &CellSummary, b: &CellSummary, threshold: f64) -> CellView {
-    let mut metrics = Vec::new();
-    if let Some(e) = ratio_ci95(&b.window_latency_ms, &a.window_latency_ms) {
-        metrics.push(metric("latency", e, threshold, true));
-    }
-    if let Some(e) = ratio_ci95(&throughput(b), &throughput(a)) {
-        metrics.push(metric("throughput", e, threshold, false));
-    }
-    if let Some(e) = ratio_ci95(&b.window_energy_mj, &a.window_energy_mj) {
-        metrics.push(metric("energy", e, threshold, true));
-    }
+fn compare_cell(a: &CellSummary, b: &CellSummary, label: String, threshold: f64) -> CellView {
+    let metrics: Vec<MetricView> = [
+        ratio_ci95(&b.window_latency_ms, &a.window_latency_ms)
+            .and_then(|e| metric("latency", e, threshold, true)),
+        ratio_ci95(&throughput(b), &throughput(a))
+            .and_then(|e| metric("throughput", e, threshold, false)),
+        ratio_ci95(&b.window_energy_mj, &a.window_energy_mj)
+            .and_then(|e| metric("energy", e, threshold, true)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     CellView {
         id: a.id.clone(),
-        label: label(a),
+        label,
         regressed: metrics.iter().any(|m| m.regressed),
         differs: metrics.iter().any(|m| m.differs),
         metrics,
     }
 }
 
-fn measured(s: &CellSummary) -> bool {
-    s.status == CellStatus::Ok && !s.window_latency_ms.is_empty()
-}
-
-/// Measured in a way the comparison can use: a model cell with windows, or a layers cell (its
-/// windows are per unit, compared unit by unit).
-fn comparable(s: &CellSummary) -> bool {
-    measured(s) || (s.status == CellStatus::Ok && s.scope != "model")
-}
-
-fn one_side(mine: &[CellSummary], theirs: &[CellSummary], other: &str) -> Vec<OneSide> {
-    mine.iter()
-        .filter_map(|s| {
-            let why = match theirs.iter().find(|t| t.id == s.id) {
-                None => format!("no cell with this definition in {other}"),
-                Some(t) if !comparable(t) => format!("{} in {other}", t.status_word()),
-                Some(_) if !comparable(s) => format!("{} here", s.status_word()),
-                Some(_) => return None,
-            };
-            Some(OneSide {
-                id: s.id.clone(),
-                label: label(s),
-                why,
-            })
-        })
-        .collect()
-}
-
-trait StatusWord {
-    fn status_word(&self) -> String;
-}
-
-impl StatusWord for CellSummary {
-    fn status_word(&self) -> String {
-        match self.status {
-            CellStatus::Ok => "measured without windows".into(),
-            CellStatus::Skipped => "skipped".into(),
-            CellStatus::Failed => "failed".into(),
-        }
-    }
-}
-
-/// Runs the comparison, prints it, writes compare.md/.html; exit 1 when a cell regressed.
+/// Runs the comparison, prints it, writes compare.md/.html; returns the exit code (1 a cell
+/// regressed, 3 nothing was compared, else 0).
 pub fn run(opts: &CompareOptions) -> Result<u8> {
     anyhow::ensure!(
         opts.threshold_pct.is_finite() && opts.threshold_pct >= 0.0,
@@ -255,31 +219,44 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
             opts.threshold_pct
         ))
     );
-    let (ma, ra, sa) = open(&opts.a)?;
-    let (mb, rb, sb) = open(&opts.b)?;
-    let cells: Vec<CellView> = sa
-        .iter()
-        .filter(|a| measured(a))
-        .filter_map(|a| {
-            let b = sb.iter().find(|b| b.id == a.id && measured(b))?;
-            Some(compare_cell(a, b, opts.threshold_pct))
-        })
-        .collect();
-    let layer_cells: Vec<LayersCellView> = ra
-        .iter()
-        .filter_map(|a| {
-            let b = rb.iter().find(|b| b.cell.id == a.cell.id)?;
-            let s = sa.iter().find(|s| s.id == a.cell.id)?;
-            compare_layers_cell(a, b, label(s), opts.threshold_pct)
-        })
-        .collect();
+    let out = out_dir(opts)?;
+    let (ma, ra) = open(&opts.a)?;
+    let (mb, rb) = open(&opts.b)?;
+    let pairing = pair(&ma, &ra, &mb, &rb);
+    let mut cells = Vec::new();
+    let mut layer_cells = Vec::new();
+    let mut not_compared = pairing.not_compared.clone();
+    for &(a, b) in &pairing.both {
+        let label = cell_label(&a.cell);
+        if a.cell.scope == Scope::Model {
+            cells.push(compare_cell(
+                &summarize(a),
+                &summarize(b),
+                label,
+                opts.threshold_pct,
+            ));
+        } else if let Some(l) = compare_layers_cell(a, b, label.clone(), opts.threshold_pct) {
+            layer_cells.push(l);
+        } else {
+            not_compared.push(NotCompared {
+                id: a.cell.id.clone(),
+                label,
+                side: "both",
+                why: "measured in both runs, but no layer or prefix in both".into(),
+            });
+        }
+    }
+    let compared = cells.len() + layer_cells.len();
     let (a, b) = (run_view(&opts.a, &ma), run_view(&opts.b, &mb));
     let view = CompareView {
         same_machine: a.host == b.host && a.device == b.device && a.gpu_uuid == b.gpu_uuid,
-        only_a: one_side(&sa, &sb, "B"),
-        only_b: one_side(&sb, &sa, "A"),
-        regressed: cells.iter().filter(|c| c.regressed).count(),
-        differing: cells.iter().filter(|c| c.differs).count(),
+        not_compared,
+        compared,
+        regressed: cells.iter().filter(|c| c.regressed).count()
+            + layer_cells.iter().filter(|l| l.regressed).count(),
+        differing: cells.iter().filter(|c| c.differs).count()
+            + layer_cells.iter().filter(|l| l.differs).count(),
+        nothing_compared: (compared == 0).then(|| why_nothing(&ma, &mb, &pairing)),
         threshold_pct: opts.threshold_pct,
         cells,
         layer_cells,
@@ -288,11 +265,11 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
     };
 
     let mut env = Environment::new();
+    // Escaping is chosen as a template is added: the Markdown mode first.
+    super::markdown::register(&mut env);
+    env.add_filter("num", super::format_number);
     env.add_template("compare.html.j2", COMPARE_HTML)?;
     env.add_template("compare.md.j2", COMPARE_MD)?;
-    env.add_filter("num", super::format_number);
-    let out = opts.out.clone().unwrap_or_else(|| opts.b.clone());
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     for (template, file) in [
         ("compare.md.j2", "compare.md"),
         ("compare.html.j2", "compare.html"),
@@ -311,6 +288,25 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
         out.join("compare.html").display()
     );
     if view.regressed > 0 {
+        for l in view.layer_cells.iter().filter(|l| l.regressed) {
+            for u in l.units.iter().filter(|u| u.regressed) {
+                let worse: Vec<String> = u
+                    .metrics
+                    .iter()
+                    .filter(|m| m.regressed)
+                    .map(|m| format!("{} {}", m.metric, m.text))
+                    .collect();
+                eprintln!(
+                    "regressed beyond {} %: cell {} ({}), unit {} ({}): {}",
+                    view.threshold_pct,
+                    l.id,
+                    l.label,
+                    u.name,
+                    u.method,
+                    worse.join(", ")
+                );
+            }
+        }
         for c in view.cells.iter().filter(|c| c.regressed) {
             let worse: Vec<String> = c
                 .metrics
@@ -328,7 +324,35 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
         }
         return Ok(exit::CELLS_FAILED);
     }
+    if let Some(why) = &view.nothing_compared {
+        eprintln!(
+            "compared nothing: {why}. A comparison that compared no cell is no evidence that nothing regressed (exit {}); compare runs of the same experiment and protocol that both measured some cell",
+            exit::COMPARED_NOTHING
+        );
+        return Ok(exit::COMPARED_NOTHING);
+    }
     Ok(exit::OK)
+}
+
+/// Where compare.md and compare.html go: `--out` (created when absent), else B's run directory.
+fn out_dir(opts: &CompareOptions) -> Result<PathBuf> {
+    let Some(out) = &opts.out else {
+        return Ok(opts.b.clone());
+    };
+    if out.exists() && !out.is_dir() {
+        return Err(ConfigError::new(format!(
+            "--out {}: not a folder; give a folder for compare.md and compare.html (created when absent)",
+            out.display()
+        ))
+        .into());
+    }
+    std::fs::create_dir_all(out).map_err(|e| {
+        ConfigError::new(format!(
+            "--out {}: cannot create the folder: {e}",
+            out.display()
+        ))
+    })?;
+    Ok(out.clone())
 }
 
 fn print(v: &CompareView) {
@@ -366,15 +390,25 @@ fn print(v: &CompareView) {
             (Some(u), Some(p)) => format!("largest difference {p:.1} % ({u})"),
             _ => "no unit with a ratio".into(),
         };
+        let verdict = if l.regressed {
+            format!(
+                "REGRESSED beyond {} % in {} unit(s)",
+                v.threshold_pct, l.regressed_units
+            )
+        } else if l.differs {
+            "differs beyond noise".into()
+        } else {
+            "within noise".into()
+        };
         println!(
-            "  {} {}, unit by unit: {} of {} units off by more than {} %; {worst}",
+            "  {} {}, unit by unit: {} of {} units off by more than {} %; {worst}; {verdict}",
             l.id,
             l.label,
             l.beyond_threshold,
             l.units.len(),
             v.threshold_pct
         );
-        for u in l.units.iter().filter(|u| u.beyond_threshold) {
+        for u in l.units.iter().filter(|u| u.beyond_threshold || u.regressed) {
             let metrics: Vec<String> = u
                 .metrics
                 .iter()
@@ -383,16 +417,11 @@ fn print(v: &CompareView) {
             println!("    {} ({}): {}", u.name, u.method, metrics.join(", "));
         }
     }
-    for (side, list) in [("A", &v.only_a), ("B", &v.only_b)] {
-        for o in list.iter() {
-            println!("  only in {side}: {} {}: {}", o.id, o.label, o.why);
-        }
+    for o in &v.not_compared {
+        println!("  not compared: {} {}: {}", o.id, o.label, o.why);
     }
     println!(
         "{} cells compared: {} differ beyond noise, {} regressed beyond {} %",
-        v.cells.len(),
-        v.differing,
-        v.regressed,
-        v.threshold_pct
+        v.compared, v.differing, v.regressed, v.threshold_pct
     );
 }

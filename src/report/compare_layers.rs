@@ -1,8 +1,9 @@
 //! `runner compare`, per layer: for every `layers` cell both runs measured, each unit (a layer
 //! or block component alone, per call of the unit; each prefix of the forward pass) as ratios B/A
 //! of latency and energy per inference, with bootstrap intervals over both runs' windows. This is
-//! the run-to-run check of a per-layer profile ("two runs agree per layer within 3 %"); it does
-//! not change the exit status, which stays about whole cells.
+//! the run-to-run check of a per-layer profile ("two runs agree per layer within 3 %"). A unit
+//! that regressed (slower or costlier in B beyond its interval and the threshold, as a whole cell
+//! is judged) makes its layers cell regressed, and the exit status says so.
 
 use serde::Serialize;
 
@@ -22,6 +23,10 @@ pub(super) struct UnitView {
     pub metrics: Vec<MetricView>,
     /// Some metric's ratio is off 1 by more than the threshold (point estimate).
     pub beyond_threshold: bool,
+    /// Some metric's interval excludes 1.
+    pub differs: bool,
+    /// Worse in B by more than the threshold, beyond noise.
+    pub regressed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,6 +40,10 @@ pub(super) struct LayersCellView {
     pub worst_pct: Option<f64>,
     pub worst_unit: Option<String>,
     pub beyond_threshold: usize,
+    /// Units that regressed; the cell regressed when any did.
+    pub regressed_units: usize,
+    pub regressed: bool,
+    pub differs: bool,
 }
 
 /// Per-window latency medians and energies per inference of one unit's windows.
@@ -54,19 +63,21 @@ fn unit(
     b: (Vec<f64>, Vec<f64>),
     threshold: f64,
 ) -> UnitView {
-    let mut metrics = Vec::new();
-    if let Some(e) = ratio_ci95(&b.0, &a.0) {
-        metrics.push(metric("latency", e, threshold, true));
-    }
-    if let Some(e) = ratio_ci95(&b.1, &a.1) {
-        metrics.push(metric("energy", e, threshold, true));
-    }
+    let metrics: Vec<MetricView> = [
+        ratio_ci95(&b.0, &a.0).and_then(|e| metric("latency", e, threshold, true)),
+        ratio_ci95(&b.1, &a.1).and_then(|e| metric("energy", e, threshold, true)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let limit = threshold / 100.0;
     UnitView {
         name: name.to_string(),
         method,
         component,
         beyond_threshold: metrics.iter().any(|m| (m.ratio - 1.0).abs() > limit),
+        differs: metrics.iter().any(|m| m.differs),
+        regressed: metrics.iter().any(|m| m.regressed),
         metrics,
     }
 }
@@ -141,9 +152,13 @@ fn summarize(id: String, label: String, units: Vec<UnitView>) -> Option<LayersCe
         .filter(|u| !u.component)
         .filter_map(headline)
         .max_by(|x, y| x.0.total_cmp(&y.0));
+    let regressed_units = units.iter().filter(|u| u.regressed).count();
     Some(LayersCellView {
         id,
         label,
+        regressed_units,
+        regressed: regressed_units > 0,
+        differs: units.iter().any(|u| u.differs),
         beyond_threshold: units.iter().filter(|u| u.beyond_threshold).count(),
         worst_pct: worst.as_ref().map(|w| w.0),
         worst_unit: worst.map(|w| format!("{} ({})", w.1, w.2)),
@@ -221,6 +236,9 @@ mod tests {
         );
         assert_eq!(v.beyond_threshold, 2);
         assert!(!v.units[0].beyond_threshold);
+        // Costlier beyond their (tight) intervals and the threshold: the cell regressed.
+        assert_eq!(v.regressed_units, 2);
+        assert!(v.regressed && !v.units[0].regressed);
         let lat = &v.units[0].metrics[0];
         assert_eq!(lat.metric, "latency");
         assert!((lat.ratio - 1.0).abs() < 1e-9);

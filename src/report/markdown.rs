@@ -1,6 +1,9 @@
-//! Markdown escaping for report.md, as template filters: everything a user wrote (description,
-//! names, paths, overrides, failure reasons) reaches the Markdown as text, never as markup, as
-//! minijinja's auto-escaping already does for the HTML report.
+//! Markdown escaping for report.md and compare.md: every value a Markdown template prints
+//! (`*.md.j2`) is escaped by default, as minijinja's auto-escaping does for the HTML templates, so
+//! what a user wrote or a run directory holds (names, paths, failure reasons, layer names, times,
+//! run ids) reaches the Markdown as text, never as markup, whether or not the template remembered
+//! a filter. Numbers print as they are; the filters below say how a value is to be shown and
+//! return text already escaped:
 //!
 //! - `{{ x | md }}`: inline text, for table cells and paragraphs (newlines become spaces; with
 //!   `md(lines=true)` they stay, each line escaped at its start)
@@ -8,7 +11,45 @@
 //!   (`md_code(table=false)` outside a table, where `\|` would show its backslash)
 //! - `{{ x | md_fence("toml") }}`: a fenced block whose fence no line of `x` can close
 
-use minijinja::value::{Kwargs, Value};
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{AutoEscape, Error, Output, State};
+
+/// The auto-escape mode of Markdown templates.
+pub const MARKDOWN: AutoEscape = AutoEscape::Custom("markdown");
+
+/// `*.md.j2` (and `*.md`) templates escape for Markdown; the rest as minijinja's default does
+/// (HTML for `*.html.j2`).
+pub fn auto_escape(name: &str) -> AutoEscape {
+    let base = name.strip_suffix(".j2").unwrap_or(name);
+    if base.ends_with(".md") {
+        MARKDOWN
+    } else {
+        minijinja::default_auto_escape_callback(name)
+    }
+}
+
+/// Prints a value in a Markdown template: safe strings (the filters' output) and numbers as they
+/// are, any other value escaped as inline text.
+pub fn formatter(out: &mut Output, state: &State, value: &Value) -> Result<(), Error> {
+    if state.auto_escape() != MARKDOWN {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    let plain = value.is_safe()
+        || matches!(
+            value.kind(),
+            ValueKind::Undefined | ValueKind::None | ValueKind::Bool | ValueKind::Number
+        );
+    let text = if plain {
+        if value.is_undefined() || value.is_none() {
+            String::new()
+        } else {
+            value.to_string()
+        }
+    } else {
+        escape(&text_of(value), false)
+    };
+    out.write_str(&text).map_err(Error::from)
+}
 
 /// ASCII punctuation that starts or ends Markdown markup anywhere in a line (emphasis, code,
 /// links, images, raw HTML, tables, strikethrough, entities, footnotes).
@@ -112,24 +153,32 @@ fn text_of(value: &Value) -> String {
     }
 }
 
-pub fn md_filter(value: Value, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+pub fn md_filter(value: Value, kwargs: Kwargs) -> Result<Value, minijinja::Error> {
     let lines: Option<bool> = kwargs.get("lines")?;
     kwargs.assert_all_used()?;
-    Ok(escape(&text_of(&value), lines.unwrap_or(false)))
+    Ok(Value::from_safe_string(escape(
+        &text_of(&value),
+        lines.unwrap_or(false),
+    )))
 }
 
-pub fn md_code_filter(value: Value, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+pub fn md_code_filter(value: Value, kwargs: Kwargs) -> Result<Value, minijinja::Error> {
     let table: Option<bool> = kwargs.get("table")?;
     kwargs.assert_all_used()?;
-    Ok(code_span(&text_of(&value), table.unwrap_or(true)))
+    Ok(Value::from_safe_string(code_span(
+        &text_of(&value),
+        table.unwrap_or(true),
+    )))
 }
 
-pub fn md_fence_filter(value: Value, lang: Option<String>) -> String {
-    fenced(&text_of(&value), lang.as_deref().unwrap_or(""))
+pub fn md_fence_filter(value: Value, lang: Option<String>) -> Value {
+    Value::from_safe_string(fenced(&text_of(&value), lang.as_deref().unwrap_or("")))
 }
 
-/// Registers the filters on a template environment.
+/// Registers the filters, and Markdown auto-escaping, on a template environment.
 pub fn register(env: &mut minijinja::Environment<'static>) {
+    env.set_auto_escape_callback(auto_escape);
+    env.set_formatter(formatter);
     env.add_filter("md", md_filter);
     env.add_filter("md_code", md_code_filter);
     env.add_filter("md_fence", md_fence_filter);
@@ -155,5 +204,22 @@ mod tests {
         assert_eq!(fenced("a\n```\nb\n", "toml"), "````toml\na\n```\nb\n````");
         assert_eq!(escape("x86_64 _a_ > b", false), "x86_64 \\_a\\_ > b");
         assert_eq!(escape("> quote", false), "\\> quote");
+    }
+
+    #[test]
+    fn markdown_templates_escape_every_value_and_html_templates_stay_html() {
+        let mut env = minijinja::Environment::new();
+        register(&mut env);
+        let t = "{{ x }} {{ n }} {{ x | md_code }}";
+        env.add_template("a.md.j2", t).unwrap();
+        env.add_template("a.html.j2", t).unwrap();
+        let ctx = minijinja::context! { x => "<img src=x onerror=alert(1)> # h", n => 1.5 };
+        let md = env.get_template("a.md.j2").unwrap().render(&ctx).unwrap();
+        assert_eq!(
+            md,
+            "\\<img src=x onerror=alert(1)> \\# h 1.5 `<img src=x onerror=alert(1)> # h`"
+        );
+        let html = env.get_template("a.html.j2").unwrap().render(&ctx).unwrap();
+        assert!(html.starts_with("&lt;img"), "{html}");
     }
 }

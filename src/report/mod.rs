@@ -7,6 +7,7 @@
 pub mod charts;
 pub mod compare;
 mod compare_layers;
+mod compare_match;
 mod fidelity;
 mod flags;
 pub mod markdown;
@@ -82,6 +83,9 @@ impl TemplateSource {
 
     fn environment(&self) -> Result<Environment<'static>> {
         let mut env = Environment::new();
+        // Escaping is chosen as a template is added: the Markdown mode first.
+        markdown::register(&mut env);
+        env.add_filter("num", format_number);
         match self {
             Self::Dir(dir) => env.set_loader(minijinja::path_loader(dir)),
             Self::BuiltIn => {
@@ -89,21 +93,20 @@ impl TemplateSource {
                 env.add_template(MD_TEMPLATE, BUILTIN_MD)?;
             }
         }
-        env.add_filter("num", format_number);
-        markdown::register(&mut env);
         Ok(env)
     }
 }
 
 /// `{{ value | num(2) }}`: fixed decimals, "n/a" for a missing value.
-fn format_number(value: Value, digits: Option<usize>) -> String {
+/// Digits need no escaping in any template; anything else is text, escaped where it lands.
+fn format_number(value: Value, digits: Option<usize>) -> Value {
     let digits = digits.unwrap_or(2);
     if value.is_none() || value.is_undefined() {
-        return "n/a".into();
+        return Value::from_safe_string("n/a".into());
     }
     match f64::try_from(value.clone()) {
-        Ok(v) => format!("{v:.digits$}"),
-        Err(_) => value.to_string(),
+        Ok(v) => Value::from_safe_string(format!("{v:.digits$}")),
+        Err(_) => Value::from(value.to_string()),
     }
 }
 
@@ -270,12 +273,25 @@ pub fn render(
     templates: &TemplateSource,
     continue_command: ContinueCommand<'_>,
 ) -> Result<(Written, Vec<CellSummary>)> {
+    let _render = run.render_lock()?;
     let manifest = run.read_manifest()?;
-    let records = run.read_records(&manifest.plan)?;
-    render_records(run, templates, &manifest, &records, continue_command)
+    let records = run.read_records(&manifest)?;
+    render_unlocked(run, templates, &manifest, &records, continue_command)
 }
 
+/// Renders `records` (a run's own, in memory, at its end) under the run's render lock.
 pub fn render_records(
+    run: &RunDir,
+    templates: &TemplateSource,
+    manifest: &Manifest,
+    records: &[CellRecord],
+    continue_command: ContinueCommand<'_>,
+) -> Result<(Written, Vec<CellSummary>)> {
+    let _render = run.render_lock()?;
+    render_unlocked(run, templates, manifest, records, continue_command)
+}
+
+fn render_unlocked(
     run: &RunDir,
     templates: &TemplateSource,
     manifest: &Manifest,
@@ -301,9 +317,8 @@ pub fn render_records(
     };
     let baseline = manifest.config.report.baseline;
     let summaries = summarize_all(records, baseline);
-    let chart_dir = run.path.join("charts");
-    std::fs::create_dir_all(&chart_dir)
-        .with_context(|| format!("creating {}", chart_dir.display()))?;
+    // The run's own folder, never a link to somewhere else: nothing is written outside the run.
+    let chart_dir = crate::files::own_dir(&run.path, "charts")?;
     let charts = charts::all_charts(&summaries)?
         .iter()
         .map(|c| ChartRef::write(c, &chart_dir))
@@ -312,7 +327,7 @@ pub fn render_records(
     let idle_w = manifest.idle_baseline.as_ref().map(|i| i.power_w);
     let mut traces = Vec::new();
     for s in &summaries {
-        if let Some(samples) = read_trace(&run.path.join("traces").join(format!("{}.csv", s.id)))? {
+        if let Some(samples) = run.read_trace(&s.id)? {
             traces.push((s, samples));
         }
     }
@@ -450,20 +465,6 @@ pub fn render_records(
     Ok((written, summaries))
 }
 
-/// A cell's power trace (`t_s,power_w` rows), or `None` when the cell has no trace file.
-fn read_trace(path: &Path) -> Result<Option<Vec<crate::sensor::PowerSample>>> {
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let samples = reader
-        .deserialize()
-        .collect::<std::result::Result<Vec<crate::sensor::PowerSample>, _>>()
-        .with_context(|| format!("parsing {}", path.display()))?;
-    Ok(Some(samples))
-}
-
 /// An inline <svg> inside HTML must not carry an XML declaration.
 fn strip_xml_declaration(svg: &str) -> String {
     match svg.strip_prefix("<?xml") {
@@ -482,8 +483,14 @@ mod tests {
 
     #[test]
     fn num_filter_formats_and_says_na_for_missing_values() {
-        assert_eq!(format_number(Value::from(1.23456), Some(2)), "1.23");
-        assert_eq!(format_number(Value::from(()), Some(2)), "n/a");
+        assert_eq!(
+            format_number(Value::from(1.23456), Some(2)).as_str(),
+            Some("1.23")
+        );
+        assert_eq!(
+            format_number(Value::from(()), Some(2)).as_str(),
+            Some("n/a")
+        );
     }
 
     #[test]

@@ -1,15 +1,21 @@
 //! What a run leaves behind: the record schema (one JSON record per cell, the manifest with its
 //! sessions) and the run directory that holds them (`run_dir.rs`: layout, locks, claims, atomic
-//! writes, reading back). The record format is a public contract: it carries `schema_version`,
+//! writes; `read_back.rs`: reading every file back, bounded; `check.rs`: the one validation of
+//! what is read back, against the plan's cell with its id). The record format is a public contract: it carries `schema_version`,
 //! and `runner report` rebuilds every report from these files alone.
 //!
 //! May import the stages whose results it records (config, matrix, data, device, sensor,
 //! measure, fidelity, probe, model for hashing) and error; never analysis, report, run or scale.
 
+mod check;
+mod read_back;
 mod run_dir;
 
+pub use check::{MAX_POWER_W, MAX_UNITS, MAX_WINDOWS};
+pub use read_back::{parse_manifest, parse_record, parse_session, parse_trace};
 pub use run_dir::{
-    write_atomic, write_derived, CellClaim, RunDir, RunLock, CLAIMS_DIR, LOCK_FILE, SESSIONS_DIR,
+    write_atomic, write_derived, CellClaim, RenderLock, RunDir, RunLock, CLAIMS_DIR, LOCK_FILE,
+    RENDER_LOCK_FILE, SESSIONS_DIR,
 };
 
 use std::collections::BTreeMap;

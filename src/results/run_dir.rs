@@ -1,15 +1,16 @@
 //! The run directory on disk: `<root>/<experiment>/<run-id>/` with manifest.json, cells/,
-//! traces/, sessions/; its lock (flock), the per-cell claims of workers, atomic writes, and
-//! reading every record back, checked against the plan and the schema version.
+//! traces/, sessions/; its lock (flock), the per-cell claims of workers, atomic writes. Reading
+//! back is `read_back.rs`. The folders the runner writes into are its own: a symlink in their
+//! place is refused, so nothing is ever written outside the run directory.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{now_rfc3339, CellRecord, Manifest, Session, SCHEMA_VERSION};
-use crate::matrix::Cell;
+use super::{now_rfc3339, CellRecord, Manifest, Session};
+use crate::error::InputError;
+use crate::files;
 use crate::sensor::PowerSample;
 
 /// A run's folder on disk. A writer holds its lock (see [`RunLock`]) for as long as it lives.
@@ -20,10 +21,17 @@ pub struct RunDir {
 
 /// The name of the lock file inside a run directory.
 pub const LOCK_FILE: &str = ".lock";
+/// Held while reports are rendered (see [`RunDir::render_lock`]).
+pub const RENDER_LOCK_FILE: &str = ".render.lock";
 /// Worker sessions, one file each.
 pub const SESSIONS_DIR: &str = "sessions";
 /// Per-cell claim locks of workers.
 pub const CLAIMS_DIR: &str = ".claims";
+
+/// A hold on the rendering of a run's reports (see [`RunDir::render_lock`]).
+pub struct RenderLock {
+    _file: std::fs::File,
+}
 
 /// A worker's hold on one cell (see [`RunDir::try_claim`]).
 pub struct CellClaim {
@@ -43,20 +51,12 @@ impl RunLock {
     /// `--cell`, `--worker`): they may write one run together, each cell claimed alone, but never
     /// beside a serial run, which holds the lock exclusively.
     pub fn acquire_shared(dir: &Path) -> Result<Self> {
-        use std::io::Read;
         let path = dir.join(LOCK_FILE);
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        let mut file = open_lock_file(&path)?;
         match file.try_lock_shared() {
             Ok(()) => Ok(Self { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
+                let holder = read_holder(&mut file);
                 Err(crate::error::ConfigError::new(format!(
                     "{} is in use by a runner measuring the whole run ({}): a single-cell task must not measure beside it (both measurements would share the device); wait for it to end, then run the task again",
                     dir.display(),
@@ -71,20 +71,13 @@ impl RunLock {
     }
 
     pub fn acquire(dir: &Path) -> Result<Self> {
-        use std::io::{Read, Seek};
+        use std::io::Seek;
         let path = dir.join(LOCK_FILE);
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        let mut file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
+                let holder = read_holder(&mut file);
                 let holder = holder.trim();
                 let who = if holder.is_empty() {
                     "another runner (pid not yet written)".to_string()
@@ -113,6 +106,42 @@ impl RunLock {
         file.sync_all()?;
         Ok(Self { _file: file })
     }
+}
+
+/// The run's lock file, opened for locking: a regular file or none yet (then created), never
+/// through a symlink, never a FIFO (opening one for writing would wait for a reader forever).
+fn open_lock_file(path: &Path) -> Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| {
+        InputError::new(format!(
+            "cannot open the lock file {}: {e} (it must be a regular file the runner made, not a link or a device: remove it)",
+            path.display()
+        ))
+    })?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(InputError::new(format!(
+            "the lock file {} is not a regular file: remove it, then run again",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(file)
+}
+
+/// Who holds the lock, as its holder wrote it (a line; bounded).
+fn read_holder(file: &mut std::fs::File) -> String {
+    use std::io::Read;
+    let mut holder = String::new();
+    let _ = file
+        .take(files::limit::LOCK_HOLDER)
+        .read_to_string(&mut holder);
+    holder
 }
 
 impl RunDir {
@@ -154,9 +183,9 @@ impl RunDir {
             .into());
         }
         refuse_foreign_contents(&path)?;
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         for sub in ["cells", "traces"] {
-            std::fs::create_dir_all(path.join(sub))
-                .with_context(|| format!("creating {}", path.join(sub).display()))?;
+            files::own_dir(&path, sub)?;
         }
         let lock = match early {
             Some(lock) => lock,
@@ -177,9 +206,11 @@ impl RunDir {
         let mut dir = Self::open(path)?;
         dir._lock = Some(RunLock::acquire(path)?);
         for sub in ["", "cells", "traces"] {
-            let folder = path.join(sub);
-            std::fs::create_dir_all(&folder)
-                .with_context(|| format!("creating {}", folder.display()))?;
+            let folder = if sub.is_empty() {
+                path.to_path_buf()
+            } else {
+                files::own_dir(path, sub)?
+            };
             for entry in std::fs::read_dir(&folder)? {
                 let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -225,8 +256,7 @@ impl RunDir {
         let mut dir = Self::open(path)?;
         dir._lock = Some(RunLock::acquire_shared(path)?);
         for sub in ["cells", "traces", SESSIONS_DIR, CLAIMS_DIR] {
-            std::fs::create_dir_all(path.join(sub))
-                .with_context(|| format!("creating {}", path.join(sub).display()))?;
+            files::own_dir(path, sub)?;
         }
         Ok(dir)
     }
@@ -240,6 +270,18 @@ impl RunDir {
                 .with_context(|| format!("sharing the lock of {}", self.path.display()))?;
         }
         Ok(())
+    }
+
+    /// Waits for, then holds, the right to render this run's reports: a render reads the records
+    /// and writes the reports under it, so two renders (a `runner report` racing the end of a
+    /// run, or the Slurm report job) never interleave, and the last to write is the last to have
+    /// read: a report of 7 of 21 cells never lands over the final one. Released when dropped.
+    pub fn render_lock(&self) -> Result<RenderLock> {
+        let path = self.path.join(RENDER_LOCK_FILE);
+        let file = open_lock_file(&path)?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(RenderLock { _file: file })
     }
 
     /// Claims a cell for this process: an exclusive flock on `.claims/<id>.lock`, released when
@@ -260,19 +302,6 @@ impl RunDir {
                 Err(e).with_context(|| format!("locking {}", path.display()))
             }
         }
-    }
-
-    /// The record of one cell, if it has one.
-    pub fn read_record(&self, cell_id: &str) -> Result<Option<CellRecord>> {
-        let path = self.path.join("cells").join(format!("{cell_id}.json"));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        let record: CellRecord =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        Ok(Some(record))
     }
 
     /// A worker's session, in its own file `sessions/<label>-<pid>.json` (workers never write the
@@ -300,34 +329,14 @@ impl RunDir {
         )
     }
 
-    /// Every worker session, by start time.
-    pub fn read_worker_sessions(&self) -> Result<Vec<Session>> {
-        let dir = self.path.join(SESSIONS_DIR);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(Vec::new());
-        };
-        let mut sessions = Vec::new();
-        for entry in entries {
-            let path = entry?.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let session: Session = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            sessions.push(session);
-        }
-        sessions.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-        Ok(sessions)
-    }
-
     pub fn open(path: &Path) -> Result<Self> {
-        if !path.join("manifest.json").is_file() {
-            bail!(
+        // Present in any form: what it is, `read_manifest` says.
+        if std::fs::symlink_metadata(path.join("manifest.json")).is_err() {
+            return Err(InputError::new(format!(
                 "{} is not a run directory: it has no manifest.json (expected results/<experiment>/<run-id>/)",
                 path.display()
-            );
+            ))
+            .into());
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -340,23 +349,6 @@ impl RunDir {
             &self.path.join("manifest.json"),
             serde_json::to_string_pretty(manifest)?.as_bytes(),
         )
-    }
-
-    pub fn read_manifest(&self) -> Result<Manifest> {
-        let path = self.path.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let m: Manifest =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        check_schema(m.schema_version, &path)?;
-        if let Some(bad) = m.plan.iter().find(|c| !crate::matrix::is_cell_id(&c.id)) {
-            bail!(
-                "{}: the plan holds cell id {:?}, which is not a runner cell id (12 hex digits): the file was edited",
-                path.display(),
-                bad.id
-            );
-        }
-        Ok(m)
     }
 
     pub fn write_record(&self, record: &CellRecord) -> Result<()> {
@@ -378,59 +370,6 @@ impl RunDir {
             &self.path.join("traces").join(format!("{cell_id}.csv")),
             text.as_bytes(),
         )
-    }
-
-    /// Every stored cell record, by cell id.
-    pub fn read_all_records(&self) -> Result<BTreeMap<String, CellRecord>> {
-        let mut by_id = BTreeMap::new();
-        let dir = self.path.join("cells");
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
-        {
-            let path = entry?.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let record: CellRecord = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "parsing {} (delete it to measure that cell again with --resume)",
-                    path.display()
-                )
-            })?;
-            check_schema(record.schema_version, &path)?;
-            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-            if !crate::matrix::is_cell_id(&record.cell.id) || stem.as_ref() != Some(&record.cell.id)
-            {
-                bail!(
-                    "{}: holds cell id {:?}, which is not this file's name or not a runner cell id (12 hex digits): the file was edited or does not belong here",
-                    path.display(),
-                    record.cell.id
-                );
-            }
-            by_id.insert(record.cell.id.clone(), record);
-        }
-        Ok(by_id)
-    }
-
-    /// Every stored cell record, in the manifest's plan order (records of cells not in the plan
-    /// are an error: they belong to another run).
-    pub fn read_records(&self, plan: &[Cell]) -> Result<Vec<CellRecord>> {
-        let mut by_id = self.read_all_records()?;
-        let mut ordered = Vec::with_capacity(by_id.len());
-        for cell in plan {
-            if let Some(r) = by_id.remove(&cell.id) {
-                ordered.push(r);
-            }
-        }
-        if let Some(stray) = by_id.keys().next() {
-            bail!(
-                "{}: cells/{stray}.json is not in this run's plan (manifest.json): was it copied from another run?",
-                self.path.display()
-            );
-        }
-        Ok(ordered)
     }
 }
 
@@ -482,16 +421,6 @@ fn refuse_foreign_contents(path: &Path) -> Result<()> {
     .into())
 }
 
-fn check_schema(version: u32, path: &Path) -> Result<()> {
-    if version != SCHEMA_VERSION {
-        bail!(
-            "{}: schema_version {version}, but this runner reads version {SCHEMA_VERSION}",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
 /// Write to a temporary file in the same folder, fsync, then rename and fsync the folder: a reader
 /// (or a crash, even of the machine) never sees a half-written file. For measurements: records,
 /// traces, the manifest.
@@ -541,8 +470,14 @@ fn tempfile_in(dir: &Path, target: &Path) -> Result<(PathBuf, std::fs::File)> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    // A leftover of this pid's (a name cannot be in use twice by one process) is removed, and the
+    // file is created anew: never opened through a symlink someone left under that name.
+    let _ = std::fs::remove_file(&tmp);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
     Ok((tmp, file))
 }
 

@@ -69,7 +69,11 @@ fn reopen(
         ))
         .into());
     }
-    let records = dir.read_all_records()?;
+    let records: BTreeMap<String, CellRecord> = dir
+        .read_records(&old)?
+        .into_iter()
+        .map(|r| (r.cell.id.clone(), r))
+        .collect();
     let strays: Vec<&str> = records
         .keys()
         .filter(|id| !prepared.plan.iter().any(|c| &c.id == *id))

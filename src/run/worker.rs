@@ -134,7 +134,10 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             stop = Some(Stop::Interrupted);
             break;
         }
-        if run_dir.read_record(&cell.id)?.is_some_and(|r| is_final(&r)) {
+        if run_dir
+            .read_record(cell, protocol)?
+            .is_some_and(|r| is_final(&r))
+        {
             if cells.len() == 1 {
                 eprintln!(
                     "{who} {} already has a record: nothing to do",
@@ -147,7 +150,10 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             continue; // another worker is measuring it
         };
         // Finished by another worker between the look and the claim.
-        if run_dir.read_record(&cell.id)?.is_some_and(|r| is_final(&r)) {
+        if run_dir
+            .read_record(cell, protocol)?
+            .is_some_and(|r| is_final(&r))
+        {
             continue;
         }
         eprintln!("{who} measuring {}", cell_label(cell));
@@ -155,7 +161,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
         // A top:K cell ranks layers by a layers cell another worker may have measured.
         let earlier: Vec<CellRecord> =
             if matches!(cell.quantize, crate::config::QuantizeSelection::Top(_)) {
-                run_dir.read_all_records()?.into_values().collect()
+                run_dir.read_records(&manifest)?
             } else {
                 Vec::new()
             };
@@ -184,7 +190,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             run_dir.write_worker_session(&session)?;
         }
         if record.cell.scope == Scope::Layers {
-            let all: Vec<CellRecord> = run_dir.read_all_records()?.into_values().collect();
+            let all: Vec<CellRecord> = run_dir.read_records(&manifest)?;
             record.reconciliation = analysis::reconcile_in(&record, &all);
         }
         run_dir

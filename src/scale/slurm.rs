@@ -261,7 +261,7 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
 
     let mut missing = Vec::new();
     for (i, cell) in prepared.plan.iter().enumerate() {
-        let record = run_dir.read_record(&cell.id)?;
+        let record = run_dir.read_record(cell, &prepared.exp.config.protocol)?;
         if record.is_none_or(|r| r.status == CellStatus::Failed) {
             missing.push(i);
         }

@@ -179,7 +179,7 @@ pub fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Res
     }
 
     let statuses = wait_all(&mut children)?;
-    let records = run_dir.read_records(&manifest.plan)?;
+    let records = run_dir.read_records(&manifest)?;
     let complete = records.len() == manifest.plan.len()
         && records.iter().all(|r| r.status != CellStatus::Failed);
     let interrupted = crate::interrupt::requested()

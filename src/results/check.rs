@@ -1,0 +1,462 @@
+//! The one validation of what a run directory holds when it is read back: every record against
+//! the plan's cell with its id, every number a measurement can have (finite, non-negative,
+//! windows of at least one loop, powers a device can draw), bounded counts; the manifest's plan
+//! (runner cell ids, none twice); sessions and traces. `runner report`, `runner compare`,
+//! `--resume` and the Slurm tasks all read through here, so a record that disagrees with its cell
+//! is refused by name (exit 2) before anything renders, ranks or compares it.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::{CellRecord, CellStatus, Manifest, Session, SCHEMA_VERSION};
+use crate::config::ProtocolSection;
+use crate::error::InputError;
+use crate::matrix::Cell;
+use crate::measure::{WarmupRecord, WindowRecord, MAX_STORED_LOOPS};
+use crate::sensor::PowerSample;
+
+/// More power than any device the runner meters draws (a GPU board draws ~1 kW): an average or
+/// sampled power above it is a damaged number, not a measurement.
+pub const MAX_POWER_W: f64 = 100_000.0;
+/// Longer than any window, warm-up or session (protocol durations are capped at a day).
+pub const MAX_DURATION_S: f64 = 1e7;
+/// Windows of one unit: `protocol.repeats` is at most this.
+pub const MAX_WINDOWS: usize = crate::config::MAX_REPEATS as usize;
+/// Layers, components and prefixes of one `layers` cell (DistilBERT has 33 units; a decoder of
+/// 128 blocks a few hundred).
+pub const MAX_UNITS: usize = 10_000;
+/// Characters of a layer's name.
+const MAX_NAME_CHARS: usize = 200;
+
+/// What to do about a record that fails a check.
+const RECORD_ADVICE: &str = "the file was edited, damaged or copied from another run: delete it to measure the cell again with --resume, or restore the runner's original";
+
+/// Problems found in one file, each a sentence; the first few are reported.
+struct Problems<'a> {
+    path: &'a Path,
+    list: Vec<String>,
+}
+
+impl<'a> Problems<'a> {
+    fn new(path: &'a Path) -> Self {
+        Self {
+            path,
+            list: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, problem: String) {
+        self.list.push(problem);
+    }
+
+    /// A number that must be finite and within `lo..=hi`.
+    fn number(&mut self, at: &str, v: f64, lo: f64, hi: f64) {
+        if !(v.is_finite() && v >= lo && v <= hi) {
+            self.add(format!("{at} is {v:?}, outside {lo:?}..={hi:?}"));
+        }
+    }
+
+    fn finish(self, advice: &str) -> Result<(), InputError> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
+        let shown = self.list.len().min(3);
+        let more = match self.list.len() - shown {
+            0 => String::new(),
+            n => format!(" (and {n} more)"),
+        };
+        Err(InputError::new(format!(
+            "{}: {}{more}; {advice}",
+            self.path.display(),
+            self.list[..shown].join("; ")
+        )))
+    }
+}
+
+/// A manifest read back: this runner's schema, and a plan of runner cell ids, none twice.
+pub fn check_manifest(m: &Manifest, path: &Path) -> Result<(), InputError> {
+    let mut p = Problems::new(path);
+    if m.schema_version != SCHEMA_VERSION {
+        p.add(format!(
+            "schema_version {}, but this runner reads version {SCHEMA_VERSION}",
+            m.schema_version
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, c) in m.plan.iter().enumerate() {
+        if !crate::matrix::is_cell_id(&c.id) {
+            p.add(format!(
+                "plan[{i}] has cell id {:?}, which is not a runner cell id (12 hex digits)",
+                c.id
+            ));
+        } else if !seen.insert(c.id.as_str()) {
+            p.add(format!(
+                "plan[{i}] lists cell {} a second time (a plan holds each cell once)",
+                c.id
+            ));
+        }
+    }
+    if let Some(idle) = &m.idle_baseline {
+        p.number("idle_baseline.power_w", idle.power_w, 0.0, MAX_POWER_W);
+        p.number(
+            "idle_baseline.duration_s",
+            idle.duration_s,
+            0.0,
+            MAX_DURATION_S,
+        );
+        p.number("idle_baseline.energy_j", idle.energy_j, 0.0, f64::MAX);
+    }
+    for (i, s) in m.sessions.iter().enumerate() {
+        session_numbers(&mut p, &format!("sessions[{i}]."), s);
+    }
+    p.finish("the manifest was edited or damaged: restore the runner's original (a run directory cannot be rendered or resumed without it)")
+}
+
+/// A worker's session file read back.
+pub fn check_session(s: &Session, path: &Path) -> Result<(), InputError> {
+    let mut p = Problems::new(path);
+    session_numbers(&mut p, "", s);
+    p.finish("the session file was edited or damaged: restore it or remove it")
+}
+
+fn session_numbers(p: &mut Problems, at: &str, s: &Session) {
+    for (key, v) in [("wall_s", s.wall_s), ("protocol_s", s.protocol_s)] {
+        if let Some(v) = v {
+            p.number(&format!("{at}{key}"), v, 0.0, MAX_DURATION_S);
+        }
+    }
+    if let Some(idle) = &s.idle_baseline {
+        p.number(
+            &format!("{at}idle_baseline.power_w"),
+            idle.power_w,
+            0.0,
+            MAX_POWER_W,
+        );
+    }
+}
+
+/// A record read back from `path`, against the plan's cell with its id (`planned`, `None` when
+/// the plan has no such cell) and the run's protocol.
+pub fn check_record(
+    r: &CellRecord,
+    path: &Path,
+    planned: Option<&Cell>,
+    protocol: &ProtocolSection,
+) -> Result<(), InputError> {
+    let mut p = Problems::new(path);
+    if r.schema_version != SCHEMA_VERSION {
+        p.add(format!(
+            "schema_version {}, but this runner reads version {SCHEMA_VERSION}",
+            r.schema_version
+        ));
+    }
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    if !crate::matrix::is_cell_id(&r.cell.id) || stem.as_deref() != Some(r.cell.id.as_str()) {
+        p.add(format!(
+            "holds cell id {:?}, which is not this file's name or not a runner cell id (12 hex digits)",
+            r.cell.id
+        ));
+    }
+    match planned {
+        None => p.add(format!(
+            "cell {} is not in this run's plan (manifest.json)",
+            r.cell.id
+        )),
+        Some(c) if c != &r.cell => p.add(format!(
+            "the record measured {}, but the plan's cell {} is {}",
+            describe(&r.cell),
+            c.id,
+            describe(c)
+        )),
+        Some(_) => {}
+    }
+    if &r.protocol != protocol {
+        p.add("its protocol is not the run's (manifest.json config.protocol)".into());
+    }
+    if let Some(idle) = r.idle_power_w {
+        p.number("idle_power_w", idle, 0.0, MAX_POWER_W);
+    }
+    if let Some(w) = &r.warmup {
+        warmup(&mut p, "warmup", w);
+    }
+    windows(&mut p, "", &r.windows, 1);
+    if r.layers.len() + r.prefixes.len() > MAX_UNITS {
+        p.add(format!(
+            "{} layers and prefixes, more than the {MAX_UNITS} a model has",
+            r.layers.len() + r.prefixes.len()
+        ));
+    } else {
+        for (i, l) in r.layers.iter().enumerate() {
+            let at = format!("layers[{i}] ({})", printable(&l.name));
+            unit_name(&mut p, &at, &l.name);
+            warmup(&mut p, &format!("{at}.warmup"), &l.warmup);
+            windows(&mut p, &format!("{at}."), &l.windows, l.calls_per_loop);
+            if r.status == CellStatus::Ok && l.windows.is_empty() {
+                p.add(format!("{at} has no windows in a cell recorded ok"));
+            }
+        }
+        for (i, u) in r.prefixes.iter().enumerate() {
+            let at = format!("prefixes[{i}] ({})", printable(&u.name));
+            unit_name(&mut p, &at, &u.name);
+            if u.layers == 0 {
+                p.add(format!("{at} runs 0 layers"));
+            }
+            warmup(&mut p, &format!("{at}.warmup"), &u.warmup);
+            windows(&mut p, &format!("{at}."), &u.windows, u.calls_per_loop);
+            if r.status == CellStatus::Ok && u.windows.is_empty() {
+                p.add(format!("{at} has no windows in a cell recorded ok"));
+            }
+        }
+    }
+    if r.status == CellStatus::Ok {
+        let units = !r.layers.is_empty() || !r.prefixes.is_empty();
+        match r.cell.scope {
+            crate::config::Scope::Model if r.windows.is_empty() => {
+                p.add("status ok, but no windows were recorded".into())
+            }
+            crate::config::Scope::Layers if !units => {
+                p.add("status ok, but no layer or prefix was recorded".into())
+            }
+            _ => {}
+        }
+    }
+    if let Some(q) = &r.quantization {
+        if q.selection != r.cell.quantize.name() {
+            p.add(format!(
+                "quantization.selection {:?} is not the cell's quantize = {:?}",
+                q.selection,
+                r.cell.quantize.name()
+            ));
+        }
+        for l in &q.ranking {
+            p.number("quantization.ranking share_pct", l.share_pct, 0.0, 100.0);
+        }
+    }
+    if let Some(f) = &r.fidelity {
+        for (key, v) in [
+            ("cosine", f.cosine),
+            ("min_example_cosine", f.min_example_cosine),
+            ("label_agreement", f.label_agreement),
+        ] {
+            p.number(&format!("fidelity.{key}"), v, -1.0, 1.0);
+        }
+        p.number("fidelity.max_abs_error", f.max_abs_error, 0.0, f64::MAX);
+    }
+    if let Some(a) = &r.accuracy {
+        for (key, v) in [
+            ("accuracy", a.accuracy),
+            ("ci95_low", a.ci95_low),
+            ("ci95_high", a.ci95_high),
+            ("majority_rate", a.majority_rate),
+        ] {
+            p.number(&format!("accuracy.{key}"), v, 0.0, 1.0);
+        }
+        if a.correct > a.examples {
+            p.add(format!(
+                "accuracy: {} correct of {} examples",
+                a.correct, a.examples
+            ));
+        }
+    }
+    p.finish(RECORD_ADVICE)
+}
+
+/// A power trace read back: finite times and powers a device can draw.
+pub fn check_trace(samples: &[PowerSample], path: &Path) -> Result<(), InputError> {
+    let mut p = Problems::new(path);
+    for (i, s) in samples.iter().enumerate() {
+        p.number(&format!("row {} t_s", i + 2), s.t_s, 0.0, MAX_DURATION_S);
+        p.number(
+            &format!("row {} power_w", i + 2),
+            s.power_w,
+            0.0,
+            MAX_POWER_W,
+        );
+        if p.list.len() > 3 {
+            break;
+        }
+    }
+    p.finish("the trace was edited or damaged: delete it (the report then shows no trace for the cell) or restore the runner's original")
+}
+
+/// `model precision batch B seq S scope [quantize] [method]`, as a record and the plan disagree.
+fn describe(c: &Cell) -> String {
+    let mut s = format!(
+        "{} {} batch {} seq {} scope {}",
+        printable(&c.model),
+        c.precision.name(),
+        c.batch_size,
+        c.seq_len,
+        c.scope.name()
+    );
+    if !c.quantize.is_all() {
+        s.push_str(&format!(" quantize {}", c.quantize.name()));
+    }
+    if !c.layer_method.is_isolated() {
+        s.push_str(&format!(" layer_method {}", c.layer_method.name()));
+    }
+    s
+}
+
+/// Text from a file, safe to print in one line of a message.
+fn printable(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .take(MAX_NAME_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{flat:?}")
+}
+
+fn unit_name(p: &mut Problems, at: &str, name: &str) {
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        p.add(format!(
+            "{at}: a layer's name is 1 to {MAX_NAME_CHARS} characters"
+        ));
+    } else if name.chars().any(char::is_control) {
+        p.add(format!("{at}: a layer's name holds control characters"));
+    }
+}
+
+fn warmup(p: &mut Problems, at: &str, w: &WarmupRecord) {
+    p.number(
+        &format!("{at}.duration_s"),
+        w.duration_s,
+        0.0,
+        MAX_DURATION_S,
+    );
+    p.number(
+        &format!("{at}.first_loop_ms"),
+        w.first_loop_ms,
+        0.0,
+        MAX_DURATION_S * 1e3,
+    );
+}
+
+/// A unit's windows: each of at least one loop, a duration, latencies that fit in it, energies
+/// at a power a device can draw.
+fn windows(p: &mut Problems, at: &str, windows: &[WindowRecord], calls_per_loop: u32) {
+    if windows.len() > MAX_WINDOWS {
+        p.add(format!(
+            "{at}windows: {} windows, more than protocol.repeats can ask for ({MAX_WINDOWS})",
+            windows.len()
+        ));
+        return;
+    }
+    if calls_per_loop == 0 {
+        p.add(format!("{at}calls_per_loop is 0"));
+    }
+    for (i, w) in windows.iter().enumerate() {
+        let at = format!("{at}windows[{i}]");
+        if w.loops == 0 {
+            p.add(format!("{at}.loops is 0 (a window runs at least one loop)"));
+        }
+        if w.loop_ms_stride == 0 {
+            p.add(format!("{at}.loop_ms_stride is 0"));
+        }
+        p.number(
+            &format!("{at}.duration_s"),
+            w.duration_s,
+            1e-9,
+            MAX_DURATION_S,
+        );
+        if w.loop_ms.is_empty() {
+            p.add(format!("{at}.loop_ms is empty"));
+        } else if w.loop_ms.len() > MAX_STORED_LOOPS || w.loop_ms.len() as u64 > u64::from(w.loops)
+        {
+            p.add(format!(
+                "{at}.loop_ms holds {} latencies for {} loops (at most {MAX_STORED_LOOPS} are kept)",
+                w.loop_ms.len(),
+                w.loops
+            ));
+        }
+        // A loop cannot outlast its window (a small margin for the clock's rounding).
+        let longest = w.duration_s.max(0.0) * 1e3 * 1.01 + 1.0;
+        if let Some(bad) = w
+            .loop_ms
+            .iter()
+            .find(|&&ms| !(ms.is_finite() && ms > 0.0 && ms <= longest))
+        {
+            p.add(format!(
+                "{at}.loop_ms holds {bad:?}, not a latency of a loop in a {:.3} s window",
+                w.duration_s
+            ));
+        }
+        // Energies: finite, non-negative, at a power a device can draw over the window.
+        let most = w.duration_s.max(0.0) * MAX_POWER_W;
+        for (key, v) in [
+            ("energy_j", w.energy_j),
+            ("counter_delta_j", w.counter_delta_j),
+            ("trace_energy_j", w.trace_energy_j),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v >= 0.0 && v <= most) {
+                    p.add(format!(
+                        "{at}.{key} is {v:?} J, not an energy a device spends in {:.3} s",
+                        w.duration_s
+                    ));
+                }
+            }
+        }
+        if let Some(v) = w.tail_correction_j {
+            p.number(&format!("{at}.tail_correction_j"), v, -most, most);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> WindowRecord {
+        WindowRecord {
+            loops: 10,
+            duration_s: 1.0,
+            loop_ms: vec![100.0; 10],
+            loop_ms_stride: 1,
+            energy_j: Some(100.0),
+            counter_delta_j: Some(100.0),
+            tail_correction_j: Some(0.0),
+            trace_energy_j: None,
+            counter_ticks: Some(10),
+            num_power_samples: 0,
+        }
+    }
+
+    fn problems(ws: &[WindowRecord]) -> Vec<String> {
+        let mut p = Problems::new(Path::new("x.json"));
+        windows(&mut p, "", ws, 1);
+        p.list
+    }
+
+    #[test]
+    fn windows_that_no_measurement_gives_are_named() {
+        assert!(problems(&[window()]).is_empty());
+        type Edit = Box<dyn Fn(&mut WindowRecord)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            ("loops is 0", Box::new(|w| w.loops = 0)),
+            ("-31.25 J", Box::new(|w| w.energy_j = Some(-31.25))),
+            ("1e308 J", Box::new(|w| w.energy_j = Some(1e308))),
+            ("NaN J", Box::new(|w| w.energy_j = Some(f64::NAN))),
+            ("holds inf", Box::new(|w| w.loop_ms[3] = f64::INFINITY)),
+            ("holds 0.0,", Box::new(|w| w.loop_ms[0] = 0.0)),
+            ("duration_s is 0", Box::new(|w| w.duration_s = 0.0)),
+            (
+                "12 latencies for 10",
+                Box::new(|w| w.loop_ms = vec![1.0; 12]),
+            ),
+            ("not a latency", Box::new(|w| w.loop_ms[1] = 5e3)),
+        ];
+        for (expected, edit) in cases {
+            let mut w = window();
+            edit(&mut w);
+            let found = problems(&[w]);
+            assert!(
+                found.iter().any(|m| m.contains(expected)),
+                "{expected}: {found:?}"
+            );
+        }
+        let many = vec![window(); MAX_WINDOWS + 1];
+        assert!(problems(&many)[0].contains("more than protocol.repeats"));
+    }
+}

@@ -252,7 +252,8 @@ fn a_partial_run_is_reported_as_partial() {
 fn report_on_a_folder_that_is_not_a_run_says_so() {
     let f = Fixture::new("");
     let out = f.runner().args(["report", "."]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // Bad input, like a missing experiment file: exit 2.
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr_of(&out).contains("is not a run directory: it has no manifest.json"));
 }
 
@@ -529,7 +530,7 @@ fn report_escapes_markup_from_edited_records_and_keeps_files_inside_the_run() {
         .path();
     edit(&record, &|r| r["cell"]["id"] = "../../escape".into());
     let out = f.runner().arg("report").arg(&run).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr_of(&out).contains(
             "holds cell id \"../../escape\", which is not this file's name or not a runner cell id (12 hex digits)"

@@ -167,11 +167,21 @@ fn a_worker_killed_mid_run_loses_at_most_its_cell_and_resume_completes() {
     let f = Fixture::new(&experiment(2, 0.3));
     let mut child = spawn(&f, &["exp.toml", "--out", "run"]);
     let run = f.dir.path().join("run");
-    // Kill worker 1 once some cells are recorded (it is then in the middle of another).
+    // Kill worker 1 once some cells are recorded (it is then in the middle of another). Only
+    // finished records count: a temporary being written is no sign that a write has ended.
     let start = Instant::now();
+    let finished = |run: &Path| {
+        run.join("cells").read_dir().map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            })
+            .count()
+        })
+    };
     let pid = loop {
         if let Some(pid) = worker_pid(&run, "cpu-worker-1") {
-            if run.join("cells").read_dir().map(|d| d.count()).unwrap_or(0) >= 2 {
+            if finished(&run) >= 2 {
                 break pid;
             }
         }

@@ -68,12 +68,28 @@ pub fn escape(text: &str, keep_lines: bool) -> String {
         let line = line.trim_end_matches('\r');
         let body = line.trim_start();
         out.push_str(&line[..line.len() - body.len()]);
-        // What makes a block at a line's start: a list (- + or 1. 1)), a heading (#), a quote
-        // (>), a fence (```, ~~~), a setext underline or rule (= -).
+        // What makes a block at a line's start (a value may land there): a list item (`- `,
+        // `+ `, `1. `, `1) `: the marker then a space or the end), a quote (>), a setext underline
+        // or rule (`=`, a line of `-`; `=` also starts a spreadsheet formula when a table is
+        // pasted); headings and fences start with characters escaped everywhere. `-3.2` or a
+        // version `0.1.0` starts nothing and stays as it is.
         let digits = body.chars().take_while(char::is_ascii_digit).count();
-        if body.starts_with(['-', '+', '=', '>']) {
+        let marker_then_space = |at: usize| {
+            body[at..]
+                .chars()
+                .next()
+                .is_none_or(|c| c == ' ' || c == '\t')
+        };
+        let rule = |c: char| !body.is_empty() && body.chars().all(|x| x == c || x == ' ');
+        if body.starts_with(['>', '='])
+            || (body.starts_with(['-', '+']) && marker_then_space(1))
+            || rule('-')
+        {
             out.push('\\');
-        } else if digits > 0 && body[digits..].starts_with(['.', ')']) {
+        } else if digits > 0
+            && body[digits..].starts_with(['.', ')'])
+            && marker_then_space(digits + 1)
+        {
             out.push_str(&body[..digits]);
             out.push('\\');
             push_inline(&mut out, &body[digits..]);
@@ -195,6 +211,11 @@ mod tests {
             "\\`\\`\\` \\<script>x\\</script> \\# h \\[a\\](javascript:b) \\| c"
         );
         assert_eq!(escape("- item\n1. two", true), "\\- item\n1\\. two");
+        // Only a marker followed by a space starts a list; numbers and versions stay readable.
+        assert_eq!(escape("-3.2 0.1.0", false), "-3.2 0.1.0");
+        assert_eq!(escape("580.159.04", false), "580.159.04");
+        assert_eq!(escape("1)", false), "1\\)");
+        assert_eq!(escape("===", false), "\\===");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::config::DatasetFormat;
+use crate::files;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
@@ -31,10 +32,10 @@ pub struct Dataset {
     pub dropped_neutral: usize,
 }
 
-/// Reads a dataset. `limit` keeps the first N usable examples.
+/// Reads a dataset (a regular file of at most [`limit::DATASET`]). `limit` keeps the first N
+/// usable examples.
 pub fn load_dataset(path: &Path, format: DatasetFormat, limit: Option<usize>) -> Result<Dataset> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading dataset {}", path.display()))?;
+    let text = files::read_text(path, files::limit::DATASET, "dataset")?;
     let mut examples = Vec::new();
     let mut dropped_neutral = 0;
     match format {
@@ -94,15 +95,21 @@ pub fn load_dataset(path: &Path, format: DatasetFormat, limit: Option<usize>) ->
 
 /// A tokenizer padding and truncating to exactly `seq_len` tokens.
 /// `vocab.txt` gets BERT's uncased rules (lower-case, strip accents, WordPiece, [CLS] ... [SEP]);
-/// a `tokenizer.json` is used as saved, with padding and truncation set to `seq_len`.
+/// a `tokenizer.json` is used as saved, with padding and truncation set to `seq_len`. Either is
+/// read as a regular file of at most [`limit::TOKENIZER`].
 pub fn build_tokenizer(path: &Path, seq_len: usize) -> Result<Tokenizer> {
     let context = || format!("loading tokenizer {}", path.display());
+    let bytes = files::read(path, files::limit::TOKENIZER, "tokenizer")?;
     let mut tokenizer = if path.extension().is_some_and(|e| e == "json") {
-        Tokenizer::from_file(path)
+        Tokenizer::from_bytes(&bytes)
             .map_err(anyhow::Error::msg)
             .with_context(context)?
     } else {
-        let wordpiece = WordPiece::from_file(&path.to_string_lossy())
+        let vocab = WordPiece::read_bytes(&bytes)
+            .map_err(anyhow::Error::msg)
+            .with_context(context)?;
+        let wordpiece = WordPiece::builder()
+            .vocab(vocab)
             .unk_token("[UNK]".into())
             .build()
             .map_err(anyhow::Error::msg)
@@ -180,6 +187,12 @@ impl TokenizedSet {
     }
 }
 
+/// The largest id the tokenizer can give (its vocabulary and added tokens): what must index the
+/// model's embeddings. (Its count of tokens is not: ids may have gaps.)
+pub fn largest_token_id(tokenizer: &Tokenizer) -> Option<u32> {
+    tokenizer.get_vocab(true).into_values().max()
+}
+
 pub fn tokenize(tokenizer: &Tokenizer, dataset: &Dataset, seq_len: usize) -> Result<TokenizedSet> {
     let texts: Vec<&str> = dataset.examples.iter().map(|e| e.text.as_str()).collect();
     let encodings = tokenizer
@@ -194,11 +207,12 @@ pub fn tokenize(tokenizer: &Tokenizer, dataset: &Dataset, seq_len: usize) -> Res
         truncated: 0,
         real_tokens: 0,
     };
-    for enc in &encodings {
+    for (i, enc) in encodings.iter().enumerate() {
         anyhow::ensure!(
             enc.get_ids().len() == seq_len,
-            "tokenizer produced {} tokens instead of {seq_len}",
-            enc.get_ids().len()
+            "it gives {} tokens for example {} where seq_len = {seq_len} asks for exactly {seq_len} (padded and truncated to it): its post-processor adds more special tokens than fit; raise seq_len, or use a tokenizer whose template fits",
+            enc.get_ids().len(),
+            i + 1
         );
         set.ids.extend_from_slice(enc.get_ids());
         set.attention_mask

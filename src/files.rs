@@ -15,6 +15,10 @@ use crate::error::InputError;
 /// of a per-layer run on an H200 is 0.33 MB, a manifest of 100,000 planned cells ~25 MB, a trace
 /// of an hour of 20 ms samples ~3 MB.
 pub mod limit {
+    /// An experiment file (as `config::load` reads it).
+    pub const EXPERIMENT: u64 = 8 << 20;
+    /// A report template (`--templates DIR`); the built-in ones are ~30 KB.
+    pub const TEMPLATE: u64 = 4 << 20;
     /// A cell record (`cells/<id>.json`).
     pub const RECORD: u64 = 64 << 20;
     /// `manifest.json` (its plan may list 100,000 cells).

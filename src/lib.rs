@@ -18,6 +18,30 @@
 //!     `report` entry points that must know them
 //! 11. `cli`: the command line
 
+/// `println!` for the runner's standard output, except that a reader that went away (`runner
+/// plan FILE | head -1`) ends nothing: the line is dropped and the command goes on (a run keeps
+/// measuring) and exits as it would have, instead of panicking on the broken pipe. Declared
+/// before the modules, so every one of them can use it.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::stdout_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout for [`say!`]: a closed pipe is not an error; another failure
+/// (a full disk behind a redirection) is said once on stderr.
+pub fn stdout_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe && !SAID.swap(true, Ordering::Relaxed) {
+            eprintln!("runner: writing to standard output failed: {e}");
+        }
+    }
+}
+
 pub mod analysis;
 pub mod cli;
 pub mod config;

@@ -123,8 +123,36 @@ fn runner_plan_gives_the_protocols_lower_bound_of_the_time() {
     );
 }
 
+/// A distilbert-tiny checkpoint in `dir` as the runner writes one, then `edit`ed: config.json as
+/// JSON, and the safetensors header as JSON with the data kept.
+fn checkpoint(
+    dir: &std::path::Path,
+    edit_config: impl Fn(&mut serde_json::Value),
+    edit_header: impl Fn(&mut serde_json::Value),
+) {
+    use runner::model::{encoder, Preset};
+    let preset = Preset::DISTILBERT_TINY;
+    let tensors = encoder::random_tensors(&preset, 0).unwrap();
+    encoder::save_hf_dir(dir, &preset, &tensors).unwrap();
+    let config = dir.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    edit_config(&mut c);
+    std::fs::write(&config, c.to_string()).unwrap();
+    let st = dir.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit_header(&mut header);
+    let header = header.to_string().into_bytes();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(&st, out).unwrap();
+}
+
 #[test]
-fn inputs_that_would_fail_every_cell_are_refused_at_preparation() {
+fn inputs_that_would_fail_every_cell_are_refused_at_preparation_by_plan_and_run_alike() {
     let f = Fixture::new(&experiment(""));
     let dir = f.dir.path();
     // A tokenizer with more ids than the model's 30522 embeddings.
@@ -132,7 +160,34 @@ fn inputs_that_would_fail_every_cell_are_refused_at_preparation() {
     for i in 0..10 {
         vocab.push_str(&format!("extra{i}\n"));
     }
-    std::fs::write(dir.join("big-vocab.txt"), vocab).unwrap();
+    std::fs::write(dir.join("big-vocab.txt"), &vocab).unwrap();
+    // Fewer tokens than the model's vocabulary, but ids past it: the largest id counts.
+    let sparse = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "[PAD]": 1, "good": 40000},
+                  "unk_token": "[UNK]"}
+    });
+    std::fs::write(dir.join("sparse.json"), sparse.to_string()).unwrap();
+    // A template that adds three special tokens where seq_len asks for two.
+    let mut template = sparse.clone();
+    template["model"]["vocab"] =
+        serde_json::json!({"[UNK]": 0, "[PAD]": 1, "[CLS]": 2, "[SEP]": 3, "[X]": 4});
+    template["post_processor"] = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                   {"SpecialToken": {"id": "[X]", "type_id": 0}},
+                   {"Sequence": {"id": "A", "type_id": 0}},
+                   {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {
+            "[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+            "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]},
+            "[X]": {"id": "[X]", "ids": [4], "tokens": ["[X]"]}
+        }
+    });
+    std::fs::write(dir.join("template.json"), template.to_string()).unwrap();
     // Ratings that are not numbers a sentence gets.
     std::fs::write(
         dir.join("nan.tsv"),
@@ -140,6 +195,11 @@ fn inputs_that_would_fail_every_cell_are_refused_at_preparation() {
     )
     .unwrap();
     std::fs::write(dir.join("inf.tsv"), "1\tinf\tgood\n").unwrap();
+    // A dataset of 2 GB (sparse: no disk is used).
+    std::fs::File::create(dir.join("huge.tsv"))
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
     // A checkpoint with an integer tensor.
     let ckpt = dir.join("int-weights");
     std::fs::create_dir_all(&ckpt).unwrap();
@@ -149,42 +209,151 @@ fn inputs_that_would_fail_every_cell_are_refused_at_preparation() {
     st.extend_from_slice(header);
     st.extend_from_slice(&[0, 0, 0, 0]);
     std::fs::write(ckpt.join("model.safetensors"), st).unwrap();
+    // Checkpoints whose config.json or header says what the runner would not run, or cannot load.
+    let word = "distilbert.embeddings.word_embeddings.weight";
+    checkpoint(
+        &dir.join("relu"),
+        |c| c["activation"] = "relu".into(),
+        |_| {},
+    );
+    checkpoint(
+        &dir.join("eps"),
+        |c| c["layer_norm_eps"] = 1e-5.into(),
+        |_| {},
+    );
+    checkpoint(
+        &dir.join("negative"),
+        |_| {},
+        |h| h[word]["shape"] = serde_json::json!([-1, 64]),
+    );
+    checkpoint(
+        &dir.join("overflow"),
+        |_| {},
+        |h| h[word]["shape"] = serde_json::json!([u64::MAX, 4]),
+    );
+    checkpoint(
+        &dir.join("offsets"),
+        |_| {},
+        |h| h[word]["data_offsets"] = serde_json::json!([0, 1u64 << 40]),
+    );
+    checkpoint(
+        &dir.join("reshaped"),
+        |_| {},
+        |h| {
+            // 64 x 64 of the same bytes declared 32 x 128: a valid header, the wrong tensor.
+            let name = "distilbert.transformer.layer.0.attention.q_lin.weight";
+            h[name]["shape"] = serde_json::json!([32, 128]);
+        },
+    );
+    checkpoint(
+        &dir.join("missing"),
+        |_| {},
+        |h| {
+            h.as_object_mut()
+                .unwrap()
+                .remove("distilbert.transformer.layer.1.ffn.lin2.weight");
+        },
+    );
+    // A config.json of a gigabyte (sparse), hashed and parsed whole before.
+    checkpoint(&dir.join("huge-config"), |_| {}, |_| {});
+    std::fs::File::create(dir.join("huge-config/config.json"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
 
-    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+    let weights = |w: &str| format!("models.tiny.weights={w}");
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
         (
-            vec!["--set", "dataset.tokenizer=big-vocab.txt"],
+            vec!["dataset.tokenizer=big-vocab.txt".into()],
             vec![
                 "dataset.tokenizer",
-                "vocabulary (30532 tokens) is larger than model tiny's (30522)",
+                "the tokenizer gives ids up to 30531, but model tiny's vocabulary has 30522",
             ],
         ),
         (
-            vec!["--set", "dataset.path=nan.tsv"],
+            vec!["dataset.tokenizer=sparse.json".into()],
+            vec!["sparse.json", "ids up to 40000"],
+        ),
+        (
+            vec![
+                "dataset.tokenizer=template.json".into(),
+                "matrix.seq_len=[2]".into(),
+            ],
+            vec![
+                "dataset.tokenizer",
+                "template.json",
+                "tokens for example 1 where seq_len = 2",
+            ],
+        ),
+        (
+            vec!["dataset.path=nan.tsv".into()],
             vec!["nan.tsv:2", "not a finite number"],
         ),
         (
-            vec!["--set", "dataset.path=inf.tsv"],
+            vec!["dataset.path=inf.tsv".into()],
             vec!["inf.tsv:1", "not a finite number"],
         ),
         (
-            vec!["--set", "models.tiny.weights=int-weights"],
+            vec!["dataset.path=huge.tsv".into()],
+            vec!["huge.tsv is 2.0 GiB, more than the 1.0 GiB a dataset can be"],
+        ),
+        (
+            vec![weights("int-weights")],
             vec![
                 "models.tiny.weights",
                 "word_embeddings.weight (I32)",
                 "not floating point",
             ],
         ),
+        (
+            vec![weights("relu")],
+            vec![
+                "relu/config.json: activation is \"relu\"",
+                "implements \"gelu\"",
+            ],
+        ),
+        (vec![weights("eps")], vec!["layer_norm_eps is 0.00001"]),
+        (
+            vec![weights("negative")],
+            vec!["word_embeddings.weight", "is not a list of sizes >= 0"],
+        ),
+        (vec![weights("overflow")], vec!["overflows"]),
+        (
+            vec![weights("offsets")],
+            vec!["data_offsets [0, 1099511627776]"],
+        ),
+        (
+            vec![weights("reshaped")],
+            vec!["q_lin.weight has shape [32, 128], the preset's model needs [64, 64]"],
+        ),
+        (
+            vec![weights("missing")],
+            vec!["layer.1.ffn.lin2.weight is missing"],
+        ),
+        (
+            vec![weights("huge-config")],
+            vec!["config.json is 1.0 GiB, more than the 1.0 MiB"],
+        ),
     ];
-    for (extra, expected) in cases {
-        let mut args = vec!["exp.toml", "--out", "run"];
-        args.extend(&extra);
-        let out = f.runner().args(&args).output().unwrap();
-        let stderr = stderr_of(&out);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        for e in expected {
-            assert!(stderr.contains(e), "{args:?}: expected {e:?} in {stderr}");
+    for (sets, expected) in cases {
+        let mut set_args = Vec::new();
+        for s in &sets {
+            set_args.extend(["--set", s.as_str()]);
         }
-        assert!(!dir.join("run").exists(), "{args:?}: a run was started");
+        // `runner plan` is the dry run of the same preparation: it refuses alike.
+        for command in [vec!["plan", "exp.toml"], vec!["exp.toml", "--out", "run"]] {
+            let mut args = command.clone();
+            args.extend(&set_args);
+            let start = Instant::now();
+            let out = f.runner().args(&args).output().unwrap();
+            let stderr = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            for e in &expected {
+                assert!(stderr.contains(e), "{args:?}: expected {e:?} in {stderr}");
+            }
+            assert!(!dir.join("run").exists(), "{args:?}: a run was started");
+            assert!(start.elapsed() < Duration::from_secs(60), "{args:?}");
+        }
     }
 }
 
@@ -312,4 +481,76 @@ fn a_report_that_fails_to_render_names_the_way_to_render_it_again() {
         })
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn environment_variables_nested_thousands_deep_are_refused_not_a_stack_overflow() {
+    let f = Fixture::new(&experiment(""));
+    let lists = format!("{}{}", "[".repeat(1450), "]".repeat(1450));
+    let tables = format!("{}1{}", "{a=".repeat(5000), "}".repeat(5000));
+    let deep_key = format!("RUNNER_{}", vec!["A"; 40_000].join("__"));
+    for (name, value, expected) in [
+        (
+            "RUNNER_PROTOCOL__REPEATS".to_string(),
+            lists.clone(),
+            "RUNNER_PROTOCOL__REPEATS: its value nests lists or tables 1450 deep",
+        ),
+        (
+            "RUNNER_PROTOCOL__REPEATS".to_string(),
+            tables,
+            "nests lists or tables 5000 deep",
+        ),
+        (deep_key, "1".to_string(), "its name has 40000 levels"),
+    ] {
+        for command in [vec!["plan", "exp.toml"], vec!["exp.toml", "--out", "run"]] {
+            let out = f
+                .runner()
+                .args(&command)
+                .env(&name, &value)
+                .output()
+                .unwrap();
+            let stderr = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+            assert!(stderr.contains(expected), "{stderr}");
+        }
+    }
+    // As an override, the same value is refused too.
+    refused_plan(
+        &f,
+        &["exp.toml", "--set", &format!("protocol.repeats={lists}")],
+        &[
+            "--set protocol.repeats=",
+            "nests lists or tables more than 16 deep",
+        ],
+    );
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_nothing_plan_piped_into_head() {
+    // 2,000 cells: more lines than a pipe holds, so the runner is still writing when the reader
+    // has gone (`runner plan FILE | head -1`).
+    let sizes: Vec<String> = (1..=2000).map(|b| b.to_string()).collect();
+    let f = Fixture::new(&format!(
+        "[experiment]\nname = \"pipe\"\n{}[matrix]\nbatch_size = [{}]\nseq_len = [8]\n",
+        common_tables(),
+        sizes.join(", ")
+    ));
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .current_dir(f.dir.path())
+        .args(["plan", "exp.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("ID"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
 }

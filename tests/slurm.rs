@@ -232,3 +232,75 @@ fn a_job_array_measures_every_cell_once_and_resubmission_completes_a_cancelled_t
     );
     assert!(!report.contains("Partial run"), "{report}");
 }
+
+/// A `top:K` cell ranks its layers by a layers cell's record, so its array must start after the
+/// arrays that measure the others: checked against a stand-in `sbatch` that records its
+/// arguments (no cluster needed).
+#[test]
+fn top_k_cells_are_submitted_after_the_layers_cells_they_rank_by() {
+    let f = Fixture::new(&format!(
+        "[experiment]\nname = \"ranked\"\n{}{FAST_PROTOCOL}\
+         [device]\nbackend = \"cpu\"\n\
+         [matrix]\nprecision = [\"int8-fp32\"]\nbatch_size = [2]\nseq_len = [8]\n\
+         scope = [\"model\", \"layers\"]\nquantize = [\"all\", \"top:1\"]\n\
+         exclude = [{{ scope = \"layers\", quantize = \"top:1\" }}]\n",
+        common_tables()
+    ));
+    let bin = f.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = f.dir.path().join("sbatch.log");
+    let fake = bin.join("sbatch");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\necho $((1000 + $(wc -l < '{}')))\n",
+            log.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = f
+        .runner()
+        .args(["slurm", "exp.toml", "--out", "run", "--submit"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr_of(&out));
+    let calls: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(
+        calls[0].starts_with("--parsable ") && calls[0].ends_with("slurm/array-0.sbatch"),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with("--parsable --dependency=afterany:1001 ")
+            && calls[1].ends_with("slurm/array-ranked-0.sbatch"),
+        "the top:K array waits for the profile's: {calls:?}"
+    );
+    assert!(
+        calls[2].starts_with("--parsable --dependency=afterany:1001:1002 "),
+        "{calls:?}"
+    );
+    // The first array measures cells 0 and 1 (the model and layers cells), the second cell 2.
+    let first = std::fs::read_to_string(f.dir.path().join("run/slurm/array-0.sbatch")).unwrap();
+    let ranked =
+        std::fs::read_to_string(f.dir.path().join("run/slurm/array-ranked-0.sbatch")).unwrap();
+    assert!(first.contains("#SBATCH --array=0-1\n"), "{first}");
+    assert!(ranked.contains("#SBATCH --array=2\n"), "{ranked}");
+    assert!(
+        stdout.contains("top:K cells, after array job(s) 1001"),
+        "{stdout}"
+    );
+}

@@ -100,6 +100,8 @@ pub fn load_text(
         ))
     })?;
 
+    // Before any value is parsed: figment reads these values recursively.
+    let env_overrides = runner_variables()?;
     let mut figment = Figment::new()
         .merge(Toml::string(text))
         .merge(env_provider());
@@ -112,10 +114,6 @@ pub fn load_text(
         .map_err(|e| figment_to_config_error(e, &origin))?;
     config.matrix.axis_order = axis_order(&table);
 
-    let env_overrides = std::env::vars()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
     // Empty for a file in the working directory, so resolved paths print as the user wrote them.
     let base_dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
     let loaded = LoadedExperiment {
@@ -127,6 +125,81 @@ pub fn load_text(
     };
     validate(&loaded, &origin)?;
     Ok(loaded)
+}
+
+/// The deepest nesting of lists and tables any value of an experiment needs (`matrix.include` is a
+/// list of tables: 2); a value nested thousands deep would overflow the stack while parsed.
+const MAX_VALUE_DEPTH: usize = 16;
+
+/// How deeply `value` nests lists and tables (brackets and braces outside quoted strings).
+fn nesting_depth(value: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in value.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    deepest
+}
+
+/// The `RUNNER_SECTION__KEY` variables that take part, `NAME=value`, each checked before figment
+/// parses it: a name of at most [`MAX_KEY_LEVELS`] levels, a UTF-8 value nested at most
+/// [`MAX_VALUE_DEPTH`] deep. Variables of other programs (any name, any bytes) are not looked at.
+fn runner_variables() -> Result<Vec<String>, ConfigError> {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(ENV_PREFIX) || !name.contains("__") {
+            continue;
+        }
+        let shown: String = name.chars().take(60).collect();
+        let levels = name[ENV_PREFIX.len()..].split("__").count();
+        if levels > MAX_KEY_LEVELS {
+            problems.push(format!(
+                "environment variable {shown}...: its name has {levels} levels; no key of an experiment has more than {MAX_KEY_LEVELS} (unset it)"
+            ));
+            continue;
+        }
+        let Some(value) = value.to_str() else {
+            problems.push(format!(
+                "environment variable {name}: its value is not UTF-8 text (unset it, or set it to a TOML value)"
+            ));
+            continue;
+        };
+        let depth = nesting_depth(value);
+        if depth > MAX_VALUE_DEPTH {
+            problems.push(format!(
+                "environment variable {name}: its value nests lists or tables {depth} deep; no setting nests more than {MAX_VALUE_DEPTH} (unset it, or give the value the key takes)"
+            ));
+            continue;
+        }
+        found.push(format!("{name}={value}"));
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 /// Says where a configuration value came from, for error messages: `file:line:column` when the
@@ -288,6 +361,11 @@ impl SetOverride {
                 key.split('.').count()
             )));
         }
+        if nesting_depth(value) > MAX_VALUE_DEPTH {
+            return Err(bad(&format!(
+                "the value nests lists or tables more than {MAX_VALUE_DEPTH} deep; no setting needs that"
+            )));
+        }
         // The value is TOML (numbers, booleans, arrays, quoted strings); a bare word is a string,
         // so `--set experiment.name=trial` works without shell-quoted quotes.
         let parsed: Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
@@ -386,6 +464,15 @@ fn figment_to_config_error(err: figment::Error, origin: &Origin<'_>) -> ConfigEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_quoted_strings() {
+        assert_eq!(nesting_depth("[{ scope = \"layers\" }]"), 2);
+        assert_eq!(nesting_depth("\"[[[[\" "), 0);
+        assert_eq!(nesting_depth("'{{{' [1]"), 1);
+        assert_eq!(nesting_depth(&"[".repeat(1450)), 1450);
+        assert_eq!(nesting_depth("\"a\\\"[\" [[]]"), 2);
+    }
 
     #[test]
     fn span_location_counts_lines_and_columns_from_one() {

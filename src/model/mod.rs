@@ -111,20 +111,38 @@ impl ModelSpec {
             WeightsSource::HuggingFaceDir(dir) => {
                 let mut h = Sha256::new();
                 let config = dir.join("config.json");
-                h.update(
-                    std::fs::read(&config)
-                        .with_context(|| format!("reading {}", config.display()))?,
-                );
+                h.update(crate::files::read(
+                    &config,
+                    crate::files::limit::MODEL_CONFIG,
+                    "config.json",
+                )?);
                 let st = dir.join("model.safetensors");
-                // A readable header first, so a wrong file is named as such.
+                // A readable header first, so a wrong file is named as such; the file is
+                // hashed as a regular file only (weights may be large; a FIFO never ends).
                 weights::safetensors_header(&st)?;
-                let mut f = std::fs::File::open(&st)
-                    .with_context(|| format!("opening {}", st.display()))?;
+                let mut f = crate::files::open_regular(&st, "weights file")?
+                    .with_context(|| format!("{}: no such file", st.display()))?;
                 std::io::copy(&mut f, &mut h)
                     .with_context(|| format!("reading {}", st.display()))?;
                 Ok(format!("hf-dir(sha256:{})", &hex(&h.finalize())[..16]))
             }
         }
+    }
+
+    /// Checks a weights folder before anything is measured, as loading it would: config.json
+    /// describes the declared preset with nothing the implementation ignores; the safetensors
+    /// header is sound, every tensor floating point, and every tensor the model loads present
+    /// with the preset's shape. Random weights need no check.
+    pub fn check_weights(&self) -> Result<()> {
+        let WeightsSource::HuggingFaceDir(dir) = &self.weights else {
+            return Ok(());
+        };
+        let with_head = self.probe.is_none();
+        let st = dir.join("model.safetensors");
+        let index = weights::safetensors_index(&st)?;
+        weights::check_float_tensors(&st, &index)?;
+        encoder::check_hf_config(dir, &self.preset, with_head)?;
+        encoder::check_checkpoint_tensors(&st, &index, &self.preset, with_head)
     }
 }
 

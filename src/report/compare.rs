@@ -282,7 +282,7 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
         write_derived(&out.join(file), text.as_bytes())?;
     }
     print(&view);
-    println!(
+    say!(
         "wrote {} and {}",
         out.join("compare.md").display(),
         out.join("compare.html").display()
@@ -356,20 +356,26 @@ fn out_dir(opts: &CompareOptions) -> Result<PathBuf> {
 }
 
 fn print(v: &CompareView) {
-    println!(
+    say!(
         "A: {} ({}, {} on {})",
-        v.a.dir, v.a.run_id, v.a.device, v.a.host
+        v.a.dir,
+        v.a.run_id,
+        v.a.device,
+        v.a.host
     );
-    println!(
+    say!(
         "B: {} ({}, {} on {})",
-        v.b.dir, v.b.run_id, v.b.device, v.b.host
+        v.b.dir,
+        v.b.run_id,
+        v.b.device,
+        v.b.host
     );
     if !v.same_machine {
-        println!(
+        say!(
             "A and B ran on different machines: the ratios hold the machines' difference as well as the code's"
         );
     }
-    println!("ratios B/A of medians, 95 % bootstrap intervals over both runs' windows:");
+    say!("ratios B/A of medians, 95 % bootstrap intervals over both runs' windows:");
     for c in &v.cells {
         let verdict = if c.regressed {
             format!("REGRESSED beyond {} %", v.threshold_pct)
@@ -383,7 +389,7 @@ fn print(v: &CompareView) {
             .iter()
             .map(|m| format!("{} {}", m.metric, m.text))
             .collect();
-        println!("  {} {}: {}; {verdict}", c.id, c.label, metrics.join(", "));
+        say!("  {} {}: {}; {verdict}", c.id, c.label, metrics.join(", "));
     }
     for l in &v.layer_cells {
         let worst = match (&l.worst_unit, l.worst_pct) {
@@ -400,7 +406,7 @@ fn print(v: &CompareView) {
         } else {
             "within noise".into()
         };
-        println!(
+        say!(
             "  {} {}, unit by unit: {} of {} units off by more than {} %; {worst}; {verdict}",
             l.id,
             l.label,
@@ -414,14 +420,17 @@ fn print(v: &CompareView) {
                 .iter()
                 .map(|m| format!("{} {}", m.metric, m.text))
                 .collect();
-            println!("    {} ({}): {}", u.name, u.method, metrics.join(", "));
+            say!("    {} ({}): {}", u.name, u.method, metrics.join(", "));
         }
     }
     for o in &v.not_compared {
-        println!("  not compared: {} {}: {}", o.id, o.label, o.why);
+        say!("  not compared: {} {}: {}", o.id, o.label, o.why);
     }
-    println!(
+    say!(
         "{} cells compared: {} differ beyond noise, {} regressed beyond {} %",
-        v.compared, v.differing, v.regressed, v.threshold_pct
+        v.compared,
+        v.differing,
+        v.regressed,
+        v.threshold_pct
     );
 }

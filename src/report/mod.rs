@@ -87,13 +87,40 @@ impl TemplateSource {
         markdown::register(&mut env);
         env.add_filter("num", format_number);
         match self {
-            Self::Dir(dir) => env.set_loader(minijinja::path_loader(dir)),
+            Self::Dir(dir) => env.set_loader(template_loader(dir.clone())),
             Self::BuiltIn => {
                 env.add_template(HTML_TEMPLATE, BUILTIN_HTML)?;
                 env.add_template(MD_TEMPLATE, BUILTIN_MD)?;
             }
         }
         Ok(env)
+    }
+}
+
+/// Templates from `dir`, by name (one a template includes too): plain relative names only, each
+/// read as a regular file within [`crate::files::limit::TEMPLATE`].
+fn template_loader(
+    dir: PathBuf,
+) -> impl Fn(&str) -> std::result::Result<Option<String>, minijinja::Error> + Send + Sync + 'static
+{
+    move |name| {
+        let plain = Path::new(name)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return Ok(None);
+        }
+        crate::files::read_optional(&dir.join(name), crate::files::limit::TEMPLATE, "template")
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.0))?
+            .map(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("template {name}: not UTF-8 text"),
+                    )
+                })
+            })
+            .transpose()
     }
 }
 

@@ -25,6 +25,11 @@ pub const MAX_WINDOWS: usize = crate::config::MAX_REPEATS as usize;
 /// Layers, components and prefixes of one `layers` cell (DistilBERT has 33 units; a decoder of
 /// 128 blocks a few hundred).
 pub const MAX_UNITS: usize = 10_000;
+/// The largest batch a cell may have (validation allows far less; this keeps every derived
+/// figure finite whatever a file says).
+const MAX_BATCH: usize = 1 << 20;
+/// The shortest loop a record may hold, in ms (a nanosecond: no forward pass is shorter).
+const MIN_LOOP_MS: f64 = 1e-6;
 /// Characters of a layer's name.
 const MAX_NAME_CHARS: usize = 200;
 
@@ -95,6 +100,7 @@ pub fn check_manifest(m: &Manifest, path: &Path) -> Result<(), InputError> {
                 c.id
             ));
         }
+        cell_shape(&mut p, &format!("plan[{i}]"), c);
     }
     if let Some(idle) = &m.idle_baseline {
         p.number("idle_baseline.power_w", idle.power_w, 0.0, MAX_POWER_W);
@@ -170,6 +176,7 @@ pub fn check_record(
         )),
         Some(_) => {}
     }
+    cell_shape(&mut p, "cell", &r.cell);
     if &r.protocol != protocol {
         p.add("its protocol is not the run's (manifest.json config.protocol)".into());
     }
@@ -238,7 +245,8 @@ pub fn check_record(
             ("min_example_cosine", f.min_example_cosine),
             ("label_agreement", f.label_agreement),
         ] {
-            p.number(&format!("fidelity.{key}"), v, -1.0, 1.0);
+            // Rounding may take a cosine of identical outputs a hair past 1.
+            p.number(&format!("fidelity.{key}"), v, -1.001, 1.001);
         }
         p.number("fidelity.max_abs_error", f.max_abs_error, 0.0, f64::MAX);
     }
@@ -308,6 +316,16 @@ fn printable(s: &str) -> String {
     format!("{flat:?}")
 }
 
+/// A cell's batch and sequence length as a plan can hold them.
+fn cell_shape(p: &mut Problems, at: &str, c: &Cell) {
+    if !(1..=MAX_BATCH).contains(&c.batch_size) {
+        p.add(format!("{at}.batch_size is {}", c.batch_size));
+    }
+    if !(1..=MAX_BATCH).contains(&c.seq_len) {
+        p.add(format!("{at}.seq_len is {}", c.seq_len));
+    }
+}
+
 fn unit_name(p: &mut Problems, at: &str, name: &str) {
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         p.add(format!(
@@ -375,7 +393,7 @@ fn windows(p: &mut Problems, at: &str, windows: &[WindowRecord], calls_per_loop:
         if let Some(bad) = w
             .loop_ms
             .iter()
-            .find(|&&ms| !(ms.is_finite() && ms > 0.0 && ms <= longest))
+            .find(|&&ms| !(ms.is_finite() && ms >= MIN_LOOP_MS && ms <= longest))
         {
             p.add(format!(
                 "{at}.loop_ms holds {bad:?}, not a latency of a loop in a {:.3} s window",

@@ -21,7 +21,7 @@ pub use run_dir::{
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ExperimentConfig, LoadedExperiment, ProtocolSection};
@@ -355,8 +355,11 @@ impl Manifest {
         gpu: Option<GpuState>,
         notices: Vec<String>,
     ) -> Result<Self> {
-        let bytes =
-            std::fs::read(&exp.file).with_context(|| format!("reading {}", exp.file.display()))?;
+        let bytes = crate::files::read(
+            &exp.file,
+            crate::files::limit::EXPERIMENT,
+            "experiment file",
+        )?;
         use sha2::Digest;
         let git = git_info(&exp.file);
         let mut notices = notices;

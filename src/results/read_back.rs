@@ -109,6 +109,10 @@ impl RunDir {
             manifest.plan.iter().map(|c| (c.id.as_str(), c)).collect();
         let protocol = &manifest.config.protocol;
         let dir = self.path.join("cells");
+        // A run that kept no cells/ folder (its summary only) has no records to read.
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return Ok(Vec::new());
+        }
         files::check_within(&self.path, &dir, "folder")?;
         let mut by_id = BTreeMap::new();
         let entries = std::fs::read_dir(&dir)

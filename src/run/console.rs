@@ -204,9 +204,9 @@ pub(super) fn say(bar: &ProgressBar, line: &str) {
 }
 
 pub fn print_written(written: &report::Written) {
-    println!("report: {}", written.html.display());
-    println!("        {}", written.markdown.display());
-    println!("        {}", written.summary_csv.display());
+    say!("report: {}", written.html.display());
+    say!("        {}", written.markdown.display());
+    say!("        {}", written.summary_csv.display());
 }
 
 pub fn print_summary(summaries: &[CellSummary]) {
@@ -249,7 +249,7 @@ pub fn print_summary(summaries: &[CellSummary]) {
             opt(s.energy_per_inference_mj, 2),
         ]);
     }
-    println!("{table}");
+    say!("{table}");
 }
 
 /// The failed and skipped cells, with their reasons, at the end of a run.

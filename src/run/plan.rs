@@ -19,6 +19,8 @@ use crate::report::TemplateSource;
 pub struct Prepared {
     pub exp: LoadedExperiment,
     pub plan: Vec<Cell>,
+    /// Combinations of the matrix that resolved to a cell already in the plan.
+    pub merged_duplicates: usize,
     pub(super) specs: BTreeMap<String, ModelSpec>,
     pub(super) tokenized: BTreeMap<usize, TokenizedSet>,
     pub templates: TemplateSource,
@@ -28,7 +30,8 @@ pub struct Prepared {
 /// is the user's input (exit 2), and nothing has been measured yet.
 pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let exp = config::load(&opts.file, &opts.overrides)?;
-    let plan = matrix::expand(&exp)?.cells;
+    let expanded = matrix::expand(&exp)?;
+    let (plan, merged_duplicates) = (expanded.cells, expanded.merged_duplicates);
     let templates = TemplateSource::resolve(opts.templates.as_deref())?;
     templates.check()?;
     let as_config_error =
@@ -43,11 +46,9 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
         .map_err(as_config_error)?;
 
     for (name, spec) in &specs {
-        if let crate::model::WeightsSource::HuggingFaceDir(dir) = &spec.weights {
-            check_float_weights(&dir.join("model.safetensors"))
-                .with_context(|| format!("models.{name}.weights"))
-                .map_err(as_config_error)?;
-        }
+        spec.check_weights()
+            .with_context(|| format!("models.{name}.weights"))
+            .map_err(as_config_error)?;
     }
 
     let d = &exp.config.dataset;
@@ -59,73 +60,38 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
         if tokenized.contains_key(&seq_len) {
             continue;
         }
-        let tokenizer = data::build_tokenizer(&exp.resolve(&d.tokenizer), seq_len)
+        let tokenizer_path = exp.resolve(&d.tokenizer);
+        let in_tokenizer = || format!("dataset.tokenizer {}", tokenizer_path.display());
+        let tokenizer = data::build_tokenizer(&tokenizer_path, seq_len)
             .context("dataset.tokenizer")
             .map_err(as_config_error)?;
-        // An id past the model's embedding table fails every cell ("invalid index") otherwise.
-        let n = tokenizer.get_vocab_size(true);
+        // An id past the model's embedding table fails every cell ("invalid index") otherwise:
+        // the largest id counts, not the number of tokens (ids may have gaps).
+        let largest = data::largest_token_id(&tokenizer).unwrap_or(0);
         for (name, spec) in &specs {
             let m = spec.preset.vocab_size;
-            if n > m {
+            if largest as usize >= m {
                 return Err(ConfigError::new(format!(
-                    "dataset.tokenizer: {}: the tokenizer's vocabulary ({n} tokens) is larger than model {name}'s ({m}): its ids would index past the embeddings; use the tokenizer the model was trained with",
-                    exp.resolve(&d.tokenizer).display()
+                    "{}: the tokenizer gives ids up to {largest}, but model {name}'s vocabulary has {m} (ids 0 to {}): its ids would index past the embeddings; use the tokenizer the model was trained with",
+                    in_tokenizer(),
+                    m - 1
                 ))
                 .into());
             }
         }
-        let set = data::tokenize(&tokenizer, &dataset, seq_len).map_err(as_config_error)?;
+        let set = data::tokenize(&tokenizer, &dataset, seq_len)
+            .with_context(in_tokenizer)
+            .map_err(as_config_error)?;
         tokenized.insert(seq_len, set);
     }
     Ok(Prepared {
         exp,
         plan,
+        merged_duplicates,
         specs,
         tokenized,
         templates,
     })
-}
-
-/// Refuses a checkpoint with tensors that are not floating point: the runner casts weights to
-/// the cell's float dtype, and an integer tensor (a quantized export, token ids) would be cast
-/// into nonsense without a word. Reads the safetensors header only.
-fn check_float_weights(path: &Path) -> Result<()> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-    let n = u64::from_le_bytes(len);
-    anyhow::ensure!(
-        n < 100 << 20,
-        "{}: implausible safetensors header size {n}",
-        path.display()
-    );
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)
-        .with_context(|| format!("{}: truncated safetensors header", path.display()))?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
-        .with_context(|| format!("{}: unreadable safetensors header", path.display()))?;
-    let mut bad: Vec<String> = header
-        .iter()
-        // position_ids is a buffer of integers some exports carry, not a weight: never loaded.
-        .filter(|(name, _)| *name != "__metadata__" && !name.ends_with("position_ids"))
-        .filter_map(|(name, t)| {
-            let dtype = t.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
-            (!matches!(dtype, "F16" | "BF16" | "F32" | "F64")).then(|| format!("{name} ({dtype})"))
-        })
-        .collect();
-    if bad.is_empty() {
-        return Ok(());
-    }
-    bad.sort();
-    let more = bad.len().saturating_sub(3);
-    anyhow::bail!(
-        "{}: tensor(s) {}{} are not floating point (F16, BF16, F32 or F64): the runner would cast them silently; export the checkpoint in a float dtype",
-        path.display(),
-        bad[..bad.len().min(3)].join(", "),
-        if more > 0 { format!(" and {more} more") } else { String::new() }
-    )
 }
 
 /// The least time the protocol spends on `cells`, in seconds: per cell the stabilization pause
@@ -193,10 +159,26 @@ pub fn lower_bound_line(exp: &LoadedExperiment, cells: &[&Cell]) -> String {
     )
 }
 
-/// Lists the cells without touching a model.
+/// Lists the cells after the same preparation a run makes (the experiment, weights' headers and
+/// config.json, dataset, tokenizer, templates): `runner plan` is the dry run, so whatever a run
+/// would refuse before measuring, it refuses the same way. No model is built, no device opened.
 pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
-    let exp = config::load(file, overrides)?;
-    let plan = matrix::expand(&exp)?;
+    let prepared = prepare(&RunOptions {
+        file: file.to_path_buf(),
+        out: None,
+        overrides: overrides.to_vec(),
+        templates: None,
+        results_root: std::path::PathBuf::from("results"),
+        resume: false,
+        fail_fast: false,
+        cells: super::CellSelection::All,
+        worker: None,
+    })?;
+    let exp = &prepared.exp;
+    let plan = matrix::Plan {
+        cells: prepared.plan.clone(),
+        merged_duplicates: prepared.merged_duplicates,
+    };
     // The per-layer axes get columns only when a cell uses them, so plans without them print
     // as they always did.
     let quantize = plan.cells.iter().any(|c| !c.quantize.is_all());
@@ -211,7 +193,7 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
         }
         s
     };
-    println!(
+    say!(
         "{:<12}  {:<16}  {:<9}  {:>5}  {:>5}  {:<6}{}",
         "ID",
         "MODEL",
@@ -232,7 +214,7 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
         } else {
             "-".to_string()
         };
-        println!(
+        say!(
             "{:<12}  {:<16}  {:<9}  {:>5}  {:>5}  {:<6}{}",
             c.id,
             c.model,
@@ -244,14 +226,14 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
         );
     }
     if plan.merged_duplicates > 0 {
-        println!(
+        say!(
             "({} duplicate combination(s) merged)",
             plan.merged_duplicates
         );
     }
     // Before the count, which stays the last line (scripts read it).
     let all: Vec<&Cell> = plan.cells.iter().collect();
-    println!("({})", lower_bound_line(&exp, &all));
-    println!("{} cells", plan.cells.len());
+    say!("({})", lower_bound_line(exp, &all));
+    say!("{} cells", plan.cells.len());
     Ok(())
 }

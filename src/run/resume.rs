@@ -69,6 +69,17 @@ fn reopen(
         ))
         .into());
     }
+    // How energy is sampled is a setting of the whole run, not of a cell: the manifest says one.
+    let config = &prepared.exp.config;
+    if old.config.sensor != config.sensor {
+        return Err(ConfigError::new(format!(
+            "--resume: {here} was measured with {}; {} would measure the rest with {}: one run holds one sensor setting (the manifest states one); restore the setting, or start a new run without --resume",
+            sensor_text(&old.config.sensor),
+            opts.file.display(),
+            sensor_text(&config.sensor)
+        ))
+        .into());
+    }
     let records: BTreeMap<String, CellRecord> = dir
         .read_records(&old)?
         .into_iter()
@@ -80,8 +91,17 @@ fn reopen(
         .map(String::as_str)
         .collect();
     if !strays.is_empty() {
+        let changed = config_changes(&old.config, config);
+        let what = if changed.is_empty() {
+            "the experiment, its weights, dataset, protocol or execution settings changed since the run began (a cell id hashes them all)".to_string()
+        } else {
+            format!(
+                "changed since the run began: {} (a cell id hashes every setting that shapes its numbers)",
+                changed.join("; ")
+            )
+        };
         return Err(ConfigError::new(format!(
-            "--resume: {here} has {} recorded cell(s) that {} no longer plans (cells/{}.json ...): the experiment, its weights, dataset or protocol changed since the run began (a cell id hashes them all); restore them, or start a new run without --resume",
+            "--resume: {here} has {} recorded cell(s) that {} no longer plans (cells/{}.json ...): {what}; restore them, or start a new run without --resume",
             strays.len(),
             opts.file.display(),
             strays[0]
@@ -109,6 +129,57 @@ fn reopen(
         ..fresh
     };
     Ok((dir, manifest, records))
+}
+
+fn sensor_text(s: &crate::config::SensorSection) -> String {
+    format!(
+        "sensor.kind = {:?}, sensor.sample_interval_ms = {}",
+        serde_json::to_value(s.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        s.sample_interval_ms
+    )
+}
+
+/// The settings that differ between two configurations, `key: old, now new`, at most five.
+fn config_changes(
+    old: &crate::config::ExperimentConfig,
+    new: &crate::config::ExperimentConfig,
+) -> Vec<String> {
+    fn walk(
+        path: &str,
+        a: Option<&serde_json::Value>,
+        b: Option<&serde_json::Value>,
+        out: &mut Vec<String>,
+    ) {
+        use serde_json::Value;
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let sub = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&sub, x.get(k), y.get(k), out);
+                }
+            }
+            (a, b) if a != b => {
+                let show = |v: Option<&Value>| v.map_or("(default)".to_string(), |v| v.to_string());
+                out.push(format!("{path}: {}, now {}", show(a), show(b)));
+            }
+            _ => {}
+        }
+    }
+    let (Ok(a), Ok(b)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    walk("", Some(&a), Some(&b), &mut out);
+    out.truncate(5);
+    out
 }
 
 /// The command that completes this run: same file, overrides and templates, `--resume --out`.

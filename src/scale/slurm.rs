@@ -10,6 +10,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
+use crate::config::QuantizeSelection;
 use crate::device::DeviceInfo;
 use crate::error::{exit, ConfigError};
 use crate::results::{CellStatus, Manifest, RunDir};
@@ -38,6 +39,23 @@ pub struct SlurmOptions {
     pub submit: bool,
     /// Start a new run directory even when the latest Slurm run of this experiment is unfinished.
     pub new: bool,
+}
+
+/// Which arrays a cell goes into: `top:K` cells after all others, whose layers cells rank them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    First,
+    Ranked,
+}
+
+impl Stage {
+    /// The scripts' file name prefix.
+    fn prefix(self) -> &'static str {
+        match self {
+            Stage::First => "array",
+            Stage::Ranked => "array-ranked",
+        }
+    }
 }
 
 /// One array job: task i measures plan cell `offset + i`.
@@ -177,7 +195,7 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
         _ => None,
     };
     if let Some(dir) = &continued {
-        println!(
+        say!(
             "runner slurm: continuing the Slurm run in {} (same plan; --new starts a new run directory)",
             dir.display()
         );
@@ -268,7 +286,7 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
     }
     let planned = prepared.plan.len();
     if missing.is_empty() {
-        println!(
+        say!(
             "runner slurm: all {planned} cells of {} have a record; render the reports with: runner report {}",
             dir.display(),
             dir.display()
@@ -282,19 +300,28 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
     let exe = std::env::current_exe().context("finding the runner binary for the job scripts")?;
     let cwd = std::env::current_dir().context("reading the working directory")?;
     let name = &prepared.exp.config.experiment.name;
+    // A top:K cell ranks its layers by a layers cell's record: it is measured in arrays of its
+    // own that start after every other array has ended (afterany: a failed profile still lets
+    // the top:K task run and say so, instead of waiting forever).
+    let (ranked, first): (Vec<usize>, Vec<usize>) = missing
+        .iter()
+        .partition(|&&i| matches!(prepared.plan[i].quantize, QuantizeSelection::Top(_)));
     let mut scripts = Vec::new();
-    for chunk in chunks(&missing, opts.max_array_size) {
-        let path = slurm_dir.join(format!("array-{}.sbatch", chunk.offset));
-        let text = array_script(opts, name, &exe, &file, &dir, &cwd, &chunk);
-        crate::results::write_atomic(&path, text.as_bytes())?;
-        scripts.push((path, chunk));
+    for (stage, cells) in [(Stage::First, &first), (Stage::Ranked, &ranked)] {
+        for chunk in chunks(cells, opts.max_array_size) {
+            let path = slurm_dir.join(format!("{}-{}.sbatch", stage.prefix(), chunk.offset));
+            let text = array_script(opts, name, &exe, &file, &dir, &cwd, &chunk);
+            crate::results::write_atomic(&path, text.as_bytes())?;
+            scripts.push((path, chunk, stage));
+        }
     }
+    let waits = scripts.iter().any(|s| s.2 == Stage::First) && !ranked.is_empty();
     let report_script = slurm_dir.join("report.sbatch");
     crate::results::write_atomic(
         &report_script,
         report_script_text(opts, name, &exe, &dir, &cwd).as_bytes(),
     )?;
-    println!(
+    say!(
         "runner slurm: {planned} cells planned, {} recorded, {} to measure in {} array job(s); scripts in {}",
         planned - missing.len(),
         missing.len(),
@@ -304,34 +331,61 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
     if !opts.submit {
         let arrays: Vec<String> = scripts
             .iter()
-            .map(|(p, _)| {
+            .map(|(p, _, stage)| {
+                let after = if *stage == Stage::Ranked && waits {
+                    "--dependency=afterany:<job ids of the arrays above> "
+                } else {
+                    ""
+                };
                 format!(
-                    "sbatch --parsable {}",
+                    "sbatch --parsable {after}{}",
                     shell_quote(&p.display().to_string())
                 )
             })
             .collect();
-        println!(
-            "submit them with:\n  {}\nthen the reports after them:\n  sbatch --dependency=afterany:<job ids> {}\n(or add --submit)",
+        let ranked_note = if waits {
+            "\n(the top:K cells' arrays after the others: they rank layers by a layers cell's record)"
+        } else {
+            ""
+        };
+        say!(
+            "submit them with:\n  {}{ranked_note}\nthen the reports after them:\n  sbatch --dependency=afterany:<job ids> {}\n(or add --submit)",
             arrays.join("\n  "),
             shell_quote(&report_script.display().to_string())
         );
         return Ok(exit::OK);
     }
     let mut job_ids = Vec::new();
-    for (path, chunk) in &scripts {
-        let id = sbatch(&[path.as_os_str().to_owned()])?;
-        println!(
-            "submitted array job {id}: {} task(s) for cells {}..={} of the plan",
+    let mut first_ids = Vec::new();
+    for (path, chunk, stage) in &scripts {
+        let mut args = Vec::new();
+        if *stage == Stage::Ranked && !first_ids.is_empty() {
+            args.push(format!("--dependency=afterany:{}", first_ids.join(":")).into());
+        }
+        args.push(path.as_os_str().to_owned());
+        let id = sbatch(&args)?;
+        say!(
+            "submitted array job {id}: {} task(s) for cells {}..={} of the plan{}",
             chunk.tasks.len(),
             chunk.offset + chunk.tasks[0],
-            chunk.offset + chunk.tasks.last().expect("a chunk has tasks")
+            chunk.offset + chunk.tasks.last().expect("a chunk has tasks"),
+            if *stage == Stage::Ranked && !first_ids.is_empty() {
+                format!(
+                    " (top:K cells, after array job(s) {}: they rank by a layers cell)",
+                    first_ids.join(", ")
+                )
+            } else {
+                String::new()
+            }
         );
+        if *stage == Stage::First {
+            first_ids.push(id.clone());
+        }
         job_ids.push(id);
     }
     let dependency = format!("--dependency=afterany:{}", job_ids.join(":"));
     let report_id = sbatch(&[dependency.into(), report_script.as_os_str().to_owned()])?;
-    println!("submitted report job {report_id} (runs `runner report` after the arrays end)");
+    say!("submitted report job {report_id} (runs `runner report` after the arrays end)");
     let log = slurm_dir.join("submissions.log");
     let line = format!(
         "{} arrays {} report {report_id} cells {}\n",
@@ -346,7 +400,7 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
         .open(&log)
         .and_then(|mut f| f.write_all(line.as_bytes()))
         .with_context(|| format!("appending to {}", log.display()))?;
-    println!(
+    say!(
         "task logs: {}/logs/; the records are the truth: `{}` submits only cells without a record",
         slurm_dir.display(),
         resubmit_command(&opts.file.display().to_string(), &dir, &opts.overrides)

@@ -26,7 +26,9 @@ mod units;
 use block::TransformerBlock;
 use linear::Linear;
 pub use linear::{ggml_name, MMQ_ROW_PADDING};
-pub use shapes::{check_hf_config, random_tensors, save_hf_dir, tensor_shapes};
+pub use shapes::{
+    check_checkpoint_tensors, check_hf_config, random_tensors, save_hf_dir, tensor_shapes,
+};
 pub use units::{CapturedUnit, Component, Hidden, Layer, LinearSite, Pooling, Unit};
 
 /// What the weights and activations are held in: every float tensor in `float`, and every linear

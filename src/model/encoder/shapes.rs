@@ -133,8 +133,7 @@ pub fn random_tensors(p: &Preset, seed: u64) -> Result<HashMap<String, Tensor>> 
 /// the checkpoint's classifier is used, so its label count must match too.
 pub fn check_hf_config(dir: &Path, preset: &Preset, with_head: bool) -> Result<()> {
     let path = dir.join("config.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = crate::files::read_text(&path, crate::files::limit::MODEL_CONFIG, "config.json")?;
     let cfg: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let get = |key: &str| cfg.get(key).and_then(|v| v.as_u64());
@@ -172,14 +171,8 @@ pub fn check_hf_config(dir: &Path, preset: &Preset, with_head: bool) -> Result<(
             get("type_vocab_size"),
             p64(preset.type_vocab_size),
         ));
-        let act = cfg.get("hidden_act").and_then(|v| v.as_str());
-        if act != Some("gelu") {
-            bail!(
-                "{}: hidden_act is {act:?}; the runner's BERT implements \"gelu\" (erf) only",
-                path.display()
-            );
-        }
     }
+    refuse_unimplemented(&cfg, &path, preset)?;
     if with_head {
         fields.push((
             "num_labels (id2label)",
@@ -202,6 +195,95 @@ pub fn check_hf_config(dir: &Path, preset: &Preset, with_head: bool) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Settings of config.json that change what the model computes and that the runner's
+/// implementation does not honour: refused, never ignored (a ReLU checkpoint run with GELU would
+/// measure another model). A key left out takes Hugging Face's default, which is what runs.
+fn refuse_unimplemented(cfg: &serde_json::Value, path: &Path, preset: &Preset) -> Result<()> {
+    let text = |key: &str| cfg.get(key).map(|v| v.as_str().map(str::to_string));
+    let (act_key, runs) = match preset.architecture {
+        Architecture::Distilbert => ("activation", "DistilBERT"),
+        Architecture::Bert => ("hidden_act", "BERT"),
+    };
+    // BERT's config always names it; DistilBERT's default is "gelu".
+    let act = match (text(act_key), preset.architecture) {
+        (None, Architecture::Distilbert) => Some("gelu".to_string()),
+        (None, Architecture::Bert) => None,
+        (Some(v), _) => v,
+    };
+    if act.as_deref() != Some("gelu") {
+        bail!(
+            "{}: {act_key} is {}; the runner's {runs} implements \"gelu\" (erf) only: it would run another activation than the checkpoint was trained with",
+            path.display(),
+            act.map_or("missing or not a string".to_string(), |a| format!("{a:?}"))
+        );
+    }
+    if let Some(kind) = text("position_embedding_type") {
+        if kind.as_deref() != Some("absolute") {
+            bail!(
+                "{}: position_embedding_type is {kind:?}; the runner implements \"absolute\" (learned) position embeddings only",
+                path.display()
+            );
+        }
+    }
+    if let Some(eps) = cfg.get("layer_norm_eps") {
+        let ok = eps
+            .as_f64()
+            .is_some_and(|e| (e - preset.layer_norm_eps).abs() <= preset.layer_norm_eps * 1e-6);
+        if !ok {
+            bail!(
+                "{}: layer_norm_eps is {eps}, but the declared preset normalizes with {:e}; set the preset that matches the checkpoint",
+                path.display(),
+                preset.layer_norm_eps
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks a checkpoint's tensors (its safetensors index) against what the encoder loads: every
+/// tensor it needs, with the shape the preset gives it (the head only when it is used; BERT's
+/// `bert.` prefix where the checkpoint has it). Extra tensors are ignored, as the loader ignores
+/// them.
+pub fn check_checkpoint_tensors(
+    path: &Path,
+    index: &std::collections::BTreeMap<String, crate::model::weights::TensorEntry>,
+    preset: &Preset,
+    with_head: bool,
+) -> Result<()> {
+    let bert_prefixed = index.contains_key("bert.embeddings.word_embeddings.weight");
+    let mut problems = Vec::new();
+    for (name, shape) in tensor_shapes(preset) {
+        let head = name.starts_with("classifier")
+            || name.starts_with("pre_classifier")
+            || name.starts_with("bert.pooler");
+        if head && !with_head {
+            continue;
+        }
+        let name = match name.strip_prefix("bert.") {
+            Some(bare) if !bert_prefixed => bare.to_string(),
+            _ => name,
+        };
+        match index.get(&name) {
+            None => problems.push(format!("{name} is missing")),
+            Some(t) if t.shape != shape => problems.push(format!(
+                "{name} has shape {:?}, the preset's model needs {shape:?}",
+                t.shape
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let more = problems.len().saturating_sub(3);
+    bail!(
+        "{}: {}{}: the weights do not fit the declared preset; set the model's preset to the checkpoint's architecture",
+        path.display(),
+        problems[..problems.len().min(3)].join("; "),
+        if more > 0 { format!(" (and {more} more)") } else { String::new() }
+    )
 }
 
 fn p64(v: usize) -> u64 {

@@ -303,6 +303,23 @@ fn bad_input_exits_2_naming_it_and_compare_md_keeps_run_ids_as_text() {
         std::fs::remove_dir_all(&bad).unwrap();
     }
 
+    // One id naming another cell in B (its plan and record edited alike): not matched.
+    let edited = copy_of(&f, &a, "edited");
+    edit_manifest(&edited, |m| m["plan"][0]["batch_size"] = 4.into());
+    let path = edited.join("cells").join(format!("{}.json", ids[0]));
+    let mut r = json(&path);
+    r["cell"]["batch_size"] = 4.into();
+    std::fs::write(&path, r.to_string()).unwrap();
+    let (code, stdout, stderr) = compare(&f, &a, &edited, "o4");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "not compared: {} tiny int8-fp32 b2 seq 8: the same id names a different cell in each run",
+            ids[0]
+        )),
+        "{stdout}"
+    );
+
     // --out naming a file.
     let result = f
         .runner()

@@ -184,6 +184,35 @@ fn records_that_disagree_with_their_cell_or_hold_impossible_numbers_are_refused_
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("layers[1] (\""), "{stderr}");
 
+    // A layers cell's record that holds whole-model windows, or a float cell with a selection.
+    let model_windows = {
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(record(&run, &id)).unwrap()).unwrap();
+        r["windows"].clone()
+    };
+    let (code, stderr, _) = report_of(&f, &run, |dir| {
+        edit_json(&record(dir, &layers), |r| r["windows"] = model_windows)
+    });
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("a layers cell's record holds windows of the whole model"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = report_of(&f, &run, |dir| {
+        edit_json(
+            &record(dir, &id),
+            |r| {
+                r["quantization"] =
+                    serde_json::json!({"selection": "all", "quantized": [], "float": []})
+            },
+        )
+    });
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("a quantization record in a cell of float precision fp32"),
+        "{stderr}"
+    );
+
     // A plan listing a cell twice: the count of cells would be wrong, and nothing says partial.
     let (code, stderr, _) = report_of(&f, &run, |dir| {
         edit_json(&dir.join("manifest.json"), |m| {

@@ -124,6 +124,11 @@ pub(super) fn pair<'a>(
                     "planned in A too, but A has no record of it (A did not finish: a partial run)"
                         .into(),
                 ),
+                // One id, two definitions: ids hash definitions, so a plan was edited.
+                (Some(a), Some(b)) if a.cell != b.cell => not(
+                    "both",
+                    "the same id names a different cell in each run (a run's files were edited): not the same measurement".into(),
+                ),
                 (Some(a), Some(b)) => match (a.status, b.status) {
                     (CellStatus::Ok, CellStatus::Ok) => match (profile_aimed(a), profile_aimed(b)) {
                         (Some(qa), Some(qb)) if qa != qb => not(

@@ -215,6 +215,33 @@ pub fn check_record(
             }
         }
     }
+    // What a record holds follows from its cell: a whole-model cell has windows and no units, a
+    // layers cell units of its layer method and no windows of its own, a float cell no selection.
+    let scope = r.cell.scope;
+    if scope == crate::config::Scope::Model && (!r.layers.is_empty() || !r.prefixes.is_empty()) {
+        p.add("a whole-model cell's record holds layers or prefixes".into());
+    }
+    if scope == crate::config::Scope::Layers && !r.windows.is_empty() {
+        p.add("a layers cell's record holds windows of the whole model".into());
+    }
+    if !r.cell.layer_method.isolated() && !r.layers.is_empty() {
+        p.add(format!(
+            "layers measured alone, but the cell's layer_method is {}",
+            r.cell.layer_method.name()
+        ));
+    }
+    if !r.cell.layer_method.prefix() && !r.prefixes.is_empty() {
+        p.add(format!(
+            "prefixes measured, but the cell's layer_method is {}",
+            r.cell.layer_method.name()
+        ));
+    }
+    if r.quantization.is_some() && r.cell.precision.float_path().is_none() {
+        p.add(format!(
+            "a quantization record in a cell of float precision {}",
+            r.cell.precision.name()
+        ));
+    }
     if r.status == CellStatus::Ok {
         let units = !r.layers.is_empty() || !r.prefixes.is_empty();
         match r.cell.scope {

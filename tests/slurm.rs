@@ -304,3 +304,30 @@ fn top_k_cells_are_submitted_after_the_layers_cells_they_rank_by() {
         "{stdout}"
     );
 }
+
+/// The job scripts and logs are the run's own files: `slurm/` as a symlink out of the run is
+/// refused, and nothing is written where it points.
+#[test]
+fn job_scripts_are_never_written_through_a_symlink_out_of_the_run() {
+    let f = Fixture::new(&experiment(false));
+    let out = f
+        .runner()
+        .args(["slurm", "exp.toml", "--out", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let run = f.dir.path().join("run");
+    let outside = f.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::remove_dir_all(run.join("slurm")).unwrap();
+    std::os::unix::fs::symlink(&outside, run.join("slurm")).unwrap();
+    let out = f
+        .runner()
+        .args(["slurm", "exp.toml", "--out", "run"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("slurm is a symlink to"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}

@@ -41,7 +41,7 @@ pub struct SlurmOptions {
     pub new: bool,
 }
 
-/// Which arrays a cell goes into: `top:K` cells after all others, whose layers cells rank them.
+/// Which arrays a cell goes into: `top:K` cells after the others (layers cells rank them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     First,
@@ -294,9 +294,9 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
         return Ok(exit::OK);
     }
 
-    let slurm_dir = dir.join("slurm");
-    std::fs::create_dir_all(slurm_dir.join("logs"))
-        .with_context(|| format!("creating {}", slurm_dir.join("logs").display()))?;
+    // The run's own folders (a symlink in their place is refused): scripts and logs stay inside.
+    let slurm_dir = crate::files::own_dir(&dir, "slurm")?;
+    crate::files::own_dir(&slurm_dir, "logs")?;
     let exe = std::env::current_exe().context("finding the runner binary for the job scripts")?;
     let cwd = std::env::current_dir().context("reading the working directory")?;
     let name = &prepared.exp.config.experiment.name;
@@ -394,9 +394,11 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
         missing.len()
     );
     use std::io::Write;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    let mut append = std::fs::OpenOptions::new();
+    append.create(true).append(true);
+    // Never appended to through a link: the log is the run's own file.
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut append, libc::O_NOFOLLOW);
+    append
         .open(&log)
         .and_then(|mut f| f.write_all(line.as_bytes()))
         .with_context(|| format!("appending to {}", log.display()))?;

@@ -19,6 +19,15 @@ pub struct DeviceInfo {
     pub uuid: Option<String>,
     /// Threads candle's CPU kernels use (all cores unless RAYON_NUM_THREADS says otherwise).
     pub cpu_threads: usize,
+    /// The cuBLAS(Lt) library the GEMMs ran on (CUDA only), e.g. `13.1.0`: the version loaded
+    /// at run time, which is what computed, whatever the build was compiled against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cublas_version: Option<String>,
+}
+
+/// cuBLASLt's version number (major * 10000 + minor * 100 + patch) as `major.minor.patch`.
+pub fn cublas_version_text(v: usize) -> String {
+    format!("{}.{}.{}", v / 10_000, (v / 100) % 100, v % 100)
 }
 
 pub struct SelectedDevice {
@@ -56,6 +65,7 @@ fn cpu(notice: Option<String>) -> SelectedDevice {
             name: cpu_model_name(),
             uuid: None,
             cpu_threads: rayon::current_num_threads(),
+            cublas_version: None,
         },
         notice,
     }
@@ -81,6 +91,10 @@ fn cuda(ordinal: usize) -> std::result::Result<SelectedDevice, String> {
             name,
             uuid: Some(nvml_uuid(&bytes)),
             cpu_threads: rayon::current_num_threads(),
+            // SAFETY: a plain query of the loaded library, no handle or state involved.
+            cublas_version: Some(cublas_version_text(unsafe {
+                candle_core::cuda_backend::cudarc::cublaslt::sys::cublasLtGetVersion()
+            })),
         },
         notice: None,
     })

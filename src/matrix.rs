@@ -48,6 +48,73 @@ pub struct Cell {
     pub layer_method: LayerMethod,
 }
 
+/// One axis of a cell and its value, as reports show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AxisValue {
+    /// The axis as experiment files name it (`precision`, `batch_size`, `quantize`, ...).
+    pub axis: String,
+    /// The value as written in the file (`fp16`, `16`, `blocks:0-5`); `None` where the axis does
+    /// not apply to the cell (a float precision selects no layers to quantize, a `model` cell
+    /// has no layer method).
+    pub value: Option<String>,
+    /// The value in a label (`fp16`, `b16`, `quantize=blocks:0-5`); empty when the value needs
+    /// no word (a `model`-scope cell beside `layers` cells).
+    pub short: String,
+}
+
+impl Cell {
+    /// Every axis of the cell, in the order of [`AXES`]: the one list that labels, legends,
+    /// chart series, table columns and CSV columns are made from, so an axis added here appears
+    /// in all of them.
+    pub fn axes(&self) -> Vec<AxisValue> {
+        let axis = |axis: &str, value: Option<String>, short: String| AxisValue {
+            axis: axis.to_string(),
+            value,
+            short,
+        };
+        let quantize = self.precision.float_path().map(|_| self.quantize.name());
+        let method = (self.scope == Scope::Layers).then(|| self.layer_method.name().to_string());
+        vec![
+            axis("model", Some(self.model.clone()), self.model.clone()),
+            axis(
+                "precision",
+                Some(self.precision.name().to_string()),
+                self.precision.name().to_string(),
+            ),
+            axis(
+                "batch_size",
+                Some(self.batch_size.to_string()),
+                format!("b{}", self.batch_size),
+            ),
+            axis(
+                "seq_len",
+                Some(self.seq_len.to_string()),
+                format!("seq {}", self.seq_len),
+            ),
+            axis(
+                "scope",
+                Some(self.scope.name().to_string()),
+                match self.scope {
+                    Scope::Model => String::new(),
+                    Scope::Layers => "layers".into(),
+                },
+            ),
+            axis(
+                "quantize",
+                quantize.clone(),
+                quantize
+                    .map(|q| format!("quantize={q}"))
+                    .unwrap_or_default(),
+            ),
+            axis(
+                "layer_method",
+                method.clone(),
+                method.map(|m| format!("method={m}")).unwrap_or_default(),
+            ),
+        ]
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub cells: Vec<Cell>,

@@ -78,6 +78,16 @@ pub struct WindowRecord {
     pub trace_energy_j: Option<f64>,
     pub counter_ticks: Option<u64>,
     pub num_power_samples: usize,
+    /// NVML's clock-throttle reasons seen at any sample of the window (`sw_power_cap`,
+    /// `hw_thermal_slowdown`, ...; empty: none). `None` where the sensor cannot tell, and in
+    /// records made before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_reasons: Option<Vec<String>>,
+    /// The lowest and highest SM clock sampled during the window, MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_min_mhz: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_clock_max_mhz: Option<u32>,
 }
 
 /// Loop latencies kept per window; beyond this a systematic subsample is stored (the percentiles
@@ -154,6 +164,9 @@ pub fn run_protocol(
             trace_energy_j: None,
             counter_ticks: None,
             num_power_samples: 0,
+            throttle_reasons: None,
+            sm_clock_min_mhz: None,
+            sm_clock_max_mhz: None,
         };
         if let Some(e) = energy {
             trace.extend(e.samples.iter().map(|s| PowerSample {
@@ -166,6 +179,9 @@ pub fn run_protocol(
             record.trace_energy_j = e.trace_energy_j;
             record.counter_ticks = Some(e.counter_ticks);
             record.num_power_samples = e.samples.len();
+            record.throttle_reasons = e.throttle_reasons;
+            record.sm_clock_min_mhz = e.sm_clock_mhz.map(|c| c.0);
+            record.sm_clock_max_mhz = e.sm_clock_mhz.map(|c| c.1);
         }
         windows.push(record);
         // A stop asked for during this window takes effect now that it is complete.
@@ -479,6 +495,7 @@ pub mod tests {
                 kind: "test".into(),
                 measures_energy: true,
                 note: String::new(),
+                metered: Vec::new(),
             }
         }
         fn start_window(&mut self) -> Result<()> {
@@ -496,6 +513,8 @@ pub mod tests {
                     t_s: 0.5,
                     power_w: 50.0,
                 }],
+                throttle_reasons: None,
+                sm_clock_mhz: None,
             }))
         }
     }
@@ -513,6 +532,7 @@ pub mod tests {
                 kind: "test".into(),
                 measures_energy: true,
                 note: String::new(),
+                metered: Vec::new(),
             }
         }
         fn start_window(&mut self) -> Result<()> {

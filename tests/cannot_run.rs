@@ -115,9 +115,9 @@ fn runner_plan_gives_the_protocols_lower_bound_of_the_time() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    // 3 cells x (1 s warm-up + 3 windows x 10 s) = 93 s.
+    // 3 cells x (1 s warm-up + 6 windows x 10 s) = 183 s.
     assert!(
-        stdout_of(&out).contains("the protocol alone takes at least 93 s for 3 cell(s)"),
+        stdout_of(&out).contains("the protocol alone takes at least 4 min for 3 cell(s)"),
         "{}",
         stdout_of(&out)
     );

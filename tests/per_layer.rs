@@ -35,7 +35,7 @@ fn layers_cells_list_every_layer_write_per_layer_csv_and_add_up_to_the_whole_mod
     let csv = std::fs::read_to_string(run.join("per_layer.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header, runner::report::PER_LAYER_COLUMNS);
+    assert_eq!(header, runner::report::per_layer_columns());
     for required in [
         "layer_name",
         "layer_idx",

@@ -167,6 +167,58 @@ fn a_run_records_which_layers_were_quantized_and_ranks_top_k_by_its_own_profile(
         "{md}"
     );
     assert!(md.contains("| `top:1` |"), "{md}");
+
+    // Every row of summary.csv names its selection (empty for fp32, which quantizes nothing)
+    // and every label that shows a cell names it too: three int8-fp32 cells, three labels.
+    let csv = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let mut selections: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[col("precision")], r[col("scope")], r[col("quantize")]))
+        .collect();
+    selections.sort();
+    assert_eq!(
+        selections,
+        [
+            ("fp32", "layers", ""),
+            ("fp32", "model", ""),
+            ("int8-fp32", "model", "all"),
+            ("int8-fp32", "model", "ffn"),
+            ("int8-fp32", "model", "top:1"),
+        ],
+        "{csv}"
+    );
+    assert!(header.contains(&"layer_method"));
+    for label in [
+        "int8-fp32 quantize=all",
+        "int8-fp32 quantize=ffn",
+        "int8-fp32 quantize=top:1",
+    ] {
+        assert!(md.contains(label), "{label} in {md}");
+    }
+    // The CPU runs W8A8 as the numerics reference: never ranked on speed, and said why.
+    assert!(
+        md.contains("**Not ranked on speed:** int8-fp32 quantize="),
+        "{md}"
+    );
+    let lowest_latency = md
+        .lines()
+        .find(|l| l.contains("**lowest latency per batch**"))
+        .unwrap();
+    assert!(lowest_latency.contains(": fp32 "), "{lowest_latency}");
+    let per_layer = std::fs::read_to_string(run.join("per_layer.csv")).unwrap();
+    assert!(per_layer
+        .lines()
+        .next()
+        .unwrap()
+        .contains(",quantize,layer_method,"));
+    assert!(
+        per_layer.lines().skip(1).all(|l| l.contains(",isolated,")),
+        "{per_layer}"
+    );
 }
 
 fn refused(matrix: &str) -> String {

@@ -462,19 +462,19 @@ fn resume_refuses_a_run_whose_cells_the_experiment_no_longer_plans() {
 
 #[test]
 fn a_lost_sensor_fails_its_cell_and_ends_the_sweep_keeping_every_finished_cell() {
-    // The sensor stops answering in the third cell's second window (three windows a cell), as
+    // The sensor stops answering in the third cell's second window (six windows a cell), as
     // NVML does when its GPU falls off the bus.
     let f = Fixture::new(&experiment(EIGHT_CELLS, 0.0));
     let out = f
         .runner()
         .args(["exp.toml", "--out", "run"])
-        .env("RUNNER_FAULT_INJECT", "sensor-lost-after-windows:7")
+        .env("RUNNER_FAULT_INJECT", "sensor-lost-after-windows:13")
         .output()
         .unwrap();
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("runner: RUNNER_FAULT_INJECT=sensor-lost-after-windows:7 is set: the sensor will fail on purpose"),
+        stderr.contains("runner: RUNNER_FAULT_INJECT=sensor-lost-after-windows:13 is set: the sensor will fail on purpose"),
         "{stderr}"
     );
     assert!(

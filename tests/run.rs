@@ -77,7 +77,7 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
         );
         assert_eq!(record["sensor"]["measures_energy"], false);
         let windows = record["windows"].as_array().unwrap();
-        assert_eq!(windows.len(), 3);
+        assert_eq!(windows.len(), 6);
         for w in windows {
             assert!(w["duration_s"].as_f64().unwrap() >= 0.05);
             assert!(w["loops"].as_u64().unwrap() >= 3);
@@ -156,14 +156,17 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     assert!(!html.contains("lowest per-example cosine"));
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
     assert!(md.contains("![Latency per batch (median, ms)](charts/latency.png)"));
+    // "What ran": a compact table of each set of kernels, every part in full below it.
     assert!(
-        md.contains(
-            "## What ran\n\n| cells | activation | attention | execution | layer_norm | linear |\n"
-        ),
+        md.contains("| set | cells | activation | attention | execution | layer norm | linear |\n"),
         "{md}"
     );
     assert!(
-        md.contains("| tiny fp32, tiny bf16 | erf GELU (candle kernel) |"),
+        md.contains("| 1 | tiny fp32, tiny bf16 | erf GELU |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- **activation**: erf GELU (candle kernel)"),
         "{md}"
     );
     // PNG beside the Markdown (fonts are bundled, so this works on any machine).
@@ -349,11 +352,16 @@ fn golden_report_of_the_h100_run_renders_byte_for_byte() {
     }
     let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
     assert!(md.contains("Idle baseline: **116.2 W**"));
-    // Savings against fp32 with their intervals, from the committed windows.
+    // Savings against fp32 from the committed windows: three a cell, so points without
+    // intervals (a ratio's 95 % interval needs four windows a cell), and the report says so.
     assert!(
-        md.contains("| `cd1a24e6994f` | distilbert | fp16 | 8 | 128 | 66.3 [65.8, 67.0] |"),
+        md.contains("| `cd1a24e6994f` | fp16 | 8 | 66.3 | 46.2 |"),
         "fp16 b8 saving"
     );
+    assert!(md.contains("3 windows a cell: too few for a 95 % interval of a median"));
+    // The first screen: what the energy includes, from records that predate `metered`.
+    assert!(md.contains("| Energy scope | the GPU board (NVML's total-energy counter"));
+    assert!(md.contains("| Clocks |"));
     assert!(md.contains("NVIDIA H100 80GB HBM3"));
     assert!(!md.contains("Energy was not measured"));
 }

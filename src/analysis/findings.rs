@@ -2,24 +2,37 @@
 //! for each metric with its interval and the cells statistically tied with it, and the ratios
 //! readers ask for, in hyperfine's words ("fp16 b64 uses 0.14x [0.13, 0.15] the energy per
 //! inference of fp32 b64"): each precision against the baseline, each quantized precision against
-//! its float path, each batch size against batch 1. Ratios are of medians, with bootstrap
-//! intervals over both cells' windows (within this run).
+//! its float path, each batch size against batch 1. Ratios are Hodges–Lehmann estimates over
+//! both cells' windows with exact Mann–Whitney intervals (within this run).
+//!
+//! A group is one workload: the cells equal on every axis but those a deployment chooses
+//! (precision, `quantize` selection, batch size). Cells compared in a ratio are equal on every
+//! axis but the one the ratio is about, and every label names every axis that varies.
 
 use serde::Serialize;
 
+use super::labels::{same_except, Labels};
 use super::CellSummary;
 use crate::config::Precision;
 use crate::results::CellStatus;
-use crate::stats::{median_ci95, ratio_ci95, Estimate};
+use crate::stats::{median_ci95, ratio_ci95, Estimate, MIN_FOR_RATIO_INTERVAL};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Findings {
     pub groups: Vec<FindingGroup>,
+    /// Cells whose time is not a speed figure (the CPU's W8A8 numerics reference): left out of
+    /// every ranking and ratio of time, named here.
+    pub not_ranked_on_speed: Vec<String>,
 }
 
-/// One model at one sequence length.
+/// The axes a deployment chooses; every other axis (model, shapes) defines the workload.
+const CHOSEN: [&str; 3] = ["precision", "quantize", "batch_size"];
+
+/// One workload: a model at one shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct FindingGroup {
+    /// `distilbert, seq 128`.
+    pub title: String,
     pub model: String,
     pub seq_len: usize,
     pub leaders: Vec<Leader>,
@@ -34,7 +47,7 @@ pub struct Leader {
     /// Decimals the value is shown with.
     pub digits: usize,
     pub cell_id: String,
-    /// `fp16 b64`.
+    /// `fp16 b64`: the cell's value on every chosen axis that varies.
     pub label: String,
     pub value: f64,
     pub ci_low: Option<f64>,
@@ -53,12 +66,31 @@ pub struct RatioGroup {
 pub struct RatioLine {
     /// The sentence, e.g. `fp16 b64 uses 0.14x [0.13, 0.15] the energy per inference of fp32 b64`.
     pub text: String,
-    /// Every interval of the line holds 1: no difference beyond this run's noise.
+    /// Every ratio of the line has an interval, and each holds 1: no difference beyond this
+    /// run's noise. (Without intervals nothing is judged.)
     pub within_noise: bool,
+    /// A ratio of the line has no interval (a cell with fewer than 4 windows).
+    pub without_interval: bool,
 }
 
-fn label(s: &CellSummary) -> String {
-    format!("{} b{}", s.precision, s.batch_size)
+/// The workload axes of a cell, as a group's key and title.
+fn workload(s: &CellSummary) -> Vec<(String, String)> {
+    s.cell
+        .axes()
+        .into_iter()
+        .filter(|a| !CHOSEN.contains(&a.axis.as_str()) && a.axis != "scope")
+        .filter(|a| !a.short.is_empty())
+        .map(|a| (a.axis, a.short))
+        .collect()
+}
+
+/// `0.14x [0.13, 0.15]`, or `0.14x` without an interval (the line says so once).
+fn short_ratio_text(e: &Estimate) -> String {
+    let d = if e.0 < 0.1 { 3 } else { 2 };
+    match e.1 {
+        Some(_) => ratio_text(e),
+        None => format!("{:.d$}x", e.0),
+    }
 }
 
 /// `0.14x [0.13, 0.15]`; three decimals below 0.1 so small ratios keep two significant digits.
@@ -66,12 +98,15 @@ pub fn ratio_text(e: &Estimate) -> String {
     let d = if e.0 < 0.1 { 3 } else { 2 };
     match e.1 {
         Some((lo, hi)) => format!("{:.d$}x [{lo:.d$}, {hi:.d$}]", e.0),
-        None => format!("{:.d$}x (no interval: fewer than 3 windows)", e.0),
+        None => format!(
+            "{:.d$}x (no interval: fewer than {MIN_FOR_RATIO_INTERVAL} windows a side)",
+            e.0
+        ),
     }
 }
 
 fn holds_one(e: &Estimate) -> bool {
-    e.1.is_none_or(|(lo, hi)| lo <= 1.0 && 1.0 <= hi)
+    e.1.is_some_and(|(lo, hi)| lo <= 1.0 && 1.0 <= hi)
 }
 
 fn per_sample(s: &CellSummary) -> Vec<f64> {
@@ -88,80 +123,116 @@ fn throughput(s: &CellSummary) -> Vec<f64> {
         .collect()
 }
 
-/// `a` against `b`: energy per inference and `time` (per batch, or per sample across batch sizes).
-fn sentence(a: &CellSummary, b: &CellSummary, per_sample_time: bool) -> Option<RatioLine> {
+/// `a` against `b`: energy per inference and `time` (per batch, or per sample across batch
+/// sizes); time only where both cells' times are speed figures.
+fn sentence(
+    a: &CellSummary,
+    b: &CellSummary,
+    per_sample_time: bool,
+    label: &dyn Fn(&CellSummary) -> String,
+) -> Option<RatioLine> {
     let energy = ratio_ci95(&a.window_energy_mj, &b.window_energy_mj);
-    let time = if per_sample_time {
+    let time = if a.speed_is_reference || b.speed_is_reference {
+        None
+    } else if per_sample_time {
         ratio_ci95(&per_sample(a), &per_sample(b))
     } else {
         ratio_ci95(&a.window_latency_ms, &b.window_latency_ms)
-    }?;
+    };
     let what = if per_sample_time {
         "time per inference"
     } else {
         "time per batch"
     };
-    let text = match &energy {
-        Some(e) => format!(
+    let text = match (&energy, &time) {
+        (Some(e), Some(t)) => format!(
             "{} uses {} the energy per inference of {} and takes {} its {what}",
             label(a),
-            ratio_text(e),
+            short_ratio_text(e),
             label(b),
-            ratio_text(&time)
+            short_ratio_text(t)
         ),
-        None => format!(
-            "{} takes {} the {what} of {}",
+        (Some(e), None) => format!(
+            "{} uses {} the energy per inference of {}",
             label(a),
-            ratio_text(&time),
+            short_ratio_text(e),
             label(b)
         ),
+        (None, Some(t)) => format!(
+            "{} takes {} the {what} of {}",
+            label(a),
+            short_ratio_text(t),
+            label(b)
+        ),
+        (None, None) => return None,
     };
+    let all: Vec<&Estimate> = energy.iter().chain(time.iter()).collect();
     Some(RatioLine {
         text,
-        within_noise: holds_one(&time) && energy.as_ref().is_none_or(holds_one),
+        within_noise: all.iter().all(|e| holds_one(e)),
+        without_interval: all.iter().any(|e| e.1.is_none()),
     })
 }
 
-/// Findings of every whole-model cell measured, per model and sequence length, in plan order.
+/// Findings of every whole-model cell measured, per workload, in plan order.
 pub fn findings(summaries: &[CellSummary], baseline: Precision) -> Findings {
     let cells: Vec<&CellSummary> = summaries
         .iter()
         .filter(|s| s.scope == "model" && s.status == CellStatus::Ok)
         .filter(|s| !s.window_latency_ms.is_empty())
         .collect();
-    let mut keys: Vec<(&str, usize)> = Vec::new();
+    let labels = Labels::new(summaries.iter().map(|s| &s.cell));
+    let mut keys: Vec<Vec<(String, String)>> = Vec::new();
     for s in &cells {
-        if !keys.contains(&(s.model.as_str(), s.seq_len)) {
-            keys.push((s.model.as_str(), s.seq_len));
+        let key = workload(s);
+        if !keys.contains(&key) {
+            keys.push(key);
         }
     }
     let groups = keys
         .into_iter()
-        .map(|(model, seq)| {
+        .map(|key| {
             let g: Vec<&CellSummary> = cells
                 .iter()
                 .copied()
-                .filter(|s| s.model == model && s.seq_len == seq)
+                .filter(|s| workload(s) == key)
                 .collect();
+            // The group's title names the workload axes; labels name the chosen ones.
+            let omit: Vec<&str> = key.iter().map(|(axis, _)| axis.as_str()).collect();
+            let label = |s: &CellSummary| labels.label_without(&s.cell, &omit);
             FindingGroup {
-                model: model.to_string(),
-                seq_len: seq,
-                leaders: leaders(&g),
-                ratios: ratio_groups(&g, baseline),
+                title: key
+                    .iter()
+                    .map(|(_, short)| short.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                model: g[0].model.clone(),
+                seq_len: g[0].seq_len,
+                leaders: leaders(&g, &label),
+                ratios: ratio_groups(&g, baseline, &label),
             }
         })
         .collect();
-    Findings { groups }
+    Findings {
+        groups,
+        not_ranked_on_speed: cells
+            .iter()
+            .filter(|s| s.speed_is_reference)
+            .map(|s| s.label.clone())
+            .collect(),
+    }
 }
 
 type Values = fn(&CellSummary) -> Vec<f64>;
 
-fn leaders(g: &[&CellSummary]) -> Vec<Leader> {
-    let metrics: [(&str, &str, Values, bool); 3] = [
+fn leaders(g: &[&CellSummary], label: &dyn Fn(&CellSummary) -> String) -> Vec<Leader> {
+    // (metric, unit, values, higher is better, a speed).
+    let metrics: [(&str, &str, Values, bool, bool); 3] = [
         (
             "lowest energy per inference",
             "mJ",
             |s| s.window_energy_mj.clone(),
+            false,
             false,
         ),
         (
@@ -169,13 +240,15 @@ fn leaders(g: &[&CellSummary]) -> Vec<Leader> {
             "ms",
             |s| s.window_latency_ms.clone(),
             false,
+            true,
         ),
-        ("highest throughput", "inferences/s", throughput, true),
+        ("highest throughput", "inferences/s", throughput, true, true),
     ];
     let mut out = Vec::new();
-    for (metric, unit, values, higher_is_better) in metrics {
+    for (metric, unit, values, higher_is_better, speed) in metrics {
         let estimates: Vec<(&CellSummary, Vec<f64>, Estimate)> = g
             .iter()
+            .filter(|s| !(speed && s.speed_is_reference))
             .filter_map(|s| {
                 let v = values(s);
                 let e = median_ci95(&v)?;
@@ -214,18 +287,29 @@ fn leaders(g: &[&CellSummary]) -> Vec<Leader> {
     out
 }
 
-fn ratio_groups(g: &[&CellSummary], baseline: Precision) -> Vec<RatioGroup> {
-    let find = |precision: &str, batch: usize| {
-        g.iter()
-            .copied()
-            .find(|s| s.precision == precision && s.batch_size == batch)
+fn ratio_groups(
+    g: &[&CellSummary],
+    baseline: Precision,
+    label: &dyn Fn(&CellSummary) -> String,
+) -> Vec<RatioGroup> {
+    // The cell equal to `s` on every axis but `except`, with `precision` and `batch` given.
+    let find = |s: &CellSummary, precision: &str, batch: usize, except: &[&str]| {
+        g.iter().copied().find(|o| {
+            o.precision == precision
+                && o.batch_size == batch
+                && o.id != s.id
+                && same_except(&s.cell, &o.cell, except)
+        })
     };
     let mut groups = Vec::new();
     // Each precision against the baseline, at each batch size.
     let lines: Vec<RatioLine> = g
         .iter()
         .filter(|s| s.precision != baseline.name())
-        .filter_map(|s| sentence(s, find(baseline.name(), s.batch_size)?, false))
+        .filter_map(|s| {
+            let b = find(s, baseline.name(), s.batch_size, &["precision"])?;
+            sentence(s, b, false, label)
+        })
         .collect();
     if !lines.is_empty() {
         groups.push(RatioGroup {
@@ -242,7 +326,8 @@ fn ratio_groups(g: &[&CellSummary], baseline: Precision) -> Vec<RatioGroup> {
             if float == p || float == baseline {
                 return None;
             }
-            sentence(s, find(float.name(), s.batch_size)?, false)
+            let f = find(s, float.name(), s.batch_size, &["precision"])?;
+            sentence(s, f, false, label)
         })
         .collect();
     if !lines.is_empty() {
@@ -257,11 +342,18 @@ fn ratio_groups(g: &[&CellSummary], baseline: Precision) -> Vec<RatioGroup> {
         .filter_map(|s| {
             let smallest = g
                 .iter()
-                .filter(|o| o.precision == s.precision)
+                .filter(|o| same_except(&s.cell, &o.cell, &["batch_size"]))
                 .map(|o| o.batch_size)
                 .min()?;
             (s.batch_size != smallest)
-                .then(|| sentence(s, find(&s.precision, smallest)?, true))
+                .then(|| {
+                    sentence(
+                        s,
+                        find(s, &s.precision, smallest, &["batch_size"])?,
+                        true,
+                        label,
+                    )
+                })
                 .flatten()
         })
         .collect();

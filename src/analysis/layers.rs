@@ -5,15 +5,18 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::labels::same_except;
 use super::methods::{self, Metric};
-use super::{savings_between, window_stats, Savings, WindowStats};
+use super::savings::savings_between;
+use super::{window_stats, Savings, WindowStats};
 use crate::config::{Precision, Scope};
 use crate::results::{CellRecord, CellStatus, Reconciliation};
 
 /// Σ layers beyond ±5 % of the whole model is flagged.
 pub const RECONCILIATION_FLAG: f64 = 0.05;
 
-/// The whole-model record matching a `layers` record, and their reconciliation.
+/// The whole-model record matching a `layers` record (the same on every axis but scope and
+/// layer method: the same precision, shapes and `quantize` selection), and their reconciliation.
 pub fn reconcile_in(layers: &CellRecord, records: &[CellRecord]) -> Option<Reconciliation> {
     if layers.cell.scope != Scope::Layers || layers.status != CellStatus::Ok {
         return None;
@@ -21,10 +24,7 @@ pub fn reconcile_in(layers: &CellRecord, records: &[CellRecord]) -> Option<Recon
     let whole = records.iter().find(|r| {
         r.cell.scope == Scope::Model
             && r.status == CellStatus::Ok
-            && r.cell.model == layers.cell.model
-            && r.cell.precision == layers.cell.precision
-            && r.cell.batch_size == layers.cell.batch_size
-            && r.cell.seq_len == layers.cell.seq_len
+            && same_except(&r.cell, &layers.cell, &["scope", "layer_method"])
     })?;
     reconcile(layers, whole)
 }
@@ -101,6 +101,8 @@ pub struct LayerSummary {
     pub total_time_s: f64,
     pub energy_total_j: Option<f64>,
     pub energy_per_inference_mj: Option<f64>,
+    pub energy_ci_low_mj: Option<f64>,
+    pub energy_ci_high_mj: Option<f64>,
     pub energy_net_per_inference_mj: Option<f64>,
     /// Calls of the unit (loops x calls per loop).
     pub num_loops: u64,
@@ -132,9 +134,7 @@ pub fn layer_summaries(records: &[CellRecord], baseline: Precision) -> Vec<Layer
                         b.status == CellStatus::Ok
                             && !b.layers.is_empty()
                             && b.cell.precision == baseline
-                            && b.cell.model == r.cell.model
-                            && b.cell.batch_size == r.cell.batch_size
-                            && b.cell.seq_len == r.cell.seq_len
+                            && same_except(&r.cell, &b.cell, &["precision", "layer_method"])
                     })
                 })
                 .flatten();
@@ -162,6 +162,8 @@ pub fn layer_summaries(records: &[CellRecord], baseline: Precision) -> Vec<Layer
                     total_time_s: s.total_time_s,
                     energy_total_j: s.energy_total_j,
                     energy_per_inference_mj: s.energy_per_inference_mj,
+                    energy_ci_low_mj: s.energy_ci.map(|c| c.0),
+                    energy_ci_high_mj: s.energy_ci.map(|c| c.1),
                     energy_net_per_inference_mj: s.energy_net_per_inference_mj,
                     num_loops: s.num_loops,
                     calls_per_loop: l.calls_per_loop,

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use super::labels::same_except;
 use super::methods::{self, Estimate, Metric};
 use super::CellSummary;
 use crate::config::Scope;
@@ -73,9 +74,7 @@ pub fn quantize_first(records: &[CellRecord]) -> Vec<QuantizeFirst> {
             let float = q.cell.precision.float_path()?;
             let f = layers_cells().find(|f| {
                 f.cell.precision == float
-                    && f.cell.model == q.cell.model
-                    && f.cell.batch_size == q.cell.batch_size
-                    && f.cell.seq_len == q.cell.seq_len
+                    && same_except(&q.cell, &f.cell, &["precision", "layer_method"])
             })?;
             let metric = match (methods::metric_of(f), methods::metric_of(q)) {
                 (Metric::Energy, Metric::Energy) => Metric::Energy,
@@ -158,6 +157,9 @@ pub struct SelectionRow {
 /// The selections of one model, precision and shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SelectionGroup {
+    /// The first selection's cell: the others are the same on every axis but `quantize`.
+    #[serde(skip)]
+    pub cell: crate::matrix::Cell,
     pub model: String,
     pub precision: String,
     pub batch_size: usize,
@@ -194,15 +196,13 @@ pub fn selections(records: &[CellRecord], summaries: &[CellSummary]) -> Vec<Sele
             min_example_cosine: s.fidelity.as_ref().map(|f| f.min_example_cosine),
             label_agreement: s.fidelity.as_ref().map(|f| f.label_agreement),
         };
-        let key = |g: &SelectionGroup| {
-            g.model == r.cell.model
-                && g.precision == r.cell.precision.name()
-                && g.batch_size == r.cell.batch_size
-                && g.seq_len == r.cell.seq_len
-        };
-        match groups.iter_mut().find(|g| key(g)) {
+        match groups
+            .iter_mut()
+            .find(|g| same_except(&g.cell, &r.cell, &["quantize"]))
+        {
             Some(g) => g.rows.push(row),
             None => groups.push(SelectionGroup {
+                cell: r.cell.clone(),
                 model: r.cell.model.clone(),
                 precision: r.cell.precision.name().to_string(),
                 batch_size: r.cell.batch_size,

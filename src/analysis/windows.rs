@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::measure::WindowRecord;
 use crate::sensor::energy;
-use crate::stats::{percentile, MIN_FOR_INTERVAL};
+use crate::stats::percentile;
+
+/// Fewest windows among which one can be told to be the odd one out.
+const MIN_WINDOWS: usize = 3;
 
 /// A window whose latency or energy per inference lies further than this from the median of all
 /// windows (relative) disagrees with the others.
@@ -34,7 +37,7 @@ pub struct WindowCheck {
 /// two, neither can be told to be the odd one).
 pub fn window_checks(windows: &[WindowRecord], batch: usize) -> Vec<WindowCheck> {
     let n = windows.len();
-    if n < MIN_FOR_INTERVAL {
+    if n < MIN_WINDOWS {
         return Vec::new();
     }
     let per_window = |f: &dyn Fn(&WindowRecord) -> Option<f64>| -> Option<Vec<f64>> {
@@ -122,6 +125,9 @@ mod tests {
             trace_energy_j: Some(trace_j),
             counter_ticks: Some(20),
             num_power_samples: 10,
+            throttle_reasons: None,
+            sm_clock_min_mhz: None,
+            sm_clock_max_mhz: None,
         }
     }
 

@@ -221,7 +221,8 @@ pub struct ProtocolSection {
     pub stabilize_s: f64,
     pub min_window_s: f64,
     pub min_loops: u32,
-    /// Windows per cell: they give the median and the confidence interval.
+    /// Windows per cell: they give the median and its 95 % interval, which needs 6 windows (the
+    /// order-statistic interval of a median: [min, max] of 6 covers 96.9 %, of 3 only 75 %).
     pub repeats: u32,
     /// Pause after each cell.
     pub cooldown_s: f64,
@@ -241,7 +242,7 @@ impl Default for ProtocolSection {
             stabilize_s: 1.0,
             min_window_s: 3.0,
             min_loops: 10,
-            repeats: 3,
+            repeats: 6,
             cooldown_s: 0.0,
             idle_settle_s: 5.0,
             idle_baseline_s: 5.0,

@@ -9,6 +9,7 @@ pub mod compare;
 mod compare_layers;
 mod compare_match;
 mod fidelity;
+mod first_screen;
 mod flags;
 pub mod markdown;
 mod quantize_first;
@@ -22,15 +23,16 @@ use minijinja::{context, Environment, Value};
 use serde::Serialize;
 
 use crate::analysis::{
-    findings, layer_summaries, quantized_comparisons, summarize_all, CellSummary, Findings,
-    LayerSummary, QuantizedComparison,
+    axis_title, findings, layer_summaries, quantized_comparisons, summarize_all, CellSummary,
+    Findings, Labels, LayerSummary, QuantizedComparison,
 };
 use crate::results::{write_derived, CellRecord, CellStatus, Manifest, RunDir};
+pub use tables::{per_layer_columns, summary_columns};
 use tables::{per_layer_csv_bytes, summary_csv_bytes};
-pub use tables::{PER_LAYER_COLUMNS, SUMMARY_COLUMNS};
 use views::{
-    implementation_parts, implementation_views, quantized_slower_why, tf32_statement,
-    tradeoff_views, worker_views, ImplementationView, TradeoffView, WorkerView,
+    executed_views, implementation_parts, implementation_views, quantized_slower_why,
+    tf32_statement, tradeoff_views, worker_views, ExecutedView, ImplementationView, TradeoffView,
+    WorkerView,
 };
 
 pub const HTML_TEMPLATE: &str = "report.html.j2";
@@ -167,6 +169,8 @@ struct ReportContext<'a> {
     implementations: Vec<ImplementationView>,
     /// Every implementation part any record names, the columns of "What ran".
     implementation_parts: Vec<String>,
+    /// Precisions whose records say more about what executed than their names.
+    executed: Vec<ExecutedView>,
     /// The workers that measured the cells of a multi-worker run (one per GPU, or Slurm array
     /// tasks), with their devices; empty for an ordinary run.
     workers: Vec<WorkerView>,
@@ -195,14 +199,63 @@ struct ReportContext<'a> {
     statistic_note: &'static str,
     /// Per-layer methods side by side, "quantize first", the `quantize` selections.
     per_layer: quantize_first::PerLayerView,
+    /// What a reviewer checks first: energy scope, GPU and software, throttling, windows.
+    first: first_screen::FirstScreen,
+    /// The chart shown beside the findings (energy where measured, else latency).
+    lead_chart: Option<usize>,
+    /// The axes that vary (a column each in the tables) and those that do not (said once).
+    axes: AxesView,
+}
+
+#[derive(Debug, Serialize)]
+struct AxisColumn {
+    axis: String,
+    title: String,
+}
+
+#[derive(Debug, Serialize)]
+struct AxesView {
+    columns: Vec<AxisColumn>,
+    /// `model distilbert`, `seq 128`: the value every cell shares.
+    constant: Vec<String>,
+}
+
+fn axes_view(cells: &[CellSummary]) -> AxesView {
+    let labels = Labels::new(cells.iter().map(|c| &c.cell));
+    let Some(first) = cells.first() else {
+        return AxesView {
+            columns: Vec::new(),
+            constant: Vec::new(),
+        };
+    };
+    let mut columns = Vec::new();
+    let mut constant = Vec::new();
+    for a in first.cell.axes() {
+        if labels.varies(&a.axis) {
+            columns.push(AxisColumn {
+                title: axis_title(&a.axis).to_string(),
+                axis: a.axis,
+            });
+        } else if let Some(v) = cells
+            .iter()
+            .find_map(|c| c.axis_values.get(&a.axis).filter(|v| !v.is_empty()))
+        {
+            constant.push(format!("{} {v}", axis_title(&a.axis)));
+        }
+    }
+    AxesView { columns, constant }
 }
 
 /// Shown wherever the reader meets intervals.
-const STATISTIC_NOTE: &str = "Points are medians over the windows and intervals are 95 % \
-    bootstrap intervals of those medians (1,000 resamples; ratios resample both cells' windows); \
-    with fewer than 3 windows a cell has no interval. The intervals are within-run: they hold \
-    this run's window-to-window noise, not the variation from one run to the next (another \
-    boot, another GPU of the same kind), which runner compare RUN_A RUN_B measures.";
+const STATISTIC_NOTE: &str = "Points are medians over the windows. A cell's 95 % interval is \
+    the order-statistic interval of its median (with the windows sorted, [lowest, highest] of 6 \
+    windows, [2nd, 2nd-highest] of 10): its coverage is exact for any distribution of windows \
+    (96.9 % with 6, 97.9 % with 10) and it needs 6 windows; with fewer a cell has no interval. \
+    Ratios between cells are Hodges–Lehmann estimates (the median of the ratios of every pair of \
+    windows) with exact Mann–Whitney 95 % intervals, from 4 windows a cell. The intervals are \
+    within-run: they hold this run's window-to-window noise, not the variation from one run to \
+    the next (another boot, another GPU of the same kind), which runner compare RUN_A RUN_B \
+    measures against its noise threshold.";
 
 /// A user-chosen name made safe for a file name: letters, digits, `-`, `_` kept, the rest `_`.
 pub(crate) fn file_safe(name: &str) -> String {
@@ -385,9 +438,12 @@ fn render_unlocked(
     let layers = layer_summaries(records, baseline);
     let per_layer_csv = run.path.join("per_layer.csv");
     let mut layer_charts = Vec::new();
-    if !layers.is_empty() {
-        write_derived(&per_layer_csv, &per_layer_csv_bytes(&layers, &summaries)?)?;
-        for chart in charts::layer_charts(&layers)? {
+    if !layers.is_empty() || records.iter().any(|r| !r.prefixes.is_empty()) {
+        write_derived(
+            &per_layer_csv,
+            &per_layer_csv_bytes(&layers, &summaries, records)?,
+        )?;
+        for chart in charts::layer_charts(&layers, &summaries)? {
             layer_charts.push(ChartRef::write(&chart, &chart_dir)?);
         }
     }
@@ -408,6 +464,15 @@ fn render_unlocked(
         .filter(|c| !recorded.contains(c.id.as_str()))
         .collect();
     let count = |s: CellStatus| records.iter().filter(|r| r.status == s).count();
+    let energy_measured = summaries
+        .iter()
+        .any(|s| s.energy_per_inference_mj.is_some());
+    let lead = if energy_measured {
+        "charts/energy.svg"
+    } else {
+        "charts/latency.svg"
+    };
+    let lead_chart = charts.iter().position(|c| c.file_name == lead);
     let quantized = quantized_comparisons(&summaries);
     let workers = worker_views(records, &manifest.sessions);
     // Several workers, all on one host: they shared its power, cooling (or CPU cores).
@@ -436,9 +501,7 @@ fn render_unlocked(
             .iter()
             .find(|r| !r.sensor.measures_energy)
             .map_or_else(|| manifest.sensor.note.clone(), |r| r.sensor.note.clone()),
-        energy_measured: summaries
-            .iter()
-            .any(|s| s.energy_per_inference_mj.is_some()),
+        energy_measured,
         charts,
         trace_charts,
         layer_cells,
@@ -452,6 +515,7 @@ fn render_unlocked(
             .any(|r| r.worker.is_some() && r.device.backend == "cuda"),
         implementations: implementation_views(records),
         implementation_parts: implementation_parts(records),
+        executed: executed_views(&summaries),
         quantized_slower_why: quantized.iter().any(|q| q.slower).then(|| {
             quantized_slower_why(&manifest.device.backend, &manifest.device.name, &quantized)
         }),
@@ -470,6 +534,9 @@ fn render_unlocked(
         show_wraparounds: summaries.iter().any(|s| s.dataset_wraparounds.is_some()),
         statistic_note: STATISTIC_NOTE,
         per_layer: quantize_first::per_layer_view(records, &summaries),
+        first: first_screen::first_screen(manifest, records, &summaries, energy_measured),
+        lead_chart,
+        axes: axes_view(&summaries),
     };
 
     let env = templates.environment()?;

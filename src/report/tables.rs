@@ -1,11 +1,15 @@
 //! summary.csv (one row per cell, the original notebook's column names) and per_layer.csv (one
-//! row per layer or component of every `layers` cell); empty fields where nothing was measured.
+//! row per layer or component of every `layers` cell, by each method it ran); empty fields where
+//! nothing was measured. Both start with the cell's id and a column for every axis of the
+//! matrix ([`crate::matrix::Cell::axes`]), so every row names everything its cell varies in.
+//! Each table is a list of (column, value) pairs: a column and its value are written together.
 
 use anyhow::{bail, Result};
-use serde::Serialize;
 
+use crate::analysis::methods::{self, Estimate, Metric};
 use crate::analysis::{CellSummary, LayerSummary};
-use crate::results::CellStatus;
+use crate::config::AXES;
+use crate::results::{CellRecord, CellStatus};
 
 /// A text cell as a spreadsheet should show it: one that starts with `=`, `+`, `-`, `@`, a tab or
 /// a carriage return would open as a formula (OWASP's CSV injection), so it gets a leading `'`.
@@ -18,194 +22,145 @@ pub fn csv_safe(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn csv_text<S: serde::Serializer, T: AsRef<str>>(text: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&csv_safe(text.as_ref()))
+fn num(v: Option<f64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-fn csv_opt_text<S: serde::Serializer>(text: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
-    match text {
-        Some(t) => s.serialize_str(&csv_safe(t)),
-        None => s.serialize_none(),
+fn int<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn text(v: Option<&str>) -> String {
+    v.map(|t| csv_safe(t).into_owned()).unwrap_or_default()
+}
+
+type Column<T> = (&'static str, fn(&T) -> String);
+
+/// summary.csv after the cell id and the axes.
+const SUMMARY: &[Column<CellSummary>] = &[
+    ("precision_executed", |s| {
+        text(s.precision_executed.as_deref())
+    }),
+    ("status", |s| status(s.status).into()),
+    ("device", |s| text(Some(&s.device))),
+    (
+        "energy_per_inference_mj",
+        |s| num(s.energy_per_inference_mj),
+    ),
+    ("energy_ci_low_mj", |s| num(s.energy_ci_low_mj)),
+    ("energy_ci_high_mj", |s| num(s.energy_ci_high_mj)),
+    ("energy_net_per_inference_mj", |s| {
+        num(s.energy_net_per_inference_mj)
+    }),
+    ("avg_power_w", |s| num(s.avg_power_w)),
+    ("idle_power_w", |s| num(s.idle_power_w)),
+    ("latency_per_loop_ms", |s| num(s.latency_per_loop_ms)),
+    ("latency_p10_ms", |s| num(s.latency_p10_ms)),
+    ("latency_p90_ms", |s| num(s.latency_p90_ms)),
+    ("latency_ci_low_ms", |s| num(s.latency_ci_low_ms)),
+    ("latency_ci_high_ms", |s| num(s.latency_ci_high_ms)),
+    ("latency_per_sample_ms", |s| num(s.latency_per_sample_ms)),
+    ("throughput_samples_per_s", |s| {
+        num(s.throughput_samples_per_s)
+    }),
+    ("speed_is_reference", |s| s.speed_is_reference.to_string()),
+    ("total_time_s", |s| num(s.total_time_s)),
+    ("num_loops", |s| int(s.num_loops)),
+    ("repeats", |s| s.repeats.to_string()),
+    ("num_power_samples", |s| s.num_power_samples.to_string()),
+    ("counter_ticks", |s| int(s.counter_ticks)),
+    ("min_window_ticks", |s| int(s.min_window_ticks)),
+    ("trace_vs_counter", |s| num(s.trace_vs_counter)),
+    ("window_cv", |s| num(s.window_cv)),
+    ("dataset_wraparounds", |s| int(s.dataset_wraparounds)),
+    ("fidelity_cosine_vs_fp32", |s| {
+        num(s.fidelity.as_ref().map(|f| f.cosine))
+    }),
+    ("fidelity_min_example_cosine", |s| {
+        num(s.fidelity.as_ref().map(|f| f.min_example_cosine))
+    }),
+    ("fidelity_max_abs_error", |s| {
+        num(s.fidelity.as_ref().map(|f| f.max_abs_error))
+    }),
+    ("fidelity_mean_kl", |s| {
+        num(s.fidelity.as_ref().and_then(|f| f.mean_kl))
+    }),
+    ("fidelity_max_logit_diff_error", |s| {
+        num(s.fidelity.as_ref().and_then(|f| f.max_logit_diff_error))
+    }),
+    ("fidelity_label_agreement", |s| {
+        num(s.fidelity.as_ref().map(|f| f.label_agreement))
+    }),
+    ("fidelity_examples", |s| {
+        int(s.fidelity.as_ref().map(|f| f.examples))
+    }),
+    ("accuracy", |s| num(s.accuracy.as_ref().map(|a| a.accuracy))),
+    ("accuracy_ci95_low", |s| {
+        num(s.accuracy.as_ref().map(|a| a.ci95_low))
+    }),
+    ("accuracy_ci95_high", |s| {
+        num(s.accuracy.as_ref().map(|a| a.ci95_high))
+    }),
+    ("accuracy_examples", |s| {
+        int(s.accuracy.as_ref().map(|a| a.examples))
+    }),
+    ("baseline_precision", |s| {
+        text(s.savings.as_ref().map(|v| v.baseline_precision.as_str()))
+    }),
+    ("energy_saving_pct", |s| {
+        num(s.savings.as_ref().and_then(|v| v.energy_pct))
+    }),
+    ("energy_saving_ci_low_pct", |s| {
+        num(s.savings.as_ref().and_then(|v| v.energy_ci_low_pct))
+    }),
+    ("energy_saving_ci_high_pct", |s| {
+        num(s.savings.as_ref().and_then(|v| v.energy_ci_high_pct))
+    }),
+    ("latency_saving_pct", |s| {
+        num(s.savings.as_ref().and_then(|v| v.latency_pct))
+    }),
+    ("latency_saving_ci_low_pct", |s| {
+        num(s.savings.as_ref().and_then(|v| v.latency_ci_low_pct))
+    }),
+    ("latency_saving_ci_high_pct", |s| {
+        num(s.savings.as_ref().and_then(|v| v.latency_ci_high_pct))
+    }),
+    ("flags", |s| text(Some(&s.flags.join("; ")))),
+    ("reason", |s| text(s.reason.as_deref())),
+];
+
+fn status(s: CellStatus) -> &'static str {
+    match s {
+        CellStatus::Ok => "ok",
+        CellStatus::Skipped => "skipped",
+        CellStatus::Failed => "failed",
     }
 }
 
-/// One row per cell, with the original notebook's column names; empty where not measured.
-#[derive(Serialize)]
-struct SummaryRow<'a> {
-    cell_id: &'a str,
-    #[serde(serialize_with = "csv_text")]
-    model: &'a str,
-    #[serde(serialize_with = "csv_text")]
-    precision: &'a str,
-    #[serde(serialize_with = "csv_opt_text")]
-    precision_executed: Option<&'a str>,
-    batch_size: usize,
-    seq_len: usize,
-    #[serde(serialize_with = "csv_text")]
-    scope: &'a str,
-    status: CellStatus,
-    #[serde(serialize_with = "csv_text")]
-    device: &'a str,
-    energy_per_inference_mj: Option<f64>,
-    energy_ci_low_mj: Option<f64>,
-    energy_ci_high_mj: Option<f64>,
-    energy_net_per_inference_mj: Option<f64>,
-    avg_power_w: Option<f64>,
-    idle_power_w: Option<f64>,
-    latency_per_loop_ms: Option<f64>,
-    latency_p10_ms: Option<f64>,
-    latency_p90_ms: Option<f64>,
-    latency_ci_low_ms: Option<f64>,
-    latency_ci_high_ms: Option<f64>,
-    latency_per_sample_ms: Option<f64>,
-    throughput_samples_per_s: Option<f64>,
-    total_time_s: Option<f64>,
-    num_loops: Option<u64>,
-    repeats: usize,
-    num_power_samples: usize,
-    counter_ticks: Option<u64>,
-    min_window_ticks: Option<u64>,
-    trace_vs_counter: Option<f64>,
-    window_cv: Option<f64>,
-    dataset_wraparounds: Option<u64>,
-    fidelity_cosine_vs_fp32: Option<f64>,
-    fidelity_min_example_cosine: Option<f64>,
-    fidelity_max_abs_error: Option<f64>,
-    fidelity_mean_kl: Option<f64>,
-    fidelity_max_logit_diff_error: Option<f64>,
-    fidelity_label_agreement: Option<f64>,
-    fidelity_examples: Option<usize>,
-    accuracy: Option<f64>,
-    accuracy_ci95_low: Option<f64>,
-    accuracy_ci95_high: Option<f64>,
-    accuracy_examples: Option<usize>,
-    #[serde(serialize_with = "csv_opt_text")]
-    baseline_precision: Option<&'a str>,
-    energy_saving_pct: Option<f64>,
-    energy_saving_ci_low_pct: Option<f64>,
-    energy_saving_ci_high_pct: Option<f64>,
-    latency_saving_pct: Option<f64>,
-    latency_saving_ci_low_pct: Option<f64>,
-    latency_saving_ci_high_pct: Option<f64>,
-    #[serde(serialize_with = "csv_text")]
-    flags: String,
-    #[serde(serialize_with = "csv_opt_text")]
-    reason: Option<&'a str>,
+/// The cell id, then one column per axis.
+fn lead_columns() -> impl Iterator<Item = &'static str> {
+    std::iter::once("cell_id").chain(AXES)
 }
 
-pub const SUMMARY_COLUMNS: [&str; 51] = [
-    "cell_id",
-    "model",
-    "precision",
-    "precision_executed",
-    "batch_size",
-    "seq_len",
-    "scope",
-    "status",
-    "device",
-    "energy_per_inference_mj",
-    "energy_ci_low_mj",
-    "energy_ci_high_mj",
-    "energy_net_per_inference_mj",
-    "avg_power_w",
-    "idle_power_w",
-    "latency_per_loop_ms",
-    "latency_p10_ms",
-    "latency_p90_ms",
-    "latency_ci_low_ms",
-    "latency_ci_high_ms",
-    "latency_per_sample_ms",
-    "throughput_samples_per_s",
-    "total_time_s",
-    "num_loops",
-    "repeats",
-    "num_power_samples",
-    "counter_ticks",
-    "min_window_ticks",
-    "trace_vs_counter",
-    "window_cv",
-    "dataset_wraparounds",
-    "fidelity_cosine_vs_fp32",
-    "fidelity_min_example_cosine",
-    "fidelity_max_abs_error",
-    "fidelity_mean_kl",
-    "fidelity_max_logit_diff_error",
-    "fidelity_label_agreement",
-    "fidelity_examples",
-    "accuracy",
-    "accuracy_ci95_low",
-    "accuracy_ci95_high",
-    "accuracy_examples",
-    "baseline_precision",
-    "energy_saving_pct",
-    "energy_saving_ci_low_pct",
-    "energy_saving_ci_high_pct",
-    "latency_saving_pct",
-    "latency_saving_ci_low_pct",
-    "latency_saving_ci_high_pct",
-    "flags",
-    "reason",
-];
+/// The cell's id and its value on each axis (empty where the axis does not apply).
+fn lead_values(cell: &CellSummary) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(cell.id.clone()).chain(AXES.iter().map(|a| {
+        text(Some(
+            cell.axis_values.get(*a).map(String::as_str).unwrap_or(""),
+        ))
+    }))
+}
+
+/// summary.csv's header.
+pub fn summary_columns() -> Vec<&'static str> {
+    lead_columns().chain(SUMMARY.iter().map(|c| c.0)).collect()
+}
 
 pub(super) fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    if summaries.is_empty() {
-        w.write_record(SUMMARY_COLUMNS)?;
-    }
+    w.write_record(summary_columns())?;
     for s in summaries {
-        w.serialize(SummaryRow {
-            cell_id: &s.id,
-            model: &s.model,
-            precision: &s.precision,
-            precision_executed: s.precision_executed.as_deref(),
-            batch_size: s.batch_size,
-            seq_len: s.seq_len,
-            scope: &s.scope,
-            status: s.status,
-            device: &s.device,
-            energy_per_inference_mj: s.energy_per_inference_mj,
-            energy_ci_low_mj: s.energy_ci_low_mj,
-            energy_ci_high_mj: s.energy_ci_high_mj,
-            energy_net_per_inference_mj: s.energy_net_per_inference_mj,
-            avg_power_w: s.avg_power_w,
-            idle_power_w: s.idle_power_w,
-            latency_per_loop_ms: s.latency_per_loop_ms,
-            latency_p10_ms: s.latency_p10_ms,
-            latency_p90_ms: s.latency_p90_ms,
-            latency_ci_low_ms: s.latency_ci_low_ms,
-            latency_ci_high_ms: s.latency_ci_high_ms,
-            latency_per_sample_ms: s.latency_per_sample_ms,
-            throughput_samples_per_s: s.throughput_samples_per_s,
-            total_time_s: s.total_time_s,
-            num_loops: s.num_loops,
-            repeats: s.repeats,
-            num_power_samples: s.num_power_samples,
-            counter_ticks: s.counter_ticks,
-            min_window_ticks: s.min_window_ticks,
-            trace_vs_counter: s.trace_vs_counter,
-            window_cv: s.window_cv,
-            dataset_wraparounds: s.dataset_wraparounds,
-            fidelity_cosine_vs_fp32: s.fidelity.as_ref().map(|f| f.cosine),
-            fidelity_min_example_cosine: s.fidelity.as_ref().map(|f| f.min_example_cosine),
-            fidelity_max_abs_error: s.fidelity.as_ref().map(|f| f.max_abs_error),
-            fidelity_mean_kl: s.fidelity.as_ref().and_then(|f| f.mean_kl),
-            fidelity_max_logit_diff_error: s.fidelity.as_ref().and_then(|f| f.max_logit_diff_error),
-            fidelity_label_agreement: s.fidelity.as_ref().map(|f| f.label_agreement),
-            fidelity_examples: s.fidelity.as_ref().map(|f| f.examples),
-            accuracy: s.accuracy.as_ref().map(|a| a.accuracy),
-            accuracy_ci95_low: s.accuracy.as_ref().map(|a| a.ci95_low),
-            accuracy_ci95_high: s.accuracy.as_ref().map(|a| a.ci95_high),
-            accuracy_examples: s.accuracy.as_ref().map(|a| a.examples),
-            baseline_precision: s.savings.as_ref().map(|v| v.baseline_precision.as_str()),
-            energy_saving_pct: s.savings.as_ref().and_then(|v| v.energy_pct),
-            energy_saving_ci_low_pct: s.savings.as_ref().and_then(|v| v.energy_ci_low_pct),
-            energy_saving_ci_high_pct: s.savings.as_ref().and_then(|v| v.energy_ci_high_pct),
-            latency_saving_pct: s.savings.as_ref().and_then(|v| v.latency_pct),
-            latency_saving_ci_low_pct: s.savings.as_ref().and_then(|v| v.latency_ci_low_pct),
-            latency_saving_ci_high_pct: s.savings.as_ref().and_then(|v| v.latency_ci_high_pct),
-            flags: s.flags.join("; "),
-            reason: s.reason.as_deref(),
-        })?;
+        w.write_record(lead_values(s).chain(SUMMARY.iter().map(|c| (c.1)(s))))?;
     }
     let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
     if bytes.is_empty() {
@@ -214,90 +169,190 @@ pub(super) fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// per_layer.csv: one row per layer or component of every `layers` cell, with the cell's
-/// reconciliation against the whole model repeated on each row.
-pub const PER_LAYER_COLUMNS: [&str; 32] = [
-    "cell_id",
-    "model",
-    "precision",
-    "batch_size",
-    "seq_len",
-    "layer_name",
-    "layer_idx",
-    "parent",
-    "avg_power_w",
-    "total_time_s",
-    "energy_total_j",
-    "energy_per_inference_mj",
-    "energy_net_per_inference_mj",
-    "num_loops",
-    "calls_per_loop",
-    "latency_per_loop_ms",
-    "latency_ci_low_ms",
-    "latency_ci_high_ms",
-    "num_power_samples",
-    "counter_ticks",
-    "energy_share_pct",
-    "latency_share_pct",
-    "layers_sum_latency_ms",
-    "layers_sum_energy_per_inference_mj",
-    "layers_vs_whole_latency",
-    "layers_vs_whole_energy",
-    "whole_model_cell_id",
-    "baseline_precision",
-    "energy_saving_pct",
-    "energy_saving_ci_low_pct",
-    "energy_saving_ci_high_pct",
-    "latency_saving_pct",
+/// One row of per_layer.csv: a layer or component measured alone (`isolated`), or a top-level
+/// layer as the difference of two prefixes (`prefix`), with its cell.
+struct LayerRow<'a> {
+    cell: &'a CellSummary,
+    method: &'static str,
+    name: &'a str,
+    index: usize,
+    parent: Option<&'a str>,
+    isolated: Option<&'a LayerSummary>,
+    energy: Option<Estimate>,
+    latency: Option<Estimate>,
+    calls_per_loop: Option<u32>,
+    /// Isolated and prefix disagree beyond their intervals on this layer.
+    disagree: Option<bool>,
+}
+
+/// A per_layer.csv column: its name and its value for any row.
+type RowColumn = (&'static str, for<'r, 'a> fn(&'r LayerRow<'a>) -> String);
+
+/// per_layer.csv after the cell id and the axes.
+const PER_LAYER: &[RowColumn] = &[
+    ("layer_name", |r| text(Some(r.name))),
+    ("layer_idx", |r| r.index.to_string()),
+    ("parent", |r| text(r.parent)),
+    ("method", |r| r.method.into()),
+    ("avg_power_w", |r| {
+        num(r.isolated.and_then(|l| l.avg_power_w))
+    }),
+    ("total_time_s", |r| num(r.isolated.map(|l| l.total_time_s))),
+    ("energy_total_j", |r| {
+        num(r.isolated.and_then(|l| l.energy_total_j))
+    }),
+    ("energy_per_inference_mj", |r| {
+        num(r.energy.map(|e| e.value))
+    }),
+    ("energy_ci_low_mj", |r| num(r.energy.and_then(|e| e.ci_low))),
+    ("energy_ci_high_mj", |r| {
+        num(r.energy.and_then(|e| e.ci_high))
+    }),
+    ("energy_net_per_inference_mj", |r| {
+        num(r.isolated.and_then(|l| l.energy_net_per_inference_mj))
+    }),
+    ("num_loops", |r| int(r.isolated.map(|l| l.num_loops))),
+    ("calls_per_loop", |r| int(r.calls_per_loop)),
+    ("latency_per_loop_ms", |r| num(r.latency.map(|e| e.value))),
+    ("latency_ci_low_ms", |r| {
+        num(r.latency.and_then(|e| e.ci_low))
+    }),
+    ("latency_ci_high_ms", |r| {
+        num(r.latency.and_then(|e| e.ci_high))
+    }),
+    ("num_power_samples", |r| {
+        int(r.isolated.map(|l| l.num_power_samples))
+    }),
+    ("counter_ticks", |r| {
+        int(r.isolated.and_then(|l| l.counter_ticks))
+    }),
+    ("energy_share_pct", |r| {
+        num(r.isolated.and_then(|l| l.energy_share_pct))
+    }),
+    ("latency_share_pct", |r| {
+        num(r.isolated.and_then(|l| l.latency_share_pct))
+    }),
+    ("layers_sum_latency_ms", |r| num(r.cell.latency_per_loop_ms)),
+    ("layers_sum_energy_per_inference_mj", |r| {
+        num(r.cell.energy_per_inference_mj)
+    }),
+    ("layers_vs_whole_latency", |r| {
+        num(r.cell.layers_vs_whole_latency)
+    }),
+    ("layers_vs_whole_energy", |r| {
+        num(r.cell.layers_vs_whole_energy)
+    }),
+    ("whole_model_cell_id", |r| {
+        text(r.cell.whole_model_cell_id.as_deref())
+    }),
+    ("baseline_precision", |r| {
+        text(
+            r.isolated
+                .and_then(|l| Some(l.savings.as_ref()?.baseline_precision.as_str())),
+        )
+    }),
+    ("energy_saving_pct", |r| saving(r, |s| s.energy_pct)),
+    ("energy_saving_ci_low_pct", |r| {
+        saving(r, |s| s.energy_ci_low_pct)
+    }),
+    ("energy_saving_ci_high_pct", |r| {
+        saving(r, |s| s.energy_ci_high_pct)
+    }),
+    ("latency_saving_pct", |r| saving(r, |s| s.latency_pct)),
+    ("methods_disagree", |r| int(r.disagree)),
 ];
 
+fn saving(r: &LayerRow<'_>, f: fn(&crate::analysis::Savings) -> Option<f64>) -> String {
+    num(r.isolated.and_then(|l| f(l.savings.as_ref()?)))
+}
+
+/// per_layer.csv's header.
+pub fn per_layer_columns() -> Vec<&'static str> {
+    lead_columns()
+        .chain(PER_LAYER.iter().map(|c| c.0))
+        .collect()
+}
+
+fn estimate(value: Option<f64>, lo: Option<f64>, hi: Option<f64>) -> Option<Estimate> {
+    value.map(|value| Estimate {
+        value,
+        ci_low: lo,
+        ci_high: hi,
+    })
+}
+
+/// per_layer.csv: every layer and component of every `layers` cell measured alone, then its
+/// top-level layers by prefix differencing where the cell ran that method, with the cell's
+/// reconciliation against the whole model on each row.
 pub(super) fn per_layer_csv_bytes(
     layers: &[LayerSummary],
     cells: &[CellSummary],
+    records: &[CellRecord],
 ) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(PER_LAYER_COLUMNS)?;
-    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    for l in layers {
-        let cell = cells.iter().find(|c| c.id == l.cell_id);
-        w.write_record([
-            l.cell_id.clone(),
-            csv_safe(&l.model).into_owned(),
-            csv_safe(&l.precision).into_owned(),
-            l.batch_size.to_string(),
-            l.seq_len.to_string(),
-            csv_safe(&l.layer_name).into_owned(),
-            l.layer_idx.to_string(),
-            csv_safe(l.parent.as_deref().unwrap_or_default()).into_owned(),
-            opt(l.avg_power_w),
-            l.total_time_s.to_string(),
-            opt(l.energy_total_j),
-            opt(l.energy_per_inference_mj),
-            opt(l.energy_net_per_inference_mj),
-            l.num_loops.to_string(),
-            l.calls_per_loop.to_string(),
-            opt(l.latency_per_loop_ms),
-            opt(l.latency_ci_low_ms),
-            opt(l.latency_ci_high_ms),
-            l.num_power_samples.to_string(),
-            l.counter_ticks.map(|t| t.to_string()).unwrap_or_default(),
-            opt(l.energy_share_pct),
-            opt(l.latency_share_pct),
-            opt(cell.and_then(|c| c.latency_per_loop_ms)),
-            opt(cell.and_then(|c| c.energy_per_inference_mj)),
-            opt(cell.and_then(|c| c.layers_vs_whole_latency)),
-            opt(cell.and_then(|c| c.layers_vs_whole_energy)),
-            cell.and_then(|c| c.whole_model_cell_id.clone())
-                .unwrap_or_default(),
-            l.savings
+    w.write_record(per_layer_columns())?;
+    for r in records {
+        let Some(cell) = cells.iter().find(|c| c.id == r.cell.id) else {
+            continue;
+        };
+        let comparison = methods::method_comparison(r);
+        let disagree = |name: &str| {
+            comparison
                 .as_ref()
-                .map(|v| v.baseline_precision.clone())
-                .unwrap_or_default(),
-            opt(l.savings.as_ref().and_then(|v| v.energy_pct)),
-            opt(l.savings.as_ref().and_then(|v| v.energy_ci_low_pct)),
-            opt(l.savings.as_ref().and_then(|v| v.energy_ci_high_pct)),
-            opt(l.savings.as_ref().and_then(|v| v.latency_pct)),
-        ])?;
+                .and_then(|c| c.layers.iter().find(|l| l.name == name))
+                .and_then(|l| l.disagree)
+        };
+        let prefix = (!r.prefixes.is_empty()).then(|| {
+            (
+                methods::prefix_layers(r, Metric::Energy),
+                methods::prefix_layers(r, Metric::Latency),
+            )
+        });
+        let mut rows: Vec<LayerRow> = layers
+            .iter()
+            .filter(|l| l.cell_id == r.cell.id)
+            .map(|l| LayerRow {
+                cell,
+                method: "isolated",
+                name: &l.layer_name,
+                index: l.layer_idx,
+                parent: l.parent.as_deref(),
+                isolated: Some(l),
+                energy: estimate(
+                    l.energy_per_inference_mj,
+                    l.energy_ci_low_mj,
+                    l.energy_ci_high_mj,
+                ),
+                latency: estimate(
+                    l.latency_per_loop_ms,
+                    l.latency_ci_low_ms,
+                    l.latency_ci_high_ms,
+                ),
+                calls_per_loop: Some(l.calls_per_loop),
+                disagree: disagree(&l.layer_name),
+            })
+            .collect();
+        if !r.prefixes.is_empty() {
+            let (energy, latency) = prefix.as_ref().expect("computed for cells with prefixes");
+            let k = r.prefixes.first().map(|p| p.calls_per_loop);
+            for (i, ((name, e), (_, t))) in energy.iter().zip(latency).enumerate() {
+                rows.push(LayerRow {
+                    cell,
+                    method: "prefix",
+                    name,
+                    index: i,
+                    parent: None,
+                    isolated: None,
+                    energy: *e,
+                    latency: *t,
+                    calls_per_loop: k,
+                    disagree: disagree(name),
+                });
+            }
+        }
+        for row in &rows {
+            w.write_record(lead_values(cell).chain(PER_LAYER.iter().map(|c| (c.1)(row))))?;
+        }
     }
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -315,9 +370,21 @@ mod tests {
     }
 
     #[test]
-    fn csv_header_matches_the_documented_columns() {
+    fn every_axis_has_a_column_in_both_tables() {
         let bytes = summary_csv_bytes(&[]).unwrap();
         let header = String::from_utf8(bytes).unwrap();
-        assert_eq!(header.trim_end(), SUMMARY_COLUMNS.join(","));
+        assert_eq!(header.trim_end(), summary_columns().join(","));
+        for axis in AXES {
+            assert!(
+                summary_columns().contains(&axis),
+                "summary.csv lacks {axis}"
+            );
+            assert!(
+                per_layer_columns().contains(&axis),
+                "per_layer.csv lacks {axis}"
+            );
+        }
+        assert!(summary_columns().contains(&"quantize"));
+        assert!(per_layer_columns().contains(&"method"));
     }
 }

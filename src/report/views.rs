@@ -53,9 +53,28 @@ pub(super) fn quantized_slower_why(
 
 #[derive(Debug, Serialize)]
 pub(super) struct ImplementationView {
-    /// `model precision`, one entry per distinct pair that ran these kernels.
+    /// `model precision` (and the `quantize` selection where it is not `all`), one entry per
+    /// distinct pair that ran these kernels.
     used_by: Vec<String>,
     parts: BTreeMap<String, String>,
+    /// Each part's head (its text up to the first `:`, `;` or parenthesis): the compact table;
+    /// the full texts follow it.
+    short: BTreeMap<String, String>,
+}
+
+/// The head of an implementation text: what ran, before how (`W8A8 int8 on tensor cores`).
+fn head(text: &str) -> String {
+    let end = [": ", "; ", " ("]
+        .iter()
+        .filter_map(|sep| text.find(sep))
+        .min()
+        .unwrap_or(text.len());
+    let head = text[..end].trim();
+    if head.chars().count() > 60 {
+        format!("{}…", head.chars().take(58).collect::<String>())
+    } else {
+        head.to_string()
+    }
 }
 
 /// Groups the records by the implementation they recorded (records from before it was recorded
@@ -66,13 +85,47 @@ pub(super) fn implementation_views(records: &[CellRecord]) -> Vec<Implementation
         let Some(parts) = &r.implementation else {
             continue;
         };
-        let who = format!("{} {}", r.cell.model, r.cell.precision.name());
+        let mut who = format!("{} {}", r.cell.model, r.cell.precision.name());
+        if !r.cell.quantize.is_all() {
+            who.push_str(&format!(" quantize={}", r.cell.quantize.name()));
+        }
         match views.iter_mut().find(|v| &v.parts == parts) {
             Some(v) if !v.used_by.contains(&who) => v.used_by.push(who),
             Some(_) => {}
             None => views.push(ImplementationView {
                 used_by: vec![who],
+                short: parts.iter().map(|(k, v)| (k.clone(), head(v))).collect(),
                 parts: parts.clone(),
+            }),
+        }
+    }
+    views
+}
+
+/// A precision as it executed, where the record says more than its name (a quantized format's
+/// kernels, a W8A8 reference), with the cells that ran it.
+#[derive(Debug, Serialize)]
+pub(super) struct ExecutedView {
+    precision: String,
+    executed: String,
+    cells: Vec<String>,
+}
+
+pub(super) fn executed_views(cells: &[CellSummary]) -> Vec<ExecutedView> {
+    let mut views: Vec<ExecutedView> = Vec::new();
+    for c in cells {
+        let Some(executed) = c.precision_executed.as_ref().filter(|e| **e != c.precision) else {
+            continue;
+        };
+        match views
+            .iter_mut()
+            .find(|v| v.precision == c.precision && &v.executed == executed)
+        {
+            Some(v) => v.cells.push(c.label.clone()),
+            None => views.push(ExecutedView {
+                precision: c.precision.clone(),
+                executed: executed.clone(),
+                cells: vec![c.label.clone()],
             }),
         }
     }
@@ -241,7 +294,9 @@ pub(super) fn tradeoff_views(
 }
 
 /// Whether the fp32 cells' GEMMs ran on TF32 tensor cores, from the records' `gemm_precision`
-/// (CUDA only; records from before it was recorded say so).
+/// (CUDA only; records from before it was recorded say so). The record states the reduced mode
+/// it ran in (`reduced: TF32 tensor cores`) or full f32 (`... fp32 GEMMs without TF32`): what
+/// decides is whether a reduced mode was on, not whether the text mentions TF32.
 pub(super) fn tf32_statement(records: &[CellRecord]) -> Option<String> {
     let cuda: Vec<&CellRecord> = records
         .iter()
@@ -255,11 +310,68 @@ pub(super) fn tf32_statement(records: &[CellRecord]) -> Option<String> {
         .filter(|r| r.cell.precision.float() == crate::config::FloatPrecision::Fp32)
         .filter_map(|r| r.implementation.as_ref()?.get("gemm_precision"))
         .collect();
+    let on = |g: &&String| g.starts_with("reduced:") && g.contains("TF32");
     Some(if recorded.is_empty() {
-        "not recorded (these records predate implementation.gemm_precision)".to_string()
-    } else if recorded.iter().any(|g| g.contains("TF32")) {
+        "not recorded (no fp32 cell, or records that predate implementation.gemm_precision)"
+            .to_string()
+    } else if recorded.iter().all(on) {
         "on: fp32 GEMMs ran on TF32 tensor cores".to_string()
+    } else if recorded.iter().any(on) {
+        "mixed: some fp32 cells ran their GEMMs on TF32 tensor cores, others in full fp32 (see each record's implementation.gemm_precision)".to_string()
     } else {
         "off: fp32 GEMMs accumulated in full fp32 (CUBLAS_COMPUTE_32F)".to_string()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implementation_heads_say_what_ran_before_how() {
+        assert_eq!(
+            head("W8A8 int8 on tensor cores: each input quantized per token by a runner kernel"),
+            "W8A8 int8 on tensor cores"
+        );
+        assert_eq!(
+            head("cuda-graph: the whole forward captured once"),
+            "cuda-graph"
+        );
+        assert_eq!(
+            head("Q, K, V in one GEMM (int8 x int8 -> int32); then"),
+            "Q, K, V in one GEMM"
+        );
+        assert_eq!(head("fp32"), "fp32");
+        assert!(head(&"x".repeat(100)).ends_with('…'));
+    }
+
+    fn cuda_fp32(gemm: &str) -> CellRecord {
+        let mut r = crate::analysis::tests::record_with_energy(vec![(1.0, 10, 1.0, 1.0)], None);
+        r.cell.precision = crate::config::Precision::Fp32;
+        r.implementation
+            .get_or_insert_with(Default::default)
+            .insert("gemm_precision".into(), gemm.into());
+        r
+    }
+
+    #[test]
+    fn the_tf32_line_follows_the_record_not_the_word() {
+        // What the CUDA build records without TF32: it names TF32, and says it was off.
+        let off = cuda_fp32("f32 accumulation (CUBLAS_COMPUTE_32F; fp32 GEMMs without TF32)");
+        assert_eq!(
+            tf32_statement(std::slice::from_ref(&off)).unwrap(),
+            "off: fp32 GEMMs accumulated in full fp32 (CUBLAS_COMPUTE_32F)"
+        );
+        let on = cuda_fp32("reduced: TF32 tensor cores");
+        assert!(tf32_statement(std::slice::from_ref(&on))
+            .unwrap()
+            .starts_with("on:"));
+        assert!(tf32_statement(&[on, off.clone()])
+            .unwrap()
+            .starts_with("mixed:"));
+        // Off CUDA: no line at all.
+        let mut cpu = off;
+        cpu.device.backend = "cpu".into();
+        assert_eq!(tf32_statement(&[cpu]), None);
+    }
 }

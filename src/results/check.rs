@@ -187,6 +187,27 @@ pub fn check_record(
         warmup(&mut p, "warmup", w);
     }
     windows(&mut p, "", &r.windows, 1);
+    if r.sensor.metered.len() > MAX_SHORT_LIST || r.sensor.metered.iter().any(|d| !short_word(d)) {
+        p.add(format!(
+            "sensor.metered is not a list of at most {MAX_SHORT_LIST} energy domain names"
+        ));
+    }
+    let versions = [
+        ("device.cublas_version", r.device.cublas_version.as_ref()),
+        (
+            "gpu_before.cuda_driver_version",
+            r.gpu_before
+                .as_ref()
+                .and_then(|g| g.cuda_driver_version.as_ref()),
+        ),
+    ];
+    for (key, v) in versions {
+        if v.is_some_and(|v| !short_word(v)) {
+            p.add(format!(
+                "{key} is not a version (1 to 64 printable characters)"
+            ));
+        }
+    }
     if r.layers.len() + r.prefixes.len() > MAX_UNITS {
         p.add(format!(
             "{} layers and prefixes, more than the {MAX_UNITS} a model has",
@@ -446,7 +467,39 @@ fn windows(p: &mut Problems, at: &str, windows: &[WindowRecord], calls_per_loop:
         if let Some(v) = w.tail_correction_j {
             p.number(&format!("{at}.tail_correction_j"), v, -most, most);
         }
+        if let Some(reasons) = &w.throttle_reasons {
+            if reasons.len() > MAX_SHORT_LIST || reasons.iter().any(|r| !short_word(r)) {
+                p.add(format!(
+                    "{at}.throttle_reasons is not a list of at most {MAX_SHORT_LIST} NVML reason names"
+                ));
+            }
+        }
+        for (key, v) in [
+            ("sm_clock_min_mhz", w.sm_clock_min_mhz),
+            ("sm_clock_max_mhz", w.sm_clock_max_mhz),
+        ] {
+            if let Some(v) = v {
+                p.number(&format!("{at}.{key}"), f64::from(v), 0.0, MAX_CLOCK_MHZ);
+            }
+        }
+        if let (Some(lo), Some(hi)) = (w.sm_clock_min_mhz, w.sm_clock_max_mhz) {
+            if lo > hi {
+                p.add(format!(
+                    "{at}: sm_clock_min_mhz {lo} is above sm_clock_max_mhz {hi}"
+                ));
+            }
+        }
     }
+}
+
+/// Entries of a short list of names a record holds (throttle reasons, metered domains).
+const MAX_SHORT_LIST: usize = 32;
+/// Faster than any clock a GPU runs.
+const MAX_CLOCK_MHZ: f64 = 100_000.0;
+
+/// A name such as `sw_power_cap`, `gpu-board` or `13.0`: 1 to 64 printable ASCII characters.
+fn short_word(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -465,6 +518,9 @@ mod tests {
             trace_energy_j: None,
             counter_ticks: Some(10),
             num_power_samples: 0,
+            throttle_reasons: Some(vec!["sw_power_cap".into()]),
+            sm_clock_min_mhz: Some(1725),
+            sm_clock_max_mhz: Some(1980),
         }
     }
 
@@ -491,6 +547,14 @@ mod tests {
                 Box::new(|w| w.loop_ms = vec![1.0; 12]),
             ),
             ("not a latency", Box::new(|w| w.loop_ms[1] = 5e3)),
+            (
+                "throttle_reasons is not a list",
+                Box::new(|w| w.throttle_reasons = Some(vec!["<b>".repeat(30)])),
+            ),
+            (
+                "is above sm_clock_max_mhz",
+                Box::new(|w| w.sm_clock_min_mhz = Some(2500)),
+            ),
         ];
         for (expected, edit) in cases {
             let mut w = window();

@@ -528,6 +528,9 @@ mod tests {
                 trace_energy_j: None,
                 counter_ticks: Some(10),
                 num_power_samples: 0,
+                throttle_reasons: None,
+                sm_clock_min_mhz: None,
+                sm_clock_max_mhz: None,
             }],
         }
     }

@@ -241,12 +241,14 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
                 name: "Slurm array tasks (each record names the device that measured it)".into(),
                 uuid: None,
                 cpu_threads: 0,
+                cublas_version: None,
             };
             let sensor = SensorInfo {
                 kind: "per task".into(),
                 measures_energy: opts.gpus_per_task.is_some(),
                 note: "each array task meters the device it was given; the records say which"
                     .into(),
+                metered: Vec::new(),
             };
             let mut manifest = Manifest::new(
                 &prepared.exp,

@@ -89,6 +89,7 @@ fn workers_device(slots: &[Slot]) -> (DeviceInfo, SensorInfo) {
         name: format!("{} ({})", workers_word(slots.len()), labels.join(", ")),
         uuid: None,
         cpu_threads: rayon::current_num_threads(),
+        cublas_version: None,
     };
     let sensor = if gpus {
         SensorInfo {
@@ -96,10 +97,12 @@ fn workers_device(slots: &[Slot]) -> (DeviceInfo, SensorInfo) {
             measures_energy: true,
             note: "each worker meters its own GPU's NVML energy counter; the records name the GPU"
                 .into(),
+            metered: vec![crate::sensor::GPU_BOARD.to_string()],
         }
     } else {
         SensorInfo {
             kind: "none".into(),
+            metered: Vec::new(),
             measures_energy: false,
             note: "the cells ran on the CPU (CPU workers standing in for GPUs), which has no energy sensor here".into(),
         }

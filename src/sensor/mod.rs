@@ -21,7 +21,16 @@ pub struct SensorInfo {
     pub measures_energy: bool,
     /// For `none`: why energy is not measured (a clause, e.g. "the cells ran on the CPU ...").
     pub note: String,
+    /// What the energy figures include, one domain each: [`GPU_BOARD`] for NVML's counter; a
+    /// CPU sensor (RAPL) would add `cpu-package` and `dram`. Empty for sensors that measure no
+    /// energy, and in records made before it was recorded (their energy is the GPU board's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metered: Vec<String>,
 }
+
+/// The energy domain of NVML's total-energy counter: the whole GPU board (the GPU, its memory
+/// and the board's own circuitry), no CPU, host memory or the rest of the host.
+pub const GPU_BOARD: &str = "gpu-board";
 
 /// One power sample from a background sampler: seconds since the window started, watts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -44,6 +53,53 @@ pub struct WindowEnergy {
     /// The power trace integrated by the trapezoid rule, for comparison with the counter.
     pub trace_energy_j: Option<f64>,
     pub samples: Vec<PowerSample>,
+    /// Why the GPU held its clocks back at any sample of the window (NVML's clock-throttle
+    /// reasons, see [`throttle_reason_names`]); empty when none did, `None` where the sensor
+    /// cannot tell.
+    pub throttle_reasons: Option<Vec<String>>,
+    /// The lowest and highest SM clock sampled in the window, MHz.
+    pub sm_clock_mhz: Option<(u32, u32)>,
+}
+
+/// NVML's clock-throttle reasons (`nvmlClocksThrottleReason*`, a bit mask) by name, in bit
+/// order. Records keep the names, so reports read them without NVML.
+pub const THROTTLE_REASONS: [(u64, &str); 9] = [
+    (0x1, "gpu_idle"),
+    (0x2, "applications_clocks_setting"),
+    (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"),
+    (0x10, "sync_boost"),
+    (0x20, "sw_thermal_slowdown"),
+    (0x40, "hw_thermal_slowdown"),
+    (0x80, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
+];
+
+/// The names of the reasons set in `mask` (bits NVML adds later are named by their value).
+pub fn throttle_reason_names(mask: u64) -> Vec<String> {
+    let known: u64 = THROTTLE_REASONS.iter().map(|r| r.0).sum();
+    let mut names: Vec<String> = THROTTLE_REASONS
+        .iter()
+        .filter(|(bit, _)| mask & bit != 0)
+        .map(|(_, name)| name.to_string())
+        .collect();
+    if mask & !known != 0 {
+        names.push(format!("other_0x{:x}", mask & !known));
+    }
+    names
+}
+
+/// Reasons that mean the measured work ran slower than the GPU can run it: a power or thermal
+/// limit, or a hardware slowdown (idle, clock settings and sync boost are not about the work).
+pub fn limits_clocks(reason: &str) -> bool {
+    matches!(
+        reason,
+        "sw_power_cap"
+            | "hw_slowdown"
+            | "sw_thermal_slowdown"
+            | "hw_thermal_slowdown"
+            | "hw_power_brake_slowdown"
+    )
 }
 
 /// Identity and state of a GPU at one moment (before and after each cell).
@@ -60,6 +116,15 @@ pub struct GpuState {
     /// Instant power at the moment of the snapshot.
     pub power_w: Option<f64>,
     pub energy_counter_mj: Option<u64>,
+    /// The newest CUDA version the driver supports (NVML), e.g. `13.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_driver_version: Option<String>,
+    /// Persistence mode (the driver stays loaded between processes), read, never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_mode: Option<bool>,
+    /// ECC on the GPU's memory, as currently in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecc_enabled: Option<bool>,
 }
 
 pub trait EnergySensor {
@@ -104,6 +169,7 @@ impl EnergySensor for NoSensor {
             kind: "none".into(),
             measures_energy: false,
             note: self.note.clone(),
+            metered: Vec::new(),
         }
     }
 
@@ -220,5 +286,38 @@ impl EnergySensor for LosingSensor {
             "reading the sensor: GPU is lost (injected fault)"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::*;
+
+    #[test]
+    fn throttle_reasons_are_named_as_nvml_defines_them() {
+        // nvml.h: SwPowerCap 0x4, HwSlowdown 0x8, SwThermalSlowdown 0x20.
+        assert_eq!(throttle_reason_names(0), Vec::<String>::new());
+        assert_eq!(throttle_reason_names(0x4), ["sw_power_cap"]);
+        assert_eq!(
+            throttle_reason_names(0x1 | 0x8 | 0x20),
+            ["gpu_idle", "hw_slowdown", "sw_thermal_slowdown"]
+        );
+        assert_eq!(throttle_reason_names(0x400), ["other_0x400"]);
+        assert!(limits_clocks("sw_power_cap") && !limits_clocks("gpu_idle"));
+        // The same bits as nvml-wrapper's flags.
+        use nvml_wrapper::bitmasks::device::ThrottleReasons as T;
+        for (bit, flag) in [
+            (0x1, T::GPU_IDLE),
+            (0x2, T::APPLICATIONS_CLOCKS_SETTING),
+            (0x4, T::SW_POWER_CAP),
+            (0x8, T::HW_SLOWDOWN),
+            (0x10, T::SYNC_BOOST),
+            (0x20, T::SW_THERMAL_SLOWDOWN),
+            (0x40, T::HW_THERMAL_SLOWDOWN),
+            (0x80, T::HW_POWER_BRAKE_SLOWDOWN),
+            (0x100, T::DISPLAY_CLOCK_SETTING),
+        ] {
+            assert_eq!(flag.bits(), bit);
+        }
     }
 }

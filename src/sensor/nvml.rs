@@ -9,7 +9,9 @@
 //!
 //! A background thread samples the instant-power field (`NVML_FI_DEV_POWER_INSTANT`; the plain
 //! power reading is a 1-second average on Hopper) and the counter every `sample_interval_ms`: the
-//! power trace, and the times of counter updates. Its cost to the workload is measured per sweep.
+//! power trace, and the times of counter updates; with them the clock-throttle reasons and the SM
+//! clock, so each window says whether a power cap or heat held the clocks back. Its cost to the
+//! workload is measured per sweep.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,6 +51,11 @@ struct SamplerLog {
     samples: Vec<PowerSample>,
     /// (seconds since window start when first seen, counter value in mJ) at each update.
     updates: Vec<(f64, u64)>,
+    /// Every clock-throttle reason seen at any sample (NVML's bit mask, OR-ed); `None` when the
+    /// GPU does not report them.
+    throttle_mask: Option<u64>,
+    /// The lowest and highest SM clock sampled, MHz.
+    sm_clock_mhz: Option<(u32, u32)>,
 }
 
 impl NvmlSensor {
@@ -102,6 +109,7 @@ impl EnergySensor for NvmlSensor {
                 "NVML total-energy counter (window energy, >= {MIN_COUNTER_TICKS} updates per window), instant power sampled every {} ms for traces",
                 self.interval.as_millis()
             ),
+            metered: vec![super::GPU_BOARD.to_string()],
         }
     }
 
@@ -198,6 +206,8 @@ impl EnergySensor for NvmlSensor {
             counter_ticks,
             trace_energy_j,
             samples: log.samples,
+            throttle_reasons: log.throttle_mask.map(super::throttle_reason_names),
+            sm_clock_mhz: log.sm_clock_mhz,
         }))
     }
 
@@ -234,6 +244,14 @@ impl EnergySensor for NvmlSensor {
             temperature_c: device.temperature(TemperatureSensor::Gpu).ok(),
             power_w: read_instant_power_w(&device).ok(),
             energy_counter_mj: device.total_energy_consumption().ok(),
+            // NVML encodes 13.0 as 13000.
+            cuda_driver_version: self
+                .nvml
+                .sys_cuda_driver_version()
+                .ok()
+                .map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10)),
+            persistence_mode: device.is_in_persistent_mode().ok(),
+            ecc_enabled: device.is_ecc_enabled().ok().map(|e| e.currently_enabled),
         })
     }
 }
@@ -255,6 +273,15 @@ fn sample(
         let t = t0.elapsed().as_secs_f64();
         let power_w = read_instant_power_w(&device)?;
         log.samples.push(PowerSample { t_s: t, power_w });
+        // Optional reads: a GPU that lacks them still meters energy, and says it could not tell.
+        if let Ok(reasons) = device.current_throttle_reasons() {
+            *log.throttle_mask.get_or_insert(0) |= reasons.bits();
+        }
+        if let Ok(mhz) = device.clock_info(Clock::SM) {
+            let (lo, hi) = log.sm_clock_mhz.get_or_insert((mhz, mhz));
+            *lo = (*lo).min(mhz);
+            *hi = (*hi).max(mhz);
+        }
         let e = device.total_energy_consumption()?;
         if e != last {
             log.updates.push((t, e));

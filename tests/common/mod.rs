@@ -42,7 +42,7 @@ warmup_max_s = 1.0
 stabilize_s = 0.0
 min_window_s = 0.05
 min_loops = 3
-repeats = 3
+repeats = 6
 "#;
 
 impl Fixture {

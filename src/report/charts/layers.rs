@@ -1,22 +1,23 @@
 //! Per-layer charts of `layers` cells: one bar per precision for each layer, and for each block
 //! component, side by side.
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{encode_png, ensure_font, fail, precision_color, Area, Chart};
+use crate::analysis::{same_except, CellSummary, Labels, LayerSummary};
 
-/// Grouped bars: one group per category (e.g. a layer), one bar per series (e.g. a precision).
-/// `series[k].1[i]` is series k's value for category i (`None`: no bar).
-/// Series are named by precision and drawn in its fixed colour.
+/// One series of bars: its name (a cell's label), the precision whose colour it takes, and its
+/// value for each category (`None`: no bar).
+pub type BarSeries = (String, String, Vec<Option<f64>>);
+
+/// Grouped bars: one group per category (e.g. a layer), one bar per series (e.g. a cell).
 pub fn grouped_bars(
     title: &str,
     y_label: &str,
     categories: &[String],
-    series: &[(String, Vec<Option<f64>>)],
+    series: &[BarSeries],
 ) -> Result<(String, Vec<u8>)> {
     // Wide enough for the bars and for the title (about 10 px a character at 18 px).
     let width = (140 + 70 * categories.len())
@@ -32,12 +33,12 @@ fn draw_bars<DB: DrawingBackend>(
     title: &str,
     y_label: &str,
     categories: &[String],
-    series: &[(String, Vec<Option<f64>>)],
+    series: &[BarSeries],
 ) -> Result<()> {
     let n = categories.len().max(1) as f64;
     let y_max = series
         .iter()
-        .flat_map(|(_, v)| v.iter().flatten())
+        .flat_map(|(_, _, v)| v.iter().flatten())
         .fold(0f64, |a, &b| a.max(b))
         .max(1e-9);
     let err = |e| fail(title, e);
@@ -59,8 +60,8 @@ fn draw_bars<DB: DrawingBackend>(
             .draw()
             .map_err(err)?;
         let width_each = 0.8 / series.len().max(1) as f64;
-        for (k, (name, values)) in series.iter().enumerate() {
-            let color = precision_color(name);
+        for (k, (name, precision, values)) in series.iter().enumerate() {
+            let color = precision_color(precision);
             let bars = values.iter().enumerate().filter_map(|(i, v)| {
                 v.map(|y| {
                     let x0 = i as f64 + 0.1 + k as f64 * width_each;
@@ -97,32 +98,36 @@ fn draw_bars<DB: DrawingBackend>(
 }
 
 /// (file tag, y-axis label, the value plotted).
-type LayerMetric = (
-    &'static str,
-    &'static str,
-    fn(&crate::analysis::LayerSummary) -> Option<f64>,
-);
+type LayerMetric = (&'static str, &'static str, fn(&LayerSummary) -> Option<f64>);
 
-/// Per-layer charts, one set per (model, batch, seq): energy (where measured) and latency per
-/// top-level layer, and the transformer-block components summed over blocks, each with one bar
-/// per precision side by side.
-pub fn layer_charts(layers: &[crate::analysis::LayerSummary]) -> Result<Vec<Chart>> {
-    use crate::analysis::LayerSummary;
-    let mut groups: BTreeMap<(String, usize, usize), Vec<&LayerSummary>> = BTreeMap::new();
-    for l in layers {
-        groups
-            .entry((l.model.clone(), l.batch_size, l.seq_len))
-            .or_default()
-            .push(l);
+/// Per-layer charts, one set per workload and batch size (the `layers` cells equal on every axis
+/// but precision, `quantize` and layer method): energy (where measured) and latency per
+/// top-level layer, and the transformer-block components summed over blocks, one bar per cell
+/// side by side. A chart with a single bar is not drawn (the table says it).
+pub fn layer_charts(layers: &[LayerSummary], cells: &[CellSummary]) -> Result<Vec<Chart>> {
+    let labels = Labels::new(cells.iter().map(|c| &c.cell));
+    const CHOSEN: [&str; 3] = ["precision", "quantize", "layer_method"];
+    // Groups of layers cells, in plan order.
+    let mut groups: Vec<Vec<&CellSummary>> = Vec::new();
+    for c in cells
+        .iter()
+        .filter(|c| layers.iter().any(|l| l.cell_id == c.id))
+    {
+        match groups
+            .iter_mut()
+            .find(|g| same_except(&g[0].cell, &c.cell, &CHOSEN))
+        {
+            Some(g) => g.push(c),
+            None => groups.push(vec![c]),
+        }
     }
     let mut charts = Vec::new();
-    for ((model, batch, seq), rows) in groups {
-        let mut precisions: Vec<String> = Vec::new();
-        for r in &rows {
-            if !precisions.contains(&r.precision) {
-                precisions.push(r.precision.clone());
-            }
-        }
+    for group in groups {
+        let first = &group[0];
+        let rows: Vec<&LayerSummary> = layers
+            .iter()
+            .filter(|l| group.iter().any(|c| c.id == l.cell_id))
+            .collect();
         let mut layer_names: Vec<(usize, String)> = rows
             .iter()
             .filter(|r| r.parent.is_none())
@@ -140,69 +145,113 @@ pub fn layer_charts(layers: &[crate::analysis::LayerSummary]) -> Result<Vec<Char
         } else {
             vec![("latency", "ms per batch", |r| r.latency_per_loop_ms)]
         };
-        let tag = format!("{}-b{batch}-s{seq}", super::super::file_safe(&model));
+        // The group's own axes name the chart; each cell's label without them names its bars.
+        let fixed: Vec<String> = first
+            .cell
+            .axes()
+            .into_iter()
+            .filter(|a| !CHOSEN.contains(&a.axis.as_str()) && a.axis != "scope")
+            .map(|a| a.axis)
+            .collect();
+        let omit: Vec<&str> = fixed.iter().map(String::as_str).chain(["scope"]).collect();
+        let series_name = |c: &CellSummary| {
+            let name = labels.label_without(&c.cell, &omit);
+            if name.is_empty() {
+                c.precision.clone()
+            } else {
+                name
+            }
+        };
+        let what_ran = format!(
+            "{}, batch {}, seq {}",
+            first.model, first.batch_size, first.seq_len
+        );
+        let tag = format!(
+            "{}-b{}-s{}",
+            super::super::file_safe(&first.model),
+            first.batch_size,
+            first.seq_len
+        );
+        // Two groups that differ on an axis beyond model, batch and seq get their own file names.
+        let tag = if charts
+            .iter()
+            .any(|c: &Chart| c.file_name.ends_with(&format!("-{tag}.svg")))
+        {
+            format!("{tag}-{}", first.id)
+        } else {
+            tag
+        };
         for (what, y_label, metric) in metrics {
-            let per_layer: Vec<(String, Vec<Option<f64>>)> = precisions
+            let per_layer: Vec<BarSeries> = group
                 .iter()
-                .map(|p| {
+                .map(|c| {
                     let values = layer_names
                         .iter()
                         .map(|(_, name)| {
                             rows.iter()
-                                .find(|r| &r.precision == p && &r.layer_name == name)
+                                .find(|r| r.cell_id == c.id && &r.layer_name == name)
                                 .and_then(|r| metric(r))
                         })
                         .collect();
-                    (p.clone(), values)
+                    (series_name(c), c.precision.clone(), values)
                 })
                 .collect();
-            let labels: Vec<String> = layer_names
+            let short: Vec<String> = layer_names
                 .iter()
                 .map(|(_, n)| short_layer_name(n))
                 .collect();
-            let title = format!("{model}, batch {batch}, seq {seq}: {what} per layer");
-            let (svg, png) = grouped_bars(&title, y_label, &labels, &per_layer)?;
-            charts.push(Chart {
-                file_name: format!("layers-{what}-{tag}.svg"),
-                svg,
-                png,
-                title,
-            });
-            let per_component: Vec<(String, Vec<Option<f64>>)> = precisions
+            let title = format!("{what_ran}: {what} per layer");
+            if bars(&per_layer) >= 2 {
+                let (svg, png) = grouped_bars(&title, y_label, &short, &per_layer)?;
+                charts.push(Chart {
+                    file_name: format!("layers-{what}-{tag}.svg"),
+                    svg,
+                    png,
+                    title,
+                });
+            }
+            let per_component: Vec<BarSeries> = group
                 .iter()
-                .map(|p| {
+                .map(|c| {
                     let values = components
                         .iter()
-                        .map(|c| {
+                        .map(|comp| {
                             let parts: Vec<f64> = rows
                                 .iter()
                                 .filter(|r| {
-                                    &r.precision == p
+                                    r.cell_id == c.id
                                         && r.parent.is_some()
-                                        && r.layer_name.ends_with(&format!(".{c}"))
+                                        && r.layer_name.ends_with(&format!(".{comp}"))
                                 })
                                 .filter_map(|r| metric(r))
                                 .collect();
                             (!parts.is_empty()).then(|| parts.iter().sum())
                         })
                         .collect();
-                    (p.clone(), values)
+                    (series_name(c), c.precision.clone(), values)
                 })
                 .collect();
-            let labels: Vec<String> = components.iter().map(|c| c.to_string()).collect();
-            let title = format!(
-                "{model}, batch {batch}, seq {seq}: {what} by block component (all blocks)"
-            );
-            let (svg, png) = grouped_bars(&title, y_label, &labels, &per_component)?;
-            charts.push(Chart {
-                file_name: format!("components-{what}-{tag}.svg"),
-                svg,
-                png,
-                title,
-            });
+            let short: Vec<String> = components.iter().map(|c| c.to_string()).collect();
+            let title = format!("{what_ran}: {what} by block component (all blocks)");
+            if bars(&per_component) >= 2 {
+                let (svg, png) = grouped_bars(&title, y_label, &short, &per_component)?;
+                charts.push(Chart {
+                    file_name: format!("components-{what}-{tag}.svg"),
+                    svg,
+                    png,
+                    title,
+                });
+            }
         }
     }
     Ok(charts)
+}
+
+fn bars(series: &[BarSeries]) -> usize {
+    series
+        .iter()
+        .map(|(_, _, v)| v.iter().flatten().count())
+        .sum()
 }
 
 fn short_layer_name(name: &str) -> String {

@@ -6,14 +6,13 @@
 //! batch size, and power traces; `layers.rs`: per-layer and per-component bars; `tradeoff.rs`:
 //! cost against quality with the Pareto front.
 
-use std::collections::BTreeMap;
-
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::analysis::CellSummary;
+use crate::analysis::{CellSummary, Labels};
 use crate::sensor::PowerSample;
 
 pub struct Chart {
@@ -120,7 +119,7 @@ mod labels;
 mod layers;
 mod tradeoff;
 
-pub use layers::{grouped_bars, layer_charts};
+pub use layers::{grouped_bars, layer_charts, BarSeries};
 pub use tradeoff::{tradeoff_chart, tradeoff_front, Quality, TradeoffPoint};
 
 fn encode_png(pixels: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>> {
@@ -137,38 +136,59 @@ fn encode_png(pixels: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>> {
 
 /// (batch size, value, 95 % interval where there is one).
 type Point = (f64, f64, Option<(f64, f64)>);
-/// Keyed by (label, precision).
-type Series = BTreeMap<(String, String), Vec<Point>>;
 
-/// (file name, title, y-axis label, the metric plotted, its interval).
+/// One line of a chart by batch size: the cells equal on every axis but batch size.
+struct Line {
+    /// The cells' label without the batch size: every other axis that varies in the run.
+    name: String,
+    precision: String,
+    /// Lines of one precision (several `quantize` selections, say) take the precision's colour
+    /// each, told apart by marker and dash: 0 solid with discs, 1 dashed with triangles, ...
+    variant: usize,
+    points: Vec<Point>,
+}
+
+/// (file name, title, y-axis label, the metric plotted, its interval, whether it is a speed).
 type ChartSpec = (
     &'static str,
     &'static str,
     &'static str,
     fn(&CellSummary) -> Option<f64>,
     fn(&CellSummary) -> Option<(f64, f64)>,
+    bool,
 );
 
-fn series(
+fn lines(
     summaries: &[CellSummary],
     metric: impl Fn(&CellSummary) -> Option<f64>,
     interval: impl Fn(&CellSummary) -> Option<(f64, f64)>,
-) -> Series {
-    let mut out: Series = BTreeMap::new();
+    speed: bool,
+) -> Vec<Line> {
+    let labels = Labels::new(summaries.iter().map(|s| &s.cell));
+    let mut out: Vec<Line> = Vec::new();
     // Whole-model cells only: layers cells have their own charts.
-    for s in summaries.iter().filter(|s| s.scope == "model") {
-        if let Some(y) = metric(s) {
-            let key = (
-                format!("{} {} seq {}", s.model, s.precision, s.seq_len),
-                s.precision.clone(),
-            );
-            out.entry(key)
-                .or_default()
-                .push((s.batch_size as f64, y, interval(s)));
+    for s in summaries
+        .iter()
+        .filter(|s| s.scope == "model" && !(speed && s.speed_is_reference))
+    {
+        let Some(y) = metric(s) else { continue };
+        let name = labels.label_without(&s.cell, &["batch_size"]);
+        let point = (s.batch_size as f64, y, interval(s));
+        match out.iter_mut().find(|l| l.name == name) {
+            Some(l) => l.points.push(point),
+            None => {
+                let variant = out.iter().filter(|l| l.precision == s.precision).count();
+                out.push(Line {
+                    name,
+                    precision: s.precision.clone(),
+                    variant,
+                    points: vec![point],
+                });
+            }
         }
     }
-    for points in out.values_mut() {
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for l in &mut out {
+        l.points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     out
 }
@@ -183,14 +203,24 @@ fn throughput_interval(s: &CellSummary) -> Option<(f64, f64)> {
     Some((b / s.latency_ci_high_ms?, b / s.latency_ci_low_ms?))
 }
 
+/// The charts by batch size. A chart of a single point is not drawn: the tables say it.
 pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
     let specs: [ChartSpec; 5] = [
+        (
+            "energy.svg",
+            "Energy per inference (mJ)",
+            "mJ per sample",
+            |s| s.energy_per_inference_mj,
+            |s| Some((s.energy_ci_low_mj?, s.energy_ci_high_mj?)),
+            false,
+        ),
         (
             "latency.svg",
             "Latency per batch (median, ms)",
             "ms per batch",
             |s| s.latency_per_loop_ms,
             |s| Some((s.latency_ci_low_ms?, s.latency_ci_high_ms?)),
+            true,
         ),
         (
             "throughput.svg",
@@ -198,13 +228,7 @@ pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
             "samples / s",
             |s| s.throughput_samples_per_s,
             throughput_interval,
-        ),
-        (
-            "energy.svg",
-            "Energy per inference (mJ)",
-            "mJ per sample",
-            |s| s.energy_per_inference_mj,
-            |s| Some((s.energy_ci_low_mj?, s.energy_ci_high_mj?)),
+            true,
         ),
         (
             "energy_net.svg",
@@ -212,6 +236,7 @@ pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
             "mJ per sample, net",
             |s| s.energy_net_per_inference_mj,
             no_interval,
+            false,
         ),
         (
             "power.svg",
@@ -219,20 +244,38 @@ pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
             "W",
             |s| s.avg_power_w,
             no_interval,
+            false,
         ),
     ];
+    let left_out = summaries
+        .iter()
+        .any(|s| s.scope == "model" && s.speed_is_reference);
     let mut charts = Vec::new();
-    for (file, title, y_label, metric, interval) in specs {
-        let data = series(summaries, metric, interval);
-        if data.is_empty() {
+    for (file, title, y_label, metric, interval, speed) in specs {
+        let data = lines(summaries, metric, interval, speed);
+        if data.iter().map(|l| l.points.len()).sum::<usize>() < 2 {
             continue;
         }
-        let (svg, png) = render!(title, (760, 420), |root| draw_lines(
-            &root, title, y_label, &data
+        let title = if speed && left_out {
+            format!("{title}; W8A8 reference cells left out")
+        } else {
+            title.to_string()
+        };
+        // The legend beside the plot, as wide as its longest name (DejaVu at 14 px: ~8.5 px a
+        // character).
+        let longest = data
+            .iter()
+            .map(|l| l.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        let legend_w = (longest as f64 * 8.5).ceil() as u32 + 48;
+        let size = (560 + legend_w.max(200), 420);
+        let (svg, png) = render!(&title, size, |root| draw_lines(
+            &root, &title, y_label, &data
         ));
         charts.push(Chart {
             file_name: file.to_string(),
-            title: title.to_string(),
+            title,
             svg,
             png,
         });
@@ -240,16 +283,40 @@ pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
     Ok(charts)
 }
 
+/// The marker of a line's point at pixel `at` (and of its legend entry): discs, triangles,
+/// squares, crosses.
+fn draw_marker<DB: DrawingBackend>(
+    area: &Area<DB>,
+    variant: usize,
+    at: (i32, i32),
+    color: RGBAColor,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (x, y) = at;
+    match variant % 4 {
+        0 => area.draw(&Circle::new(at, 4, color.filled())),
+        1 => area.draw(&TriangleMarker::new(at, 6, color.filled())),
+        2 => area.draw(&Rectangle::new(
+            [(x - 4, y - 4), (x + 4, y + 4)],
+            color.filled(),
+        )),
+        _ => area.draw(&Cross::new(at, 5, color.stroke_width(2))),
+    }
+}
+
 fn draw_lines<DB: DrawingBackend>(
     root: &Area<DB>,
     title: &str,
     y_label: &str,
-    data: &Series,
+    data: &[Line],
 ) -> Result<()> {
     // Batch sizes on a log2 axis, ticked only at the batch sizes that ran; error bars are the
     // cells' 95 % intervals; the legend sits right of the plot, where it covers no point.
     let batches: Vec<f64> = {
-        let mut b: Vec<f64> = data.values().flatten().map(|p| p.0.log2()).collect();
+        let mut b: Vec<f64> = data
+            .iter()
+            .flat_map(|l| &l.points)
+            .map(|p| p.0.log2())
+            .collect();
         b.sort_by(f64::total_cmp);
         b.dedup();
         b
@@ -257,8 +324,8 @@ fn draw_lines<DB: DrawingBackend>(
     let x_min = batches.first().copied().unwrap_or(0.0);
     let x_max = batches.last().copied().unwrap_or(0.0);
     let y_max = data
-        .values()
-        .flatten()
+        .iter()
+        .flat_map(|l| &l.points)
         .map(|p| p.2.map_or(p.1, |c| c.1.max(p.1)))
         .fold(0f64, f64::max);
     let (x_lo, x_hi) = (x_min - 0.5, x_max + 0.5);
@@ -267,7 +334,7 @@ fn draw_lines<DB: DrawingBackend>(
         root.fill(&WHITE).map_err(err)?;
         let (plot, legend) = root.split_horizontally(560);
         let mut chart = ChartBuilder::on(&plot)
-            .caption(title, ("sans-serif", 20))
+            .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(72)
@@ -302,17 +369,28 @@ fn draw_lines<DB: DrawingBackend>(
             ))
             .map_err(err)?;
         }
-        for ((_, precision), points) in data.iter() {
-            let color = precision_color(precision);
-            let xy: Vec<(f64, f64)> = points.iter().map(|&(x, y, _)| (x.log2(), y)).collect();
+        for line in data {
+            let color = precision_color(&line.precision);
+            let xy: Vec<(f64, f64)> = line.points.iter().map(|&(x, y, _)| (x.log2(), y)).collect();
+            if line.variant == 0 {
+                chart
+                    .draw_series(LineSeries::new(xy.iter().copied(), color.stroke_width(2)))
+                    .map_err(err)?;
+            } else {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        xy.iter().copied(),
+                        4 + 2 * line.variant as u32,
+                        4,
+                        color.stroke_width(2),
+                    ))
+                    .map_err(err)?;
+            }
+            for p in &xy {
+                draw_marker(&plot, line.variant, chart.backend_coord(p), color).map_err(err)?;
+            }
             chart
-                .draw_series(LineSeries::new(xy.iter().copied(), color.stroke_width(2)))
-                .map_err(err)?;
-            chart
-                .draw_series(xy.iter().map(|&p| Circle::new(p, 4, color.filled())))
-                .map_err(err)?;
-            chart
-                .draw_series(points.iter().filter_map(|&(x, y, ci)| {
+                .draw_series(line.points.iter().filter_map(|&(x, y, ci)| {
                     let (lo, hi) = ci?;
                     Some(ErrorBar::new_vertical(
                         x.log2(),
@@ -326,17 +404,29 @@ fn draw_lines<DB: DrawingBackend>(
                 .map_err(err)?;
         }
         let font = ("sans-serif", 14).into_font();
-        for (i, ((name, precision), _)) in data.iter().enumerate() {
+        for (i, line) in data.iter().enumerate() {
             let y = 40 + i as i32 * 22;
-            let color = precision_color(precision);
+            let color = precision_color(&line.precision);
+            if line.variant == 0 {
+                legend
+                    .draw(&PathElement::new(
+                        vec![(4, y + 7), (30, y + 7)],
+                        color.stroke_width(3),
+                    ))
+                    .map_err(err)?;
+            } else {
+                legend
+                    .draw(&DashedPathElement::new(
+                        vec![(4, y + 7), (30, y + 7)],
+                        4 + 2 * line.variant as u32,
+                        4,
+                        color.stroke_width(3),
+                    ))
+                    .map_err(err)?;
+            }
+            draw_marker(&legend, line.variant, (17, y + 7), color).map_err(err)?;
             legend
-                .draw(&PathElement::new(
-                    vec![(4, y + 7), (24, y + 7)],
-                    color.stroke_width(3),
-                ))
-                .map_err(err)?;
-            legend
-                .draw(&Text::new(name.clone(), (30, y), font.clone()))
+                .draw(&Text::new(line.name.clone(), (38, y), font.clone()))
                 .map_err(err)?;
         }
     }
@@ -408,6 +498,60 @@ fn draw_trace<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whole-model summaries of fp16 and fp8-fp16 in three selections, at batch 16 and 64.
+    fn selection_cells() -> Vec<CellSummary> {
+        use crate::analysis::tests::record_with_energy;
+        use crate::config::{Precision, QuantizeSelection};
+        let mut records = Vec::new();
+        for batch in [16, 64] {
+            for (precision, quantize) in [
+                ("fp16", "all"),
+                ("fp8-fp16", "all"),
+                ("fp8-fp16", "ffn"),
+                ("fp8-fp16", "blocks:0-5"),
+            ] {
+                let mut r = record_with_energy(vec![(1.0, 100, 50.0, 50.0); 6], None);
+                r.cell.precision = Precision::parse(precision).unwrap();
+                r.cell.quantize = QuantizeSelection::parse(quantize).unwrap();
+                r.cell.batch_size = batch;
+                r.cell.id = format!("{precision}-{quantize}-{batch}");
+                records.push(r);
+            }
+        }
+        crate::analysis::summarize_all(&records, Precision::Fp32)
+    }
+
+    #[test]
+    fn each_quantize_selection_is_a_line_of_its_own() {
+        let cells = selection_cells();
+        let data = lines(&cells, |s| s.energy_per_inference_mj, no_interval, false);
+        let names: Vec<(&str, usize, usize)> = data
+            .iter()
+            .map(|l| (l.name.as_str(), l.variant, l.points.len()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("fp16", 0, 2),
+                ("fp8-fp16 quantize=all", 0, 2),
+                ("fp8-fp16 quantize=ffn", 1, 2),
+                ("fp8-fp16 quantize=blocks:0-5", 2, 2),
+            ]
+        );
+        // The legend in the drawn chart names them.
+        let charts = all_charts(&cells).unwrap();
+        let energy = charts.iter().find(|c| c.file_name == "energy.svg").unwrap();
+        for name in ["fp8-fp16 quantize=ffn", "fp8-fp16 quantize=blocks:0-5"] {
+            assert!(energy.svg.contains(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_chart_of_a_single_point_is_not_drawn() {
+        let cells: Vec<CellSummary> = selection_cells().into_iter().take(1).collect();
+        assert!(all_charts(&cells).unwrap().is_empty());
+    }
 
     #[test]
     fn every_precision_has_its_own_fixed_colour() {

@@ -18,9 +18,11 @@ use crate::scale;
     about = "Measure latency and energy of ML models from TOML experiment files",
     long_about = "Measure latency and energy of ML models from TOML experiment files.\n\n\
         `runner FILE` runs the experiment (same as `runner run FILE`).\n\
-        Exit codes: 0 every cell succeeded, 1 some cells failed (or the device was lost; for compare:\n\
+        Exit codes: 0 every cell was measured or skipped (a cell whose shapes a quantized format\n\
+        cannot run is skipped, not failed), 1 some cells failed (or the device was lost; for compare:\n\
         a cell regressed), 2 usage or configuration error, a damaged or foreign file read back (or the\n\
-        run directory is in use), 3 compare compared nothing, 130 interrupted (Ctrl-C, SIGTERM).",
+        run directory is in use), 3 compare compared nothing, 130 interrupted (Ctrl-C, SIGTERM,\n\
+        SIGHUP): finished cells kept, the partial report and the resume command written.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {

@@ -1,25 +1,60 @@
-//! Ctrl-C and SIGTERM: the first one asks the sweep to stop after the current measurement window
-//! (finished cells are already on disk); a second one ends the process at once, which is just as
-//! safe because every record is written atomically.
+//! Ctrl-C, SIGTERM and SIGHUP: the first one asks the sweep to stop after the current measurement
+//! window (finished cells are already on disk); the reports are rendered, marked partial, with
+//! the resume command. A second Ctrl-C or SIGTERM ends the process at once, which is just as safe
+//! because every record is written atomically. SIGHUP (the terminal closed) only ever asks for the
+//! stop: nobody is there to want a hard exit, and a closing terminal may send it more than once;
+//! what the runner then writes to the gone terminal is dropped (`tell!`), never a panic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::exit;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+static HUNG_UP: AtomicBool = AtomicBool::new(false);
 
-/// Installs the handler; call once, before measuring.
+/// Installs the handlers; call once, before measuring.
 pub fn install() -> anyhow::Result<()> {
     ctrlc::set_handler(|| {
-        if REQUESTED.swap(true, Ordering::SeqCst) {
-            eprintln!("\nrunner: second interrupt: quitting now (finished cells are kept)");
+        if REQUESTED.swap(true, Ordering::SeqCst) && !HUNG_UP.load(Ordering::SeqCst) {
+            tell!("\nrunner: second interrupt: quitting now (finished cells are kept)");
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
-        eprintln!(
+        tell!(
             "\nrunner: interrupt: stopping after the current window (press Ctrl-C again to quit at once)"
         );
     })
-    .map_err(|e| anyhow::anyhow!("installing the Ctrl-C handler: {e}"))
+    .map_err(|e| anyhow::anyhow!("installing the Ctrl-C handler: {e}"))?;
+    on_hangup()
+}
+
+/// Replaces ctrlc's SIGHUP disposition with one that only asks for the stop (and says why when
+/// the run ends). Async-signal-safe: two atomic stores.
+#[cfg(unix)]
+fn on_hangup() -> anyhow::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    extern "C" fn hangup(_: nix::libc::c_int) {
+        HUNG_UP.store(true, Ordering::SeqCst);
+        REQUESTED.store(true, Ordering::SeqCst);
+    }
+    let action = SigAction::new(
+        SigHandler::Handler(hangup),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to atomics, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGHUP, &action) }
+        .map_err(|e| anyhow::anyhow!("installing the SIGHUP handler: {e}"))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn on_hangup() -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Whether the stop came from SIGHUP (the terminal closed).
+pub fn hung_up() -> bool {
+    HUNG_UP.load(Ordering::SeqCst)
 }
 
 /// Whether a stop was asked for.

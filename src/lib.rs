@@ -28,6 +28,15 @@ macro_rules! say {
     };
 }
 
+/// `eprintln!` that never panics: after SIGHUP (the terminal closed) writing to it fails, and
+/// a run must still finish its window, write its records, its partial report and the resume
+/// command into them, and exit 130 as after Ctrl-C. A line that cannot be written is dropped.
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        $crate::stderr_line(format_args!($($arg)*))
+    };
+}
+
 /// Writes one line to stdout for [`say!`]: a closed pipe is not an error; another failure
 /// (a full disk behind a redirection) is said once on stderr.
 pub fn stdout_line(args: std::fmt::Arguments<'_>) {
@@ -37,9 +46,16 @@ pub fn stdout_line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
         if e.kind() != std::io::ErrorKind::BrokenPipe && !SAID.swap(true, Ordering::Relaxed) {
-            eprintln!("runner: writing to standard output failed: {e}");
+            tell!("runner: writing to standard output failed: {e}");
         }
     }
+}
+
+/// Writes one line to stderr for [`tell!`], dropping it when stderr is gone (a closed terminal).
+pub fn stderr_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
 }
 
 pub mod analysis;

@@ -392,6 +392,49 @@ fn sigterm_is_handled_like_ctrl_c() {
 }
 
 #[test]
+fn sighup_with_the_terminal_gone_still_writes_the_partial_report() {
+    // Closing the terminal: its output is gone (here both pipes closed, so every write fails as
+    // on a hung-up tty) and SIGHUP arrives, maybe twice. The run stops after its window, keeps
+    // every finished cell and writes the partial report with the resume command in it; it never
+    // dies on a failed write, and a second SIGHUP is not a second Ctrl-C.
+    let f = Fixture::new(&experiment(EIGHT_CELLS, 0.3));
+    let run = f.dir.path().join("run");
+    let mut child = spawn(&f, &["exp.toml", "--out", "run"]);
+    assert!(
+        wait_for(&mut child, || record_files(&run).len() >= 2),
+        "the runner ended before its second record"
+    );
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    signal(&child, "-HUP");
+    std::thread::sleep(Duration::from_millis(50));
+    signal(&child, "-HUP");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_no_partial_files(&run);
+    let recorded = record_files(&run).len();
+    assert!((2..8).contains(&recorded), "{recorded} records");
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!(
+            "**Partial run:** {recorded} of 8 planned cells have records; the run did not finish (last session: interrupted (SIGHUP: the terminal closed))."
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains("Complete it with `runner run exp.toml --resume --out "),
+        "{md}"
+    );
+    let out = f
+        .runner()
+        .args(["run", "exp.toml", "--resume", "--out", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(record_files(&run).len(), 8);
+}
+
+#[test]
 fn resume_without_out_completes_the_latest_run_of_the_experiment() {
     let f = Fixture::new(&experiment(
         "[matrix]\nbatch_size = [2, 4]\nseq_len = [16]\n",

@@ -258,6 +258,31 @@ fn report_on_a_folder_that_is_not_a_run_says_so() {
     // Bad input, like a missing experiment file: exit 2.
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_of(&out).contains("is not a run directory: it has no manifest.json"));
+    // A folder that does not exist is the same usage error, not a failure (exit 1).
+    let out = f.runner().args(["report", "no-such-run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("no-such-run"));
+}
+
+#[test]
+fn help_counts_skipped_cells_as_success_like_the_readme() {
+    let f = Fixture::new("");
+    let out = f.runner().arg("--help").output().unwrap();
+    let help = stdout_of(&out);
+    assert!(
+        help.contains("0 every cell was measured or skipped"),
+        "{help}"
+    );
+    assert!(help.contains("130 interrupted (Ctrl-C, SIGTERM,"), "{help}");
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    assert!(
+        readme.contains("| 0 | every cell was measured or skipped"),
+        "README's exit codes"
+    );
+    assert!(
+        readme.contains("| 130 | interrupted by Ctrl-C, SIGTERM or SIGHUP"),
+        "README's exit codes"
+    );
 }
 
 #[test]

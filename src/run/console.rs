@@ -197,7 +197,7 @@ pub(super) fn progress_bar(cells: usize) -> ProgressBar {
 /// A line for the user that does not tear the progress bar (and still appears without a TTY).
 pub(super) fn say(bar: &ProgressBar, line: &str) {
     if bar.is_hidden() {
-        eprintln!("{line}");
+        tell!("{line}");
     } else {
         bar.println(line);
     }
@@ -262,9 +262,9 @@ pub fn list_unsuccessful(summaries: &[CellSummary]) {
         if cells.is_empty() {
             continue;
         }
-        eprintln!("{} cell(s) {title}:", cells.len());
+        tell!("{} cell(s) {title}:", cells.len());
         for s in cells {
-            eprintln!(
+            tell!(
                 "  {} {} {} batch {} seq {}: {}",
                 s.id,
                 s.model,

@@ -35,6 +35,9 @@ impl Stop {
     /// The session outcome recorded for it.
     pub(super) fn outcome(&self) -> &'static str {
         match self {
+            Stop::Interrupted if crate::interrupt::hung_up() => {
+                "interrupted (SIGHUP: the terminal closed)"
+            }
             Stop::Interrupted => "interrupted",
             Stop::FailFast(_) => "stopped at the first failure (--fail-fast)",
             Stop::DeviceLost(_) => "device lost",
@@ -99,13 +102,13 @@ pub fn run_serial(
         run_dir.write_manifest(&manifest)?;
     }
     if opts.resume {
-        eprintln!(
+        tell!(
             "runner: resuming {}: {already} of {} cells already recorded, {todo} to measure",
             run_dir.path.display(),
             prepared.plan.len(),
         );
     } else {
-        eprintln!(
+        tell!(
             "runner: {} cells on {} ({}), results in {}",
             prepared.plan.len(),
             selected.info.backend,
@@ -113,7 +116,7 @@ pub fn run_serial(
             run_dir.path.display()
         );
     }
-    eprintln!(
+    tell!(
         "runner: {}",
         super::plan::lower_bound_line(&prepared.exp, &to_measure)
     );
@@ -240,7 +243,7 @@ pub fn run_serial(
     print_summary(&summaries);
     print_written(&written);
     let wall_s = started.elapsed().as_secs_f64();
-    eprintln!("runner: {}", protocol_time.describe(wall_s));
+    tell!("runner: {}", protocol_time.describe(wall_s));
     if let Some(session) = manifest.sessions.last_mut() {
         session.wall_s = Some(wall_s);
         session.protocol_s = Some(protocol_time.total_s());
@@ -260,18 +263,18 @@ pub fn run_serial(
     let any_failed = summaries.iter().any(|s| s.status == CellStatus::Failed);
     match stop {
         Some(Stop::Interrupted) => {
-            eprintln!("runner: interrupted. {}", resume_hint());
+            tell!("runner: interrupted. {}", resume_hint());
             Ok(exit::INTERRUPTED)
         }
         Some(Stop::FailFast(id)) => {
-            eprintln!(
+            tell!(
                 "runner: stopped at the first failure (--fail-fast): cell {id}. {}",
                 resume_hint()
             );
             Ok(exit::CELLS_FAILED)
         }
         Some(Stop::DeviceLost(why)) => {
-            eprintln!(
+            tell!(
                 "runner: sweep ended: {why}. Once the device is back: {}",
                 resume_hint()
             );
@@ -296,18 +299,18 @@ pub(super) fn open_device_and_sensor(prepared: &Prepared, who: &str) -> Result<O
     let selected = device::select(&prepared.exp.config.device)?;
     let mut notices = Vec::new();
     if let Some(n) = &selected.notice {
-        eprintln!("{who} {n}");
+        tell!("{who} {n}");
         notices.push(n.clone());
     }
     let (sensor, fault_notice) =
         sensor::with_fault_injection(sensor::select(&prepared.exp.config.sensor, &selected.info)?);
     if let Some(n) = fault_notice {
-        eprintln!("{who} {n}");
+        tell!("{who} {n}");
         notices.push(n);
     }
     let sensor_info = sensor.info();
     if !sensor_info.measures_energy && selected.notice.is_none() {
-        eprintln!("{who} energy not measured: {}", sensor_info.note);
+        tell!("{who} energy not measured: {}", sensor_info.note);
     }
     Ok((selected, sensor, sensor_info, notices))
 }
@@ -324,9 +327,10 @@ pub(super) fn idle_baseline(
     if !sensor_info.measures_energy {
         return Ok(None);
     }
-    eprintln!(
+    tell!(
         "{who} idle baseline: {} s settling, then {} s of idle power",
-        protocol.idle_settle_s, protocol.idle_baseline_s
+        protocol.idle_settle_s,
+        protocol.idle_baseline_s
     );
     let idle_started = std::time::Instant::now();
     let idle = measure::measure_idle(
@@ -338,9 +342,11 @@ pub(super) fn idle_baseline(
     .context("measuring the idle baseline")?;
     protocol_time.idle_s += idle_started.elapsed().as_secs_f64();
     if let Some(idle) = &idle {
-        eprintln!(
+        tell!(
             "{who} idle power {:.1} W ({} counter updates over {:.1} s)",
-            idle.power_w, idle.counter_ticks, idle.duration_s
+            idle.power_w,
+            idle.counter_ticks,
+            idle.duration_s
         );
     }
     Ok(idle.filter(|_| !crate::interrupt::requested()))

@@ -139,7 +139,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             .is_some_and(|r| is_final(&r))
         {
             if cells.len() == 1 {
-                eprintln!(
+                tell!(
                     "{who} {} already has a record: nothing to do",
                     cell_label(cell)
                 );
@@ -156,7 +156,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
         {
             continue;
         }
-        eprintln!("{who} measuring {}", cell_label(cell));
+        tell!("{who} measuring {}", cell_label(cell));
         let check_overhead = sensor_info.measures_energy && session.sampler_overhead.is_none();
         // A top:K cell ranks layers by a layers cell another worker may have measured.
         let earlier: Vec<CellRecord> =
@@ -177,7 +177,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             &progress,
             &earlier,
         ) else {
-            eprintln!(
+            tell!(
                 "{who} interrupted {}: dropped unfinished (measured again on resume)",
                 cell_label(cell)
             );
@@ -200,7 +200,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             run_dir.write_trace(&cell.id, &trace)?;
         }
         drop(claim);
-        eprintln!("{who} {}", cell_result_line(&record));
+        tell!("{who} {}", cell_result_line(&record));
         measured += 1;
         protocol_time.add_cell(&record, protocol);
         if record.status == CellStatus::Failed {
@@ -231,7 +231,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
     session.wall_s = Some(wall_s);
     session.protocol_s = Some(protocol_time.total_s());
     run_dir.write_worker_session(&session)?;
-    eprintln!(
+    tell!(
         "{who} {measured} cell(s) measured on {} ({}); {}",
         selected.info.name,
         selected.info.backend,
@@ -240,7 +240,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
     Ok(match stop {
         Some(Stop::Interrupted) => exit::INTERRUPTED,
         Some(Stop::DeviceLost(why)) => {
-            eprintln!("{who} stopped: {why}");
+            tell!("{who} stopped: {why}");
             exit::CELLS_FAILED
         }
         Some(Stop::FailFast(_)) => exit::CELLS_FAILED,

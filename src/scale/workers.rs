@@ -135,7 +135,7 @@ pub fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Res
     // The workers hold the run lock shared; a serial runner stays refused while they measure.
     run_dir.share_lock()?;
     crate::interrupt::install()?;
-    eprintln!(
+    tell!(
         "runner: {} cells on {} ({}), results in {}",
         prepared.plan.len(),
         workers_word(slots.len()),
@@ -147,7 +147,7 @@ pub fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Res
         run_dir.path.display()
     );
     if matches!(slots[0], Slot::Cpu(_)) {
-        eprintln!(
+        tell!(
             "runner: CPU workers stand in for GPUs: they share this CPU, so their latencies are not independent measurements"
         );
     }
@@ -217,7 +217,7 @@ pub fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Res
         &super::continue_command,
     )
     .with_context(|| crate::report::render_failed_hint(&run_dir.path))?;
-    eprintln!(
+    tell!(
         "runner: {} of {} cells recorded by {} in {wall_s:.1} s; reports: {} and {}",
         records.len(),
         manifest.plan.len(),
@@ -228,7 +228,7 @@ pub fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Res
     run::list_unsuccessful(&summaries);
     let resume = run::resume_command(opts, &run_dir.path);
     if interrupted {
-        eprintln!(
+        tell!(
             "runner: interrupted. {} of {} cells are recorded. Resume with:\n  {resume}",
             records.len(),
             manifest.plan.len()
@@ -236,7 +236,7 @@ pub fn coordinate(opts: &RunOptions, prepared: &Prepared, slots: &[Slot]) -> Res
         return Ok(exit::INTERRUPTED);
     }
     if !broken.is_empty() {
-        eprintln!(
+        tell!(
             "runner: worker(s) {} ended abnormally (their output is above); {} of {} cells are recorded. Resume with:\n  {resume}",
             broken.join(", "),
             records.len(),

@@ -548,7 +548,7 @@ impl IdContext {
 /// belongs here: a resume then refuses the records of cells measured the other way, and compare
 /// never matches them. Settings that change nothing for this cell's precision are left out, so
 /// flipping FP8 fast accumulation does not re-measure int8 cells.
-fn execution_identity(device: &crate::config::DeviceSection, precision: Precision) -> Value {
+pub fn execution_identity(device: &crate::config::DeviceSection, precision: Precision) -> Value {
     use crate::config::EightBit;
     let mut settings = serde_json::Map::new();
     // Eager launches against one CUDA graph per pass: different numbers on a GPU.

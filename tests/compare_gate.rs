@@ -186,6 +186,19 @@ fn a_comparison_that_compared_nothing_exits_3_and_says_why() {
         "{stderr}"
     );
 
+    // B measured eagerly (device.cuda_graphs = false) under ids from before that setting was
+    // part of them: its manifest says so, and no cell is taken for A's.
+    let eager = copy_of(&f, &a, "eager");
+    edit_manifest(&eager, |m| {
+        m["config"]["device"]["cuda_graphs"] = false.into()
+    });
+    let (code, stdout, stderr) = compare(&f, &a, &eager, "o6");
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("measured with other execution settings (A: the defaults; B: device.cuda_graphs = false)"),
+        "{stdout}"
+    );
+
     // A run against itself compares every cell, the layers cell unit by unit: exit 0.
     let (code, stdout, stderr) = compare(&f, &a, &a, "o5");
     assert_eq!(code, Some(0), "{stdout}{stderr}");

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::Scope;
-use crate::matrix::Cell;
+use crate::matrix::{execution_identity, Cell};
 use crate::results::{CellRecord, CellStatus, Manifest};
 
 /// A cell of either plan that was not compared, and why.
@@ -129,6 +129,21 @@ pub(super) fn pair<'a>(
                     "both",
                     "the same id names a different cell in each run (a run's files were edited): not the same measurement".into(),
                 ),
+                // Runs recorded before the execution settings entered the id share ids across
+                // them: the manifests still say how each cell ran.
+                (Some(a), Some(b))
+                    if execution_identity(&ma.config.device, a.cell.precision)
+                        != execution_identity(&mb.config.device, b.cell.precision) =>
+                {
+                    not(
+                        "both",
+                        format!(
+                            "measured with other execution settings (A: {}; B: {}): not the same measurement",
+                            settings_text(&execution_identity(&ma.config.device, a.cell.precision)),
+                            settings_text(&execution_identity(&mb.config.device, b.cell.precision))
+                        ),
+                    )
+                }
                 (Some(a), Some(b)) => match (a.status, b.status) {
                     (CellStatus::Ok, CellStatus::Ok) => match (profile_aimed(a), profile_aimed(b)) {
                         (Some(qa), Some(qb)) if qa != qb => not(
@@ -171,6 +186,18 @@ pub(super) fn pair<'a>(
         out.not_compared.push(entry);
     }
     out
+}
+
+/// `device.cuda_graphs = false, ...`, or `the defaults`.
+fn settings_text(v: &serde_json::Value) -> String {
+    match v.as_object() {
+        Some(m) if !m.is_empty() => m
+            .iter()
+            .map(|(k, v)| format!("device.{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "the defaults".into(),
+    }
 }
 
 /// Why a comparison compared nothing, in a sentence.

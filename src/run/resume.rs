@@ -93,7 +93,7 @@ fn reopen(
     if !strays.is_empty() {
         let changed = config_changes(&old.config, config);
         let what = if changed.is_empty() {
-            "the experiment, its weights, dataset, protocol or execution settings changed since the run began (a cell id hashes them all)".to_string()
+            "the experiment, its weights, dataset, protocol or execution settings changed since the run began, or a runner that hashed fewer of them planned it (a cell id hashes them all)".to_string()
         } else {
             format!(
                 "changed since the run began: {} (a cell id hashes every setting that shapes its numbers)",

@@ -32,6 +32,15 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("no GPU: running on the CPU"), "{stderr}");
     assert!(stderr.contains("energy is not measured"), "{stderr}");
+    // The time: estimated from the cells' cost before the first, and compared at the end.
+    assert!(
+        stderr.contains("runner: estimated ~") && stderr.contains("measured matmul rate (fp32 "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("runner: the estimate before the first cell was ~"),
+        "{stderr}"
+    );
 
     // Every output file.
     for file in [
@@ -50,6 +59,7 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     assert_eq!(manifest["device"]["backend"], "cpu");
     assert!(manifest["ended_at"].is_string());
     assert!(manifest["crate_versions"]["candle-core"].is_string());
+    assert!(manifest["sessions"][0]["estimated_s"].as_f64().unwrap() > 0.0);
     let plan = manifest["plan"].as_array().unwrap();
     assert_eq!(plan.len(), 4);
 

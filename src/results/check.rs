@@ -126,7 +126,11 @@ pub fn check_session(s: &Session, path: &Path) -> Result<(), InputError> {
 }
 
 fn session_numbers(p: &mut Problems, at: &str, s: &Session) {
-    for (key, v) in [("wall_s", s.wall_s), ("protocol_s", s.protocol_s)] {
+    for (key, v) in [
+        ("wall_s", s.wall_s),
+        ("protocol_s", s.protocol_s),
+        ("estimated_s", s.estimated_s),
+    ] {
         if let Some(v) = v {
             p.number(&format!("{at}{key}"), v, 0.0, MAX_DURATION_S);
         }

@@ -311,6 +311,9 @@ pub struct Session {
     pub wall_s: Option<f64>,
     #[serde(default)]
     pub protocol_s: Option<f64>,
+    /// What the runner estimated, before the first cell, the session's cells would take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_s: Option<f64>,
     /// For a worker's session (sessions/<label>-<pid>.json): its label and the device it measured on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerInfo>,
@@ -339,6 +342,7 @@ impl Session {
             outcome: None,
             wall_s: None,
             protocol_s: None,
+            estimated_s: None,
             worker: None,
             sampler_overhead: None,
         }

@@ -2,7 +2,13 @@
 //! one result line per cell, the per-layer breakdown when a `layers` cell ends, the closing summary
 //! table, the reports written, and the cells that failed or were skipped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use indicatif::{ProgressBar, ProgressStyle};
+
+use super::estimate::Estimate;
 
 use crate::analysis::{self, CellSummary};
 use crate::matrix::Cell;
@@ -182,16 +188,137 @@ pub(super) fn cell_result_line(r: &CellRecord) -> String {
     }
 }
 
-pub(super) fn progress_bar(cells: usize) -> ProgressBar {
-    let bar = ProgressBar::new(cells as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cells, ETA {eta}  {wide_msg}",
-        )
-        .expect("the progress template is valid"),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    bar
+/// The run's progress: a bar on a terminal, whose ETA comes from the run's estimate (not from
+/// the bar's own rate, which read "0s" before the first cell and grew without bound inside a
+/// long one); without a terminal (CI logs, `nohup`), a line every [`QUIET_LINE_S`] seconds.
+pub(super) struct Progress {
+    pub(super) bar: ProgressBar,
+    state: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Status {
+    estimate: Estimate,
+    /// Index (among the cells to measure) of the cell in progress, and when it started.
+    current: usize,
+    started: Instant,
+    cells: usize,
+}
+
+/// Seconds between progress lines when there is no terminal to draw a bar on.
+pub(super) const QUIET_LINE_S: u64 = 30;
+
+impl Progress {
+    pub(super) fn new(cells: usize, estimate: Estimate) -> Self {
+        let bar = ProgressBar::new(cells as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} cells, ETA {prefix}  {wide_msg}",
+            )
+            .expect("the progress template is valid"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let state = Arc::new(Mutex::new(Status {
+            estimate,
+            current: 0,
+            started: Instant::now(),
+            cells,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (bar, state, stop) = (bar.clone(), state.clone(), stop.clone());
+            let every = Duration::from_secs(QUIET_LINE_S);
+            std::thread::Builder::new()
+                .name("progress".into())
+                .spawn(move || tick(&bar, &state, &stop, every, &|line| tell!("{line}")))
+                .ok()
+        };
+        let progress = Self {
+            bar,
+            state,
+            stop,
+            ticker,
+        };
+        progress.update_eta();
+        progress
+    }
+
+    /// Cell `i` of the cells to measure starts.
+    pub(super) fn start_cell(&self, i: usize, label: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.current = i;
+            s.started = Instant::now();
+        }
+        self.bar.set_message(label.to_string());
+        self.update_eta();
+    }
+
+    /// Cell `i` ended: its time refines the estimate of the cells left.
+    pub(super) fn finish_cell(&self, i: usize) {
+        if let Ok(mut s) = self.state.lock() {
+            let took = s.started.elapsed().as_secs_f64();
+            s.estimate.finished(i, took);
+            s.current = i + 1;
+            s.started = Instant::now();
+        }
+        self.bar.inc(1);
+        self.update_eta();
+    }
+
+    fn update_eta(&self) {
+        if let Ok(s) = self.state.lock() {
+            self.bar.set_prefix(eta_text(&s));
+        }
+    }
+
+    /// The estimate made before the first cell, seconds.
+    pub(super) fn initial_estimate_s(&self) -> f64 {
+        self.state.lock().map_or(f64::NAN, |s| s.estimate.initial_s)
+    }
+
+    pub(super) fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+fn eta_text(s: &Status) -> String {
+    let left = s
+        .estimate
+        .remaining_s(s.current, s.started.elapsed().as_secs_f64());
+    format!("~{}", super::plan::human_duration(left))
+}
+
+/// Four times a second: the bar's ETA; without a terminal, a line (to `emit`) every `every`.
+fn tick(
+    bar: &ProgressBar,
+    state: &Mutex<Status>,
+    stop: &AtomicBool,
+    every: Duration,
+    emit: &dyn Fn(&str),
+) {
+    let start = Instant::now();
+    let mut last_line = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(250).min(every));
+        let Ok(s) = state.lock() else { return };
+        bar.set_prefix(eta_text(&s));
+        if bar.is_hidden() && last_line.elapsed() >= every {
+            last_line = Instant::now();
+            emit(&format!(
+                "runner: progress {} elapsed, cell {} of {}: {}; ETA {}",
+                super::plan::human_duration(start.elapsed().as_secs_f64()),
+                (s.current + 1).min(s.cells),
+                s.cells,
+                bar.message(),
+                eta_text(&s)
+            ));
+        }
+    }
 }
 
 /// A line for the user that does not tear the progress bar (and still appears without a TTY).
@@ -274,5 +401,76 @@ pub fn list_unsuccessful(summaries: &[CellSummary]) {
                 s.reason.as_deref().unwrap_or("")
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LayerMethod, Precision, ProtocolSection, QuantizeSelection, Scope};
+
+    struct Fixed;
+    impl super::super::estimate::CellCost for Fixed {
+        fn unit_loops_s(&self, _: &Cell) -> Vec<f64> {
+            vec![0.01]
+        }
+        fn outside_s(&self, _: &Cell, _: bool) -> f64 {
+            0.0
+        }
+        fn basis(&self) -> String {
+            "fixed".into()
+        }
+    }
+
+    #[test]
+    fn without_a_terminal_a_progress_line_comes_every_interval_with_a_bounded_eta() {
+        let cell = Cell {
+            id: "c".into(),
+            model: "m".into(),
+            precision: Precision::Fp32,
+            batch_size: 1,
+            seq_len: 8,
+            scope: Scope::Model,
+            quantize: QuantizeSelection::All,
+            layer_method: LayerMethod::Isolated,
+        };
+        let p = ProtocolSection {
+            repeats: 6,
+            ..ProtocolSection::default()
+        };
+        let estimate = Estimate::new(&[&cell, &cell], &Fixed, &p);
+        let initial = estimate.initial_s;
+        let state = Mutex::new(Status {
+            estimate,
+            current: 0,
+            // Far past its estimate: the ETA stays what the other cell costs plus a second.
+            started: Instant::now() - Duration::from_secs(10_000),
+            cells: 2,
+        });
+        let bar = ProgressBar::hidden();
+        bar.set_message("c m fp32 b1 s8: window 2/6");
+        let stop = AtomicBool::new(false);
+        let lines = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                tick(&bar, &state, &stop, Duration::from_millis(100), &|l| {
+                    lines.lock().unwrap().push(l.to_string())
+                })
+            });
+            std::thread::sleep(Duration::from_millis(450));
+            stop.store(true, Ordering::Relaxed);
+        });
+        let lines = lines.into_inner().unwrap();
+        assert!((3..=5).contains(&lines.len()), "{lines:?}");
+        let eta = format!(
+            "ETA ~{}",
+            super::super::plan::human_duration(initial / 2.0 + 1.0)
+        );
+        assert!(
+            lines[0].starts_with("runner: progress ")
+                && lines[0].contains("cell 1 of 2: c m fp32 b1 s8: window 2/6; ")
+                && lines[0].ends_with(&eta),
+            "{lines:?} {eta}"
+        );
     }
 }

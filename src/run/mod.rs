@@ -23,6 +23,7 @@
 mod cell;
 mod classify;
 mod console;
+pub mod estimate;
 mod layers;
 mod plan;
 mod quantize;

@@ -9,8 +9,9 @@ use candle_core::{DType, Device, Tensor};
 use super::cell::{run_cell, Store};
 use super::console::{
     cell_label, cell_result_line, layer_breakdown, list_unsuccessful, print_summary, print_written,
-    progress_bar, say,
+    say, Progress,
 };
+use super::estimate::{self, EncoderCost, Estimate};
 use super::resume::{open_run, resume_command};
 use super::{Prepared, RunOptions};
 use crate::analysis;
@@ -120,8 +121,17 @@ pub fn run_serial(
         "runner: {}",
         super::plan::lower_bound_line(&prepared.exp, &to_measure)
     );
+    let estimate = estimate_run(prepared, &selected.device, &to_measure)?;
+    tell!(
+        "runner: estimated ~{} for {todo} cell(s), from {}; refined as cells finish",
+        super::plan::human_duration(estimate.initial_s),
+        estimate.basis
+    );
+    if let Some(session) = manifest.sessions.last_mut() {
+        session.estimated_s = Some(estimate.initial_s);
+    }
 
-    let progress = progress_bar(todo);
+    let progress = Progress::new(todo, estimate);
     let mut store = Store::default();
     // Plan order; earlier records first, so per-layer cells reconcile against them too.
     let mut records: Vec<CellRecord> = prepared
@@ -135,12 +145,13 @@ pub fn run_serial(
         .and_then(|s| s.idle_baseline.as_ref())
         .map(|i| i.power_w);
     let mut stop = None;
-    for &cell in &to_measure {
+    let cells_started = std::time::Instant::now();
+    for (i, &cell) in to_measure.iter().enumerate() {
         if crate::interrupt::requested() {
             stop = Some(Stop::Interrupted);
             break;
         }
-        progress.set_message(cell_label(cell));
+        progress.start_cell(i, &cell_label(cell));
         let check_overhead = sensor_info.measures_energy && manifest.sampler_overhead.is_none();
         let Some((mut record, trace, overhead)) = run_cell(
             cell,
@@ -151,11 +162,11 @@ pub fn run_serial(
             &sensor_info,
             session_idle,
             check_overhead,
-            &progress,
+            &progress.bar,
             &records,
         ) else {
             say(
-                &progress,
+                &progress.bar,
                 &format!(
                     "interrupted {}: dropped unfinished (measured again on resume)",
                     cell_label(cell)
@@ -166,7 +177,7 @@ pub fn run_serial(
         };
         if let Some(o) = overhead {
             say(
-                &progress,
+                &progress.bar,
                 &format!(
                     "sampler overhead on cell {}: {:.3} ms without, {:.3} ms with the power sampler ({:+.2} %)",
                     o.cell_id, o.latency_off_ms, o.latency_on_ms, o.overhead * 100.0
@@ -180,17 +191,17 @@ pub fn run_serial(
             .write_record(&record)
             .with_context(|| format!("writing the record of cell {}", cell.id))?;
         if !record.layers.is_empty() || !record.prefixes.is_empty() {
-            say(&progress, &layer_breakdown(&record));
+            say(&progress.bar, &layer_breakdown(&record));
         }
         if !trace.is_empty() {
             run_dir.write_trace(&cell.id, &trace)?;
         }
-        say(&progress, &cell_result_line(&record));
+        say(&progress.bar, &cell_result_line(&record));
+        progress.finish_cell(i);
         let failed = record.status == CellStatus::Failed;
         // A cell measured again replaces its earlier failed record.
         records.retain(|r| r.cell.id != record.cell.id);
         records.push(record);
-        progress.inc(1);
         if failed {
             // A failed cell may have taken the device with it: ask before measuring on.
             if let Err(e) = device_health(&selected.device, sensor.as_ref()) {
@@ -212,7 +223,9 @@ pub fn run_serial(
         RealClock::default().sleep_s(protocol.cooldown_s);
         protocol_time.cooldown_s += cooldown_started.elapsed().as_secs_f64();
     }
-    progress.finish_and_clear();
+    let estimated_s = progress.initial_estimate_s();
+    let cells_s = cells_started.elapsed().as_secs_f64();
+    progress.finish();
     if stop.is_none() && crate::interrupt::requested() {
         stop = Some(Stop::Interrupted);
     }
@@ -244,6 +257,14 @@ pub fn run_serial(
     print_written(&written);
     let wall_s = started.elapsed().as_secs_f64();
     tell!("runner: {}", protocol_time.describe(wall_s));
+    if stop.is_none() && todo > 0 {
+        tell!(
+            "runner: the estimate before the first cell was ~{}; the cells took {} ({:.2}x the estimate)",
+            super::plan::human_duration(estimated_s),
+            super::plan::human_duration(cells_s),
+            cells_s / estimated_s
+        );
+    }
     if let Some(session) = manifest.sessions.last_mut() {
         session.wall_s = Some(wall_s);
         session.protocol_s = Some(protocol_time.total_s());
@@ -407,4 +428,27 @@ pub(super) fn device_health(device: &Device, sensor: &dyn EnergySensor) -> Resul
     probe.to_scalar::<f32>()?;
     device.synchronize()?;
     sensor.health_check()
+}
+
+/// The run's estimate before its first cell: the encoder workload priced at this device's
+/// measured matmul rate in each float dtype the cells use.
+fn estimate_run(prepared: &Prepared, device: &Device, cells: &[&Cell]) -> Result<Estimate> {
+    let dim = prepared
+        .specs
+        .values()
+        .map(|s| s.preset.dim)
+        .max()
+        .unwrap_or(768);
+    let mut rates = std::collections::BTreeMap::new();
+    for c in cells {
+        let float = c.precision.float();
+        if let std::collections::btree_map::Entry::Vacant(e) = rates.entry(float) {
+            e.insert(estimate::matmul_rate(device, float, dim)?);
+        }
+    }
+    let cost = EncoderCost {
+        specs: &prepared.specs,
+        rates,
+    };
+    Ok(Estimate::new(cells, &cost, &prepared.exp.config.protocol))
 }

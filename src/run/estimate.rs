@@ -1,0 +1,343 @@
+//! How long a run will take, before its first cell and while it runs. Each cell costs the
+//! protocol's own time (warm-up, `repeats` windows, pauses) with its loops priced by the workload
+//! ([`CellCost`]), plus what it does outside its windows (fidelity and accuracy passes). The
+//! encoder workload prices a loop from its FLOPs at the device's rate, measured here by a short
+//! timed matmul in each float dtype the plan uses; another workload (decoders) supplies its own
+//! `CellCost`. As cells finish, each cell class's estimates are scaled by what its measured
+//! cells really took (loading, slow kernels and all), so the ETA converges on the run.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::{FloatPrecision, Precision, ProtocolSection, Scope};
+use crate::fidelity::FIDELITY_EXAMPLES;
+use crate::matrix::Cell;
+use crate::model::ModelSpec;
+
+/// What a workload's cells cost, for the estimate.
+pub trait CellCost {
+    /// The loop time, in seconds, of each unit the cell measures through the protocol: one for a
+    /// `model` cell (its forward pass), one per layer, component or prefix of a `layers` cell.
+    fn unit_loops_s(&self, cell: &Cell) -> Vec<f64>;
+    /// Seconds outside the protocol: fidelity and accuracy passes, and the fp32 reference the
+    /// first cell of a model and shape computes (`first_of_shape`).
+    fn outside_s(&self, cell: &Cell, first_of_shape: bool) -> f64;
+    /// Cells of one class are refined together (one precision's kernels share a speed).
+    fn class(&self, cell: &Cell) -> String {
+        cell.precision.name().to_string()
+    }
+    /// How the prices were made, for the line that announces the estimate.
+    fn basis(&self) -> String;
+}
+
+/// The protocol's time for units of the given loop times, seconds.
+pub fn protocol_s(p: &ProtocolSection, unit_loops_s: &[f64]) -> f64 {
+    let unit = |loop_s: f64| {
+        let warmup = p.warmup_s.max(f64::from(p.warmup_min_loops) * loop_s) + loop_s;
+        let window = p.min_window_s.max(f64::from(p.min_loops) * loop_s);
+        warmup + p.stabilize_s + f64::from(p.repeats) * window
+    };
+    unit_loops_s.iter().map(|&l| unit(l)).sum::<f64>() + p.cooldown_s
+}
+
+/// Multiply-adds x 2 of one DistilBERT/BERT forward pass of `batch` sequences of `seq` tokens:
+/// per block the Q, K, V and output projections (4 D^2), the FFN (2 D F) on every token, and
+/// the attention's two S x S x D products.
+pub fn encoder_flops(preset: &crate::config::Preset, batch: usize, seq: usize) -> f64 {
+    let (b, s, d, f) = (
+        batch as f64,
+        seq as f64,
+        preset.dim as f64,
+        preset.hidden_dim as f64,
+    );
+    let block = 2.0 * b * s * (4.0 * d * d + 2.0 * d * f) + 4.0 * b * s * s * d;
+    block * preset.n_layers as f64
+}
+
+/// The encoder workload's prices: FLOPs at the measured rate of the cell's float dtype. GGML and
+/// W8A8 formats are priced like their float path until a cell of theirs is measured.
+pub struct EncoderCost<'a> {
+    pub specs: &'a BTreeMap<String, ModelSpec>,
+    /// FLOP/s of a matmul in each float dtype on this device.
+    pub rates: BTreeMap<FloatPrecision, f64>,
+}
+
+impl EncoderCost<'_> {
+    fn forward_s(&self, cell: &Cell, batch: usize) -> f64 {
+        let Some(spec) = self.specs.get(&cell.model) else {
+            return 0.0;
+        };
+        let rate = self
+            .rates
+            .get(&cell.precision.float())
+            .copied()
+            .unwrap_or(1e9);
+        encoder_flops(&spec.preset, batch, cell.seq_len) / rate
+    }
+}
+
+impl CellCost for EncoderCost<'_> {
+    fn unit_loops_s(&self, cell: &Cell) -> Vec<f64> {
+        let whole = self.forward_s(cell, cell.batch_size);
+        match cell.scope {
+            Scope::Model => vec![whole],
+            Scope::Layers => {
+                let n = self.specs.get(&cell.model).map_or(1, |s| s.preset.n_layers) as f64;
+                let mut units = Vec::new();
+                if cell.layer_method.isolated() {
+                    // Each block and its four components at about a block's time or less;
+                    // embeddings and the heads cost little.
+                    units.extend(std::iter::repeat_n(whole / n, (5.0 * n) as usize));
+                    units.extend([whole / (10.0 * n); 3]);
+                }
+                if cell.layer_method.prefix() {
+                    // Prefixes through 1, 2, ... n blocks: half a pass on average.
+                    units.extend(std::iter::repeat_n(whole / 2.0, n as usize + 3));
+                }
+                units
+            }
+        }
+    }
+
+    fn outside_s(&self, cell: &Cell, first_of_shape: bool) -> f64 {
+        if cell.scope != Scope::Model || cell.precision == Precision::Fp32 {
+            return 0.0;
+        }
+        let per_example = |c: &Cell| self.forward_s(c, 1);
+        let mut s = FIDELITY_EXAMPLES as f64 * per_example(cell);
+        if first_of_shape {
+            let fp32 = Cell {
+                precision: Precision::Fp32,
+                ..cell.clone()
+            };
+            s += FIDELITY_EXAMPLES as f64 * per_example(&fp32);
+        }
+        s
+    }
+
+    /// The GGML formats share their kernels (and on the CPU their slow f16-activation path),
+    /// as the W8A8 ones do: the first cell of one prices the others of its family.
+    fn class(&self, cell: &Cell) -> String {
+        let float = cell.precision.float().precision().name();
+        match cell.precision {
+            Precision::Quantized(..) => format!("ggml-{float}"),
+            Precision::EightBit(..) => format!("w8a8-{float}"),
+            p => p.name().to_string(),
+        }
+    }
+
+    fn basis(&self) -> String {
+        let rates: Vec<String> = self
+            .rates
+            .iter()
+            .map(|(f, r)| format!("{} {:.1} GFLOP/s", f.precision().name(), r / 1e9))
+            .collect();
+        format!(
+            "each cell's FLOPs at this device's measured matmul rate ({}; quantized formats priced like their float path until one of their cells is measured)",
+            rates.join(", ")
+        )
+    }
+}
+
+/// This device's matmul rate in `float`, FLOP/s: a [256, dim] x [dim, dim] product timed for
+/// about 0.1 s after one untimed run.
+pub fn matmul_rate(device: &Device, float: FloatPrecision, dim: usize) -> Result<f64> {
+    let dtype = match float {
+        FloatPrecision::Fp32 => DType::F32,
+        FloatPrecision::Fp16 => DType::F16,
+        FloatPrecision::Bf16 => DType::BF16,
+    };
+    let dim = dim.clamp(64, 4096);
+    let a = Tensor::randn(0f32, 1.0, (256, dim), device)?.to_dtype(dtype)?;
+    let b = Tensor::randn(0f32, 1.0, (dim, dim), device)?.to_dtype(dtype)?;
+    a.matmul(&b)?;
+    device.synchronize()?;
+    let start = Instant::now();
+    let mut runs = 0u32;
+    while runs < 2 || start.elapsed().as_secs_f64() < 0.1 {
+        a.matmul(&b)?;
+        device.synchronize()?;
+        runs += 1;
+    }
+    let flops = 2.0 * 256.0 * (dim * dim) as f64 * f64::from(runs);
+    Ok(flops / start.elapsed().as_secs_f64())
+}
+
+/// The run's estimate: each cell's price, scaled per class by what measured cells took.
+pub struct Estimate {
+    cells: Vec<(String, f64)>,
+    /// actual / estimated of every finished cell, per class.
+    ratios: BTreeMap<String, Vec<f64>>,
+    /// The whole run's estimate before its first cell.
+    pub initial_s: f64,
+    pub basis: String,
+}
+
+impl Estimate {
+    pub fn new(cells: &[&Cell], cost: &dyn CellCost, protocol: &ProtocolSection) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let cells: Vec<(String, f64)> = cells
+            .iter()
+            .map(|c| {
+                let first = seen.insert((c.model.clone(), c.seq_len));
+                let s = protocol_s(protocol, &cost.unit_loops_s(c)) + cost.outside_s(c, first);
+                (cost.class(c), s)
+            })
+            .collect();
+        Self {
+            initial_s: cells.iter().map(|c| c.1).sum(),
+            cells,
+            ratios: BTreeMap::new(),
+            basis: cost.basis(),
+        }
+    }
+
+    fn factor(&self, class: &str) -> f64 {
+        let median = |v: &[f64]| crate::stats::percentile(v, 50.0);
+        match self.ratios.get(class) {
+            Some(r) => median(r),
+            None => {
+                let all: Vec<f64> = self.ratios.values().flatten().copied().collect();
+                if all.is_empty() {
+                    1.0
+                } else {
+                    median(&all)
+                }
+            }
+        }
+    }
+
+    /// Cell `i` (plan order of the cells to measure) took `actual_s`.
+    pub fn finished(&mut self, i: usize, actual_s: f64) {
+        if let Some((class, est)) = self.cells.get(i) {
+            if *est > 0.0 && actual_s.is_finite() {
+                self.ratios
+                    .entry(class.clone())
+                    .or_default()
+                    .push(actual_s / est);
+            }
+        }
+    }
+
+    /// Seconds left: the cells after `current`, and what is left of `current` after
+    /// `elapsed_s` in it (never below a second, so an overrun cell shows as about to end).
+    pub fn remaining_s(&self, current: usize, elapsed_s: f64) -> f64 {
+        let price = |i: usize| {
+            let (class, s) = &self.cells[i];
+            s * self.factor(class)
+        };
+        let rest: f64 = (current + 1..self.cells.len()).map(price).sum();
+        let here = if current < self.cells.len() {
+            (price(current) - elapsed_s).max(1.0)
+        } else {
+            0.0
+        };
+        rest + here
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LayerMethod, QuantizeSelection};
+
+    /// A workload of fixed prices: 0.1 s a loop, 2 s outside for non-fp32 cells.
+    struct Fixed;
+    impl CellCost for Fixed {
+        fn unit_loops_s(&self, _: &Cell) -> Vec<f64> {
+            vec![0.1]
+        }
+        fn outside_s(&self, c: &Cell, _: bool) -> f64 {
+            if c.precision == Precision::Fp32 {
+                0.0
+            } else {
+                2.0
+            }
+        }
+        fn basis(&self) -> String {
+            "fixed".into()
+        }
+    }
+
+    fn cell(precision: &str, batch: usize) -> Cell {
+        Cell {
+            id: format!("{precision}{batch}"),
+            model: "m".into(),
+            precision: Precision::parse(precision).unwrap(),
+            batch_size: batch,
+            seq_len: 16,
+            scope: Scope::Model,
+            quantize: QuantizeSelection::All,
+            layer_method: LayerMethod::Isolated,
+        }
+    }
+
+    #[test]
+    fn the_protocol_prices_warm_up_windows_and_slow_loops() {
+        let p = ProtocolSection {
+            warmup_s: 1.0,
+            warmup_min_loops: 3,
+            stabilize_s: 0.5,
+            min_window_s: 2.0,
+            min_loops: 10,
+            repeats: 6,
+            cooldown_s: 0.0,
+            ..ProtocolSection::default()
+        };
+        // Fast loops: the minimum times. Warm-up 1 s (+ the first loop), 6 windows of 2 s.
+        assert!((protocol_s(&p, &[0.01]) - (1.01 + 0.5 + 12.0)).abs() < 1e-9);
+        // Slow loops: ten loops a window outlast 2 s, three loops outlast the warm-up.
+        assert!((protocol_s(&p, &[0.5]) - (1.5 + 0.5 + 0.5 + 30.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_estimate_learns_from_measured_cells_and_never_runs_away() {
+        let p = ProtocolSection {
+            repeats: 6,
+            ..ProtocolSection::default()
+        };
+        let cells = [
+            cell("fp32", 1),
+            cell("fp32", 8),
+            cell("fp16", 1),
+            cell("fp16", 8),
+        ];
+        let refs: Vec<&Cell> = cells.iter().collect();
+        let mut e = Estimate::new(&refs, &Fixed, &p);
+        let per = protocol_s(&p, &[0.1]);
+        assert!((e.initial_s - (4.0 * per + 4.0)).abs() < 1e-9);
+        // Before anything ran: the whole run is left, minus nothing.
+        assert!((e.remaining_s(0, 0.0) - e.initial_s).abs() < 1e-9);
+        // Far into the first cell: what is left of it never goes below a second, nor negative.
+        assert!(e.remaining_s(0, 1e9) >= 3.0 * per);
+        // The fp32 cells took twice their price: the other fp32 cell is priced twice, the fp16
+        // cells (no cell of theirs measured yet) by the run's median.
+        e.finished(0, 2.0 * per);
+        assert!((e.remaining_s(1, 0.0) - (2.0 * per + 2.0 * 2.0 * (per + 2.0))).abs() < 1e-9);
+        // fp16 measured as priced: its cells return to their price.
+        e.finished(2, per + 2.0);
+        assert!((e.remaining_s(3, 0.0) - (per + 2.0)).abs() < 1e-9);
+        // Past the last cell: nothing left.
+        assert_eq!(e.remaining_s(4, 0.0), 0.0);
+    }
+
+    #[test]
+    fn encoder_flops_count_the_projections_the_ffn_and_attention() {
+        let preset = crate::config::Preset::DISTILBERT_BASE_UNCASED;
+        // Per block at batch 1, seq 128: 2*128*(4*768^2 + 2*768*3072) + 4*128^2*768.
+        let block = 2.0 * 128.0 * (4.0 * 768.0f64.powi(2) + 2.0 * 768.0 * 3072.0)
+            + 4.0 * 128.0f64.powi(2) * 768.0;
+        assert!((encoder_flops(&preset, 1, 128) - 6.0 * block).abs() < 1.0);
+        // ~11.2 GFLOP a pass of DistilBERT-base at seq 128 (half of BERT-base's usual ~22).
+        assert!((encoder_flops(&preset, 1, 128) / 1e9 - 11.17).abs() < 0.05);
+    }
+
+    #[test]
+    fn a_matmul_rate_is_measured_on_the_cpu() {
+        let r = matmul_rate(&Device::Cpu, FloatPrecision::Fp32, 128).unwrap();
+        assert!(r > 1e6 && r.is_finite(), "{r}");
+    }
+}

@@ -14,19 +14,24 @@
 //! is `all`) and a `model` cell no layer method (`isolated`), so those combinations merge too.
 //! Cells whose `quantize = "top:K"` ranks layers by a `layers` cell's profile are planned after
 //! every `layers` cell.
+//!
+//! `id.rs`: a cell's id, which hashes everything that shapes what the cell measures.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::config::{
     LayerMethod, LoadedExperiment, MatrixEntry, Precision, QuantizeSelection, Scope, AXES,
 };
 use crate::error::ConfigError;
-use crate::model::{hex, ModelSpec};
+use crate::model::ModelSpec;
+
+mod id;
+
+use id::{cell_id, IdContext};
+pub use id::{execution_identity, is_cell_id, same_cells};
 
 /// One measurement to make: a fully resolved combination of the axes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -486,158 +491,4 @@ fn to_cell(
     };
     cell.id = cell_id(&cell, spec, ctx).map_err(|e| format!("{e:#}"))?;
     Ok(cell)
-}
-
-/// Whether `id` looks like an id [`cell_id`] makes (12 lowercase hex digits). Ids name record,
-/// trace and chart files, so one read back from disk is checked before it is used in a path.
-/// Whether two plans hold the same cells in the same order (a run directory's and the one an
-/// experiment file gives now).
-pub fn same_cells(a: &[Cell], b: &[Cell]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id)
-}
-
-pub fn is_cell_id(id: &str) -> bool {
-    id.len() == 12
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// The parts of a cell's identity shared by all cells of a run.
-struct IdContext {
-    protocol: Value,
-    dataset: Value,
-    weights: BTreeMap<String, String>,
-    device: crate::config::DeviceSection,
-}
-
-impl IdContext {
-    fn new(exp: &LoadedExperiment) -> anyhow::Result<Self> {
-        let d = &exp.config.dataset;
-        // Read as they will be used: regular files within their limits.
-        let digest = |path: &std::path::Path, max: u64, what: &str| -> anyhow::Result<String> {
-            let bytes = crate::files::read(path, max, what)?;
-            Ok(hex(&Sha256::digest(bytes))[..16].to_string())
-        };
-        use crate::files::limit;
-        let dataset = json!({
-            "sha256": digest(&exp.resolve(&d.path), limit::DATASET, "dataset")?,
-            "format": d.format,
-            "tokenizer_sha256": digest(&exp.resolve(&d.tokenizer), limit::TOKENIZER, "tokenizer")?,
-            "limit": d.limit,
-        });
-        let mut weights = BTreeMap::new();
-        for (name, section) in &exp.config.models {
-            let spec = ModelSpec::resolve(name, section, exp)?;
-            let identity = spec
-                .weights_identity()
-                .with_context(|| format!("models.{name}.weights"))?;
-            weights.insert(name.clone(), identity);
-        }
-        Ok(Self {
-            protocol: serde_json::to_value(&exp.config.protocol)?,
-            dataset,
-            weights,
-            device: exp.config.device.clone(),
-        })
-    }
-}
-
-/// The settings of how a cell runs that change what it measures, by name, where they differ from
-/// their defaults (so ids from before a setting existed stay what they were). Every such setting
-/// belongs here: a resume then refuses the records of cells measured the other way, and compare
-/// never matches them. Settings that change nothing for this cell's precision are left out, so
-/// flipping FP8 fast accumulation does not re-measure int8 cells.
-pub fn execution_identity(device: &crate::config::DeviceSection, precision: Precision) -> Value {
-    use crate::config::EightBit;
-    let mut settings = serde_json::Map::new();
-    // Eager launches against one CUDA graph per pass: different numbers on a GPU.
-    if !device.cuda_graphs {
-        settings.insert("cuda_graphs".into(), json!(false));
-    }
-    // W8A8: the FFN's activation quantized in the GELU kernel, or in a pass of its own.
-    if precision.eight_bit().is_some() && !device.fuse_quantization {
-        settings.insert("fuse_quantization".into(), json!(false));
-    }
-    // FP8: cuBLASLt's fast accumulation (other numerics, other speed).
-    if precision.eight_bit() == Some(EightBit::Fp8E4M3) && device.fp8_fast_accumulation {
-        settings.insert("fp8_fast_accumulation".into(), json!(true));
-    }
-    Value::Object(settings)
-}
-
-/// A cell's id: the first 12 hex digits of the SHA-256 of its fully resolved settings (model name,
-/// architecture, weights' identity, precision, shapes, scope, protocol, dataset and tokenizer
-/// contents, and the execution settings that change what it measures: [`execution_identity`]).
-/// Independent of the cell's position, of other cells and of the device, so re-runs, resumes and
-/// comparisons across machines match cells by what they are.
-fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow::Result<String> {
-    let mut identity = json!({
-        "model": cell.model,
-        "preset": spec.preset,
-        "weights": ctx.weights[&cell.model],
-        "precision": cell.precision,
-        "batch_size": cell.batch_size,
-        "seq_len": cell.seq_len,
-        "scope": cell.scope,
-        "protocol": ctx.protocol,
-        "dataset": ctx.dataset,
-    });
-    // Only probe heads add a key, so checkpoint-head ids are what they were before probes existed.
-    if let Some(probe) = &spec.probe {
-        identity["probe_head"] = json!({ "settings": probe, "seed": spec.seed });
-    }
-    // Likewise the per-layer axes: only a value other than the default adds a key.
-    if !cell.quantize.is_all() {
-        identity["quantize"] = json!(cell.quantize);
-    }
-    if !cell.layer_method.is_isolated() {
-        identity["layer_method"] = json!(cell.layer_method);
-    }
-    let execution = execution_identity(&ctx.device, cell.precision);
-    if execution.as_object().is_some_and(|m| !m.is_empty()) {
-        identity["execution"] = execution;
-    }
-    // serde_json's maps are sorted by key, so this text is canonical.
-    let text = serde_json::to_string(&identity)?;
-    Ok(hex(&Sha256::digest(text.as_bytes()))[..12].to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Backend, DeviceSection, GpuSet};
-
-    /// Every device setting either changes what a cell measures (then it is in the id of the
-    /// cells it affects) or only says where the cell runs (a cell is the same measurement on any
-    /// device; `--resume` checks the device). The literal lists every field: a new one does not
-    /// compile here until it is put on one side.
-    #[test]
-    fn every_device_setting_is_in_the_id_or_only_says_where_the_cell_runs() {
-        let all_changed = DeviceSection {
-            // Where: not in the id.
-            backend: Backend::Cpu,
-            gpu: 3,
-            gpus: Some(GpuSet::List(vec![0, 1])),
-            cpu_workers: 2,
-            // What: in the id.
-            cuda_graphs: false,
-            fuse_quantization: false,
-            fp8_fast_accumulation: true,
-        };
-        let keys = |p: &str| -> Vec<String> {
-            let precision = Precision::parse(p).unwrap();
-            let v = execution_identity(&all_changed, precision);
-            v.as_object().unwrap().keys().cloned().collect()
-        };
-        assert_eq!(
-            keys("fp8-fp16"),
-            ["cuda_graphs", "fp8_fast_accumulation", "fuse_quantization"]
-        );
-        assert_eq!(keys("int8-fp16"), ["cuda_graphs", "fuse_quantization"]);
-        assert_eq!(keys("q8_0-fp16"), ["cuda_graphs"]);
-        assert_eq!(keys("fp16"), ["cuda_graphs"]);
-        let defaults = execution_identity(&DeviceSection::default(), Precision::Fp32);
-        assert!(defaults.as_object().unwrap().is_empty());
-    }
 }

@@ -56,18 +56,23 @@ enum Command {
         templates: Option<PathBuf>,
     },
     /// Compare two runs cell by cell (matched by definition, on any machines): each metric's
-    /// ratio B/A with its interval; exit 1 when a cell (or a unit of a layers cell) regressed
-    /// beyond --threshold, 3 when no cell was measured in both runs.
+    /// medians in A and B and B/A with its 95 % interval, judged improved, regressed or within
+    /// noise; exit 1 when a cell (or a unit of a layers cell) regressed, 3 when no cell was
+    /// measured in both runs.
     Compare {
         /// The earlier (reference) run directory.
         run_a: PathBuf,
         /// The later run directory, compared against A.
         run_b: PathBuf,
-        /// A cell regressed when B is slower, or spends more energy, by more than PCT % beyond
-        /// the interval.
-        #[arg(long, value_name = "PCT", default_value_t = 5.0)]
-        threshold: f64,
-        /// Write compare.md and compare.html here (default: RUN_B).
+        /// Run-to-run noise, in %: a change smaller than PCT % is within noise even where the
+        /// runs' within-run interval excludes 1 (two runs of one cell differ by a few %); beyond
+        /// it and beyond the interval a metric improved or regressed (as criterion's
+        /// noise_threshold).
+        #[arg(long = "noise-threshold", visible_alias = "threshold", value_name = "PCT",
+              default_value_t = report::compare::DEFAULT_NOISE_THRESHOLD_PCT)]
+        noise_threshold: f64,
+        /// Write compare.md and compare.html into DIR (created when absent; default:
+        /// ./compare-<A's run id>-vs-<B's run id>, never inside a run's directory).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
@@ -174,12 +179,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         Some(Command::Compare {
             run_a,
             run_b,
-            threshold,
+            noise_threshold,
             out,
         }) => report::compare::run(&report::compare::CompareOptions {
             a: run_a,
             b: run_b,
-            threshold_pct: threshold,
+            threshold_pct: noise_threshold,
             out,
         }),
         None => run_experiment(cli.run),

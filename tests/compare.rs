@@ -1,5 +1,6 @@
 //! `runner compare RUN_A RUN_B` end to end: a run against itself, against a copy with one cell
-//! made 2x slower, with a cell missing, and against a directory without records.
+//! made 2x slower, 2x faster or 3 % slower (beyond its tight interval, within the noise
+//! threshold), with a cell missing, and against a directory without records.
 //!
 //! Run A is a real run of the binary, but its windows are then pinned to tight, known latencies:
 //! a CPU run on a loaded machine can have one window 3x the others, and then a 2x slowdown is
@@ -105,16 +106,21 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
     let stdout = stdout_of(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr_of(&out));
     assert!(
-        stdout.contains("2 cells compared: 0 differ beyond noise, 0 regressed"),
+        stdout.contains("2 cells compared: 0 improved, 0 regressed, 2 within noise (0 of them"),
         "{stdout}"
     );
-    assert!(stdout.contains("latency 1.00x ["), "{stdout}");
+    assert!(stdout.contains("latency 1.000 ["), "{stdout}");
     let md = std::fs::read_to_string(same.join("compare.md")).unwrap();
-    assert!(md.contains("within-run noise only"), "{md}");
+    assert!(
+        md.contains("holds only the noise within these two runs"),
+        "{md}"
+    );
     assert!(md.contains("same machine"), "{md}");
     assert!(same.join("compare.html").is_file());
 
     // One cell 2x slower in B: exit 1, the cell named on stderr, the report says regressed.
+    // Without --out the files go to a folder of their own in the current directory, named
+    // after both runs, never into B's run directory.
     let b = f.dir.path().join("b");
     copy_tree(&a, &b);
     slow_down(&b, &ids[1], 2.0);
@@ -125,10 +131,25 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
         stderr.contains(&format!("regressed beyond 5 %: cell {}", ids[1])),
         "{stderr}"
     );
-    assert!(stderr.contains("latency 2.00x"), "{stderr}");
+    assert!(stderr.contains("latency 2.00 ["), "{stderr}");
+    assert!(stderr.contains("times slower)"), "{stderr}");
     assert!(!stderr.contains(&ids[0]), "only the slowed cell: {stderr}");
-    let md = std::fs::read_to_string(b.join("compare.md")).unwrap();
+    assert!(!b.join("compare.md").exists(), "nothing written into RUN_B");
+    let run_id = manifest["run_id"].as_str().unwrap();
+    let default = f.dir.path().join(format!("compare-{run_id}-vs-{run_id}"));
+    assert!(
+        stdout.contains(&format!("wrote compare-{run_id}-vs-{run_id}/compare.md")),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(default.join("compare.md")).unwrap();
     assert!(md.contains("**regressed**"), "{md}");
+    // The absolute medians of both runs: 10.02 ms in A, 20.05 ms in B (pinned windows), and
+    // B/A with its interval (brackets escaped for Markdown).
+    assert!(
+        md.contains("| 10.02 | 20.05 | 2.00 \\[1.99, 2.01\\] |"),
+        "{md}"
+    );
+    assert!(md.contains(" times slower |"), "{md}");
     // A threshold above the regression lets it pass.
     let out = f
         .runner()
@@ -139,6 +160,70 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
+
+    // Twice as fast in B: improved (exit 0), in green, as hyperfine says it.
+    let fast = f.dir.path().join("fast");
+    copy_tree(&a, &fast);
+    slow_down(&fast, &ids[1], 0.5);
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&a)
+        .arg(&fast)
+        .args(["--out", "o-fast"])
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr_of(&out));
+    assert!(
+        stdout.contains("2 cells compared: 1 improved, 0 regressed, 1 within noise"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("times faster; improved"), "{stdout}");
+    let md = std::fs::read_to_string(f.dir.path().join("o-fast/compare.md")).unwrap();
+    assert!(md.contains("**improved**"), "{md}");
+    let html = std::fs::read_to_string(f.dir.path().join("o-fast/compare.html")).unwrap();
+    assert!(html.contains("<tr class=\"improved\">"), "{html}");
+
+    // 3 % slower in B: beyond its tight within-run interval, but under the default 5 % noise
+    // threshold (two runs of one cell differ by that much): within noise, and said why. With
+    // --noise-threshold 1 it regressed.
+    let drift = f.dir.path().join("drift");
+    copy_tree(&a, &drift);
+    slow_down(&drift, &ids[1], 1.03);
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&a)
+        .arg(&drift)
+        .args(["--out", "o-drift"])
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr_of(&out));
+    assert!(
+        stdout.contains("0 improved, 0 regressed, 2 within noise (1 of them beyond the within-run interval but under the 5 % noise threshold)"),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(f.dir.path().join("o-drift/compare.md")).unwrap();
+    assert!(
+        md.contains("latency +3.0 %: beyond this pair's within-run interval, but under the 5 % noise threshold (within noise)"),
+        "{md}"
+    );
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&a)
+        .arg(&drift)
+        .args(["--out", "o-drift", "--noise-threshold", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!("regressed beyond 1 %: cell {}", ids[1])),
+        "{}",
+        stderr_of(&out)
+    );
 
     // A cell B planned but has no record of is said to be exactly that.
     std::fs::remove_file(b.join("cells").join(format!("{}.json", ids[1]))).unwrap();

@@ -243,13 +243,13 @@ fn units_of_a_layers_cell_regress_and_top_k_cells_of_other_layers_are_not_matche
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(
         stderr.contains(&format!(
-            "regressed beyond 5 %: cell {layers} (tiny int8-fp32 b2 seq 8 (layers)), unit "
+            "regressed beyond 5 %: cell {layers} (tiny int8-fp32 b2 seq 8 layers quantize=all method=isolated), unit "
         )),
         "{stderr}"
     );
-    assert!(stderr.contains("latency 3.00x"), "{stderr}");
+    assert!(stderr.contains("latency 3.00 ["), "{stderr}");
     assert!(
-        stdout.contains("3 cells compared: 1 differ beyond noise, 1 regressed"),
+        stdout.contains("3 cells compared: 0 improved, 1 regressed, 2 within noise"),
         "{stdout}"
     );
     let md = std::fs::read_to_string(f.dir.path().join("o1/compare.md")).unwrap();
@@ -265,7 +265,7 @@ fn units_of_a_layers_cell_regress_and_top_k_cells_of_other_layers_are_not_matche
     let (code, stdout, stderr) = compare(&f, &a, &c, "o2");
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
-        stdout.contains(&format!("not compared: {top} tiny int8-fp32 b2 seq 8 quantize top:1: quantize = top:1 quantized other layers in each run")),
+        stdout.contains(&format!("not compared: {top} tiny int8-fp32 b2 seq 8 quantize=top:1: quantize = top:1 quantized other layers in each run")),
         "{stdout}"
     );
     assert!(stdout.contains("B: pre_classifier"), "{stdout}");
@@ -327,7 +327,7 @@ fn bad_input_exits_2_naming_it_and_compare_md_keeps_run_ids_as_text() {
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains(&format!(
-            "not compared: {} tiny int8-fp32 b2 seq 8: the same id names a different cell in each run",
+            "not compared: {} tiny int8-fp32 b2 seq 8 quantize=all: the same id names a different cell in each run",
             ids[0]
         )),
         "{stdout}"

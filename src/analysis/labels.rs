@@ -78,6 +78,18 @@ impl Labels {
     }
 }
 
+/// The cell's value on every axis that applies to it, constant or not (`distilbert fp16 b16 seq
+/// 128 layers method=prefix`): what the cell is, where no run's other cells give context (a
+/// heading, `runner compare`).
+pub fn description(cell: &Cell) -> String {
+    cell.axes()
+        .iter()
+        .filter(|a| !a.short.is_empty())
+        .map(|a| a.short.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Whether `a` and `b` are the same cell but for the axes in `except`: every other axis equal
 /// where it applies to both (fp16 and fp8-fp16 quantize=ffn compare on the other axes, since
 /// `quantize` does not apply to fp16).

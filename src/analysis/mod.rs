@@ -27,7 +27,7 @@ use crate::sensor::energy;
 use crate::stats::{coefficient_of_variation, median_ci95, percentile, MIN_FOR_INTERVAL};
 
 pub use findings::{findings, ratio_text, FindingGroup, Findings, Leader, RatioGroup, RatioLine};
-pub use labels::{axis_title, same_except, Labels};
+pub use labels::{axis_title, description, same_except, Labels};
 pub use layers::{
     layer_summaries, layer_totals, reconcile, reconcile_in, LayerSummary, LayerTotals,
     RECONCILIATION_FLAG,
@@ -390,12 +390,7 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
     CellSummary {
         id: r.cell.id.clone(),
         label: Labels::default().label(&r.cell),
-        description: axes
-            .iter()
-            .filter(|a| !a.short.is_empty())
-            .map(|a| a.short.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
+        description: labels::description(&r.cell),
         axis_values: axes
             .into_iter()
             .map(|a| (a.axis, a.value.unwrap_or_default()))

@@ -1,10 +1,12 @@
-//! `runner compare RUN_A RUN_B [--threshold PCT]`: two runs cell by cell. Cells are matched by
-//! their id, which hashes the cell's definition (weights, data, protocol, shapes, precision) and
-//! never the device, so runs on two machines match. For each matched cell: latency, throughput
-//! and energy per inference as ratios B/A of medians, with bootstrap intervals over both runs'
-//! windows; a cell regressed when B is slower or spends more than the threshold, beyond that
-//! interval; a layers cell regressed when any of its units did. Writes compare.md and
-//! compare.html beside B's reports (or into --out).
+//! `runner compare RUN_A RUN_B [--noise-threshold PCT] [--out DIR]`: two runs cell by cell.
+//! Cells are matched by their id, which hashes the cell's definition (weights, data, protocol,
+//! shapes, precision, execution settings) and never the device, so runs on two machines match.
+//! For each matched cell: the medians of latency and energy per inference in A and in B, and
+//! B/A as a Hodges–Lehmann ratio of both runs' windows with its exact 95 % interval; each
+//! metric improved, regressed or is within noise as `compare_verdict.rs` judges it (beyond the
+//! interval and the noise threshold); a layers cell unit by unit. Writes compare.md and
+//! compare.html into --out, by default a folder of its own in the current directory (never into
+//! a run's directory: a run holds one run's evidence, and may be committed or still running).
 //!
 //! Exit status: 1 when a cell regressed; 3 when nothing was compared (no cell measured in both
 //! runs: a gate that compared nothing must not pass); 2 for bad input (a damaged record, an
@@ -18,11 +20,14 @@ use serde::Serialize;
 
 use super::compare_layers::{compare_layers_cell, LayersCellView};
 use super::compare_match::{cell_label, pair, why_nothing, NotCompared};
-use crate::analysis::{ratio_text, summarize, CellSummary};
+use super::compare_verdict::{metric, MetricView, Verdict};
+use crate::analysis::{summarize, CellSummary};
 use crate::config::Scope;
 use crate::error::{exit, ConfigError};
 use crate::results::{write_derived, CellRecord, Manifest, RunDir};
-use crate::stats::{ratio_ci95, Estimate};
+use crate::stats::ratio_ci95;
+
+pub use super::compare_verdict::DEFAULT_NOISE_THRESHOLD_PCT;
 
 const COMPARE_HTML: &str = include_str!("../../templates/compare.html.j2");
 const COMPARE_MD: &str = include_str!("../../templates/compare.md.j2");
@@ -30,9 +35,11 @@ const COMPARE_MD: &str = include_str!("../../templates/compare.md.j2");
 pub struct CompareOptions {
     pub a: PathBuf,
     pub b: PathBuf,
-    /// A cell regressed when B/A exceeds 1 + threshold/100 (latency or energy), beyond noise.
+    /// Run-to-run noise in %: a change smaller than this is within noise whatever the
+    /// within-run interval says (criterion's `noise_threshold`); beyond it and beyond the
+    /// interval a metric improved or regressed.
     pub threshold_pct: f64,
-    /// Where compare.md and compare.html go (default: B's run directory).
+    /// Where compare.md and compare.html go (default: [`default_out`]).
     pub out: Option<PathBuf>,
 }
 
@@ -48,26 +55,23 @@ struct RunView {
 }
 
 #[derive(Debug, Serialize)]
-pub(super) struct MetricView {
-    /// `latency`, `throughput`, `energy`.
-    pub metric: String,
-    pub ratio: f64,
-    ci_low: Option<f64>,
-    ci_high: Option<f64>,
-    pub text: String,
-    /// The interval excludes 1 (or, with no interval, the point is off 1 by the threshold).
-    pub differs: bool,
-    /// Worse in B by more than the threshold, beyond noise (higher latency or energy, lower
-    /// throughput).
-    pub regressed: bool,
-}
-
-#[derive(Debug, Serialize)]
 struct CellView {
     id: String,
     label: String,
+    /// Medians of each run, to 4 significant digits: latency per batch (ms) and energy per
+    /// inference (mJ, gross); `n/a` where the run has none (energy on the CPU).
+    a_latency_ms: String,
+    b_latency_ms: String,
+    a_energy_mj: String,
+    b_energy_mj: String,
+    /// The CPU's W8A8 cells run the numerics reference: their time is not a speed figure,
+    /// though two runs of it may still be compared.
+    speed_is_reference: bool,
     metrics: Vec<MetricView>,
+    verdict: Verdict,
     regressed: bool,
+    /// Some metric's interval excludes 1 (beyond within-run noise; not necessarily beyond the
+    /// noise threshold).
     differs: bool,
 }
 
@@ -76,6 +80,8 @@ struct CompareView {
     a: RunView,
     b: RunView,
     threshold_pct: f64,
+    /// The threshold as the verdicts' reasons write it (`5`, `2.5`).
+    threshold: String,
     same_machine: bool,
     cells: Vec<CellView>,
     /// Layers cells unit by unit: a unit that regressed makes its cell regressed.
@@ -85,7 +91,10 @@ struct CompareView {
     /// Cells compared: whole-model cells plus layers cells (unit by unit).
     compared: usize,
     regressed: usize,
-    differing: usize,
+    improved: usize,
+    within_noise: usize,
+    /// Within noise, but beyond this pair's within-run interval: what run-to-run noise is.
+    within_threshold_only: usize,
     /// Why nothing was compared, when nothing was.
     nothing_compared: Option<String>,
 }
@@ -138,73 +147,40 @@ fn open(dir: &Path) -> Result<(Manifest, Vec<CellRecord>)> {
     Ok((manifest, records))
 }
 
-fn throughput(s: &CellSummary) -> Vec<f64> {
-    let b = s.batch_size as f64;
-    s.window_latency_ms.iter().map(|ms| b * 1e3 / ms).collect()
-}
-
-/// A metric's verdict; `None` for an estimate that is not a finite ratio (records are checked as
-/// they are read, so this is a backstop: "NaNx, within noise" is never a verdict).
-pub(super) fn metric(
-    name: &str,
-    e: Estimate,
-    threshold: f64,
-    higher_is_worse: bool,
-) -> Option<MetricView> {
-    let finite = e.0.is_finite() && e.1.is_none_or(|(lo, hi)| lo.is_finite() && hi.is_finite());
-    if !finite || e.0 <= 0.0 {
-        return None;
+/// A median to 4 significant digits (`12.35`, `0.08123`, `1234`), `n/a` for none.
+fn significant(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() && v != 0.0 => {
+            let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 8) as usize;
+            format!("{v:.digits$}")
+        }
+        Some(0.0) => "0".into(),
+        _ => "n/a".into(),
     }
-    let limit = 1.0 + threshold / 100.0;
-    let (differs, regressed) = match e.1 {
-        Some((lo, hi)) => {
-            let differs = lo > 1.0 || hi < 1.0;
-            let regressed = if higher_is_worse {
-                lo > 1.0 && e.0 > limit
-            } else {
-                hi < 1.0 && e.0 < 1.0 / limit
-            };
-            (differs, regressed)
-        }
-        // No interval (fewer than 3 windows a side): judged on the point alone.
-        None => {
-            let off = e.0 > limit || e.0 < 1.0 / limit;
-            let worse = if higher_is_worse {
-                e.0 > limit
-            } else {
-                e.0 < 1.0 / limit
-            };
-            (off, worse)
-        }
-    };
-    Some(MetricView {
-        metric: name.to_string(),
-        ratio: e.0,
-        ci_low: e.1.map(|c| c.0),
-        ci_high: e.1.map(|c| c.1),
-        text: ratio_text(&e),
-        differs,
-        regressed,
-    })
 }
 
 fn compare_cell(a: &CellSummary, b: &CellSummary, label: String, threshold: f64) -> CellView {
     let metrics: Vec<MetricView> = [
         ratio_ci95(&b.window_latency_ms, &a.window_latency_ms)
             .and_then(|e| metric("latency", e, threshold, true)),
-        ratio_ci95(&throughput(b), &throughput(a))
-            .and_then(|e| metric("throughput", e, threshold, false)),
         ratio_ci95(&b.window_energy_mj, &a.window_energy_mj)
             .and_then(|e| metric("energy", e, threshold, true)),
     ]
     .into_iter()
     .flatten()
     .collect();
+    let verdict = Verdict::of(&metrics);
     CellView {
         id: a.id.clone(),
         label,
-        regressed: metrics.iter().any(|m| m.regressed),
+        a_latency_ms: significant(a.latency_per_loop_ms),
+        b_latency_ms: significant(b.latency_per_loop_ms),
+        a_energy_mj: significant(a.energy_per_inference_mj),
+        b_energy_mj: significant(b.energy_per_inference_mj),
+        speed_is_reference: a.speed_is_reference || b.speed_is_reference,
+        regressed: verdict == Verdict::Regressed,
         differs: metrics.iter().any(|m| m.differs),
+        verdict,
         metrics,
     }
 }
@@ -215,13 +191,20 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
     anyhow::ensure!(
         opts.threshold_pct.is_finite() && opts.threshold_pct >= 0.0,
         ConfigError::new(format!(
-            "--threshold {}: give a percentage of 0 or more",
+            "--noise-threshold {}: give a percentage of 0 or more",
             opts.threshold_pct
         ))
     );
-    let out = out_dir(opts)?;
+    if let Some(out) = &opts.out {
+        check_out(out)?;
+    }
     let (ma, ra) = open(&opts.a)?;
     let (mb, rb) = open(&opts.b)?;
+    let out = match &opts.out {
+        Some(out) => out.clone(),
+        None => default_out(&ma.run_id, &mb.run_id),
+    };
+    check_out(&out)?;
     let pairing = pair(&ma, &ra, &mb, &rb);
     let mut cells = Vec::new();
     let mut layer_cells = Vec::new();
@@ -247,17 +230,27 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
         }
     }
     let compared = cells.len() + layer_cells.len();
+    let verdicts: Vec<(Verdict, bool)> = cells
+        .iter()
+        .map(|c| (c.verdict, c.differs))
+        .chain(layer_cells.iter().map(|l| (l.verdict, l.differs)))
+        .collect();
+    let count = |v: Verdict| verdicts.iter().filter(|x| x.0 == v).count();
     let (a, b) = (run_view(&opts.a, &ma), run_view(&opts.b, &mb));
     let view = CompareView {
         same_machine: a.host == b.host && a.device == b.device && a.gpu_uuid == b.gpu_uuid,
         not_compared,
         compared,
-        regressed: cells.iter().filter(|c| c.regressed).count()
-            + layer_cells.iter().filter(|l| l.regressed).count(),
-        differing: cells.iter().filter(|c| c.differs).count()
-            + layer_cells.iter().filter(|l| l.differs).count(),
+        regressed: count(Verdict::Regressed),
+        improved: count(Verdict::Improved),
+        within_noise: count(Verdict::WithinNoise),
+        within_threshold_only: verdicts
+            .iter()
+            .filter(|x| x.0 == Verdict::WithinNoise && x.1)
+            .count(),
         nothing_compared: (compared == 0).then(|| why_nothing(&ma, &mb, &pairing)),
         threshold_pct: opts.threshold_pct,
+        threshold: opts.threshold_pct.to_string(),
         cells,
         layer_cells,
         a,
@@ -288,44 +281,11 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
         out.join("compare.html").display()
     );
     if view.regressed > 0 {
-        for l in view.layer_cells.iter().filter(|l| l.regressed) {
-            for u in l.units.iter().filter(|u| u.regressed) {
-                let worse: Vec<String> = u
-                    .metrics
-                    .iter()
-                    .filter(|m| m.regressed)
-                    .map(|m| format!("{} {}", m.metric, m.text))
-                    .collect();
-                eprintln!(
-                    "regressed beyond {} %: cell {} ({}), unit {} ({}): {}",
-                    view.threshold_pct,
-                    l.id,
-                    l.label,
-                    u.name,
-                    u.method,
-                    worse.join(", ")
-                );
-            }
-        }
-        for c in view.cells.iter().filter(|c| c.regressed) {
-            let worse: Vec<String> = c
-                .metrics
-                .iter()
-                .filter(|m| m.regressed)
-                .map(|m| format!("{} {}", m.metric, m.text))
-                .collect();
-            eprintln!(
-                "regressed beyond {} %: cell {} ({}): {}",
-                view.threshold_pct,
-                c.id,
-                c.label,
-                worse.join(", ")
-            );
-        }
+        tell_regressions(&view);
         return Ok(exit::CELLS_FAILED);
     }
     if let Some(why) = &view.nothing_compared {
-        eprintln!(
+        tell!(
             "compared nothing: {why}. A comparison that compared no cell is no evidence that nothing regressed (exit {}); compare runs of the same experiment and protocol that both measured some cell",
             exit::COMPARED_NOTHING
         );
@@ -334,11 +294,73 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// Where compare.md and compare.html go: `--out` (created when absent), else B's run directory.
-fn out_dir(opts: &CompareOptions) -> Result<PathBuf> {
-    let Some(out) = &opts.out else {
-        return Ok(opts.b.clone());
+/// Each regression on stderr, one line a cell (or unit), for a CI log.
+fn tell_regressions(view: &CompareView) {
+    let worse = |metrics: &[MetricView]| -> String {
+        metrics
+            .iter()
+            .filter(|m| m.regressed)
+            .map(|m| format!("{} {} ({})", m.metric, m.text, m.relative))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
+    for l in view.layer_cells.iter().filter(|l| l.regressed) {
+        for u in l.units.iter().filter(|u| u.regressed) {
+            tell!(
+                "regressed beyond {} %: cell {} ({}), unit {} ({}): {}",
+                view.threshold_pct,
+                l.id,
+                l.label,
+                u.name,
+                u.method,
+                worse(&u.metrics)
+            );
+        }
+    }
+    for c in view.cells.iter().filter(|c| c.regressed) {
+        tell!(
+            "regressed beyond {} %: cell {} ({}): {}",
+            view.threshold_pct,
+            c.id,
+            c.label,
+            worse(&c.metrics)
+        );
+    }
+}
+
+/// A run id as a file-name part: letters, digits, `.`, `-`, `_` kept, anything else `_`, at
+/// most 60 characters (a manifest's run id is text of the run's, not a path).
+fn name_part(id: &str) -> String {
+    let s: String = id
+        .chars()
+        .take(60)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match s.trim_start_matches('.') {
+        "" => "run".into(),
+        t => t.to_string(),
+    }
+}
+
+/// `compare-<A's run id>-vs-<B's run id>` in the current directory: not inside either run,
+/// whose directory holds that run's evidence (it may be committed, or a run may still be
+/// writing into it), and one folder per pair, so comparing B with C keeps B against A.
+pub fn default_out(a_run_id: &str, b_run_id: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "compare-{}-vs-{}",
+        name_part(a_run_id),
+        name_part(b_run_id)
+    ))
+}
+
+/// `--out` (or the default) is a folder, created when absent.
+fn check_out(out: &Path) -> Result<()> {
     if out.exists() && !out.is_dir() {
         return Err(ConfigError::new(format!(
             "--out {}: not a folder; give a folder for compare.md and compare.html (created when absent)",
@@ -352,7 +374,7 @@ fn out_dir(opts: &CompareOptions) -> Result<PathBuf> {
             out.display()
         ))
     })?;
-    Ok(out.clone())
+    Ok(())
 }
 
 fn print(v: &CompareView) {
@@ -375,36 +397,32 @@ fn print(v: &CompareView) {
             "A and B ran on different machines: the ratios hold the machines' difference as well as the code's"
         );
     }
-    say!("ratios B/A of medians, 95 % bootstrap intervals over both runs' windows:");
+    say!(
+        "B against A (medians; B/A with its 95 % interval; noise threshold {} %):",
+        v.threshold_pct
+    );
     for c in &v.cells {
-        let verdict = if c.regressed {
-            format!("REGRESSED beyond {} %", v.threshold_pct)
-        } else if c.differs {
-            "differs beyond noise".into()
-        } else {
-            "within noise".into()
-        };
         let metrics: Vec<String> = c
             .metrics
             .iter()
-            .map(|m| format!("{} {}", m.metric, m.text))
+            .map(|m| format!("{} {}: {}", m.metric, m.text, m.relative))
             .collect();
-        say!("  {} {}: {}; {verdict}", c.id, c.label, metrics.join(", "));
+        say!(
+            "  {} {}: {}; {}",
+            c.id,
+            c.label,
+            metrics.join("; "),
+            c.verdict.word()
+        );
     }
     for l in &v.layer_cells {
         let worst = match (&l.worst_unit, l.worst_pct) {
             (Some(u), Some(p)) => format!("largest difference {p:.1} % ({u})"),
             _ => "no unit with a ratio".into(),
         };
-        let verdict = if l.regressed {
-            format!(
-                "REGRESSED beyond {} % in {} unit(s)",
-                v.threshold_pct, l.regressed_units
-            )
-        } else if l.differs {
-            "differs beyond noise".into()
-        } else {
-            "within noise".into()
+        let verdict = match l.verdict {
+            Verdict::Regressed => format!("regressed in {} unit(s)", l.regressed_units),
+            other => other.word().to_string(),
         };
         say!(
             "  {} {}, unit by unit: {} of {} units off by more than {} %; {worst}; {verdict}",
@@ -427,10 +445,44 @@ fn print(v: &CompareView) {
         say!("  not compared: {} {}: {}", o.id, o.label, o.why);
     }
     say!(
-        "{} cells compared: {} differ beyond noise, {} regressed beyond {} %",
+        "{} cells compared: {} improved, {} regressed, {} within noise ({} of them beyond the within-run interval but under the {} % noise threshold)",
         v.compared,
-        v.differing,
+        v.improved,
         v.regressed,
+        v.within_noise,
+        v.within_threshold_only,
         v.threshold_pct
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_keep_four_significant_digits() {
+        assert_eq!(significant(Some(12.3456)), "12.35");
+        assert_eq!(significant(Some(0.081234)), "0.08123");
+        assert_eq!(significant(Some(1234.4)), "1234");
+        assert_eq!(significant(Some(98765.4)), "98765");
+        assert_eq!(significant(None), "n/a");
+        assert_eq!(significant(Some(f64::NAN)), "n/a");
+    }
+
+    #[test]
+    fn the_default_folder_names_both_runs_and_is_a_plain_name() {
+        assert_eq!(
+            default_out("run-1", "run-2"),
+            PathBuf::from("compare-run-1-vs-run-2")
+        );
+        let odd = default_out("../../etc", "<img src=x>\n# x");
+        let name = odd.to_str().unwrap();
+        assert_eq!(odd.components().count(), 1, "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            "{name}"
+        );
+        assert_eq!(default_out("", "..").to_str(), Some("compare-run-vs-run"));
+    }
 }

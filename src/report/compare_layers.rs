@@ -1,13 +1,13 @@
 //! `runner compare`, per layer: for every `layers` cell both runs measured, each unit (a layer
 //! or block component alone, per call of the unit; each prefix of the forward pass) as ratios B/A
-//! of latency and energy per inference, with bootstrap intervals over both runs' windows. This is
+//! of latency and energy per inference, with 95 % intervals over both runs' windows. This is
 //! the run-to-run check of a per-layer profile ("two runs agree per layer within 3 %"). A unit
 //! that regressed (slower or costlier in B beyond its interval and the threshold, as a whole cell
 //! is judged) makes its layers cell regressed, and the exit status says so.
 
 use serde::Serialize;
 
-use super::compare::{metric, MetricView};
+use super::compare_verdict::{metric, MetricView, Verdict};
 use crate::analysis::window_stats;
 use crate::measure::WindowRecord;
 use crate::results::{CellRecord, CellStatus, LayerRecord, PrefixRecord};
@@ -27,6 +27,7 @@ pub(super) struct UnitView {
     pub differs: bool,
     /// Worse in B by more than the threshold, beyond noise.
     pub regressed: bool,
+    pub verdict: Verdict,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +45,8 @@ pub(super) struct LayersCellView {
     pub regressed_units: usize,
     pub regressed: bool,
     pub differs: bool,
+    /// Regressed if a unit did, else improved if a unit did.
+    pub verdict: Verdict,
 }
 
 /// Per-window latency medians and energies per inference of one unit's windows.
@@ -78,6 +81,7 @@ fn unit(
         beyond_threshold: metrics.iter().any(|m| (m.ratio - 1.0).abs() > limit),
         differs: metrics.iter().any(|m| m.differs),
         regressed: metrics.iter().any(|m| m.regressed),
+        verdict: Verdict::of(&metrics),
         metrics,
     }
 }
@@ -153,7 +157,15 @@ fn summarize(id: String, label: String, units: Vec<UnitView>) -> Option<LayersCe
         .filter_map(headline)
         .max_by(|x, y| x.0.total_cmp(&y.0));
     let regressed_units = units.iter().filter(|u| u.regressed).count();
+    let verdict = if regressed_units > 0 {
+        Verdict::Regressed
+    } else if units.iter().any(|u| u.verdict == Verdict::Improved) {
+        Verdict::Improved
+    } else {
+        Verdict::WithinNoise
+    };
     Some(LayersCellView {
+        verdict,
         id,
         label,
         regressed_units,

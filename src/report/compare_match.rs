@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::config::Scope;
 use crate::matrix::{execution_identity, Cell};
 use crate::results::{CellRecord, CellStatus, Manifest};
 
@@ -30,27 +29,10 @@ pub(super) struct Pairing<'a> {
     pub shared: usize,
 }
 
-/// `model precision bB seq S` with the selection and method where they are not the defaults,
-/// and `(layers)` for layers cells.
+/// Every axis's value (`tiny int8-fp32 b2 seq 8 layers quantize=all method=isolated`): the
+/// definition the id hashes, in words, with any axis added later.
 pub(super) fn cell_label(c: &Cell) -> String {
-    let mut s = format!(
-        "{} {} b{} seq {}",
-        c.model,
-        c.precision.name(),
-        c.batch_size,
-        c.seq_len
-    );
-    if !c.quantize.is_all() {
-        s.push_str(&format!(" quantize {}", c.quantize.name()));
-    }
-    if c.scope == Scope::Layers {
-        s.push_str(" (layers");
-        if !c.layer_method.is_isolated() {
-            s.push_str(&format!(", {}", c.layer_method.name()));
-        }
-        s.push(')');
-    }
-    s
+    crate::analysis::description(c)
 }
 
 fn status_word(s: CellStatus) -> &'static str {

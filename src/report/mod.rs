@@ -8,6 +8,7 @@ pub mod charts;
 pub mod compare;
 mod compare_layers;
 mod compare_match;
+mod compare_verdict;
 mod fidelity;
 mod first_screen;
 mod flags;

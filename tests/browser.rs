@@ -1,6 +1,9 @@
-//! The smoke run's report.html in a real browser (Debian's headless chromium) at 1280 px: fails
-//! when an element sticks out of the viewport, a chart has no size, the findings box is missing,
-//! or the page logs an error. A small script injected into a copy of the report measures the laid
+//! Reports in a real browser (Debian's headless chromium) at 1280 px: the smoke run's
+//! report.html, the report of a run with several `quantize` selections of two quantized
+//! precisions (wide labels, a quantize column, CPU W8A8 cells not ranked on speed), and the
+//! compare.html of that run against a copy with one cell slower and one faster (improved and
+//! regressed rows, both runs' medians). Fails when an element sticks out of the viewport, a
+//! chart has no size, the findings box is missing, or the page logs an error. A small script injected into a copy of the report measures the laid
 //! out page and writes its verdict into the DOM, which `--dump-dom` prints; no WebDriver, no
 //! network. Without chromium the test prints SKIPPED, unless RUNNER_REQUIRE_CHROMIUM=1 (CI).
 
@@ -72,36 +75,19 @@ fn dump_dom(chromium: &Path, page: &Path, profile: &Path) -> (String, String) {
     )
 }
 
-#[test]
-fn smoke_report_fits_1280_px_in_a_real_browser() {
-    let Some(chromium) = chromium() else {
-        assert!(
-            std::env::var("RUNNER_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
-            "RUNNER_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install chromium)"
-        );
-        println!("SKIPPED: no chromium on PATH (apt-get install chromium); the report was not checked in a browser");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("smoke");
-    let out = assert_cmd::Command::cargo_bin("runner")
-        .unwrap()
-        .current_dir(repo(""))
-        .args(["experiments/smoke.toml", "--out"])
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-
-    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
-    let probed = html
+/// The page at `html` laid out at 1280 px, with the probes injected into a copy: the probe's
+/// verdict, after the checks every page must pass (no sideways scrolling, nothing sticking out,
+/// no errors, the findings box there, at least `min_charts` charts, none of zero size).
+fn check_page(chromium: &Path, html: &Path, min_charts: u64) -> serde_json::Value {
+    let text = std::fs::read_to_string(html).unwrap();
+    let probed = text
         .replacen("<head>", &format!("<head>\n{HEAD_PROBE}"), 1)
         .replacen("</body>", &format!("{BODY_PROBE}\n</body>"), 1);
     assert!(probed.contains("browser-check") && probed.contains("window.__errors"));
-    let page = run.join("report-probed.html");
+    let page = html.with_extension("probed.html");
     std::fs::write(&page, probed).unwrap();
-
-    let (dom, log) = dump_dom(&chromium, &page, &dir.path().join("profile"));
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, log) = dump_dom(chromium, &page, profile.path());
     let json = dom
         .split("BROWSER-CHECK ")
         .nth(1)
@@ -109,7 +95,7 @@ fn smoke_report_fits_1280_px_in_a_real_browser() {
         .unwrap_or_else(|| panic!("the probe did not run; chromium said:\n{log}"));
     let check: serde_json::Value = serde_json::from_str(&json.replace("&quot;", "\""))
         .unwrap_or_else(|e| panic!("{e}: {json}"));
-    println!("browser check: {check}");
+    println!("browser check of {}: {check}", html.display());
     assert_eq!(check["viewport"], 1280, "{check}");
     assert_eq!(
         check["findings"], true,
@@ -123,7 +109,7 @@ fn smoke_report_fits_1280_px_in_a_real_browser() {
         check["scroll_width"].as_u64().unwrap() <= 1280,
         "the page scrolls sideways: {check}"
     );
-    assert!(check["charts"].as_u64().unwrap() >= 2, "{check}");
+    assert!(check["charts"].as_u64().unwrap() >= min_charts, "{check}");
     assert!(
         check["empty_charts"].as_array().unwrap().is_empty(),
         "charts with zero size: {check}"
@@ -138,4 +124,132 @@ fn smoke_report_fits_1280_px_in_a_real_browser() {
         .filter(|l| l.contains(":CONSOLE(") && !l.contains("BROWSER-CHECK"))
         .collect();
     assert!(console.is_empty(), "console output: {console:?}");
+    check
+}
+
+/// chromium, or `None` after saying SKIPPED (a failure where CI requires it).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var("RUNNER_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+            "RUNNER_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install chromium)"
+        );
+        println!("SKIPPED: no chromium on PATH (apt-get install chromium); the report was not checked in a browser");
+    }
+    found
+}
+
+#[test]
+fn smoke_report_fits_1280_px_in_a_real_browser() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("smoke");
+    let out = assert_cmd::Command::cargo_bin("runner")
+        .unwrap()
+        .current_dir(repo(""))
+        .args(["experiments/smoke.toml", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    check_page(&chromium, &run.join("report.html"), 2);
+}
+
+/// Every record's windows in `run` pinned to `ms * (1 + k / 1000)` per loop (window k), times
+/// `factor` for the cell `slow` and divided by it for `fast`: verdicts that do not depend on
+/// the machine's load.
+fn pin_windows(run: &Path, ms: f64, slow: &str, fast: &str, factor: f64) {
+    for entry in std::fs::read_dir(run.join("cells")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let id = r["cell"]["id"].as_str().unwrap().to_string();
+        let scale = if id == slow {
+            factor
+        } else if id == fast {
+            1.0 / factor
+        } else {
+            1.0
+        };
+        if let Some(windows) = r["windows"].as_array_mut() {
+            for (k, w) in windows.iter_mut().enumerate() {
+                let loop_ms = ms * scale * (1.0 + k as f64 / 1000.0);
+                w["loops"] = 20.into();
+                w["loop_ms"] = vec![loop_ms; 20].into();
+                w["duration_s"] = (loop_ms * 20.0 / 1e3).into();
+                w.as_object_mut().unwrap().remove("loop_ms_stride");
+            }
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&r).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_report_of_several_quantize_selections_and_its_compare_fit_1280_px() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let f = Fixture::new(&format!(
+        "[experiment]\nname = \"selections\"\n{}{FAST_PROTOCOL}[matrix]\nprecision = [\"fp32\", \"q8_0\", \"int8-fp32\"]\nbatch_size = [2, 4]\nseq_len = [16]\nquantize = [\"all\", \"ffn\", \"blocks:0-0\"]\n",
+        common_tables()
+    ));
+    let a = f.dir.path().join("a");
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let check = check_page(&chromium, &a.join("report.html"), 1);
+    assert!(check["charts"].as_u64().unwrap() >= 1, "{check}");
+    let html = std::fs::read_to_string(a.join("report.html")).unwrap();
+    for label in ["quantize=ffn", "quantize=blocks:0-0", "quantize=all"] {
+        assert!(html.contains(label), "{label} is in no label");
+    }
+
+    // B: a copy with one quantized cell twice as slow and another twice as fast.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("manifest.json")).unwrap()).unwrap();
+    let ids: Vec<String> = manifest["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    let b = f.dir.path().join("b");
+    copy_tree(&a, &b);
+    pin_windows(&a, 10.0, "", "", 1.0);
+    pin_windows(&b, 10.0, &ids[2], &ids[3], 2.0);
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&a)
+        .arg(&b)
+        .args(["--out", "cmp"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let page = f.dir.path().join("cmp/compare.html");
+    check_page(&chromium, &page, 0);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<tr class=\"regressed\">"), "{html}");
+    assert!(html.contains("<tr class=\"improved\">"), "{html}");
+    assert!(html.contains("times faster"), "{html}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if !entry.file_name().to_string_lossy().ends_with(".lock") {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }

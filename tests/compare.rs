@@ -160,6 +160,23 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
+    // A threshold no regression can pass is no gate: refused, as a negative or NaN one is.
+    for bad in ["1e308", "1001", "NaN"] {
+        let out = f
+            .runner()
+            .arg("compare")
+            .arg(&a)
+            .arg(&b)
+            .arg(format!("--threshold={bad}"))
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("give a percentage from 0 to 1000"),
+            "{stderr}"
+        );
+    }
 
     // Twice as fast in B: improved (exit 0), in green, as hyperfine says it.
     let fast = f.dir.path().join("fast");

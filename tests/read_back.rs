@@ -240,6 +240,123 @@ fn records_that_disagree_with_their_cell_or_hold_impossible_numbers_are_refused_
     assert!(secs < 20.0, "{secs} s");
 }
 
+/// Numbers a record holds that its other numbers do not bear out: a loop count the latencies
+/// contradict (energy and throughput are divided by it), counters faster than any sensor, a
+/// failed cell without a reason, energies from a sensor that measures none or in some windows
+/// only, units named twice or out of order.
+#[test]
+fn records_whose_parts_disagree_are_refused_by_name() {
+    let (f, run, ids) = finished_run();
+    let (model, layers) = (ids[0].clone(), ids[1].clone());
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let metered = |r: &mut serde_json::Value| {
+        r["sensor"] = serde_json::json!({"kind": "nvml", "measures_energy": true, "note": ""});
+        for w in r["windows"].as_array_mut().unwrap() {
+            w["energy_j"] = 0.5.into();
+            w["counter_delta_j"] = 0.5.into();
+            w["tail_correction_j"] = 0.0.into();
+            w["counter_ticks"] = 3.into();
+        }
+    };
+    let cases: Vec<(&str, &str, Edit)> = vec![
+        (
+            "for 4294967295 loops, but the runner keeps 4096 of them",
+            &model,
+            Box::new(|r| r["windows"][0]["loops"] = u32::MAX.into()),
+        ),
+        (
+            "windows[1].loop_ms holds",
+            &model,
+            Box::new(|r| r["windows"][1]["loop_ms_stride"] = 7.into()),
+        ),
+        (
+            "18446744073709551615 counter updates",
+            &model,
+            Box::new(|r| r["windows"][0]["counter_ticks"] = u64::MAX.into()),
+        ),
+        (
+            "status failed, but no reason is recorded",
+            &model,
+            Box::new(|r| r["status"] = "failed".into()),
+        ),
+        (
+            "status skipped (the cell never ran), but it holds windows",
+            &model,
+            Box::new(|r| {
+                r["status"] = "skipped".into();
+                r["reason"] = "shapes".into();
+            }),
+        ),
+        (
+            "windows hold energies, but its sensor (\"none\") measures none",
+            &model,
+            Box::new(|r| {
+                for w in r["windows"].as_array_mut().unwrap() {
+                    w["energy_j"] = 0.001.into();
+                }
+            }),
+        ),
+        (
+            "windows: 5 of 6 windows hold an energy",
+            &model,
+            Box::new(move |r| {
+                metered(r);
+                r["windows"][2]["energy_j"] = serde_json::Value::Null;
+            }),
+        ),
+        (
+            "windows[3].energy_j is 0.9 J, but counter_delta_j + tail_correction_j is 0.5 J",
+            &model,
+            Box::new(move |r| {
+                metered(r);
+                r["windows"][3]["energy_j"] = 0.9.into();
+            }),
+        ),
+        (
+            "dataset: 169 samples served with 1000 wraparounds",
+            &model,
+            Box::new(|r| {
+                r["dataset"]["samples_served"] = 169.into();
+                r["dataset"]["wraparounds"] = 1000.into();
+            }),
+        ),
+        (
+            "truncated_examples is 65, more than the dataset's 64 examples",
+            &model,
+            Box::new(|r| r["truncated_examples"] = 65.into()),
+        ),
+        (
+            "layers[6] (\"embeddings\") is listed a second time",
+            &layers,
+            Box::new(|r| r["layers"][6]["name"] = "embeddings".into()),
+        ),
+        (
+            "layers[2] (\"transformer_block_0.attention\").parent \"classifier\" is not a layer listed before it",
+            &layers,
+            Box::new(|r| r["layers"][2]["parent"] = "classifier".into()),
+        ),
+        (
+            "layers[3] (\"transformer_block_0.sa_layer_norm\").index is 1, not after the layer before it",
+            &layers,
+            Box::new(|r| r["layers"][3]["index"] = 1.into()),
+        ),
+        (
+            "calls_per_loop is 4294967295",
+            &layers,
+            Box::new(|r| r["layers"][4]["calls_per_loop"] = u32::MAX.into()),
+        ),
+    ];
+    for (expected, id, edit) in cases {
+        let (code, stderr, _) = report_of(&f, &run, |dir| edit_json(&record(dir, id), edit));
+        assert_eq!(code, Some(2), "{expected}: {stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(stderr.contains(&format!("cells/{id}.json")), "{stderr}");
+    }
+    // The same edits that keep a record consistent pass: a metered record renders.
+    let (code, stderr, _) = report_of(&f, &run, |dir| edit_json(&record(dir, &model), metered));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[test]
 fn files_that_are_not_what_they_claim_are_refused_quickly_and_nothing_is_written_outside() {
     let (f, run, ids) = finished_run();
@@ -324,6 +441,89 @@ fn files_that_are_not_what_they_claim_are_refused_quickly_and_nothing_is_written
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(written, ["record.json"], "written outside the run");
+}
+
+/// `--out` naming a file is the user's mistake (exit 2, said so), not a failure of the run; a
+/// worker's claim file left as a link out of the run is never followed.
+#[test]
+fn an_out_that_is_a_file_is_refused_and_claims_never_follow_links() {
+    let f = Fixture::new(&experiment());
+    std::fs::write(f.dir.path().join("notes.txt"), "mine\n").unwrap();
+    for extra in [&[][..], &["--resume"][..]] {
+        let out = f
+            .runner()
+            .args(["exp.toml", "--out", "notes.txt"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("notes.txt is a file, not a folder"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(f.dir.path().join("notes.txt")).unwrap(),
+        "mine\n"
+    );
+
+    // Two CPU workers resume a run whose claim for a missing cell is a dangling link out.
+    let workers = [
+        "--set",
+        "device.backend=\"cpu\"",
+        "--set",
+        "device.cpu_workers=2",
+    ];
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out", "run"])
+        .args(workers)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let run = f.dir.path().join("run");
+    let ids: Vec<String> = std::fs::read_dir(run.join("cells"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    std::fs::remove_file(record(&run, &ids[0])).unwrap();
+    std::fs::create_dir_all(run.join(".claims")).unwrap();
+    let outside = f.dir.path().join("created-by-runner");
+    link(
+        &outside,
+        &run.join(".claims").join(format!("{}.lock", ids[0])),
+    );
+    let out = f
+        .runner()
+        .args(["exp.toml", "--resume", "--out", "run"])
+        .args(workers)
+        .output()
+        .unwrap();
+    assert!(!outside.exists(), "a claim was created outside the run");
+    let stderr = stderr_of(&out);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("is not a file the runner made"), "{stderr}");
+
+    // The claims folder itself a link out: refused before any worker starts (exit 2).
+    std::fs::remove_dir_all(run.join(".claims")).unwrap();
+    std::os::unix::fs::symlink(f.dir.path(), run.join(".claims")).unwrap();
+    let out = f
+        .runner()
+        .args(["exp.toml", "--resume", "--out", "run"])
+        .args(workers)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(".claims is a symlink to"), "{stderr}");
 }
 
 #[test]

@@ -185,13 +185,17 @@ fn compare_cell(a: &CellSummary, b: &CellSummary, label: String, threshold: f64)
     }
 }
 
+/// The largest `--noise-threshold`, in %.
+const MAX_THRESHOLD_PCT: f64 = 1000.0;
+
 /// Runs the comparison, prints it, writes compare.md/.html; returns the exit code (1 a cell
 /// regressed, 3 nothing was compared, else 0).
 pub fn run(opts: &CompareOptions) -> Result<u8> {
+    // Beyond 1000 % (B 11x A) a gate passes every regression a run can show: no gate at all.
     anyhow::ensure!(
-        opts.threshold_pct.is_finite() && opts.threshold_pct >= 0.0,
+        opts.threshold_pct.is_finite() && (0.0..=MAX_THRESHOLD_PCT).contains(&opts.threshold_pct),
         ConfigError::new(format!(
-            "--noise-threshold {}: give a percentage of 0 or more",
+            "--noise-threshold {}: give a percentage from 0 to {MAX_THRESHOLD_PCT}",
             opts.threshold_pct
         ))
     );

@@ -263,7 +263,12 @@ impl RunDir {
 
     /// Turns this process's exclusive run lock into a shared one, for a coordinator about to
     /// start workers that hold it shared: a serial runner stays refused throughout.
+    /// The folders the workers write are checked here first, so that one that is a link out of
+    /// the run is refused by the coordinator (exit 2) before any worker starts.
     pub fn share_lock(&self) -> Result<()> {
+        for sub in ["cells", "traces", SESSIONS_DIR, CLAIMS_DIR] {
+            files::own_dir(&self.path, sub)?;
+        }
         if let Some(lock) = &self._lock {
             lock._file
                 .lock_shared()
@@ -289,12 +294,21 @@ impl RunDir {
     /// `None` when another worker holds it.
     pub fn try_claim(&self, cell_id: &str) -> Result<Option<CellClaim>> {
         let path = self.path.join(CLAIMS_DIR).join(format!("{cell_id}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        // Never created or opened through a link someone left there: nothing is written outside
+        // the run directory.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        );
+        let file = options.open(&path).map_err(|e| {
+            InputError::new(format!(
+                "cannot open the claim {}: {e} (it is not a file the runner made, e.g. a link: remove it)",
+                path.display()
+            ))
+        })?;
         match file.try_lock() {
             Ok(()) => Ok(Some(CellClaim { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -377,6 +391,16 @@ impl RunDir {
 /// killed right at its start): anything else is someone's files, which a new run must not
 /// overwrite or mix with.
 fn refuse_foreign_contents(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_dir() && !m.file_type().is_symlink() => {
+            return Err(crate::error::ConfigError::new(format!(
+                "{} is a file, not a folder: a run is written into a new or empty folder, so choose another --out",
+                path.display()
+            ))
+            .into())
+        }
+        _ => {}
+    }
     let entries = match std::fs::read_dir(path) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -12,8 +12,12 @@ use super::{CellRecord, CellStatus, Manifest, Session, SCHEMA_VERSION};
 use crate::config::ProtocolSection;
 use crate::error::InputError;
 use crate::matrix::Cell;
-use crate::measure::{WarmupRecord, WindowRecord, MAX_STORED_LOOPS};
 use crate::sensor::PowerSample;
+
+mod consistency;
+mod window;
+
+use window::{short_word, warmup, windows, MAX_SHORT_LIST};
 
 /// More power than any device the runner meters draws (a GPU board draws ~1 kW): an average or
 /// sampled power above it is a damaged number, not a measurement.
@@ -28,8 +32,6 @@ pub const MAX_UNITS: usize = 10_000;
 /// The largest batch a cell may have (validation allows far less; this keeps every derived
 /// figure finite whatever a file says).
 const MAX_BATCH: usize = 1 << 20;
-/// The shortest loop a record may hold, in ms (a nanosecond: no forward pass is shorter).
-const MIN_LOOP_MS: f64 = 1e-6;
 /// Characters of a layer's name.
 const MAX_NAME_CHARS: usize = 200;
 
@@ -191,6 +193,7 @@ pub fn check_record(
         warmup(&mut p, "warmup", w);
     }
     windows(&mut p, "", &r.windows, 1);
+    consistency::record(&mut p, r);
     if r.sensor.metered.len() > MAX_SHORT_LIST || r.sensor.metered.iter().any(|d| !short_word(d)) {
         p.add(format!(
             "sensor.metered is not a list of at most {MAX_SHORT_LIST} energy domain names"
@@ -385,191 +388,5 @@ fn unit_name(p: &mut Problems, at: &str, name: &str) {
         ));
     } else if name.chars().any(char::is_control) {
         p.add(format!("{at}: a layer's name holds control characters"));
-    }
-}
-
-fn warmup(p: &mut Problems, at: &str, w: &WarmupRecord) {
-    p.number(
-        &format!("{at}.duration_s"),
-        w.duration_s,
-        0.0,
-        MAX_DURATION_S,
-    );
-    p.number(
-        &format!("{at}.first_loop_ms"),
-        w.first_loop_ms,
-        0.0,
-        MAX_DURATION_S * 1e3,
-    );
-}
-
-/// A unit's windows: each of at least one loop, a duration, latencies that fit in it, energies
-/// at a power a device can draw.
-fn windows(p: &mut Problems, at: &str, windows: &[WindowRecord], calls_per_loop: u32) {
-    if windows.len() > MAX_WINDOWS {
-        p.add(format!(
-            "{at}windows: {} windows, more than protocol.repeats can ask for ({MAX_WINDOWS})",
-            windows.len()
-        ));
-        return;
-    }
-    if calls_per_loop == 0 {
-        p.add(format!("{at}calls_per_loop is 0"));
-    }
-    for (i, w) in windows.iter().enumerate() {
-        let at = format!("{at}windows[{i}]");
-        if w.loops == 0 {
-            p.add(format!("{at}.loops is 0 (a window runs at least one loop)"));
-        }
-        if w.loop_ms_stride == 0 {
-            p.add(format!("{at}.loop_ms_stride is 0"));
-        }
-        p.number(
-            &format!("{at}.duration_s"),
-            w.duration_s,
-            1e-9,
-            MAX_DURATION_S,
-        );
-        if w.loop_ms.is_empty() {
-            p.add(format!("{at}.loop_ms is empty"));
-        } else if w.loop_ms.len() > MAX_STORED_LOOPS || w.loop_ms.len() as u64 > u64::from(w.loops)
-        {
-            p.add(format!(
-                "{at}.loop_ms holds {} latencies for {} loops (at most {MAX_STORED_LOOPS} are kept)",
-                w.loop_ms.len(),
-                w.loops
-            ));
-        }
-        // A loop cannot outlast its window (a small margin for the clock's rounding).
-        let longest = w.duration_s.max(0.0) * 1e3 * 1.01 + 1.0;
-        if let Some(bad) = w
-            .loop_ms
-            .iter()
-            .find(|&&ms| !(ms.is_finite() && ms >= MIN_LOOP_MS && ms <= longest))
-        {
-            p.add(format!(
-                "{at}.loop_ms holds {bad:?}, not a latency of a loop in a {:.3} s window",
-                w.duration_s
-            ));
-        }
-        // Energies: finite, non-negative, at a power a device can draw over the window.
-        let most = w.duration_s.max(0.0) * MAX_POWER_W;
-        for (key, v) in [
-            ("energy_j", w.energy_j),
-            ("counter_delta_j", w.counter_delta_j),
-            ("trace_energy_j", w.trace_energy_j),
-        ] {
-            if let Some(v) = v {
-                if !(v.is_finite() && v >= 0.0 && v <= most) {
-                    p.add(format!(
-                        "{at}.{key} is {v:?} J, not an energy a device spends in {:.3} s",
-                        w.duration_s
-                    ));
-                }
-            }
-        }
-        if let Some(v) = w.tail_correction_j {
-            p.number(&format!("{at}.tail_correction_j"), v, -most, most);
-        }
-        if let Some(reasons) = &w.throttle_reasons {
-            if reasons.len() > MAX_SHORT_LIST || reasons.iter().any(|r| !short_word(r)) {
-                p.add(format!(
-                    "{at}.throttle_reasons is not a list of at most {MAX_SHORT_LIST} NVML reason names"
-                ));
-            }
-        }
-        for (key, v) in [
-            ("sm_clock_min_mhz", w.sm_clock_min_mhz),
-            ("sm_clock_max_mhz", w.sm_clock_max_mhz),
-        ] {
-            if let Some(v) = v {
-                p.number(&format!("{at}.{key}"), f64::from(v), 0.0, MAX_CLOCK_MHZ);
-            }
-        }
-        if let (Some(lo), Some(hi)) = (w.sm_clock_min_mhz, w.sm_clock_max_mhz) {
-            if lo > hi {
-                p.add(format!(
-                    "{at}: sm_clock_min_mhz {lo} is above sm_clock_max_mhz {hi}"
-                ));
-            }
-        }
-    }
-}
-
-/// Entries of a short list of names a record holds (throttle reasons, metered domains).
-const MAX_SHORT_LIST: usize = 32;
-/// Faster than any clock a GPU runs.
-const MAX_CLOCK_MHZ: f64 = 100_000.0;
-
-/// A name such as `sw_power_cap`, `gpu-board` or `13.0`: 1 to 64 printable ASCII characters.
-fn short_word(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn window() -> WindowRecord {
-        WindowRecord {
-            loops: 10,
-            duration_s: 1.0,
-            loop_ms: vec![100.0; 10],
-            loop_ms_stride: 1,
-            energy_j: Some(100.0),
-            counter_delta_j: Some(100.0),
-            tail_correction_j: Some(0.0),
-            trace_energy_j: None,
-            counter_ticks: Some(10),
-            num_power_samples: 0,
-            throttle_reasons: Some(vec!["sw_power_cap".into()]),
-            sm_clock_min_mhz: Some(1725),
-            sm_clock_max_mhz: Some(1980),
-        }
-    }
-
-    fn problems(ws: &[WindowRecord]) -> Vec<String> {
-        let mut p = Problems::new(Path::new("x.json"));
-        windows(&mut p, "", ws, 1);
-        p.list
-    }
-
-    #[test]
-    fn windows_that_no_measurement_gives_are_named() {
-        assert!(problems(&[window()]).is_empty());
-        type Edit = Box<dyn Fn(&mut WindowRecord)>;
-        let cases: Vec<(&str, Edit)> = vec![
-            ("loops is 0", Box::new(|w| w.loops = 0)),
-            ("-31.25 J", Box::new(|w| w.energy_j = Some(-31.25))),
-            ("1e308 J", Box::new(|w| w.energy_j = Some(1e308))),
-            ("NaN J", Box::new(|w| w.energy_j = Some(f64::NAN))),
-            ("holds inf", Box::new(|w| w.loop_ms[3] = f64::INFINITY)),
-            ("holds 0.0,", Box::new(|w| w.loop_ms[0] = 0.0)),
-            ("duration_s is 0", Box::new(|w| w.duration_s = 0.0)),
-            (
-                "12 latencies for 10",
-                Box::new(|w| w.loop_ms = vec![1.0; 12]),
-            ),
-            ("not a latency", Box::new(|w| w.loop_ms[1] = 5e3)),
-            (
-                "throttle_reasons is not a list",
-                Box::new(|w| w.throttle_reasons = Some(vec!["<b>".repeat(30)])),
-            ),
-            (
-                "is above sm_clock_max_mhz",
-                Box::new(|w| w.sm_clock_min_mhz = Some(2500)),
-            ),
-        ];
-        for (expected, edit) in cases {
-            let mut w = window();
-            edit(&mut w);
-            let found = problems(&[w]);
-            assert!(
-                found.iter().any(|m| m.contains(expected)),
-                "{expected}: {found:?}"
-            );
-        }
-        let many = vec![window(); MAX_WINDOWS + 1];
-        assert!(problems(&many)[0].contains("more than protocol.repeats"));
     }
 }

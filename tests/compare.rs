@@ -64,6 +64,23 @@ fn slow_down(run: &Path, id: &str, factor: f64) {
     std::fs::write(&path, serde_json::to_string_pretty(&r).unwrap()).unwrap();
 }
 
+/// The windows of the record of `id` in `run` made to spread: window k's loops take
+/// (1 + k / 10) times what they took.
+fn spread(run: &Path, id: &str) {
+    let path = run.join("cells").join(format!("{id}.json"));
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (k, w) in r["windows"].as_array_mut().unwrap().iter_mut().enumerate() {
+        let factor = 1.0 + k as f64 / 10.0;
+        let d = w["duration_s"].as_f64().unwrap();
+        w["duration_s"] = (d * factor).into();
+        for ms in w["loop_ms"].as_array_mut().unwrap() {
+            *ms = (ms.as_f64().unwrap() * factor).into();
+        }
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&r).unwrap()).unwrap();
+}
+
 fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -241,6 +258,34 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
         "{}",
         stderr_of(&out)
     );
+
+    // One cell's windows in B spread by 10 % steps (CV ~17 %, above the 5 % threshold): the
+    // machine was not steady, and the verdict says so.
+    let unsteady = f.dir.path().join("unsteady");
+    copy_tree(&a, &unsteady);
+    spread(&unsteady, &ids[1]);
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&a)
+        .arg(&unsteady)
+        .args(["--out", "o-unsteady"])
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&out);
+    assert!(
+        stdout.contains(
+            "1 cell(s) on unsteady windows (a run's window CV above the 5 % noise threshold)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("; not judged (unsteady windows: CV 0.2 % in A, 15.1 % in B)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 within noise (0 of them beyond the within-run interval but under the 5 % noise threshold), 1 not judged"), "{stdout}");
+    let md = std::fs::read_to_string(f.dir.path().join("o-unsteady/compare.md")).unwrap();
+    assert!(md.contains("**1 cell(s) ran on unsteady windows**"), "{md}");
 
     // A cell B planned but has no record of is said to be exactly that.
     std::fs::remove_file(b.join("cells").join(format!("{}.json", ids[1]))).unwrap();

@@ -67,6 +67,13 @@ struct CellView {
     /// The CPU's W8A8 cells run the numerics reference: their time is not a speed figure,
     /// though two runs of it may still be compared.
     speed_is_reference: bool,
+    /// Spread of each run's per-window latencies (standard deviation / mean), in %.
+    a_window_cv_pct: Option<f64>,
+    b_window_cv_pct: Option<f64>,
+    /// A run's windows of this cell vary by more than the noise threshold: the machine was not
+    /// steady (load, clocks), so the threshold does not bound its run-to-run noise, and a
+    /// verdict may be the machine's rather than the code's. Said beside the verdict.
+    unsteady: bool,
     metrics: Vec<MetricView>,
     verdict: Verdict,
     regressed: bool,
@@ -93,6 +100,10 @@ struct CompareView {
     regressed: usize,
     improved: usize,
     within_noise: usize,
+    /// Cells on unsteady windows (see [`CellView::unsteady`]), regressed ones included.
+    unsteady: usize,
+    /// Cells on unsteady windows that did not regress: no verdict said.
+    not_judged: usize,
     /// Within noise, but beyond this pair's within-run interval: what run-to-run noise is.
     within_threshold_only: usize,
     /// Why nothing was compared, when nothing was.
@@ -169,8 +180,13 @@ fn compare_cell(a: &CellSummary, b: &CellSummary, label: String, threshold: f64)
     .into_iter()
     .flatten()
     .collect();
-    let verdict = Verdict::of(&metrics);
+    let cv = |s: &CellSummary| s.window_cv.map(|c| c * 100.0);
+    let unsteady = [cv(a), cv(b)].into_iter().flatten().any(|c| c > threshold);
+    let verdict = Verdict::cell(&metrics, unsteady);
     CellView {
+        a_window_cv_pct: cv(a),
+        b_window_cv_pct: cv(b),
+        unsteady,
         id: a.id.clone(),
         label,
         a_latency_ms: significant(a.latency_per_loop_ms),
@@ -248,6 +264,8 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
         regressed: count(Verdict::Regressed),
         improved: count(Verdict::Improved),
         within_noise: count(Verdict::WithinNoise),
+        unsteady: cells.iter().filter(|c| c.unsteady).count(),
+        not_judged: count(Verdict::Unsteady),
         within_threshold_only: verdicts
             .iter()
             .filter(|x| x.0 == Verdict::WithinNoise && x.1)
@@ -323,11 +341,12 @@ fn tell_regressions(view: &CompareView) {
     }
     for c in view.cells.iter().filter(|c| c.regressed) {
         tell!(
-            "regressed beyond {} %: cell {} ({}): {}",
+            "regressed beyond {} %: cell {} ({}): {}{}",
             view.threshold_pct,
             c.id,
             c.label,
-            worse(&c.metrics)
+            worse(&c.metrics),
+            unsteady_note(c)
         );
     }
 }
@@ -412,11 +431,12 @@ fn print(v: &CompareView) {
             .map(|m| format!("{} {}: {}", m.metric, m.text, m.relative))
             .collect();
         say!(
-            "  {} {}: {}; {}",
+            "  {} {}: {}; {}{}",
             c.id,
             c.label,
             metrics.join("; "),
-            c.verdict.word()
+            c.verdict.word(),
+            unsteady_note(c)
         );
     }
     for l in &v.layer_cells {
@@ -449,14 +469,40 @@ fn print(v: &CompareView) {
         say!("  not compared: {} {}: {}", o.id, o.label, o.why);
     }
     say!(
-        "{} cells compared: {} improved, {} regressed, {} within noise ({} of them beyond the within-run interval but under the {} % noise threshold)",
+        "{} cells compared: {} improved, {} regressed, {} within noise ({} of them beyond the within-run interval but under the {} % noise threshold){}",
         v.compared,
         v.improved,
         v.regressed,
         v.within_noise,
         v.within_threshold_only,
-        v.threshold_pct
+        v.threshold_pct,
+        if v.not_judged > 0 {
+            format!(", {} not judged", v.not_judged)
+        } else {
+            String::new()
+        }
     );
+    if v.unsteady > 0 {
+        say!(
+            "{} cell(s) on unsteady windows (a run's window CV above the {} % noise threshold): the machine was not steady, so only a regression is said of them ({} not judged), and it may be the machine's load rather than the code; compare runs made on a quiet machine",
+            v.unsteady,
+            v.threshold_pct,
+            v.not_judged
+        );
+    }
+}
+
+/// ` (unsteady windows: CV 12.0 % in A, 3.1 % in B)` for a cell on unsteady windows, else "".
+fn unsteady_note(c: &CellView) -> String {
+    if !c.unsteady {
+        return String::new();
+    }
+    let pct = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.1} %"));
+    format!(
+        " (unsteady windows: CV {} in A, {} in B)",
+        pct(c.a_window_cv_pct),
+        pct(c.b_window_cv_pct)
+    )
 }
 
 #[cfg(test)]

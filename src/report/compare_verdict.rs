@@ -22,6 +22,9 @@ pub(super) enum Verdict {
     WithinNoise,
     Improved,
     Regressed,
+    /// A cell whose windows vary, within a run, by more than the noise threshold: no
+    /// improvement or sameness is claimed for it (a regression still is: see [`Verdict::cell`]).
+    Unsteady,
 }
 
 impl Verdict {
@@ -30,6 +33,20 @@ impl Verdict {
             Self::WithinNoise => "within noise",
             Self::Improved => "improved",
             Self::Regressed => "regressed",
+            Self::Unsteady => "not judged",
+        }
+    }
+
+    /// A whole cell's verdict: its metrics', except that on unsteady windows (a run's window CV
+    /// above the noise threshold) nothing but a regression is said. Such a machine's run-to-run
+    /// noise is not bounded by the threshold, so "improved" or "within noise" would be claims
+    /// the data cannot carry; a regression is kept, so that a gate fails rather than passes on
+    /// a noisy machine, and is said to be on unsteady windows.
+    pub fn cell(metrics: &[MetricView], unsteady: bool) -> Self {
+        match Self::of(metrics) {
+            Self::Regressed => Self::Regressed,
+            _ if unsteady => Self::Unsteady,
+            v => v,
         }
     }
 
@@ -249,5 +266,17 @@ mod tests {
         let down = v(0.8, Some((0.75, 0.85)), true);
         assert_eq!(Verdict::of(&[same, down]), Verdict::Improved);
         assert_eq!(Verdict::of(&[]), Verdict::WithinNoise);
+    }
+
+    #[test]
+    fn on_unsteady_windows_only_a_regression_is_said() {
+        let up = || v(1.2, Some((1.15, 1.25)), true);
+        let down = || v(0.8, Some((0.75, 0.85)), true);
+        let same = || v(1.0, Some((0.99, 1.01)), true);
+        assert_eq!(Verdict::cell(&[up()], true), Verdict::Regressed);
+        assert_eq!(Verdict::cell(&[down()], true), Verdict::Unsteady);
+        assert_eq!(Verdict::cell(&[same()], true), Verdict::Unsteady);
+        assert_eq!(Verdict::cell(&[down()], false), Verdict::Improved);
+        assert_eq!(Verdict::cell(&[same()], false), Verdict::WithinNoise);
     }
 }

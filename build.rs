@@ -1,9 +1,10 @@
 //! Records the versions of the crates that shape the measurements (from Cargo.lock), so every
 //! run's manifest says exactly which candle, tokenizers ... produced its numbers.
 
-const RECORDED: [&str; 9] = [
+const RECORDED: [&str; 10] = [
     "candle-core",
     "candle-nn",
+    "candle-transformers",
     "cudarc",
     "tokenizers",
     "nvml-wrapper",

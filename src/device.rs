@@ -56,6 +56,28 @@ pub fn select(section: &DeviceSection) -> Result<SelectedDevice> {
     }
 }
 
+/// Memory a model could still take on `device`, in bytes, and what that figure is ("the GPU has
+/// ... free", "... of RAM available"); `None` where the system does not say.
+pub fn free_memory(device: &Device) -> Option<(u64, &'static str)> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(cuda) = device {
+        let (free, _total) = cuda.cuda_stream().context().mem_get_info().ok()?;
+        return Some((free as u64, "free on the GPU"));
+    }
+    let _ = device;
+    // MemAvailable: what the kernel can give without swapping.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((kb * 1024, "of RAM available"))
+}
+
 fn cpu(notice: Option<String>) -> SelectedDevice {
     SelectedDevice {
         device: Device::Cpu,

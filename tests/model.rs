@@ -6,7 +6,7 @@ use runner::config::Precision;
 use runner::data::{build_tokenizer, load_dataset, tokenize};
 use runner::model::encoder::compare_logits;
 use runner::model::encoder::{random_tensors, save_hf_dir};
-use runner::model::{ModelSpec, ModelStore, Preset, WeightsSource};
+use runner::model::{Family, ModelSpec, ModelStore, Preset, WeightsSource};
 
 fn repo(rel: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -32,8 +32,7 @@ fn real_batch(batch: usize, seq_len: usize) -> (Tensor, Tensor) {
 fn spec(name: &str, preset: Preset, weights: WeightsSource) -> ModelSpec {
     ModelSpec {
         name: name.into(),
-        preset,
-        weights,
+        family: Family::Encoder { preset, weights },
         probe: None,
         seed: 0,
     }
@@ -261,7 +260,7 @@ fn eight_bit_precisions_keep_fidelity_against_fp32() {
     let mut errors = Vec::new();
     for (name, min_cosine) in [("int8-fp32", 0.999), ("fp8-fp32", 0.995)] {
         let precision = Precision::parse(name).unwrap();
-        runner::model::probe_precision(precision, &base.preset, &Device::Cpu).unwrap();
+        runner::model::probe_cell(&base, precision, &Device::Cpu).unwrap();
         let model = store.load(&base, precision, &Device::Cpu).unwrap();
         let format = name.split('-').next().unwrap();
         assert_eq!(

@@ -180,6 +180,8 @@ pub fn findings(summaries: &[CellSummary], baseline: Precision) -> Findings {
         .iter()
         .filter(|s| s.scope == "model" && s.status == CellStatus::Ok)
         .filter(|s| !s.window_latency_ms.is_empty())
+        // Decoder cells have their own first screen (per token, prefill and decode apart).
+        .filter(|s| s.prompt_len.is_none())
         .collect();
     let labels = Labels::new(summaries.iter().map(|s| &s.cell));
     let mut keys: Vec<Vec<(String, String)>> = Vec::new();

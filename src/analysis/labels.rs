@@ -12,6 +12,8 @@ pub fn axis_title(axis: &str) -> &str {
     match axis {
         "batch_size" => "batch",
         "seq_len" => "seq",
+        "prompt_len" => "prompt",
+        "new_tokens" => "new tokens",
         "layer_method" => "layer method",
         other => other,
     }
@@ -116,6 +118,8 @@ mod tests {
             precision: Precision::parse(precision).unwrap(),
             batch_size: batch,
             seq_len: 128,
+            prompt_len: None,
+            new_tokens: None,
             scope: Scope::Model,
             quantize: QuantizeSelection::parse(quantize).unwrap(),
             layer_method: LayerMethod::Isolated,

@@ -8,6 +8,7 @@
 //! probe), and stats; never report, run or scale.
 
 mod findings;
+pub mod generate;
 pub mod labels;
 mod layers;
 pub mod methods;
@@ -66,6 +67,11 @@ pub struct CellSummary {
     pub precision_executed: Option<String>,
     pub batch_size: usize,
     pub seq_len: usize,
+    /// Decoder cells: prompt tokens and generated tokens (see `generate` for their figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_tokens: Option<usize>,
     pub scope: String,
     pub status: CellStatus,
     pub reason: Option<String>,
@@ -126,6 +132,10 @@ pub struct CellSummary {
     pub accuracy: Option<crate::probe::Accuracy>,
     /// Against the declared baseline precision's cell of the same model and shapes.
     pub savings: Option<Savings>,
+    /// Decoder cells: prefill and decode apart, per request, fidelity and perplexity. The
+    /// cell's latency and energy fields above are its decode steps' (per step, per token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<generate::GenerateSummary>,
 }
 
 /// Statistics of a series of windows (a cell's, or one layer's).
@@ -402,6 +412,8 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         precision_executed: r.precision_executed.clone(),
         batch_size: r.cell.batch_size,
         seq_len: r.cell.seq_len,
+        prompt_len: r.cell.prompt_len,
+        new_tokens: r.cell.new_tokens,
         scope: r.cell.scope.name().to_string(),
         status: r.status,
         reason: r.reason.clone(),
@@ -454,6 +466,7 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         fidelity: r.fidelity.clone(),
         accuracy: r.accuracy.clone(),
         savings: None,
+        generate: generate::summarize(r),
     }
 }
 
@@ -475,6 +488,8 @@ pub(crate) mod tests {
                 precision: Precision::Fp16,
                 batch_size: 4,
                 seq_len: 128,
+                prompt_len: None,
+                new_tokens: None,
                 scope: Scope::Model,
                 quantize: Default::default(),
                 layer_method: Default::default(),
@@ -509,6 +524,7 @@ pub(crate) mod tests {
             reconciliation: None,
             fidelity: None,
             accuracy: None,
+            generate: None,
             windows: windows
                 .into_iter()
                 .map(|(duration_s, loops, energy_j, trace_j)| WindowRecord {

@@ -529,6 +529,8 @@ mod tests {
                 "precision",
                 "model",
                 "seq_len",
+                "prompt_len",
+                "new_tokens",
                 "scope",
                 "quantize",
                 "layer_method"

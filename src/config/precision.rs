@@ -48,36 +48,70 @@ impl EightBit {
     }
 }
 
-/// GGML block formats candle quantizes to and multiplies with on CPU and CUDA.
+/// GGML block formats candle quantizes to and multiplies with on CPU and CUDA (on CUDA through
+/// its MMVQ kernels for up to 8 rows, MMQ above; q8k through dequantize + GEMM).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum QuantFormat {
     /// 8-bit weights in blocks of 32 with an f16 scale (8.5 bits per weight).
     Q8_0,
     /// 4-bit weights in blocks of 32 with an f16 scale (4.5 bits per weight).
     Q4_0,
+    /// 4-bit weights in blocks of 32 with an f16 scale and minimum (5 bits per weight).
+    Q4_1,
+    /// 5-bit weights in blocks of 32 with an f16 scale (5.5 bits per weight).
+    Q5_0,
+    /// 5-bit weights in blocks of 32 with an f16 scale and minimum (6 bits per weight).
+    Q5_1,
+    /// 2-bit K-quant: super-blocks of 256 (2.625 bits per weight).
+    Q2K,
+    /// 3-bit K-quant: super-blocks of 256 (3.44 bits per weight).
+    Q3K,
     /// 4-bit K-quant: super-blocks of 256 (4.5 bits per weight); inputs must be multiples of 256.
     Q4K,
+    /// 5-bit K-quant: super-blocks of 256 (5.5 bits per weight).
+    Q5K,
     /// 6-bit K-quant: super-blocks of 256 (6.56 bits per weight); inputs must be multiples of 256.
     Q6K,
+    /// 8-bit K-quant: super-blocks of 256 with an f32 scale (9.1 bits per weight).
+    Q8K,
 }
 
 impl QuantFormat {
-    pub const ALL: [QuantFormat; 4] = [Self::Q8_0, Self::Q4_0, Self::Q4K, Self::Q6K];
+    pub const ALL: [QuantFormat; 11] = [
+        Self::Q8_0,
+        Self::Q4_0,
+        Self::Q4_1,
+        Self::Q5_0,
+        Self::Q5_1,
+        Self::Q2K,
+        Self::Q3K,
+        Self::Q4K,
+        Self::Q5K,
+        Self::Q6K,
+        Self::Q8K,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Q8_0 => "q8_0",
             Self::Q4_0 => "q4_0",
+            Self::Q4_1 => "q4_1",
+            Self::Q5_0 => "q5_0",
+            Self::Q5_1 => "q5_1",
+            Self::Q2K => "q2k",
+            Self::Q3K => "q3k",
             Self::Q4K => "q4k",
+            Self::Q5K => "q5k",
             Self::Q6K => "q6k",
+            Self::Q8K => "q8k",
         }
     }
 
     /// Weights per block: a linear layer's input width must be a multiple of it.
     pub fn block_size(self) -> usize {
         match self {
-            Self::Q8_0 | Self::Q4_0 => 32,
-            Self::Q4K | Self::Q6K => 256,
+            Self::Q8_0 | Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 => 32,
+            Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K | Self::Q8K => 256,
         }
     }
 }
@@ -100,8 +134,9 @@ impl FloatPrecision {
     }
 }
 
-/// Every precision with its name, in the order error messages list them.
-const PRECISIONS: [(&str, Precision); 21] = {
+/// Every precision with its name, in the order error messages list them: the floats, each GGML
+/// format with fp32, fp16 and bf16 floats, then the 8-bit W8A8 precisions.
+const PRECISIONS: [(&str, Precision); 42] = {
     use FloatPrecision as F;
     use Precision::Quantized as Q;
     use QuantFormat as QF;
@@ -115,12 +150,33 @@ const PRECISIONS: [(&str, Precision); 21] = {
         ("q4_0", Q(QF::Q4_0, F::Fp32)),
         ("q4_0-fp16", Q(QF::Q4_0, F::Fp16)),
         ("q4_0-bf16", Q(QF::Q4_0, F::Bf16)),
+        ("q4_1", Q(QF::Q4_1, F::Fp32)),
+        ("q4_1-fp16", Q(QF::Q4_1, F::Fp16)),
+        ("q4_1-bf16", Q(QF::Q4_1, F::Bf16)),
+        ("q5_0", Q(QF::Q5_0, F::Fp32)),
+        ("q5_0-fp16", Q(QF::Q5_0, F::Fp16)),
+        ("q5_0-bf16", Q(QF::Q5_0, F::Bf16)),
+        ("q5_1", Q(QF::Q5_1, F::Fp32)),
+        ("q5_1-fp16", Q(QF::Q5_1, F::Fp16)),
+        ("q5_1-bf16", Q(QF::Q5_1, F::Bf16)),
+        ("q2k", Q(QF::Q2K, F::Fp32)),
+        ("q2k-fp16", Q(QF::Q2K, F::Fp16)),
+        ("q2k-bf16", Q(QF::Q2K, F::Bf16)),
+        ("q3k", Q(QF::Q3K, F::Fp32)),
+        ("q3k-fp16", Q(QF::Q3K, F::Fp16)),
+        ("q3k-bf16", Q(QF::Q3K, F::Bf16)),
         ("q4k", Q(QF::Q4K, F::Fp32)),
         ("q4k-fp16", Q(QF::Q4K, F::Fp16)),
         ("q4k-bf16", Q(QF::Q4K, F::Bf16)),
+        ("q5k", Q(QF::Q5K, F::Fp32)),
+        ("q5k-fp16", Q(QF::Q5K, F::Fp16)),
+        ("q5k-bf16", Q(QF::Q5K, F::Bf16)),
         ("q6k", Q(QF::Q6K, F::Fp32)),
         ("q6k-fp16", Q(QF::Q6K, F::Fp16)),
         ("q6k-bf16", Q(QF::Q6K, F::Bf16)),
+        ("q8k", Q(QF::Q8K, F::Fp32)),
+        ("q8k-fp16", Q(QF::Q8K, F::Fp16)),
+        ("q8k-bf16", Q(QF::Q8K, F::Bf16)),
         ("int8-fp32", Precision::EightBit(EightBit::Int8, F::Fp32)),
         ("int8-fp16", Precision::EightBit(EightBit::Int8, F::Fp16)),
         ("int8-bf16", Precision::EightBit(EightBit::Int8, F::Bf16)),

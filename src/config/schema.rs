@@ -272,6 +272,9 @@ pub struct DatasetSection {
     pub limit: Option<i64>,
 }
 
+/// The encoder architectures the runner implements itself (BERT-family classifiers). Decoder
+/// architectures are not listed here: every candle-transformers decoder is one entry of
+/// `model::decoder::zoo`, and a model section names it as a string that `runner plan` looks up.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
@@ -281,19 +284,39 @@ pub enum Architecture {
 }
 
 impl Architecture {
+    pub const ENCODERS: [(&'static str, Architecture); 2] = [
+        ("distilbert", Architecture::Distilbert),
+        ("bert", Architecture::Bert),
+    ];
+
     pub fn is_distilbert(&self) -> bool {
         *self == Architecture::Distilbert
+    }
+
+    /// The encoder architecture of this name; `None` for anything else (a decoder's name, or a
+    /// typo that the decoder zoo's lookup then answers with "did you mean").
+    pub fn parse_encoder(name: &str) -> Option<Architecture> {
+        Self::ENCODERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    pub architecture: Architecture,
-    /// A named architecture preset, e.g. `distilbert-base-uncased`.
-    pub preset: String,
-    /// `random` (seeded, the preset's architecture) or a local Hugging Face folder holding
-    /// `config.json` and `model.safetensors` (relative to the experiment file's folder).
+    /// `distilbert` or `bert` (the runner's encoders), or a decoder architecture of
+    /// candle-transformers (`llama`, `qwen2`, `mistral`, ...; `runner plan` lists them).
+    pub architecture: String,
+    /// A named preset: the shapes of a published checkpoint (`distilbert-base-uncased`,
+    /// `smollm2-135m`, ...). Encoders always name one; decoders with weights from a folder or a
+    /// .gguf file take the shapes from there (a preset given beside them must agree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// `random` (seeded, the preset's architecture), a local Hugging Face folder holding
+    /// `config.json` and `*.safetensors` (relative to the experiment file's folder), or, for
+    /// decoders, a `.gguf` file (its tokenizer and quantization types are used).
     #[serde(default = "default_weights")]
     pub weights: String,
     /// What classifies: the checkpoint's own head, or a linear probe the runner trains on the
@@ -304,6 +327,18 @@ pub struct ModelSection {
     /// Settings of the linear probe (`head = "probe"`).
     #[serde(default, skip_serializing_if = "ProbeSection::is_default")]
     pub probe: ProbeSection,
+}
+
+impl ModelSection {
+    /// The encoder architecture, for sections that declare one.
+    pub fn encoder(&self) -> Option<Architecture> {
+        Architecture::parse_encoder(&self.architecture)
+    }
+
+    /// The encoder preset this section names, when it declares an encoder and a known preset.
+    pub fn encoder_preset(&self) -> Option<super::Preset> {
+        super::Preset::lookup(self.encoder()?, self.preset.as_deref()?)
+    }
 }
 
 fn default_weights() -> String {
@@ -407,6 +442,12 @@ pub struct MatrixSection {
     pub batch_size: Option<Vec<i64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq_len: Option<Vec<i64>>,
+    /// Decoders: tokens per prompt (the prefill's length); encoders ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_len: Option<Vec<i64>>,
+    /// Decoders: greedy tokens generated per prompt after the prefill (EOS ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_tokens: Option<Vec<i64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<Scope>>,
     /// Which linear layers quantized precisions quantize (`all` when left out).
@@ -438,6 +479,10 @@ pub struct MatrixEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq_len: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_len: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_tokens: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantize: Option<QuantizeSelection>,
@@ -446,11 +491,13 @@ pub struct MatrixEntry {
 }
 
 /// The axis names, in the order used when an axis is absent from the file.
-pub const AXES: [&str; 7] = [
+pub const AXES: [&str; 9] = [
     "model",
     "precision",
     "batch_size",
     "seq_len",
+    "prompt_len",
+    "new_tokens",
     "scope",
     "quantize",
     "layer_method",

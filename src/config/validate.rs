@@ -29,6 +29,8 @@ pub const MAX_REPEATS: u32 = 1_000;
 /// A batch holds batch_size x seq_len tokens and activations of that size per layer: beyond
 /// this no GPU's memory holds them for these models.
 const MAX_BATCH_SIZE: i64 = 8_192;
+/// A decoder's prompt or generation length: no model the runner builds has a longer context.
+const MAX_TOKENS: i64 = 1 << 20;
 /// Examples read from the dataset (or used to train and test the probe).
 const MAX_EXAMPLES: i64 = 10_000_000;
 /// Steps of the probe's training.
@@ -279,29 +281,74 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
     }
     let mut max_positions = BTreeMap::new();
     for (model_name, m) in &c.models {
-        match Preset::lookup(m.architecture, &m.preset) {
-            Some(preset) => {
-                max_positions.insert(model_name.clone(), preset.max_position_embeddings);
-            }
-            None => bad(
-                &["models", model_name, "preset"],
+        match (m.encoder(), &m.preset) {
+            (Some(arch), Some(name)) => match Preset::lookup(arch, name) {
+                Some(preset) => {
+                    max_positions.insert(model_name.clone(), preset.max_position_embeddings);
+                }
+                None => bad(
+                    &["models", model_name, "preset"],
+                    format!(
+                        "models.{model_name}.preset = {name:?}: unknown preset for {arch:?}; known: {}",
+                        Preset::names(arch).join(", ")
+                    ),
+                ),
+            },
+            (Some(arch), None) => bad(
+                &["models", model_name],
                 format!(
-                    "models.{model_name}.preset = {:?}: unknown preset for {:?}; known: {}",
-                    m.preset,
-                    m.architecture,
-                    Preset::names(m.architecture).join(", ")
+                    "models.{model_name}: an encoder needs a preset (its shapes); known for {arch:?}: {}",
+                    Preset::names(arch).join(", ")
                 ),
             ),
-        }
-        if m.weights != "random" {
-            let dir = loaded.resolve(Path::new(&m.weights));
-            for needed in ["config.json", "model.safetensors"] {
-                if !dir.join(needed).is_file() {
-                    bad(&["models", model_name, "weights"], format!(
-                        "models.{model_name}.weights: {} has no {needed} (expected \"random\" or a local Hugging Face folder with config.json and model.safetensors)",
-                        dir.display()
+            // A decoder: its architecture and preset are looked up in the decoder zoo when the
+            // plan is made (model::decoder), which knows them.
+            (None, preset) => {
+                if m.weights == "random" && preset.is_none() {
+                    bad(&["models", model_name], format!(
+                        "models.{model_name}: architecture {:?} with random weights needs a preset (the shapes to build, e.g. \"smollm2-135m\"), or weights = a Hugging Face folder or a .gguf file",
+                        m.architecture
                     ));
                 }
+                if m.head == super::HeadKind::Probe {
+                    bad(&["models", model_name, "head"], format!(
+                        "models.{model_name}.head = \"probe\": a linear probe classifies an encoder's pooled outputs; {:?} is a decoder (it generates)",
+                        m.architecture
+                    ));
+                }
+            }
+        }
+        if m.weights != "random" {
+            let path = loaded.resolve(Path::new(&m.weights));
+            let is_gguf = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+            if is_gguf {
+                if m.encoder().is_some() {
+                    bad(&["models", model_name, "weights"], format!(
+                        "models.{model_name}.weights: {} is a .gguf file; the runner's encoders load Hugging Face folders (config.json and model.safetensors)",
+                        path.display()
+                    ));
+                } else if !path.is_file() {
+                    bad(&["models", model_name, "weights"], format!(
+                        "models.{model_name}.weights: no .gguf file at {} (paths are relative to the experiment file's folder)",
+                        path.display()
+                    ));
+                }
+            } else if m.encoder().is_some() {
+                for needed in ["config.json", "model.safetensors"] {
+                    if !path.join(needed).is_file() {
+                        bad(&["models", model_name, "weights"], format!(
+                            "models.{model_name}.weights: {} has no {needed} (expected \"random\" or a local Hugging Face folder with config.json and model.safetensors)",
+                            path.display()
+                        ));
+                    }
+                }
+            } else if !path.join("config.json").is_file() {
+                bad(&["models", model_name, "weights"], format!(
+                    "models.{model_name}.weights: {} has no config.json (expected \"random\", a local Hugging Face folder with config.json and *.safetensors, or a .gguf file)",
+                    path.display()
+                ));
             }
         }
         let probe = &m.probe;
@@ -387,8 +434,20 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
             smallest_max_pos,
         );
     }
+    for (axis, values) in [("prompt_len", &m.prompt_len), ("new_tokens", &m.new_tokens)] {
+        for (i, &v) in values.iter().flatten().enumerate() {
+            let at = ["matrix", axis, &i.to_string()];
+            check_tokens(&mut bad, &at, axis, v);
+        }
+    }
     for (list, entries) in [("include", &m.include), ("exclude", &m.exclude)] {
         for (i, e) in entries.iter().enumerate() {
+            for (axis, value) in [("prompt_len", e.prompt_len), ("new_tokens", e.new_tokens)] {
+                if let Some(v) = value {
+                    let at = ["matrix", list, &i.to_string(), axis];
+                    check_tokens(&mut bad, &at, axis, v);
+                }
+            }
             if let Some(name) = &e.model {
                 if !declared(name) {
                     bad(&["matrix", list, &i.to_string(), "model"], format!(
@@ -429,6 +488,14 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
             m.batch_size.as_ref().is_some_and(Vec::is_empty),
         ),
         ("seq_len", m.seq_len.as_ref().is_some_and(Vec::is_empty)),
+        (
+            "prompt_len",
+            m.prompt_len.as_ref().is_some_and(Vec::is_empty),
+        ),
+        (
+            "new_tokens",
+            m.new_tokens.as_ref().is_some_and(Vec::is_empty),
+        ),
         ("scope", m.scope.as_ref().is_some_and(Vec::is_empty)),
         ("quantize", m.quantize.as_ref().is_some_and(Vec::is_empty)),
         (
@@ -467,7 +534,7 @@ fn check_quantize(c: &super::ExperimentConfig, bad: &mut impl FnMut(&[&str], Str
         .iter()
         .filter_map(|name| {
             let section = c.models.get(*name)?;
-            let preset = Preset::lookup(section.architecture, &section.preset)?;
+            let preset = section.encoder_preset()?;
             let head = if section.head == super::HeadKind::Probe {
                 1
             } else {
@@ -537,6 +604,26 @@ fn too_large_batch(key: &str, b: i64) -> String {
     format!(
         "{key} = {b}: at most {MAX_BATCH_SIZE} (a batch's inputs and activations grow with batch_size x seq_len; beyond this they fit no GPU's memory for these models)"
     )
+}
+
+/// A decoder's prompt or generation length: at least one token (a decode window holds whole
+/// steps, so `new_tokens = 0` would measure nothing), at most [`MAX_TOKENS`]. Whether it fits the
+/// model's context is checked with the model, when the plan is made.
+fn check_tokens(bad: &mut impl FnMut(&[&str], String), at: &[&str], axis: &str, v: i64) {
+    let key = key_path(&at.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+    if v < 1 {
+        let why = if axis == "new_tokens" {
+            "a decode window measures whole decode steps, so at least one token must be generated"
+        } else {
+            "the prefill needs at least one prompt token"
+        };
+        bad(at, format!("{key} = {v}: {axis} must be >= 1 ({why})"));
+    } else if v > MAX_TOKENS {
+        bad(
+            at,
+            format!("{key} = {v}: at most {MAX_TOKENS} tokens (no decoder has a longer context)"),
+        );
+    }
 }
 
 fn check_seq_len(bad: &mut impl FnMut(&[&str], String), at: &[&str], s: i64, max_positions: usize) {

@@ -97,7 +97,6 @@ pub fn execution_identity(device: &crate::config::DeviceSection, precision: Prec
 pub(super) fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow::Result<String> {
     let mut identity = json!({
         "model": cell.model,
-        "preset": spec.preset,
         "weights": ctx.weights[&cell.model],
         "precision": cell.precision,
         "batch_size": cell.batch_size,
@@ -106,6 +105,20 @@ pub(super) fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow:
         "protocol": ctx.protocol,
         "dataset": ctx.dataset,
     });
+    match (spec.encoder(), spec.decoder()) {
+        (Some(preset), _) => identity["preset"] = json!(preset),
+        (None, Some(d)) => {
+            // The decoder's architecture and config.json text (the crate reads every key of it);
+            // GGUF files are named by their contents through `weights`.
+            identity["decoder"] = json!({
+                "architecture": d.architecture,
+                "config_sha256": d.config_json.as_deref().map(|c| hex(&Sha256::digest(c.as_bytes()))[..16].to_string()),
+            });
+            identity["prompt_len"] = json!(cell.prompt_len);
+            identity["new_tokens"] = json!(cell.new_tokens);
+        }
+        (None, None) => unreachable!("a model is an encoder or a decoder"),
+    }
     // Only probe heads add a key, so checkpoint-head ids are what they were before probes existed.
     if let Some(probe) = &spec.probe {
         identity["probe_head"] = json!({ "settings": probe, "seed": spec.seed });

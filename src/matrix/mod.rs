@@ -26,6 +26,7 @@ use crate::config::{
     LayerMethod, LoadedExperiment, MatrixEntry, Precision, QuantizeSelection, Scope, AXES,
 };
 use crate::error::ConfigError;
+use crate::model::workload::WorkloadKind;
 use crate::model::ModelSpec;
 
 mod id;
@@ -41,7 +42,14 @@ pub struct Cell {
     pub model: String,
     pub precision: Precision,
     pub batch_size: usize,
+    /// An encoder's input length; for a decoder, its prompt length (`prompt_len`).
     pub seq_len: usize,
+    /// Decoders: tokens per prompt (the prefill) and greedy tokens generated after it; absent
+    /// for encoder cells (so their records and ids are what they were before decoders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_tokens: Option<usize>,
     pub scope: Scope,
     /// Which linear layers a quantized precision quantizes; always `all` for float precisions.
     /// Left out of records (and of the id) when `all`, so records and ids from before the axis
@@ -79,6 +87,9 @@ impl Cell {
         };
         let quantize = self.precision.float_path().map(|_| self.quantize.name());
         let method = (self.scope == Scope::Layers).then(|| self.layer_method.name().to_string());
+        // seq_len is an encoder's axis; prompt_len and new_tokens a decoder's.
+        let decoder = self.prompt_len.is_some();
+        let seq = (!decoder).then(|| self.seq_len.to_string());
         vec![
             axis("model", Some(self.model.clone()), self.model.clone()),
             axis(
@@ -93,8 +104,20 @@ impl Cell {
             ),
             axis(
                 "seq_len",
-                Some(self.seq_len.to_string()),
-                format!("seq {}", self.seq_len),
+                seq.clone(),
+                seq.map(|s| format!("seq {s}")).unwrap_or_default(),
+            ),
+            axis(
+                "prompt_len",
+                self.prompt_len.map(|p| p.to_string()),
+                self.prompt_len
+                    .map(|p| format!("prompt {p}"))
+                    .unwrap_or_default(),
+            ),
+            axis(
+                "new_tokens",
+                self.new_tokens.map(|n| n.to_string()),
+                self.new_tokens.map(|n| format!("+{n}")).unwrap_or_default(),
             ),
             axis(
                 "scope",
@@ -128,6 +151,10 @@ pub struct Plan {
 }
 
 type Combo = Vec<(String, Value)>;
+
+/// A decoder cell's prompt length and generated tokens when the matrix names none.
+pub const DEFAULT_PROMPT_LEN: usize = 128;
+pub const DEFAULT_NEW_TOKENS: usize = 128;
 
 /// The most combinations one experiment may expand to (a 10,000-cell sweep fits tenfold).
 pub const MAX_COMBINATIONS: usize = 100_000;
@@ -306,6 +333,8 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
         ("precision", Some(json!("fp32"))),
         ("batch_size", Some(json!(1))),
         ("seq_len", Some(json!(128))),
+        ("prompt_len", Some(json!(DEFAULT_PROMPT_LEN))),
+        ("new_tokens", Some(json!(DEFAULT_NEW_TOKENS))),
         ("scope", Some(json!("model"))),
         ("quantize", Some(json!("all"))),
         ("layer_method", Some(json!("isolated"))),
@@ -374,7 +403,10 @@ fn model_specs(exp: &LoadedExperiment) -> Result<BTreeMap<String, ModelSpec>, Co
 }
 
 fn spec_blocks(specs: &BTreeMap<String, ModelSpec>, model: &str) -> usize {
-    specs.get(model).map_or(usize::MAX, |s| s.preset.n_layers)
+    specs
+        .get(model)
+        .and_then(|s| s.encoder())
+        .map_or(usize::MAX, |p| p.n_layers)
 }
 
 /// Every `top:K` cell needs a `layers` cell to rank by: same model and shapes, in the precision's
@@ -473,18 +505,52 @@ fn to_cell(
     if batch_size < 1 {
         return Err(format!("batch_size must be >= 1 (got {batch_size})"));
     }
-    let max = spec.preset.max_position_embeddings as i64;
-    if !(2..=max).contains(&seq_len) {
-        return Err(format!(
-            "seq_len = {seq_len} is outside 2..={max} for model {model:?} (its position embeddings)"
-        ));
-    }
+    let max = spec.max_positions() as i64;
+    let (seq_len, prompt_len, new_tokens, quantize, layer_method) = match spec.workload() {
+        WorkloadKind::Classify => {
+            if !(2..=max).contains(&seq_len) {
+                return Err(format!(
+                    "seq_len = {seq_len} is outside 2..={max} for model {model:?} (its position embeddings)"
+                ));
+            }
+            (seq_len, None, None, quantize, layer_method)
+        }
+        WorkloadKind::Generate => {
+            // seq_len is the encoders' axis; a decoder's input length is its prompt.
+            let prompt: i64 =
+                serde_json::from_value(field("prompt_len")).map_err(|e| e.to_string())?;
+            let new: i64 =
+                serde_json::from_value(field("new_tokens")).map_err(|e| e.to_string())?;
+            if prompt < 1 || new < 1 {
+                return Err(format!(
+                    "prompt_len = {prompt}, new_tokens = {new}: a decoder cell needs at least one prompt token and one generated token"
+                ));
+            }
+            if prompt.saturating_add(new) > max {
+                return Err(format!(
+                    "prompt_len {prompt} + new_tokens {new} = {} exceeds model {model:?}'s context of {max} tokens (max_position_embeddings): shorten the prompt or the generation",
+                    prompt + new
+                ));
+            }
+            // Nothing to select in a crate decoder's private linears, no layers to profile.
+            let (p, n) = (prompt as usize, new as usize);
+            (
+                prompt,
+                Some(p),
+                Some(n),
+                QuantizeSelection::All,
+                LayerMethod::Isolated,
+            )
+        }
+    };
     let mut cell = Cell {
         id: String::new(),
         model,
         precision,
         batch_size: batch_size as usize,
         seq_len: seq_len as usize,
+        prompt_len,
+        new_tokens,
         scope,
         quantize,
         layer_method,

@@ -9,70 +9,59 @@
 //! - `parts/`: layers the families share (the W8A8 linear)
 //! - `encoder/`: DistilBERT and BERT classifiers, with per-layer access
 
+pub mod decoder;
 pub mod encoder;
 pub mod parts;
+mod precision;
 pub mod quant;
 pub mod weights;
+pub mod workload;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
 
+pub use precision::{
+    dtype_for, dtype_name, ggml_for, numerics_for, probe_cell, probe_precision, Unsupported,
+};
 pub use weights::hex;
 
-use crate::config::{
-    FloatPrecision, HeadKind, LoadedExperiment, ModelSection, Precision, ProbeSection, QuantFormat,
-};
+use crate::config::{HeadKind, LoadedExperiment, ModelSection, Precision, ProbeSection};
+use decoder::DecoderSpec;
 pub use encoder::{
     CapturedUnit, Component, Encoder, Head, Layer, LinearSite, Numerics, Pooling, Unit,
 };
+use workload::{Generate, WorkloadKind};
 
 /// The presets are named by experiment files and checked with them (config/presets.rs); the model
 /// code names them `model::preset` / `model::Preset`.
 pub use crate::config::presets as preset;
 pub use crate::config::Preset;
 
-/// The float dtype of a precision (of everything but quantized linear weights).
-pub fn dtype_for(precision: Precision) -> DType {
-    match precision.float() {
-        FloatPrecision::Fp32 => DType::F32,
-        FloatPrecision::Fp16 => DType::F16,
-        FloatPrecision::Bf16 => DType::BF16,
-    }
-}
-
-pub fn ggml_for(format: QuantFormat) -> GgmlDType {
-    match format {
-        QuantFormat::Q8_0 => GgmlDType::Q8_0,
-        QuantFormat::Q4_0 => GgmlDType::Q4_0,
-        QuantFormat::Q4K => GgmlDType::Q4K,
-        QuantFormat::Q6K => GgmlDType::Q6K,
-    }
-}
-
-pub fn numerics_for(precision: Precision) -> Numerics {
-    Numerics {
-        float: dtype_for(precision),
-        quant: precision.quant().map(ggml_for),
-        eight_bit: precision.eight_bit(),
-    }
-}
-
 /// A declared model, resolved against the experiment file.
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
     pub name: String,
-    pub preset: Preset,
-    pub weights: WeightsSource,
+    pub family: Family,
     /// Set when the model's head is a linear probe trained by the runner.
     pub probe: Option<ProbeSection>,
     /// The experiment's seed (random weights, the probe's split).
     pub seed: u64,
+}
+
+/// The two model families: the runner's own encoders (a preset, random or folder weights), and
+/// the decoders of candle-transformers' zoo.
+#[derive(Debug, Clone)]
+pub enum Family {
+    Encoder {
+        preset: Preset,
+        weights: WeightsSource,
+    },
+    Decoder(Box<DecoderSpec>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,22 +72,74 @@ pub enum WeightsSource {
 
 impl ModelSpec {
     pub fn resolve(name: &str, section: &ModelSection, exp: &LoadedExperiment) -> Result<Self> {
-        let preset = Preset::lookup(section.architecture, &section.preset)
-            .with_context(|| format!("models.{name}: unknown preset {:?}", section.preset))?;
-        let weights = if section.weights == "random" {
-            WeightsSource::Random {
-                seed: exp.config.experiment.seed,
-            }
-        } else {
-            WeightsSource::HuggingFaceDir(exp.resolve(Path::new(&section.weights)))
+        let seed = exp.config.experiment.seed;
+        let weights =
+            (section.weights != "random").then(|| exp.resolve(Path::new(&section.weights)));
+        let family = match section.encoder() {
+            Some(_) => Family::Encoder {
+                preset: section.encoder_preset().with_context(|| {
+                    format!("models.{name}: unknown preset {:?}", section.preset)
+                })?,
+                weights: match weights {
+                    None => WeightsSource::Random { seed },
+                    Some(dir) => WeightsSource::HuggingFaceDir(dir),
+                },
+            },
+            None => Family::Decoder(Box::new(
+                DecoderSpec::resolve(
+                    &section.architecture,
+                    section.preset.as_deref(),
+                    weights.as_deref(),
+                    seed,
+                )
+                .with_context(|| format!("models.{name}"))?,
+            )),
         };
         Ok(Self {
             name: name.to_string(),
-            preset,
-            weights,
+            family,
             probe: (section.head == HeadKind::Probe).then(|| section.probe.clone()),
-            seed: exp.config.experiment.seed,
+            seed,
         })
+    }
+
+    /// What a cell of this model runs.
+    pub fn workload(&self) -> WorkloadKind {
+        match self.family {
+            Family::Encoder { .. } => WorkloadKind::Classify,
+            Family::Decoder(_) => WorkloadKind::Generate,
+        }
+    }
+
+    /// The encoder's preset; `None` for a decoder.
+    pub fn encoder(&self) -> Option<&Preset> {
+        match &self.family {
+            Family::Encoder { preset, .. } => Some(preset),
+            Family::Decoder(_) => None,
+        }
+    }
+
+    pub fn decoder(&self) -> Option<&DecoderSpec> {
+        match &self.family {
+            Family::Decoder(d) => Some(d),
+            Family::Encoder { .. } => None,
+        }
+    }
+
+    /// Tokens of the model's vocabulary (its embedding rows).
+    pub fn vocab_size(&self) -> usize {
+        match &self.family {
+            Family::Encoder { preset, .. } => preset.vocab_size,
+            Family::Decoder(d) => d.shapes.vocab,
+        }
+    }
+
+    /// The longest input the model takes: an encoder's position embeddings, a decoder's context.
+    pub fn max_positions(&self) -> usize {
+        match &self.family {
+            Family::Encoder { preset, .. } => preset.max_position_embeddings,
+            Family::Decoder(d) => d.shapes.max_positions,
+        }
     }
 
     /// What the weights are, for the cell id: the seed for random weights; for a folder, the
@@ -106,7 +147,11 @@ impl ModelSpec {
     /// shapes: a resumed run must not take a fine-tuned checkpoint's cells for the base model's.
     /// (About a second for DistilBERT-base's 265 MB, once per plan.)
     pub fn weights_identity(&self) -> Result<String> {
-        match &self.weights {
+        let weights = match &self.family {
+            Family::Encoder { weights, .. } => weights,
+            Family::Decoder(d) => return d.identity(),
+        };
+        match weights {
             WeightsSource::Random { seed } => Ok(format!("random(seed={seed})")),
             WeightsSource::HuggingFaceDir(dir) => {
                 let mut h = Sha256::new();
@@ -134,15 +179,22 @@ impl ModelSpec {
     /// header is sound, every tensor floating point, and every tensor the model loads present
     /// with the preset's shape. Random weights need no check.
     pub fn check_weights(&self) -> Result<()> {
-        let WeightsSource::HuggingFaceDir(dir) = &self.weights else {
-            return Ok(());
+        let (preset, dir) = match &self.family {
+            Family::Encoder {
+                preset,
+                weights: WeightsSource::HuggingFaceDir(dir),
+            } => (preset, dir),
+            Family::Encoder { .. } => return Ok(()),
+            // A decoder's shapes and tensors are its crate model's: its files' headers and
+            // dtypes are checked here, the tensors by the crate's loader.
+            Family::Decoder(d) => return d.check_weights(),
         };
         let with_head = self.probe.is_none();
         let st = dir.join("model.safetensors");
         let index = weights::safetensors_index(&st)?;
         weights::check_float_tensors(&st, &index)?;
-        encoder::check_hf_config(dir, &self.preset, with_head)?;
-        encoder::check_checkpoint_tensors(&st, &index, &self.preset, with_head)
+        encoder::check_hf_config(dir, preset, with_head)?;
+        encoder::check_checkpoint_tensors(&st, &index, preset, with_head)
     }
 }
 
@@ -162,18 +214,22 @@ pub trait HeadTensors {
     fn tensors(&self) -> Result<HashMap<String, Tensor>>;
 }
 
-/// The name a record and a report give a float dtype.
-pub fn dtype_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F32 => "fp32",
-        DType::F16 => "fp16",
-        DType::BF16 => "bf16",
-        DType::F64 => "fp64",
-        _ => "other",
-    }
-}
-
 impl ModelStore {
+    /// A decoder for a generate cell.
+    pub fn load_decoder(
+        &mut self,
+        spec: &ModelSpec,
+        precision: Precision,
+        device: &Device,
+    ) -> Result<Box<dyn Generate>> {
+        let decoder = spec
+            .decoder()
+            .with_context(|| format!("model {:?} is an encoder: it classifies", spec.name))?;
+        decoder
+            .load(precision, device)
+            .with_context(|| format!("building model {:?} in {}", spec.name, precision.name()))
+    }
+
     /// The model with its checkpoint head, or for probe models the feature extractor (no
     /// classifier); see [`Self::load_with_probe`].
     pub fn load(
@@ -243,16 +299,22 @@ impl ModelStore {
         sites: Option<&[LinearSite]>,
     ) -> Result<Encoder> {
         let dtype = dtype_for(precision);
-        let vb = match &spec.weights {
+        let Family::Encoder { preset, weights } = &spec.family else {
+            anyhow::bail!(
+                "model {:?} is a decoder: it generates, it does not classify",
+                spec.name
+            );
+        };
+        let vb = match weights {
             WeightsSource::Random { seed } => {
                 if !self.random.contains_key(&spec.name) {
-                    let tensors = encoder::random_tensors(&spec.preset, *seed)?;
+                    let tensors = encoder::random_tensors(preset, *seed)?;
                     self.random.insert(spec.name.clone(), tensors);
                 }
                 VarBuilder::from_tensors(self.random[&spec.name].clone(), dtype, device)
             }
             WeightsSource::HuggingFaceDir(dir) => {
-                encoder::check_hf_config(dir, &spec.preset, spec.probe.is_none())?;
+                encoder::check_hf_config(dir, preset, spec.probe.is_none())?;
                 let file = dir.join("model.safetensors");
                 // SAFETY: the file is memory-mapped read-only; the runner does not modify it while
                 // the model is loaded (the usual caveat for mmapped files).
@@ -261,116 +323,7 @@ impl ModelStore {
             }
         };
         let selected = |site: LinearSite| sites.is_none_or(|s| s.contains(&site));
-        Encoder::load_selected(vb, &spec.preset, numerics_for(precision), head, &selected)
+        Encoder::load_selected(vb, preset, numerics_for(precision), head, &selected)
             .with_context(|| format!("building model {:?} in {}", spec.name, precision.name()))
     }
-}
-
-/// Checks that the device really runs this dtype (a matmul, a softmax, a cast), so an unsupported
-/// precision becomes a skipped cell with the backend's own reason instead of a crash mid-window.
-/// Why a cell's precision cannot run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unsupported {
-    /// The model's shapes do not fit the format (the same on every device): the cell is skipped.
-    Shape(String),
-    /// This device or build cannot run it: the cell fails, since another machine could.
-    Device(String),
-}
-
-/// Whether this GPU runs `precision` (an `fp8-*`) through cuBLASLt's FP8 GEMMs: E4M3 tensor cores
-/// (compute capability 8.9 or later), an f16/bf16 output, every linear width a multiple of 16.
-fn fp8_on_tensor_cores(
-    precision: Precision,
-    preset: &Preset,
-    device: &Device,
-) -> std::result::Result<(), String> {
-    let name = precision.name();
-    if !matches!(
-        precision.float(),
-        crate::config::FloatPrecision::Fp16 | crate::config::FloatPrecision::Bf16
-    ) {
-        return Err(format!(
-            "{name}: cuBLASLt's FP8 GEMMs write f16 or bf16; use fp8-fp16 or fp8-bf16 on the GPU (fp8-fp32 runs as the CPU numerics reference with device.backend = \"cpu\")"
-        ));
-    }
-    for (what, width) in [("dim", preset.dim), ("hidden_dim", preset.hidden_dim)] {
-        if width % crate::ops::eight_bit::fp8_gemm::FP8_WIDTH_MULTIPLE != 0 {
-            return Err(format!(
-                "{name} needs linear layers whose input width is a multiple of {}; this model's {what} is {width}",
-                crate::ops::eight_bit::fp8_gemm::FP8_WIDTH_MULTIPLE
-            ));
-        }
-    }
-    #[cfg(feature = "cuda")]
-    if let Device::Cuda(cuda) = device {
-        let (major, minor) = cuda
-            .cuda_stream()
-            .context()
-            .compute_capability()
-            .map_err(|e| format!("{name}: reading the GPU's compute capability failed: {e:?}"))?;
-        if (major, minor) < (8, 9) {
-            return Err(format!(
-                "{name} needs FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper); this GPU is {major}.{minor}: run int8-* here"
-            ));
-        }
-    }
-    let _ = device;
-    Ok(())
-}
-
-pub fn probe_precision(
-    precision: Precision,
-    preset: &Preset,
-    device: &Device,
-) -> std::result::Result<(), Unsupported> {
-    if precision.eight_bit() == Some(crate::config::EightBit::Fp8E4M3) && device.is_cuda() {
-        // Never run the f32 reference on a GPU and report its time as if it were fp8.
-        fp8_on_tensor_cores(precision, preset, device).map_err(Unsupported::Device)?;
-    }
-    if let Some(format) = precision.quant() {
-        // Every linear layer's input is `dim` or `hidden_dim` wide; GGML blocks run along it.
-        let block = format.block_size();
-        for (what, width) in [("dim", preset.dim), ("hidden_dim", preset.hidden_dim)] {
-            if width % block != 0 {
-                return Err(Unsupported::Shape(format!(
-                    "{} needs linear layers whose input width is a multiple of {block}; this model's {what} is {width}",
-                    precision.name()
-                )));
-            }
-        }
-        let run = || -> candle_core::Result<()> {
-            let w = Tensor::ones((8, block), DType::F32, device)?;
-            let q = QMatMul::from_qtensor(QTensor::quantize(&w, ggml_for(format))?)?;
-            let x = Tensor::ones((4, block), dtype_for(precision), device)?;
-            q.forward(&x)?
-                .to_dtype(DType::F32)?
-                .sum_all()?
-                .to_scalar::<f32>()?;
-            Ok(())
-        };
-        run().map_err(|e| {
-            Unsupported::Device(format!(
-                "{} is not supported on this device: {e}",
-                precision.name()
-            ))
-        })?;
-    }
-    let dtype = dtype_for(precision);
-    let run = || -> candle_core::Result<()> {
-        let a = Tensor::ones((4, 8), dtype, device)?;
-        let b = Tensor::ones((8, 4), dtype, device)?;
-        let c = a.matmul(&b)?;
-        let s = candle_nn::ops::softmax_last_dim(&c.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
-        s.gelu_erf()?
-            .to_dtype(DType::F32)?
-            .sum_all()?
-            .to_scalar::<f32>()?;
-        Ok(())
-    };
-    run().map_err(|e| {
-        Unsupported::Device(format!(
-            "{} is not supported on this device: {e}",
-            precision.name()
-        ))
-    })
 }

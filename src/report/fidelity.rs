@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::analysis::CellSummary;
-use crate::config::{ExperimentConfig, Preset};
+use crate::config::ExperimentConfig;
 
 /// Heads this narrow get KL and logit-difference error in place of the per-example cosine.
 pub const FEW_LOGITS: usize = 2;
@@ -41,7 +41,7 @@ pub(super) struct FidelityView<'a> {
 
 fn preset_labels(config: &ExperimentConfig, model: &str) -> Option<usize> {
     let m = config.models.get(model)?;
-    Preset::lookup(m.architecture, &m.preset).map(|p| p.num_labels)
+    m.encoder_preset().map(|p| p.num_labels)
 }
 
 pub(super) fn fidelity_view<'a>(

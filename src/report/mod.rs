@@ -89,6 +89,7 @@ impl TemplateSource {
         // Escaping is chosen as a template is added: the Markdown mode first.
         markdown::register(&mut env);
         env.add_filter("num", format_number);
+        env.add_filter("sig", format_significant);
         match self {
             Self::Dir(dir) => env.set_loader(template_loader(dir.clone())),
             Self::BuiltIn => {
@@ -140,12 +141,39 @@ fn format_number(value: Value, digits: Option<usize>) -> Value {
     }
 }
 
+/// `{{ value | sig(3) }}`: significant digits, in scientific notation when small (a KL of
+/// 4.8e-7 nats), "n/a" for a missing value.
+fn format_significant(value: Value, digits: Option<usize>) -> Value {
+    let digits = digits.unwrap_or(3).max(1);
+    if value.is_none() || value.is_undefined() {
+        return Value::from_safe_string("n/a".into());
+    }
+    match f64::try_from(value.clone()) {
+        Ok(v) if v != 0.0 && v.abs() < 1e-3 => {
+            Value::from_safe_string(format!("{v:.prec$e}", prec = digits - 1))
+        }
+        Ok(v) => {
+            let magnitude = if v == 0.0 {
+                0
+            } else {
+                v.abs().log10().floor() as i64
+            };
+            let decimals = (digits as i64 - 1 - magnitude).max(0) as usize;
+            Value::from_safe_string(format!("{v:.decimals$}"))
+        }
+        Err(_) => Value::from(value.to_string()),
+    }
+}
+
 /// What a report shows; also the context handed to the templates.
 #[derive(Debug, Serialize)]
 struct ReportContext<'a> {
     manifest: &'a Manifest,
     config_toml: String,
     cells: &'a [CellSummary],
+    /// Decoder cells, for the report's first screen (energy per token, prefill and decode).
+    decoders: Vec<&'a CellSummary>,
+    decoder_charts: Vec<ChartRef>,
     /// Planned cells with no record yet (a partial run).
     missing: Vec<&'a crate::matrix::Cell>,
     partial: bool,
@@ -404,6 +432,10 @@ fn render_unlocked(
         .iter()
         .map(|c| ChartRef::write(c, &chart_dir))
         .collect::<Result<Vec<_>>>()?;
+    let decoder_charts = charts::decoder_charts(&summaries)?
+        .iter()
+        .map(|c| ChartRef::write(c, &chart_dir))
+        .collect::<Result<Vec<_>>>()?;
 
     let idle_w = manifest.idle_baseline.as_ref().map(|i| i.power_w);
     let mut traces = Vec::new();
@@ -487,6 +519,11 @@ fn render_unlocked(
         config_toml: toml::to_string_pretty(&manifest.config)
             .context("rendering the configuration as TOML")?,
         cells: &summaries,
+        decoders: summaries
+            .iter()
+            .filter(|s| s.prompt_len.is_some())
+            .collect(),
+        decoder_charts,
         // A Slurm run has no process that sees its end: its records say whether it is complete.
         partial: !missing.is_empty()
             || (manifest.ended_at.is_none() && manifest.launcher.as_deref() != Some("slurm")),

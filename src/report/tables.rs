@@ -125,9 +125,67 @@ const SUMMARY: &[Column<CellSummary>] = &[
     ("latency_saving_ci_high_pct", |s| {
         num(s.savings.as_ref().and_then(|v| v.latency_ci_high_pct))
     }),
+    // Decoder cells (empty for encoders): prefill and decode apart, per request, fidelity
+    // against the reference precision (teacher-forced), perplexity with real weights.
+    ("prefill_ms", |s| num(g(s).and_then(|g| g.prefill_ms))),
+    ("prefill_ci_low_ms", |s| {
+        num(g(s).and_then(|g| g.prefill_ci_low_ms))
+    }),
+    ("prefill_ci_high_ms", |s| {
+        num(g(s).and_then(|g| g.prefill_ci_high_ms))
+    }),
+    ("prefill_mj_per_prompt_token", |s| {
+        num(g(s).and_then(|g| g.prefill_mj_per_prompt_token))
+    }),
+    ("prefill_net_mj_per_prompt_token", |s| {
+        num(g(s).and_then(|g| g.prefill_net_mj_per_prompt_token))
+    }),
+    ("decode_ms_per_step", |s| {
+        num(g(s).and_then(|g| g.decode_ms_per_step))
+    }),
+    ("decode_tokens_per_s", |s| {
+        num(g(s).and_then(|g| g.decode_tokens_per_s))
+    }),
+    ("decode_mj_per_token", |s| {
+        num(g(s).and_then(|g| g.decode_mj_per_token))
+    }),
+    ("decode_net_mj_per_token", |s| {
+        num(g(s).and_then(|g| g.decode_net_mj_per_token))
+    }),
+    ("j_per_request", |s| num(g(s).and_then(|g| g.j_per_request))),
+    ("j_per_request_net", |s| {
+        num(g(s).and_then(|g| g.j_per_request_net))
+    }),
+    ("prefill_energy_share", |s| {
+        num(g(s).and_then(|g| g.prefill_energy_share))
+    }),
+    ("kv_cache_bytes", |s| int(g(s).map(|g| g.kv_cache_bytes))),
+    ("fidelity_reference", |s| {
+        text(gf(s).map(|f| f.reference.as_str()))
+    }),
+    ("greedy_agreement", |s| {
+        num(gf(s).map(|f| f.greedy_agreement))
+    }),
+    ("next_token_kl_mean", |s| num(gf(s).map(|f| f.mean_kl))),
+    ("next_token_kl_max", |s| num(gf(s).map(|f| f.max_kl))),
+    ("max_logit_error", |s| num(gf(s).map(|f| f.max_logit_error))),
+    ("perplexity", |s| {
+        num(g(s)
+            .and_then(|g| g.perplexity.as_ref())
+            .map(|p| p.perplexity))
+    }),
     ("flags", |s| text(Some(&s.flags.join("; ")))),
     ("reason", |s| text(s.reason.as_deref())),
 ];
+
+/// A decoder cell's figures and its fidelity against the reference precision.
+fn g(s: &CellSummary) -> Option<&crate::analysis::generate::GenerateSummary> {
+    s.generate.as_ref()
+}
+
+fn gf(s: &CellSummary) -> Option<&crate::fidelity::generate::GenerateFidelity> {
+    g(s).and_then(|g| g.fidelity.as_ref())
+}
 
 fn status(s: CellStatus) -> &'static str {
     match s {

@@ -8,10 +8,12 @@
 //! measure, fidelity, probe, model for hashing) and error; never analysis, report, run or scale.
 
 mod check;
+mod generate;
 mod read_back;
 mod run_dir;
 
 pub use check::{MAX_POWER_W, MAX_UNITS, MAX_WINDOWS};
+pub use generate::{per_step, GenerateRecord};
 pub use read_back::{parse_manifest, parse_record, parse_session, parse_trace};
 pub use run_dir::{
     write_atomic, write_derived, CellClaim, RenderLock, RunDir, RunLock, CLAIMS_DIR, LOCK_FILE,
@@ -90,6 +92,10 @@ pub struct CellRecord {
     /// Accuracy on the probe's test split (models with `head = "probe"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<crate::probe::Accuracy>,
+    /// Decoder cells: prefill windows, the KV cache, fidelity and perplexity (`windows` above
+    /// are the decode windows, per step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GenerateRecord>,
     pub dataset: Option<DatasetUsage>,
     /// Examples longer than seq_len (cut short by the tokenizer).
     pub truncated_examples: Option<usize>,
@@ -132,7 +138,7 @@ impl LayerRecord {
     }
 }
 
-fn per_call(windows: &[WindowRecord], k: u32) -> Vec<WindowRecord> {
+pub(crate) fn per_call(windows: &[WindowRecord], k: u32) -> Vec<WindowRecord> {
     if k <= 1 {
         return windows.to_vec();
     }

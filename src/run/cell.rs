@@ -11,9 +11,11 @@ use indicatif::ProgressBar;
 
 use super::console::cell_label;
 use super::Prepared;
+use crate::config::Scope;
 use crate::device::SelectedDevice;
 use crate::matrix::Cell;
 use crate::measure::SamplerOverhead;
+use crate::model::workload::WorkloadKind;
 use crate::model::{self, ModelStore};
 use crate::probe;
 use crate::results::{now_rfc3339, CellRecord, CellStatus, SCHEMA_VERSION};
@@ -26,6 +28,8 @@ use crate::sensor::{self, EnergySensor, SensorInfo};
 pub(super) struct Store {
     pub(super) models: ModelStore,
     pub(super) probes: HashMap<(String, usize), probe::ProbeHead>,
+    /// Decoders' reference runs (fp32, or bf16 above ~3 B parameters), for fidelity.
+    pub(super) references: super::generate::References,
 }
 
 /// A cell's record, power trace and (on the first cell) the sampler-overhead check; `None` when
@@ -72,6 +76,7 @@ pub(super) fn run_cell(
         reconciliation: None,
         fidelity: None,
         accuracy: None,
+        generate: None,
         dataset: None,
         truncated_examples: None,
         started_at: now_rfc3339(),
@@ -79,8 +84,21 @@ pub(super) fn run_cell(
     };
     let mut trace = Vec::new();
     let mut overhead = None;
-    let preset = &prepared.specs[&cell.model].preset;
-    if let Err(unsupported) = model::probe_precision(cell.precision, preset, device) {
+    let spec = &prepared.specs[&cell.model];
+    let workload = spec.workload();
+    let refused = if workload == WorkloadKind::Generate && cell.scope == Scope::Layers {
+        Err(model::Unsupported::Shape(
+            "scope = \"layers\": candle-transformers' decoders keep their layers private, so a decoder has no per-layer profile here (the runner's own Llama-family decoder will have one)".into(),
+        ))
+    } else if let Some(why) = spec
+        .decoder()
+        .and_then(|d| d.refuses_batch(cell.precision, cell.batch_size))
+    {
+        Err(model::Unsupported::Shape(why))
+    } else {
+        model::probe_cell(spec, cell.precision, device)
+    };
+    if let Err(unsupported) = refused {
         (record.status, record.reason) = match unsupported {
             model::Unsupported::Shape(why) => (CellStatus::Skipped, Some(why)),
             model::Unsupported::Device(why) => (CellStatus::Failed, Some(why)),
@@ -88,17 +106,30 @@ pub(super) fn run_cell(
     } else {
         let label = cell_label(cell);
         let mut on_progress = |phase: &str| progress.set_message(format!("{label}: {phase}"));
-        let measured = super::classify::measure(
-            cell,
-            prepared,
-            store,
-            device,
-            sensor,
-            check_overhead,
-            &mut on_progress,
-            &mut record,
-            earlier,
-        );
+        // The one place a cell's workload is chosen.
+        let measured = match workload {
+            WorkloadKind::Classify => super::classify::measure(
+                cell,
+                prepared,
+                store,
+                device,
+                sensor,
+                check_overhead,
+                &mut on_progress,
+                &mut record,
+                earlier,
+            ),
+            WorkloadKind::Generate => super::generate::measure(
+                cell,
+                prepared,
+                store,
+                device,
+                sensor,
+                check_overhead,
+                &mut on_progress,
+                &mut record,
+            ),
+        };
         match measured {
             Ok((t, o)) => (trace, overhead) = (t, o),
             Err(e) if crate::interrupt::is_interrupt(&e) => return None,
@@ -164,6 +195,8 @@ mod tests {
             precision: Precision::Fp16,
             batch_size: 131072,
             seq_len: 512,
+            prompt_len: None,
+            new_tokens: None,
             scope: Scope::Model,
             quantize: Default::default(),
             layer_method: Default::default(),

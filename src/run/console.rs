@@ -154,13 +154,42 @@ pub(super) fn layer_breakdown(r: &CellRecord) -> String {
 
 pub(super) fn cell_label(cell: &Cell) -> String {
     format!(
-        "{} {} {} b{} s{}",
+        "{} {} {} b{} {}",
         cell.id,
         cell.model,
         cell.precision.name(),
         cell.batch_size,
-        cell.seq_len
+        shape_label(cell.seq_len, cell.prompt_len, cell.new_tokens)
     )
+}
+
+/// An encoder's `s128`, a decoder's `p512+128` (prompt + generated tokens).
+fn shape_label(seq_len: usize, prompt_len: Option<usize>, new_tokens: Option<usize>) -> String {
+    match (prompt_len, new_tokens) {
+        (Some(p), Some(n)) => format!("p{p}+{n}"),
+        _ => format!("s{seq_len}"),
+    }
+}
+
+/// A decoder cell's figures: time to first token, time per output token, energy per token.
+fn generate_line(s: &CellSummary) -> Option<String> {
+    let g = s.generate.as_ref()?;
+    let f = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
+    Some(format!(
+        "prefill {} ms/batch{}, decode {} ms/step, {} tokens/s{}",
+        f(g.prefill_ms, 3),
+        g.prefill_mj_per_prompt_token
+            .map(|e| format!(" ({e:.3} mJ/prompt token)"))
+            .unwrap_or_default(),
+        f(g.decode_ms_per_step, 3),
+        f(g.decode_tokens_per_s, 1),
+        g.decode_mj_per_token
+            .map(|e| format!(
+                ", {e:.3} mJ/token, {:.3} J/request",
+                g.j_per_request.unwrap_or(f64::NAN)
+            ))
+            .unwrap_or_default()
+    ))
 }
 
 pub(super) fn cell_result_line(r: &CellRecord) -> String {
@@ -168,6 +197,9 @@ pub(super) fn cell_result_line(r: &CellRecord) -> String {
     match r.status {
         CellStatus::Ok => {
             let s = analysis::summarize(r);
+            if let Some(line) = generate_line(&s) {
+                return format!("done    {label}: {line}");
+            }
             format!(
                 "done    {label}: {:.3} ms/batch, {:.1} samples/s{}",
                 s.latency_per_loop_ms.unwrap_or(f64::NAN),
@@ -351,7 +383,17 @@ pub fn print_summary(summaries: &[CellSummary]) {
         "mJ/inference",
     ]);
     let opt = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
-    for s in summaries {
+    let (decoders, encoders): (Vec<&CellSummary>, Vec<&CellSummary>) =
+        summaries.iter().partition(|s| {
+            s.generate.is_some() || (s.reason.is_some() && is_decoder_row(s, summaries))
+        });
+    if !decoders.is_empty() {
+        print_decoder_summary(&decoders);
+        if encoders.is_empty() {
+            return;
+        }
+    }
+    for s in encoders {
         let latency = match (
             s.latency_per_loop_ms,
             s.latency_ci_low_ms,
@@ -379,6 +421,65 @@ pub fn print_summary(summaries: &[CellSummary]) {
     say!("{table}");
 }
 
+/// A row without measurements is a decoder's when its model's other cells are (a skipped or
+/// failed decoder cell has no generate figures to say so).
+fn is_decoder_row(s: &CellSummary, all: &[CellSummary]) -> bool {
+    all.iter()
+        .any(|o| o.model == s.model && o.generate.is_some())
+}
+
+fn print_decoder_summary(rows: &[&CellSummary]) {
+    use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "cell",
+        "model",
+        "precision",
+        "batch",
+        "prompt+new",
+        "status",
+        "prefill ms",
+        "ms/step [95% CI]",
+        "tokens/s",
+        "mJ/token",
+        "J/request",
+    ]);
+    let opt = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
+    for s in rows {
+        let g = s.generate.as_ref();
+        let step = match (
+            s.latency_per_loop_ms,
+            s.latency_ci_low_ms,
+            s.latency_ci_high_ms,
+        ) {
+            (Some(m), Some(lo), Some(hi)) => format!("{m:.3} [{lo:.3}, {hi:.3}]"),
+            (m, _, _) => opt(m, 3),
+        };
+        table.add_row(vec![
+            s.id.clone(),
+            s.model.clone(),
+            s.precision.clone(),
+            s.batch_size.to_string(),
+            format!(
+                "{}+{}",
+                s.prompt_len.unwrap_or(0),
+                s.new_tokens.unwrap_or(0)
+            ),
+            match s.status {
+                CellStatus::Ok => "ok".to_string(),
+                CellStatus::Skipped => "skipped".to_string(),
+                CellStatus::Failed => "FAILED".to_string(),
+            },
+            opt(g.and_then(|g| g.prefill_ms), 3),
+            step,
+            opt(g.and_then(|g| g.decode_tokens_per_s), 1),
+            opt(g.and_then(|g| g.decode_mj_per_token), 3),
+            opt(g.and_then(|g| g.j_per_request), 3),
+        ]);
+    }
+    println!("{table}");
+}
+
 /// The failed and skipped cells, with their reasons, at the end of a run.
 pub fn list_unsuccessful(summaries: &[CellSummary]) {
     for (status, title) in [
@@ -392,12 +493,15 @@ pub fn list_unsuccessful(summaries: &[CellSummary]) {
         tell!("{} cell(s) {title}:", cells.len());
         for s in cells {
             tell!(
-                "  {} {} {} batch {} seq {}: {}",
+                "  {} {} {} batch {} {}: {}",
                 s.id,
                 s.model,
                 s.precision,
                 s.batch_size,
-                s.seq_len,
+                match (s.prompt_len, s.new_tokens) {
+                    (Some(p), Some(n)) => format!("prompt {p} + {n} tokens"),
+                    _ => format!("seq {}", s.seq_len),
+                },
                 s.reason.as_deref().unwrap_or("")
             );
         }

@@ -24,6 +24,7 @@ mod cell;
 mod classify;
 mod console;
 pub mod estimate;
+mod generate;
 mod layers;
 mod plan;
 mod quantize;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use super::RunOptions;
 use crate::config::{self, LoadedExperiment};
-use crate::data::{self, TokenizedSet};
+use crate::data::{self, PromptSet, TokenizedSet};
 use crate::error::ConfigError;
 use crate::matrix::{self, Cell};
 use crate::model::ModelSpec;
@@ -22,7 +22,12 @@ pub struct Prepared {
     /// Combinations of the matrix that resolved to a cell already in the plan.
     pub merged_duplicates: usize,
     pub(super) specs: BTreeMap<String, ModelSpec>,
+    /// Encoder cells' batches, per seq_len.
     pub(super) tokenized: BTreeMap<usize, TokenizedSet>,
+    /// Decoder cells' prompts, per (model, prompt_len): as many as the largest batch needs.
+    pub(super) prompts: BTreeMap<(String, usize), PromptSet>,
+    /// Text for the perplexity of decoders with real weights, per model.
+    pub(super) perplexity_text: BTreeMap<String, PromptSet>,
     pub templates: TemplateSource,
 }
 
@@ -55,8 +60,16 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let dataset = data::load_dataset(&exp.resolve(&d.path), d.format, d.limit.map(|l| l as usize))
         .context("dataset.path")
         .map_err(as_config_error)?;
+    let encoders: Vec<(&String, &ModelSpec)> = specs
+        .iter()
+        .filter(|(_, s)| s.encoder().is_some())
+        .collect();
     let mut tokenized = BTreeMap::new();
-    for seq_len in plan.iter().map(|c| c.seq_len) {
+    for seq_len in plan
+        .iter()
+        .filter(|c| c.prompt_len.is_none())
+        .map(|c| c.seq_len)
+    {
         if tokenized.contains_key(&seq_len) {
             continue;
         }
@@ -68,8 +81,8 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
         // An id past the model's embedding table fails every cell ("invalid index") otherwise:
         // the largest id counts, not the number of tokens (ids may have gaps).
         let largest = data::largest_token_id(&tokenizer).unwrap_or(0);
-        for (name, spec) in &specs {
-            let m = spec.preset.vocab_size;
+        for (name, spec) in &encoders {
+            let m = spec.vocab_size();
             if largest as usize >= m {
                 return Err(ConfigError::new(format!(
                     "{}: the tokenizer gives ids up to {largest}, but model {name}'s vocabulary has {m} (ids 0 to {}): its ids would index past the embeddings; use the tokenizer the model was trained with",
@@ -84,14 +97,95 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
             .map_err(as_config_error)?;
         tokenized.insert(seq_len, set);
     }
+    let (prompts, perplexity_text) =
+        decoder_prompts(&exp, &plan, &specs, &dataset).map_err(as_config_error)?;
     Ok(Prepared {
         exp,
         plan,
         merged_duplicates,
         specs,
         tokenized,
+        prompts,
+        perplexity_text,
         templates,
     })
+}
+
+/// Tokens of text each decoder with real weights is scored on for perplexity: this many
+/// sequences of this many tokens (teacher-forced one token per step, the sequences as a batch).
+pub const PERPLEXITY_SEQUENCES: usize = 4;
+pub const PERPLEXITY_TOKENS: usize = 64;
+
+/// Prompts for every decoder cell, each model's made with its own tokenizer (its GGUF metadata's
+/// or its folder's tokenizer.json; random weights take the dataset's tokenizer), checked against
+/// the model's vocabulary before anything runs.
+#[allow(clippy::type_complexity)]
+fn decoder_prompts(
+    exp: &LoadedExperiment,
+    plan: &[Cell],
+    specs: &BTreeMap<String, ModelSpec>,
+    dataset: &data::Dataset,
+) -> Result<(
+    BTreeMap<(String, usize), PromptSet>,
+    BTreeMap<String, PromptSet>,
+)> {
+    let mut needed: BTreeMap<(String, usize), usize> = BTreeMap::new();
+    for c in plan {
+        if let Some(p) = c.prompt_len {
+            let n = needed.entry((c.model.clone(), p)).or_default();
+            *n = (*n)
+                .max(c.batch_size)
+                .max(super::generate::FIDELITY_PROMPTS);
+        }
+    }
+    let mut prompts = BTreeMap::new();
+    let mut perplexity = BTreeMap::new();
+    let dataset_tokenizer = exp.resolve(&exp.config.dataset.tokenizer);
+    for ((model, prompt_len), count) in needed {
+        let spec = &specs[&model];
+        let decoder = spec.decoder().expect("decoder cells have decoder specs");
+        let (tokenizer, described) = match decoder
+            .tokenizer()
+            .with_context(|| format!("models.{model}: its tokenizer"))?
+        {
+            Some(t) => t,
+            None => (
+                data::build_tokenizer(&dataset_tokenizer, prompt_len)
+                    .context("dataset.tokenizer")?,
+                format!(
+                    "{} (dataset.tokenizer: the model has no tokenizer of its own)",
+                    dataset_tokenizer.display()
+                ),
+            ),
+        };
+        let vocab = spec.vocab_size();
+        let listed = tokenizer.get_vocab_size(true);
+        if listed > vocab {
+            anyhow::bail!(
+                "models.{model}: the tokenizer {described} has {listed} tokens but the model's vocabulary has {vocab}: its ids would index past the embeddings; use the model's own tokenizer"
+            );
+        }
+        let set = data::prompts(&tokenizer, &described, dataset, prompt_len, count)
+            .with_context(|| format!("models.{model}: prompts of {prompt_len} tokens"))?;
+        if set.max_id as usize >= vocab {
+            anyhow::bail!(
+                "models.{model}: the tokenizer {described} gives id {} but the model's vocabulary has {vocab} tokens",
+                set.max_id
+            );
+        }
+        if decoder.real_weights() && !perplexity.contains_key(&model) {
+            let text = data::prompts(
+                &tokenizer,
+                &described,
+                dataset,
+                PERPLEXITY_TOKENS,
+                PERPLEXITY_SEQUENCES,
+            )?;
+            perplexity.insert(model.clone(), text);
+        }
+        prompts.insert((model, prompt_len), set);
+    }
+    Ok((prompts, perplexity))
 }
 
 /// The least time the protocol spends on `cells`, in seconds: per cell the stabilization pause
@@ -105,6 +199,8 @@ pub fn protocol_lower_bound_s(exp: &LoadedExperiment, cells: &[&Cell]) -> f64 {
         .iter()
         .map(|c| {
             let units = match c.scope {
+                // A decoder cell measures two phases, each through the whole protocol.
+                config::Scope::Model if c.prompt_len.is_some() => 2.0,
                 config::Scope::Model => 1.0,
                 // Isolated: embeddings, pre-classifier and classifier, and each block with its
                 // 4 parts; prefix: one prefix per top-level layer.
@@ -112,7 +208,7 @@ pub fn protocol_lower_bound_s(exp: &LoadedExperiment, cells: &[&Cell]) -> f64 {
                     .config
                     .models
                     .get(&c.model)
-                    .and_then(|m| crate::config::Preset::lookup(m.architecture, &m.preset))
+                    .and_then(|m| m.encoder_preset())
                     .map_or(1.0, |preset| {
                         let n = preset.n_layers as f64;
                         let isolated = if c.layer_method.isolated() {
@@ -183,13 +279,18 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
     // as they always did.
     let quantize = plan.cells.iter().any(|c| !c.quantize.is_all());
     let method = plan.cells.iter().any(|c| !c.layer_method.is_isolated());
-    let extra = |q: &str, m: &str| {
+    // Decoder cells add their prompt and generation lengths.
+    let decoders = plan.cells.iter().any(|c| c.prompt_len.is_some());
+    let extra = |q: &str, m: &str, p: &str, n: &str| {
         let mut s = String::new();
         if quantize {
             s.push_str(&format!("  {q:<10}"));
         }
         if method {
             s.push_str(&format!("  {m:<8}"));
+        }
+        if decoders {
+            s.push_str(&format!("  {p:>6}  {n:>4}"));
         }
         s
     };
@@ -201,7 +302,7 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
         "BATCH",
         "SEQ",
         "SCOPE",
-        extra("QUANTIZE", "METHOD").trim_end()
+        extra("QUANTIZE", "METHOD", "PROMPT", "NEW").trim_end()
     );
     for c in &plan.cells {
         let layer_method = if c.scope == config::Scope::Layers {
@@ -214,15 +315,27 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
         } else {
             "-".to_string()
         };
+        let or_dash = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
+        let seq = if c.prompt_len.is_some() {
+            "-".to_string()
+        } else {
+            c.seq_len.to_string()
+        };
         say!(
             "{:<12}  {:<16}  {:<9}  {:>5}  {:>5}  {:<6}{}",
             c.id,
             c.model,
             c.precision.name(),
             c.batch_size,
-            c.seq_len,
+            seq,
             c.scope.name(),
-            extra(&quantize, layer_method).trim_end()
+            extra(
+                &quantize,
+                layer_method,
+                &or_dash(c.prompt_len),
+                &or_dash(c.new_tokens)
+            )
+            .trim_end()
         );
     }
     if plan.merged_duplicates > 0 {

@@ -77,7 +77,7 @@ pub(super) fn resolve(
     if !quantized_precision {
         return Ok(out);
     }
-    let blocks = spec.preset.n_layers;
+    let blocks = spec.encoder().map_or(0, |p| p.n_layers);
     let both = |range: std::ops::RangeInclusive<usize>| -> Vec<LinearSite> {
         range
             .flat_map(|b| [LinearSite::Attention(b), LinearSite::Ffn(b)])

@@ -59,6 +59,9 @@ pub fn run_serial(
 ) -> Result<u8> {
     let mut protocol_time = ProtocolTime::default();
     let (selected, mut sensor, sensor_info, notices) = open_device_and_sensor(prepared, "runner:")?;
+    // Decoders too large for this device are refused before the run directory exists.
+    let all: Vec<&Cell> = prepared.plan.iter().collect();
+    super::generate::check_memory(prepared, &all, &selected.device)?;
 
     let fresh = Manifest::new(
         &prepared.exp,

@@ -107,6 +107,8 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             .collect::<Result<_>>()?,
     };
     let (selected, mut sensor, sensor_info, _) = open_device_and_sensor(prepared, &who)?;
+    let all: Vec<&crate::matrix::Cell> = prepared.plan.iter().collect();
+    super::generate::check_memory(prepared, &all, &selected.device)?;
     crate::interrupt::install()?;
     let mut session = Session::begin(0);
     session.worker = Some(crate::results::WorkerInfo {

@@ -1,6 +1,8 @@
 //! Helpers for tests that drive the real `runner` binary.
 #![allow(dead_code)]
 
+pub mod gguf;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use candle_core::DType;
 
-use super::linear::{ggml_name, MMQ_ROW_PADDING};
+use super::linear::MMQ_ROW_PADDING;
 use super::Encoder;
+use crate::model::quant::ggml::ggml_name;
 
 impl Encoder {
     /// The linear layer whose implementation the record describes: the first quantized one

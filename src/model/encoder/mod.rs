@@ -23,9 +23,10 @@ mod linear;
 mod shapes;
 mod units;
 
+pub use crate::model::quant::ggml::ggml_name;
 use block::TransformerBlock;
 use linear::Linear;
-pub use linear::{ggml_name, MMQ_ROW_PADDING};
+pub use linear::MMQ_ROW_PADDING;
 pub use shapes::{
     check_checkpoint_tensors, check_hf_config, random_tensors, save_hf_dir, tensor_shapes,
 };

@@ -1,6 +1,7 @@
 //! Where weights come from: seeded random tensors in the real architecture (`random.rs`), or a
 //! local Hugging Face folder (config.json + model.safetensors). Nothing is ever downloaded.
 
+pub mod gguf;
 pub mod random;
 
 use std::path::Path;

@@ -115,10 +115,12 @@ macro_rules! render {
     }};
 }
 
+mod decoders;
 mod labels;
 mod layers;
 mod tradeoff;
 
+pub use decoders::decoder_charts;
 pub use layers::{grouped_bars, layer_charts, BarSeries};
 pub use tradeoff::{tradeoff_chart, tradeoff_front, Quality, TradeoffPoint};
 
@@ -158,17 +160,22 @@ type ChartSpec = (
     bool,
 );
 
+/// The lines of one chart: the encoders' cells, or (`decoders`) the decoders' (a decoder's
+/// figures are per token, an encoder's per inference: never on one chart).
 fn lines(
     summaries: &[CellSummary],
     metric: impl Fn(&CellSummary) -> Option<f64>,
     interval: impl Fn(&CellSummary) -> Option<(f64, f64)>,
     speed: bool,
+    decoders: bool,
 ) -> Vec<Line> {
-    let labels = Labels::new(summaries.iter().map(|s| &s.cell));
+    let kind = |s: &&CellSummary| s.cell.prompt_len.is_some() == decoders;
+    let labels = Labels::new(summaries.iter().filter(kind).map(|s| &s.cell));
     let mut out: Vec<Line> = Vec::new();
     // Whole-model cells only: layers cells have their own charts.
     for s in summaries
         .iter()
+        .filter(kind)
         .filter(|s| s.scope == "model" && !(speed && s.speed_is_reference))
     {
         let Some(y) = metric(s) else { continue };
@@ -252,7 +259,7 @@ pub fn all_charts(summaries: &[CellSummary]) -> Result<Vec<Chart>> {
         .any(|s| s.scope == "model" && s.speed_is_reference);
     let mut charts = Vec::new();
     for (file, title, y_label, metric, interval, speed) in specs {
-        let data = lines(summaries, metric, interval, speed);
+        let data = lines(summaries, metric, interval, speed, false);
         if data.iter().map(|l| l.points.len()).sum::<usize>() < 2 {
             continue;
         }
@@ -525,7 +532,13 @@ mod tests {
     #[test]
     fn each_quantize_selection_is_a_line_of_its_own() {
         let cells = selection_cells();
-        let data = lines(&cells, |s| s.energy_per_inference_mj, no_interval, false);
+        let data = lines(
+            &cells,
+            |s| s.energy_per_inference_mj,
+            no_interval,
+            false,
+            false,
+        );
         let names: Vec<(&str, usize, usize)> = data
             .iter()
             .map(|l| (l.name.as_str(), l.variant, l.points.len()))

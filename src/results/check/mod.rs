@@ -305,6 +305,7 @@ pub fn check_record(
         }
         p.number("fidelity.max_abs_error", f.max_abs_error, 0.0, f64::MAX);
     }
+    generate(&mut p, r);
     if let Some(a) = &r.accuracy {
         for (key, v) in [
             ("accuracy", a.accuracy),
@@ -322,6 +323,62 @@ pub fn check_record(
         }
     }
     p.finish(RECORD_ADVICE)
+}
+
+/// A decoder cell's `generate` section: the cell's own lengths, bounded windows, fidelity and
+/// perplexity in their ranges; present exactly on decoder cells recorded ok.
+fn generate(p: &mut Problems, r: &CellRecord) {
+    let lengths = r.cell.prompt_len.zip(r.cell.new_tokens);
+    let Some(g) = &r.generate else {
+        if lengths.is_some() && r.status == CellStatus::Ok {
+            p.add("a decoder cell recorded ok without its generate section".into());
+        }
+        return;
+    };
+    let Some((prompt, new)) = lengths else {
+        p.add("a generate section in an encoder cell (no prompt_len, new_tokens)".into());
+        return;
+    };
+    if (g.prompt_len, g.new_tokens, g.decode_steps_per_loop) != (prompt, new, new) {
+        p.add(format!(
+            "generate: prompt_len {}, new_tokens {}, {} decode steps per loop, but the cell has prompt_len {prompt} and new_tokens {new}",
+            g.prompt_len, g.new_tokens, g.decode_steps_per_loop
+        ));
+    }
+    warmup(p, "generate.prefill_warmup", &g.prefill_warmup);
+    windows(p, "generate.prefill_", &g.prefill_windows, 1);
+    if r.status == CellStatus::Ok && g.prefill_windows.is_empty() {
+        p.add("generate: no prefill windows in a cell recorded ok".into());
+    }
+    if let Some(f) = &g.fidelity {
+        p.number(
+            "generate.fidelity.greedy_agreement",
+            f.greedy_agreement,
+            0.0,
+            1.0,
+        );
+        for (key, v) in [
+            ("mean_kl", f.mean_kl),
+            ("max_kl", f.max_kl),
+            ("max_logit_error", f.max_logit_error),
+        ] {
+            p.number(&format!("generate.fidelity.{key}"), v, 0.0, f64::MAX);
+        }
+    }
+    if let Some(ppl) = &g.perplexity {
+        p.number(
+            "generate.perplexity.perplexity",
+            ppl.perplexity,
+            1.0,
+            f64::MAX,
+        );
+        p.number(
+            "generate.perplexity.nll_per_token",
+            ppl.nll_per_token,
+            0.0,
+            f64::MAX,
+        );
+    }
 }
 
 /// A power trace read back: finite times and powers a device can draw.

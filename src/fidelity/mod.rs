@@ -1,6 +1,8 @@
 //! Fidelity: what a reduced precision does to the model's outputs, against the fp32 model with the
 //! same weights on the same inputs (the first [`FIDELITY_EXAMPLES`] examples of the dataset).
 
+pub mod generate;
+
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,8 @@
 //! tokenizers), so ids match what the model was trained with; batches cycle through the dataset and
 //! every reuse of a sample (wraparound) is counted and reported.
 
+mod prompts;
+
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -17,6 +19,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::config::DatasetFormat;
 use crate::files;
+pub use prompts::{prompts, PromptSet};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {

@@ -1,0 +1,56 @@
+//! What a loaded model does in a cell: an encoder classifies (`model::Encoder`, measured by
+//! run/classify.rs), a decoder generates ([`Generate`], measured by run/generate.rs). Both say
+//! what ran ([`Describe`]) for the record.
+//!
+//! [`Generate`] is the one interface the generate workload sees, whoever implements it: the
+//! candle-transformers decoders as the crate runs them (`decoder::CrateDecoder`), and the
+//! runner's own Llama family as deployed (issue 30), which adds a capturable fixed step.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Result, Tensor};
+
+/// What a record says about the implementation that ran.
+pub trait Describe {
+    fn device(&self) -> &Device;
+    /// The precision as it really executed (dtypes and quantized formats read back from the
+    /// loaded model, never the name the cell asked for).
+    fn executed_precision(&self) -> String;
+    /// Which implementation ran each part (`linear`, `attention`, `kv_cache`, `decode`, ...).
+    fn implementation(&self) -> BTreeMap<String, String>;
+}
+
+/// The workload a model family runs, chosen once per cell (run/cell.rs matches on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadKind {
+    /// Fixed-shape batches in, logits (batch, labels) out: the encoders.
+    Classify,
+    /// Prompts in, greedy tokens out, prefill and decode measured apart: the decoders.
+    Generate,
+}
+
+/// A decoder with a KV cache, stepped by the generate workload. Token ids are u32 tensors on
+/// the model's device; logits come back as (batch, vocab) in the model's own dtype, for the last
+/// position only (argmax runs on the device, so the next step's input never visits the host).
+pub trait Generate: Describe {
+    /// Empties the KV cache: the next call is a prefill at position 0.
+    fn reset(&mut self) -> Result<()>;
+    /// Runs `prompt` (batch, len) from the current position; the last position's logits.
+    fn prefill(&mut self, prompt: &Tensor) -> Result<Tensor>;
+    /// One decode step: `tokens` (batch, 1) at the current position; its logits.
+    fn step(&mut self, tokens: &Tensor) -> Result<Tensor>;
+    /// Remembers the cache as it is now (after a prefill), for [`Self::rewind`].
+    fn mark(&mut self) -> Result<()>;
+    /// Puts the cache back where [`Self::mark`] left it, so that every decode loop of a window
+    /// runs the same whole steps at the same context.
+    fn rewind(&mut self) -> Result<()>;
+    /// Tokens in the cache (the next step's position).
+    fn position(&self) -> usize;
+    /// How decode windows are made with this implementation, for the record.
+    fn decode_windowing(&self) -> String;
+}
+
+/// The greedy next tokens of (batch, vocab) logits, as (batch, 1) u32 on the same device.
+pub fn greedy(logits: &Tensor) -> Result<Tensor> {
+    logits.argmax_keepdim(candle_core::D::Minus1)
+}

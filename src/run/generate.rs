@@ -1,0 +1,276 @@
+//! A decoder cell (the generate workload), measured: `batch_size` prompts of `prompt_len` tokens,
+//! then `new_tokens` greedy tokens each (EOS ignored, so every request has the same length).
+//! Prefill and decode each go through the whole protocol (warm-up, windows, repeats), each in
+//! its own synchronized, counter-aligned windows:
+//!
+//! - prefill: each loop empties the KV cache and runs the batch's prompts to the first token's
+//!   argmax: ms per batch (time to first token), mJ per prompt token;
+//! - decode: the prompts prefilled once outside the windows and the cache marked; each loop
+//!   rewinds to the mark and runs `new_tokens` whole decode steps, each step's argmax on the
+//!   device feeding the next: ms per step (time per output token), mJ per generated token.
+//!
+//! After the windows, outside them: the logits checked for NaN/Inf, fidelity against the
+//! reference precision (teacher-forced on its greedy tokens), perplexity where the weights are
+//! real.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+
+use super::cell::{ensure_finite, Store};
+use super::Prepared;
+use crate::config::Precision;
+use crate::error::ConfigError;
+use crate::fidelity::generate::{self as fidelity, ReferenceRun};
+use crate::matrix::Cell;
+use crate::measure::{self, ProtocolOutcome, RealClock, SamplerOverhead};
+use crate::model::decoder::shapes::human_bytes;
+use crate::model::decoder::DecoderSpec;
+use crate::model::workload::greedy;
+use crate::results::{per_step, CellRecord, GenerateRecord};
+use crate::sensor::{self, EnergySensor};
+
+/// Prompts compared against the reference precision, and positions compared per prompt (fewer
+/// when a cell generates fewer tokens).
+pub const FIDELITY_PROMPTS: usize = 4;
+pub const FIDELITY_STEPS: usize = 32;
+
+/// Models above this many parameters are compared against bf16 rather than fp32 (an fp32 copy
+/// of an 8 B model would not fit beside the candidate on most GPUs).
+const FP32_REFERENCE_MAX_PARAMETERS: u64 = 3_000_000_000;
+
+/// The precision a decoder's cells are compared against.
+pub fn reference_precision(decoder: &DecoderSpec) -> Precision {
+    if decoder.real_weights() || decoder.shapes.parameters() <= FP32_REFERENCE_MAX_PARAMETERS {
+        Precision::Fp32
+    } else {
+        Precision::Bf16
+    }
+}
+
+/// Reference runs a session computed, per (model, prompt_len, steps).
+pub(super) type References = BTreeMap<(String, usize, usize), ReferenceRun>;
+
+/// Decoder cells whose estimate (weights + KV caches + the prefill's transient) exceeds what the
+/// device has: refused before anything is measured, with the figures.
+pub(super) fn check_memory(prepared: &Prepared, cells: &[&Cell], device: &Device) -> Result<()> {
+    let Some((free, what)) = crate::device::free_memory(device) else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    for c in cells {
+        let (Some(prompt), Some(new)) = (c.prompt_len, c.new_tokens) else {
+            continue;
+        };
+        let Some(d) = prepared.specs[&c.model].decoder() else {
+            continue;
+        };
+        if d.refuses(c.precision).is_some() || d.refuses_batch(c.precision, c.batch_size).is_some()
+        {
+            continue;
+        }
+        let need = d.memory_bytes(c.precision, c.batch_size, prompt, new);
+        if need > free {
+            problems.push(format!(
+                "cell {} ({} {} batch {} prompt {prompt} + {new} tokens) needs about {} (weights {}, KV cache {}), and there is {} {what}: exclude it or use a smaller batch_size or context",
+                c.id,
+                c.model,
+                c.precision.name(),
+                c.batch_size,
+                human_bytes(need),
+                human_bytes(d.weight_bytes(c.precision)),
+                human_bytes(2 * d.shapes.kv_cache_bytes(c.batch_size, prompt + new, d.dtype(c.precision).size_in_bytes())),
+                human_bytes(free),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems }.into())
+    }
+}
+
+/// The first `batch` prompts as a (batch, prompt_len) tensor on the device.
+fn prompt_tensor(prompts: &[Vec<u32>], batch: usize, device: &Device) -> Result<Tensor> {
+    let len = prompts[0].len();
+    let ids: Vec<u32> = prompts[..batch].iter().flatten().copied().collect();
+    Ok(Tensor::from_vec(ids, (batch, len), device)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn measure(
+    cell: &Cell,
+    prepared: &Prepared,
+    store: &mut Store,
+    device: &Device,
+    sensor: &mut dyn EnergySensor,
+    check_overhead: bool,
+    on_progress: &mut dyn FnMut(&str),
+    record: &mut CellRecord,
+) -> Result<(Vec<sensor::PowerSample>, Option<SamplerOverhead>)> {
+    let spec = &prepared.specs[&cell.model];
+    let decoder = spec
+        .decoder()
+        .context("a generate cell's model is a decoder")?;
+    let (prompt_len, new_tokens) = (
+        cell.prompt_len.context("a decoder cell has a prompt_len")?,
+        cell.new_tokens.context("a decoder cell has new_tokens")?,
+    );
+    let set = &prepared.prompts[&(cell.model.clone(), prompt_len)];
+    let prompt = prompt_tensor(&set.prompts, cell.batch_size, device)?;
+    let dtype_bytes = decoder.dtype(cell.precision).size_in_bytes();
+    let estimate = decoder.memory_bytes(cell.precision, cell.batch_size, prompt_len, new_tokens);
+    if let Some((free, what)) = crate::device::free_memory(device) {
+        anyhow::ensure!(
+            estimate <= free,
+            "needs about {} and there is {} {what}: use a smaller batch_size or context for this cell",
+            human_bytes(estimate),
+            human_bytes(free)
+        );
+    }
+    crate::interrupt::check()?;
+    on_progress("loading model");
+    let mut model = store.models.load_decoder(spec, cell.precision, device)?;
+    record.precision_executed = Some(model.executed_precision());
+    record.implementation = Some(model.implementation());
+    let clock = RealClock::default();
+    let protocol = &prepared.exp.config.protocol;
+
+    let mut last = None;
+    let prefill = {
+        let mut prefill_loop = || -> Result<()> {
+            model.reset()?;
+            let logits = model.prefill(&prompt)?;
+            let first = greedy(&logits)?;
+            device.synchronize()?;
+            last = Some((logits, first));
+            Ok(())
+        };
+        let mut progress = |phase: &str| on_progress(&format!("prefill: {phase}"));
+        measure::run_protocol(protocol, sensor, &clock, &mut progress, &mut prefill_loop)?
+    };
+    let (logits, first) = last.take().context("the prefill ran no loop")?;
+    ensure_finite(&logits, "the prefill's logits")?;
+
+    // Decode: the prefill once, outside every window; each loop rewinds to it.
+    crate::interrupt::check()?;
+    model.reset()?;
+    model.prefill(&prompt)?;
+    model.mark()?;
+    device.synchronize()?;
+    let mut last_logits = None;
+    let (decode, overhead) = {
+        let mut decode_loop = || -> Result<()> {
+            model.rewind()?;
+            let mut tokens = first.clone();
+            let mut logits = None;
+            for _ in 0..new_tokens {
+                let l = model.step(&tokens)?;
+                tokens = greedy(&l)?;
+                logits = Some(l);
+            }
+            device.synchronize()?;
+            last_logits = logits;
+            Ok(())
+        };
+        let mut progress = |phase: &str| on_progress(&format!("decode: {phase}"));
+        let decode =
+            measure::run_protocol(protocol, sensor, &clock, &mut progress, &mut decode_loop)?;
+        let overhead = if check_overhead {
+            on_progress("sampler overhead check");
+            measure::measure_sampler_overhead(&cell.id, protocol, sensor, &clock, &mut decode_loop)?
+        } else {
+            None
+        };
+        (decode, overhead)
+    };
+    if let Some(l) = &last_logits {
+        ensure_finite(l, "the decode steps' logits")?;
+    }
+
+    let mut generate = GenerateRecord {
+        prompt_len,
+        new_tokens,
+        prefill_warmup: prefill.warmup.clone(),
+        prefill_windows: prefill.windows.clone(),
+        decode_steps_per_loop: new_tokens,
+        decode_windowing: model.decode_windowing(),
+        kv_cache_bytes: decoder.shapes.kv_cache_bytes(
+            cell.batch_size,
+            prompt_len + new_tokens,
+            dtype_bytes,
+        ),
+        weight_bytes: decoder.weight_bytes(cell.precision),
+        memory_estimate_bytes: estimate,
+        prompt_texts: set.texts,
+        prompt_wraparounds: set.wraparounds,
+        tokenizer: set.tokenizer.clone(),
+        fidelity: None,
+        perplexity: None,
+    };
+
+    // Fidelity and perplexity, outside the windows.
+    let steps = new_tokens.min(FIDELITY_STEPS);
+    let reference = reference_precision(decoder);
+    let fidelity_prompts = prompt_tensor(
+        &set.prompts,
+        FIDELITY_PROMPTS.min(set.prompts.len()),
+        device,
+    )?;
+    if cell.precision != reference {
+        crate::interrupt::check()?;
+        let key = (cell.model.clone(), prompt_len, steps);
+        if !store.references.contains_key(&key) {
+            on_progress(&format!(
+                "fidelity: the {} reference generates",
+                reference.name()
+            ));
+            let mut reference_model = store.models.load_decoder(spec, reference, device)?;
+            let run = fidelity::reference_run(
+                reference_model.as_mut(),
+                &fidelity_prompts,
+                steps,
+                reference.name(),
+            )?;
+            store.references.insert(key.clone(), run);
+        }
+        let candidate = fidelity::teacher_forced(
+            model.as_mut(),
+            &fidelity_prompts,
+            &store.references[&key],
+            device,
+        )?;
+        generate.fidelity = Some(fidelity::compare(&store.references[&key], &candidate)?);
+    }
+    if let Some(text) = prepared.perplexity_text.get(&cell.model) {
+        crate::interrupt::check()?;
+        on_progress("perplexity on the dataset's text");
+        generate.perplexity = Some(fidelity::perplexity(model.as_mut(), &text.prompts, device)?);
+    }
+
+    record.dataset = Some(crate::data::DatasetUsage {
+        examples: set.texts,
+        samples_served: (cell.batch_size * prompt_len) as u64,
+        wraparounds: set.wraparounds,
+    });
+    record.warmup = Some(decode.warmup.clone());
+    record.windows = per_step(&decode.windows, new_tokens);
+    record.generate = Some(generate);
+    Ok((joined_trace(&prefill, &decode), overhead))
+}
+
+/// One trace for the cell: the decode windows' samples after the prefill's.
+fn joined_trace(prefill: &ProtocolOutcome, decode: &ProtocolOutcome) -> Vec<sensor::PowerSample> {
+    let end = prefill.trace.iter().map(|s| s.t_s).fold(0.0, f64::max);
+    prefill
+        .trace
+        .iter()
+        .cloned()
+        .chain(decode.trace.iter().map(|s| sensor::PowerSample {
+            t_s: s.t_s + end,
+            power_w: s.power_w,
+        }))
+        .collect()
+}

@@ -84,7 +84,14 @@ fn every_decoder_architecture_runs_a_cell_with_prefill_and_decode_windows() {
         assert_eq!(r["cell"]["prompt_len"], 8);
         assert_eq!(r["cell"]["new_tokens"], 4);
         let g = &r["generate"];
-        assert_eq!(g["prefill_windows"].as_array().unwrap().len(), 3, "{model}");
+        // Both phases through the protocol's windows.
+        let repeats = r["protocol"]["repeats"].as_u64().unwrap() as usize;
+        assert_eq!(
+            g["prefill_windows"].as_array().unwrap().len(),
+            repeats,
+            "{model}"
+        );
+        assert_eq!(r["windows"].as_array().unwrap().len(), repeats, "{model}");
         assert_eq!(g["decode_steps_per_loop"], 4);
         // Decode windows are per step: loops count steps.
         let w = &r["windows"][0];
@@ -437,4 +444,71 @@ fn a_decoder_record_read_back_is_checked_against_its_cell() {
         .stderr(predicate::str::contains(
             "7 decode steps per loop, but the cell has prompt_len 8 and new_tokens 2",
         ));
+}
+
+#[test]
+fn decoder_cell_ids_name_the_prompt_and_the_generation_and_nothing_else() {
+    let ids = |matrix: &str, extra_model: bool| -> Vec<String> {
+        let mut models =
+            String::from("[models.t]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\n");
+        if extra_model {
+            models.push_str("[models.u]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\n");
+        }
+        let fx = experiment(&models, matrix);
+        let out = fx.runner().arg("plan").arg(&fx.file).assert().success();
+        String::from_utf8_lossy(&out.get_output().stdout)
+            .lines()
+            .filter(|l| l.contains(" t "))
+            .map(|l| l[..12].to_string())
+            .collect()
+    };
+    let base = ids(
+        "model = [\"t\"]\nprompt_len = [8]\nnew_tokens = [2, 4]",
+        false,
+    );
+    assert_eq!(base.len(), 2);
+    assert_ne!(base[0], base[1], "new_tokens is part of the id");
+    assert_eq!(
+        base,
+        ids(
+            "model = [\"t\"]\nprompt_len = [8]\nnew_tokens = [2, 4]",
+            false
+        )
+    );
+    // Another model in the file, or the encoders' seq_len axis, changes no decoder cell's id.
+    assert_eq!(
+        base,
+        ids(
+            "model = [\"t\", \"u\"]\nprompt_len = [8]\nnew_tokens = [2, 4]\nseq_len = [64]",
+            true
+        )
+    );
+    let longer = ids(
+        "model = [\"t\"]\nprompt_len = [16]\nnew_tokens = [2, 4]",
+        false,
+    );
+    assert!(
+        longer.iter().all(|id| !base.contains(id)),
+        "prompt_len is part of the id"
+    );
+}
+
+#[test]
+fn on_the_cpu_the_plan_says_how_long_the_decoder_cells_it_runs_take() {
+    let fx = experiment(
+        "[models.t]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\n",
+        "precision = [\"fp32\", \"int8-bf16\"]\nbatch_size = [1, 2]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = fx.runner().arg("plan").arg(&fx.file).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    // int8-bf16 is refused for a crate decoder: only the two fp32 cells are priced.
+    let line = text
+        .lines()
+        .find(|l| l.contains("on this CPU the 2 cell(s) it runs take about"))
+        .unwrap_or_else(|| panic!("no CPU estimate in:\n{text}"));
+    assert!(
+        line.contains("GFLOP/s") && line.contains("GB/s"),
+        "the rates it priced them at: {line}"
+    );
+    assert!(text.trim_end().ends_with("4 cells"), "{text}");
 }

@@ -534,6 +534,8 @@ mod tests {
             precision: Precision::Fp32,
             batch_size: 1,
             seq_len: 8,
+            prompt_len: None,
+            new_tokens: None,
             scope: Scope::Model,
             quantize: QuantizeSelection::All,
             layer_method: LayerMethod::Isolated,

@@ -2,9 +2,9 @@
 //! protocol's own time (warm-up, `repeats` windows, pauses) with its loops priced by the workload
 //! ([`CellCost`]), plus what it does outside its windows (fidelity and accuracy passes). The
 //! encoder workload prices a loop from its FLOPs at the device's rate, measured here by a short
-//! timed matmul in each float dtype the plan uses; another workload (decoders) supplies its own
-//! `CellCost`. As cells finish, each cell class's estimates are scaled by what its measured
-//! cells really took (loading, slow kernels and all), so the ETA converges on the run.
+//! timed matmul in each float dtype the plan uses; the generate workload prices its prefill the
+//! same way and its decode steps by the bytes of weights each reads ([`DecoderCost`]). As cells
+//! finish, each cell class's estimates are scaled by what its measured cells really took (loading, slow kernels and all), so the ETA converges on the run.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -12,6 +12,8 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 
+use super::generate::{reference_precision, FIDELITY_PROMPTS, FIDELITY_STEPS};
+use super::plan::{PERPLEXITY_SEQUENCES, PERPLEXITY_TOKENS};
 use crate::config::{FloatPrecision, Precision, ProtocolSection, Scope};
 use crate::fidelity::FIDELITY_EXAMPLES;
 use crate::matrix::Cell;
@@ -67,7 +69,7 @@ pub struct EncoderCost<'a> {
 
 impl EncoderCost<'_> {
     fn forward_s(&self, cell: &Cell, batch: usize) -> f64 {
-        let Some(spec) = self.specs.get(&cell.model) else {
+        let Some(preset) = self.specs.get(&cell.model).and_then(|s| s.encoder()) else {
             return 0.0;
         };
         let rate = self
@@ -75,7 +77,7 @@ impl EncoderCost<'_> {
             .get(&cell.precision.float())
             .copied()
             .unwrap_or(1e9);
-        encoder_flops(&spec.preset, batch, cell.seq_len) / rate
+        encoder_flops(preset, batch, cell.seq_len) / rate
     }
 }
 
@@ -85,7 +87,11 @@ impl CellCost for EncoderCost<'_> {
         match cell.scope {
             Scope::Model => vec![whole],
             Scope::Layers => {
-                let n = self.specs.get(&cell.model).map_or(1, |s| s.preset.n_layers) as f64;
+                let n = self
+                    .specs
+                    .get(&cell.model)
+                    .and_then(|s| s.encoder())
+                    .map_or(1, |p| p.n_layers) as f64;
                 let mut units = Vec::new();
                 if cell.layer_method.isolated() {
                     // Each block and its four components at about a block's time or less;
@@ -142,14 +148,210 @@ impl CellCost for EncoderCost<'_> {
     }
 }
 
-/// This device's matmul rate in `float`, FLOP/s: a [256, dim] x [dim, dim] product timed for
-/// about 0.1 s after one untimed run.
-pub fn matmul_rate(device: &Device, float: FloatPrecision, dim: usize) -> Result<f64> {
-    let dtype = match float {
+/// The generate workload's prices: a prefill at the matmul rate of the cell's dtype (its FLOPs
+/// from the shapes: every weight once per token, causal attention), a decode step at the slower
+/// of its FLOPs and reading every weight once at this device's measured one-row matmul rate.
+pub struct DecoderCost<'a> {
+    pub specs: &'a BTreeMap<String, ModelSpec>,
+    pub rates: BTreeMap<FloatPrecision, f64>,
+    /// Bytes of weights a one-row matmul reads per second, per float dtype.
+    pub weight_read: BTreeMap<FloatPrecision, f64>,
+}
+
+impl DecoderCost<'_> {
+    /// (decoder, prefill seconds of `batch` prompts, seconds of one decode step at `batch`).
+    fn phases(&self, cell: &Cell, batch: usize) -> Option<(f64, f64)> {
+        let d = self.specs.get(&cell.model)?.decoder()?;
+        let prompt = cell.prompt_len.unwrap_or(cell.seq_len);
+        // GGUF files and quantized-at-load linears compute in f32 around their blocks.
+        let float = match d.dtype(cell.precision) {
+            DType::F16 => FloatPrecision::Fp16,
+            DType::BF16 => FloatPrecision::Bf16,
+            _ => FloatPrecision::Fp32,
+        };
+        let rate = self.rates.get(&float).copied().unwrap_or(1e9);
+        let read = self.weight_read.get(&float).copied().unwrap_or(1e9);
+        let weights_s = d.weight_bytes(cell.precision) as f64 / read;
+        let s = &d.shapes;
+        let prefill = (s.prefill_flops(batch, prompt) / rate).max(weights_s);
+        let step = (s.decode_flops(batch, prompt, 1) / rate).max(weights_s);
+        Some((prefill, step))
+    }
+}
+
+impl CellCost for DecoderCost<'_> {
+    /// Two units: the prefill (a loop is one batch's prompts) and the decode (a loop is
+    /// `new_tokens` steps).
+    fn unit_loops_s(&self, cell: &Cell) -> Vec<f64> {
+        let Some((prefill, step)) = self.phases(cell, cell.batch_size) else {
+            return Vec::new();
+        };
+        vec![prefill, step * cell.new_tokens.unwrap_or(0) as f64]
+    }
+
+    /// Fidelity: the candidate (and, first for its model and prompt, the reference) generates
+    /// each fidelity prompt alone; perplexity where the weights are real.
+    fn outside_s(&self, cell: &Cell, first_of_shape: bool) -> f64 {
+        let Some(d) = self.specs.get(&cell.model).and_then(|s| s.decoder()) else {
+            return 0.0;
+        };
+        let Some((prefill, step)) = self.phases(cell, 1) else {
+            return 0.0;
+        };
+        let steps = cell.new_tokens.unwrap_or(0).min(FIDELITY_STEPS) as f64;
+        let mut s = prefill + step * cell.new_tokens.unwrap_or(0) as f64;
+        let reference = reference_precision(d);
+        if cell.precision != reference {
+            let per_prompt = prefill + step * steps;
+            let passes = if first_of_shape { 2.0 } else { 1.0 };
+            s += passes * FIDELITY_PROMPTS as f64 * per_prompt;
+        }
+        if d.real_weights() {
+            if let Some((_, batched)) = self.phases(cell, PERPLEXITY_SEQUENCES) {
+                s += batched * PERPLEXITY_TOKENS as f64;
+            }
+        }
+        s
+    }
+
+    fn class(&self, cell: &Cell) -> String {
+        format!("decoder-{}", cell.precision.name())
+    }
+
+    fn basis(&self) -> String {
+        let list = |m: &BTreeMap<FloatPrecision, f64>, unit: &str| -> String {
+            let v: Vec<String> = m
+                .iter()
+                .map(|(f, r)| format!("{} {:.1} {unit}", f.precision().name(), r / 1e9))
+                .collect();
+            v.join(", ")
+        };
+        format!(
+            "decoders: prefill FLOPs at this device's measured matmul rate ({}), decode steps at the slower of their FLOPs and reading every weight at its measured one-row matmul rate ({})",
+            list(&self.rates, "GFLOP/s"),
+            list(&self.weight_read, "GB/s")
+        )
+    }
+}
+
+/// A run's cells priced by their own workload: encoders by [`EncoderCost`], decoders by
+/// [`DecoderCost`].
+pub struct RunCost<'a> {
+    pub encoder: EncoderCost<'a>,
+    pub decoder: DecoderCost<'a>,
+}
+
+impl<'a> RunCost<'a> {
+    fn of(&self, cell: &Cell) -> &dyn CellCost {
+        let decoder = self
+            .encoder
+            .specs
+            .get(&cell.model)
+            .is_some_and(|s| s.decoder().is_some());
+        if decoder {
+            &self.decoder
+        } else {
+            &self.encoder
+        }
+    }
+
+    /// Prices for `cells` on `device`: a short timed matmul in each float dtype they use, and
+    /// for decoders a one-row one for the rate weights are read at.
+    pub fn measure(
+        specs: &'a BTreeMap<String, ModelSpec>,
+        device: &Device,
+        cells: &[&Cell],
+    ) -> Result<RunCost<'a>> {
+        let dim = specs
+            .values()
+            .map(|s| s.encoder().map_or(1024, |p| p.dim))
+            .max()
+            .unwrap_or(768);
+        let mut rates = BTreeMap::new();
+        let mut weight_read = BTreeMap::new();
+        for c in cells {
+            let decoder = specs.get(&c.model).and_then(|s| s.decoder());
+            let float = match decoder.map(|d| d.dtype(c.precision)) {
+                Some(DType::F16) => FloatPrecision::Fp16,
+                Some(DType::BF16) => FloatPrecision::Bf16,
+                Some(_) => FloatPrecision::Fp32,
+                None => c.precision.float(),
+            };
+            if let std::collections::btree_map::Entry::Vacant(e) = rates.entry(float) {
+                e.insert(matmul_rate(device, float, dim)?);
+            }
+            if decoder.is_some() {
+                if let std::collections::btree_map::Entry::Vacant(e) = weight_read.entry(float) {
+                    e.insert(weight_read_rate(device, float)?);
+                }
+            }
+        }
+        Ok(RunCost {
+            encoder: EncoderCost {
+                specs,
+                rates: rates.clone(),
+            },
+            decoder: DecoderCost {
+                specs,
+                rates,
+                weight_read,
+            },
+        })
+    }
+}
+
+impl CellCost for RunCost<'_> {
+    fn unit_loops_s(&self, cell: &Cell) -> Vec<f64> {
+        self.of(cell).unit_loops_s(cell)
+    }
+    fn outside_s(&self, cell: &Cell, first_of_shape: bool) -> f64 {
+        self.of(cell).outside_s(cell, first_of_shape)
+    }
+    fn class(&self, cell: &Cell) -> String {
+        self.of(cell).class(cell)
+    }
+    fn basis(&self) -> String {
+        let encoders = self.encoder.specs.values().any(|s| s.encoder().is_some());
+        match (encoders, self.decoder.weight_read.is_empty()) {
+            (_, true) => self.encoder.basis(),
+            (false, false) => self.decoder.basis(),
+            (true, false) => format!("{}; {}", self.encoder.basis(), self.decoder.basis()),
+        }
+    }
+}
+
+fn dtype_of(float: FloatPrecision) -> DType {
+    match float {
         FloatPrecision::Fp32 => DType::F32,
         FloatPrecision::Fp16 => DType::F16,
         FloatPrecision::Bf16 => DType::BF16,
-    };
+    }
+}
+
+/// Bytes of weights per second a [1, 2048] x [2048, 2048] product reads in `float` on `device`
+/// (a decode step is such products at batch 1), timed for about 0.1 s.
+pub fn weight_read_rate(device: &Device, float: FloatPrecision) -> Result<f64> {
+    let dtype = dtype_of(float);
+    let dim = 2048usize;
+    let x = Tensor::randn(0f32, 1.0, (1, dim), device)?.to_dtype(dtype)?;
+    let w = Tensor::randn(0f32, 1.0, (dim, dim), device)?.to_dtype(dtype)?;
+    x.matmul(&w)?;
+    device.synchronize()?;
+    let start = Instant::now();
+    let mut runs = 0u32;
+    while runs < 2 || start.elapsed().as_secs_f64() < 0.1 {
+        x.matmul(&w)?;
+        device.synchronize()?;
+        runs += 1;
+    }
+    let bytes = (dim * dim * dtype.size_in_bytes()) as f64 * f64::from(runs);
+    Ok(bytes / start.elapsed().as_secs_f64())
+}
+
+/// This device's matmul rate in `float`, FLOP/s: a [256, dim] x [dim, dim] product timed for
+/// about 0.1 s after one untimed run.
+pub fn matmul_rate(device: &Device, float: FloatPrecision, dim: usize) -> Result<f64> {
+    let dtype = dtype_of(float);
     let dim = dim.clamp(64, 4096);
     let a = Tensor::randn(0f32, 1.0, (256, dim), device)?.to_dtype(dtype)?;
     let b = Tensor::randn(0f32, 1.0, (dim, dim), device)?.to_dtype(dtype)?;
@@ -269,6 +471,8 @@ mod tests {
             precision: Precision::parse(precision).unwrap(),
             batch_size: batch,
             seq_len: 16,
+            prompt_len: None,
+            new_tokens: None,
             scope: Scope::Model,
             quantize: QuantizeSelection::All,
             layer_method: LayerMethod::Isolated,

@@ -255,6 +255,41 @@ pub fn lower_bound_line(exp: &LoadedExperiment, cells: &[&Cell]) -> String {
     )
 }
 
+/// Where the run would measure on this CPU: how long its cells will take here, priced as a run
+/// prices them before its first cell (cells a decoder refuses are skipped, so not counted).
+fn cpu_estimate_line(prepared: &Prepared, cells: &[&Cell]) -> Result<Option<String>> {
+    let on_cpu = match prepared.exp.config.device.backend {
+        config::Backend::Cpu => true,
+        config::Backend::Auto => !cfg!(feature = "cuda"),
+        config::Backend::Cuda => false,
+    };
+    let runs: Vec<&Cell> = cells
+        .iter()
+        .copied()
+        .filter(
+            |c| match prepared.specs.get(&c.model).and_then(|s| s.decoder()) {
+                Some(d) => {
+                    d.refuses(c.precision).is_none()
+                        && d.refuses_batch(c.precision, c.batch_size).is_none()
+                }
+                None => true,
+            },
+        )
+        .collect();
+    if !on_cpu || runs.is_empty() {
+        return Ok(None);
+    }
+    let device = candle_core::Device::Cpu;
+    let cost = super::estimate::RunCost::measure(&prepared.specs, &device, &runs)?;
+    let estimate = super::estimate::Estimate::new(&runs, &cost, &prepared.exp.config.protocol);
+    Ok(Some(format!(
+        "on this CPU the {} cell(s) it runs take about {}, from {}",
+        runs.len(),
+        human_duration(estimate.initial_s),
+        estimate.basis
+    )))
+}
+
 /// Lists the cells after the same preparation a run makes (the experiment, weights' headers and
 /// config.json, dataset, tokenizer, templates): `runner plan` is the dry run, so whatever a run
 /// would refuse before measuring, it refuses the same way. No model is built, no device opened.
@@ -347,6 +382,9 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
     // Before the count, which stays the last line (scripts read it).
     let all: Vec<&Cell> = plan.cells.iter().collect();
     say!("({})", lower_bound_line(exp, &all));
+    if let Some(line) = cpu_estimate_line(&prepared, &all)? {
+        say!("({line})");
+    }
     say!("{} cells", plan.cells.len());
     Ok(())
 }

@@ -11,7 +11,7 @@ use super::console::{
     cell_label, cell_result_line, layer_breakdown, list_unsuccessful, print_summary, print_written,
     say, Progress,
 };
-use super::estimate::{self, EncoderCost, Estimate};
+use super::estimate::{Estimate, RunCost};
 use super::resume::{open_run, resume_command};
 use super::{Prepared, RunOptions};
 use crate::analysis;
@@ -433,25 +433,9 @@ pub(super) fn device_health(device: &Device, sensor: &dyn EnergySensor) -> Resul
     sensor.health_check()
 }
 
-/// The run's estimate before its first cell: the encoder workload priced at this device's
-/// measured matmul rate in each float dtype the cells use.
+/// The run's estimate before its first cell: each workload's cells priced at this device's
+/// measured rates.
 fn estimate_run(prepared: &Prepared, device: &Device, cells: &[&Cell]) -> Result<Estimate> {
-    let dim = prepared
-        .specs
-        .values()
-        .map(|s| s.preset.dim)
-        .max()
-        .unwrap_or(768);
-    let mut rates = std::collections::BTreeMap::new();
-    for c in cells {
-        let float = c.precision.float();
-        if let std::collections::btree_map::Entry::Vacant(e) = rates.entry(float) {
-            e.insert(estimate::matmul_rate(device, float, dim)?);
-        }
-    }
-    let cost = EncoderCost {
-        specs: &prepared.specs,
-        rates,
-    };
+    let cost = RunCost::measure(&prepared.specs, device, cells)?;
     Ok(Estimate::new(cells, &cost, &prepared.exp.config.protocol))
 }

@@ -136,6 +136,28 @@ impl Shapes {
             * bytes as u64
     }
 
+    /// Floating-point operations of one prefill of `batch` prompts of `prompt` tokens: every
+    /// weight multiplied once per token (2 FLOPs a multiply-add), and causal attention (scores
+    /// and their product with the values over half the square on average).
+    pub fn prefill_flops(&self, batch: usize, prompt: usize) -> f64 {
+        let tokens = (batch * prompt) as f64;
+        let attention = 2.0
+            * self.layers as f64
+            * batch as f64
+            * (self.heads * self.head_dim) as f64
+            * (prompt * prompt) as f64;
+        2.0 * self.parameters() as f64 * tokens + attention
+    }
+
+    /// Floating-point operations of `steps` decode steps of `batch` sequences after `prompt`
+    /// tokens: the weights once per token, attention over the growing context.
+    pub fn decode_flops(&self, batch: usize, prompt: usize, steps: usize) -> f64 {
+        let mean_context = prompt as f64 + steps as f64 / 2.0;
+        let per_token = 2.0 * self.parameters() as f64
+            + 4.0 * self.layers as f64 * (self.heads * self.head_dim) as f64 * mean_context;
+        per_token * (batch * steps) as f64
+    }
+
     /// The largest transient of an eager prefill: the attention scores of one layer,
     /// (batch, heads, prompt, context) in f32 (softmax accumulates in f32), plus the logits.
     pub fn prefill_transient_bytes(&self, batch: usize, prompt: usize, context: usize) -> u64 {

@@ -341,6 +341,11 @@ fn records_whose_parts_disagree_are_refused_by_name() {
             Box::new(|r| r["layers"][3]["index"] = 1.into()),
         ),
         (
+            "started_at holds a control character",
+            &model,
+            Box::new(|r| r["started_at"] = "\u{1b}]0;retitled\u{7}\u{1b}[2J".into()),
+        ),
+        (
             "calls_per_loop is 4294967295",
             &layers,
             Box::new(|r| r["layers"][4]["calls_per_loop"] = u32::MAX.into()),
@@ -352,6 +357,18 @@ fn records_whose_parts_disagree_are_refused_by_name() {
         assert!(stderr.contains(expected), "{expected}: {stderr}");
         assert!(stderr.contains(&format!("cells/{id}.json")), "{stderr}");
     }
+    // A manifest's text reaches the terminal too (the summary table, compare's lines).
+    let (code, stderr, _) = report_of(&f, &run, |dir| {
+        edit_json(&dir.join("manifest.json"), |m| {
+            m["run_id"] = "run\r\u{1b}[31mrewritten".into()
+        })
+    });
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("manifest.json: run_id holds a control character"),
+        "{stderr}"
+    );
+
     // The same edits that keep a record consistent pass: a metered record renders.
     let (code, stderr, _) = report_of(&f, &run, |dir| edit_json(&record(dir, &model), metered));
     assert_eq!(code, Some(0), "{stderr}");

@@ -15,6 +15,7 @@ use crate::matrix::Cell;
 use crate::sensor::PowerSample;
 
 mod consistency;
+mod text;
 mod window;
 
 use window::{short_word, warmup, windows, MAX_SHORT_LIST};
@@ -117,6 +118,7 @@ pub fn check_manifest(m: &Manifest, path: &Path) -> Result<(), InputError> {
     for (i, s) in m.sessions.iter().enumerate() {
         session_numbers(&mut p, &format!("sessions[{i}]."), s);
     }
+    text::no_control_characters(&mut p, m);
     p.finish("the manifest was edited or damaged: restore the runner's original (a run directory cannot be rendered or resumed without it)")
 }
 
@@ -124,6 +126,7 @@ pub fn check_manifest(m: &Manifest, path: &Path) -> Result<(), InputError> {
 pub fn check_session(s: &Session, path: &Path) -> Result<(), InputError> {
     let mut p = Problems::new(path);
     session_numbers(&mut p, "", s);
+    text::no_control_characters(&mut p, s);
     p.finish("the session file was edited or damaged: restore it or remove it")
 }
 
@@ -322,6 +325,7 @@ pub fn check_record(
             ));
         }
     }
+    text::no_control_characters(&mut p, r);
     p.finish(RECORD_ADVICE)
 }
 

@@ -195,7 +195,17 @@ pub fn check_record(
     if let Some(w) = &r.warmup {
         warmup(&mut p, "warmup", w);
     }
-    windows(&mut p, "", &r.windows, 1);
+    // A decoder's decode windows are stored per generated token (results::per_step).
+    match r.cell.new_tokens {
+        Some(steps) => window::windows_of_steps(
+            &mut p,
+            "",
+            &r.windows,
+            1,
+            u32::try_from(steps).unwrap_or(u32::MAX),
+        ),
+        None => windows(&mut p, "", &r.windows, 1),
+    }
     consistency::record(&mut p, r);
     if r.sensor.metered.len() > MAX_SHORT_LIST || r.sensor.metered.iter().any(|d| !short_word(d)) {
         p.add(format!(

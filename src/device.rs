@@ -50,7 +50,7 @@ pub fn select(section: &DeviceSection) -> Result<SelectedDevice> {
         Backend::Auto => match cuda(section.gpu) {
             Ok(selected) => Ok(selected),
             Err(why) => Ok(cpu(Some(format!(
-                "no GPU: running on the CPU ({why}); energy is not measured on the CPU, only latency"
+                "no GPU: running on the CPU ({why})"
             )))),
         },
     }

@@ -7,6 +7,7 @@
 //! May import the records (results) and what they hold (config, measure, sensor, fidelity,
 //! probe), and stats; never report, run or scale.
 
+pub mod domains;
 mod findings;
 pub mod generate;
 pub mod labels;
@@ -27,6 +28,7 @@ use crate::results::{CellRecord, CellStatus};
 use crate::sensor::energy;
 use crate::stats::{coefficient_of_variation, median_ci95, percentile, MIN_FOR_INTERVAL};
 
+pub use domains::DomainSummary;
 pub use findings::{findings, ratio_text, FindingGroup, Findings, Leader, RatioGroup, RatioLine};
 pub use labels::{axis_title, description, same_except, Labels};
 pub use layers::{
@@ -97,6 +99,11 @@ pub struct CellSummary {
     pub energy_net_per_inference_mj: Option<f64>,
     pub avg_power_w: Option<f64>,
     pub idle_power_w: Option<f64>,
+    /// What the energy figures cover (`gpu-board`, `cpu-package`, `dram`; the GPU board for
+    /// records made before sensors said so); empty without energy.
+    pub metered: Vec<String>,
+    /// The whole-model (or decode) windows' energy domain by domain.
+    pub domains: Vec<DomainSummary>,
     /// The worst window's (trace-integrated energy / counter energy - 1), by magnitude.
     pub trace_vs_counter: Option<f64>,
     /// Which window (1-based) that was.
@@ -199,7 +206,10 @@ pub fn window_stats(
     let worst_disagreement = windows
         .iter()
         .enumerate()
-        .filter_map(|(i, w)| Some((i + 1, energy::disagreement(w.energy_j?, w.trace_energy_j?)?)))
+        .filter_map(|(i, w)| {
+            let counter = w.gpu_counter_energy_j()?;
+            Some((i + 1, energy::disagreement(counter, w.trace_energy_j?)?))
+        })
         .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
     let total_time_s: f64 = windows.iter().map(|w| w.duration_s).sum();
     let energies: Vec<f64> = windows.iter().filter_map(|w| w.energy_j).collect();
@@ -362,8 +372,18 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
             }
         }
     }
-    let throttled = throttling::throttling(r, w.avg_power_w);
-    flags.extend(throttled.flag(r.windows.len(), w.avg_power_w));
+    let domains = if r.layers.is_empty() && r.prefixes.is_empty() {
+        domains::domain_summaries(r, &r.windows)
+    } else {
+        Vec::new()
+    };
+    // The GPU's power limit is about the GPU board's power, not the host's.
+    let gpu_power_w = domains
+        .iter()
+        .find(|d| d.domain == crate::sensor::GPU_BOARD)
+        .and_then(|d| d.avg_power_w);
+    let throttled = throttling::throttling(r, gpu_power_w);
+    flags.extend(throttled.flag(r.windows.len(), gpu_power_w));
     let checks = window_checks(&r.windows, r.cell.batch_size);
     flags.extend(checks.iter().map(|c| c.message.clone()));
     if r.warmup.as_ref().is_some_and(|w| !w.steady) {
@@ -432,6 +452,8 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         energy_net_per_inference_mj: energy_net,
         avg_power_w: w.avg_power_w,
         idle_power_w: r.idle_power_w,
+        metered: r.sensor.domains(),
+        domains,
         trace_vs_counter: w.trace_vs_counter,
         trace_vs_counter_window: w.trace_vs_counter_window,
         window_checks: checks,
@@ -515,6 +537,7 @@ pub(crate) mod tests {
             },
             protocol: ProtocolSection::default(),
             idle_power_w: idle_w,
+            idle_domain_power_w: Default::default(),
             gpu_before: None,
             gpu_after: None,
             warmup: None,
@@ -541,6 +564,7 @@ pub(crate) mod tests {
                     throttle_reasons: None,
                     sm_clock_min_mhz: None,
                     sm_clock_max_mhz: None,
+                    domain_energy_j: Default::default(),
                 })
                 .collect(),
             dataset: None,

@@ -48,7 +48,7 @@ pub fn window_checks(windows: &[WindowRecord], batch: usize) -> Vec<WindowCheck>
         w.energy_j
             .map(|e| e * 1e3 / (w.loops.max(1) as f64 * batch.max(1) as f64))
     });
-    let trace = per_window(&|w| energy::disagreement(w.energy_j?, w.trace_energy_j?));
+    let trace = per_window(&|w| energy::disagreement(w.gpu_counter_energy_j()?, w.trace_energy_j?));
     let mut checks = Vec::new();
     let series: [(&str, Option<Vec<f64>>, &str, bool); 3] = [
         ("latency", latency, "ms/batch", true),
@@ -128,6 +128,7 @@ mod tests {
             throttle_reasons: None,
             sm_clock_min_mhz: None,
             sm_clock_max_mhz: None,
+            domain_energy_j: Default::default(),
         }
     }
 

@@ -179,11 +179,32 @@ impl<'de> Deserialize<'de> for GpuSet {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SensorKind {
-    /// NVML when the run is on a GPU and NVML is available, else none (said in every report).
+    /// Every sensor this machine has: NVML when the cells run on a GPU and NVML answers, RAPL
+    /// (CPU packages and DRAM) when the powercap counters are there and readable. Whatever is
+    /// missing is said in one line, and every report says what the energy covers.
     #[default]
     Auto,
+    /// NVML only; a configuration error where it cannot work.
     Nvml,
+    /// RAPL only (CPU packages and DRAM); a configuration error where it is absent or unreadable.
+    Rapl,
+    /// NVML and RAPL both, each required.
+    #[serde(rename = "nvml+rapl")]
+    NvmlRapl,
     None,
+}
+
+impl SensorKind {
+    /// As the experiment file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SensorKind::Auto => "auto",
+            SensorKind::Nvml => "nvml",
+            SensorKind::Rapl => "rapl",
+            SensorKind::NvmlRapl => "nvml+rapl",
+            SensorKind::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,6 +213,15 @@ pub struct SensorSection {
     pub kind: SensorKind,
     /// Period of the background power sampler.
     pub sample_interval_ms: u64,
+    /// Where the kernel's powercap tree is (RAPL's counters): an absolute path. Tests point it
+    /// at a tree they write. Left out of what is written when it is the kernel's, so records and
+    /// reports of runs made before it existed read the same.
+    #[serde(skip_serializing_if = "is_default_powercap_root")]
+    pub powercap_root: PathBuf,
+}
+
+fn is_default_powercap_root(p: &Path) -> bool {
+    p == Path::new(DEFAULT_POWERCAP_ROOT)
 }
 
 impl Default for SensorSection {
@@ -199,9 +229,13 @@ impl Default for SensorSection {
         Self {
             kind: SensorKind::Auto,
             sample_interval_ms: 20,
+            powercap_root: PathBuf::from(DEFAULT_POWERCAP_ROOT),
         }
     }
 }
+
+/// Where Linux exposes powercap (RAPL).
+pub const DEFAULT_POWERCAP_ROOT: &str = "/sys/class/powercap";
 
 /// The measurement protocol. A window lasts until both `min_window_s` and `min_loops` are reached,
 /// so slow CPU cells stay short while fast GPU cells run long enough for the energy counter.

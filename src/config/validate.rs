@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::load::Origin;
 use super::suggest::key_path;
-use super::{Backend, GpuSet, LoadedExperiment, Preset};
+use super::{Backend, GpuSet, LoadedExperiment, Preset, SensorKind, DEFAULT_POWERCAP_ROOT};
 use crate::error::ConfigError;
 
 /// Safe as one path component on any OS: not empty, letters, digits, `-`, `_`, `.`, no leading dot.
@@ -151,6 +151,30 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
         bad(&["sensor", "sample_interval_ms"], format!(
             "sensor.sample_interval_ms = {}: at most {MAX_SAMPLE_INTERVAL_MS} (a minute between power samples leaves no trace; NVML updates every ~100 ms)",
             c.sensor.sample_interval_ms
+        ));
+    }
+
+    if !c.sensor.powercap_root.is_absolute() {
+        bad(
+            &["sensor", "powercap_root"],
+            format!(
+                "sensor.powercap_root = {:?}: give an absolute path (the kernel's is {DEFAULT_POWERCAP_ROOT:?})",
+                c.sensor.powercap_root.display().to_string()
+            ),
+        );
+    }
+    // RAPL counts a whole CPU package: with several workers measuring at once on one host, no
+    // share of it belongs to one cell.
+    let workers = match &c.device.gpus {
+        Some(GpuSet::List(list)) if list.len() == 1 => None,
+        Some(_) => Some("device.gpus"),
+        None if c.device.cpu_workers > 1 => Some("device.cpu_workers"),
+        None => None,
+    };
+    if let (Some(key), SensorKind::Rapl | SensorKind::NvmlRapl) = (workers, c.sensor.kind) {
+        bad(&["sensor", "kind"], format!(
+            "sensor.kind = \"{}\" meters the host's CPU packages and DRAM, which the workers of {key} share while they measure at once: no share of it belongs to one cell; run one device at a time, or set sensor.kind = \"auto\" or \"nvml\" (GPU boards only)",
+            c.sensor.kind.name()
         ));
     }
 

@@ -7,13 +7,15 @@ use serde::Serialize;
 
 use crate::analysis::CellSummary;
 use crate::results::{CellRecord, CellStatus, Manifest};
-use crate::sensor::GPU_BOARD;
+use crate::sensor::{CPU_PACKAGE, DRAM, GPU_BOARD};
 use crate::stats::{median_coverage, percentile, MIN_FOR_INTERVAL};
 
 #[derive(Debug, Serialize)]
 pub(super) struct FirstScreen {
     /// What the energy figures include and what they leave out.
     energy_scope: String,
+    /// The energy domains the records metered (`gpu-board`, `cpu-package`, `dram`), in order.
+    domains: Vec<String>,
     gpu: Option<GpuFacts>,
     /// Whether clocks were held back, and in how many cells.
     throttling: String,
@@ -40,10 +42,23 @@ fn domain_words(domain: &str) -> String {
         GPU_BOARD => {
             "the GPU board (NVML's total-energy counter: the GPU, its memory and the board)".into()
         }
-        "cpu-package" => "the CPU package (RAPL)".into(),
-        "dram" => "the host's DRAM (RAPL)".into(),
+        CPU_PACKAGE => "the CPU package (RAPL, every socket)".into(),
+        DRAM => "the host's DRAM (RAPL)".into(),
         other => other.to_string(),
     }
+}
+
+/// Every domain some record metered, in the order the sensors metered them.
+fn metered(records: &[CellRecord]) -> Vec<String> {
+    let mut domains: Vec<String> = Vec::new();
+    for r in records {
+        for d in r.sensor.domains() {
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
+        }
+    }
+    domains
 }
 
 /// What the energy includes, from the records' sensors (records made before sensors said so
@@ -52,25 +67,18 @@ fn energy_scope(records: &[CellRecord], energy_measured: bool) -> String {
     if !energy_measured {
         return "not measured: latency and throughput only".into();
     }
-    let mut domains: Vec<String> = Vec::new();
-    for r in records.iter().filter(|r| r.sensor.measures_energy) {
-        let metered = if r.sensor.metered.is_empty() {
-            vec![GPU_BOARD.to_string()]
-        } else {
-            r.sensor.metered.clone()
-        };
-        for d in metered {
-            if !domains.contains(&d) {
-                domains.push(d);
-            }
-        }
-    }
-    let missing: Vec<&str> = [("cpu-package", "CPU"), ("dram", "host DRAM")]
-        .iter()
-        .filter(|(d, _)| !domains.iter().any(|m| m == d))
-        .map(|(_, w)| *w)
-        .chain(["the rest of the host (fans, disks, power supply losses)"])
-        .collect();
+    let domains = metered(records);
+    let on_gpu = records.iter().any(|r| r.device.backend == "cuda");
+    let missing: Vec<&str> = [
+        (GPU_BOARD, "the GPU", on_gpu),
+        (CPU_PACKAGE, "CPU", true),
+        (DRAM, "host DRAM", true),
+    ]
+    .iter()
+    .filter(|(d, _, applies)| *applies && !domains.iter().any(|m| m == d))
+    .map(|(_, w, _)| *w)
+    .chain(["the rest of the host (fans, disks, power supply losses)"])
+    .collect();
     let only = if domains.len() == 1 { " only" } else { "" };
     format!(
         "{}{only}; not included: {}",
@@ -191,6 +199,7 @@ pub(super) fn first_screen(
     };
     FirstScreen {
         energy_scope: energy_scope(records, energy_measured),
+        domains: metered(records),
         gpu,
         throttling,
         windows,
@@ -217,10 +226,32 @@ mod tests {
         r.sensor.metered = vec![GPU_BOARD.into(), "cpu-package".into()];
         let scope = energy_scope(&[r.clone()], true);
         assert!(
-            scope.contains(" + the CPU package (RAPL); not included: host DRAM"),
+            scope.contains(" + the CPU package (RAPL, every socket); not included: host DRAM"),
             "{scope}"
         );
         assert!(!scope.contains(" only"), "{scope}");
+        // A CPU run metered through RAPL: the CPU package and DRAM, and no GPU to leave out.
+        r.device.backend = "cpu".into();
+        r.sensor.metered = vec![CPU_PACKAGE.into(), DRAM.into()];
+        let scope = energy_scope(&[r.clone()], true);
+        assert_eq!(
+            scope,
+            "the CPU package (RAPL, every socket) + the host's DRAM (RAPL); not included: the rest of the host (fans, disks, power supply losses)"
+        );
+        // RAPL alone beside a GPU (sensor.kind = "rapl"): the GPU is what is left out.
+        r.device.backend = "cuda".into();
+        let scope = energy_scope(&[r.clone()], true);
+        assert!(
+            scope.contains("; not included: the GPU, the rest"),
+            "{scope}"
+        );
+        // All three side by side.
+        r.sensor.metered = vec![GPU_BOARD.into(), CPU_PACKAGE.into(), DRAM.into()];
+        let scope = energy_scope(&[r.clone()], true);
+        assert!(
+            scope.starts_with("the GPU board (NVML's total-energy counter: the GPU, its memory and the board) + the CPU package (RAPL, every socket) + the host's DRAM (RAPL); not included: the rest of the host"),
+            "{scope}"
+        );
         assert_eq!(
             energy_scope(&[r], false),
             "not measured: latency and throughput only"

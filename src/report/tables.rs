@@ -7,9 +7,10 @@
 use anyhow::{bail, Result};
 
 use crate::analysis::methods::{self, Estimate, Metric};
-use crate::analysis::{CellSummary, LayerSummary};
+use crate::analysis::{CellSummary, DomainSummary, LayerSummary};
 use crate::config::AXES;
 use crate::results::{CellRecord, CellStatus};
+use crate::sensor::{CPU_PACKAGE, DRAM, GPU_BOARD};
 
 /// A text cell as a spreadsheet should show it: one that starts with `=`, `+`, `-`, `@`, a tab or
 /// a carriage return would open as a formula (OWASP's CSV injection), so it gets a leading `'`.
@@ -54,6 +55,44 @@ const SUMMARY: &[Column<CellSummary>] = &[
     }),
     ("avg_power_w", |s| num(s.avg_power_w)),
     ("idle_power_w", |s| num(s.idle_power_w)),
+    // What the energy above covers, then each domain apart (empty where not metered).
+    ("metered_domains", |s| s.metered.join("+")),
+    ("energy_gpu_board_per_inference_mj", |s| {
+        num(domain(s, GPU_BOARD).and_then(|d| d.energy_per_inference_mj))
+    }),
+    ("energy_net_gpu_board_per_inference_mj", |s| {
+        num(domain(s, GPU_BOARD).and_then(|d| d.energy_net_per_inference_mj))
+    }),
+    ("avg_power_gpu_board_w", |s| {
+        num(domain(s, GPU_BOARD).and_then(|d| d.avg_power_w))
+    }),
+    ("idle_power_gpu_board_w", |s| {
+        num(domain(s, GPU_BOARD).and_then(|d| d.idle_power_w))
+    }),
+    ("energy_cpu_package_per_inference_mj", |s| {
+        num(domain(s, CPU_PACKAGE).and_then(|d| d.energy_per_inference_mj))
+    }),
+    ("energy_net_cpu_package_per_inference_mj", |s| {
+        num(domain(s, CPU_PACKAGE).and_then(|d| d.energy_net_per_inference_mj))
+    }),
+    ("avg_power_cpu_package_w", |s| {
+        num(domain(s, CPU_PACKAGE).and_then(|d| d.avg_power_w))
+    }),
+    ("idle_power_cpu_package_w", |s| {
+        num(domain(s, CPU_PACKAGE).and_then(|d| d.idle_power_w))
+    }),
+    ("energy_dram_per_inference_mj", |s| {
+        num(domain(s, DRAM).and_then(|d| d.energy_per_inference_mj))
+    }),
+    ("energy_net_dram_per_inference_mj", |s| {
+        num(domain(s, DRAM).and_then(|d| d.energy_net_per_inference_mj))
+    }),
+    ("avg_power_dram_w", |s| {
+        num(domain(s, DRAM).and_then(|d| d.avg_power_w))
+    }),
+    ("idle_power_dram_w", |s| {
+        num(domain(s, DRAM).and_then(|d| d.idle_power_w))
+    }),
     ("latency_per_loop_ms", |s| num(s.latency_per_loop_ms)),
     ("latency_p10_ms", |s| num(s.latency_p10_ms)),
     ("latency_p90_ms", |s| num(s.latency_p90_ms)),
@@ -185,6 +224,11 @@ fn g(s: &CellSummary) -> Option<&crate::analysis::generate::GenerateSummary> {
 
 fn gf(s: &CellSummary) -> Option<&crate::fidelity::generate::GenerateFidelity> {
     g(s).and_then(|g| g.fidelity.as_ref())
+}
+
+/// A cell's figures in one energy domain, where it was metered.
+fn domain<'a>(s: &'a CellSummary, name: &str) -> Option<&'a DomainSummary> {
+    s.domains.iter().find(|d| d.domain == name)
 }
 
 fn status(s: CellStatus) -> &'static str {

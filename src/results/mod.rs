@@ -64,8 +64,13 @@ pub struct CellRecord {
     pub device: DeviceInfo,
     pub sensor: SensorInfo,
     pub protocol: ProtocolSection,
-    /// Idle power measured before the sweep: the baseline for net energy.
+    /// Idle power measured before the sweep, over every metered domain: the baseline for net
+    /// energy.
     pub idle_power_w: Option<f64>,
+    /// The same per domain (`gpu-board`, `cpu-package`, `dram`); empty in records made before
+    /// domains were recorded (their idle power is the GPU board's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub idle_domain_power_w: BTreeMap<String, f64>,
     /// GPU identity, clocks, temperature and power right before and after the cell.
     pub gpu_before: Option<GpuState>,
     pub gpu_after: Option<GpuState>,
@@ -541,6 +546,7 @@ mod tests {
                 throttle_reasons: None,
                 sm_clock_min_mhz: None,
                 sm_clock_max_mhz: None,
+                domain_energy_j: Default::default(),
             }],
         }
     }

@@ -80,6 +80,25 @@ fn reopen(
         ))
         .into());
     }
+    // What the energy covers is a property of the whole run too: a counter that went away (or
+    // became readable) since would mix records of two scopes under one report.
+    let (was, now) = (old.sensor.domains(), fresh.sensor.domains());
+    if was != now {
+        let words = |d: &[String]| {
+            if d.is_empty() {
+                "no energy domain".to_string()
+            } else {
+                d.join(" + ")
+            }
+        };
+        return Err(ConfigError::new(format!(
+            "--resume: {here} metered {}; this machine now meters {} ({}): one run's records cover one set of domains; restore what changed (e.g. read access to RAPL), or start a new run without --resume",
+            words(&was),
+            words(&now),
+            scope_why(&fresh)
+        ))
+        .into());
+    }
     let records: BTreeMap<String, CellRecord> = dir
         .read_records(&old)?
         .into_iter()
@@ -131,14 +150,25 @@ fn reopen(
     Ok((dir, manifest, records))
 }
 
+/// Why a fresh session meters what it meters: the line the sensor selection printed.
+fn scope_why(fresh: &Manifest) -> String {
+    if !fresh.sensor.measures_energy {
+        return fresh.sensor.note.clone();
+    }
+    fresh
+        .notices
+        .iter()
+        .find(|n| n.starts_with("energy covers"))
+        .cloned()
+        .unwrap_or_else(|| fresh.sensor.note.clone())
+}
+
 fn sensor_text(s: &crate::config::SensorSection) -> String {
     format!(
-        "sensor.kind = {:?}, sensor.sample_interval_ms = {}",
-        serde_json::to_value(s.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        s.sample_interval_ms
+        "sensor.kind = {:?}, sensor.sample_interval_ms = {}, sensor.powercap_root = {:?}",
+        s.kind.name(),
+        s.sample_interval_ms,
+        s.powercap_root.display().to_string()
     )
 }
 

@@ -58,7 +58,8 @@ pub fn run_serial(
     continue_command: ContinueCommand<'_>,
 ) -> Result<u8> {
     let mut protocol_time = ProtocolTime::default();
-    let (selected, mut sensor, sensor_info, notices) = open_device_and_sensor(prepared, "runner:")?;
+    let (selected, mut sensor, sensor_info, notices) =
+        open_device_and_sensor(prepared, "runner:", None)?;
     // Decoders too large for this device are refused before the run directory exists.
     let all: Vec<&Cell> = prepared.plan.iter().collect();
     super::generate::check_memory(prepared, &all, &selected.device)?;
@@ -145,8 +146,7 @@ pub fn run_serial(
     let session_idle = manifest
         .sessions
         .last()
-        .and_then(|s| s.idle_baseline.as_ref())
-        .map(|i| i.power_w);
+        .and_then(|s| s.idle_baseline.clone());
     let mut stop = None;
     let cells_started = std::time::Instant::now();
     for (i, &cell) in to_measure.iter().enumerate() {
@@ -163,7 +163,7 @@ pub fn run_serial(
             &selected,
             sensor.as_mut(),
             &sensor_info,
-            session_idle,
+            session_idle.as_ref(),
             check_overhead,
             &progress.bar,
             &records,
@@ -317,23 +317,41 @@ pub(super) type OpenedDevice = (
     Vec<String>,
 );
 
-/// Opens the device the config names and its energy sensor, telling the user (prefixed with
-/// `who`) about any fallback; returns them with the notices for the manifest.
-pub(super) fn open_device_and_sensor(prepared: &Prepared, who: &str) -> Result<OpenedDevice> {
+/// Opens the device the config names and its energy sensors, telling the user (prefixed with
+/// `who`) about any fallback and what energy is not metered; returns them with the notices for
+/// the manifest. `shared_host` says why the host's own counters (RAPL) belong to no one cell:
+/// other workers measure on this host at the same time.
+pub(super) fn open_device_and_sensor(
+    prepared: &Prepared,
+    who: &str,
+    shared_host: Option<&str>,
+) -> Result<OpenedDevice> {
     let selected = device::select(&prepared.exp.config.device)?;
     let mut notices = Vec::new();
     if let Some(n) = &selected.notice {
         tell!("{who} {n}");
         notices.push(n.clone());
     }
-    let (sensor, fault_notice) =
-        sensor::with_fault_injection(sensor::select(&prepared.exp.config.sensor, &selected.info)?);
+    let selection = sensor::select(&prepared.exp.config.sensor, &selected.info, shared_host)?;
+    for n in selection.notices {
+        tell!("{who} {n}");
+        notices.push(n);
+    }
+    let (sensor, fault_notice) = sensor::with_fault_injection(selection.sensor);
     if let Some(n) = fault_notice {
         tell!("{who} {n}");
         notices.push(n);
     }
     let sensor_info = sensor.info();
-    if !sensor_info.measures_energy && selected.notice.is_none() {
+    if sensor_info.measures_energy {
+        // Every energy figure that follows covers these, and nothing else.
+        tell!(
+            "{who} energy metered: {} ({})",
+            sensor_info.domains().join(" + "),
+            sensor_info.kind
+        );
+    } else {
+        // The manifest's sensor note says it: one line here.
         tell!("{who} energy not measured: {}", sensor_info.note);
     }
     Ok((selected, sensor, sensor_info, notices))
@@ -366,10 +384,19 @@ pub(super) fn idle_baseline(
     .context("measuring the idle baseline")?;
     protocol_time.idle_s += idle_started.elapsed().as_secs_f64();
     if let Some(idle) = &idle {
+        let domains: Vec<String> = idle
+            .domain_power_w
+            .iter()
+            .map(|(d, w)| format!("{d} {w:.1} W"))
+            .collect();
+        let ticks = idle
+            .counter_ticks
+            .map(|t| format!("{t} GPU counter updates, "))
+            .unwrap_or_default();
         tell!(
-            "{who} idle power {:.1} W ({} counter updates over {:.1} s)",
+            "{who} idle power {:.1} W ({}; {ticks}over {:.1} s)",
             idle.power_w,
-            idle.counter_ticks,
+            domains.join(", "),
             idle.duration_s
         );
     }

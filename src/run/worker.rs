@@ -46,6 +46,25 @@ pub fn check_label(label: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Why this worker's host counters (RAPL) belong to no one cell, when other workers may measure
+/// on the same host at the same time: the GPUs of `device.gpus`, the CPU workers, or the tasks
+/// of a Slurm array (which Slurm may place on one node).
+fn shared_host(opts: &RunOptions, device: &crate::config::DeviceSection) -> Option<String> {
+    use crate::config::GpuSet;
+    match (&opts.worker, &device.gpus) {
+        (Some(_), Some(GpuSet::List(list))) if list.len() == 1 => None,
+        (Some(_), Some(_)) => {
+            Some("the workers of device.gpus measure on this host at once".into())
+        }
+        (Some(_), None) if device.cpu_workers > 1 => Some(format!(
+            "the {} CPU workers measure on this host at once",
+            device.cpu_workers
+        )),
+        (Some(_), None) => None,
+        (None, _) => Some("tasks of one Slurm array may measure on one node at once".into()),
+    }
+}
+
 /// A Slurm array task's label (`slurm-<job>_<task>`), or `cell-<n>` outside Slurm.
 fn task_label(n: usize) -> String {
     match (
@@ -106,7 +125,9 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             })
             .collect::<Result<_>>()?,
     };
-    let (selected, mut sensor, sensor_info, _) = open_device_and_sensor(prepared, &who)?;
+    let shared = shared_host(opts, &prepared.exp.config.device);
+    let (selected, mut sensor, sensor_info, _) =
+        open_device_and_sensor(prepared, &who, shared.as_deref())?;
     let all: Vec<&crate::matrix::Cell> = prepared.plan.iter().collect();
     super::generate::check_memory(prepared, &all, &selected.device)?;
     crate::interrupt::install()?;
@@ -125,7 +146,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
         &who,
     )?;
     run_dir.write_worker_session(&session)?;
-    let session_idle = session.idle_baseline.as_ref().map(|i| i.power_w);
+    let session_idle = session.idle_baseline.clone();
 
     let is_final = |r: &CellRecord| r.status != CellStatus::Failed;
     let progress = ProgressBar::hidden();
@@ -174,7 +195,7 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
             &selected,
             sensor.as_mut(),
             &sensor_info,
-            session_idle,
+            session_idle.as_ref(),
             check_overhead,
             &progress,
             &earlier,

@@ -1,18 +1,23 @@
 //! Energy sensors. A sensor meters one window at a time: started and stopped around a
-//! synchronized stretch of work. Without a supported sensor the run still completes, and every
-//! record and report says energy was not measured and why.
+//! synchronized stretch of work. NVML meters the GPU board (`nvml.rs`), RAPL the CPU packages and
+//! their DRAM (`rapl.rs` over `powercap.rs`); `compose.rs` meters one window with several side by
+//! side, and `select.rs` picks them for `sensor.kind`. Without a supported sensor the run still
+//! completes, and every record and report says energy was not measured and why.
 
+mod compose;
 pub mod energy;
 pub mod nvml;
+pub mod powercap;
+pub mod rapl;
+mod select;
 
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{SensorKind, SensorSection};
-use crate::device::DeviceInfo;
-use crate::error::ConfigError;
+pub use compose::Composite;
+pub use select::{select, Selection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SensorInfo {
@@ -21,9 +26,9 @@ pub struct SensorInfo {
     pub measures_energy: bool,
     /// For `none`: why energy is not measured (a clause, e.g. "the cells ran on the CPU ...").
     pub note: String,
-    /// What the energy figures include, one domain each: [`GPU_BOARD`] for NVML's counter; a
-    /// CPU sensor (RAPL) would add `cpu-package` and `dram`. Empty for sensors that measure no
-    /// energy, and in records made before it was recorded (their energy is the GPU board's).
+    /// What the energy figures include, one domain each: [`GPU_BOARD`] for NVML's counter,
+    /// [`CPU_PACKAGE`] and [`DRAM`] for RAPL's. Empty for sensors that measure no energy, and in
+    /// records made before it was recorded (their energy is the GPU board's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metered: Vec<String>,
 }
@@ -31,6 +36,24 @@ pub struct SensorInfo {
 /// The energy domain of NVML's total-energy counter: the whole GPU board (the GPU, its memory
 /// and the board's own circuitry), no CPU, host memory or the rest of the host.
 pub const GPU_BOARD: &str = "gpu-board";
+/// Every CPU package (socket) of the host, RAPL's package domains summed: cores, caches, the
+/// memory controller, whatever else runs on the host included.
+pub const CPU_PACKAGE: &str = "cpu-package";
+/// The host's DRAM, RAPL's DRAM domains summed (where the CPU has them: many Xeons do, AMD's
+/// do not).
+pub const DRAM: &str = "dram";
+
+impl SensorInfo {
+    /// The domains its energy covers: `metered`, or for a record made before sensors said so,
+    /// the GPU board (NVML was the only sensor then). Empty when energy was not measured.
+    pub fn domains(&self) -> Vec<String> {
+        match (self.measures_energy, self.metered.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, true) => vec![GPU_BOARD.to_string()],
+            (true, false) => self.metered.clone(),
+        }
+    }
+}
 
 /// One power sample from a background sampler: seconds since the window started, watts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -42,14 +65,15 @@ pub struct PowerSample {
 /// What a sensor measured over one window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowEnergy {
-    /// Best estimate: counter delta plus tail correction.
+    /// Best estimate over every metered domain: counter deltas plus tail correction.
     pub energy_j: f64,
-    /// Energy-counter difference between the window's two reads.
+    /// Energy-counter differences between the window's two reads, summed over domains.
     pub counter_delta_j: f64,
     /// Energy since the counter's last update before the end read (see sensor::nvml).
     pub tail_correction_j: f64,
-    /// Updates of the energy counter seen inside the window (its resolution).
-    pub counter_ticks: u64,
+    /// Updates of the GPU's energy counter seen inside the window (its resolution); `None` for
+    /// RAPL alone, whose counters update about every millisecond and are not watched.
+    pub counter_ticks: Option<u64>,
     /// The power trace integrated by the trapezoid rule, for comparison with the counter.
     pub trace_energy_j: Option<f64>,
     pub samples: Vec<PowerSample>,
@@ -59,6 +83,8 @@ pub struct WindowEnergy {
     pub throttle_reasons: Option<Vec<String>>,
     /// The lowest and highest SM clock sampled in the window, MHz.
     pub sm_clock_mhz: Option<(u32, u32)>,
+    /// `energy_j` by domain ([`GPU_BOARD`], [`CPU_PACKAGE`], [`DRAM`]): they add up to it.
+    pub domains: BTreeMap<String, f64>,
 }
 
 /// NVML's clock-throttle reasons (`nvmlClocksThrottleReason*`, a bit mask) by name, in bit
@@ -141,12 +167,16 @@ pub trait EnergySensor {
     fn stop_window(&mut self) -> Result<Option<WindowEnergy>>;
     /// Turns the background power sampler off (to measure what it costs) or back on.
     fn set_sampling(&mut self, _on: bool) {}
-    /// Identity and state of the metered GPU, where there is one.
+    /// Whether a background power sampler runs during windows (whose cost is then measured).
+    fn samples_power(&self) -> bool {
+        false
+    }
     /// Whether the sensor (and the GPU behind it) still answers; asked after a failed cell, to
     /// tell a cell's own failure from a lost device.
     fn health_check(&self) -> Result<()> {
         Ok(())
     }
+    /// Identity and state of the metered GPU, where there is one.
     fn gpu_state(&self) -> Option<GpuState> {
         None
     }
@@ -179,52 +209,6 @@ impl EnergySensor for NoSensor {
 
     fn stop_window(&mut self) -> Result<Option<WindowEnergy>> {
         Ok(None)
-    }
-}
-
-/// Picks the sensor for `sensor.kind` on this device. `nvml` that cannot work is a
-/// configuration error (exit 2) naming what is missing; `auto` falls back to no sensor and says why.
-pub fn select(section: &SensorSection, device: &DeviceInfo) -> Result<Box<dyn EnergySensor>> {
-    let interval = Duration::from_millis(section.sample_interval_ms);
-    let on_gpu = device.backend == "cuda";
-    match section.kind {
-        SensorKind::None => Ok(Box::new(NoSensor::new(
-            "sensor.kind = \"none\" in the experiment",
-        ))),
-        SensorKind::Nvml => {
-            let nvml = nvml_wrapper::Nvml::init().map_err(|e| {
-                ConfigError::new(format!(
-                    "sensor.kind = \"nvml\" but NVML could not be loaded ({e}): install NVIDIA's driver (libnvidia-ml.so), or set sensor.kind = \"auto\" or \"none\""
-                ))
-            })?;
-            let Some(uuid) = device.uuid.as_deref().filter(|_| on_gpu) else {
-                return Err(ConfigError::new(format!(
-                    "sensor.kind = \"nvml\" meters an NVIDIA GPU, but the cells run on the {} ({}): run on a GPU (device.backend = \"cuda\"), or set sensor.kind = \"auto\" or \"none\"",
-                    device.backend, device.name
-                ))
-                .into());
-            };
-            let sensor = nvml::NvmlSensor::open(nvml, uuid, interval)
-                .map_err(|e| ConfigError::new(format!("sensor.kind = \"nvml\": {e:#}")))?;
-            Ok(Box::new(sensor))
-        }
-        SensorKind::Auto if !on_gpu => Ok(Box::new(NoSensor::new(
-            "the cells ran on the CPU, and the runner meters energy only on NVIDIA GPUs (NVML)",
-        ))),
-        SensorKind::Auto => {
-            let opened = nvml_wrapper::Nvml::init()
-                .map_err(anyhow::Error::from)
-                .and_then(|nvml| {
-                    let uuid = device.uuid.as_deref().unwrap_or_default();
-                    nvml::NvmlSensor::open(nvml, uuid, interval)
-                });
-            match opened {
-                Ok(sensor) => Ok(Box::new(sensor)),
-                Err(e) => Ok(Box::new(NoSensor::new(format!(
-                    "NVML is not usable on this GPU ({e:#})"
-                )))),
-            }
-        }
     }
 }
 
@@ -267,6 +251,18 @@ struct LosingSensor {
 impl EnergySensor for LosingSensor {
     fn info(&self) -> SensorInfo {
         self.inner.info()
+    }
+    fn window_ready(&self) -> bool {
+        self.inner.window_ready()
+    }
+    fn set_sampling(&mut self, on: bool) {
+        self.inner.set_sampling(on)
+    }
+    fn samples_power(&self) -> bool {
+        self.inner.samples_power()
+    }
+    fn gpu_state(&self) -> Option<GpuState> {
+        self.inner.gpu_state()
     }
     fn start_window(&mut self) -> Result<()> {
         self.health_check()?;

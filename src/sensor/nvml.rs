@@ -199,20 +199,26 @@ impl EnergySensor for NvmlSensor {
         };
         let tail_j = tail_correction_j(last_interval_j, last_interval_s, lag_s.max(0.0));
         let trace_energy_j = trapezoid_energy_j(&log.samples, duration_s);
+        let energy_j = counter_delta_j + tail_j;
         Ok(Some(WindowEnergy {
-            energy_j: counter_delta_j + tail_j,
+            energy_j,
             counter_delta_j,
             tail_correction_j: tail_j,
-            counter_ticks,
+            counter_ticks: Some(counter_ticks),
             trace_energy_j,
             samples: log.samples,
             throttle_reasons: log.throttle_mask.map(super::throttle_reason_names),
             sm_clock_mhz: log.sm_clock_mhz,
+            domains: [(super::GPU_BOARD.to_string(), energy_j)].into(),
         }))
     }
 
     fn set_sampling(&mut self, on: bool) {
         self.sampling = on;
+    }
+
+    fn samples_power(&self) -> bool {
+        true
     }
 
     fn health_check(&self) -> Result<()> {

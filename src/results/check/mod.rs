@@ -15,9 +15,11 @@ use crate::matrix::Cell;
 use crate::sensor::PowerSample;
 
 mod consistency;
+mod domains;
 mod text;
 mod window;
 
+use domains::{domain_powers, metered_domains};
 use window::{short_word, warmup, windows, MAX_SHORT_LIST};
 
 /// More power than any device the runner meters draws (a GPU board draws ~1 kW): an average or
@@ -114,6 +116,7 @@ pub fn check_manifest(m: &Manifest, path: &Path) -> Result<(), InputError> {
             MAX_DURATION_S,
         );
         p.number("idle_baseline.energy_j", idle.energy_j, 0.0, f64::MAX);
+        domain_powers(&mut p, "idle_baseline.domain_power_w", &idle.domain_power_w);
     }
     for (i, s) in m.sessions.iter().enumerate() {
         session_numbers(&mut p, &format!("sessions[{i}]."), s);
@@ -146,6 +149,11 @@ fn session_numbers(p: &mut Problems, at: &str, s: &Session) {
             idle.power_w,
             0.0,
             MAX_POWER_W,
+        );
+        domain_powers(
+            p,
+            &format!("{at}idle_baseline.domain_power_w"),
+            &idle.domain_power_w,
         );
     }
 }
@@ -192,6 +200,7 @@ pub fn check_record(
     if let Some(idle) = r.idle_power_w {
         p.number("idle_power_w", idle, 0.0, MAX_POWER_W);
     }
+    domain_powers(&mut p, "idle_domain_power_w", &r.idle_domain_power_w);
     if let Some(w) = &r.warmup {
         warmup(&mut p, "warmup", w);
     }
@@ -211,6 +220,14 @@ pub fn check_record(
         p.add(format!(
             "sensor.metered is not a list of at most {MAX_SHORT_LIST} energy domain names"
         ));
+    } else {
+        let windows = r
+            .windows
+            .iter()
+            .chain(r.layers.iter().flat_map(|l| &l.windows))
+            .chain(r.prefixes.iter().flat_map(|u| &u.windows))
+            .chain(r.generate.iter().flat_map(|g| &g.prefill_windows));
+        metered_domains(&mut p, &r.sensor.domains(), windows, &r.idle_domain_power_w);
     }
     let versions = [
         ("device.cublas_version", r.device.cublas_version.as_ref()),

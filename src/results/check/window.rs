@@ -123,6 +123,7 @@ pub(super) fn windows_of_steps(
         if let Some(v) = w.tail_correction_j {
             p.number(&format!("{at}.tail_correction_j"), v, -most, most);
         }
+        super::domains::window_domains(p, &at, w);
         if let Some(reasons) = &w.throttle_reasons {
             if reasons.len() > MAX_SHORT_LIST || reasons.iter().any(|r| !short_word(r)) {
                 p.add(format!(
@@ -217,6 +218,7 @@ mod tests {
             throttle_reasons: Some(vec!["sw_power_cap".into()]),
             sm_clock_min_mhz: Some(1725),
             sm_clock_max_mhz: Some(1980),
+            domain_energy_j: Default::default(),
         }
     }
 

@@ -90,14 +90,14 @@ pub fn domain_summaries(r: &CellRecord, windows: &[WindowRecord]) -> Vec<DomainS
 }
 
 /// Per-window energy per inference over `domains` only (each must have been metered), for two
-/// runs that metered different sets; `None` when a domain is missing.
+/// runs that metered different sets; `None` when a domain is missing or has no window energy.
 pub fn window_energy_over(domains: &[DomainSummary], over: &[String]) -> Option<Vec<f64>> {
     let chosen: Vec<&DomainSummary> = over
         .iter()
         .map(|d| domains.iter().find(|s| &s.domain == d))
         .collect::<Option<_>>()?;
     let n = chosen.first()?.window_energy_mj.len();
-    if chosen.iter().any(|s| s.window_energy_mj.len() != n) {
+    if n == 0 || chosen.iter().any(|s| s.window_energy_mj.len() != n) {
         return None;
     }
     Some(

@@ -21,11 +21,12 @@ use serde::Serialize;
 use super::compare_layers::{compare_layers_cell, LayersCellView};
 use super::compare_match::{cell_label, pair, why_nothing, NotCompared};
 use super::compare_verdict::{metric, MetricView, Verdict};
+use crate::analysis::domains::window_energy_over;
 use crate::analysis::{summarize, CellSummary};
 use crate::config::Scope;
 use crate::error::{exit, ConfigError};
 use crate::results::{write_derived, CellRecord, Manifest, RunDir};
-use crate::stats::ratio_ci95;
+use crate::stats::{percentile, ratio_ci95};
 
 pub use super::compare_verdict::DEFAULT_NOISE_THRESHOLD_PCT;
 
@@ -108,6 +109,8 @@ struct CompareView {
     within_threshold_only: usize,
     /// Why nothing was compared, when nothing was.
     nothing_compared: Option<String>,
+    /// When the runs metered different energy domains: over which their energy is compared.
+    energy_scope: Option<String>,
 }
 
 fn run_view(dir: &Path, m: &Manifest) -> RunView {
@@ -171,10 +174,18 @@ fn significant(v: Option<f64>) -> String {
 }
 
 fn compare_cell(a: &CellSummary, b: &CellSummary, label: String, threshold: f64) -> CellView {
+    let energy = energy_windows(a, b);
+    // The medians shown beside the ratio cover the same domains it does.
+    let (a_energy, b_energy) = match &energy {
+        _ if a.metered == b.metered => (a.energy_per_inference_mj, b.energy_per_inference_mj),
+        Some((ea, eb)) => (Some(percentile(ea, 50.0)), Some(percentile(eb, 50.0))),
+        None => (None, None),
+    };
     let metrics: Vec<MetricView> = [
         ratio_ci95(&b.window_latency_ms, &a.window_latency_ms)
             .and_then(|e| metric("latency", e, threshold, true)),
-        ratio_ci95(&b.window_energy_mj, &a.window_energy_mj)
+        energy
+            .and_then(|(ea, eb)| ratio_ci95(&eb, &ea))
             .and_then(|e| metric("energy", e, threshold, true)),
     ]
     .into_iter()
@@ -191,8 +202,8 @@ fn compare_cell(a: &CellSummary, b: &CellSummary, label: String, threshold: f64)
         label,
         a_latency_ms: significant(a.latency_per_loop_ms),
         b_latency_ms: significant(b.latency_per_loop_ms),
-        a_energy_mj: significant(a.energy_per_inference_mj),
-        b_energy_mj: significant(b.energy_per_inference_mj),
+        a_energy_mj: significant(a_energy),
+        b_energy_mj: significant(b_energy),
         speed_is_reference: a.speed_is_reference || b.speed_is_reference,
         regressed: verdict == Verdict::Regressed,
         differs: metrics.iter().any(|m| m.differs),
@@ -203,6 +214,47 @@ fn compare_cell(a: &CellSummary, b: &CellSummary, label: String, threshold: f64)
 
 /// The largest `--noise-threshold`, in %.
 const MAX_THRESHOLD_PCT: f64 = 1000.0;
+
+/// The domains both runs metered, in A's order.
+fn shared_domains(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|d| b.contains(d)).cloned().collect()
+}
+
+/// Per-window energy per inference of A and B over the domains both metered (a run with the GPU
+/// board, CPU packages and DRAM against one of the GPU board alone: the GPU board), never a total
+/// of more domains against a total of fewer; `None` when they share none.
+fn energy_windows(a: &CellSummary, b: &CellSummary) -> Option<(Vec<f64>, Vec<f64>)> {
+    if a.metered == b.metered {
+        return Some((a.window_energy_mj.clone(), b.window_energy_mj.clone()));
+    }
+    let shared = shared_domains(&a.metered, &b.metered);
+    if shared.is_empty() {
+        return None;
+    }
+    Some((
+        window_energy_over(&a.domains, &shared)?,
+        window_energy_over(&b.domains, &shared)?,
+    ))
+}
+
+/// What the energy ratios cover when the runs metered different domains.
+fn energy_scope(a: &Manifest, b: &Manifest) -> Option<String> {
+    let (da, db) = (a.sensor.domains(), b.sensor.domains());
+    if da == db || da.is_empty() || db.is_empty() {
+        return None;
+    }
+    let shared = shared_domains(&da, &db);
+    let over = if shared.is_empty() {
+        "no domain in common, so energy is not compared".to_string()
+    } else {
+        format!("energy is compared over {} only", shared.join(" + "))
+    };
+    Some(format!(
+        "A metered {}, B {}: {over}",
+        da.join(" + "),
+        db.join(" + ")
+    ))
+}
 
 /// Runs the comparison, prints it, writes compare.md/.html; returns the exit code (1 a cell
 /// regressed, 3 nothing was compared, else 0).
@@ -271,6 +323,7 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
             .filter(|x| x.0 == Verdict::WithinNoise && x.1)
             .count(),
         nothing_compared: (compared == 0).then(|| why_nothing(&ma, &mb, &pairing)),
+        energy_scope: energy_scope(&ma, &mb),
         threshold_pct: opts.threshold_pct,
         threshold: opts.threshold_pct.to_string(),
         cells,
@@ -295,6 +348,9 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .with_context(|| format!("rendering {template}"))?;
         write_derived(&out.join(file), text.as_bytes())?;
+    }
+    if let Some(scope) = &view.energy_scope {
+        say!("energy domains differ: {scope}");
     }
     print(&view);
     say!(
@@ -508,6 +564,8 @@ fn unsteady_note(c: &CellView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::tests::record_with_energy;
+    use crate::sensor::{CPU_PACKAGE, DRAM, GPU_BOARD};
 
     #[test]
     fn medians_keep_four_significant_digits() {
@@ -534,5 +592,38 @@ mod tests {
             "{name}"
         );
         assert_eq!(default_out("", "..").to_str(), Some("compare-run-vs-run"));
+    }
+
+    #[test]
+    fn runs_that_metered_different_domains_compare_energy_over_those_both_metered() {
+        // A: an older record of the GPU board alone, 200 J a window.
+        let a = record_with_energy(vec![(2.0, 100, 200.0, 200.0); 6], Some(50.0));
+        // B: the same GPU board energy, with 50 J of CPU package and 10 J of DRAM beside it.
+        let mut b = record_with_energy(vec![(2.0, 100, 260.0, 200.0); 6], Some(80.0));
+        b.sensor.metered = vec![GPU_BOARD.into(), CPU_PACKAGE.into(), DRAM.into()];
+        for w in &mut b.windows {
+            w.domain_energy_j = [(GPU_BOARD, 200.0), (CPU_PACKAGE, 50.0), (DRAM, 10.0)]
+                .map(|(d, j)| (d.to_string(), j))
+                .into();
+        }
+        let (sa, sb) = (summarize(&a), summarize(&b));
+        // Totals alone would say B spends 1.3x: it does not, on the one domain both metered.
+        let (ea, eb) = energy_windows(&sa, &sb).unwrap();
+        assert!(ea.iter().chain(&eb).all(|e| (e - 500.0).abs() < 1e-9));
+        let view = compare_cell(&sa, &sb, "x".into(), 5.0);
+        let energy = view.metrics.iter().find(|m| m.metric == "energy").unwrap();
+        assert!((energy.ratio - 1.0).abs() < 1e-9 && !energy.regressed);
+        // The same domains: the totals, as before.
+        let (ea, eb) = energy_windows(&sb, &sb).unwrap();
+        assert!(ea.iter().chain(&eb).all(|e| (e - 650.0).abs() < 1e-9));
+        // No domain in common (the CPU's alone against the GPU board's): no energy ratio.
+        let mut c = b.clone();
+        c.sensor.metered = vec![CPU_PACKAGE.into(), DRAM.into()];
+        for w in &mut c.windows {
+            w.domain_energy_j.remove(GPU_BOARD);
+            w.energy_j = Some(60.0);
+        }
+        assert!(energy_windows(&sa, &summarize(&c)).is_none());
+        assert!(shared_domains(&sb.metered, &summarize(&c).metered) == [CPU_PACKAGE, DRAM]);
     }
 }

@@ -249,7 +249,7 @@ fn nvml_sensor_without_nvml_is_a_config_error_and_writes_nothing() {
     let msg = stderr_of(&out);
     assert!(
         msg.contains("sensor.kind = \"nvml\" but NVML could not be loaded (")
-            && msg.contains("install NVIDIA's driver (libnvidia-ml.so), or set sensor.kind = \"auto\" or \"none\"")
+            && msg.contains("install NVIDIA's driver (libnvidia-ml.so), or set sensor.kind = \"auto\", \"rapl\" or \"none\"")
             || msg.contains("sensor.kind = \"nvml\" meters an NVIDIA GPU, but the cells run on the cpu"),
         "{msg}"
     );

@@ -18,10 +18,10 @@ use anyhow::{Context, Result};
 use minijinja::{context, Environment};
 use serde::Serialize;
 
+use super::compare_energy::{energy_scope, energy_windows};
 use super::compare_layers::{compare_layers_cell, LayersCellView};
 use super::compare_match::{cell_label, pair, why_nothing, NotCompared};
 use super::compare_verdict::{metric, MetricView, Verdict};
-use crate::analysis::domains::window_energy_over;
 use crate::analysis::{summarize, CellSummary};
 use crate::config::Scope;
 use crate::error::{exit, ConfigError};
@@ -214,47 +214,6 @@ fn compare_cell(a: &CellSummary, b: &CellSummary, label: String, threshold: f64)
 
 /// The largest `--noise-threshold`, in %.
 const MAX_THRESHOLD_PCT: f64 = 1000.0;
-
-/// The domains both runs metered, in A's order.
-fn shared_domains(a: &[String], b: &[String]) -> Vec<String> {
-    a.iter().filter(|d| b.contains(d)).cloned().collect()
-}
-
-/// Per-window energy per inference of A and B over the domains both metered (a run with the GPU
-/// board, CPU packages and DRAM against one of the GPU board alone: the GPU board), never a total
-/// of more domains against a total of fewer; `None` when they share none.
-fn energy_windows(a: &CellSummary, b: &CellSummary) -> Option<(Vec<f64>, Vec<f64>)> {
-    if a.metered == b.metered {
-        return Some((a.window_energy_mj.clone(), b.window_energy_mj.clone()));
-    }
-    let shared = shared_domains(&a.metered, &b.metered);
-    if shared.is_empty() {
-        return None;
-    }
-    Some((
-        window_energy_over(&a.domains, &shared)?,
-        window_energy_over(&b.domains, &shared)?,
-    ))
-}
-
-/// What the energy ratios cover when the runs metered different domains.
-fn energy_scope(a: &Manifest, b: &Manifest) -> Option<String> {
-    let (da, db) = (a.sensor.domains(), b.sensor.domains());
-    if da == db || da.is_empty() || db.is_empty() {
-        return None;
-    }
-    let shared = shared_domains(&da, &db);
-    let over = if shared.is_empty() {
-        "no domain in common, so energy is not compared".to_string()
-    } else {
-        format!("energy is compared over {} only", shared.join(" + "))
-    };
-    Some(format!(
-        "A metered {}, B {}: {over}",
-        da.join(" + "),
-        db.join(" + ")
-    ))
-}
 
 /// Runs the comparison, prints it, writes compare.md/.html; returns the exit code (1 a cell
 /// regressed, 3 nothing was compared, else 0).
@@ -564,8 +523,6 @@ fn unsteady_note(c: &CellView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::tests::record_with_energy;
-    use crate::sensor::{CPU_PACKAGE, DRAM, GPU_BOARD};
 
     #[test]
     fn medians_keep_four_significant_digits() {
@@ -595,35 +552,15 @@ mod tests {
     }
 
     #[test]
-    fn runs_that_metered_different_domains_compare_energy_over_those_both_metered() {
-        // A: an older record of the GPU board alone, 200 J a window.
-        let a = record_with_energy(vec![(2.0, 100, 200.0, 200.0); 6], Some(50.0));
-        // B: the same GPU board energy, with 50 J of CPU package and 10 J of DRAM beside it.
-        let mut b = record_with_energy(vec![(2.0, 100, 260.0, 200.0); 6], Some(80.0));
-        b.sensor.metered = vec![GPU_BOARD.into(), CPU_PACKAGE.into(), DRAM.into()];
-        for w in &mut b.windows {
-            w.domain_energy_j = [(GPU_BOARD, 200.0), (CPU_PACKAGE, 50.0), (DRAM, 10.0)]
-                .map(|(d, j)| (d.to_string(), j))
-                .into();
-        }
-        let (sa, sb) = (summarize(&a), summarize(&b));
-        // Totals alone would say B spends 1.3x: it does not, on the one domain both metered.
-        let (ea, eb) = energy_windows(&sa, &sb).unwrap();
-        assert!(ea.iter().chain(&eb).all(|e| (e - 500.0).abs() < 1e-9));
-        let view = compare_cell(&sa, &sb, "x".into(), 5.0);
+    fn the_energy_ratio_covers_the_domains_both_runs_metered() {
+        // Totals would say B spends 1.3x; on the GPU board both metered it spends the same.
+        let (a, b) = super::super::compare_energy::tests::gpu_only_and_gpu_with_host();
+        let view = compare_cell(&summarize(&a), &summarize(&b), "x".into(), 5.0);
         let energy = view.metrics.iter().find(|m| m.metric == "energy").unwrap();
         assert!((energy.ratio - 1.0).abs() < 1e-9 && !energy.regressed);
-        // The same domains: the totals, as before.
-        let (ea, eb) = energy_windows(&sb, &sb).unwrap();
-        assert!(ea.iter().chain(&eb).all(|e| (e - 650.0).abs() < 1e-9));
-        // No domain in common (the CPU's alone against the GPU board's): no energy ratio.
-        let mut c = b.clone();
-        c.sensor.metered = vec![CPU_PACKAGE.into(), DRAM.into()];
-        for w in &mut c.windows {
-            w.domain_energy_j.remove(GPU_BOARD);
-            w.energy_j = Some(60.0);
-        }
-        assert!(energy_windows(&sa, &summarize(&c)).is_none());
-        assert!(shared_domains(&sb.metered, &summarize(&c).metered) == [CPU_PACKAGE, DRAM]);
+        assert_eq!(
+            (view.a_energy_mj.as_str(), view.b_energy_mj.as_str()),
+            ("500.0", "500.0")
+        );
     }
 }

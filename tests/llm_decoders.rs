@@ -199,7 +199,8 @@ fn a_gguf_llama_runs_as_stored_and_dequantized_with_its_own_tokenizer() {
 }
 
 #[test]
-fn quantized_at_load_precisions_and_per_layer_scope_are_refused_for_crate_decoders_by_name() {
+fn quantized_at_load_precisions_and_per_layer_scope_are_refused_for_non_llama_crate_decoders_by_name(
+) {
     let fx = experiment(
         "[models.t]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\n",
         "precision = [\"q4k-bf16\", \"int8-bf16\"]\nscope = [\"model\", \"layers\"]\nbatch_size = [1]\nprompt_len = [8]\nnew_tokens = [2]",
@@ -216,10 +217,15 @@ fn quantized_at_load_precisions_and_per_layer_scope_are_refused_for_crate_decode
         if r["cell"]["scope"] == "layers" {
             assert!(reason.contains("no per-layer profile"), "{reason}");
         } else {
+            // GGML formats run through the crate's quantized models, of which only llama's
+            // rewinds; W8A8 needs the crate's private linears.
             assert!(
-                reason.contains("quantizes the linear layers at load")
-                    && reason
-                        .contains("candle-transformers' qwen2 keeps its linear layers private"),
+                reason.contains("at load")
+                    && (reason.contains("only quantized_llama is Clone")
+                        && reason.contains("architecture qwen2")
+                        || reason.contains(
+                            "candle-transformers' qwen2 keeps its linear layers private"
+                        )),
                 "{reason}"
             );
         }
@@ -511,4 +517,76 @@ fn on_the_cpu_the_plan_says_how_long_the_decoder_cells_it_runs_take() {
         "the rates it priced them at: {line}"
     );
     assert!(text.trim_end().ends_with("4 cells"), "{text}");
+}
+
+#[test]
+fn a_llama_quantized_at_load_runs_candles_quantized_kernels_and_stays_close_to_fp32() {
+    let fx = experiment(
+        "[models.t]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\n",
+        "precision = [\"fp32\", \"q8_0\", \"q4k\", \"q8_0-bf16\"]\nbatch_size = [1, 2]\nprompt_len = [8]\nnew_tokens = [4]",
+    );
+    let out = fx.dir.path().join("run");
+    fx.runner()
+        .arg(&fx.file)
+        .args(["--out", out.to_str().unwrap()])
+        .assert()
+        .success();
+    let all = records(&out);
+    let find = |precision: &str, batch: u64| {
+        all.iter()
+            .find(|r| r["cell"]["precision"] == precision && r["cell"]["batch_size"] == batch)
+            .unwrap_or_else(|| panic!("no {precision} batch {batch} record"))
+    };
+    let q8 = find("q8_0", 1);
+    assert_eq!(q8["status"], "ok", "{q8}");
+    let executed = q8["precision_executed"].as_str().unwrap();
+    assert!(
+        executed.starts_with("q8_0 linears") && executed.contains("f32 embeddings"),
+        "{executed}"
+    );
+    let imp = &q8["implementation"];
+    assert!(
+        imp["model"].as_str().unwrap().contains("quantized_llama"),
+        "{imp}"
+    );
+    assert!(imp["linear"].as_str().unwrap().contains("QMatMul"), "{imp}");
+    // Prefill and decode measured; fidelity against fp32: q and k permuted right, the function
+    // is the fp32 model's up to q8_0's rounding (a wrong permutation moves the logits by O(1)).
+    let g = &q8["generate"];
+    assert_eq!(g["prefill_windows"].as_array().unwrap().len(), 6);
+    let f = &g["fidelity"];
+    assert_eq!(f["reference"], "fp32");
+    assert!(f["mean_kl"].as_f64().unwrap() < 1e-4, "{f}");
+    assert!(f["max_logit_error"].as_f64().unwrap() < 0.05, "{f}");
+    // q8_0 linears, f32 for the rest: fewer bytes than fp32.
+    assert!(
+        g["weight_bytes"].as_u64().unwrap()
+            < find("fp32", 1)["generate"]["weight_bytes"]
+                .as_u64()
+                .unwrap()
+    );
+    let reason = |p: &str, b: u64| {
+        find(p, b)["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        reason("q8_0", 2).contains("not contiguous for two prompts or more"),
+        "{}",
+        reason("q8_0", 2)
+    );
+    assert!(
+        reason("q4k", 1).contains("hidden_size 64 is not a multiple of q4k's 256-value blocks"),
+        "{}",
+        reason("q4k", 1)
+    );
+    for b in [1, 2] {
+        assert!(
+            reason("q8_0-bf16", b).contains("computes everything outside its quantized linears")
+                && reason("q8_0-bf16", b).contains("use q8_0"),
+            "{}",
+            reason("q8_0-bf16", b)
+        );
+    }
 }

@@ -162,6 +162,12 @@ impl DecoderCost<'_> {
     /// (decoder, prefill seconds of `batch` prompts, seconds of one decode step at `batch`).
     fn phases(&self, cell: &Cell, batch: usize) -> Option<(f64, f64)> {
         let d = self.specs.get(&cell.model)?.decoder()?;
+        // A refused cell is skipped with its reason: nothing to price.
+        if d.refuses(cell.precision).is_some()
+            || d.refuses_batch(cell.precision, cell.batch_size).is_some()
+        {
+            return None;
+        }
         let prompt = cell.prompt_len.unwrap_or(cell.seq_len);
         // GGUF files and quantized-at-load linears compute in f32 around their blocks.
         let float = match d.dtype(cell.precision) {

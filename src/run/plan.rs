@@ -255,15 +255,10 @@ pub fn lower_bound_line(exp: &LoadedExperiment, cells: &[&Cell]) -> String {
     )
 }
 
-/// Where the run would measure on this CPU: how long its cells will take here, priced as a run
-/// prices them before its first cell (cells a decoder refuses are skipped, so not counted).
-fn cpu_estimate_line(prepared: &Prepared, cells: &[&Cell]) -> Result<Option<String>> {
-    let on_cpu = match prepared.exp.config.device.backend {
-        config::Backend::Cpu => true,
-        config::Backend::Auto => !cfg!(feature = "cuda"),
-        config::Backend::Cuda => false,
-    };
-    let runs: Vec<&Cell> = cells
+/// The cells that will be measured: those of a decoder that refuses their precision or batch
+/// are skipped with the reason when the run reaches them, and cost nothing.
+fn runnable<'c>(prepared: &Prepared, cells: &[&'c Cell]) -> Vec<&'c Cell> {
+    cells
         .iter()
         .copied()
         .filter(
@@ -275,7 +270,18 @@ fn cpu_estimate_line(prepared: &Prepared, cells: &[&Cell]) -> Result<Option<Stri
                 None => true,
             },
         )
-        .collect();
+        .collect()
+}
+
+/// Where the run would measure on this CPU: how long its cells will take here, priced as a run
+/// prices them before its first cell (cells a decoder refuses are skipped, so not counted).
+fn cpu_estimate_line(prepared: &Prepared, cells: &[&Cell]) -> Result<Option<String>> {
+    let on_cpu = match prepared.exp.config.device.backend {
+        config::Backend::Cpu => true,
+        config::Backend::Auto => !cfg!(feature = "cuda"),
+        config::Backend::Cuda => false,
+    };
+    let runs = runnable(prepared, cells);
     if !on_cpu || runs.is_empty() {
         return Ok(None);
     }
@@ -381,7 +387,7 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
     }
     // Before the count, which stays the last line (scripts read it).
     let all: Vec<&Cell> = plan.cells.iter().collect();
-    say!("({})", lower_bound_line(exp, &all));
+    say!("({})", lower_bound_line(exp, &runnable(&prepared, &all)));
     if let Some(line) = cpu_estimate_line(&prepared, &all)? {
         say!("({line})");
     }

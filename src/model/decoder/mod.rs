@@ -13,6 +13,7 @@
 pub mod crate_run;
 pub mod gguf;
 pub mod presets;
+pub mod quantize_load;
 pub mod shapes;
 pub mod zoo;
 
@@ -241,8 +242,11 @@ impl DecoderSpec {
                 "{name}: candle-transformers' quantized models compute in f32; a GGUF file runs as stored (its format, f32 floats) or as fp32 (dequantized)"
             )),
             (_, Precision::Fp32 | Precision::Fp16 | Precision::Bf16) => None,
-            (_, Precision::Quantized(..) | Precision::EightBit(..)) => Some(format!(
-                "{name} quantizes the linear layers at load, and candle-transformers' {} keeps its linear layers private: quantized-at-load decoders need the runner's own Llama-family decoder (\"The Llama family as deployed\"), which this build does not have; float precisions (fp32, fp16, bf16) and GGUF files as stored run here",
+            (_, Precision::Quantized(format, float)) => {
+                quantize_load::refuses(self, format, float)
+            }
+            (_, Precision::EightBit(..)) => Some(format!(
+                "{name} quantizes the linear layers to 8 bits at load with its own W8A8 kernels, and candle-transformers' {} keeps its linear layers private: W8A8 decoders need the runner's own Llama-family decoder (\"The Llama family as deployed\"), which this build does not have; float precisions, GGML formats quantized at load (llama) and GGUF files as stored run here",
                 self.architecture
             )),
         }
@@ -257,6 +261,12 @@ impl DecoderSpec {
                 crate_version(),
                 g.crate_model()
             )),
+            DecoderSource::Random { .. } | DecoderSource::Folder { .. } => match precision {
+                // The cell's own refusal first: it holds at every batch.
+                Precision::Quantized(format, float) => quantize_load::refuses(self, format, float)
+                    .or_else(|| quantize_load::refuses_batch(format, batch)),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -274,6 +284,9 @@ impl DecoderSpec {
         match &self.source {
             DecoderSource::Gguf(g) if precision == Precision::Fp32 => g.shapes.parameters() * 4,
             DecoderSource::Gguf(g) => g.weight_bytes,
+            _ if precision.quant().is_some() => {
+                quantize_load::weight_bytes(self, precision.quant().expect("a GGML format"))
+            }
             _ => self.shapes.parameters() * self.dtype(precision).size_in_bytes() as u64,
         }
     }
@@ -335,6 +348,11 @@ impl DecoderSpec {
                 let model = guard(|| g.load(device, dequantize))?;
                 (model, format!("GGUF file {}", g.path.display()))
             }
+            source if precision.quant().is_some() => {
+                let format = precision.quant().expect("a GGML format");
+                let model = guard(|| quantize_load::load(self, format, device))?;
+                (model, source_text(source))
+            }
             source => {
                 let vb = match source {
                     DecoderSource::Random { seed } => VarBuilder::from_backend(
@@ -358,14 +376,7 @@ impl DecoderSpec {
                     .as_deref()
                     .expect("random and folder specs have a config");
                 let model = guard(|| Ok((entry.build)(json, vb)?))?;
-                let what = match source {
-                    DecoderSource::Random { seed } => format!("random weights (seed {seed})"),
-                    DecoderSource::Folder { dir, files } => {
-                        format!("{} ({} safetensors file(s))", dir.display(), files.len())
-                    }
-                    DecoderSource::Gguf(_) => unreachable!(),
-                };
-                (model, what)
+                (model, source_text(source))
             }
         };
         Ok(Box::new(CrateDecoder::new(
@@ -389,11 +400,14 @@ impl DecoderSpec {
                     g.main_format.map_or("?", |f| f.name()),
                     g.formats_text()
                 ),
-                if device.is_cuda() {
-                    "candle QMatMul: MMVQ for up to 8 rows (decode at batch <= 8), MMQ above (prefill, larger batches); q8k and float tensors dequantize + GEMM".into()
-                } else {
-                    "candle QMatMul on the CPU: the input quantized to the format's vec-dot type per row, then its vec_dot kernels".into()
-                },
+                quantized_linear_text(device),
+            ),
+            _ if precision.quant().is_some() => (
+                format!(
+                    "{} linears (attention q, k, v, output; MLP gate, up, down) quantized at load; f32 embeddings, norms, attention, KV cache and output projection",
+                    precision.quant().map_or("?", |f| f.name())
+                ),
+                quantized_linear_text(device),
             ),
             _ => (
                 dtype_name(self.dtype(precision)).to_string(),
@@ -412,14 +426,23 @@ impl DecoderSpec {
             DecoderSource::Gguf(g) => {
                 format!("candle-transformers {version} {}, eager", g.crate_model())
             }
+            _ if precision.quant().is_some() => format!(
+                "candle-transformers {version} {}, eager, built from a GGUF written in memory (q and k rows permuted to GGUF's interleaved RoPE)",
+                quantize_load::CRATE_MODEL
+            ),
             _ => format!("candle-transformers {version} {}, eager", entry.name),
         };
         implementation.insert("model".into(), model);
         implementation.insert("weights".into(), source);
-        implementation.insert(
-            "calling_convention".into(),
-            entry.convention.describe().into(),
-        );
+        // GGUF files and quantized-at-load cells run quantized_llama: forward(ids, index_pos).
+        let quantized_model =
+            matches!(self.source, DecoderSource::Gguf(_)) || precision.quant().is_some();
+        let convention = if quantized_model {
+            zoo::Convention::Offset
+        } else {
+            entry.convention
+        };
+        implementation.insert("calling_convention".into(), convention.describe().into());
         implementation.insert("linear".into(), linear);
         implementation.insert(
             "kv_cache".into(),
@@ -487,6 +510,26 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
         crate::model::weights::safetensors_header(f)?;
     }
     Ok(files)
+}
+
+/// The kernels candle's QMatMul runs, for the record.
+fn quantized_linear_text(device: &Device) -> String {
+    if device.is_cuda() {
+        "candle QMatMul: MMVQ for up to 8 rows (decode at batch <= 8), MMQ above (prefill, larger batches); q8k and float tensors dequantize + GEMM".into()
+    } else {
+        "candle QMatMul on the CPU: the input quantized to the format's vec-dot type per row, then its vec_dot kernels".into()
+    }
+}
+
+/// Where random or folder weights come from, for the record.
+fn source_text(source: &DecoderSource) -> String {
+    match source {
+        DecoderSource::Random { seed } => format!("random weights (seed {seed})"),
+        DecoderSource::Folder { dir, files } => {
+            format!("{} ({} safetensors file(s))", dir.display(), files.len())
+        }
+        DecoderSource::Gguf(g) => format!("GGUF file {}", g.path.display()),
+    }
 }
 
 /// Runs a crate constructor, turning its panics (some `unwrap` a missing tensor) into errors.

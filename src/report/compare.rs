@@ -105,6 +105,9 @@ struct CompareView {
     unsteady: usize,
     /// Cells on unsteady windows that did not regress: no verdict said.
     not_judged: usize,
+    /// Cells with a metric without an interval (fewer than 4 windows a side): judged on the
+    /// point against the threshold.
+    without_interval: usize,
     /// Within noise, but beyond this pair's within-run interval: what run-to-run noise is.
     within_threshold_only: usize,
     /// Why nothing was compared, when nothing was.
@@ -277,6 +280,10 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
         within_noise: count(Verdict::WithinNoise),
         unsteady: cells.iter().filter(|c| c.unsteady).count(),
         not_judged: count(Verdict::Unsteady),
+        without_interval: cells
+            .iter()
+            .filter(|c| c.metrics.iter().any(|m| !m.has_interval))
+            .count(),
         within_threshold_only: verdicts
             .iter()
             .filter(|x| x.0 == Verdict::WithinNoise && x.1)
@@ -497,6 +504,13 @@ fn print(v: &CompareView) {
             String::new()
         }
     );
+    if v.without_interval > 0 {
+        say!(
+            "{} cell(s) without an interval (fewer than 4 windows a side in A or B): judged on the point against the {} % noise threshold alone",
+            v.without_interval,
+            v.threshold_pct
+        );
+    }
     if v.unsteady > 0 {
         say!(
             "{} cell(s) on unsteady windows (a run's window CV above the {} % noise threshold): the machine was not steady, so only a regression is said of them ({} not judged), and it may be the machine's load rather than the code; compare runs made on a quiet machine",

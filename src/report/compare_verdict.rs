@@ -71,8 +71,12 @@ pub(super) struct MetricView {
     pub ratio: f64,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
-    /// `1.004 [0.998, 1.011]`.
+    /// `1.004 [0.998, 1.011]` (`1.004` without an interval).
     pub text: String,
+    /// B/A - 1 in %: `+0.4 %`.
+    pub change: String,
+    /// Both runs had enough windows for an interval (4 a side).
+    pub has_interval: bool,
     /// As hyperfine says it: `1.23 ± 0.04 times faster`.
     pub relative: String,
     /// The interval excludes 1 (with no interval: the point is off 1 by the threshold): B and A
@@ -91,7 +95,8 @@ fn ratio_text(e: &Estimate) -> String {
     let d = if (0.5..2.0).contains(&e.0) { 3 } else { 2 };
     match e.1 {
         Some((lo, hi)) => format!("{:.d$} [{lo:.d$}, {hi:.d$}]", e.0),
-        None => format!("{:.d$} (no interval)", e.0),
+        // Said once for the comparison (CompareView::without_interval), not in every cell.
+        None => format!("{:.d$}", e.0),
     }
 }
 
@@ -111,11 +116,16 @@ pub(super) fn relative(e: &Estimate, higher_is_worse: bool, better: &str, worse:
     let word = if b_better { better } else { worse };
     match ci {
         Some((lo, hi)) => {
-            let pm = (f - lo).max(hi - f).max(0.0);
+            let (below, above) = ((f - lo).max(0.0), (hi - f).max(0.0));
+            let pm = below.max(above);
+            // A lopsided interval (few, scattered windows) is no "±": it is given whole.
+            if pm > 2.0 * below.min(above) && pm > 0.05 * f {
+                return format!("{f:.2} times {word} [{lo:.2}, {hi:.2}]");
+            }
             let d = if pm < 0.01 { 3 } else { 2 };
             format!("{f:.d$} ± {pm:.d$} times {word}")
         }
-        None => format!("{f:.2} times {word} (no interval)"),
+        None => format!("{f:.2} times {word}"),
     }
 }
 
@@ -177,6 +187,8 @@ pub(super) fn metric(
         ci_low: e.1.map(|c| c.0),
         ci_high: e.1.map(|c| c.1),
         text: ratio_text(&e),
+        change: change.clone(),
+        has_interval: e.1.is_some(),
         relative: relative(&e, higher_is_worse, better_word, worse_word),
         differs: beyond_up || beyond_down,
         regressed: verdict == Verdict::Regressed,
@@ -232,7 +244,9 @@ mod tests {
         let m = v(2.0, None, true);
         assert_eq!(m.verdict, Verdict::Regressed);
         assert!(m.why.contains("the point alone"), "{}", m.why);
-        assert_eq!(m.relative, "2.00 times slower (no interval)");
+        assert_eq!(m.relative, "2.00 times slower");
+        assert_eq!(m.text, "2.00");
+        assert!(!m.has_interval);
         // Not a ratio: no verdict.
         assert!(metric("latency", (f64::NAN, None), 5.0, true).is_none());
         assert!(metric("latency", (0.0, None), 5.0, true).is_none());
@@ -249,6 +263,12 @@ mod tests {
         assert_eq!(
             relative(&e, true, "less energy", "more energy"),
             "1.10 ± 0.02 times more energy"
+        );
+        // Lopsided: the interval, not a ±.
+        let e = (1.378, Some((1.083, 55.071)));
+        assert_eq!(
+            relative(&e, true, "faster", "slower"),
+            "1.38 times slower [1.08, 55.07]"
         );
         let e = (1.0, Some((0.999, 1.002)));
         assert_eq!(

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::analysis::CellSummary;
+use crate::analysis::{CellSummary, NOISY_CV};
 use crate::results::{CellRecord, CellStatus, Manifest};
 use crate::sensor::{CPU_PACKAGE, DRAM, GPU_BOARD};
 use crate::stats::{median_coverage, percentile, MIN_FOR_INTERVAL};
@@ -182,21 +182,7 @@ pub(super) fn first_screen(
         .iter()
         .filter_map(|c| Some((c.window_cv?, c.label.as_str())))
         .collect();
-    let window_cv = if cvs.is_empty() {
-        "n/a (fewer than 2 windows)".to_string()
-    } else {
-        let values: Vec<f64> = cvs.iter().map(|c| c.0).collect();
-        let worst = cvs
-            .iter()
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .expect("not empty");
-        format!(
-            "median {:.2} %, worst {:.2} % ({})",
-            percentile(&values, 50.0) * 100.0,
-            worst.0 * 100.0,
-            worst.1
-        )
-    };
+    let window_cv = window_cv_text(&cvs);
     FirstScreen {
         energy_scope: energy_scope(records, energy_measured),
         domains: metered(records),
@@ -207,10 +193,52 @@ pub(super) fn first_screen(
     }
 }
 
+/// The first screen's window CV: median and worst over the cells, and how many are noisy (flag
+/// N), with what that says about the machine.
+fn window_cv_text(cvs: &[(f64, &str)]) -> String {
+    if cvs.is_empty() {
+        "n/a (fewer than 2 windows)".to_string()
+    } else {
+        let values: Vec<f64> = cvs.iter().map(|c| c.0).collect();
+        let worst = cvs
+            .iter()
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .expect("not empty");
+        let noisy = values.iter().filter(|&&v| v > NOISY_CV).count();
+        let steadiness = if noisy == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {noisy} of {} cells above {:.0} % (flag N): their windows disagree, so they did not run steadily (a loaded machine, moving clocks, windows too short), and are poor references for runner compare",
+                values.len(),
+                NOISY_CV * 100.0
+            )
+        };
+        format!(
+            "median {:.2} %, worst {:.2} % ({}){steadiness}",
+            percentile(&values, 50.0) * 100.0,
+            worst.0 * 100.0,
+            worst.1
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::analysis::tests::record_with_energy;
+
+    #[test]
+    fn noisy_windows_say_the_machine_was_not_steady() {
+        let steady = window_cv_text(&[(0.003, "fp16 b16"), (0.0056, "fp16 b64")]);
+        assert_eq!(steady, "median 0.43 %, worst 0.56 % (fp16 b64)");
+        let loaded = window_cv_text(&[(0.35, "fp32 b2"), (0.02, "fp32 b8"), (0.99, "q8_0 b2")]);
+        assert!(
+            loaded.starts_with("median 35.00 %, worst 99.00 % (q8_0 b2); 2 of 3 cells above 5 % (flag N): their windows disagree, so they did not run steadily"),
+            "{loaded}"
+        );
+        assert_eq!(window_cv_text(&[]), "n/a (fewer than 2 windows)");
+    }
 
     #[test]
     fn the_energy_scope_comes_from_what_the_records_metered() {

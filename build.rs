@@ -1,5 +1,9 @@
 //! Records the versions of the crates that shape the measurements (from Cargo.lock), so every
-//! run's manifest says exactly which candle, tokenizers ... produced its numbers.
+//! run's manifest says exactly which candle, tokenizers ... produced its numbers. With the cuda
+//! feature it also compiles the runner's kernels: PTX, and the CUTLASS GEMMs (build/cutlass.rs).
+
+#[path = "build/cutlass.rs"]
+mod cutlass;
 
 const RECORDED: [&str; 10] = [
     "candle-core",
@@ -17,8 +21,12 @@ const RECORDED: [&str; 10] = [
 fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
     record_git_commit();
+    println!("cargo::rustc-check-cfg=cfg(has_cutlass_sm90)");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         compile_kernels();
+        cutlass::build();
+    } else {
+        println!("cargo:rustc-env=RUNNER_CUTLASS=none (a build without the cuda feature)");
     }
     let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
     let mut pairs = Vec::new();

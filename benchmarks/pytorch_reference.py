@@ -7,6 +7,9 @@ update, divided by the samples processed (gross, idle included).
 
 Runs on the GPU machine (its python3 has torch, transformers and nvidia-ml-py):
     python3 benchmarks/pytorch_reference.py OUT.jsonl --batch-sizes 1,8,16,32,64
+
+--w8a8-precisions int8-fp16,fp8-fp16 adds PyTorch's own W8A8 (benchmarks/pytorch_w8a8.py: the six
+blocks' linears through torch._int_mm / torch._scaled_mm, head in fp16) under each compile mode.
 """
 import argparse, json, time
 
@@ -24,6 +27,8 @@ ap.add_argument("--window-s", type=float, default=3.0)
 ap.add_argument("--latency-loops", type=int, default=100)
 ap.add_argument("--compile-precisions", default="",
                 help="also measure torch.compile in these precisions, e.g. fp16,bf16")
+ap.add_argument("--w8a8-precisions", default="",
+                help="PyTorch W8A8 (int8-fp16, fp8-fp16) on the blocks' linears, under the compile modes")
 ap.add_argument("--compile-modes", default="default,reduce-overhead",
                 help="torch.compile modes to measure; reduce-overhead replays Inductor's kernels as CUDA graphs")
 args = ap.parse_args()
@@ -96,13 +101,20 @@ def measure(kind, precision, model, batch):
 # One kind per (mode): "torch_compile" is the default mode (as in earlier rounds' files),
 # "torch_compile_reduce_overhead" and so on the others.
 kind_of = lambda mode: "torch_compile" if mode == "default" else "torch_compile_" + mode.replace("-", "_")
-plans = [("torch_eager", None, p) for p in args.precisions.split(",")]
+plans = [("torch_eager", None, p) for p in args.precisions.split(",") if p]
 plans += [(kind_of(m), m, p) for p in args.compile_precisions.split(",") if p
+          for m in args.compile_modes.split(",") if m]
+plans += [(kind_of(m), m, p) for p in args.w8a8_precisions.split(",") if p
           for m in args.compile_modes.split(",") if m]
 for kind, mode, precision in plans:
     model = DistilBertForSequenceClassification(cfg).eval()
     model.load_state_dict(base.state_dict())
-    model = model.to(dev, dtypes[precision])
+    model = model.to(dev, dtypes[precision.split("-")[-1]])
+    if "-" in precision:  # int8-fp16, fp8-fp16: PyTorch's W8A8 on the blocks' linears
+        from pytorch_w8a8 import W8A8Linear, quantize_blocks
+        n = quantize_blocks(model, precision.split("-")[0])
+        emit({"kind": "setup_w8a8", "precision": precision, "linears": n,
+              "fp8_form": W8A8Linear.fp8_form})
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         if mode is None:
             measure(kind, precision, model, batch)

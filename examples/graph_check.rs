@@ -4,7 +4,10 @@
 //! its input buffers), and time both as the runner's loop does (one forward + synchronize per
 //! loop), alternating eager and graph samples so drift hits both alike.
 //!
-//!     cargo run --release --features cuda --example graph_check -- [SAMPLES]
+//!     cargo run --release --features cuda --example graph_check -- [SAMPLES] [cutlass]
+//!
+//! With `cutlass`, the precisions whose GEMMs the CUTLASS library takes (`device.gemm_library =
+//! "cutlass"`: fp16, bf16, int8-fp16, fp8-fp16, int8-bf16, fp8-bf16) run through it instead.
 //!
 //! Prints one line per case: capture result, node count, max |graph - eager| over 3 fresh batches
 //! (must be 0: same kernels, same order), NaN check, and median ms per loop of each.
@@ -50,6 +53,12 @@ fn main() -> Result<()> {
     let samples: usize = std::env::args()
         .nth(1)
         .map_or(20, |a| a.parse().expect("SAMPLES"));
+    let cutlass = std::env::args().nth(2).as_deref() == Some("cutlass");
+    let library = if cutlass {
+        runner::config::GemmLibrary::Cutlass
+    } else {
+        runner::config::GemmLibrary::Cublaslt
+    };
     let device = runner::device::open_cuda(0).map_err(candle_core::Error::msg)?;
     let preset = Preset::DISTILBERT_BASE_UNCASED;
     let tensors = encoder::random_tensors(&preset, 0).map_err(candle_core::Error::msg)?;
@@ -69,20 +78,37 @@ fn main() -> Result<()> {
         "speedup"
     );
     // The float precisions, and W8A8 (whose norms and GELU write the next GEMM's packed input).
-    for (name, dtype, eight_bit) in [
-        ("fp16", DType::F16, None),
-        ("bf16", DType::BF16, None),
-        ("fp32", DType::F32, None),
-        ("int8-fp16", DType::F16, Some(EightBit::Int8)),
-        ("fp8-fp16", DType::F16, Some(EightBit::Fp8E4M3)),
-    ] {
+    let precisions: &[(&str, DType, Option<EightBit>)] = if cutlass {
+        &[
+            ("fp16", DType::F16, None),
+            ("bf16", DType::BF16, None),
+            ("int8-fp16", DType::F16, Some(EightBit::Int8)),
+            ("fp8-fp16", DType::F16, Some(EightBit::Fp8E4M3)),
+            ("int8-bf16", DType::BF16, Some(EightBit::Int8)),
+            ("fp8-bf16", DType::BF16, Some(EightBit::Fp8E4M3)),
+        ]
+    } else {
+        &[
+            ("fp16", DType::F16, None),
+            ("bf16", DType::BF16, None),
+            ("fp32", DType::F32, None),
+            ("int8-fp16", DType::F16, Some(EightBit::Int8)),
+            ("fp8-fp16", DType::F16, Some(EightBit::Fp8E4M3)),
+        ]
+    };
+    for &(name, dtype, eight_bit) in precisions {
         let vb = VarBuilder::from_tensors(tensors.clone(), dtype, &device);
         let numerics = Numerics {
             float: dtype,
             quant: None,
             eight_bit,
         };
-        let model = Encoder::load(vb, &preset, numerics, Head::Checkpoint)?;
+        let mut model = Encoder::load(vb, &preset, numerics, Head::Checkpoint)?;
+        model.set_gemm_library(library);
+        if cutlass {
+            let gemms = model.implementation().remove("gemms").unwrap_or_default();
+            println!("{name}: {gemms}");
+        }
         for &(b, s) in cases {
             let (ids, mask) = batch(&device, b, s, preset.vocab_size, 1)?;
             let mut forward = model.cell_forward(&ids, &mask, GraphMode::Auto);

@@ -13,12 +13,17 @@
 #   and no libcuda stub, so DIR/lib gets unversioned links plus a stub libcuda.so (SONAME
 #   libcuda.so.1, so the real driver library is the one loaded on the GPU machine).
 # - candle-kernels asks nvidia-smi for the compute capability unless CUDA_COMPUTE_CAP is set.
+# - The runner's CUTLASS GEMMs (build/cutlass.rs) need CUTLASS's headers: NVIDIA's nvidia-cutlass
+#   wheel, pinned, carries them under cutlass_library/source/include (--no-deps: its Python
+#   dependencies are for its code generator, which the build does not run).
 set -euo pipefail
 DIR=${1:-$HOME/.cache/runner-cuda-13.0}
 PY=${PYTHON:-python3}
 mkdir -p "$DIR"
 if [ ! -x "$DIR/venv/bin/pip" ]; then "$PY" -m venv "$DIR/venv"; fi
 "$DIR/venv/bin/pip" install -q "cuda-toolkit[nvcc,crt,nvvm,cudart,cublas,curand,nvrtc,cccl]==13.0.2"
+"$DIR/venv/bin/pip" install -q --no-deps "nvidia-cutlass==4.2.0.0"
+CUTLASS=$("$DIR/venv/bin/python" -c 'import cutlass_library, os; print(os.path.join(os.path.dirname(cutlass_library.__file__), "source", "include"))')
 CU13=$("$DIR/venv/bin/python" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')
 mkdir -p "$DIR/lib"
 for l in cublas:13 cublasLt:13 curand:10 nvrtc:13 cudart:13; do
@@ -39,5 +44,6 @@ cat > "$DIR/env.sh" <<ENV
 export PATH="$CU13/bin:\$PATH"
 export CUDA_ROOT="$DIR"
 export CUDA_COMPUTE_CAP=\${CUDA_COMPUTE_CAP:-90}
+export CUTLASS_INCLUDE="\${CUTLASS_INCLUDE:-$CUTLASS}"
 ENV
 echo "$DIR/env.sh"

@@ -1,5 +1,6 @@
 //! A cell's id names everything that changes what it measures: each execution setting
-//! (device.cuda_graphs, device.fuse_quantization, device.fp8_fast_accumulation) changes the ids
+//! (device.cuda_graphs, device.fuse_quantization, device.fp8_fast_accumulation,
+//! device.gemm_library) changes the ids
 //! of the cells it affects and no others; a `--resume` with one flipped is refused naming the
 //! setting, and so is one with another sensor setting (one run, one manifest, one setting).
 
@@ -46,7 +47,8 @@ fn each_execution_setting_changes_the_ids_of_the_cells_it_affects_and_no_others(
             &[
                 "device.cuda_graphs=true",
                 "device.fuse_quantization=true",
-                "device.fp8_fast_accumulation=false"
+                "device.fp8_fast_accumulation=false",
+                "device.gemm_library=cublaslt"
             ]
         ),
         base
@@ -67,6 +69,11 @@ fn each_execution_setting_changes_the_ids_of_the_cells_it_affects_and_no_others(
         ["fp8-fp32", "int8-fp32"]
     );
     assert_eq!(changed("device.fp8_fast_accumulation=true"), ["fp8-fp32"]);
+    // CUTLASS's fused epilogues: the 8-bit (and fp16/bf16) cells, not fp32's cuBLAS GEMMs.
+    assert_eq!(
+        changed("device.gemm_library=cutlass"),
+        ["fp8-fp32", "int8-fp32"]
+    );
 }
 
 fn snapshot(run: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -103,6 +110,10 @@ fn a_resume_with_another_execution_or_sensor_setting_is_refused_naming_it() {
         (
             "device.fp8_fast_accumulation=true",
             "device.fp8_fast_accumulation: (default), now true",
+        ),
+        (
+            "device.gemm_library=cutlass",
+            "device.gemm_library: (default), now \"cutlass\"",
         ),
         (
             "sensor.sample_interval_ms=50",

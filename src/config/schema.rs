@@ -113,6 +113,39 @@ pub struct DeviceSection {
     /// which ran (`implementation.linear`). No effect on int8, floats or the CPU reference.
     #[serde(skip_serializing_if = "is_false")]
     pub fp8_fast_accumulation: bool,
+    /// On CUDA, the library of the GEMMs that fuse more than a bias: `"cublaslt"` (default: the
+    /// 8-bit GEMMs write int32 or take their scales in cuBLASLt's epilogue, GELU and the int8
+    /// dequantization run as kernels of their own) or `"cutlass"` (the runner's CUTLASS GEMMs for
+    /// Hopper: per-token x per-channel scales, bias and erf GELU in the epilogue, for int8-*,
+    /// fp8-* and the fp16/bf16 FFN-in; their FP8 GEMMs promote along K, so with
+    /// `fp8_fast_accumulation` the FP8 layers stay cuBLASLt's). A GPU cell with a binary built
+    /// without them fails before measuring. Every record says which GEMM and epilogue ran per
+    /// linear and why a layer kept cuBLASLt (`implementation.gemms`). Left out of the resolved
+    /// config when cuBLASLt.
+    #[serde(skip_serializing_if = "GemmLibrary::is_cublaslt")]
+    pub gemm_library: GemmLibrary,
+}
+
+/// `device.gemm_library`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GemmLibrary {
+    #[default]
+    Cublaslt,
+    Cutlass,
+}
+
+impl GemmLibrary {
+    pub fn is_cublaslt(&self) -> bool {
+        *self == Self::Cublaslt
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cublaslt => "cublaslt",
+            Self::Cutlass => "cutlass",
+        }
+    }
 }
 
 impl Default for DeviceSection {
@@ -125,6 +158,7 @@ impl Default for DeviceSection {
             cuda_graphs: true,
             fuse_quantization: true,
             fp8_fast_accumulation: false,
+            gemm_library: GemmLibrary::Cublaslt,
         }
     }
 }

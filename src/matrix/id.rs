@@ -86,6 +86,13 @@ pub fn execution_identity(device: &crate::config::DeviceSection, precision: Prec
     if precision.eight_bit() == Some(EightBit::Fp8E4M3) && device.fp8_fast_accumulation {
         settings.insert("fp8_fast_accumulation".into(), json!(true));
     }
+    // CUTLASS GEMMs with fused epilogues instead of cuBLASLt's: the 8-bit and 16-bit cells
+    // (fp32 and the GGML formats have no such GEMM).
+    let fused_gemms =
+        precision.eight_bit().is_some() || matches!(precision, Precision::Fp16 | Precision::Bf16);
+    if fused_gemms && !device.gemm_library.is_cublaslt() {
+        settings.insert("gemm_library".into(), json!(device.gemm_library.name()));
+    }
     Value::Object(settings)
 }
 
@@ -160,6 +167,7 @@ mod tests {
             cuda_graphs: false,
             fuse_quantization: false,
             fp8_fast_accumulation: true,
+            gemm_library: crate::config::GemmLibrary::Cutlass,
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();
@@ -168,11 +176,20 @@ mod tests {
         };
         assert_eq!(
             keys("fp8-fp16"),
-            ["cuda_graphs", "fp8_fast_accumulation", "fuse_quantization"]
+            [
+                "cuda_graphs",
+                "fp8_fast_accumulation",
+                "fuse_quantization",
+                "gemm_library"
+            ]
         );
-        assert_eq!(keys("int8-fp16"), ["cuda_graphs", "fuse_quantization"]);
+        assert_eq!(
+            keys("int8-fp16"),
+            ["cuda_graphs", "fuse_quantization", "gemm_library"]
+        );
         assert_eq!(keys("q8_0-fp16"), ["cuda_graphs"]);
-        assert_eq!(keys("fp16"), ["cuda_graphs"]);
+        assert_eq!(keys("fp16"), ["cuda_graphs", "gemm_library"]);
+        assert_eq!(keys("fp32"), ["cuda_graphs"]);
         let defaults = execution_identity(&DeviceSection::default(), Precision::Fp32);
         assert!(defaults.as_object().unwrap().is_empty());
     }

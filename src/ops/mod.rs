@@ -5,12 +5,18 @@
 //!
 //! - `fused.rs`: bias + GELU, Q/K/V head split, residual + layer norm, masked softmax, head merge
 //! - `attention.rs`: the encoder's attention as one kernel
-//! - `eight_bit/`: int8 and FP8 GEMMs (cuBLASLt), quantizing norms and GELUs, `Packed8`
+//! - `eight_bit/`: int8 and FP8 GEMMs (cuBLASLt, or CUTLASS with fused epilogues), quantizing
+//!   norms and GELUs, `Packed8`
+//! - `cutlass.rs`: the CUTLASS GEMMs' extern "C" entry points (static library, build/cutlass.rs)
+//! - `float_gemm.rs`: the f16/bf16 FFN-in with bias + erf GELU in a CUTLASS epilogue
 //! - `graph.rs`: capture once, replay per loop (`CellForward`, `FixedWork`), with what ran
-//! - `kernels/`: the CUDA sources, compiled to PTX by build.rs with the `cuda` feature
+//! - `kernels/`: the CUDA sources, compiled to PTX by build.rs with the `cuda` feature;
+//!   `kernels/cutlass/` to a static library
 
 pub mod attention;
+pub mod cutlass;
 pub mod eight_bit;
+pub mod float_gemm;
 pub mod fused;
 pub mod graph;
 

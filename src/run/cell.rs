@@ -104,6 +104,8 @@ pub(super) fn run_cell(
             model::Unsupported::Shape(why) => (CellStatus::Skipped, Some(why)),
             model::Unsupported::Device(why) => (CellStatus::Failed, Some(why)),
         };
+    } else if let Some(why) = cutlass_missing(&prepared.exp.config.device, device) {
+        (record.status, record.reason) = (CellStatus::Failed, Some(why));
     } else {
         let label = cell_label(cell);
         let mut on_progress = |phase: &str| progress.set_message(format!("{label}: {phase}"));
@@ -182,6 +184,23 @@ pub(super) fn failure_reason(cell: &Cell, err: &anyhow::Error) -> String {
     } else {
         text
     }
+}
+
+/// `device.gemm_library = "cutlass"` on a GPU with a binary that has no CUTLASS GEMMs: refused
+/// before measuring, rather than measured on cuBLASLt under a cell id that says CUTLASS.
+fn cutlass_missing(
+    settings: &crate::config::DeviceSection,
+    device: &candle_core::Device,
+) -> Option<String> {
+    (settings.gemm_library == crate::config::GemmLibrary::Cutlass
+        && device.is_cuda()
+        && !crate::ops::cutlass::compiled())
+    .then(|| {
+        format!(
+            "device.gemm_library = \"cutlass\", but this binary has no CUTLASS GEMMs ({}): build it with scripts/build-cuda.sh (CUTLASS headers, CUDA_COMPUTE_CAP=90), or set device.gemm_library = \"cublaslt\"",
+            crate::ops::cutlass::BUILD
+        )
+    })
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub(super) struct TransformerBlock {
     /// attention's layer norm its output for lin1 (`device.fuse_quantization`, default on); off,
     /// each 8-bit GEMM quantizes its input in a pass of its own.
     pub(super) gelu_quantizes: bool,
+    /// `device.gemm_library` for the float FFN-in (bias + erf GELU in a CUTLASS epilogue); the
+    /// W8A8 linears hold their own.
+    pub(super) gemm_library: crate::config::GemmLibrary,
 }
 
 impl TransformerBlock {
@@ -66,6 +69,7 @@ impl TransformerBlock {
             n_heads: p.n_heads,
             head_dim: p.head_dim(),
             gelu_quantizes: true,
+            gemm_library: crate::config::GemmLibrary::Cublaslt,
         };
         block.set_fused_quantization(true);
         Ok(block)
@@ -149,9 +153,10 @@ impl TransformerBlock {
                 };
                 match fused {
                     Some(y) => y,
-                    None => self
-                        .output_layer_norm
-                        .project(&self.lin2, &self.lin1.forward_gelu(&input.values)?)?,
+                    None => self.output_layer_norm.project(
+                        &self.lin2,
+                        &self.lin1.forward_gelu(&input.values, self.gemm_library)?,
+                    )?,
                 }
             }
             Component::OutputLayerNorm => {

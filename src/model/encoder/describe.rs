@@ -41,6 +41,19 @@ impl Encoder {
         let float = crate::model::dtype_name(float);
         let padded = self.linears().any(|l| l.padded());
         if let Some(e) = linear.and_then(|l| l.eight_bit()) {
+            let cutlass =
+                matches!(linear, Some(super::Linear::EightBit(l)) if l.cutlass(false).is_ok());
+            if cutlass {
+                let acc = match e {
+                    crate::config::EightBit::Int8 => "int32",
+                    crate::config::EightBit::Fp8E4M3 => "f32",
+                };
+                return format!(
+                    "{} W8A8 linears (tensor cores: CUTLASS {} GEMM, {acc} accumulation, scales and bias in its epilogue; per-channel weights, per-token dynamic inputs) + {float}",
+                    e.name(),
+                    e.name()
+                );
+            }
             if linear.is_some_and(|l| l.on_tensor_cores()) {
                 let gemm = match e {
                     crate::config::EightBit::Int8 => "cuBLASLt int8 GEMM, int32 accumulation",
@@ -192,7 +205,7 @@ impl Encoder {
                 format!("per token, dynamic: every {fmt} GEMM's input quantized in a pass of its own (runner kernel){}", if self.blocks.iter().any(|b| !b.gelu_quantizes) { "; device.fuse_quantization = false" } else { "" })
             }
         });
-        [
+        let mut implementation = [
             ("attention", attention),
             ("linear", linear),
             (
@@ -221,7 +234,9 @@ impl Encoder {
         .chain(cuda.then(|| ("gemm_precision", gemm_precision(float))))
         .chain(activation_quantization.map(|a| ("activation_quantization", a)))
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect::<BTreeMap<_, _>>();
+        self.record_gemms(&mut implementation);
+        implementation
     }
 }
 

@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 
 use super::units::Hidden;
 use super::Numerics;
+use crate::config::GemmLibrary;
 use crate::model::parts::w8a8::EightBitLinear;
 
 /// A linear layer, float or quantized.
@@ -70,9 +71,16 @@ impl Linear {
         })
     }
 
-    /// The layer, then erf GELU: fused with the bias add on CUDA.
-    pub(super) fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+    /// The layer, then erf GELU: fused with the bias add on CUDA, into the GEMM's epilogue for
+    /// a float layer with `library` CUTLASS where it has a kernel ([`Self::float_cutlass`]).
+    pub(super) fn forward_gelu(&self, x: &Tensor, library: GemmLibrary) -> Result<Tensor> {
         match self {
+            Linear::Float(l) if self.float_cutlass(library).is_ok() => {
+                let bias = l.bias().expect("float_cutlass checked");
+                on_rows(x, |x| {
+                    crate::ops::float_gemm::linear_bias_gelu(x, l.weight(), bias)
+                })
+            }
             Linear::Float(l) => linear_2d(l, x, true),
             Linear::EightBit(l) => l.forward(x, true),
             Linear::Quantized { weight, bias, pad } => {
@@ -133,6 +141,31 @@ impl Linear {
                 on_rows(x, |x| x.matmul(&w))
             }
             _ => self.forward(x),
+        }
+    }
+
+    /// Whether a float FFN-in runs bias + erf GELU in a CUTLASS epilogue, or why not.
+    pub(super) fn float_cutlass(&self, library: GemmLibrary) -> std::result::Result<(), String> {
+        let Linear::Float(l) = self else {
+            return Err("not a float layer".into());
+        };
+        if library != GemmLibrary::Cutlass {
+            return Err("device.gemm_library is cublaslt".into());
+        }
+        if !l.weight().device().is_cuda() || l.bias().is_none() {
+            return Err("not a CUDA layer with a bias".into());
+        }
+        let (n, k) = l.weight().dims2().map_err(|e| e.to_string())?;
+        let dtype = l.weight().dtype();
+        match crate::ops::cutlass::unsupported(
+            crate::ops::cutlass::Inputs::Float,
+            dtype,
+            true,
+            n,
+            k,
+        ) {
+            Some(why) => Err(why),
+            None => Ok(()),
         }
     }
 

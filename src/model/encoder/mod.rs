@@ -19,6 +19,7 @@ use crate::ops::graph::{CellForward, GraphMode};
 
 mod block;
 mod describe;
+mod gemms;
 mod linear;
 mod shapes;
 mod units;

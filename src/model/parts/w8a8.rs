@@ -9,8 +9,10 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use crate::config::EightBit;
+use crate::config::{EightBit, GemmLibrary};
 use crate::model::quant::w8a8::quantize_rows;
+use crate::ops::cutlass;
+use crate::ops::eight_bit::cutlass_linear::{self, Bias, Epilogue, Input};
 use crate::ops::eight_bit::{fp8_gemm, int8_gemm, norm_quantize, Packed8, FUSED_ROW_MAX};
 
 /// A linear layer in W8A8.
@@ -24,6 +26,9 @@ pub struct EightBitLinear {
     bias: Tensor,
     /// On CUDA (int8; FP8 in f16/bf16): the copy the tensor-core kernels read.
     tensor_cores: Option<TensorCores>,
+    /// `device.gemm_library`: the runner's CUTLASS GEMMs (scales, bias and GELU in the epilogue)
+    /// where they take this layer, instead of cuBLASLt.
+    library: GemmLibrary,
 }
 
 /// The weight as the tensor-core GEMMs take it, output channels padded to the GEMM's multiple
@@ -62,6 +67,7 @@ impl EightBitLinear {
             weight_scale,
             bias,
             tensor_cores,
+            library: GemmLibrary::Cublaslt,
         })
     }
 
@@ -98,6 +104,7 @@ impl EightBitLinear {
             weight_scale,
             bias: no_bias,
             tensor_cores,
+            library: first.library,
         };
         Ok((fused, bias))
     }
@@ -149,7 +156,12 @@ impl EightBitLinear {
         let mut out_dims = dims.clone();
         *out_dims.last_mut().expect("at least one dimension") = self.weight.dim(0)?;
         let out = self.weight.dim(0)?;
+        let cutlass = self.cutlass(gelu).is_ok();
         let gpu = match &self.tensor_cores {
+            Some(tc) if cutlass => {
+                let x = x.reshape((rows, in_dim))?;
+                Some(self.through_cutlass(tc, Input::Float(&x), gelu, false)?)
+            }
             Some(TensorCores::Int8 { bytes, scale_bias }) => {
                 let x = x.reshape((rows, in_dim))?;
                 Some(int8_gemm::int8_linear(&x, bytes, scale_bias, gelu)?)
@@ -218,6 +230,16 @@ impl EightBitLinear {
         let packed = packed.filter(|p| self.reads(p));
         let out = self.weight.dim(0)?;
         let bytes = match (&self.tensor_cores, packed) {
+            (Some(tc), p) if self.cutlass(true).is_ok() => {
+                let input = match p {
+                    Some(p) => Input::Packed {
+                        bytes: p.bytes(),
+                        rows: p.rows(),
+                    },
+                    None => Input::Float(x),
+                };
+                self.through_cutlass(tc, input, true, true)?
+            }
             (Some(TensorCores::Int8 { bytes, scale_bias }), None) => {
                 int8_gemm::int8_gelu_to_packed(x, bytes, scale_bias)?
             }
@@ -308,6 +330,13 @@ impl EightBitLinear {
         }
         let out = self.weight.dim(0)?;
         let y = match &self.tensor_cores {
+            Some(tc) if self.cutlass(false).is_ok() => {
+                let input = Input::Packed {
+                    bytes: x.bytes(),
+                    rows: x.rows(),
+                };
+                self.through_cutlass(tc, input, false, false)?
+            }
             Some(TensorCores::Int8 { bytes, scale_bias }) => int8_gemm::int8_linear_packed(
                 x.bytes(),
                 x.rows(),
@@ -335,6 +364,105 @@ impl EightBitLinear {
     }
 }
 
+impl EightBitLinear {
+    /// `device.gemm_library` for this layer (the tensor-core path only; the f32 reference has no
+    /// GEMM library). Whether a CUTLASS kernel takes it is [`Self::cutlass`].
+    pub fn set_gemm_library(&mut self, library: GemmLibrary) {
+        self.library = library;
+    }
+
+    /// Whether this layer's GEMM (with GELU or not) runs through CUTLASS, or why not: cuBLASLt
+    /// was asked for, FP8 fast accumulation is on (the CUTLASS FP8 GEMMs promote along K), the
+    /// f32 output or the shape has no instantiation, or the binary has no CUTLASS.
+    pub fn cutlass(&self, gelu: bool) -> std::result::Result<(), String> {
+        if self.library != GemmLibrary::Cutlass {
+            return Err("device.gemm_library is cublaslt".into());
+        }
+        if self.tensor_cores.is_none() {
+            return Err("not on tensor cores (the f32 numerics reference)".into());
+        }
+        if self.fp8_fast_accumulation() {
+            return Err("FP8 fast accumulation is cuBLASLt's".into());
+        }
+        let inputs = match self.format {
+            EightBit::Int8 => cutlass::Inputs::Int8,
+            EightBit::Fp8E4M3 => cutlass::Inputs::E4m3,
+        };
+        let (n, k) = self.gemm_shape();
+        match cutlass::unsupported(inputs, self.float_dtype(), gelu, n, k) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// (N, K) of the tensor-core GEMM: output channels as padded for it.
+    fn gemm_shape(&self) -> (usize, usize) {
+        let padded = match &self.tensor_cores {
+            Some(TensorCores::Int8 { bytes, .. }) | Some(TensorCores::Fp8 { bytes, .. }) => {
+                bytes.dims2().ok()
+            }
+            None => None,
+        };
+        padded
+            .or_else(|| self.weight.dims2().ok())
+            .unwrap_or((0, 0))
+    }
+
+    /// Which GEMM runs this layer, for the record (`gelu`: as FFN-in).
+    pub fn gemm_description(&self, gelu: bool) -> String {
+        let format = match self.format {
+            EightBit::Int8 => "int8",
+            EightBit::Fp8E4M3 => "E4M3",
+        };
+        let act = if gelu { " + erf GELU" } else { "" };
+        match (&self.tensor_cores, self.cutlass(gelu)) {
+            (None, _) => format!("{format} numerics reference (f32 arithmetic)"),
+            (Some(_), Ok(())) => format!(
+                "CUTLASS {format} GEMM, epilogue: token x channel scales + bias{act}"
+            ),
+            (Some(TensorCores::Int8 { .. }), Err(why)) => format!(
+                "cuBLASLt int8 -> int32 GEMM, then a runner kernel: scales + bias{act} (CUTLASS not used: {why})"
+            ),
+            (Some(TensorCores::Fp8 { .. }), Err(why)) => format!(
+                "cuBLASLt E4M3 GEMM, epilogue: scales + bias{}{} (CUTLASS not used: {why})",
+                if gelu { "; erf GELU in a runner kernel" } else { "" },
+                if self.fp8_fast_accumulation() { ", fast accumulation" } else { "" }
+            ),
+        }
+    }
+
+    /// The CUTLASS GEMM of this layer on `input`, in the float dtype or (FFN-in feeding an 8-bit
+    /// FFN-out) packed for the next layer.
+    fn through_cutlass(
+        &self,
+        tc: &TensorCores,
+        input: Input<'_>,
+        gelu: bool,
+        packed_output: bool,
+    ) -> Result<Tensor> {
+        let epilogue = Epilogue {
+            format: self.format,
+            float: self.float_dtype(),
+            gelu,
+            packed_output,
+        };
+        match tc {
+            TensorCores::Int8 { bytes, scale_bias } => {
+                cutlass_linear::linear(input, bytes, scale_bias, Bias::SecondScaleRow, epilogue)
+            }
+            TensorCores::Fp8 {
+                bytes,
+                scales,
+                bias,
+                ..
+            } => {
+                let bias = bias.as_ref().map(Bias::Float).unwrap_or(Bias::None);
+                cutlass_linear::linear(input, bytes, scales, bias, epilogue)
+            }
+        }
+    }
+}
+
 /// The tensor-core copy of a quantized weight `q` (out, in) on CUDA: int8 in any float dtype, FP8
 /// with f16/bf16 (cuBLASLt's FP8 GEMMs write those); `None` elsewhere (the f32 reference runs).
 /// `float` is the layer's float dtype; `bias` is `None` for a layer that adds none (fused Q/K/V).
@@ -352,8 +480,8 @@ fn tensor_core_copy(
     match format {
         EightBit::Int8 => {
             // Exact integers in [-127, 127]: their two's-complement bytes. cuBLASLt's int8 GEMMs
-            // need output widths in multiples of 4.
-            let pad = out.next_multiple_of(4) - out;
+            // need output widths in multiples of 4, the CUTLASS ones 16-byte rows of f16/bf16.
+            let pad = out.next_multiple_of(8) - out;
             let values: Vec<f32> = q.pad_with_zeros(0, 0, pad)?.flatten_all()?.to_vec1()?;
             let bytes: Vec<u8> = values.iter().map(|&v| (v as i8) as u8).collect();
             let bytes = Tensor::from_vec(bytes, (out + pad, q.dim(1)?), q.device())?;

@@ -3,6 +3,7 @@
 //! each other. Numerics live in `model::quant::w8a8` (the f32 reference these kernels are checked
 //! against); the layer that picks a kernel is `model::parts::w8a8::EightBitLinear`.
 
+pub mod cutlass_linear;
 pub mod fp8_gemm;
 pub mod int8_gemm;
 pub mod norm_quantize;

@@ -1,0 +1,235 @@
+//! The runner's CUTLASS GEMMs for Hopper (src/ops/kernels/cutlass/: one instantiation a file,
+//! compiled by build/cutlass.rs into a static library): 8-bit (int8 or E4M3) GEMMs that apply the
+//! per-token and per-channel scales, the bias and optionally erf GELU in their epilogue, writing
+//! f16/bf16 (no int32 round trip, no separate dequantization or GELU pass), and the float
+//! precisions' bias + erf GELU GEMM. A binary built without CUTLASS's headers, or for another GPU
+//! generation, has none (`cfg(has_cutlass_sm90)` unset): [`compiled`] says so and [`BUILD`] why,
+//! and a cell that asks for them is refused before it measures.
+
+use candle_core::DType;
+
+/// What this binary's CUTLASS library is ("CUTLASS 4.2.0 sm_90a (10 instantiations)"), or
+/// "none (why)": for the record.
+pub const BUILD: &str = env!("RUNNER_CUTLASS");
+
+/// Whether this binary has the CUTLASS GEMMs.
+pub const fn compiled() -> bool {
+    cfg!(all(feature = "cuda", has_cutlass_sm90))
+}
+
+/// The inputs of a CUTLASS GEMM: 8-bit with per-token x per-channel scales, or the float dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inputs {
+    Int8,
+    E4m3,
+    /// f16 or bf16, the same as the output (bias + GELU only).
+    Float,
+}
+
+/// The instantiation for these inputs, output dtype and activation, if the library has one.
+pub fn kernel_name(inputs: Inputs, out: DType, gelu: bool) -> Option<&'static str> {
+    use DType::{BF16, F16};
+    Some(match (inputs, out, gelu) {
+        (Inputs::Int8, F16, false) => "i8_f16",
+        (Inputs::Int8, F16, true) => "i8_f16_gelu",
+        (Inputs::Int8, BF16, false) => "i8_bf16",
+        (Inputs::Int8, BF16, true) => "i8_bf16_gelu",
+        (Inputs::E4m3, F16, false) => "e4m3_f16",
+        (Inputs::E4m3, F16, true) => "e4m3_f16_gelu",
+        (Inputs::E4m3, BF16, false) => "e4m3_bf16",
+        (Inputs::E4m3, BF16, true) => "e4m3_bf16_gelu",
+        (Inputs::Float, F16, true) => "f16_gelu",
+        (Inputs::Float, BF16, true) => "bf16_gelu",
+        _ => return None,
+    })
+}
+
+/// Why a GEMM of this shape has no CUTLASS kernel, if it has none: TMA wants 16-byte aligned
+/// rows of A, B and D, and the library holds f16/bf16 outputs only.
+pub fn unsupported(inputs: Inputs, out: DType, gelu: bool, n: usize, k: usize) -> Option<String> {
+    if kernel_name(inputs, out, gelu).is_none() {
+        return Some(format!(
+            "no CUTLASS GEMM for {inputs:?} inputs writing {out:?}{}",
+            if gelu { " with GELU" } else { "" }
+        ));
+    }
+    let k_multiple = if inputs == Inputs::Float { 8 } else { 16 };
+    if !k.is_multiple_of(k_multiple) || !n.is_multiple_of(8) {
+        return Some(format!(
+            "the CUTLASS GEMMs need K a multiple of {k_multiple} and N of 8 (K {k}, N {n})"
+        ));
+    }
+    if !compiled() {
+        return Some(format!("this binary has no CUTLASS GEMMs: {BUILD}"));
+    }
+    None
+}
+
+/// A GEMM's operands as device addresses: `a` (m, k) row-major, `b` (n, k) row-major (the
+/// weight), `d` (m, n) row-major; `scale_x` m and `scale_w` n f32 (8-bit only, else 0); `bias` n
+/// values (f32 for int8, the output dtype otherwise; 0 for none).
+#[cfg(feature = "cuda")]
+pub struct Operands {
+    pub a: u64,
+    pub b: u64,
+    pub scale_x: u64,
+    pub scale_w: u64,
+    pub bias: u64,
+    pub d: u64,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+#[cfg(all(feature = "cuda", has_cutlass_sm90))]
+mod ffi {
+    use std::ffi::c_void;
+
+    type Gemm = unsafe extern "C" fn(
+        a: *const c_void,
+        b: *const c_void,
+        scale_x: *const f32,
+        scale_w: *const f32,
+        bias: *const c_void,
+        d: *mut c_void,
+        m: i32,
+        n: i32,
+        k: i32,
+        stream: *mut c_void,
+    ) -> i32;
+
+    macro_rules! gemms {
+        ($($name:ident),*) => {
+            extern "C" { $(fn $name(a: *const c_void, b: *const c_void, scale_x: *const f32,
+                scale_w: *const f32, bias: *const c_void, d: *mut c_void, m: i32, n: i32, k: i32,
+                stream: *mut c_void) -> i32;)* }
+            pub fn entry(name: &str) -> Option<Gemm> {
+                match name {
+                    $(n if n == &stringify!($name)["runner_cutlass_".len()..] => Some($name as Gemm),)*
+                    _ => None,
+                }
+            }
+        };
+    }
+    gemms!(
+        runner_cutlass_i8_f16,
+        runner_cutlass_i8_f16_gelu,
+        runner_cutlass_i8_bf16,
+        runner_cutlass_i8_bf16_gelu,
+        runner_cutlass_e4m3_f16,
+        runner_cutlass_e4m3_f16_gelu,
+        runner_cutlass_e4m3_bf16,
+        runner_cutlass_e4m3_bf16_gelu,
+        runner_cutlass_f16_gelu,
+        runner_cutlass_bf16_gelu
+    );
+}
+
+/// Launches one GEMM on `stream` (candle's, so it is ordered with the rest and captured into a
+/// CUDA graph like them).
+///
+/// # Safety
+/// Every address in `ops` must point to a live device buffer of the size stated there, in the
+/// element types the instantiation reads and writes, until the stream has run the kernel.
+#[cfg(feature = "cuda")]
+pub unsafe fn launch(
+    inputs: Inputs,
+    out: DType,
+    gelu: bool,
+    ops: &Operands,
+    stream: candle_core::cuda_backend::cudarc::driver::sys::CUstream,
+) -> candle_core::Result<()> {
+    if let Some(why) = unsupported(inputs, out, gelu, ops.n, ops.k) {
+        candle_core::bail!("{why}");
+    }
+    let aligned = [ops.a, ops.b, ops.d].iter().all(|p| p % 16 == 0);
+    let fits = [ops.m, ops.n, ops.k].iter().all(|&x| x < i32::MAX as usize);
+    if !aligned || !fits {
+        candle_core::bail!(
+            "CUTLASS GEMM {m} x {n} x {k}: operands not 16-byte aligned or dimensions past 2^31",
+            m = ops.m,
+            n = ops.n,
+            k = ops.k
+        );
+    }
+    #[cfg(has_cutlass_sm90)]
+    {
+        let name = kernel_name(inputs, out, gelu).expect("unsupported() checked");
+        let entry = ffi::entry(name).expect("every kernel_name has an entry point");
+        let status = entry(
+            ops.a as *const _,
+            ops.b as *const _,
+            ops.scale_x as *const f32,
+            ops.scale_w as *const f32,
+            ops.bias as *const _,
+            ops.d as *mut _,
+            ops.m as i32,
+            ops.n as i32,
+            ops.k as i32,
+            stream as *mut _,
+        );
+        let why = match status {
+            0 => return Ok(()),
+            1 => "CUTLASS cannot implement this shape (can_implement)",
+            2 => "the kernel asks for a workspace, which a CUDA graph capture cannot allocate",
+            3 => "initialization failed",
+            _ => "the launch failed",
+        };
+        candle_core::bail!(
+            "CUTLASS GEMM {name} {m} x {n} x {k}: {why}",
+            m = ops.m,
+            n = ops.n,
+            k = ops.k
+        )
+    }
+    #[cfg(not(has_cutlass_sm90))]
+    {
+        let _ = stream;
+        unreachable!("unsupported() refuses every GEMM without the library")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_instantiation_has_a_name_and_only_those() {
+        let mut names = Vec::new();
+        for inputs in [Inputs::Int8, Inputs::E4m3, Inputs::Float] {
+            for out in [DType::F16, DType::BF16, DType::F32] {
+                for gelu in [false, true] {
+                    names.extend(kernel_name(inputs, out, gelu));
+                }
+            }
+        }
+        // One .cu per name (build/cutlass.rs compiles what is there).
+        let mut files: Vec<String> = std::fs::read_dir("src/ops/kernels/cutlass")
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "cu").then(|| p.file_stem()?.to_str().map(String::from))?
+            })
+            .collect();
+        files.sort();
+        names.sort();
+        assert_eq!(names, files);
+        assert_eq!(kernel_name(Inputs::Int8, DType::F32, false), None);
+        assert_eq!(kernel_name(Inputs::Float, DType::F16, false), None);
+    }
+
+    #[test]
+    fn shapes_the_kernels_cannot_take_are_named() {
+        let why = unsupported(Inputs::Int8, DType::F16, false, 2, 768).unwrap();
+        assert!(why.contains("N of 8"), "{why}");
+        let why = unsupported(Inputs::E4m3, DType::F16, true, 768, 24).unwrap();
+        assert!(why.contains("K a multiple of 16"), "{why}");
+        let why = unsupported(Inputs::Int8, DType::F32, false, 768, 768).unwrap();
+        assert!(why.contains("F32"), "{why}");
+        // A supported shape is refused only for want of the library, and then says why.
+        match unsupported(Inputs::Int8, DType::F16, true, 3072, 768) {
+            None => assert!(compiled()),
+            Some(why) => assert!(!compiled() && why.contains(BUILD), "{why}"),
+        }
+    }
+}

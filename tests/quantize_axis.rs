@@ -27,6 +27,16 @@ fn plan(toml: &str) -> (Option<i32>, String, String) {
     )
 }
 
+/// A plan listing without its CPU time estimate, whose measured matmul rates differ from one
+/// `runner plan` to the next (the rest must be identical).
+fn stable(listing: &str) -> String {
+    listing
+        .lines()
+        .filter(|l| !l.starts_with("(on this CPU"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Cell lines of a plan listing: (id, precision, scope, quantize).
 fn cells(listing: &str) -> Vec<(String, String, String, String)> {
     listing
@@ -53,7 +63,7 @@ fn the_axis_keeps_old_ids_merges_float_cells_and_plans_top_k_after_the_profile()
     let (_, explicit, _) = plan(&experiment(&format!(
         "{base}quantize = [\"all\"]\nlayer_method = [\"isolated\"]\n"
     )));
-    assert_eq!(without, explicit);
+    assert_eq!(stable(&without), stable(&explicit));
 
     let (code, with, stderr) = plan(&experiment(&format!(
         "{base}quantize = [\"top:1\", \"none\", \"all\", \"ffn\", \"blocks:0-1\"]\nexclude = [{{ scope = \"layers\", quantize = \"none\" }}, {{ scope = \"layers\", quantize = \"ffn\" }}, {{ scope = \"layers\", quantize = \"top:1\" }}, {{ scope = \"layers\", quantize = \"blocks:0-1\" }}]\n"

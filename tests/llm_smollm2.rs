@@ -15,7 +15,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::{repo, skipped};
-use runner::config::Precision;
+use runner::config::{Implementation, Precision};
 use runner::model::decoder::DecoderSpec;
 use runner::model::workload::greedy;
 
@@ -42,7 +42,7 @@ fn cached_greedy_decoding_equals_no_cache_over_32_tokens_on_three_prompts() {
     let Some(path) = weights("cache against no cache") else {
         return;
     };
-    let spec = DecoderSpec::resolve("llama", None, Some(&path), 0).unwrap();
+    let spec = DecoderSpec::resolve("llama", None, Some(&path), 0, Implementation::Crate).unwrap();
     let (tokenizer, _) = spec
         .tokenizer()
         .unwrap()

@@ -395,6 +395,26 @@ pub struct ModelSection {
     /// Settings of the linear probe (`head = "probe"`).
     #[serde(default, skip_serializing_if = "ProbeSection::is_default")]
     pub probe: ProbeSection,
+    /// Decoders: who runs the model. `crate` (the default): candle-transformers' model as the
+    /// crate runs it (eager, its KV cache grown by `Tensor::cat`); `own`: the runner's own
+    /// Llama-family decoder as deployed (static KV cache, device-held position, precisions
+    /// quantized at load), for llama, mistral, qwen2 and qwen3.
+    #[serde(default, skip_serializing_if = "Implementation::is_crate")]
+    pub implementation: Implementation,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Implementation {
+    #[default]
+    Crate,
+    Own,
+}
+
+impl Implementation {
+    pub fn is_crate(&self) -> bool {
+        *self == Implementation::Crate
+    }
 }
 
 impl ModelSection {

@@ -306,6 +306,13 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
     let mut max_positions = BTreeMap::new();
     for (model_name, m) in &c.models {
         match (m.encoder(), &m.preset) {
+            (Some(_), _) if m.implementation == super::Implementation::Own => bad(
+                &["models", model_name, "implementation"],
+                format!(
+                    "models.{model_name}.implementation = \"own\": it selects the runner's own Llama-family decoder; {:?} is an encoder, which the runner always runs with its own code: leave the key out",
+                    m.architecture
+                ),
+            ),
             (Some(arch), Some(name)) => match Preset::lookup(arch, name) {
                 Some(preset) => {
                     max_positions.insert(model_name.clone(), preset.max_position_embeddings);

@@ -121,6 +121,10 @@ pub(super) fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow:
                 "architecture": d.architecture,
                 "config_sha256": d.config_json.as_deref().map(|c| hex(&Sha256::digest(c.as_bytes()))[..16].to_string()),
             });
+            // Only the runner's own decoder adds a key, so crate-run ids stay what they were.
+            if d.implementation == crate::config::Implementation::Own {
+                identity["decoder"]["implementation"] = json!("own");
+            }
             identity["prompt_len"] = json!(cell.prompt_len);
             identity["new_tokens"] = json!(cell.new_tokens);
         }

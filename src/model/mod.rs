@@ -91,6 +91,7 @@ impl ModelSpec {
                     section.preset.as_deref(),
                     weights.as_deref(),
                     seed,
+                    section.implementation,
                 )
                 .with_context(|| format!("models.{name}"))?,
             )),

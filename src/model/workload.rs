@@ -33,6 +33,12 @@ pub enum WorkloadKind {
 /// the model's device; logits come back as (batch, vocab) in the model's own dtype, for the last
 /// position only (argmax runs on the device, so the next step's input never visits the host).
 pub trait Generate: Describe {
+    /// Prepares for `batch` sequences of up to `context` positions (before any window), so that
+    /// an implementation with a preallocated KV cache allocates it once, outside the
+    /// measurement. Implementations whose cache grows need nothing.
+    fn reserve(&mut self, _batch: usize, _context: usize) -> Result<()> {
+        Ok(())
+    }
     /// Empties the KV cache: the next call is a prefill at position 0.
     fn reset(&mut self) -> Result<()>;
     /// Runs `prompt` (batch, len) from the current position; the last position's logits.

@@ -135,6 +135,8 @@ pub(super) fn measure(
     let mut model = store.models.load_decoder(spec, cell.precision, device)?;
     record.precision_executed = Some(model.executed_precision());
     record.implementation = Some(model.implementation());
+    // A static KV cache is allocated here, once, for the cell's batch and context.
+    model.reserve(cell.batch_size, prompt_len + new_tokens)?;
     let clock = RealClock::default();
     let protocol = &prepared.exp.config.protocol;
 

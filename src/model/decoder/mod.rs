@@ -12,6 +12,8 @@
 
 pub mod crate_run;
 pub mod gguf;
+pub mod llama;
+mod own;
 pub mod presets;
 pub mod quantize_load;
 pub mod shapes;
@@ -29,7 +31,7 @@ use tokenizers::Tokenizer;
 use self::crate_run::{CrateDecoder, Description};
 use self::gguf::GgufModel;
 use self::shapes::Shapes;
-use crate::config::{FloatPrecision, Precision};
+use crate::config::{FloatPrecision, Implementation, Precision};
 use crate::model::weights::random::RandomBackend;
 use crate::model::workload::Generate;
 use crate::model::{dtype_for, dtype_name, hex};
@@ -59,6 +61,8 @@ pub struct DecoderSpec {
     pub config_json: Option<String>,
     pub shapes: Shapes,
     pub source: DecoderSource,
+    /// candle-transformers' model, or the runner's own Llama-family decoder (`llama/`).
+    pub implementation: Implementation,
 }
 
 /// "did you mean" over the architectures the runner knows, encoders and decoders.
@@ -78,6 +82,39 @@ fn unknown_architecture(name: &str) -> anyhow::Error {
 impl DecoderSpec {
     /// `weights` is "random" or a resolved path (a folder, or a .gguf file).
     pub fn resolve(
+        architecture: &str,
+        preset: Option<&str>,
+        weights: Option<&Path>,
+        seed: u64,
+        implementation: Implementation,
+    ) -> Result<Self> {
+        let mut spec = Self::resolve_crate(architecture, preset, weights, seed)?;
+        if implementation == Implementation::Own {
+            let own = &llama::config::OWN_ARCHITECTURES;
+            if !own.contains(&spec.architecture) {
+                bail!(
+                    "implementation = \"own\": architecture {:?} has no runner's own implementation (those with one: {}); leave the key out to run candle-transformers' model",
+                    spec.architecture,
+                    own.join(", ")
+                );
+            }
+            if let DecoderSource::Gguf(g) = &spec.source {
+                bail!(
+                    "implementation = \"own\" with {}: the runner's own decoder reads config.json with safetensors, or random weights; GGUF files run through candle-transformers' quantized models (leave the key out)",
+                    g.path.display()
+                );
+            }
+            let json = spec
+                .config_json
+                .as_deref()
+                .expect("random and folder specs have one");
+            llama::config::FamilyConfig::from_json(spec.architecture, json)?;
+            spec.implementation = Implementation::Own;
+        }
+        Ok(spec)
+    }
+
+    fn resolve_crate(
         architecture: &str,
         preset: Option<&str>,
         weights: Option<&Path>,
@@ -103,6 +140,7 @@ impl DecoderSpec {
                 config_json: Some(p.config_json),
                 shapes,
                 source: DecoderSource::Random { seed },
+                implementation: Implementation::Crate,
             });
         };
         let spec = if path
@@ -116,6 +154,7 @@ impl DecoderSpec {
                 config_json: None,
                 shapes: model.shapes.clone(),
                 source: DecoderSource::Gguf(Box::new(model)),
+                implementation: Implementation::Crate,
             }
         } else {
             let config = path.join("config.json");
@@ -148,6 +187,7 @@ impl DecoderSpec {
                     files: safetensors_files(path)?,
                     dir: path.to_path_buf(),
                 },
+                implementation: Implementation::Crate,
             }
         };
         if let Some(p) = preset_config {
@@ -221,6 +261,9 @@ impl DecoderSpec {
 
     /// Why this decoder cannot run `precision`, if it cannot (the cell is skipped with it).
     pub fn refuses(&self, precision: Precision) -> Option<String> {
+        if self.implementation == Implementation::Own {
+            return self.own_refuses(precision);
+        }
         let name = precision.name();
         match (&self.source, precision) {
             (DecoderSource::Gguf(g), Precision::Fp32) => {
@@ -255,6 +298,8 @@ impl DecoderSpec {
     /// Why this decoder cannot run `precision` at `batch` prompts, if it cannot.
     pub fn refuses_batch(&self, precision: Precision, batch: usize) -> Option<String> {
         match &self.source {
+            // The runner's own decoder runs every precision it accepts at any batch.
+            _ if self.implementation == Implementation::Own => self.own_refuses(precision),
             DecoderSource::Gguf(g) if batch > 1 && g.output_quantized && precision != Precision::Fp32 => Some(format!(
                 "batch {batch} in {}: candle-transformers {}'s {} hands its quantized output projection a non-contiguous (batch, hidden) slice when a prefill holds more than one prompt, which candle's QMatMul refuses (\"input tensor is not contiguous\"); this GGUF file's output projection is quantized, so it runs here at batch 1 (fp32, its weights dequantized, runs at any batch)",
                 precision.name(),
@@ -282,6 +327,9 @@ impl DecoderSpec {
     /// Bytes of the weights in `precision`, as loaded.
     pub fn weight_bytes(&self, precision: Precision) -> u64 {
         match &self.source {
+            _ if self.implementation == Implementation::Own && precision.quant().is_some() => {
+                self.own_quantized_weight_bytes(precision)
+            }
             DecoderSource::Gguf(g) if precision == Precision::Fp32 => g.shapes.parameters() * 4,
             DecoderSource::Gguf(g) => g.weight_bytes,
             _ if precision.quant().is_some() => {
@@ -340,8 +388,10 @@ impl DecoderSpec {
         if let Some(why) = self.refuses(precision) {
             bail!("{why}");
         }
+        if self.implementation == Implementation::Own {
+            return self.load_own(precision, device);
+        }
         let entry = zoo::lookup(self.architecture).expect("resolved specs name zoo entries");
-        let dtype = self.dtype(precision);
         let (model, source) = match &self.source {
             DecoderSource::Gguf(g) => {
                 let dequantize = precision == Precision::Fp32;
@@ -354,23 +404,7 @@ impl DecoderSpec {
                 (model, source_text(source))
             }
             source => {
-                let vb = match source {
-                    DecoderSource::Random { seed } => VarBuilder::from_backend(
-                        Box::new(RandomBackend {
-                            seed: *seed,
-                            std: self.shapes.initializer_range as f32,
-                            tied: self.shapes.tied,
-                        }),
-                        dtype,
-                        device.clone(),
-                    ),
-                    DecoderSource::Folder { files, .. } => {
-                        // SAFETY: memory-mapped read-only; the runner does not modify the files
-                        // while the model is loaded (the usual caveat for mmapped files).
-                        unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }?
-                    }
-                    DecoderSource::Gguf(_) => unreachable!("handled above"),
-                };
+                let (vb, _) = self.var_builder(precision, device)?;
                 let json = self
                     .config_json
                     .as_deref()
@@ -383,6 +417,36 @@ impl DecoderSpec {
             model,
             self.description(precision, device, source),
         )))
+    }
+
+    /// The float weights of a random or folder spec, and what they are for the record.
+    fn var_builder(
+        &self,
+        precision: Precision,
+        device: &Device,
+    ) -> Result<(VarBuilder<'static>, String)> {
+        let dtype = self.dtype(precision);
+        Ok(match &self.source {
+            DecoderSource::Random { seed } => (
+                VarBuilder::from_backend(
+                    Box::new(RandomBackend {
+                        seed: *seed,
+                        std: self.shapes.initializer_range as f32,
+                        tied: self.shapes.tied,
+                    }),
+                    dtype,
+                    device.clone(),
+                ),
+                format!("random weights (seed {seed})"),
+            ),
+            DecoderSource::Folder { dir, files } => (
+                // SAFETY: memory-mapped read-only; the runner does not modify the files while
+                // the model is loaded (the usual caveat for mmapped files).
+                unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }?,
+                format!("{} ({} safetensors file(s))", dir.display(), files.len()),
+            ),
+            DecoderSource::Gguf(_) => bail!("GGUF files have no float VarBuilder"),
+        })
     }
 
     fn description(&self, precision: Precision, device: &Device, source: String) -> Description {

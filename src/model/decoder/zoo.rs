@@ -324,9 +324,14 @@ mod tests {
     fn every_zoo_entry_prefills_and_steps_and_its_cache_matches_no_cache() {
         let device = Device::Cpu;
         for entry in ENTRIES {
-            let spec =
-                DecoderSpec::resolve(entry.name, Some(&format!("{}-tiny", entry.name)), None, 7)
-                    .unwrap_or_else(|e| panic!("{}: {e:#}", entry.name));
+            let spec = DecoderSpec::resolve(
+                entry.name,
+                Some(&format!("{}-tiny", entry.name)),
+                None,
+                7,
+                crate::config::Implementation::Crate,
+            )
+            .unwrap_or_else(|e| panic!("{}: {e:#}", entry.name));
             let mut model = spec
                 .load(Precision::Fp32, &device)
                 .unwrap_or_else(|e| panic!("{}: {e:#}", entry.name));

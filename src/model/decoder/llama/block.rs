@@ -1,0 +1,221 @@
+//! One decoder layer of the Llama family, callable alone: RMSNorm, attention with grouped-query
+//! heads over the static KV cache (qwen2's Q/K/V biases, qwen3's per-head Q/K norms), RMSNorm,
+//! SwiGLU. Two entry points with the same weights: a prefill of a span at a host offset (one
+//! shape per prompt length) and a decode step at the device-held position (the same kernels and
+//! arguments every step).
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{RmsNorm, VarBuilder};
+
+use super::config::FamilyConfig;
+use crate::model::parts::kv_cache::StaticKvCache;
+use crate::model::parts::linear::Linear;
+use crate::model::parts::rope::Rotary;
+
+pub struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+pub struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+pub struct Block {
+    input_norm: RmsNorm,
+    pub attention: Attention,
+    post_attention_norm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    pub fn load(cfg: &FamilyConfig, vb: VarBuilder, format: Option<GgmlDType>) -> Result<Self> {
+        let (h, d) = (cfg.hidden, cfg.head_dim);
+        let a = vb.pp("self_attn");
+        let norm = |name: &str| candle_nn::rms_norm(d, cfg.rms_norm_eps, a.pp(name));
+        let attention = Attention {
+            q: Linear::load(a.pp("q_proj"), h, cfg.heads * d, cfg.qkv_bias, format)?,
+            k: Linear::load(a.pp("k_proj"), h, cfg.kv_heads * d, cfg.qkv_bias, format)?,
+            v: Linear::load(a.pp("v_proj"), h, cfg.kv_heads * d, cfg.qkv_bias, format)?,
+            o: Linear::load(a.pp("o_proj"), cfg.heads * d, h, false, format)?,
+            q_norm: cfg.qk_norm.then(|| norm("q_norm")).transpose()?,
+            k_norm: cfg.qk_norm.then(|| norm("k_norm")).transpose()?,
+            heads: cfg.heads,
+            kv_heads: cfg.kv_heads,
+            head_dim: d,
+        };
+        let m = vb.pp("mlp");
+        let i = cfg.intermediate;
+        let mlp = Mlp {
+            gate: Linear::load(m.pp("gate_proj"), h, i, false, format)?,
+            up: Linear::load(m.pp("up_proj"), h, i, false, format)?,
+            down: Linear::load(m.pp("down_proj"), i, h, false, format)?,
+        };
+        Ok(Self {
+            input_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+            attention,
+            post_attention_norm: candle_nn::rms_norm(
+                h,
+                cfg.rms_norm_eps,
+                vb.pp("post_attention_layernorm"),
+            )?,
+            mlp,
+        })
+    }
+
+    /// `x` (batch, len, hidden) at positions start..start+len; its keys and values written into
+    /// `cache`.
+    pub fn prefill(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        start: usize,
+    ) -> Result<Tensor> {
+        let a = self
+            .attention
+            .prefill(&self.input_norm.forward(x)?, rotary, cache, start)?;
+        let x = (x + a)?;
+        &x + self.mlp.forward(&self.post_attention_norm.forward(&x)?)?
+    }
+
+    /// `x` (batch, 1, hidden) at the device-held `position`; `positions` is 0..capacity (u32).
+    pub fn decode(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        position: &Tensor,
+        positions: &Tensor,
+    ) -> Result<Tensor> {
+        let a = self.attention.decode(
+            &self.input_norm.forward(x)?,
+            rotary,
+            cache,
+            position,
+            positions,
+        )?;
+        let x = (x + a)?;
+        &x + self.mlp.forward(&self.post_attention_norm.forward(&x)?)?
+    }
+}
+
+impl Mlp {
+    /// SwiGLU: down(silu(gate(x)) * up(x)).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let g = candle_nn::ops::silu(&self.gate.forward(x)?)?;
+        self.down.forward(&(g * self.up.forward(x)?)?)
+    }
+
+    pub fn describe(&self) -> String {
+        self.gate.describe()
+    }
+}
+
+impl Attention {
+    /// Q, K, V of `x` (batch, len, hidden) as (batch, heads, len, head_dim), normed per head
+    /// where the architecture does (qwen3), before the rotary embedding.
+    fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, len, _) = x.dims3()?;
+        let split = |t: Tensor, heads: usize| {
+            t.reshape((b, len, heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let mut q = split(self.q.forward(x)?, self.heads)?;
+        let mut k = split(self.k.forward(x)?, self.kv_heads)?;
+        let v = split(self.v.forward(x)?, self.kv_heads)?;
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        Ok((q, k, v))
+    }
+
+    fn merge(&self, y: Tensor, b: usize, len: usize, dtype: DType) -> Result<Tensor> {
+        let y =
+            y.to_dtype(dtype)?
+                .transpose(1, 2)?
+                .reshape((b, len, self.heads * self.head_dim))?;
+        self.o.forward(&y)
+    }
+
+    fn prefill(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        start: usize,
+    ) -> Result<Tensor> {
+        let (b, len, _) = x.dims3()?;
+        let (q, k, v) = self.qkv(x)?;
+        let q = rotary.apply_span(&q, start)?;
+        let k = rotary.apply_span(&k, start)?;
+        cache.write_span(&k, &v, start)?;
+        let total = start + len;
+        let (k, v) = cache.prefix(total)?;
+        let groups = self.heads / self.kv_heads;
+        let k = candle_transformers::utils::repeat_kv(k.contiguous()?, groups)?;
+        let v = candle_transformers::utils::repeat_kv(v.contiguous()?, groups)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q
+            .to_dtype(DType::F32)?
+            .matmul(&k.to_dtype(DType::F32)?.t()?)?
+            * scale)?;
+        // Query i (position start + i) sees keys 0..=start + i.
+        let allowed: Vec<u8> = (0..len)
+            .flat_map(|i| (0..total).map(move |j| u8::from(j <= start + i)))
+            .collect();
+        let mask = Tensor::from_vec(allowed, (len, total), x.device())?;
+        let probs = candle_nn::ops::softmax_last_dim(&masked(&scores, &mask)?)?;
+        let y = probs.matmul(&v.to_dtype(DType::F32)?)?;
+        self.merge(y, b, len, x.dtype())
+    }
+
+    fn decode(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        position: &Tensor,
+        positions: &Tensor,
+    ) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let (q, k, v) = self.qkv(x)?;
+        let q = rotary.apply_at(&q, position)?;
+        let k = rotary.apply_at(&k, position)?;
+        cache.write_at(&k, &v, position)?;
+        let (keys, values) = cache.all();
+        // Grouped-query heads without repeating the cache: the `groups` query heads of one KV
+        // head are the rows of one matmul against that head's keys.
+        let groups = self.heads / self.kv_heads;
+        let q = q.reshape((b, self.kv_heads, groups, self.head_dim))?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q
+            .to_dtype(DType::F32)?
+            .matmul(&keys.to_dtype(DType::F32)?.t()?)?
+            * scale)?;
+        let mask = positions.broadcast_le(position)?;
+        let probs = candle_nn::ops::softmax_last_dim(&masked(&scores, &mask)?)?;
+        let y = probs.matmul(&values.to_dtype(DType::F32)?)?;
+        let y = y.reshape((b, self.heads, 1, self.head_dim))?;
+        self.merge(y, b, 1, x.dtype())
+    }
+}
+
+/// `scores` where `allowed` (broadcast over the leading dimensions) is set, -inf elsewhere.
+fn masked(scores: &Tensor, allowed: &Tensor) -> Result<Tensor> {
+    let shape = scores.shape();
+    let neg = Tensor::new(f32::NEG_INFINITY, scores.device())?.broadcast_as(shape)?;
+    allowed.broadcast_as(shape)?.where_cond(scores, &neg)
+}

@@ -1,0 +1,317 @@
+//! The runner's own decoder for the Llama family (llama, mistral, qwen2, qwen3), as deployed:
+//! loaded from the same config.json and weights as the candle-transformers models (which stay
+//! the reference it is checked against), with every layer callable alone (`block.rs`), a static
+//! KV cache preallocated for the cell's batch and context and written in place, and the step
+//! position held in a device tensor, so a decode step runs the same kernels with the same
+//! arguments every step (what one captured CUDA graph per step needs).
+//!
+//! - `config.rs`: the family's config.json, one reader for the four architectures
+//! - `block.rs`: a decoder layer: prefill of a span, decode step at the device-held position
+
+pub mod block;
+pub mod config;
+
+use std::collections::BTreeMap;
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, RmsNorm, VarBuilder};
+
+use self::block::Block;
+use self::config::FamilyConfig;
+use crate::model::parts::kv_cache::StaticKvCache;
+use crate::model::parts::linear::Linear;
+use crate::model::parts::rope::Rotary;
+use crate::model::workload::{Describe, Generate};
+
+/// Positions a cache holds when no cell said how many (tests, fidelity): grown by doubling.
+const DEFAULT_CAPACITY: usize = 256;
+
+pub struct LlamaFamily {
+    cfg: FamilyConfig,
+    embed: Embedding,
+    pub blocks: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rotary: Rotary,
+    dtype: DType,
+    device: Device,
+    state: Option<CacheState>,
+    /// (batch, context) the cell will run: the cache is allocated for it before any window.
+    reserved: Option<(usize, usize)>,
+    /// The host's copy of the position (the step's kernels read the device's).
+    position: usize,
+    marked: Option<usize>,
+    implementation: BTreeMap<String, String>,
+}
+
+/// The preallocated caches and the device-held position.
+struct CacheState {
+    caches: Vec<StaticKvCache>,
+    /// u32 (1,): the next step's position, advanced in place by each step.
+    position: Tensor,
+    /// u32 (capacity,): 0..capacity, against which a step masks the positions not yet written.
+    positions: Tensor,
+    one: Tensor,
+}
+
+impl LlamaFamily {
+    /// `format`: the GGML format linears are quantized to at load (`None`: float as loaded).
+    pub fn load(
+        cfg: FamilyConfig,
+        vb: VarBuilder,
+        format: Option<GgmlDType>,
+        weights: String,
+    ) -> Result<Self> {
+        let m = vb.pp("model");
+        let embed = candle_nn::embedding(cfg.vocab, cfg.hidden, m.pp("embed_tokens"))?;
+        let blocks = (0..cfg.layers)
+            .map(|i| Block::load(&cfg, m.pp(format!("layers.{i}")), format))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = candle_nn::rms_norm(cfg.hidden, cfg.rms_norm_eps, m.pp("norm"))?;
+        // As candle-transformers: tied when the config says so or the checkpoint has no head.
+        let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
+            Linear::from_weight(embed.embeddings().clone(), format)?
+        } else {
+            Linear::load(vb.pp("lm_head"), cfg.hidden, cfg.vocab, false, format)?
+        };
+        let rotary = Rotary::new(
+            &cfg.inverse_frequencies(),
+            cfg.max_positions,
+            vb.dtype(),
+            vb.device(),
+        )?;
+        let mut implementation = BTreeMap::new();
+        implementation.insert(
+            "model".into(),
+            format!(
+                "runner's own {} (Llama family): plain candle ops, eager",
+                cfg.architecture
+            ),
+        );
+        implementation.insert("weights".into(), weights);
+        implementation.insert("linear".into(), blocks[0].mlp.describe());
+        implementation.insert(
+            "kv_cache".into(),
+            "static: preallocated (batch, kv_heads, context, head_dim) per layer, written in place (a step scatters its keys and values at the device-held position; no Tensor::cat)".into(),
+        );
+        implementation.insert(
+            "attention".into(),
+            "decode: grouped query heads as rows of one f32 matmul over the whole static cache, positions past the device-held one masked, softmax, matmul; prefill: causal over the prompt".into(),
+        );
+        implementation.insert(
+            "execution".into(),
+            "eager (kernel by kernel): this build has no captured decode step".into(),
+        );
+        Ok(Self {
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            rotary,
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+            state: None,
+            reserved: None,
+            position: 0,
+            marked: None,
+            implementation,
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &FamilyConfig {
+        &self.cfg
+    }
+
+    /// Caches for `batch` sequences of `capacity` positions, the position at 0.
+    fn allocate(&mut self, batch: usize, capacity: usize) -> Result<()> {
+        let capacity = capacity.min(self.cfg.max_positions);
+        if let Some(w) = self.cfg.sliding_window {
+            if capacity > w {
+                candle_core::bail!(
+                    "a context of {capacity} passes {}'s sliding window of {w}, which the runner's own decoder does not apply: use implementation = \"crate\" or a shorter context",
+                    self.cfg.architecture
+                );
+            }
+        }
+        let caches = (0..self.cfg.layers)
+            .map(|_| {
+                StaticKvCache::new(
+                    batch,
+                    self.cfg.kv_heads,
+                    capacity,
+                    self.cfg.head_dim,
+                    self.dtype,
+                    &self.device,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.state = Some(CacheState {
+            caches,
+            position: Tensor::zeros(1, DType::U32, &self.device)?,
+            positions: Tensor::arange(0u32, capacity as u32, &self.device)?,
+            one: Tensor::ones(1, DType::U32, &self.device)?,
+        });
+        Ok(())
+    }
+
+    /// The cache, allocated for this batch with room for `needed` positions (kept when it fits).
+    fn ensure_cache(&mut self, batch: usize, needed: usize) -> Result<()> {
+        if needed > self.cfg.max_positions {
+            candle_core::bail!(
+                "position {needed} passes max_position_embeddings {}",
+                self.cfg.max_positions
+            );
+        }
+        let fits = self
+            .state
+            .as_ref()
+            .is_some_and(|s| s.caches[0].batch() == batch && s.caches[0].capacity() >= needed);
+        if fits {
+            return Ok(());
+        }
+        let reserved = match self.reserved {
+            Some((b, context)) if b == batch => context,
+            _ => DEFAULT_CAPACITY,
+        };
+        let keep = self.position;
+        let old = self.state.take();
+        self.allocate(batch, reserved.max(needed).max(2 * keep))?;
+        // A cache outgrown mid-sequence (never inside a cell's windows, which reserve first)
+        // keeps what it held.
+        if let (Some(old), Some(new)) = (old, &self.state) {
+            if keep > 0 && old.caches[0].batch() == batch {
+                for (o, n) in old.caches.iter().zip(&new.caches) {
+                    let (k, v) = o.prefix(keep)?;
+                    n.write_span(&k, &v, 0)?;
+                }
+                self.set_position(keep)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_position(&mut self, position: usize) -> Result<()> {
+        let state = self.state.as_ref().expect("a cache");
+        state.position.slice_set(
+            &Tensor::from_vec(vec![position as u32], 1, &self.device)?,
+            0,
+            0,
+        )?;
+        self.position = position;
+        Ok(())
+    }
+
+    /// The embeddings of `ids` (batch, len).
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        self.embed.forward(ids)
+    }
+
+    /// The final norm and output projection of the last position: f32 (batch, vocab).
+    pub fn head(&self, x: &Tensor) -> Result<Tensor> {
+        let len = x.dim(1)?;
+        let last = x.narrow(1, len - 1, 1)?;
+        let logits = self.lm_head.forward(&self.norm.forward(&last)?)?;
+        logits.squeeze(1)?.to_dtype(DType::F32)
+    }
+}
+
+impl Describe for LlamaFamily {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+    fn executed_precision(&self) -> String {
+        let float = crate::model::dtype_name(self.dtype);
+        match &self.lm_head {
+            Linear::Float(_) => float.to_string(),
+            Linear::Ggml { .. } => {
+                format!("{} linears, {float} elsewhere", self.lm_head.describe())
+            }
+        }
+    }
+    fn implementation(&self) -> BTreeMap<String, String> {
+        let mut map = self.implementation.clone();
+        map.insert("decode".into(), self.decode_windowing());
+        map
+    }
+}
+
+impl Generate for LlamaFamily {
+    fn reserve(&mut self, batch: usize, context: usize) -> Result<()> {
+        self.reserved = Some((batch, context));
+        self.ensure_cache(batch, context)
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.marked = None;
+        if self.state.is_some() {
+            self.set_position(0)?;
+        }
+        self.position = 0;
+        Ok(())
+    }
+
+    fn prefill(&mut self, prompt: &Tensor) -> Result<Tensor> {
+        let (batch, len) = prompt.dims2()?;
+        let start = self.position;
+        self.ensure_cache(batch, start + len)?;
+        let state = self.state.as_ref().expect("ensured");
+        let mut x = self.embed(prompt)?;
+        for (block, cache) in self.blocks.iter().zip(&state.caches) {
+            x = block.prefill(&x, &self.rotary, cache, start)?;
+        }
+        let logits = self.head(&x)?;
+        self.set_position(start + len)?;
+        Ok(logits)
+    }
+
+    fn step(&mut self, tokens: &Tensor) -> Result<Tensor> {
+        let (batch, len) = tokens.dims2()?;
+        if len != 1 {
+            candle_core::bail!("a decode step takes one token per sequence, got {len}");
+        }
+        self.ensure_cache(batch, self.position + 1)?;
+        let state = self.state.as_ref().expect("ensured");
+        let mut x = self.embed(tokens)?;
+        for (block, cache) in self.blocks.iter().zip(&state.caches) {
+            x = block.decode(&x, &self.rotary, cache, &state.position, &state.positions)?;
+        }
+        let logits = self.head(&x)?;
+        // The position advances on the device, in place; the host only counts.
+        state
+            .position
+            .slice_set(&(&state.position + &state.one)?, 0, 0)?;
+        self.position += 1;
+        Ok(logits)
+    }
+
+    fn mark(&mut self) -> Result<()> {
+        self.marked = Some(self.position);
+        Ok(())
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        let Some(position) = self.marked else {
+            candle_core::bail!("rewind without a mark");
+        };
+        // Positions past the mark are masked until the next steps write them again.
+        self.set_position(position)
+    }
+
+    fn position(&self) -> usize {
+        self.position
+    }
+
+    fn decode_windowing(&self) -> String {
+        "static KV cache: the prompt prefilled once outside the window; each loop moves the device-held position back to the prompt's end (no copy: later positions are masked until rewritten) and runs whole decode steps, each one forward of one token per sequence and a greedy argmax on the device".into()
+    }
+}
+
+/// The GGML format of a quantized-at-load precision's linears, for [`LlamaFamily::load`].
+pub fn format_of(precision: crate::config::Precision) -> Option<GgmlDType> {
+    precision.quant().map(crate::model::ggml_for)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,67 @@
+//! [`DecoderSpec`] for the runner's own Llama-family decoder (`implementation = "own"`): what
+//! it can run, how large its weights are, and how it is built.
+
+use anyhow::Result;
+use candle_core::Device;
+
+use super::{llama, DecoderSpec};
+use crate::config::Precision;
+use crate::model::workload::Generate;
+
+impl DecoderSpec {
+    /// [`Self::refuses`] for the runner's own decoder: float precisions, and GGML formats
+    /// quantized at load where every linear's rows are whole blocks.
+    pub(super) fn own_refuses(&self, precision: Precision) -> Option<String> {
+        let s = &self.shapes;
+        match precision {
+            Precision::Fp32 | Precision::Fp16 | Precision::Bf16 => None,
+            Precision::Quantized(format, _) => {
+                let block = format.block_size();
+                let widths = [s.hidden, s.intermediate, s.heads * s.head_dim];
+                widths.iter().find(|w| !w.is_multiple_of(block)).map(|w| format!(
+                    "{}: {} packs rows in blocks of {block} values, and this model has linear layers {w} wide; choose a format with 32-value blocks (q8_0, q4_0, q4_1, q5_0, q5_1)",
+                    precision.name(), format.name()
+                ))
+            }
+            Precision::EightBit(..) => Some(format!(
+                "{}: the runner's own Llama-family decoder has no W8A8 linears yet (the encoder's apply to its shapes, but are not wired into it); float and GGML precisions run",
+                precision.name()
+            )),
+        }
+    }
+
+    /// Bytes of the weights with every linear (the output projection too) in the GGML format
+    /// and the rest (embeddings, norms, biases) in the float dtype.
+    pub(super) fn own_quantized_weight_bytes(&self, precision: Precision) -> u64 {
+        let s = &self.shapes;
+        let format = crate::model::ggml_for(precision.quant().expect("quantized"));
+        let per_layer = s.hidden * s.heads * s.head_dim * 2
+            + s.hidden * s.kv_heads * s.head_dim * 2
+            + 3 * s.hidden * s.intermediate;
+        let linears = (s.layers * per_layer + s.vocab * s.hidden) as u64;
+        let float = self.dtype(precision).size_in_bytes() as u64;
+        let quantized = linears * format.type_size() as u64 / format.block_size() as u64;
+        let tied_embedding = if s.tied {
+            (s.vocab * s.hidden) as u64
+        } else {
+            0
+        };
+        quantized + (s.parameters() - linears + tied_embedding) * float
+    }
+
+    /// The runner's own Llama-family decoder on these weights.
+    pub(super) fn load_own(
+        &self,
+        precision: Precision,
+        device: &Device,
+    ) -> Result<Box<dyn Generate>> {
+        let json = self
+            .config_json
+            .as_deref()
+            .expect("own specs have a config");
+        let cfg = llama::config::FamilyConfig::from_json(self.architecture, json)?;
+        let (vb, what) = self.var_builder(precision, device)?;
+        let format = llama::format_of(precision);
+        Ok(Box::new(llama::LlamaFamily::load(cfg, vb, format, what)?))
+    }
+}

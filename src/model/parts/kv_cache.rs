@@ -1,0 +1,76 @@
+//! A KV cache as deployed: preallocated for the cell's batch and context, written in place, and
+//! addressed by a position held in a device tensor, so a decode step's kernels take no host
+//! offset (the same launch arguments every step: capturable as one CUDA graph). Rewinding is
+//! moving the position back: positions past it are masked until they are written again.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+pub struct StaticKvCache {
+    /// (batch, kv_heads, capacity, head_dim), zero until written.
+    keys: Tensor,
+    values: Tensor,
+}
+
+impl StaticKvCache {
+    pub fn new(
+        batch: usize,
+        kv_heads: usize,
+        capacity: usize,
+        head_dim: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let shape = (batch, kv_heads, capacity, head_dim);
+        Ok(Self {
+            keys: Tensor::zeros(shape, dtype, device)?,
+            values: Tensor::zeros(shape, dtype, device)?,
+        })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.keys.dims()[0]
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.keys.dims()[2]
+    }
+
+    pub fn bytes(&self) -> usize {
+        2 * self.keys.elem_count() * self.keys.dtype().size_in_bytes()
+    }
+
+    /// A prefill's keys and values (batch, kv_heads, len, head_dim) at `start` (a prefill has a
+    /// fixed shape per prompt length; its start is 0 in a cell).
+    pub fn write_span(&self, k: &Tensor, v: &Tensor, start: usize) -> Result<()> {
+        if start + k.dim(2)? > self.capacity() {
+            candle_core::bail!(
+                "the KV cache holds {} positions and a prefill of {} at {start} would pass its end",
+                self.capacity(),
+                k.dim(2)?
+            );
+        }
+        self.keys.slice_set(&k.contiguous()?, 2, start)?;
+        self.values.slice_set(&v.contiguous()?, 2, start)
+    }
+
+    /// One decode step's keys and values (batch, kv_heads, 1, head_dim) at the device-held
+    /// `position` (u32, shape (1,)), in place.
+    pub fn write_at(&self, k: &Tensor, v: &Tensor, position: &Tensor) -> Result<()> {
+        let index = position
+            .reshape((1, 1, 1, 1))?
+            .broadcast_as(k.shape())?
+            .contiguous()?;
+        self.keys.scatter_set(&index, &k.contiguous()?, 2)?;
+        self.values.scatter_set(&index, &v.contiguous()?, 2)
+    }
+
+    /// The first `len` positions (a prefill's attention).
+    pub fn prefix(&self, len: usize) -> Result<(Tensor, Tensor)> {
+        Ok((self.keys.narrow(2, 0, len)?, self.values.narrow(2, 0, len)?))
+    }
+
+    /// Every position (a decode step attends to all of them, those past the position masked).
+    pub fn all(&self) -> (&Tensor, &Tensor) {
+        (&self.keys, &self.values)
+    }
+}

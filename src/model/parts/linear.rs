@@ -1,0 +1,97 @@
+//! A decoder's linear layer in the precision a cell asks for: the float weights as loaded, or a
+//! GGML block format quantized at load from the f32 weights (`q8_0-bf16`: q8_0 linears, bf16
+//! everywhere else), run by candle's QMatMul (MMVQ for up to 8 rows on CUDA, MMQ above, the
+//! vec-dot kernels on the CPU).
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+pub enum Linear {
+    Float(candle_nn::Linear),
+    Ggml {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+    },
+}
+
+impl Linear {
+    /// `prefix.weight` (out, in) and, with `bias`, `prefix.bias`, quantized to `format` if given.
+    pub fn load(
+        vb: VarBuilder,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        format: Option<GgmlDType>,
+    ) -> Result<Self> {
+        let bias = if bias {
+            Some(vb.get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        match format {
+            None => Ok(Self::Float(candle_nn::Linear::new(
+                vb.get((out_dim, in_dim), "weight")?,
+                bias,
+            ))),
+            Some(format) => {
+                // From the f32 weights, not from their float-dtype rounding.
+                let w = vb.to_dtype(DType::F32).get((out_dim, in_dim), "weight")?;
+                Self::quantized(&w, bias, format)
+            }
+        }
+    }
+
+    /// A layer over a weight already loaded (the tied output projection).
+    pub fn from_weight(weight: Tensor, format: Option<GgmlDType>) -> Result<Self> {
+        match format {
+            None => Ok(Self::Float(candle_nn::Linear::new(weight, None))),
+            Some(format) => Self::quantized(&weight.to_dtype(DType::F32)?, None, format),
+        }
+    }
+
+    fn quantized(w: &Tensor, bias: Option<Tensor>, format: GgmlDType) -> Result<Self> {
+        let (_, in_dim) = w.dims2()?;
+        if !in_dim.is_multiple_of(format.block_size()) {
+            candle_core::bail!(
+                "{format:?} packs rows in blocks of {} values and this layer's rows hold {in_dim}: choose another format (q8_0 and q4_0 take multiples of 32)",
+                format.block_size()
+            );
+        }
+        let weight = QMatMul::from_qtensor(QTensor::quantize(w, format)?)?;
+        if !matches!(weight, QMatMul::QTensor(_)) {
+            candle_core::bail!(
+                "candle dequantized the {format:?} weights (CANDLE_DEQUANTIZE_ALL or CANDLE_DEQUANTIZE_ALL_F16 is set): unset it to measure quantized matmuls"
+            );
+        }
+        Ok(Self::Ggml { weight, bias })
+    }
+
+    /// `x` (..., in) -> (..., out), in `x`'s dtype.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Float(l) => l.forward(x),
+            Self::Ggml { weight, bias } => {
+                // candle's quantized matmuls take and give f32 activations.
+                let y = weight
+                    .forward(&x.to_dtype(DType::F32)?)?
+                    .to_dtype(x.dtype())?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+
+    /// "bf16 matmul", "q8_0 (QMatMul)": for the record.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Float(l) => format!("{:?} matmul", l.weight().dtype()).to_lowercase(),
+            Self::Ggml { weight, .. } => match weight {
+                QMatMul::QTensor(t) => format!("{:?} (candle QMatMul)", t.dtype()).to_lowercase(),
+                _ => "dequantized matmul".into(),
+            },
+        }
+    }
+}

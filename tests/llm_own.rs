@@ -1,0 +1,118 @@
+//! The runner's own Llama-family decoder (`implementation = "own"`) through the real binary, on
+//! the CPU: cells that run and say so, precisions quantized at load, ids apart from the
+//! crate-run model's, and the key refused where it means nothing.
+
+mod common;
+
+use common::{repo, Fixture, FAST_PROTOCOL};
+
+fn experiment(models: &str, matrix: &str) -> Fixture {
+    Fixture::new(&format!(
+        "[experiment]\nname = \"own\"\n[device]\nbackend = \"cpu\"\n{FAST_PROTOCOL}idle_settle_s = 0.0\nidle_baseline_s = 0.0\n\
+         [dataset]\npath = \"{}\"\ntokenizer = \"{}\"\nlimit = 64\n{models}\n[matrix]\n{matrix}\n",
+        repo("datasets/rotten_tomatoes_sentences.tsv").display(),
+        repo("datasets/bert-base-uncased-vocab.txt").display(),
+    ))
+}
+
+fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut out: Vec<serde_json::Value> = std::fs::read_dir(dir.join("cells"))
+        .unwrap()
+        .map(|e| {
+            serde_json::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap()
+        })
+        .collect();
+    out.sort_by_key(|r| {
+        format!(
+            "{} {}",
+            r["cell"]["model"].as_str().unwrap_or_default(),
+            r["cell"]["precision"]
+        )
+    });
+    out
+}
+
+#[test]
+fn own_decoder_cells_run_quantized_at_load_and_are_told_apart_from_the_crate_model() {
+    let fx = experiment(
+        "[models.own]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\nimplementation = \"own\"\n\
+         [models.crate]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\n",
+        "model = [\"own\", \"crate\"]\nprecision = [\"fp32\", \"q8_0-bf16\", \"q4k-bf16\"]\nbatch_size = [2]\nprompt_len = [8]\nnew_tokens = [4]",
+    );
+    let out = fx.dir.path().join("run");
+    fx.runner()
+        .arg(&fx.file)
+        .args(["--out", out.to_str().unwrap()])
+        .assert()
+        .success();
+    let recs = records(&out);
+    assert_eq!(recs.len(), 6);
+    let cell = |model: &str, precision: &str| {
+        recs.iter()
+            .find(|r| r["cell"]["model"] == model && r["cell"]["precision"] == precision)
+            .unwrap_or_else(|| panic!("no {model} {precision} record"))
+    };
+    for precision in ["fp32", "q8_0-bf16"] {
+        let r = cell("own", precision);
+        assert_eq!(r["status"], "ok", "{precision}: {}", r["reason"]);
+        let model = r["implementation"]["model"].as_str().unwrap();
+        assert!(model.contains("runner's own qwen2"), "{model}");
+        assert!(r["implementation"]["kv_cache"]
+            .as_str()
+            .unwrap()
+            .contains("static"));
+        assert!(r["generate"]["decode_windowing"]
+            .as_str()
+            .unwrap()
+            .contains("device-held position"));
+    }
+    assert!(cell("own", "q8_0-bf16")["precision_executed"]
+        .as_str()
+        .unwrap()
+        .contains("q8_0"));
+    // The q8_0 cell is compared with the own fp32 model (teacher-forced greedy agreement).
+    assert!(cell("own", "q8_0-bf16")["generate"]["fidelity"].is_object());
+    let q4k = cell("own", "q4k-bf16");
+    assert_eq!(q4k["status"], "skipped");
+    assert!(q4k["reason"].as_str().unwrap().contains("blocks of 256"));
+    let crate_q8 = cell("crate", "q8_0-bf16");
+    assert_eq!(crate_q8["status"], "skipped");
+    assert!(crate_q8["reason"]
+        .as_str()
+        .unwrap()
+        .contains("implementation = \"own\""));
+    assert_eq!(cell("crate", "fp32")["status"], "ok");
+    assert_ne!(
+        cell("own", "fp32")["cell"]["id"],
+        cell("crate", "fp32")["cell"]["id"]
+    );
+}
+
+/// `runner plan`: exit 2, and every `expected` fragment in the message.
+fn refused(models: &str, expected: &[&str]) {
+    let fx = experiment(
+        models,
+        "precision = [\"fp32\"]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = fx.runner().arg("plan").arg(&fx.file).assert().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    for e in expected {
+        assert!(err.contains(e), "expected {e:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn implementation_own_is_refused_where_there_is_no_own_implementation() {
+    refused(
+        "[models.p]\narchitecture = \"phi3\"\npreset = \"phi3-tiny\"\nimplementation = \"own\"\n",
+        &["models.p", "phi3", "llama, mistral, qwen2, qwen3"],
+    );
+    refused(
+        "[models.e]\narchitecture = \"distilbert\"\npreset = \"distilbert-base-uncased\"\nimplementation = \"own\"\n",
+        &["models.e.implementation", "encoder"],
+    );
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"fast\"\n",
+        &["implementation", "fast"],
+    );
+}

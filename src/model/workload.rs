@@ -54,6 +54,23 @@ pub trait Generate: Describe {
     fn position(&self) -> usize;
     /// How decode windows are made with this implementation, for the record.
     fn decode_windowing(&self) -> String;
+    /// A decode step with the same kernels and arguments every call, from the mark, starting
+    /// from `first` (batch, 1), for loops of up to `steps` steps (refused if the cache cannot
+    /// hold them): what one CUDA graph per step captures. `None` where the implementation has
+    /// none (candle-transformers' models: a growing cache, a host offset).
+    fn fixed_step(&self, _first: &Tensor, _steps: usize) -> Result<Option<FixedStep<'_>>> {
+        Ok(None)
+    }
+}
+
+/// One decode step as a closure of no arguments: each `run` reads the device-held tokens and
+/// position, writes its keys and values, its greedy argmax into the tokens (the next call's
+/// input, without a host round trip) and the position + 1, and returns the step's logits.
+/// `restore` puts tokens and position back at the mark (device to device copies), before every
+/// loop of whole steps.
+pub struct FixedStep<'m> {
+    pub run: Box<dyn Fn() -> Result<Tensor> + 'm>,
+    pub restore: Box<dyn Fn() -> Result<()> + 'm>,
 }
 
 /// The greedy next tokens of (batch, vocab) logits, as (batch, 1) u32 on the same device.

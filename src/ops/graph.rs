@@ -136,6 +136,20 @@ impl<'w> FixedWork<'w> {
         what: &str,
         work: impl Fn() -> Result<Tensor> + 'w,
     ) -> Self {
+        Self::stateful(device, mode, what, work, &|| Ok(()))
+    }
+
+    /// [`Self::new`] for work that changes state on the device each call (a decode step writes
+    /// its KV cache, advances its position and feeds its argmax to the next call): `restore`
+    /// puts that state back, and runs before each warm-up call and before the replay that is
+    /// checked against the first eager call, and once more at the end.
+    pub fn stateful(
+        device: &candle_core::Device,
+        mode: GraphMode,
+        what: &str,
+        work: impl Fn() -> Result<Tensor> + 'w,
+        restore: &dyn Fn() -> Result<()>,
+    ) -> Self {
         let eager = |work: Box<dyn Fn() -> Result<Tensor> + 'w>, why: Option<String>| Self {
             work,
             #[cfg(feature = "cuda")]
@@ -152,7 +166,7 @@ impl<'w> FixedWork<'w> {
         }
         #[cfg(feature = "cuda")]
         {
-            match cuda::CapturedWork::capture(device, &*work) {
+            match cuda::CapturedWork::capture(device, &*work, restore) {
                 Ok(graph) => Self {
                     execution: Execution::CudaGraph { nodes: graph.nodes },
                     graph: Some(graph),
@@ -167,6 +181,7 @@ impl<'w> FixedWork<'w> {
         }
         #[cfg(not(feature = "cuda"))]
         {
+            let _ = restore;
             eager(work, Some("this runner was built without CUDA".into()))
         }
     }
@@ -293,12 +308,18 @@ mod cuda {
         pub fn capture(
             device: &candle_core::Device,
             work: &dyn Fn() -> Result<Tensor>,
+            restore: &dyn Fn() -> Result<()>,
         ) -> Result<Self> {
             let cuda = device.as_cuda_device()?;
             let stream = cuda.cuda_stream();
             let _cache = cuda.enable_cuda_graph_htod_cache();
-            let eager = work()?;
+            restore()?;
+            // A copy: the eager output may be a buffer the next call overwrites.
+            let eager = work()?.copy()?;
+            restore()?;
             work()?;
+            device.synchronize()?;
+            restore()?;
             device.synchronize()?;
             stream
                 .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
@@ -319,6 +340,7 @@ mod cuda {
                 nodes,
             };
             check_replay(&this.replay()?, &eager)?;
+            restore()?;
             Ok(this)
         }
 

@@ -28,6 +28,7 @@ use crate::measure::{self, ProtocolOutcome, RealClock, SamplerOverhead};
 use crate::model::decoder::shapes::human_bytes;
 use crate::model::decoder::DecoderSpec;
 use crate::model::workload::greedy;
+use crate::ops::graph::{FixedWork, GraphMode};
 use crate::results::{per_step, CellRecord, GenerateRecord};
 use crate::sensor::{self, EnergySensor};
 
@@ -162,32 +163,79 @@ pub(super) fn measure(
     model.prefill(&prompt)?;
     model.mark()?;
     device.synchronize()?;
-    let mut last_logits = None;
-    let (decode, overhead) = {
-        let mut decode_loop = || -> Result<()> {
-            model.rewind()?;
-            let mut tokens = first.clone();
-            let mut logits = None;
-            for _ in 0..new_tokens {
-                let l = model.step(&tokens)?;
-                tokens = greedy(&l)?;
-                logits = Some(l);
-            }
-            device.synchronize()?;
-            last_logits = logits;
-            Ok(())
-        };
-        let mut progress = |phase: &str| on_progress(&format!("decode: {phase}"));
-        let decode =
-            measure::run_protocol(protocol, sensor, &clock, &mut progress, &mut decode_loop)?;
-        let overhead = if check_overhead {
-            on_progress("sampler overhead check");
-            measure::measure_sampler_overhead(&cell.id, protocol, sensor, &clock, &mut decode_loop)?
-        } else {
-            None
-        };
-        (decode, overhead)
+    let graphs = if prepared.exp.config.device.cuda_graphs {
+        GraphMode::Auto
+    } else {
+        GraphMode::Off
     };
+    let mut progress = |phase: &str| on_progress(&format!("decode: {phase}"));
+    let fixed_outcome = match model.fixed_step(&first, new_tokens)? {
+        // The runner's own decoder: one fixed step, captured once as a CUDA graph and replayed
+        // every step (eager where it cannot be, saying why); each loop restores the mark.
+        Some(fixed) => {
+            let work = FixedWork::stateful(
+                device,
+                graphs,
+                "one decode step",
+                &fixed.run,
+                &*fixed.restore,
+            );
+            let mut last = None;
+            let mut decode_loop = || -> Result<()> {
+                (fixed.restore)()?;
+                let mut logits = None;
+                for _ in 0..new_tokens {
+                    logits = Some(work.run()?);
+                }
+                device.synchronize()?;
+                last = logits;
+                Ok(())
+            };
+            let (decode, overhead) = decode_protocol(
+                cell,
+                protocol,
+                sensor,
+                &clock,
+                check_overhead,
+                &mut progress,
+                &mut decode_loop,
+            )?;
+            Some((decode, overhead, last, Some(work.describe())))
+        }
+        None => None,
+    };
+    let (decode, overhead, last_logits, execution) = match fixed_outcome {
+        Some(outcome) => outcome,
+        None => {
+            let mut last = None;
+            let mut decode_loop = || -> Result<()> {
+                model.rewind()?;
+                let mut tokens = first.clone();
+                let mut logits = None;
+                for _ in 0..new_tokens {
+                    let l = model.step(&tokens)?;
+                    tokens = greedy(&l)?;
+                    logits = Some(l);
+                }
+                device.synchronize()?;
+                last = logits;
+                Ok(())
+            };
+            let (decode, overhead) = decode_protocol(
+                cell,
+                protocol,
+                sensor,
+                &clock,
+                check_overhead,
+                &mut progress,
+                &mut decode_loop,
+            )?;
+            (decode, overhead, last, None)
+        }
+    };
+    if let (Some(execution), Some(implementation)) = (execution, record.implementation.as_mut()) {
+        implementation.insert("execution".into(), execution);
+    }
     if let Some(l) = &last_logits {
         ensure_finite(l, "the decode steps' logits")?;
     }
@@ -261,6 +309,26 @@ pub(super) fn measure(
     record.windows = per_step(&decode.windows, new_tokens);
     record.generate = Some(generate);
     Ok((joined_trace(&prefill, &decode), overhead))
+}
+
+/// The decode windows through the protocol, then the sampler's overhead check if asked.
+fn decode_protocol(
+    cell: &Cell,
+    protocol: &crate::config::ProtocolSection,
+    sensor: &mut dyn EnergySensor,
+    clock: &RealClock,
+    check_overhead: bool,
+    on_progress: &mut dyn FnMut(&str),
+    decode_loop: &mut dyn FnMut() -> Result<()>,
+) -> Result<(ProtocolOutcome, Option<SamplerOverhead>)> {
+    let decode = measure::run_protocol(protocol, sensor, clock, on_progress, decode_loop)?;
+    let overhead = if check_overhead {
+        on_progress("sampler overhead check");
+        measure::measure_sampler_overhead(&cell.id, protocol, sensor, clock, decode_loop)?
+    } else {
+        None
+    };
+    Ok((decode, overhead))
 }
 
 /// One trace for the cell: the decode windows' samples after the prefill's.

@@ -97,6 +97,7 @@ impl Block {
         cache: &StaticKvCache,
         position: &Tensor,
         positions: &Tensor,
+        neg_inf: &Tensor,
     ) -> Result<Tensor> {
         let a = self.attention.decode(
             &self.input_norm.forward(x)?,
@@ -104,6 +105,7 @@ impl Block {
             cache,
             position,
             positions,
+            neg_inf,
         )?;
         let x = (x + a)?;
         &x + self.mlp.forward(&self.post_attention_norm.forward(&x)?)?
@@ -177,7 +179,8 @@ impl Attention {
             .flat_map(|i| (0..total).map(move |j| u8::from(j <= start + i)))
             .collect();
         let mask = Tensor::from_vec(allowed, (len, total), x.device())?;
-        let probs = candle_nn::ops::softmax_last_dim(&masked(&scores, &mask)?)?;
+        let neg_inf = Tensor::new(f32::NEG_INFINITY, x.device())?;
+        let probs = candle_nn::ops::softmax_last_dim(&masked(&scores, &mask, &neg_inf)?)?;
         let y = probs.matmul(&v.to_dtype(DType::F32)?)?;
         self.merge(y, b, len, x.dtype())
     }
@@ -189,6 +192,7 @@ impl Attention {
         cache: &StaticKvCache,
         position: &Tensor,
         positions: &Tensor,
+        neg_inf: &Tensor,
     ) -> Result<Tensor> {
         let b = x.dim(0)?;
         let (q, k, v) = self.qkv(x)?;
@@ -206,7 +210,7 @@ impl Attention {
             .matmul(&keys.to_dtype(DType::F32)?.t()?)?
             * scale)?;
         let mask = positions.broadcast_le(position)?;
-        let probs = candle_nn::ops::softmax_last_dim(&masked(&scores, &mask)?)?;
+        let probs = candle_nn::ops::softmax_last_dim(&masked(&scores, &mask, neg_inf)?)?;
         let y = probs.matmul(&values.to_dtype(DType::F32)?)?;
         let y = y.reshape((b, self.heads, 1, self.head_dim))?;
         self.merge(y, b, 1, x.dtype())
@@ -214,8 +218,8 @@ impl Attention {
 }
 
 /// `scores` where `allowed` (broadcast over the leading dimensions) is set, -inf elsewhere.
-fn masked(scores: &Tensor, allowed: &Tensor) -> Result<Tensor> {
+fn masked(scores: &Tensor, allowed: &Tensor, neg_inf: &Tensor) -> Result<Tensor> {
     let shape = scores.shape();
-    let neg = Tensor::new(f32::NEG_INFINITY, scores.device())?.broadcast_as(shape)?;
+    let neg = neg_inf.broadcast_as(shape)?;
     allowed.broadcast_as(shape)?.where_cond(scores, &neg)
 }

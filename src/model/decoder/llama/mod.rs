@@ -22,7 +22,7 @@ use self::config::FamilyConfig;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::linear::Linear;
 use crate::model::parts::rope::Rotary;
-use crate::model::workload::{Describe, Generate};
+use crate::model::workload::{Describe, FixedStep, Generate};
 
 /// Positions a cache holds when no cell said how many (tests, fidelity): grown by doubling.
 const DEFAULT_CAPACITY: usize = 256;
@@ -53,6 +53,12 @@ struct CacheState {
     /// u32 (capacity,): 0..capacity, against which a step masks the positions not yet written.
     positions: Tensor,
     one: Tensor,
+    /// f32 -inf, the score of a masked position (made once: no upload inside a step).
+    masked: Tensor,
+    /// u32 (batch, 1): the fixed step's input, overwritten by its argmax.
+    tokens: Tensor,
+    /// u32 (1,): the position [`Generate::mark`] remembered, for the fixed step's restore.
+    marked: Tensor,
 }
 
 impl LlamaFamily {
@@ -152,6 +158,9 @@ impl LlamaFamily {
             position: Tensor::zeros(1, DType::U32, &self.device)?,
             positions: Tensor::arange(0u32, capacity as u32, &self.device)?,
             one: Tensor::ones(1, DType::U32, &self.device)?,
+            masked: Tensor::new(f32::NEG_INFINITY, &self.device)?,
+            tokens: Tensor::zeros((batch, 1), DType::U32, &self.device)?,
+            marked: Tensor::zeros(1, DType::U32, &self.device)?,
         });
         Ok(())
     }
@@ -201,6 +210,27 @@ impl LlamaFamily {
         )?;
         self.position = position;
         Ok(())
+    }
+
+    /// One decode step of `tokens` (batch, 1) at the device-held position, which it advances in
+    /// place: no host value enters the step (the same launches every step).
+    fn decode(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
+        let mut x = self.embed(tokens)?;
+        for (block, cache) in self.blocks.iter().zip(&state.caches) {
+            x = block.decode(
+                &x,
+                &self.rotary,
+                cache,
+                &state.position,
+                &state.positions,
+                &state.masked,
+            )?;
+        }
+        let logits = self.head(&x)?;
+        state
+            .position
+            .slice_set(&(&state.position + &state.one)?, 0, 0)?;
+        Ok(logits)
     }
 
     /// The embeddings of `ids` (batch, len).
@@ -273,21 +303,16 @@ impl Generate for LlamaFamily {
         }
         self.ensure_cache(batch, self.position + 1)?;
         let state = self.state.as_ref().expect("ensured");
-        let mut x = self.embed(tokens)?;
-        for (block, cache) in self.blocks.iter().zip(&state.caches) {
-            x = block.decode(&x, &self.rotary, cache, &state.position, &state.positions)?;
-        }
-        let logits = self.head(&x)?;
-        // The position advances on the device, in place; the host only counts.
-        state
-            .position
-            .slice_set(&(&state.position + &state.one)?, 0, 0)?;
+        let logits = self.decode(state, tokens)?;
         self.position += 1;
         Ok(logits)
     }
 
     fn mark(&mut self) -> Result<()> {
         self.marked = Some(self.position);
+        if let Some(state) = &self.state {
+            state.marked.slice_set(&state.position.copy()?, 0, 0)?;
+        }
         Ok(())
     }
 
@@ -301,6 +326,39 @@ impl Generate for LlamaFamily {
 
     fn position(&self) -> usize {
         self.position
+    }
+
+    fn fixed_step(&self, first: &Tensor, steps: usize) -> Result<Option<FixedStep<'_>>> {
+        let (Some(state), Some(marked)) = (&self.state, self.marked) else {
+            candle_core::bail!("a fixed decode step starts from a prefilled, marked cache");
+        };
+        if first.dims() != state.tokens.dims() {
+            candle_core::bail!(
+                "a fixed decode step for tokens {:?} on a cache for {:?}",
+                first.dims(),
+                state.tokens.dims()
+            );
+        }
+        // No step checks its position on the host: every one of a loop must fit beforehand.
+        if marked + steps > state.caches[0].capacity() {
+            candle_core::bail!(
+                "{steps} fixed decode steps from position {marked} pass the KV cache's {} positions",
+                state.caches[0].capacity()
+            );
+        }
+        let first = first.clone();
+        Ok(Some(FixedStep {
+            run: Box::new(move || {
+                let logits = self.decode(state, &state.tokens)?;
+                let next = logits.argmax_keepdim(candle_core::D::Minus1)?;
+                state.tokens.slice_set(&next, 0, 0)?;
+                Ok(logits)
+            }),
+            restore: Box::new(move || {
+                state.tokens.slice_set(&first, 0, 0)?;
+                state.position.slice_set(&state.marked, 0, 0)
+            }),
+        }))
     }
 
     fn decode_windowing(&self) -> String {

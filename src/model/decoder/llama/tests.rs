@@ -192,3 +192,35 @@ fn own_implementation_is_refused_where_there_is_none() {
         .to_string();
     assert!(err.contains("llama, mistral, qwen2, qwen3"), "{err}");
 }
+
+/// The fixed decode step (what a CUDA graph captures) gives the same greedy tokens and logits as
+/// `step`, feeds its own argmax forward, and `restore` repeats it from the mark exactly.
+#[test]
+fn the_fixed_step_matches_step_and_restores_to_the_mark() {
+    let mut own = spec("llama", Implementation::Own)
+        .load(Precision::Fp32, &Device::Cpu)
+        .unwrap();
+    own.reserve(2, 24).unwrap();
+    let prompt = Tensor::from_vec((1u32..=10).collect::<Vec<_>>(), (2, 5), &Device::Cpu).unwrap();
+    let first = greedy(&own.prefill(&prompt).unwrap()).unwrap();
+    own.mark().unwrap();
+    let mut tokens = first.clone();
+    let mut stepped = Vec::new();
+    for _ in 0..8 {
+        let l = own.step(&tokens).unwrap();
+        tokens = greedy(&l).unwrap();
+        stepped.push(l);
+    }
+    own.rewind().unwrap();
+    assert!(
+        own.fixed_step(&first, 20).is_err(),
+        "20 steps from 5 pass 24 positions"
+    );
+    let fixed = own.fixed_step(&first, 8).unwrap().expect("a fixed step");
+    for _ in 0..2 {
+        (fixed.restore)().unwrap();
+        for want in &stepped {
+            assert_eq!(diff(want, &(fixed.run)().unwrap()), 0.0);
+        }
+    }
+}

@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
@@ -32,7 +31,6 @@ use self::crate_run::{CrateDecoder, Description};
 use self::gguf::GgufModel;
 use self::shapes::Shapes;
 use crate::config::{FloatPrecision, Implementation, Precision};
-use crate::model::weights::random::RandomBackend;
 use crate::model::workload::Generate;
 use crate::model::{dtype_for, dtype_name, hex};
 
@@ -417,36 +415,6 @@ impl DecoderSpec {
             model,
             self.description(precision, device, source),
         )))
-    }
-
-    /// The float weights of a random or folder spec, and what they are for the record.
-    fn var_builder(
-        &self,
-        precision: Precision,
-        device: &Device,
-    ) -> Result<(VarBuilder<'static>, String)> {
-        let dtype = self.dtype(precision);
-        Ok(match &self.source {
-            DecoderSource::Random { seed } => (
-                VarBuilder::from_backend(
-                    Box::new(RandomBackend {
-                        seed: *seed,
-                        std: self.shapes.initializer_range as f32,
-                        tied: self.shapes.tied,
-                    }),
-                    dtype,
-                    device.clone(),
-                ),
-                format!("random weights (seed {seed})"),
-            ),
-            DecoderSource::Folder { dir, files } => (
-                // SAFETY: memory-mapped read-only; the runner does not modify the files while
-                // the model is loaded (the usual caveat for mmapped files).
-                unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }?,
-                format!("{} ({} safetensors file(s))", dir.display(), files.len()),
-            ),
-            DecoderSource::Gguf(_) => bail!("GGUF files have no float VarBuilder"),
-        })
     }
 
     fn description(&self, precision: Precision, device: &Device, source: String) -> Description {

@@ -1,11 +1,14 @@
 //! [`DecoderSpec`] for the runner's own Llama-family decoder (`implementation = "own"`): what
-//! it can run, how large its weights are, and how it is built.
+//! it can run, how large its weights are, and how it is built; and the float VarBuilder that
+//! it and the crate-run models load from.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use candle_core::Device;
+use candle_nn::VarBuilder;
 
-use super::{llama, DecoderSpec};
+use super::{llama, DecoderSource, DecoderSpec};
 use crate::config::Precision;
+use crate::model::weights::random::RandomBackend;
 use crate::model::workload::Generate;
 
 impl DecoderSpec {
@@ -63,5 +66,35 @@ impl DecoderSpec {
         let (vb, what) = self.var_builder(precision, device)?;
         let format = llama::format_of(precision);
         Ok(Box::new(llama::LlamaFamily::load(cfg, vb, format, what)?))
+    }
+
+    /// The float weights of a random or folder spec, and what they are for the record.
+    pub(super) fn var_builder(
+        &self,
+        precision: Precision,
+        device: &Device,
+    ) -> Result<(VarBuilder<'static>, String)> {
+        let dtype = self.dtype(precision);
+        Ok(match &self.source {
+            DecoderSource::Random { seed } => (
+                VarBuilder::from_backend(
+                    Box::new(RandomBackend {
+                        seed: *seed,
+                        std: self.shapes.initializer_range as f32,
+                        tied: self.shapes.tied,
+                    }),
+                    dtype,
+                    device.clone(),
+                ),
+                format!("random weights (seed {seed})"),
+            ),
+            DecoderSource::Folder { dir, files } => (
+                // SAFETY: memory-mapped read-only; the runner does not modify the files while
+                // the model is loaded (the usual caveat for mmapped files).
+                unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }?,
+                format!("{} ({} safetensors file(s))", dir.display(), files.len()),
+            ),
+            DecoderSource::Gguf(_) => bail!("GGUF files have no float VarBuilder"),
+        })
     }
 }

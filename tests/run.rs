@@ -177,7 +177,9 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     assert!(md.contains("![Latency per batch (median, ms)](charts/latency.png)"));
     // "What ran": a compact table of each set of kernels, every part in full below it.
     assert!(
-        md.contains("| set | cells | activation | attention | execution | layer norm | linear |\n"),
+        md.contains(
+            "| set | cells | activation | attention | execution | gemms | layer norm | linear |\n"
+        ),
         "{md}"
     );
     assert!(

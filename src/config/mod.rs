@@ -10,7 +10,7 @@
 //!   may name; they live here because validation needs them (known names, position embeddings
 //!   against `seq_len`), and `model` builds from them
 //! - `load.rs`: figment layering, environment variables, `--set`, and where each value came from
-//! - `validate.rs`: every value checked, all problems reported at once
+//! - `validate/`: every value checked, all problems reported at once (one file per section)
 //! - `quantize.rs`: the `quantize` and `layer_method` axes' values
 //! - `suggest.rs`: key paths as users write them, "did you mean"
 //!

@@ -1,0 +1,149 @@
+//! `[models.NAME]`: architectures, presets, weights on disk, heads and the linear probe.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{MAX_EXAMPLES, MAX_PROBE_STEPS};
+use crate::config::{HeadKind, Implementation, LoadedExperiment, Preset};
+
+/// Checks every model, and returns each encoder's position embeddings (by model name), which
+/// bound the matrix's `seq_len`.
+pub(super) fn check(
+    loaded: &LoadedExperiment,
+    bad: &mut impl FnMut(&[&str], String),
+) -> BTreeMap<String, usize> {
+    let c = &loaded.config;
+    if c.models.is_empty() {
+        bad(
+            &["models"],
+            "no models declared: add a [models.NAME] table".into(),
+        );
+    }
+    let mut max_positions = BTreeMap::new();
+    for (model_name, m) in &c.models {
+        match (m.encoder(), &m.preset) {
+            (Some(_), _) if m.implementation == Implementation::Own => bad(
+                &["models", model_name, "implementation"],
+                format!(
+                    "models.{model_name}.implementation = \"own\": it selects the runner's own Llama-family decoder; {:?} is an encoder, which the runner always runs with its own code: leave the key out",
+                    m.architecture
+                ),
+            ),
+            (Some(arch), Some(name)) => match Preset::lookup(arch, name) {
+                Some(preset) => {
+                    max_positions.insert(model_name.clone(), preset.max_position_embeddings);
+                }
+                None => bad(
+                    &["models", model_name, "preset"],
+                    format!(
+                        "models.{model_name}.preset = {name:?}: unknown preset for {arch:?}; known: {}",
+                        Preset::names(arch).join(", ")
+                    ),
+                ),
+            },
+            (Some(arch), None) => bad(
+                &["models", model_name],
+                format!(
+                    "models.{model_name}: an encoder needs a preset (its shapes); known for {arch:?}: {}",
+                    Preset::names(arch).join(", ")
+                ),
+            ),
+            // A decoder: its architecture and preset are looked up in the decoder zoo when the
+            // plan is made (model::decoder), which knows them.
+            (None, preset) => {
+                if m.weights == "random" && preset.is_none() {
+                    bad(&["models", model_name], format!(
+                        "models.{model_name}: architecture {:?} with random weights needs a preset (the shapes to build, e.g. \"smollm2-135m\"), or weights = a Hugging Face folder or a .gguf file",
+                        m.architecture
+                    ));
+                }
+                if m.head == HeadKind::Probe {
+                    bad(&["models", model_name, "head"], format!(
+                        "models.{model_name}.head = \"probe\": a linear probe classifies an encoder's pooled outputs; {:?} is a decoder (it generates)",
+                        m.architecture
+                    ));
+                }
+            }
+        }
+        if m.weights != "random" {
+            let path = loaded.resolve(Path::new(&m.weights));
+            let is_gguf = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+            if is_gguf {
+                if m.encoder().is_some() {
+                    bad(&["models", model_name, "weights"], format!(
+                        "models.{model_name}.weights: {} is a .gguf file; the runner's encoders load Hugging Face folders (config.json and model.safetensors)",
+                        path.display()
+                    ));
+                } else if !path.is_file() {
+                    bad(&["models", model_name, "weights"], format!(
+                        "models.{model_name}.weights: no .gguf file at {} (paths are relative to the experiment file's folder)",
+                        path.display()
+                    ));
+                }
+            } else if m.encoder().is_some() {
+                for needed in ["config.json", "model.safetensors"] {
+                    if !path.join(needed).is_file() {
+                        bad(&["models", model_name, "weights"], format!(
+                            "models.{model_name}.weights: {} has no {needed} (expected \"random\" or a local Hugging Face folder with config.json and model.safetensors)",
+                            path.display()
+                        ));
+                    }
+                }
+            } else if !path.join("config.json").is_file() {
+                bad(&["models", model_name, "weights"], format!(
+                    "models.{model_name}.weights: {} has no config.json (expected \"random\", a local Hugging Face folder with config.json and *.safetensors, or a .gguf file)",
+                    path.display()
+                ));
+            }
+        }
+        let probe = &m.probe;
+        let at = format!("models.{model_name}.probe");
+        if probe.train_examples < 2 {
+            bad(&["models", model_name, "probe", "train_examples"], format!(
+                "{at}.train_examples = {}: must be >= 2 (a classifier needs examples of both labels)",
+                probe.train_examples
+            ));
+        }
+        if probe.test_examples < 1 {
+            bad(
+                &["models", model_name, "probe", "test_examples"],
+                format!("{at}.test_examples = {}: must be >= 1", probe.test_examples),
+            );
+        }
+        if !(probe.l2.is_finite() && probe.l2 >= 0.0) {
+            bad(
+                &["models", model_name, "probe", "l2"],
+                format!("{at}.l2 = {}: must be a finite number >= 0", probe.l2),
+            );
+        }
+        for (key, v, max) in [
+            ("train_examples", probe.train_examples, MAX_EXAMPLES),
+            ("test_examples", probe.test_examples, MAX_EXAMPLES),
+            ("steps", probe.steps, MAX_PROBE_STEPS),
+        ] {
+            if v > max {
+                bad(&["models", model_name, "probe", key], format!(
+                    "{at}.{key} = {v}: at most {max} (the probe is trained in memory before any cell runs)"
+                ));
+            }
+        }
+        if probe.l2.is_finite() && probe.l2 > 1e6 {
+            bad(
+                &["models", model_name, "probe", "l2"],
+                format!(
+                    "{at}.l2 = {}: at most 1e6 (a larger penalty leaves every weight at zero)",
+                    probe.l2
+                ),
+            );
+        }
+        if probe.steps < 1 {
+            bad(
+                &["models", model_name, "probe", "steps"],
+                format!("{at}.steps = {}: must be >= 1", probe.steps),
+            );
+        }
+    }
+    max_positions
+}

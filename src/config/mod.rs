@@ -5,7 +5,7 @@
 //! file < `RUNNER_SECTION__KEY` environment variables < `--set key=value` overrides. Every value
 //! is checked here, and each problem names the file (line and column) or override and the key.
 //!
-//! - `schema.rs`: the serde structs, precisions, scopes and the loaded experiment
+//! - `schema/`: the serde structs, precisions, scopes and the loaded experiment
 //! - `presets.rs`: the named architecture presets (the shapes of published checkpoints) a file
 //!   may name; they live here because validation needs them (known names, position embeddings
 //!   against `seq_len`), and `model` builds from them

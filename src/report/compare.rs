@@ -301,7 +301,7 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
     let mut env = Environment::new();
     // Escaping is chosen as a template is added: the Markdown mode first.
     super::markdown::register(&mut env);
-    env.add_filter("num", super::format_number);
+    env.add_filter("num", super::templates::format_number);
     env.add_template("compare.html.j2", COMPARE_HTML)?;
     env.add_template("compare.md.j2", COMPARE_MD)?;
     for (template, file) in [

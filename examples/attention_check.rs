@@ -15,23 +15,13 @@
 use candle_core::{DType, Device, Result, Tensor};
 use runner::ops::attention::{attention, one_kernel_on, unfused_attention};
 
-fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
-    for _ in 0..3 {
-        f()?;
-    }
-    device.synchronize()?;
-    let mut t = Vec::new();
-    for _ in 0..30 {
-        let s = std::time::Instant::now();
-        for _ in 0..10 {
-            f()?;
-        }
-        device.synchronize()?;
-        t.push(s.elapsed().as_secs_f64() * 1e6 / 10.0);
-    }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
-}
+mod common;
+use common::{rel_err, time_us, Timing};
+
+const TIMING: Timing = Timing {
+    samples: 30,
+    calls: 10,
+};
 
 /// An additive mask (batch, 1, 1, seq): row i attends to its first len(i) keys; with `empty`,
 /// row 0 attends to none (every key at f32's lowest).
@@ -46,19 +36,6 @@ fn mask(device: &Device, batch: usize, seq: usize, empty: bool) -> Result<Tensor
         v.extend((0..seq).map(|j| if j < len { 0f32 } else { f32::MIN }));
     }
     Tensor::from_vec(v, (batch, 1, 1, seq), device)
-}
-
-fn compare(a: &Tensor, b: &Tensor) -> Result<(f32, bool)> {
-    let a: Vec<f32> = a.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let b: Vec<f32> = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let finite = a.iter().chain(&b).all(|v| v.is_finite());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let worst = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    Ok((worst / scale, finite))
 }
 
 fn main() -> Result<()> {
@@ -107,15 +84,15 @@ fn main() -> Result<()> {
                 s,
                 h,
             )?;
-            let (err, finite) = compare(&fused, &reference)?;
-            let (plain_err, _) = compare(&plain, &reference)?;
+            let (err, finite) = rel_err(&fused, &reference)?;
+            let (plain_err, _) = rel_err(&plain, &reference)?;
             let ok = finite
                 && err <= bound(dtype)
                 && err <= 1.25 * plain_err.max(1e-4)
                 && fused.dims() == plain.dims();
             failures += usize::from(!ok);
-            let tf = time_us(&device, || attention(&x, &bias, &m, s, h))?;
-            let tp = time_us(&device, || unfused_attention(&x, &bias, &m, s, h))?;
+            let tf = time_us(&device, TIMING, || attention(&x, &bias, &m, s, h))?;
+            let tp = time_us(&device, TIMING, || unfused_attention(&x, &bias, &m, s, h))?;
             println!(
                 "{:<5} {b:>5} {s:>4} {h:>5} {d:>3} {empty:>5} {err:>10.2e} {plain_err:>11.2e} {:>8.1e} {tf:>10.1} {tp:>10.1} {}",
                 format!("{dtype:?}"),
@@ -131,7 +108,7 @@ fn main() -> Result<()> {
     let x = Tensor::from_vec(v, (b * s, 3 * h * d), &device)?.to_dtype(DType::F16)?;
     let bias = Tensor::zeros(3 * h * d, DType::F16, &device)?;
     let m = mask(&device, b, s, false)?;
-    let (_, finite) = compare(
+    let (_, finite) = rel_err(
         &attention(&x, &bias, &m, s, h)?,
         &unfused_attention(&x, &bias, &m, s, h)?,
     )?;

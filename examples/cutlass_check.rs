@@ -26,53 +26,13 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use runner::config::{EightBit, GemmLibrary};
 use runner::model::parts::w8a8::EightBitLinear;
 
-fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
-    for _ in 0..3 {
-        f()?;
-    }
-    device.synchronize()?;
-    let mut t = Vec::new();
-    for _ in 0..15 {
-        let s = std::time::Instant::now();
-        for _ in 0..10 {
-            f()?;
-        }
-        device.synchronize()?;
-        t.push(s.elapsed().as_secs_f64() * 1e6 / 10.0);
-    }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
-}
+mod common;
+use common::{across_rounding_bound, linear_bound, rel_err, replay_against_eager, time_us, Timing};
 
-fn rel_err(a: &Tensor, b: &Tensor) -> Result<(f32, bool)> {
-    let a: Vec<f32> = a.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let b: Vec<f32> = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let finite = a.iter().chain(&b).all(|v| v.is_finite());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let worst = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    Ok((worst / scale, finite))
-}
-
-/// One 8-bit layer against the CPU on the same input (examples/int8_check.rs's bound).
-fn linear_bound(d: DType) -> f32 {
-    match d {
-        DType::F16 => 2e-3,
-        _ => 1.6e-2,
-    }
-}
-
-/// An 8-bit layer whose input the GPU and CPU each computed (a GELU): a last-bit difference can
-/// cross an 8-bit rounding boundary (examples/int8_check.rs's across_rounding_bound).
-fn across_rounding_bound(f: EightBit, d: DType) -> f32 {
-    match (f, d) {
-        (EightBit::Fp8E4M3, _) | (_, DType::BF16) => 3.2e-2,
-        _ => 2e-3,
-    }
-}
+const TIMING: Timing = Timing {
+    samples: 15,
+    calls: 10,
+};
 
 /// (model, rows, in, out) of every linear checked.
 fn shapes() -> Vec<(&'static str, usize, usize, usize)> {
@@ -139,7 +99,7 @@ fn main() -> Result<()> {
                 let mut layer =
                     EightBitLinear::quantize(&w.to_device(&gpu)?, b.to_device(&gpu)?, format)?;
                 let xg = x.to_device(&gpu)?;
-                let t_lt = time_us(&gpu, || layer.forward(&xg, gelu))?;
+                let t_lt = time_us(&gpu, TIMING, || layer.forward(&xg, gelu))?;
                 layer.set_gemm_library(GemmLibrary::Cutlass);
                 if let Err(why) = layer.cutlass(gelu) {
                     println!("{model:<20} {} {dtype:?} {m} {k} {n} {gelu}: no CUTLASS kernel: {why} FAILED", format.name());
@@ -152,7 +112,7 @@ fn main() -> Result<()> {
                 let bound = linear_bound(dtype);
                 let ok = finite && err <= bound && got.dims() == want.dims();
                 failures += usize::from(!ok);
-                let t_cu = time_us(&gpu, || layer.forward(&xg, gelu))?;
+                let t_cu = time_us(&gpu, TIMING, || layer.forward(&xg, gelu))?;
                 println!(
                     "{model:<20} {:<4} {:<5} {m:>5} {k:>5} {n:>5} {gelu:>5} {err:>11.2e} {bound:>8.1e} {t_cu:>10.1} {t_lt:>11.1} {:>6.2}x {}",
                     format.name(),
@@ -218,7 +178,7 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
                     .ok_or_else(|| candle_core::Error::msg("no packed FFN for this shape"))?;
                 g2.forward_packed(&packed)
             };
-            let t_lt = time_us(gpu, || fused(&g1, &g2))?;
+            let t_lt = time_us(gpu, TIMING, || fused(&g1, &g2))?;
             g1.set_gemm_library(GemmLibrary::Cutlass);
             g2.set_gemm_library(GemmLibrary::Cutlass);
             let got = fused(&g1, &g2)?;
@@ -227,7 +187,7 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
             let bound = across_rounding_bound(format, dtype);
             let ok = finite && err <= bound;
             failures += usize::from(!ok);
-            let t_cu = time_us(gpu, || fused(&g1, &g2))?;
+            let t_cu = time_us(gpu, TIMING, || fused(&g1, &g2))?;
             println!(
                 "{:<4} {:<5} {m:>5} {d:>5} {h:>5} {err:>11.2e} {bound:>8.1e} {t_cu:>10.1} {t_lt:>11.1} {:>6.2}x {}",
                 format.name(),
@@ -270,10 +230,10 @@ fn float_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
             let ok = finite && err <= bound;
             failures += usize::from(!ok);
             let plain = candle_nn::Linear::new(wg.clone(), None);
-            let t_cu = time_us(gpu, || {
+            let t_cu = time_us(gpu, TIMING, || {
                 runner::ops::float_gemm::linear_bias_gelu(&xg, &wg, &bg)
             })?;
-            let t_lt = time_us(gpu, || {
+            let t_lt = time_us(gpu, TIMING, || {
                 runner::ops::fused::bias_act(&plain.forward(&xg)?, &bg, true)
             })?;
             println!(
@@ -343,29 +303,6 @@ fn nan_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
     Ok(failures)
 }
 
-/// Fresh random ids and sentence lengths (padding at the end of rows), from a small LCG.
-fn batch(device: &Device, b: usize, s: usize, vocab: usize, seed: u64) -> Result<(Tensor, Tensor)> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    let mut next = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) as usize
-    };
-    let (mut ids, mut mask) = (Vec::with_capacity(b * s), Vec::with_capacity(b * s));
-    for _ in 0..b {
-        let len = 1 + next() % s;
-        for j in 0..s {
-            ids.push(if j < len { (next() % vocab) as u32 } else { 0 });
-            mask.push(u32::from(j < len));
-        }
-    }
-    Ok((
-        Tensor::from_vec(ids, (b, s), device)?,
-        Tensor::from_vec(mask, (b, s), device)?,
-    ))
-}
-
 /// The whole model through CUTLASS: graph replay equal to eager on fresh batches, finite logits.
 fn graph_checks(gpu: &Device) -> Result<usize> {
     use runner::model::{encoder, Encoder, Head, Numerics, Preset};
@@ -392,26 +329,10 @@ fn graph_checks(gpu: &Device) -> Result<usize> {
         let gemms = model.implementation().remove("gemms").unwrap_or_default();
         println!("{name} gemms: {gemms}");
         for &(b, s) in &[(1, 128), (16, 128), (64, 128), (3, 512), (32, 77)] {
-            let (ids, mask) = batch(gpu, b, s, preset.vocab_size, 1)?;
+            let (ids, mask) = common::batch(gpu, b, s, preset.vocab_size, 1)?;
             let mut forward = model.cell_forward(&ids, &mask, GraphMode::Auto);
-            let mut max_diff = 0f32;
-            let mut finite = true;
-            for seed in 2..5 {
-                let (ids, mask) = batch(gpu, b, s, preset.vocab_size, seed)?;
-                let eager = model.forward(&ids, &mask)?.to_dtype(DType::F32)?;
-                // The same fresh batch through the graph's input buffers.
-                let graph = forward
-                    .forward(&[ids.clone(), mask.clone()])?
-                    .to_dtype(DType::F32)?;
-                let values: Vec<f32> = graph.flatten_all()?.to_vec1()?;
-                finite &= values.iter().all(|v| v.is_finite());
-                let d = (graph - eager)?
-                    .abs()?
-                    .flatten_all()?
-                    .max(0)?
-                    .to_scalar::<f32>()?;
-                max_diff = max_diff.max(d);
-            }
+            let (max_diff, finite) =
+                replay_against_eager(&model, &mut forward, gpu, (b, s), preset.vocab_size)?;
             let graph = forward.execution().is_graph();
             let ok = graph && max_diff == 0.0 && finite;
             failures += usize::from(!ok);

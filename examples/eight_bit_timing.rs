@@ -20,35 +20,9 @@ use runner::config::EightBit;
 use runner::model::parts::w8a8::EightBitLinear;
 use runner::ops::eight_bit::Packed8;
 use runner::ops::fused;
-use runner::ops::graph::{FixedWork, GraphMode};
 
-const CALLS: usize = 20;
-
-fn time_us(device: &Device, what: &str, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
-    let work = FixedWork::new(device, GraphMode::Auto, what, || {
-        let mut y = f()?;
-        for _ in 1..CALLS {
-            y = f()?;
-        }
-        Ok(y)
-    });
-    if !work.execution().is_graph() {
-        candle_core::bail!("{what}: not captured as a graph: {}", work.describe());
-    }
-    for _ in 0..5 {
-        work.run()?;
-    }
-    device.synchronize()?;
-    let mut times = Vec::new();
-    for _ in 0..30 {
-        let t = std::time::Instant::now();
-        work.run()?;
-        device.synchronize()?;
-        times.push(t.elapsed().as_secs_f64() * 1e6 / CALLS as f64);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
-}
+mod common;
+use common::graph_time_us;
 
 /// An input of `x`'s shape quantized per row in `format` and packed, as the encoder's residual +
 /// layer norm writes it for the next 8-bit layer (src/ops/eight_bit/norm_quantize.rs): the norm of `x`
@@ -114,13 +88,13 @@ fn main() -> Result<()> {
             let b = Tensor::randn(0f32, 0.1, n, &gpu)?.to_dtype(dtype)?;
             let x = Tensor::randn(0f32, 1.0, (rows, k), &gpu)?.to_dtype(dtype)?;
             let wf = w.to_dtype(dtype)?;
-            let float = time_us(&gpu, name, || {
+            let float = graph_time_us(&gpu, name, || {
                 fused::bias_act(&x.matmul(&wf.t()?)?, &b, gelu)
             })?;
             let int8 = EightBitLinear::quantize(&w, b.clone(), EightBit::Int8)?;
             let mut fp8 = EightBitLinear::quantize(&w, b.clone(), EightBit::Fp8E4M3)?;
-            let t_int8 = time_us(&gpu, name, || int8.forward(&x, gelu))?;
-            let t_fp8 = time_us(&gpu, name, || fp8.forward(&x, gelu))?;
+            let t_int8 = graph_time_us(&gpu, name, || int8.forward(&x, gelu))?;
+            let t_fp8 = graph_time_us(&gpu, name, || fp8.forward(&x, gelu))?;
             let p_int8 = packed_input(&x, EightBit::Int8, &gpu)?;
             let p_fp8 = packed_input(&x, EightBit::Fp8E4M3, &gpu)?;
             // From packed: FFN-in (GELU) as the encoder runs it, quantizing FFN-out's input.
@@ -136,14 +110,14 @@ fn main() -> Result<()> {
                 if gelu {
                     // FFN-in as the encoder runs it: from the bytes the attention's layer norm
                     // wrote, GEMM, then GELU + quantization of FFN-out's input.
-                    time_us(&gpu, name, || {
+                    graph_time_us(&gpu, name, || {
                         layer.forward_gelu_packed(&x, Some(p), sink)?.map_or_else(
                             || candle_core::bail!("no fused GELU kernel"),
                             |q| Ok(q.bytes().clone()),
                         )
                     })
                 } else {
-                    time_us(&gpu, name, || layer.forward_packed(p))
+                    graph_time_us(&gpu, name, || layer.forward_packed(p))
                 }
             };
             let t_int8_packed = packed_time(&int8, &p_int8, &next_int8)?;
@@ -151,7 +125,7 @@ fn main() -> Result<()> {
             fp8.set_fp8_fast_accumulation(true);
             let mut next_fp8 = next_fp8;
             next_fp8.set_fp8_fast_accumulation(true);
-            let t_fp8_fast = time_us(&gpu, name, || fp8.forward(&x, gelu))?;
+            let t_fp8_fast = graph_time_us(&gpu, name, || fp8.forward(&x, gelu))?;
             let t_fp8_fast_packed = packed_time(&fp8, &p_fp8, &next_fp8)?;
             let flop = 2.0 * (rows * k * n) as f64;
             let times = [

@@ -12,37 +12,14 @@
 //! Prints one line per case: capture result, node count, max |graph - eager| over 3 fresh batches
 //! (must be 0: same kernels, same order), NaN check, and median ms per loop of each.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Result};
 use candle_nn::VarBuilder;
 use runner::config::EightBit;
 use runner::model::{encoder, Encoder, Head, Numerics, Preset};
 use runner::ops::graph::GraphMode;
 
-fn batch(device: &Device, b: usize, s: usize, vocab: usize, seed: u64) -> Result<(Tensor, Tensor)> {
-    // A small LCG: fresh, reproducible ids and sentence lengths (padding at the end of rows).
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut next = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) as usize
-    };
-    let mut ids = Vec::with_capacity(b * s);
-    let mut mask = Vec::with_capacity(b * s);
-    for _ in 0..b {
-        let len = 1 + next() % s;
-        for j in 0..s {
-            ids.push(if j < len { (next() % vocab) as u32 } else { 0 });
-            mask.push(u32::from(j < len));
-        }
-    }
-    Ok((
-        Tensor::from_vec(ids, (b, s), device)?,
-        Tensor::from_vec(mask, (b, s), device)?,
-    ))
-}
+mod common;
+use common::{batch, replay_against_eager};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -114,25 +91,8 @@ fn main() -> Result<()> {
             let mut forward = model.cell_forward(&ids, &mask, GraphMode::Auto);
             let inputs = [ids.clone(), mask.clone()];
             let execution = forward.execution().clone();
-            let mut max_diff = 0f32;
-            let mut finite = true;
-            for seed in 2..5 {
-                let (ids, mask) = batch(&device, b, s, preset.vocab_size, seed)?;
-                let eager = model.forward(&ids, &mask)?.to_dtype(DType::F32)?;
-                // The same fresh batch through the graph's input buffers: the replay of the
-                // captured batch against eager on another one would compare different inputs.
-                let graph = forward
-                    .forward(&[ids.clone(), mask.clone()])?
-                    .to_dtype(DType::F32)?;
-                let values: Vec<f32> = graph.flatten_all()?.to_vec1()?;
-                finite &= values.iter().all(|v| v.is_finite());
-                let d = (graph - eager)?
-                    .abs()?
-                    .flatten_all()?
-                    .max(0)?
-                    .to_scalar::<f32>()?;
-                max_diff = max_diff.max(d);
-            }
+            let (max_diff, finite) =
+                replay_against_eager(&model, &mut forward, &device, (b, s), preset.vocab_size)?;
             let ok = execution.is_graph() && max_diff == 0.0 && finite;
             failures += usize::from(!ok);
             // Timing: alternate one sample of each; a sample is 20 loops of forward + sync.

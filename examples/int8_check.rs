@@ -27,39 +27,16 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use runner::config::EightBit;
 use runner::model::parts::w8a8::EightBitLinear;
 
+mod common;
+use common::{across_rounding_bound, linear_bound, rel_err, time_us, Timing};
+
+const TIMING: Timing = Timing {
+    samples: 20,
+    calls: 10,
+};
+
 /// How much looser the bound is for FP8 with fast accumulation than with f32 accumulation.
 const FAST_ACCUMULATION_FACTOR: f32 = 4.0;
-
-fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
-    for _ in 0..3 {
-        f()?;
-    }
-    device.synchronize()?;
-    let mut t = Vec::new();
-    for _ in 0..20 {
-        let s = std::time::Instant::now();
-        for _ in 0..10 {
-            f()?;
-        }
-        device.synchronize()?;
-        t.push(s.elapsed().as_secs_f64() * 1e6 / 10.0);
-    }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
-}
-
-fn rel_err(a: &Tensor, b: &Tensor) -> Result<(f32, bool)> {
-    let a: Vec<f32> = a.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let b: Vec<f32> = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let finite = a.iter().chain(&b).all(|v| v.is_finite());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let worst = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    Ok((worst / scale, finite))
-}
 
 fn main() -> Result<()> {
     let gpu = runner::device::open_cuda(0).map_err(candle_core::Error::msg)?;
@@ -122,8 +99,8 @@ fn main() -> Result<()> {
                     w.to_dtype(dtype)?.to_device(&gpu)?,
                     Some(b.to_device(&gpu)?),
                 );
-                let t8 = time_us(&gpu, || on_gpu.forward(&xg, gelu))?;
-                let tf = time_us(&gpu, || {
+                let t8 = time_us(&gpu, TIMING, || on_gpu.forward(&xg, gelu))?;
+                let tf = time_us(&gpu, TIMING, || {
                     let y = float.forward(&xg)?;
                     if gelu {
                         y.gelu_erf()
@@ -150,7 +127,7 @@ fn main() -> Result<()> {
                     let bound = FAST_ACCUMULATION_FACTOR * bound(dtype);
                     let ok = finite && err <= bound && got.dims() == want.dims();
                     failures += usize::from(!ok);
-                    let t8 = time_us(&gpu, || on_gpu.forward(&xg, gelu))?;
+                    let t8 = time_us(&gpu, TIMING, || on_gpu.forward(&xg, gelu))?;
                     println!(
                         "{:<4} {:<5} {m:>5} {k:>5} {n:>5} {gelu:>5} {err:>11.2e} {:>8.1e} {t8:>9.1} {tf:>9.1} {:>6.2}x {} (fast accumulation)",
                         format.name(),
@@ -198,29 +175,6 @@ fn main() -> Result<()> {
 
 /// The fused FFN (lin2 reading the int8/E4M3 bytes lin1's GELU kernel wrote) against the two-pass
 /// GPU path and the CPU reference; returns the failures.
-/// The bound against the CPU for one 8-bit layer on the same input: both quantize it to the same
-/// bytes; the GPU accumulates exactly in int32 (FP8: in f32) where the CPU sums in f32, and both
-/// round once to the dtype.
-fn linear_bound(d: DType) -> f32 {
-    match d {
-        DType::F32 => 2e-4,
-        DType::F16 => 2e-3,
-        _ => 1.6e-2,
-    }
-}
-
-/// The bound against the CPU for an 8-bit layer whose input the GPU and the CPU each computed
-/// (a GELU, a layer norm): where their values differ in the last bit, one can land on the other
-/// side of an 8-bit rounding boundary (int8: 1/127 of the row's largest; E4M3: 1/16 of the
-/// value), and the next layer sums thousands of them. Fused against two-pass, the same bytes are
-/// expected.
-fn across_rounding_bound(f: EightBit, d: DType) -> f32 {
-    match (f, d) {
-        (EightBit::Fp8E4M3, _) | (_, DType::BF16) => 3.2e-2,
-        _ => 2e-3,
-    }
-}
-
 fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
     let bound = across_rounding_bound;
     let mut failures = 0;
@@ -301,8 +255,8 @@ fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
             } else {
                 let (e_ref, finite) = rel_err(&got, &want)?;
                 let (e_two, _) = rel_err(&got, &plain)?;
-                let tf = time_us(gpu, || fused(&xg))?;
-                let tp = time_us(gpu, || two_pass(&xg))?;
+                let tf = time_us(gpu, TIMING, || fused(&xg))?;
+                let tp = time_us(gpu, TIMING, || two_pass(&xg))?;
                 let ok = finite
                     && e_ref <= bound(format, dtype)
                     && e_two <= bound(format, dtype) / 100.0;
@@ -428,12 +382,12 @@ fn norm_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
                 let want = reference.forward(&y_plain.to_device(cpu)?, false)?;
                 let (e_ref, finite) = rel_err(&got, &want)?;
                 let (e_two, _) = rel_err(&got, &plain)?;
-                let t_norm = time_us(gpu, || add_layer_norm(&xg, &rg, &gbg, eps))?;
-                let t_norm_q = time_us(gpu, || {
+                let t_norm = time_us(gpu, TIMING, || add_layer_norm(&xg, &rg, &gbg, eps))?;
+                let t_norm_q = time_us(gpu, TIMING, || {
                     Ok(add_layer_norm_packed(&xg, &rg, &gbg, eps, format)?.0)
                 })?;
-                let t_fused = time_us(gpu, || Ok(fused()?.1))?;
-                let t_two = time_us(gpu, || Ok(two_pass()?.1))?;
+                let t_fused = time_us(gpu, TIMING, || Ok(fused()?.1))?;
+                let t_two = time_us(gpu, TIMING, || Ok(two_pass()?.1))?;
                 let ok = finite
                     && norm_diff == 0.0
                     && e_ref <= linear_bound(dtype)

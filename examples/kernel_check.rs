@@ -7,11 +7,20 @@
 //!
 //!     cargo run --release --features cuda --example kernel_check
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use runner::ops::fused::{
     add_layer_norm, bias_act, bias_add_layer_norm, masked_softmax, merge_heads,
     plain_add_layer_norm, plain_bias_act, plain_bias_add_layer_norm, plain_masked_softmax,
     plain_merge_heads, plain_qkv_heads, qkv_heads,
+};
+
+mod common;
+use common::{time_us, Timing};
+
+/// One call a sample: each kernel is timed alone.
+const TIMING: Timing = Timing {
+    samples: 30,
+    calls: 1,
 };
 
 /// Largest |a - b| / max(|b|, 1) and whether every value of both is finite.
@@ -25,22 +34,6 @@ fn compare(a: &Tensor, b: &Tensor) -> Result<(f32, bool)> {
         .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
         .fold(0f32, f32::max);
     Ok((worst, finite))
-}
-
-fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
-    for _ in 0..3 {
-        f()?;
-    }
-    device.synchronize()?;
-    let mut t = Vec::new();
-    for _ in 0..30 {
-        let s = std::time::Instant::now();
-        f()?;
-        device.synchronize()?;
-        t.push(s.elapsed().as_secs_f64() * 1e6);
-    }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
 }
 
 fn main() -> Result<()> {
@@ -75,8 +68,8 @@ fn main() -> Result<()> {
                 let (err, finite) = compare(&fused, &plain)?;
                 let ok = finite && err <= bound(dtype);
                 failures += usize::from(!ok);
-                let tf = time_us(&device, || bias_act(&x, &b, gelu))?;
-                let tp = time_us(&device, || plain_bias_act(&x, &b, gelu))?;
+                let tf = time_us(&device, TIMING, || bias_act(&x, &b, gelu))?;
+                let tp = time_us(&device, TIMING, || plain_bias_act(&x, &b, gelu))?;
                 println!(
                     "{:<6} {rows:>7} {cols:>5} {gelu:>5} {err:>11.2e} {:>9.1e} {tf:>10.1} {tp:>10.1} {}",
                     format!("{dtype:?}"),
@@ -123,8 +116,8 @@ fn main() -> Result<()> {
             };
             let ok = finite && err <= bound;
             failures += usize::from(!ok);
-            let tf = time_us(&device, || masked_softmax(&scores, &mask))?;
-            let tp = time_us(&device, || plain_masked_softmax(&scores, &mask))?;
+            let tf = time_us(&device, TIMING, || masked_softmax(&scores, &mask))?;
+            let tp = time_us(&device, TIMING, || plain_masked_softmax(&scores, &mask))?;
             println!(
                 "{:<6} {:>16} {err:>11.2e} {bound:>9.1e} {tf:>10.1} {tp:>10.1} {}",
                 format!("{dtype:?}"),
@@ -181,8 +174,8 @@ fn main() -> Result<()> {
                 &qkv_heads(&x, &bias, s, h)?,
                 &plain_qkv_heads(&x, &bias, s, h)?,
             )?;
-            let tf = time_us(&device, || qkv_heads(&x, &bias, s, h))?;
-            let tp = time_us(&device, || plain_qkv_heads(&x, &bias, s, h))?;
+            let tf = time_us(&device, TIMING, || qkv_heads(&x, &bias, s, h))?;
+            let tp = time_us(&device, TIMING, || plain_qkv_heads(&x, &bias, s, h))?;
             let shape = format!("{b}x{s}x{h}x{d}{}", if offset { "+1" } else { "" });
             report(
                 "qkv_heads",
@@ -195,8 +188,8 @@ fn main() -> Result<()> {
             );
             let context = random(&[b, h, s, d], offset, dtype)?;
             let (err, finite) = compare(&merge_heads(&context)?, &plain_merge_heads(&context)?)?;
-            let tf = time_us(&device, || merge_heads(&context))?;
-            let tp = time_us(&device, || plain_merge_heads(&context))?;
+            let tf = time_us(&device, TIMING, || merge_heads(&context))?;
+            let tp = time_us(&device, TIMING, || plain_merge_heads(&context))?;
             report("merge_heads", shape, err, finite, 0.0, tf, tp);
         }
         // Mean and variance in f32 in both; candle takes E[x^2] - E[x]^2, the kernel two passes.
@@ -221,8 +214,10 @@ fn main() -> Result<()> {
                 &add_layer_norm(&x, &residual, &gamma_beta, eps)?,
                 &plain_add_layer_norm(&x, &residual, &gamma_beta, eps)?,
             )?;
-            let tf = time_us(&device, || add_layer_norm(&x, &residual, &gamma_beta, eps))?;
-            let tp = time_us(&device, || {
+            let tf = time_us(&device, TIMING, || {
+                add_layer_norm(&x, &residual, &gamma_beta, eps)
+            })?;
+            let tp = time_us(&device, TIMING, || {
                 plain_add_layer_norm(&x, &residual, &gamma_beta, eps)
             })?;
             let shape = format!("{rows}x{cols}{}", if offset { "+1" } else { "" });
@@ -244,11 +239,11 @@ fn main() -> Result<()> {
                 &bias_add_layer_norm(&x, &residual, &gamma_beta_bias, eps)?,
                 &plain_bias_add_layer_norm(&x, &residual, &gamma_beta_bias, eps)?,
             )?;
-            let tf = time_us(&device, || {
+            let tf = time_us(&device, TIMING, || {
                 bias_add_layer_norm(&x, &residual, &gamma_beta_bias, eps)
             })?;
             let bias = gamma_beta_bias.get(2)?;
-            let tp = time_us(&device, || {
+            let tp = time_us(&device, TIMING, || {
                 add_layer_norm(&bias_act(&x, &bias, false)?, &residual, &gamma_beta, eps)
             })?;
             report(

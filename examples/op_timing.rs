@@ -12,43 +12,18 @@
 //! paid once, at capture). Floor: the larger of the GEMM's FLOPs at the dense tensor-core peak
 //! (H200: 989 TFLOP/s fp16/bf16, 1979 FP8) and the bytes read + written at 4.8 TB/s.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use runner::config::EightBit;
 use runner::model::parts::w8a8::EightBitLinear;
 use runner::ops::eight_bit::norm_quantize;
-use runner::ops::graph::{FixedWork, GraphMode};
 use runner::ops::{attention, fused};
 
-const CALLS: usize = 20;
+mod common;
+use common::{graph_time_us, GRAPH_CALLS};
+
 const HALF_PEAK: f64 = 989e12;
 const FP8_PEAK: f64 = 1979e12;
 const BANDWIDTH: f64 = 4.8e12;
-
-fn time_us(device: &Device, what: &str, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
-    let work = FixedWork::new(device, GraphMode::Auto, what, || {
-        let mut y = f()?;
-        for _ in 1..CALLS {
-            y = f()?;
-        }
-        Ok(y)
-    });
-    if !work.execution().is_graph() {
-        candle_core::bail!("{what}: not captured as a graph: {}", work.describe());
-    }
-    for _ in 0..5 {
-        work.run()?;
-    }
-    device.synchronize()?;
-    let mut times = Vec::new();
-    for _ in 0..30 {
-        let t = std::time::Instant::now();
-        work.run()?;
-        device.synchronize()?;
-        times.push(t.elapsed().as_secs_f64() * 1e6 / CALLS as f64);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
-}
 
 /// One timed operation: what, microseconds, FLOPs, bytes moved, and the peak its FLOPs run at.
 struct Op {
@@ -141,7 +116,7 @@ fn main() -> Result<()> {
             peak,
         })
     };
-    let us = time_us(&device, "qkv", || x.matmul(&w_qkv.t()?))?;
+    let us = graph_time_us(&device, "qkv", || x.matmul(&w_qkv.t()?))?;
     time(
         "QKV GEMM (n,768)x(768,2304), no bias",
         gemm(n, d, 3 * d),
@@ -149,7 +124,7 @@ fn main() -> Result<()> {
         HALF_PEAK,
         us,
     );
-    let us = time_us(&device, "attention", || {
+    let us = graph_time_us(&device, "attention", || {
         attention::attention(&projected, &b_qkv, &mask, s, h)
     })?;
     time(
@@ -159,7 +134,7 @@ fn main() -> Result<()> {
         HALF_PEAK,
         us,
     );
-    let us = time_us(&device, "out", || x.matmul(&w_o.t()?))?;
+    let us = graph_time_us(&device, "out", || x.matmul(&w_o.t()?))?;
     time(
         "out-projection GEMM (n,768)x(768,768), no bias",
         gemm(n, d, d),
@@ -167,7 +142,7 @@ fn main() -> Result<()> {
         HALF_PEAK,
         us,
     );
-    let us = time_us(&device, "norm", || {
+    let us = graph_time_us(&device, "norm", || {
         fused::bias_add_layer_norm(&x, &residual, &gamma_beta_bias, 1e-12)
     })?;
     time(
@@ -177,7 +152,7 @@ fn main() -> Result<()> {
         HALF_PEAK,
         us,
     );
-    let us = time_us(&device, "ffn_in", || x.matmul(&w1.t()?))?;
+    let us = graph_time_us(&device, "ffn_in", || x.matmul(&w1.t()?))?;
     time(
         "FFN-in GEMM (n,768)x(768,3072)",
         gemm(n, d, f),
@@ -185,7 +160,7 @@ fn main() -> Result<()> {
         HALF_PEAK,
         us,
     );
-    let us = time_us(&device, "gelu", || fused::bias_act(&hidden, &b1, true))?;
+    let us = graph_time_us(&device, "gelu", || fused::bias_act(&hidden, &b1, true))?;
     time(
         "its bias + erf GELU (runner kernel)",
         0.0,
@@ -193,7 +168,7 @@ fn main() -> Result<()> {
         HALF_PEAK,
         us,
     );
-    let us = time_us(&device, "ffn_out", || hidden.matmul(&w2.t()?))?;
+    let us = graph_time_us(&device, "ffn_out", || hidden.matmul(&w2.t()?))?;
     time(
         "FFN-out GEMM (n,3072)x(3072,768), no bias",
         gemm(n, f, d),
@@ -201,7 +176,7 @@ fn main() -> Result<()> {
         HALF_PEAK,
         us,
     );
-    let us = time_us(&device, "norm", || {
+    let us = graph_time_us(&device, "norm", || {
         fused::bias_add_layer_norm(&x, &residual, &gamma_beta_bias, 1e-12)
     })?;
     time(
@@ -213,7 +188,7 @@ fn main() -> Result<()> {
     );
     print_block(
         &format!(
-            "batch {b}, seq {s}, {dtype:?}, float block: us per call in a CUDA graph of {CALLS}"
+            "batch {b}, seq {s}, {dtype:?}, float block: us per call in a CUDA graph of {GRAPH_CALLS}"
         ),
         &ops,
     );
@@ -252,7 +227,7 @@ fn main() -> Result<()> {
             peak,
         })
     };
-    let us = time_us(&device, "qkv8", || qkv8.forward_packed(&packed_x))?;
+    let us = graph_time_us(&device, "qkv8", || qkv8.forward_packed(&packed_x))?;
     time(
         "QKV FP8 GEMM from the norm's bytes",
         gemm(n, d, 3 * d),
@@ -260,7 +235,7 @@ fn main() -> Result<()> {
         FP8_PEAK,
         us,
     );
-    let us = time_us(&device, "attention", || {
+    let us = graph_time_us(&device, "attention", || {
         attention::attention(&projected, &b_qkv, &mask, s, h)
     })?;
     time(
@@ -270,7 +245,7 @@ fn main() -> Result<()> {
         HALF_PEAK,
         us,
     );
-    let us = time_us(&device, "out8", || out8.forward(&x, false))?;
+    let us = graph_time_us(&device, "out8", || out8.forward(&x, false))?;
     time(
         "out-projection: quantization pass + FP8 GEMM + bias",
         gemm(n, d, d),
@@ -278,7 +253,7 @@ fn main() -> Result<()> {
         FP8_PEAK,
         us,
     );
-    let us = time_us(&device, "norm8", || {
+    let us = graph_time_us(&device, "norm8", || {
         Ok(norm_quantize::add_layer_norm_packed(&x, &residual, &gamma_beta, 1e-12, format)?.0)
     })?;
     time(
@@ -288,7 +263,7 @@ fn main() -> Result<()> {
         HALF_PEAK,
         us,
     );
-    let us = time_us(&device, "ffn_in8", || {
+    let us = graph_time_us(&device, "ffn_in8", || {
         lin1.forward_gelu_packed(&x, Some(&packed_x), &lin2)?
             .map(|p| p.bytes().clone())
             .ok_or_else(|| candle_core::Error::msg("no fused GELU kernel"))
@@ -300,7 +275,7 @@ fn main() -> Result<()> {
         FP8_PEAK,
         us,
     );
-    let us = time_us(&device, "ffn_out8", || lin2.forward_packed(&packed_hidden))?;
+    let us = graph_time_us(&device, "ffn_out8", || lin2.forward_packed(&packed_hidden))?;
     time(
         "FFN-out FP8 GEMM + bias (from the GELU's bytes)",
         gemm(n, f, d),
@@ -308,7 +283,7 @@ fn main() -> Result<()> {
         FP8_PEAK,
         us,
     );
-    let us = time_us(&device, "norm8", || {
+    let us = graph_time_us(&device, "norm8", || {
         Ok(norm_quantize::add_layer_norm_packed(&x, &residual, &gamma_beta, 1e-12, format)?.0)
     })?;
     time(

@@ -1,7 +1,8 @@
 """Issue 31's ratio tables from one GPU call of benchmarks/cutlass_gpu.sh (OUT holds
 run-<library>-<round>/summary.csv and torch-<round>.jsonl): medians over rounds.
 
-1. Each runner cell with cuBLASLt and with CUTLASS (device.gemm_library), and its speed and energy
+1. Each runner cell with cuBLASLt and with CUTLASS (device.gemm_library; "...fast": fp8-fp16 with
+   device.fp8_fast_accumulation, against the same library's fp16), and its speed and energy
    against fp16 of the same library and of cuBLASLt (today's fp16), with fidelity. Targets (8-bit
    against fp16): speed >= 1.3x at batch 16, >= 1.6x at 64; energy <= 0.75x; cosine >= 0.999.
 2. Against PyTorch in the same call (torch.compile mode="reduce-overhead"; for 8-bit its own W8A8,
@@ -51,12 +52,16 @@ print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---
 for (library, precision, batch) in sorted(runs, key=lambda k: (k[2], k[1], k[0])):
     rows = runs[(library, precision, batch)]
     ms, mj = med(rows, 0), med(rows, 1)
-    same = runs.get((library, "fp16", batch), [])
+    # "cutlassfast" / "cublasltfast": FP8 with device.fp8_fast_accumulation, against the fp16 of
+    # the same library's run and the cuBLASLt fast-accumulation run.
+    fast = library.endswith("fast")
+    plain = library.removesuffix("fast")
+    same = runs.get((plain, "fp16", batch), [])
     base = runs.get(("cublaslt", "fp16", batch), [])
-    other = runs.get(("cublaslt", precision, batch), [])
+    other = runs.get(("cublaslt" + ("fast" if fast else ""), precision, batch), [])
     speed_same, energy_same = ratio(med(same, 0), ms), ratio(mj, med(same, 1))
     speed_base, energy_base = ratio(med(base, 0), ms), ratio(mj, med(base, 1))
-    over = ratio(med(other, 0), ms) if library == "cutlass" else None
+    over = ratio(med(other, 0), ms) if plain == "cutlass" else None
     cos, labels, cv = med(rows, 2), med(rows, 3), med(rows, 4)
     target = "n/a"
     if precision != "fp16" and speed_same is not None:

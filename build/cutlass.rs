@@ -83,6 +83,11 @@ fn compile() -> Result<String, String> {
         let running: Vec<_> = chunk
             .iter()
             .map(|(unit, object)| {
+                // nvcc's messages and ptxas's resource usage (registers, and the stack a spill
+                // needs: none is wanted) go beside the object, where a failure points to.
+                let log = object.with_extension("log");
+                let log_file =
+                    std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
                 let child = Command::new("nvcc")
                     .args([
                         "-std=c++17",
@@ -91,6 +96,7 @@ fn compile() -> Result<String, String> {
                         "--expt-relaxed-constexpr",
                         "-gencode=arch=compute_90a,code=sm_90a",
                         "-Xcompiler=-fPIC",
+                        "--resource-usage",
                     ])
                     .arg("-I")
                     .arg(&include)
@@ -100,15 +106,23 @@ fn compile() -> Result<String, String> {
                     .arg(unit)
                     .arg("-o")
                     .arg(object)
+                    .stdout(log_file.try_clone().map_err(|e| format!("{e}"))?)
+                    .stderr(log_file)
                     .spawn()
                     .map_err(|e| format!("running nvcc: {e}"))?;
-                Ok::<_, String>((unit, child))
+                Ok::<_, String>((unit, log, child))
             })
             .collect::<Result<_, _>>()?;
-        for (unit, mut child) in running {
+        for (unit, log, mut child) in running {
             let status = child.wait().map_err(|e| format!("nvcc: {e}"))?;
             // A unit that fails to compile is a bug in this repository, not a missing toolkit.
-            assert!(status.success(), "nvcc failed on {}", unit.display());
+            assert!(
+                status.success(),
+                "nvcc failed on {} ({}):\n{}",
+                unit.display(),
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
     }
     let lib = out.join("librunner_cutlass.a");

@@ -11,28 +11,78 @@
 //! 3. the float FFN-in (f16/bf16 GEMM with bias + erf GELU in the epilogue) against f32 on the
 //!    CPU, timed against cuBLAS + the runner's bias + GELU kernel;
 //! 4. a NaN input reaching its row's output, and only it, in every kernel family;
-//! 5. DistilBERT-base (random weights) with `device.gemm_library = "cutlass"` in fp16, bf16,
-//!    int8-fp16, fp8-fp16, int8-bf16, fp8-bf16: the CUDA-graph replay against the eager pass on
-//!    fresh batches (must be equal: same kernels, same order), as examples/graph_check.rs does,
-//!    with the per-linear GEMMs the record names.
+//! 5. every configuration of the GEMM kinds that have several (int8 plain: 128x128 ping-pong and
+//!    128x256 cooperative; int8 GELU: erff against the fast erf, ping-pong against cooperative;
+//!    E4M3 with fast accumulation: 64- and 128-row tiles), forced in turn at the same shapes:
+//!    checked and timed, the evidence for the row rule in src/ops/cutlass.rs (cutlass_check/configs.rs);
+//! 6. DistilBERT-base (random weights) with `device.gemm_library = "cutlass"` in fp16, bf16,
+//!    int8-fp16, fp8-fp16 (also with fast accumulation), int8-bf16, fp8-bf16: the CUDA-graph replay
+//!    against the eager pass on fresh batches (must be equal: same kernels, same order), as
+//!    examples/graph_check.rs does, with the per-linear GEMMs the record names
+//!    (cutlass_check/model.rs).
+//!
+//! E4M3 also runs with `device.fp8_fast_accumulation` (f16 output: the only kernels that have it;
+//! bf16 keeps cuBLASLt and the check says so). Every section runs to its end: a shape that errors
+//! is a failed line, and a shape no kernel takes is a skipped line that says why.
 //!
 //!     cargo run --release --features cuda --example cutlass_check
 //!
 //! Error: max |gpu - cpu| / max |cpu|, bounds as examples/int8_check.rs (the same quantized bytes;
-//! int32 / f32 accumulation against the CPU's f32 sums; one rounding to the dtype). Exits 1 on any
-//! failure.
+//! int32 / f32 accumulation against the CPU's f32 sums; one rounding to the dtype); FP8 fast
+//! accumulation 8e-3 (cuBLASLt's measured 4e-3 at K = 3072, doubled). Exits 1 on any failure,
+//! after every section ran.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use runner::config::{EightBit, GemmLibrary};
 use runner::model::parts::w8a8::EightBitLinear;
 
 mod common;
-use common::{across_rounding_bound, linear_bound, rel_err, replay_against_eager, time_us, Timing};
+use common::{across_rounding_bound, rel_err, Timing};
 
+#[path = "cutlass_check/configs.rs"]
+mod configs;
+#[path = "cutlass_check/model.rs"]
+mod model;
+
+/// The 8-bit formats and output dtypes checked, FP8 also with fast accumulation.
+const EIGHT_BIT: &[(EightBit, DType, bool)] = &[
+    (EightBit::Int8, DType::F16, false),
+    (EightBit::Int8, DType::BF16, false),
+    (EightBit::Fp8E4M3, DType::F16, false),
+    (EightBit::Fp8E4M3, DType::F16, true),
+    (EightBit::Fp8E4M3, DType::BF16, false),
+    (EightBit::Fp8E4M3, DType::BF16, true),
+];
+
+/// Each eager timing: the median of 15 samples of 10 back-to-back calls.
 const TIMING: Timing = Timing {
     samples: 15,
     calls: 10,
 };
+
+fn time_us(device: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
+    common::time_us(device, TIMING, f)
+}
+
+/// One 8-bit layer against the CPU on the same input (common::linear_bound, int8_check's); FP8
+/// fast accumulation's partial sums lose bits along K (README: 4e-3 at K = 3072 through cuBLASLt).
+fn linear_bound(d: DType, fast_accumulation: bool) -> f32 {
+    match (d, fast_accumulation) {
+        (DType::F16, true) => 8e-3,
+        (d, _) => common::linear_bound(d),
+    }
+}
+
+/// Runs one check; an error is a failed line naming it, and the next check runs.
+fn guarded(label: &str, check: impl FnOnce() -> Result<usize>) -> usize {
+    match check() {
+        Ok(failures) => failures,
+        Err(e) => {
+            println!("{label}: error: {e} FAILED");
+            1
+        }
+    }
+}
 
 /// (model, rows, in, out) of every linear checked.
 fn shapes() -> Vec<(&'static str, usize, usize, usize)> {
@@ -70,10 +120,11 @@ fn main() -> Result<()> {
     println!("CUTLASS: {}", runner::ops::cutlass::BUILD);
     let mut failures = 0;
     println!(
-        "{:<20} {:<4} {:<5} {:>5} {:>5} {:>5} {:>5} {:>11} {:>8} {:>10} {:>11} {:>7} result",
+        "{:<20} {:<4} {:<5} {:<4} {:>5} {:>5} {:>5} {:>5} {:>11} {:>8} {:>10} {:>11} {:>7} result",
         "model",
         "fmt",
         "dtype",
+        "fast",
         "rows",
         "in",
         "out",
@@ -84,49 +135,25 @@ fn main() -> Result<()> {
         "cublaslt us",
         "speedup"
     );
-    for (format, dtype) in [
-        (EightBit::Int8, DType::F16),
-        (EightBit::Int8, DType::BF16),
-        (EightBit::Fp8E4M3, DType::F16),
-        (EightBit::Fp8E4M3, DType::BF16),
-    ] {
+    for &(format, dtype, fast) in EIGHT_BIT {
         for (model, m, k, n) in shapes() {
             for gelu in [false, true] {
-                let w = Tensor::randn(0f32, 0.05, (n, k), &cpu)?;
-                let b = Tensor::randn(0f32, 0.1, n, &cpu)?.to_dtype(dtype)?;
-                let x = Tensor::randn(0f32, 1.0, (m, k), &cpu)?.to_dtype(dtype)?;
-                let reference = EightBitLinear::quantize(&w, b.clone(), format)?;
-                let mut layer =
-                    EightBitLinear::quantize(&w.to_device(&gpu)?, b.to_device(&gpu)?, format)?;
-                let xg = x.to_device(&gpu)?;
-                let t_lt = time_us(&gpu, TIMING, || layer.forward(&xg, gelu))?;
-                layer.set_gemm_library(GemmLibrary::Cutlass);
-                if let Err(why) = layer.cutlass(gelu) {
-                    println!("{model:<20} {} {dtype:?} {m} {k} {n} {gelu}: no CUTLASS kernel: {why} FAILED", format.name());
-                    failures += 1;
-                    continue;
-                }
-                let got = layer.forward(&xg, gelu)?;
-                let want = reference.forward(&x, gelu)?;
-                let (err, finite) = rel_err(&got, &want)?;
-                let bound = linear_bound(dtype);
-                let ok = finite && err <= bound && got.dims() == want.dims();
-                failures += usize::from(!ok);
-                let t_cu = time_us(&gpu, TIMING, || layer.forward(&xg, gelu))?;
-                println!(
-                    "{model:<20} {:<4} {:<5} {m:>5} {k:>5} {n:>5} {gelu:>5} {err:>11.2e} {bound:>8.1e} {t_cu:>10.1} {t_lt:>11.1} {:>6.2}x {}",
+                let label = format!(
+                    "{model:<20} {:<4} {dtype:?}{} {m} {k} {n} gelu {gelu}",
                     format.name(),
-                    format!("{dtype:?}"),
-                    t_lt / t_cu,
-                    if ok { "ok" } else { "FAILED" }
+                    if fast { " fast" } else { "" }
                 );
+                failures += guarded(&label, || {
+                    linear_check(&gpu, &cpu, model, format, dtype, fast, (m, k, n), gelu)
+                });
             }
         }
     }
-    failures += ffn_checks(&gpu, &cpu)?;
-    failures += float_checks(&gpu, &cpu)?;
-    failures += nan_checks(&gpu, &cpu)?;
-    failures += graph_checks(&gpu)?;
+    failures += ffn_checks(&gpu, &cpu);
+    failures += float_checks(&gpu, &cpu);
+    failures += nan_checks(&gpu, &cpu);
+    failures += configs::sweep(&gpu, &cpu);
+    failures += model::graph_checks(&gpu);
     if failures > 0 {
         eprintln!("cutlass_check: {failures} check(s) failed");
         std::process::exit(1);
@@ -135,73 +162,140 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// One W8A8 linear through CUTLASS against the CPU reference on the same fresh input, timed
+/// against the cuBLASLt path it replaces (with the same fast accumulation setting). A kind the
+/// library has no kernel for by design (E4M3 with fast accumulation writing bf16) is a skip.
+#[allow(clippy::too_many_arguments)]
+fn linear_check(
+    gpu: &Device,
+    cpu: &Device,
+    model: &str,
+    format: EightBit,
+    dtype: DType,
+    fast: bool,
+    (m, k, n): (usize, usize, usize),
+    gelu: bool,
+) -> Result<usize> {
+    let w = Tensor::randn(0f32, 0.05, (n, k), cpu)?;
+    let b = Tensor::randn(0f32, 0.1, n, cpu)?.to_dtype(dtype)?;
+    let x = Tensor::randn(0f32, 1.0, (m, k), cpu)?.to_dtype(dtype)?;
+    let reference = EightBitLinear::quantize(&w, b.clone(), format)?;
+    let mut layer = EightBitLinear::quantize(&w.to_device(gpu)?, b.to_device(gpu)?, format)?;
+    layer.set_fp8_fast_accumulation(fast);
+    let xg = x.to_device(gpu)?;
+    let t_lt = time_us(gpu, || layer.forward(&xg, gelu))?;
+    layer.set_gemm_library(GemmLibrary::Cutlass);
+    let head = format!(
+        "{model:<20} {:<4} {:<5} {fast:<4} {m:>5} {k:>5} {n:>5} {gelu:>5}",
+        format.name(),
+        format!("{dtype:?}")
+    );
+    if let Err(why) = layer.cutlass(gelu) {
+        if fast && dtype == DType::BF16 {
+            println!("{head} skipped: no CUTLASS kernel by design ({why}); cuBLASLt runs it");
+            return Ok(0);
+        }
+        println!("{head} no CUTLASS kernel: {why} FAILED");
+        return Ok(1);
+    }
+    let got = layer.forward(&xg, gelu)?;
+    let want = reference.forward(&x, gelu)?;
+    let (err, finite) = rel_err(&got, &want)?;
+    let bound = linear_bound(dtype, fast);
+    let ok = finite && err <= bound && got.dims() == want.dims();
+    let t_cu = time_us(gpu, || layer.forward(&xg, gelu))?;
+    println!(
+        "{head} {err:>11.2e} {bound:>8.1e} {t_cu:>10.1} {t_lt:>11.1} {:>6.2}x {}",
+        t_lt / t_cu,
+        if ok { "ok" } else { "FAILED" }
+    );
+    Ok(usize::from(!ok))
+}
+
 /// FFN-in (GELU, writing FFN-out's packed input) then FFN-out, both through CUTLASS.
-fn ffn_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
+fn ffn_checks(gpu: &Device, cpu: &Device) -> usize {
     let mut failures = 0;
     println!(
-        "{:<4} {:<5} {:>5} {:>5} {:>5} {:>11} {:>8} {:>10} {:>11} {:>7} result (FFN, packed between)",
-        "fmt", "dtype", "rows", "dim", "ffn", "vs cpu", "bound", "cutlass us", "cublaslt us", "speedup"
+        "{:<4} {:<5} {:<4} {:>5} {:>5} {:>5} {:>11} {:>8} {:>10} {:>11} {:>7} result (FFN, packed between)",
+        "fmt", "dtype", "fast", "rows", "dim", "ffn", "vs cpu", "bound", "cutlass us", "cublaslt us", "speedup"
     );
-    for (format, dtype) in [
-        (EightBit::Int8, DType::F16),
-        (EightBit::Int8, DType::BF16),
-        (EightBit::Fp8E4M3, DType::F16),
-        (EightBit::Fp8E4M3, DType::BF16),
-    ] {
-        for &(m, d, h) in &[(8192, 768, 3072), (2048, 768, 3072), (512, 896, 4864)] {
-            let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
-            let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(dtype)?;
-            let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
-            let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(dtype)?;
-            let x = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(dtype)?;
-            let (r1, r2) = (
-                EightBitLinear::quantize(&w1, b1.clone(), format)?,
-                EightBitLinear::quantize(&w2, b2.clone(), format)?,
-            );
-            let (mut g1, mut g2) = (
-                EightBitLinear::quantize(&w1.to_device(gpu)?, b1.to_device(gpu)?, format)?,
-                EightBitLinear::quantize(&w2.to_device(gpu)?, b2.to_device(gpu)?, format)?,
-            );
-            if !g1.gelu_packs_for(&g2) {
-                // FFN-in wider than the fused GELU kernel's row (FUSED_ROW_MAX): the two layers
-                // run in turn, each checked above.
-                println!(
-                    "{} {dtype:?} {m} {d} {h}: no packed FFN (wider than FUSED_ROW_MAX)",
-                    format.name()
-                );
-                continue;
-            }
-            let xg = x.to_device(gpu)?;
-            let fused = |g1: &EightBitLinear, g2: &EightBitLinear| -> Result<Tensor> {
-                let packed = g1
-                    .forward_gelu_packed(&xg, None, g2)?
-                    .ok_or_else(|| candle_core::Error::msg("no packed FFN for this shape"))?;
-                g2.forward_packed(&packed)
-            };
-            let t_lt = time_us(gpu, TIMING, || fused(&g1, &g2))?;
-            g1.set_gemm_library(GemmLibrary::Cutlass);
-            g2.set_gemm_library(GemmLibrary::Cutlass);
-            let got = fused(&g1, &g2)?;
-            let want = r2.forward(&r1.forward(&x, true)?, false)?;
-            let (err, finite) = rel_err(&got, &want)?;
-            let bound = across_rounding_bound(format, dtype);
-            let ok = finite && err <= bound;
-            failures += usize::from(!ok);
-            let t_cu = time_us(gpu, TIMING, || fused(&g1, &g2))?;
-            println!(
-                "{:<4} {:<5} {m:>5} {d:>5} {h:>5} {err:>11.2e} {bound:>8.1e} {t_cu:>10.1} {t_lt:>11.1} {:>6.2}x {}",
-                format.name(),
-                format!("{dtype:?}"),
-                t_lt / t_cu,
-                if ok { "ok" } else { "FAILED" }
-            );
+    for &(format, dtype, fast) in EIGHT_BIT {
+        for &shape in &[(8192, 768, 3072), (2048, 768, 3072), (512, 896, 4864)] {
+            let label = format!("{} {dtype:?} fast {fast} FFN {shape:?}", format.name());
+            failures += guarded(&label, || ffn_check(gpu, cpu, format, dtype, fast, shape));
         }
     }
-    Ok(failures)
+    failures
+}
+
+fn ffn_check(
+    gpu: &Device,
+    cpu: &Device,
+    format: EightBit,
+    dtype: DType,
+    fast: bool,
+    (m, d, h): (usize, usize, usize),
+) -> Result<usize> {
+    let head = format!(
+        "{:<4} {:<5} {fast:<4} {m:>5} {d:>5} {h:>5}",
+        format.name(),
+        format!("{dtype:?}")
+    );
+    let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
+    let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(dtype)?;
+    let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
+    let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(dtype)?;
+    let x = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(dtype)?;
+    let (r1, r2) = (
+        EightBitLinear::quantize(&w1, b1.clone(), format)?,
+        EightBitLinear::quantize(&w2, b2.clone(), format)?,
+    );
+    let (mut g1, mut g2) = (
+        EightBitLinear::quantize(&w1.to_device(gpu)?, b1.to_device(gpu)?, format)?,
+        EightBitLinear::quantize(&w2.to_device(gpu)?, b2.to_device(gpu)?, format)?,
+    );
+    g1.set_fp8_fast_accumulation(fast);
+    g2.set_fp8_fast_accumulation(fast);
+    if !g1.gelu_packs_for(&g2) {
+        // FFN-in wider than the fused GELU kernel's row (FUSED_ROW_MAX): the two layers run in
+        // turn, each checked above.
+        println!("{head} skipped: no packed FFN (FFN-in wider than FUSED_ROW_MAX); the layers run in turn, each checked above");
+        return Ok(0);
+    }
+    let xg = x.to_device(gpu)?;
+    let fused = |g1: &EightBitLinear, g2: &EightBitLinear| -> Result<Tensor> {
+        let packed = g1
+            .forward_gelu_packed(&xg, None, g2)?
+            .ok_or_else(|| candle_core::Error::msg("no packed FFN for this shape"))?;
+        g2.forward_packed(&packed)
+    };
+    let t_lt = time_us(gpu, || fused(&g1, &g2))?;
+    g1.set_gemm_library(GemmLibrary::Cutlass);
+    g2.set_gemm_library(GemmLibrary::Cutlass);
+    if let (Err(why), _) | (_, Err(why)) = (g1.cutlass(true), g2.cutlass(false)) {
+        let by_design = fast && dtype == DType::BF16;
+        println!(
+            "{head} {}: no CUTLASS kernel ({why})",
+            if by_design { "skipped" } else { "FAILED" }
+        );
+        return Ok(usize::from(!by_design));
+    }
+    let got = fused(&g1, &g2)?;
+    let want = r2.forward(&r1.forward(&x, true)?, false)?;
+    let (err, finite) = rel_err(&got, &want)?;
+    let bound = across_rounding_bound(format, dtype);
+    let ok = finite && err <= bound;
+    let t_cu = time_us(gpu, || fused(&g1, &g2))?;
+    println!(
+        "{head} {err:>11.2e} {bound:>8.1e} {t_cu:>10.1} {t_lt:>11.1} {:>6.2}x {}",
+        t_lt / t_cu,
+        if ok { "ok" } else { "FAILED" }
+    );
+    Ok(usize::from(!ok))
 }
 
 /// The float FFN-in: f16/bf16 GEMM + bias + erf GELU in one CUTLASS kernel against f32 on the CPU.
-fn float_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
+fn float_checks(gpu: &Device, cpu: &Device) -> usize {
     let mut failures = 0;
     println!(
         "{:<5} {:>5} {:>5} {:>5} {:>11} {:>8} {:>10} {:>11} {:>7} result (float bias + GELU GEMM)",
@@ -214,50 +308,55 @@ fn float_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
             (512, 2048, 8192),
             (16, 576, 1536),
         ] {
-            let w = Tensor::randn(0f32, 0.05, (n, k), cpu)?.to_dtype(dtype)?;
-            let b = Tensor::randn(0f32, 0.1, n, cpu)?.to_dtype(dtype)?;
-            let x = Tensor::randn(0f32, 1.0, (m, k), cpu)?.to_dtype(dtype)?;
-            // The reference: the same rounded inputs, in f32.
-            let f = |t: &Tensor| t.to_dtype(DType::F32);
-            let want = f(&x)?
-                .matmul(&f(&w)?.t()?)?
-                .broadcast_add(&f(&b)?)?
-                .gelu_erf()?;
-            let (wg, bg, xg) = (w.to_device(gpu)?, b.to_device(gpu)?, x.to_device(gpu)?);
-            let got = runner::ops::float_gemm::linear_bias_gelu(&xg, &wg, &bg)?;
-            let (err, finite) = rel_err(&got, &want)?;
-            let bound = linear_bound(dtype);
-            let ok = finite && err <= bound;
-            failures += usize::from(!ok);
-            let plain = candle_nn::Linear::new(wg.clone(), None);
-            let t_cu = time_us(gpu, TIMING, || {
-                runner::ops::float_gemm::linear_bias_gelu(&xg, &wg, &bg)
-            })?;
-            let t_lt = time_us(gpu, TIMING, || {
-                runner::ops::fused::bias_act(&plain.forward(&xg)?, &bg, true)
-            })?;
-            println!(
-                "{:<5} {m:>5} {k:>5} {n:>5} {err:>11.2e} {bound:>8.1e} {t_cu:>10.1} {t_lt:>11.1} {:>6.2}x {}",
-                format!("{dtype:?}"),
-                t_lt / t_cu,
-                if ok { "ok" } else { "FAILED" }
-            );
+            let label = format!("float {dtype:?} {m} {k} {n}");
+            failures += guarded(&label, || float_check(gpu, cpu, dtype, (m, k, n)));
         }
     }
-    Ok(failures)
+    failures
 }
 
-/// A NaN in one input row reaches that row's output, and only it: every 8-bit kernel family
-/// (plain, GELU, packed FFN) and the float GELU GEMM.
-fn nan_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
-    let mut failures = 0;
+fn float_check(
+    gpu: &Device,
+    cpu: &Device,
+    dtype: DType,
+    (m, k, n): (usize, usize, usize),
+) -> Result<usize> {
+    let w = Tensor::randn(0f32, 0.05, (n, k), cpu)?.to_dtype(dtype)?;
+    let b = Tensor::randn(0f32, 0.1, n, cpu)?.to_dtype(dtype)?;
+    let x = Tensor::randn(0f32, 1.0, (m, k), cpu)?.to_dtype(dtype)?;
+    // The reference: the same rounded inputs, in f32.
+    let f = |t: &Tensor| t.to_dtype(DType::F32);
+    let want = f(&x)?
+        .matmul(&f(&w)?.t()?)?
+        .broadcast_add(&f(&b)?)?
+        .gelu_erf()?;
+    let (wg, bg, xg) = (w.to_device(gpu)?, b.to_device(gpu)?, x.to_device(gpu)?);
+    let got = runner::ops::float_gemm::linear_bias_gelu(&xg, &wg, &bg)?;
+    let (err, finite) = rel_err(&got, &want)?;
+    let bound = linear_bound(dtype, false);
+    let ok = finite && err <= bound;
+    let plain = candle_nn::Linear::new(wg.clone(), None);
+    let t_cu = time_us(gpu, || {
+        runner::ops::float_gemm::linear_bias_gelu(&xg, &wg, &bg)
+    })?;
+    let t_lt = time_us(gpu, || {
+        runner::ops::fused::bias_act(&plain.forward(&xg)?, &bg, true)
+    })?;
+    println!(
+        "{:<5} {m:>5} {k:>5} {n:>5} {err:>11.2e} {bound:>8.1e} {t_cu:>10.1} {t_lt:>11.1} {:>6.2}x {}",
+        format!("{dtype:?}"),
+        t_lt / t_cu,
+        if ok { "ok" } else { "FAILED" }
+    );
+    Ok(usize::from(!ok))
+}
+
+/// A NaN in one input row reaches that row's output, and only it: every kernel of the library
+/// (each forced in turn, at 300 rows: a partial tile), the packed FFN and the float GELU GEMM.
+fn nan_checks(gpu: &Device, cpu: &Device) -> usize {
+    use runner::ops::cutlass::{self, Inputs};
     let (m, k, n) = (300, 256, 512);
     let row = 137;
-    let mut v: Vec<f32> = Tensor::randn(0f32, 1.0, (m, k), cpu)?
-        .flatten_all()?
-        .to_vec1()?;
-    v[row * k + 11] = f32::NAN;
-    let x = Tensor::from_vec(v, (m, k), gpu)?;
     let only_row = |t: &Tensor| -> Result<bool> {
         let rows: Vec<Vec<f32>> = t.to_dtype(DType::F32)?.to_vec2()?;
         Ok(rows
@@ -265,83 +364,74 @@ fn nan_checks(gpu: &Device, cpu: &Device) -> Result<usize> {
             .enumerate()
             .all(|(r, v)| v.iter().all(|x| x.is_nan() == (r == row))))
     };
-    for dtype in [DType::F16, DType::BF16] {
-        let x = x.to_dtype(dtype)?;
-        for format in [EightBit::Int8, EightBit::Fp8E4M3] {
+    let input = |dtype: DType| -> Result<Tensor> {
+        let mut v: Vec<f32> = Tensor::randn(0f32, 1.0, (m, k), cpu)?
+            .flatten_all()?
+            .to_vec1()?;
+        v[row * k + 11] = f32::NAN;
+        Tensor::from_vec(v, (m, k), gpu)?.to_dtype(dtype)
+    };
+    let say = |what: &str, caught: bool| {
+        println!(
+            "{what}: a NaN input reaches its row's output (and only it): {caught} {}",
+            if caught { "ok" } else { "FAILED" }
+        );
+        usize::from(!caught)
+    };
+    let mut failures = 0;
+    for instance in cutlass::INSTANCES {
+        let kind = instance.kind;
+        failures += guarded(&format!("NaN {}", instance.name), || {
+            let x = input(kind.out)?;
+            cutlass::force(Some(instance));
+            let out = match kind.inputs {
+                Inputs::Float => {
+                    let w = Tensor::randn(0f32, 0.05, (n, k), gpu)?.to_dtype(kind.out)?;
+                    let b = Tensor::zeros(n, kind.out, gpu)?;
+                    runner::ops::float_gemm::linear_bias_gelu(&x, &w, &b)
+                }
+                Inputs::Int8 | Inputs::E4m3 => {
+                    let format = if kind.inputs == Inputs::Int8 {
+                        EightBit::Int8
+                    } else {
+                        EightBit::Fp8E4M3
+                    };
+                    let w = Tensor::randn(0f32, 0.05, (n, k), gpu)?;
+                    let mut l =
+                        EightBitLinear::quantize(&w, Tensor::zeros(n, kind.out, gpu)?, format)?;
+                    l.set_fp8_fast_accumulation(kind.fast_accumulation);
+                    l.set_gemm_library(GemmLibrary::Cutlass);
+                    l.cutlass(kind.gelu).map_err(candle_core::Error::msg)?;
+                    l.forward(&x, kind.gelu)
+                }
+            };
+            cutlass::force(None);
+            Ok(say(&format!("kernel {}", instance.name), only_row(&out?)?))
+        });
+    }
+    cutlass::force(None);
+    for &(format, dtype, fast) in EIGHT_BIT {
+        if fast && dtype == DType::BF16 {
+            continue;
+        }
+        let what = format!("{} {dtype:?} fast {fast} FFN packed between", format.name());
+        failures += guarded(&what, || {
+            let x = input(dtype)?;
             let w1 = Tensor::randn(0f32, 0.05, (n, k), gpu)?;
             let w2 = Tensor::randn(0f32, 0.05, (k, n), gpu)?;
-            let b1 = Tensor::zeros(n, dtype, gpu)?;
-            let b2 = Tensor::zeros(k, dtype, gpu)?;
-            let mut l1 = EightBitLinear::quantize(&w1, b1, format)?;
-            let mut l2 = EightBitLinear::quantize(&w2, b2, format)?;
-            l1.set_gemm_library(GemmLibrary::Cutlass);
-            l2.set_gemm_library(GemmLibrary::Cutlass);
-            for gelu in [false, true] {
-                let caught = only_row(&l1.forward(&x, gelu)?)?;
-                println!(
-                    "{} {dtype:?} gelu {gelu}: a NaN input reaches its row's output (and only it): {caught}",
-                    format.name()
-                );
-                failures += usize::from(!caught);
+            let mut l1 = EightBitLinear::quantize(&w1, Tensor::zeros(n, dtype, gpu)?, format)?;
+            let mut l2 = EightBitLinear::quantize(&w2, Tensor::zeros(k, dtype, gpu)?, format)?;
+            for l in [&mut l1, &mut l2] {
+                l.set_fp8_fast_accumulation(fast);
+                l.set_gemm_library(GemmLibrary::Cutlass);
             }
+            l1.cutlass(true).map_err(candle_core::Error::msg)?;
+            l2.cutlass(false).map_err(candle_core::Error::msg)?;
             let packed = l1
                 .forward_gelu_packed(&x, None, &l2)?
                 .ok_or_else(|| candle_core::Error::msg("no packed FFN"))?;
-            let caught = only_row(&l2.forward_packed(&packed)?)?;
-            println!(
-                "{} {dtype:?} FFN packed between: a NaN input reaches its row's output (and only it): {caught}",
-                format.name()
-            );
-            failures += usize::from(!caught);
-        }
-        let w = Tensor::randn(0f32, 0.05, (n, k), gpu)?.to_dtype(dtype)?;
-        let b = Tensor::zeros(n, dtype, gpu)?;
-        let caught = only_row(&runner::ops::float_gemm::linear_bias_gelu(&x, &w, &b)?)?;
-        println!("float {dtype:?} bias + GELU GEMM: a NaN input reaches its row's output (and only it): {caught}");
-        failures += usize::from(!caught);
+            Ok(say(&what, only_row(&l2.forward_packed(&packed)?)?))
+        });
     }
-    Ok(failures)
-}
-
-/// The whole model through CUTLASS: graph replay equal to eager on fresh batches, finite logits.
-fn graph_checks(gpu: &Device) -> Result<usize> {
-    use runner::model::{encoder, Encoder, Head, Numerics, Preset};
-    use runner::ops::graph::GraphMode;
-    let preset = Preset::DISTILBERT_BASE_UNCASED;
-    let tensors = encoder::random_tensors(&preset, 0).map_err(candle_core::Error::msg)?;
-    let mut failures = 0;
-    for (name, dtype, eight_bit) in [
-        ("fp16", DType::F16, None),
-        ("bf16", DType::BF16, None),
-        ("int8-fp16", DType::F16, Some(EightBit::Int8)),
-        ("fp8-fp16", DType::F16, Some(EightBit::Fp8E4M3)),
-        ("int8-bf16", DType::BF16, Some(EightBit::Int8)),
-        ("fp8-bf16", DType::BF16, Some(EightBit::Fp8E4M3)),
-    ] {
-        let vb = candle_nn::VarBuilder::from_tensors(tensors.clone(), dtype, gpu);
-        let numerics = Numerics {
-            float: dtype,
-            quant: None,
-            eight_bit,
-        };
-        let mut model = Encoder::load(vb, &preset, numerics, Head::Checkpoint)?;
-        model.set_gemm_library(GemmLibrary::Cutlass);
-        let gemms = model.implementation().remove("gemms").unwrap_or_default();
-        println!("{name} gemms: {gemms}");
-        for &(b, s) in &[(1, 128), (16, 128), (64, 128), (3, 512), (32, 77)] {
-            let (ids, mask) = common::batch(gpu, b, s, preset.vocab_size, 1)?;
-            let mut forward = model.cell_forward(&ids, &mask, GraphMode::Auto);
-            let (max_diff, finite) =
-                replay_against_eager(&model, &mut forward, gpu, (b, s), preset.vocab_size)?;
-            let graph = forward.execution().is_graph();
-            let ok = graph && max_diff == 0.0 && finite;
-            failures += usize::from(!ok);
-            println!(
-                "{name:<9} batch {b:>3} seq {s:>3}: {} max |graph - eager| {max_diff:.3e} finite {finite} {}",
-                forward.execution().describe(),
-                if ok { "ok" } else { "FAILED" }
-            );
-        }
-    }
-    Ok(failures)
+    failures
 }

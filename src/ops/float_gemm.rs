@@ -31,7 +31,7 @@ mod cuda {
     use candle_core::cuda_backend::CudaStorageSlice;
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape};
 
-    use crate::ops::cutlass::{launch, Inputs, Operands};
+    use crate::ops::cutlass::{launch, Inputs, Kind, Operands};
 
     pub(super) struct BiasGeluGemm;
 
@@ -100,7 +100,13 @@ mod cuda {
                         k,
                     };
                     // SAFETY: the addresses are live buffers of the checked shapes, on this stream.
-                    unsafe { launch(Inputs::Float, dtype, true, &operands, stream.cu_stream())? };
+                    let kind = Kind {
+                        inputs: Inputs::Float,
+                        out: dtype,
+                        gelu: true,
+                        fast_accumulation: false,
+                    };
+                    unsafe { launch(kind, &operands, stream.cu_stream())? };
                     CudaStorageSlice::$variant(out)
                 }};
             }

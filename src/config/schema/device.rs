@@ -55,8 +55,9 @@ pub struct DeviceSection {
     /// 8-bit GEMMs write int32 or take their scales in cuBLASLt's epilogue, GELU and the int8
     /// dequantization run as kernels of their own) or `"cutlass"` (the runner's CUTLASS GEMMs for
     /// Hopper: per-token x per-channel scales, bias and erf GELU in the epilogue, for int8-*,
-    /// fp8-* and the fp16/bf16 FFN-in; their FP8 GEMMs promote along K, so with
-    /// `fp8_fast_accumulation` the FP8 layers stay cuBLASLt's). A GPU cell with a binary built
+    /// fp8-* and the fp16/bf16 FFN-in; their FP8 GEMMs promote along K, or with
+    /// `fp8_fast_accumulation` keep the tensor cores' accumulator (f16 output only: fp8-bf16
+    /// with it stays cuBLASLt's, and says so)). A GPU cell with a binary built
     /// without them fails before measuring. Every record says which GEMM and epilogue ran per
     /// linear and why a layer kept cuBLASLt (`implementation.gemms`). Left out of the resolved
     /// config when cuBLASLt.

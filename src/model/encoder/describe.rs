@@ -46,7 +46,10 @@ impl Encoder {
             if cutlass {
                 let acc = match e {
                     crate::config::EightBit::Int8 => "int32",
-                    crate::config::EightBit::Fp8E4M3 => "f32",
+                    crate::config::EightBit::Fp8E4M3 if self.fp8_fast_accumulation() => {
+                        "fast (partial sums kept in the tensor cores' accumulator, not promoted to f32)"
+                    }
+                    crate::config::EightBit::Fp8E4M3 => "f32 (promoted along K)",
                 };
                 return format!(
                     "{} W8A8 linears (tensor cores: CUTLASS {} GEMM, {acc} accumulation, scales and bias in its epilogue; per-channel weights, per-token dynamic inputs) + {float}",

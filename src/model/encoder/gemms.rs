@@ -126,7 +126,7 @@ impl Encoder {
         let Some(block) = self.blocks.first() else {
             return;
         };
-        let gelu = "erf GELU in FFN-in's CUTLASS epilogue (0.5 x (1 + erff(x / sqrt 2)), f32)";
+        let gelu = "erf GELU in FFN-in's CUTLASS epilogue (0.5 x (1 + erf(x / sqrt 2)) in f32, erf by a rational approximation, |error| <= 7e-7)";
         match &block.lin1 {
             Linear::EightBit(e) if e.cutlass(true).is_ok() => {
                 let fmt = e.format().name();
@@ -163,7 +163,7 @@ impl Encoder {
                 .unwrap_or("8-bit");
             implementation.insert(
                 "linear".into(),
-                format!("W8A8 {fmt} on tensor cores: each input quantized per token (dynamic scale) by a runner kernel, or by the layer norm or FFN-in that writes it; {fmt} x {fmt} GEMM through CUTLASS 3.x (sm90a, TMA, warp-specialized ping-pong, 128x128x128 tiles, clusters of 2) with the token x channel scales, the bias and (FFN-in) erf GELU in its epilogue, output in the float dtype (no int32 round trip); weights per output channel, symmetric; per linear: gemms"),
+                format!("W8A8 {fmt} on tensor cores: each input quantized per token (dynamic scale) by a runner kernel, or by the layer norm or FFN-in that writes it; {fmt} x {fmt} GEMM through CUTLASS 3.x (sm90a, TMA, warp-specialized; tiles and schedule by row count, per linear: gemms) with the token x channel scales, the bias and (FFN-in) erf GELU in its epilogue, output in the float dtype (no int32 round trip); weights per output channel, symmetric; per linear: gemms"),
             );
         }
     }
@@ -173,8 +173,17 @@ impl Encoder {
 fn describe(l: &Linear, gelu: bool, library: GemmLibrary) -> String {
     match l {
         Linear::EightBit(e) => e.gemm_description(gelu),
-        Linear::Float(_) if gelu && l.float_cutlass(library).is_ok() => {
-            "CUTLASS float GEMM (f32 accumulation), epilogue: bias + erf GELU".to_string()
+        Linear::Float(f) if gelu && l.float_cutlass(library).is_ok() => {
+            let kind = crate::ops::cutlass::Kind {
+                inputs: crate::ops::cutlass::Inputs::Float,
+                out: f.weight().dtype(),
+                gelu: true,
+                fast_accumulation: false,
+            };
+            format!(
+                "CUTLASS float GEMM (f32 accumulation), epilogue: bias + erf GELU ({})",
+                crate::ops::cutlass::describe(kind)
+            )
         }
         Linear::Float(_) => {
             let why = if gelu && library == GemmLibrary::Cutlass {

@@ -157,13 +157,13 @@ impl Linear {
         }
         let (n, k) = l.weight().dims2().map_err(|e| e.to_string())?;
         let dtype = l.weight().dtype();
-        match crate::ops::cutlass::unsupported(
-            crate::ops::cutlass::Inputs::Float,
-            dtype,
-            true,
-            n,
-            k,
-        ) {
+        let kind = crate::ops::cutlass::Kind {
+            inputs: crate::ops::cutlass::Inputs::Float,
+            out: dtype,
+            gelu: true,
+            fast_accumulation: false,
+        };
+        match crate::ops::cutlass::unsupported(kind, n, k) {
             Some(why) => Err(why),
             None => Ok(()),
         }

@@ -372,8 +372,8 @@ impl EightBitLinear {
     }
 
     /// Whether this layer's GEMM (with GELU or not) runs through CUTLASS, or why not: cuBLASLt
-    /// was asked for, FP8 fast accumulation is on (the CUTLASS FP8 GEMMs promote along K), the
-    /// f32 output or the shape has no instantiation, or the binary has no CUTLASS.
+    /// was asked for, the f32 output, the shape or FP8 fast accumulation with this output dtype
+    /// has no instantiation, or the binary has no CUTLASS.
     pub fn cutlass(&self, gelu: bool) -> std::result::Result<(), String> {
         if self.library != GemmLibrary::Cutlass {
             return Err("device.gemm_library is cublaslt".into());
@@ -381,17 +381,23 @@ impl EightBitLinear {
         if self.tensor_cores.is_none() {
             return Err("not on tensor cores (the f32 numerics reference)".into());
         }
-        if self.fp8_fast_accumulation() {
-            return Err("FP8 fast accumulation is cuBLASLt's".into());
-        }
-        let inputs = match self.format {
-            EightBit::Int8 => cutlass::Inputs::Int8,
-            EightBit::Fp8E4M3 => cutlass::Inputs::E4m3,
-        };
         let (n, k) = self.gemm_shape();
-        match cutlass::unsupported(inputs, self.float_dtype(), gelu, n, k) {
+        match cutlass::unsupported(self.cutlass_kind(gelu), n, k) {
             Some(why) => Err(why),
             None => Ok(()),
+        }
+    }
+
+    /// What this layer's CUTLASS GEMM computes (with GELU or not).
+    fn cutlass_kind(&self, gelu: bool) -> cutlass::Kind {
+        cutlass::Kind {
+            inputs: match self.format {
+                EightBit::Int8 => cutlass::Inputs::Int8,
+                EightBit::Fp8E4M3 => cutlass::Inputs::E4m3,
+            },
+            out: self.float_dtype(),
+            gelu,
+            fast_accumulation: self.fp8_fast_accumulation(),
         }
     }
 
@@ -418,7 +424,9 @@ impl EightBitLinear {
         match (&self.tensor_cores, self.cutlass(gelu)) {
             (None, _) => format!("{format} numerics reference (f32 arithmetic)"),
             (Some(_), Ok(())) => format!(
-                "CUTLASS {format} GEMM, epilogue: token x channel scales + bias{act}"
+                "CUTLASS {format} GEMM{}, epilogue: token x channel scales + bias{act} ({})",
+                if self.fp8_fast_accumulation() { " with FP8 fast accumulation" } else { "" },
+                cutlass::describe(self.cutlass_kind(gelu))
             ),
             (Some(TensorCores::Int8 { .. }), Err(why)) => format!(
                 "cuBLASLt int8 -> int32 GEMM, then a runner kernel: scales + bias{act} (CUTLASS not used: {why})"
@@ -445,6 +453,7 @@ impl EightBitLinear {
             float: self.float_dtype(),
             gelu,
             packed_output,
+            fast_accumulation: self.fp8_fast_accumulation(),
         };
         match tc {
             TensorCores::Int8 { bytes, scale_bias } => {

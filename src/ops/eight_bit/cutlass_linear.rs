@@ -34,12 +34,14 @@ pub enum Bias<'a> {
 }
 
 /// What the layer computes: `act(x W^T + b)` in `float`, packed in the layer's format for the
-/// next 8-bit GEMM when `packed_output` (GELU layers).
+/// next 8-bit GEMM when `packed_output` (GELU layers); E4M3 with `fast_accumulation` keeps the
+/// partial sums in the tensor cores' accumulator (`device.fp8_fast_accumulation`).
 pub struct Epilogue {
     pub format: EightBit,
     pub float: DType,
     pub gelu: bool,
     pub packed_output: bool,
+    pub fast_accumulation: bool,
 }
 
 /// One W8A8 linear through CUTLASS. `weight` (N, K) U8 (int8 or E4M3 bits), `scales` f32: (1, N)
@@ -84,7 +86,7 @@ mod cuda {
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Shape, Storage, Tensor};
 
     use crate::config::EightBit;
-    use crate::ops::cutlass::{launch, Inputs, Operands};
+    use crate::ops::cutlass::{launch, Inputs, Kind, Operands};
     use crate::ops::eight_bit::int8_gemm::cuda::{MODULE, PTX};
     use crate::ops::eight_bit::Packed8;
 
@@ -267,7 +269,13 @@ mod cuda {
                 k,
             };
             // SAFETY: every address is a live buffer of the sizes checked above, on this stream.
-            unsafe { launch(inputs, ep.float, ep.gelu, &operands, stream.cu_stream())? };
+            let kind = Kind {
+                inputs,
+                out: ep.float,
+                gelu: ep.gelu,
+                fast_accumulation: ep.fast_accumulation,
+            };
+            unsafe { launch(kind, &operands, stream.cu_stream())? };
             drop(bias_guard);
             let out = CudaStorage {
                 slice: out,

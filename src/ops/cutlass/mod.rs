@@ -6,9 +6,7 @@
 //! generation, has none (`cfg(has_cutlass_sm90)` unset): [`compiled`] says so and [`BUILD`] why,
 //! and a cell that asks for them is refused before it measures.
 
-use candle_core::DType;
-
-/// What this binary's CUTLASS library is ("CUTLASS 4.2.0 sm_90a (10 instantiations)"), or
+/// What this binary's CUTLASS library is ("CUTLASS 4.2.0 sm_90a (16 instantiations)"), or
 /// "none (why)": for the record.
 pub const BUILD: &str = env!("RUNNER_CUTLASS");
 
@@ -17,43 +15,30 @@ pub const fn compiled() -> bool {
     cfg!(all(feature = "cuda", has_cutlass_sm90))
 }
 
-/// The inputs of a CUTLASS GEMM: 8-bit with per-token x per-channel scales, or the float dtype.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inputs {
-    Int8,
-    E4m3,
-    /// f16 or bf16, the same as the output (bias + GELU only).
-    Float,
-}
+mod kernels;
 
-/// The instantiation for these inputs, output dtype and activation, if the library has one.
-pub fn kernel_name(inputs: Inputs, out: DType, gelu: bool) -> Option<&'static str> {
-    use DType::{BF16, F16};
-    Some(match (inputs, out, gelu) {
-        (Inputs::Int8, F16, false) => "i8_f16",
-        (Inputs::Int8, F16, true) => "i8_f16_gelu",
-        (Inputs::Int8, BF16, false) => "i8_bf16",
-        (Inputs::Int8, BF16, true) => "i8_bf16_gelu",
-        (Inputs::E4m3, F16, false) => "e4m3_f16",
-        (Inputs::E4m3, F16, true) => "e4m3_f16_gelu",
-        (Inputs::E4m3, BF16, false) => "e4m3_bf16",
-        (Inputs::E4m3, BF16, true) => "e4m3_bf16_gelu",
-        (Inputs::Float, F16, true) => "f16_gelu",
-        (Inputs::Float, BF16, true) => "bf16_gelu",
-        _ => return None,
-    })
-}
+pub use kernels::{
+    choose, describe, force, instances, Config, Erf, Inputs, Instance, Kind, Rule, INSTANCES,
+};
 
-/// Why a GEMM of this shape has no CUTLASS kernel, if it has none: TMA wants 16-byte aligned
-/// rows of A, B and D, and the library holds f16/bf16 outputs only.
-pub fn unsupported(inputs: Inputs, out: DType, gelu: bool, n: usize, k: usize) -> Option<String> {
-    if kernel_name(inputs, out, gelu).is_none() {
+/// Why a GEMM of this kind and shape has no CUTLASS kernel, if it has none: TMA wants 16-byte
+/// aligned rows of A, B and D, the library holds f16/bf16 outputs only, and FP8 fast
+/// accumulation only with f16 output.
+pub fn unsupported(kind: Kind, n: usize, k: usize) -> Option<String> {
+    if instances(kind).next().is_none() {
         return Some(format!(
-            "no CUTLASS GEMM for {inputs:?} inputs writing {out:?}{}",
-            if gelu { " with GELU" } else { "" }
+            "no CUTLASS GEMM for {:?} inputs writing {:?}{}{}",
+            kind.inputs,
+            kind.out,
+            if kind.gelu { " with GELU" } else { "" },
+            if kind.fast_accumulation {
+                " with FP8 fast accumulation"
+            } else {
+                ""
+            }
         ));
     }
-    let k_multiple = if inputs == Inputs::Float { 8 } else { 16 };
+    let k_multiple = if kind.inputs == Inputs::Float { 8 } else { 16 };
     if !k.is_multiple_of(k_multiple) || !n.is_multiple_of(8) {
         return Some(format!(
             "the CUTLASS GEMMs need K a multiple of {k_multiple} and N of 8 (K {k}, N {n})"
@@ -112,34 +97,38 @@ mod ffi {
         };
     }
     gemms!(
-        runner_cutlass_i8_f16,
-        runner_cutlass_i8_f16_gelu,
-        runner_cutlass_i8_bf16,
-        runner_cutlass_i8_bf16_gelu,
-        runner_cutlass_e4m3_f16,
-        runner_cutlass_e4m3_f16_gelu,
-        runner_cutlass_e4m3_bf16,
-        runner_cutlass_e4m3_bf16_gelu,
-        runner_cutlass_f16_gelu,
-        runner_cutlass_bf16_gelu
+        runner_cutlass_i8_f16_pp128,
+        runner_cutlass_i8_f16_co256,
+        runner_cutlass_i8_bf16_pp128,
+        runner_cutlass_i8_f16_gelu_pp128erff,
+        runner_cutlass_i8_f16_gelu_pp128,
+        runner_cutlass_i8_f16_gelu_co128,
+        runner_cutlass_i8_bf16_gelu_co128,
+        runner_cutlass_e4m3_f16_co128,
+        runner_cutlass_e4m3_f16_pp128fast,
+        runner_cutlass_e4m3_f16_pp64fast,
+        runner_cutlass_e4m3_f16_gelu_co128,
+        runner_cutlass_e4m3_f16_gelu_pp128fast,
+        runner_cutlass_e4m3_bf16_co128,
+        runner_cutlass_e4m3_bf16_gelu_co128,
+        runner_cutlass_f16_gelu_pp128,
+        runner_cutlass_bf16_gelu_pp128
     );
 }
 
-/// Launches one GEMM on `stream` (candle's, so it is ordered with the rest and captured into a
-/// CUDA graph like them).
+/// Launches one GEMM of `kind` on `stream` (candle's, so it is ordered with the rest and captured
+/// into a CUDA graph like them), in the configuration [`choose`] picks for its rows.
 ///
 /// # Safety
 /// Every address in `ops` must point to a live device buffer of the size stated there, in the
 /// element types the instantiation reads and writes, until the stream has run the kernel.
 #[cfg(feature = "cuda")]
 pub unsafe fn launch(
-    inputs: Inputs,
-    out: DType,
-    gelu: bool,
+    kind: Kind,
     ops: &Operands,
     stream: candle_core::cuda_backend::cudarc::driver::sys::CUstream,
 ) -> candle_core::Result<()> {
-    if let Some(why) = unsupported(inputs, out, gelu, ops.n, ops.k) {
+    if let Some(why) = unsupported(kind, ops.n, ops.k) {
         candle_core::bail!("{why}");
     }
     let aligned = [ops.a, ops.b, ops.d].iter().all(|p| p % 16 == 0);
@@ -154,8 +143,11 @@ pub unsafe fn launch(
     }
     #[cfg(has_cutlass_sm90)]
     {
-        let name = kernel_name(inputs, out, gelu).expect("unsupported() checked");
-        let entry = ffi::entry(name).expect("every kernel_name has an entry point");
+        let Some(instance) = choose(kind, ops.m, ops.n) else {
+            candle_core::bail!("no CUTLASS configuration of {kind:?} covers {} rows", ops.m);
+        };
+        let name = instance.name;
+        let entry = ffi::entry(name).expect("every instance has an entry point");
         let status = entry(
             ops.a as *const _,
             ops.b as *const _,
@@ -192,42 +184,30 @@ pub unsafe fn launch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
-    #[test]
-    fn every_instantiation_has_a_name_and_only_those() {
-        let mut names = Vec::new();
-        for inputs in [Inputs::Int8, Inputs::E4m3, Inputs::Float] {
-            for out in [DType::F16, DType::BF16, DType::F32] {
-                for gelu in [false, true] {
-                    names.extend(kernel_name(inputs, out, gelu));
-                }
-            }
+    fn kind(inputs: Inputs, out: DType, gelu: bool, fast_accumulation: bool) -> Kind {
+        Kind {
+            inputs,
+            out,
+            gelu,
+            fast_accumulation,
         }
-        // One .cu per name (build/cutlass.rs compiles what is there).
-        let mut files: Vec<String> = std::fs::read_dir("src/ops/kernels/cutlass")
-            .unwrap()
-            .filter_map(|e| {
-                let p = e.unwrap().path();
-                (p.extension()? == "cu").then(|| p.file_stem()?.to_str().map(String::from))?
-            })
-            .collect();
-        files.sort();
-        names.sort();
-        assert_eq!(names, files);
-        assert_eq!(kernel_name(Inputs::Int8, DType::F32, false), None);
-        assert_eq!(kernel_name(Inputs::Float, DType::F16, false), None);
     }
 
     #[test]
     fn shapes_the_kernels_cannot_take_are_named() {
-        let why = unsupported(Inputs::Int8, DType::F16, false, 2, 768).unwrap();
+        let plain = kind(Inputs::Int8, DType::F16, false, false);
+        let why = unsupported(plain, 2, 768).unwrap();
         assert!(why.contains("N of 8"), "{why}");
-        let why = unsupported(Inputs::E4m3, DType::F16, true, 768, 24).unwrap();
+        let why = unsupported(kind(Inputs::E4m3, DType::F16, true, false), 768, 24).unwrap();
         assert!(why.contains("K a multiple of 16"), "{why}");
-        let why = unsupported(Inputs::Int8, DType::F32, false, 768, 768).unwrap();
+        let why = unsupported(kind(Inputs::Int8, DType::F32, false, false), 768, 768).unwrap();
         assert!(why.contains("F32"), "{why}");
+        let why = unsupported(kind(Inputs::E4m3, DType::BF16, false, true), 768, 768).unwrap();
+        assert!(why.contains("fast accumulation"), "{why}");
         // A supported shape is refused only for want of the library, and then says why.
-        match unsupported(Inputs::Int8, DType::F16, true, 3072, 768) {
+        match unsupported(kind(Inputs::Int8, DType::F16, true, false), 3072, 768) {
             None => assert!(compiled()),
             Some(why) => assert!(!compiled() && why.contains(BUILD), "{why}"),
         }

@@ -1,0 +1,95 @@
+//! cutlass_check's last section: the whole model through CUTLASS, the CUDA-graph replay against
+//! the eager pass on fresh batches (examples/graph_check.rs's check, common::replay_against_eager).
+
+use candle_core::{DType, Device, Result};
+use runner::config::{EightBit, GemmLibrary};
+
+use super::common::{batch, replay_against_eager};
+
+/// DistilBERT-base (random weights) with `device.gemm_library = "cutlass"` in every precision the
+/// kernels serve (FP8 also with fast accumulation): graph replay equal to eager, finite logits.
+/// A precision or shape that fails is counted and the next one runs.
+pub fn graph_checks(gpu: &Device) -> usize {
+    let mut failures = 0;
+    for (name, dtype, eight_bit, fast) in [
+        ("fp16", DType::F16, None, false),
+        ("bf16", DType::BF16, None, false),
+        ("int8-fp16", DType::F16, Some(EightBit::Int8), false),
+        ("fp8-fp16", DType::F16, Some(EightBit::Fp8E4M3), false),
+        ("fp8-fp16 fast", DType::F16, Some(EightBit::Fp8E4M3), true),
+        ("int8-bf16", DType::BF16, Some(EightBit::Int8), false),
+        ("fp8-bf16", DType::BF16, Some(EightBit::Fp8E4M3), false),
+    ] {
+        match one_precision(gpu, name, dtype, eight_bit, fast) {
+            Ok(f) => failures += f,
+            Err(e) => {
+                println!("{name}: the model did not run: {e} FAILED");
+                failures += 1;
+            }
+        }
+    }
+    failures
+}
+
+fn one_precision(
+    gpu: &Device,
+    name: &str,
+    dtype: DType,
+    eight_bit: Option<EightBit>,
+    fast: bool,
+) -> Result<usize> {
+    use runner::model::{encoder, Encoder, Head, Numerics, Preset};
+    let preset = Preset::DISTILBERT_BASE_UNCASED;
+    let tensors = encoder::random_tensors(&preset, 0).map_err(candle_core::Error::msg)?;
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, dtype, gpu);
+    let numerics = Numerics {
+        float: dtype,
+        quant: None,
+        eight_bit,
+    };
+    let mut model = Encoder::load(vb, &preset, numerics, Head::Checkpoint)?;
+    model.set_gemm_library(GemmLibrary::Cutlass);
+    if fast {
+        model.set_fp8_fast_accumulation(true);
+    }
+    let gemms = model.implementation().remove("gemms").unwrap_or_default();
+    println!("{name} gemms: {gemms}");
+    let mut failures = 0;
+    for &(b, s) in &[(1, 128), (16, 128), (64, 128), (3, 512), (32, 77)] {
+        match replay_vs_eager(gpu, &model, &preset, b, s) {
+            Ok((ok, line)) => {
+                failures += usize::from(!ok);
+                println!("{name:<13} batch {b:>3} seq {s:>3}: {line}");
+            }
+            Err(e) => {
+                failures += 1;
+                println!("{name:<13} batch {b:>3} seq {s:>3}: error: {e} FAILED");
+            }
+        }
+    }
+    Ok(failures)
+}
+
+fn replay_vs_eager(
+    gpu: &Device,
+    model: &runner::model::Encoder,
+    preset: &runner::model::Preset,
+    b: usize,
+    s: usize,
+) -> Result<(bool, String)> {
+    use runner::ops::graph::GraphMode;
+    let (ids, mask) = batch(gpu, b, s, preset.vocab_size, 1)?;
+    let mut forward = model.cell_forward(&ids, &mask, GraphMode::Auto);
+    let (max_diff, finite) =
+        replay_against_eager(model, &mut forward, gpu, (b, s), preset.vocab_size)?;
+    let graph = forward.execution().is_graph();
+    let ok = graph && max_diff == 0.0 && finite;
+    Ok((
+        ok,
+        format!(
+            "{} max |graph - eager| {max_diff:.3e} finite {finite} {}",
+            forward.execution().describe(),
+            if ok { "ok" } else { "FAILED" }
+        ),
+    ))
+}

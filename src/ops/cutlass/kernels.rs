@@ -1,0 +1,422 @@
+//! The CUTLASS library's kernels (one src/ops/kernels/cutlass/*.cu each): what each computes
+//! ([`Kind`]), in which configuration (tile, cluster, schedule), and the rule that picks one per
+//! GEMM by its rows and outputs, which the record names.
+
+use candle_core::DType;
+/// The inputs of a CUTLASS GEMM: 8-bit with per-token x per-channel scales, or the float dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inputs {
+    Int8,
+    E4m3,
+    /// f16 or bf16, the same as the output (bias + GELU only).
+    Float,
+}
+
+/// What a GEMM computes, whatever configuration runs it: its inputs, output dtype, whether GELU
+/// follows, and (E4M3) whether the partial sums stay in the tensor cores' accumulator
+/// (`device.fp8_fast_accumulation`) instead of being promoted to f32 along K.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    pub inputs: Inputs,
+    pub out: DType,
+    pub gelu: bool,
+    pub fast_accumulation: bool,
+}
+
+/// How a kernel is laid out on the GPU (src/ops/kernels/cutlass/gemm.cuh's configurations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Config {
+    /// 128 x 128 output tiles, ping-pong: each consumer warpgroup on its own tile, one's epilogue
+    /// overlapping the other's mainloop; clusters of 2 along M.
+    PingPong128,
+    /// 128 x 128, cooperative: both warpgroups on one tile, the epilogue by 8 warps after it.
+    Cooperative128,
+    /// 128 x 256, cooperative: half the activation reads per output of 128 x 128.
+    Cooperative128x256,
+    /// 64 x 128, ping-pong, clusters of 2 along N: for few rows.
+    PingPong64,
+}
+
+impl Config {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Config::PingPong128 => {
+                "128x128 tiles, warp-specialized ping-pong, clusters of 2 along M"
+            }
+            Config::Cooperative128 => {
+                "128x128 tiles, warp-specialized cooperative, clusters of 2 along M"
+            }
+            Config::Cooperative128x256 => {
+                "128x256 tiles, warp-specialized cooperative, clusters of 2 along M"
+            }
+            Config::PingPong64 => "64x128 tiles, warp-specialized ping-pong, clusters of 2 along N",
+        }
+    }
+}
+
+/// The erf of a GELU epilogue: gemm.cuh's rational approximation (|error| <= 7e-7, one MUFU) or
+/// CUDA's erff (the first build's, kept to be timed against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erf {
+    Fast,
+    Erff,
+}
+
+/// Which GEMMs of its kind a kernel is picked for, by rows (M) and outputs (N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Every GEMM of the kind.
+    All,
+    /// None: kept only to be timed against by examples/cutlass_check.rs.
+    ChecksOnly,
+    /// At most [`FEW_ROWS`] rows (vLLM's Hopper FP8 dispatch also picks 64-row tiles there).
+    FewRows,
+    /// More than [`FEW_ROWS`] rows.
+    NotFewRows,
+    /// At least [`MANY_ROWS`] rows and [`WIDE`] outputs: enough 128 x 256 tiles for ~4 waves
+    /// over 132 SMs (b64 x 128 tokens: Q/K/V's 2304 outputs, 576 tiles; the 768-wide GEMMs would
+    /// get 192, 1.45 waves, against 2.9 of 128 x 128).
+    Wide,
+    /// Not [`Rule::Wide`].
+    NotWide,
+}
+
+pub const FEW_ROWS: usize = 128;
+pub const MANY_ROWS: usize = 4096;
+pub const WIDE: usize = 2048;
+
+impl Rule {
+    pub fn picks(self, rows: usize, n: usize) -> bool {
+        let wide = rows >= MANY_ROWS && n >= WIDE;
+        match self {
+            Rule::All => true,
+            Rule::ChecksOnly => false,
+            Rule::FewRows => rows <= FEW_ROWS,
+            Rule::NotFewRows => rows > FEW_ROWS,
+            Rule::Wide => wide,
+            Rule::NotWide => !wide,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Rule::All | Rule::ChecksOnly => String::new(),
+            Rule::FewRows => format!(" up to {FEW_ROWS} rows"),
+            Rule::NotFewRows => format!(" above {FEW_ROWS} rows"),
+            Rule::Wide => format!(" from {MANY_ROWS} rows and {WIDE} outputs"),
+            Rule::NotWide => " otherwise".to_string(),
+        }
+    }
+}
+
+/// One compiled kernel (one src/ops/kernels/cutlass/*.cu): a [`Kind`] in a [`Config`], and which
+/// GEMMs of the kind it is picked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub config: Config,
+    pub erf: Erf,
+    pub rule: Rule,
+}
+
+const fn kind(inputs: Inputs, out: DType, gelu: bool, fast_accumulation: bool) -> Kind {
+    Kind {
+        inputs,
+        out,
+        gelu,
+        fast_accumulation,
+    }
+}
+
+const fn inst(name: &'static str, kind: Kind, config: Config, erf: Erf, rule: Rule) -> Instance {
+    Instance {
+        name,
+        kind,
+        config,
+        erf,
+        rule,
+    }
+}
+
+/// Every kernel of the library, one a .cu file (the test below holds the two lists equal).
+pub const INSTANCES: &[Instance] = {
+    use Config::*;
+    use DType::{BF16, F16};
+    use Erf::{Erff, Fast};
+    use Inputs::{E4m3, Float, Int8};
+    use Rule::*;
+    &[
+        inst(
+            "i8_f16_pp128",
+            kind(Int8, F16, false, false),
+            PingPong128,
+            Fast,
+            NotWide,
+        ),
+        inst(
+            "i8_f16_co256",
+            kind(Int8, F16, false, false),
+            Cooperative128x256,
+            Fast,
+            Wide,
+        ),
+        inst(
+            "i8_bf16_pp128",
+            kind(Int8, BF16, false, false),
+            PingPong128,
+            Fast,
+            All,
+        ),
+        inst(
+            "i8_f16_gelu_pp128erff",
+            kind(Int8, F16, true, false),
+            PingPong128,
+            Erff,
+            ChecksOnly,
+        ),
+        inst(
+            "i8_f16_gelu_pp128",
+            kind(Int8, F16, true, false),
+            PingPong128,
+            Fast,
+            ChecksOnly,
+        ),
+        inst(
+            "i8_f16_gelu_co128",
+            kind(Int8, F16, true, false),
+            Cooperative128,
+            Fast,
+            All,
+        ),
+        inst(
+            "i8_bf16_gelu_co128",
+            kind(Int8, BF16, true, false),
+            Cooperative128,
+            Fast,
+            All,
+        ),
+        inst(
+            "e4m3_f16_co128",
+            kind(E4m3, F16, false, false),
+            Cooperative128,
+            Fast,
+            All,
+        ),
+        inst(
+            "e4m3_f16_pp128fast",
+            kind(E4m3, F16, false, true),
+            PingPong128,
+            Fast,
+            NotFewRows,
+        ),
+        inst(
+            "e4m3_f16_pp64fast",
+            kind(E4m3, F16, false, true),
+            PingPong64,
+            Fast,
+            FewRows,
+        ),
+        inst(
+            "e4m3_f16_gelu_co128",
+            kind(E4m3, F16, true, false),
+            Cooperative128,
+            Fast,
+            All,
+        ),
+        inst(
+            "e4m3_f16_gelu_pp128fast",
+            kind(E4m3, F16, true, true),
+            PingPong128,
+            Fast,
+            All,
+        ),
+        inst(
+            "e4m3_bf16_co128",
+            kind(E4m3, BF16, false, false),
+            Cooperative128,
+            Fast,
+            All,
+        ),
+        inst(
+            "e4m3_bf16_gelu_co128",
+            kind(E4m3, BF16, true, false),
+            Cooperative128,
+            Fast,
+            All,
+        ),
+        inst(
+            "f16_gelu_pp128",
+            kind(Float, F16, true, false),
+            PingPong128,
+            Fast,
+            All,
+        ),
+        inst(
+            "bf16_gelu_pp128",
+            kind(Float, BF16, true, false),
+            PingPong128,
+            Fast,
+            All,
+        ),
+    ]
+};
+
+/// The kernels that compute `kind`, in the library's order.
+pub fn instances(kind: Kind) -> impl Iterator<Item = &'static Instance> {
+    INSTANCES.iter().filter(move |i| i.kind == kind)
+}
+
+/// The kernel that runs `kind` at `rows` rows and `n` outputs: the one whose rule picks them,
+/// unless [`force`] named another of the same kind.
+pub fn choose(kind: Kind, rows: usize, n: usize) -> Option<&'static Instance> {
+    let forced = FORCED.load(std::sync::atomic::Ordering::Relaxed);
+    if let Some(i) = INSTANCES.get(forced).filter(|i| i.kind == kind) {
+        return Some(i);
+    }
+    instances(kind).find(|i| i.rule.picks(rows, n))
+}
+
+static FORCED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+/// Runs `instance` for every GEMM of its kind until called again (`None`: the row rule again).
+/// For examples/cutlass_check.rs, which times each configuration on the same shapes; no
+/// experiment setting reaches it, so a record's configuration is always the rule's.
+pub fn force(instance: Option<&'static Instance>) {
+    let index = instance
+        .and_then(|i| INSTANCES.iter().position(|j| j == i))
+        .unwrap_or(usize::MAX);
+    FORCED.store(index, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// For the record: which configuration runs `kind` at which rows, and the GELU's erf.
+pub fn describe(kind: Kind) -> String {
+    let chosen: Vec<String> = instances(kind)
+        .filter(|i| i.rule != Rule::ChecksOnly)
+        .map(|i| format!("{}{}", i.config.describe(), i.rule.describe()))
+        .collect();
+    let erf = if kind.gelu {
+        "; GELU's erf: rational approximation, |error| <= 7e-7"
+    } else {
+        ""
+    };
+    format!("{}{erf}", chosen.join("; "))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds() -> Vec<Kind> {
+        let mut v = Vec::new();
+        for inputs in [Inputs::Int8, Inputs::E4m3, Inputs::Float] {
+            for out in [DType::F16, DType::BF16, DType::F32] {
+                for gelu in [false, true] {
+                    for fast in [false, true] {
+                        v.push(kind(inputs, out, gelu, fast));
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn every_instance_has_a_file_and_only_those() {
+        // One .cu per instance (build/cutlass.rs compiles what is there), each naming its entry.
+        let mut files: Vec<String> = std::fs::read_dir("src/ops/kernels/cutlass")
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "cu").then(|| p.file_stem()?.to_str().map(String::from))?
+            })
+            .collect();
+        files.sort();
+        let mut names: Vec<String> = INSTANCES.iter().map(|i| i.name.to_string()).collect();
+        names.sort();
+        assert_eq!(names, files);
+        for i in INSTANCES {
+            let text =
+                std::fs::read_to_string(format!("src/ops/kernels/cutlass/{}.cu", i.name)).unwrap();
+            assert!(
+                text.contains(&format!("RUNNER_CUTLASS_GEMM({},", i.name)),
+                "{}",
+                i.name
+            );
+            // The .cu's configuration and erf are the ones the table says.
+            let config = match i.config {
+                Config::PingPong128 if i.kind.inputs == Inputs::Float => "Pp128F16)",
+                Config::PingPong128 if i.kind.fast_accumulation => "Pp128Fast)",
+                Config::PingPong128 => "Pp128)",
+                Config::Cooperative128 => "Co128)",
+                Config::Cooperative128x256 => "Co256)",
+                Config::PingPong64 => "Pp64Fast)",
+            };
+            assert!(text.contains(config), "{}: {config}", i.name);
+            let act = match (i.kind.gelu, i.erf) {
+                (false, _) => "runner_cutlass::Identity",
+                (true, Erf::Fast) => "runner_cutlass::GeluErf",
+                (true, Erf::Erff) => "cutlass::epilogue::thread::GELU",
+            };
+            assert!(text.contains(act), "{}: {act}", i.name);
+        }
+    }
+
+    #[test]
+    fn every_kind_with_kernels_has_exactly_one_for_every_row_count() {
+        for k in kinds() {
+            if instances(k).next().is_none() {
+                continue;
+            }
+            for rows in [1, 16, 128, 129, 512, 2048, 4095, 4096, 8192, 1 << 20] {
+                for n in [8, 768, 2047, 2048, 2304, 3072, 8192] {
+                    let picked = instances(k).filter(|i| i.rule.picks(rows, n)).count();
+                    assert_eq!(picked, 1, "{k:?} at {rows} rows, {n} outputs");
+                }
+            }
+        }
+        let int8 = kind(Inputs::Int8, DType::F16, false, false);
+        assert_eq!(
+            choose(int8, 2048, 2304).unwrap().config,
+            Config::PingPong128
+        );
+        assert_eq!(
+            choose(int8, 8192, 2304).unwrap().config,
+            Config::Cooperative128x256
+        );
+        assert_eq!(choose(int8, 8192, 768).unwrap().config, Config::PingPong128);
+        let fast = kind(Inputs::E4m3, DType::F16, false, true);
+        assert_eq!(choose(fast, 16, 768).unwrap().config, Config::PingPong64);
+        assert_eq!(choose(fast, 2048, 768).unwrap().config, Config::PingPong128);
+        // E4M3 promoted along K: never the 128x128 ping-pong tile, whose two accumulators spill.
+        for i in INSTANCES {
+            if i.kind.inputs == Inputs::E4m3 && !i.kind.fast_accumulation {
+                assert_ne!(i.config, Config::PingPong128, "{}", i.name);
+            }
+        }
+    }
+
+    #[test]
+    fn forcing_a_kernel_holds_for_its_kind_only() {
+        let gelu = kind(Inputs::Int8, DType::F16, true, false);
+        let erff = instances(gelu).find(|i| i.erf == Erf::Erff).unwrap();
+        assert_eq!(choose(gelu, 8192, 3072).unwrap().erf, Erf::Fast);
+        force(Some(erff));
+        assert_eq!(choose(gelu, 8192, 3072), Some(erff));
+        let plain = kind(Inputs::Int8, DType::F16, false, false);
+        assert_eq!(choose(plain, 8192, 2304).unwrap().name, "i8_f16_co256");
+        force(None);
+        assert_eq!(choose(gelu, 8192, 3072).unwrap().erf, Erf::Fast);
+    }
+
+    #[test]
+    fn the_record_names_the_configuration_by_rows() {
+        let d = describe(kind(Inputs::Int8, DType::F16, false, false));
+        assert!(
+            d.contains("128x256") && d.contains("from 4096 rows and 2048 outputs"),
+            "{d}"
+        );
+        assert!(d.contains("ping-pong") && d.contains("otherwise"), "{d}");
+        let d = describe(kind(Inputs::E4m3, DType::BF16, true, false));
+        assert!(d.contains("cooperative") && d.contains("7e-7"), "{d}");
+    }
+}

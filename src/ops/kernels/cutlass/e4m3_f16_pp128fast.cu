@@ -1,0 +1,3 @@
+// E4M3 x E4M3 -> f16 with FP8 fast accumulation, scales + f16 bias; 128x128 ping-pong. See gemm.cuh.
+#include "gemm.cuh"
+RUNNER_CUTLASS_GEMM(e4m3_f16_pp128fast, cutlass::float_e4m3_t, float, cutlass::half_t, cutlass::half_t, true, runner_cutlass::Identity, Pp128Fast)

@@ -1,0 +1,3 @@
+// int8 FFN-in -> f16, scales + f32 bias + GELU (fast erf); 128x128 ping-pong. See gemm.cuh.
+#include "gemm.cuh"
+RUNNER_CUTLASS_GEMM(i8_f16_gelu_pp128, int8_t, int32_t, cutlass::half_t, float, true, runner_cutlass::GeluErf, Pp128)

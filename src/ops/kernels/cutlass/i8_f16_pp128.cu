@@ -1,0 +1,3 @@
+// int8 x int8 -> f16, per-token x per-channel scales + the f32 bias; 128x128 ping-pong. See gemm.cuh.
+#include "gemm.cuh"
+RUNNER_CUTLASS_GEMM(i8_f16_pp128, int8_t, int32_t, cutlass::half_t, float, true, runner_cutlass::Identity, Pp128)

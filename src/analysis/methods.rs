@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use super::layers::{items_per_call, per_item, phase_of, phase_views, primary_view};
 use super::window_stats;
 use crate::measure::WindowRecord;
 use crate::results::{CellRecord, CellStatus};
@@ -113,14 +114,17 @@ pub fn estimate(
     }
 }
 
-/// The top-level layers measured alone (per call of the unit), in execution order.
+/// The top-level layers measured alone (per call of the unit), in execution order (a decoder's
+/// decode step's, unless `r` is a view of its prefill: [`super::layers::phase_views`]).
 pub fn isolated_layers(r: &CellRecord, metric: Metric) -> Vec<(String, Option<Estimate>)> {
+    let r = &*primary_view(r);
+    let items = items_per_call(r);
     r.layers
         .iter()
         .filter(|l| l.parent.is_none())
         .map(|l| {
             let windows = l.per_call_windows();
-            let e = estimate(&windows, r.cell.batch_size, r.idle_power_w, metric);
+            let e = estimate(&windows, items, r.idle_power_w, metric);
             (l.name.clone(), e)
         })
         .collect()
@@ -128,17 +132,14 @@ pub fn isolated_layers(r: &CellRecord, metric: Metric) -> Vec<(String, Option<Es
 
 /// Each prefix's own estimate, shortest first.
 fn prefix_estimates(r: &CellRecord, metric: Metric) -> Vec<(String, Option<Estimate>)> {
+    let r = &*primary_view(r);
+    let items = items_per_call(r);
     let mut prefixes: Vec<_> = r.prefixes.iter().collect();
     prefixes.sort_by_key(|p| p.layers);
     prefixes
         .iter()
         .map(|p| {
-            let e = estimate(
-                &p.per_call_windows(),
-                r.cell.batch_size,
-                r.idle_power_w,
-                metric,
-            );
+            let e = estimate(&p.per_call_windows(), items, r.idle_power_w, metric);
             (p.name.clone(), e)
         })
         .collect()
@@ -188,6 +189,10 @@ pub struct MethodComparison {
     pub precision: String,
     pub batch_size: usize,
     pub seq_len: usize,
+    /// Decoders: the phase compared (`prefill`, `decode`); `None` for encoders.
+    pub phase: Option<&'static str>,
+    /// What energy is per: `inference`, `prompt token`, `generated token`.
+    pub per: &'static str,
     pub method: String,
     pub metric: Metric,
     pub unit: &'static str,
@@ -199,7 +204,17 @@ pub struct MethodComparison {
     pub disagreeing: Vec<String>,
 }
 
+/// [`method_comparison`] of each phase a layers record profiled (one for an encoder).
+pub fn method_comparisons(r: &CellRecord) -> Vec<MethodComparison> {
+    phase_views(r)
+        .iter()
+        .filter_map(|v| method_comparison(v))
+        .collect()
+}
+
+/// The two methods side by side (a decoder's decode step, unless `r` is a view of its prefill).
 pub fn method_comparison(r: &CellRecord) -> Option<MethodComparison> {
+    let r = &*primary_view(r);
     if r.status != CellStatus::Ok || (r.layers.is_empty() && r.prefixes.is_empty()) {
         return None;
     }
@@ -242,6 +257,8 @@ pub fn method_comparison(r: &CellRecord) -> Option<MethodComparison> {
         precision: r.cell.precision.name().to_string(),
         batch_size: r.cell.batch_size,
         seq_len: r.cell.seq_len,
+        phase: phase_of(r).map(|p| p.name()),
+        per: per_item(r),
         method: r.cell.layer_method.name().to_string(),
         metric,
         unit: metric.unit(),
@@ -256,10 +273,14 @@ pub fn method_comparison(r: &CellRecord) -> Option<MethodComparison> {
     })
 }
 
-/// Top-level layers that hold linear weights (what a `quantize` selection can pick).
+/// Top-level layers that hold linear weights (what a `quantize` selection can pick; a
+/// decoder's output projection too).
 pub fn has_linear_weights(layer: &str) -> bool {
     layer.starts_with("transformer_block_") && !layer.contains('.')
-        || matches!(layer, "pre_classifier" | "pooler" | "classifier")
+        || matches!(
+            layer,
+            "pre_classifier" | "pooler" | "classifier" | "lm_head"
+        )
 }
 
 /// A layers cell's quantizable layers by their share of Σ top-level layers, largest first:

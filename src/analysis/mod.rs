@@ -33,8 +33,8 @@ pub use domains::DomainSummary;
 pub use findings::{findings, ratio_text, FindingGroup, Findings, Leader, RatioGroup, RatioLine};
 pub use labels::{axis_title, description, same_except, Labels};
 pub use layers::{
-    layer_summaries, layer_totals, reconcile, reconcile_in, LayerSummary, LayerTotals,
-    RECONCILIATION_FLAG,
+    items_per_call, layer_summaries, layer_totals, per_item, phase_of, phase_views, primary_view,
+    reconcile, reconcile_in, LayerSummary, LayerTotals, RECONCILIATION_FLAG,
 };
 pub use savings::{quantized_comparisons, QuantizedComparison, Savings, QUANTIZED_SLOWER};
 pub use window_stats::{window_stats, WindowStats};
@@ -171,28 +171,36 @@ pub fn summarize_all(records: &[CellRecord], baseline: Precision) -> Vec<CellSum
             s.whole_model_cell_id = Some(rec.model_cell_id.clone());
             // A prefix-only cell's isolated figures are its longest prefix: said once, as prefix.
             let isolated = !r.layers.is_empty();
-            for (what, ratio) in [
-                (
-                    "layers' latency sum",
-                    Some(rec.latency_ratio).filter(|_| isolated),
-                ),
-                ("layers' energy sum", rec.energy_ratio.filter(|_| isolated)),
-                ("prefix-differenced latency sum", rec.prefix_latency_ratio),
-                ("prefix-differenced energy sum", rec.prefix_energy_ratio),
-            ] {
-                if let Some(ratio) = ratio.filter(|r| (r - 1.0).abs() > RECONCILIATION_FLAG) {
-                    s.flags.push(format!(
-                        "{what} is {:.1} % of the whole model's (cell {})",
-                        ratio * 100.0,
-                        rec.model_cell_id
-                    ));
+            // A decoder's: the decode step's, then the prefill's, each named.
+            for rec in std::iter::once(&rec).chain(rec.prefill.as_deref()) {
+                let phase = rec
+                    .phase
+                    .map(|p| format!("{} ", p.name()))
+                    .unwrap_or_default();
+                for (what, ratio) in [
+                    (
+                        "layers' latency sum",
+                        Some(rec.latency_ratio).filter(|_| isolated),
+                    ),
+                    ("layers' energy sum", rec.energy_ratio.filter(|_| isolated)),
+                    ("prefix-differenced latency sum", rec.prefix_latency_ratio),
+                    ("prefix-differenced energy sum", rec.prefix_energy_ratio),
+                ] {
+                    if let Some(ratio) = ratio.filter(|r| (r - 1.0).abs() > RECONCILIATION_FLAG) {
+                        s.flags.push(format!(
+                            "{phase}{what} is {:.1} % of the whole model's (cell {})",
+                            ratio * 100.0,
+                            rec.model_cell_id
+                        ));
+                    }
                 }
             }
         }
-        if let Some(c) = methods::method_comparison(r) {
+        for c in methods::method_comparisons(r) {
+            let phase = c.phase.map(|p| format!("{p}: ")).unwrap_or_default();
             if !c.disagreeing.is_empty() {
                 summaries[i].flags.push(format!(
-                    "isolated and prefix-differenced {} disagree beyond their intervals in {}: a unit alone does not run as it runs inside the whole pass (overlap with its neighbours, clocks, caches); the prefix figures are the ones that add up to the whole model",
+                    "{phase}isolated and prefix-differenced {} disagree beyond their intervals in {}: a unit alone does not run as it runs inside the whole pass (overlap with its neighbours, clocks, caches); the prefix figures are the ones that add up to the whole model",
                     c.metric.name(),
                     c.disagreeing.join(", ")
                 ));
@@ -203,7 +211,7 @@ pub fn summarize_all(records: &[CellRecord], baseline: Precision) -> Vec<CellSum
                 };
                 let beyond = p.ci_high.is_some_and(|hi| hi < 0.0);
                 summaries[i].flags.push(format!(
-                    "negative prefix difference: {} {:.4} {} (the prefix through it measured less than the prefix before it): {}",
+                    "{phase}negative prefix difference: {} {:.4} {} (the prefix through it measured less than the prefix before it): {}",
                     l.name,
                     p.value,
                     c.unit,

@@ -532,14 +532,15 @@ fn to_cell(
                     prompt + new
                 ));
             }
-            // Nothing to select in a crate decoder's private linears, no layers to profile.
+            // Nothing to select in a decoder's linears yet; its layer method as for an encoder
+            // (the runner's own decoder profiles its layers both ways).
             let (p, n) = (prompt as usize, new as usize);
             (
                 prompt,
                 Some(p),
                 Some(n),
                 QuantizeSelection::All,
-                LayerMethod::Isolated,
+                layer_method,
             )
         }
     };

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Device, Result, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// What a record says about the implementation that ran.
 pub trait Describe {
@@ -61,6 +62,111 @@ pub trait Generate: Describe {
     fn fixed_step(&self, _first: &Tensor, _steps: usize) -> Result<Option<FixedStep<'_>>> {
         Ok(None)
     }
+    /// Every layer callable alone, for a `layers` cell; `None` where the implementation keeps
+    /// its layers private (candle-transformers' models).
+    fn layers(&mut self) -> Option<&mut dyn DecoderLayers> {
+        None
+    }
+}
+
+/// The two phases of a generation, measured apart: the prompt's forward pass, and one decode
+/// step of one token per sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Prefill,
+    Decode,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 2] = [Phase::Prefill, Phase::Decode];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Prefill => "prefill",
+            Phase::Decode => "decode",
+        }
+    }
+
+    /// What a per-layer figure of this phase is per.
+    pub fn per(self) -> &'static str {
+        match self {
+            Phase::Prefill => "prompt token",
+            Phase::Decode => "generated token",
+        }
+    }
+}
+
+/// A part of a decoder the per-layer profiler runs alone: the top-level layers (embeddings,
+/// each block, the final norm with the output projection) and each block's two halves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderUnit {
+    Embeddings,
+    Block(usize),
+    /// input RMSNorm, Q/K/V, rotary, KV-cache write, attention, output projection, residual.
+    Attention(usize),
+    /// post-attention RMSNorm, SwiGLU, residual.
+    Mlp(usize),
+    /// Final RMSNorm of the last position, the output projection, the greedy argmax.
+    Head,
+}
+
+impl DecoderUnit {
+    /// Named as the encoder's units are, so the report's tables and the quantize ranking read
+    /// both alike (`transformer_block_3.attention`).
+    pub fn name(self) -> String {
+        match self {
+            DecoderUnit::Embeddings => "embeddings".into(),
+            DecoderUnit::Block(i) => format!("transformer_block_{i}"),
+            DecoderUnit::Attention(i) => format!("transformer_block_{i}.attention"),
+            DecoderUnit::Mlp(i) => format!("transformer_block_{i}.mlp"),
+            DecoderUnit::Head => "lm_head".into(),
+        }
+    }
+
+    pub fn parent(self) -> Option<String> {
+        match self {
+            DecoderUnit::Attention(i) | DecoderUnit::Mlp(i) => Some(DecoderUnit::Block(i).name()),
+            _ => None,
+        }
+    }
+}
+
+/// A unit with the real input it received in one pass of its phase.
+pub struct CapturedDecoderUnit {
+    pub unit: DecoderUnit,
+    pub input: Tensor,
+}
+
+/// One phase made ready for the per-layer profiler: the KV cache in the state the phase's
+/// windows of a whole-model cell see, the phase's input ids, and every unit's captured input.
+pub struct CapturedPhase {
+    pub phase: Phase,
+    /// (batch, prompt_len) for the prefill, (batch, 1) for a decode step.
+    pub ids: Tensor,
+    pub units: Vec<CapturedDecoderUnit>,
+    /// Where the phase runs, for the record ("positions 0..512", "position 576 of 640").
+    pub position: String,
+}
+
+/// Per-layer access to a decoder with a static KV cache. No call of a unit or a prefix moves
+/// the position: a decode unit writes its keys and values at the same device-held position
+/// every call, a prefill unit the same span, so K calls per loop measure K identical calls.
+pub trait DecoderLayers {
+    /// The top-level units in execution order: embeddings, each block, the head.
+    fn top_level(&self) -> Vec<DecoderUnit>;
+    /// Prefills `prompt` and, for the decode phase, runs `decode_steps` greedy steps after it,
+    /// so that the captured step sees the context the whole-model cell's steps see on average.
+    fn capture(
+        &mut self,
+        phase: Phase,
+        prompt: &Tensor,
+        decode_steps: usize,
+    ) -> Result<CapturedPhase>;
+    fn run_unit(&self, phase: Phase, unit: &CapturedDecoderUnit) -> Result<Tensor>;
+    /// The model cut after `layers` top-level units (1 = the embeddings alone; all of them: the
+    /// whole phase, argmax included) on the phase's ids.
+    fn run_prefix(&self, phase: Phase, ids: &Tensor, layers: usize) -> Result<Tensor>;
 }
 
 /// One decode step as a closure of no arguments: each `run` reads the device-held tokens and

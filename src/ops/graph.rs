@@ -18,6 +18,9 @@ pub enum GraphMode {
     Auto,
     /// Always eager (for comparison with the graph).
     Off,
+    /// Eager because the work is run eagerly where it is measured whole, for the reason given
+    /// (a decoder's prefill: one shape per prompt, a host-built causal mask).
+    Eager(&'static str),
 }
 
 /// How one cell's forward pass executes, for the record.
@@ -78,8 +81,10 @@ impl<'m> CellForward<'m> {
         if !device.is_cuda() {
             return eager(work, None);
         }
-        if mode == GraphMode::Off {
-            return eager(work, Some("device.cuda_graphs = false".into()));
+        match mode {
+            GraphMode::Off => return eager(work, Some("device.cuda_graphs = false".into())),
+            GraphMode::Eager(why) => return eager(work, Some(why.into())),
+            GraphMode::Auto => {}
         }
         #[cfg(feature = "cuda")]
         {
@@ -161,8 +166,10 @@ impl<'w> FixedWork<'w> {
         if !device.is_cuda() {
             return eager(work, None);
         }
-        if mode == GraphMode::Off {
-            return eager(work, Some("device.cuda_graphs = false".into()));
+        match mode {
+            GraphMode::Off => return eager(work, Some("device.cuda_graphs = false".into())),
+            GraphMode::Eager(why) => return eager(work, Some(why.into())),
+            GraphMode::Auto => {}
         }
         #[cfg(feature = "cuda")]
         {

@@ -111,11 +111,14 @@ type Units<'a> = (&'a [LayerRecord], &'a [PrefixRecord]);
 fn compare_units(a: Units, b: Units, batch: usize, threshold: f64) -> Vec<UnitView> {
     let mut units = Vec::new();
     for la in a.0 {
-        let Some(lb) = b.0.iter().find(|l| l.name == la.name) else {
+        let Some(lb) =
+            b.0.iter()
+                .find(|l| l.name == la.name && l.phase == la.phase)
+        else {
             continue;
         };
         units.push(unit(
-            &la.name,
+            &phased(la.phase, &la.name),
             "alone",
             la.parent.is_some(),
             series(&la.per_call_windows(), batch),
@@ -124,11 +127,14 @@ fn compare_units(a: Units, b: Units, batch: usize, threshold: f64) -> Vec<UnitVi
         ));
     }
     for pa in a.1 {
-        let Some(pb) = b.1.iter().find(|p| p.layers == pa.layers) else {
+        let Some(pb) =
+            b.1.iter()
+                .find(|p| p.layers == pa.layers && p.phase == pa.phase)
+        else {
             continue;
         };
         units.push(unit(
-            &pa.name,
+            &phased(pa.phase, &pa.name),
             "prefix",
             false,
             series(&pa.per_call_windows(), batch),
@@ -137,6 +143,14 @@ fn compare_units(a: Units, b: Units, batch: usize, threshold: f64) -> Vec<UnitVi
         ));
     }
     units
+}
+
+/// A decoder's unit named with its phase (`decode: transformer_block_3`), an encoder's as is.
+fn phased(phase: Option<crate::results::Phase>, name: &str) -> String {
+    match phase {
+        Some(p) => format!("{}: {name}", p.name()),
+        None => name.to_string(),
+    }
 }
 
 fn summarize(id: String, label: String, units: Vec<UnitView>) -> Option<LayersCellView> {
@@ -214,6 +228,7 @@ mod tests {
             },
             calls_per_loop: k,
             execution: None,
+            phase: None,
             windows: (0..3).map(|i| window(ms + 0.001 * i as f64, j)).collect(),
         }
     }

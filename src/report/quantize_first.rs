@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::analysis::methods::{method_comparison, MethodComparison};
+use crate::analysis::methods::{method_comparisons, MethodComparison};
 use crate::analysis::quantize::{quantize_first, selections, QuantizeFirst, SelectionGroup};
 use crate::analysis::CellSummary;
 use crate::results::CellRecord;
@@ -24,7 +24,7 @@ pub(super) fn per_layer_view(records: &[CellRecord], summaries: &[CellSummary]) 
     let methods: Vec<MethodComparison> = records
         .iter()
         .filter(|r| !r.prefixes.is_empty())
-        .filter_map(method_comparison)
+        .flat_map(method_comparisons)
         .collect();
     let quantize_first = quantize_first(records);
     let selections = selections(records, summaries);

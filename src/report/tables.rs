@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use crate::analysis::methods::{self, Estimate, Metric};
 use crate::analysis::{CellSummary, DomainSummary, LayerSummary};
 use crate::config::AXES;
-use crate::results::{CellRecord, CellStatus};
+use crate::results::{CellRecord, CellStatus, Phase};
 use crate::sensor::{CPU_PACKAGE, DRAM, GPU_BOARD};
 
 /// A text cell as a spreadsheet should show it: one that starts with `=`, `+`, `-`, `@`, a tab or
@@ -276,6 +276,10 @@ pub(super) fn summary_csv_bytes(summaries: &[CellSummary]) -> Result<Vec<u8>> {
 struct LayerRow<'a> {
     cell: &'a CellSummary,
     method: &'static str,
+    /// A decoder's phase (`prefill`, `decode`); none for an encoder.
+    phase: Option<Phase>,
+    /// What energy is per: `inference`, `prompt token`, `generated token`.
+    per: &'static str,
     name: &'a str,
     index: usize,
     parent: Option<&'a str>,
@@ -296,6 +300,8 @@ const PER_LAYER: &[RowColumn] = &[
     ("layer_idx", |r| r.index.to_string()),
     ("parent", |r| text(r.parent)),
     ("method", |r| r.method.into()),
+    ("phase", |r| text(r.phase.map(Phase::name))),
+    ("energy_per", |r| r.per.into()),
     ("avg_power_w", |r| {
         num(r.isolated.and_then(|l| l.avg_power_w))
     }),
@@ -393,62 +399,75 @@ pub(super) fn per_layer_csv_bytes(
 ) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(per_layer_columns())?;
-    for r in records {
-        let Some(cell) = cells.iter().find(|c| c.id == r.cell.id) else {
+    for record in records {
+        let Some(cell) = cells.iter().find(|c| c.id == record.cell.id) else {
             continue;
         };
-        let comparison = methods::method_comparison(r);
-        let disagree = |name: &str| {
-            comparison
-                .as_ref()
-                .and_then(|c| c.layers.iter().find(|l| l.name == name))
-                .and_then(|l| l.disagree)
-        };
-        let prefix = (!r.prefixes.is_empty()).then(|| {
-            (
-                methods::prefix_layers(r, Metric::Energy),
-                methods::prefix_layers(r, Metric::Latency),
-            )
-        });
-        let mut rows: Vec<LayerRow> = layers
-            .iter()
-            .filter(|l| l.cell_id == r.cell.id)
-            .map(|l| LayerRow {
-                cell,
-                method: "isolated",
-                name: &l.layer_name,
-                index: l.layer_idx,
-                parent: l.parent.as_deref(),
-                isolated: Some(l),
-                energy: estimate(
-                    l.energy_per_inference_mj,
-                    l.energy_ci_low_mj,
-                    l.energy_ci_high_mj,
-                ),
-                latency: estimate(
-                    l.latency_per_loop_ms,
-                    l.latency_ci_low_ms,
-                    l.latency_ci_high_ms,
-                ),
-                calls_per_loop: Some(l.calls_per_loop),
-                disagree: disagree(&l.layer_name),
-            })
-            .collect();
-        if !r.prefixes.is_empty() {
-            let (energy, latency) = prefix.as_ref().expect("computed for cells with prefixes");
+        // A decoder's prefill rows, then its decode step's; an encoder's as they were.
+        let views = crate::analysis::phase_views(record);
+        let mut rows: Vec<LayerRow> = Vec::new();
+        for r in views.iter().map(|v| &**v) {
+            let phase = crate::analysis::phase_of(r);
+            let per = crate::analysis::per_item(r);
+            let comparison = methods::method_comparison(r);
+            let disagree = |name: &str| {
+                comparison
+                    .as_ref()
+                    .and_then(|c| c.layers.iter().find(|l| l.name == name))
+                    .and_then(|l| l.disagree)
+            };
+            rows.extend(
+                layers
+                    .iter()
+                    .filter(|l| l.cell_id == r.cell.id && l.phase == phase)
+                    .map(|l| LayerRow {
+                        cell,
+                        method: "isolated",
+                        phase,
+                        per,
+                        name: &l.layer_name,
+                        index: l.layer_idx,
+                        parent: l.parent.as_deref(),
+                        isolated: Some(l),
+                        energy: estimate(
+                            l.energy_per_inference_mj,
+                            l.energy_ci_low_mj,
+                            l.energy_ci_high_mj,
+                        ),
+                        latency: estimate(
+                            l.latency_per_loop_ms,
+                            l.latency_ci_low_ms,
+                            l.latency_ci_high_ms,
+                        ),
+                        calls_per_loop: Some(l.calls_per_loop),
+                        disagree: disagree(&l.layer_name),
+                    }),
+            );
+            if r.prefixes.is_empty() {
+                continue;
+            }
+            let energy = methods::prefix_layers(r, Metric::Energy);
+            let latency = methods::prefix_layers(r, Metric::Latency);
             let k = r.prefixes.first().map(|p| p.calls_per_loop);
-            for (i, ((name, e), (_, t))) in energy.iter().zip(latency).enumerate() {
+            for (i, ((name, e), (_, t))) in energy.into_iter().zip(latency).enumerate() {
+                let disagree = disagree(&name);
+                // Named by the record's own string (the rows borrow from the records).
+                let Some(name) = r.prefixes.iter().find(|p| p.name == name) else {
+                    continue;
+                };
                 rows.push(LayerRow {
                     cell,
                     method: "prefix",
-                    name,
+                    phase,
+                    per,
+                    name: &name.name,
                     index: i,
                     parent: None,
                     isolated: None,
-                    energy: *e,
-                    latency: *t,
+                    energy: e,
+                    latency: t,
                     calls_per_loop: k,
-                    disagree: disagree(name),
+                    disagree,
                 });
             }
         }

@@ -31,6 +31,7 @@ use crate::data::DatasetUsage;
 use crate::device::DeviceInfo;
 use crate::matrix::Cell;
 use crate::measure::{IdleBaseline, SamplerOverhead, WarmupRecord, WindowRecord};
+pub use crate::model::workload::Phase;
 use crate::sensor::{GpuState, SensorInfo};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -127,6 +128,10 @@ pub struct LayerRecord {
     /// How a loop ran (a CUDA graph of K calls, or eager launches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
+    /// Decoders: the phase the unit ran in (a prefill of the prompts, or one decode step);
+    /// `None` for an encoder's forward pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
     pub windows: Vec<WindowRecord>,
 }
 
@@ -173,6 +178,10 @@ pub struct PrefixRecord {
     pub calls_per_loop: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
+    /// Decoders: the phase the unit ran in (a prefill of the prompts, or one decode step);
+    /// `None` for an encoder's forward pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
     pub windows: Vec<WindowRecord>,
 }
 
@@ -227,6 +236,12 @@ pub struct Reconciliation {
     pub prefix_latency_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_energy_ratio: Option<f64>,
+    /// Decoders: the phase these figures are of (decode: per generated token), and the
+    /// prefill's reconciliation (per prompt token) beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<Box<Reconciliation>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -532,6 +547,7 @@ mod tests {
             },
             calls_per_loop: k,
             execution: None,
+            phase: None,
             windows: vec![WindowRecord {
                 loops: 250,
                 duration_s: 1.0,

@@ -87,9 +87,12 @@ pub(super) fn run_cell(
     let mut overhead = None;
     let spec = &prepared.specs[&cell.model];
     let workload = spec.workload();
-    let refused = if workload == WorkloadKind::Generate && cell.scope == Scope::Layers {
+    let crate_decoder = spec
+        .decoder()
+        .is_some_and(|d| d.implementation != crate::config::Implementation::Own);
+    let refused = if crate_decoder && cell.scope == Scope::Layers {
         Err(model::Unsupported::Shape(
-            "scope = \"layers\": candle-transformers' decoders keep their layers private, so a decoder has no per-layer profile here (the runner's own Llama-family decoder will have one)".into(),
+            "scope = \"layers\": candle-transformers' decoders keep their layers private, so they have no per-layer profile; the runner's own Llama-family decoder has one (implementation = \"own\": llama, mistral, qwen2, qwen3)".into(),
         ))
     } else if let Some(why) = spec
         .decoder()
@@ -122,6 +125,18 @@ pub(super) fn run_cell(
                 &mut record,
                 earlier,
             ),
+            WorkloadKind::Generate if cell.scope == Scope::Layers => {
+                super::generate_layers::measure(
+                    cell,
+                    prepared,
+                    store,
+                    device,
+                    sensor,
+                    &mut on_progress,
+                    &mut record,
+                )
+                .map(|trace| (trace, None))
+            }
             WorkloadKind::Generate => super::generate::measure(
                 cell,
                 prepared,

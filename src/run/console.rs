@@ -17,8 +17,24 @@ use crate::results::{CellRecord, CellStatus};
 
 /// The console breakdown printed when a `layers` cell ends (energy where measured, else latency):
 /// the isolated units, and beside each top-level layer its prefix difference when the cell ran
-/// that method too (`!` where the two disagree beyond their intervals).
+/// that method too (`!` where the two disagree beyond their intervals). A decoder's: one per
+/// phase, the prefill's per prompt token, the decode step's per generated token.
 pub(super) fn layer_breakdown(r: &CellRecord) -> String {
+    let rec = r.reconciliation.as_ref();
+    analysis::phase_views(r)
+        .iter()
+        .map(|view| {
+            let rec = match analysis::phase_of(view) {
+                Some(crate::results::Phase::Prefill) => rec.and_then(|c| c.prefill.as_deref()),
+                _ => rec,
+            };
+            phase_breakdown(view, rec)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn phase_breakdown(r: &CellRecord, rec: Option<&crate::results::Reconciliation>) -> String {
     use analysis::methods::{self, Metric};
     let metric = methods::metric_of(r);
     let energy = metric == Metric::Energy;
@@ -48,18 +64,34 @@ pub(super) fn layer_breakdown(r: &CellRecord) -> String {
         (false, true) => "prefix-differenced; ",
         _ => "",
     };
+    let phase = analysis::phase_of(r);
+    let (shape, per_batch) = match phase {
+        Some(p) => (
+            format!(
+                "{} prompt {}+{}",
+                p.name(),
+                r.cell.prompt_len.unwrap_or(r.cell.seq_len),
+                r.cell.new_tokens.unwrap_or(0)
+            ),
+            match p {
+                crate::results::Phase::Prefill => "per prefill of the batch",
+                crate::results::Phase::Decode => "per decode step",
+            },
+        ),
+        None => (format!("seq {}", r.cell.seq_len), "per batch"),
+    };
     let mut out = format!(
-        "{title} BREAKDOWN BY LAYER  ({} {} batch {} seq {}; {methods_used}{})\n",
+        "{title} BREAKDOWN BY LAYER  ({} {} batch {} {shape}; {methods_used}{})\n",
         r.cell.id,
         r.cell.precision.name(),
         r.cell.batch_size,
-        r.cell.seq_len,
         if energy {
-            "per inference"
+            format!("per {}", analysis::per_item(r))
         } else {
-            "per batch; energy not measured"
+            format!("{per_batch}; energy not measured")
         }
     );
+    let items = analysis::items_per_call(r);
     let prefix_cell = |name: &str| -> String {
         let Some((layers, sum)) = &prefix else {
             return String::new();
@@ -74,8 +106,7 @@ pub(super) fn layer_breakdown(r: &CellRecord) -> String {
     };
     if isolated {
         for l in &r.layers {
-            let s =
-                analysis::window_stats(&l.per_call_windows(), r.cell.batch_size, r.idle_power_w);
+            let s = analysis::window_stats(&l.per_call_windows(), items, r.idle_power_w);
             let value = if energy {
                 s.energy_per_inference_mj
             } else {
@@ -107,7 +138,7 @@ pub(super) fn layer_breakdown(r: &CellRecord) -> String {
             out.push_str(&format!("  {:<25}: {}\n", l.name, prefix_cell(&l.name)));
         }
     }
-    let whole = r.reconciliation.as_ref().map(|rec| {
+    let whole = rec.map(|rec| {
         let (w, ratio, prefix_ratio) = if energy {
             (
                 rec.whole_energy_per_inference_mj,

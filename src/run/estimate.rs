@@ -192,6 +192,26 @@ impl CellCost for DecoderCost<'_> {
         let Some((prefill, step)) = self.phases(cell, cell.batch_size) else {
             return Vec::new();
         };
+        if cell.scope == Scope::Layers {
+            // Per phase, one call per loop on the CPU: each block and its two halves at about
+            // a block's time, the embeddings and the head little; prefixes half a pass.
+            let layers = self
+                .specs
+                .get(&cell.model)
+                .and_then(|s| s.decoder())
+                .map_or(1, |d| d.shapes.layers) as f64;
+            let mut units = Vec::new();
+            for whole in [prefill, step] {
+                if cell.layer_method.isolated() {
+                    units.extend(std::iter::repeat_n(whole / layers, 3 * layers as usize));
+                    units.extend([whole / (10.0 * layers); 2]);
+                }
+                if cell.layer_method.prefix() {
+                    units.extend(std::iter::repeat_n(whole / 2.0, layers as usize + 2));
+                }
+            }
+            return units;
+        }
         vec![prefill, step * cell.new_tokens.unwrap_or(0) as f64]
     }
 

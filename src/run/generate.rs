@@ -94,7 +94,7 @@ pub(super) fn check_memory(prepared: &Prepared, cells: &[&Cell], device: &Device
 }
 
 /// The first `batch` prompts as a (batch, prompt_len) tensor on the device.
-fn prompt_tensor(prompts: &[Vec<u32>], batch: usize, device: &Device) -> Result<Tensor> {
+pub(super) fn prompt_tensor(prompts: &[Vec<u32>], batch: usize, device: &Device) -> Result<Tensor> {
     let len = prompts[0].len();
     let ids: Vec<u32> = prompts[..batch].iter().flatten().copied().collect();
     Ok(Tensor::from_vec(ids, (batch, len), device)?)

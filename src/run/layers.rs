@@ -23,7 +23,7 @@ use crate::config::{LayerMethod, ProtocolSection};
 use crate::measure::{self, Clock, ProtocolOutcome};
 use crate::model::Encoder;
 use crate::ops::graph::{FixedWork, GraphMode};
-use crate::results::{CellRecord, LayerRecord, PrefixRecord};
+use crate::results::{CellRecord, LayerRecord, Phase, PrefixRecord};
 use crate::sensor::{self, EnergySensor};
 
 /// The most calls one loop of an isolated unit runs: the smallest unit (the classifier, ~30 µs on
@@ -92,6 +92,52 @@ pub(super) struct LayerSettings<'a> {
     pub graphs: GraphMode,
 }
 
+/// One unit, or one prefix, to measure: what the record calls it and one call of it.
+pub(super) struct Work<'a> {
+    pub name: String,
+    /// The block a component belongs to (units only).
+    pub parent: Option<String>,
+    pub call: Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>,
+}
+
+/// What the records of one run of [`measure_isolated`] or [`measure_prefixes`] share: the
+/// whole pass's time (to choose K; 0 on the CPU), the phase (decoders), how loops execute.
+pub(super) struct Pass<'a> {
+    pub device: &'a candle_core::Device,
+    pub whole_ms: f64,
+    pub phase: Option<Phase>,
+    pub graphs: GraphMode,
+    pub protocol: &'a ProtocolSection,
+}
+
+impl Pass<'_> {
+    fn synchronous(&self) -> bool {
+        !self.device.is_cuda()
+    }
+
+    /// A progress label, with the phase first where there is one.
+    fn label(&self, what: String) -> String {
+        match self.phase {
+            Some(p) => format!("{} {what}", p.name()),
+            None => what,
+        }
+    }
+}
+
+/// Times the whole pass as a cell runs it, to choose K (on CUDA only: the CPU runs K = 1).
+pub(super) fn whole_pass_ms(
+    device: &candle_core::Device,
+    clock: &dyn Clock,
+    on_progress: &mut dyn FnMut(&str),
+    run: &mut dyn FnMut() -> Result<Tensor>,
+) -> Result<f64> {
+    if !device.is_cuda() {
+        return Ok(0.0);
+    }
+    on_progress("timing the whole forward pass (to choose calls per loop)");
+    median_call_ms(clock, device, run)
+}
+
 /// Measures a `layers` cell into `record.layers` (isolated) and `record.prefixes` (prefix);
 /// returns the power trace of every window, one unit after the other.
 #[allow(clippy::too_many_arguments)]
@@ -108,83 +154,150 @@ pub(super) fn measure_layers(
     let device = model.device().clone();
     let mut trace = Trace::default();
     // The whole pass as a model cell runs it (a graph replay per loop on CUDA).
-    let synchronous = !device.is_cuda();
-    let whole_ms = if synchronous {
-        0.0
-    } else {
-        on_progress("timing the whole forward pass (to choose calls per loop)");
+    let whole_ms = {
         let mut forward = model.cell_forward(ids, mask, settings.graphs);
         let inputs = [ids.clone(), mask.clone()];
-        median_call_ms(clock, &device, &mut || Ok(forward.forward(&inputs)?))?
+        whole_pass_ms(&device, clock, on_progress, &mut || {
+            Ok(forward.forward(&inputs)?)
+        })?
+    };
+    let pass = Pass {
+        device: &device,
+        whole_ms,
+        phase: None,
+        graphs: settings.graphs,
+        protocol: settings.protocol,
     };
     if settings.method.isolated() {
-        let units = model.capture_units(ids, mask)?;
+        let captured = model.capture_units(ids, mask)?;
         device.synchronize()?;
-        for (index, captured) in units.iter().enumerate() {
-            let name = captured.unit.name();
-            let k = if synchronous {
-                1
-            } else {
-                let unit_ms =
-                    median_call_ms(clock, &device, &mut || Ok(model.forward_unit(captured)?))?;
-                calls_per_loop(whole_ms, unit_ms, synchronous)
-            };
-            let what = calls_of(k, &name);
-            let work = FixedWork::new(&device, settings.graphs, &what, || {
-                repeated(k, || model.forward_unit(captured))
-            });
-            let label = format!("{}/{} {name}", index + 1, units.len());
-            let outcome = run_work(&work, settings.protocol, sensor, clock, on_progress, &label)
-                .with_context(|| format!("layer {name}"))?;
-            trace.append(&outcome);
-            record.layers.push(LayerRecord {
-                name,
-                index,
-                parent: captured.unit.parent(),
-                warmup: outcome.warmup,
-                calls_per_loop: k,
-                execution: (!synchronous).then(|| work.describe()),
-                windows: outcome.windows,
-            });
-        }
+        let units: Vec<Work> = captured
+            .iter()
+            .map(|c| Work {
+                name: c.unit.name(),
+                parent: c.unit.parent(),
+                call: Box::new(move || model.forward_unit(c)),
+            })
+            .collect();
+        measure_isolated(
+            &pass,
+            &units,
+            sensor,
+            clock,
+            on_progress,
+            &mut trace,
+            record,
+        )?;
     }
     if settings.method.prefix() {
-        let layers = model.layers();
+        let prefixes: Vec<Work> = model
+            .layers()
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| Work {
+                name: layer.name(),
+                parent: None,
+                call: Box::new(move || model.forward_prefix(ids, mask, i + 1)),
+            })
+            .collect();
+        measure_prefixes(
+            &pass,
+            &prefixes,
+            sensor,
+            clock,
+            on_progress,
+            &mut trace,
+            record,
+        )?;
+    }
+    Ok(trace.samples)
+}
+
+/// Each unit alone through the full protocol, K calls per loop, into `record.layers`.
+pub(super) fn measure_isolated(
+    pass: &Pass,
+    units: &[Work],
+    sensor: &mut dyn EnergySensor,
+    clock: &dyn Clock,
+    on_progress: &mut dyn FnMut(&str),
+    trace: &mut Trace,
+    record: &mut CellRecord,
+) -> Result<()> {
+    let synchronous = pass.synchronous();
+    for (index, unit) in units.iter().enumerate() {
+        let name = &unit.name;
         let k = if synchronous {
             1
         } else {
-            let shortest_ms = median_call_ms(clock, &device, &mut || {
-                Ok(model.forward_prefix(ids, mask, 1)?)
-            })?;
-            calls_per_loop(whole_ms, shortest_ms, synchronous)
+            let unit_ms = median_call_ms(clock, pass.device, &mut || Ok((unit.call)()?))?;
+            calls_per_loop(pass.whole_ms, unit_ms, synchronous)
         };
-        for n in 1..=layers.len() {
-            let name = layers[n - 1].name();
-            let what = calls_of(
-                k,
-                &format!(
-                    "the forward pass through {name} ({n} of {} layers)",
-                    layers.len()
-                ),
-            );
-            let work = FixedWork::new(&device, settings.graphs, &what, || {
-                repeated(k, || model.forward_prefix(ids, mask, n))
-            });
-            let label = format!("prefix {n}/{} through {name}", layers.len());
-            let outcome = run_work(&work, settings.protocol, sensor, clock, on_progress, &label)
-                .with_context(|| format!("prefix through {name}"))?;
-            trace.append(&outcome);
-            record.prefixes.push(PrefixRecord {
-                name,
-                layers: n,
-                warmup: outcome.warmup,
-                calls_per_loop: k,
-                execution: device.is_cuda().then(|| work.describe()),
-                windows: outcome.windows,
-            });
-        }
+        let what = calls_of(k, name);
+        let work = FixedWork::new(pass.device, pass.graphs, &what, || {
+            repeated(k, || (unit.call)())
+        });
+        let label = pass.label(format!("{}/{} {name}", index + 1, units.len()));
+        let outcome = run_work(&work, pass.protocol, sensor, clock, on_progress, &label)
+            .with_context(|| pass.label(format!("layer {name}")))?;
+        trace.append(&outcome);
+        record.layers.push(LayerRecord {
+            name: name.clone(),
+            index,
+            parent: unit.parent.clone(),
+            warmup: outcome.warmup,
+            calls_per_loop: k,
+            execution: (!synchronous).then(|| work.describe()),
+            phase: pass.phase,
+            windows: outcome.windows,
+        });
     }
-    Ok(trace.samples)
+    Ok(())
+}
+
+/// Each prefix (the pass through `prefixes[..=n]`) through the full protocol, the same K
+/// calls per loop for all, into `record.prefixes`.
+pub(super) fn measure_prefixes(
+    pass: &Pass,
+    prefixes: &[Work],
+    sensor: &mut dyn EnergySensor,
+    clock: &dyn Clock,
+    on_progress: &mut dyn FnMut(&str),
+    trace: &mut Trace,
+    record: &mut CellRecord,
+) -> Result<()> {
+    let synchronous = pass.synchronous();
+    let k = match prefixes.first() {
+        Some(shortest) if !synchronous => {
+            let shortest_ms = median_call_ms(clock, pass.device, &mut || Ok((shortest.call)()?))?;
+            calls_per_loop(pass.whole_ms, shortest_ms, synchronous)
+        }
+        _ => 1,
+    };
+    let total = prefixes.len();
+    for (i, prefix) in prefixes.iter().enumerate() {
+        let (n, name) = (i + 1, &prefix.name);
+        let what = calls_of(
+            k,
+            &format!("the forward pass through {name} ({n} of {total} layers)"),
+        );
+        let work = FixedWork::new(pass.device, pass.graphs, &what, || {
+            repeated(k, || (prefix.call)())
+        });
+        let label = pass.label(format!("prefix {n}/{total} through {name}"));
+        let outcome = run_work(&work, pass.protocol, sensor, clock, on_progress, &label)
+            .with_context(|| pass.label(format!("prefix through {name}")))?;
+        trace.append(&outcome);
+        record.prefixes.push(PrefixRecord {
+            name: name.clone(),
+            layers: n,
+            warmup: outcome.warmup,
+            calls_per_loop: k,
+            execution: (!synchronous).then(|| work.describe()),
+            phase: pass.phase,
+            windows: outcome.windows,
+        });
+    }
+    Ok(())
 }
 
 /// One unit's or prefix's protocol: each loop runs the work once and synchronizes; the last
@@ -215,8 +328,8 @@ fn run_work(
 
 /// One trace for the cell: each unit's samples after the previous unit's.
 #[derive(Default)]
-struct Trace {
-    samples: Vec<sensor::PowerSample>,
+pub(super) struct Trace {
+    pub(super) samples: Vec<sensor::PowerSample>,
     offset: f64,
 }
 

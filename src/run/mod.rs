@@ -6,6 +6,7 @@
 //! - `classify.rs`: a classifier (encoder) cell: the model's timed loop (or each layer alone),
 //!   then fidelity against fp32 and accuracy on the probe's split
 //! - `layers.rs`: a `layers` cell: units alone (K calls per loop) and prefixes of the forward
+//! - `generate_layers.rs`: a decoder's `layers` cell: both methods, prefill and decode apart
 //! - `quantize.rs`: a cell's `quantize` selection resolved to the linear layers it quantizes
 //! - `serial.rs`: the loop over the cells on one device: resume, failures, device health,
 //!   interrupts, then the reports
@@ -25,6 +26,7 @@ mod classify;
 mod console;
 pub mod estimate;
 mod generate;
+mod generate_layers;
 mod layers;
 mod plan;
 mod quantize;

@@ -202,6 +202,13 @@ pub fn protocol_lower_bound_s(exp: &LoadedExperiment, cells: &[&Cell]) -> f64 {
                 // A decoder cell measures two phases, each through the whole protocol.
                 config::Scope::Model if c.prompt_len.is_some() => 2.0,
                 config::Scope::Model => 1.0,
+                // A decoder (whose block count the file may not say): per phase at least the
+                // embeddings, one block with its two halves and the head alone, and 3 prefixes.
+                config::Scope::Layers if c.prompt_len.is_some() => {
+                    let isolated = if c.layer_method.isolated() { 5.0 } else { 0.0 };
+                    let prefix = if c.layer_method.prefix() { 3.0 } else { 0.0 };
+                    2.0 * (isolated + prefix)
+                }
                 // Isolated: embeddings, pre-classifier and classifier, and each block with its
                 // 4 parts; prefix: one prefix per top-level layer.
                 config::Scope::Layers => exp

@@ -94,27 +94,28 @@ fn dataset(p: &mut Problems, r: &CellRecord) {
     }
 }
 
-/// Units are matched by name (reports, charts, `runner compare`): each name once, indices in
-/// order, a component's parent a layer listed before it.
+/// Units are matched by name (reports, charts, `runner compare`): each name once per phase (a
+/// decoder profiles its prefill and its decode step apart), indices in order within a phase, a
+/// component's parent a layer of its phase listed before it.
 fn units(p: &mut Problems, r: &CellRecord) {
     let mut names = HashSet::new();
-    let mut last_index = None;
+    let mut last_index = std::collections::HashMap::new();
     for (i, l) in r.layers.iter().enumerate() {
         let at = format!("layers[{i}] ({})", printable(&l.name));
-        if !names.insert(l.name.as_str()) {
+        if !names.insert((l.phase, l.name.as_str())) {
             p.add(format!("{at} is listed a second time"));
         }
-        if l.index > MAX_UNITS || last_index.is_some_and(|last| l.index <= last) {
+        let last = last_index.insert(l.phase, l.index);
+        if l.index > MAX_UNITS || last.is_some_and(|last| l.index <= last) {
             p.add(format!(
                 "{at}.index is {}, not after the layer before it",
                 l.index
             ));
         }
-        last_index = Some(l.index);
         if let Some(parent) = &l.parent {
             let listed_before = r.layers[..i]
                 .iter()
-                .any(|u| &u.name == parent && u.parent.is_none());
+                .any(|u| &u.name == parent && u.parent.is_none() && u.phase == l.phase);
             if !listed_before {
                 p.add(format!(
                     "{at}.parent {} is not a layer listed before it",
@@ -127,7 +128,7 @@ fn units(p: &mut Problems, r: &CellRecord) {
     let mut names = HashSet::new();
     for (i, u) in r.prefixes.iter().enumerate() {
         let at = format!("prefixes[{i}] ({})", printable(&u.name));
-        if !names.insert(u.name.as_str()) {
+        if !names.insert((u.phase, u.name.as_str())) {
             p.add(format!("{at} is listed a second time"));
         }
         if u.layers > MAX_UNITS {

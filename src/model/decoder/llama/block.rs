@@ -82,34 +82,60 @@ impl Block {
         cache: &StaticKvCache,
         start: usize,
     ) -> Result<Tensor> {
-        let a = self
-            .attention
-            .prefill(&self.input_norm.forward(x)?, rotary, cache, start)?;
-        let x = (x + a)?;
-        &x + self.mlp.forward(&self.post_attention_norm.forward(&x)?)?
+        self.mlp_residual(&self.prefill_attention(x, rotary, cache, start)?)
     }
 
-    /// `x` (batch, 1, hidden) at the device-held `position`; `positions` is 0..capacity (u32).
+    /// `x` (batch, 1, hidden) at the device-held `at.position`.
     pub fn decode(
         &self,
         x: &Tensor,
         rotary: &Rotary,
         cache: &StaticKvCache,
-        position: &Tensor,
-        positions: &Tensor,
-        neg_inf: &Tensor,
+        at: &DecodeAt,
     ) -> Result<Tensor> {
-        let a = self.attention.decode(
-            &self.input_norm.forward(x)?,
-            rotary,
-            cache,
-            position,
-            positions,
-            neg_inf,
-        )?;
-        let x = (x + a)?;
-        &x + self.mlp.forward(&self.post_attention_norm.forward(&x)?)?
+        self.mlp_residual(&self.decode_attention(x, rotary, cache, at)?)
     }
+
+    /// The attention half of a prefill: `x` + attention(input_norm(`x`)).
+    pub fn prefill_attention(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        start: usize,
+    ) -> Result<Tensor> {
+        let a = self
+            .attention
+            .prefill(&self.input_norm.forward(x)?, rotary, cache, start)?;
+        x + a
+    }
+
+    /// The attention half of a decode step: `x` + attention(input_norm(`x`)).
+    pub fn decode_attention(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        at: &DecodeAt,
+    ) -> Result<Tensor> {
+        let a = self
+            .attention
+            .decode(&self.input_norm.forward(x)?, rotary, cache, at)?;
+        x + a
+    }
+
+    /// The MLP half, the same in both phases: `x` + mlp(post_attention_norm(`x`)).
+    pub fn mlp_residual(&self, x: &Tensor) -> Result<Tensor> {
+        x + self.mlp.forward(&self.post_attention_norm.forward(x)?)?
+    }
+}
+
+/// Where a decode step runs, all on the device: the position (u32 (1,)), 0..capacity (u32) to
+/// mask the positions not yet written against, and the f32 -inf a masked score becomes.
+pub struct DecodeAt<'a> {
+    pub position: &'a Tensor,
+    pub positions: &'a Tensor,
+    pub neg_inf: &'a Tensor,
 }
 
 impl Mlp {
@@ -190,10 +216,13 @@ impl Attention {
         x: &Tensor,
         rotary: &Rotary,
         cache: &StaticKvCache,
-        position: &Tensor,
-        positions: &Tensor,
-        neg_inf: &Tensor,
+        at: &DecodeAt,
     ) -> Result<Tensor> {
+        let DecodeAt {
+            position,
+            positions,
+            neg_inf,
+        } = *at;
         let b = x.dim(0)?;
         let (q, k, v) = self.qkv(x)?;
         let q = rotary.apply_at(&q, position)?;

@@ -7,9 +7,11 @@
 //!
 //! - `config.rs`: the family's config.json, one reader for the four architectures
 //! - `block.rs`: a decoder layer: prefill of a span, decode step at the device-held position
+//! - `layers.rs`: every unit and prefix callable alone, for the per-layer profiler
 
 pub mod block;
 pub mod config;
+mod layers;
 
 use std::collections::BTreeMap;
 
@@ -17,12 +19,12 @@ use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
-use self::block::Block;
+use self::block::{Block, DecodeAt};
 use self::config::FamilyConfig;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::linear::Linear;
 use crate::model::parts::rope::Rotary;
-use crate::model::workload::{Describe, FixedStep, Generate};
+use crate::model::workload::{DecoderLayers, Describe, FixedStep, Generate};
 
 /// Positions a cache holds when no cell said how many (tests, fidelity): grown by doubling.
 const DEFAULT_CAPACITY: usize = 256;
@@ -59,6 +61,17 @@ struct CacheState {
     tokens: Tensor,
     /// u32 (1,): the position [`Generate::mark`] remembered, for the fixed step's restore.
     marked: Tensor,
+}
+
+impl CacheState {
+    /// The device-held position a decode step runs at.
+    fn at(&self) -> DecodeAt<'_> {
+        DecodeAt {
+            position: &self.position,
+            positions: &self.positions,
+            neg_inf: &self.masked,
+        }
+    }
 }
 
 impl LlamaFamily {
@@ -216,15 +229,9 @@ impl LlamaFamily {
     /// place: no host value enters the step (the same launches every step).
     fn decode(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
         let mut x = self.embed(tokens)?;
+        let at = state.at();
         for (block, cache) in self.blocks.iter().zip(&state.caches) {
-            x = block.decode(
-                &x,
-                &self.rotary,
-                cache,
-                &state.position,
-                &state.positions,
-                &state.masked,
-            )?;
+            x = block.decode(&x, &self.rotary, cache, &at)?;
         }
         let logits = self.head(&x)?;
         state
@@ -359,6 +366,10 @@ impl Generate for LlamaFamily {
                 state.position.slice_set(&state.marked, 0, 0)
             }),
         }))
+    }
+
+    fn layers(&mut self) -> Option<&mut dyn DecoderLayers> {
+        Some(self)
     }
 
     fn decode_windowing(&self) -> String {

@@ -1,0 +1,247 @@
+//! Every unit and prefix of the own decoder callable alone, for the per-layer profiler: the
+//! prefill's units on the prompt's real activations (each writes the same span of the cache
+//! every call), a decode step's at one device-held position (each writes the same position
+//! every call, and none advances it), so K calls of a unit are K identical calls.
+
+use candle_core::{Result, Tensor};
+
+use super::{CacheState, LlamaFamily};
+use crate::model::workload::{
+    greedy, CapturedDecoderUnit, CapturedPhase, DecoderLayers, DecoderUnit, Generate, Phase,
+};
+
+impl LlamaFamily {
+    fn cache_state(&self) -> Result<&CacheState> {
+        self.state.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg("a decoder's layers run on a captured phase's cache".into())
+        })
+    }
+
+    /// Block `i` whole, or one of its halves, in `phase`.
+    fn run_block_part(&self, phase: Phase, unit: DecoderUnit, x: &Tensor) -> Result<Tensor> {
+        let state = self.cache_state()?;
+        let (DecoderUnit::Block(i) | DecoderUnit::Attention(i) | DecoderUnit::Mlp(i)) = unit else {
+            candle_core::bail!("{} is not a block", unit.name());
+        };
+        let (block, cache) = (&self.blocks[i], &state.caches[i]);
+        match (phase, unit) {
+            (_, DecoderUnit::Mlp(_)) => block.mlp_residual(x),
+            (Phase::Prefill, DecoderUnit::Block(_)) => block.prefill(x, &self.rotary, cache, 0),
+            (Phase::Prefill, _) => block.prefill_attention(x, &self.rotary, cache, 0),
+            (Phase::Decode, DecoderUnit::Block(_)) => {
+                block.decode(x, &self.rotary, cache, &state.at())
+            }
+            (Phase::Decode, _) => block.decode_attention(x, &self.rotary, cache, &state.at()),
+        }
+    }
+
+    /// The head as a phase ends: the last position's logits (f32), and the greedy argmax that
+    /// the whole phase runs on the device too (its result is not kept: nothing moves).
+    fn run_head(&self, x: &Tensor) -> Result<Tensor> {
+        let logits = self.head(x)?;
+        greedy(&logits)?;
+        Ok(logits)
+    }
+}
+
+impl DecoderLayers for LlamaFamily {
+    fn top_level(&self) -> Vec<DecoderUnit> {
+        let mut units = vec![DecoderUnit::Embeddings];
+        units.extend((0..self.blocks.len()).map(DecoderUnit::Block));
+        units.push(DecoderUnit::Head);
+        units
+    }
+
+    fn capture(
+        &mut self,
+        phase: Phase,
+        prompt: &Tensor,
+        decode_steps: usize,
+    ) -> Result<CapturedPhase> {
+        let (batch, len) = prompt.dims2()?;
+        self.reset()?;
+        let (ids, position) = match phase {
+            Phase::Prefill => {
+                self.ensure_cache(batch, len)?;
+                (prompt.clone(), format!("positions 0..{len}"))
+            }
+            Phase::Decode => {
+                let mut tokens = greedy(&self.prefill(prompt)?)?;
+                for _ in 0..decode_steps {
+                    tokens = greedy(&self.step(&tokens)?)?;
+                }
+                // The step the units run: one token per sequence, at this position, never
+                // advanced by them.
+                self.ensure_cache(batch, self.position + 1)?;
+                let capacity = self.cache_state()?.caches[0].capacity();
+                let at = format!("position {} of a {capacity}-position cache", self.position);
+                (tokens, at)
+            }
+        };
+        let mut units = vec![CapturedDecoderUnit {
+            unit: DecoderUnit::Embeddings,
+            input: ids.clone(),
+        }];
+        let mut x = self.embed(&ids)?;
+        for i in 0..self.blocks.len() {
+            units.push(CapturedDecoderUnit {
+                unit: DecoderUnit::Block(i),
+                input: x.clone(),
+            });
+            units.push(CapturedDecoderUnit {
+                unit: DecoderUnit::Attention(i),
+                input: x.clone(),
+            });
+            let y = self.run_block_part(phase, DecoderUnit::Attention(i), &x)?;
+            units.push(CapturedDecoderUnit {
+                unit: DecoderUnit::Mlp(i),
+                input: y.clone(),
+            });
+            x = self.run_block_part(phase, DecoderUnit::Mlp(i), &y)?;
+        }
+        units.push(CapturedDecoderUnit {
+            unit: DecoderUnit::Head,
+            input: x,
+        });
+        Ok(CapturedPhase {
+            phase,
+            ids,
+            units,
+            position,
+        })
+    }
+
+    fn run_unit(&self, phase: Phase, captured: &CapturedDecoderUnit) -> Result<Tensor> {
+        match captured.unit {
+            DecoderUnit::Embeddings => self.embed(&captured.input),
+            DecoderUnit::Head => self.run_head(&captured.input),
+            unit => self.run_block_part(phase, unit, &captured.input),
+        }
+    }
+
+    fn run_prefix(&self, phase: Phase, ids: &Tensor, layers: usize) -> Result<Tensor> {
+        let total = self.blocks.len() + 2;
+        if layers == 0 || layers > total {
+            candle_core::bail!("a prefix of {layers} layers, of {total}");
+        }
+        let mut x = self.embed(ids)?;
+        for i in 0..(layers - 1).min(self.blocks.len()) {
+            x = self.run_block_part(phase, DecoderUnit::Block(i), &x)?;
+        }
+        if layers == total {
+            return self.run_head(&x);
+        }
+        Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor};
+
+    use crate::config::{Implementation, Precision};
+    use crate::model::decoder::llama::config::OWN_ARCHITECTURES;
+    use crate::model::decoder::DecoderSpec;
+    use crate::model::workload::{greedy, DecoderUnit, Generate, Phase};
+
+    fn load(arch: &str) -> Box<dyn Generate> {
+        let spec = DecoderSpec::resolve(
+            arch,
+            Some(&format!("{arch}-tiny")),
+            None,
+            5,
+            Implementation::Own,
+        )
+        .unwrap();
+        let mut m = spec.load(Precision::Fp32, &Device::Cpu).unwrap();
+        m.reserve(2, 16).unwrap();
+        m
+    }
+
+    fn diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap()).unwrap();
+        d.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// What the per-layer profiler runs is what the model runs: the units chained reproduce the
+    /// whole phase, the longest prefix is the whole phase, and neither moves the position (a
+    /// decode unit called twice gives the same output), for every architecture.
+    #[test]
+    fn units_and_prefixes_compute_the_whole_phase_and_never_move() {
+        let prompt =
+            Tensor::from_vec((1u32..=10).collect::<Vec<_>>(), (2, 5), &Device::Cpu).unwrap();
+        for arch in OWN_ARCHITECTURES {
+            // The reference: a prefill, 4 greedy steps, then the step the profiler captures.
+            let mut reference = load(arch);
+            let prefill_logits = reference.prefill(&prompt).unwrap();
+            let mut tokens = greedy(&prefill_logits).unwrap();
+            for _ in 0..4 {
+                tokens = greedy(&reference.step(&tokens).unwrap()).unwrap();
+            }
+            let step_logits = reference.step(&tokens).unwrap();
+
+            let mut model = load(arch);
+            let layers = model.layers().expect("the own decoder has layers");
+            let total = layers.top_level().len();
+            assert_eq!(total, 4, "{arch}: embeddings, 2 blocks, head");
+            for (phase, whole) in [
+                (Phase::Prefill, &prefill_logits),
+                (Phase::Decode, &step_logits),
+            ] {
+                let captured = layers.capture(phase, &prompt, 4).unwrap();
+                let prefix = layers.run_prefix(phase, &captured.ids, total).unwrap();
+                assert!(
+                    diff(&prefix, whole) < 1e-5,
+                    "{arch} {phase:?}: the longest prefix is not the whole phase"
+                );
+                let again = layers.run_prefix(phase, &captured.ids, total).unwrap();
+                assert_eq!(
+                    diff(&prefix, &again),
+                    0.0,
+                    "{arch} {phase:?}: a prefix moved"
+                );
+                // Each unit's output is the next unit's captured input.
+                let units = &captured.units;
+                let input_of = |u: DecoderUnit| &units.iter().find(|c| c.unit == u).unwrap().input;
+                for c in units {
+                    let out = layers.run_unit(phase, c).unwrap();
+                    let next = match c.unit {
+                        DecoderUnit::Embeddings => Some(input_of(DecoderUnit::Block(0))),
+                        DecoderUnit::Attention(i) => Some(input_of(DecoderUnit::Mlp(i))),
+                        DecoderUnit::Block(0) | DecoderUnit::Mlp(0) => {
+                            Some(input_of(DecoderUnit::Block(1)))
+                        }
+                        DecoderUnit::Block(_) | DecoderUnit::Mlp(_) => {
+                            Some(input_of(DecoderUnit::Head))
+                        }
+                        DecoderUnit::Head => {
+                            assert!(diff(&out, whole) < 1e-5, "{arch} {phase:?}: head");
+                            None
+                        }
+                    };
+                    if let Some(next) = next {
+                        assert!(
+                            diff(&out, next) < 1e-5,
+                            "{arch} {phase:?}: {} is not what the next unit received",
+                            c.unit.name()
+                        );
+                    }
+                    let twice = layers.run_unit(phase, c).unwrap();
+                    assert_eq!(
+                        diff(&out, &twice),
+                        0.0,
+                        "{arch} {phase:?}: {} moved",
+                        c.unit.name()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! A decoder's `layers` cell (the runner's own Llama-family decoder), measured: the encoder's
+//! two methods (`layers.rs`), each phase apart.
+//!
+//! - prefill: the batch's prompts; each unit on the activations it received in one prefill,
+//!   each prefix the prefill cut after k layers (the head's greedy argmax included in the
+//!   whole), eager as the whole-model cell's prefill runs; per prompt token.
+//! - decode: the prompts prefilled and `new_tokens / 2` greedy steps run, so that the captured
+//!   step sees the mean context of the whole-model cell's decode windows; each unit (and each
+//!   prefix) then runs that one step at that device-held position, writing the same cache
+//!   slot every call and never advancing, K calls per loop (one CUDA graph per loop where
+//!   graphs are on, as the whole cell's steps); per generated token.
+//!
+//! Units: the embeddings, each block and its two halves (attention: input RMSNorm, Q/K/V,
+//! rotary, the cache write, attention, output projection, residual; mlp: post-attention
+//! RMSNorm, SwiGLU, residual), and the head (final RMSNorm, output projection, argmax). The
+//! whole-model step also advances its position and feeds its argmax back (two tiny copies)
+//! that no unit runs.
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+
+use super::cell::Store;
+use super::generate::prompt_tensor;
+use super::layers::{measure_isolated, measure_prefixes, whole_pass_ms, Pass, Trace, Work};
+use super::Prepared;
+use crate::matrix::Cell;
+use crate::measure::RealClock;
+use crate::model::decoder::shapes::human_bytes;
+use crate::model::workload::{DecoderLayers, Phase};
+use crate::ops::graph::{FixedWork, GraphMode};
+use crate::results::CellRecord;
+use crate::sensor::{self, EnergySensor};
+
+/// Why the prefill's units and prefixes are not captured: its whole-model windows run eagerly.
+const PREFILL_EAGER: &str = "a prefill runs eagerly in whole-model cells too (one shape per prompt length, its causal mask built on the host)";
+
+pub(super) fn measure(
+    cell: &Cell,
+    prepared: &Prepared,
+    store: &mut Store,
+    device: &Device,
+    sensor: &mut dyn EnergySensor,
+    on_progress: &mut dyn FnMut(&str),
+    record: &mut CellRecord,
+) -> Result<Vec<sensor::PowerSample>> {
+    let spec = &prepared.specs[&cell.model];
+    let decoder = spec
+        .decoder()
+        .context("a generate cell's model is a decoder")?;
+    let (prompt_len, new_tokens) = (
+        cell.prompt_len.context("a decoder cell has a prompt_len")?,
+        cell.new_tokens.context("a decoder cell has new_tokens")?,
+    );
+    let set = &prepared.prompts[&(cell.model.clone(), prompt_len)];
+    let prompt = prompt_tensor(&set.prompts, cell.batch_size, device)?;
+    let estimate = decoder.memory_bytes(cell.precision, cell.batch_size, prompt_len, new_tokens);
+    if let Some((free, what)) = crate::device::free_memory(device) {
+        anyhow::ensure!(
+            estimate <= free,
+            "needs about {} and there is {} {what}: use a smaller batch_size or context for this cell",
+            human_bytes(estimate),
+            human_bytes(free)
+        );
+    }
+    crate::interrupt::check()?;
+    on_progress("loading model");
+    let mut model = store.models.load_decoder(spec, cell.precision, device)?;
+    record.precision_executed = Some(model.executed_precision());
+    let mut implementation = model.implementation();
+    model.reserve(cell.batch_size, prompt_len + new_tokens)?;
+    let layers: &mut dyn DecoderLayers = model.layers().with_context(|| {
+        format!(
+            "scope = \"layers\": {} keeps its layers private; set implementation = \"own\"",
+            decoder.architecture
+        )
+    })?;
+    let clock = RealClock::default();
+    let protocol = &prepared.exp.config.protocol;
+    let graphs = if prepared.exp.config.device.cuda_graphs {
+        GraphMode::Auto
+    } else {
+        GraphMode::Off
+    };
+    let method = cell.layer_method;
+    let mut trace = Trace::default();
+    for phase in Phase::ALL {
+        crate::interrupt::check()?;
+        on_progress(&format!("{}: capturing every layer's input", phase.name()));
+        let captured = layers.capture(phase, &prompt, new_tokens / 2)?;
+        device.synchronize()?;
+        implementation.insert(
+            format!("layers_{}", phase.name()),
+            match phase {
+                Phase::Prefill => format!(
+                    "the batch's prompts at {}, per prompt token",
+                    captured.position
+                ),
+                Phase::Decode => format!(
+                    "one decode step at {} (prompt_len + new_tokens / 2: the mean context of the whole cell's steps), per generated token",
+                    captured.position
+                ),
+            },
+        );
+        let layers: &dyn DecoderLayers = &*layers;
+        let graphs = match phase {
+            Phase::Prefill => GraphMode::Eager(PREFILL_EAGER),
+            Phase::Decode => graphs,
+        };
+        let top = layers.top_level();
+        let ids = &captured.ids;
+        let whole_ms = {
+            let whole = FixedWork::new(device, graphs, "the whole pass", || {
+                layers.run_prefix(phase, ids, top.len())
+            });
+            let mut progress = |what: &str| on_progress(&format!("{}: {what}", phase.name()));
+            whole_pass_ms(device, &clock, &mut progress, &mut || Ok(whole.run()?))?
+        };
+        let pass = Pass {
+            device,
+            whole_ms,
+            phase: Some(phase),
+            graphs,
+            protocol,
+        };
+        if method.isolated() {
+            let units: Vec<Work> = captured
+                .units
+                .iter()
+                .map(|c| Work {
+                    name: c.unit.name(),
+                    parent: c.unit.parent(),
+                    call: Box::new(move || layers.run_unit(phase, c)),
+                })
+                .collect();
+            measure_isolated(
+                &pass,
+                &units,
+                sensor,
+                &clock,
+                on_progress,
+                &mut trace,
+                record,
+            )?;
+        }
+        if method.prefix() {
+            let prefixes: Vec<Work> = top
+                .iter()
+                .enumerate()
+                .map(|(i, unit)| Work {
+                    name: unit.name(),
+                    parent: None,
+                    call: Box::new(move || layers.run_prefix(phase, ids, i + 1)),
+                })
+                .collect();
+            measure_prefixes(
+                &pass,
+                &prefixes,
+                sensor,
+                &clock,
+                on_progress,
+                &mut trace,
+                record,
+            )?;
+        }
+    }
+    record.implementation = Some(implementation);
+    record.dataset = Some(crate::data::DatasetUsage {
+        examples: set.texts,
+        samples_served: (cell.batch_size * prompt_len) as u64,
+        wraparounds: set.wraparounds,
+    });
+    Ok(trace.samples)
+}

@@ -15,7 +15,7 @@
 //! - `resume.rs`: the run directory this invocation writes (new, or an earlier run completed) and
 //!   the command that completes it
 //! - `console.rs`: what the user sees: progress, a line per cell, per-layer breakdowns, the
-//!   closing summary
+//!   closing summary (`console_layers.rs`: the per-layer breakdown)
 //!
 //! May import every stage below it (config, matrix, model, data, device, sensor, measure, probe,
 //! fidelity, results, analysis, report, stats, interrupt, error); never `scale` or `cli`, which
@@ -24,6 +24,7 @@
 mod cell;
 mod classify;
 mod console;
+mod console_layers;
 pub mod estimate;
 mod generate;
 mod generate_layers;

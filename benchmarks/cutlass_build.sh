@@ -24,8 +24,9 @@ for b in release/runner release/examples/cutlass_check; do
 done
 # Each GEMM kernel's stack frame and registers from ptxas (build/cutlass.rs keeps its output beside
 # the object): a spill needs stack, and none is wanted (E4M3's first ping-pong kernels had 280 bytes).
-for log in target/cuda/cutlass/*.log; do
-    printf '%-28s %s\n' "$(basename "$log" .log)" "$(grep -A3 "Function properties for _ZN7cutlass13device_kernel" "$log" \
+for object in target/cuda/cutlass/*.o; do
+    log=${object%.o}.log
+    printf '%-28s %s\n' "$(basename "$object" .o)" "$(grep -A3 "Function properties for _ZN7cutlass13device_kernel" "$log" \
         | grep -oE "[0-9]+ bytes stack frame|Used [0-9]+ registers" | paste -sd, -)"
 done | tee .cuda-bin/cutlass/resources.txt
 ls -l .cuda-bin/cutlass/

@@ -17,7 +17,7 @@ const KINDS: &[(EightBit, bool, bool)] = &[
 
 pub fn sweep(gpu: &Device, cpu: &Device) -> usize {
     println!(
-        "{:<4} {:<4} {:<5} {:>5} {:>5} {:>5} {:<24} {:<66} {:>11} {:>8} {:>9} result (configurations)",
+        "config {:<4} {:<4} {:<5} {:>5} {:>5} {:>5} {:<24} {:<66} {:>11} {:>8} {:>9} result (configurations)",
         "fmt", "fast", "gelu", "rows", "in", "out", "kernel", "configuration", "max rel err", "bound", "us"
     );
     let mut failures = 0;
@@ -44,7 +44,7 @@ pub fn sweep(gpu: &Device, cpu: &Device) -> usize {
         ] {
             if let Err(e) = one_shape(gpu, cpu, kind, format, m, k, n, &mut failures) {
                 println!(
-                    "{} {fast} {gelu} {m} {k} {n}: error: {e} FAILED",
+                    "config {} {fast} {gelu} {m} {k} {n}: error: {e} FAILED",
                     format.name()
                 );
                 failures += 1;
@@ -87,7 +87,7 @@ fn one_shape(
                 (err, finite, super::time_us(gpu, run)?)
             }
             Err(e) => {
-                println!("{:<24} error: {e} FAILED", instance.name);
+                println!("config {} {m} {k} {n}: error: {e} FAILED", instance.name);
                 *failures += 1;
                 continue;
             }
@@ -106,7 +106,7 @@ fn one_shape(
             }
         );
         println!(
-            "{:<4} {:<4} {:<5} {m:>5} {k:>5} {n:>5} {:<24} {config:<66} {err:>11.2e} {bound:>8.1e} {us:>9.1} {}{}",
+            "config {:<4} {:<4} {:<5} {m:>5} {k:>5} {n:>5} {:<24} {config:<66} {err:>11.2e} {bound:>8.1e} {us:>9.1} {}{}",
             format.name(),
             kind.fast_accumulation,
             kind.gelu,

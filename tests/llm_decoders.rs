@@ -196,6 +196,26 @@ fn a_gguf_llama_runs_as_stored_and_dequantized_with_its_own_tokenizer() {
         "{}",
         reason("q4k-bf16", 1)
     );
+    // The report ranks decoder cells on decode, in a decoder's units: never "no whole-model
+    // cell" over measured cells, never per batch and per inference.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(!md.contains("No whole-model cell was measured"), "{md}");
+    assert!(md.contains("- **lowest time per decode step**: "), "{md}");
+    assert!(md.contains("- **highest decode throughput**: "), "{md}");
+    assert!(
+        md.contains("Each batch size against the smallest, per precision (per generated token)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("fp32 b2 takes ") && md.contains(" the time per generated token of fp32 b1"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| ms/decode step median [95 % CI] | tokens/s |"),
+        "{md}"
+    );
+    assert!(!md.contains("ms/batch"), "{md}");
+    assert!(md.contains("Latency is per decode step"), "{md}");
 }
 
 #[test]

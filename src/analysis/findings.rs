@@ -73,6 +73,47 @@ pub struct RatioLine {
     pub without_interval: bool,
 }
 
+/// The words a group's figures are given in. An encoder's windows time batches of inferences; a
+/// decoder's time whole decode steps, one generated token per sequence, so its findings are about
+/// decode (prefill has its own columns in the decoder table of the first screen).
+struct Terms {
+    energy: &'static str,
+    time_per_loop: &'static str,
+    time_per_sample: &'static str,
+    lowest_energy: &'static str,
+    lowest_latency: &'static str,
+    highest_throughput: &'static str,
+    throughput_unit: &'static str,
+}
+
+const ENCODER: Terms = Terms {
+    energy: "energy per inference",
+    time_per_loop: "time per batch",
+    time_per_sample: "time per inference",
+    lowest_energy: "lowest energy per inference",
+    lowest_latency: "lowest latency per batch",
+    highest_throughput: "highest throughput",
+    throughput_unit: "inferences/s",
+};
+
+const DECODER: Terms = Terms {
+    energy: "decode energy per generated token",
+    time_per_loop: "time per decode step",
+    time_per_sample: "time per generated token",
+    lowest_energy: "lowest decode energy per generated token",
+    lowest_latency: "lowest time per decode step",
+    highest_throughput: "highest decode throughput",
+    throughput_unit: "tokens/s",
+};
+
+fn terms(s: &CellSummary) -> &'static Terms {
+    if s.prompt_len.is_some() {
+        &DECODER
+    } else {
+        &ENCODER
+    }
+}
+
 /// The workload axes of a cell, as a group's key and title.
 fn workload(s: &CellSummary) -> Vec<(String, String)> {
     s.cell
@@ -131,6 +172,8 @@ fn sentence(
     per_sample_time: bool,
     label: &dyn Fn(&CellSummary) -> String,
 ) -> Option<RatioLine> {
+    let t = terms(a);
+    let energy_what = t.energy;
     let energy = ratio_ci95(&a.window_energy_mj, &b.window_energy_mj);
     let time = if a.speed_is_reference || b.speed_is_reference {
         None
@@ -140,20 +183,20 @@ fn sentence(
         ratio_ci95(&a.window_latency_ms, &b.window_latency_ms)
     };
     let what = if per_sample_time {
-        "time per inference"
+        t.time_per_sample
     } else {
-        "time per batch"
+        t.time_per_loop
     };
     let text = match (&energy, &time) {
         (Some(e), Some(t)) => format!(
-            "{} uses {} the energy per inference of {} and takes {} its {what}",
+            "{} uses {} the {energy_what} of {} and takes {} its {what}",
             label(a),
             short_ratio_text(e),
             label(b),
             short_ratio_text(t)
         ),
         (Some(e), None) => format!(
-            "{} uses {} the energy per inference of {}",
+            "{} uses {} the {energy_what} of {}",
             label(a),
             short_ratio_text(e),
             label(b)
@@ -180,8 +223,6 @@ pub fn findings(summaries: &[CellSummary], baseline: Precision) -> Findings {
         .iter()
         .filter(|s| s.scope == "model" && s.status == CellStatus::Ok)
         .filter(|s| !s.window_latency_ms.is_empty())
-        // Decoder cells have their own first screen (per token, prefill and decode apart).
-        .filter(|s| s.prompt_len.is_none())
         .collect();
     let labels = Labels::new(summaries.iter().map(|s| &s.cell));
     let mut keys: Vec<Vec<(String, String)>> = Vec::new();
@@ -228,23 +269,31 @@ pub fn findings(summaries: &[CellSummary], baseline: Precision) -> Findings {
 type Values = fn(&CellSummary) -> Vec<f64>;
 
 fn leaders(g: &[&CellSummary], label: &dyn Fn(&CellSummary) -> String) -> Vec<Leader> {
+    // A group is one workload: encoders or decoders, never both.
+    let t = terms(g[0]);
     // (metric, unit, values, higher is better, a speed).
     let metrics: [(&str, &str, Values, bool, bool); 3] = [
         (
-            "lowest energy per inference",
+            t.lowest_energy,
             "mJ",
             |s| s.window_energy_mj.clone(),
             false,
             false,
         ),
         (
-            "lowest latency per batch",
+            t.lowest_latency,
             "ms",
             |s| s.window_latency_ms.clone(),
             false,
             true,
         ),
-        ("highest throughput", "inferences/s", throughput, true, true),
+        (
+            t.highest_throughput,
+            t.throughput_unit,
+            throughput,
+            true,
+            true,
+        ),
     ];
     let mut out = Vec::new();
     for (metric, unit, values, higher_is_better, speed) in metrics {
@@ -361,7 +410,14 @@ fn ratio_groups(
         .collect();
     if !lines.is_empty() {
         groups.push(RatioGroup {
-            title: "Each batch size against the smallest, per precision (per inference)".into(),
+            title: format!(
+                "Each batch size against the smallest, per precision ({})",
+                if std::ptr::eq(terms(g[0]), &DECODER) {
+                    "per generated token"
+                } else {
+                    "per inference"
+                }
+            ),
             lines,
         });
     }

@@ -299,7 +299,7 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
         .and_then(|d| d.avg_power_w);
     let throttled = throttling::throttling(r, gpu_power_w);
     flags.extend(throttled.flag(r.windows.len(), gpu_power_w));
-    let checks = window_checks(&r.windows, r.cell.batch_size);
+    let checks = window_checks(&r.windows, r.cell.batch_size, r.cell.prompt_len.is_some());
     flags.extend(checks.iter().map(|c| c.message.clone()));
     if r.warmup.as_ref().is_some_and(|w| !w.steady) {
         flags.push("warm-up ended before latency was steady".into());

@@ -34,8 +34,9 @@ pub struct WindowCheck {
 }
 
 /// Every window that disagrees with the others of its cell; needs three windows or more (with
-/// two, neither can be told to be the odd one).
-pub fn window_checks(windows: &[WindowRecord], batch: usize) -> Vec<WindowCheck> {
+/// two, neither can be told to be the odd one). A decoder's loop is a decode step, its energy per
+/// generated token, and the message says so.
+pub fn window_checks(windows: &[WindowRecord], batch: usize, decoder: bool) -> Vec<WindowCheck> {
     let n = windows.len();
     if n < MIN_WINDOWS {
         return Vec::new();
@@ -50,9 +51,14 @@ pub fn window_checks(windows: &[WindowRecord], batch: usize) -> Vec<WindowCheck>
     });
     let trace = per_window(&|w| energy::disagreement(w.gpu_counter_energy_j()?, w.trace_energy_j?));
     let mut checks = Vec::new();
+    let (per_loop, per_item) = if decoder {
+        ("ms/decode step", "mJ/generated token")
+    } else {
+        ("ms/batch", "mJ/inference")
+    };
     let series: [(&str, Option<Vec<f64>>, &str, bool); 3] = [
-        ("latency", latency, "ms/batch", true),
-        ("energy", energy, "mJ/inference", true),
+        ("latency", latency, per_loop, true),
+        ("energy", energy, per_item, true),
         ("trace vs counter", trace, "%", false),
     ];
     for (metric, values, unit, relative) in series {
@@ -140,7 +146,7 @@ mod tests {
             window(11.64, 15.0, 15.0 * 0.773),
             window(7.38, 10.1, 10.0),
         ];
-        let checks = window_checks(&w, 1);
+        let checks = window_checks(&w, 1, false);
         let metrics: Vec<(&str, usize)> = checks
             .iter()
             .map(|c| (c.metric.as_str(), c.window))
@@ -160,7 +166,7 @@ mod tests {
             checks[2].message
         );
         // Windows that agree, or too few to tell: nothing.
-        assert!(window_checks(&vec![window(7.3, 10.0, 10.0); 3], 1).is_empty());
-        assert!(window_checks(&w[..2], 1).is_empty());
+        assert!(window_checks(&vec![window(7.3, 10.0, 10.0); 3], 1, false).is_empty());
+        assert!(window_checks(&w[..2], 1, false).is_empty());
     }
 }

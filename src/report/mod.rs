@@ -98,6 +98,8 @@ struct ReportContext<'a> {
     flags: flags::FlagView,
     /// Columns of the results table that would say "n/a" in every row are left out.
     show_wraparounds: bool,
+    /// Per batch and inference, per decode step and generated token, or both named.
+    units: views::TableUnits,
     /// Which statistic the points and intervals are, and that the intervals are within-run.
     statistic_note: &'static str,
     /// Per-layer methods side by side, "quantize first", the `quantize` selections.
@@ -326,10 +328,15 @@ fn render_unlocked(
         .fold(1f64, f64::max);
     let mut trace_charts = Vec::new();
     for (s, samples) in &traces {
-        let title = format!(
-            "{} {} {} batch {} seq {}",
-            s.id, s.model, s.precision, s.batch_size, s.seq_len
-        );
+        // A decoder's shape is its prompt and new tokens, not a sequence length.
+        let title = if s.prompt_len.is_some() {
+            format!("{} {}", s.id, s.description)
+        } else {
+            format!(
+                "{} {} {} batch {} seq {}",
+                s.id, s.model, s.precision, s.batch_size, s.seq_len
+            )
+        };
         let (svg, png) = charts::power_trace(&title, samples, idle_w, power_max)?;
         let chart = charts::Chart {
             file_name: format!("trace-{}.svg", s.id),
@@ -443,6 +450,7 @@ fn render_unlocked(
         findings: findings(&summaries, baseline),
         fidelity: fidelity::fidelity_view(&manifest.config, &summaries),
         flags: flags::flag_view(&summaries),
+        units: views::table_units(&summaries),
         show_wraparounds: summaries.iter().any(|s| s.dataset_wraparounds.is_some()),
         statistic_note: STATISTIC_NOTE,
         per_layer: quantize_first::per_layer_view(records, &summaries),

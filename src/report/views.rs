@@ -375,3 +375,52 @@ mod tests {
         assert_eq!(tf32_statement(&[cpu]), None);
     }
 }
+
+/// The units of the results and energy tables. An encoder's loop is a batch of inferences; a
+/// decoder's is one decode step, a generated token for each sequence of the batch. A run with
+/// both names both, so no figure is read in the other's unit.
+#[derive(Debug, Serialize)]
+pub(super) struct TableUnits {
+    pub latency: &'static str,
+    pub rate: &'static str,
+    pub energy: &'static str,
+    /// What one latency figure times, for the sentence above the results table.
+    pub loop_is: &'static str,
+    /// The two figures in words, for sentences.
+    pub latency_words: &'static str,
+    pub energy_words: &'static str,
+}
+
+pub(super) fn table_units(cells: &[CellSummary]) -> TableUnits {
+    let decoders = cells.iter().filter(|c| c.prompt_len.is_some()).count();
+    if decoders == 0 {
+        TableUnits {
+            latency: "ms/batch",
+            rate: "samples/s",
+            energy: "mJ/inference",
+            loop_is: "per batch (one synchronized forward pass)",
+            latency_words: "latency per batch",
+            energy_words: "energy per inference",
+        }
+    } else if decoders == cells.len() {
+        TableUnits {
+            latency: "ms/decode step",
+            rate: "tokens/s",
+            energy: "mJ/generated token",
+            loop_is: "per decode step (one generated token for each sequence of the batch; \
+                      prefill is in the decoder table above)",
+            latency_words: "time per decode step",
+            energy_words: "energy per generated token",
+        }
+    } else {
+        TableUnits {
+            latency: "ms/batch or decode step",
+            rate: "samples or tokens/s",
+            energy: "mJ/inference or generated token",
+            loop_is: "per batch (one synchronized forward pass) for encoder cells and per \
+                      decode step (one generated token for each sequence) for decoder cells",
+            latency_words: "latency per batch (decoders: per decode step)",
+            energy_words: "energy per inference (decoders: per generated token)",
+        }
+    }
+}

@@ -59,6 +59,11 @@ pub const ARCHS: &[GgufArch] = &[GgufArch {
 #[derive(Debug, Clone)]
 pub struct GgufModel {
     pub path: PathBuf,
+    /// The metadata as a config.json (shapes, norm epsilon, rope base): what the runner's own
+    /// decoder is built from.
+    pub config_json: String,
+    /// The file stores llama 3's rope frequency factors (`rope_freqs.weight`).
+    pub rope_frequencies: bool,
     pub arch: &'static str,
     pub shapes: Shapes,
     /// Elements stored per GGML type, over the two-dimensional (weight) tensors.
@@ -147,6 +152,13 @@ impl GgufModel {
         if let Some(k) = md_u64(md, &key("attention.key_length")) {
             json["head_dim"] = k.into();
         }
+        // What the runner's own decoder reads besides the shapes (candle-transformers'
+        // quantized_llama reads the same keys with the same defaults).
+        let md_f64 = |k: &str| md.get(&key(k)).and_then(|v| v.to_f32().ok()).map(f64::from);
+        json["rms_norm_eps"] = md_f64("attention.layer_norm_rms_epsilon")
+            .unwrap_or(1e-5)
+            .into();
+        json["rope_theta"] = md_f64("rope.freq_base").unwrap_or(10_000.0).into();
         let shapes =
             Shapes::from_config_json(&json.to_string(), &format!("{}'s metadata", path.display()))?;
         let mut formats = BTreeMap::new();
@@ -178,6 +190,8 @@ impl GgufModel {
             .and_then(format_of)
             .is_some();
         Ok(Self {
+            config_json: json.to_string(),
+            rope_frequencies: header.tensors.iter().any(|t| t.name == "rope_freqs.weight"),
             path: path.to_path_buf(),
             arch: a.gguf,
             output_quantized,

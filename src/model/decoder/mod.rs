@@ -97,16 +97,14 @@ impl DecoderSpec {
                 );
             }
             if let DecoderSource::Gguf(g) = &spec.source {
-                bail!(
-                    "implementation = \"own\" with {}: the runner's own decoder reads config.json with safetensors, or random weights; GGUF files run through candle-transformers' quantized models (leave the key out)",
-                    g.path.display()
-                );
+                if g.rope_frequencies {
+                    bail!(
+                        "implementation = \"own\" with {}: the file stores llama 3 rope frequency factors, which the runner's own decoder reads from a config.json's rope_scaling only: leave the key out to run candle-transformers' quantized_llama",
+                        g.path.display()
+                    );
+                }
             }
-            let json = spec
-                .config_json
-                .as_deref()
-                .expect("random and folder specs have one");
-            llama::config::FamilyConfig::from_json(spec.architecture, json)?;
+            llama::config::FamilyConfig::from_json(spec.architecture, spec.own_config_json())?;
             spec.implementation = Implementation::Own;
         }
         Ok(spec)
@@ -314,10 +312,11 @@ impl DecoderSpec {
         }
     }
 
-    /// The dtype the weights and activations are held in for `precision` (f32 for GGUF).
+    /// The dtype the weights and activations are held in for `precision` (f32 for GGUF files
+    /// run by candle-transformers).
     pub fn dtype(&self, precision: Precision) -> DType {
         match self.source {
-            DecoderSource::Gguf(_) => DType::F32,
+            DecoderSource::Gguf(_) if self.implementation == Implementation::Crate => DType::F32,
             _ => dtype_for(precision),
         }
     }
@@ -327,6 +326,10 @@ impl DecoderSpec {
         match &self.source {
             _ if self.implementation == Implementation::Own && precision.quant().is_some() => {
                 self.own_quantized_weight_bytes(precision)
+            }
+            // The own decoder holds a GGUF file's weights dequantized, in the float dtype.
+            DecoderSource::Gguf(_) if self.implementation == Implementation::Own => {
+                self.shapes.parameters() * self.dtype(precision).size_in_bytes() as u64
             }
             DecoderSource::Gguf(g) if precision == Precision::Fp32 => g.shapes.parameters() * 4,
             DecoderSource::Gguf(g) => g.weight_bytes,

@@ -16,6 +16,13 @@ impl DecoderSpec {
     /// quantized at load where every linear's rows are whole blocks.
     pub(super) fn own_refuses(&self, precision: Precision) -> Option<String> {
         let s = &self.shapes;
+        if let (DecoderSource::Gguf(g), Precision::Quantized(..)) = (&self.source, precision) {
+            return Some(format!(
+                "{}: the runner's own decoder reads {} dequantized (fp32, fp16, bf16); as stored it runs through candle-transformers' quantized_llama (leave implementation out), and re-quantizing dequantized weights would round twice",
+                precision.name(),
+                g.path.display()
+            ));
+        }
         match precision {
             Precision::Fp32 | Precision::Fp16 | Precision::Bf16 => None,
             Precision::Quantized(format, _) => {
@@ -58,14 +65,33 @@ impl DecoderSpec {
         precision: Precision,
         device: &Device,
     ) -> Result<Box<dyn Generate>> {
-        let json = self
-            .config_json
-            .as_deref()
-            .expect("own specs have a config");
-        let cfg = llama::config::FamilyConfig::from_json(self.architecture, json)?;
-        let (vb, what) = self.var_builder(precision, device)?;
+        let cfg =
+            llama::config::FamilyConfig::from_json(self.architecture, self.own_config_json())?;
+        let (vb, what) = match &self.source {
+            DecoderSource::Gguf(g) => (
+                llama::gguf_load::var_builder(&g.path, &cfg, self.dtype(precision), device)?,
+                format!(
+                    "GGUF file {} ({}), dequantized to {}, Q/K rows unpermuted to Hugging Face's rotary order",
+                    g.path.display(),
+                    g.formats_text(),
+                    crate::model::dtype_name(self.dtype(precision))
+                ),
+            ),
+            _ => self.var_builder(precision, device)?,
+        };
         let format = llama::format_of(precision);
         Ok(Box::new(llama::LlamaFamily::load(cfg, vb, format, what)?))
+    }
+
+    /// The config the own decoder is built from: config.json's text, or a GGUF file's metadata.
+    pub(super) fn own_config_json(&self) -> &str {
+        match &self.source {
+            DecoderSource::Gguf(g) => &g.config_json,
+            _ => self
+                .config_json
+                .as_deref()
+                .expect("random and folder specs have a config"),
+        }
     }
 
     /// The float weights of a random or folder spec, and what they are for the record.

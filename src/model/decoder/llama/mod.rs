@@ -7,10 +7,12 @@
 //!
 //! - `config.rs`: the family's config.json, one reader for the four architectures
 //! - `block.rs`: a decoder layer: prefill of a span, decode step at the device-held position
+//! - `gguf_load.rs`: a llama GGUF file dequantized, its Q/K rows unpermuted
 //! - `layers.rs`: every unit and prefix callable alone, for the per-layer profiler
 
 pub mod block;
 pub mod config;
+pub mod gguf_load;
 mod layers;
 
 use std::collections::BTreeMap;

@@ -21,13 +21,14 @@ use candle_core::{Device, Tensor};
 use super::cell::{ensure_finite, Store};
 use super::Prepared;
 use crate::config::Precision;
+use crate::data::PromptSet;
 use crate::error::ConfigError;
 use crate::fidelity::generate::{self as fidelity, ReferenceRun};
 use crate::matrix::Cell;
 use crate::measure::{self, ProtocolOutcome, RealClock, SamplerOverhead};
 use crate::model::decoder::shapes::human_bytes;
 use crate::model::decoder::DecoderSpec;
-use crate::model::workload::greedy;
+use crate::model::workload::{greedy, Generate};
 use crate::ops::graph::{FixedWork, GraphMode};
 use crate::results::{per_step, CellRecord, GenerateRecord};
 use crate::sensor::{self, EnergySensor};
@@ -100,6 +101,62 @@ pub(super) fn prompt_tensor(prompts: &[Vec<u32>], batch: usize, device: &Device)
     Ok(Tensor::from_vec(ids, (batch, len), device)?)
 }
 
+/// A decoder cell made ready to measure, for either scope: its prompts on the device, its
+/// memory estimate checked against what the device has free (before anything is loaded), and
+/// the model loaded in the cell's precision.
+pub(super) struct LoadedDecoder<'p> {
+    pub decoder: &'p DecoderSpec,
+    pub set: &'p PromptSet,
+    pub prompt_len: usize,
+    pub new_tokens: usize,
+    pub prompt: Tensor,
+    pub model: Box<dyn Generate>,
+    /// Weights + KV cache + the prefill's largest transient, in bytes (what was checked).
+    pub memory_estimate: u64,
+}
+
+pub(super) fn load<'p>(
+    cell: &Cell,
+    prepared: &'p Prepared,
+    store: &mut Store,
+    device: &Device,
+    on_progress: &mut dyn FnMut(&str),
+    record: &mut CellRecord,
+) -> Result<LoadedDecoder<'p>> {
+    let spec = &prepared.specs[&cell.model];
+    let decoder = spec
+        .decoder()
+        .context("a generate cell's model is a decoder")?;
+    let (prompt_len, new_tokens) = (
+        cell.prompt_len.context("a decoder cell has a prompt_len")?,
+        cell.new_tokens.context("a decoder cell has new_tokens")?,
+    );
+    let set = &prepared.prompts[&(cell.model.clone(), prompt_len)];
+    let prompt = prompt_tensor(&set.prompts, cell.batch_size, device)?;
+    let estimate = decoder.memory_bytes(cell.precision, cell.batch_size, prompt_len, new_tokens);
+    if let Some((free, what)) = crate::device::free_memory(device) {
+        anyhow::ensure!(
+            estimate <= free,
+            "needs about {} and there is {} {what}: use a smaller batch_size or context for this cell",
+            human_bytes(estimate),
+            human_bytes(free)
+        );
+    }
+    crate::interrupt::check()?;
+    on_progress("loading model");
+    let model = store.models.load_decoder(spec, cell.precision, device)?;
+    record.precision_executed = Some(model.executed_precision());
+    Ok(LoadedDecoder {
+        decoder,
+        set,
+        prompt_len,
+        new_tokens,
+        prompt,
+        model,
+        memory_estimate: estimate,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn measure(
     cell: &Cell,
@@ -112,29 +169,16 @@ pub(super) fn measure(
     record: &mut CellRecord,
 ) -> Result<(Vec<sensor::PowerSample>, Option<SamplerOverhead>)> {
     let spec = &prepared.specs[&cell.model];
-    let decoder = spec
-        .decoder()
-        .context("a generate cell's model is a decoder")?;
-    let (prompt_len, new_tokens) = (
-        cell.prompt_len.context("a decoder cell has a prompt_len")?,
-        cell.new_tokens.context("a decoder cell has new_tokens")?,
-    );
-    let set = &prepared.prompts[&(cell.model.clone(), prompt_len)];
-    let prompt = prompt_tensor(&set.prompts, cell.batch_size, device)?;
+    let LoadedDecoder {
+        decoder,
+        set,
+        prompt_len,
+        new_tokens,
+        prompt,
+        mut model,
+        memory_estimate: estimate,
+    } = load(cell, prepared, store, device, on_progress, record)?;
     let dtype_bytes = decoder.dtype(cell.precision).size_in_bytes();
-    let estimate = decoder.memory_bytes(cell.precision, cell.batch_size, prompt_len, new_tokens);
-    if let Some((free, what)) = crate::device::free_memory(device) {
-        anyhow::ensure!(
-            estimate <= free,
-            "needs about {} and there is {} {what}: use a smaller batch_size or context for this cell",
-            human_bytes(estimate),
-            human_bytes(free)
-        );
-    }
-    crate::interrupt::check()?;
-    on_progress("loading model");
-    let mut model = store.models.load_decoder(spec, cell.precision, device)?;
-    record.precision_executed = Some(model.executed_precision());
     record.implementation = Some(model.implementation());
     // A static KV cache is allocated here, once, for the cell's batch and context.
     model.reserve(cell.batch_size, prompt_len + new_tokens)?;

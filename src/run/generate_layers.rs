@@ -20,12 +20,11 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 
 use super::cell::Store;
-use super::generate::prompt_tensor;
+use super::generate::{load, LoadedDecoder};
 use super::layers::{measure_isolated, measure_prefixes, whole_pass_ms, Pass, Trace, Work};
 use super::Prepared;
 use crate::matrix::Cell;
 use crate::measure::RealClock;
-use crate::model::decoder::shapes::human_bytes;
 use crate::model::workload::{DecoderLayers, Phase};
 use crate::ops::graph::{FixedWork, GraphMode};
 use crate::results::CellRecord;
@@ -43,29 +42,15 @@ pub(super) fn measure(
     on_progress: &mut dyn FnMut(&str),
     record: &mut CellRecord,
 ) -> Result<Vec<sensor::PowerSample>> {
-    let spec = &prepared.specs[&cell.model];
-    let decoder = spec
-        .decoder()
-        .context("a generate cell's model is a decoder")?;
-    let (prompt_len, new_tokens) = (
-        cell.prompt_len.context("a decoder cell has a prompt_len")?,
-        cell.new_tokens.context("a decoder cell has new_tokens")?,
-    );
-    let set = &prepared.prompts[&(cell.model.clone(), prompt_len)];
-    let prompt = prompt_tensor(&set.prompts, cell.batch_size, device)?;
-    let estimate = decoder.memory_bytes(cell.precision, cell.batch_size, prompt_len, new_tokens);
-    if let Some((free, what)) = crate::device::free_memory(device) {
-        anyhow::ensure!(
-            estimate <= free,
-            "needs about {} and there is {} {what}: use a smaller batch_size or context for this cell",
-            human_bytes(estimate),
-            human_bytes(free)
-        );
-    }
-    crate::interrupt::check()?;
-    on_progress("loading model");
-    let mut model = store.models.load_decoder(spec, cell.precision, device)?;
-    record.precision_executed = Some(model.executed_precision());
+    let LoadedDecoder {
+        decoder,
+        set,
+        prompt_len,
+        new_tokens,
+        prompt,
+        mut model,
+        ..
+    } = load(cell, prepared, store, device, on_progress, record)?;
     let mut implementation = model.implementation();
     model.reserve(cell.batch_size, prompt_len + new_tokens)?;
     let layers: &mut dyn DecoderLayers = model.layers().with_context(|| {

@@ -4,17 +4,12 @@
 
 mod common;
 
-use common::{gguf, repo, Fixture, FAST_PROTOCOL};
+use common::{decoder_experiment, gguf, Fixture};
 use predicates::prelude::*;
 
 /// An experiment with `models` (TOML tables) and `matrix`, on the CPU, fast.
 fn experiment(models: &str, matrix: &str) -> Fixture {
-    Fixture::new(&format!(
-        "[experiment]\nname = \"llm\"\n[device]\nbackend = \"cpu\"\n{FAST_PROTOCOL}idle_settle_s = 0.0\nidle_baseline_s = 0.0\n\
-         [dataset]\npath = \"{}\"\ntokenizer = \"{}\"\nlimit = 64\n{models}\n[matrix]\n{matrix}\n",
-        repo("datasets/rotten_tomatoes_sentences.tsv").display(),
-        repo("datasets/bert-base-uncased-vocab.txt").display(),
-    ))
+    decoder_experiment("llm", models, matrix)
 }
 
 fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {

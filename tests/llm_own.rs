@@ -4,15 +4,10 @@
 
 mod common;
 
-use common::{repo, Fixture, FAST_PROTOCOL};
+use common::{decoder_experiment, Fixture};
 
 fn experiment(models: &str, matrix: &str) -> Fixture {
-    Fixture::new(&format!(
-        "[experiment]\nname = \"own\"\n[device]\nbackend = \"cpu\"\n{FAST_PROTOCOL}idle_settle_s = 0.0\nidle_baseline_s = 0.0\n\
-         [dataset]\npath = \"{}\"\ntokenizer = \"{}\"\nlimit = 64\n{models}\n[matrix]\n{matrix}\n",
-        repo("datasets/rotten_tomatoes_sentences.tsv").display(),
-        repo("datasets/bert-base-uncased-vocab.txt").display(),
-    ))
+    decoder_experiment("own", models, matrix)
 }
 
 fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {

@@ -35,6 +35,17 @@ preset = "distilbert-tiny"
     )
 }
 
+/// A decoder experiment named `name` on the CPU, fast, with no idle baseline: `models` are
+/// TOML tables, `matrix` the body of `[matrix]`.
+pub fn decoder_experiment(name: &str, models: &str, matrix: &str) -> Fixture {
+    Fixture::new(&format!(
+        "[experiment]\nname = \"{name}\"\n[device]\nbackend = \"cpu\"\n{FAST_PROTOCOL}idle_settle_s = 0.0\nidle_baseline_s = 0.0\n\
+         [dataset]\npath = \"{}\"\ntokenizer = \"{}\"\nlimit = 64\n{models}\n[matrix]\n{matrix}\n",
+        repo("datasets/rotten_tomatoes_sentences.tsv").display(),
+        repo("datasets/bert-base-uncased-vocab.txt").display(),
+    ))
+}
+
 /// A fast protocol for runs in tests.
 pub const FAST_PROTOCOL: &str = r#"
 [protocol]

@@ -84,6 +84,8 @@ struct Terms {
     lowest_latency: &'static str,
     highest_throughput: &'static str,
     throughput_unit: &'static str,
+    /// What the batch-size ratios are per.
+    per_item: &'static str,
 }
 
 const ENCODER: Terms = Terms {
@@ -94,6 +96,7 @@ const ENCODER: Terms = Terms {
     lowest_latency: "lowest latency per batch",
     highest_throughput: "highest throughput",
     throughput_unit: "inferences/s",
+    per_item: "per inference",
 };
 
 const DECODER: Terms = Terms {
@@ -104,6 +107,7 @@ const DECODER: Terms = Terms {
     lowest_latency: "lowest time per decode step",
     highest_throughput: "highest decode throughput",
     throughput_unit: "tokens/s",
+    per_item: "per generated token",
 };
 
 fn terms(s: &CellSummary) -> &'static Terms {
@@ -412,11 +416,7 @@ fn ratio_groups(
         groups.push(RatioGroup {
             title: format!(
                 "Each batch size against the smallest, per precision ({})",
-                if std::ptr::eq(terms(g[0]), &DECODER) {
-                    "per generated token"
-                } else {
-                    "per inference"
-                }
+                terms(g[0]).per_item
             ),
             lines,
         });

@@ -128,3 +128,8 @@ for kind, mode, precision in plans:
     del model
     torch.cuda.empty_cache()
 emit({"kind": "done"})
+# Leave without waiting for Inductor's compile workers: on the 2026-12-06 H100 call the process
+# printed every cell and "done", then sat until its 90 s timeout (exit 124) on their shutdown.
+import os, sys
+sys.stdout.flush()
+os._exit(0)

@@ -5,6 +5,7 @@
 //!
 //! - `fused.rs`: bias + GELU, Q/K/V head split, residual + layer norm, masked softmax, head merge
 //! - `attention.rs`: the encoder's attention as one kernel
+//! - `attention_packed.rs`: that kernel writing attention-out's 8-bit input (thread-block clusters)
 //! - `eight_bit/`: int8 and FP8 GEMMs (cuBLASLt, or CUTLASS with fused epilogues), quantizing
 //!   norms and GELUs, `Packed8`
 //! - `cutlass.rs`: the CUTLASS GEMMs' extern "C" entry points (static library, build/cutlass.rs)
@@ -14,6 +15,7 @@
 //!   `kernels/cutlass/` to a static library
 
 pub mod attention;
+pub mod attention_packed;
 pub mod cutlass;
 pub mod eight_bit;
 pub mod float_gemm;

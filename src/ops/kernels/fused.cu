@@ -8,6 +8,7 @@
 // them when every row (or head) width and every input offset is a multiple of that, else the
 // one-value-per-thread version of the same code.
 #include "common.cuh"
+#include <cooperative_groups.h>
 
 // bias_{none|gelu}: out[r, c] = act(x[r, c] + bias[c]) for a contiguous (rows, cols) x: candle's
 // broadcast add read the bias through a generic strided index (~160 GB/s, three times the GEMM
@@ -223,9 +224,97 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, const void *smem)
 }
 } // namespace attn
 
-template <typename T, int D>
-__device__ void attention(const T *x, const T *bias, const float *mask, T *out, uint32_t seq,
-                          uint32_t heads) {
+// The packed attention's epilogue: the context rows quantized per token for attention-out's 8-bit
+// GEMM (PACK 1: int8, 2: E4M3), bytes and row scales as src/ops/eight_bit's Packed8 lays them out,
+// identical to the plain kernel's f16/bf16 output read back by quantize_rows_{i8,e4m3}: each value
+// is rounded to T first, the row's scale is max |value| over all heads times 1/127 (1/448), codes
+// by the same expressions. A row spans every head's block; the blocks of one query tile's heads
+// form a thread-block cluster (__cluster_dims__ on the kernel), each puts its rows' partial maxima
+// in its shared memory, and after a cluster barrier each reads the others' (distributed shared
+// memory): the context never goes to memory in T, and no second pass reads it back.
+namespace cg = cooperative_groups;
+template <typename T, int D, int PACK>
+__device__ __forceinline__ void store_packed(const float (&o)[D / 8][4], float inv_lo, float inv_hi,
+                                             const T *vb, uint8_t *q, float *qscale, size_t row,
+                                             bool lo_ok, bool hi_ok, size_t width, uint32_t h,
+                                             uint32_t warp, uint32_t g, uint32_t tig) {
+    __shared__ float rmax[attn::ROWS];
+    float v[D / 8][4];
+    float m_lo = 0.0f, m_hi = 0.0f;
+    int nan_lo = 0, nan_hi = 0;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+        const int c = n * 8 + tig * 2;
+        const float b0 = to_f32(vb[c]), b1 = to_f32(vb[c + 1]);
+        v[n][0] = to_f32(from_f32<T>(fmaf(o[n][0], inv_lo, b0)));
+        v[n][1] = to_f32(from_f32<T>(fmaf(o[n][1], inv_lo, b1)));
+        v[n][2] = to_f32(from_f32<T>(fmaf(o[n][2], inv_hi, b0)));
+        v[n][3] = to_f32(from_f32<T>(fmaf(o[n][3], inv_hi, b1)));
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            nan_lo |= isnan(v[n][i]);
+            nan_hi |= isnan(v[n][2 + i]);
+            m_lo = fmaxf(m_lo, fabsf(v[n][i]));
+            m_hi = fmaxf(m_hi, fabsf(v[n][2 + i]));
+        }
+    }
+    // The four lanes of a row group hold its D values.
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        m_lo = fmaxf(m_lo, __shfl_xor_sync(0xffffffff, m_lo, off));
+        m_hi = fmaxf(m_hi, __shfl_xor_sync(0xffffffff, m_hi, off));
+        nan_lo |= __shfl_xor_sync(0xffffffff, nan_lo, off);
+        nan_hi |= __shfl_xor_sync(0xffffffff, nan_hi, off);
+    }
+    // A NaN is kept as NaN (fmaxf would drop it): it makes the row's scale NaN, as in the pass.
+    if (tig == 0) {
+        rmax[warp * 16 + g] = !lo_ok ? 0.0f : nan_lo ? NAN : m_lo;
+        rmax[warp * 16 + g + 8] = !hi_ok ? 0.0f : nan_hi ? NAN : m_hi;
+    }
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    float mx_lo = 0.0f, mx_hi = 0.0f;
+    bool any_nan_lo = false, any_nan_hi = false;
+    for (uint32_t r = 0; r < cluster.num_blocks(); ++r) {
+        const float *remote = cluster.map_shared_rank(rmax, r);
+        const float a = remote[warp * 16 + g], b = remote[warp * 16 + g + 8];
+        any_nan_lo |= isnan(a);
+        any_nan_hi |= isnan(b);
+        mx_lo = fmaxf(mx_lo, a);
+        mx_hi = fmaxf(mx_hi, b);
+    }
+    // No block leaves (its shared memory with it) while another still reads it.
+    cluster.sync();
+    const float unit = PACK == 1 ? (float)(1.0 / 127.0) : (float)(1.0 / 448.0);
+    const float s_lo = any_nan_lo ? NAN : (mx_lo == 0.0f ? 1.0f : mx_lo * unit);
+    const float s_hi = any_nan_hi ? NAN : (mx_hi == 0.0f ? 1.0f : mx_hi * unit);
+    const float i_lo = 1.0f / s_lo, i_hi = 1.0f / s_hi;
+    auto code2 = [](float a, float b, float inv) -> uint16_t {
+        if constexpr (PACK == 1) {
+            const int8_t qa = (int8_t)fminf(fmaxf(roundf(a * inv), -127.0f), 127.0f);
+            const int8_t qb = (int8_t)fminf(fmaxf(roundf(b * inv), -127.0f), 127.0f);
+            return (uint16_t)(uint8_t)qa | ((uint16_t)(uint8_t)qb << 8);
+        } else {
+            const float ca = fminf(fmaxf(a * inv, -448.0f), 448.0f), cb = fminf(fmaxf(b * inv, -448.0f), 448.0f);
+            return (uint16_t)__nv_cvt_float2_to_fp8x2(make_float2(ca, cb), __NV_SATFINITE, __NV_E4M3);
+        }
+    };
+    uint8_t *lo = q + row * width + h * D, *hi = lo + 8 * width;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+        const int c = n * 8 + tig * 2;
+        if (lo_ok) *reinterpret_cast<uint16_t *>(lo + c) = code2(v[n][0], v[n][1], i_lo);
+        if (hi_ok) *reinterpret_cast<uint16_t *>(hi + c) = code2(v[n][2], v[n][3], i_hi);
+    }
+    if (h == 0 && tig == 0) {
+        if (lo_ok) qscale[row] = s_lo;
+        if (hi_ok) qscale[row + 8] = s_hi;
+    }
+}
+
+template <typename T, int D, int PACK>
+__device__ void attention(const T *x, const T *bias, const float *mask, T *out, uint8_t *q,
+                          float *qscale, uint32_t seq, uint32_t heads) {
     using namespace attn;
     // Two stages of keys and values, row-major as the GEMM wrote them: chunk c + 1 is copied in
     // (cp.async) while chunk c is multiplied. 36 KiB for D = 64.
@@ -368,22 +457,44 @@ __device__ void attention(const T *x, const T *bias, const float *mask, T *out, 
     }
     // The context divided by the row sums, plus V's bias, merged: (batch * seq, heads * D).
     const float inv_lo = 1.0f / l_lo, inv_hi = 1.0f / l_hi;
+    if constexpr (PACK != 0) {
+        store_packed<T, D, PACK>(o, inv_lo, inv_hi, vb, q, qscale, row0 + q0 + g, q0 + g < seq,
+                                 q0 + g + 8 < seq, width, h, warp, g, tig);
+        return;
+    }
     T *lo = out + (row0 + q0 + g) * width + h * D, *hi = lo + 8 * width;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
         const int c = n * 8 + tig * 2;
         const float b0 = to_f32(vb[c]), b1 = to_f32(vb[c + 1]);
         if (q0 + g < seq)
-            *reinterpret_cast<uint32_t *>(lo + c) = pack2<T>(o[n][0] * inv_lo + b0, o[n][1] * inv_lo + b1);
+            *reinterpret_cast<uint32_t *>(lo + c) =
+                pack2<T>(fmaf(o[n][0], inv_lo, b0), fmaf(o[n][1], inv_lo, b1));
         if (q0 + g + 8 < seq)
-            *reinterpret_cast<uint32_t *>(hi + c) = pack2<T>(o[n][2] * inv_hi + b0, o[n][3] * inv_hi + b1);
+            *reinterpret_cast<uint32_t *>(hi + c) =
+                pack2<T>(fmaf(o[n][2], inv_hi, b0), fmaf(o[n][3], inv_hi, b1));
     }
 }
 
 #define ATTENTION(NAME, T, D) extern "C" __global__ void __launch_bounds__(128) NAME(const T *x, const T *bias, \
-    const float *mask, T *out, uint32_t seq, uint32_t heads) { attention<T, D>(x, bias, mask, out, seq, heads); }
+    const float *mask, T *out, uint32_t seq, uint32_t heads) { attention<T, D, 0>(x, bias, mask, out, nullptr, nullptr, seq, heads); }
 
 ATTENTION(attention_d64_f16, __half, 64)
 ATTENTION(attention_d64_bf16, __nv_bfloat16, 64)
 ATTENTION(attention_d32_f16, __half, 32)
 ATTENTION(attention_d32_bf16, __nv_bfloat16, 32)
+
+// The packed attention (src/ops/attention.rs, attention_packed): 12 heads, one cluster per query
+// tile (a non-portable cluster size: the launcher allows it and checks that clusters fit).
+#define ATTENTION_PACKED(NAME, T, D, PACK) extern "C" __global__ void __cluster_dims__(1, 12, 1) \
+    __launch_bounds__(128) NAME(const T *x, const T *bias, const float *mask, uint8_t *q, float *qscale, \
+    uint32_t seq, uint32_t heads) { attention<T, D, PACK>(x, bias, mask, nullptr, q, qscale, seq, heads); }
+
+ATTENTION_PACKED(attention_packed_h12_d64_i8_f16, __half, 64, 1)
+ATTENTION_PACKED(attention_packed_h12_d64_i8_bf16, __nv_bfloat16, 64, 1)
+ATTENTION_PACKED(attention_packed_h12_d32_i8_f16, __half, 32, 1)
+ATTENTION_PACKED(attention_packed_h12_d32_i8_bf16, __nv_bfloat16, 32, 1)
+ATTENTION_PACKED(attention_packed_h12_d64_e4m3_f16, __half, 64, 2)
+ATTENTION_PACKED(attention_packed_h12_d64_e4m3_bf16, __nv_bfloat16, 64, 2)
+ATTENTION_PACKED(attention_packed_h12_d32_e4m3_f16, __half, 32, 2)
+ATTENTION_PACKED(attention_packed_h12_d32_e4m3_bf16, __nv_bfloat16, 32, 2)

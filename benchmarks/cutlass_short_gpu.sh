@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Issue 31's short GPU call (about 4.5 minutes; each step under `timeout`, results packed after
+# every step so a call cut short still returns what finished):
+#   1. cutlass_check --quick: the CUTLASS kernels against the CPU reference (f16 outputs), the
+#      packed FFN checked step by step, the packed attention against the plain path, NaN rows,
+#      the 8192-row configuration sweep, the model's graph replay against eager (8-bit);
+#   2. the flagship subset through CUTLASS (fp16, int8-fp16, fp8-fp16 at batch 16 and 64,
+#      quantize blocks:0-5) and fp16 through cuBLASLt, the baseline;
+#   3. where a forward's time goes: ncu's gpu__time_duration of every kernel of two eager
+#      forwards (fp16 cuBLASLt, int8-fp16 CUTLASS; batch 16 and 64), with the GPU's clocks left
+#      alone (--clock-control none) and caches as the forward leaves them (--cache-control none);
+#      benchmarks/ncu_profile.py turns it into profile.md;
+#   4. PyTorch in the same call (reduce-overhead fp16 and its own W8A8), with the time left;
+#   5. the ratio tables (benchmarks/cutlass_ratios.py).
+#
+#   bash benchmarks/cutlass_short_gpu.sh OUT BIN_DIR     # BIN_DIR: runner.xz, cutlass_check.xz
+#
+# The runner reads the report templates it was built with (BIN_DIR/templates, copied beside the
+# binaries), not the checkout's: a binary rendering newer templates failed every report of the
+# 2026-12-06 H100 call (docs/results/2026-12-06-nvidia-h100-cutlass/NOTES.md).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+FINAL=${1:?usage: cutlass_short_gpu.sh OUT BIN_DIR}
+BIN=${2:?usage: cutlass_short_gpu.sh OUT BIN_DIR}
+BUDGET_S=${BUDGET_S:-275}
+START=$(date +%s)
+OUT=/tmp/cutlass-short-out
+rm -rf "$OUT" && mkdir -p "$FINAL" "$OUT" /tmp/cutlass-bin
+pack() {
+    tar -C "$OUT" -czf "$FINAL/results.tar.gz" --exclude='*.html' . 2>/dev/null
+    for f in steps.txt ratios.md cutlass_check.txt gpu.txt profile.md; do
+        [ -f "$OUT/$f" ] && cp "$OUT/$f" "$FINAL/"
+    done
+}
+trap pack EXIT
+left() { echo $((BUDGET_S - ($(date +%s) - START))); }
+step() { pack; echo "== $(date -u +%T) (+$(($(date +%s) - START)) s) $*" | tee -a "$OUT/steps.txt"; }
+for b in runner cutlass_check; do
+    python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
+        "$BIN/$b.xz" /tmp/cutlass-bin/$b && chmod +x /tmp/cutlass-bin/$b
+done
+TEMPLATES=(); [ -d "$BIN/templates" ] && TEMPLATES=(--templates "$BIN/templates")
+nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu,power.draw,clocks.sm \
+    --format=csv >"$OUT/gpu.txt" 2>&1
+date -u >>"$OUT/gpu.txt"
+
+step cutlass_check --quick
+timeout 75 /tmp/cutlass-bin/cutlass_check --quick >"$OUT/cutlass_check.txt" 2>&1
+echo "cutlass_check exit $?" >>"$OUT/steps.txt"
+
+P=(--set 'matrix.batch_size=[16,64]' --set 'matrix.quantize=["blocks:0-5"]'
+   --set protocol.min_window_s=1.0 --set protocol.repeats=3 --set protocol.idle_baseline_s=3.0
+   --set protocol.idle_settle_s=2.0)
+step runner cutlass
+timeout 60 /tmp/cutlass-bin/runner experiments/quantization_sweep.toml "${P[@]}" "${TEMPLATES[@]}" \
+    --set 'matrix.precision=["fp16","int8-fp16","fp8-fp16"]' --set device.gemm_library=cutlass \
+    --out "$OUT/run-cutlass-1" >"$OUT/run-cutlass-1.log" 2>&1
+echo "runner cutlass exit $?" >>"$OUT/steps.txt"
+step runner cublaslt fp16
+timeout 30 /tmp/cutlass-bin/runner experiments/quantization_sweep.toml "${P[@]}" "${TEMPLATES[@]}" \
+    --set 'matrix.precision=["fp16"]' --set device.gemm_library=cublaslt \
+    --out "$OUT/run-cublaslt-1" >"$OUT/run-cublaslt-1.log" 2>&1
+echo "runner cublaslt exit $?" >>"$OUT/steps.txt"
+
+NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+for cfg in "fp16 cublaslt 16" "int8-fp16 cutlass 16" "fp16 cublaslt 64" "int8-fp16 cutlass 64"; do
+    set -- $cfg
+    step "ncu $cfg"
+    if [ -z "$NCU" ]; then echo "no ncu on this machine" >>"$OUT/steps.txt"; break; fi
+    timeout 15 "$NCU" --profile-from-start off --metrics gpu__time_duration.sum --csv --print-units base \
+        --clock-control none --cache-control none --log-file "$OUT/ncu-$1-$2-$3.log" \
+        /tmp/cutlass-bin/cutlass_check --profile "$1" "$2" "$3" >"$OUT/ncu-$1-$2-$3.csv" 2>&1
+    echo "ncu $cfg exit $?" >>"$OUT/steps.txt"
+done
+python3 benchmarks/ncu_profile.py "$OUT" >"$OUT/profile.md" 2>&1
+
+T=$(left)
+step "PyTorch (${T} s left)"
+if [ "$T" -gt 20 ]; then
+    timeout "$T" python3 benchmarks/pytorch_reference.py "$OUT/torch-1.jsonl" \
+        --batch-sizes 16,64 --precisions "" --compile-precisions fp16 --compile-modes reduce-overhead \
+        --w8a8-precisions int8-fp16,fp8-fp16 --window-s 1.0 >"$OUT/torch-1.log" 2>&1
+    echo "torch exit $?" >>"$OUT/steps.txt"
+fi
+step ratios
+python3 benchmarks/cutlass_ratios.py "$OUT" >"$OUT/ratios.md" 2>&1
+step done

@@ -1,8 +1,8 @@
 //! One decoder layer of the Llama family, callable alone: RMSNorm, attention with grouped-query
 //! heads over the static KV cache (qwen2's Q/K/V biases, qwen3's per-head Q/K norms), RMSNorm,
 //! SwiGLU. Two entry points with the same weights: a prefill of a span at a host offset (one
-//! shape per prompt length) and a decode step at the device-held position (the same kernels and
-//! arguments every step).
+//! shape per prompt length, its causal mask made once on the device) and a decode step at the
+//! device-held position (the same kernels and arguments every step).
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Module, Result, Tensor};
@@ -73,16 +73,16 @@ impl Block {
         })
     }
 
-    /// `x` (batch, len, hidden) at positions start..start+len; its keys and values written into
-    /// `cache`.
+    /// `x` (batch, len, hidden) at positions `at.start`..`at.start`+len; its keys and values
+    /// written into `cache`.
     pub fn prefill(
         &self,
         x: &Tensor,
         rotary: &Rotary,
         cache: &StaticKvCache,
-        start: usize,
+        at: &PrefillAt,
     ) -> Result<Tensor> {
-        self.mlp_residual(&self.prefill_attention(x, rotary, cache, start)?)
+        self.mlp_residual(&self.prefill_attention(x, rotary, cache, at)?)
     }
 
     /// `x` (batch, 1, hidden) at the device-held `at.position`.
@@ -102,11 +102,11 @@ impl Block {
         x: &Tensor,
         rotary: &Rotary,
         cache: &StaticKvCache,
-        start: usize,
+        at: &PrefillAt,
     ) -> Result<Tensor> {
         let a = self
             .attention
-            .prefill(&self.input_norm.forward(x)?, rotary, cache, start)?;
+            .prefill(&self.input_norm.forward(x)?, rotary, cache, at)?;
         x + a
     }
 
@@ -128,6 +128,24 @@ impl Block {
     pub fn mlp_residual(&self, x: &Tensor) -> Result<Tensor> {
         x + self.mlp.forward(&self.post_attention_norm.forward(x)?)?
     }
+}
+
+/// Where a prefill runs: the span's first position (a host offset: one shape per prompt), the
+/// causal mask of its queries against every position up to its end, u8 (len, start + len),
+/// made once on the device per (len, start) by [`causal_mask`], and the f32 -inf a masked score
+/// becomes (the decode step's). Nothing is uploaded inside a prefill: no host sync per layer.
+pub struct PrefillAt<'a> {
+    pub start: usize,
+    pub mask: &'a Tensor,
+    pub neg_inf: &'a Tensor,
+}
+
+/// Query i (position start + i) sees keys 0..=start + i: u8 (len, start + len), 1 where allowed,
+/// compared on the device from `positions` (u32 0..n with n >= start + len, already there).
+pub fn causal_mask(positions: &Tensor, len: usize, start: usize) -> Result<Tensor> {
+    let keys = positions.narrow(0, 0, start + len)?.unsqueeze(0)?;
+    let queries = positions.narrow(0, start, len)?.unsqueeze(1)?;
+    keys.broadcast_le(&queries)
 }
 
 /// Where a decode step runs, all on the device: the position (u32 (1,)), 0..capacity (u32) to
@@ -183,8 +201,9 @@ impl Attention {
         x: &Tensor,
         rotary: &Rotary,
         cache: &StaticKvCache,
-        start: usize,
+        at: &PrefillAt,
     ) -> Result<Tensor> {
+        let start = at.start;
         let (b, len, _) = x.dims3()?;
         let (q, k, v) = self.qkv(x)?;
         let q = rotary.apply_span(&q, start)?;
@@ -200,13 +219,13 @@ impl Attention {
             .to_dtype(DType::F32)?
             .matmul(&k.to_dtype(DType::F32)?.t()?)?
             * scale)?;
-        // Query i (position start + i) sees keys 0..=start + i.
-        let allowed: Vec<u8> = (0..len)
-            .flat_map(|i| (0..total).map(move |j| u8::from(j <= start + i)))
-            .collect();
-        let mask = Tensor::from_vec(allowed, (len, total), x.device())?;
-        let neg_inf = Tensor::new(f32::NEG_INFINITY, x.device())?;
-        let probs = candle_nn::ops::softmax_last_dim(&masked(&scores, &mask, &neg_inf)?)?;
+        if at.mask.dims() != [len, total] {
+            candle_core::bail!(
+                "a causal mask of {:?} for a prefill of {len} positions at {start}",
+                at.mask.dims()
+            );
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&masked(&scores, at.mask, at.neg_inf)?)?;
         let y = probs.matmul(&v.to_dtype(DType::F32)?)?;
         self.merge(y, b, len, x.dtype())
     }
@@ -251,4 +270,40 @@ fn masked(scores: &Tensor, allowed: &Tensor, neg_inf: &Tensor) -> Result<Tensor>
     let shape = scores.shape();
     let neg = neg_inf.broadcast_as(shape)?;
     allowed.broadcast_as(shape)?.where_cond(scores, &neg)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::causal_mask;
+
+    /// The mask the prefill built on the host, per layer, before it was made on the device.
+    fn host_mask(len: usize, start: usize) -> Vec<Vec<u8>> {
+        (0..len)
+            .map(|i| (0..start + len).map(|j| u8::from(j <= start + i)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn the_device_causal_mask_is_the_host_built_one_at_every_start() {
+        let positions = Tensor::arange(0u32, 64, &Device::Cpu).unwrap();
+        for (len, start) in [
+            (1, 0),
+            (5, 0),
+            (7, 3),
+            (1, 40),
+            (16, 16),
+            (32, 32),
+            (13, 51),
+        ] {
+            let mask = causal_mask(&positions, len, start).unwrap();
+            assert_eq!(mask.dtype(), candle_core::DType::U8);
+            assert_eq!(
+                mask.to_vec2::<u8>().unwrap(),
+                host_mask(len, start),
+                "len {len} start {start}"
+            );
+        }
+    }
 }

@@ -26,8 +26,12 @@ impl LlamaFamily {
         let (block, cache) = (&self.blocks[i], &state.caches[i]);
         match (phase, unit) {
             (_, DecoderUnit::Mlp(_)) => block.mlp_residual(x),
-            (Phase::Prefill, DecoderUnit::Block(_)) => block.prefill(x, &self.rotary, cache, 0),
-            (Phase::Prefill, _) => block.prefill_attention(x, &self.rotary, cache, 0),
+            (Phase::Prefill, DecoderUnit::Block(_)) => {
+                block.prefill(x, &self.rotary, cache, &state.prefill_at(x.dim(1)?, 0)?)
+            }
+            (Phase::Prefill, _) => {
+                block.prefill_attention(x, &self.rotary, cache, &state.prefill_at(x.dim(1)?, 0)?)
+            }
             (Phase::Decode, DecoderUnit::Block(_)) => {
                 block.decode(x, &self.rotary, cache, &state.at())
             }
@@ -62,7 +66,7 @@ impl DecoderLayers for LlamaFamily {
         self.reset()?;
         let (ids, position) = match phase {
             Phase::Prefill => {
-                self.ensure_cache(batch, len)?;
+                self.ready_prefill(batch, len, 0)?;
                 (prompt.clone(), format!("positions 0..{len}"))
             }
             Phase::Decode => {

@@ -21,7 +21,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
-use self::block::{Block, DecodeAt};
+use self::block::{causal_mask, Block, DecodeAt, PrefillAt};
 use self::config::FamilyConfig;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::linear::Linear;
@@ -63,6 +63,9 @@ struct CacheState {
     tokens: Tensor,
     /// u32 (1,): the position [`Generate::mark`] remembered, for the fixed step's restore.
     marked: Tensor,
+    /// The last prefill's (len, start) and its causal mask, made on the device from
+    /// `positions` and kept: a cell's prefills (one prompt shape) reuse it, uploading nothing.
+    prefill_mask: Option<((usize, usize), Tensor)>,
 }
 
 impl CacheState {
@@ -72,6 +75,19 @@ impl CacheState {
             position: &self.position,
             positions: &self.positions,
             neg_inf: &self.masked,
+        }
+    }
+
+    /// Where a prefill of `len` positions at `start` runs: the mask [`LlamaFamily::ready_prefill`]
+    /// made for it.
+    fn prefill_at(&self, len: usize, start: usize) -> Result<PrefillAt<'_>> {
+        match &self.prefill_mask {
+            Some((made, mask)) if *made == (len, start) => Ok(PrefillAt {
+                start,
+                mask,
+                neg_inf: &self.masked,
+            }),
+            _ => candle_core::bail!("no causal mask was made for a prefill of {len} at {start}"),
         }
     }
 }
@@ -176,6 +192,7 @@ impl LlamaFamily {
             masked: Tensor::new(f32::NEG_INFINITY, &self.device)?,
             tokens: Tensor::zeros((batch, 1), DType::U32, &self.device)?,
             marked: Tensor::zeros(1, DType::U32, &self.device)?,
+            prefill_mask: None,
         });
         Ok(())
     }
@@ -225,6 +242,27 @@ impl LlamaFamily {
         )?;
         self.position = position;
         Ok(())
+    }
+
+    /// The cache and the causal mask for a prefill of `batch` x `len` at `start` (the mask made
+    /// only when the shape or start changed).
+    fn ready_prefill(&mut self, batch: usize, len: usize, start: usize) -> Result<()> {
+        self.ensure_cache(batch, start + len)?;
+        let state = self.state.as_mut().expect("ensured");
+        if !matches!(&state.prefill_mask, Some((made, _)) if *made == (len, start)) {
+            let mask = causal_mask(&state.positions, len, start)?;
+            state.prefill_mask = Some(((len, start), mask));
+        }
+        Ok(())
+    }
+
+    /// The prompt's forward pass at `at` (cache and mask ready): the last position's logits.
+    fn run_prefill(&self, state: &CacheState, prompt: &Tensor, at: &PrefillAt) -> Result<Tensor> {
+        let mut x = self.embed(prompt)?;
+        for (block, cache) in self.blocks.iter().zip(&state.caches) {
+            x = block.prefill(&x, &self.rotary, cache, at)?;
+        }
+        self.head(&x)
     }
 
     /// One decode step of `tokens` (batch, 1) at the device-held position, which it advances in
@@ -294,13 +332,9 @@ impl Generate for LlamaFamily {
     fn prefill(&mut self, prompt: &Tensor) -> Result<Tensor> {
         let (batch, len) = prompt.dims2()?;
         let start = self.position;
-        self.ensure_cache(batch, start + len)?;
+        self.ready_prefill(batch, len, start)?;
         let state = self.state.as_ref().expect("ensured");
-        let mut x = self.embed(prompt)?;
-        for (block, cache) in self.blocks.iter().zip(&state.caches) {
-            x = block.prefill(&x, &self.rotary, cache, start)?;
-        }
-        let logits = self.head(&x)?;
+        let logits = self.run_prefill(state, prompt, &state.prefill_at(len, start)?)?;
         self.set_position(start + len)?;
         Ok(logits)
     }

@@ -22,7 +22,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 FINAL=${1:?usage: cutlass_short_gpu.sh OUT BIN_DIR}
 BIN=${2:?usage: cutlass_short_gpu.sh OUT BIN_DIR}
-BUDGET_S=${BUDGET_S:-275}
+BUDGET_S=${BUDGET_S:-270}
 START=$(date +%s)
 OUT=/tmp/cutlass-short-out
 rm -rf "$OUT" && mkdir -p "$FINAL" "$OUT" /tmp/cutlass-bin
@@ -49,10 +49,10 @@ timeout 75 /tmp/cutlass-bin/cutlass_check --quick >"$OUT/cutlass_check.txt" 2>&1
 echo "cutlass_check exit $?" >>"$OUT/steps.txt"
 
 P=(--set 'matrix.batch_size=[16,64]' --set 'matrix.quantize=["blocks:0-5"]'
-   --set protocol.min_window_s=1.0 --set protocol.repeats=3 --set protocol.idle_baseline_s=3.0
+   --set protocol.warmup_s=1.0 --set protocol.min_window_s=1.0 --set protocol.repeats=3 --set protocol.idle_baseline_s=3.0
    --set protocol.idle_settle_s=2.0)
 step runner cutlass
-timeout 60 /tmp/cutlass-bin/runner experiments/quantization_sweep.toml "${P[@]}" "${TEMPLATES[@]}" \
+timeout 70 /tmp/cutlass-bin/runner experiments/quantization_sweep.toml "${P[@]}" "${TEMPLATES[@]}" \
     --set 'matrix.precision=["fp16","int8-fp16","fp8-fp16"]' --set device.gemm_library=cutlass \
     --out "$OUT/run-cutlass-1" >"$OUT/run-cutlass-1.log" 2>&1
 echo "runner cutlass exit $?" >>"$OUT/steps.txt"

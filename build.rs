@@ -90,7 +90,7 @@ fn compile_kernels() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_string());
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
-    const KERNELS: &[&str] = &["fused", "eight_bit"];
+    const KERNELS: &[&str] = &["fused", "eight_bit", "decode"];
     println!("cargo:rerun-if-changed=src/ops/kernels/common.cuh");
     for name in KERNELS {
         let src = format!("src/ops/kernels/{name}.cu");

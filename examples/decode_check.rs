@@ -7,15 +7,28 @@
 //! 3. the fixed step replayed as a CUDA graph against the same step run eagerly, step by step
 //!    over 32 steps (logits and tokens), NaN caught.
 //! 4. ms per decode step at the cell's context (prompt 512 + 128 steps), bf16, batch 1 and 8, for
-//!    candle-transformers (eager, Tensor::cat cache), the own decoder eager, and its graph;
-//!    samples alternated so drift hits all alike. Printed as CSV lines `timing,...`.
+//!    candle-transformers (eager, Tensor::cat cache), the own decoder eager, its graph, and its
+//!    graph with the fused decode kernels; samples alternated so drift hits all alike. Printed as
+//!    CSV lines `timing,...`.
 //!
-//!     cargo run --release --features cuda --example decode_check -- [PRESETS...]
+//! `fused` runs the fused decode kernels' checks alone (issue 30's rule), then stops:
+//!
+//! 5. every kernel of src/ops/decode.rs against its plain twin on fresh random inputs
+//!    (decode_check/kernels.rs), f32/f16/bf16, batch 1 and 8, NaN caught;
+//! 6. the own decoder with `decode_kernels = "fused"` against the plain one on the same weights:
+//!    greedy tokens identical over 64 steps in fp32 (worst logit difference <= 1e-4 of scale),
+//!    bf16 over 16 steps (worst <= 5 %), for llama/mistral/qwen2/qwen3 tiny configs and SmolLM2;
+//! 7. the fused step replayed as a CUDA graph against itself eager (32 steps).
+//!
+//!     cargo run --release --features cuda --example decode_check -- [fused] [PRESETS...]
+
+#[path = "decode_check/kernels.rs"]
+mod kernels;
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::config::{Implementation, Precision};
+use runner::config::{DecodeKernels, Implementation, Precision};
 use runner::model::decoder::DecoderSpec;
 use runner::model::workload::greedy;
 use runner::ops::graph::{FixedWork, GraphMode};
@@ -48,6 +61,13 @@ fn prompt(device: &Device, batch: usize, len: usize, vocab: usize) -> Result<Ten
     Tensor::from_vec(v, (batch, len), device)
 }
 
+/// The own decoder with the fused decode kernels.
+fn fused_spec(arch: &str, preset: &str) -> DecoderSpec {
+    let mut s = spec(arch, preset, Implementation::Own);
+    s.decode_kernels = DecodeKernels::Fused;
+    s
+}
+
 /// Greedy side by side: (steps with identical tokens, worst relative logit difference).
 fn versus(
     arch: &str,
@@ -56,13 +76,26 @@ fn versus(
     steps: usize,
     dev: &Device,
 ) -> Result<(usize, f32)> {
-    let a_spec = spec(arch, preset, Implementation::Crate);
+    let a = spec(arch, preset, Implementation::Crate);
+    let b = spec(arch, preset, Implementation::Own);
+    versus_specs(&a, &b, precision, steps, dev)
+}
+
+/// [`versus`] of any two decoders (`b` reserves its cache for the steps).
+fn versus_specs(
+    a_spec: &DecoderSpec,
+    b_spec: &DecoderSpec,
+    precision: Precision,
+    steps: usize,
+    dev: &Device,
+) -> Result<(usize, f32)> {
     let mut a = a_spec
         .load(precision, dev)
         .map_err(candle_core::Error::wrap)?;
-    let mut b = spec(arch, preset, Implementation::Own)
+    let mut b = b_spec
         .load(precision, dev)
         .map_err(candle_core::Error::wrap)?;
+    a.reserve(2, 16 + steps + 1)?;
     let p = prompt(dev, 2, 16, a_spec.shapes.vocab)?;
     b.reserve(2, 16 + steps + 1)?;
     let (mut la, mut lb) = (a.prefill(&p)?, b.prefill(&p)?);
@@ -85,7 +118,10 @@ fn versus(
 
 /// The fixed step as a graph against the same step eager, step by step.
 fn graph_versus_eager(arch: &str, preset: &str, dev: &Device) -> Result<String> {
-    let s = spec(arch, preset, Implementation::Own);
+    graph_versus_eager_of(&spec(arch, preset, Implementation::Own), dev)
+}
+
+fn graph_versus_eager_of(s: &DecoderSpec, dev: &Device) -> Result<String> {
     let mut m = s
         .load(Precision::Bf16, dev)
         .map_err(candle_core::Error::wrap)?;
@@ -167,9 +203,27 @@ fn timing(arch: &str, preset: &str, batch: usize, dev: &Device) -> Result<()> {
         &fixed.run,
         &*fixed.restore,
     );
+    // The same step with the fused decode kernels, on the same prompt.
+    let mut fused_model = fused_spec(arch, preset)
+        .load(Precision::Bf16, dev)
+        .map_err(candle_core::Error::wrap)?;
+    fused_model.reserve(batch, prompt_len + steps)?;
+    fused_model.prefill(&p)?;
+    fused_model.mark()?;
+    let fused_fixed = fused_model
+        .fixed_step(&first, steps)?
+        .expect("a fixed step");
+    let fused = FixedWork::stateful(
+        dev,
+        GraphMode::Auto,
+        "one decode step",
+        &fused_fixed.run,
+        &*fused_fixed.restore,
+    );
     let mut t_crate = Vec::new();
     let mut t_eager = Vec::new();
     let mut t_graph = Vec::new();
+    let mut t_fused = Vec::new();
     for _ in 0..samples {
         crate_run.rewind()?;
         let mut tok = first.clone();
@@ -190,22 +244,110 @@ fn timing(arch: &str, preset: &str, batch: usize, dev: &Device) -> Result<()> {
             dev.synchronize()?;
             out.push(t.elapsed().as_secs_f64() * 1e3 / steps as f64);
         }
+        (fused_fixed.restore)()?;
+        dev.synchronize()?;
+        let t = Instant::now();
+        for _ in 0..steps {
+            fused.run()?;
+        }
+        dev.synchronize()?;
+        t_fused.push(t.elapsed().as_secs_f64() * 1e3 / steps as f64);
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]
     };
     let (c, e, g) = (med(&mut t_crate), med(&mut t_eager), med(&mut t_graph));
+    let f = med(&mut t_fused);
     println!(
-        "timing,{preset},bf16,batch={batch},prompt={prompt_len},steps={steps},crate_ms_per_step={c:.4},own_eager_ms_per_step={e:.4},own_graph_ms_per_step={g:.4},graph_vs_crate={:.3},own_prefill_ms_once={own_prefill_ms:.2},execution={}",
+        "timing,{preset},bf16,batch={batch},prompt={prompt_len},steps={steps},crate_ms_per_step={c:.4},own_eager_ms_per_step={e:.4},own_graph_ms_per_step={g:.4},own_fused_graph_ms_per_step={f:.4},graph_vs_crate={:.3},fused_vs_plain_graph={:.3},own_prefill_ms_once={own_prefill_ms:.2},execution={},fused_execution={}",
         g / c,
-        graph.describe().replace(',', ";")
+        f / g,
+        graph.describe().replace(',', ";"),
+        fused.describe().replace(',', ";")
     );
     Ok(())
 }
 
+/// Checks 5-7 (the fused decode kernels); true when every one passed.
+fn fused_checks(dev: &Device) -> Result<bool> {
+    let mut ok = kernels::check_all(dev)?;
+    let cases = [
+        ("llama", "llama-tiny"),
+        ("mistral", "mistral-tiny"),
+        ("qwen2", "qwen2-tiny"),
+        ("qwen3", "qwen3-tiny"),
+        ("llama", "smollm2-135m"),
+    ];
+    for (arch, preset) in cases {
+        let (plain, fused) = (
+            spec(arch, preset, Implementation::Own),
+            fused_spec(arch, preset),
+        );
+        for (precision, steps, bound) in [(Precision::Fp32, 64, 1e-4), (Precision::Bf16, 16, 0.05)]
+        {
+            let name = precision.name();
+            match versus_specs(&plain, &fused, precision, steps, dev) {
+                Ok((agreed, worst)) => {
+                    // fp32 must agree on every token; bf16 is bounded by its logits.
+                    let pass = worst <= bound && (precision != Precision::Fp32 || agreed == steps);
+                    ok &= pass;
+                    println!(
+                        "fused_vs_plain,{preset},{name},{agreed}/{steps} identical greedy steps,worst {worst:.2e} (bound {bound:.0e}),{}",
+                        if pass { "PASS" } else { "FAIL" }
+                    );
+                }
+                Err(e) => {
+                    ok = false;
+                    println!("fused_vs_plain,{preset},{name},error: {e},FAIL");
+                }
+            }
+        }
+    }
+    for (arch, preset) in [("llama", "smollm2-135m"), ("qwen2", "qwen2.5-0.5b")] {
+        match graph_versus_eager_of(&fused_spec(arch, preset), dev) {
+            Ok(line) => {
+                let pass = line.contains("32/32") && line.contains("0.00e0 of scale");
+                ok &= pass;
+                println!(
+                    "fused_graph,{preset},bf16,{line},{}",
+                    if pass { "PASS" } else { "FAIL" }
+                );
+            }
+            Err(e) => {
+                ok = false;
+                println!("fused_graph,{preset},bf16,error: {e},FAIL");
+            }
+        }
+    }
+    println!("fused_checks,{}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
+}
+
 fn main() -> Result<()> {
     let dev = Device::new_cuda(0)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("fused") {
+        let ok = fused_checks(&dev)?;
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if args.first().map(String::as_str) == Some("timing") {
+        for (arch, preset) in [
+            ("llama", "smollm2-135m"),
+            ("qwen2", "qwen2.5-0.5b"),
+            ("llama", "llama-3.2-1b"),
+        ] {
+            if args.len() > 1 && !args[1..].iter().any(|o| o == preset) {
+                continue;
+            }
+            for batch in [1, 8] {
+                if let Err(e) = timing(arch, preset, batch, &dev) {
+                    println!("timing,{preset},bf16,batch={batch},error: {e}");
+                }
+            }
+        }
+        return Ok(());
+    }
     for arch in ["llama", "mistral", "qwen2", "qwen3"] {
         let tiny = format!("{arch}-tiny");
         match versus(arch, &tiny, Precision::Fp32, 64, &dev) {

@@ -125,6 +125,9 @@ pub(super) fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow:
             if d.implementation == crate::config::Implementation::Own {
                 identity["decoder"]["implementation"] = json!("own");
             }
+            if !d.decode_kernels.is_plain() {
+                identity["decoder"]["decode_kernels"] = json!(d.decode_kernels.name());
+            }
             identity["prompt_len"] = json!(cell.prompt_len);
             identity["new_tokens"] = json!(cell.new_tokens);
         }

@@ -85,16 +85,18 @@ impl ModelSpec {
                     Some(dir) => WeightsSource::HuggingFaceDir(dir),
                 },
             },
-            None => Family::Decoder(Box::new(
-                DecoderSpec::resolve(
+            None => {
+                let mut spec = DecoderSpec::resolve(
                     &section.architecture,
                     section.preset.as_deref(),
                     weights.as_deref(),
                     seed,
                     section.implementation,
                 )
-                .with_context(|| format!("models.{name}"))?,
-            )),
+                .with_context(|| format!("models.{name}"))?;
+                spec.decode_kernels = section.decode_kernels;
+                Family::Decoder(Box::new(spec))
+            }
         };
         Ok(Self {
             name: name.to_string(),

@@ -6,6 +6,8 @@
 //! - `fused.rs`: bias + GELU, Q/K/V head split, residual + layer norm, masked softmax, head merge
 //! - `attention.rs`: the encoder's attention as one kernel
 //! - `attention_packed.rs`: that kernel writing attention-out's 8-bit input (thread-block clusters)
+//! - `decode.rs`: a decoder's decode-step kernels (residual + RMSNorm, rotary + KV write, split-K
+//!   attention, SwiGLU), each beside its plain twin
 //! - `eight_bit/`: int8 and FP8 GEMMs (cuBLASLt, or CUTLASS with fused epilogues), quantizing
 //!   norms and GELUs, `Packed8`
 //! - `cutlass.rs`: the CUTLASS GEMMs' extern "C" entry points (static library, build/cutlass.rs)
@@ -17,6 +19,7 @@
 pub mod attention;
 pub mod attention_packed;
 pub mod cutlass;
+pub mod decode;
 pub mod eight_bit;
 pub mod float_gemm;
 pub mod fused;

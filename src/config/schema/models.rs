@@ -66,6 +66,36 @@ pub struct ModelSection {
     /// quantized at load), for llama, mistral, qwen2 and qwen3.
     #[serde(default, skip_serializing_if = "Implementation::is_crate")]
     pub implementation: Implementation,
+    /// The runner's own decoder on CUDA: `plain` (the default: candle's kernels, ~93 a layer
+    /// per decode step) or `fused` (the runner's decode kernels, src/ops/kernels/decode.cu:
+    /// residual + RMSNorm, rotary + KV write, split-K attention, SwiGLU, one Q|K|V and one
+    /// gate|up GEMM; 10 launches a layer). Prefill stays plain. The cell id and every record say
+    /// which ran (`implementation.decode_kernels`). CUDA only: a CPU cell with `fused` is an
+    /// error, not a fallback.
+    #[serde(default, skip_serializing_if = "DecodeKernels::is_plain")]
+    pub decode_kernels: DecodeKernels,
+}
+
+/// `models.NAME.decode_kernels`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeKernels {
+    #[default]
+    Plain,
+    Fused,
+}
+
+impl DecodeKernels {
+    pub fn is_plain(&self) -> bool {
+        *self == DecodeKernels::Plain
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Fused => "fused",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]

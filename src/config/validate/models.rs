@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{MAX_EXAMPLES, MAX_PROBE_STEPS};
-use crate::config::{HeadKind, Implementation, LoadedExperiment, Preset};
+use crate::config::{Backend, DecodeKernels, HeadKind, Implementation, LoadedExperiment, Preset};
 
 /// Checks every model, and returns each encoder's position embeddings (by model name), which
 /// bound the matrix's `seq_len`.
@@ -63,6 +63,18 @@ pub(super) fn check(
                         m.architecture
                     ));
                 }
+            }
+        }
+        if m.decode_kernels == DecodeKernels::Fused {
+            let key = ["models", model_name, "decode_kernels"];
+            if m.encoder().is_some() || m.implementation != Implementation::Own {
+                bad(&key, format!(
+                    "models.{model_name}.decode_kernels = \"fused\": the fused decode kernels belong to the runner's own Llama-family decoder: add implementation = \"own\" (llama, mistral, qwen2, qwen3), or leave the key out"
+                ));
+            } else if c.device.backend == Backend::Cpu {
+                bad(&key, format!(
+                    "models.{model_name}.decode_kernels = \"fused\": the fused decode kernels are CUDA kernels and device.backend = \"cpu\": leave the key out (the plain kernels run on the CPU)"
+                ));
             }
         }
         if m.weights != "random" {

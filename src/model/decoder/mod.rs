@@ -30,7 +30,7 @@ use tokenizers::Tokenizer;
 use self::crate_run::{CrateDecoder, Description};
 use self::gguf::GgufModel;
 use self::shapes::Shapes;
-use crate::config::{FloatPrecision, Implementation, Precision};
+use crate::config::{DecodeKernels, FloatPrecision, Implementation, Precision};
 use crate::model::workload::Generate;
 use crate::model::{dtype_for, dtype_name, hex};
 
@@ -61,6 +61,8 @@ pub struct DecoderSpec {
     pub source: DecoderSource,
     /// candle-transformers' model, or the runner's own Llama-family decoder (`llama/`).
     pub implementation: Implementation,
+    /// The own decoder's decode-step kernels: candle's (plain) or the runner's fused ones.
+    pub decode_kernels: DecodeKernels,
 }
 
 /// "did you mean" over the architectures the runner knows, encoders and decoders.
@@ -137,6 +139,7 @@ impl DecoderSpec {
                 shapes,
                 source: DecoderSource::Random { seed },
                 implementation: Implementation::Crate,
+                decode_kernels: DecodeKernels::Plain,
             });
         };
         let spec = if path
@@ -151,6 +154,7 @@ impl DecoderSpec {
                 shapes: model.shapes.clone(),
                 source: DecoderSource::Gguf(Box::new(model)),
                 implementation: Implementation::Crate,
+                decode_kernels: DecodeKernels::Plain,
             }
         } else {
             let config = path.join("config.json");
@@ -184,6 +188,7 @@ impl DecoderSpec {
                     dir: path.to_path_buf(),
                 },
                 implementation: Implementation::Crate,
+                decode_kernels: DecodeKernels::Plain,
             }
         };
         if let Some(p) = preset_config {

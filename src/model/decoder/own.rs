@@ -25,6 +25,10 @@ impl DecoderSpec {
         }
         match precision {
             Precision::Fp32 | Precision::Fp16 | Precision::Bf16 => None,
+            Precision::Quantized(..) if !self.decode_kernels.is_plain() => Some(format!(
+                "{}: decode_kernels = \"fused\" fuses float linears (one Q|K|V and one gate|up GEMM); GGML formats run with the plain kernels (leave decode_kernels out)",
+                precision.name()
+            )),
             Precision::Quantized(format, _) => {
                 let block = format.block_size();
                 let widths = [s.hidden, s.intermediate, s.heads * s.head_dim];
@@ -80,7 +84,13 @@ impl DecoderSpec {
             _ => self.var_builder(precision, device)?,
         };
         let format = llama::format_of(precision);
-        Ok(Box::new(llama::LlamaFamily::load(cfg, vb, format, what)?))
+        Ok(Box::new(llama::LlamaFamily::load(
+            cfg,
+            vb,
+            format,
+            what,
+            self.decode_kernels,
+        )?))
     }
 
     /// The config the own decoder is built from: config.json's text, or a GGUF file's metadata.

@@ -30,6 +30,11 @@ impl Rotary {
         })
     }
 
+    /// The (max_positions, head_dim / 2) cos and sin tables (the fused rotary kernel reads them).
+    pub fn tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
     pub fn positions(&self) -> usize {
         self.cos.dim(0).unwrap_or(0)
     }

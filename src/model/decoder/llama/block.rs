@@ -14,32 +14,43 @@ use crate::model::parts::linear::Linear;
 use crate::model::parts::rope::Rotary;
 
 pub struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    q_norm: Option<RmsNorm>,
-    k_norm: Option<RmsNorm>,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+    pub(super) q: Linear,
+    pub(super) k: Linear,
+    pub(super) v: Linear,
+    pub(super) o: Linear,
+    pub(super) q_norm: Option<RmsNorm>,
+    pub(super) k_norm: Option<RmsNorm>,
+    pub(super) heads: usize,
+    pub(super) kv_heads: usize,
+    pub(super) head_dim: usize,
+    /// With fused decode kernels: the Q, K and V weights (and biases) stacked, one GEMM; q, k
+    /// and v above are views of it (one copy in memory), for the plain prefill.
+    pub(super) qkv: Option<(Tensor, Option<Tensor>)>,
 }
 
 pub struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    pub(super) gate: Linear,
+    pub(super) up: Linear,
+    pub(super) down: Linear,
+    /// With fused decode kernels: the gate and up weights stacked (gate and up are its views).
+    pub(super) gate_up: Option<Tensor>,
 }
 
 pub struct Block {
-    input_norm: RmsNorm,
+    pub(super) input_norm: RmsNorm,
     pub attention: Attention,
-    post_attention_norm: RmsNorm,
+    pub(super) post_attention_norm: RmsNorm,
     pub mlp: Mlp,
 }
 
 impl Block {
-    pub fn load(cfg: &FamilyConfig, vb: VarBuilder, format: Option<GgmlDType>) -> Result<Self> {
+    /// `fused`: stack Q|K|V and gate|up for the fused decode kernels (float linears only).
+    pub fn load(
+        cfg: &FamilyConfig,
+        vb: VarBuilder,
+        format: Option<GgmlDType>,
+        fused: bool,
+    ) -> Result<Self> {
         let (h, d) = (cfg.hidden, cfg.head_dim);
         let a = vb.pp("self_attn");
         let norm = |name: &str| candle_nn::rms_norm(d, cfg.rms_norm_eps, a.pp(name));
@@ -53,14 +64,21 @@ impl Block {
             heads: cfg.heads,
             kv_heads: cfg.kv_heads,
             head_dim: d,
+            qkv: None,
         };
         let m = vb.pp("mlp");
         let i = cfg.intermediate;
-        let mlp = Mlp {
+        let mut mlp = Mlp {
             gate: Linear::load(m.pp("gate_proj"), h, i, false, format)?,
             up: Linear::load(m.pp("up_proj"), h, i, false, format)?,
             down: Linear::load(m.pp("down_proj"), i, h, false, format)?,
+            gate_up: None,
         };
+        let mut attention = attention;
+        if fused {
+            attention.stack()?;
+            mlp.stack()?;
+        }
         Ok(Self {
             input_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
             attention,

@@ -24,6 +24,21 @@ impl LlamaFamily {
             candle_core::bail!("{} is not a block", unit.name());
         };
         let (block, cache) = (&self.blocks[i], &state.caches[i]);
+        if phase == Phase::Decode && self.fused() {
+            let at = state.at();
+            return match unit {
+                DecoderUnit::Mlp(_) => block.mlp_residual_fused(x),
+                DecoderUnit::Attention(_) => {
+                    block.decode_attention_fused(x, &self.rotary, cache, &at)
+                }
+                _ => block.mlp_residual_fused(&block.decode_attention_fused(
+                    x,
+                    &self.rotary,
+                    cache,
+                    &at,
+                )?),
+            };
+        }
         match (phase, unit) {
             (_, DecoderUnit::Mlp(_)) => block.mlp_residual(x),
             (Phase::Prefill, DecoderUnit::Block(_)) => {

@@ -7,11 +7,13 @@
 //!
 //! - `config.rs`: the family's config.json, one reader for the four architectures
 //! - `block.rs`: a decoder layer: prefill of a span, decode step at the device-held position
+//! - `fused.rs`: a layer's decode step with the runner's fused decode kernels (CUDA)
 //! - `gguf_load.rs`: a llama GGUF file dequantized, its Q/K rows unpermuted
 //! - `layers.rs`: every unit and prefix callable alone, for the per-layer profiler
 
 pub mod block;
 pub mod config;
+mod fused;
 pub mod gguf_load;
 mod layers;
 
@@ -23,10 +25,12 @@ use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
 use self::block::{causal_mask, Block, DecodeAt, PrefillAt};
 use self::config::FamilyConfig;
+use crate::config::DecodeKernels;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::linear::Linear;
 use crate::model::parts::rope::Rotary;
 use crate::model::workload::{DecoderLayers, Describe, FixedStep, Generate};
+use crate::ops::decode;
 
 /// Positions a cache holds when no cell said how many (tests, fidelity): grown by doubling.
 const DEFAULT_CAPACITY: usize = 256;
@@ -47,6 +51,8 @@ pub struct LlamaFamily {
     position: usize,
     marked: Option<usize>,
     implementation: BTreeMap<String, String>,
+    /// The decode step's kernels: candle's, or the runner's fused ones (`fused.rs`).
+    kernels: DecodeKernels,
 }
 
 /// The preallocated caches and the device-held position.
@@ -99,11 +105,23 @@ impl LlamaFamily {
         vb: VarBuilder,
         format: Option<GgmlDType>,
         weights: String,
+        kernels: DecodeKernels,
     ) -> Result<Self> {
+        let fused = kernels == DecodeKernels::Fused;
+        if fused && !vb.device().is_cuda() {
+            candle_core::bail!(
+                "decode_kernels = \"fused\": the fused decode kernels are CUDA kernels and this cell runs on the CPU; leave the key out (plain) to run here"
+            );
+        }
+        if fused && format.is_some() {
+            candle_core::bail!(
+                "decode_kernels = \"fused\" stacks float linears; a GGML format runs with the plain kernels"
+            );
+        }
         let m = vb.pp("model");
         let embed = candle_nn::embedding(cfg.vocab, cfg.hidden, m.pp("embed_tokens"))?;
         let blocks = (0..cfg.layers)
-            .map(|i| Block::load(&cfg, m.pp(format!("layers.{i}")), format))
+            .map(|i| Block::load(&cfg, m.pp(format!("layers.{i}")), format, fused))
             .collect::<Result<Vec<_>>>()?;
         let norm = candle_nn::rms_norm(cfg.hidden, cfg.rms_norm_eps, m.pp("norm"))?;
         // As candle-transformers: tied when the config says so or the checkpoint has no head.
@@ -140,6 +158,27 @@ impl LlamaFamily {
             "execution".into(),
             "eager (kernel by kernel): this build has no captured decode step".into(),
         );
+        implementation.insert(
+            "decode_kernels".into(),
+            if fused {
+                "fused (src/ops/kernels/decode.cu): a layer's decode step is add_rms_norm, one Q|K|V GEMM, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention + reduce, the output GEMM, add_rms_norm, one gate|up GEMM, swiglu, the down GEMM; prefill plain".into()
+            } else {
+                "plain (candle's kernels)".into()
+            },
+        );
+        if fused {
+            implementation.insert(
+                "attention".into(),
+                "decode: the runner's split-K kernel over the static cache up to the device-held position (64-key chunks, f32 softmax, grouped query heads sharing their KV head's reads) + a reduce over the chunks; prefill: causal over the prompt (plain)".into(),
+            );
+            implementation.insert(
+                "model".into(),
+                format!(
+                    "runner's own {} (Llama family): fused decode kernels, plain candle ops in prefill, eager",
+                    cfg.architecture
+                ),
+            );
+        }
         Ok(Self {
             embed,
             blocks,
@@ -153,6 +192,7 @@ impl LlamaFamily {
             position: 0,
             marked: None,
             implementation,
+            kernels,
             cfg,
         })
     }
@@ -268,12 +308,43 @@ impl LlamaFamily {
     /// One decode step of `tokens` (batch, 1) at the device-held position, which it advances in
     /// place: no host value enters the step (the same launches every step).
     fn decode(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
+        if self.fused() {
+            return self.decode_fused(state, tokens);
+        }
         let mut x = self.embed(tokens)?;
         let at = state.at();
         for (block, cache) in self.blocks.iter().zip(&state.caches) {
             x = block.decode(&x, &self.rotary, cache, &at)?;
         }
         let logits = self.head(&x)?;
+        state
+            .position
+            .slice_set(&(&state.position + &state.one)?, 0, 0)?;
+        Ok(logits)
+    }
+
+    fn fused(&self) -> bool {
+        self.kernels == DecodeKernels::Fused
+    }
+
+    /// [`Self::decode`] with the fused kernels (`fused.rs`): each layer's MLP output is added to
+    /// the residual stream by the next layer's norm kernel (the last by the final norm's).
+    fn decode_fused(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
+        let x = self.embed(tokens)?;
+        let (b, _, hidden) = x.dims3()?;
+        let mut h = x.reshape((b, hidden))?;
+        let mut pending: Option<Tensor> = None;
+        let at = state.at();
+        for (block, cache) in self.blocks.iter().zip(&state.caches) {
+            let (next, out) = block.decode_fused(&h, pending.as_ref(), &self.rotary, cache, &at)?;
+            h = next;
+            pending = Some(out);
+        }
+        let normed = match &pending {
+            Some(p) => decode::add_rms_norm(p, &h, self.norm.weight(), self.norm.eps())?.0,
+            None => self.norm.forward(&h)?,
+        };
+        let logits = self.lm_head.forward(&normed)?.to_dtype(DType::F32)?;
         state
             .position
             .slice_set(&(&state.position + &state.one)?, 0, 0)?;

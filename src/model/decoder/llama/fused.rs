@@ -1,0 +1,188 @@
+//! A decode step of a layer with the runner's fused decode kernels (`decode_kernels = "fused"`,
+//! src/ops/decode.rs): 10 launches a layer where the plain path (block.rs) takes ~93.
+//!
+//!   add_rms_norm(previous layer's MLP output, residual) -> normed, residual
+//!   normed x [Wq|Wk|Wv]^T                  one GEMM
+//!   rope_kv_write                          Q, K rotated at the device-held position; K, V cached
+//!   decode_attention                       split-K over the cache + reduce (2 launches)
+//!   context x Wo^T                         one GEMM
+//!   add_rms_norm(attention output, residual) -> normed, residual
+//!   normed x [Wgate|Wup]^T                 one GEMM
+//!   swiglu                                 silu(gate) * up
+//!   x Wdown^T                              one GEMM, its residual add deferred to the next norm
+//!
+//! The weights are the plain path's, stacked at load (the plain linears become views of the
+//! stacked weights, so the prefill, which stays plain, reads the same memory).
+
+use candle_core::{Module, Result, Tensor};
+
+use super::block::{Attention, Block, DecodeAt, Mlp};
+use crate::model::parts::kv_cache::StaticKvCache;
+use crate::model::parts::linear::Linear;
+use crate::model::parts::rope::Rotary;
+use crate::ops::decode::{self, CacheAt, RopeArgs};
+
+/// A float linear's weight and bias (a fused GEMM stacks them).
+fn float_parts(l: &Linear) -> Result<(Tensor, Option<Tensor>)> {
+    match l {
+        Linear::Float(l) => Ok((l.weight().clone(), l.bias().cloned())),
+        Linear::Ggml { .. } => candle_core::bail!(
+            "decode_kernels = \"fused\" stacks float linears; a GGML format runs with the plain kernels"
+        ),
+    }
+}
+
+/// Rows `from..from + len` of a stacked weight (and bias) as a plain linear.
+fn view(weight: &Tensor, bias: Option<&Tensor>, from: usize, len: usize) -> Result<Linear> {
+    let bias = bias.map(|b| b.narrow(0, from, len)).transpose()?;
+    Ok(Linear::Float(candle_nn::Linear::new(
+        weight.narrow(0, from, len)?,
+        bias,
+    )))
+}
+
+/// `x` (batch, in) times a stacked weight (out, in): (batch, out), one GEMM.
+fn gemm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    x.matmul(&weight.t()?)
+}
+
+impl Attention {
+    /// Stacks Q, K and V into one weight (and bias); q, k, v become its views.
+    pub(super) fn stack(&mut self) -> Result<()> {
+        let parts = [&self.q, &self.k, &self.v]
+            .into_iter()
+            .map(float_parts)
+            .collect::<Result<Vec<_>>>()?;
+        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.0).collect();
+        let weight = Tensor::cat(&weights, 0)?;
+        let biases: Option<Vec<&Tensor>> = parts.iter().map(|p| p.1.as_ref()).collect();
+        let bias = match biases {
+            Some(b) => Some(Tensor::cat(&b, 0)?),
+            None => None,
+        };
+        let (q, kv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        self.q = view(&weight, bias.as_ref(), 0, q)?;
+        self.k = view(&weight, bias.as_ref(), q, kv)?;
+        self.v = view(&weight, bias.as_ref(), q + kv, kv)?;
+        self.qkv = Some((weight, bias));
+        Ok(())
+    }
+
+    /// `normed` (batch, hidden) at the device-held position: the attention's output (batch,
+    /// hidden), its keys and values written into `cache`.
+    pub(super) fn decode_fused(
+        &self,
+        normed: &Tensor,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        position: &Tensor,
+    ) -> Result<Tensor> {
+        let Some((weight, bias)) = &self.qkv else {
+            candle_core::bail!("a fused decode step on weights loaded for the plain kernels");
+        };
+        let qkv = gemm(normed, weight)?;
+        let (cos, sin) = rotary.tables();
+        let qk_norm = match (&self.q_norm, &self.k_norm) {
+            (Some(q), Some(k)) => Some((q.weight(), k.weight(), q.eps())),
+            _ => None,
+        };
+        let rope = RopeArgs {
+            cos,
+            sin,
+            bias: bias.as_ref(),
+            qk_norm,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+        };
+        let (keys, values) = cache.all();
+        let at = CacheAt {
+            keys,
+            values,
+            position,
+        };
+        let q = decode::rope_kv_write(&qkv, &rope, &at)?;
+        let context = decode::decode_attention(&q, &at)?;
+        self.o.forward(&context)
+    }
+}
+
+impl Mlp {
+    /// Stacks gate and up into one weight; gate and up become its views.
+    pub(super) fn stack(&mut self) -> Result<()> {
+        let (gate, _) = float_parts(&self.gate)?;
+        let (up, _) = float_parts(&self.up)?;
+        let inter = gate.dim(0)?;
+        let weight = Tensor::cat(&[&gate, &up], 0)?;
+        self.gate = view(&weight, None, 0, inter)?;
+        self.up = view(&weight, None, inter, inter)?;
+        self.gate_up = Some(weight);
+        Ok(())
+    }
+
+    /// down(silu(gate(x)) * up(x)) of `normed` (batch, hidden): one GEMM, swiglu, one GEMM.
+    pub(super) fn forward_fused(&self, normed: &Tensor) -> Result<Tensor> {
+        let Some(weight) = &self.gate_up else {
+            candle_core::bail!("a fused decode step on weights loaded for the plain kernels");
+        };
+        self.down.forward(&decode::swiglu(&gemm(normed, weight)?)?)
+    }
+}
+
+impl Block {
+    /// One decode step of the residual stream `h` (batch, hidden), with `pending` the previous
+    /// layer's MLP output not yet added to it (none for the first layer): (the residual stream
+    /// after this layer's attention, this layer's MLP output, again pending).
+    pub fn decode_fused(
+        &self,
+        h: &Tensor,
+        pending: Option<&Tensor>,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        at: &DecodeAt,
+    ) -> Result<(Tensor, Tensor)> {
+        let (normed, h) = match pending {
+            Some(p) => decode::add_rms_norm(p, h, self.input_norm.weight(), self.input_norm.eps())?,
+            None => (self.input_norm.forward(h)?, h.clone()),
+        };
+        let a = self
+            .attention
+            .decode_fused(&normed, rotary, cache, at.position)?;
+        let (normed, h) = decode::add_rms_norm(
+            &a,
+            &h,
+            self.post_attention_norm.weight(),
+            self.post_attention_norm.eps(),
+        )?;
+        Ok((h, self.mlp.forward_fused(&normed)?))
+    }
+
+    /// The attention half of a fused decode step alone (the per-layer profiler's unit):
+    /// `x` (batch, 1, hidden) + attention(input_norm(`x`)).
+    pub fn decode_attention_fused(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        at: &DecodeAt,
+    ) -> Result<Tensor> {
+        let (b, _, hidden) = x.dims3()?;
+        let x = x.reshape((b, hidden))?;
+        let normed = self.input_norm.forward(&x)?;
+        let a = self
+            .attention
+            .decode_fused(&normed, rotary, cache, at.position)?;
+        (x + a)?.reshape((b, 1, hidden))
+    }
+
+    /// The MLP half of a fused decode step alone: `x` (batch, 1, hidden) +
+    /// mlp(post_attention_norm(`x`)).
+    pub fn mlp_residual_fused(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, hidden) = x.dims3()?;
+        let x = x.reshape((b, hidden))?;
+        let m = self
+            .mlp
+            .forward_fused(&self.post_attention_norm.forward(&x)?)?;
+        (x + m)?.reshape((b, 1, hidden))
+    }
+}

@@ -1,0 +1,303 @@
+// The decode step's fused kernels (issue 30), launched by src/ops/decode.rs: a Llama-family layer's
+// one-token step as a handful of launches instead of ~93 candle kernels. Every value is computed in
+// f32 and rounded to T where the plain path stores a T (the residual sum, the normed row, the
+// rotated Q and K, the SwiGLU product, the attention context), so the two paths differ by the
+// order of f32 sums and the plain path's own intermediate roundings (candle's rope and silu
+// round after each operation in f16/bf16), not by what is stored.
+//
+// Floors, per layer and step, batch B, hidden h, heads H, KV heads K, head_dim d, context L, T of
+// s bytes (the numbers for SmolLM2-135M: h 576, H 9, K 3, d 64, L 640, bf16):
+//   add_rms_norm   reads 2Bh + h, writes 2Bh values: 3.5 KB at B = 1: launch-bound (~2 us).
+//   rope_kv_write  reads B(H + 2K)d + 2 L-independent table rows, writes B(H + 2K)d: 1.9 KB.
+//   attention      reads 2BKLd values (the cache up to the position) = 491 KB at B 1: 0.16 us at
+//                  3 TB/s, FLOPs 4BHLd = 1.5 MFLOP: launch-bound; split over 64-key chunks so a
+//                  long context still fills the GPU (FlashDecoding), then one reduce over splits.
+//   swiglu         reads 2BI, writes BI values (I = 1536: 9 KB).
+// So every kernel here is bound by its launch, not by bytes: the step's time is nodes x per-node
+// cost + the GEMMs' weight reads (docs/results/*-llm-deployed/NOTES.md has the measured profile).
+#include "common.cuh"
+
+template <typename T> __device__ __forceinline__ T round_t(float v) { return from_f32<T>(v); }
+template <typename T> __device__ __forceinline__ float rounded(float v) { return to_f32(from_f32<T>(v)); }
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, off));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024), broadcast to every thread.
+__device__ __forceinline__ float block_sum(float v, float *scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float t = 0.0f;
+    for (int w = 0; w < warps; ++w) t += scratch[w];
+    return t;
+}
+
+// out (2, rows, cols): out[0] = rms_norm(x + residual) * weight, out[1] = x + residual (the new
+// residual stream), both rounded to T; the sum is rounded to T before the norm reads it, as the
+// plain path's separate add stores it. One block a row.
+template <typename T>
+__device__ void add_rms_norm(const T *x, const T *residual, const T *weight, T *out, uint32_t rows, uint32_t cols,
+                             float eps) {
+    __shared__ float scratch[32];
+    const uint32_t row = blockIdx.x;
+    if (row >= rows) return;
+    const T *xr = x + (size_t)row * cols, *rr = residual + (size_t)row * cols;
+    T *normed = out + (size_t)row * cols, *sum = out + (size_t)rows * cols + (size_t)row * cols;
+    float sq = 0.0f;
+    for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        const float s = rounded<T>(to_f32(xr[c]) + to_f32(rr[c]));
+        sum[c] = round_t<T>(s);
+        sq += s * s;
+    }
+    const float rstd = rsqrtf(block_sum(sq, scratch) / cols + eps);
+    // Each thread reads back only what it wrote itself: no barrier needed.
+    for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x)
+        normed[c] = round_t<T>(to_f32(sum[c]) * rstd * to_f32(weight[c]));
+}
+
+// The fused Q|K|V GEMM's output row (B, (H + 2K) d) -> Q rotated (B, H d), and K rotated and V
+// written into the static cache (B, K, capacity, d) at the device-held position, in place. With
+// `bias` (qwen2) it is added first and rounded to T, as the plain linear stores it; with q_norm and
+// k_norm (qwen3) each head is RMS-normed (f32, rounded to T) before the rotation. One warp a head
+// (Q heads, then K heads, each K head writing its V head too); rotate_half pairs (i, i + d/2).
+template <typename T>
+__device__ void rope_kv_write(const T *qkv, const T *bias, const T *q_norm, const T *k_norm, const T *cos,
+                              const T *sin, const uint32_t *position, T *q_out, T *keys, T *values, uint32_t batch,
+                              uint32_t heads, uint32_t kv_heads, uint32_t head_dim, uint32_t capacity, float eps) {
+    constexpr int MAXP = 4;  // pairs per lane: head_dim <= 256 (the launcher checks)
+    const uint32_t warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    const uint32_t per_row = heads + kv_heads;
+    if (warp >= batch * per_row) return;
+    const uint32_t b = warp / per_row, h = warp % per_row, half = head_dim / 2;
+    const uint32_t width = (heads + 2 * kv_heads) * head_dim;
+    const T *row = qkv + (size_t)b * width;
+    const uint32_t pos = *position;
+    const uint32_t off = h * head_dim;  // Q heads then K heads, as the fused weight stacks them
+    auto load = [&](uint32_t i) {
+        const float v = to_f32(row[i]);
+        return bias ? rounded<T>(v + to_f32(bias[i])) : v;
+    };
+    float x1[MAXP], x2[MAXP];
+    float sq = 0.0f;
+#pragma unroll
+    for (int p = 0; p < MAXP; ++p) {
+        const uint32_t i = lane + 32 * p;
+        x1[p] = x2[p] = 0.0f;
+        if (i < half) {
+            x1[p] = load(off + i);
+            x2[p] = load(off + i + half);
+            sq += x1[p] * x1[p] + x2[p] * x2[p];
+        }
+    }
+    const bool is_q = h < heads;
+    const T *norm = is_q ? q_norm : k_norm;
+    if (norm) {
+        const float r = rsqrtf(warp_sum(sq) / head_dim + eps);
+#pragma unroll
+        for (int p = 0; p < MAXP; ++p) {
+            const uint32_t i = lane + 32 * p;
+            if (i < half) {
+                x1[p] = rounded<T>(x1[p] * r * to_f32(norm[i]));
+                x2[p] = rounded<T>(x2[p] * r * to_f32(norm[i + half]));
+            }
+        }
+    }
+    const size_t slot = is_q ? 0 : (((size_t)b * kv_heads + (h - heads)) * capacity + pos) * head_dim;
+    T *dst = is_q ? q_out + ((size_t)b * heads + h) * head_dim : keys + slot;
+#pragma unroll
+    for (int p = 0; p < MAXP; ++p) {
+        const uint32_t i = lane + 32 * p;
+        if (i < half) {
+            const float c = to_f32(cos[(size_t)pos * half + i]), s = to_f32(sin[(size_t)pos * half + i]);
+            dst[i] = round_t<T>(x1[p] * c - x2[p] * s);
+            dst[i + half] = round_t<T>(x1[p] * s + x2[p] * c);
+        }
+    }
+    if (!is_q) {
+        const uint32_t voff = (heads + kv_heads) * head_dim + (h - heads) * head_dim;
+        for (uint32_t i = lane; i < head_dim; i += 32) values[slot + i] = round_t<T>(load(voff + i));
+    }
+}
+
+// Keys per split of the decode attention.
+#define CHUNK 64
+// Query heads per KV head the kernel holds in registers (the launcher refuses more).
+#define MAXG 16
+
+// FlashDecoding, first pass: block (split, b * K + kv_head) takes the keys split * CHUNK ..
+// + CHUNK that are at or before the device-held position, for all G = H / K query heads that
+// share the KV head (the keys and values are read once for the group), and writes per query head
+// and split its running max m, sum l and unnormalized context o (f32) to `part`
+// (B, H, splits, 2 + d). Splits past the position write m = -inf, l = 0, o = 0.
+// Dynamic shared memory: G d (queries, pre-scaled) + G CHUNK (scores) + slices G d (partial
+// contexts) floats, slices = blockDim.x / (d / 2).
+template <typename T>
+__device__ void decode_attention_split(const T *q, const T *keys, const T *values, const uint32_t *position,
+                                       float *part, uint32_t heads, uint32_t kv_heads, uint32_t head_dim,
+                                       uint32_t capacity, uint32_t splits, float scale) {
+    extern __shared__ float smem[];
+    const uint32_t split = blockIdx.x, bk = blockIdx.y, b = bk / kv_heads, kh = bk % kv_heads;
+    const uint32_t groups = heads / kv_heads, d = head_dim, tid = threadIdx.x;
+    const uint32_t lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
+    float *qs = smem, *ps = qs + groups * d, *red = ps + groups * CHUNK;
+    const uint32_t len = *position + 1, start = split * CHUNK;
+    const uint32_t n = start < len ? min((uint32_t)CHUNK, len - start) : 0;
+    const T *qg = q + ((size_t)b * heads + (size_t)kh * groups) * d;
+    for (uint32_t i = tid; i < groups * d; i += blockDim.x) qs[i] = to_f32(qg[i]) * scale;
+    __syncthreads();
+    const size_t base = ((size_t)bk * capacity + start) * d;
+    if (tid < CHUNK) {
+        if (tid < n) {
+            float acc[MAXG];
+#pragma unroll
+            for (int g = 0; g < MAXG; ++g) acc[g] = 0.0f;
+            const T *k = keys + base + (size_t)tid * d;
+            for (uint32_t c = 0; c < d; ++c) {
+                const float kv = to_f32(k[c]);
+#pragma unroll
+                for (int g = 0; g < MAXG; ++g)
+                    if (g < groups) acc[g] = fmaf(kv, qs[g * d + c], acc[g]);
+            }
+#pragma unroll
+            for (int g = 0; g < MAXG; ++g)
+                if (g < groups) ps[g * CHUNK + tid] = acc[g];
+        } else {
+            for (uint32_t g = 0; g < groups; ++g) ps[g * CHUNK + tid] = -INFINITY;
+        }
+    }
+    __syncthreads();
+    // Softmax statistics of this chunk, one warp a query head.
+    float *stats = red;  // (m, l) per head, before red is used for the contexts
+    for (uint32_t g = warp; g < groups; g += warps) {
+        float m = -INFINITY;
+        for (uint32_t j = lane; j < CHUNK; j += 32) m = fmaxf(m, ps[g * CHUNK + j]);
+        m = warp_max(m);
+        float l = 0.0f;
+        for (uint32_t j = lane; j < CHUNK; j += 32) {
+            const float s = ps[g * CHUNK + j];
+            const float p = (j < n) ? expf(s - m) : 0.0f;
+            ps[g * CHUNK + j] = p;
+            l += p;
+        }
+        l = warp_sum(l);
+        if (lane == 0) {
+            stats[2 * g] = m;
+            stats[2 * g + 1] = l;
+        }
+    }
+    __syncthreads();
+    const uint32_t pairs = d / 2, slices = blockDim.x / pairs;
+    for (uint32_t g = 0; g < groups; ++g) {
+        const size_t at = (((size_t)b * heads + kh * groups + g) * splits + split) * (2 + d);
+        if (tid == 0) {
+            part[at] = stats[2 * g];
+            part[at + 1] = stats[2 * g + 1];
+        }
+    }
+    __syncthreads();  // stats read before red is overwritten
+    const uint32_t slice = tid / pairs, pair = tid % pairs;
+    if (slice < slices) {
+        float acc[MAXG][2];
+#pragma unroll
+        for (int g = 0; g < MAXG; ++g) acc[g][0] = acc[g][1] = 0.0f;
+        for (uint32_t j = slice; j < n; j += slices) {
+            const T *v = values + base + (size_t)j * d + 2 * pair;
+            const float v0 = to_f32(v[0]), v1 = to_f32(v[1]);
+#pragma unroll
+            for (int g = 0; g < MAXG; ++g) {
+                if (g < groups) {
+                    const float p = ps[g * CHUNK + j];
+                    acc[g][0] = fmaf(p, v0, acc[g][0]);
+                    acc[g][1] = fmaf(p, v1, acc[g][1]);
+                }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < MAXG; ++g) {
+            if (g < groups) {
+                red[(slice * groups + g) * d + 2 * pair] = acc[g][0];
+                red[(slice * groups + g) * d + 2 * pair + 1] = acc[g][1];
+            }
+        }
+    }
+    __syncthreads();
+    for (uint32_t i = tid; i < groups * d; i += blockDim.x) {
+        const uint32_t g = i / d, c = i % d;
+        float o = 0.0f;
+        for (uint32_t s = 0; s < slices; ++s) o += red[(s * groups + g) * d + c];
+        part[(((size_t)b * heads + kh * groups + g) * splits + split) * (2 + d) + 2 + c] = o;
+    }
+}
+
+// Second pass: one block a (batch, query head) merges its splits (rescaled to the largest max)
+// into the context row, rounded to T, in the (B, H d) layout the output projection takes. Split 0
+// always holds position 0, so the largest max is finite.
+template <typename T>
+__device__ void decode_attention_reduce(const float *part, T *out, uint32_t rows, uint32_t head_dim,
+                                        uint32_t splits) {
+    const uint32_t bh = blockIdx.x;
+    if (bh >= rows) return;
+    const float *p = part + (size_t)bh * splits * (2 + head_dim);
+    float m = -INFINITY;
+    for (uint32_t s = 0; s < splits; ++s) m = fmaxf(m, p[s * (2 + head_dim)]);
+    float l = 0.0f;
+    for (uint32_t s = 0; s < splits; ++s) {
+        const float ls = p[s * (2 + head_dim) + 1];
+        if (ls > 0.0f) l += ls * expf(p[s * (2 + head_dim)] - m);
+    }
+    const float inv = 1.0f / l;
+    for (uint32_t c = threadIdx.x; c < head_dim; c += blockDim.x) {
+        float o = 0.0f;
+        for (uint32_t s = 0; s < splits; ++s) {
+            const float *ps = p + s * (2 + head_dim);
+            if (ps[1] > 0.0f) o += ps[2 + c] * expf(ps[0] - m);
+        }
+        out[(size_t)bh * head_dim + c] = round_t<T>(o * inv);
+    }
+}
+
+// (rows, 2 I) [gate | up] -> (rows, I): silu(gate) rounded to T, times up, rounded to T (the plain
+// path's silu, then its multiply).
+template <typename T> __device__ void swiglu(const T *gate_up, T *out, uint32_t rows, uint32_t inter) {
+    GRID_STRIDE(i, (size_t)rows * inter) {
+        const size_t r = i / inter, c = i % inter;
+        const float g = to_f32(gate_up[r * 2 * inter + c]), u = to_f32(gate_up[r * 2 * inter + inter + c]);
+        const float s = rounded<T>(g / (1.0f + expf(-g)));
+        out[i] = round_t<T>(s * u);
+    }
+}
+
+#define DECODE_KERNELS(SUFFIX, T)                                                                                  \
+    extern "C" __global__ void add_rms_norm_##SUFFIX(const T *x, const T *residual, const T *weight, T *out,      \
+                                                     uint32_t rows, uint32_t cols, float eps) {                   \
+        add_rms_norm<T>(x, residual, weight, out, rows, cols, eps);                                                \
+    }                                                                                                              \
+    extern "C" __global__ void rope_kv_write_##SUFFIX(                                                             \
+        const T *qkv, const T *bias, const T *q_norm, const T *k_norm, const T *cos, const T *sin,                 \
+        const uint32_t *position, T *q_out, T *keys, T *values, uint32_t batch, uint32_t heads, uint32_t kv_heads, \
+        uint32_t head_dim, uint32_t capacity, float eps) {                                                         \
+        rope_kv_write<T>(qkv, bias, q_norm, k_norm, cos, sin, position, q_out, keys, values, batch, heads,         \
+                         kv_heads, head_dim, capacity, eps);                                                       \
+    }                                                                                                              \
+    extern "C" __global__ void decode_attention_split_##SUFFIX(                                                    \
+        const T *q, const T *keys, const T *values, const uint32_t *position, float *part, uint32_t heads,         \
+        uint32_t kv_heads, uint32_t head_dim, uint32_t capacity, uint32_t splits, float scale) {                   \
+        decode_attention_split<T>(q, keys, values, position, part, heads, kv_heads, head_dim, capacity, splits,    \
+                                  scale);                                                                          \
+    }                                                                                                              \
+    extern "C" __global__ void decode_attention_reduce_##SUFFIX(const float *part, T *out, uint32_t rows,          \
+                                                                uint32_t head_dim, uint32_t splits) {             \
+        decode_attention_reduce<T>(part, out, rows, head_dim, splits);                                             \
+    }                                                                                                              \
+    extern "C" __global__ void swiglu_##SUFFIX(const T *gate_up, T *out, uint32_t rows, uint32_t inter) {          \
+        swiglu<T>(gate_up, out, rows, inter);                                                                      \
+    }
+
+DECODE_KERNELS(f32, float)
+DECODE_KERNELS(f16, __half)
+DECODE_KERNELS(bf16, __nv_bfloat16)

@@ -108,3 +108,24 @@ fn implementation_own_is_refused_where_there_is_no_own_implementation() {
         &["implementation", "fast"],
     );
 }
+
+#[test]
+fn decode_kernels_fused_is_refused_where_it_cannot_run() {
+    // The test experiments run on the CPU backend: the fused kernels are CUDA kernels.
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"fused\"\n",
+        &["models.x.decode_kernels", "CUDA kernels", "device.backend = \"cpu\""],
+    );
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\ndecode_kernels = \"fused\"\n",
+        &["models.x.decode_kernels", "implementation = \"own\""],
+    );
+    refused(
+        "[models.e]\narchitecture = \"distilbert\"\npreset = \"distilbert-base-uncased\"\ndecode_kernels = \"fused\"\n",
+        &["models.e.decode_kernels", "implementation = \"own\""],
+    );
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"fast\"\n",
+        &["decode_kernels", "fast"],
+    );
+}

@@ -188,3 +188,112 @@ pub fn plain_swiglu(gate_up: &Tensor) -> Result<Tensor> {
 
 #[cfg(feature = "cuda")]
 mod cuda;
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// The plain attention twin is the softmax over positions 0..=position only (what is past it
+    /// in the cache cannot leak in), computed here by hand for two query heads sharing one KV head.
+    #[test]
+    fn plain_attention_is_the_masked_softmax_over_the_cache() {
+        let dev = Device::Cpu;
+        let (capacity, d) = (4, 2);
+        let keys: Vec<f32> = vec![0.5, -1.0, 1.5, 0.25, -0.75, 2.0, 9.0, 9.0];
+        let values: Vec<f32> = vec![1.0, 2.0, -3.0, 0.5, 4.0, -1.0, 99.0, 99.0];
+        let q: Vec<f32> = vec![0.3, -0.2, -1.1, 0.7];
+        let position = 2usize;
+        let keys_t = Tensor::from_vec(keys.clone(), (1, 1, capacity, d), &dev).unwrap();
+        let values_t = Tensor::from_vec(values.clone(), (1, 1, capacity, d), &dev).unwrap();
+        let pos = Tensor::new(&[position as u32], &dev).unwrap();
+        let at = CacheAt {
+            keys: &keys_t,
+            values: &values_t,
+            position: &pos,
+        };
+        let q_t = Tensor::from_vec(q.clone(), (1, 2, d), &dev).unwrap();
+        let got: Vec<f32> = plain_decode_attention(&q_t, &at)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for g in 0..2 {
+            let scores: Vec<f32> = (0..=position)
+                .map(|j| {
+                    (q[g * d] * keys[j * d] + q[g * d + 1] * keys[j * d + 1]) / (d as f32).sqrt()
+                })
+                .collect();
+            let m = scores.iter().cloned().fold(f32::MIN, f32::max);
+            let e: Vec<f32> = scores.iter().map(|s| (s - m).exp()).collect();
+            let sum: f32 = e.iter().sum();
+            for c in 0..d {
+                let want: f32 = (0..=position).map(|j| e[j] / sum * values[j * d + c]).sum();
+                assert!(
+                    (got[g * d + c] - want).abs() < 1e-6,
+                    "head {g} dim {c}: {} vs {want}",
+                    got[g * d + c]
+                );
+            }
+        }
+    }
+
+    /// The plain rotary twin writes K and V at the position, and only there.
+    #[test]
+    fn plain_rope_kv_write_writes_only_the_position() {
+        let dev = Device::Cpu;
+        let (heads, kv_heads, d, capacity) = (2, 1, 4, 3);
+        let qkv = Tensor::arange(1f32, 1.0 + ((heads + 2 * kv_heads) * d) as f32, &dev)
+            .unwrap()
+            .reshape((1, (heads + 2 * kv_heads) * d))
+            .unwrap();
+        let zeros =
+            || Tensor::zeros((1, kv_heads, capacity, d), candle_core::DType::F32, &dev).unwrap();
+        let (keys, values) = (zeros(), zeros());
+        let pos = Tensor::new(&[1u32], &dev).unwrap();
+        // Position 0 of the tables: cos 1, sin 0 (no rotation) in every row, so K and V are
+        // written as given.
+        let cos = Tensor::ones((capacity, d / 2), candle_core::DType::F32, &dev).unwrap();
+        let sin = Tensor::zeros((capacity, d / 2), candle_core::DType::F32, &dev).unwrap();
+        let rope = RopeArgs {
+            cos: &cos,
+            sin: &sin,
+            bias: None,
+            qk_norm: None,
+            heads,
+            kv_heads,
+            head_dim: d,
+        };
+        let at = CacheAt {
+            keys: &keys,
+            values: &values,
+            position: &pos,
+        };
+        let q = plain_rope_kv_write(&qkv, &rope, &at).unwrap();
+        assert_eq!(q.dims(), &[1, heads, d]);
+        let k: Vec<f32> = keys.flatten_all().unwrap().to_vec1().unwrap();
+        let v: Vec<f32> = values.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(k, [0., 0., 0., 0., 9., 10., 11., 12., 0., 0., 0., 0.]);
+        assert_eq!(v, [0., 0., 0., 0., 13., 14., 15., 16., 0., 0., 0., 0.]);
+    }
+
+    /// Asked for on the CPU, a fused kernel is an error naming it, never its twin's result.
+    #[test]
+    fn fused_kernels_refuse_cpu_tensors() {
+        let x = Tensor::ones((1, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = swiglu(&x).unwrap_err().to_string();
+        assert!(err.contains("swiglu") && err.contains("CUDA only"), "{err}");
+        let w = Tensor::ones(8, candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(add_rms_norm(&x, &x, &w, 1e-6).is_err());
+        let want = (candle_nn::ops::silu(&x.narrow(1, 0, 4).unwrap()).unwrap()
+            * x.narrow(1, 4, 4).unwrap())
+        .unwrap();
+        let got = plain_swiglu(&x).unwrap();
+        assert_eq!(
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+    }
+}

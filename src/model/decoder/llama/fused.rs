@@ -186,3 +186,94 @@ impl Block {
         (x + m)?.reshape((b, 1, hidden))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor};
+
+    use super::super::block::{causal_mask, Block, PrefillAt};
+    use super::super::config::{FamilyConfig, OWN_ARCHITECTURES};
+    use crate::config::{DecodeKernels, Implementation, Precision};
+    use crate::model::decoder::DecoderSpec;
+    use crate::model::parts::kv_cache::StaticKvCache;
+    use crate::model::parts::rope::Rotary;
+
+    fn spec(arch: &str) -> DecoderSpec {
+        DecoderSpec::resolve(
+            arch,
+            Some(&format!("{arch}-tiny")),
+            None,
+            3,
+            Implementation::Own,
+        )
+        .unwrap()
+    }
+
+    /// The fused kernels are CUDA kernels: asked for on the CPU, the load says so (no fallback).
+    #[test]
+    fn fused_decode_kernels_are_refused_on_the_cpu() {
+        let mut s = spec("llama");
+        s.decode_kernels = DecodeKernels::Fused;
+        let err = match s.load(Precision::Fp32, &Device::Cpu) {
+            Ok(_) => panic!("a fused decoder loaded on the CPU"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("decode_kernels = \"fused\""), "{err}");
+        assert!(err.contains("CUDA kernels"), "{err}");
+        // And a GGML precision is refused before any load, with the reason.
+        let why = s
+            .refuses(Precision::parse("q8_0-bf16").unwrap())
+            .expect("refused");
+        assert!(why.contains("float linears"), "{why}");
+    }
+
+    /// Stacking Q|K|V and gate|up for the fused kernels turns the plain linears into views of
+    /// the stacked weights: the plain path (the prefill, which stays plain) computes exactly what
+    /// it computed from the separate weights, for every architecture (qwen2's biases, qwen3's
+    /// norms).
+    #[test]
+    fn stacked_weights_leave_the_plain_path_unchanged() {
+        let dev = Device::Cpu;
+        for arch in OWN_ARCHITECTURES {
+            let s = spec(arch);
+            let cfg = FamilyConfig::from_json(arch, s.own_config_json()).unwrap();
+            let (vb, _) = s.var_builder(Precision::Fp32, &dev).unwrap();
+            let layer = vb.pp("model.layers.0");
+            let plain = Block::load(&cfg, layer.clone(), None, false).unwrap();
+            let fused = Block::load(&cfg, layer, None, true).unwrap();
+            assert!(plain.attention.qkv.is_none() && plain.mlp.gate_up.is_none());
+            assert!(fused.attention.qkv.is_some() && fused.mlp.gate_up.is_some());
+            let (q, kv) = (cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
+            let (w, b) = fused.attention.qkv.as_ref().unwrap();
+            assert_eq!(w.dims(), &[q + 2 * kv, cfg.hidden]);
+            assert_eq!(b.is_some(), cfg.qkv_bias, "{arch}: the Q|K|V bias");
+            let rotary = Rotary::new(&cfg.inverse_frequencies(), 32, DType::F32, &dev).unwrap();
+            let x = Tensor::randn(0f32, 1f32, (2, 5, cfg.hidden), &dev).unwrap();
+            let cache = |_| {
+                StaticKvCache::new(2, cfg.kv_heads, 16, cfg.head_dim, DType::F32, &dev).unwrap()
+            };
+            let (c1, c2) = (cache(1), cache(2));
+            let positions = Tensor::arange(0u32, 16, &dev).unwrap();
+            let mask = causal_mask(&positions, 5, 0).unwrap();
+            let neg_inf = Tensor::new(f32::NEG_INFINITY, &dev).unwrap();
+            let at = PrefillAt {
+                start: 0,
+                mask: &mask,
+                neg_inf: &neg_inf,
+            };
+            let a = plain.prefill(&x, &rotary, &c1, &at).unwrap();
+            let b = fused.prefill(&x, &rotary, &c2, &at).unwrap();
+            let d = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(d, 0.0, "{arch}: the stacked block's plain prefill differs");
+        }
+    }
+}

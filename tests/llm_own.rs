@@ -60,6 +60,15 @@ fn own_decoder_cells_run_quantized_at_load_and_are_told_apart_from_the_crate_mod
             .as_str()
             .unwrap()
             .contains("device-held position"));
+        // Prefill and decode each say how they executed (eager on the CPU, no reason needed).
+        assert_eq!(
+            r["implementation"]["prefill_execution"],
+            "eager: one prefill of the batch's prompts to the first token's argmax per loop"
+        );
+        assert!(r["implementation"]["execution"]
+            .as_str()
+            .unwrap()
+            .contains("one decode step"));
     }
     assert!(cell("own", "q8_0-bf16")["precision_executed"]
         .as_str()
@@ -74,6 +83,10 @@ fn own_decoder_cells_run_quantized_at_load_and_are_told_apart_from_the_crate_mod
     // candle-transformers' quantized models compute f32 elsewhere: bf16 elsewhere is the own's.
     assert_eq!(crate_q8["status"], "skipped");
     assert_eq!(cell("crate", "fp32")["status"], "ok");
+    assert!(cell("crate", "fp32")["implementation"]["prefill_execution"]
+        .as_str()
+        .unwrap()
+        .contains("no fixed prefill to capture"));
     assert_ne!(
         cell("own", "fp32")["cell"]["id"],
         cell("crate", "fp32")["cell"]["id"]

@@ -62,6 +62,14 @@ pub trait Generate: Describe {
     fn fixed_step(&self, _first: &Tensor, _steps: usize) -> Result<Option<FixedStep<'_>>> {
         Ok(None)
     }
+    /// The prefill of `prompt` (batch, len) from position 0 to the first token's argmax, with the
+    /// same kernels and arguments every call (the same prompt, span and mask): what one CUDA
+    /// graph per prompt shape captures. Each `run` leaves the cache as a prefill does (its
+    /// keys and values written, the position at `len`) and returns the last position's logits;
+    /// `restore` has nothing to undo. `None` where the implementation has none.
+    fn fixed_prefill(&mut self, _prompt: &Tensor) -> Result<Option<FixedStep<'_>>> {
+        Ok(None)
+    }
     /// Every layer callable alone, for a `layers` cell; `None` where the implementation keeps
     /// its layers private (candle-transformers' models).
     fn layers(&mut self) -> Option<&mut dyn DecoderLayers> {
@@ -169,11 +177,11 @@ pub trait DecoderLayers {
     fn run_prefix(&self, phase: Phase, ids: &Tensor, layers: usize) -> Result<Tensor>;
 }
 
-/// One decode step as a closure of no arguments: each `run` reads the device-held tokens and
-/// position, writes its keys and values, its greedy argmax into the tokens (the next call's
-/// input, without a host round trip) and the position + 1, and returns the step's logits.
-/// `restore` puts tokens and position back at the mark (device to device copies), before every
-/// loop of whole steps.
+/// One decode step (or one prefill: [`Generate::fixed_prefill`]) as a closure of no arguments:
+/// each `run` of a step reads the device-held tokens and position, writes its keys and values,
+/// its greedy argmax into the tokens (the next call's input, without a host round trip) and the
+/// position + 1, and returns the step's logits. `restore` puts tokens and position back at the
+/// mark (device to device copies), before every loop of whole steps.
 pub struct FixedStep<'m> {
     pub run: Box<dyn Fn() -> Result<Tensor> + 'm>,
     pub restore: Box<dyn Fn() -> Result<()> + 'm>,

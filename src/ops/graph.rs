@@ -18,9 +18,6 @@ pub enum GraphMode {
     Auto,
     /// Always eager (for comparison with the graph).
     Off,
-    /// Eager because the work is run eagerly where it is measured whole, for the reason given
-    /// (a decoder's prefill: one shape per prompt, a host-built causal mask).
-    Eager(&'static str),
 }
 
 /// How one cell's forward pass executes, for the record.
@@ -83,7 +80,6 @@ impl<'m> CellForward<'m> {
         }
         match mode {
             GraphMode::Off => return eager(work, Some("device.cuda_graphs = false".into())),
-            GraphMode::Eager(why) => return eager(work, Some(why.into())),
             GraphMode::Auto => {}
         }
         #[cfg(feature = "cuda")]
@@ -168,7 +164,6 @@ impl<'w> FixedWork<'w> {
         }
         match mode {
             GraphMode::Off => return eager(work, Some("device.cuda_graphs = false".into())),
-            GraphMode::Eager(why) => return eager(work, Some(why.into())),
             GraphMode::Auto => {}
         }
         #[cfg(feature = "cuda")]

@@ -3,8 +3,10 @@
 //! Prefill and decode each go through the whole protocol (warm-up, windows, repeats), each in
 //! its own synchronized, counter-aligned windows:
 //!
-//! - prefill: each loop empties the KV cache and runs the batch's prompts to the first token's
-//!   argmax: ms per batch (time to first token), mJ per prompt token;
+//! - prefill: each loop runs the batch's prompts from position 0 to the first token's argmax
+//!   (the own decoder: one fixed prefill, captured once as a CUDA graph where graphs are on;
+//!   the crate's models: the cache emptied, then an eager prefill): ms per batch (time to first
+//!   token), mJ per prompt token;
 //! - decode: the prompts prefilled once outside the windows and the cache marked; each loop
 //!   rewinds to the mark and runs `new_tokens` whole decode steps, each step's argmax on the
 //!   device feeding the next: ms per step (time per output token), mJ per generated token.
@@ -184,22 +186,27 @@ pub(super) fn measure(
     model.reserve(cell.batch_size, prompt_len + new_tokens)?;
     let clock = RealClock::default();
     let protocol = &prepared.exp.config.protocol;
-
-    let mut last = None;
-    let prefill = {
-        let mut prefill_loop = || -> Result<()> {
-            model.reset()?;
-            let logits = model.prefill(&prompt)?;
-            let first = greedy(&logits)?;
-            device.synchronize()?;
-            last = Some((logits, first));
-            Ok(())
-        };
-        let mut progress = |phase: &str| on_progress(&format!("prefill: {phase}"));
-        measure::run_protocol(protocol, sensor, &clock, &mut progress, &mut prefill_loop)?
+    let graphs = if prepared.exp.config.device.cuda_graphs {
+        GraphMode::Auto
+    } else {
+        GraphMode::Off
     };
-    let (logits, first) = last.take().context("the prefill ran no loop")?;
+
+    let (prefill, logits, prefill_execution) = prefill_protocol(
+        model.as_mut(),
+        &prompt,
+        device,
+        graphs,
+        protocol,
+        sensor,
+        &clock,
+        on_progress,
+    )?;
     ensure_finite(&logits, "the prefill's logits")?;
+    let first = greedy(&logits)?;
+    if let Some(implementation) = record.implementation.as_mut() {
+        implementation.insert("prefill_execution".into(), prefill_execution);
+    }
 
     // Decode: the prefill once, outside every window; each loop rewinds to it.
     crate::interrupt::check()?;
@@ -207,11 +214,6 @@ pub(super) fn measure(
     model.prefill(&prompt)?;
     model.mark()?;
     device.synchronize()?;
-    let graphs = if prepared.exp.config.device.cuda_graphs {
-        GraphMode::Auto
-    } else {
-        GraphMode::Off
-    };
     let mut progress = |phase: &str| on_progress(&format!("decode: {phase}"));
     let fixed_outcome = match model.fixed_step(&first, new_tokens)? {
         // The runner's own decoder: one fixed step, captured once as a CUDA graph and replayed
@@ -353,6 +355,62 @@ pub(super) fn measure(
     record.windows = per_step(&decode.windows, new_tokens);
     record.generate = Some(generate);
     Ok((joined_trace(&prefill, &decode), overhead))
+}
+
+/// The prefill windows, each loop the batch's prompts from position 0 to the first token's
+/// argmax; the last loop's logits (a copy) and, for the record, how the prefill executed.
+#[allow(clippy::too_many_arguments)]
+fn prefill_protocol(
+    model: &mut dyn Generate,
+    prompt: &Tensor,
+    device: &Device,
+    graphs: GraphMode,
+    protocol: &crate::config::ProtocolSection,
+    sensor: &mut dyn EnergySensor,
+    clock: &RealClock,
+    on_progress: &mut dyn FnMut(&str),
+) -> Result<(ProtocolOutcome, Tensor, String)> {
+    let mut progress = |phase: &str| on_progress(&format!("prefill: {phase}"));
+    if let Some(fixed) = model.fixed_prefill(prompt)? {
+        // The own decoder: the same prompt, span and mask every loop, so one CUDA graph per
+        // prompt shape, checked against the eager prefill when captured (eager, saying why,
+        // where it cannot be).
+        let work = FixedWork::stateful(
+            device,
+            graphs,
+            "one prefill of the batch's prompts to the first token's argmax",
+            &fixed.run,
+            &*fixed.restore,
+        );
+        let mut last = None;
+        let mut prefill_loop = || -> Result<()> {
+            let logits = work.run()?;
+            device.synchronize()?;
+            last = Some(logits);
+            Ok(())
+        };
+        let outcome =
+            measure::run_protocol(protocol, sensor, clock, &mut progress, &mut prefill_loop)?;
+        // A copy: a graph's output buffer is the graph's, gone with it.
+        let logits = last.context("the prefill ran no loop")?.copy()?;
+        return Ok((outcome, logits, work.describe()));
+    }
+    let mut last = None;
+    let mut prefill_loop = || -> Result<()> {
+        model.reset()?;
+        let logits = model.prefill(prompt)?;
+        greedy(&logits)?;
+        device.synchronize()?;
+        last = Some(logits);
+        Ok(())
+    };
+    let outcome = measure::run_protocol(protocol, sensor, clock, &mut progress, &mut prefill_loop)?;
+    let logits = last.context("the prefill ran no loop")?;
+    Ok((
+        outcome,
+        logits,
+        "eager: the cache emptied and the batch's prompts prefilled to the first token's argmax per loop (this implementation has no fixed prefill to capture)".into(),
+    ))
 }
 
 /// The decode windows through the protocol, then the sampler's overhead check if asked.

@@ -3,7 +3,8 @@
 //!
 //! - prefill: the batch's prompts; each unit on the activations it received in one prefill,
 //!   each prefix the prefill cut after k layers (the head's greedy argmax included in the
-//!   whole), eager as the whole-model cell's prefill runs; per prompt token.
+//!   whole), one CUDA graph per loop where graphs are on, as the whole-model cell's prefill
+//!   runs (each call writes the same span of the cache); per prompt token.
 //! - decode: the prompts prefilled and `new_tokens / 2` greedy steps run, so that the captured
 //!   step sees the mean context of the whole-model cell's decode windows; each unit (and each
 //!   prefix) then runs that one step at that device-held position, writing the same cache
@@ -29,9 +30,6 @@ use crate::model::workload::{DecoderLayers, Phase};
 use crate::ops::graph::{FixedWork, GraphMode};
 use crate::results::CellRecord;
 use crate::sensor::{self, EnergySensor};
-
-/// Why the prefill's units and prefixes are not captured: its whole-model windows run eagerly.
-const PREFILL_EAGER: &str = "a prefill runs eagerly in whole-model cells too (one shape per prompt length, its causal mask built on the host)";
 
 pub(super) fn measure(
     cell: &Cell,
@@ -87,10 +85,6 @@ pub(super) fn measure(
             },
         );
         let layers: &dyn DecoderLayers = &*layers;
-        let graphs = match phase {
-            Phase::Prefill => GraphMode::Eager(PREFILL_EAGER),
-            Phase::Decode => graphs,
-        };
         let top = layers.top_level();
         let ids = &captured.ids;
         let whole_ms = {

@@ -29,7 +29,7 @@ use crate::config::DecodeKernels;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::linear::Linear;
 use crate::model::parts::rope::Rotary;
-use crate::model::workload::{DecoderLayers, Describe, FixedStep, Generate};
+use crate::model::workload::{greedy, DecoderLayers, Describe, FixedStep, Generate};
 use crate::ops::decode;
 
 /// Positions a cache holds when no cell said how many (tests, fidelity): grown by doubling.
@@ -472,6 +472,28 @@ impl Generate for LlamaFamily {
                 state.tokens.slice_set(&first, 0, 0)?;
                 state.position.slice_set(&state.marked, 0, 0)
             }),
+        }))
+    }
+
+    fn fixed_prefill(&mut self, prompt: &Tensor) -> Result<Option<FixedStep<'_>>> {
+        let (batch, len) = prompt.dims2()?;
+        self.reset()?;
+        self.ready_prefill(batch, len, 0)?;
+        // Where every run leaves the sequence; no host value enters a run.
+        self.position = len;
+        let end = Tensor::new(&[len as u32], &self.device)?;
+        let this: &Self = self;
+        let state = this.state.as_ref().expect("ready");
+        let prompt = prompt.clone();
+        Ok(Some(FixedStep {
+            run: Box::new(move || {
+                let logits = this.run_prefill(state, &prompt, &state.prefill_at(len, 0)?)?;
+                state.tokens.slice_set(&greedy(&logits)?, 0, 0)?;
+                state.position.slice_set(&end, 0, 0)?;
+                Ok(logits)
+            }),
+            // Each run writes the same span from the same prompt: nothing to put back.
+            restore: Box::new(|| Ok(())),
         }))
     }
 

@@ -224,3 +224,38 @@ fn the_fixed_step_matches_step_and_restores_to_the_mark() {
         }
     }
 }
+
+/// The fixed prefill (what one CUDA graph per prompt shape captures) computes the eager
+/// prefill's logits exactly, the same every run, and leaves the cache where a prefill does: a
+/// decode step after it is the step after an eager prefill.
+#[test]
+fn the_fixed_prefill_is_the_prefill_every_run_and_leaves_the_cache_as_one() {
+    let load = || {
+        let mut m = spec("qwen3", Implementation::Own)
+            .load(Precision::Fp32, &Device::Cpu)
+            .unwrap();
+        m.reserve(2, 16).unwrap();
+        m
+    };
+    let prompt = Tensor::from_vec((1u32..=14).collect::<Vec<_>>(), (2, 7), &Device::Cpu).unwrap();
+    let mut eager = load();
+    let want = eager.prefill(&prompt).unwrap();
+    let first = greedy(&want).unwrap();
+    let after = eager.step(&first).unwrap();
+
+    let mut own = load();
+    // A prefill of another shape first: the fixed one makes its own mask and starts at 0.
+    own.prefill(&prompt.narrow(1, 0, 3).unwrap()).unwrap();
+    {
+        let fixed = own
+            .fixed_prefill(&prompt)
+            .unwrap()
+            .expect("a fixed prefill");
+        for _ in 0..3 {
+            (fixed.restore)().unwrap();
+            assert_eq!(diff(&want, &(fixed.run)().unwrap()), 0.0);
+        }
+    }
+    assert_eq!(own.position(), 7);
+    assert_eq!(diff(&after, &own.step(&first).unwrap()), 0.0);
+}

@@ -11,7 +11,9 @@
 //!    graph with the fused decode kernels; samples alternated so drift hits all alike. Printed as
 //!    CSV lines `timing,...`.
 //!
-//! `fused` runs the fused decode kernels' checks alone (issue 30's rule), then stops:
+//! `profile` times each launch of a fused layer step alone inside a CUDA graph
+//! (decode_check/profile.rs); `fused` runs the fused decode kernels' checks alone (issue 30's
+//! rule), then stops:
 //!
 //! 5. every kernel of src/ops/decode.rs against its plain twin on fresh random inputs
 //!    (decode_check/kernels.rs), f32/f16/bf16, batch 1 and 8, NaN caught;
@@ -24,6 +26,8 @@
 
 #[path = "decode_check/kernels.rs"]
 mod kernels;
+#[path = "decode_check/profile.rs"]
+mod profile;
 
 use std::time::Instant;
 
@@ -330,6 +334,9 @@ fn main() -> Result<()> {
     if args.first().map(String::as_str) == Some("fused") {
         let ok = fused_checks(&dev)?;
         std::process::exit(if ok { 0 } else { 1 });
+    }
+    if args.first().map(String::as_str) == Some("profile") {
+        return profile::profile(&dev);
     }
     if args.first().map(String::as_str) == Some("timing") {
         for (arch, preset) in [

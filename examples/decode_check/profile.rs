@@ -1,0 +1,174 @@
+//! The per-kernel profile of one fused decode step of a layer (decode_check profile): each launch of
+//! the step alone, `REPEAT` times inside one captured CUDA graph (the cost a node has in the step's
+//! graph, launch gaps included), bf16, at the presets' shapes, batch 1 and 8, the cache 640
+//! positions long and the step at position 575 (the mean context of 512 + 128). Each line gives
+//! the bytes the launch must move, so NOTES can put it against the floor at the measured bandwidth.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Result, Tensor};
+use runner::ops::decode::{self, CacheAt, RopeArgs};
+use runner::ops::graph::{FixedWork, GraphMode};
+
+const REPEAT: usize = 50;
+const REPLAYS: usize = 20;
+
+/// us per call of `op` inside a graph of REPEAT calls (median of REPLAYS replays).
+fn in_graph(dev: &Device, op: &dyn Fn() -> Result<Tensor>) -> Result<(f64, String)> {
+    let work = || {
+        let mut last = op()?;
+        for _ in 1..REPEAT {
+            last = op()?;
+        }
+        Ok(last)
+    };
+    let restore = || Ok(());
+    let fixed = FixedWork::stateful(dev, GraphMode::Auto, "a profiled launch", work, &restore);
+    let mut times = Vec::new();
+    for _ in 0..REPLAYS {
+        dev.synchronize()?;
+        let t = Instant::now();
+        fixed.run()?;
+        dev.synchronize()?;
+        times.push(t.elapsed().as_secs_f64() * 1e6 / REPEAT as f64);
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok((times[times.len() / 2], fixed.describe()))
+}
+
+fn randn(shape: &[usize], dev: &Device) -> Result<Tensor> {
+    (Tensor::randn(0f32, 1f32, shape, dev)? * 0.05)?.to_dtype(DType::BF16)
+}
+
+fn gemm(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.matmul(&w.t()?)
+}
+
+pub fn profile(dev: &Device) -> Result<()> {
+    // (name, hidden, intermediate, heads, kv_heads, head_dim, vocab, layers)
+    let presets = [
+        ("smollm2-135m", 576, 1536, 9, 3, 64, 49152, 30),
+        ("llama-3.2-1b", 2048, 8192, 32, 8, 64, 128256, 16),
+    ];
+    let (capacity, position) = (640, 575);
+    for (name, h, i, heads, kv, d, vocab, layers) in presets {
+        for b in [1usize, 8] {
+            let x = randn(&[b, h], dev)?;
+            let res = randn(&[b, h], dev)?;
+            let norm_w = randn(&[h], dev)?;
+            let w_qkv = randn(&[(heads + 2 * kv) * d, h], dev)?;
+            let w_o = randn(&[h, heads * d], dev)?;
+            let w_gu = randn(&[2 * i, h], dev)?;
+            let w_down = randn(&[h, i], dev)?;
+            let w_head = randn(&[vocab, h], dev)?;
+            let qkv = gemm(&x, &w_qkv)?;
+            let gu = gemm(&x, &w_gu)?;
+            let act = randn(&[b, i], dev)?;
+            let ctx = randn(&[b, heads * d], dev)?;
+            let keys = randn(&[b, kv, capacity, d], dev)?;
+            let values = randn(&[b, kv, capacity, d], dev)?;
+            let pos = Tensor::new(&[position as u32], dev)?;
+            let t = Tensor::arange(0u32, capacity as u32, dev)?
+                .to_dtype(DType::F32)?
+                .reshape((capacity, 1))?
+                .broadcast_as((capacity, d / 2))?;
+            let (cos, sin) = (
+                t.cos()?.to_dtype(DType::BF16)?,
+                t.sin()?.to_dtype(DType::BF16)?,
+            );
+            let rope = RopeArgs {
+                cos: &cos,
+                sin: &sin,
+                bias: None,
+                qk_norm: None,
+                heads,
+                kv_heads: kv,
+                head_dim: d,
+            };
+            let at = CacheAt {
+                keys: &keys,
+                values: &values,
+                position: &pos,
+            };
+            let q = decode::rope_kv_write(&qkv, &rope, &at)?;
+            let s = 2usize; // bf16 bytes
+            let kv_read = 2 * b * kv * (position + 1) * d * s;
+            // (launch, per-layer count, bytes it must move)
+            type Op<'a> = Box<dyn Fn() -> Result<Tensor> + 'a>;
+            let ops: Vec<(&str, usize, usize, Op)> = vec![
+                (
+                    "add_rms_norm",
+                    2,
+                    (3 * b * h + h) * s,
+                    Box::new(|| Ok(decode::add_rms_norm(&x, &res, &norm_w, 1e-5)?.0)),
+                ),
+                (
+                    "gemm_qkv",
+                    1,
+                    ((heads + 2 * kv) * d * h + b * h) * s,
+                    Box::new(|| gemm(&x, &w_qkv)),
+                ),
+                (
+                    "rope_kv_write",
+                    1,
+                    2 * b * (heads + 2 * kv) * d * s,
+                    Box::new(|| decode::rope_kv_write(&qkv, &rope, &at)),
+                ),
+                (
+                    "decode_attention (split + reduce)",
+                    1,
+                    kv_read,
+                    Box::new(|| decode::decode_attention(&q, &at)),
+                ),
+                (
+                    "gemm_o",
+                    1,
+                    (heads * d * h) * s,
+                    Box::new(|| gemm(&ctx, &w_o)),
+                ),
+                (
+                    "gemm_gate_up",
+                    1,
+                    (2 * i * h) * s,
+                    Box::new(|| gemm(&x, &w_gu)),
+                ),
+                ("swiglu", 1, 3 * b * i * s, Box::new(|| decode::swiglu(&gu))),
+                (
+                    "gemm_down",
+                    1,
+                    (i * h) * s,
+                    Box::new(|| gemm(&act, &w_down)),
+                ),
+                (
+                    "lm_head (once a step)",
+                    0,
+                    vocab * h * s,
+                    Box::new(|| gemm(&x, &w_head)),
+                ),
+            ];
+            let mut layer_us = 0.0;
+            for (op, count, bytes, f) in &ops {
+                match in_graph(dev, f.as_ref()) {
+                    Ok((us, how)) => {
+                        layer_us += us * *count as f64;
+                        let nodes = how
+                            .split('(')
+                            .nth(1)
+                            .and_then(|s| s.split(' ').next())
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .map_or("?".to_string(), |n| format!("{}", n / REPEAT));
+                        println!(
+                            "profile,{name},bf16,batch={b},launch={op},per_layer={count},us={us:.2},bytes={bytes},graph_nodes_per_call={nodes}"
+                        );
+                    }
+                    Err(e) => println!("profile,{name},bf16,batch={b},launch={op},error: {e}"),
+                }
+            }
+            println!(
+                "profile,{name},bf16,batch={b},layer_sum_us={layer_us:.1},layers={layers},layers_x_sum_ms={:.3}",
+                layer_us * layers as f64 / 1e3
+            );
+        }
+    }
+    Ok(())
+}

@@ -124,6 +124,12 @@ fn a_decoder_is_profiled_per_layer_prefill_and_decode_apart_by_both_methods() {
         );
     }
     let implementation = layers.implementation.as_ref().unwrap();
+    // Not the load-time text of a whole decode step: each unit's record says how it ran.
+    assert!(
+        implementation["execution"].starts_with("layers cell: each unit and each prefix"),
+        "{}",
+        implementation["execution"]
+    );
     assert!(
         implementation["layers_decode"].contains("position 20 of"),
         "{implementation:?}"

@@ -50,6 +50,11 @@ pub(super) fn measure(
         ..
     } = load(cell, prepared, store, device, on_progress, record)?;
     let mut implementation = model.implementation();
+    // The load-time text describes a whole cell's decode step, which a layers cell never runs whole.
+    implementation.insert(
+        "execution".into(),
+        "layers cell: each unit and each prefix runs as its own fixed work, its record saying how (a CUDA graph of its K calls per loop, or eager and why)".into(),
+    );
     model.reserve(cell.batch_size, prompt_len + new_tokens)?;
     let layers: &mut dyn DecoderLayers = model.layers().with_context(|| {
         format!(

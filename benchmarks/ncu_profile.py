@@ -1,6 +1,6 @@
 """Where a forward's time goes, from benchmarks/cutlass_short_gpu.sh's ncu step: OUT holds
-ncu-<precision>-<library>-<batch>.csv, each the CSV of `ncu --metrics gpu__time_duration.sum --csv
---print-units base` over `cutlass_check --profile PRECISION LIBRARY BATCH` (two eager forwards of
+ncu-<precision>-<library>-<batch>.csv and .log, the program's output and ncu's (its CSV report of
+`ncu --metrics gpu__time_duration.sum --csv --print-units base --log-file ...`) over `cutlass_check --profile PRECISION LIBRARY BATCH` (two eager forwards of
 DistilBERT-base, seq 128, between cuProfilerStart/Stop; the same forward replayed as a CUDA graph
 is timed after them and its line is in the same file). Prints, per configuration, the kernels
 grouped by what they are (us per forward, share of the kernel time), then the kernels of the
@@ -35,7 +35,12 @@ def label(name):
 
 def load(path):
     rows, notes = [], []
+    # With --log-file, ncu writes its report (the CSV) there; the program's own lines stay in the
+    # .csv file the call redirects its stdout to. Both are read.
     lines = open(path, errors="replace").read().splitlines()
+    log = path[:-4] + ".log"
+    if os.path.exists(log):
+        lines += open(log, errors="replace").read().splitlines()
     notes = [l for l in lines if l.startswith("profile ")]
     data = [l for l in lines if l.startswith('"')]
     for r in csv.DictReader(data):

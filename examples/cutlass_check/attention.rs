@@ -4,7 +4,8 @@
 //! fresh random Q/K/V, bias and padding masks: attention-out's output must be identical (the same
 //! bytes into the same GEMM), the packed codes must be the CPU quantization of the plain context
 //! (scales bit-equal, codes equal), a NaN in one token's query must reach that token's row only,
-//! and both paths are timed in CUDA graphs.
+//! and both paths are timed in CUDA graphs. (The encoder does not use it: measured slower on an
+//! H100, src/ops/attention_packed.rs says by how much.)
 
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{EightBit, GemmLibrary};

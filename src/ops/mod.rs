@@ -5,7 +5,8 @@
 //!
 //! - `fused.rs`: bias + GELU, Q/K/V head split, residual + layer norm, masked softmax, head merge
 //! - `attention.rs`: the encoder's attention as one kernel
-//! - `attention_packed.rs`: that kernel writing attention-out's 8-bit input (thread-block clusters)
+//! - `attention_packed.rs`: that kernel writing attention-out's 8-bit input (thread-block clusters;
+//!   measured slower than the pass it removes, so only cutlass_check runs it)
 //! - `decode.rs`: a decoder's decode-step kernels (residual + RMSNorm, rotary + KV write, split-K
 //!   attention, SwiGLU), each beside its plain twin
 //! - `eight_bit/`: int8 and FP8 GEMMs (cuBLASLt, or CUTLASS with fused epilogues), quantizing

@@ -29,10 +29,6 @@ pub(super) struct TransformerBlock {
     /// attention's layer norm its output for lin1 (`device.fuse_quantization`, default on); off,
     /// each 8-bit GEMM quantizes its input in a pass of its own.
     pub(super) gelu_quantizes: bool,
-    /// W8A8 attention-out on tensor cores with `device.fuse_quantization`: the one-kernel
-    /// attention writes its input quantized in this format (src/ops/attention_packed.rs), where
-    /// that kernel runs on this GPU; otherwise a quantization pass reads the float context.
-    pub(super) attention_packs: Option<EightBit>,
     /// `device.gemm_library` for the float FFN-in (bias + erf GELU in a CUTLASS epilogue); the
     /// W8A8 linears hold their own.
     pub(super) gemm_library: crate::config::GemmLibrary,
@@ -73,7 +69,6 @@ impl TransformerBlock {
             n_heads: p.n_heads,
             head_dim: p.head_dim(),
             gelu_quantizes: true,
-            attention_packs: None,
             gemm_library: crate::config::GemmLibrary::Cublaslt,
         };
         block.set_fused_quantization(true);
@@ -88,19 +83,6 @@ impl TransformerBlock {
         let fused_ffn = on && linear::ffn_fuses(&self.lin1, &self.lin2);
         self.sa_layer_norm
             .set_quantizes_for(fused_ffn.then(|| self.lin1.packed_input_format()).flatten());
-        let format = on.then(|| self.out_lin.packed_input_format()).flatten();
-        self.attention_packs = match (format, &self.qkv) {
-            (Some(f), Some(qkv)) => crate::ops::attention_packed::packed_on(
-                qkv.bias.device(),
-                qkv.bias.dtype(),
-                self.n_heads,
-                self.head_dim,
-                f,
-            )
-            .is_ok()
-            .then_some(f),
-            _ => None,
-        };
     }
 
     /// The format the output layer norm of the block before this one may quantize for this
@@ -127,19 +109,6 @@ impl TransformerBlock {
             // it did); then, from its output in place, one attention kernel on CUDA (f16/bf16),
             // else bias add + head split, the batched GEMMs and the softmax.
             let projected = qkv.project(hidden)?;
-            if let (Some(format), Linear::EightBit(out)) = (self.attention_packs, &self.out_lin) {
-                // The attention kernel writes attention-out's 8-bit input itself.
-                let packed = crate::ops::attention_packed::attention_packed(
-                    &projected,
-                    &qkv.bias,
-                    additive_mask,
-                    s,
-                    self.n_heads,
-                    format,
-                )?;
-                let (b, _, _) = x.dims3()?;
-                return out.forward_packed(&packed)?.reshape((b, s, ()));
-            }
             let context = crate::ops::attention::attention(
                 &projected,
                 &qkv.bias,

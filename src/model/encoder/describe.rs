@@ -197,24 +197,13 @@ impl Encoder {
         let activation_quantization = tensor_cores.then(|| {
             let fmt = eight_bit.map(|e| e.name()).unwrap_or("8-bit");
             let norms = self.norms_quantizing();
-            let packing = self.blocks.iter().filter(|b| b.attention_packs.is_some()).count();
-            let in_attention = if packing > 0 {
-                format!("; attention-out's input quantized inside the attention kernel ({packing} of {blocks} blocks: the query tile's 12 head blocks as one thread-block cluster share each row's max)")
-            } else {
-                String::new()
-            };
             if fused_ffns > 0 || norms > 0 {
                 let in_norms = if norms > 0 {
                     format!("; FFN-in's and the next block's Q/K/V inputs quantized inside the residual + layer norm kernel that writes them ({norms} of {} norms); the first block's Q/K/V input (the embeddings'), attention-out's input and any other in a quantization pass of its own (runner kernel)", 2 * blocks)
                 } else {
                     format!("; every other {fmt} GEMM's input in a quantization pass of its own (runner kernel)")
                 };
-                let in_norms = if packing == blocks {
-                    in_norms.replace("attention-out's input and any other", "any other")
-                } else {
-                    in_norms
-                };
-                format!("per token, dynamic: FFN-out's input quantized to {fmt} inside FFN-in's GELU kernel ({fused_ffns} of {blocks} FFNs: fused, never stored in {dtype}){in_norms}{in_attention}")
+                format!("per token, dynamic: FFN-out's input quantized to {fmt} inside FFN-in's GELU kernel ({fused_ffns} of {blocks} FFNs: fused, never stored in {dtype}){in_norms}")
             } else {
                 format!("per token, dynamic: every {fmt} GEMM's input quantized in a pass of its own (runner kernel){}", if self.blocks.iter().any(|b| !b.gelu_quantizes) { "; device.fuse_quantization = false" } else { "" })
             }

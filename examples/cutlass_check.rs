@@ -43,6 +43,8 @@ use common::{rel_err, Timing};
 mod attention;
 #[path = "cutlass_check/configs.rs"]
 mod configs;
+#[path = "cutlass_check/embeddings.rs"]
+mod embeddings;
 #[path = "cutlass_check/ffn.rs"]
 mod ffn;
 #[path = "cutlass_check/model.rs"]
@@ -149,6 +151,7 @@ fn main() -> Result<()> {
     // The newest kernels and the sections a short call must not lose first (a call cut short
     // still has them): the packed attention, the packed FFN, NaN rows, the model's graph replay.
     let mut failures = attention::attention_checks(&gpu);
+    failures += embeddings::embedding_checks(&gpu);
     failures += ffn::ffn_checks(&gpu, &cpu, quick);
     failures += nan_checks(&gpu, &cpu);
     failures += model::graph_checks(&gpu, quick);

@@ -48,7 +48,8 @@ fn each_execution_setting_changes_the_ids_of_the_cells_it_affects_and_no_others(
                 "device.cuda_graphs=true",
                 "device.fuse_quantization=true",
                 "device.fp8_fast_accumulation=false",
-                "device.gemm_library=cublaslt"
+                "device.gemm_library=cublaslt",
+                "device.fused_embeddings=false"
             ]
         ),
         base

@@ -474,3 +474,72 @@ fn the_fp8_fast_accumulation_switch_is_a_boolean_and_plans_when_spelled_right() 
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
 }
+
+/// `device.fused_embeddings` is a CUDA kernel of the encoders' only: the CPU (backend or build)
+/// and a decoder are refused with the key named, never run the other way silently.
+#[test]
+fn fused_embeddings_is_refused_where_it_cannot_run_with_the_key_named() {
+    let matrix = "[matrix]\nbatch_size = [1]\n";
+    let msg = fails(
+        &valid_with(&format!("[device]\nfused_embeddings = \"yes\"\n{matrix}")),
+        &[],
+        &[],
+    );
+    assert!(msg.contains("fused_embeddings"), "{msg}");
+    let msg = fails(
+        &valid_with(matrix),
+        &[
+            "--set",
+            "device.backend=cpu",
+            "--set",
+            "device.fused_embeddings=true",
+        ],
+        &[],
+    );
+    assert!(msg.contains("device.fused_embeddings = true"), "{msg}");
+    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
+    assert!(msg.contains("set device.fused_embeddings = false"), "{msg}");
+    // The test binary has no CUDA: with backend auto the build is what refuses it.
+    if !cfg!(feature = "cuda") {
+        let msg = fails(
+            &valid_with(matrix),
+            &["--set", "device.fused_embeddings=true"],
+            &[],
+        );
+        assert!(msg.contains("device.fused_embeddings = true"), "{msg}");
+        assert!(msg.contains("built without CUDA"), "{msg}");
+    }
+    // Spelled out as the default, it plans.
+    let f = Fixture::new(&valid_with(matrix));
+    let out = f
+        .runner()
+        .args(["plan", "exp.toml", "--set", "device.fused_embeddings=false"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn fused_embeddings_with_a_decoder_names_the_model() {
+    let f = decoder_experiment(
+        "dec",
+        "[models.dec]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\n",
+        "precision = [\"fp32\"]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = f
+        .runner()
+        .args([
+            "plan",
+            "exp.toml",
+            "--set",
+            "device.backend=auto",
+            "--set",
+            "device.fused_embeddings=true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let msg = stderr_of(&out);
+    assert!(msg.contains("models.dec"), "{msg}");
+    assert!(msg.contains("is a decoder"), "{msg}");
+}

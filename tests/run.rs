@@ -178,7 +178,7 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     // "What ran": a compact table of each set of kernels, every part in full below it.
     assert!(
         md.contains(
-            "| set | cells | activation | attention | execution | gemms | layer norm | linear |\n"
+            "| set | cells | activation | attention | embeddings | execution | gemms | layer norm | linear |\n"
         ),
         "{md}"
     );
@@ -188,6 +188,13 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
     );
     assert!(
         md.contains("- **activation**: erf GELU (candle kernel)"),
+        "{md}"
+    );
+    // Which embeddings ran: candle's three kernels by default.
+    assert!(
+        md.contains(
+            "- **embeddings**: candle: gather (index_select), broadcast add of the position"
+        ),
         "{md}"
     );
     // PNG beside the Markdown (fonts are bundled, so this works on any machine).

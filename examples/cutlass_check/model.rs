@@ -11,6 +11,7 @@ use super::common::{batch, replay_against_eager};
 /// A precision or shape that fails is counted and the next one runs.
 pub fn graph_checks(gpu: &Device, quick: bool) -> usize {
     let mut failures = 0;
+    // The last two: `device.fused_embeddings` (the embeddings as one runner kernel).
     for (name, dtype, eight_bit, fast) in [
         ("fp16", DType::F16, None, false),
         ("bf16", DType::BF16, None, false),
@@ -19,8 +20,21 @@ pub fn graph_checks(gpu: &Device, quick: bool) -> usize {
         ("fp8-fp16 fast", DType::F16, Some(EightBit::Fp8E4M3), true),
         ("int8-bf16", DType::BF16, Some(EightBit::Int8), false),
         ("fp8-bf16", DType::BF16, Some(EightBit::Fp8E4M3), false),
+        ("fp16 fused-emb", DType::F16, None, false),
+        (
+            "int8-fp16 fused-emb",
+            DType::F16,
+            Some(EightBit::Int8),
+            false,
+        ),
     ] {
-        if quick && !matches!(name, "int8-fp16" | "fp8-fp16") {
+        let quick_ones = [
+            "int8-fp16",
+            "fp8-fp16",
+            "fp16 fused-emb",
+            "int8-fp16 fused-emb",
+        ];
+        if quick && !quick_ones.contains(&name) {
             continue;
         }
         match one_precision(gpu, name, dtype, eight_bit, fast) {
@@ -55,7 +69,12 @@ fn one_precision(
     if fast {
         model.set_fp8_fast_accumulation(true);
     }
+    model.set_fused_embeddings(name.ends_with("fused-emb"))?;
     let mut implementation = model.implementation();
+    println!(
+        "{name} embeddings: {}",
+        implementation.remove("embeddings").unwrap_or_default()
+    );
     let gemms = implementation.remove("gemms").unwrap_or_default();
     println!("{name} gemms: {gemms}");
     let quantization = implementation

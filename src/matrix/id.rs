@@ -93,6 +93,10 @@ pub fn execution_identity(device: &crate::config::DeviceSection, precision: Prec
     if fused_gemms && !device.gemm_library.is_cublaslt() {
         settings.insert("gemm_library".into(), json!(device.gemm_library.name()));
     }
+    // The encoders' embeddings as one runner kernel (decoders refuse the key in validation).
+    if device.fused_embeddings {
+        settings.insert("fused_embeddings".into(), json!(true));
+    }
     Value::Object(settings)
 }
 
@@ -175,6 +179,7 @@ mod tests {
             fuse_quantization: false,
             fp8_fast_accumulation: true,
             gemm_library: crate::config::GemmLibrary::Cutlass,
+            fused_embeddings: true,
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();
@@ -187,16 +192,25 @@ mod tests {
                 "cuda_graphs",
                 "fp8_fast_accumulation",
                 "fuse_quantization",
+                "fused_embeddings",
                 "gemm_library"
             ]
         );
         assert_eq!(
             keys("int8-fp16"),
-            ["cuda_graphs", "fuse_quantization", "gemm_library"]
+            [
+                "cuda_graphs",
+                "fuse_quantization",
+                "fused_embeddings",
+                "gemm_library"
+            ]
         );
-        assert_eq!(keys("q8_0-fp16"), ["cuda_graphs"]);
-        assert_eq!(keys("fp16"), ["cuda_graphs", "gemm_library"]);
-        assert_eq!(keys("fp32"), ["cuda_graphs"]);
+        assert_eq!(keys("q8_0-fp16"), ["cuda_graphs", "fused_embeddings"]);
+        assert_eq!(
+            keys("fp16"),
+            ["cuda_graphs", "fused_embeddings", "gemm_library"]
+        );
+        assert_eq!(keys("fp32"), ["cuda_graphs", "fused_embeddings"]);
         let defaults = execution_identity(&DeviceSection::default(), Precision::Fp32);
         assert!(defaults.as_object().unwrap().is_empty());
     }

@@ -9,6 +9,7 @@
 //!   measured slower than the pass it removes, so only cutlass_check runs it)
 //! - `decode.rs`: a decoder's decode-step kernels (residual + RMSNorm, rotary + KV write, split-K
 //!   attention, SwiGLU), each beside its plain twin
+//! - `embeddings.rs`: an encoder's gather + position add + layer norm as one kernel
 //! - `eight_bit/`: int8 and FP8 GEMMs (cuBLASLt, or CUTLASS with fused epilogues), quantizing
 //!   norms and GELUs, `Packed8`
 //! - `cutlass.rs`: the CUTLASS GEMMs' extern "C" entry points (static library, build/cutlass.rs)
@@ -22,6 +23,7 @@ pub mod attention_packed;
 pub mod cutlass;
 pub mod decode;
 pub mod eight_bit;
+pub mod embeddings;
 pub mod float_gemm;
 pub mod fused;
 pub mod graph;

@@ -63,6 +63,13 @@ pub struct DeviceSection {
     /// config when cuBLASLt.
     #[serde(skip_serializing_if = "GemmLibrary::is_cublaslt")]
     pub gemm_library: GemmLibrary,
+    /// On CUDA, an encoder's embeddings (token gather, position and token-type add, layer norm)
+    /// as one runner kernel instead of candle's gather, broadcast add and norm; false (default)
+    /// keeps candle's until a GPU has checked the kernel (examples/cutlass_check). The CPU backend
+    /// refuses true (it has only candle's). Every record says which ran
+    /// (`implementation.embeddings`). Left out of the resolved config when false.
+    #[serde(skip_serializing_if = "is_false")]
+    pub fused_embeddings: bool,
 }
 
 /// `device.gemm_library`.
@@ -98,6 +105,7 @@ impl Default for DeviceSection {
             fuse_quantization: true,
             fp8_fast_accumulation: false,
             gemm_library: GemmLibrary::Cublaslt,
+            fused_embeddings: false,
         }
     }
 }

@@ -37,6 +37,13 @@ pub(super) fn check(c: &ExperimentConfig, bad: &mut impl FnMut(&[&str], String))
             ));
         }
     }
+    if c.device.fused_embeddings {
+        if c.device.backend == Backend::Cpu {
+            bad(&["device", "fused_embeddings"], "device.fused_embeddings = true runs the embeddings as a CUDA kernel, but device.backend = \"cpu\": the CPU has only candle's embeddings; set device.fused_embeddings = false (or leave it out)".into());
+        } else if !cfg!(feature = "cuda") {
+            bad(&["device", "fused_embeddings"], "device.fused_embeddings = true runs the embeddings as a CUDA kernel, but this runner was built without CUDA: build it with scripts/build-cuda.sh, or set device.fused_embeddings = false".into());
+        }
+    }
     if c.device.gpu >= MAX_WORKERS {
         bad(
             &["device", "gpu"],

@@ -51,6 +51,12 @@ pub(super) fn check(
             // A decoder: its architecture and preset are looked up in the decoder zoo when the
             // plan is made (model::decoder), which knows them.
             (None, preset) => {
+                if c.device.fused_embeddings {
+                    bad(&["device", "fused_embeddings"], format!(
+                        "device.fused_embeddings = true fuses an encoder's embeddings; models.{model_name} ({:?}) is a decoder, which has none of that kind: run it in an experiment without the key",
+                        m.architecture
+                    ));
+                }
                 if m.weights == "random" && preset.is_none() {
                     bad(&["models", model_name], format!(
                         "models.{model_name}: architecture {:?} with random weights needs a preset (the shapes to build, e.g. \"smollm2-135m\"), or weights = a Hugging Face folder or a .gguf file",

@@ -225,6 +225,7 @@ impl Encoder {
                 },
             ),
             ("activation", activation.to_string()),
+            ("embeddings", self.embeddings.describe()),
         ]
         .into_iter()
         // src/device.rs opens every CUDA device so.

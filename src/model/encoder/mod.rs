@@ -10,8 +10,8 @@
 //! BERT's segment embeddings, and the head.
 
 use candle_core::quantized::GgmlDType;
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
-use candle_nn::{Embedding, LayerNorm, VarBuilder};
+use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
+use candle_nn::{LayerNorm, VarBuilder};
 
 use super::preset::Preset;
 use crate::config::Architecture;
@@ -19,6 +19,7 @@ use crate::ops::graph::{CellForward, GraphMode};
 
 mod block;
 mod describe;
+mod embeddings;
 mod gemms;
 mod linear;
 mod shapes;
@@ -26,6 +27,7 @@ mod units;
 
 pub use crate::model::quant::ggml::ggml_name;
 use block::TransformerBlock;
+use embeddings::Embeddings;
 use linear::Linear;
 pub use linear::MMQ_ROW_PADDING;
 pub use shapes::{
@@ -102,46 +104,6 @@ impl Names {
                 output_layer_norm: "output.LayerNorm",
             },
         }
-    }
-}
-
-struct Embeddings {
-    word: Embedding,
-    position: Embedding,
-    /// BERT's segment embedding of type 0 (every input is one segment); DistilBERT has none.
-    segment: Option<Tensor>,
-    norm: LayerNorm,
-}
-
-impl Embeddings {
-    fn load(vb: VarBuilder, p: &Preset) -> Result<Self> {
-        let segment = if p.type_vocab_size > 0 {
-            let table = vb.get((p.type_vocab_size, p.dim), "token_type_embeddings.weight")?;
-            Some(table.i(0)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            word: candle_nn::embedding(p.vocab_size, p.dim, vb.pp("word_embeddings"))?,
-            position: candle_nn::embedding(
-                p.max_position_embeddings,
-                p.dim,
-                vb.pp("position_embeddings"),
-            )?,
-            segment,
-            norm: layer_norm(p.dim, p.layer_norm_eps, vb.pp("LayerNorm"))?,
-        })
-    }
-
-    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let (_, seq_len) = input_ids.dims2()?;
-        let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
-        let words = self.word.forward(input_ids)?;
-        let mut positions = self.position.forward(&positions)?;
-        if let Some(segment) = &self.segment {
-            positions = positions.broadcast_add(segment)?;
-        }
-        self.norm.forward(&words.broadcast_add(&positions)?)
     }
 }
 

@@ -16,7 +16,9 @@
 //! rule), then stops:
 //!
 //! 5. every kernel of src/ops/decode.rs against its plain twin on fresh random inputs
-//!    (decode_check/kernels.rs), f32/f16/bf16, batch 1 and 8, NaN caught;
+//!    (decode_check/kernels.rs), f32/f16/bf16, batch 1 and 8, NaN caught; the one-launch
+//!    attention at lengths 1..640 and forced split counts, repeatability, NaN confined to its
+//!    sequence, graph replay at new positions against eager (decode_check/attention.rs);
 //! 6. the own decoder with `decode_kernels = "fused"` against the plain one on the same weights:
 //!    greedy tokens identical over 64 steps in fp32 (worst logit difference <= 1e-4 of scale),
 //!    bf16 over 16 steps (worst <= 5 %), for llama/mistral/qwen2/qwen3 tiny configs and SmolLM2;
@@ -24,6 +26,8 @@
 //!
 //!     cargo run --release --features cuda --example decode_check -- [fused] [PRESETS...]
 
+#[path = "decode_check/attention.rs"]
+mod attention;
 #[path = "decode_check/kernels.rs"]
 mod kernels;
 #[path = "decode_check/profile.rs"]
@@ -276,6 +280,7 @@ fn timing(arch: &str, preset: &str, batch: usize, dev: &Device) -> Result<()> {
 /// Checks 5-7 (the fused decode kernels); true when every one passed.
 fn fused_checks(dev: &Device) -> Result<bool> {
     let mut ok = kernels::check_all(dev)?;
+    ok &= attention::check_all(dev)?;
     let cases = [
         ("llama", "llama-tiny"),
         ("mistral", "mistral-tiny"),

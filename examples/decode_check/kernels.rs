@@ -24,7 +24,7 @@ fn max_abs(t: &Tensor) -> Result<f32> {
 }
 
 /// |a - b| / max |b|, NaN when either holds a NaN.
-fn err(a: &Tensor, b: &Tensor) -> Result<f32> {
+pub fn err(a: &Tensor, b: &Tensor) -> Result<f32> {
     if a.dims() != b.dims() {
         candle_core::bail!("shapes {:?} and {:?}", a.dims(), b.dims());
     }
@@ -47,7 +47,7 @@ fn randn(shape: &[usize], dtype: DType, dev: &Device) -> Result<Tensor> {
 }
 
 /// One line per check: name, worst error, PASS/FAIL; returns whether it passed.
-fn report(name: &str, dtype: DType, errors: &[(&str, f32)]) -> bool {
+pub fn report(name: &str, dtype: DType, errors: &[(&str, f32)]) -> bool {
     let b = bound(dtype);
     let worst = errors
         .iter()
@@ -64,7 +64,7 @@ fn report(name: &str, dtype: DType, errors: &[(&str, f32)]) -> bool {
 }
 
 /// (name, hidden, intermediate, heads, kv_heads, head_dim)
-const SHAPES: [(&str, usize, usize, usize, usize, usize); 4] = [
+pub const SHAPES: [(&str, usize, usize, usize, usize, usize); 4] = [
     ("smollm2-135m", 576, 1536, 9, 3, 64),
     ("qwen2.5-0.5b", 896, 4864, 14, 2, 64),
     ("llama-3.2-1b", 2048, 8192, 32, 8, 64),
@@ -137,11 +137,13 @@ fn check_rope_attention(dev: &Device, dtype: DType, batch: usize) -> Result<bool
                 keys: &k1,
                 values: &v1,
                 position: &position,
+                scratch: None,
             };
             let plain_at = CacheAt {
                 keys: &k2,
                 values: &v2,
                 position: &position,
+                scratch: None,
             };
             let q1 = decode::rope_kv_write(&qkv, &rope, &fused_at)?;
             let q2 = decode::plain_rope_kv_write(&qkv, &rope, &plain_at)?;

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::ops::decode::{self, CacheAt, RopeArgs};
+use runner::ops::decode::{self, AttentionScratch, CacheAt, RopeArgs};
 use runner::ops::graph::{FixedWork, GraphMode};
 
 const REPEAT: usize = 50;
@@ -89,6 +89,16 @@ pub fn profile(dev: &Device) -> Result<()> {
                 keys: &keys,
                 values: &values,
                 position: &pos,
+                scratch: None,
+            };
+            let scratch = AttentionScratch::new([b, heads, kv, d, capacity], DType::BF16, dev)?;
+            println!(
+                "profile,{name},bf16,batch={b},attention_splits={}",
+                scratch.splits()
+            );
+            let fused_at = CacheAt {
+                scratch: Some(&scratch),
+                ..at
             };
             let q = decode::rope_kv_write(&qkv, &rope, &at)?;
             let s = 2usize; // bf16 bytes
@@ -115,10 +125,16 @@ pub fn profile(dev: &Device) -> Result<()> {
                     Box::new(|| decode::rope_kv_write(&qkv, &rope, &at)),
                 ),
                 (
-                    "decode_attention (split + reduce)",
+                    "decode_attention (one launch, preallocated)",
                     1,
                     kv_read,
-                    Box::new(|| decode::decode_attention(&q, &at)),
+                    Box::new(|| decode::decode_attention(&q, &fused_at)),
+                ),
+                (
+                    "decode_attention_two_pass (before; not in the step)",
+                    0,
+                    kv_read,
+                    Box::new(|| decode::decode_attention_two_pass(&q, &at)),
                 ),
                 (
                     "gemm_o",

@@ -5,17 +5,138 @@
 //! fused kernels must say in its record which ran).
 //!
 //! One Llama-family layer's decode step with them: add_rms_norm, the Q|K|V GEMM, rope_kv_write,
-//! decode_attention (two launches), the output GEMM, add_rms_norm, the gate|up GEMM, swiglu, the
+//! decode_attention (one launch into a preallocated context), the output GEMM, add_rms_norm, the gate|up GEMM, swiglu, the
 //! down GEMM: 10 launches where the plain path takes ~93.
 
 use candle_core::{DType, Result, Tensor, D};
 
 /// Where a decode step's keys and values go and which position it is at: the static cache
-/// (batch, kv_heads, capacity, head_dim) of K and V, and the device-held position (u32, (1,)).
+/// (batch, kv_heads, capacity, head_dim) of K and V, the device-held position (u32, (1,)), and
+/// the attention's preallocated scratch (None: [`decode_attention`] allocates one per call, as the
+/// kernel checks do; a captured step passes its layer's, so the graph holds no allocation).
 pub struct CacheAt<'a> {
     pub keys: &'a Tensor,
     pub values: &'a Tensor,
     pub position: &'a Tensor,
+    pub scratch: Option<&'a AttentionScratch>,
+}
+
+/// The one-launch attention's compile-time (head_dim, query-group bound) for these shapes, or
+/// None where the two-pass kernels run instead (head_dim other than 16, 32 (the tiny test
+/// configs), 64 or 128, more than 8 query heads a KV head).
+pub fn variant(head_dim: usize, groups: usize) -> Option<(usize, usize)> {
+    let d = matches!(head_dim, 16 | 32 | 64 | 128).then_some(head_dim)?;
+    let g = match groups {
+        1..=4 => 4,
+        5..=8 => 8,
+        _ => return None,
+    };
+    Some((d, g))
+}
+
+/// Which decode attention kernel runs at these shapes, for the record.
+pub fn attention_kernel(head_dim: usize, groups: usize) -> &'static str {
+    match variant(head_dim, groups) {
+        Some(_) => "decode: the runner's one-launch split-K kernel over the static cache up to the device-held position (splits picked from batch x KV heads and the SM count, grouped query heads sharing each 16-byte K/V load, online f32 softmax, the last CTA of each sequence and KV head merging the splits); prefill: causal over the prompt (plain)",
+        None => "decode: the runner's two-pass split-K kernel over the static cache up to the device-held position (64-key chunks, f32 softmax, grouped query heads sharing their KV head's reads) + a reduce over the chunks (no one-launch variant for this head_dim or query group); prefill: causal over the prompt (plain)",
+    }
+}
+
+/// Most splits of the one-launch attention (FA_MAX_SPLITS in decode.cu).
+pub const MAX_SPLITS: usize = 64;
+/// Fewest cache positions a split is sized for: below this the cross-split merge costs more than
+/// the keys it spreads (one load round of a CTA covers 64 keys at U = 4).
+const MIN_KEYS_PER_SPLIT: usize = 32;
+
+/// Splits of the one-launch attention for `batch` x `kv_heads` CTAs a split on `sms`
+/// multiprocessors over a cache of `capacity` positions: about 2 CTAs a multiprocessor, no split
+/// sized under 32 positions of the capacity, at most [`MAX_SPLITS`]. Picked from the capacity,
+/// not the position (which the device holds): the kernel divides the current length evenly over
+/// these splits, so a graph captured once serves every position.
+pub fn attention_splits(batch: usize, kv_heads: usize, capacity: usize, sms: usize) -> usize {
+    let want = (2 * sms).div_ceil((batch * kv_heads).max(1));
+    let most = capacity.div_ceil(MIN_KEYS_PER_SPLIT);
+    want.min(most).clamp(1, MAX_SPLITS)
+}
+
+/// What the one-launch attention writes besides the cache: per (sequence, query head, split) its
+/// softmax state (m, l, o) in f32, one arrival counter per (sequence, KV head) (zero between
+/// launches: the last CTA resets it), and the context (batch, heads * head_dim) it returns.
+// The buffers are read by the CUDA launcher only (decode/attention.rs).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub struct AttentionScratch {
+    partials: Tensor,
+    counters: Tensor,
+    context: Tensor,
+    splits: usize,
+    shape: [usize; 5],
+}
+
+impl AttentionScratch {
+    /// For a cache (batch, kv_heads, capacity, head_dim) of `dtype` and `heads` query heads, the
+    /// split count from [`attention_splits`] and the device's multiprocessors.
+    pub fn new(shape: [usize; 5], dtype: DType, device: &candle_core::Device) -> Result<Self> {
+        let [batch, _, kv_heads, _, capacity] = shape;
+        let sms = multiprocessors(device)?;
+        Self::with_splits(
+            shape,
+            attention_splits(batch, kv_heads, capacity, sms),
+            dtype,
+            device,
+        )
+    }
+
+    /// `shape` is [batch, heads, kv_heads, head_dim, capacity]; `splits` as given (the checks
+    /// force odd ones), at most [`MAX_SPLITS`].
+    pub fn with_splits(
+        shape: [usize; 5],
+        splits: usize,
+        dtype: DType,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let [batch, heads, kv_heads, head_dim, _] = shape;
+        if !(1..=MAX_SPLITS).contains(&splits) {
+            candle_core::bail!("decode attention: {splits} splits (1 to {MAX_SPLITS})");
+        }
+        Ok(Self {
+            partials: Tensor::zeros(batch * heads * splits * (2 + head_dim), DType::F32, device)?,
+            counters: Tensor::zeros(batch * kv_heads, DType::U32, device)?,
+            context: Tensor::zeros((batch, heads * head_dim), dtype, device)?,
+            splits,
+            shape,
+        })
+    }
+
+    pub fn splits(&self) -> usize {
+        self.splits
+    }
+
+    /// [batch, heads, kv_heads, head_dim, capacity] it was sized for.
+    pub fn shape(&self) -> [usize; 5] {
+        self.shape
+    }
+
+    /// Whether it serves these shapes (its partials and counters are sized by them).
+    pub fn fits(
+        &self,
+        batch: usize,
+        heads: usize,
+        kv_heads: usize,
+        d: usize,
+        capacity: usize,
+    ) -> bool {
+        self.shape == [batch, heads, kv_heads, d, capacity]
+    }
+}
+
+/// Multiprocessors of a CUDA device (the split count's target); 1 elsewhere (no kernel runs there).
+fn multiprocessors(device: &candle_core::Device) -> Result<usize> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(dev) = device {
+        return attention::sm_count(dev);
+    }
+    let _ = device;
+    Ok(1)
 }
 
 /// The rotary tables (max_positions, head_dim / 2) and the optional per-layer extras of the Q|K|V
@@ -132,9 +253,40 @@ pub fn plain_rope_kv_write(qkv: &Tensor, rope: &RopeArgs, cache: &CacheAt) -> Re
 
 /// Attention of one query per sequence and head, `q` (batch, heads, head_dim), over the cache's
 /// positions 0..=position (grouped-query heads share their KV head), scaled by 1/sqrt(head_dim),
-/// in f32: the context (batch, heads * head_dim) in `q`'s dtype. FlashDecoding: the context is
-/// split into 64-key chunks, one block a chunk and KV head, then one reduce.
+/// in f32: the context (batch, heads * head_dim) in `q`'s dtype. One launch (decode.cu's
+/// decode_attention_fused: split-K over the current length, the last CTA merging) for head_dim
+/// 16, 32, 64 or 128 and at most 8 query heads a KV head, the two-pass kernels otherwise
+/// ([`decode_attention_two_pass`]). With the cache's scratch the result IS its context buffer:
+/// the next call overwrites it (copy it to keep it).
 pub fn decode_attention(q: &Tensor, cache: &CacheAt) -> Result<Tensor> {
+    cuda_only("decode_attention", q)?;
+    #[cfg(feature = "cuda")]
+    {
+        let (batch, heads, d) = q.dims3()?;
+        let (_, kv_heads, capacity, _) = cache.keys.dims4()?;
+        if variant(d, heads / kv_heads.max(1)).is_none() {
+            return decode_attention_two_pass(q, cache);
+        }
+        let shape = [batch, heads, kv_heads, d, capacity];
+        match cache.scratch {
+            Some(s) => attention::run(q, cache, s),
+            None => {
+                let s = AttentionScratch::new(shape, q.dtype(), q.device())?;
+                attention::run(q, cache, &s)
+            }
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = cache;
+        unreachable!("cuda_only refused")
+    }
+}
+
+/// The first fused attention (two launches: 64-key splits, then a reduce, scratch and output
+/// allocated per call): the fallback for shapes the one-launch kernel has no variant for, and
+/// the before of the profile's before/after.
+pub fn decode_attention_two_pass(q: &Tensor, cache: &CacheAt) -> Result<Tensor> {
     cuda_only("decode_attention", q)?;
     #[cfg(feature = "cuda")]
     {
@@ -187,6 +339,8 @@ pub fn plain_swiglu(gate_up: &Tensor) -> Result<Tensor> {
 }
 
 #[cfg(feature = "cuda")]
+mod attention;
+#[cfg(feature = "cuda")]
 mod cuda;
 
 #[cfg(test)]
@@ -212,6 +366,7 @@ mod tests {
             keys: &keys_t,
             values: &values_t,
             position: &pos,
+            scratch: None,
         };
         let q_t = Tensor::from_vec(q.clone(), (1, 2, d), &dev).unwrap();
         let got: Vec<f32> = plain_decode_attention(&q_t, &at)
@@ -238,6 +393,56 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The split count: ~2 CTAs a multiprocessor (132 on the H100), never a split sized under 32
+    /// positions of the capacity, never past MAX_SPLITS, at least 1.
+    #[test]
+    fn attention_splits_fill_the_gpu_within_bounds() {
+        // Llama-3.2-1B b1: 264 / 8 = 33 wanted, 640 / 32 = 20 allowed.
+        assert_eq!(attention_splits(1, 8, 640, 132), 20);
+        // SmolLM2 b8: 264 / 24 = 11.
+        assert_eq!(attention_splits(8, 3, 640, 132), 11);
+        // Llama b8: 264 / 64 -> 5.
+        assert_eq!(attention_splits(8, 8, 640, 132), 5);
+        assert_eq!(attention_splits(64, 8, 640, 132), 1);
+        assert_eq!(attention_splits(1, 1, 1 << 20, 1000), MAX_SPLITS);
+        assert_eq!(attention_splits(1, 1, 1, 132), 1);
+        assert_eq!(attention_splits(0, 0, 0, 0), 1);
+    }
+
+    /// The one-launch kernel's variants: head_dim 16, 32, 64 or 128, up to 8 query heads a KV head; the
+    /// record names the two-pass kernel elsewhere.
+    #[test]
+    fn attention_variants_and_their_record() {
+        assert_eq!(variant(64, 3), Some((64, 4)));
+        assert_eq!(variant(64, 7), Some((64, 8)));
+        assert_eq!(variant(128, 2), Some((128, 4)));
+        assert_eq!(variant(64, 9), None);
+        assert_eq!(variant(96, 4), None);
+        assert_eq!(variant(16, 2), Some((16, 4)));
+        assert!(attention_kernel(64, 4).contains("one-launch"));
+        assert!(attention_kernel(80, 4).contains("two-pass"));
+    }
+
+    /// On the CPU a cache keeps no scratch; a scratch is sized by its shapes and refuses
+    /// out-of-range split counts.
+    #[test]
+    fn attention_scratch_sizes() {
+        let dev = Device::Cpu;
+        let s = AttentionScratch::with_splits([2, 8, 2, 64, 640], 7, DType::F32, &dev).unwrap();
+        assert_eq!(s.partials.elem_count(), 2 * 8 * 7 * 66);
+        assert_eq!(s.counters.elem_count(), 4);
+        assert_eq!(s.context.dims(), &[2, 8 * 64]);
+        assert!(s.fits(2, 8, 2, 64, 640) && !s.fits(1, 8, 2, 64, 640));
+        assert!(AttentionScratch::with_splits([1, 1, 1, 64, 8], 0, DType::F32, &dev).is_err());
+        assert!(AttentionScratch::with_splits([1, 1, 1, 64, 8], 65, DType::F32, &dev).is_err());
+        assert_eq!(
+            AttentionScratch::new([1, 8, 2, 64, 640], DType::F32, &dev)
+                .unwrap()
+                .splits(),
+            1
+        );
     }
 
     /// The plain rotary twin writes K and V at the position, and only there.
@@ -270,6 +475,7 @@ mod tests {
             keys: &keys,
             values: &values,
             position: &pos,
+            scratch: None,
         };
         let q = plain_rope_kv_write(&qkv, &rope, &at).unwrap();
         assert_eq!(q.dims(), &[1, heads, d]);

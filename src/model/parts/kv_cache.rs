@@ -5,10 +5,15 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
+use crate::ops::decode::AttentionScratch;
+
 pub struct StaticKvCache {
     /// (batch, kv_heads, capacity, head_dim), zero until written.
     keys: Tensor,
     values: Tensor,
+    /// The fused decode attention's partials, counters and context, allocated with the cache so
+    /// a captured step allocates nothing (None on the CPU, where no fused kernel runs).
+    attention: Option<AttentionScratch>,
 }
 
 impl StaticKvCache {
@@ -24,7 +29,25 @@ impl StaticKvCache {
         Ok(Self {
             keys: Tensor::zeros(shape, dtype, device)?,
             values: Tensor::zeros(shape, dtype, device)?,
+            attention: None,
         })
+    }
+
+    /// The cache with the fused decode attention's scratch for `heads` query heads (CUDA only).
+    pub fn with_attention_scratch(mut self, heads: usize) -> Result<Self> {
+        if self.keys.device().is_cuda() {
+            let [batch, kv_heads, capacity, head_dim] = *self.keys.dims() else {
+                candle_core::bail!("a KV cache of {:?}", self.keys.dims());
+            };
+            let shape = [batch, heads, kv_heads, head_dim, capacity];
+            let device = self.keys.device().clone();
+            self.attention = Some(AttentionScratch::new(shape, self.keys.dtype(), &device)?);
+        }
+        Ok(self)
+    }
+
+    pub fn attention_scratch(&self) -> Option<&AttentionScratch> {
+        self.attention.as_ref()
     }
 
     pub fn batch(&self) -> usize {

@@ -16,7 +16,7 @@ use candle_core::{
 use super::{CacheAt, RopeArgs};
 use crate::ops::fused::cuda::{contiguous, no_cpu};
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
+pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
 
 /// Keys per split of the attention (CHUNK in decode.cu).
 const CHUNK: usize = 64;

@@ -4,7 +4,7 @@
 //!   add_rms_norm(previous layer's MLP output, residual) -> normed, residual
 //!   normed x [Wq|Wk|Wv]^T                  one GEMM
 //!   rope_kv_write                          Q, K rotated at the device-held position; K, V cached
-//!   decode_attention                       split-K over the cache + reduce (2 launches)
+//!   decode_attention                       split-K over the cache, last CTA merges (1 launch)
 //!   context x Wo^T                         one GEMM
 //!   add_rms_norm(attention output, residual) -> normed, residual
 //!   normed x [Wgate|Wup]^T                 one GEMM
@@ -100,6 +100,7 @@ impl Attention {
             keys,
             values,
             position,
+            scratch: cache.attention_scratch(),
         };
         let q = decode::rope_kv_write(&qkv, &rope, &at)?;
         let context = decode::decode_attention(&q, &at)?;

@@ -161,7 +161,7 @@ impl LlamaFamily {
         implementation.insert(
             "decode_kernels".into(),
             if fused {
-                "fused (src/ops/kernels/decode.cu): a layer's decode step is add_rms_norm, one Q|K|V GEMM, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention + reduce, the output GEMM, add_rms_norm, one gate|up GEMM, swiglu, the down GEMM; prefill plain".into()
+                "fused (src/ops/kernels/decode.cu): a layer's decode step is add_rms_norm, one Q|K|V GEMM, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMM, add_rms_norm, one gate|up GEMM, swiglu, the down GEMM; prefill plain".into()
             } else {
                 "plain (candle's kernels)".into()
             },
@@ -169,7 +169,7 @@ impl LlamaFamily {
         if fused {
             implementation.insert(
                 "attention".into(),
-                "decode: the runner's split-K kernel over the static cache up to the device-held position (64-key chunks, f32 softmax, grouped query heads sharing their KV head's reads) + a reduce over the chunks; prefill: causal over the prompt (plain)".into(),
+                decode::attention_kernel(cfg.head_dim, cfg.heads / cfg.kv_heads.max(1)).into(),
             );
             implementation.insert(
                 "model".into(),
@@ -221,7 +221,8 @@ impl LlamaFamily {
                     self.cfg.head_dim,
                     self.dtype,
                     &self.device,
-                )
+                )?
+                .with_attention_scratch(self.cfg.heads)
             })
             .collect::<Result<Vec<_>>>()?;
         self.state = Some(CacheState {

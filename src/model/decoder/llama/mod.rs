@@ -212,17 +212,23 @@ impl LlamaFamily {
                 );
             }
         }
+        let fused = self.kernels == DecodeKernels::Fused;
         let caches = (0..self.cfg.layers)
             .map(|_| {
-                StaticKvCache::new(
+                let cache = StaticKvCache::new(
                     batch,
                     self.cfg.kv_heads,
                     capacity,
                     self.cfg.head_dim,
                     self.dtype,
                     &self.device,
-                )?
-                .with_attention_scratch(self.cfg.heads)
+                )?;
+                // The fused attention's partials and context, allocated once with the cache.
+                if fused {
+                    cache.with_attention_scratch(self.cfg.heads)
+                } else {
+                    Ok(cache)
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         self.state = Some(CacheState {

@@ -90,13 +90,28 @@ fn compile_kernels() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_string());
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
-    const KERNELS: &[&str] = &["fused", "eight_bit", "decode"];
+    // (PTX name, source, extra nvcc flags): the decode GEMV once a dtype (one module each, so
+    // the driver JIT-compiles only the dtype a run uses).
+    const KERNELS: &[(&str, &str, &str)] = &[
+        ("fused", "fused", ""),
+        ("eight_bit", "eight_bit", ""),
+        ("decode", "decode", ""),
+        ("gemv_f32", "gemv", "-DGEMV_DTYPE=0"),
+        ("gemv_f16", "gemv", "-DGEMV_DTYPE=1"),
+        ("gemv_bf16", "gemv", "-DGEMV_DTYPE=2"),
+    ];
     println!("cargo:rerun-if-changed=src/ops/kernels/common.cuh");
-    for name in KERNELS {
-        let src = format!("src/ops/kernels/{name}.cu");
+    for (name, source, flags) in KERNELS {
+        let src = format!("src/ops/kernels/{source}.cu");
         println!("cargo:rerun-if-changed={src}");
-        let status = std::process::Command::new("nvcc")
-            .args(["--ptx", "-O3", &format!("-arch=compute_{cap}"), &src, "-o"])
+        let mut nvcc = std::process::Command::new("nvcc");
+        nvcc.args(["--ptx", "-O3", &format!("-arch=compute_{cap}")]);
+        if !flags.is_empty() {
+            nvcc.arg(flags);
+        }
+        let status = nvcc
+            .arg(&src)
+            .arg("-o")
             .arg(out.join(format!("{name}.ptx")))
             .status()
             .expect(

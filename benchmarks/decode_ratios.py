@@ -5,7 +5,8 @@ model (its prefill runs eagerly, as gpt-fast's does; generate()'s own host work 
 
 Reads PyTorch's JSON lines (benchmarks/pytorch_decode.py --out) and the runner's summary.csv files (one or
 more run folders of experiments/llm_own_fused.toml); writes ratios.csv and prints the table. A runner
-model named "<preset>-fused" ran decode_kernels = "fused"; "<preset>" the plain kernels.
+model named "<preset>-fused" ran decode_kernels = "fused", "<preset>-gemv" decode_kernels = "gemv" (the decode
+GEMV with the norms, SwiGLU and residual adds folded in); "<preset>" the plain kernels.
 
     python3 benchmarks/decode_ratios.py torch.jsonl run-a/summary.csv run-b/summary.csv --out ratios.csv
 """
@@ -17,6 +18,8 @@ SHAPES = {
     "qwen2.5-0.5b": (896, 4864, 24, 14, 2, 64, 151936),
     "llama-3.2-1b": (2048, 8192, 16, 32, 8, 64, 128256),
 }
+# decode_kernels of a runner model named "<preset>-<kernels>" (no suffix: plain).
+KERNELS = ("fused", "gemv")
 TIME_TARGET, ENERGY_TARGET, FLOOR_TARGET, PREFILL_TARGET = 0.8, 0.85, 1.5, 1.0
 
 
@@ -57,8 +60,8 @@ def main():
             if row.get("status") != "ok" or not row.get("decode_ms_per_step"):
                 continue
             model = row["model"]
-            kernels = "fused" if model.endswith("-fused") else "plain"
-            preset = model[: -len("-fused")] if kernels == "fused" else model
+            kernels = next((k for k in KERNELS if model.endswith("-" + k)), "plain")
+            preset = model[: -len(kernels) - 1] if kernels != "plain" else model
             runner[(preset, int(row["batch_size"]), kernels)] = row
     out = []
     for (preset, batch, kernels), row in sorted(runner.items()):

@@ -24,10 +24,15 @@
 //!    bf16 over 16 steps (worst <= 5 %), for llama/mistral/qwen2/qwen3 tiny configs and SmolLM2;
 //! 7. the fused step replayed as a CUDA graph against itself eager (32 steps).
 //!
-//!     cargo run --release --features cuda --example decode_check -- [fused] [PRESETS...]
+//! `gemv` runs the decode GEMV's checks alone (examples/decode_check/gemv.rs: each fused GEMV
+//! against its plain twin) and checks 6-7 for `decode_kernels = "gemv"`.
+//!
+//!     cargo run --release --features cuda --example decode_check -- [fused|gemv|profile] [PRESETS...]
 
 #[path = "decode_check/attention.rs"]
 mod attention;
+#[path = "decode_check/gemv.rs"]
+mod gemv;
 #[path = "decode_check/kernels.rs"]
 mod kernels;
 #[path = "decode_check/profile.rs"]
@@ -71,8 +76,13 @@ fn prompt(device: &Device, batch: usize, len: usize, vocab: usize) -> Result<Ten
 
 /// The own decoder with the fused decode kernels.
 fn fused_spec(arch: &str, preset: &str) -> DecoderSpec {
+    kernels_spec(arch, preset, DecodeKernels::Fused)
+}
+
+/// The own decoder with these decode kernels.
+fn kernels_spec(arch: &str, preset: &str, kernels: DecodeKernels) -> DecoderSpec {
     let mut s = spec(arch, preset, Implementation::Own);
-    s.decode_kernels = DecodeKernels::Fused;
+    s.decode_kernels = kernels;
     s
 }
 
@@ -277,10 +287,30 @@ fn timing(arch: &str, preset: &str, batch: usize, dev: &Device) -> Result<()> {
     Ok(())
 }
 
-/// Checks 5-7 (the fused decode kernels); true when every one passed.
+/// Checks 5-7 (the fused decode kernels, and the decode GEMV's); true when every one passed.
 fn fused_checks(dev: &Device) -> Result<bool> {
     let mut ok = kernels::check_all(dev)?;
     ok &= attention::check_all(dev)?;
+    ok &= gemv::check_all(dev)?;
+    ok &= decoder_checks(dev, DecodeKernels::Fused)?;
+    ok &= decoder_checks(dev, DecodeKernels::Gemv)?;
+    println!("fused_checks,{}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
+}
+
+/// `decode_check gemv`: the decode GEMV's kernel checks and its decoder's (checks 5-7 for
+/// `decode_kernels = "gemv"` alone).
+fn gemv_checks(dev: &Device) -> Result<bool> {
+    let mut ok = gemv::check_all(dev)?;
+    ok &= decoder_checks(dev, DecodeKernels::Gemv)?;
+    println!("gemv_checks,{}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
+}
+
+/// Checks 6-7 for the decoder with `kernels`: against the plain one, and graph against eager.
+fn decoder_checks(dev: &Device, kernels: DecodeKernels) -> Result<bool> {
+    let mut ok = true;
+    let label = kernels.name();
     let cases = [
         ("llama", "llama-tiny"),
         ("mistral", "mistral-tiny"),
@@ -291,7 +321,7 @@ fn fused_checks(dev: &Device) -> Result<bool> {
     for (arch, preset) in cases {
         let (plain, fused) = (
             spec(arch, preset, Implementation::Own),
-            fused_spec(arch, preset),
+            kernels_spec(arch, preset, kernels),
         );
         for (precision, steps, bound) in [(Precision::Fp32, 64, 1e-4), (Precision::Bf16, 16, 0.05)]
         {
@@ -302,34 +332,33 @@ fn fused_checks(dev: &Device) -> Result<bool> {
                     let pass = worst <= bound && (precision != Precision::Fp32 || agreed == steps);
                     ok &= pass;
                     println!(
-                        "fused_vs_plain,{preset},{name},{agreed}/{steps} identical greedy steps,worst {worst:.2e} (bound {bound:.0e}),{}",
+                        "{label}_vs_plain,{preset},{name},{agreed}/{steps} identical greedy steps,worst {worst:.2e} (bound {bound:.0e}),{}",
                         if pass { "PASS" } else { "FAIL" }
                     );
                 }
                 Err(e) => {
                     ok = false;
-                    println!("fused_vs_plain,{preset},{name},error: {e},FAIL");
+                    println!("{label}_vs_plain,{preset},{name},error: {e},FAIL");
                 }
             }
         }
     }
     for (arch, preset) in [("llama", "smollm2-135m"), ("qwen2", "qwen2.5-0.5b")] {
-        match graph_versus_eager_of(&fused_spec(arch, preset), dev) {
+        match graph_versus_eager_of(&kernels_spec(arch, preset, kernels), dev) {
             Ok(line) => {
                 let pass = line.contains("32/32") && line.contains("0.00e0 of scale");
                 ok &= pass;
                 println!(
-                    "fused_graph,{preset},bf16,{line},{}",
+                    "{label}_graph,{preset},bf16,{line},{}",
                     if pass { "PASS" } else { "FAIL" }
                 );
             }
             Err(e) => {
                 ok = false;
-                println!("fused_graph,{preset},bf16,error: {e},FAIL");
+                println!("{label}_graph,{preset},bf16,error: {e},FAIL");
             }
         }
     }
-    println!("fused_checks,{}", if ok { "PASS" } else { "FAIL" });
     Ok(ok)
 }
 
@@ -338,6 +367,10 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("fused") {
         let ok = fused_checks(&dev)?;
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if args.first().map(String::as_str) == Some("gemv") {
+        let ok = gemv_checks(&dev)?;
         std::process::exit(if ok { 0 } else { 1 });
     }
     if args.first().map(String::as_str) == Some("profile") {

@@ -141,4 +141,22 @@ fn decode_kernels_fused_is_refused_where_it_cannot_run() {
         "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"fast\"\n",
         &["decode_kernels", "fast"],
     );
+    // The decode GEMV: CUDA only too, and for decode batches of at most 8.
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"gemv\"\n",
+        &["models.x.decode_kernels = \"gemv\"", "CUDA kernels"],
+    );
+    let fx = experiment(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"gemv\"\n",
+        "precision = [\"fp32\"]\nbatch_size = [1, 16]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = fx.runner().arg("plan").arg(&fx.file).assert().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    for e in [
+        "batches of 1..=8",
+        "matrix.batch_size holds 16",
+        "decode_kernels = \"fused\"",
+    ] {
+        assert!(err.contains(e), "expected {e:?} in:\n{err}");
+    }
 }

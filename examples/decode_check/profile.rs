@@ -1,4 +1,5 @@
-//! The per-kernel profile of one fused decode step of a layer (decode_check profile): each launch of
+//! The per-kernel profile of one fused decode step of a layer (decode_check profile), the fused
+//! path's launches and the decode GEMV's (`decode_kernels = "gemv"`), each launch of
 //! the step alone, `REPEAT` times inside one captured CUDA graph (the cost a node has in the step's
 //! graph, launch gaps included), bf16, at the presets' shapes, batch 1 and 8, the cache 640
 //! positions long and the step at position 575 (the mean context of 512 + 128). Each line gives
@@ -7,10 +8,20 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
+use runner::ops::decode::gemv::{gemv_into, Prologue};
 use runner::ops::decode::{self, AttentionScratch, CacheAt, RopeArgs};
 use runner::ops::graph::{FixedWork, GraphMode};
 
 const REPEAT: usize = 50;
+/// A layer of the `decode_kernels = "gemv"` step: each launch and its count.
+const GEMV_STEP: [(&str, usize); 6] = [
+    ("gemv_qkv (rms prologue)", 1),
+    ("rope_kv_write", 1),
+    ("decode_attention (one launch, preallocated)", 1),
+    ("gemv_o (residual epilogue)", 1),
+    ("gemv_gate_up (rms prologue)", 1),
+    ("gemv_down (swiglu prologue, residual epilogue)", 1),
+];
 const REPLAYS: usize = 20;
 
 /// us per call of `op` inside a graph of REPEAT calls (median of REPLAYS replays).
@@ -48,6 +59,7 @@ pub fn profile(dev: &Device) -> Result<()> {
     // (name, hidden, intermediate, heads, kv_heads, head_dim, vocab, layers)
     let presets = [
         ("smollm2-135m", 576, 1536, 9, 3, 64, 49152, 30),
+        ("qwen2.5-0.5b", 896, 4864, 14, 2, 64, 151936, 24),
         ("llama-3.2-1b", 2048, 8192, 32, 8, 64, 128256, 16),
     ];
     let (capacity, position) = (640, 575);
@@ -103,9 +115,27 @@ pub fn profile(dev: &Device) -> Result<()> {
             let q = decode::rope_kv_write(&qkv, &rope, &at)?;
             let s = 2usize; // bf16 bytes
             let kv_read = 2 * b * kv * (position + 1) * d * s;
-            // (launch, per-layer count, bytes it must move)
+            // The decode GEMV's outputs, written in place (as the gemv step's buffers are).
+            let qkv_out = qkv.copy()?;
+            let gu_out = gu.copy()?;
+            let h_out = res.copy()?;
+            let rms = Prologue::RmsNorm {
+                weight: &norm_w,
+                eps: 1e-5,
+            };
+            let into = |out: &Tensor,
+                        x: &Tensor,
+                        w: &Tensor,
+                        p: Prologue,
+                        residual: bool|
+             -> Result<Tensor> {
+                gemv_into(out, x, w, p, None, residual)?;
+                Ok(out.clone())
+            };
+            // (launch, per-layer count in the fused step, bytes it must move); the count in the
+            // gemv step is in GEMV_STEP.
             type Op<'a> = Box<dyn Fn() -> Result<Tensor> + 'a>;
-            let ops: Vec<(&str, usize, usize, Op)> = vec![
+            let mut ops: Vec<(&str, usize, usize, Op)> = vec![
                 (
                     "add_rms_norm",
                     2,
@@ -162,11 +192,40 @@ pub fn profile(dev: &Device) -> Result<()> {
                     Box::new(|| gemm(&x, &w_head)),
                 ),
             ];
-            let mut layer_us = 0.0;
+            let gemv_ops: Vec<(&str, usize, usize, Op)> = vec![
+                (
+                    "gemv_qkv (rms prologue)",
+                    0,
+                    ((heads + 2 * kv) * d * h + b * h) * s,
+                    Box::new(|| into(&qkv_out, &x, &w_qkv, rms, false)),
+                ),
+                (
+                    "gemv_o (residual epilogue)",
+                    0,
+                    (heads * d * h + 2 * b * h) * s,
+                    Box::new(|| into(&h_out, &ctx, &w_o, Prologue::None, true)),
+                ),
+                (
+                    "gemv_gate_up (rms prologue)",
+                    0,
+                    (2 * i * h + b * h) * s,
+                    Box::new(|| into(&gu_out, &x, &w_gu, rms, false)),
+                ),
+                (
+                    "gemv_down (swiglu prologue, residual epilogue)",
+                    0,
+                    (i * h + 2 * b * i) * s,
+                    Box::new(|| into(&h_out, &gu, &w_down, Prologue::SwiGlu, true)),
+                ),
+            ];
+            ops.extend(gemv_ops);
+            let (mut layer_us, mut gemv_layer_us) = (0.0, 0.0);
             for (op, count, bytes, f) in &ops {
                 match in_graph(dev, f.as_ref()) {
                     Ok((us, how)) => {
                         layer_us += us * *count as f64;
+                        let in_gemv = GEMV_STEP.iter().find(|g| g.0 == *op).map_or(0, |g| g.1);
+                        gemv_layer_us += us * in_gemv as f64;
                         let nodes = how
                             .split('(')
                             .nth(1)
@@ -174,7 +233,7 @@ pub fn profile(dev: &Device) -> Result<()> {
                             .and_then(|n| n.parse::<usize>().ok())
                             .map_or("?".to_string(), |n| format!("{}", n / REPEAT));
                         println!(
-                            "profile,{name},bf16,batch={b},launch={op},per_layer={count},us={us:.2},bytes={bytes},graph_nodes_per_call={nodes}"
+                            "profile,{name},bf16,batch={b},launch={op},per_layer={count},per_layer_gemv={in_gemv},us={us:.2},bytes={bytes},graph_nodes_per_call={nodes}"
                         );
                     }
                     Err(e) => println!("profile,{name},bf16,batch={b},launch={op},error: {e}"),
@@ -183,6 +242,10 @@ pub fn profile(dev: &Device) -> Result<()> {
             println!(
                 "profile,{name},bf16,batch={b},layer_sum_us={layer_us:.1},layers={layers},layers_x_sum_ms={:.3}",
                 layer_us * layers as f64 / 1e3
+            );
+            println!(
+                "profile,{name},bf16,batch={b},kernels=gemv,layer_sum_us={gemv_layer_us:.1},layers={layers},layers_x_sum_ms={:.3}",
+                gemv_layer_us * layers as f64 / 1e3
             );
         }
     }

@@ -342,6 +342,9 @@ pub fn plain_swiglu(gate_up: &Tensor) -> Result<Tensor> {
 mod attention;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod gemv;
+#[cfg(feature = "cuda")]
+mod gemv_cuda;
 
 #[cfg(test)]
 mod tests {

@@ -69,7 +69,10 @@ pub struct ModelSection {
     /// The runner's own decoder on CUDA: `plain` (the default: candle's kernels, ~93 a layer
     /// per decode step) or `fused` (the runner's decode kernels, src/ops/kernels/decode.cu:
     /// residual + RMSNorm, rotary + KV write, split-K attention, SwiGLU, one Q|K|V and one
-    /// gate|up GEMM; 10 launches a layer). Prefill stays plain. The cell id and every record say
+    /// gate|up GEMM; 10 launches a layer) or `gemv` (the fused path with the runner's own decode
+    /// GEMV, src/ops/kernels/gemv.cu: RMSNorm and SwiGLU folded into the GEMVs' prologues, the
+    /// residual adds into their epilogues, the step's activations preallocated; 6 launches a
+    /// layer, batch 1..8). Prefill stays plain. The cell id and every record say
     /// which ran (`implementation.decode_kernels`). CUDA only: a CPU cell with `fused` is an
     /// error, not a fallback.
     #[serde(default, skip_serializing_if = "DecodeKernels::is_plain")]
@@ -83,9 +86,13 @@ pub enum DecodeKernels {
     #[default]
     Plain,
     Fused,
+    Gemv,
 }
 
 impl DecodeKernels {
+    /// Most decode batch rows `gemv` serves (its kernels keep a row's sums in registers).
+    pub const GEMV_MAX_BATCH: usize = 8;
+
     pub fn is_plain(&self) -> bool {
         *self == DecodeKernels::Plain
     }
@@ -94,6 +101,7 @@ impl DecodeKernels {
         match self {
             Self::Plain => "plain",
             Self::Fused => "fused",
+            Self::Gemv => "gemv",
         }
     }
 }

@@ -71,16 +71,31 @@ pub(super) fn check(
                 }
             }
         }
-        if m.decode_kernels == DecodeKernels::Fused {
+        if m.decode_kernels != DecodeKernels::Plain {
+            let kernels = m.decode_kernels.name();
             let key = ["models", model_name, "decode_kernels"];
             if m.encoder().is_some() || m.implementation != Implementation::Own {
                 bad(&key, format!(
-                    "models.{model_name}.decode_kernels = \"fused\": the fused decode kernels belong to the runner's own Llama-family decoder: add implementation = \"own\" (llama, mistral, qwen2, qwen3), or leave the key out"
+                    "models.{model_name}.decode_kernels = \"{kernels}\": the fused decode kernels belong to the runner's own Llama-family decoder: add implementation = \"own\" (llama, mistral, qwen2, qwen3), or leave the key out"
                 ));
             } else if c.device.backend == Backend::Cpu {
                 bad(&key, format!(
-                    "models.{model_name}.decode_kernels = \"fused\": the fused decode kernels are CUDA kernels and device.backend = \"cpu\": leave the key out (the plain kernels run on the CPU)"
+                    "models.{model_name}.decode_kernels = \"{kernels}\": the fused decode kernels are CUDA kernels and device.backend = \"cpu\": leave the key out (the plain kernels run on the CPU)"
                 ));
+            }
+            let most = DecodeKernels::GEMV_MAX_BATCH;
+            if m.decode_kernels == DecodeKernels::Gemv {
+                if let Some(b) = c
+                    .matrix
+                    .batch_size
+                    .iter()
+                    .flatten()
+                    .find(|&&b| b > most as i64)
+                {
+                    bad(&key, format!(
+                        "models.{model_name}.decode_kernels = \"gemv\": the decode GEMV serves batches of 1..={most} and matrix.batch_size holds {b}: use decode_kernels = \"fused\" for larger batches"
+                    ));
+                }
             }
         }
         if m.weights != "random" {

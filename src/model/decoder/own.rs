@@ -26,8 +26,9 @@ impl DecoderSpec {
         match precision {
             Precision::Fp32 | Precision::Fp16 | Precision::Bf16 => None,
             Precision::Quantized(..) if !self.decode_kernels.is_plain() => Some(format!(
-                "{}: decode_kernels = \"fused\" fuses float linears (one Q|K|V and one gate|up GEMM); GGML formats run with the plain kernels (leave decode_kernels out)",
-                precision.name()
+                "{}: decode_kernels = \"{}\" fuses float linears (one Q|K|V and one gate|up GEMM); GGML formats run with the plain kernels (leave decode_kernels out)",
+                precision.name(),
+                self.decode_kernels.name()
             )),
             Precision::Quantized(format, _) => {
                 let block = format.block_size();

@@ -23,7 +23,7 @@ use crate::model::parts::rope::Rotary;
 use crate::ops::decode::{self, CacheAt, RopeArgs};
 
 /// A float linear's weight and bias (a fused GEMM stacks them).
-fn float_parts(l: &Linear) -> Result<(Tensor, Option<Tensor>)> {
+pub(super) fn float_parts(l: &Linear) -> Result<(Tensor, Option<Tensor>)> {
     match l {
         Linear::Float(l) => Ok((l.weight().clone(), l.bias().cloned())),
         Linear::Ggml { .. } => candle_core::bail!(
@@ -81,6 +81,21 @@ impl Attention {
             candle_core::bail!("a fused decode step on weights loaded for the plain kernels");
         };
         let qkv = gemm(normed, weight)?;
+        let context = self.rope_attend(&qkv, bias.as_ref(), rotary, cache, position)?;
+        self.o.forward(&context)
+    }
+
+    /// The Q|K|V output `qkv` (batch, (heads + 2 kv_heads) head_dim), before its `bias`: Q and K
+    /// rotated at the device-held position (qwen3's Q/K norms first), K and V written into
+    /// `cache`, and the attention's context (batch, heads * head_dim) (the cache scratch's).
+    pub(super) fn rope_attend(
+        &self,
+        qkv: &Tensor,
+        bias: Option<&Tensor>,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        position: &Tensor,
+    ) -> Result<Tensor> {
         let (cos, sin) = rotary.tables();
         let qk_norm = match (&self.q_norm, &self.k_norm) {
             (Some(q), Some(k)) => Some((q.weight(), k.weight(), q.eps())),
@@ -89,7 +104,7 @@ impl Attention {
         let rope = RopeArgs {
             cos,
             sin,
-            bias: bias.as_ref(),
+            bias,
             qk_norm,
             heads: self.heads,
             kv_heads: self.kv_heads,
@@ -102,9 +117,8 @@ impl Attention {
             position,
             scratch: cache.attention_scratch(),
         };
-        let q = decode::rope_kv_write(&qkv, &rope, &at)?;
-        let context = decode::decode_attention(&q, &at)?;
-        self.o.forward(&context)
+        let q = decode::rope_kv_write(qkv, &rope, &at)?;
+        decode::decode_attention(&q, &at)
     }
 }
 
@@ -220,6 +234,14 @@ mod tests {
             Err(e) => format!("{e:#}"),
         };
         assert!(err.contains("decode_kernels = \"fused\""), "{err}");
+        assert!(err.contains("CUDA kernels"), "{err}");
+        // The decode GEMV's step too.
+        s.decode_kernels = DecodeKernels::Gemv;
+        let err = match s.load(Precision::Fp32, &Device::Cpu) {
+            Ok(_) => panic!("a gemv decoder loaded on the CPU"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("decode_kernels = \"gemv\""), "{err}");
         assert!(err.contains("CUDA kernels"), "{err}");
         // And a GGML precision is refused before any load, with the reason.
         let why = s

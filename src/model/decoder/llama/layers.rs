@@ -24,6 +24,11 @@ impl LlamaFamily {
             candle_core::bail!("{} is not a block", unit.name());
         };
         let (block, cache) = (&self.blocks[i], &state.caches[i]);
+        if phase == Phase::Decode && self.kernels == crate::config::DecodeKernels::Gemv {
+            candle_core::bail!(
+                "the per-layer units of a decode step with decode_kernels = \"gemv\" are not built (its layers add into one preallocated residual stream); profile layers with decode_kernels = \"fused\""
+            );
+        }
         if phase == Phase::Decode && self.fused() {
             let at = state.at();
             return match unit {

@@ -14,6 +14,7 @@
 pub mod block;
 pub mod config;
 mod fused;
+mod gemv;
 pub mod gguf_load;
 mod layers;
 
@@ -67,6 +68,8 @@ struct CacheState {
     masked: Tensor,
     /// u32 (batch, 1): the fixed step's input, overwritten by its argmax.
     tokens: Tensor,
+    /// `decode_kernels = "gemv"`: the step's activations, written in place.
+    buffers: Option<gemv::StepBuffers>,
     /// u32 (1,): the position [`Generate::mark`] remembered, for the fixed step's restore.
     marked: Tensor,
     /// The last prefill's (len, start) and its causal mask, made on the device from
@@ -107,15 +110,16 @@ impl LlamaFamily {
         weights: String,
         kernels: DecodeKernels,
     ) -> Result<Self> {
-        let fused = kernels == DecodeKernels::Fused;
+        let fused = kernels != DecodeKernels::Plain;
+        let name = kernels.name();
         if fused && !vb.device().is_cuda() {
             candle_core::bail!(
-                "decode_kernels = \"fused\": the fused decode kernels are CUDA kernels and this cell runs on the CPU; leave the key out (plain) to run here"
+                "decode_kernels = \"{name}\": the fused decode kernels are CUDA kernels and this cell runs on the CPU; leave the key out (plain) to run here"
             );
         }
         if fused && format.is_some() {
             candle_core::bail!(
-                "decode_kernels = \"fused\" stacks float linears; a GGML format runs with the plain kernels"
+                "decode_kernels = \"{name}\" stacks float linears; a GGML format runs with the plain kernels"
             );
         }
         let m = vb.pp("model");
@@ -160,7 +164,9 @@ impl LlamaFamily {
         );
         implementation.insert(
             "decode_kernels".into(),
-            if fused {
+            if kernels == DecodeKernels::Gemv {
+                "gemv (src/ops/kernels/gemv.cu + decode.cu): a layer's decode step is the runner's GEMV of Q|K|V with the input RMSNorm in its prologue, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMV adding into the residual stream in place, the gate|up GEMV with the post-attention RMSNorm in its prologue, the down GEMV with SwiGLU in its prologue adding into the residual stream; activations preallocated with the cache; final norm and lm_head candle's; prefill plain".into()
+            } else if fused {
                 "fused (src/ops/kernels/decode.cu): a layer's decode step is add_rms_norm, one Q|K|V GEMM, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMM, add_rms_norm, one gate|up GEMM, swiglu, the down GEMM; prefill plain".into()
             } else {
                 "plain (candle's kernels)".into()
@@ -174,7 +180,7 @@ impl LlamaFamily {
             implementation.insert(
                 "model".into(),
                 format!(
-                    "runner's own {} (Llama family): fused decode kernels, plain candle ops in prefill, eager",
+                    "runner's own {} (Llama family): {name} decode kernels, plain candle ops in prefill, eager",
                     cfg.architecture
                 ),
             );
@@ -212,7 +218,7 @@ impl LlamaFamily {
                 );
             }
         }
-        let fused = self.kernels == DecodeKernels::Fused;
+        let fused = self.kernels != DecodeKernels::Plain;
         let caches = (0..self.cfg.layers)
             .map(|_| {
                 let cache = StaticKvCache::new(
@@ -238,6 +244,15 @@ impl LlamaFamily {
             one: Tensor::ones(1, DType::U32, &self.device)?,
             masked: Tensor::new(f32::NEG_INFINITY, &self.device)?,
             tokens: Tensor::zeros((batch, 1), DType::U32, &self.device)?,
+            buffers: match self.kernels {
+                DecodeKernels::Gemv => Some(gemv::StepBuffers::new(
+                    &self.cfg,
+                    batch,
+                    self.dtype,
+                    &self.device,
+                )?),
+                _ => None,
+            },
             marked: Tensor::zeros(1, DType::U32, &self.device)?,
             prefill_mask: None,
         });
@@ -315,8 +330,10 @@ impl LlamaFamily {
     /// One decode step of `tokens` (batch, 1) at the device-held position, which it advances in
     /// place: no host value enters the step (the same launches every step).
     fn decode(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
-        if self.fused() {
-            return self.decode_fused(state, tokens);
+        match self.kernels {
+            DecodeKernels::Fused => return self.decode_fused(state, tokens),
+            DecodeKernels::Gemv => return self.decode_gemv(state, tokens),
+            DecodeKernels::Plain => {}
         }
         let mut x = self.embed(tokens)?;
         let at = state.at();
@@ -351,6 +368,27 @@ impl LlamaFamily {
             Some(p) => decode::add_rms_norm(p, &h, self.norm.weight(), self.norm.eps())?.0,
             None => self.norm.forward(&h)?,
         };
+        let logits = self.lm_head.forward(&normed)?.to_dtype(DType::F32)?;
+        state
+            .position
+            .slice_set(&(&state.position + &state.one)?, 0, 0)?;
+        Ok(logits)
+    }
+
+    /// [`Self::decode`] with the decode GEMV (`gemv.rs`): the embedding copied into the
+    /// preallocated residual stream, each layer adding into it in place.
+    fn decode_gemv(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
+        let Some(bufs) = &state.buffers else {
+            candle_core::bail!("a gemv decode step without its step buffers");
+        };
+        let x = self.embed(tokens)?;
+        let (b, _, hidden) = x.dims3()?;
+        bufs.h.slice_set(&x.reshape((b, hidden))?, 0, 0)?;
+        let at = state.at();
+        for (block, cache) in self.blocks.iter().zip(&state.caches) {
+            block.decode_gemv(bufs, &self.rotary, cache, &at)?;
+        }
+        let normed = self.norm.forward(&bufs.h)?;
         let logits = self.lm_head.forward(&normed)?.to_dtype(DType::F32)?;
         state
             .position

@@ -1,0 +1,169 @@
+//! The decode step's own GEMV (src/ops/kernels/gemv.cu, `decode_kernels = "gemv"`): a linear of a
+//! decode batch (1..8 rows) with the step's small kernels folded in, written in place into a
+//! preallocated output so a captured step holds kernel nodes only:
+//!
+//!   [`Prologue::RmsNorm`]  the input row RMS-normalized first (Q|K|V and gate|up: no norm launch)
+//!   [`Prologue::SwiGlu`]   the input is silu(gate) * up of a gate|up row (down: no swiglu launch)
+//!   `residual`             out += the product (o_proj and down into the residual stream)
+//!
+//! [`plain_gemv`] is the same computation in candle ops, what the GPU checks compare against.
+
+use candle_core::{Result, Tensor, D};
+
+/// What the GEMV applies to its input rows before the product.
+#[derive(Clone, Copy)]
+pub enum Prologue<'a> {
+    None,
+    /// rms_norm(x) * weight (weight: (in,)).
+    RmsNorm {
+        weight: &'a Tensor,
+        eps: f64,
+    },
+    /// x is a gate|up row of 2 `in` values: silu(gate) * up.
+    SwiGlu,
+}
+
+impl Prologue<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Prologue::None => "plain",
+            Prologue::RmsNorm { .. } => "rms",
+            Prologue::SwiGlu => "swiglu",
+        }
+    }
+}
+
+/// Most batch rows the GEMV serves (GV_MAXB in gemv.cu); larger batches take the GEMM path.
+pub const MAX_BATCH: usize = crate::config::DecodeKernels::GEMV_MAX_BATCH;
+
+/// `out` (batch, out) = prologue(`x`) . `weight`^T (+ `bias`), or with `residual` `out` += it,
+/// in place: `weight` (out, in), `x` (batch, in) or (batch, 2 in) for SwiGLU, all one dtype
+/// (f32, f16 or bf16), `in` a multiple of 16 bytes' values. CUDA only.
+pub fn gemv_into(
+    out: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    prologue: Prologue,
+    bias: Option<&Tensor>,
+    residual: bool,
+) -> Result<()> {
+    if !(cfg!(feature = "cuda") && x.device().is_cuda()) {
+        candle_core::bail!(
+            "the decode GEMV (gemv.cu) runs on CUDA only (a CUDA build and a GPU cell); the plain path runs everywhere"
+        );
+    }
+    #[cfg(feature = "cuda")]
+    {
+        let op = super::gemv_cuda::Gemv {
+            prologue,
+            bias,
+            residual,
+        };
+        out.inplace_op3(&x.contiguous()?, &weight.contiguous()?, &op)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (out, weight, prologue, bias, residual);
+        unreachable!("refused above")
+    }
+}
+
+/// What [`gemv_into`] computes, in candle ops (the normed row and the SwiGLU product rounded to
+/// the dtype, as the plain decoder stores them): the new value of `out`.
+pub fn plain_gemv(
+    out: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    prologue: Prologue,
+    bias: Option<&Tensor>,
+    residual: bool,
+) -> Result<Tensor> {
+    let input = match prologue {
+        Prologue::None => x.clone(),
+        Prologue::RmsNorm { weight: w, eps } => candle_nn::ops::rms_norm(x, w, eps as f32)?,
+        Prologue::SwiGlu => {
+            let inter = x.dim(D::Minus1)? / 2;
+            let gate = x.narrow(D::Minus1, 0, inter)?;
+            let up = x.narrow(D::Minus1, inter, inter)?;
+            (candle_nn::ops::silu(&gate)? * up)?
+        }
+    };
+    let mut y = input.matmul(&weight.t()?)?;
+    if let Some(b) = bias {
+        y = y.broadcast_add(b)?;
+    }
+    if residual {
+        y = (out + y)?;
+    }
+    Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor};
+
+    use super::*;
+
+    /// On the CPU the GEMV is an error naming it (no fallback: the record says which kernels ran).
+    #[test]
+    fn the_gemv_is_refused_on_the_cpu() {
+        let dev = Device::Cpu;
+        let out = Tensor::zeros((1, 4), DType::F32, &dev).unwrap();
+        let x = Tensor::ones((1, 8), DType::F32, &dev).unwrap();
+        let w = Tensor::ones((4, 8), DType::F32, &dev).unwrap();
+        let err = gemv_into(&out, &x, &w, Prologue::None, None, false).unwrap_err();
+        assert!(format!("{err}").contains("CUDA only"), "{err}");
+    }
+
+    /// The plain twin is the decoder's plain computation: norm, SwiGLU, bias, residual.
+    #[test]
+    fn the_plain_twin_computes_the_layers_linears() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1f32, (3, 8), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1f32, (5, 8), &dev).unwrap();
+        let g = Tensor::randn(1f32, 0.1f32, 8, &dev).unwrap();
+        let bias = Tensor::randn(0f32, 1f32, 5, &dev).unwrap();
+        let out = Tensor::randn(0f32, 1f32, (3, 5), &dev).unwrap();
+        let close = |a: &Tensor, b: &Tensor| {
+            let d: f32 = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_keepdim(1)
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(d < 1e-5, "differ by {d}");
+        };
+        // RMSNorm prologue with the bias, no residual.
+        let rms = Prologue::RmsNorm {
+            weight: &g,
+            eps: 1e-6,
+        };
+        let got = plain_gemv(&out, &x, &w, rms, Some(&bias), false).unwrap();
+        let inv = (x.sqr().unwrap().mean_keepdim(1).unwrap() + 1e-6)
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .recip()
+            .unwrap();
+        let normed = x.broadcast_mul(&inv).unwrap().broadcast_mul(&g).unwrap();
+        let want = normed
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        close(&got, &want);
+        // SwiGLU prologue adding into the residual.
+        let gu = Tensor::randn(0f32, 1f32, (3, 16), &dev).unwrap();
+        let got = plain_gemv(&out, &gu, &w, Prologue::SwiGlu, None, true).unwrap();
+        let (gate, up) = (gu.narrow(1, 0, 8).unwrap(), gu.narrow(1, 8, 8).unwrap());
+        let silu = (&gate * candle_nn::ops::sigmoid(&gate).unwrap()).unwrap();
+        let want = (&out + (silu * up).unwrap().matmul(&w.t().unwrap()).unwrap()).unwrap();
+        close(&got, &want);
+    }
+}

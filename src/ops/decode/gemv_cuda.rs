@@ -1,0 +1,195 @@
+//! The launcher of gemv.cu (`gemv_{plain|rms|swiglu}_b{B}_{dtype}`): an in-place op on the output
+//! (candle's InplaceOp3: output, input rows, weight), the norm weight and bias read through their
+//! storages, as the attention's launcher reads the cache.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDType, WrapErr};
+use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Storage, WithDType};
+
+use super::attention::sm_count;
+use super::gemv::{Prologue, MAX_BATCH};
+use crate::ops::fused::cuda::{contiguous, no_cpu};
+
+/// One module a dtype (build.rs compiles gemv.cu once with each GEMV_DTYPE).
+const PTX_F32: &str = include_str!(concat!(env!("OUT_DIR"), "/gemv_f32.ptx"));
+const PTX_F16: &str = include_str!(concat!(env!("OUT_DIR"), "/gemv_f16.ptx"));
+const PTX_BF16: &str = include_str!(concat!(env!("OUT_DIR"), "/gemv_bf16.ptx"));
+
+/// Warps of a block (GV_WARPS in gemv.cu), each owning whole output rows.
+const WARPS: usize = 4;
+/// Blocks a multiprocessor at most: the rows are grid-strided beyond, so each block's RMS
+/// prologue (B rows from L2) is paid ~8 times a multiprocessor, not once every 4 rows.
+const BLOCKS_PER_SM: usize = 8;
+
+pub struct Gemv<'a> {
+    pub prologue: Prologue<'a>,
+    pub bias: Option<&'a candle_core::Tensor>,
+    pub residual: bool,
+}
+
+fn on_gpu(st: &Storage) -> Result<&CudaStorage> {
+    match st {
+        Storage::Cuda(st) => Ok(st),
+        _ => candle_core::bail!("gemv: an input is not on the GPU"),
+    }
+}
+
+impl candle_core::InplaceOp3 for Gemv<'_> {
+    fn name(&self) -> &'static str {
+        "runner-decode-gemv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &mut CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<()> {
+        no_cpu(self.name())
+    }
+
+    fn cuda_fwd(
+        &self,
+        out: &mut CudaStorage,
+        ol: &Layout,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+    ) -> Result<()> {
+        match w.dtype() {
+            DType::F32 => self.launch::<f32>(out, ol, x, xl, w, wl, ("f32", PTX_F32)),
+            DType::F16 => self.launch::<half::f16>(out, ol, x, xl, w, wl, ("f16", PTX_F16)),
+            DType::BF16 => self.launch::<half::bf16>(out, ol, x, xl, w, wl, ("bf16", PTX_BF16)),
+            other => candle_core::bail!("gemv has no {other:?} version"),
+        }
+    }
+}
+
+impl Gemv<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn launch<T: CudaDType + WithDType>(
+        &self,
+        out: &mut CudaStorage,
+        ol: &Layout,
+        x: &CudaStorage,
+        xl: &Layout,
+        w: &CudaStorage,
+        wl: &Layout,
+        (suffix, ptx): (&str, &'static str),
+    ) -> Result<()> {
+        let kernel = "gemv";
+        let (n, k) = wl.shape().dims2()?;
+        let (batch, width) = xl.shape().dims2()?;
+        let want_width = match self.prologue {
+            Prologue::SwiGlu => 2 * k,
+            _ => k,
+        };
+        let per16 = 16 / std::mem::size_of::<T>();
+        if width != want_width
+            || ol.shape().dims2()? != (batch, n)
+            || batch == 0
+            || batch > MAX_BATCH
+            || !k.is_multiple_of(per16)
+            || x.dtype() != w.dtype()
+            || out.dtype() != w.dtype()
+            || self
+                .bias
+                .is_some_and(|b| b.elem_count() != n || b.dtype() != w.dtype())
+        {
+            candle_core::bail!(
+                "{kernel}: input {:?} ({}), weight {:?}, output {:?}: needs batch 1..={MAX_BATCH}, rows of {} values for this prologue, in a multiple of {per16}, one dtype",
+                xl.shape(),
+                self.prologue.name(),
+                wl.shape(),
+                ol.shape(),
+                want_width
+            );
+        }
+        let (xr, wr, or) = (
+            contiguous(xl, kernel)?,
+            contiguous(wl, kernel)?,
+            contiguous(ol, kernel)?,
+        );
+        if !xr.start.is_multiple_of(per16) || !wr.start.is_multiple_of(per16) {
+            candle_core::bail!("{kernel}: the input or weight view does not start on 16 bytes");
+        }
+        let norm = match self.prologue {
+            Prologue::RmsNorm { weight, eps } => {
+                if weight.elem_count() != k || weight.dtype() != w.dtype() {
+                    candle_core::bail!(
+                        "{kernel}: a norm weight {:?} for rows of {k}",
+                        weight.shape()
+                    );
+                }
+                Some((weight.storage_and_layout(), eps as f32))
+            }
+            _ => None,
+        };
+        let bias = self.bias.map(|b| b.storage_and_layout());
+        let dev = x.device().clone();
+        let xv = x.as_cuda_slice::<T>()?.slice(xr);
+        let wv = w.as_cuda_slice::<T>()?.slice(wr);
+        let null = 0u64;
+        let norm_view = match &norm {
+            Some(((g, l), _)) => {
+                let r = contiguous(l, kernel)?;
+                if !r.start.is_multiple_of(per16) {
+                    candle_core::bail!("{kernel}: the norm weight does not start on 16 bytes");
+                }
+                Some(on_gpu(g)?.as_cuda_slice::<T>()?.slice(r))
+            }
+            None => None,
+        };
+        let bias_view = match &bias {
+            Some((g, l)) => Some(
+                on_gpu(g)?
+                    .as_cuda_slice::<T>()?
+                    .slice(contiguous(l, kernel)?),
+            ),
+            None => None,
+        };
+        let eps = norm.as_ref().map_or(0.0f32, |(_, e)| *e);
+        let mut ov = out.as_cuda_slice_mut::<T>()?.slice_mut(or);
+        // Kernels for batch bounds 1, 2, 4 and 8; the batch itself is an argument.
+        let bound = batch.next_power_of_two();
+        let name = format!("{kernel}_{}_b{bound}_{suffix}", self.prologue.name());
+        let func = dev.get_or_load_custom_func(&name, &format!("runner_gemv_{suffix}"), ptx)?;
+        let blocks = n
+            .div_ceil(WARPS)
+            .min(BLOCKS_PER_SM * sm_count(&dev)?)
+            .max(1);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: ((WARPS * 32) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (nb, n32, k32) = (batch as u32, n as u32, k as u32);
+        let (ldx, res) = (width as u32, self.residual as u32);
+        let mut b = func.builder();
+        b.arg(&wv).arg(&xv);
+        match &norm_view {
+            Some(v) => b.arg(v),
+            None => b.arg(&null),
+        };
+        match &bias_view {
+            Some(v) => b.arg(v),
+            None => b.arg(&null),
+        };
+        b.arg(&mut ov)
+            .arg(&nb)
+            .arg(&n32)
+            .arg(&k32)
+            .arg(&ldx)
+            .arg(&res)
+            .arg(&eps);
+        // SAFETY: the arguments match gemv.cu's GEMV_ONE signature; the shapes, dtypes and
+        // 16-byte alignment of the vector-loaded inputs were checked above.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+// The decode step's GEMV (issue 30, decode_kernels = "gemv"), launched by src/ops/decode/gemv.rs:
+// y (B, n) = prologue(x) (B, k) . W^T for W (n, k) row-major and a decode batch B of 1..8, with the
+// step's small kernels folded into it:
+//   prologue RMS:    x = rms_norm(x) * norm_w (each block sums the B rows' squares itself: k
+//                    values a row from L2, 4 KB at Llama-3.2-1B's hidden 2048 in bf16), for Q|K|V
+//                    and gate|up: no add_rms_norm launch;
+//   prologue SWIGLU: x = silu(gu[:, :k]) * gu[:, k:] (x is the gate|up output, rows of 2k), for the
+//                    down projection: no swiglu launch;
+//   epilogue:        + bias[n] (optional), and with `residual` out += y in place (o_proj and down
+//                    write into the residual stream: no add launch, no allocation).
+// Each warp owns whole output rows (grid-strided over the rows): a lane reads 16 bytes of the row
+// at a time, so every weight byte is read once for all B batch rows; the B inputs come from L1/L2.
+// Floors (bf16, B 1): the weight bytes over HBM bandwidth, e.g. Llama-3.2-1B's gate|up 67 MB =
+// 14 us at 4.8 TB/s; SmolLM2's 576-wide o_proj (0.66 MB) is bound by its launch and latency.
+// Everything is computed in f32; only y is rounded to T (the plain path also rounds the normed row
+// and the SwiGLU product to T: the checks bound the difference).
+#include "common.cuh"
+
+#define GV_WARPS 4
+#define GV_MAXB 8
+#define PRO_NONE 0
+#define PRO_RMS 1
+#define PRO_SWIGLU 2
+
+// N consecutive values as f32 from one 16-byte load (the launcher checks alignment).
+template <typename T, int N> __device__ __forceinline__ void load16(float *dst, const T *src) {
+    const uint4 raw = *reinterpret_cast<const uint4 *>(src);
+    const T *v = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < N; ++i) dst[i] = to_f32(v[i]);
+}
+
+// The weights through the read-only path (each byte read once: nothing to keep in L1).
+template <typename T, int N> __device__ __forceinline__ void load16_ro(float *dst, const T *src) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4 *>(src));
+    const T *v = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+    for (int i = 0; i < N; ++i) dst[i] = to_f32(v[i]);
+}
+
+// B: a bound on the batch rows (1, 2, 4 or 8: fewer kernels for the driver to JIT), nb the rows.
+template <typename T, int B, int PRO>
+__device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *__restrict__ norm_w,
+                     const T *__restrict__ bias, T *__restrict__ out, uint32_t nb, uint32_t n, uint32_t k,
+                     uint32_t ldx, uint32_t residual, float eps) {
+    constexpr int N = 16 / sizeof(T);
+    __shared__ float inv_rms[GV_MAXB];
+    __shared__ float partial[GV_WARPS][GV_MAXB];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const uint32_t chunks = k / N;
+    if constexpr (PRO == PRO_RMS) {
+        float sq[B];
+#pragma unroll
+        for (int b = 0; b < B; ++b) sq[b] = 0.0f;
+        for (uint32_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+#pragma unroll
+            for (int b = 0; b < B; ++b) {
+                if (b >= nb) break;
+                float v[N];
+                load16<T, N>(v, x + (size_t)b * ldx + (size_t)c * N);
+#pragma unroll
+                for (int i = 0; i < N; ++i) sq[b] = fmaf(v[i], v[i], sq[b]);
+            }
+        }
+#pragma unroll
+        for (int b = 0; b < B; ++b) {
+            const float s = warp_sum(sq[b]);
+            if (lane == 0) partial[warp][b] = s;
+        }
+        __syncthreads();
+        if (threadIdx.x < nb) {
+            float t = 0.0f;
+#pragma unroll
+            for (int q = 0; q < GV_WARPS; ++q) t += partial[q][threadIdx.x];
+            inv_rms[threadIdx.x] = rsqrtf(t / (float)k + eps);
+        }
+        __syncthreads();
+    }
+    float scale[B];
+#pragma unroll
+    for (int b = 0; b < B; ++b) scale[b] = PRO == PRO_RMS && b < nb ? inv_rms[b] : 1.0f;
+    for (uint32_t row = blockIdx.x * GV_WARPS + warp; row < n; row += gridDim.x * GV_WARPS) {
+        const T *wr = w + (size_t)row * k;
+        float acc[B];
+#pragma unroll
+        for (int b = 0; b < B; ++b) acc[b] = 0.0f;
+#pragma unroll 4
+        for (uint32_t c = lane; c < chunks; c += 32) {
+            float wv[N];
+            load16_ro<T, N>(wv, wr + (size_t)c * N);
+            float g[N];
+            if constexpr (PRO == PRO_RMS) load16<T, N>(g, norm_w + (size_t)c * N);
+#pragma unroll
+            for (int b = 0; b < B; ++b) {
+                if (b >= nb) break;
+                const T *xr = x + (size_t)b * ldx + (size_t)c * N;
+                float xv[N];
+                load16<T, N>(xv, xr);
+                if constexpr (PRO == PRO_SWIGLU) {
+                    float u[N];
+                    load16<T, N>(u, xr + k);
+#pragma unroll
+                    for (int i = 0; i < N; ++i) xv[i] = xv[i] / (1.0f + __expf(-xv[i])) * u[i];
+                } else if constexpr (PRO == PRO_RMS) {
+#pragma unroll
+                    for (int i = 0; i < N; ++i) xv[i] *= scale[b] * g[i];
+                }
+#pragma unroll
+                for (int i = 0; i < N; ++i) acc[b] = fmaf(wv[i], xv[i], acc[b]);
+            }
+        }
+        float mine = 0.0f;
+#pragma unroll
+        for (int b = 0; b < B; ++b) {
+            const float s = warp_sum(acc[b]);
+            if (lane == b) mine = s;
+        }
+        if (lane < nb) {
+            if (bias != nullptr) mine += to_f32(bias[row]);
+            T *o = out + (size_t)lane * n + row;
+            if (residual) mine += to_f32(*o);
+            *o = from_f32<T>(mine);
+        }
+    }
+}
+
+#define GEMV_ONE(SUFFIX, T, B, PRO, PNAME)                                                                          \
+    extern "C" __global__ void __launch_bounds__(GV_WARPS * 32)                                                     \
+        gemv_##PNAME##_b##B##_##SUFFIX(const T *w, const T *x, const T *norm_w, const T *bias, T *out, uint32_t nb, \
+                                       uint32_t n, uint32_t k, uint32_t ldx, uint32_t residual, float eps) {        \
+        gemv<T, B, PRO>(w, x, norm_w, bias, out, nb, n, k, ldx, residual, eps);                                     \
+    }
+
+#define GEMV_BATCHES(SUFFIX, T, PRO, PNAME)                                                                         \
+    GEMV_ONE(SUFFIX, T, 1, PRO, PNAME)                                                                              \
+    GEMV_ONE(SUFFIX, T, 2, PRO, PNAME)                                                                              \
+    GEMV_ONE(SUFFIX, T, 4, PRO, PNAME)                                                                              \
+    GEMV_ONE(SUFFIX, T, 8, PRO, PNAME)
+
+#define GEMV_ALL(SUFFIX, T)                                                                                         \
+    GEMV_BATCHES(SUFFIX, T, PRO_NONE, plain)                                                                        \
+    GEMV_BATCHES(SUFFIX, T, PRO_RMS, rms)                                                                           \
+    GEMV_BATCHES(SUFFIX, T, PRO_SWIGLU, swiglu)
+
+// One PTX module a dtype (build.rs compiles this file once with each GEMV_DTYPE), so a bf16 run
+// JIT-compiles its 12 kernels only.
+#if GEMV_DTYPE == 0
+GEMV_ALL(f32, float)
+#elif GEMV_DTYPE == 1
+GEMV_ALL(f16, __half)
+#else
+GEMV_ALL(bf16, __nv_bfloat16)
+#endif

@@ -38,12 +38,20 @@ template <typename T, int N> __device__ __forceinline__ void load16_ro(float *ds
     for (int i = 0; i < N; ++i) dst[i] = to_f32(v[i]);
 }
 
+// Rows past the batch (b >= nb, in a kernel for a bound B) recompute the last row instead of
+// branching: no branch between the unrolled loads, and their sums are never written.
+__device__ __forceinline__ uint32_t row_of(int b, uint32_t nb) { return min((uint32_t)b, nb - 1); }
+
 // B: a bound on the batch rows (1, 2, 4 or 8: fewer kernels for the driver to JIT), nb the rows.
 template <typename T, int B, int PRO>
 __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *__restrict__ norm_w,
                      const T *__restrict__ bias, T *__restrict__ out, uint32_t nb, uint32_t n, uint32_t k,
                      uint32_t ldx, uint32_t residual, float eps) {
     constexpr int N = 16 / sizeof(T);
+    // 16-byte weight loads in flight a lane: 8 at B <= 2 (a Llama-3.2-1B down row is 32 loads a lane,
+    // and ~36 KB must be in flight a multiprocessor to stream HBM), 4 above (the B input loads a
+    // weight load brings fill the queue, and the registers).
+    constexpr int UNROLL = B <= 2 ? 8 : 4;
     __shared__ float inv_rms[GV_MAXB];
     __shared__ float partial[GV_WARPS][GV_MAXB];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -55,9 +63,8 @@ __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *
         for (uint32_t c = threadIdx.x; c < chunks; c += blockDim.x) {
 #pragma unroll
             for (int b = 0; b < B; ++b) {
-                if (b >= nb) break;
                 float v[N];
-                load16<T, N>(v, x + (size_t)b * ldx + (size_t)c * N);
+                load16<T, N>(v, x + (size_t)row_of(b, nb) * ldx + (size_t)c * N);
 #pragma unroll
                 for (int i = 0; i < N; ++i) sq[b] = fmaf(v[i], v[i], sq[b]);
             }
@@ -78,13 +85,13 @@ __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *
     }
     float scale[B];
 #pragma unroll
-    for (int b = 0; b < B; ++b) scale[b] = PRO == PRO_RMS && b < nb ? inv_rms[b] : 1.0f;
+    for (int b = 0; b < B; ++b) scale[b] = PRO == PRO_RMS ? inv_rms[row_of(b, nb)] : 1.0f;
     for (uint32_t row = blockIdx.x * GV_WARPS + warp; row < n; row += gridDim.x * GV_WARPS) {
         const T *wr = w + (size_t)row * k;
         float acc[B];
 #pragma unroll
         for (int b = 0; b < B; ++b) acc[b] = 0.0f;
-#pragma unroll 4
+#pragma unroll(UNROLL)
         for (uint32_t c = lane; c < chunks; c += 32) {
             float wv[N];
             load16_ro<T, N>(wv, wr + (size_t)c * N);
@@ -92,8 +99,7 @@ __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *
             if constexpr (PRO == PRO_RMS) load16<T, N>(g, norm_w + (size_t)c * N);
 #pragma unroll
             for (int b = 0; b < B; ++b) {
-                if (b >= nb) break;
-                const T *xr = x + (size_t)b * ldx + (size_t)c * N;
+                const T *xr = x + (size_t)row_of(b, nb) * ldx + (size_t)c * N;
                 float xv[N];
                 load16<T, N>(xv, xr);
                 if constexpr (PRO == PRO_SWIGLU) {

@@ -159,4 +159,12 @@ fn decode_kernels_fused_is_refused_where_it_cannot_run() {
     ] {
         assert!(err.contains(e), "expected {e:?} in:\n{err}");
     }
+    // Its decode layers cannot run alone: a per-layer scope is refused before anything runs.
+    let fx = experiment(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"gemv\"\n",
+        "precision = [\"fp32\"]\nscope = [\"layers\"]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = fx.runner().arg("plan").arg(&fx.file).assert().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("matrix.scope holds \"layers\""), "{err}");
 }

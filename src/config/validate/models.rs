@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{MAX_EXAMPLES, MAX_PROBE_STEPS};
-use crate::config::{Backend, DecodeKernels, HeadKind, Implementation, LoadedExperiment, Preset};
+use crate::config::{
+    Backend, DecodeKernels, HeadKind, Implementation, LoadedExperiment, Preset, Scope,
+};
 
 /// Checks every model, and returns each encoder's position embeddings (by model name), which
 /// bound the matrix's `seq_len`.
@@ -94,6 +96,11 @@ pub(super) fn check(
                 {
                     bad(&key, format!(
                         "models.{model_name}.decode_kernels = \"gemv\": the decode GEMV serves batches of 1..={most} and matrix.batch_size holds {b}: use decode_kernels = \"fused\" for larger batches"
+                    ));
+                }
+                if c.matrix.scope.iter().flatten().any(|s| *s == Scope::Layers) {
+                    bad(&key, format!(
+                        "models.{model_name}.decode_kernels = \"gemv\" adds each layer into one preallocated residual stream, so its decode layers cannot run alone and matrix.scope holds \"layers\": measure per-layer energy with decode_kernels = \"fused\""
                     ));
                 }
             }

@@ -49,6 +49,8 @@ mod embeddings;
 mod ffn;
 #[path = "cutlass_check/model.rs"]
 mod model;
+#[path = "cutlass_check/static_ffn.rs"]
+mod static_ffn;
 
 /// The 8-bit formats and output dtypes checked, FP8 also with fast accumulation (`--quick`:
 /// the f16 ones).
@@ -148,6 +150,15 @@ fn main() -> Result<()> {
     }
     let cpu = Device::Cpu;
     println!("CUTLASS: {}", runner::ops::cutlass::BUILD);
+    // --static (a short call): only what is new or failed last: the packed FFN's split check
+    // (f16), the static-steps FFN, and the model's graph replay with static steps.
+    if std::env::args().any(|a| a == "--static") {
+        let mut failures = ffn::ffn_checks(&gpu, &cpu, true);
+        failures += static_ffn::static_checks(&gpu, &cpu);
+        failures += model::graph_checks_named(&gpu, &["int8-fp16 static", "fp8-fp16 static"]);
+        println!("cutlass_check --static: {failures} failure(s)");
+        std::process::exit(i32::from(failures > 0));
+    }
     // The newest kernels and the sections a short call must not lose first (a call cut short
     // still has them): the packed attention, the packed FFN, NaN rows, the model's graph replay.
     let mut failures = attention::attention_checks(&gpu);

@@ -10,31 +10,49 @@ use super::common::{batch, replay_against_eager};
 /// kernels serve (FP8 also with fast accumulation): graph replay equal to eager, finite logits.
 /// A precision or shape that fails is counted and the next one runs.
 pub fn graph_checks(gpu: &Device, quick: bool) -> usize {
+    let quick_ones = [
+        "int8-fp16",
+        "fp8-fp16",
+        "fp16 fused-emb",
+        "int8-fp16 fused-emb",
+        "int8-fp16 static",
+    ];
+    let all: Vec<&str> = PRECISIONS.iter().map(|p| p.0).collect();
+    graph_checks_named(gpu, if quick { &quick_ones } else { &all })
+}
+
+/// The precisions graph_checks runs: (name, dtype, 8-bit format, FP8 fast accumulation). "fused-emb":
+/// `device.fused_embeddings`; "static": `device.ffn_activation_scales = "static"` (calibrated on
+/// random token batches through the fp32 model of the same weights), with fused embeddings.
+const PRECISIONS: &[(&str, DType, Option<EightBit>, bool)] = &[
+    ("fp16", DType::F16, None, false),
+    ("bf16", DType::BF16, None, false),
+    ("int8-fp16", DType::F16, Some(EightBit::Int8), false),
+    ("fp8-fp16", DType::F16, Some(EightBit::Fp8E4M3), false),
+    ("fp8-fp16 fast", DType::F16, Some(EightBit::Fp8E4M3), true),
+    ("int8-bf16", DType::BF16, Some(EightBit::Int8), false),
+    ("fp8-bf16", DType::BF16, Some(EightBit::Fp8E4M3), false),
+    ("fp16 fused-emb", DType::F16, None, false),
+    (
+        "int8-fp16 fused-emb",
+        DType::F16,
+        Some(EightBit::Int8),
+        false,
+    ),
+    ("int8-fp16 static", DType::F16, Some(EightBit::Int8), false),
+    (
+        "fp8-fp16 static",
+        DType::F16,
+        Some(EightBit::Fp8E4M3),
+        false,
+    ),
+];
+
+/// [`graph_checks`] for the named precisions only.
+pub fn graph_checks_named(gpu: &Device, names: &[&str]) -> usize {
     let mut failures = 0;
-    // The last two: `device.fused_embeddings` (the embeddings as one runner kernel).
-    for (name, dtype, eight_bit, fast) in [
-        ("fp16", DType::F16, None, false),
-        ("bf16", DType::BF16, None, false),
-        ("int8-fp16", DType::F16, Some(EightBit::Int8), false),
-        ("fp8-fp16", DType::F16, Some(EightBit::Fp8E4M3), false),
-        ("fp8-fp16 fast", DType::F16, Some(EightBit::Fp8E4M3), true),
-        ("int8-bf16", DType::BF16, Some(EightBit::Int8), false),
-        ("fp8-bf16", DType::BF16, Some(EightBit::Fp8E4M3), false),
-        ("fp16 fused-emb", DType::F16, None, false),
-        (
-            "int8-fp16 fused-emb",
-            DType::F16,
-            Some(EightBit::Int8),
-            false,
-        ),
-    ] {
-        let quick_ones = [
-            "int8-fp16",
-            "fp8-fp16",
-            "fp16 fused-emb",
-            "int8-fp16 fused-emb",
-        ];
-        if quick && !quick_ones.contains(&name) {
+    for &(name, dtype, eight_bit, fast) in PRECISIONS {
+        if !names.contains(&name) {
             continue;
         }
         match one_precision(gpu, name, dtype, eight_bit, fast) {
@@ -69,7 +87,30 @@ fn one_precision(
     if fast {
         model.set_fp8_fast_accumulation(true);
     }
-    model.set_fused_embeddings(name.ends_with("fused-emb"))?;
+    model.set_fused_embeddings(name.ends_with("fused-emb") || name.ends_with("static"))?;
+    if name.ends_with("static") {
+        let f32_vb = candle_nn::VarBuilder::from_tensors(
+            encoder::random_tensors(&preset, 0).map_err(candle_core::Error::msg)?,
+            DType::F32,
+            gpu,
+        );
+        let reference = Encoder::load(
+            f32_vb,
+            &preset,
+            Numerics {
+                float: DType::F32,
+                quant: None,
+                eight_bit: None,
+            },
+            Head::Checkpoint,
+        )?;
+        let calibration = [batch(gpu, 32, 128, preset.vocab_size, 11)?];
+        let held_out = [batch(gpu, 32, 128, preset.vocab_size, 12)?];
+        model.calibrate_static_ffn(&reference, &calibration, &held_out)?;
+        model
+            .static_ffns_runnable()
+            .map_err(|e| candle_core::Error::msg(e.to_string()))?;
+    }
     let mut implementation = model.implementation();
     println!(
         "{name} embeddings: {}",
@@ -81,6 +122,9 @@ fn one_precision(
         .remove("activation_quantization")
         .unwrap_or_default();
     println!("{name} activation_quantization: {quantization}");
+    if let Some(steps) = implementation.remove("ffn_activation_scales") {
+        println!("{name} ffn_activation_scales: {steps}");
+    }
     let mut failures = 0;
     for &(b, s) in &[(1, 128), (16, 128), (64, 128), (3, 512), (32, 77)] {
         match replay_vs_eager(gpu, &model, &preset, b, s) {

@@ -93,6 +93,13 @@ pub fn execution_identity(device: &crate::config::DeviceSection, precision: Prec
     if fused_gemms && !device.gemm_library.is_cublaslt() {
         settings.insert("gemm_library".into(), json!(device.gemm_library.name()));
     }
+    // W8A8: FFN-out's input with static calibrated steps written by FFN-in's epilogue.
+    if precision.eight_bit().is_some() && !device.ffn_activation_scales.is_dynamic() {
+        settings.insert(
+            "ffn_activation_scales".into(),
+            json!(device.ffn_activation_scales.name()),
+        );
+    }
     // The encoders' embeddings as one runner kernel (decoders refuse the key in validation).
     if device.fused_embeddings {
         settings.insert("fused_embeddings".into(), json!(true));
@@ -180,6 +187,7 @@ mod tests {
             fp8_fast_accumulation: true,
             gemm_library: crate::config::GemmLibrary::Cutlass,
             fused_embeddings: true,
+            ffn_activation_scales: crate::config::FfnActivationScales::Static,
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();
@@ -190,6 +198,7 @@ mod tests {
             keys("fp8-fp16"),
             [
                 "cuda_graphs",
+                "ffn_activation_scales",
                 "fp8_fast_accumulation",
                 "fuse_quantization",
                 "fused_embeddings",
@@ -200,6 +209,7 @@ mod tests {
             keys("int8-fp16"),
             [
                 "cuda_graphs",
+                "ffn_activation_scales",
                 "fuse_quantization",
                 "fused_embeddings",
                 "gemm_library"

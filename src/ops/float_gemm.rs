@@ -94,6 +94,7 @@ mod cuda {
                         scale_x: 0,
                         scale_w: 0,
                         bias: ptr(b, bl.start_offset())?,
+                        inv_scale: 0,
                         d: out.device_ptr(&stream).0,
                         m,
                         n,

@@ -64,6 +64,20 @@ pub(super) fn measure(
     model.set_fp8_fast_accumulation(prepared.exp.config.device.fp8_fast_accumulation);
     model.set_gemm_library(prepared.exp.config.device.gemm_library);
     model.set_fused_embeddings(prepared.exp.config.device.fused_embeddings)?;
+    if !prepared
+        .exp
+        .config
+        .device
+        .ffn_activation_scales
+        .is_dynamic()
+        && cell.precision.eight_bit().is_some()
+    {
+        crate::interrupt::check()?;
+        on_progress("calibrating the FFNs' static activation steps through the fp32 model");
+        let reference = store.models.load(spec, Precision::Fp32, device)?;
+        super::calibrate::static_ffn(&mut model, &reference, set, device)
+            .with_context(|| format!("{}: calibrating static activation scales", cell.id))?;
+    }
     record.quantization = selection.record(&model);
     record.precision_executed = Some(model.executed_precision());
     record.implementation = Some(model.implementation());

@@ -21,6 +21,7 @@
 //! fidelity, results, analysis, report, stats, interrupt, error); never `scale` or `cli`, which
 //! drive it. What it cannot know itself (how a Slurm run is continued) its callers hand it.
 
+mod calibrate;
 mod cell;
 mod classify;
 mod console;

@@ -70,6 +70,39 @@ pub struct DeviceSection {
     /// (`implementation.embeddings`). Left out of the resolved config when false.
     #[serde(skip_serializing_if = "is_false")]
     pub fused_embeddings: bool,
+    /// W8A8 encoders: how FFN-out's input (FFN-in's GELU output) is quantized. `"dynamic"`
+    /// (default): per token, with a scale from the row's largest |value| found at run time (on
+    /// CUDA a row pass reads the GELU output once: no CTA of FFN-in's GEMM holds a whole row).
+    /// `"static"`: one step per input channel, calibrated at load through the fp32 model on the
+    /// dataset's first sentences and folded into FFN-out's weights, so FFN-in's CUTLASS epilogue
+    /// writes the 8-bit codes itself (no row pass; needs `gemm_library = "cutlass"` on CUDA, and
+    /// E4M3 an f16 model). Every record says which ran, how it was calibrated and how many
+    /// held-out values saturate (`implementation.ffn_activation_scales`). No effect on other
+    /// precisions. Left out of the resolved config when dynamic.
+    #[serde(skip_serializing_if = "FfnActivationScales::is_dynamic")]
+    pub ffn_activation_scales: FfnActivationScales,
+}
+
+/// `device.ffn_activation_scales`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FfnActivationScales {
+    #[default]
+    Dynamic,
+    Static,
+}
+
+impl FfnActivationScales {
+    pub fn is_dynamic(&self) -> bool {
+        *self == Self::Dynamic
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dynamic => "dynamic",
+            Self::Static => "static",
+        }
+    }
 }
 
 /// `device.gemm_library`.
@@ -106,6 +139,7 @@ impl Default for DeviceSection {
             fp8_fast_accumulation: false,
             gemm_library: GemmLibrary::Cublaslt,
             fused_embeddings: false,
+            ffn_activation_scales: FfnActivationScales::Dynamic,
         }
     }
 }

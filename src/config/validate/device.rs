@@ -44,6 +44,12 @@ pub(super) fn check(c: &ExperimentConfig, bad: &mut impl FnMut(&[&str], String))
             bad(&["device", "fused_embeddings"], "device.fused_embeddings = true runs the embeddings as a CUDA kernel, but this runner was built without CUDA: build it with scripts/build-cuda.sh, or set device.fused_embeddings = false".into());
         }
     }
+    if !c.device.ffn_activation_scales.is_dynamic()
+        && c.device.backend == Backend::Cuda
+        && c.device.gemm_library.is_cublaslt()
+    {
+        bad(&["device", "ffn_activation_scales"], "device.ffn_activation_scales = \"static\" has FFN-in's CUTLASS epilogue write FFN-out's codes, but device.gemm_library = \"cublaslt\": set device.gemm_library = \"cutlass\" (or leave ffn_activation_scales out)".into());
+    }
     if c.device.gpu >= MAX_WORKERS {
         bad(
             &["device", "gpu"],

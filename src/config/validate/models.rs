@@ -59,6 +59,12 @@ pub(super) fn check(
                         m.architecture
                     ));
                 }
+                if !c.device.ffn_activation_scales.is_dynamic() {
+                    bad(&["device", "ffn_activation_scales"], format!(
+                        "device.ffn_activation_scales = \"static\" calibrates an encoder's FFN; models.{model_name} ({:?}) is a decoder: run it in an experiment without the key",
+                        m.architecture
+                    ));
+                }
                 if m.weights == "random" && preset.is_none() {
                     bad(&["models", model_name], format!(
                         "models.{model_name}: architecture {:?} with random weights needs a preset (the shapes to build, e.g. \"smollm2-135m\"), or weights = a Hugging Face folder or a .gguf file",

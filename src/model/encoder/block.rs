@@ -146,7 +146,9 @@ impl TransformerBlock {
             Component::Attention => self.attention(input, other)?,
             Component::SaLayerNorm => return self.sa_layer_norm.forward(&input.values, other),
             Component::Ffn => {
-                let fused = if self.gelu_quantizes {
+                let fused = if let Some(y) = linear::ffn_static(&self.lin1, &self.lin2, input)? {
+                    Some(y)
+                } else if self.gelu_quantizes {
                     linear::ffn_quantized_in_gelu(&self.lin1, &self.lin2, input)?
                 } else {
                     None

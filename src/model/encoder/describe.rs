@@ -240,6 +240,7 @@ impl Encoder {
         .map(|(k, v)| (k.to_string(), v))
         .collect::<BTreeMap<_, _>>();
         self.record_gemms(&mut implementation);
+        self.amend_for_static_steps(&mut implementation);
         implementation
     }
 }

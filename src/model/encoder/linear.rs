@@ -278,6 +278,33 @@ pub(super) fn ffn_quantized_in_gelu(
     Ok(Some(y.reshape(out_dims)?))
 }
 
+/// The FFN with static activation steps (`device.ffn_activation_scales = "static"`): on tensor
+/// cores FFN-in's CUTLASS epilogue writes lin2's codes and lin2 reads them; on the CPU the f32
+/// numerics reference. `None` where lin1 has no static steps.
+pub(super) fn ffn_static(lin1: &Linear, lin2: &Linear, x: &Hidden) -> Result<Option<Tensor>> {
+    let (Linear::EightBit(a), Linear::EightBit(b)) = (lin1, lin2) else {
+        return Ok(None);
+    };
+    if a.static_steps().is_none() {
+        return Ok(None);
+    }
+    let dims = x.values.dims().to_vec();
+    let in_dim = *dims.last().unwrap_or(&1);
+    let rows = x.values.elem_count() / in_dim.max(1);
+    let flat = x.values.reshape((rows, in_dim))?;
+    let y = match a.forward_gelu_codes(&flat, x.packed.as_ref(), b)? {
+        Some(codes) => b.forward_packed(&codes)?,
+        None if !a.on_tensor_cores() => a.static_ffn_reference(&flat, b)?.1,
+        None => candle_core::bail!(
+            "static activation scales: no kernel writes FFN-out's codes here ({})",
+            a.static_codes_kernel().err().unwrap_or_default()
+        ),
+    };
+    let mut out_dims = dims;
+    *out_dims.last_mut().expect("at least one dimension") = y.dim(1)?;
+    y.reshape(out_dims).map(Some)
+}
+
 /// Whether [`ffn_quantized_in_gelu`] runs fused for these two layers.
 pub(super) fn ffn_fuses(lin1: &Linear, lin2: &Linear) -> bool {
     match (lin1, lin2) {

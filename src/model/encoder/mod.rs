@@ -18,6 +18,7 @@ use crate::config::Architecture;
 use crate::ops::graph::{CellForward, GraphMode};
 
 mod block;
+mod calibrate;
 mod describe;
 mod embeddings;
 mod gemms;
@@ -27,6 +28,7 @@ mod units;
 
 pub use crate::model::quant::ggml::ggml_name;
 use block::TransformerBlock;
+pub use calibrate::{Calibration, CALIBRATION_SENTENCES};
 use embeddings::Embeddings;
 use linear::Linear;
 pub use linear::MMQ_ROW_PADDING;
@@ -133,6 +135,8 @@ pub struct Encoder {
     /// The linear sites built with quantized numerics (empty for a float precision).
     quantized: Vec<LinearSite>,
     device: Device,
+    /// `device.ffn_activation_scales = "static"`: how the FFNs' steps were calibrated.
+    static_calibration: Option<Calibration>,
 }
 
 impl Encoder {
@@ -235,6 +239,7 @@ impl Encoder {
             classifier,
             quantized,
             device: vb.device().clone(),
+            static_calibration: None,
         };
         encoder.set_fused_quantization(true);
         Ok(encoder)

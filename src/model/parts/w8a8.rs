@@ -15,6 +15,9 @@ use crate::ops::cutlass;
 use crate::ops::eight_bit::cutlass_linear::{self, Bias, Epilogue, Input};
 use crate::ops::eight_bit::{fp8_gemm, int8_gemm, norm_quantize, Packed8, FUSED_ROW_MAX};
 
+mod static_codes;
+pub use static_codes::{steps_from_absmax, StaticSteps};
+
 /// A linear layer in W8A8.
 pub struct EightBitLinear {
     format: EightBit,
@@ -29,6 +32,9 @@ pub struct EightBitLinear {
     /// `device.gemm_library`: the runner's CUTLASS GEMMs (scales, bias and GELU in the epilogue)
     /// where they take this layer, instead of cuBLASLt.
     library: GemmLibrary,
+    /// FFN-in with `device.ffn_activation_scales = "static"`: its GELU output is written as the
+    /// next layer's codes with these per-column steps (static_codes.rs).
+    static_output: Option<StaticSteps>,
 }
 
 /// The weight as the tensor-core GEMMs take it, output channels padded to the GEMM's multiple
@@ -68,6 +74,7 @@ impl EightBitLinear {
             bias,
             tensor_cores,
             library: GemmLibrary::Cublaslt,
+            static_output: None,
         })
     }
 
@@ -105,6 +112,7 @@ impl EightBitLinear {
             bias: no_bias,
             tensor_cores,
             library: first.library,
+            static_output: None,
         };
         Ok((fused, bias))
     }
@@ -420,7 +428,11 @@ impl EightBitLinear {
             EightBit::Int8 => "int8",
             EightBit::Fp8E4M3 => "E4M3",
         };
-        let act = if gelu { " + erf GELU" } else { "" };
+        let act = match (gelu, self.static_output.is_some() && self.static_codes_kernel().is_ok()) {
+            (true, true) => format!(" + erf GELU, x 1 / step per column and rounded to {format} codes for FFN-out (static steps)"),
+            (true, false) => " + erf GELU".to_string(),
+            _ => String::new(),
+        };
         match (&self.tensor_cores, self.cutlass(gelu)) {
             (None, _) => format!("{format} numerics reference (f32 arithmetic)"),
             (Some(_), Ok(())) => format!(

@@ -38,6 +38,22 @@ pub fn quantize_rows(x: &Tensor, format: EightBit) -> Result<(Tensor, Tensor)> {
     Ok((q, scale))
 }
 
+/// Static per-column quantization (`device.ffn_activation_scales = "static"`): `x` (rows, n) f32
+/// times `inverse` (1, n) (1 / each column's step), rounded as [`quantize_rows`] rounds: int8
+/// half away from zero, clamped to [-127, 127]; E4M3 clamped to 448, then to nearest even. Values
+/// past the step's range saturate. Returns the codes as f32.
+pub fn quantize_columns(x: &Tensor, inverse: &Tensor, format: EightBit) -> Result<Tensor> {
+    let scaled = x.broadcast_mul(inverse)?;
+    let limit = f64::from(format.max_value());
+    match format {
+        EightBit::Int8 => scaled.round()?.clamp(-limit, limit),
+        EightBit::Fp8E4M3 => scaled
+            .clamp(-limit, limit)?
+            .to_dtype(DType::F8E4M3)?
+            .to_dtype(DType::F32),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Tensor};
@@ -94,6 +110,26 @@ mod tests {
         assert_eq!(
             values(&q),
             vec![448.0, 1.0, 1.25, 288.0, -0.3125, 0.001953125, 16.0, -448.0]
+        );
+    }
+
+    #[test]
+    fn columns_quantize_with_their_own_step_and_saturate_past_it() {
+        let x = Tensor::from_vec(vec![0.5f32, -3.0, 1.25, 100.0], (2, 2), &Device::Cpu).unwrap();
+        // Steps 1/4 and 1/2: inverses 4 and 2.
+        let inverse = Tensor::from_vec(vec![4.0f32, 2.0], (1, 2), &Device::Cpu).unwrap();
+        let q = values(&quantize_columns(&x, &inverse, EightBit::Int8).unwrap());
+        // 0.5 * 4 = 2; -3 * 2 = -6; 1.25 * 4 = 5; 100 * 2 = 200 -> saturates at 127.
+        assert_eq!(q, vec![2.0, -6.0, 5.0, 127.0]);
+        let q = values(&quantize_columns(&x, &inverse, EightBit::Fp8E4M3).unwrap());
+        // 200 is between 192 and 224 (spacing 32): nearest 192.
+        assert_eq!(q, vec![2.0, -6.0, 5.0, 192.0]);
+        let big = Tensor::from_vec(vec![1000.0f32, -1000.0], (1, 2), &Device::Cpu).unwrap();
+        let q = values(&quantize_columns(&big, &inverse, EightBit::Fp8E4M3).unwrap());
+        assert_eq!(
+            q,
+            vec![448.0, -448.0],
+            "clamped to E4M3's largest finite value"
         );
     }
 

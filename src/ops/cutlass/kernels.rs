@@ -23,6 +23,14 @@ pub struct Kind {
     pub fast_accumulation: bool,
 }
 
+impl Kind {
+    /// Whether the kernel writes the next GEMM's 8-bit codes (static per-column scales) instead
+    /// of the float dtype.
+    pub fn writes_codes(&self) -> bool {
+        matches!(self.out, DType::U8 | DType::F8E4M3)
+    }
+}
+
 /// How a kernel is laid out on the GPU (src/ops/kernels/cutlass/gemm.cuh's configurations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Config {
@@ -129,7 +137,7 @@ const fn inst(name: &'static str, kind: Kind, config: Config, erf: Erf, rule: Ru
 /// Every kernel of the library, one a .cu file (the test below holds the two lists equal).
 pub const INSTANCES: &[Instance] = {
     use Config::*;
-    use DType::{BF16, F16};
+    use DType::{BF16, F16, F8E4M3, U8};
     use Erf::{Erff, Fast};
     use Inputs::{E4m3, Float, Int8};
     use Rule::*;
@@ -235,6 +243,23 @@ pub const INSTANCES: &[Instance] = {
             Fast,
             All,
         ),
+        // FFN-in writing FFN-out's codes with static per-column scales
+        // (device.ffn_activation_scales = "static"; gemm_codes.cuh): the output "dtype" is the
+        // codes' (U8 for int8 two's complement, F8E4M3), f32 (int8) or f16 (E4M3) bias.
+        inst(
+            "i8_codes_gelu_co128",
+            kind(Int8, U8, true, false),
+            Cooperative128,
+            Fast,
+            All,
+        ),
+        inst(
+            "e4m3_codes_f16_gelu_co128",
+            kind(E4m3, F8E4M3, true, false),
+            Cooperative128,
+            Fast,
+            All,
+        ),
         inst(
             "f16_gelu_pp128",
             kind(Float, F16, true, false),
@@ -327,11 +352,13 @@ mod tests {
         for i in INSTANCES {
             let text =
                 std::fs::read_to_string(format!("src/ops/kernels/cutlass/{}.cu", i.name)).unwrap();
-            assert!(
-                text.contains(&format!("RUNNER_CUTLASS_GEMM({},", i.name)),
-                "{}",
-                i.name
-            );
+            let codes = i.kind.writes_codes();
+            let entry = if codes {
+                "RUNNER_CUTLASS_GEMM_CODES"
+            } else {
+                "RUNNER_CUTLASS_GEMM"
+            };
+            assert!(text.contains(&format!("{entry}({},", i.name)), "{}", i.name);
             // The .cu's configuration and erf are the ones the table says.
             let config = match i.config {
                 Config::PingPong128 if i.kind.inputs == Inputs::Float => "Pp128F16)",
@@ -343,6 +370,8 @@ mod tests {
             };
             assert!(text.contains(config), "{}: {config}", i.name);
             let act = match (i.kind.gelu, i.erf) {
+                _ if codes && i.kind.inputs == Inputs::Int8 => "RoundI8",
+                _ if codes => "ClampE4m3",
                 (false, _) => "runner_cutlass::Identity",
                 (true, Erf::Fast) => "runner_cutlass::GeluErf",
                 (true, Erf::Erff) => "cutlass::epilogue::thread::GELU",

@@ -52,7 +52,8 @@ pub fn unsupported(kind: Kind, n: usize, k: usize) -> Option<String> {
 
 /// A GEMM's operands as device addresses: `a` (m, k) row-major, `b` (n, k) row-major (the
 /// weight), `d` (m, n) row-major; `scale_x` m and `scale_w` n f32 (8-bit only, else 0); `bias` n
-/// values (f32 for int8, the output dtype otherwise; 0 for none).
+/// values (f32 for int8, the output dtype otherwise; 0 for none); `inv_scale` n f32 (the kernels
+/// that write codes: 1 / each output column's static step; else 0).
 #[cfg(feature = "cuda")]
 pub struct Operands {
     pub a: u64,
@@ -60,6 +61,7 @@ pub struct Operands {
     pub scale_x: u64,
     pub scale_w: u64,
     pub bias: u64,
+    pub inv_scale: u64,
     pub d: u64,
     pub m: usize,
     pub n: usize,
@@ -82,6 +84,60 @@ mod ffi {
         k: i32,
         stream: *mut c_void,
     ) -> i32;
+
+    type GemmCodes = unsafe extern "C" fn(
+        a: *const c_void,
+        b: *const c_void,
+        scale_x: *const f32,
+        scale_w: *const f32,
+        bias: *const c_void,
+        inv_scale: *const f32,
+        d: *mut c_void,
+        m: i32,
+        n: i32,
+        k: i32,
+        stream: *mut c_void,
+    ) -> i32;
+
+    extern "C" {
+        fn runner_cutlass_i8_codes_gelu_co128(
+            a: *const c_void,
+            b: *const c_void,
+            scale_x: *const f32,
+            scale_w: *const f32,
+            bias: *const c_void,
+            inv_scale: *const f32,
+            d: *mut c_void,
+            m: i32,
+            n: i32,
+            k: i32,
+            stream: *mut c_void,
+        ) -> i32;
+        fn runner_cutlass_e4m3_codes_f16_gelu_co128(
+            a: *const c_void,
+            b: *const c_void,
+            scale_x: *const f32,
+            scale_w: *const f32,
+            bias: *const c_void,
+            inv_scale: *const f32,
+            d: *mut c_void,
+            m: i32,
+            n: i32,
+            k: i32,
+            stream: *mut c_void,
+        ) -> i32;
+    }
+
+    /// The kernels that write codes (gemm_codes.cuh): one more operand, `inv_scale`.
+    pub fn entry_codes(name: &str) -> Option<GemmCodes> {
+        match name {
+            "i8_codes_gelu_co128" => Some(runner_cutlass_i8_codes_gelu_co128 as GemmCodes),
+            "e4m3_codes_f16_gelu_co128" => {
+                Some(runner_cutlass_e4m3_codes_f16_gelu_co128 as GemmCodes)
+            }
+            _ => None,
+        }
+    }
 
     macro_rules! gemms {
         ($($name:ident),*) => {
@@ -147,19 +203,39 @@ pub unsafe fn launch(
             candle_core::bail!("no CUTLASS configuration of {kind:?} covers {} rows", ops.m);
         };
         let name = instance.name;
-        let entry = ffi::entry(name).expect("every instance has an entry point");
-        let status = entry(
-            ops.a as *const _,
-            ops.b as *const _,
-            ops.scale_x as *const f32,
-            ops.scale_w as *const f32,
-            ops.bias as *const _,
-            ops.d as *mut _,
-            ops.m as i32,
-            ops.n as i32,
-            ops.k as i32,
-            stream as *mut _,
-        );
+        let status = if kind.writes_codes() {
+            if ops.inv_scale == 0 {
+                candle_core::bail!("CUTLASS GEMM {name}: no inverse scales for its codes");
+            }
+            let entry = ffi::entry_codes(name).expect("every codes instance has an entry point");
+            entry(
+                ops.a as *const _,
+                ops.b as *const _,
+                ops.scale_x as *const f32,
+                ops.scale_w as *const f32,
+                ops.bias as *const _,
+                ops.inv_scale as *const f32,
+                ops.d as *mut _,
+                ops.m as i32,
+                ops.n as i32,
+                ops.k as i32,
+                stream as *mut _,
+            )
+        } else {
+            let entry = ffi::entry(name).expect("every instance has an entry point");
+            entry(
+                ops.a as *const _,
+                ops.b as *const _,
+                ops.scale_x as *const f32,
+                ops.scale_w as *const f32,
+                ops.bias as *const _,
+                ops.d as *mut _,
+                ops.m as i32,
+                ops.n as i32,
+                ops.k as i32,
+                stream as *mut _,
+            )
+        };
         let why = match status {
             0 => return Ok(()),
             1 => "CUTLASS cannot implement this shape (can_implement)",

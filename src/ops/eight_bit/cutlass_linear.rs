@@ -44,6 +44,46 @@ pub struct Epilogue {
     pub fast_accumulation: bool,
 }
 
+/// FFN-in writing FFN-out's codes directly (`device.ffn_activation_scales = "static"`): the GEMM's
+/// epilogue dequantizes, adds the bias, applies erf GELU, multiplies column n by `inv_scale[n]`
+/// (1 / its calibrated step, f32 (N)) and rounds to int8 / E4M3 (src/ops/kernels/cutlass/
+/// gemm_codes.cuh); the row scales are 1 (NaN for a row whose input scale is NaN). Returns the
+/// [`crate::ops::eight_bit::Packed8`] bytes. No row pass: half of FFN-in's store, none of the
+/// pass's read and write.
+pub fn linear_to_codes(
+    x: Input<'_>,
+    weight: &Tensor,
+    scales: &Tensor,
+    bias: Bias<'_>,
+    epilogue: Epilogue,
+    inv_scale: &Tensor,
+) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    {
+        let (x, packed_rows) = match x {
+            Input::Float(t) => (t, None),
+            Input::Packed { bytes, rows } => (bytes, Some(rows)),
+        };
+        let op = cuda::CutlassLinear {
+            bias_in_scales: matches!(bias, Bias::SecondScaleRow),
+            bias: match bias {
+                Bias::Float(t) => Some(t.contiguous()?),
+                _ => None,
+            },
+            packed_rows,
+            epilogue,
+            inv_scale: Some(inv_scale.contiguous()?),
+        };
+        x.contiguous()?
+            .apply_op3_no_bwd(&weight.contiguous()?, &scales.contiguous()?, &op)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (x, weight, scales, bias, epilogue, inv_scale);
+        candle_core::bail!("the CUTLASS GEMMs need a CUDA build")
+    }
+}
+
 /// One W8A8 linear through CUTLASS. `weight` (N, K) U8 (int8 or E4M3 bits), `scales` f32: (1, N)
 /// channel scales, or int8's (2, N) scales then bias.
 pub fn linear(
@@ -67,6 +107,7 @@ pub fn linear(
             },
             packed_rows,
             epilogue,
+            inv_scale: None,
         };
         x.contiguous()?
             .apply_op3_no_bwd(&weight.contiguous()?, &scales.contiguous()?, &op)
@@ -95,6 +136,8 @@ mod cuda {
         pub(super) bias: Option<Tensor>,
         pub(super) packed_rows: Option<usize>,
         pub(super) epilogue: super::Epilogue,
+        /// Static per-column 1 / step (f32, N): the GEMM writes codes (`linear_to_codes`).
+        pub(super) inv_scale: Option<Tensor>,
     }
 
     /// A warp per row, eight rows a block: the runner's row quantization kernels.
@@ -119,6 +162,90 @@ mod cuda {
             CudaStorageSlice::F32(v) => v.slice(offset..).device_ptr(stream).0,
             _ => candle_core::bail!("runner-cutlass-linear: an operand of dtype {:?}", s.dtype()),
         })
+    }
+
+    impl CutlassLinear {
+        /// The codes path of `cuda_fwd` (`linear_to_codes`): the GEMM writes the codes into a
+        /// [`Packed8`] buffer, then the row scales (1, or NaN from the input's row scale).
+        #[allow(clippy::too_many_arguments)]
+        fn codes(
+            &self,
+            dev: &candle_core::cuda_backend::CudaDevice,
+            q_ptr: u64,
+            sx_ptr: u64,
+            w: &CudaStorage,
+            wl: &Layout,
+            scales: u64,
+            bias: u64,
+            inv: &Tensor,
+            (m, n, k): (usize, usize, usize),
+        ) -> Result<(CudaStorage, Shape)> {
+            let stream = dev.cuda_stream();
+            let (out, format) = match self.epilogue.format {
+                EightBit::Int8 => (DType::U8, Inputs::Int8),
+                EightBit::Fp8E4M3 => (DType::F8E4M3, Inputs::E4m3),
+            };
+            let (guard, layout) = inv.storage_and_layout();
+            let Storage::Cuda(inv_storage) = &*guard else {
+                candle_core::bail!("runner-cutlass-linear: the inverse scales are not on the GPU");
+            };
+            if inv_storage.dtype() != DType::F32 || layout.shape().elem_count() != n {
+                candle_core::bail!(
+                    "runner-cutlass-linear: inverse scales {:?} {:?} for {n} outputs",
+                    inv_storage.dtype(),
+                    layout.shape()
+                );
+            }
+            let inv_scale = address(inv_storage, layout.start_offset(), &stream)?;
+            let mut packed = unsafe { dev.alloc::<u8>(Packed8::len(m, n))? };
+            let operands = Operands {
+                a: q_ptr,
+                b: address(w, wl.start_offset(), &stream)?,
+                scale_x: sx_ptr,
+                scale_w: scales,
+                bias,
+                inv_scale,
+                d: packed.device_ptr(&stream).0,
+                m,
+                n,
+                k,
+            };
+            let kind = Kind {
+                inputs: format,
+                out,
+                gelu: true,
+                fast_accumulation: false,
+            };
+            // SAFETY: every address is a live buffer of the sizes checked by the caller and here
+            // (the codes: m * n bytes at the buffer's start), on this stream.
+            unsafe { launch(kind, &operands, stream.cu_stream())? };
+            drop(guard);
+            let flags = dev.get_or_load_custom_func("static_row_scales", MODULE, PTX)?;
+            {
+                let (_, mut rest) = packed.split_at_mut(Packed8::scales_at(m, n));
+                // SAFETY: m f32 scales fit after the codes, from a 16-byte boundary on.
+                let mut s_out = unsafe { rest.transmute_mut::<f32>(m) }
+                    .ok_or_else(|| candle_core::Error::msg("packed output: no room"))?;
+                let m32 = m as u32;
+                let mut b = flags.builder();
+                // The input's row scales by address (a pointer parameter is its 8 bytes).
+                b.arg(&sx_ptr).arg(&mut s_out).arg(&m32);
+                let cfg = LaunchConfig {
+                    grid_dim: (m.div_ceil(256).max(1) as u32, 1, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                unsafe { b.launch(cfg) }.w()?;
+            }
+            let len = packed.len();
+            Ok((
+                CudaStorage {
+                    slice: CudaStorageSlice::U8(packed),
+                    device: dev.clone(),
+                },
+                Shape::from(len),
+            ))
+        }
     }
 
     impl candle_core::CustomOp3 for CutlassLinear {
@@ -169,6 +296,7 @@ mod cuda {
                 || s.dtype() != DType::F32
                 || sl.shape().elem_count() != scale_rows * n
                 || (ep.packed_output && !ep.gelu)
+                || (self.inv_scale.is_some() && (!ep.packed_output || ep.fast_accumulation))
             {
                 candle_core::bail!(
                     "runner-cutlass-linear: x {:?} {:?}, weight {:?} {:?}, scales {:?} {:?}",
@@ -246,6 +374,9 @@ mod cuda {
                     address(cs, layout.start_offset(), &stream)?
                 }
             };
+            if let Some(inv) = &self.inv_scale {
+                return self.codes(&dev, q_ptr, sx_ptr, w, wl, scales, bias, inv, (m, n, k));
+            }
             macro_rules! alloc {
                 ($t:ty, $variant:ident) => {{
                     let out = unsafe { dev.alloc::<$t>((m * n).max(1))? };
@@ -263,6 +394,7 @@ mod cuda {
                 scale_x: sx_ptr,
                 scale_w: scales,
                 bias,
+                inv_scale: 0,
                 d,
                 m,
                 n,

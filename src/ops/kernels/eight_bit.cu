@@ -168,6 +168,16 @@ DEQUANT_I32(dequant_i32_gelu_f32, float, true)
 DEQUANT_I32(dequant_i32_gelu_f16, __half, true)
 DEQUANT_I32(dequant_i32_gelu_bf16, __nv_bfloat16, true)
 
+// static_row_scales: the row scales of codes written with static per-column scales (FFN-in's
+// CUTLASS epilogue, device.ffn_activation_scales = "static"): 1 for every row (the steps are
+// folded into FFN-out's weights), NaN where the input row's own scale sx[r] is NaN, so that a NaN
+// in FFN-in's input reaches its row of FFN-out's output as in the dynamic path (int8 codes cannot
+// hold a NaN).
+extern "C" __global__ void static_row_scales(const float *sx, float *scale, uint32_t rows) {
+    const uint32_t r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r < rows) scale[r] = isnan(sx[r]) ? NAN : 1.0f;
+}
+
 // Activation quantization fused into the kernel that produces the activation: the FFN's GELU,
 // whose output feeds only the next 8-bit GEMM, is never stored in the float dtype. One block of
 // 256 threads per row (a warp per row left an H200 mostly idle at 2048 rows and ran slower than

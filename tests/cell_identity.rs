@@ -1,6 +1,6 @@
 //! A cell's id names everything that changes what it measures: each execution setting
 //! (device.cuda_graphs, device.fuse_quantization, device.fp8_fast_accumulation,
-//! device.gemm_library) changes the ids
+//! device.gemm_library, device.ffn_activation_scales) changes the ids
 //! of the cells it affects and no others; a `--resume` with one flipped is refused naming the
 //! setting, and so is one with another sensor setting (one run, one manifest, one setting).
 
@@ -49,7 +49,8 @@ fn each_execution_setting_changes_the_ids_of_the_cells_it_affects_and_no_others(
                 "device.fuse_quantization=true",
                 "device.fp8_fast_accumulation=false",
                 "device.gemm_library=cublaslt",
-                "device.fused_embeddings=false"
+                "device.fused_embeddings=false",
+                "device.ffn_activation_scales=dynamic"
             ]
         ),
         base
@@ -73,6 +74,11 @@ fn each_execution_setting_changes_the_ids_of_the_cells_it_affects_and_no_others(
     // CUTLASS's fused epilogues: the 8-bit (and fp16/bf16) cells, not fp32's cuBLAS GEMMs.
     assert_eq!(
         changed("device.gemm_library=cutlass"),
+        ["fp8-fp32", "int8-fp32"]
+    );
+    // Static FFN activation steps: the 8-bit cells only.
+    assert_eq!(
+        changed("device.ffn_activation_scales=static"),
         ["fp8-fp32", "int8-fp32"]
     );
 }

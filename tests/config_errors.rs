@@ -543,3 +543,69 @@ fn fused_embeddings_with_a_decoder_names_the_model() {
     assert!(msg.contains("models.dec"), "{msg}");
     assert!(msg.contains("is a decoder"), "{msg}");
 }
+
+/// `device.ffn_activation_scales = "static"` has FFN-in's CUTLASS epilogue write the codes: a
+/// CUDA cell with cuBLASLt's GEMMs, and a decoder (no encoder FFN to calibrate), are refused with
+/// the key named; on the CPU (the f32 reference) and with CUTLASS it plans.
+#[test]
+fn static_ffn_scales_are_refused_where_no_kernel_or_encoder_takes_them() {
+    let matrix = "[matrix]\nprecision = [\"int8-fp16\"]\nbatch_size = [1]\n";
+    let msg = fails(
+        &valid_with(matrix),
+        &[
+            "--set",
+            "device.backend=cuda",
+            "--set",
+            "device.ffn_activation_scales=static",
+        ],
+        &[],
+    );
+    assert!(msg.contains("device.ffn_activation_scales"), "{msg}");
+    assert!(
+        msg.contains("set device.gemm_library = \"cutlass\""),
+        "{msg}"
+    );
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", "device.ffn_activation_scales=sometimes"],
+        &[],
+    );
+    assert!(msg.contains("ffn_activation_scales"), "{msg}");
+    let f = decoder_experiment(
+        "dec",
+        "[models.dec]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\n",
+        "precision = [\"fp32\"]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = f
+        .runner()
+        .args([
+            "plan",
+            "exp.toml",
+            "--set",
+            "device.ffn_activation_scales=static",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let msg = stderr_of(&out);
+    assert!(
+        msg.contains("models.dec") && msg.contains("is a decoder"),
+        "{msg}"
+    );
+    for sets in [
+        vec!["device.backend=cpu", "device.ffn_activation_scales=static"],
+        vec![
+            "device.gemm_library=cutlass",
+            "device.ffn_activation_scales=static",
+        ],
+    ] {
+        let f = Fixture::new(&valid_with(matrix));
+        let mut cmd = f.runner();
+        cmd.args(["plan", "exp.toml"]);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+}

@@ -25,7 +25,7 @@ pub(super) fn static_ffn(
     let batches = |from: usize, to: usize| -> Result<Vec<(Tensor, Tensor)>> {
         (from..to)
             .step_by(BATCH)
-            .map(|s| Ok(set.batch(s..(s + BATCH).min(to), device)?))
+            .map(|s| set.batch(s..(s + BATCH).min(to), device))
             .collect()
     };
     let calibration = batches(0, calibrate)?;

@@ -41,7 +41,7 @@ impl Calibration {
             "n/a (no held-out sentences)".to_string()
         };
         format!(
-            "FFN-out's input in {} with static per-column steps (device.ffn_activation_scales = \"static\"), written as codes by FFN-in's epilogue in {} of the FFNs: step = {} x max |GELU output| of the column / {} over the dataset's first {} sentences at seq {} (padding included, as the kernels see it) through the fp32 model, folded into FFN-out's weights (W'[n, c] = W[n, c] x step[c], quantized per output channel); on the next {} sentences {} of {} values ({fraction}) saturate",
+            "FFN-out's input in {} with static per-column steps (device.ffn_activation_scales = \"static\") in {} of the FFNs: step = {} x max |GELU output| of the column / {} over the dataset's first {} sentences at seq {} (padding included, as the kernels see it) through the fp32 model, folded into FFN-out's weights (W'[n, c] = W[n, c] x step[c], quantized per output channel); on the next {} sentences (held out) {} of {} values ({fraction}) saturate",
             self.format.name(),
             self.ffns,
             self.margin,

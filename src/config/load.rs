@@ -124,6 +124,10 @@ pub fn load_text(
         env_overrides,
     };
     validate(&loaded, &origin)?;
+    // After validation, which refuses an explicit true where it cannot run.
+    let mut loaded = loaded;
+    let has_encoder = loaded.config.models.values().any(|m| m.encoder().is_some());
+    loaded.config.device.resolve_fused_embeddings(has_encoder);
     Ok(loaded)
 }
 

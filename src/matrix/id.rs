@@ -71,7 +71,11 @@ impl IdContext {
 /// belongs here: a resume then refuses the records of cells measured the other way, and compare
 /// never matches them. Settings that change nothing for this cell's precision are left out, so
 /// flipping FP8 fast accumulation does not re-measure int8 cells.
-pub fn execution_identity(device: &crate::config::DeviceSection, precision: Precision) -> Value {
+pub fn execution_identity(
+    device: &crate::config::DeviceSection,
+    precision: Precision,
+    encoder: bool,
+) -> Value {
     use crate::config::EightBit;
     let mut settings = serde_json::Map::new();
     // Eager launches against one CUDA graph per pass: different numbers on a GPU.
@@ -100,8 +104,8 @@ pub fn execution_identity(device: &crate::config::DeviceSection, precision: Prec
             json!(device.ffn_activation_scales.name()),
         );
     }
-    // The encoders' embeddings as one runner kernel (decoders refuse the key in validation).
-    if device.fused_embeddings {
+    // The encoders' embeddings as one runner kernel (decoders have none of that kind).
+    if encoder && device.fused_embeddings() {
         settings.insert("fused_embeddings".into(), json!(true));
     }
     Value::Object(settings)
@@ -155,7 +159,7 @@ pub(super) fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow:
     if !cell.layer_method.is_isolated() {
         identity["layer_method"] = json!(cell.layer_method);
     }
-    let execution = execution_identity(&ctx.device, cell.precision);
+    let execution = execution_identity(&ctx.device, cell.precision, spec.encoder().is_some());
     if execution.as_object().is_some_and(|m| !m.is_empty()) {
         identity["execution"] = execution;
     }
@@ -186,12 +190,12 @@ mod tests {
             fuse_quantization: false,
             fp8_fast_accumulation: true,
             gemm_library: crate::config::GemmLibrary::Cutlass,
-            fused_embeddings: true,
+            fused_embeddings: Some(true),
             ffn_activation_scales: crate::config::FfnActivationScales::Static,
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();
-            let v = execution_identity(&all_changed, precision);
+            let v = execution_identity(&all_changed, precision, true);
             v.as_object().unwrap().keys().cloned().collect()
         };
         assert_eq!(
@@ -221,7 +225,10 @@ mod tests {
             ["cuda_graphs", "fused_embeddings", "gemm_library"]
         );
         assert_eq!(keys("fp32"), ["cuda_graphs", "fused_embeddings"]);
-        let defaults = execution_identity(&DeviceSection::default(), Precision::Fp32);
+        let defaults = execution_identity(&DeviceSection::default(), Precision::Fp32, true);
         assert!(defaults.as_object().unwrap().is_empty());
+        // A decoder's cells never carry the embeddings key.
+        let decoder = execution_identity(&all_changed, Precision::Fp32, false);
+        assert!(decoder.get("fused_embeddings").is_none(), "{decoder}");
     }
 }

@@ -114,15 +114,14 @@ pub(super) fn pair<'a>(
                 // Runs recorded before the execution settings entered the id share ids across
                 // them: the manifests still say how each cell ran.
                 (Some(a), Some(b))
-                    if execution_identity(&ma.config.device, a.cell.precision)
-                        != execution_identity(&mb.config.device, b.cell.precision) =>
+                    if execution_of(ma, &a.cell) != execution_of(mb, &b.cell) =>
                 {
                     not(
                         "both",
                         format!(
                             "measured with other execution settings (A: {}; B: {}): not the same measurement",
-                            settings_text(&execution_identity(&ma.config.device, a.cell.precision)),
-                            settings_text(&execution_identity(&mb.config.device, b.cell.precision))
+                            settings_text(&execution_of(ma, &a.cell)),
+                            settings_text(&execution_of(mb, &b.cell))
                         ),
                     )
                 }
@@ -183,6 +182,17 @@ fn settings_text(v: &serde_json::Value) -> String {
 }
 
 /// Why a comparison compared nothing, in a sentence.
+/// A cell's execution settings as its run's manifest resolved them (`encoder`: whether its model
+/// is one, for the embeddings' key).
+fn execution_of(m: &Manifest, cell: &Cell) -> serde_json::Value {
+    let encoder = m
+        .config
+        .models
+        .get(&cell.model)
+        .is_some_and(|s| s.encoder().is_some());
+    execution_identity(&m.config.device, cell.precision, encoder)
+}
+
 pub(super) fn why_nothing(ma: &Manifest, mb: &Manifest, p: &Pairing) -> String {
     if p.shared == 0 {
         if ma.experiment != mb.experiment {

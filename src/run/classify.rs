@@ -63,7 +63,7 @@ pub(super) fn measure(
     model.set_fused_quantization(prepared.exp.config.device.fuse_quantization);
     model.set_fp8_fast_accumulation(prepared.exp.config.device.fp8_fast_accumulation);
     model.set_gemm_library(prepared.exp.config.device.gemm_library);
-    model.set_fused_embeddings(prepared.exp.config.device.fused_embeddings)?;
+    model.set_fused_embeddings(prepared.exp.config.device.fused_embeddings())?;
     if !prepared
         .exp
         .config

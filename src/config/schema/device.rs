@@ -64,12 +64,17 @@ pub struct DeviceSection {
     #[serde(skip_serializing_if = "GemmLibrary::is_cublaslt")]
     pub gemm_library: GemmLibrary,
     /// On CUDA, an encoder's embeddings (token gather, position and token-type add, layer norm)
-    /// as one runner kernel instead of candle's gather, broadcast add and norm; false (default)
-    /// keeps candle's until a GPU has checked the kernel (examples/cutlass_check). The CPU backend
-    /// refuses true (it has only candle's). Every record says which ran
-    /// (`implementation.embeddings`). Left out of the resolved config when false.
-    #[serde(skip_serializing_if = "is_false")]
-    pub fused_embeddings: bool,
+    /// as one runner kernel instead of candle's gather, broadcast add and norm (checked against
+    /// them on an H100: docs/results/2026-12-06-nvidia-h100-cutlass-embeddings/). Left out of a
+    /// file, it is on for experiments with an encoder in a CUDA build whose backend is not
+    /// "cpu" (the loader resolves it: [`DeviceSection::resolve_fused_embeddings`]), off
+    /// elsewhere; the CPU backend, a build without CUDA and a decoder refuse an explicit true.
+    /// A cell on the CPU with it on (a CUDA build without a GPU) runs candle's ops, which the
+    /// kernel's plain twin is bit for bit, and says so. Every record says which ran
+    /// (`implementation.embeddings`). In the resolved config only when on; a config without it
+    /// (every manifest written before it became the default) means off, what ran then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fused_embeddings: Option<bool>,
     /// W8A8 encoders: how FFN-out's input (FFN-in's GELU output) is quantized. `"dynamic"`
     /// (default): per token, with a scale from the row's largest |value| found at run time (on
     /// CUDA a row pass reads the GELU output once: no CTA of FFN-in's GEMM holds a whole row).
@@ -138,9 +143,25 @@ impl Default for DeviceSection {
             fuse_quantization: true,
             fp8_fast_accumulation: false,
             gemm_library: GemmLibrary::Cublaslt,
-            fused_embeddings: false,
+            fused_embeddings: None,
             ffn_activation_scales: FfnActivationScales::Dynamic,
         }
+    }
+}
+
+impl DeviceSection {
+    /// Whether an encoder's embeddings run as one kernel (`device.fused_embeddings`, resolved).
+    pub fn fused_embeddings(&self) -> bool {
+        self.fused_embeddings.unwrap_or(false)
+    }
+
+    /// The default of `device.fused_embeddings` for a file that leaves it out: on where the
+    /// kernel can run (a CUDA build, a backend other than "cpu", an experiment with an encoder).
+    /// Off is stored as absent, so a resolved config reads as every earlier manifest does.
+    pub fn resolve_fused_embeddings(&mut self, has_encoder: bool) {
+        let default = cfg!(feature = "cuda") && self.backend != Backend::Cpu && has_encoder;
+        let on = self.fused_embeddings.unwrap_or(default);
+        self.fused_embeddings = on.then_some(true);
     }
 }
 
@@ -251,3 +272,43 @@ impl Default for SensorSection {
 
 /// Where Linux exposes powercap (RAPL).
 pub const DEFAULT_POWERCAP_ROOT: &str = "/sys/class/powercap";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fused_embeddings_is_the_default_only_where_its_kernel_can_run() {
+        let resolved = |backend: Backend, set: Option<bool>, encoder: bool| {
+            let mut d = DeviceSection {
+                backend,
+                fused_embeddings: set,
+                ..DeviceSection::default()
+            };
+            d.resolve_fused_embeddings(encoder);
+            d.fused_embeddings
+        };
+        let cuda = cfg!(feature = "cuda");
+        assert_eq!(resolved(Backend::Auto, None, true), cuda.then_some(true));
+        assert_eq!(resolved(Backend::Cuda, None, true), cuda.then_some(true));
+        assert_eq!(resolved(Backend::Cpu, None, true), None);
+        assert_eq!(resolved(Backend::Auto, None, false), None, "decoders only");
+        // Spelled out, it is what the file says; off is stored as absent.
+        assert_eq!(resolved(Backend::Auto, Some(false), true), None);
+        assert_eq!(resolved(Backend::Auto, Some(true), true), Some(true));
+    }
+
+    #[test]
+    fn a_config_written_before_the_default_changed_reads_as_candles_embeddings() {
+        // Every manifest before the key became the default left it out when false.
+        let old: DeviceSection = serde_json::from_str(r#"{"backend": "auto", "gpu": 0}"#).unwrap();
+        assert!(!old.fused_embeddings());
+        let on: DeviceSection =
+            serde_json::from_str(r#"{"backend": "auto", "gpu": 0, "fused_embeddings": true}"#)
+                .unwrap();
+        assert!(on.fused_embeddings());
+        // And a resolved config writes the key only when on.
+        let text = serde_json::to_string(&DeviceSection::default()).unwrap();
+        assert!(!text.contains("fused_embeddings"), "{text}");
+    }
+}

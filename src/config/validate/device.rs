@@ -37,7 +37,7 @@ pub(super) fn check(c: &ExperimentConfig, bad: &mut impl FnMut(&[&str], String))
             ));
         }
     }
-    if c.device.fused_embeddings {
+    if c.device.fused_embeddings == Some(true) {
         if c.device.backend == Backend::Cpu {
             bad(&["device", "fused_embeddings"], "device.fused_embeddings = true runs the embeddings as a CUDA kernel, but device.backend = \"cpu\": the CPU has only candle's embeddings; set device.fused_embeddings = false (or leave it out)".into());
         } else if !cfg!(feature = "cuda") {

@@ -53,7 +53,7 @@ pub(super) fn check(
             // A decoder: its architecture and preset are looked up in the decoder zoo when the
             // plan is made (model::decoder), which knows them.
             (None, preset) => {
-                if c.device.fused_embeddings {
+                if c.device.fused_embeddings == Some(true) {
                     bad(&["device", "fused_embeddings"], format!(
                         "device.fused_embeddings = true fuses an encoder's embeddings; models.{model_name} ({:?}) is a decoder, which has none of that kind: run it in an experiment without the key",
                         m.architecture

@@ -19,6 +19,8 @@ pub(super) struct Embeddings {
     /// The fused kernel's position + norm table (`ops::embeddings::embedding_table`) when
     /// `device.fused_embeddings` is on.
     fused: Option<Tensor>,
+    /// `device.fused_embeddings` on for a cell on the CPU: candle's ops ran, and the record says so.
+    asked_on_cpu: bool,
 }
 
 impl Embeddings {
@@ -40,6 +42,7 @@ impl Embeddings {
             norm: layer_norm(p.dim, p.layer_norm_eps, vb.pp("LayerNorm"))?,
             eps: p.layer_norm_eps,
             fused: None,
+            asked_on_cpu: false,
         })
     }
 
@@ -66,6 +69,8 @@ impl Embeddings {
         };
         if self.fused.is_some() {
             format!("token gather + position{token_type} add + layer norm in one runner kernel (f32 arithmetic; device.fused_embeddings = true)")
+        } else if self.asked_on_cpu {
+            format!("candle: gather (index_select), broadcast add of the position{token_type} rows, layer norm (device.fused_embeddings is on, but its kernel is CUDA's and this cell ran on the CPU: candle's ops, which the kernel's plain twin is bit for bit)")
         } else {
             format!("candle: gather (index_select), broadcast add of the position{token_type} rows, candle-nn fused layer_norm kernel")
         }
@@ -73,19 +78,16 @@ impl Embeddings {
 }
 
 impl Encoder {
-    /// `device.fused_embeddings`: the embeddings as one runner kernel (CUDA only: the CPU has only
-    /// candle's, and says so by name rather than running them silently), or candle's.
+    /// `device.fused_embeddings`: the embeddings as one runner kernel, or candle's. The kernel is
+    /// CUDA's: a cell on the CPU with the key on (a CUDA build on a machine without a GPU, where it
+    /// is the default) runs candle's ops, the kernel's plain twin bit for bit, and its record
+    /// says so (validation refuses an explicit true where no GPU can run it).
     pub fn set_fused_embeddings(&mut self, on: bool) -> Result<()> {
         let e = &mut self.embeddings;
-        if !on {
-            e.fused = None;
+        e.fused = None;
+        e.asked_on_cpu = on && !crate::ops::fused_on(&self.device);
+        if !on || e.asked_on_cpu {
             return Ok(());
-        }
-        if !crate::ops::fused_on(&self.device) {
-            candle_core::bail!(
-                "device.fused_embeddings = true runs the embeddings as a CUDA kernel, but this cell runs on {:?}: set device.fused_embeddings = false",
-                self.device
-            );
         }
         let norm_bias = e
             .norm

@@ -1,12 +1,14 @@
 //! The decode GEMV (src/ops/kernels/gemv.cu) against its plain twin (`plain_gemv`: candle's
 //! rms_norm / silu * up, matmul, bias and residual adds) on fresh random inputs, f32/f16/bf16,
-//! batch 1, 3 and 8, at the four linears of a layer of each preset: Q|K|V with the RMSNorm
+//! batch 1, 2, 3 and 8 (kernels of 1, 2, 4 and 4 rows a warp), at the four linears of a layer of each preset: Q|K|V with the RMSNorm
 //! prologue (and qwen2's bias), o_proj adding into the residual, gate|up with the RMSNorm
-//! prologue, down with the SwiGLU prologue adding into the residual. Then a NaN in one batch
+//! prologue, down with the SwiGLU prologue adding into the residual, SwiGLU once into a buffer
+//! (swiglu_rows) and down without a prologue, 1001 output rows (a block's rows not filled). Then a NaN in one batch
 //! row of the input must reach exactly that row of the output, and two calls are bit-identical.
 
 use candle_core::{DType, Device, Result, Tensor, D};
-use runner::ops::decode::gemv::{gemv_into, plain_gemv, Prologue};
+use runner::ops::decode::gemv::{gemv_into, plain_gemv, swiglu_into, Prologue};
+use runner::ops::decode::plain_swiglu;
 
 use super::kernels::{err, report, SHAPES};
 
@@ -72,6 +74,17 @@ fn check(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
         let e_gu = err(&a, &b)?;
         let (a, b) = both(&h, &gu, &w_down, Prologue::SwiGlu, None, true)?;
         let e_down = err(&a, &b)?;
+        // SwiGLU once into a buffer (the decoder's down input), then the plain GEMV.
+        let act = Tensor::zeros((batch, inter), dtype, dev)?;
+        swiglu_into(&act, &gu)?;
+        let e_act = err(&act, &plain_swiglu(&gu)?)?;
+        let (a, b) = both(&h, &act, &w_down, Prologue::None, None, true)?;
+        let e_down_plain = err(&a, &b)?;
+        // Rows not a multiple of a block's (4 warps x up to 4 rows): the last warp's extra rows.
+        let w_odd = randn(&[1001, hidden], scale(hidden), dtype, dev)?;
+        let odd_out = randn(&[batch, 1001], 1.0, dtype, dev)?;
+        let (a, b) = both(&odd_out, &h, &w_odd, rms, None, true)?;
+        let e_odd = err(&a, &b)?;
         // Twice the same call: bit-identical (no atomics, a fixed order).
         let (a2, _) = both(&h, &gu, &w_down, Prologue::SwiGlu, None, true)?;
         let repeat = err(&a, &a2)?;
@@ -84,6 +97,9 @@ fn check(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
                 ("o+residual", e_o),
                 ("gate_up+rms", e_gu),
                 ("down+swiglu+residual", e_down),
+                ("swiglu_rows", e_act),
+                ("down+residual", e_down_plain),
+                ("1001 rows+rms+residual", e_odd),
             ],
         );
         if repeat != 0.0 {
@@ -124,7 +140,7 @@ fn check(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
 pub fn check_all(dev: &Device) -> Result<bool> {
     let mut ok = true;
     for dtype in [DType::F32, DType::F16, DType::BF16] {
-        for batch in [1, 3, 8] {
+        for batch in [1, 2, 3, 8] {
             match check(dev, dtype, batch) {
                 Ok(pass) => ok &= pass,
                 Err(e) => {

@@ -8,19 +8,20 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::ops::decode::gemv::{gemv_into, Prologue};
+use runner::ops::decode::gemv::{gemv_into, swiglu_into, Prologue};
 use runner::ops::decode::{self, AttentionScratch, CacheAt, RopeArgs};
 use runner::ops::graph::{FixedWork, GraphMode};
 
 const REPEAT: usize = 50;
 /// A layer of the `decode_kernels = "gemv"` step: each launch and its count.
-const GEMV_STEP: [(&str, usize); 6] = [
+const GEMV_STEP: [(&str, usize); 7] = [
     ("gemv_qkv (rms prologue)", 1),
     ("rope_kv_write", 1),
     ("decode_attention (one launch, preallocated)", 1),
     ("gemv_o (residual epilogue)", 1),
     ("gemv_gate_up (rms prologue)", 1),
-    ("gemv_down (swiglu prologue, residual epilogue)", 1),
+    ("swiglu_rows (into a buffer)", 1),
+    ("gemv_down (residual epilogue)", 1),
 ];
 const REPLAYS: usize = 20;
 
@@ -119,6 +120,7 @@ pub fn profile(dev: &Device) -> Result<()> {
             let qkv_out = qkv.copy()?;
             let gu_out = gu.copy()?;
             let h_out = res.copy()?;
+            let act_out = act.copy()?;
             let rms = Prologue::RmsNorm {
                 weight: &norm_w,
                 eps: 1e-5,
@@ -212,10 +214,25 @@ pub fn profile(dev: &Device) -> Result<()> {
                     Box::new(|| into(&gu_out, &x, &w_gu, rms, false)),
                 ),
                 (
-                    "gemv_down (swiglu prologue, residual epilogue)",
+                    "gemv_down (swiglu prologue, residual epilogue; not in the step)",
                     0,
                     (i * h + 2 * b * i) * s,
                     Box::new(|| into(&h_out, &gu, &w_down, Prologue::SwiGlu, true)),
+                ),
+                (
+                    "swiglu_rows (into a buffer)",
+                    0,
+                    3 * b * i * s,
+                    Box::new(|| {
+                        swiglu_into(&act_out, &gu)?;
+                        Ok(act_out.clone())
+                    }),
+                ),
+                (
+                    "gemv_down (residual epilogue)",
+                    0,
+                    (i * h + b * i + 2 * b * h) * s,
+                    Box::new(|| into(&h_out, &act, &w_down, Prologue::None, true)),
                 ),
             ];
             ops.extend(gemv_ops);

@@ -70,8 +70,8 @@ pub struct ModelSection {
     /// per decode step) or `fused` (the runner's decode kernels, src/ops/kernels/decode.cu:
     /// residual + RMSNorm, rotary + KV write, split-K attention, SwiGLU, one Q|K|V and one
     /// gate|up GEMM; 10 launches a layer) or `gemv` (the fused path with the runner's own decode
-    /// GEMV, src/ops/kernels/gemv.cu: RMSNorm and SwiGLU folded into the GEMVs' prologues, the
-    /// residual adds into their epilogues, the step's activations preallocated; 6 launches a
+    /// GEMV, src/ops/kernels/gemv.cu: the RMSNorms folded into the GEMVs' prologues, the
+    /// residual adds into their epilogues, the step's activations preallocated; 7 launches a
     /// layer, batch 1..8). Prefill stays plain. The cell id and every record say
     /// which ran (`implementation.decode_kernels`). CUDA only: a CPU cell with `fused` is an
     /// error, not a fallback.

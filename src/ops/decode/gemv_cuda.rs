@@ -16,6 +16,12 @@ const PTX_F32: &str = include_str!(concat!(env!("OUT_DIR"), "/gemv_f32.ptx"));
 const PTX_F16: &str = include_str!(concat!(env!("OUT_DIR"), "/gemv_f16.ptx"));
 const PTX_BF16: &str = include_str!(concat!(env!("OUT_DIR"), "/gemv_bf16.ptx"));
 
+/// Output rows a warp computes at once in the kernel for batch bound `bound` (rows_a_warp in
+/// gemv.cu): each input load feeds that many weight loads.
+fn rows_a_warp(bound: usize) -> usize {
+    bound.min(4)
+}
+
 /// Warps of a block (GV_WARPS in gemv.cu), each owning whole output rows.
 const WARPS: usize = 4;
 /// Blocks a multiprocessor at most: the rows are grid-strided beyond, so each block's RMS
@@ -160,7 +166,7 @@ impl Gemv<'_> {
         let name = format!("{kernel}_{}_b{bound}_{suffix}", self.prologue.name());
         let func = dev.get_or_load_custom_func(&name, &format!("runner_gemv_{suffix}"), ptx)?;
         let blocks = n
-            .div_ceil(WARPS)
+            .div_ceil(WARPS * rows_a_warp(bound))
             .min(BLOCKS_PER_SM * sm_count(&dev)?)
             .max(1);
         let cfg = LaunchConfig {
@@ -192,4 +198,75 @@ impl Gemv<'_> {
         unsafe { b.launch(cfg) }.w()?;
         Ok(())
     }
+}
+
+/// silu(gate) * up of a gate|up output (rows, 2 inter) written into `act` (rows, inter) in place.
+pub struct SwiGluInto;
+
+impl candle_core::InplaceOp2 for SwiGluInto {
+    fn name(&self) -> &'static str {
+        "runner-swiglu-into"
+    }
+
+    fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
+        no_cpu(self.name())
+    }
+
+    fn cuda_fwd(
+        &self,
+        out: &mut CudaStorage,
+        ol: &Layout,
+        x: &CudaStorage,
+        xl: &Layout,
+    ) -> Result<()> {
+        match x.dtype() {
+            DType::F32 => swiglu_launch::<f32>(out, ol, x, xl, ("f32", PTX_F32)),
+            DType::F16 => swiglu_launch::<half::f16>(out, ol, x, xl, ("f16", PTX_F16)),
+            DType::BF16 => swiglu_launch::<half::bf16>(out, ol, x, xl, ("bf16", PTX_BF16)),
+            other => candle_core::bail!("swiglu_rows has no {other:?} version"),
+        }
+    }
+}
+
+fn swiglu_launch<T: CudaDType + WithDType>(
+    out: &mut CudaStorage,
+    ol: &Layout,
+    x: &CudaStorage,
+    xl: &Layout,
+    (suffix, ptx): (&str, &'static str),
+) -> Result<()> {
+    let kernel = "swiglu_rows";
+    let (rows, width) = xl.shape().dims2()?;
+    if !width.is_multiple_of(2)
+        || ol.shape().dims2()? != (rows, width / 2)
+        || out.dtype() != x.dtype()
+    {
+        candle_core::bail!(
+            "{kernel}: gate|up {:?} into {:?}: needs (rows, 2 inter) into (rows, inter), one dtype",
+            xl.shape(),
+            ol.shape()
+        );
+    }
+    let inter = width / 2;
+    let dev = x.device().clone();
+    let xv = x.as_cuda_slice::<T>()?.slice(contiguous(xl, kernel)?);
+    let mut ov = out
+        .as_cuda_slice_mut::<T>()?
+        .slice_mut(contiguous(ol, kernel)?);
+    let func = dev.get_or_load_custom_func(
+        &format!("{kernel}_{suffix}"),
+        &format!("runner_gemv_{suffix}"),
+        ptx,
+    )?;
+    let cfg = LaunchConfig {
+        grid_dim: ((rows * inter).div_ceil(256).min(1 << 16) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let (r, i) = (rows as u32, inter as u32);
+    let mut b = func.builder();
+    b.arg(&xv).arg(&mut ov).arg(&r).arg(&i);
+    // SAFETY: the arguments match gemv.cu's swiglu_rows; the shapes were checked above.
+    unsafe { b.launch(cfg) }.w()?;
+    Ok(())
 }

@@ -42,16 +42,21 @@ template <typename T, int N> __device__ __forceinline__ void load16_ro(float *ds
 // branching: no branch between the unrolled loads, and their sums are never written.
 __device__ __forceinline__ uint32_t row_of(int b, uint32_t nb) { return min((uint32_t)b, nb - 1); }
 
+// Output rows a warp computes at once for a batch bound B (the launcher's ROWS_A_WARP).
+__host__ __device__ constexpr int rows_a_warp(int b) { return b >= 4 ? 4 : b; }
+
 // B: a bound on the batch rows (1, 2, 4 or 8: fewer kernels for the driver to JIT), nb the rows.
 template <typename T, int B, int PRO>
 __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *__restrict__ norm_w,
                      const T *__restrict__ bias, T *__restrict__ out, uint32_t nb, uint32_t n, uint32_t k,
                      uint32_t ldx, uint32_t residual, float eps) {
     constexpr int N = 16 / sizeof(T);
-    // 16-byte weight loads in flight a lane: 8 at B <= 2 (a Llama-3.2-1B down row is 32 loads a lane,
-    // and ~36 KB must be in flight a multiprocessor to stream HBM), 4 above (the B input loads a
-    // weight load brings fill the queue, and the registers).
-    constexpr int UNROLL = B <= 2 ? 8 : 4;
+    // Rows a warp computes at once (R): each input load then feeds R weight loads. At B 8 with one
+    // row a warp the 8 input loads a weight load brings made the GEMV bound by L1 (an H100: 3x
+    // cuBLAS at Llama's gate|up); R 4 cuts that 4x. 16-byte weight loads in flight a lane:
+    // R x UNROLL = 8 (~36 KB must be in flight a multiprocessor to stream HBM).
+    constexpr int R = rows_a_warp(B);
+    constexpr int UNROLL = 8 / R;
     __shared__ float inv_rms[GV_MAXB];
     __shared__ float partial[GV_WARPS][GV_MAXB];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -86,15 +91,21 @@ __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *
     float scale[B];
 #pragma unroll
     for (int b = 0; b < B; ++b) scale[b] = PRO == PRO_RMS ? inv_rms[row_of(b, nb)] : 1.0f;
-    for (uint32_t row = blockIdx.x * GV_WARPS + warp; row < n; row += gridDim.x * GV_WARPS) {
-        const T *wr = w + (size_t)row * k;
-        float acc[B];
+    for (uint32_t row0 = (blockIdx.x * GV_WARPS + warp) * R; row0 < n; row0 += gridDim.x * GV_WARPS * R) {
+        // Rows past n (the last warp's) recompute row n - 1 and are not written.
+        const T *wr[R];
 #pragma unroll
-        for (int b = 0; b < B; ++b) acc[b] = 0.0f;
+        for (int r = 0; r < R; ++r) wr[r] = w + (size_t)min(row0 + r, n - 1) * k;
+        float acc[R][B];
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int b = 0; b < B; ++b) acc[r][b] = 0.0f;
 #pragma unroll(UNROLL)
         for (uint32_t c = lane; c < chunks; c += 32) {
-            float wv[N];
-            load16_ro<T, N>(wv, wr + (size_t)c * N);
+            float wv[R][N];
+#pragma unroll
+            for (int r = 0; r < R; ++r) load16_ro<T, N>(wv[r], wr[r] + (size_t)c * N);
             float g[N];
             if constexpr (PRO == PRO_RMS) load16<T, N>(g, norm_w + (size_t)c * N);
 #pragma unroll
@@ -112,21 +123,38 @@ __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *
                     for (int i = 0; i < N; ++i) xv[i] *= scale[b] * g[i];
                 }
 #pragma unroll
-                for (int i = 0; i < N; ++i) acc[b] = fmaf(wv[i], xv[i], acc[b]);
+                for (int r = 0; r < R; ++r)
+#pragma unroll
+                    for (int i = 0; i < N; ++i) acc[r][b] = fmaf(wv[r][i], xv[i], acc[r][b]);
             }
         }
-        float mine = 0.0f;
 #pragma unroll
-        for (int b = 0; b < B; ++b) {
-            const float s = warp_sum(acc[b]);
-            if (lane == b) mine = s;
+        for (int r = 0; r < R; ++r) {
+            float mine = 0.0f;
+#pragma unroll
+            for (int b = 0; b < B; ++b) {
+                const float s = warp_sum(acc[r][b]);
+                if (lane == b) mine = s;
+            }
+            const uint32_t row = row0 + r;
+            if (lane < nb && row < n) {
+                if (bias != nullptr) mine += to_f32(bias[row]);
+                T *o = out + (size_t)lane * n + row;
+                if (residual) mine += to_f32(*o);
+                *o = from_f32<T>(mine);
+            }
         }
-        if (lane < nb) {
-            if (bias != nullptr) mine += to_f32(bias[row]);
-            T *o = out + (size_t)lane * n + row;
-            if (residual) mine += to_f32(*o);
-            *o = from_f32<T>(mine);
-        }
+    }
+}
+
+// act (rows, inter) = silu(gate) * up of gate_up (rows, 2 inter), in f32, rounded once: the down
+// projection's input computed once a step. (The SwiGLU prologue recomputes it for every output
+// row: 2048 x 8192 silu a step at Llama-3.2-1B, compute-bound at 28.9 us where the bytes take 11.)
+template <typename T> __device__ void swiglu_rows(const T *gate_up, T *act, uint32_t rows, uint32_t inter) {
+    GRID_STRIDE(i, (size_t)rows * inter) {
+        const size_t r = i / inter, c = i % inter;
+        const float g = to_f32(gate_up[r * 2 * inter + c]), u = to_f32(gate_up[r * 2 * inter + inter + c]);
+        act[i] = from_f32<T>(g / (1.0f + __expf(-g)) * u);
     }
 }
 
@@ -144,6 +172,9 @@ __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *
     GEMV_ONE(SUFFIX, T, 8, PRO, PNAME)
 
 #define GEMV_ALL(SUFFIX, T)                                                                                         \
+    extern "C" __global__ void swiglu_rows_##SUFFIX(const T *gate_up, T *act, uint32_t rows, uint32_t inter) {      \
+        swiglu_rows<T>(gate_up, act, rows, inter);                                                                  \
+    }                                                                                                               \
     GEMV_BATCHES(SUFFIX, T, PRO_NONE, plain)                                                                        \
     GEMV_BATCHES(SUFFIX, T, PRO_RMS, rms)                                                                           \
     GEMV_BATCHES(SUFFIX, T, PRO_SWIGLU, swiglu)

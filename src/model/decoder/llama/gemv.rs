@@ -1,12 +1,14 @@
 //! A decode step of a layer with the runner's own decode GEMV (`decode_kernels = "gemv"`,
-//! src/ops/kernels/gemv.cu): 6 launches a layer, every activation but Q written in place into
+//! src/ops/kernels/gemv.cu): 7 launches a layer, every activation but Q written in place into
 //! buffers allocated with the KV cache, so a captured step holds (almost) only kernel nodes.
 //!
 //!   qkv      = rms_norm(h) . [Wq|Wk|Wv]^T      GEMV, the input norm in its prologue
 //!   rope_kv_write, decode_attention            as with `fused` (Q|K|V bias added by the rope)
 //!   h       += context . Wo^T                  GEMV, the residual add in its epilogue
 //!   gate_up  = rms_norm(h) . [Wgate|Wup]^T     GEMV, the post-attention norm in its prologue
-//!   h       += swiglu(gate_up) . Wdown^T       GEMV, SwiGLU in its prologue, the residual add
+//!   act      = swiglu(gate_up)                 once (as the down GEMV's prologue it was recomputed
+//!                                              for every output row: compute-bound)
+//!   h       += act . Wdown^T                   GEMV, the residual add in its epilogue
 //!
 //! The weights are the fused path's stacked ones (Block::load with `fused`).
 
@@ -17,7 +19,7 @@ use super::config::FamilyConfig;
 use super::fused::float_parts;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::rope::Rotary;
-use crate::ops::decode::gemv::{gemv_into, Prologue, MAX_BATCH};
+use crate::ops::decode::gemv::{gemv_into, swiglu_into, Prologue, MAX_BATCH};
 
 /// A decode step's activations, allocated once per (batch) with the cache and overwritten by
 /// every step: the residual stream, the Q|K|V output and the gate|up output.
@@ -28,6 +30,8 @@ pub struct StepBuffers {
     qkv: Tensor,
     /// (batch, 2 intermediate).
     gate_up: Tensor,
+    /// (batch, intermediate): silu(gate) * up, the down projection's input.
+    act: Tensor,
 }
 
 impl StepBuffers {
@@ -42,6 +46,7 @@ impl StepBuffers {
             h: Tensor::zeros((batch, cfg.hidden), dtype, device)?,
             qkv: Tensor::zeros((batch, width), dtype, device)?,
             gate_up: Tensor::zeros((batch, 2 * cfg.intermediate), dtype, device)?,
+            act: Tensor::zeros((batch, cfg.intermediate), dtype, device)?,
         })
     }
 }
@@ -88,12 +93,14 @@ impl Block {
             None,
             false,
         )?;
+        // SwiGLU once, not in the down GEMV's prologue (which recomputes it for every output row).
+        swiglu_into(&bufs.act, &bufs.gate_up)?;
         let (down_w, down_b) = float_parts(&self.mlp.down)?;
         gemv_into(
             &bufs.h,
-            &bufs.gate_up,
+            &bufs.act,
             &down_w,
-            Prologue::SwiGlu,
+            Prologue::None,
             down_b.as_ref(),
             true,
         )

@@ -165,7 +165,7 @@ impl LlamaFamily {
         implementation.insert(
             "decode_kernels".into(),
             if kernels == DecodeKernels::Gemv {
-                "gemv (src/ops/kernels/gemv.cu + decode.cu): a layer's decode step is the runner's GEMV of Q|K|V with the input RMSNorm in its prologue, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMV adding into the residual stream in place, the gate|up GEMV with the post-attention RMSNorm in its prologue, the down GEMV with SwiGLU in its prologue adding into the residual stream; activations preallocated with the cache; final norm and lm_head candle's; prefill plain".into()
+                "gemv (src/ops/kernels/gemv.cu + decode.cu): a layer's decode step is the runner's GEMV of Q|K|V with the input RMSNorm in its prologue, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMV adding into the residual stream in place, the gate|up GEMV with the post-attention RMSNorm in its prologue, SwiGLU, the down GEMV adding into the residual stream; activations preallocated with the cache; final norm and lm_head candle's; prefill plain".into()
             } else if fused {
                 "fused (src/ops/kernels/decode.cu): a layer's decode step is add_rms_norm, one Q|K|V GEMM, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMM, add_rms_norm, one gate|up GEMM, swiglu, the down GEMM; prefill plain".into()
             } else {

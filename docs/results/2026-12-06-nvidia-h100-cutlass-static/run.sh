@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# s5 int8 part 2 (<= 200 s): the flagship subset (DistilBERT random weights, seq 128, quantize
+# blocks:0-5) through CUTLASS with fused embeddings, alternating with PyTorch in the same call:
+#   round 1: fp16, int8-fp16, fp8-fp16 (dynamic FFN scales) at b16/b64; then int8-fp16, fp8-fp16
+#            with device.ffn_activation_scales = "static";
+#   PyTorch reduce-overhead fp16 and its own W8A8 int8-fp16 (benchmarks/pytorch_reference.py);
+#   round 2: fp16, int8-fp16 dynamic; int8-fp16 static.
+# Every step under `timeout`; results packed after each (a cut call returns what finished).
+set -uo pipefail
+FINAL=${1:?usage: run.sh OUT}
+D=$(cd "$(dirname "$0")" && pwd)
+W=/tmp/int8run; rm -rf $W; mkdir -p $W "$FINAL" /tmp/int8bin
+pack() { tar -C $W -czf "$FINAL/int8run.tar.gz" --exclude='*.html' --exclude=charts --exclude=traces . 2>/dev/null
+         for f in steps.txt gpu.txt; do [ -f $W/$f ] && cp $W/$f "$FINAL/"; done
+         for r in $W/run-*/; do [ -f "$r/summary.csv" ] && cp "$r/summary.csv" "$FINAL/$(basename "$r").csv"; done; }
+trap pack EXIT
+step() { pack; echo "== $(date -u +%T) $*" | tee -a $W/steps.txt; }
+nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu,power.draw,clocks.sm --format=csv >$W/gpu.txt 2>&1
+date -u >>$W/gpu.txt
+python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
+    "$D/runner.xz" /tmp/int8bin/runner && chmod +x /tmp/int8bin/runner
+/tmp/int8bin/runner --version >>$W/gpu.txt 2>&1
+P=(--templates "$D/templates" --set 'matrix.batch_size=[16,64]' --set 'matrix.quantize=["blocks:0-5"]'
+   --set protocol.warmup_s=0.5 --set protocol.min_window_s=0.8 --set protocol.repeats=3
+   --set protocol.idle_baseline_s=2.0 --set protocol.idle_settle_s=1.0 --set protocol.stabilize_s=0.5
+   --set device.gemm_library=cutlass --set device.fused_embeddings=true)
+run() { local name=$1 limit=$2; shift 2
+  step "runner $name"
+  timeout -k 5 -s INT $limit /tmp/int8bin/runner experiments/quantization_sweep.toml "${P[@]}" "$@" \
+    --out $W/run-$name >$W/run-$name.log 2>&1; echo "runner $name exit $?" >>$W/steps.txt; }
+run dynamic-1 40 --set 'matrix.precision=["fp16","int8-fp16","fp8-fp16"]'
+run static-1 32 --set 'matrix.precision=["int8-fp16","fp8-fp16"]' --set device.ffn_activation_scales=static
+step PyTorch
+timeout -k 3 70 python3 benchmarks/pytorch_reference.py $W/torch.jsonl --batch-sizes 16,64 --precisions "" \
+  --compile-precisions fp16 --w8a8-precisions int8-fp16 --compile-modes reduce-overhead --window-s 0.8 >$W/torch.log 2>&1
+echo "torch exit $?" >>$W/steps.txt; cp $W/torch.jsonl "$FINAL/" 2>/dev/null
+run dynamic-2 28 --set 'matrix.precision=["fp16","int8-fp16"]'
+run static-2 20 --set 'matrix.precision=["int8-fp16"]' --set device.ffn_activation_scales=static
+step done

@@ -95,6 +95,10 @@ impl ModelSpec {
                 )
                 .with_context(|| format!("models.{name}"))?;
                 spec.decode_kernels = section.decode_kernels;
+                if let Some(layers) = section.layers {
+                    spec.cut_layers(layers)
+                        .with_context(|| format!("models.{name}.layers"))?;
+                }
                 Family::Decoder(Box::new(spec))
             }
         };

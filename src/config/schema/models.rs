@@ -77,6 +77,11 @@ pub struct ModelSection {
     /// error, not a fallback.
     #[serde(default, skip_serializing_if = "DecodeKernels::is_plain")]
     pub decode_kernels: DecodeKernels,
+    /// Decoders with random weights: a shallow cut, the preset's first N layers (its widths,
+    /// embeddings and head as published), so that a per-layer profile of a real shape fits a
+    /// short GPU call. The config the cell is built from (and so its id) says how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<i64>,
 }
 
 /// `models.NAME.decode_kernels`.

@@ -79,6 +79,24 @@ pub(super) fn check(
                 }
             }
         }
+        if let Some(layers) = m.layers {
+            let key = ["models", model_name, "layers"];
+            if m.encoder().is_some() {
+                bad(&key, format!(
+                    "models.{model_name}.layers: a shallow cut applies to decoders; {:?} is an encoder: leave the key out",
+                    m.architecture
+                ));
+            } else if m.weights != "random" {
+                bad(&key, format!(
+                    "models.{model_name}.layers = {layers}: a cut of a checkpoint's layers is not the model it stores; the key applies to random weights (a preset's shapes): leave it out with weights = {:?}",
+                    m.weights
+                ));
+            } else if layers < 1 {
+                bad(&key, format!(
+                    "models.{model_name}.layers = {layers}: a decoder keeps at least one layer (the preset's first N; leave the key out for all of them)"
+                ));
+            }
+        }
         if m.decode_kernels != DecodeKernels::Plain {
             let kernels = m.decode_kernels.name();
             let key = ["models", model_name, "decode_kernels"];

@@ -123,7 +123,10 @@ impl DecoderSpec {
                     dtype,
                     device.clone(),
                 ),
-                format!("random weights (seed {seed})"),
+                match self.preset.as_deref().filter(|p| p.ends_with(" layers)")) {
+                    Some(cut) => format!("random weights (seed {seed}), preset {cut}"),
+                    None => format!("random weights (seed {seed})"),
+                },
             ),
             DecoderSource::Folder { dir, files } => (
                 // SAFETY: memory-mapped read-only; the runner does not modify the files while

@@ -222,3 +222,46 @@ mod tests {
         assert!(lookup("qwen2", "smollm2-135m").is_none());
     }
 }
+
+impl super::DecoderSpec {
+    /// A shallow cut (`models.NAME.layers`): the preset's first `layers` layers, its widths,
+    /// embeddings and head as published. The config.json text the model is built from says so
+    /// (and so the cell's id), and the preset's name carries the cut for the record.
+    pub fn cut_layers(&mut self, layers: i64) -> anyhow::Result<()> {
+        let super::DecoderSource::Random { .. } = self.source else {
+            anyhow::bail!(
+                "a cut of a checkpoint's layers is not the model it stores: leave the key out"
+            );
+        };
+        let total = self.shapes.layers;
+        let Some(layers) = usize::try_from(layers)
+            .ok()
+            .filter(|n| (1..=total).contains(n))
+        else {
+            anyhow::bail!(
+                "{layers} layers: preset {} has {total}; choose 1 to {total} (its first N), or leave the key out",
+                self.preset.as_deref().unwrap_or("?")
+            );
+        };
+        let text = self
+            .config_json
+            .as_deref()
+            .expect("random weights have a preset's config.json");
+        let mut config: Value = serde_json::from_str(text)?;
+        config["num_hidden_layers"] = Value::from(layers);
+        // Qwen2's sliding-window layers count from the top: kept inside the cut.
+        if let Some(w) = config.get("max_window_layers").and_then(Value::as_u64) {
+            config["max_window_layers"] = Value::from(w.min(layers as u64));
+        }
+        let text = serde_json::to_string(&config)?;
+        self.shapes = super::Shapes::from_config_json(&text, "the cut preset")?;
+        self.config_json = Some(text);
+        if layers < total {
+            self.preset = self
+                .preset
+                .take()
+                .map(|p| format!("{p} (first {layers} of {total} layers)"));
+        }
+        Ok(())
+    }
+}

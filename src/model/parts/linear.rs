@@ -72,10 +72,17 @@ impl Linear {
         match self {
             Self::Float(l) => l.forward(x),
             Self::Ggml { weight, bias } => {
-                // candle's quantized matmuls take and give f32 activations.
-                let y = weight
-                    .forward(&x.to_dtype(DType::F32)?)?
-                    .to_dtype(x.dtype())?;
+                let y = if x.device().is_cuda() {
+                    // candle 0.11's fast MMVQ (<= 8 rows) and MMQ paths take bf16/f16/f32
+                    // activations and give them back: no f32 casts around each linear (two more
+                    // kernels, and graph nodes, per linear). Both need contiguous rows.
+                    weight.forward(&x.contiguous()?)?
+                } else {
+                    // The CPU's vec-dot kernels in f32, as quantized_llama runs them.
+                    weight
+                        .forward(&x.to_dtype(DType::F32)?)?
+                        .to_dtype(x.dtype())?
+                };
                 match bias {
                     Some(b) => y.broadcast_add(b),
                     None => Ok(y),
@@ -89,7 +96,14 @@ impl Linear {
         match self {
             Self::Float(l) => format!("{:?} matmul", l.weight().dtype()).to_lowercase(),
             Self::Ggml { weight, .. } => match weight {
-                QMatMul::QTensor(t) => format!("{:?} (candle QMatMul)", t.dtype()).to_lowercase(),
+                QMatMul::QTensor(t) => {
+                    let format = format!("{:?}", t.dtype()).to_lowercase();
+                    if t.device().is_cuda() {
+                        format!("{format} (candle QMatMul on CUDA: MMVQ for <= 8 rows, a decode step's; MMQ above, a prefill's; activations in the float dtype, quantized to q8_1 per call)")
+                    } else {
+                        format!("{format} (candle QMatMul: CPU vec-dot kernels, f32 activations)")
+                    }
+                }
                 _ => "dequantized matmul".into(),
             },
         }

@@ -418,8 +418,14 @@ impl Describe for LlamaFamily {
         let float = crate::model::dtype_name(self.dtype);
         match &self.lm_head {
             Linear::Float(_) => float.to_string(),
-            Linear::Ggml { .. } => {
-                format!("{} linears, {float} elsewhere", self.lm_head.describe())
+            Linear::Ggml { weight, .. } => {
+                let format = match weight {
+                    candle_core::quantized::QMatMul::QTensor(t) => {
+                        format!("{:?}", t.dtype()).to_lowercase()
+                    }
+                    _ => "dequantized".into(),
+                };
+                format!("{format} linears (candle QMatMul), {float} elsewhere")
             }
         }
     }

@@ -16,12 +16,21 @@ impl DecoderSpec {
     /// quantized at load where every linear's rows are whole blocks.
     pub(super) fn own_refuses(&self, precision: Precision) -> Option<String> {
         let s = &self.shapes;
-        if let (DecoderSource::Gguf(g), Precision::Quantized(..)) = (&self.source, precision) {
-            return Some(format!(
-                "{}: the runner's own decoder reads {} dequantized (fp32, fp16, bf16); as stored it runs through candle-transformers' quantized_llama (leave implementation out), and re-quantizing dequantized weights would round twice",
-                precision.name(),
-                g.path.display()
-            ));
+        if let (DecoderSource::Gguf(g), Precision::Quantized(format, _)) = (&self.source, precision)
+        {
+            // A GGUF file runs as stored, never re-quantized (two roundings).
+            return match g.main_format {
+                Some(stored) if stored == format => None,
+                Some(stored) => Some(format!(
+                    "{}: {} stores its linears as {} ({}); the runner's own decoder runs a GGUF file as stored, never re-quantized (two roundings): use {}, {}-fp16 or {}-bf16 (or a float precision, dequantized)",
+                    precision.name(), g.path.display(), stored.name(), g.formats_text(),
+                    stored.name(), stored.name(), stored.name()
+                )),
+                None => Some(format!(
+                    "{}: {} holds no quantized weights ({}): use a float precision",
+                    precision.name(), g.path.display(), g.formats_text()
+                )),
+            };
         }
         match precision {
             Precision::Fp32 | Precision::Fp16 | Precision::Bf16 => None,
@@ -72,23 +81,36 @@ impl DecoderSpec {
     ) -> Result<Box<dyn Generate>> {
         let cfg =
             llama::config::FamilyConfig::from_json(self.architecture, self.own_config_json())?;
-        let (vb, what) = match &self.source {
-            DecoderSource::Gguf(g) => (
-                llama::gguf_load::var_builder(&g.path, &cfg, self.dtype(precision), device)?,
-                format!(
-                    "GGUF file {} ({}), dequantized to {}, Q/K rows unpermuted to Hugging Face's rotary order",
+        let dtype = crate::model::dtype_name(self.dtype(precision));
+        let (vb, linears, what) = match &self.source {
+            DecoderSource::Gguf(g) if precision.quant().is_some() => {
+                let (vb, linears) =
+                    llama::gguf_load::stored_linears(&g.path, &cfg, self.dtype(precision), device)?;
+                let what = format!(
+                    "GGUF file {} ({}), its quantized linears kept as stored (candle QMatMul), the rest dequantized to {dtype}, Q/K rows unpermuted to Hugging Face's rotary order",
                     g.path.display(),
                     g.formats_text(),
-                    crate::model::dtype_name(self.dtype(precision))
+                );
+                (vb, linears, what)
+            }
+            DecoderSource::Gguf(g) => (
+                llama::gguf_load::var_builder(&g.path, &cfg, self.dtype(precision), device)?,
+                llama::linears_of(precision),
+                format!(
+                    "GGUF file {} ({}), dequantized to {dtype}, Q/K rows unpermuted to Hugging Face's rotary order",
+                    g.path.display(),
+                    g.formats_text(),
                 ),
             ),
-            _ => self.var_builder(precision, device)?,
+            _ => {
+                let (vb, what) = self.var_builder(precision, device)?;
+                (vb, llama::linears_of(precision), what)
+            }
         };
-        let format = llama::format_of(precision);
         Ok(Box::new(llama::LlamaFamily::load(
             cfg,
             vb,
-            format,
+            linears,
             what,
             self.decode_kernels,
         )?))

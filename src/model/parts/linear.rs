@@ -1,11 +1,33 @@
-//! A decoder's linear layer in the precision a cell asks for: the float weights as loaded, or a
+//! A decoder's linear layer in the precision a cell asks for: the float weights as loaded, a
 //! GGML block format quantized at load from the f32 weights (`q8_0-bf16`: q8_0 linears, bf16
-//! everywhere else), run by candle's QMatMul (MMVQ for up to 8 rows on CUDA, MMQ above, the
-//! vec-dot kernels on the CPU).
+//! everywhere else), or the blocks a GGUF file stores, kept as stored; the GGML ones run by
+//! candle's QMatMul (MMVQ for up to 8 rows on CUDA, MMQ above, the vec-dot kernels on the CPU).
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+
+/// Where a model's linear layers come from.
+#[derive(Clone)]
+pub enum Linears {
+    /// The float weights as loaded.
+    Float,
+    /// Quantized at load to this GGML format, from the f32 weights.
+    Quantize(GgmlDType),
+    /// A GGUF file's quantized tensors as stored (by their Hugging Face weight name, e.g.
+    /// `model.layers.0.self_attn.q_proj.weight`, already on the device); a linear the file
+    /// stores in a float type is not here and loads as a float linear.
+    Stored(Arc<HashMap<String, Arc<QTensor>>>),
+}
+
+impl Linears {
+    pub fn is_float(&self) -> bool {
+        matches!(self, Self::Float)
+    }
+}
 
 pub enum Linear {
     Float(candle_nn::Linear),
@@ -16,38 +38,77 @@ pub enum Linear {
 }
 
 impl Linear {
-    /// `prefix.weight` (out, in) and, with `bias`, `prefix.bias`, quantized to `format` if given.
+    /// `prefix.weight` (out, in) and, with `bias`, `prefix.bias`, as `linears` says.
     pub fn load(
         vb: VarBuilder,
         in_dim: usize,
         out_dim: usize,
         bias: bool,
-        format: Option<GgmlDType>,
+        linears: &Linears,
     ) -> Result<Self> {
         let bias = if bias {
             Some(vb.get(out_dim, "bias")?)
         } else {
             None
         };
-        match format {
-            None => Ok(Self::Float(candle_nn::Linear::new(
+        match linears {
+            Linears::Float => Ok(Self::Float(candle_nn::Linear::new(
                 vb.get((out_dim, in_dim), "weight")?,
                 bias,
             ))),
-            Some(format) => {
+            Linears::Quantize(format) => {
                 // From the f32 weights, not from their float-dtype rounding.
                 let w = vb.to_dtype(DType::F32).get((out_dim, in_dim), "weight")?;
-                Self::quantized(&w, bias, format)
+                Self::quantized(&w, bias, *format)
+            }
+            Linears::Stored(stored) => {
+                let name = format!("{}.weight", vb.prefix());
+                match stored.get(&name) {
+                    Some(q) => Self::stored(q, &name, (out_dim, in_dim), bias),
+                    None => Ok(Self::Float(candle_nn::Linear::new(
+                        vb.get((out_dim, in_dim), "weight")?,
+                        bias,
+                    ))),
+                }
             }
         }
     }
 
-    /// A layer over a weight already loaded (the tied output projection).
-    pub fn from_weight(weight: Tensor, format: Option<GgmlDType>) -> Result<Self> {
-        match format {
-            None => Ok(Self::Float(candle_nn::Linear::new(weight, None))),
-            Some(format) => Self::quantized(&weight.to_dtype(DType::F32)?, None, format),
+    /// A layer over a weight already loaded (the tied output projection: `name` is the
+    /// embedding's, which a GGUF file may store quantized).
+    pub fn from_weight(weight: Tensor, name: &str, linears: &Linears) -> Result<Self> {
+        match linears {
+            Linears::Float => Ok(Self::Float(candle_nn::Linear::new(weight, None))),
+            Linears::Quantize(format) => {
+                Self::quantized(&weight.to_dtype(DType::F32)?, None, *format)
+            }
+            Linears::Stored(stored) => match stored.get(name) {
+                Some(q) => Self::stored(q, name, weight.dims2()?, None),
+                None => Ok(Self::Float(candle_nn::Linear::new(weight, None))),
+            },
         }
+    }
+
+    fn stored(
+        q: &Arc<QTensor>,
+        name: &str,
+        shape: (usize, usize),
+        bias: Option<Tensor>,
+    ) -> Result<Self> {
+        if q.shape().dims2()? != shape {
+            candle_core::bail!(
+                "{name}: stored as {:?}, the config says {shape:?}",
+                q.shape().dims()
+            );
+        }
+        let weight = QMatMul::from_arc(q.clone())?;
+        if !matches!(weight, QMatMul::QTensor(_)) {
+            candle_core::bail!(
+                "candle dequantized the stored {:?} weights (CANDLE_DEQUANTIZE_ALL or CANDLE_DEQUANTIZE_ALL_F16 is set): unset it to measure quantized matmuls",
+                q.dtype()
+            );
+        }
+        Ok(Self::Ggml { weight, bias })
     }
 
     fn quantized(w: &Tensor, bias: Option<Tensor>, format: GgmlDType) -> Result<Self> {

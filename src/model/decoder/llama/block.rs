@@ -4,13 +4,12 @@
 //! shape per prompt length, its causal mask made once on the device) and a decode step at the
 //! device-held position (the same kernels and arguments every step).
 
-use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};
 
 use super::config::FamilyConfig;
 use crate::model::parts::kv_cache::StaticKvCache;
-use crate::model::parts::linear::Linear;
+use crate::model::parts::linear::{Linear, Linears};
 use crate::model::parts::rope::Rotary;
 
 pub struct Attention {
@@ -45,12 +44,7 @@ pub struct Block {
 
 impl Block {
     /// `fused`: stack Q|K|V and gate|up for the fused decode kernels (float linears only).
-    pub fn load(
-        cfg: &FamilyConfig,
-        vb: VarBuilder,
-        format: Option<GgmlDType>,
-        fused: bool,
-    ) -> Result<Self> {
+    pub fn load(cfg: &FamilyConfig, vb: VarBuilder, format: &Linears, fused: bool) -> Result<Self> {
         let (h, d) = (cfg.hidden, cfg.head_dim);
         let a = vb.pp("self_attn");
         let norm = |name: &str| candle_nn::rms_norm(d, cfg.rms_norm_eps, a.pp(name));

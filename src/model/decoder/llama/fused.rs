@@ -211,6 +211,7 @@ mod tests {
     use crate::config::{DecodeKernels, Implementation, Precision};
     use crate::model::decoder::DecoderSpec;
     use crate::model::parts::kv_cache::StaticKvCache;
+    use crate::model::parts::linear::Linears;
     use crate::model::parts::rope::Rotary;
 
     fn spec(arch: &str) -> DecoderSpec {
@@ -262,8 +263,8 @@ mod tests {
             let cfg = FamilyConfig::from_json(arch, s.own_config_json()).unwrap();
             let (vb, _) = s.var_builder(Precision::Fp32, &dev).unwrap();
             let layer = vb.pp("model.layers.0");
-            let plain = Block::load(&cfg, layer.clone(), None, false).unwrap();
-            let fused = Block::load(&cfg, layer, None, true).unwrap();
+            let plain = Block::load(&cfg, layer.clone(), &Linears::Float, false).unwrap();
+            let fused = Block::load(&cfg, layer, &Linears::Float, true).unwrap();
             assert!(plain.attention.qkv.is_none() && plain.mlp.gate_up.is_none());
             assert!(fused.attention.qkv.is_some() && fused.mlp.gate_up.is_some());
             let (q, kv) = (cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);

@@ -20,7 +20,6 @@ mod layers;
 
 use std::collections::BTreeMap;
 
-use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
@@ -28,7 +27,7 @@ use self::block::{causal_mask, Block, DecodeAt, PrefillAt};
 use self::config::FamilyConfig;
 use crate::config::DecodeKernels;
 use crate::model::parts::kv_cache::StaticKvCache;
-use crate::model::parts::linear::Linear;
+use crate::model::parts::linear::{Linear, Linears};
 use crate::model::parts::rope::Rotary;
 use crate::model::workload::{greedy, DecoderLayers, Describe, FixedStep, Generate};
 use crate::ops::decode;
@@ -102,11 +101,11 @@ impl CacheState {
 }
 
 impl LlamaFamily {
-    /// `format`: the GGML format linears are quantized to at load (`None`: float as loaded).
+    /// `linears`: float as loaded, quantized at load, or a GGUF file's blocks as stored.
     pub fn load(
         cfg: FamilyConfig,
         vb: VarBuilder,
-        format: Option<GgmlDType>,
+        linears: Linears,
         weights: String,
         kernels: DecodeKernels,
     ) -> Result<Self> {
@@ -117,7 +116,7 @@ impl LlamaFamily {
                 "decode_kernels = \"{name}\": the fused decode kernels are CUDA kernels and this cell runs on the CPU; leave the key out (plain) to run here"
             );
         }
-        if fused && format.is_some() {
+        if fused && !linears.is_float() {
             candle_core::bail!(
                 "decode_kernels = \"{name}\" stacks float linears; a GGML format runs with the plain kernels"
             );
@@ -125,14 +124,15 @@ impl LlamaFamily {
         let m = vb.pp("model");
         let embed = candle_nn::embedding(cfg.vocab, cfg.hidden, m.pp("embed_tokens"))?;
         let blocks = (0..cfg.layers)
-            .map(|i| Block::load(&cfg, m.pp(format!("layers.{i}")), format, fused))
+            .map(|i| Block::load(&cfg, m.pp(format!("layers.{i}")), &linears, fused))
             .collect::<Result<Vec<_>>>()?;
         let norm = candle_nn::rms_norm(cfg.hidden, cfg.rms_norm_eps, m.pp("norm"))?;
         // As candle-transformers: tied when the config says so or the checkpoint has no head.
         let lm_head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
-            Linear::from_weight(embed.embeddings().clone(), format)?
+            let name = "model.embed_tokens.weight";
+            Linear::from_weight(embed.embeddings().clone(), name, &linears)?
         } else {
-            Linear::load(vb.pp("lm_head"), cfg.hidden, cfg.vocab, false, format)?
+            Linear::load(vb.pp("lm_head"), cfg.hidden, cfg.vocab, false, &linears)?
         };
         let rotary = Rotary::new(
             &cfg.inverse_frequencies(),
@@ -557,9 +557,12 @@ impl Generate for LlamaFamily {
     }
 }
 
-/// The GGML format of a quantized-at-load precision's linears, for [`LlamaFamily::load`].
-pub fn format_of(precision: crate::config::Precision) -> Option<GgmlDType> {
-    precision.quant().map(crate::model::ggml_for)
+/// A float or quantized-at-load precision's linears, for [`LlamaFamily::load`].
+pub fn linears_of(precision: crate::config::Precision) -> Linears {
+    match precision.quant() {
+        Some(q) => Linears::Quantize(crate::model::ggml_for(q)),
+        None => Linears::Float,
+    }
 }
 
 #[cfg(test)]

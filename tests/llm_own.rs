@@ -168,3 +168,46 @@ fn decode_kernels_fused_is_refused_where_it_cannot_run() {
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(err.contains("matrix.scope holds \"layers\""), "{err}");
 }
+
+#[test]
+fn layers_cuts_a_preset_to_its_first_layers_or_is_refused_with_the_reason() {
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\nlayers = 0\n",
+        &["models.x.layers = 0", "at least one layer"],
+    );
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\nlayers = 3\n",
+        &["models.x.layers", "3 layers: preset llama-tiny has 2"],
+    );
+    refused(
+        "[models.e]\narchitecture = \"distilbert\"\npreset = \"distilbert-base-uncased\"\nlayers = 2\n",
+        &["models.e.layers", "encoder"],
+    );
+    refused(
+        "[models.x]\narchitecture = \"llama\"\nweights = \"x.gguf\"\nimplementation = \"own\"\nlayers = 1\n",
+        &["models.x.layers = 1", "random weights"],
+    );
+    // A cut runs, says so in its record, and is a cell of its own.
+    let fx = experiment(
+        "[models.cut]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\nlayers = 1\n\
+         [models.whole]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\n",
+        "model = [\"cut\", \"whole\"]\nprecision = [\"fp32\"]\nbatch_size = [1]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = fx.dir.path().join("run");
+    fx.runner()
+        .arg(&fx.file)
+        .args(["--out", out.to_str().unwrap()])
+        .assert()
+        .success();
+    let all = records(&out);
+    let weights = all[0]["implementation"]["weights"].as_str().unwrap();
+    assert!(
+        weights.contains("preset llama-tiny (first 1 of 2 layers)"),
+        "{weights}"
+    );
+    assert!(!all[1]["implementation"]["weights"]
+        .as_str()
+        .unwrap()
+        .contains("layers"));
+    assert_ne!(all[0]["cell"]["id"], all[1]["cell"]["id"]);
+}

@@ -193,36 +193,6 @@ fn tiny_config(entry: &zoo::Entry) -> String {
     serde_json::to_string_pretty(&cfg).expect("serializes")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::decoder::shapes::Shapes;
-
-    #[test]
-    fn every_preset_reads_as_its_entry_and_the_published_shapes_are_the_real_ones() {
-        for p in all() {
-            let entry = zoo::lookup(p.architecture).expect("a preset names a zoo entry");
-            (entry.check_config)(&p.config_json)
-                .unwrap_or_else(|e| panic!("preset {}: {e:#}", p.name));
-            Shapes::from_config_json(&p.config_json, &p.name).unwrap();
-        }
-        let params = |name: &str, arch: &str| {
-            let p = lookup(arch, name).unwrap();
-            Shapes::from_config_json(&p.config_json, name)
-                .unwrap()
-                .parameters()
-        };
-        // Published counts (with norms and biases, which the estimate leaves out): SmolLM2-135M
-        // 134.5 M, Qwen2.5-0.5B 494 M, Llama-3.2-1B 1.236 B, Llama-3.1-8B 8.03 B.
-        let near = |got: u64, published: f64| (got as f64 / published - 1.0).abs() < 0.002;
-        assert!(near(params("smollm2-135m", "llama"), 134.515e6));
-        assert!(near(params("qwen2.5-0.5b", "qwen2"), 494.03e6));
-        assert!(near(params("llama-3.2-1b", "llama"), 1235.8e6));
-        assert!(near(params("llama-3.1-8b", "llama"), 8030.3e6));
-        assert!(lookup("qwen2", "smollm2-135m").is_none());
-    }
-}
-
 impl super::DecoderSpec {
     /// A shallow cut (`models.NAME.layers`): the preset's first `layers` layers, its widths,
     /// embeddings and head as published. The config.json text the model is built from says so
@@ -263,5 +233,35 @@ impl super::DecoderSpec {
                 .map(|p| format!("{p} (first {layers} of {total} layers)"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::decoder::shapes::Shapes;
+
+    #[test]
+    fn every_preset_reads_as_its_entry_and_the_published_shapes_are_the_real_ones() {
+        for p in all() {
+            let entry = zoo::lookup(p.architecture).expect("a preset names a zoo entry");
+            (entry.check_config)(&p.config_json)
+                .unwrap_or_else(|e| panic!("preset {}: {e:#}", p.name));
+            Shapes::from_config_json(&p.config_json, &p.name).unwrap();
+        }
+        let params = |name: &str, arch: &str| {
+            let p = lookup(arch, name).unwrap();
+            Shapes::from_config_json(&p.config_json, name)
+                .unwrap()
+                .parameters()
+        };
+        // Published counts (with norms and biases, which the estimate leaves out): SmolLM2-135M
+        // 134.5 M, Qwen2.5-0.5B 494 M, Llama-3.2-1B 1.236 B, Llama-3.1-8B 8.03 B.
+        let near = |got: u64, published: f64| (got as f64 / published - 1.0).abs() < 0.002;
+        assert!(near(params("smollm2-135m", "llama"), 134.515e6));
+        assert!(near(params("qwen2.5-0.5b", "qwen2"), 494.03e6));
+        assert!(near(params("llama-3.2-1b", "llama"), 1235.8e6));
+        assert!(near(params("llama-3.1-8b", "llama"), 8030.3e6));
+        assert!(lookup("qwen2", "smollm2-135m").is_none());
     }
 }

@@ -144,7 +144,10 @@ pub fn unpermute_blocks(
     let format = q.dtype();
     let row_bytes = cols / format.block_size() * format.type_size();
     let data = q.data()?;
-    if data.len() != rows * row_bytes || rows % heads != 0 || (rows / heads) % 2 != 0 {
+    if data.len() != rows * row_bytes
+        || !rows.is_multiple_of(heads)
+        || !(rows / heads).is_multiple_of(2)
+    {
         candle_core::bail!(
             "a {format:?} tensor of {rows} x {cols} ({} bytes) is not {heads} heads of whole rows",
             data.len()

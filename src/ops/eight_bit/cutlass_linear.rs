@@ -58,30 +58,7 @@ pub fn linear_to_codes(
     epilogue: Epilogue,
     inv_scale: &Tensor,
 ) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    {
-        let (x, packed_rows) = match x {
-            Input::Float(t) => (t, None),
-            Input::Packed { bytes, rows } => (bytes, Some(rows)),
-        };
-        let op = cuda::CutlassLinear {
-            bias_in_scales: matches!(bias, Bias::SecondScaleRow),
-            bias: match bias {
-                Bias::Float(t) => Some(t.contiguous()?),
-                _ => None,
-            },
-            packed_rows,
-            epilogue,
-            inv_scale: Some(inv_scale.contiguous()?),
-        };
-        x.contiguous()?
-            .apply_op3_no_bwd(&weight.contiguous()?, &scales.contiguous()?, &op)
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        let _ = (x, weight, scales, bias, epilogue, inv_scale);
-        candle_core::bail!("the CUTLASS GEMMs need a CUDA build")
-    }
+    apply(x, weight, scales, bias, epilogue, Some(inv_scale))
 }
 
 /// One W8A8 linear through CUTLASS. `weight` (N, K) U8 (int8 or E4M3 bits), `scales` f32: (1, N)
@@ -92,6 +69,19 @@ pub fn linear(
     scales: &Tensor,
     bias: Bias<'_>,
     epilogue: Epilogue,
+) -> Result<Tensor> {
+    apply(x, weight, scales, bias, epilogue, None)
+}
+
+/// The one CUTLASS launch behind [`linear`] and [`linear_to_codes`]: `inv_scale` set means the
+/// epilogue writes codes.
+fn apply(
+    x: Input<'_>,
+    weight: &Tensor,
+    scales: &Tensor,
+    bias: Bias<'_>,
+    epilogue: Epilogue,
+    inv_scale: Option<&Tensor>,
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     {
@@ -107,14 +97,14 @@ pub fn linear(
             },
             packed_rows,
             epilogue,
-            inv_scale: None,
+            inv_scale: inv_scale.map(Tensor::contiguous).transpose()?,
         };
         x.contiguous()?
             .apply_op3_no_bwd(&weight.contiguous()?, &scales.contiguous()?, &op)
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (x, weight, scales, bias, epilogue);
+        let _ = (x, weight, scales, bias, epilogue, inv_scale);
         candle_core::bail!("the CUTLASS GEMMs need a CUDA build")
     }
 }

@@ -25,9 +25,11 @@
 //! 7. the fused step replayed as a CUDA graph against itself eager (32 steps).
 //!
 //! `gemv` runs the decode GEMV's checks alone (examples/decode_check/gemv.rs: each fused GEMV
-//! against its plain twin) and checks 6-7 for `decode_kernels = "gemv"`.
+//! against its plain twin, launched plainly and programmatically) and checks 6-7 for
+//! `decode_kernels = "gemv"` and `"gemv-pdl"`; `gemv-pdl` checks 6-7 for `"gemv-pdl"` alone.
+//! `steps PRESET BATCH...` times the whole step's graph per way (decode_check/steps.rs).
 //!
-//!     cargo run --release --features cuda --example decode_check -- [fused|gemv|profile] [PRESETS...]
+//!     cargo run --release --features cuda --example decode_check -- [fused|gemv|gemv-pdl|profile|steps] [PRESETS...]
 
 #[path = "decode_check/attention.rs"]
 mod attention;
@@ -37,6 +39,8 @@ mod gemv;
 mod kernels;
 #[path = "decode_check/profile.rs"]
 mod profile;
+#[path = "decode_check/steps.rs"]
+mod steps;
 
 use std::time::Instant;
 
@@ -303,6 +307,7 @@ fn fused_checks(dev: &Device) -> Result<bool> {
 fn gemv_checks(dev: &Device) -> Result<bool> {
     let mut ok = gemv::check_all(dev)?;
     ok &= decoder_checks(dev, DecodeKernels::Gemv)?;
+    ok &= decoder_checks(dev, DecodeKernels::GemvPdl)?;
     println!("gemv_checks,{}", if ok { "PASS" } else { "FAIL" });
     Ok(ok)
 }
@@ -373,8 +378,31 @@ fn main() -> Result<()> {
         let ok = gemv_checks(&dev)?;
         std::process::exit(if ok { 0 } else { 1 });
     }
+    if args.first().map(String::as_str) == Some("gemv-pdl") {
+        let ok = decoder_checks(&dev, DecodeKernels::GemvPdl)?;
+        println!("gemv_pdl_checks,{}", if ok { "PASS" } else { "FAIL" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     if args.first().map(String::as_str) == Some("profile") {
-        return profile::profile(&dev);
+        return profile::profile(&dev, &args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("steps") {
+        let preset = args.get(1).map_or("llama-3.2-1b", String::as_str);
+        let arch = if preset.starts_with("qwen") {
+            "qwen2"
+        } else {
+            "llama"
+        };
+        let batches: Vec<usize> = args[2.min(args.len())..]
+            .iter()
+            .filter_map(|b| b.parse().ok())
+            .collect();
+        for batch in if batches.is_empty() { vec![1] } else { batches } {
+            if let Err(e) = steps::steps(&dev, arch, preset, batch) {
+                println!("step,{preset},bf16,batch={batch},error: {e}");
+            }
+        }
+        return Ok(());
     }
     if args.first().map(String::as_str) == Some("timing") {
         for (arch, preset) in [

@@ -167,6 +167,23 @@ fn decode_kernels_fused_is_refused_where_it_cannot_run() {
     let out = fx.runner().arg("plan").arg(&fx.file).assert().code(2);
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(err.contains("matrix.scope holds \"layers\""), "{err}");
+    // gemv with Programmatic Dependent Launch: the same kernels, the same limits, named as such.
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"gemv-pdl\"\n",
+        &["models.x.decode_kernels = \"gemv-pdl\"", "CUDA kernels"],
+    );
+    let fx = experiment(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"gemv-pdl\"\n",
+        "precision = [\"fp32\"]\nbatch_size = [1, 9]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = fx.runner().arg("plan").arg(&fx.file).assert().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    for e in [
+        "decode_kernels = \"gemv-pdl\": the decode GEMV serves batches of 1..=8",
+        "matrix.batch_size holds 9",
+    ] {
+        assert!(err.contains(e), "expected {e:?} in:\n{err}");
+    }
 }
 
 #[test]

@@ -5,10 +5,13 @@
 //! prologue, down with the SwiGLU prologue adding into the residual, SwiGLU once into a buffer
 //! (swiglu_rows) and down without a prologue, 1001 output rows (a block's rows not filled). Then a NaN in one batch
 //! row of the input must reach exactly that row of the output, and two calls are bit-identical.
+//! The same checks with every GEMV and swiglu_rows launched programmatically (gemv-pdl's launch:
+//! cuLaunchKernelEx with programmatic stream serialization, each kernel waiting in
+//! griddepcontrol.wait for the copy or kernel before it), f32 and bf16, batch 1, 3 and 8.
 
 use candle_core::{DType, Device, Result, Tensor, D};
-use runner::ops::decode::gemv::{gemv_into, plain_gemv, swiglu_into, Prologue};
-use runner::ops::decode::plain_swiglu;
+use runner::ops::decode::gemv::{gemv_into_launched, plain_gemv, swiglu_into_launched, Prologue};
+use runner::ops::decode::{plain_swiglu, Launch};
 
 use super::kernels::{err, report, SHAPES};
 
@@ -21,12 +24,12 @@ fn both(
     out: &Tensor,
     x: &Tensor,
     w: &Tensor,
-    prologue: Prologue,
+    (prologue, launch): (Prologue, Launch),
     bias: Option<&Tensor>,
     residual: bool,
 ) -> Result<(Tensor, Tensor)> {
     let got = out.copy()?;
-    gemv_into(&got, x, w, prologue, bias, residual)?;
+    gemv_into_launched(&got, x, w, prologue, bias, residual, launch)?;
     Ok((got, plain_gemv(out, x, w, prologue, bias, residual)?))
 }
 
@@ -42,18 +45,27 @@ fn nan_rows(t: &Tensor) -> Result<Vec<usize>> {
         .collect())
 }
 
-fn check(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
+fn check(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Result<bool> {
     let mut ok = true;
+    let kind = match launch {
+        Launch::Stream => "gemv",
+        Launch::Programmatic => "gemv-pdl",
+    };
+    let none = (Prologue::None, launch);
+    let swiglu = (Prologue::SwiGlu, launch);
     for (name, hidden, inter, heads, kv_heads, d) in SHAPES {
         let width = (heads + 2 * kv_heads) * d;
         let h = randn(&[batch, hidden], 1.0, dtype, dev)?;
         let norm_w = randn(&[hidden], 0.1, DType::F32, dev)?
             .affine(1.0, 1.0)?
             .to_dtype(dtype)?;
-        let rms = Prologue::RmsNorm {
-            weight: &norm_w,
-            eps: 1e-5,
-        };
+        let rms = (
+            Prologue::RmsNorm {
+                weight: &norm_w,
+                eps: 1e-5,
+            },
+            launch,
+        );
         let scale = |k: usize| 1.0 / (k as f64).sqrt();
         let w_qkv = randn(&[width, hidden], scale(hidden), dtype, dev)?;
         let bias = randn(&[width], 0.5, dtype, dev)?;
@@ -68,17 +80,17 @@ fn check(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
         let e_qkv = err(&a, &b)?;
         let (a, b) = both(&qkv_out, &h, &w_qkv, rms, Some(&bias), false)?;
         let e_bias = err(&a, &b)?;
-        let (a, b) = both(&h, &ctx, &w_o, Prologue::None, None, true)?;
+        let (a, b) = both(&h, &ctx, &w_o, none, None, true)?;
         let e_o = err(&a, &b)?;
         let (a, b) = both(&gu_out, &h, &w_gu, rms, None, false)?;
         let e_gu = err(&a, &b)?;
-        let (a, b) = both(&h, &gu, &w_down, Prologue::SwiGlu, None, true)?;
+        let (a, b) = both(&h, &gu, &w_down, swiglu, None, true)?;
         let e_down = err(&a, &b)?;
         // SwiGLU once into a buffer (the decoder's down input), then the plain GEMV.
         let act = Tensor::zeros((batch, inter), dtype, dev)?;
-        swiglu_into(&act, &gu)?;
+        swiglu_into_launched(&act, &gu, launch)?;
         let e_act = err(&act, &plain_swiglu(&gu)?)?;
-        let (a, b) = both(&h, &act, &w_down, Prologue::None, None, true)?;
+        let (a, b) = both(&h, &act, &w_down, none, None, true)?;
         let e_down_plain = err(&a, &b)?;
         // Rows not a multiple of a block's (4 warps x up to 4 rows): the last warp's extra rows.
         let w_odd = randn(&[1001, hidden], scale(hidden), dtype, dev)?;
@@ -88,11 +100,11 @@ fn check(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
         // Twice the same call: bit-identical (no atomics, a fixed order). (Round 2 on the H100
         // compared the 1001-row output with this one here, a shape error that stopped each
         // dtype and batch's checks before they printed.)
-        let (once, _) = both(&h, &gu, &w_down, Prologue::SwiGlu, None, true)?;
-        let (twice, _) = both(&h, &gu, &w_down, Prologue::SwiGlu, None, true)?;
+        let (once, _) = both(&h, &gu, &w_down, swiglu, None, true)?;
+        let (twice, _) = both(&h, &gu, &w_down, swiglu, None, true)?;
         let repeat = err(&once, &twice)?;
         ok &= report(
-            &format!("gemv {name} b{batch}"),
+            &format!("{kind} {name} b{batch}"),
             dtype,
             &[
                 ("qkv+rms", e_qkv),
@@ -107,7 +119,9 @@ fn check(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
         );
         if repeat != 0.0 {
             ok = false;
-            println!("kernel,gemv {name} b{batch},{dtype:?},two calls differ by {repeat:.2e},FAIL");
+            println!(
+                "kernel,{kind} {name} b{batch},{dtype:?},two calls differ by {repeat:.2e},FAIL"
+            );
         }
         if batch > 1 {
             // A NaN in row 1 of the input: row 1 of each output only.
@@ -126,12 +140,12 @@ fn check(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
                 Tensor::cat(&rows, 0)
             };
             let (a, _) = both(&qkv_out, &poison(&h)?, &w_qkv, rms, None, false)?;
-            let (c, _) = both(&h, &poison(&gu)?, &w_down, Prologue::SwiGlu, None, true)?;
+            let (c, _) = both(&h, &poison(&gu)?, &w_down, swiglu, None, true)?;
             let (ra, rc) = (nan_rows(&a)?, nan_rows(&c)?);
             let pass = ra == [1] && rc == [1];
             ok &= pass;
             println!(
-                "kernel,gemv nan {name} b{batch},{dtype:?},NaN rows of the output: qkv+rms {ra:?} down+swiglu {rc:?} (want [1]),{}",
+                "kernel,{kind} nan {name} b{batch},{dtype:?},NaN rows of the output: qkv+rms {ra:?} down+swiglu {rc:?} (want [1]),{}",
                 if pass { "PASS" } else { "FAIL" }
             );
         }
@@ -142,14 +156,18 @@ fn check(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
 /// Every GEMV check; true when all passed.
 pub fn check_all(dev: &Device) -> Result<bool> {
     let mut ok = true;
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
-        for batch in [1, 2, 3, 8] {
-            match check(dev, dtype, batch) {
-                Ok(pass) => ok &= pass,
-                Err(e) => {
-                    ok = false;
-                    println!("kernel,gemv b{batch},{dtype:?},error: {e},FAIL");
-                }
+    let plain = [DType::F32, DType::F16, DType::BF16]
+        .into_iter()
+        .flat_map(|d| [1, 2, 3, 8].map(|b| (d, b, Launch::Stream)));
+    let programmatic = [DType::F32, DType::BF16]
+        .into_iter()
+        .flat_map(|d| [1, 3, 8].map(|b| (d, b, Launch::Programmatic)));
+    for (dtype, batch, launch) in plain.chain(programmatic) {
+        match check(dev, dtype, batch, launch) {
+            Ok(pass) => ok &= pass,
+            Err(e) => {
+                ok = false;
+                println!("kernel,gemv b{batch},{dtype:?},{launch:?},error: {e},FAIL");
             }
         }
     }

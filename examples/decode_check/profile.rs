@@ -4,12 +4,17 @@
 //! graph, launch gaps included), bf16, at the presets' shapes, batch 1 and 8, the cache 640
 //! positions long and the step at position 575 (the mean context of 512 + 128). Each line gives
 //! the bytes the launch must move, so NOTES can put it against the floor at the measured bandwidth.
+//! Then each way's whole layer as one chain of its launches (`chain=`), REPEAT layers in one
+//! graph: the fused path's 10 launches, the gemv path's 7, and the same 7 with Programmatic
+//! Dependent Launch (gemv-pdl; rope_kv_write follows its output's allocation node, so it is
+//! launched plainly, as in the decoder): the gaps between launches, which the per-launch figures
+//! leave out, are in these.
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::ops::decode::gemv::{gemv_into, swiglu_into, Prologue};
-use runner::ops::decode::{self, AttentionScratch, CacheAt, RopeArgs};
+use runner::ops::decode::gemv::{gemv_into_launched, swiglu_into_launched, Prologue};
+use runner::ops::decode::{self, AttentionScratch, CacheAt, Launch, RopeArgs};
 use runner::ops::graph::{FixedWork, GraphMode};
 
 const REPEAT: usize = 50;
@@ -56,7 +61,8 @@ fn gemm(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     x.matmul(&w.t()?)
 }
 
-pub fn profile(dev: &Device) -> Result<()> {
+/// `only`: preset names to profile (all when empty).
+pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
     // (name, hidden, intermediate, heads, kv_heads, head_dim, vocab, layers)
     let presets = [
         ("smollm2-135m", 576, 1536, 9, 3, 64, 49152, 30),
@@ -65,6 +71,9 @@ pub fn profile(dev: &Device) -> Result<()> {
     ];
     let (capacity, position) = (640, 575);
     for (name, h, i, heads, kv, d, vocab, layers) in presets {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
         for b in [1usize, 8] {
             let x = randn(&[b, h], dev)?;
             let res = randn(&[b, h], dev)?;
@@ -131,7 +140,7 @@ pub fn profile(dev: &Device) -> Result<()> {
                         p: Prologue,
                         residual: bool|
              -> Result<Tensor> {
-                gemv_into(out, x, w, p, None, residual)?;
+                gemv_into_launched(out, x, w, p, None, residual, Launch::Stream)?;
                 Ok(out.clone())
             };
             // (launch, per-layer count in the fused step, bytes it must move); the count in the
@@ -224,7 +233,7 @@ pub fn profile(dev: &Device) -> Result<()> {
                     0,
                     3 * b * i * s,
                     Box::new(|| {
-                        swiglu_into(&act_out, &gu)?;
+                        swiglu_into_launched(&act_out, &gu, Launch::Stream)?;
                         Ok(act_out.clone())
                     }),
                 ),
@@ -264,6 +273,56 @@ pub fn profile(dev: &Device) -> Result<()> {
                 "profile,{name},bf16,batch={b},kernels=gemv,layer_sum_us={gemv_layer_us:.1},layers={layers},layers_x_sum_ms={:.3}",
                 gemv_layer_us * layers as f64 / 1e3
             );
+            // Each way's layer as one chain of launches (the gemv ones reading and writing the
+            // step buffers as in the decoder; each rope output kept to the end, as the decoder
+            // keeps its Q, so no free node sits between two launches).
+            let held = std::cell::RefCell::new(Vec::new());
+            let gemv_layer = |l: Launch| -> Result<Tensor> {
+                let (r, n) = (
+                    Prologue::RmsNorm {
+                        weight: &norm_w,
+                        eps: 1e-5,
+                    },
+                    Prologue::None,
+                );
+                gemv_into_launched(&qkv_out, &h_out, &w_qkv, r, None, false, l)?;
+                held.borrow_mut()
+                    .push(decode::rope_kv_write(&qkv_out, &rope, &at)?);
+                let c = decode::decode_attention_launched(&q, &fused_at, l)?;
+                gemv_into_launched(&h_out, &c, &w_o, n, None, true, l)?;
+                gemv_into_launched(&gu_out, &h_out, &w_gu, r, None, false, l)?;
+                swiglu_into_launched(&act_out, &gu_out, l)?;
+                gemv_into_launched(&h_out, &act_out, &w_down, n, None, true, l)?;
+                Ok(h_out.clone())
+            };
+            let fused_layer = || -> Result<Tensor> {
+                let (normed, r1) = decode::add_rms_norm(&x, &res, &norm_w, 1e-5)?;
+                let qkv1 = gemm(&normed, &w_qkv)?;
+                let q1 = decode::rope_kv_write(&qkv1, &rope, &at)?;
+                let c = decode::decode_attention(&q1, &fused_at)?;
+                let a = gemm(&c, &w_o)?;
+                let (normed, _) = decode::add_rms_norm(&a, &r1, &norm_w, 1e-5)?;
+                let act1 = decode::swiglu(&gemm(&normed, &w_gu)?)?;
+                gemm(&act1, &w_down)
+            };
+            let chains: [(&str, Op); 3] = [
+                ("fused (10 launches)", Box::new(fused_layer)),
+                ("gemv (7 launches)", Box::new(|| gemv_layer(Launch::Stream))),
+                (
+                    "gemv-pdl (7 launches, 6 programmatic)",
+                    Box::new(|| gemv_layer(Launch::Programmatic)),
+                ),
+            ];
+            for (way, f) in &chains {
+                match in_graph(dev, f.as_ref()) {
+                    Ok((us, how)) => println!(
+                        "profile,{name},bf16,batch={b},chain={way},us_per_layer={us:.2},layers={layers},layers_x_chain_ms={:.3},{}",
+                        us * layers as f64 / 1e3,
+                        how.replace(',', ";")
+                    ),
+                    Err(e) => println!("profile,{name},bf16,batch={b},chain={way},error: {e}"),
+                }
+            }
         }
     }
     Ok(())

@@ -10,6 +10,17 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
+/// How a decode kernel is put on the stream: after its predecessor finished (`Stream`, every
+/// path's default) or with Programmatic Dependent Launch (`Programmatic`, decode_kernels =
+/// "gemv-pdl": its blocks start during the predecessor's tail and wait in the kernel, on
+/// griddepcontrol.wait, before touching what the predecessor writes; src/ops/decode/launch.rs).
+/// Only where the predecessor on the stream is one of these kernels (not an allocation node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    Stream,
+    Programmatic,
+}
+
 /// Where a decode step's keys and values go and which position it is at: the static cache
 /// (batch, kv_heads, capacity, head_dim) of K and V, the device-held position (u32, (1,)), and
 /// the attention's preallocated scratch (None: [`decode_attention`] allocates one per call, as the
@@ -259,6 +270,12 @@ pub fn plain_rope_kv_write(qkv: &Tensor, rope: &RopeArgs, cache: &CacheAt) -> Re
 /// ([`decode_attention_two_pass`]). With the cache's scratch the result IS its context buffer:
 /// the next call overwrites it (copy it to keep it).
 pub fn decode_attention(q: &Tensor, cache: &CacheAt) -> Result<Tensor> {
+    decode_attention_launched(q, cache, Launch::Stream)
+}
+
+/// [`decode_attention`], its one-launch kernel put on the stream as `launch` says (the two-pass
+/// fallback always plainly).
+pub fn decode_attention_launched(q: &Tensor, cache: &CacheAt, launch: Launch) -> Result<Tensor> {
     cuda_only("decode_attention", q)?;
     #[cfg(feature = "cuda")]
     {
@@ -269,16 +286,16 @@ pub fn decode_attention(q: &Tensor, cache: &CacheAt) -> Result<Tensor> {
         }
         let shape = [batch, heads, kv_heads, d, capacity];
         match cache.scratch {
-            Some(s) => attention::run(q, cache, s),
+            Some(s) => attention::run(q, cache, s, launch),
             None => {
                 let s = AttentionScratch::new(shape, q.dtype(), q.device())?;
-                attention::run(q, cache, &s)
+                attention::run(q, cache, &s, launch)
             }
         }
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = cache;
+        let _ = (cache, launch);
         unreachable!("cuda_only refused")
     }
 }
@@ -345,6 +362,8 @@ mod cuda;
 pub mod gemv;
 #[cfg(feature = "cuda")]
 mod gemv_cuda;
+#[cfg(feature = "cuda")]
+mod launch;
 
 #[cfg(test)]
 mod tests {

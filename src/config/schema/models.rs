@@ -72,7 +72,9 @@ pub struct ModelSection {
     /// gate|up GEMM; 10 launches a layer) or `gemv` (the fused path with the runner's own decode
     /// GEMV, src/ops/kernels/gemv.cu: the RMSNorms folded into the GEMVs' prologues, the
     /// residual adds into their epilogues, the step's activations preallocated; 7 launches a
-    /// layer, batch 1..8). Prefill stays plain. The cell id and every record say
+    /// layer, batch 1..8) or `gemv-pdl` (`gemv` with Programmatic Dependent Launch: each of
+    /// the step's own kernels may start during its predecessor's tail, the GEMVs prefetching their
+    /// weights before they wait). Prefill stays plain. The cell id and every record say
     /// which ran (`implementation.decode_kernels`). CUDA only: a CPU cell with `fused` is an
     /// error, not a fallback.
     #[serde(default, skip_serializing_if = "DecodeKernels::is_plain")]
@@ -92,6 +94,9 @@ pub enum DecodeKernels {
     Plain,
     Fused,
     Gemv,
+    /// `gemv` with Programmatic Dependent Launch between the step's own kernels.
+    #[serde(rename = "gemv-pdl")]
+    GemvPdl,
 }
 
 impl DecodeKernels {
@@ -107,7 +112,13 @@ impl DecodeKernels {
             Self::Plain => "plain",
             Self::Fused => "fused",
             Self::Gemv => "gemv",
+            Self::GemvPdl => "gemv-pdl",
         }
+    }
+
+    /// `gemv` or `gemv-pdl`: the decode GEMV's step (batches 1..=8, preallocated activations).
+    pub fn is_gemv(self) -> bool {
+        matches!(self, Self::Gemv | Self::GemvPdl)
     }
 }
 

@@ -110,7 +110,7 @@ pub(super) fn check(
                 ));
             }
             let most = DecodeKernels::GEMV_MAX_BATCH;
-            if m.decode_kernels == DecodeKernels::Gemv {
+            if m.decode_kernels.is_gemv() {
                 if let Some(b) = c
                     .matrix
                     .batch_size
@@ -119,12 +119,12 @@ pub(super) fn check(
                     .find(|&&b| b > most as i64)
                 {
                     bad(&key, format!(
-                        "models.{model_name}.decode_kernels = \"gemv\": the decode GEMV serves batches of 1..={most} and matrix.batch_size holds {b}: use decode_kernels = \"fused\" for larger batches"
+                        "models.{model_name}.decode_kernels = \"{kernels}\": the decode GEMV serves batches of 1..={most} and matrix.batch_size holds {b}: use decode_kernels = \"fused\" for larger batches"
                     ));
                 }
                 if c.matrix.scope.iter().flatten().any(|s| *s == Scope::Layers) {
                     bad(&key, format!(
-                        "models.{model_name}.decode_kernels = \"gemv\" adds each layer into one preallocated residual stream, so its decode layers cannot run alone and matrix.scope holds \"layers\": measure per-layer energy with decode_kernels = \"fused\""
+                        "models.{model_name}.decode_kernels = \"{kernels}\" adds each layer into one preallocated residual stream, so its decode layers cannot run alone and matrix.scope holds \"layers\": measure per-layer energy with decode_kernels = \"fused\""
                     ));
                 }
             }

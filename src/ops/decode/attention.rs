@@ -5,12 +5,13 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
 use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Storage, Tensor, WithDType};
 
 use super::cuda::PTX;
-use super::{variant, AttentionScratch, CacheAt};
+use super::launch::{launch, Param};
+use super::{variant, AttentionScratch, CacheAt, Launch};
 use crate::ops::fused::cuda::{contiguous, no_cpu};
 
 /// Warps of a CTA (FA_WARPS in decode.cu).
@@ -37,6 +38,7 @@ fn on_gpu<'a>(st: &'a Storage, kernel: &str) -> Result<&'a CudaStorage> {
 pub struct FusedAttention<'a> {
     pub cache: &'a CacheAt<'a>,
     pub scratch: &'a AttentionScratch,
+    pub launch: Launch,
 }
 
 impl candle_core::InplaceOp2 for FusedAttention<'_> {
@@ -140,6 +142,31 @@ impl FusedAttention<'_> {
             block_dim: (WARPS * 32, 1, 1),
             shared_mem_bytes: 0,
         };
+        if self.launch == Launch::Programmatic {
+            let stream = dev.cuda_stream();
+            let (qp, _g0) = qv.device_ptr(&stream);
+            let (kp, _g1) = keys.device_ptr(&stream);
+            let (vp, _g2) = values.device_ptr(&stream);
+            let (pp, _g3) = position.device_ptr(&stream);
+            let (partp, _g4) = partials.device_ptr(&stream);
+            let (cp, _g5) = counters.device_ptr(&stream);
+            let (op, _g6) = ov.device_ptr(&stream);
+            let params = [
+                Param::Ptr(qp),
+                Param::Ptr(kp),
+                Param::Ptr(vp),
+                Param::Ptr(pp),
+                Param::Ptr(partp),
+                Param::Ptr(cp),
+                Param::Ptr(op),
+                Param::U32(h),
+                Param::U32(k),
+                Param::U32(cap),
+                Param::F32(scale),
+            ];
+            // SAFETY: the same parameters, in the same order, as the builder's launch below.
+            return unsafe { launch(&func, &stream, cfg, self.launch, &params) };
+        }
         let mut b = func.builder();
         b.arg(&qv)
             .arg(&keys)
@@ -160,8 +187,18 @@ impl FusedAttention<'_> {
 }
 
 /// Runs the kernel into `scratch`'s context and returns it (the same storage every call).
-pub fn run(q: &Tensor, cache: &CacheAt, scratch: &AttentionScratch) -> Result<Tensor> {
+pub fn run(
+    q: &Tensor,
+    cache: &CacheAt,
+    scratch: &AttentionScratch,
+    launch: Launch,
+) -> Result<Tensor> {
     let ctx = scratch.context.clone();
-    ctx.inplace_op2(&q.contiguous()?, &FusedAttention { cache, scratch })?;
+    let op = FusedAttention {
+        cache,
+        scratch,
+        launch,
+    };
+    ctx.inplace_op2(&q.contiguous()?, &op)?;
     Ok(ctx)
 }

@@ -10,6 +10,8 @@
 
 use candle_core::{Result, Tensor, D};
 
+use super::Launch;
+
 /// What the GEMV applies to its input rows before the product.
 #[derive(Clone, Copy)]
 pub enum Prologue<'a> {
@@ -48,6 +50,20 @@ pub fn gemv_into(
     bias: Option<&Tensor>,
     residual: bool,
 ) -> Result<()> {
+    gemv_into_launched(out, x, weight, prologue, bias, residual, Launch::Stream)
+}
+
+/// [`gemv_into`], put on the stream as `launch` says (`Programmatic`: the weights prefetched
+/// into L2 while the predecessor finishes, src/ops/decode/launch.rs).
+pub fn gemv_into_launched(
+    out: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    prologue: Prologue,
+    bias: Option<&Tensor>,
+    residual: bool,
+    launch: Launch,
+) -> Result<()> {
     if !(cfg!(feature = "cuda") && x.device().is_cuda()) {
         candle_core::bail!(
             "the decode GEMV (gemv.cu) runs on CUDA only (a CUDA build and a GPU cell); the plain path runs everywhere"
@@ -59,12 +75,13 @@ pub fn gemv_into(
             prologue,
             bias,
             residual,
+            launch,
         };
         out.inplace_op3(&x.contiguous()?, &weight.contiguous()?, &op)
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (out, weight, prologue, bias, residual);
+        let _ = (out, weight, prologue, bias, residual, launch);
         unreachable!("refused above")
     }
 }
@@ -74,6 +91,11 @@ pub fn gemv_into(
 /// [`Prologue::SwiGlu`] does: compute-bound at Llama-3.2-1B's 2048 x 8192, 28.9 us on an H100
 /// where its bytes take 11). Its plain twin is `decode::plain_swiglu`. CUDA only.
 pub fn swiglu_into(act: &Tensor, gate_up: &Tensor) -> Result<()> {
+    swiglu_into_launched(act, gate_up, Launch::Stream)
+}
+
+/// [`swiglu_into`], put on the stream as `launch` says.
+pub fn swiglu_into_launched(act: &Tensor, gate_up: &Tensor, launch: Launch) -> Result<()> {
     if !(cfg!(feature = "cuda") && gate_up.device().is_cuda()) {
         candle_core::bail!(
             "swiglu_rows (gemv.cu) runs on CUDA only (a CUDA build and a GPU cell); the plain path runs everywhere"
@@ -81,11 +103,14 @@ pub fn swiglu_into(act: &Tensor, gate_up: &Tensor) -> Result<()> {
     }
     #[cfg(feature = "cuda")]
     {
-        act.inplace_op2(&gate_up.contiguous()?, &super::gemv_cuda::SwiGluInto)
+        act.inplace_op2(
+            &gate_up.contiguous()?,
+            &super::gemv_cuda::SwiGluInto { launch },
+        )
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = act;
+        let _ = (act, launch);
         unreachable!("refused above")
     }
 }

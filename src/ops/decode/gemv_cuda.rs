@@ -3,12 +3,14 @@
 //! storages, as the attention's launcher reads the cache.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Storage, WithDType};
 
 use super::attention::sm_count;
 use super::gemv::{Prologue, MAX_BATCH};
+use super::launch::{launch, Param};
+use super::Launch;
 use crate::ops::fused::cuda::{contiguous, no_cpu};
 
 /// One module a dtype (build.rs compiles gemv.cu once with each GEMV_DTYPE).
@@ -32,6 +34,7 @@ pub struct Gemv<'a> {
     pub prologue: Prologue<'a>,
     pub bias: Option<&'a candle_core::Tensor>,
     pub residual: bool,
+    pub launch: Launch,
 }
 
 fn on_gpu(st: &Storage) -> Result<&CudaStorage> {
@@ -176,6 +179,29 @@ impl Gemv<'_> {
         };
         let (nb, n32, k32) = (batch as u32, n as u32, k as u32);
         let (ldx, res) = (width as u32, self.residual as u32);
+        if self.launch == Launch::Programmatic {
+            let stream = dev.cuda_stream();
+            let (wp, _g0) = wv.device_ptr(&stream);
+            let (xp, _g1) = xv.device_ptr(&stream);
+            let norm_p = norm_view.as_ref().map(|v| v.device_ptr(&stream));
+            let bias_p = bias_view.as_ref().map(|v| v.device_ptr(&stream));
+            let (op, _g2) = ov.device_ptr(&stream);
+            let params = [
+                Param::Ptr(wp),
+                Param::Ptr(xp),
+                Param::Ptr(norm_p.as_ref().map_or(0, |p| p.0)),
+                Param::Ptr(bias_p.as_ref().map_or(0, |p| p.0)),
+                Param::Ptr(op),
+                Param::U32(nb),
+                Param::U32(n32),
+                Param::U32(k32),
+                Param::U32(ldx),
+                Param::U32(res),
+                Param::F32(eps),
+            ];
+            // SAFETY: the same parameters, in the same order, as the builder's launch below.
+            return unsafe { launch(&func, &stream, cfg, self.launch, &params) };
+        }
         let mut b = func.builder();
         b.arg(&wv).arg(&xv);
         match &norm_view {
@@ -201,7 +227,9 @@ impl Gemv<'_> {
 }
 
 /// silu(gate) * up of a gate|up output (rows, 2 inter) written into `act` (rows, inter) in place.
-pub struct SwiGluInto;
+pub struct SwiGluInto {
+    pub launch: Launch,
+}
 
 impl candle_core::InplaceOp2 for SwiGluInto {
     fn name(&self) -> &'static str {
@@ -220,9 +248,11 @@ impl candle_core::InplaceOp2 for SwiGluInto {
         xl: &Layout,
     ) -> Result<()> {
         match x.dtype() {
-            DType::F32 => swiglu_launch::<f32>(out, ol, x, xl, ("f32", PTX_F32)),
-            DType::F16 => swiglu_launch::<half::f16>(out, ol, x, xl, ("f16", PTX_F16)),
-            DType::BF16 => swiglu_launch::<half::bf16>(out, ol, x, xl, ("bf16", PTX_BF16)),
+            DType::F32 => swiglu_launch::<f32>(out, ol, x, xl, ("f32", PTX_F32), self.launch),
+            DType::F16 => swiglu_launch::<half::f16>(out, ol, x, xl, ("f16", PTX_F16), self.launch),
+            DType::BF16 => {
+                swiglu_launch::<half::bf16>(out, ol, x, xl, ("bf16", PTX_BF16), self.launch)
+            }
             other => candle_core::bail!("swiglu_rows has no {other:?} version"),
         }
     }
@@ -234,6 +264,7 @@ fn swiglu_launch<T: CudaDType + WithDType>(
     x: &CudaStorage,
     xl: &Layout,
     (suffix, ptx): (&str, &'static str),
+    how: Launch,
 ) -> Result<()> {
     let kernel = "swiglu_rows";
     let (rows, width) = xl.shape().dims2()?;
@@ -264,6 +295,14 @@ fn swiglu_launch<T: CudaDType + WithDType>(
         shared_mem_bytes: 0,
     };
     let (r, i) = (rows as u32, inter as u32);
+    if how == Launch::Programmatic {
+        let stream = dev.cuda_stream();
+        let (xp, _g0) = xv.device_ptr(&stream);
+        let (op, _g1) = ov.device_ptr(&stream);
+        let params = [Param::Ptr(xp), Param::Ptr(op), Param::U32(r), Param::U32(i)];
+        // SAFETY: the same parameters, in the same order, as the builder's launch below.
+        return unsafe { launch(&func, &stream, cfg, how, &params) };
+    }
     let mut b = func.builder();
     b.arg(&xv).arg(&mut ov).arg(&r).arg(&i);
     // SAFETY: the arguments match gemv.cu's swiglu_rows; the shapes were checked above.

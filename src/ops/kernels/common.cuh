@@ -6,6 +6,24 @@
 #include <cuda_fp8.h>
 #include <stdint.h>
 
+// Programmatic Dependent Launch (src/ops/decode/launch.rs). pdl_wait: block until the grid this
+// one was programmatically launched after has completed and its writes are visible (a no-op when
+// launched plainly, or before sm_90); every kernel so launched calls it before reading its
+// predecessor's output or writing anything. pdl_trigger: let the next programmatically launched
+// grid start its blocks (they still wait for this grid's completion before touching its output).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+// A hint to bring the 128-byte line holding `p` into L2 (no register, no wait).
+__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }

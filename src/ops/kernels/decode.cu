@@ -517,6 +517,8 @@ template <typename T> __device__ void swiglu(const T *gate_up, T *out, uint32_t 
         const T *qkv, const T *bias, const T *q_norm, const T *k_norm, const T *cos, const T *sin,                 \
         const uint32_t *position, T *q_out, T *keys, T *values, uint32_t batch, uint32_t heads, uint32_t kv_heads, \
         uint32_t head_dim, uint32_t capacity, float eps) {                                                         \
+        pdl_wait();                                                                                                \
+        pdl_trigger();                                                                                             \
         rope_kv_write<T>(qkv, bias, q_norm, k_norm, cos, sin, position, q_out, keys, values, batch, heads,         \
                          kv_heads, head_dim, capacity, eps);                                                       \
     }                                                                                                              \
@@ -542,6 +544,8 @@ DECODE_KERNELS(bf16, __nv_bfloat16)
     extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) decode_attention_fused_d##D##_g##GM##_##SUFFIX(    \
         const T *q, const T *keys, const T *values, const uint32_t *position, float *part, uint32_t *counters,     \
         T *out, uint32_t heads, uint32_t kv_heads, uint32_t capacity, float scale) {                               \
+        pdl_wait();                                                                                                \
+        pdl_trigger();                                                                                             \
         decode_attention_fused<T, D, GM>(q, keys, values, position, part, counters, out, heads, kv_heads,         \
                                          capacity, scale);                                                        \
     }

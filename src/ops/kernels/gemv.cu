@@ -61,6 +61,23 @@ __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *
     __shared__ float partial[GV_WARPS][GV_MAXB];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint32_t chunks = k / N;
+    // The weights do not depend on the previous kernel: under Programmatic Dependent Launch the
+    // warp's first rows (its first UNROLL loads a lane) go to L2 while that kernel finishes.
+    {
+        const uint32_t first = (blockIdx.x * GV_WARPS + warp) * R;
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            if (first + r >= n) break;
+            const T *wr0 = w + (size_t)(first + r) * k;
+#pragma unroll
+            for (int u = 0; u < UNROLL; ++u) {
+                const uint32_t c = lane + 32u * u;
+                if (c < chunks) prefetch_l2(wr0 + (size_t)c * N);
+            }
+        }
+    }
+    pdl_wait();
+    pdl_trigger();
     if constexpr (PRO == PRO_RMS) {
         float sq[B];
 #pragma unroll
@@ -151,6 +168,8 @@ __device__ void gemv(const T *__restrict__ w, const T *__restrict__ x, const T *
 // projection's input computed once a step. (The SwiGLU prologue recomputes it for every output
 // row: 2048 x 8192 silu a step at Llama-3.2-1B, compute-bound at 28.9 us where the bytes take 11.)
 template <typename T> __device__ void swiglu_rows(const T *gate_up, T *act, uint32_t rows, uint32_t inter) {
+    pdl_wait();
+    pdl_trigger();
     GRID_STRIDE(i, (size_t)rows * inter) {
         const size_t r = i / inter, c = i % inter;
         const float g = to_f32(gate_up[r * 2 * inter + c]), u = to_f32(gate_up[r * 2 * inter + inter + c]);

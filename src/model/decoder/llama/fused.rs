@@ -20,7 +20,7 @@ use super::block::{Attention, Block, DecodeAt, Mlp};
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::linear::Linear;
 use crate::model::parts::rope::Rotary;
-use crate::ops::decode::{self, CacheAt, RopeArgs};
+use crate::ops::decode::{self, CacheAt, Launch, RopeArgs};
 
 /// A float linear's weight and bias (a fused GEMM stacks them).
 pub(super) fn float_parts(l: &Linear) -> Result<(Tensor, Option<Tensor>)> {
@@ -81,13 +81,15 @@ impl Attention {
             candle_core::bail!("a fused decode step on weights loaded for the plain kernels");
         };
         let qkv = gemm(normed, weight)?;
-        let context = self.rope_attend(&qkv, bias.as_ref(), rotary, cache, position)?;
+        let (context, _) =
+            self.rope_attend(&qkv, bias.as_ref(), rotary, cache, position, Launch::Stream)?;
         self.o.forward(&context)
     }
 
     /// The Q|K|V output `qkv` (batch, (heads + 2 kv_heads) head_dim), before its `bias`: Q and K
     /// rotated at the device-held position (qwen3's Q/K norms first), K and V written into
-    /// `cache`, and the attention's context (batch, heads * head_dim) (the cache scratch's).
+    /// `cache`: the attention's context (batch, heads * head_dim) (the cache scratch's), its
+    /// kernel launched as `launch` says, and the rotated Q (the caller decides when it is freed).
     pub(super) fn rope_attend(
         &self,
         qkv: &Tensor,
@@ -95,7 +97,8 @@ impl Attention {
         rotary: &Rotary,
         cache: &StaticKvCache,
         position: &Tensor,
-    ) -> Result<Tensor> {
+        launch: Launch,
+    ) -> Result<(Tensor, Tensor)> {
         let (cos, sin) = rotary.tables();
         let qk_norm = match (&self.q_norm, &self.k_norm) {
             (Some(q), Some(k)) => Some((q.weight(), k.weight(), q.eps())),
@@ -118,7 +121,8 @@ impl Attention {
             scratch: cache.attention_scratch(),
         };
         let q = decode::rope_kv_write(qkv, &rope, &at)?;
-        decode::decode_attention(&q, &at)
+        let context = decode::decode_attention_launched(&q, &at, launch)?;
+        Ok((context, q))
     }
 }
 
@@ -243,6 +247,13 @@ mod tests {
             Err(e) => format!("{e:#}"),
         };
         assert!(err.contains("decode_kernels = \"gemv\""), "{err}");
+        assert!(err.contains("CUDA kernels"), "{err}");
+        s.decode_kernels = DecodeKernels::GemvPdl;
+        let err = match s.load(Precision::Fp32, &Device::Cpu) {
+            Ok(_) => panic!("a gemv-pdl decoder loaded on the CPU"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("decode_kernels = \"gemv-pdl\""), "{err}");
         assert!(err.contains("CUDA kernels"), "{err}");
         // And a GGML precision is refused before any load, with the reason.
         let why = s

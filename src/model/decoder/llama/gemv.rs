@@ -19,7 +19,8 @@ use super::config::FamilyConfig;
 use super::fused::float_parts;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::rope::Rotary;
-use crate::ops::decode::gemv::{gemv_into, swiglu_into, Prologue, MAX_BATCH};
+use crate::ops::decode::gemv::{gemv_into_launched, swiglu_into_launched, Prologue, MAX_BATCH};
+use crate::ops::decode::{self, Launch};
 
 /// A decode step's activations, allocated once per (batch) with the cache and overwritten by
 /// every step: the residual stream, the Q|K|V output and the gate|up output.
@@ -59,50 +60,97 @@ fn norm(n: &candle_nn::RmsNorm) -> Prologue<'_> {
     }
 }
 
+/// The record's `implementation.decode_kernels` of a gemv step (`pdl`: gemv-pdl).
+pub fn describe(pdl: bool) -> String {
+    let launches = if pdl {
+        "gemv-pdl: the gemv step with Programmatic Dependent Launch (cuLaunchKernelEx, programmatic stream serialization; captured as programmatic graph edges) for every kernel that follows another of the step's kernels (all but the first GEMV and rope_kv_write, which follow allocation nodes), the GEMVs prefetching their first weight rows into L2 before griddepcontrol.wait"
+    } else {
+        "gemv"
+    };
+    format!("{launches} (src/ops/kernels/gemv.cu + decode.cu): a layer's decode step is the runner's GEMV of Q|K|V with the input RMSNorm in its prologue, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMV adding into the residual stream in place, the gate|up GEMV with the post-attention RMSNorm in its prologue, SwiGLU, the down GEMV adding into the residual stream; activations preallocated with the cache; final norm and lm_head candle's; prefill plain")
+}
+
 impl Block {
-    /// One decode step of the residual stream in `bufs.h`, in place.
+    /// One decode step of the residual stream in `bufs.h`, in place; `(pdl, first)`: launch
+    /// programmatically (gemv-pdl) where the predecessor is one of the step's kernels (not for
+    /// the step's `first` GEMV). Returns the layer's rotated Q (the caller frees it after the last
+    /// layer, so no free node sits between two programmatic launches).
     pub fn decode_gemv(
         &self,
         bufs: &StepBuffers,
         rotary: &Rotary,
         cache: &StaticKvCache,
         at: &DecodeAt,
-    ) -> Result<()> {
+        (pdl, first): (bool, bool),
+    ) -> Result<Tensor> {
         let (Some((qkv_w, qkv_b)), Some(gate_up_w)) = (&self.attention.qkv, &self.mlp.gate_up)
         else {
             candle_core::bail!("a gemv decode step on weights loaded for the plain kernels");
         };
-        gemv_into(
+        let after_kernel = if pdl {
+            Launch::Programmatic
+        } else {
+            Launch::Stream
+        };
+        // The two-pass attention (no one-launch variant) allocates and frees its partials.
+        let one_launch = decode::variant(
+            self.attention.head_dim,
+            self.attention.heads / self.attention.kv_heads.max(1),
+        )
+        .is_some();
+        let after_attention = if one_launch {
+            after_kernel
+        } else {
+            Launch::Stream
+        };
+        gemv_into_launched(
             &bufs.qkv,
             &bufs.h,
             qkv_w,
             norm(&self.input_norm),
             None,
             false,
+            if first { Launch::Stream } else { after_kernel },
         )?;
-        let context =
-            self.attention
-                .rope_attend(&bufs.qkv, qkv_b.as_ref(), rotary, cache, at.position)?;
+        let (context, q) = self.attention.rope_attend(
+            &bufs.qkv,
+            qkv_b.as_ref(),
+            rotary,
+            cache,
+            at.position,
+            after_kernel,
+        )?;
         let (o_w, o_b) = float_parts(&self.attention.o)?;
-        gemv_into(&bufs.h, &context, &o_w, Prologue::None, o_b.as_ref(), true)?;
-        gemv_into(
+        gemv_into_launched(
+            &bufs.h,
+            &context,
+            &o_w,
+            Prologue::None,
+            o_b.as_ref(),
+            true,
+            after_attention,
+        )?;
+        gemv_into_launched(
             &bufs.gate_up,
             &bufs.h,
             gate_up_w,
             norm(&self.post_attention_norm),
             None,
             false,
+            after_kernel,
         )?;
         // SwiGLU once, not in the down GEMV's prologue (which recomputes it for every output row).
-        swiglu_into(&bufs.act, &bufs.gate_up)?;
+        swiglu_into_launched(&bufs.act, &bufs.gate_up, after_kernel)?;
         let (down_w, down_b) = float_parts(&self.mlp.down)?;
-        gemv_into(
+        gemv_into_launched(
             &bufs.h,
             &bufs.act,
             &down_w,
             Prologue::None,
             down_b.as_ref(),
             true,
-        )
+            after_kernel,
+        )?;
+        Ok(q)
     }
 }

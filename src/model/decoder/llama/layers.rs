@@ -24,9 +24,10 @@ impl LlamaFamily {
             candle_core::bail!("{} is not a block", unit.name());
         };
         let (block, cache) = (&self.blocks[i], &state.caches[i]);
-        if phase == Phase::Decode && self.kernels == crate::config::DecodeKernels::Gemv {
+        if phase == Phase::Decode && self.kernels.is_gemv() {
             candle_core::bail!(
-                "the per-layer units of a decode step with decode_kernels = \"gemv\" are not built (its layers add into one preallocated residual stream); profile layers with decode_kernels = \"fused\""
+                "the per-layer units of a decode step with decode_kernels = \"{}\" are not built (its layers add into one preallocated residual stream); profile layers with decode_kernels = \"fused\"",
+                self.kernels.name()
             );
         }
         if phase == Phase::Decode && self.fused() {

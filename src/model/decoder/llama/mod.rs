@@ -164,8 +164,8 @@ impl LlamaFamily {
         );
         implementation.insert(
             "decode_kernels".into(),
-            if kernels == DecodeKernels::Gemv {
-                "gemv (src/ops/kernels/gemv.cu + decode.cu): a layer's decode step is the runner's GEMV of Q|K|V with the input RMSNorm in its prologue, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMV adding into the residual stream in place, the gate|up GEMV with the post-attention RMSNorm in its prologue, SwiGLU, the down GEMV adding into the residual stream; activations preallocated with the cache; final norm and lm_head candle's; prefill plain".into()
+            if kernels.is_gemv() {
+                gemv::describe(kernels == DecodeKernels::GemvPdl)
             } else if fused {
                 "fused (src/ops/kernels/decode.cu): a layer's decode step is add_rms_norm, one Q|K|V GEMM, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMM, add_rms_norm, one gate|up GEMM, swiglu, the down GEMM; prefill plain".into()
             } else {
@@ -245,7 +245,7 @@ impl LlamaFamily {
             masked: Tensor::new(f32::NEG_INFINITY, &self.device)?,
             tokens: Tensor::zeros((batch, 1), DType::U32, &self.device)?,
             buffers: match self.kernels {
-                DecodeKernels::Gemv => Some(gemv::StepBuffers::new(
+                k if k.is_gemv() => Some(gemv::StepBuffers::new(
                     &self.cfg,
                     batch,
                     self.dtype,
@@ -332,7 +332,7 @@ impl LlamaFamily {
     fn decode(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
         match self.kernels {
             DecodeKernels::Fused => return self.decode_fused(state, tokens),
-            DecodeKernels::Gemv => return self.decode_gemv(state, tokens),
+            DecodeKernels::Gemv | DecodeKernels::GemvPdl => return self.decode_gemv(state, tokens),
             DecodeKernels::Plain => {}
         }
         let mut x = self.embed(tokens)?;
@@ -385,9 +385,14 @@ impl LlamaFamily {
         let (b, _, hidden) = x.dims3()?;
         bufs.h.slice_set(&x.reshape((b, hidden))?, 0, 0)?;
         let at = state.at();
-        for (block, cache) in self.blocks.iter().zip(&state.caches) {
-            block.decode_gemv(bufs, &self.rotary, cache, &at)?;
+        // gemv-pdl: every kernel launch but the step's first follows one of the step's kernels.
+        let pdl = self.kernels == DecodeKernels::GemvPdl;
+        let mut queries = Vec::with_capacity(self.blocks.len());
+        for (i, (block, cache)) in self.blocks.iter().zip(&state.caches).enumerate() {
+            queries.push(block.decode_gemv(bufs, &self.rotary, cache, &at, (pdl, i == 0))?);
         }
+        // Each layer's Q freed after the last layer (no free node between two kernels).
+        drop(queries);
         let normed = self.norm.forward(&bufs.h)?;
         let logits = self.lm_head.forward(&normed)?.to_dtype(DType::F32)?;
         state

@@ -26,7 +26,8 @@
 //!
 //! `gemv` runs the decode GEMV's checks alone (examples/decode_check/gemv.rs: each fused GEMV
 //! against its plain twin, launched plainly and programmatically) and checks 6-7 for
-//! `decode_kernels = "gemv"` and `"gemv-pdl"`; `gemv-pdl` checks 6-7 for `"gemv-pdl"` alone.
+//! `decode_kernels = "gemv"` and `"gemv-pdl"`; `gemv-pdl` the programmatic GEMV checks and 6-7 for
+//! `"gemv-pdl"` alone.
 //! `steps PRESET BATCH...` times the whole step's graph per way (decode_check/steps.rs).
 //!
 //!     cargo run --release --features cuda --example decode_check -- [fused|gemv|gemv-pdl|profile|steps] [PRESETS...]
@@ -379,7 +380,8 @@ fn main() -> Result<()> {
         std::process::exit(if ok { 0 } else { 1 });
     }
     if args.first().map(String::as_str) == Some("gemv-pdl") {
-        let ok = decoder_checks(&dev, DecodeKernels::GemvPdl)?;
+        let mut ok = gemv::check_programmatic(&dev)?;
+        ok &= decoder_checks(&dev, DecodeKernels::GemvPdl)?;
         println!("gemv_pdl_checks,{}", if ok { "PASS" } else { "FAIL" });
         std::process::exit(if ok { 0 } else { 1 });
     }

@@ -122,7 +122,7 @@ fn main() -> Result<()> {
                 _ => "eager",
             };
             let nodes = match &execution {
-                runner::ops::graph::Execution::CudaGraph { nodes } => nodes.to_string(),
+                runner::ops::graph::Execution::CudaGraph { nodes, .. } => nodes.to_string(),
                 _ => "-".into(),
             };
             println!(

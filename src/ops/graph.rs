@@ -24,7 +24,13 @@ pub enum GraphMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Execution {
     /// The whole forward (embeddings to logits) replayed as one CUDA graph per loop.
-    CudaGraph { nodes: usize },
+    /// `programmatic_edges`: edges of Programmatic Dependent Launch (a kernel launched with
+    /// programmatic stream serialization after another, kept by the capture); None where the
+    /// driver could not be asked.
+    CudaGraph {
+        nodes: usize,
+        programmatic_edges: Option<usize>,
+    },
     /// Kernel by kernel from the host; `why` says why not a graph (None on the CPU).
     Eager { why: Option<String> },
 }
@@ -33,8 +39,12 @@ impl Execution {
     /// The record's `implementation.execution` text.
     pub fn describe(&self) -> String {
         match self {
-            Execution::CudaGraph { nodes } => format!(
-                "cuda-graph: the whole forward captured once per cell ({nodes} graph nodes), one replay + synchronize per loop"
+            Execution::CudaGraph {
+                nodes,
+                programmatic_edges,
+            } => format!(
+                "cuda-graph: the whole forward captured once per cell ({}), one replay + synchronize per loop",
+                graph_size(*nodes, *programmatic_edges)
             ),
             Execution::Eager { why: None } => "eager (kernel by kernel)".to_string(),
             Execution::Eager { why: Some(why) } => format!("eager (kernel by kernel): {why}"),
@@ -43,6 +53,15 @@ impl Execution {
 
     pub fn is_graph(&self) -> bool {
         matches!(self, Execution::CudaGraph { .. })
+    }
+}
+
+/// "N graph nodes", and the programmatic edges where there are any (or the query failed).
+fn graph_size(nodes: usize, programmatic_edges: Option<usize>) -> String {
+    match programmatic_edges {
+        Some(0) => format!("{nodes} graph nodes"),
+        Some(p) => format!("{nodes} graph nodes; {p} programmatic edges"),
+        None => format!("{nodes} graph nodes; programmatic edges not known (driver query failed)"),
     }
 }
 
@@ -89,6 +108,7 @@ impl<'m> CellForward<'m> {
                     work,
                     execution: Execution::CudaGraph {
                         nodes: captured.nodes,
+                        programmatic_edges: captured.programmatic_edges,
                     },
                     graph: Some(captured),
                 },
@@ -170,7 +190,10 @@ impl<'w> FixedWork<'w> {
         {
             match cuda::CapturedWork::capture(device, &*work, restore) {
                 Ok(graph) => Self {
-                    execution: Execution::CudaGraph { nodes: graph.nodes },
+                    execution: Execution::CudaGraph {
+                        nodes: graph.nodes,
+                        programmatic_edges: graph.programmatic_edges,
+                    },
                     graph: Some(graph),
                     work,
                     what: what.to_string(),
@@ -195,9 +218,13 @@ impl<'w> FixedWork<'w> {
     /// For the record: what one loop runs, and how.
     pub fn describe(&self) -> String {
         match &self.execution {
-            Execution::CudaGraph { nodes } => format!(
-                "cuda-graph: {} captured once ({nodes} graph nodes), one replay + synchronize per loop",
-                self.what
+            Execution::CudaGraph {
+                nodes,
+                programmatic_edges,
+            } => format!(
+                "cuda-graph: {} captured once ({}), one replay + synchronize per loop",
+                self.what,
+                graph_size(*nodes, *programmatic_edges)
             ),
             Execution::Eager { why: None } => format!("eager: {} per loop", self.what),
             Execution::Eager { why: Some(why) } => {
@@ -231,6 +258,7 @@ mod cuda {
         inputs: Vec<Tensor>,
         graph: CudaGraph,
         pub nodes: usize,
+        pub programmatic_edges: Option<usize>,
     }
 
     impl Captured {
@@ -266,13 +294,14 @@ mod cuda {
             let graph = ended
                 .map_err(candle_core::Error::wrap)?
                 .ok_or_else(|| candle_core::Error::msg("the capture recorded an empty graph"))?;
-            let nodes = graph_nodes(&graph)?;
+            let (nodes, programmatic_edges) = (graph_nodes(&graph)?, programmatic_edges(&graph));
             graph.upload().map_err(candle_core::Error::wrap)?;
             let this = Self {
                 output,
                 inputs: statics,
                 graph,
                 nodes,
+                programmatic_edges,
             };
             // The replay must compute what the eager pass computed: the same kernels in the same
             // order (cuBLAS may pick another algorithm under capture, so not always bit for bit).
@@ -304,6 +333,7 @@ mod cuda {
         output: Tensor,
         graph: CudaGraph,
         pub nodes: usize,
+        pub programmatic_edges: Option<usize>,
     }
 
     impl CapturedWork {
@@ -334,12 +364,13 @@ mod cuda {
             let graph = ended
                 .map_err(candle_core::Error::wrap)?
                 .ok_or_else(|| candle_core::Error::msg("the capture recorded an empty graph"))?;
-            let nodes = graph_nodes(&graph)?;
+            let (nodes, programmatic_edges) = (graph_nodes(&graph)?, programmatic_edges(&graph));
             graph.upload().map_err(candle_core::Error::wrap)?;
             let this = Self {
                 output,
                 graph,
                 nodes,
+                programmatic_edges,
             };
             check_replay(&this.replay()?, &eager)?;
             restore()?;
@@ -390,6 +421,45 @@ mod cuda {
                 .map_err(candle_core::Error::wrap)?;
         }
         Ok(count)
+    }
+
+    /// Edges of type programmatic (CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC): what stream capture
+    /// made of Programmatic Dependent Launch. None if the driver cannot be asked (before 12.3).
+    fn programmatic_edges(graph: &CudaGraph) -> Option<usize> {
+        let mut count = 0usize;
+        let null = std::ptr::null_mut();
+        // SAFETY: null arrays ask for the count; then arrays of that many entries are filled.
+        unsafe {
+            sys::cuGraphGetEdges_v2(
+                graph.cu_graph(),
+                null,
+                null,
+                std::ptr::null_mut(),
+                &mut count,
+            )
+            .result()
+            .ok()?;
+            let mut from = vec![std::ptr::null_mut(); count];
+            let mut to = vec![std::ptr::null_mut(); count];
+            let mut data: Vec<sys::CUgraphEdgeData> = vec![std::mem::zeroed(); count];
+            sys::cuGraphGetEdges_v2(
+                graph.cu_graph(),
+                from.as_mut_ptr(),
+                to.as_mut_ptr(),
+                data.as_mut_ptr(),
+                &mut count,
+            )
+            .result()
+            .ok()?;
+            let programmatic =
+                sys::CUgraphDependencyType::CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC as u8;
+            Some(
+                data[..count]
+                    .iter()
+                    .filter(|e| e.type_ == programmatic)
+                    .count(),
+            )
+        }
     }
 
     /// Device-to-device copy of `src` into `dst`'s buffer, on candle's stream. Both are
@@ -473,10 +543,26 @@ mod tests {
 
     #[test]
     fn the_record_names_graph_and_eager_execution_with_the_reason() {
-        let graph = Execution::CudaGraph { nodes: 239 };
+        let graph = Execution::CudaGraph {
+            nodes: 239,
+            programmatic_edges: Some(0),
+        };
         assert!(graph.is_graph());
         assert!(graph.describe().starts_with("cuda-graph: "));
-        assert!(graph.describe().contains("239 graph nodes"));
+        assert!(graph.describe().contains("(239 graph nodes)"));
+        // Programmatic Dependent Launch's edges are named where the capture kept any.
+        let pdl = Execution::CudaGraph {
+            nodes: 151,
+            programmatic_edges: Some(96),
+        };
+        assert!(pdl
+            .describe()
+            .contains("(151 graph nodes; 96 programmatic edges)"));
+        let unknown = Execution::CudaGraph {
+            nodes: 151,
+            programmatic_edges: None,
+        };
+        assert!(unknown.describe().contains("programmatic edges not known"));
         let off = Execution::Eager {
             why: Some("device.cuda_graphs = false".into()),
         };

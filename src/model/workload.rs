@@ -173,8 +173,12 @@ pub trait DecoderLayers {
     ) -> Result<CapturedPhase>;
     fn run_unit(&self, phase: Phase, unit: &CapturedDecoderUnit) -> Result<Tensor>;
     /// The model cut after `layers` top-level units (1 = the embeddings alone; all of them: the
-    /// whole phase, argmax included) on the phase's ids.
+    /// whole phase, its argmax fed back and its position advanced included) on the phase's ids.
     fn run_prefix(&self, phase: Phase, ids: &Tensor, layers: usize) -> Result<Tensor>;
+    /// What the last run of the head unit (or of the longest prefix) fed back, as the whole
+    /// phase feeds the next step: the next tokens (batch, 1) and the position the next step runs
+    /// at (1,), both u32, from the profiler's own slots (the phase's are never written).
+    fn fed_back(&self) -> Result<(Tensor, Tensor)>;
 }
 
 /// One decode step (or one prefill: [`Generate::fixed_prefill`]) as a closure of no arguments:

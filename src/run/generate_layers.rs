@@ -13,9 +13,10 @@
 //!
 //! Units: the embeddings, each block and its two halves (attention: input RMSNorm, Q/K/V,
 //! rotary, the cache write, attention, output projection, residual; mlp: post-attention
-//! RMSNorm, SwiGLU, residual), and the head (final RMSNorm, output projection, argmax). The
-//! whole-model step also advances its position and feeds its argmax back (two tiny copies)
-//! that no unit runs.
+//! RMSNorm, SwiGLU, residual), and the head: the phase's tail as the whole-model cell runs it
+//! (final RMSNorm, output projection, argmax, the argmax copied back as the next input and the
+//! position advanced, into the profiler's own slots so that nothing moves), so the units cover
+//! every kernel of a whole step.
 
 use anyhow::{Context, Result};
 use candle_core::Device;

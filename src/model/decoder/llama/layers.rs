@@ -2,6 +2,12 @@
 //! prefill's units on the prompt's real activations (each writes the same span of the cache
 //! every call), a decode step's at one device-held position (each writes the same position
 //! every call, and none advances it), so K calls of a unit are K identical calls.
+//!
+//! The head unit is the phase's tail as the whole phase runs it: the final RMSNorm, the output
+//! projection, the greedy argmax, and the bookkeeping that feeds the step (the argmax copied
+//! into the next step's input, the position advanced, or set to the prompt's end), written into
+//! the profiler's own slots instead of the step's. So the units together run every kernel of a
+//! whole step, and K calls of the head still move nothing.
 
 use candle_core::{Result, Tensor};
 
@@ -60,11 +66,28 @@ impl LlamaFamily {
         }
     }
 
-    /// The head as a phase ends: the last position's logits (f32), and the greedy argmax that
-    /// the whole phase runs on the device too (its result is not kept: nothing moves).
-    fn run_head(&self, x: &Tensor) -> Result<Tensor> {
+    /// The phase's tail as the whole phase runs it (`fixed_step` after a decode step's layers,
+    /// `fixed_prefill` after a prefill's): the last position's logits (f32), the position
+    /// advanced (decode: by the step's add and copy; prefill: set to the prompt's end), the
+    /// greedy argmax copied into the next step's input. Written into the profiler's slots
+    /// ([`Self::fed_back`]), so that nothing the phase reads moves.
+    fn run_tail(&self, phase: Phase, x: &Tensor) -> Result<Tensor> {
+        let state = self.cache_state()?;
         let logits = self.head(x)?;
-        greedy(&logits)?;
+        match phase {
+            Phase::Decode => {
+                let advanced = (&state.position + &state.one)?;
+                state.tail_position.slice_set(&advanced, 0, 0)?;
+                state.tail_tokens.slice_set(&greedy(&logits)?, 0, 0)?;
+            }
+            Phase::Prefill => {
+                state.tail_tokens.slice_set(&greedy(&logits)?, 0, 0)?;
+                let len = x.dim(1)?;
+                state
+                    .tail_position
+                    .slice_set(state.prefill_end(len, 0)?, 0, 0)?;
+            }
+        }
         Ok(logits)
     }
 }
@@ -103,6 +126,11 @@ impl DecoderLayers for LlamaFamily {
                 (tokens, at)
             }
         };
+        // Nothing fed back yet: a stale slot is never read as this phase's.
+        let state = self.cache_state()?;
+        for slot in [&state.tail_tokens, &state.tail_position] {
+            slot.slice_set(&Tensor::full(u32::MAX, slot.shape(), slot.device())?, 0, 0)?;
+        }
         let mut units = vec![CapturedDecoderUnit {
             unit: DecoderUnit::Embeddings,
             input: ids.clone(),
@@ -139,7 +167,7 @@ impl DecoderLayers for LlamaFamily {
     fn run_unit(&self, phase: Phase, captured: &CapturedDecoderUnit) -> Result<Tensor> {
         match captured.unit {
             DecoderUnit::Embeddings => self.embed(&captured.input),
-            DecoderUnit::Head => self.run_head(&captured.input),
+            DecoderUnit::Head => self.run_tail(phase, &captured.input),
             unit => self.run_block_part(phase, unit, &captured.input),
         }
     }
@@ -154,9 +182,14 @@ impl DecoderLayers for LlamaFamily {
             x = self.run_block_part(phase, DecoderUnit::Block(i), &x)?;
         }
         if layers == total {
-            return self.run_head(&x);
+            return self.run_tail(phase, &x);
         }
         Ok(x)
+    }
+
+    fn fed_back(&self) -> Result<(Tensor, Tensor)> {
+        let state = self.cache_state()?;
+        Ok((state.tail_tokens.copy()?, state.tail_position.copy()?))
     }
 }
 
@@ -167,7 +200,7 @@ mod tests {
     use crate::config::{Implementation, Precision};
     use crate::model::decoder::llama::config::OWN_ARCHITECTURES;
     use crate::model::decoder::DecoderSpec;
-    use crate::model::workload::{greedy, DecoderUnit, Generate, Phase};
+    use crate::model::workload::{greedy, DecoderLayers, DecoderUnit, Generate, Phase};
 
     fn load(arch: &str) -> Box<dyn Generate> {
         let spec = DecoderSpec::resolve(
@@ -195,9 +228,30 @@ mod tests {
             .unwrap()
     }
 
+    fn values(t: &Tensor) -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// The profiler's slots hold what the whole phase fed the next step.
+    fn expect_fed(layers: &dyn DecoderLayers, fed: &(Tensor, usize), what: &str) {
+        let (tokens, position) = layers.fed_back().unwrap();
+        assert_eq!(
+            values(&tokens),
+            values(&fed.0),
+            "{what} did not feed the argmax back"
+        );
+        assert_eq!(
+            values(&position),
+            [fed.1 as u32],
+            "{what} did not advance the position as the step does"
+        );
+    }
+
     /// What the per-layer profiler runs is what the model runs: the units chained reproduce the
-    /// whole phase, the longest prefix is the whole phase, and neither moves the position (a
-    /// decode unit called twice gives the same output), for every architecture.
+    /// whole phase, its logits and what it feeds the next step (the argmax copied back, the
+    /// position advanced: a unit that left either out of the step fails here), the longest
+    /// prefix is the whole phase, and neither moves the position (a decode unit called twice,
+    /// or after the head, gives the same output), for every architecture.
     #[test]
     fn units_and_prefixes_compute_the_whole_phase_and_never_move() {
         let prompt =
@@ -206,25 +260,41 @@ mod tests {
             // The reference: a prefill, 4 greedy steps, then the step the profiler captures.
             let mut reference = load(arch);
             let prefill_logits = reference.prefill(&prompt).unwrap();
-            let mut tokens = greedy(&prefill_logits).unwrap();
+            let prefill_fed = (greedy(&prefill_logits).unwrap(), reference.position());
+            let mut tokens = prefill_fed.0.clone();
             for _ in 0..4 {
                 tokens = greedy(&reference.step(&tokens).unwrap()).unwrap();
             }
             let step_logits = reference.step(&tokens).unwrap();
+            let step_fed = (greedy(&step_logits).unwrap(), reference.position());
+            assert_eq!((prefill_fed.1, step_fed.1), (5, 10));
 
             let mut model = load(arch);
             let layers = model.layers().expect("the own decoder has layers");
             let total = layers.top_level().len();
             assert_eq!(total, 4, "{arch}: embeddings, 2 blocks, head");
-            for (phase, whole) in [
-                (Phase::Prefill, &prefill_logits),
-                (Phase::Decode, &step_logits),
+            for (phase, whole, fed) in [
+                (Phase::Prefill, &prefill_logits, &prefill_fed),
+                (Phase::Decode, &step_logits, &step_fed),
             ] {
                 let captured = layers.capture(phase, &prompt, 4).unwrap();
+                let (tokens, position) = layers.fed_back().unwrap();
+                assert!(
+                    values(&tokens)
+                        .iter()
+                        .chain(&values(&position))
+                        .all(|v| *v == u32::MAX),
+                    "{arch} {phase:?}: a capture leaves the slots unwritten"
+                );
                 let prefix = layers.run_prefix(phase, &captured.ids, total).unwrap();
                 assert!(
                     diff(&prefix, whole) < 1e-5,
                     "{arch} {phase:?}: the longest prefix is not the whole phase"
+                );
+                expect_fed(
+                    &*layers,
+                    fed,
+                    &format!("{arch} {phase:?}: the longest prefix"),
                 );
                 let again = layers.run_prefix(phase, &captured.ids, total).unwrap();
                 assert_eq!(
@@ -232,9 +302,12 @@ mod tests {
                     0.0,
                     "{arch} {phase:?}: a prefix moved"
                 );
+                // A fresh capture, so the units' tail is seen writing on its own.
+                let captured = layers.capture(phase, &prompt, 4).unwrap();
                 // Each unit's output is the next unit's captured input.
                 let units = &captured.units;
                 let input_of = |u: DecoderUnit| &units.iter().find(|c| c.unit == u).unwrap().input;
+                let mut first_block = None;
                 for c in units {
                     let out = layers.run_unit(phase, c).unwrap();
                     let next = match c.unit {
@@ -248,9 +321,13 @@ mod tests {
                         }
                         DecoderUnit::Head => {
                             assert!(diff(&out, whole) < 1e-5, "{arch} {phase:?}: head");
+                            expect_fed(&*layers, fed, &format!("{arch} {phase:?}: the head"));
                             None
                         }
                     };
+                    if c.unit == DecoderUnit::Block(0) {
+                        first_block = Some((c, out.clone()));
+                    }
                     if let Some(next) = next {
                         assert!(
                             diff(&out, next) < 1e-5,
@@ -266,6 +343,14 @@ mod tests {
                         c.unit.name()
                     );
                 }
+                // The head ran last: a block after it still computes the captured step.
+                let (block, before) = first_block.unwrap();
+                let after = layers.run_unit(phase, block).unwrap();
+                assert_eq!(
+                    diff(&before, &after),
+                    0.0,
+                    "{arch} {phase:?}: the head moved"
+                );
             }
         }
     }

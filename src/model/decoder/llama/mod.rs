@@ -67,13 +67,19 @@ struct CacheState {
     masked: Tensor,
     /// u32 (batch, 1): the fixed step's input, overwritten by its argmax.
     tokens: Tensor,
+    /// The per-layer profiler's own slots for the step's bookkeeping (`layers.rs`): its head
+    /// unit feeds the argmax back and advances the position as the step does, into these, so
+    /// that K calls of it run the step's kernels and move nothing.
+    tail_tokens: Tensor,
+    tail_position: Tensor,
     /// `decode_kernels = "gemv"`: the step's activations, written in place.
     buffers: Option<gemv::StepBuffers>,
     /// u32 (1,): the position [`Generate::mark`] remembered, for the fixed step's restore.
     marked: Tensor,
-    /// The last prefill's (len, start) and its causal mask, made on the device from
-    /// `positions` and kept: a cell's prefills (one prompt shape) reuse it, uploading nothing.
-    prefill_mask: Option<((usize, usize), Tensor)>,
+    /// The last prefill's (len, start), its causal mask (made on the device from `positions`)
+    /// and the position it ends at (u32 (1,)), kept: a cell's prefills (one prompt shape) reuse
+    /// them, uploading nothing.
+    prefill_mask: Option<((usize, usize), Tensor, Tensor)>,
 }
 
 impl CacheState {
@@ -90,12 +96,20 @@ impl CacheState {
     /// made for it.
     fn prefill_at(&self, len: usize, start: usize) -> Result<PrefillAt<'_>> {
         match &self.prefill_mask {
-            Some((made, mask)) if *made == (len, start) => Ok(PrefillAt {
+            Some((made, mask, _)) if *made == (len, start) => Ok(PrefillAt {
                 start,
                 mask,
                 neg_inf: &self.masked,
             }),
             _ => candle_core::bail!("no causal mask was made for a prefill of {len} at {start}"),
+        }
+    }
+
+    /// The device-held position a prefill of `len` at `start` leaves (made with its mask).
+    fn prefill_end(&self, len: usize, start: usize) -> Result<&Tensor> {
+        match &self.prefill_mask {
+            Some((made, _, end)) if *made == (len, start) => Ok(end),
+            _ => candle_core::bail!("no prefill of {len} at {start} was made ready"),
         }
     }
 }
@@ -244,6 +258,8 @@ impl LlamaFamily {
             one: Tensor::ones(1, DType::U32, &self.device)?,
             masked: Tensor::new(f32::NEG_INFINITY, &self.device)?,
             tokens: Tensor::zeros((batch, 1), DType::U32, &self.device)?,
+            tail_tokens: Tensor::zeros((batch, 1), DType::U32, &self.device)?,
+            tail_position: Tensor::zeros(1, DType::U32, &self.device)?,
             buffers: match self.kernels {
                 k if k.is_gemv() => Some(gemv::StepBuffers::new(
                     &self.cfg,
@@ -311,9 +327,10 @@ impl LlamaFamily {
     fn ready_prefill(&mut self, batch: usize, len: usize, start: usize) -> Result<()> {
         self.ensure_cache(batch, start + len)?;
         let state = self.state.as_mut().expect("ensured");
-        if !matches!(&state.prefill_mask, Some((made, _)) if *made == (len, start)) {
+        if !matches!(&state.prefill_mask, Some((made, ..)) if *made == (len, start)) {
             let mask = causal_mask(&state.positions, len, start)?;
-            state.prefill_mask = Some(((len, start), mask));
+            let end = Tensor::new(&[(start + len) as u32], &self.device)?;
+            state.prefill_mask = Some(((len, start), mask, end));
         }
         Ok(())
     }
@@ -537,7 +554,6 @@ impl Generate for LlamaFamily {
         self.ready_prefill(batch, len, 0)?;
         // Where every run leaves the sequence; no host value enters a run.
         self.position = len;
-        let end = Tensor::new(&[len as u32], &self.device)?;
         let this: &Self = self;
         let state = this.state.as_ref().expect("ready");
         let prompt = prompt.clone();
@@ -545,7 +561,7 @@ impl Generate for LlamaFamily {
             run: Box::new(move || {
                 let logits = this.run_prefill(state, &prompt, &state.prefill_at(len, 0)?)?;
                 state.tokens.slice_set(&greedy(&logits)?, 0, 0)?;
-                state.position.slice_set(&end, 0, 0)?;
+                state.position.slice_set(state.prefill_end(len, 0)?, 0, 0)?;
                 Ok(logits)
             }),
             // Each run writes the same span from the same prompt: nothing to put back.

@@ -198,6 +198,53 @@ fn a_decoder_is_profiled_per_layer_prefill_and_decode_apart_by_both_methods() {
     assert!((rec.whole_latency_ms - whole_summary.decode_ms_per_step.unwrap()).abs() < 1e-9);
     assert!((prefill.whole_latency_ms - whole_summary.prefill_ms.unwrap()).abs() < 1e-9);
 
+    // per_layer.csv and the report state Σ/whole for each phase and each method, each row its
+    // own phase's and method's (not the decode step's isolated figure on every row).
+    for (phase, r) in [("prefill", prefill), ("decode", rec)] {
+        let methods = [
+            ("isolated", r.latency_ratio),
+            ("prefix", r.prefix_latency_ratio.unwrap()),
+        ];
+        for (method, ratio) in methods {
+            let of: Vec<&Vec<&str>> = rows
+                .iter()
+                .filter(|row| row[col("phase")] == phase && row[col("method")] == method)
+                .collect();
+            assert!(!of.is_empty(), "{phase} {method}: {csv}");
+            for row in of {
+                let value = |c: &str| -> f64 { row[col(c)].parse().unwrap() };
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+                assert!(
+                    close(value("layers_vs_whole_latency"), ratio),
+                    "{phase} {method}: {} against {ratio}",
+                    row[col("layers_vs_whole_latency")]
+                );
+                assert!(close(value("whole_latency_ms"), r.whole_latency_ms));
+                assert!(close(
+                    value("layers_sum_latency_ms"),
+                    ratio * r.whole_latency_ms
+                ));
+                let within = (ratio - 1.0).abs() <= runner::analysis::RECONCILIATION_FLAG;
+                assert_eq!(
+                    row[col("reconciled")],
+                    within.to_string(),
+                    "{phase} {method}"
+                );
+                // No energy on the CPU: empty, never zero.
+                assert_eq!(row[col("layers_vs_whole_energy")], "");
+            }
+            assert!(
+                md.contains(&format!("| {phase} | {method} | ")),
+                "{phase} {method}: {md}"
+            );
+        }
+    }
+
+    // The run's records read back: `runner report` re-renders it (a decoder's layers cell has
+    // no generate section, and is not taken for a damaged record for it).
+    let again = f.runner().arg("report").arg(&run).output().unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", stderr_of(&again));
+
     let figures = format!(
         "decode: longest prefix / whole {:.3}, Σ isolated / whole {:.3}; prefill: {:.3}, {:.3}",
         rec.prefix_latency_ratio.unwrap(),

@@ -34,7 +34,8 @@ pub use findings::{findings, ratio_text, FindingGroup, Findings, Leader, RatioGr
 pub use labels::{axis_title, description, same_except, Labels};
 pub use layers::{
     items_per_call, layer_summaries, layer_totals, per_item, phase_of, phase_views, primary_view,
-    reconcile, reconcile_in, LayerSummary, LayerTotals, RECONCILIATION_FLAG,
+    reconcile, reconcile_in, reconciliation_rows, LayerSummary, LayerTotals, ReconciliationRow,
+    RECONCILIATION_FLAG,
 };
 pub use savings::{quantized_comparisons, QuantizedComparison, Savings, QUANTIZED_SLOWER};
 pub use window_stats::{window_stats, WindowStats};

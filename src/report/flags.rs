@@ -54,12 +54,12 @@ const CODES: [(&str, &str, &str); 14] = [
     ),
     (
         "R",
-        "the layers' sum does not reconcile with the whole-model cell within 5 %",
+        "the layers' sum does not reconcile with the whole-model cell within 3 %",
         "layers'",
     ),
     (
         "R",
-        "the layers' sum does not reconcile with the whole-model cell within 5 %",
+        "the layers' sum does not reconcile with the whole-model cell within 3 %",
         "prefix-differenced",
     ),
     (

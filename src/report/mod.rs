@@ -179,6 +179,8 @@ pub(crate) fn file_safe(name: &str) -> String {
 struct LayerCellView<'a> {
     cell: &'a CellSummary,
     rows: Vec<&'a LayerSummary>,
+    /// Σ against the whole model, per phase and method (empty: no whole-model cell to match).
+    reconciliation: Vec<crate::analysis::ReconciliationRow>,
 }
 
 #[derive(Debug, Serialize)]
@@ -367,6 +369,14 @@ fn render_unlocked(
         .map(|cell| LayerCellView {
             cell,
             rows: layers.iter().filter(|l| l.cell_id == cell.id).collect(),
+            reconciliation: records
+                .iter()
+                .find(|r| r.cell.id == cell.id)
+                .and_then(|r| {
+                    let rec = crate::analysis::reconcile_in(r, records)?;
+                    Some(crate::analysis::reconciliation_rows(r, &rec))
+                })
+                .unwrap_or_default(),
         })
         .collect();
 

@@ -7,7 +7,7 @@
 use anyhow::{bail, Result};
 
 use crate::analysis::methods::{self, Estimate, Metric};
-use crate::analysis::{CellSummary, DomainSummary, LayerSummary};
+use crate::analysis::{CellSummary, DomainSummary, LayerSummary, ReconciliationRow};
 use crate::config::AXES;
 use crate::results::{CellRecord, CellStatus, Phase};
 use crate::sensor::{CPU_PACKAGE, DRAM, GPU_BOARD};
@@ -289,6 +289,8 @@ struct LayerRow<'a> {
     calls_per_loop: Option<u32>,
     /// Isolated and prefix disagree beyond their intervals on this layer.
     disagree: Option<bool>,
+    /// Σ of this row's method in this row's phase against the whole model's same phase.
+    reconciled: Option<ReconciliationRow>,
 }
 
 /// A per_layer.csv column: its name and its value for any row.
@@ -340,15 +342,28 @@ const PER_LAYER: &[RowColumn] = &[
     ("latency_share_pct", |r| {
         num(r.isolated.and_then(|l| l.latency_share_pct))
     }),
-    ("layers_sum_latency_ms", |r| num(r.cell.latency_per_loop_ms)),
+    // Σ of the row's method in the row's phase (prefix: the longest prefix), against the whole
+    // model's same phase; `reconciled` says whether both ratios are within the flag's bound.
+    ("layers_sum_latency_ms", |r| {
+        num(r.reconciled.as_ref().map(|c| c.layers_latency_ms))
+    }),
     ("layers_sum_energy_per_inference_mj", |r| {
-        num(r.cell.energy_per_inference_mj)
+        num(r.reconciled.as_ref().and_then(|c| c.layers_energy_mj))
+    }),
+    ("whole_latency_ms", |r| {
+        num(r.reconciled.as_ref().map(|c| c.whole_latency_ms))
+    }),
+    ("whole_energy_per_inference_mj", |r| {
+        num(r.reconciled.as_ref().and_then(|c| c.whole_energy_mj))
     }),
     ("layers_vs_whole_latency", |r| {
-        num(r.cell.layers_vs_whole_latency)
+        num(r.reconciled.as_ref().map(|c| c.latency_ratio))
     }),
     ("layers_vs_whole_energy", |r| {
-        num(r.cell.layers_vs_whole_energy)
+        num(r.reconciled.as_ref().and_then(|c| c.energy_ratio))
+    }),
+    ("reconciled", |r| {
+        int(r.reconciled.as_ref().map(|c| c.within))
     }),
     ("whole_model_cell_id", |r| {
         text(r.cell.whole_model_cell_id.as_deref())
@@ -405,6 +420,15 @@ pub(super) fn per_layer_csv_bytes(
         };
         // A decoder's prefill rows, then its decode step's; an encoder's as they were.
         let views = crate::analysis::phase_views(record);
+        let reconciliation = crate::analysis::reconcile_in(record, records)
+            .map(|rec| crate::analysis::reconciliation_rows(record, &rec))
+            .unwrap_or_default();
+        let reconciled = |phase: Option<Phase>, method: &str| {
+            reconciliation
+                .iter()
+                .find(|c| c.phase == phase && c.method == method)
+                .cloned()
+        };
         let mut rows: Vec<LayerRow> = Vec::new();
         for r in views.iter().map(|v| &**v) {
             let phase = crate::analysis::phase_of(r);
@@ -441,6 +465,7 @@ pub(super) fn per_layer_csv_bytes(
                         ),
                         calls_per_loop: Some(l.calls_per_loop),
                         disagree: disagree(&l.layer_name),
+                        reconciled: reconciled(phase, "isolated"),
                     }),
             );
             if r.prefixes.is_empty() {
@@ -468,6 +493,7 @@ pub(super) fn per_layer_csv_bytes(
                     latency: t,
                     calls_per_loop: k,
                     disagree,
+                    reconciled: reconciled(phase, "prefix"),
                 });
             }
         }

@@ -148,8 +148,23 @@ fn phase_breakdown(r: &CellRecord, rec: Option<&crate::results::Reconciliation>)
         let pre = prefix_ratio
             .map(|p| format!(" (prefix Σ/whole {:.1}%)", p * 100.0))
             .unwrap_or_default();
+        // Energy printed: latency's reconciliation beside it (the target is on both).
+        let latency = if energy {
+            let iso = if isolated {
+                format!(" Σ/whole {:.1}%", rec.latency_ratio * 100.0)
+            } else {
+                String::new()
+            };
+            let pre = rec
+                .prefix_latency_ratio
+                .map(|p| format!(" prefix Σ/whole {:.1}%", p * 100.0))
+                .unwrap_or_default();
+            format!("; latency{iso}{pre}")
+        } else {
+            String::new()
+        };
         format!(
-            "   whole model: {:.3} {unit}{iso}{pre}",
+            "   whole model: {:.3} {unit}{iso}{pre}{latency}",
             w.unwrap_or(f64::NAN)
         )
     });

@@ -357,11 +357,13 @@ pub fn check_record(
 }
 
 /// A decoder cell's `generate` section: the cell's own lengths, bounded windows, fidelity and
-/// perplexity in their ranges; present exactly on decoder cells recorded ok.
+/// perplexity in their ranges; present exactly on decoder cells recorded ok that generated (a
+/// `layers` cell's figures are its units', per phase, and it has none).
 fn generate(p: &mut Problems, r: &CellRecord) {
     let lengths = r.cell.prompt_len.zip(r.cell.new_tokens);
     let Some(g) = &r.generate else {
-        if lengths.is_some() && r.status == CellStatus::Ok {
+        let generated = r.cell.scope != crate::config::Scope::Layers;
+        if lengths.is_some() && r.status == CellStatus::Ok && generated {
             p.add("a decoder cell recorded ok without its generate section".into());
         }
         return;

@@ -47,6 +47,8 @@ mod configs;
 mod embeddings;
 #[path = "cutlass_check/ffn.rs"]
 mod ffn;
+#[path = "cutlass_check/lean.rs"]
+mod lean;
 #[path = "cutlass_check/model.rs"]
 mod model;
 #[path = "cutlass_check/static_ffn.rs"]
@@ -157,6 +159,13 @@ fn main() -> Result<()> {
         failures += static_ffn::static_checks(&gpu, &cpu);
         failures += model::graph_checks_named(&gpu, &["int8-fp16 static", "fp8-fp16 static"]);
         println!("cutlass_check --static: {failures} failure(s)");
+        std::process::exit(i32::from(failures > 0));
+    }
+    // --lean (a short call): device.gelu_epilogue = "lean", every GELU kernel swept, the rule's
+    // picks checked, the model's graph replay (cutlass_check/lean.rs).
+    if std::env::args().any(|a| a == "--lean") {
+        let failures = lean::lean_checks(&gpu, &cpu);
+        println!("cutlass_check --lean: {failures} failure(s)");
         std::process::exit(i32::from(failures > 0));
     }
     // The newest kernels and the sections a short call must not lose first (a call cut short
@@ -339,6 +348,15 @@ fn float_check(
 /// A NaN in one input row reaches that row's output, and only it: every kernel of the library
 /// (each forced in turn, at 300 rows: a partial tile), the packed FFN and the float GELU GEMM.
 fn nan_checks(gpu: &Device, cpu: &Device) -> usize {
+    nan_checks_for(gpu, cpu, |_| true)
+}
+
+/// [`nan_checks`] through the kernels `which` keeps (the packed FFNs whatever it says).
+fn nan_checks_for(
+    gpu: &Device,
+    cpu: &Device,
+    which: impl Fn(&runner::ops::cutlass::Instance) -> bool,
+) -> usize {
     use runner::ops::cutlass::{self, Inputs};
     let (m, k, n) = (300, 256, 512);
     let row = 137;
@@ -364,7 +382,7 @@ fn nan_checks(gpu: &Device, cpu: &Device) -> usize {
         usize::from(!caught)
     };
     let mut failures = 0;
-    for instance in cutlass::INSTANCES {
+    for instance in cutlass::INSTANCES.iter().filter(|i| which(i)) {
         let kind = instance.kind;
         failures += guarded(&format!("NaN {}", instance.name), || {
             let x = input(kind.out)?;

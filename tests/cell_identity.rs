@@ -1,6 +1,6 @@
 //! A cell's id names everything that changes what it measures: each execution setting
 //! (device.cuda_graphs, device.fuse_quantization, device.fp8_fast_accumulation,
-//! device.gemm_library, device.ffn_activation_scales) changes the ids
+//! device.gemm_library, device.ffn_activation_scales, device.gelu_epilogue) changes the ids
 //! of the cells it affects and no others; a `--resume` with one flipped is refused naming the
 //! setting, and so is one with another sensor setting (one run, one manifest, one setting).
 
@@ -48,6 +48,7 @@ fn each_execution_setting_changes_the_ids_of_the_cells_it_affects_and_no_others(
         "device.fp8_fast_accumulation=false",
         "device.gemm_library=cublaslt",
         "device.ffn_activation_scales=dynamic",
+        "device.gelu_epilogue=standard",
     ];
     if !cfg!(feature = "cuda") {
         defaults.push("device.fused_embeddings=false");
@@ -79,6 +80,18 @@ fn each_execution_setting_changes_the_ids_of_the_cells_it_affects_and_no_others(
         changed("device.ffn_activation_scales=static"),
         ["fp8-fp32", "int8-fp32"]
     );
+    // The lean GELU epilogue (CUTLASS only): the cells with CUTLASS GEMMs, against CUTLASS's ids.
+    let cutlass = ids(&f, &["device.gemm_library=cutlass"]);
+    let lean = ids(
+        &f,
+        &["device.gemm_library=cutlass", "device.gelu_epilogue=lean"],
+    );
+    let moved: Vec<&String> = cutlass
+        .iter()
+        .filter(|(p, id)| lean[*p] != **id)
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(moved, ["fp8-fp32", "int8-fp32"]);
 }
 
 fn snapshot(run: &Path) -> BTreeMap<String, Vec<u8>> {

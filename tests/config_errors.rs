@@ -544,6 +544,29 @@ fn fused_embeddings_with_a_decoder_names_the_model() {
     assert!(msg.contains("is a decoder"), "{msg}");
 }
 
+/// `device.gelu_epilogue = "lean"` picks the CUTLASS epilogues' GELU: with cuBLASLt's GEMMs (whose
+/// GELU is a runner kernel) it is refused naming the key, and an unknown value names it too.
+#[test]
+fn a_lean_gelu_epilogue_without_cutlass_is_refused() {
+    let matrix = "[matrix]\nprecision = [\"int8-fp16\"]\nbatch_size = [1]\n";
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", "device.gelu_epilogue=lean"],
+        &[],
+    );
+    assert!(msg.contains("device.gelu_epilogue"), "{msg}");
+    assert!(
+        msg.contains("set device.gemm_library = \"cutlass\""),
+        "{msg}"
+    );
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", "device.gelu_epilogue=quick"],
+        &[],
+    );
+    assert!(msg.contains("gelu_epilogue"), "{msg}");
+}
+
 /// `device.ffn_activation_scales = "static"` has FFN-in's CUTLASS epilogue write the codes: a
 /// CUDA cell with cuBLASLt's GEMMs, and a decoder (no encoder FFN to calibrate), are refused with
 /// the key named; on the CPU (the f32 reference) and with CUTLASS it plans.

@@ -59,7 +59,7 @@ pub fn sweep(gpu: &Device, cpu: &Device, quick: bool) -> usize {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn one_shape(
+pub(crate) fn one_shape(
     gpu: &Device,
     cpu: &Device,
     kind: Kind,
@@ -105,6 +105,8 @@ fn one_shape(
             match (kind.gelu, instance.erf) {
                 (false, _) => "",
                 (true, cutlass::Erf::Fast) => ", fast erf",
+                (true, cutlass::Erf::Lean) => ", lean erf",
+                (true, cutlass::Erf::TanhFit) => ", fitted tanh",
                 (true, cutlass::Erf::Erff) => ", erff",
             }
         );

@@ -104,6 +104,10 @@ pub fn execution_identity(
             json!(device.ffn_activation_scales.name()),
         );
     }
+    // The CUTLASS FFN-in epilogues' GELU with fewer instructions (another kernel, other last bits).
+    if fused_gemms && !device.gelu_epilogue.is_standard() {
+        settings.insert("gelu_epilogue".into(), json!(device.gelu_epilogue.name()));
+    }
     // The encoders' embeddings as one runner kernel (decoders have none of that kind).
     if encoder && device.fused_embeddings() {
         settings.insert("fused_embeddings".into(), json!(true));
@@ -192,6 +196,7 @@ mod tests {
             gemm_library: crate::config::GemmLibrary::Cutlass,
             fused_embeddings: Some(true),
             ffn_activation_scales: crate::config::FfnActivationScales::Static,
+            gelu_epilogue: crate::config::GeluEpilogue::Lean,
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();
@@ -206,6 +211,7 @@ mod tests {
                 "fp8_fast_accumulation",
                 "fuse_quantization",
                 "fused_embeddings",
+                "gelu_epilogue",
                 "gemm_library"
             ]
         );
@@ -216,13 +222,19 @@ mod tests {
                 "ffn_activation_scales",
                 "fuse_quantization",
                 "fused_embeddings",
+                "gelu_epilogue",
                 "gemm_library"
             ]
         );
         assert_eq!(keys("q8_0-fp16"), ["cuda_graphs", "fused_embeddings"]);
         assert_eq!(
             keys("fp16"),
-            ["cuda_graphs", "fused_embeddings", "gemm_library"]
+            [
+                "cuda_graphs",
+                "fused_embeddings",
+                "gelu_epilogue",
+                "gemm_library"
+            ]
         );
         assert_eq!(keys("fp32"), ["cuda_graphs", "fused_embeddings"]);
         let defaults = execution_identity(&DeviceSection::default(), Precision::Fp32, true);

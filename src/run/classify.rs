@@ -63,6 +63,8 @@ pub(super) fn measure(
     model.set_fused_quantization(prepared.exp.config.device.fuse_quantization);
     model.set_fp8_fast_accumulation(prepared.exp.config.device.fp8_fast_accumulation);
     model.set_gemm_library(prepared.exp.config.device.gemm_library);
+    // Before anything is launched or described: the kernels the GEMMs pick and the record names.
+    crate::ops::cutlass::set_gelu_epilogue(prepared.exp.config.device.gelu_epilogue);
     model.set_fused_embeddings(prepared.exp.config.device.fused_embeddings())?;
     if !prepared
         .exp

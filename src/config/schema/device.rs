@@ -86,6 +86,39 @@ pub struct DeviceSection {
     /// precisions. Left out of the resolved config when dynamic.
     #[serde(skip_serializing_if = "FfnActivationScales::is_dynamic")]
     pub ffn_activation_scales: FfnActivationScales,
+    /// The erf GELU in the CUTLASS FFN-in epilogues (`gemm_library = "cutlass"`): `"standard"`
+    /// (default: a rational erf, 22 instructions a value) or `"lean"` (the same rational with its
+    /// constants folded and one reciprocal: 17; |GELU error| <= 2.2e-7 |x|, against 1.7e-7;
+    /// and where FFN-in writes int8 codes (`ffn_activation_scales = "static"`) a tanh form fitted
+    /// to erf GELU: 6, within 0.05 of a code's step; src/ops/kernels/cutlass/gelu_lean.cuh). The
+    /// epilogue runs 25 M GELUs an FFN at batch 64 x 128, and its instructions, not its bytes,
+    /// are its time. Kinds without a lean kernel (bf16 outputs, FP8 fast accumulation, E4M3
+    /// codes) keep the standard one. Every record says which ran, per linear
+    /// (`implementation.gemms`). Left out of the resolved config when standard.
+    #[serde(skip_serializing_if = "GeluEpilogue::is_standard")]
+    pub gelu_epilogue: GeluEpilogue,
+}
+
+/// `device.gelu_epilogue`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeluEpilogue {
+    #[default]
+    Standard,
+    Lean,
+}
+
+impl GeluEpilogue {
+    pub fn is_standard(&self) -> bool {
+        *self == Self::Standard
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Lean => "lean",
+        }
+    }
 }
 
 /// `device.ffn_activation_scales`.
@@ -145,6 +178,7 @@ impl Default for DeviceSection {
             gemm_library: GemmLibrary::Cublaslt,
             fused_embeddings: None,
             ffn_activation_scales: FfnActivationScales::Dynamic,
+            gelu_epilogue: GeluEpilogue::Standard,
         }
     }
 }

@@ -50,6 +50,9 @@ pub(super) fn check(c: &ExperimentConfig, bad: &mut impl FnMut(&[&str], String))
     {
         bad(&["device", "ffn_activation_scales"], "device.ffn_activation_scales = \"static\" has FFN-in's CUTLASS epilogue write FFN-out's codes, but device.gemm_library = \"cublaslt\": set device.gemm_library = \"cutlass\" (or leave ffn_activation_scales out)".into());
     }
+    if !c.device.gelu_epilogue.is_standard() && c.device.gemm_library.is_cublaslt() {
+        bad(&["device", "gelu_epilogue"], "device.gelu_epilogue = \"lean\" picks the GELU of the CUTLASS FFN-in epilogues, but device.gemm_library = \"cublaslt\", whose GELU is a runner kernel: set device.gemm_library = \"cutlass\" (or leave gelu_epilogue out)".into());
+    }
     if c.device.gpu >= MAX_WORKERS {
         bad(
             &["device", "gpu"],

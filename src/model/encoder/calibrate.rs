@@ -217,7 +217,15 @@ impl Encoder {
             implementation.insert("activation_quantization".into(), head);
         }
         if on_tensor_cores {
-            implementation.insert("activation".into(), format!("erf GELU in FFN-in's CUTLASS epilogue (0.5 x (1 + erf(x / sqrt 2)) in f32, erf by a rational approximation, |error| <= 7e-7), then x 1 / step[column] and rounded to {fmt} in the same epilogue"));
+            let erf = self
+                .blocks
+                .iter()
+                .find_map(|b| match &b.lin1 {
+                    Linear::EightBit(a) => a.codes_kind().ok(),
+                    _ => None,
+                })
+                .map_or("none", crate::ops::cutlass::gelu_erf);
+            implementation.insert("activation".into(), format!("erf GELU in FFN-in's CUTLASS epilogue (0.5 x (1 + erf(x / sqrt 2)) in f32, erf by a {erf}), then x 1 / step[column] and rounded to {fmt} in the same epilogue"));
         }
     }
 

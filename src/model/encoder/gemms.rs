@@ -126,7 +126,18 @@ impl Encoder {
         let Some(block) = self.blocks.first() else {
             return;
         };
-        let gelu = "erf GELU in FFN-in's CUTLASS epilogue (0.5 x (1 + erf(x / sqrt 2)) in f32, erf by a rational approximation, |error| <= 7e-7)";
+        use crate::ops::cutlass::{gelu_erf, Inputs, Kind};
+        let erf = match &block.lin1 {
+            Linear::EightBit(e) => gelu_erf(e.cutlass_kind(true)),
+            Linear::Float(f) => gelu_erf(Kind {
+                inputs: Inputs::Float,
+                out: f.weight().dtype(),
+                gelu: true,
+                fast_accumulation: false,
+            }),
+            Linear::Quantized { .. } => "none",
+        };
+        let gelu = format!("erf GELU in FFN-in's CUTLASS epilogue (0.5 x (1 + erf(x / sqrt 2)) in f32, erf by a {erf})");
         match &block.lin1 {
             Linear::EightBit(e) if e.cutlass(true).is_ok() => {
                 let fmt = e.format().name();
@@ -136,7 +147,7 @@ impl Encoder {
                     if packed {
                         format!("{gelu}; FFN-out's {fmt} input quantized per row by a runner kernel reading that output once (a row's scale needs all of its columns, which no CTA of the GEMM holds)")
                     } else {
-                        gelu.to_string()
+                        gelu.clone()
                     },
                 );
                 if let Some(q) = implementation.get_mut("activation_quantization") {
@@ -148,7 +159,7 @@ impl Encoder {
                 }
             }
             l @ Linear::Float(_) if l.float_cutlass(block.gemm_library).is_ok() => {
-                implementation.insert("activation".into(), gelu.to_string());
+                implementation.insert("activation".into(), gelu);
             }
             _ => {}
         }

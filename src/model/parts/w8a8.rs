@@ -397,7 +397,7 @@ impl EightBitLinear {
     }
 
     /// What this layer's CUTLASS GEMM computes (with GELU or not).
-    fn cutlass_kind(&self, gelu: bool) -> cutlass::Kind {
+    pub(crate) fn cutlass_kind(&self, gelu: bool) -> cutlass::Kind {
         cutlass::Kind {
             inputs: match self.format {
                 EightBit::Int8 => cutlass::Inputs::Int8,
@@ -428,7 +428,12 @@ impl EightBitLinear {
             EightBit::Int8 => "int8",
             EightBit::Fp8E4M3 => "E4M3",
         };
-        let act = match (gelu, self.static_output.is_some() && self.static_codes_kernel().is_ok()) {
+        let codes = gelu && self.static_output.is_some() && self.static_codes_kernel().is_ok();
+        let kind = match self.codes_kind() {
+            Ok(k) if codes => k,
+            _ => self.cutlass_kind(gelu),
+        };
+        let act = match (gelu, codes) {
             (true, true) => format!(" + erf GELU, x 1 / step per column and rounded to {format} codes for FFN-out (static steps)"),
             (true, false) => " + erf GELU".to_string(),
             _ => String::new(),
@@ -438,7 +443,7 @@ impl EightBitLinear {
             (Some(_), Ok(())) => format!(
                 "CUTLASS {format} GEMM{}, epilogue: token x channel scales + bias{act} ({})",
                 if self.fp8_fast_accumulation() { " with FP8 fast accumulation" } else { "" },
-                cutlass::describe(self.cutlass_kind(gelu))
+                cutlass::describe(kind)
             ),
             (Some(TensorCores::Int8 { .. }), Err(why)) => format!(
                 "cuBLASLt int8 -> int32 GEMM, then a runner kernel: scales + bias{act} (CUTLASS not used: {why})"

@@ -3,6 +3,8 @@
 //! GEMM by its rows and outputs, which the record names.
 
 use candle_core::DType;
+
+use crate::config::GeluEpilogue;
 /// The inputs of a CUTLASS GEMM: 8-bit with per-token x per-channel scales, or the float dtype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inputs {
@@ -62,12 +64,30 @@ impl Config {
     }
 }
 
-/// The erf of a GELU epilogue: gemm.cuh's rational approximation (|error| <= 7e-7, one MUFU) or
-/// CUDA's erff (the first build's, kept to be timed against).
+/// The erf of a GELU epilogue: gemm.cuh's rational approximation (|error| <= 7e-7, one MUFU),
+/// the same rational with its constants folded and one rcp.approx (gelu_lean.cuh: 17
+/// instructions a value against 22; `device.gelu_epilogue = "lean"`), for int8 codes a fitted
+/// tanh form, or CUDA's erff (the first build's, kept to be timed against).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Erf {
     Fast,
+    Lean,
+    /// The kernels writing int8 codes only (`device.gelu_epilogue = "lean"`): the tanh form with
+    /// constants fitted to erf GELU and MUFU.TANH, within 0.05 of a code's step (gelu_lean.cuh).
+    TanhFit,
     Erff,
+}
+
+impl Erf {
+    /// For the record and the checks' lines.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Erf::Fast => "rational approximation, |erf error| <= 7e-7 (22 instructions a value)",
+            Erf::Lean => "rational approximation with folded constants and one rcp.approx, |GELU error| <= 2.2e-7 |x| (17 instructions a value)",
+            Erf::TanhFit => "tanh form fitted to erf GELU (0.5 x (1 + tanh(x (0.79868 + 0.035377 x^2))), tanh.approx), |GELU error| <= 4e-4 |x|, at most 0.05 of an int8 code's step (6 instructions a value; int8 codes only)",
+            Erf::Erff => "CUDA's erff",
+        }
+    }
 }
 
 /// Which GEMMs of its kind a kernel is picked for, by rows (M) and outputs (N).
@@ -138,7 +158,7 @@ const fn inst(name: &'static str, kind: Kind, config: Config, erf: Erf, rule: Ru
 pub const INSTANCES: &[Instance] = {
     use Config::*;
     use DType::{BF16, F16, F8E4M3, U8};
-    use Erf::{Erff, Fast};
+    use Erf::{Erff, Fast, Lean, TanhFit};
     use Inputs::{E4m3, Float, Int8};
     use Rule::*;
     &[
@@ -188,6 +208,20 @@ pub const INSTANCES: &[Instance] = {
             All,
         ),
         inst(
+            "i8_f16_gelu_co128lean",
+            kind(Int8, F16, true, false),
+            Cooperative128,
+            Lean,
+            All,
+        ),
+        inst(
+            "i8_f16_gelu_pp128lean",
+            kind(Int8, F16, true, false),
+            PingPong128,
+            Lean,
+            ChecksOnly,
+        ),
+        inst(
             "i8_bf16_gelu_co128",
             kind(Int8, BF16, true, false),
             Cooperative128,
@@ -223,6 +257,13 @@ pub const INSTANCES: &[Instance] = {
             All,
         ),
         inst(
+            "e4m3_f16_gelu_co128lean",
+            kind(E4m3, F16, true, false),
+            Cooperative128,
+            Lean,
+            All,
+        ),
+        inst(
             "e4m3_f16_gelu_pp128fast",
             kind(E4m3, F16, true, true),
             PingPong128,
@@ -254,6 +295,34 @@ pub const INSTANCES: &[Instance] = {
             All,
         ),
         inst(
+            "i8_codes_gelu_co128lean",
+            kind(Int8, U8, true, false),
+            Cooperative128,
+            Lean,
+            All,
+        ),
+        inst(
+            "i8_codes_gelu_pp128lean",
+            kind(Int8, U8, true, false),
+            PingPong128,
+            Lean,
+            ChecksOnly,
+        ),
+        inst(
+            "i8_codes_gelu_co128tanh",
+            kind(Int8, U8, true, false),
+            Cooperative128,
+            TanhFit,
+            All,
+        ),
+        inst(
+            "i8_codes_gelu_pp128tanh",
+            kind(Int8, U8, true, false),
+            PingPong128,
+            TanhFit,
+            ChecksOnly,
+        ),
+        inst(
             "e4m3_codes_f16_gelu_co128",
             kind(E4m3, F8E4M3, true, false),
             Cooperative128,
@@ -266,6 +335,20 @@ pub const INSTANCES: &[Instance] = {
             PingPong128,
             Fast,
             All,
+        ),
+        inst(
+            "f16_gelu_pp128lean",
+            kind(Float, F16, true, false),
+            PingPong128,
+            Lean,
+            All,
+        ),
+        inst(
+            "f16_gelu_co128lean",
+            kind(Float, F16, true, false),
+            Cooperative128,
+            Lean,
+            ChecksOnly,
         ),
         inst(
             "bf16_gelu_pp128",
@@ -282,17 +365,37 @@ pub fn instances(kind: Kind) -> impl Iterator<Item = &'static Instance> {
     INSTANCES.iter().filter(move |i| i.kind == kind)
 }
 
-/// The kernel that runs `kind` at `rows` rows and `n` outputs: the one whose rule picks them,
-/// unless [`force`] named another of the same kind.
+/// The kernel that runs `kind` at `rows` rows and `n` outputs: the one whose rule picks them
+/// with the GELU [`set_gelu_epilogue`] asked for (a kind without a lean kernel keeps its
+/// standard one), unless [`force`] named another of the same kind.
 pub fn choose(kind: Kind, rows: usize, n: usize) -> Option<&'static Instance> {
     let forced = FORCED.load(std::sync::atomic::Ordering::Relaxed);
     if let Some(i) = INSTANCES.get(forced).filter(|i| i.kind == kind) {
         return Some(i);
     }
-    instances(kind).find(|i| i.rule.picks(rows, n))
+    choose_by_rule(kind, rows, n, gelu_epilogue())
 }
 
 static FORCED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+static LEAN_GELU: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `device.gelu_epilogue` for the GEMMs launched from now on (each cell sets it before it loads
+/// its model, and cells run one at a time in a process).
+pub fn set_gelu_epilogue(g: GeluEpilogue) {
+    LEAN_GELU.store(
+        g == GeluEpilogue::Lean,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// What [`set_gelu_epilogue`] last set (standard until then).
+pub fn gelu_epilogue() -> GeluEpilogue {
+    if LEAN_GELU.load(std::sync::atomic::Ordering::Relaxed) {
+        GeluEpilogue::Lean
+    } else {
+        GeluEpilogue::Standard
+    }
+}
 
 /// Runs `instance` for every GEMM of its kind until called again (`None`: the row rule again).
 /// For examples/cutlass_check.rs, which times each configuration on the same shapes; no
@@ -304,18 +407,59 @@ pub fn force(instance: Option<&'static Instance>) {
     FORCED.store(index, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// For the record: which configuration runs `kind` at which rows, and the GELU's erf.
+/// For the record: which kernel and configuration runs `kind` at which rows (with the GELU
+/// [`set_gelu_epilogue`] set), and the GELU's erf.
 pub fn describe(kind: Kind) -> String {
-    let chosen: Vec<String> = instances(kind)
-        .filter(|i| i.rule != Rule::ChecksOnly)
-        .map(|i| format!("{}{}", i.config.describe(), i.rule.describe()))
+    let mut erfs = Vec::new();
+    let chosen: Vec<String> = [1, FEW_ROWS + 1]
+        .into_iter()
+        .filter_map(|rows| choose_by_rule(kind, rows, 0, gelu_epilogue()))
+        .fold(Vec::<&Instance>::new(), |mut v, i| {
+            if !v.contains(&i) {
+                v.push(i);
+            }
+            v
+        })
+        .into_iter()
+        .map(|i| {
+            if !erfs.contains(&i.erf) {
+                erfs.push(i.erf);
+            }
+            format!("{} ({}){}", i.config.describe(), i.name, i.rule.describe())
+        })
         .collect();
     let erf = if kind.gelu {
-        "; GELU's erf: rational approximation, |error| <= 7e-7"
+        let e: Vec<&str> = erfs.iter().map(|e| e.describe()).collect();
+        format!("; GELU's erf: {}", e.join(", "))
     } else {
-        ""
+        String::new()
     };
     format!("{}{erf}", chosen.join("; "))
+}
+
+/// The erf of `kind`'s GELU epilogue as the rule and the GELU setting pick it, for the record's
+/// `activation` (at the row counts of an encoder's batches: the kinds with a GELU have one
+/// kernel for every row count).
+pub fn gelu_erf(kind: Kind) -> &'static str {
+    choose_by_rule(kind, FEW_ROWS + 1, 0, gelu_epilogue()).map_or("none", |i| i.erf.describe())
+}
+
+/// [`choose`] without [`force`]: what the rule and the GELU setting pick.
+fn choose_by_rule(
+    kind: Kind,
+    rows: usize,
+    n: usize,
+    gelu: GeluEpilogue,
+) -> Option<&'static Instance> {
+    let picked = || instances(kind).filter(move |i| i.rule.picks(rows, n));
+    // Lean: the fitted tanh form where the output is int8 codes, else the folded rational.
+    let lean = [Erf::TanhFit, Erf::Lean];
+    if gelu == GeluEpilogue::Lean {
+        if let Some(i) = lean.iter().find_map(|e| picked().find(|i| i.erf == *e)) {
+            return Some(i);
+        }
+    }
+    picked().find(|i| !lean.contains(&i.erf))
 }
 #[cfg(test)]
 mod tests {
@@ -353,10 +497,10 @@ mod tests {
             let text =
                 std::fs::read_to_string(format!("src/ops/kernels/cutlass/{}.cu", i.name)).unwrap();
             let codes = i.kind.writes_codes();
-            let entry = if codes {
-                "RUNNER_CUTLASS_GEMM_CODES"
-            } else {
-                "RUNNER_CUTLASS_GEMM"
+            let entry = match (codes, i.erf) {
+                (true, Erf::Fast) => "RUNNER_CUTLASS_GEMM_CODES",
+                (true, _) => "RUNNER_CUTLASS_GEMM_CODES_ACT",
+                (false, _) => "RUNNER_CUTLASS_GEMM",
             };
             assert!(text.contains(&format!("{entry}({},", i.name)), "{}", i.name);
             // The .cu's configuration and erf are the ones the table says.
@@ -364,6 +508,7 @@ mod tests {
                 Config::PingPong128 if i.kind.inputs == Inputs::Float => "Pp128F16)",
                 Config::PingPong128 if i.kind.fast_accumulation => "Pp128Fast)",
                 Config::PingPong128 => "Pp128)",
+                Config::Cooperative128 if i.kind.inputs == Inputs::Float => "Co128F16)",
                 Config::Cooperative128 => "Co128)",
                 Config::Cooperative128x256 => "Co256)",
                 Config::PingPong64 => "Pp64Fast)",
@@ -374,9 +519,17 @@ mod tests {
                 _ if codes => "ClampE4m3",
                 (false, _) => "runner_cutlass::Identity",
                 (true, Erf::Fast) => "runner_cutlass::GeluErf",
+                (true, Erf::Lean) => "runner_cutlass::GeluLean",
+                (true, Erf::TanhFit) => "runner_cutlass::GeluTanhFit",
                 (true, Erf::Erff) => "cutlass::epilogue::thread::GELU",
             };
             assert!(text.contains(act), "{}: {act}", i.name);
+            // A codes kernel names its GELU beside its rounding.
+            match i.erf {
+                Erf::Lean if codes => assert!(text.contains("GeluLean"), "{}", i.name),
+                Erf::TanhFit => assert!(codes && text.contains("GeluTanhFit"), "{}", i.name),
+                _ => {}
+            }
         }
     }
 
@@ -388,8 +541,15 @@ mod tests {
             }
             for rows in [1, 16, 128, 129, 512, 2048, 4095, 4096, 8192, 1 << 20] {
                 for n in [8, 768, 2047, 2048, 2304, 3072, 8192] {
-                    let picked = instances(k).filter(|i| i.rule.picks(rows, n)).count();
-                    assert_eq!(picked, 1, "{k:?} at {rows} rows, {n} outputs");
+                    let picks = |erf: &[Erf]| {
+                        instances(k)
+                            .filter(|i| i.rule.picks(rows, n) && erf.contains(&i.erf))
+                            .count()
+                    };
+                    let at = format!("{k:?} at {rows} rows, {n} outputs");
+                    assert_eq!(picks(&[Erf::Fast, Erf::Erff]), 1, "{at}");
+                    assert!(picks(&[Erf::Lean]) <= 1, "{at}");
+                    assert!(picks(&[Erf::TanhFit]) <= 1, "{at}");
                 }
             }
         }
@@ -428,6 +588,48 @@ mod tests {
     }
 
     #[test]
+    fn the_lean_gelu_is_picked_where_it_exists_and_only_when_asked() {
+        use GeluEpilogue::{Lean, Standard};
+        for (k, name) in [
+            (
+                kind(Inputs::Int8, DType::F16, true, false),
+                "i8_f16_gelu_co128lean",
+            ),
+            (
+                kind(Inputs::Int8, DType::U8, true, false),
+                "i8_codes_gelu_co128tanh",
+            ),
+            (
+                kind(Inputs::E4m3, DType::F16, true, false),
+                "e4m3_f16_gelu_co128lean",
+            ),
+            (
+                kind(Inputs::Float, DType::F16, true, false),
+                "f16_gelu_pp128lean",
+            ),
+        ] {
+            for rows in [16, 2048, 8192] {
+                assert_eq!(choose_by_rule(k, rows, 3072, Lean).unwrap().name, name);
+                assert_ne!(
+                    choose_by_rule(k, rows, 3072, Standard).unwrap().erf,
+                    Erf::Lean
+                );
+            }
+        }
+        // No lean kernel: the standard one, under either setting.
+        let bf16 = kind(Inputs::Float, DType::BF16, true, false);
+        assert_eq!(
+            choose_by_rule(bf16, 8192, 3072, Lean).unwrap().name,
+            "bf16_gelu_pp128"
+        );
+        let plain = kind(Inputs::Int8, DType::F16, false, false);
+        assert_eq!(
+            choose_by_rule(plain, 8192, 768, Lean).unwrap().name,
+            "i8_f16_pp128"
+        );
+    }
+
+    #[test]
     fn the_record_names_the_configuration_by_rows() {
         let d = describe(kind(Inputs::Int8, DType::F16, false, false));
         assert!(d.contains("ping-pong") && !d.contains("128x256"), "{d}");
@@ -438,5 +640,6 @@ mod tests {
         );
         let d = describe(kind(Inputs::E4m3, DType::BF16, true, false));
         assert!(d.contains("cooperative") && d.contains("7e-7"), "{d}");
+        assert!(d.contains("e4m3_bf16_gelu_co128"), "{d}");
     }
 }

@@ -18,7 +18,8 @@ pub const fn compiled() -> bool {
 mod kernels;
 
 pub use kernels::{
-    choose, describe, force, instances, Config, Erf, Inputs, Instance, Kind, Rule, INSTANCES,
+    choose, describe, force, gelu_epilogue, gelu_erf, instances, set_gelu_epilogue, Config, Erf,
+    Inputs, Instance, Kind, Rule, INSTANCES,
 };
 
 /// Why a GEMM of this kind and shape has no CUTLASS kernel, if it has none: TMA wants 16-byte
@@ -113,6 +114,58 @@ mod ffi {
             k: i32,
             stream: *mut c_void,
         ) -> i32;
+        fn runner_cutlass_i8_codes_gelu_co128lean(
+            a: *const c_void,
+            b: *const c_void,
+            scale_x: *const f32,
+            scale_w: *const f32,
+            bias: *const c_void,
+            inv_scale: *const f32,
+            d: *mut c_void,
+            m: i32,
+            n: i32,
+            k: i32,
+            stream: *mut c_void,
+        ) -> i32;
+        fn runner_cutlass_i8_codes_gelu_pp128lean(
+            a: *const c_void,
+            b: *const c_void,
+            scale_x: *const f32,
+            scale_w: *const f32,
+            bias: *const c_void,
+            inv_scale: *const f32,
+            d: *mut c_void,
+            m: i32,
+            n: i32,
+            k: i32,
+            stream: *mut c_void,
+        ) -> i32;
+        fn runner_cutlass_i8_codes_gelu_co128tanh(
+            a: *const c_void,
+            b: *const c_void,
+            scale_x: *const f32,
+            scale_w: *const f32,
+            bias: *const c_void,
+            inv_scale: *const f32,
+            d: *mut c_void,
+            m: i32,
+            n: i32,
+            k: i32,
+            stream: *mut c_void,
+        ) -> i32;
+        fn runner_cutlass_i8_codes_gelu_pp128tanh(
+            a: *const c_void,
+            b: *const c_void,
+            scale_x: *const f32,
+            scale_w: *const f32,
+            bias: *const c_void,
+            inv_scale: *const f32,
+            d: *mut c_void,
+            m: i32,
+            n: i32,
+            k: i32,
+            stream: *mut c_void,
+        ) -> i32;
         fn runner_cutlass_e4m3_codes_f16_gelu_co128(
             a: *const c_void,
             b: *const c_void,
@@ -132,6 +185,10 @@ mod ffi {
     pub fn entry_codes(name: &str) -> Option<GemmCodes> {
         match name {
             "i8_codes_gelu_co128" => Some(runner_cutlass_i8_codes_gelu_co128 as GemmCodes),
+            "i8_codes_gelu_co128lean" => Some(runner_cutlass_i8_codes_gelu_co128lean as GemmCodes),
+            "i8_codes_gelu_pp128lean" => Some(runner_cutlass_i8_codes_gelu_pp128lean as GemmCodes),
+            "i8_codes_gelu_co128tanh" => Some(runner_cutlass_i8_codes_gelu_co128tanh as GemmCodes),
+            "i8_codes_gelu_pp128tanh" => Some(runner_cutlass_i8_codes_gelu_pp128tanh as GemmCodes),
             "e4m3_codes_f16_gelu_co128" => {
                 Some(runner_cutlass_e4m3_codes_f16_gelu_co128 as GemmCodes)
             }
@@ -159,15 +216,20 @@ mod ffi {
         runner_cutlass_i8_f16_gelu_pp128erff,
         runner_cutlass_i8_f16_gelu_pp128,
         runner_cutlass_i8_f16_gelu_co128,
+        runner_cutlass_i8_f16_gelu_co128lean,
+        runner_cutlass_i8_f16_gelu_pp128lean,
         runner_cutlass_i8_bf16_gelu_co128,
         runner_cutlass_e4m3_f16_co128,
         runner_cutlass_e4m3_f16_pp128fast,
         runner_cutlass_e4m3_f16_pp64fast,
         runner_cutlass_e4m3_f16_gelu_co128,
+        runner_cutlass_e4m3_f16_gelu_co128lean,
         runner_cutlass_e4m3_f16_gelu_pp128fast,
         runner_cutlass_e4m3_bf16_co128,
         runner_cutlass_e4m3_bf16_gelu_co128,
         runner_cutlass_f16_gelu_pp128,
+        runner_cutlass_f16_gelu_pp128lean,
+        runner_cutlass_f16_gelu_co128lean,
         runner_cutlass_bf16_gelu_pp128
     );
 }

@@ -101,6 +101,14 @@ impl EightBitLinear {
         if self.fp8_fast_accumulation() {
             return Err("no codes kernel with FP8 fast accumulation".into());
         }
+        let kind = self.codes_kind()?;
+        let (n, k) = self.gemm_shape();
+        cutlass::unsupported(kind, n, k).map_or(Ok(()), Err)
+    }
+
+    /// What FFN-in's codes kernel computes: the GEMM writing int8 or E4M3 codes (E4M3 from an
+    /// f16 model only).
+    pub(crate) fn codes_kind(&self) -> std::result::Result<cutlass::Kind, String> {
         let out = match (self.format, self.float_dtype()) {
             (EightBit::Int8, _) => DType::U8,
             (EightBit::Fp8E4M3, DType::F16) => DType::F8E4M3,
@@ -108,7 +116,7 @@ impl EightBitLinear {
                 return Err(format!("no E4M3 codes kernel for a {d:?} model (f16 only)"))
             }
         };
-        let kind = cutlass::Kind {
+        Ok(cutlass::Kind {
             inputs: match self.format {
                 EightBit::Int8 => cutlass::Inputs::Int8,
                 EightBit::Fp8E4M3 => cutlass::Inputs::E4m3,
@@ -116,9 +124,7 @@ impl EightBitLinear {
             out,
             gelu: true,
             fast_accumulation: false,
-        };
-        let (n, k) = self.gemm_shape();
-        cutlass::unsupported(kind, n, k).map_or(Ok(()), Err)
+        })
     }
 
     /// FFN-in's GELU output as `next`'s codes in one CUTLASS GEMM (static steps): `None` where

@@ -41,10 +41,11 @@ template <class T, int N> struct ClampE4m3<cutlass::Array<T, N>> {
   }
 };
 
-template <class Tile, class ElementCode, class ElementBias, template <class> class Quant>
+template <class Tile, class ElementCode, class ElementBias, template <class> class Quant,
+          template <class> class Act>
 struct CodesEpilogue {
   static constexpr auto RN = cutlass::FloatRoundStyle::round_to_nearest;
-  using Base = Epilogue<Tile, float, ElementBias, true, GeluErf>;  // GELU(dequant) in f32
+  using Base = Epilogue<Tile, float, ElementBias, true, Act>;  // GELU(dequant) in f32
   using InvScale = fusion::Sm90RowBroadcast<0, Tile, float, float, Stride<_0, _1, int64_t>, 1>;
   using Scaled = fusion::Sm90EVT<fusion::Sm90Compute<cutlass::multiplies, float, float, RN>,
                                  typename Base::Tree, InvScale>;
@@ -57,11 +58,12 @@ struct CodesEpilogue {
   }
 };
 
-template <class ElementAB, class ElementCode, class ElementBias, template <class> class Quant, class Config>
+template <class ElementAB, class ElementCode, class ElementBias, template <class> class Quant, class Config,
+          template <class> class Act = GeluErf>
 struct GemmCodes {
   using Tile = typename Config::Tile;
   using Cluster = typename Config::Cluster;
-  using Ep = CodesEpilogue<Tile, ElementCode, ElementBias, Quant>;
+  using Ep = CodesEpilogue<Tile, ElementCode, ElementBias, Quant, Act>;
   static constexpr int kAlignAB = 128 / cutlass::sizeof_bits<ElementAB>::value;
   static constexpr int kAlignD = 128 / cutlass::sizeof_bits<ElementCode>::value;
 
@@ -116,5 +118,14 @@ struct GemmCodes {
                                        const float *scale_w, const void *bias, const float *inv_scale, \
                                        void *d, int m, int n, int k, cudaStream_t stream) {            \
     using G = runner_cutlass::GemmCodes<AB, CODE, BIAS, runner_cutlass::QUANT, runner_cutlass::CONFIG>;  \
+    return G::run(a, b, scale_x, scale_w, bias, inv_scale, d, m, n, k, stream);                         \
+  }
+// The same with the GELU functor named (gelu_lean.cuh's GeluLean).
+#define RUNNER_CUTLASS_GEMM_CODES_ACT(NAME, AB, CODE, BIAS, QUANT, ACT, CONFIG)                          \
+  extern "C" int runner_cutlass_##NAME(const void *a, const void *b, const float *scale_x,              \
+                                       const float *scale_w, const void *bias, const float *inv_scale, \
+                                       void *d, int m, int n, int k, cudaStream_t stream) {            \
+    using G = runner_cutlass::GemmCodes<AB, CODE, BIAS, runner_cutlass::QUANT, runner_cutlass::CONFIG,   \
+                                        ACT>;                                                           \
     return G::run(a, b, scale_x, scale_w, bias, inv_scale, d, m, n, k, stream);                         \
   }

@@ -6,9 +6,8 @@
 //! the bytes the launch must move, so NOTES can put it against the floor at the measured bandwidth.
 //! Then each way's whole layer as one chain of its launches (`chain=`), REPEAT layers in one
 //! graph: the fused path's 10 launches, the gemv path's 7, and the same 7 with Programmatic
-//! Dependent Launch (gemv-pdl; rope_kv_write follows its output's allocation node, so it is
-//! launched plainly, as in the decoder): the gaps between launches, which the per-launch figures
-//! leave out, are in these.
+//! Dependent Launch (gemv-pdl, Q into a buffer as in the decoder): the gaps between launches,
+//! which the per-launch figures leave out, are in these.
 
 use std::time::Instant;
 
@@ -273,10 +272,10 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                 "profile,{name},bf16,batch={b},kernels=gemv,layer_sum_us={gemv_layer_us:.1},layers={layers},layers_x_sum_ms={:.3}",
                 gemv_layer_us * layers as f64 / 1e3
             );
-            // Each way's layer as one chain of launches (the gemv ones reading and writing the
-            // step buffers as in the decoder; each rope output kept to the end, as the decoder
-            // keeps its Q, so no free node sits between two launches).
-            let held = std::cell::RefCell::new(Vec::new());
+            // Each way's layer as one chain of launches, as the decoder runs it: the gemv ones
+            // reading and writing the step buffers; gemv's rope allocating its Q, gemv-pdl's
+            // writing it into a buffer (no allocation node between two launches).
+            let q_buf = Tensor::zeros((b, heads * d), DType::BF16, dev)?;
             let gemv_layer = |l: Launch| -> Result<Tensor> {
                 let (r, n) = (
                     Prologue::RmsNorm {
@@ -286,9 +285,13 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                     Prologue::None,
                 );
                 gemv_into_launched(&qkv_out, &h_out, &w_qkv, r, None, false, l)?;
-                held.borrow_mut()
-                    .push(decode::rope_kv_write(&qkv_out, &rope, &at)?);
-                let c = decode::decode_attention_launched(&q, &fused_at, l)?;
+                let q1 = match l {
+                    Launch::Stream => decode::rope_kv_write(&qkv_out, &rope, &at)?,
+                    Launch::Programmatic => {
+                        decode::rope_kv_write_into(&qkv_out, &rope, &at, &q_buf, l)?
+                    }
+                };
+                let c = decode::decode_attention_launched(&q1, &fused_at, l)?;
                 gemv_into_launched(&h_out, &c, &w_o, n, None, true, l)?;
                 gemv_into_launched(&gu_out, &h_out, &w_gu, r, None, false, l)?;
                 swiglu_into_launched(&act_out, &gu_out, l)?;
@@ -309,7 +312,7 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                 ("fused (10 launches)", Box::new(fused_layer)),
                 ("gemv (7 launches)", Box::new(|| gemv_layer(Launch::Stream))),
                 (
-                    "gemv-pdl (7 launches, 6 programmatic)",
+                    "gemv-pdl (7 launches, all programmatic)",
                     Box::new(|| gemv_layer(Launch::Programmatic)),
                 ),
             ];

@@ -227,6 +227,33 @@ pub fn rope_kv_write(qkv: &Tensor, rope: &RopeArgs, cache: &CacheAt) -> Result<T
     }
 }
 
+/// [`rope_kv_write`] into `q` (batch, heads * head_dim), a buffer of the step (no allocation),
+/// launched as `launch` says; returns Q as (batch, heads, head_dim), a view of `q`.
+pub fn rope_kv_write_into(
+    qkv: &Tensor,
+    rope: &RopeArgs,
+    cache: &CacheAt,
+    q: &Tensor,
+    launch: Launch,
+) -> Result<Tensor> {
+    cuda_only("rope_kv_write", qkv)?;
+    #[cfg(feature = "cuda")]
+    {
+        let b = qkv.dim(0)?;
+        let op = cuda::RopeKvWriteInto {
+            op: cuda::RopeKvWrite { rope, cache },
+            launch,
+        };
+        q.inplace_op2(&qkv.contiguous()?, &op)?;
+        q.reshape((b, rope.heads, rope.head_dim))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (rope, cache, q, launch);
+        unreachable!("cuda_only refused")
+    }
+}
+
 /// What [`rope_kv_write`] replaces, as the plain decoder computes it: bias add, split into heads,
 /// per-head RMSNorm, candle-nn's rope on the position's rows of the tables, and the cache's
 /// scatter at the position.

@@ -6,14 +6,15 @@ use std::ops::Range;
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+    CudaSlice, CudaView, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
 use candle_core::{
     CpuStorage, CudaStorage, DType, Layout, Result, Shape, Storage, StorageRef, Tensor, WithDType,
 };
 
-use super::{CacheAt, RopeArgs};
+use super::launch::Param;
+use super::{CacheAt, Launch, RopeArgs};
 use crate::ops::fused::cuda::{contiguous, no_cpu};
 
 pub(super) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
@@ -47,18 +48,11 @@ enum View<'a, T> {
     F32(CudaView<'a, f32>),
 }
 
-/// Runs `{kernel}_{suffix}` of element type `T` with `args`, the output a new buffer of `out_len`
-/// values of `O` (T, or f32 for the attention's partial sums).
-fn launch<T: CudaDType + DeviceRepr + WithDType, O: DeviceRepr>(
-    dev: &CudaDevice,
-    name: &str,
-    args: &[Arg<'_>],
-    out_len: usize,
-    cfg: LaunchConfig,
-) -> Result<CudaSlice<O>> {
-    let func = dev.get_or_load_custom_func(name, "runner_decode", PTX)?;
-    let views = args
-        .iter()
+/// Each argument's view of its buffer (None for the others).
+fn views<'a, T: CudaDType + DeviceRepr + WithDType>(
+    args: &'a [Arg<'a>],
+) -> Result<Vec<Option<View<'a, T>>>> {
+    args.iter()
         .map(|a| {
             Ok(match a {
                 Arg::Buf(s, r) => Some(match s.dtype() {
@@ -71,7 +65,20 @@ fn launch<T: CudaDType + DeviceRepr + WithDType, O: DeviceRepr>(
                 _ => None,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()
+}
+
+/// Runs `{kernel}_{suffix}` of element type `T` with `args`, the output a new buffer of `out_len`
+/// values of `O` (T, or f32 for the attention's partial sums).
+fn launch<T: CudaDType + DeviceRepr + WithDType, O: DeviceRepr>(
+    dev: &CudaDevice,
+    name: &str,
+    args: &[Arg<'_>],
+    out_len: usize,
+    cfg: LaunchConfig,
+) -> Result<CudaSlice<O>> {
+    let func = dev.get_or_load_custom_func(name, "runner_decode", PTX)?;
+    let views = views::<T>(args)?;
     // SAFETY: every kernel here writes every element of its output.
     let out = unsafe { dev.alloc::<O>(out_len.max(1))? };
     let null = 0u64;
@@ -92,6 +99,44 @@ fn launch<T: CudaDType + DeviceRepr + WithDType, O: DeviceRepr>(
     // SAFETY: the arguments match the kernel's signature (decode.cu's DECODE_KERNELS).
     unsafe { b.launch(cfg) }.w()?;
     Ok(out)
+}
+
+/// [`launch`] of a kernel whose output is one of `args` (no allocation: a buffer of the step),
+/// put on the stream as `how` says.
+fn launch_into<T: CudaDType + DeviceRepr + WithDType>(
+    dev: &CudaDevice,
+    name: &str,
+    args: &[Arg<'_>],
+    cfg: LaunchConfig,
+    how: Launch,
+) -> Result<()> {
+    let func = dev.get_or_load_custom_func(name, "runner_decode", PTX)?;
+    let views = views::<T>(args)?;
+    if args.iter().any(|a| matches!(a, Arg::Out)) {
+        candle_core::bail!("{name}: an in-place launch has no fresh output");
+    }
+    let stream = dev.cuda_stream();
+    let mut guards = Vec::new();
+    let mut params = Vec::with_capacity(args.len());
+    for (a, v) in args.iter().zip(&views) {
+        let mut ptr = |(p, g)| {
+            guards.push(g);
+            Param::Ptr(p)
+        };
+        params.push(match (a, v) {
+            (_, Some(View::T(v))) => ptr(v.device_ptr(&stream)),
+            (_, Some(View::U32(v))) => ptr(v.device_ptr(&stream)),
+            (_, Some(View::F32(v))) => ptr(v.device_ptr(&stream)),
+            (Arg::Scratch(sc), None) => ptr(sc.device_ptr(&stream)),
+            (Arg::Null, None) => Param::Ptr(0),
+            (Arg::U32(v), None) => Param::U32(*v),
+            (Arg::F32(v), None) => Param::F32(*v),
+            (Arg::Out | Arg::Buf(..), None) => unreachable!("checked above; buffers have views"),
+        });
+    }
+    // SAFETY: the arguments match the kernel's signature (decode.cu's DECODE_KERNELS), every
+    // buffer one of the launch's checked inputs or outputs.
+    unsafe { super::launch::launch(&func, &stream, cfg, how, &params) }
 }
 
 /// `kernel_{f32|f16|bf16}` by `dtype`, through [`launch`] with T of that dtype and output O = T
@@ -238,6 +283,64 @@ impl candle_core::CustomOp1 for RopeKvWrite<'_> {
     }
 
     fn cuda_fwd(&self, qkv: &CudaStorage, ql: &Layout) -> Result<(CudaStorage, Shape)> {
+        let (batch, _) = ql.shape().dims2()?;
+        let q = self.run(qkv, ql, None, Launch::Stream)?;
+        let q = q.ok_or_else(|| candle_core::Error::msg("rope_kv_write: no Q output"))?;
+        Ok((
+            q,
+            Shape::from((batch, self.rope.heads * self.rope.head_dim)),
+        ))
+    }
+}
+
+/// [`RopeKvWrite`] into a preallocated Q (batch, heads * head_dim) (`self`; `rhs` is Q|K|V), so
+/// the launch follows the Q|K|V GEMV directly (no allocation node: gemv-pdl launches it
+/// programmatically).
+pub struct RopeKvWriteInto<'a> {
+    pub op: RopeKvWrite<'a>,
+    pub launch: Launch,
+}
+
+impl candle_core::InplaceOp2 for RopeKvWriteInto<'_> {
+    fn name(&self) -> &'static str {
+        "runner-rope-kv-write-into"
+    }
+
+    fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
+        no_cpu(self.name())
+    }
+
+    fn cuda_fwd(
+        &self,
+        q: &mut CudaStorage,
+        qo: &Layout,
+        qkv: &CudaStorage,
+        ql: &Layout,
+    ) -> Result<()> {
+        let (batch, _) = ql.shape().dims2()?;
+        let (h, d) = (self.op.rope.heads, self.op.rope.head_dim);
+        if qo.shape().elem_count() != batch * h * d || q.dtype() != qkv.dtype() {
+            candle_core::bail!(
+                "rope_kv_write: a Q buffer {:?} {:?} for {batch} rows of {h} heads of {d}",
+                qo.shape(),
+                q.dtype()
+            );
+        }
+        let range = contiguous(qo, "rope_kv_write")?;
+        self.op.run(qkv, ql, Some((q, range)), self.launch)?;
+        Ok(())
+    }
+}
+
+impl RopeKvWrite<'_> {
+    /// The launch: into a fresh Q (returned) or into `into`'s buffer (None returned).
+    fn run(
+        &self,
+        qkv: &CudaStorage,
+        ql: &Layout,
+        into: Option<(&CudaStorage, Range<usize>)>,
+        how: Launch,
+    ) -> Result<Option<CudaStorage>> {
         let kernel = "rope_kv_write";
         let (r, c) = (self.rope, self.cache);
         let (h, k, d) = (r.heads, r.kv_heads, r.head_dim);
@@ -288,7 +391,10 @@ impl candle_core::CustomOp1 for RopeKvWrite<'_> {
             arg(0)?,
             arg(1)?,
             arg(2)?,
-            Arg::Out,
+            match &into {
+                Some((q, range)) => Arg::Buf(q, range.clone()),
+                None => Arg::Out,
+            },
             arg(3)?,
             arg(4)?,
             size(batch),
@@ -301,15 +407,18 @@ impl candle_core::CustomOp1 for RopeKvWrite<'_> {
         let dev = qkv.device();
         // One warp a head, 4 warps a block.
         let cfg = blocks((batch * (h + k)).div_ceil(4), 128);
-        let out = by_dtype!(qkv.dtype(), kernel, |T| {
-            |name: String| -> Result<CudaStorage> {
-                Ok(wrap(
+        by_dtype!(qkv.dtype(), kernel, |T| {
+            |name: String| -> Result<Option<CudaStorage>> {
+                if into.is_some() {
+                    launch_into::<T>(dev, &name, &args, cfg, how)?;
+                    return Ok(None);
+                }
+                Ok(Some(wrap(
                     launch::<T, T>(dev, &name, &args, batch * h * d, cfg)?,
                     dev,
-                ))
+                )))
             }
-        })?;
-        Ok((out, Shape::from((batch, h * d))))
+        })
     }
 }
 

@@ -81,15 +81,15 @@ impl Attention {
             candle_core::bail!("a fused decode step on weights loaded for the plain kernels");
         };
         let qkv = gemm(normed, weight)?;
-        let (context, _) =
-            self.rope_attend(&qkv, bias.as_ref(), rotary, cache, position, Launch::Stream)?;
+        let (context, _) = self.rope_attend(&qkv, bias.as_ref(), rotary, cache, position, None)?;
         self.o.forward(&context)
     }
 
     /// The Q|K|V output `qkv` (batch, (heads + 2 kv_heads) head_dim), before its `bias`: Q and K
     /// rotated at the device-held position (qwen3's Q/K norms first), K and V written into
-    /// `cache`: the attention's context (batch, heads * head_dim) (the cache scratch's), its
-    /// kernel launched as `launch` says, and the rotated Q (the caller decides when it is freed).
+    /// `cache`: the attention's context (batch, heads * head_dim) (the cache scratch's) and the
+    /// rotated Q (the caller decides when it is freed). `into`: Q written into this buffer of the
+    /// step and both kernels launched as its [`Launch`] says (gemv-pdl); None: a fresh Q.
     pub(super) fn rope_attend(
         &self,
         qkv: &Tensor,
@@ -97,7 +97,7 @@ impl Attention {
         rotary: &Rotary,
         cache: &StaticKvCache,
         position: &Tensor,
-        launch: Launch,
+        into: Option<(&Tensor, Launch)>,
     ) -> Result<(Tensor, Tensor)> {
         let (cos, sin) = rotary.tables();
         let qk_norm = match (&self.q_norm, &self.k_norm) {
@@ -120,7 +120,13 @@ impl Attention {
             position,
             scratch: cache.attention_scratch(),
         };
-        let q = decode::rope_kv_write(qkv, &rope, &at)?;
+        let (q, launch) = match into {
+            Some((buffer, launch)) => (
+                decode::rope_kv_write_into(qkv, &rope, &at, buffer, launch)?,
+                launch,
+            ),
+            None => (decode::rope_kv_write(qkv, &rope, &at)?, Launch::Stream),
+        };
         let context = decode::decode_attention_launched(&q, &at, launch)?;
         Ok((context, q))
     }

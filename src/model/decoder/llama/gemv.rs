@@ -33,6 +33,9 @@ pub struct StepBuffers {
     gate_up: Tensor,
     /// (batch, intermediate): silu(gate) * up, the down projection's input.
     act: Tensor,
+    /// (batch, heads head_dim): the rotated Q (gemv-pdl writes it here: no allocation node
+    /// between the Q|K|V GEMV and rope_kv_write; gemv allocates it per layer as before).
+    q: Tensor,
 }
 
 impl StepBuffers {
@@ -48,6 +51,7 @@ impl StepBuffers {
             qkv: Tensor::zeros((batch, width), dtype, device)?,
             gate_up: Tensor::zeros((batch, 2 * cfg.intermediate), dtype, device)?,
             act: Tensor::zeros((batch, cfg.intermediate), dtype, device)?,
+            q: Tensor::zeros((batch, cfg.heads * cfg.head_dim), dtype, device)?,
         })
     }
 }
@@ -63,7 +67,7 @@ fn norm(n: &candle_nn::RmsNorm) -> Prologue<'_> {
 /// The record's `implementation.decode_kernels` of a gemv step (`pdl`: gemv-pdl).
 pub fn describe(pdl: bool) -> String {
     let launches = if pdl {
-        "gemv-pdl: the gemv step with Programmatic Dependent Launch (cuLaunchKernelEx, programmatic stream serialization; captured as programmatic graph edges) for every kernel that follows another of the step's kernels (all but the first GEMV and rope_kv_write, which follow allocation nodes), the GEMVs prefetching their first weight rows into L2 before griddepcontrol.wait"
+        "gemv-pdl: the gemv step with Programmatic Dependent Launch (cuLaunchKernelEx, programmatic stream serialization; captured as programmatic graph edges) for every kernel of the step but its first (layer 0's Q|K|V GEMV, after the embedding copy), Q written into a buffer of the step so no allocation node sits between two launches, the GEMVs prefetching their first weight rows into L2 before griddepcontrol.wait"
     } else {
         "gemv"
     };
@@ -72,9 +76,9 @@ pub fn describe(pdl: bool) -> String {
 
 impl Block {
     /// One decode step of the residual stream in `bufs.h`, in place; `(pdl, first)`: launch
-    /// programmatically (gemv-pdl) where the predecessor is one of the step's kernels (not for
-    /// the step's `first` GEMV). Returns the layer's rotated Q (the caller frees it after the last
-    /// layer, so no free node sits between two programmatic launches).
+    /// programmatically (gemv-pdl) where the predecessor is one of the step's kernels (every
+    /// launch but the step's `first` GEMV). Returns gemv-pdl's Q view (the caller keeps it to the
+    /// step's end: no free node between two programmatic launches).
     pub fn decode_gemv(
         &self,
         bufs: &StepBuffers,
@@ -82,7 +86,7 @@ impl Block {
         cache: &StaticKvCache,
         at: &DecodeAt,
         (pdl, first): (bool, bool),
-    ) -> Result<Tensor> {
+    ) -> Result<Option<Tensor>> {
         let (Some((qkv_w, qkv_b)), Some(gate_up_w)) = (&self.attention.qkv, &self.mlp.gate_up)
         else {
             candle_core::bail!("a gemv decode step on weights loaded for the plain kernels");
@@ -112,14 +116,17 @@ impl Block {
             false,
             if first { Launch::Stream } else { after_kernel },
         )?;
+        // gemv-pdl: Q into the step's buffer, rope_kv_write programmatic after the GEMV.
         let (context, q) = self.attention.rope_attend(
             &bufs.qkv,
             qkv_b.as_ref(),
             rotary,
             cache,
             at.position,
-            after_kernel,
+            pdl.then_some((&bufs.q, after_kernel)),
         )?;
+        // gemv: Q freed here, as before gemv-pdl existed.
+        let q = if pdl { Some(q) } else { None };
         let (o_w, o_b) = float_parts(&self.attention.o)?;
         gemv_into_launched(
             &bufs.h,

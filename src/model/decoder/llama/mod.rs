@@ -408,7 +408,7 @@ impl LlamaFamily {
         for (i, (block, cache)) in self.blocks.iter().zip(&state.caches).enumerate() {
             queries.push(block.decode_gemv(bufs, &self.rotary, cache, &at, (pdl, i == 0))?);
         }
-        // Each layer's Q freed after the last layer (no free node between two kernels).
+        // gemv-pdl's Q views kept to here (gemv's own Q is freed in each layer, as before).
         drop(queries);
         let normed = self.norm.forward(&bufs.h)?;
         let logits = self.lm_head.forward(&normed)?.to_dtype(DType::F32)?;

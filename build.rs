@@ -96,6 +96,7 @@ fn compile_kernels() {
         ("fused", "fused", ""),
         ("eight_bit", "eight_bit", ""),
         ("decode", "decode", ""),
+        ("prefill", "prefill", ""),
         ("gemv_f32", "gemv", "-DGEMV_DTYPE=0"),
         ("gemv_f16", "gemv", "-DGEMV_DTYPE=1"),
         ("gemv_bf16", "gemv", "-DGEMV_DTYPE=2"),

@@ -30,7 +30,11 @@
 //! `"gemv-pdl"` alone.
 //! `steps PRESET BATCH...` times the whole step's graph per way (decode_check/steps.rs).
 //!
-//!     cargo run --release --features cuda --example decode_check -- [fused|gemv|gemv-pdl|profile|steps] [PRESETS...]
+//! `prefill` runs the flash prefill attention's checks alone (examples/decode_check/prefill.rs:
+//! the kernel against its plain twin, NaN, graph replay, the decoder with `prefill_attention =
+//! "flash"` against the plain one).
+//!
+//!     cargo run --release --features cuda --example decode_check -- [fused|gemv|gemv-pdl|prefill|profile|steps] [PRESETS...]
 
 #[path = "decode_check/attention.rs"]
 mod attention;
@@ -38,6 +42,8 @@ mod attention;
 mod gemv;
 #[path = "decode_check/kernels.rs"]
 mod kernels;
+#[path = "decode_check/prefill.rs"]
+mod prefill;
 #[path = "decode_check/profile.rs"]
 mod profile;
 #[path = "decode_check/steps.rs"]
@@ -383,6 +389,10 @@ fn main() -> Result<()> {
         let mut ok = gemv::check_programmatic(&dev)?;
         ok &= decoder_checks(&dev, DecodeKernels::GemvPdl)?;
         println!("gemv_pdl_checks,{}", if ok { "PASS" } else { "FAIL" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if args.first().map(String::as_str) == Some("prefill") {
+        let ok = prefill::check_all(&dev)?;
         std::process::exit(if ok { 0 } else { 1 });
     }
     if args.first().map(String::as_str) == Some("profile") {

@@ -144,6 +144,9 @@ pub(super) fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow:
             if d.implementation == crate::config::Implementation::Own {
                 identity["decoder"]["implementation"] = json!("own");
             }
+            if !d.prefill_attention.is_plain() {
+                identity["decoder"]["prefill_attention"] = json!(d.prefill_attention.name());
+            }
             if !d.decode_kernels.is_plain() {
                 identity["decoder"]["decode_kernels"] = json!(d.decode_kernels.name());
             }

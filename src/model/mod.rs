@@ -95,6 +95,7 @@ impl ModelSpec {
                 )
                 .with_context(|| format!("models.{name}"))?;
                 spec.decode_kernels = section.decode_kernels;
+                spec.prefill_attention = section.prefill_attention;
                 if let Some(layers) = section.layers {
                     spec.cut_layers(layers)
                         .with_context(|| format!("models.{name}.layers"))?;

@@ -9,6 +9,7 @@
 //!   measured slower than the pass it removes, so only cutlass_check runs it)
 //! - `decode.rs`: a decoder's decode-step kernels (residual + RMSNorm, rotary + KV write, split-K
 //!   attention, SwiGLU), each beside its plain twin
+//! - `prefill.rs`: the prefill's flash-style causal attention over the KV cache, beside its plain twin
 //! - `embeddings.rs`: an encoder's gather + position add + layer norm as one kernel
 //! - `eight_bit/`: int8 and FP8 GEMMs (cuBLASLt, or CUTLASS with fused epilogues), quantizing
 //!   norms and GELUs, `Packed8`
@@ -27,5 +28,6 @@ pub mod embeddings;
 pub mod float_gemm;
 pub mod fused;
 pub mod graph;
+pub mod prefill;
 
 pub use fused::fused_on;

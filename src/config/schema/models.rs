@@ -79,6 +79,13 @@ pub struct ModelSection {
     /// error, not a fallback.
     #[serde(default, skip_serializing_if = "DecodeKernels::is_plain")]
     pub decode_kernels: DecodeKernels,
+    /// The runner's own decoder: the prefill's attention. `plain` (the default: candle's f32
+    /// matmuls over K and V repeated for every query head, a materialized score matrix, mask and
+    /// softmax) or `flash` (src/ops/kernels/prefill.cu: one tensor-core kernel over the KV cache,
+    /// bf16/f16; an f32 model runs the plain path and its record says so). CUDA only; the cell id
+    /// and every record say which ran (`implementation.prefill_attention`).
+    #[serde(default, skip_serializing_if = "PrefillAttention::is_plain")]
+    pub prefill_attention: PrefillAttention,
     /// Decoders with random weights: a shallow cut, the preset's first N layers (its widths,
     /// embeddings and head as published), so that a per-layer profile of a real shape fits a
     /// short GPU call. The config the cell is built from (and so its id) says how many.
@@ -119,6 +126,28 @@ impl DecodeKernels {
     /// `gemv` or `gemv-pdl`: the decode GEMV's step (batches 1..=8, preallocated activations).
     pub fn is_gemv(self) -> bool {
         matches!(self, Self::Gemv | Self::GemvPdl)
+    }
+}
+
+/// `models.NAME.prefill_attention`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefillAttention {
+    #[default]
+    Plain,
+    Flash,
+}
+
+impl PrefillAttention {
+    pub fn is_plain(&self) -> bool {
+        *self == PrefillAttention::Plain
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Flash => "flash",
+        }
     }
 }
 

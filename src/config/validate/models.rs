@@ -97,6 +97,18 @@ pub(super) fn check(
                 ));
             }
         }
+        if !m.prefill_attention.is_plain() {
+            let key = ["models", model_name, "prefill_attention"];
+            if m.encoder().is_some() || m.implementation != Implementation::Own {
+                bad(&key, format!(
+                    "models.{model_name}.prefill_attention = \"flash\": the flash prefill attention belongs to the runner's own Llama-family decoder: add implementation = \"own\" (llama, mistral, qwen2, qwen3), or leave the key out"
+                ));
+            } else if c.device.backend == Backend::Cpu {
+                bad(&key, format!(
+                    "models.{model_name}.prefill_attention = \"flash\": the flash prefill attention is a CUDA kernel and device.backend = \"cpu\": leave the key out (the plain attention runs on the CPU)"
+                ));
+            }
+        }
         if m.decode_kernels != DecodeKernels::Plain {
             let kernels = m.decode_kernels.name();
             let key = ["models", model_name, "decode_kernels"];

@@ -30,7 +30,7 @@ use tokenizers::Tokenizer;
 use self::crate_run::{CrateDecoder, Description};
 use self::gguf::GgufModel;
 use self::shapes::Shapes;
-use crate::config::{DecodeKernels, FloatPrecision, Implementation, Precision};
+use crate::config::{DecodeKernels, FloatPrecision, Implementation, Precision, PrefillAttention};
 use crate::model::workload::Generate;
 use crate::model::{dtype_for, dtype_name, hex};
 
@@ -63,6 +63,8 @@ pub struct DecoderSpec {
     pub implementation: Implementation,
     /// The own decoder's decode-step kernels: candle's (plain) or the runner's fused ones.
     pub decode_kernels: DecodeKernels,
+    /// The own decoder's prefill attention: candle's plain ops or the runner's flash kernel.
+    pub prefill_attention: PrefillAttention,
 }
 
 /// "did you mean" over the architectures the runner knows, encoders and decoders.
@@ -140,6 +142,7 @@ impl DecoderSpec {
                 source: DecoderSource::Random { seed },
                 implementation: Implementation::Crate,
                 decode_kernels: DecodeKernels::Plain,
+                prefill_attention: PrefillAttention::Plain,
             });
         };
         let spec = if path
@@ -155,6 +158,7 @@ impl DecoderSpec {
                 source: DecoderSource::Gguf(Box::new(model)),
                 implementation: Implementation::Crate,
                 decode_kernels: DecodeKernels::Plain,
+                prefill_attention: PrefillAttention::Plain,
             }
         } else {
             let config = path.join("config.json");
@@ -189,6 +193,7 @@ impl DecoderSpec {
                 },
                 implementation: Implementation::Crate,
                 decode_kernels: DecodeKernels::Plain,
+                prefill_attention: PrefillAttention::Plain,
             }
         };
         if let Some(p) = preset_config {

@@ -107,13 +107,9 @@ impl DecoderSpec {
                 (vb, llama::linears_of(precision), what)
             }
         };
-        Ok(Box::new(llama::LlamaFamily::load(
-            cfg,
-            vb,
-            linears,
-            what,
-            self.decode_kernels,
-        )?))
+        let mut model = llama::LlamaFamily::load(cfg, vb, linears, what, self.decode_kernels)?;
+        model.set_prefill_attention(self.prefill_attention)?;
+        Ok(Box::new(model))
     }
 
     /// The config the own decoder is built from: config.json's text, or a GGUF file's metadata.

@@ -25,6 +25,9 @@ pub struct Attention {
     /// With fused decode kernels: the Q, K and V weights (and biases) stacked, one GEMM; q, k
     /// and v above are views of it (one copy in memory), for the plain prefill.
     pub(super) qkv: Option<(Tensor, Option<Tensor>)>,
+    /// `prefill_attention = "flash"` (bf16/f16 on CUDA): the prefill's attention is the runner's
+    /// kernel over the cache (src/ops/prefill.rs), not the plain f32 ops.
+    pub(super) flash_prefill: bool,
 }
 
 pub struct Mlp {
@@ -59,6 +62,7 @@ impl Block {
             kv_heads: cfg.kv_heads,
             head_dim: d,
             qkv: None,
+            flash_prefill: false,
         };
         let m = vb.pp("mlp");
         let i = cfg.intermediate;
@@ -221,6 +225,11 @@ impl Attention {
         let q = rotary.apply_span(&q, start)?;
         let k = rotary.apply_span(&k, start)?;
         cache.write_span(&k, &v, start)?;
+        if self.flash_prefill {
+            let (keys, values) = cache.all();
+            let y = crate::ops::prefill::prefill_attention(&q, keys, values, start)?;
+            return self.o.forward(&y);
+        }
         let total = start + len;
         let (k, v) = cache.prefix(total)?;
         let groups = self.heads / self.kv_heads;

@@ -10,6 +10,7 @@
 //! - `fused.rs`: a layer's decode step with the runner's fused decode kernels (CUDA)
 //! - `gguf_load.rs`: a llama GGUF file dequantized, its Q/K rows unpermuted
 //! - `layers.rs`: every unit and prefix callable alone, for the per-layer profiler
+//! - `prefill.rs`: the prefill's attention, plain or the runner's flash kernel
 
 pub mod block;
 pub mod config;
@@ -17,6 +18,7 @@ mod fused;
 mod gemv;
 pub mod gguf_load;
 mod layers;
+mod prefill;
 
 use std::collections::BTreeMap;
 

@@ -69,6 +69,11 @@ fn own_decoder_cells_run_quantized_at_load_and_are_told_apart_from_the_crate_mod
             .as_str()
             .unwrap()
             .contains("one decode step"));
+        // The prefill's attention says which ran (the plain ops: no key, the default).
+        assert!(r["implementation"]["prefill_attention"]
+            .as_str()
+            .unwrap()
+            .starts_with("plain: candle's f32 matmul"));
     }
     assert!(cell("own", "q8_0-bf16")["precision_executed"]
         .as_str()
@@ -184,6 +189,27 @@ fn decode_kernels_fused_is_refused_where_it_cannot_run() {
     ] {
         assert!(err.contains(e), "expected {e:?} in:\n{err}");
     }
+}
+
+#[test]
+fn prefill_attention_flash_is_refused_where_it_cannot_run() {
+    // The test experiments run on the CPU backend: the flash kernel is a CUDA kernel.
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\nprefill_attention = \"flash\"\n",
+        &["models.x.prefill_attention = \"flash\"", "CUDA kernel", "device.backend = \"cpu\""],
+    );
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nprefill_attention = \"flash\"\n",
+        &["models.x.prefill_attention", "implementation = \"own\""],
+    );
+    refused(
+        "[models.e]\narchitecture = \"distilbert\"\npreset = \"distilbert-base-uncased\"\nprefill_attention = \"flash\"\n",
+        &["models.e.prefill_attention", "implementation = \"own\""],
+    );
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\nprefill_attention = \"fast\"\n",
+        &["prefill_attention", "fast"],
+    );
 }
 
 #[test]

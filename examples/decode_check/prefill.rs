@@ -15,11 +15,16 @@
 //!    logits within 5e-2 of their scale, the greedy first tokens compared, then 8 greedy decode
 //!    steps on from each prefill's cache; and the whole prefill captured (the cell's fixed
 //!    prefill) replayed against eager, bit-identical.
+//!
+//! `timing` lines: one layer's attention each way at the presets' heads (batch 8, prompt 512),
+//! and each decoder's whole eager prefill each way.
+
+use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{Implementation, Precision, PrefillAttention};
 use runner::model::decoder::DecoderSpec;
-use runner::model::workload::greedy;
+use runner::model::workload::{greedy, DecoderUnit, Generate, Phase};
 use runner::ops::graph::{FixedWork, GraphMode};
 use runner::ops::prefill;
 
@@ -75,6 +80,44 @@ fn check_shapes(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
         ok &= report(&format!("prefill_attention {name} b{batch}"), dtype, &named);
     }
     Ok(ok)
+}
+
+/// Median ms of `f` over 5 timed calls after one warm call (synchronized around each).
+fn time_ms(dev: &Device, f: &dyn Fn() -> Result<Tensor>) -> Result<f64> {
+    f()?;
+    let mut v = Vec::new();
+    for _ in 0..5 {
+        dev.synchronize()?;
+        let t = Instant::now();
+        f()?;
+        dev.synchronize()?;
+        v.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Ok(v[2])
+}
+
+/// One layer's prefill attention at the presets' heads, batch 8, prompt 512, bf16: the flash
+/// kernel and the plain twin, ms per call, and the kernel's rate on the causal FLOPs
+/// (2 b H d L (L + 1): QK^T and PV over the keys each query sees).
+fn timing(dev: &Device) -> Result<bool> {
+    let (batch, len, dtype) = (8, 512, DType::BF16);
+    for (name, _, _, heads, kv_heads, d) in SHAPES {
+        let keys = randn(&[batch, kv_heads, CAPACITY, d], dtype, dev)?;
+        let values = randn(&[batch, kv_heads, CAPACITY, d], dtype, dev)?;
+        let q = randn(&[batch, heads, len, d], dtype, dev)?;
+        let flash = time_ms(dev, &|| prefill::prefill_attention(&q, &keys, &values, 0))?;
+        let plain = time_ms(dev, &|| {
+            prefill::plain_prefill_attention(&q, &keys, &values, 0)
+        })?;
+        let flops = 2.0 * (batch * heads * d * len * (len + 1)) as f64;
+        println!(
+            "timing,prefill_attention,{name},b{batch} len {len},flash {flash:.4} ms,plain {plain:.4} ms,plain/flash {:.1}x,flash {:.1} TFLOP/s causal",
+            plain / flash,
+            flops / (flash * 1e-3) / 1e12
+        );
+    }
+    Ok(true)
 }
 
 /// Checks 2 and 3 at Llama-3.2-1B's heads, batch 8, bf16.
@@ -148,6 +191,31 @@ fn ids(t: &Tensor) -> Result<Vec<u32>> {
     t.flatten_all()?.to_vec1()
 }
 
+/// The prefill's units alone (the per-layer profiler's: embeddings, block 0's attention and MLP
+/// halves, block 0, the head), eager ms each: where a prefill's time goes.
+fn units(m: &mut dyn Generate, prompt: &Tensor, dev: &Device) -> Result<String> {
+    let Some(layers) = m.layers() else {
+        candle_core::bail!("no per-layer access");
+    };
+    let captured = layers.capture(Phase::Prefill, prompt, 0)?;
+    let mut out = Vec::new();
+    for u in &captured.units {
+        let keep = matches!(
+            u.unit,
+            DecoderUnit::Embeddings
+                | DecoderUnit::Attention(0)
+                | DecoderUnit::Mlp(0)
+                | DecoderUnit::Block(0)
+                | DecoderUnit::Head
+        );
+        if keep {
+            let t = time_ms(dev, &|| layers.run_unit(Phase::Prefill, u))?;
+            out.push(format!("{} {t:.3} ms", u.unit.name()));
+        }
+    }
+    Ok(out.join(" | "))
+}
+
 /// Check 4 for one preset: (prefill logits difference, first tokens agreeing, steps agreeing).
 fn decoder(
     arch: &str,
@@ -193,7 +261,36 @@ fn decoder(
         worst_steps = worst_steps.max(rel(&sa, &sb)?);
         tok = greedy(&sa)?;
     }
+    // The whole prefill (prompt + the last position's logits), eager, each way.
+    let mut ms = Vec::new();
+    for m in [&mut a, &mut b] {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            m.reset()?;
+            dev.synchronize()?;
+            let t = Instant::now();
+            m.prefill(&prompt)?;
+            dev.synchronize()?;
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        v.sort_by(|x, y| x.total_cmp(y));
+        ms.push(v[1]);
+    }
     let name = precision.name();
+    println!(
+        "timing,prefill eager,{preset},{name},b{batch} len {len},plain {:.3} ms,flash {:.3} ms",
+        ms[0], ms[1]
+    );
+    if batch == 8 {
+        for (way, m) in [("plain", &mut a), ("flash", &mut b)] {
+            println!(
+                "timing,prefill units,{preset},{name},b{batch} len {len},{way},{}",
+                units(&mut **m, &prompt, dev)?
+            );
+        }
+        a.reset()?;
+        b.reset()?;
+    }
     let bound = 5e-2;
     let ok = ran.starts_with("flash")
         && !worst_prefill.is_nan()
@@ -264,6 +361,7 @@ pub fn check_all(dev: &Device) -> Result<bool> {
         }
     }
     note("prefill_attention nan/graph", check_nan_and_graph(dev));
+    note("prefill_attention timing", timing(dev));
     let cases: [(&str, &str, Precision, usize, usize); 8] = [
         ("llama", "llama-tiny", Precision::Bf16, 2, 17),
         ("qwen2", "qwen2-tiny", Precision::Bf16, 2, 100),

@@ -18,9 +18,9 @@
 // (|Q| >= 0.0142 on the whole range, so the denormal guard __fdividef carries is dead code):
 // two FMNMX, FMUL, 6 + 4 FFMA, MUFU.RCP, FMUL, FFMA, FMUL = 17 instructions (the SASS: 5
 // fewer a value, FMUL 8 -> 4 and no FSETP). Error (all f32 x in
-// [-64, 64] at a stride of 7 ulps against the double erf GELU, rcp within 1 ulp either way, on
+// [-64, 64] at a stride of 101 ulps against the double erf GELU, rcp within 1 ulp either way, on
 // the CPU: docs/results/2026-12-06-nvidia-h100-cutlass-lean/erf_lean.c): |GeluLean(x) - GELU(x)|
-// <= 2.2e-7 |x| (GeluErf: 1.7e-7 |x|), far under an f16 output's half-ulp (2.4e-4 relative). A
+// <= 3e-7 |x| (measured 2.5e-7; GeluErf: 1.9e-7 |x|), far under an f16 output's half-ulp (2.4e-4 relative). A
 // NaN stays NaN (the clamp maps it to a bound, then x * Phi is NaN), as GeluErf.
 #pragma once
 

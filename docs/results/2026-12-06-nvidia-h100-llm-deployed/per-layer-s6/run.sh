@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Part layers-run (helper layers, issue 30, session 6), limit 170 s: the runner from branch
+# `layers` (commit in BUILT) on main's experiments/llm_own_layers.toml as written (SmolLM2-135M's
+# widths cut to 4 layers, bf16, b1: the whole-model cell, then the layers cell, both methods,
+# prefill and decode apart; 160 s in call 1). Templates from this folder (--templates).
+set -uo pipefail
+OUT=${1:?usage: run.sh OUT}
+D=.s6/layers-run
+W=/tmp/s6-layers
+T0=$(date +%s)
+rm -rf "$W"; mkdir -p "$W"
+pack() {
+  for f in steps.txt gpu.txt run-layers.log; do [ -f "$W/$f" ] && cp "$W/$f" "$OUT/"; done
+  for f in per_layer.csv summary.csv report.md; do [ -f "$W/run-layers/$f" ] && cp "$W/run-layers/$f" "$OUT/"; done
+  [ -d "$W/run-layers" ] && tar -C "$W" -czf "$OUT/results.tar.gz" --exclude=charts --exclude='*.html' --exclude=traces run-layers 2>/dev/null
+  true
+}
+trap pack EXIT
+nvidia-smi --query-gpu=name,driver_version,power.limit,temperature.gpu,power.draw,clocks.sm,clocks.max.sm --format=csv >"$W/gpu.txt" 2>&1
+date -u >>"$W/gpu.txt"; cat "$D/BUILT" >>"$W/gpu.txt"
+python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$D/runner.xz" "$W/runner" && chmod +x "$W/runner" || { echo "unpack failed" >>"$W/steps.txt"; exit 9; }
+LEFT=$(( 166 - ($(date +%s) - T0) ))
+echo "== $(date -u +%T) llm_own_layers, SIGINT after ${LEFT} s" >>"$W/steps.txt"
+timeout -k 4 -s INT "$LEFT" "$W/runner" run experiments/llm_own_layers.toml --templates "$D/templates" --out "$W/run-layers" >"$W/run-layers.log" 2>&1
+echo "layers exit $? at $(( $(date +%s) - T0 )) s" >>"$W/steps.txt"

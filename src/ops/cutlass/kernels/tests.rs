@@ -1,0 +1,182 @@
+//! The kernel table's invariants: one .cu per instance, one kernel per row count and GELU
+//! setting, forcing, and what the record says.
+
+use super::*;
+
+fn kinds() -> Vec<Kind> {
+    let mut v = Vec::new();
+    for inputs in [Inputs::Int8, Inputs::E4m3, Inputs::Float] {
+        for out in [DType::F16, DType::BF16, DType::F32] {
+            for gelu in [false, true] {
+                for fast in [false, true] {
+                    v.push(kind(inputs, out, gelu, fast));
+                }
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn every_instance_has_a_file_and_only_those() {
+    // One .cu per instance (build/cutlass.rs compiles what is there), each naming its entry.
+    let mut files: Vec<String> = std::fs::read_dir("src/ops/kernels/cutlass")
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "cu").then(|| p.file_stem()?.to_str().map(String::from))?
+        })
+        .collect();
+    files.sort();
+    let mut names: Vec<String> = INSTANCES.iter().map(|i| i.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, files);
+    for i in INSTANCES {
+        let text =
+            std::fs::read_to_string(format!("src/ops/kernels/cutlass/{}.cu", i.name)).unwrap();
+        let codes = i.kind.writes_codes();
+        let entry = match (codes, i.erf) {
+            (true, Erf::Fast) => "RUNNER_CUTLASS_GEMM_CODES",
+            (true, _) => "RUNNER_CUTLASS_GEMM_CODES_ACT",
+            (false, _) => "RUNNER_CUTLASS_GEMM",
+        };
+        assert!(text.contains(&format!("{entry}({},", i.name)), "{}", i.name);
+        // The .cu's configuration and erf are the ones the table says.
+        let config = match i.config {
+            Config::PingPong128 if i.kind.inputs == Inputs::Float => "Pp128F16)",
+            Config::PingPong128 if i.kind.fast_accumulation => "Pp128Fast)",
+            Config::PingPong128 => "Pp128)",
+            Config::Cooperative128 if i.kind.inputs == Inputs::Float => "Co128F16)",
+            Config::Cooperative128 => "Co128)",
+            Config::Cooperative128x256 => "Co256)",
+            Config::PingPong64 => "Pp64Fast)",
+        };
+        assert!(text.contains(config), "{}: {config}", i.name);
+        let act = match (i.kind.gelu, i.erf) {
+            _ if codes && i.kind.inputs == Inputs::Int8 => "RoundI8",
+            _ if codes => "ClampE4m3",
+            (false, _) => "runner_cutlass::Identity",
+            (true, Erf::Fast) => "runner_cutlass::GeluErf",
+            (true, Erf::Lean) => "runner_cutlass::GeluLean",
+            (true, Erf::TanhFit) => "runner_cutlass::GeluTanhFit",
+            (true, Erf::Erff) => "cutlass::epilogue::thread::GELU",
+        };
+        assert!(text.contains(act), "{}: {act}", i.name);
+        // A codes kernel names its GELU beside its rounding.
+        match i.erf {
+            Erf::Lean if codes => assert!(text.contains("GeluLean"), "{}", i.name),
+            Erf::TanhFit => assert!(codes && text.contains("GeluTanhFit"), "{}", i.name),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn every_kind_with_kernels_has_exactly_one_for_every_row_count() {
+    for k in kinds() {
+        if instances(k).next().is_none() {
+            continue;
+        }
+        for rows in [1, 16, 128, 129, 512, 2048, 4095, 4096, 8192, 1 << 20] {
+            for n in [8, 768, 2047, 2048, 2304, 3072, 8192] {
+                let picks = |erf: &[Erf]| {
+                    instances(k)
+                        .filter(|i| i.rule.picks(rows, n) && erf.contains(&i.erf))
+                        .count()
+                };
+                let at = format!("{k:?} at {rows} rows, {n} outputs");
+                assert_eq!(picks(&[Erf::Fast, Erf::Erff]), 1, "{at}");
+                assert!(picks(&[Erf::Lean]) <= 1, "{at}");
+                assert!(picks(&[Erf::TanhFit]) <= 1, "{at}");
+            }
+        }
+    }
+    let int8 = kind(Inputs::Int8, DType::F16, false, false);
+    assert_eq!(
+        choose(int8, 2048, 2304).unwrap().config,
+        Config::PingPong128
+    );
+    assert_eq!(
+        choose(int8, 8192, 2304).unwrap().config,
+        Config::PingPong128
+    );
+    assert_eq!(choose(int8, 8192, 768).unwrap().config, Config::PingPong128);
+    let fast = kind(Inputs::E4m3, DType::F16, false, true);
+    assert_eq!(choose(fast, 16, 768).unwrap().config, Config::PingPong64);
+    assert_eq!(choose(fast, 2048, 768).unwrap().config, Config::PingPong128);
+    // E4M3 promoted along K: never the 128x128 ping-pong tile, whose two accumulators spill.
+    for i in INSTANCES {
+        if i.kind.inputs == Inputs::E4m3 && !i.kind.fast_accumulation {
+            assert_ne!(i.config, Config::PingPong128, "{}", i.name);
+        }
+    }
+}
+
+#[test]
+fn forcing_a_kernel_holds_for_its_kind_only() {
+    let gelu = kind(Inputs::Int8, DType::F16, true, false);
+    let erff = instances(gelu).find(|i| i.erf == Erf::Erff).unwrap();
+    assert_eq!(choose(gelu, 8192, 3072).unwrap().erf, Erf::Fast);
+    force(Some(erff));
+    assert_eq!(choose(gelu, 8192, 3072), Some(erff));
+    let plain = kind(Inputs::Int8, DType::F16, false, false);
+    assert_eq!(choose(plain, 8192, 2304).unwrap().name, "i8_f16_pp128");
+    force(None);
+    assert_eq!(choose(gelu, 8192, 3072).unwrap().erf, Erf::Fast);
+}
+
+#[test]
+fn the_lean_gelu_is_picked_where_it_exists_and_only_when_asked() {
+    use GeluEpilogue::{Lean, Standard};
+    for (k, name) in [
+        (
+            kind(Inputs::Int8, DType::F16, true, false),
+            "i8_f16_gelu_co128lean",
+        ),
+        (
+            kind(Inputs::Int8, DType::U8, true, false),
+            "i8_codes_gelu_co128tanh",
+        ),
+        (
+            kind(Inputs::E4m3, DType::F16, true, false),
+            "e4m3_f16_gelu_co128lean",
+        ),
+        (
+            kind(Inputs::Float, DType::F16, true, false),
+            "f16_gelu_pp128lean",
+        ),
+    ] {
+        for rows in [16, 2048, 8192] {
+            assert_eq!(choose_by_rule(k, rows, 3072, Lean).unwrap().name, name);
+            assert_ne!(
+                choose_by_rule(k, rows, 3072, Standard).unwrap().erf,
+                Erf::Lean
+            );
+        }
+    }
+    // No lean kernel: the standard one, under either setting.
+    let bf16 = kind(Inputs::Float, DType::BF16, true, false);
+    assert_eq!(
+        choose_by_rule(bf16, 8192, 3072, Lean).unwrap().name,
+        "bf16_gelu_pp128"
+    );
+    let plain = kind(Inputs::Int8, DType::F16, false, false);
+    assert_eq!(
+        choose_by_rule(plain, 8192, 768, Lean).unwrap().name,
+        "i8_f16_pp128"
+    );
+}
+
+#[test]
+fn the_record_names_the_configuration_by_rows() {
+    let d = describe(kind(Inputs::Int8, DType::F16, false, false));
+    assert!(d.contains("ping-pong") && !d.contains("128x256"), "{d}");
+    let d = describe(kind(Inputs::E4m3, DType::F16, false, true));
+    assert!(
+        d.contains("up to 128 rows") && d.contains("above 128 rows"),
+        "{d}"
+    );
+    let d = describe(kind(Inputs::E4m3, DType::BF16, true, false));
+    assert!(d.contains("cooperative") && d.contains("7e-7"), "{d}");
+    assert!(d.contains("e4m3_bf16_gelu_co128"), "{d}");
+}

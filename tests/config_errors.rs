@@ -5,39 +5,9 @@
 mod common;
 use common::*;
 
-const HEADER: &str = "[experiment]\nname = \"bad\"\n";
-
-/// Runs `runner plan` (or `run` with `--out`) on `toml`, expects exit 2, returns stderr.
-fn fails(toml: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
-    let f = Fixture::new(toml);
-    let mut cmd = f.runner();
-    cmd.arg("plan").arg("exp.toml").args(extra);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected exit 2; stdout: {} stderr: {}",
-        stdout_of(&out),
-        stderr_of(&out)
-    );
-    assert!(
-        stdout_of(&out).is_empty(),
-        "nothing on stdout: {}",
-        stdout_of(&out)
-    );
-    f.normalize(&stderr_of(&out))
-}
-
-fn valid_with(matrix: &str) -> String {
-    format!("{HEADER}{}{matrix}", common_tables())
-}
-
 #[test]
 fn toml_syntax_error_gives_line_and_column() {
-    let msg = fails(&format!("{HEADER}[protocol\nrepeats = 3\n"), &[], &[]);
+    let msg = fails(&format!("{BAD_HEADER}[protocol\nrepeats = 3\n"), &[], &[]);
     insta::assert_snapshot!("syntax_error", msg);
 }
 
@@ -97,7 +67,7 @@ fn seq_len_beyond_position_embeddings() {
 #[test]
 fn missing_dataset_and_tokenizer_files_are_both_reported() {
     let toml = format!(
-        "{HEADER}[dataset]\npath = \"nowhere.tsv\"\ntokenizer = \"vocab-missing.txt\"\n\
+        "{BAD_HEADER}[dataset]\npath = \"nowhere.tsv\"\ntokenizer = \"vocab-missing.txt\"\n\
          [models.tiny]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\n[matrix]\nbatch_size = [1]\n"
     );
     let msg = fails(&toml, &[], &[]);
@@ -119,7 +89,7 @@ fn missing_experiment_file() {
 #[test]
 fn weights_folder_without_checkpoint_files() {
     let toml = format!(
-        "{HEADER}{}[models.real]\narchitecture = \"distilbert\"\npreset = \"distilbert-base-uncased\"\nweights = \"my-checkpoint\"\n[matrix]\nmodel = [\"real\"]\n",
+        "{BAD_HEADER}{}[models.real]\narchitecture = \"distilbert\"\npreset = \"distilbert-base-uncased\"\nweights = \"my-checkpoint\"\n[matrix]\nmodel = [\"real\"]\n",
         common_tables()
     );
     let msg = fails(&toml, &[], &[]);
@@ -277,7 +247,7 @@ fn an_empty_file() {
 
 #[test]
 fn a_duplicated_key() {
-    let msg = fails(&format!("{HEADER}name = \"again\"\n"), &[], &[]);
+    let msg = fails(&format!("{BAD_HEADER}name = \"again\"\n"), &[], &[]);
     insta::assert_snapshot!("duplicate_key", msg);
 }
 
@@ -356,7 +326,7 @@ fn an_impossible_value_from_the_environment_names_the_variable() {
 #[test]
 fn a_dataset_path_that_is_a_folder_or_device() {
     let toml = format!(
-        "{HEADER}[dataset]\npath = \"/dev/zero\"\ntokenizer = \".\"\n\
+        "{BAD_HEADER}[dataset]\npath = \"/dev/zero\"\ntokenizer = \".\"\n\
          [models.tiny]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\n[matrix]\nbatch_size = [1]\n"
     );
     insta::assert_snapshot!("dataset_is_a_device", fails(&toml, &[], &[]));
@@ -406,229 +376,4 @@ fn several_worker_settings_that_cannot_work_are_named() {
     );
     assert!(msg.contains("cuda_graphs"), "{msg}");
     assert!(msg.contains("exp.toml"), "{msg}");
-}
-
-#[test]
-fn the_quantization_fusion_switch_is_a_boolean_and_a_misspelling_gets_the_right_name() {
-    let matrix = "[matrix]\nbatch_size = [1]\n";
-    let msg = fails(
-        &valid_with(&format!("[device]\nfuse_quantization = 1\n{matrix}")),
-        &[],
-        &[],
-    );
-    assert!(msg.contains("fuse_quantization"), "{msg}");
-    assert!(msg.contains("exp.toml"), "{msg}");
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", "device.fuse_quantisation=false"],
-        &[],
-    );
-    assert!(msg.contains("fuse_quantisation"), "{msg}");
-    assert!(msg.contains("fuse_quantization"), "the suggestion: {msg}");
-    // Spelled right, it plans.
-    let f = Fixture::new(&valid_with(matrix));
-    let out = f
-        .runner()
-        .args([
-            "plan",
-            "exp.toml",
-            "--set",
-            "device.fuse_quantization=false",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-}
-
-#[test]
-fn the_fp8_fast_accumulation_switch_is_a_boolean_and_plans_when_spelled_right() {
-    let matrix = "[matrix]\nbatch_size = [1]\n";
-    let msg = fails(
-        &valid_with(&format!(
-            "[device]\nfp8_fast_accumulation = \"on\"\n{matrix}"
-        )),
-        &[],
-        &[],
-    );
-    assert!(msg.contains("fp8_fast_accumulation"), "{msg}");
-    assert!(msg.contains("exp.toml"), "{msg}");
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", "device.fp8_fast_accumulate=true"],
-        &[],
-    );
-    assert!(
-        msg.contains("fp8_fast_accumulation"),
-        "the suggestion: {msg}"
-    );
-    let f = Fixture::new(&valid_with(matrix));
-    let out = f
-        .runner()
-        .args([
-            "plan",
-            "exp.toml",
-            "--set",
-            "device.fp8_fast_accumulation=true",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-}
-
-/// `device.fused_embeddings` is a CUDA kernel of the encoders' only: the CPU (backend or build)
-/// and a decoder are refused with the key named, never run the other way silently.
-#[test]
-fn fused_embeddings_is_refused_where_it_cannot_run_with_the_key_named() {
-    let matrix = "[matrix]\nbatch_size = [1]\n";
-    let msg = fails(
-        &valid_with(&format!("[device]\nfused_embeddings = \"yes\"\n{matrix}")),
-        &[],
-        &[],
-    );
-    assert!(msg.contains("fused_embeddings"), "{msg}");
-    let msg = fails(
-        &valid_with(matrix),
-        &[
-            "--set",
-            "device.backend=cpu",
-            "--set",
-            "device.fused_embeddings=true",
-        ],
-        &[],
-    );
-    assert!(msg.contains("device.fused_embeddings = true"), "{msg}");
-    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
-    assert!(msg.contains("set device.fused_embeddings = false"), "{msg}");
-    // The test binary has no CUDA: with backend auto the build is what refuses it.
-    if !cfg!(feature = "cuda") {
-        let msg = fails(
-            &valid_with(matrix),
-            &["--set", "device.fused_embeddings=true"],
-            &[],
-        );
-        assert!(msg.contains("device.fused_embeddings = true"), "{msg}");
-        assert!(msg.contains("built without CUDA"), "{msg}");
-    }
-    // Spelled out as the default, it plans.
-    let f = Fixture::new(&valid_with(matrix));
-    let out = f
-        .runner()
-        .args(["plan", "exp.toml", "--set", "device.fused_embeddings=false"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-}
-
-#[test]
-fn fused_embeddings_with_a_decoder_names_the_model() {
-    let f = decoder_experiment(
-        "dec",
-        "[models.dec]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\n",
-        "precision = [\"fp32\"]\nprompt_len = [8]\nnew_tokens = [2]",
-    );
-    let out = f
-        .runner()
-        .args([
-            "plan",
-            "exp.toml",
-            "--set",
-            "device.backend=auto",
-            "--set",
-            "device.fused_embeddings=true",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
-    let msg = stderr_of(&out);
-    assert!(msg.contains("models.dec"), "{msg}");
-    assert!(msg.contains("is a decoder"), "{msg}");
-}
-
-/// `device.gelu_epilogue = "lean"` picks the CUTLASS epilogues' GELU: with cuBLASLt's GEMMs (whose
-/// GELU is a runner kernel) it is refused naming the key, and an unknown value names it too.
-#[test]
-fn a_lean_gelu_epilogue_without_cutlass_is_refused() {
-    let matrix = "[matrix]\nprecision = [\"int8-fp16\"]\nbatch_size = [1]\n";
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", "device.gelu_epilogue=lean"],
-        &[],
-    );
-    assert!(msg.contains("device.gelu_epilogue"), "{msg}");
-    assert!(
-        msg.contains("set device.gemm_library = \"cutlass\""),
-        "{msg}"
-    );
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", "device.gelu_epilogue=quick"],
-        &[],
-    );
-    assert!(msg.contains("gelu_epilogue"), "{msg}");
-}
-
-/// `device.ffn_activation_scales = "static"` has FFN-in's CUTLASS epilogue write the codes: a
-/// CUDA cell with cuBLASLt's GEMMs, and a decoder (no encoder FFN to calibrate), are refused with
-/// the key named; on the CPU (the f32 reference) and with CUTLASS it plans.
-#[test]
-fn static_ffn_scales_are_refused_where_no_kernel_or_encoder_takes_them() {
-    let matrix = "[matrix]\nprecision = [\"int8-fp16\"]\nbatch_size = [1]\n";
-    let msg = fails(
-        &valid_with(matrix),
-        &[
-            "--set",
-            "device.backend=cuda",
-            "--set",
-            "device.ffn_activation_scales=static",
-        ],
-        &[],
-    );
-    assert!(msg.contains("device.ffn_activation_scales"), "{msg}");
-    assert!(
-        msg.contains("set device.gemm_library = \"cutlass\""),
-        "{msg}"
-    );
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", "device.ffn_activation_scales=sometimes"],
-        &[],
-    );
-    assert!(msg.contains("ffn_activation_scales"), "{msg}");
-    let f = decoder_experiment(
-        "dec",
-        "[models.dec]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\n",
-        "precision = [\"fp32\"]\nprompt_len = [8]\nnew_tokens = [2]",
-    );
-    let out = f
-        .runner()
-        .args([
-            "plan",
-            "exp.toml",
-            "--set",
-            "device.ffn_activation_scales=static",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
-    let msg = stderr_of(&out);
-    assert!(
-        msg.contains("models.dec") && msg.contains("is a decoder"),
-        "{msg}"
-    );
-    for sets in [
-        vec!["device.backend=cpu", "device.ffn_activation_scales=static"],
-        vec![
-            "device.gemm_library=cutlass",
-            "device.ffn_activation_scales=static",
-        ],
-    ] {
-        let f = Fixture::new(&valid_with(matrix));
-        let mut cmd = f.runner();
-        cmd.args(["plan", "exp.toml"]);
-        for s in sets {
-            cmd.args(["--set", s]);
-        }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", stderr_of(&out));
-    }
 }

@@ -137,3 +137,34 @@ pub fn load_per_core() -> f64 {
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(f64::INFINITY, |l| l / cores)
 }
+
+/// The first lines of a bad experiment file in the config-error tests.
+pub const BAD_HEADER: &str = "[experiment]\nname = \"bad\"\n";
+
+/// Runs `runner plan` (or `run` with `--out`) on `toml`, expects exit 2, returns stderr.
+pub fn fails(toml: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let f = Fixture::new(toml);
+    let mut cmd = f.runner();
+    cmd.arg("plan").arg("exp.toml").args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit 2; stdout: {} stderr: {}",
+        stdout_of(&out),
+        stderr_of(&out)
+    );
+    assert!(
+        stdout_of(&out).is_empty(),
+        "nothing on stdout: {}",
+        stdout_of(&out)
+    );
+    f.normalize(&stderr_of(&out))
+}
+
+pub fn valid_with(matrix: &str) -> String {
+    format!("{BAD_HEADER}{}{matrix}", common_tables())
+}

@@ -100,101 +100,28 @@ mod ffi {
         stream: *mut c_void,
     ) -> i32;
 
-    extern "C" {
-        fn runner_cutlass_i8_codes_gelu_co128(
-            a: *const c_void,
-            b: *const c_void,
-            scale_x: *const f32,
-            scale_w: *const f32,
-            bias: *const c_void,
-            inv_scale: *const f32,
-            d: *mut c_void,
-            m: i32,
-            n: i32,
-            k: i32,
-            stream: *mut c_void,
-        ) -> i32;
-        fn runner_cutlass_i8_codes_gelu_co128lean(
-            a: *const c_void,
-            b: *const c_void,
-            scale_x: *const f32,
-            scale_w: *const f32,
-            bias: *const c_void,
-            inv_scale: *const f32,
-            d: *mut c_void,
-            m: i32,
-            n: i32,
-            k: i32,
-            stream: *mut c_void,
-        ) -> i32;
-        fn runner_cutlass_i8_codes_gelu_pp128lean(
-            a: *const c_void,
-            b: *const c_void,
-            scale_x: *const f32,
-            scale_w: *const f32,
-            bias: *const c_void,
-            inv_scale: *const f32,
-            d: *mut c_void,
-            m: i32,
-            n: i32,
-            k: i32,
-            stream: *mut c_void,
-        ) -> i32;
-        fn runner_cutlass_i8_codes_gelu_co128tanh(
-            a: *const c_void,
-            b: *const c_void,
-            scale_x: *const f32,
-            scale_w: *const f32,
-            bias: *const c_void,
-            inv_scale: *const f32,
-            d: *mut c_void,
-            m: i32,
-            n: i32,
-            k: i32,
-            stream: *mut c_void,
-        ) -> i32;
-        fn runner_cutlass_i8_codes_gelu_pp128tanh(
-            a: *const c_void,
-            b: *const c_void,
-            scale_x: *const f32,
-            scale_w: *const f32,
-            bias: *const c_void,
-            inv_scale: *const f32,
-            d: *mut c_void,
-            m: i32,
-            n: i32,
-            k: i32,
-            stream: *mut c_void,
-        ) -> i32;
-        fn runner_cutlass_e4m3_codes_f16_gelu_co128(
-            a: *const c_void,
-            b: *const c_void,
-            scale_x: *const f32,
-            scale_w: *const f32,
-            bias: *const c_void,
-            inv_scale: *const f32,
-            d: *mut c_void,
-            m: i32,
-            n: i32,
-            k: i32,
-            stream: *mut c_void,
-        ) -> i32;
-    }
-
     /// The kernels that write codes (gemm_codes.cuh): one more operand, `inv_scale`.
-    pub fn entry_codes(name: &str) -> Option<GemmCodes> {
-        match name {
-            "i8_codes_gelu_co128" => Some(runner_cutlass_i8_codes_gelu_co128 as GemmCodes),
-            "i8_codes_gelu_co128lean" => Some(runner_cutlass_i8_codes_gelu_co128lean as GemmCodes),
-            "i8_codes_gelu_pp128lean" => Some(runner_cutlass_i8_codes_gelu_pp128lean as GemmCodes),
-            "i8_codes_gelu_co128tanh" => Some(runner_cutlass_i8_codes_gelu_co128tanh as GemmCodes),
-            "i8_codes_gelu_pp128tanh" => Some(runner_cutlass_i8_codes_gelu_pp128tanh as GemmCodes),
-            "e4m3_codes_f16_gelu_co128" => {
-                Some(runner_cutlass_e4m3_codes_f16_gelu_co128 as GemmCodes)
+    macro_rules! gemm_codes {
+        ($($name:ident),*) => {
+            extern "C" { $(fn $name(a: *const c_void, b: *const c_void, scale_x: *const f32,
+                scale_w: *const f32, bias: *const c_void, inv_scale: *const f32, d: *mut c_void,
+                m: i32, n: i32, k: i32, stream: *mut c_void) -> i32;)* }
+            pub fn entry_codes(name: &str) -> Option<GemmCodes> {
+                match name {
+                    $(n if n == &stringify!($name)["runner_cutlass_".len()..] => Some($name as GemmCodes),)*
+                    _ => None,
+                }
             }
-            _ => None,
-        }
+        };
     }
+    gemm_codes!(
+        runner_cutlass_i8_codes_gelu_co128,
+        runner_cutlass_i8_codes_gelu_co128lean,
+        runner_cutlass_i8_codes_gelu_pp128lean,
+        runner_cutlass_i8_codes_gelu_co128tanh,
+        runner_cutlass_i8_codes_gelu_pp128tanh,
+        runner_cutlass_e4m3_codes_f16_gelu_co128
+    );
 
     macro_rules! gemms {
         ($($name:ident),*) => {

@@ -51,6 +51,8 @@ mod ffn;
 mod lean;
 #[path = "cutlass_check/model.rs"]
 mod model;
+#[path = "cutlass_check/padding.rs"]
+mod padding;
 #[path = "cutlass_check/static_ffn.rs"]
 mod static_ffn;
 
@@ -159,6 +161,13 @@ fn main() -> Result<()> {
         failures += static_ffn::static_checks(&gpu, &cpu);
         failures += model::graph_checks_named(&gpu, &["int8-fp16 static", "fp8-fp16 static"]);
         println!("cutlass_check --static: {failures} failure(s)");
+        std::process::exit(i32::from(failures > 0));
+    }
+    // --padding (a short call): device.attention_padding = "skip" against compute, kernel and
+    // model (cutlass_check/padding.rs).
+    if std::env::args().any(|a| a == "--padding") {
+        let failures = padding::padding_checks(&gpu);
+        println!("cutlass_check --padding: {failures} failure(s)");
         std::process::exit(i32::from(failures > 0));
     }
     // --lean (a short call): device.gelu_epilogue = "lean", every GELU kernel swept, the rule's

@@ -1,5 +1,5 @@
 //! Bad values of the device switches that pick kernels (quantization fusion, FP8 fast accumulation,
-//! fused embeddings, the GELU epilogue, static FFN scales): each refused where it cannot run, with
+//! fused embeddings, the GELU epilogue, static FFN scales, the attention's padding): each refused where it cannot run, with
 //! the key named and exit code 2, before any model work; spelled right, the file plans. Split from
 //! tests/config_errors.rs, whose helpers (`fails`, `valid_with`) both files share from tests/common.
 
@@ -229,4 +229,51 @@ fn static_ffn_scales_are_refused_where_no_kernel_or_encoder_takes_them() {
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}", stderr_of(&out));
     }
+}
+
+/// `device.attention_padding = "skip"` is a mode of the CUDA attention kernel: refused with the key
+/// named on the CPU backend and in a build without CUDA; an unknown value names the key.
+#[test]
+fn skipping_the_attention_padding_is_refused_where_no_kernel_runs() {
+    let matrix = "[matrix]\nprecision = [\"fp16\"]\nbatch_size = [1]\n";
+    let msg = fails(
+        &valid_with(matrix),
+        &[
+            "--set",
+            "device.attention_padding=skip",
+            "--set",
+            "device.backend=cpu",
+        ],
+        &[],
+    );
+    assert!(msg.contains("device.attention_padding"), "{msg}");
+    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
+    if !cfg!(feature = "cuda") {
+        let msg = fails(
+            &valid_with(matrix),
+            &["--set", "device.attention_padding=skip"],
+            &[],
+        );
+        assert!(msg.contains("device.attention_padding"), "{msg}");
+        assert!(msg.contains("built without CUDA"), "{msg}");
+    }
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", "device.attention_padding=trim"],
+        &[],
+    );
+    assert!(msg.contains("attention_padding"), "{msg}");
+    // Spelled out at its default, it plans.
+    let f = Fixture::new(&valid_with(matrix));
+    let out = f
+        .runner()
+        .args([
+            "plan",
+            "exp.toml",
+            "--set",
+            "device.attention_padding=compute",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
 }

@@ -108,6 +108,13 @@ pub fn execution_identity(
     if fused_gemms && !device.gelu_epilogue.is_standard() {
         settings.insert("gelu_epilogue".into(), json!(device.gelu_epilogue.name()));
     }
+    // The encoders' one-kernel attention skipping the padding's keys (f16/bf16 and 8-bit cells).
+    if encoder && fused_gemms && !device.attention_padding.is_compute() {
+        settings.insert(
+            "attention_padding".into(),
+            json!(device.attention_padding.name()),
+        );
+    }
     // The encoders' embeddings as one runner kernel (decoders have none of that kind).
     if encoder && device.fused_embeddings() {
         settings.insert("fused_embeddings".into(), json!(true));
@@ -200,6 +207,7 @@ mod tests {
             fused_embeddings: Some(true),
             ffn_activation_scales: crate::config::FfnActivationScales::Static,
             gelu_epilogue: crate::config::GeluEpilogue::Lean,
+            attention_padding: crate::config::AttentionPadding::Skip,
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();
@@ -209,6 +217,7 @@ mod tests {
         assert_eq!(
             keys("fp8-fp16"),
             [
+                "attention_padding",
                 "cuda_graphs",
                 "ffn_activation_scales",
                 "fp8_fast_accumulation",
@@ -221,6 +230,7 @@ mod tests {
         assert_eq!(
             keys("int8-fp16"),
             [
+                "attention_padding",
                 "cuda_graphs",
                 "ffn_activation_scales",
                 "fuse_quantization",
@@ -233,6 +243,7 @@ mod tests {
         assert_eq!(
             keys("fp16"),
             [
+                "attention_padding",
                 "cuda_graphs",
                 "fused_embeddings",
                 "gelu_epilogue",
@@ -245,5 +256,6 @@ mod tests {
         // A decoder's cells never carry the embeddings key.
         let decoder = execution_identity(&all_changed, Precision::Fp32, false);
         assert!(decoder.get("fused_embeddings").is_none(), "{decoder}");
+        assert!(decoder.get("attention_padding").is_none(), "{decoder}");
     }
 }

@@ -4,9 +4,39 @@
 //! Elsewhere, and as the reference the kernel is checked against: [`unfused_attention`], the
 //! batched-GEMM path (bias add + head split, Q K^T, mask + softmax, P V, head merge).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::{DType, Device, IndexOp, Result, Tensor};
 
 use super::fused;
+use crate::config::AttentionPadding;
+
+static SKIP_PADDING: AtomicBool = AtomicBool::new(false);
+
+/// `device.attention_padding` for the attention kernels launched from now on (each cell sets it
+/// before it loads its model, and cells run one at a time in a process): with `Skip` the one
+/// kernel leaves out the key chunks past each sequence's last unmasked key
+/// (src/ops/kernels/fused.cu, `SKIP`). The batched-GEMM path always computes them.
+pub fn set_padding(p: AttentionPadding) {
+    SKIP_PADDING.store(p == AttentionPadding::Skip, Ordering::Relaxed);
+}
+
+/// What [`set_padding`] last set (compute until then).
+pub fn padding() -> AttentionPadding {
+    if SKIP_PADDING.load(Ordering::Relaxed) {
+        AttentionPadding::Skip
+    } else {
+        AttentionPadding::Compute
+    }
+}
+
+/// What the record adds to the one kernel's description for [`padding`].
+pub fn padding_description(p: AttentionPadding) -> &'static str {
+    match p {
+        AttentionPadding::Compute => "",
+        AttentionPadding::Skip => "; key chunks past each sequence's last unmasked key skipped (device.attention_padding = \"skip\": read from the mask in the kernel; their probabilities are exactly 0, the same context)",
+    }
+}
 
 /// Whether [`attention`] runs the one-kernel version for this device, dtype and head width.
 pub fn one_kernel_on(device: &Device, dtype: DType, head_dim: usize) -> bool {
@@ -43,6 +73,7 @@ pub fn attention(
                 seq,
                 heads,
                 head_dim,
+                skip_padding: padding() == AttentionPadding::Skip,
             },
         )?;
         return out.reshape((rows / seq, seq, heads * head_dim));
@@ -88,6 +119,8 @@ mod cuda {
         pub seq: usize,
         pub heads: usize,
         pub head_dim: usize,
+        /// The kernel that skips the padding's key chunks (`attention_skip_*`).
+        pub skip_padding: bool,
     }
 
     impl candle_core::CustomOp3 for Attention {
@@ -120,8 +153,13 @@ mod cuda {
                 seq,
                 heads,
                 head_dim,
+                skip_padding,
             } = *self;
-            let kernel = format!("attention_d{head_dim}");
+            let kernel = if skip_padding {
+                format!("attention_skip_d{head_dim}")
+            } else {
+                format!("attention_d{head_dim}")
+            };
             let width = heads * head_dim;
             let rows = xl.shape().elem_count() / (3 * width).max(1);
             let batch = rows / seq.max(1);

@@ -65,6 +65,7 @@ pub(super) fn measure(
     model.set_gemm_library(prepared.exp.config.device.gemm_library);
     // Before anything is launched or described: the kernels the GEMMs pick and the record names.
     crate::ops::cutlass::set_gelu_epilogue(prepared.exp.config.device.gelu_epilogue);
+    crate::ops::attention::set_padding(prepared.exp.config.device.attention_padding);
     model.set_fused_embeddings(prepared.exp.config.device.fused_embeddings())?;
     if !prepared
         .exp

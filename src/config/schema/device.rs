@@ -97,6 +97,39 @@ pub struct DeviceSection {
     /// (`implementation.gemms`). Left out of the resolved config when standard.
     #[serde(skip_serializing_if = "GeluEpilogue::is_standard")]
     pub gelu_epilogue: GeluEpilogue,
+    /// The encoders' one-kernel attention (CUDA, f16/bf16 and the 8-bit precisions' float part)
+    /// and the padding of a batch: `"compute"` (default: every query row against every key, the
+    /// padding's keys masked) or `"skip"` (the key chunks of 64 past each sequence's last
+    /// unmasked key are neither loaded nor multiplied; a masked key's probability is exactly 0
+    /// in f32, so the context is the same bits wherever the padding's values are finite; a NaN
+    /// in a padding key no longer reaches the sequence's rows). The kernel reads the lengths
+    /// from the mask, so a CUDA graph serves every batch. Needs a CUDA build and a backend other
+    /// than "cpu". Every record says which ran (`implementation.attention`). Left out of the
+    /// resolved config when compute.
+    #[serde(skip_serializing_if = "AttentionPadding::is_compute")]
+    pub attention_padding: AttentionPadding,
+}
+
+/// `device.attention_padding`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttentionPadding {
+    #[default]
+    Compute,
+    Skip,
+}
+
+impl AttentionPadding {
+    pub fn is_compute(&self) -> bool {
+        *self == Self::Compute
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Compute => "compute",
+            Self::Skip => "skip",
+        }
+    }
 }
 
 /// `device.gelu_epilogue`.
@@ -179,6 +212,7 @@ impl Default for DeviceSection {
             fused_embeddings: None,
             ffn_activation_scales: FfnActivationScales::Dynamic,
             gelu_epilogue: GeluEpilogue::Standard,
+            attention_padding: AttentionPadding::Compute,
         }
     }
 }

@@ -53,6 +53,13 @@ pub(super) fn check(c: &ExperimentConfig, bad: &mut impl FnMut(&[&str], String))
     if !c.device.gelu_epilogue.is_standard() && c.device.gemm_library.is_cublaslt() {
         bad(&["device", "gelu_epilogue"], "device.gelu_epilogue = \"lean\" picks the GELU of the CUTLASS FFN-in epilogues, but device.gemm_library = \"cublaslt\", whose GELU is a runner kernel: set device.gemm_library = \"cutlass\" (or leave gelu_epilogue out)".into());
     }
+    if !c.device.attention_padding.is_compute() {
+        if c.device.backend == Backend::Cpu {
+            bad(&["device", "attention_padding"], "device.attention_padding = \"skip\" is a mode of the CUDA attention kernel, but device.backend = \"cpu\": the CPU computes the padding; leave attention_padding out".into());
+        } else if !cfg!(feature = "cuda") {
+            bad(&["device", "attention_padding"], "device.attention_padding = \"skip\" is a mode of the CUDA attention kernel, but this runner was built without CUDA: build it with scripts/build-cuda.sh, or leave attention_padding out".into());
+        }
+    }
     if c.device.gpu >= MAX_WORKERS {
         bad(
             &["device", "gpu"],

@@ -188,10 +188,16 @@ impl Encoder {
             });
         let attention = if one_kernel {
             format!(
-                "Q, K, V in one GEMM ({qkv_gemm}, query pre-scaled); then one runner kernel reading its output in place (Q's bias added on load, V's to the context, K's left out: a per-row constant the softmax cancels): QK^T, mask, online softmax (f32) and PV on tensor cores (mma.sync m16n8k16, f32 accumulate, scores and softmax in registers; K and V staged by cp.async, read by ldmatrix) per 64-query tile, context written merged; no score tensor in memory"
+                "Q, K, V in one GEMM ({qkv_gemm}, query pre-scaled); then one runner kernel reading its output in place (Q's bias added on load, V's to the context, K's left out: a per-row constant the softmax cancels): QK^T, mask, online softmax (f32) and PV on tensor cores (mma.sync m16n8k16, f32 accumulate, scores and softmax in registers; K and V staged by cp.async, read by ldmatrix) per 64-query tile, context written merged; no score tensor in memory{}",
+                crate::ops::attention::padding_description(crate::ops::attention::padding())
             )
         } else {
-            format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}{merge}; no fused attention kernel")
+            let asked = if crate::ops::attention::padding().is_compute() {
+                ""
+            } else {
+                " (device.attention_padding = \"skip\" asked: it is a mode of the one kernel, which does not run here; the padding's keys computed)"
+            };
+            format!("{projections}; QK^T and PV as batched GEMMs ({matmul}); {softmax}{merge}; no fused attention kernel{asked}")
         };
         let blocks = self.blocks.len();
         let activation_quantization = tensor_cores.then(|| {

@@ -343,7 +343,14 @@ __device__ __forceinline__ void store_packed(const float (&o)[D / 8][4], float i
     }
 }
 
-template <typename T, int D, int PACK>
+// SKIP (device.attention_padding = "skip"): key chunks past the sequence's last key whose mask is
+// above f32's lowest are not loaded or multiplied. Such a key's probability is exp(s + lowest - m)
+// = 0 in f32 once any key is unmasked, and a chunk of them leaves the running max, the sum and the
+// context unchanged (rescale by exp(0) = 1, add 0 x V): the same bits as the full loop wherever
+// the padding's V is finite. A row with no unmasked key runs every chunk (the mean of V, as
+// before). The key range comes from the mask in the kernel, so a CUDA graph replays it for each
+// new batch's lengths.
+template <typename T, int D, int PACK, bool SKIP = false>
 __device__ void attention(const T *x, const T *bias, const float *mask, T *out, uint8_t *q,
                           float *qscale, uint32_t seq, uint32_t heads) {
     using namespace attn;
@@ -373,7 +380,21 @@ __device__ void attention(const T *x, const T *bias, const float *mask, T *out, 
         }
         cp_async_commit();
     };
-    const uint32_t chunks = (seq + CHUNK - 1) / CHUNK;
+    uint32_t keys = seq;
+    if constexpr (SKIP) {
+        // 1 + the last key not at f32's lowest (a NaN mask counts as unmasked), over the block.
+        __shared__ int last_of[WARPS];
+        int last = -1;
+        for (uint32_t j = threadIdx.x; j < seq; j += 32 * WARPS)
+            if (!(mrow[j] <= -3.40282347e+38f)) last = (int)j;
+        last = __reduce_max_sync(0xffffffff, last);
+        if (lane == 0) last_of[warp] = last;
+        __syncthreads();
+#pragma unroll
+        for (int w = 0; w < WARPS; ++w) last = max(last, last_of[w]);
+        if (last >= 0) keys = (uint32_t)last + 1;
+    }
+    const uint32_t chunks = (keys + CHUNK - 1) / CHUNK;
     load_chunk(0, 0);
 
     // This warp's Q (16 x D) as A fragments, bias added; rows past the sequence are zero.
@@ -514,6 +535,15 @@ ATTENTION(attention_d64_f16, __half, 64)
 ATTENTION(attention_d64_bf16, __nv_bfloat16, 64)
 ATTENTION(attention_d32_f16, __half, 32)
 ATTENTION(attention_d32_bf16, __nv_bfloat16, 32)
+
+// The same with the padding's key chunks skipped (SKIP above; src/ops/attention.rs, set_padding).
+#define ATTENTION_SKIP(NAME, T, D) extern "C" __global__ void __launch_bounds__(128) NAME(const T *x, const T *bias, \
+    const float *mask, T *out, uint32_t seq, uint32_t heads) { attention<T, D, 0, true>(x, bias, mask, out, nullptr, nullptr, seq, heads); }
+
+ATTENTION_SKIP(attention_skip_d64_f16, __half, 64)
+ATTENTION_SKIP(attention_skip_d64_bf16, __nv_bfloat16, 64)
+ATTENTION_SKIP(attention_skip_d32_f16, __half, 32)
+ATTENTION_SKIP(attention_skip_d32_bf16, __nv_bfloat16, 32)
 
 // The packed attention (src/ops/attention.rs, attention_packed): 12 heads, one cluster per query
 // tile (a non-portable cluster size: the launcher allows it and checks that clusters fit).

@@ -40,7 +40,9 @@ enum Command {
     Plan {
         /// The experiment file (TOML).
         file: PathBuf,
-        /// Override a configuration value, e.g. --set protocol.repeats=3 (repeatable).
+        /// Override a configuration value, e.g. --set protocol.repeats=3 (repeatable). KEY is a
+        /// TOML key path: quote a name with dots as the file does, e.g.
+        /// --set 'models."qwen2.5-0.5b".decode_kernels=fused'.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
@@ -87,7 +89,9 @@ struct SlurmArgs {
     /// again, re-submits only cells without a record.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Override a configuration value (repeatable), passed on to every task.
+    /// Override a configuration value (repeatable), passed on to every task. KEY is a TOML key
+    /// path: quote a name with dots as the file does, e.g.
+    /// --set 'models."qwen2.5-0.5b".decode_kernels=fused'.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Slurm partition.
@@ -128,7 +132,9 @@ struct RunArgs {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Override a configuration value, e.g. --set protocol.repeats=3 or
-    /// --set matrix.batch_size=[8,16] (repeatable; beats RUNNER_SECTION__KEY variables).
+    /// --set matrix.batch_size=[8,16] (repeatable; beats RUNNER_SECTION__KEY variables). KEY is a
+    /// TOML key path: quote a name with dots as the file does, e.g.
+    /// --set 'models."qwen2.5-0.5b".decode_kernels=fused'.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Folder with report.html.j2 and report.md.j2 (default: ./templates, else built-in).

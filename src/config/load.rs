@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use figment::providers::{Env, Format, Toml};
-use figment::value::{Dict, Map, Value};
-use figment::{Figment, Metadata, Profile, Provider};
+use figment::{Figment, Metadata};
 
+use super::set_override::SetOverride;
 use super::suggest::{did_you_mean, join_key, key_path, plain_type};
 use super::validate::validate;
 use super::{ExperimentConfig, LoadedExperiment, AXES};
@@ -105,8 +105,13 @@ pub fn load_text(
     let mut figment = Figment::new()
         .merge(Toml::string(text))
         .merge(env_provider());
+    let file_models: Vec<&str> = table
+        .get("models")
+        .and_then(|m| m.as_table())
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
     for raw in overrides {
-        figment = figment.merge(SetOverride::parse(raw)?);
+        figment = figment.merge(SetOverride::parse(raw, &file_models)?);
     }
     let origin = Origin::new(file, text, &figment);
     let mut config: ExperimentConfig = figment
@@ -133,10 +138,10 @@ pub fn load_text(
 
 /// The deepest nesting of lists and tables any value of an experiment needs (`matrix.include` is a
 /// list of tables: 2); a value nested thousands deep would overflow the stack while parsed.
-const MAX_VALUE_DEPTH: usize = 16;
+pub(super) const MAX_VALUE_DEPTH: usize = 16;
 
 /// How deeply `value` nests lists and tables (brackets and braces outside quoted strings).
-fn nesting_depth(value: &str) -> usize {
+pub(super) fn nesting_depth(value: &str) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let mut quote: Option<char> = None;
     let mut escaped = false;
@@ -229,8 +234,19 @@ impl<'a> Origin<'a> {
     /// Who set the value at `path` (e.g. `["matrix", "batch_size", "1"]`): an override or
     /// environment variable when one did, else the file, with the value's line and column.
     pub(super) fn of(&self, path: &[String]) -> String {
-        let md = self.figment.find_metadata(&keys_of(path).join("."));
-        self.source(md, path, false)
+        self.source(self.metadata_at(path), path, false)
+    }
+
+    /// The provider of the value at `path`, walked key by key: figment's own lookup splits a
+    /// dotted string, which would cut a model name such as `qwen2.5-0.5b` in three.
+    fn metadata_at(&self, path: &[String]) -> Option<&Metadata> {
+        let keys = keys_of(path);
+        let (first, rest) = keys.split_first()?;
+        let mut value = self.figment.find_value(first).ok()?;
+        for key in rest {
+            value = value.into_dict()?.remove(*key)?;
+        }
+        self.figment.get_metadata(value.tag())
     }
 
     /// Names the provider `md` that set the value at `path` (figment's metadata): the override,
@@ -336,75 +352,8 @@ fn span_location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     format!(":{line}:{column}")
 }
 
-/// The most dotted levels a `--set` key may have.
-const MAX_KEY_LEVELS: usize = 8;
-
-/// A `--set key.path=value` override as a figment provider, so errors name the override.
-struct SetOverride {
-    raw: String,
-    dict: Dict,
-}
-
-impl SetOverride {
-    fn parse(raw: &str) -> Result<Self, ConfigError> {
-        let bad = |why: &str| {
-            ConfigError::new(format!(
-                "--set {raw}: {why} (expected KEY=VALUE, e.g. --set protocol.repeats=3 or --set matrix.batch_size=[8,16])"
-            ))
-        };
-        let (key, value) = raw.split_once('=').ok_or_else(|| bad("no `=`"))?;
-        let key = key.trim();
-        if key.is_empty() || key.split('.').any(|part| part.trim().is_empty()) {
-            return Err(bad("empty key"));
-        }
-        // The deepest key is 4 levels (models.NAME.probe.steps); each level nests a table, and
-        // tens of thousands of them would overflow the stack while the layers are merged.
-        if key.split('.').count() > MAX_KEY_LEVELS {
-            return Err(bad(&format!(
-                "the key has {} levels; no key of an experiment has more than {MAX_KEY_LEVELS}",
-                key.split('.').count()
-            )));
-        }
-        if nesting_depth(value) > MAX_VALUE_DEPTH {
-            return Err(bad(&format!(
-                "the value nests lists or tables more than {MAX_VALUE_DEPTH} deep; no setting needs that"
-            )));
-        }
-        // The value is TOML (numbers, booleans, arrays, quoted strings); a bare word is a string,
-        // so `--set experiment.name=trial` works without shell-quoted quotes.
-        let parsed: Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
-            Ok(mut t) => to_figment_value(t.remove("v").expect("key v was just parsed")),
-            Err(_) => Value::from(value.to_string()),
-        };
-        let mut dict = Dict::new();
-        let parts: Vec<&str> = key.split('.').map(str::trim).collect();
-        let mut nested = parsed;
-        for part in parts.iter().skip(1).rev() {
-            let mut d = Dict::new();
-            d.insert(part.to_string(), nested);
-            nested = Value::from(d);
-        }
-        dict.insert(parts[0].to_string(), nested);
-        Ok(Self {
-            raw: raw.to_string(),
-            dict,
-        })
-    }
-}
-
-fn to_figment_value(v: toml::Value) -> Value {
-    Value::serialize(v).expect("a TOML value always serializes")
-}
-
-impl Provider for SetOverride {
-    fn metadata(&self) -> Metadata {
-        Metadata::named(format!("--set {}", self.raw))
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        Ok(Profile::Default.collect(self.dict.clone()))
-    }
-}
+/// The most dotted levels a `--set` key or `RUNNER_*` variable may have.
+pub(super) const MAX_KEY_LEVELS: usize = 8;
 
 /// Turns figment's errors into messages that name the source (file, variable or override) and
 /// the full key path.
@@ -500,26 +449,6 @@ mod tests {
         // A path the file lacks stops at its deepest existing part.
         assert_eq!(at(&["matrix", "nothing"], false), "");
         assert_eq!(at(&["protocol", "repeats"], false), "");
-    }
-
-    #[test]
-    fn set_override_parses_toml_values_and_bare_words() {
-        let o = SetOverride::parse("protocol.repeats=3").unwrap();
-        let protocol = o.dict["protocol"].as_dict().unwrap();
-        assert_eq!(protocol["repeats"].to_i128(), Some(3));
-        let o = SetOverride::parse("matrix.batch_size=[8,16]").unwrap();
-        let list = o.dict["matrix"].as_dict().unwrap()["batch_size"]
-            .as_array()
-            .unwrap()
-            .len();
-        assert_eq!(list, 2);
-        let o = SetOverride::parse("experiment.name=trial").unwrap();
-        assert_eq!(
-            o.dict["experiment"].as_dict().unwrap()["name"].as_str(),
-            Some("trial")
-        );
-        assert!(SetOverride::parse("novalue").is_err());
-        assert!(SetOverride::parse("a..b=1").is_err());
     }
 
     #[test]

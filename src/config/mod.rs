@@ -9,7 +9,8 @@
 //! - `presets.rs`: the named architecture presets (the shapes of published checkpoints) a file
 //!   may name; they live here because validation needs them (known names, position embeddings
 //!   against `seq_len`), and `model` builds from them
-//! - `load.rs`: figment layering, environment variables, `--set`, and where each value came from
+//! - `load.rs`: figment layering, environment variables, and where each value came from
+//! - `set_override.rs`: `--set KEY=VALUE`, its key a TOML key path (quoted names keep their dots)
 //! - `validate/`: every value checked, all problems reported at once (one file per section)
 //! - `quantize.rs`: the `quantize` and `layer_method` axes' values
 //! - `suggest.rs`: key paths as users write them, "did you mean"
@@ -21,6 +22,7 @@ mod precision;
 pub mod presets;
 mod quantize;
 mod schema;
+mod set_override;
 mod suggest;
 mod validate;
 

@@ -28,6 +28,30 @@ pub(super) fn key_path(parts: &[String]) -> String {
     out
 }
 
+/// A key path as TOML writes it: bare names as they are, any other name quoted
+/// (`models."qwen2.5-0.5b".layers`), so a name with dots reads as one name.
+pub(super) fn toml_key(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            let bare = !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if bare {
+                return p.to_string();
+            }
+            // The toml crate's own key writer (its string writer may pick a multi-line string,
+            // which a key cannot be): `NAME = 0` with the key quoted as TOML needs.
+            let one = toml::Table::from_iter([(p.to_string(), toml::Value::Integer(0))]);
+            toml::to_string(&one)
+                .ok()
+                .and_then(|line| line.trim_end().strip_suffix(" = 0").map(str::to_string))
+                .unwrap_or_else(|| format!("{p:?}"))
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 pub(super) fn join_key(parent: &str, field: &str) -> String {
     if parent.is_empty() {
         field.to_string()
@@ -68,6 +92,19 @@ mod tests {
             did_you_mean("q8", precisions.into_iter()),
             " (did you mean `q8_0`?)"
         );
+    }
+
+    #[test]
+    fn toml_keys_quote_only_names_toml_cannot_write_bare() {
+        assert_eq!(
+            toml_key(&["models", "qwen2.5-0.5b", "layers"]),
+            r#"models."qwen2.5-0.5b".layers"#
+        );
+        assert_eq!(toml_key(&["protocol", "repeats"]), "protocol.repeats");
+        // Quoted so that it reads back as the same name, whatever it holds.
+        let quoted = toml_key(&["models", "a\"b'c"]);
+        let back: toml::Table = toml::from_str(&format!("{quoted} = 1")).unwrap();
+        assert!(back["models"]["a\"b'c"].is_integer(), "{quoted}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{MAX_EXAMPLES, MAX_PROBE_STEPS};
+use crate::config::suggest::toml_key;
 use crate::config::{
     Backend, DecodeKernels, HeadKind, Implementation, LoadedExperiment, Preset, Scope,
 };
@@ -23,11 +24,13 @@ pub(super) fn check(
     }
     let mut max_positions = BTreeMap::new();
     for (model_name, m) in &c.models {
+        // As the file writes it: `models."qwen2.5-0.5b"` for a name with dots.
+        let model_key = toml_key(&["models", model_name]);
         match (m.encoder(), &m.preset) {
             (Some(_), _) if m.implementation == Implementation::Own => bad(
                 &["models", model_name, "implementation"],
                 format!(
-                    "models.{model_name}.implementation = \"own\": it selects the runner's own Llama-family decoder; {:?} is an encoder, which the runner always runs with its own code: leave the key out",
+                    "{model_key}.implementation = \"own\": it selects the runner's own Llama-family decoder; {:?} is an encoder, which the runner always runs with its own code: leave the key out",
                     m.architecture
                 ),
             ),
@@ -38,7 +41,7 @@ pub(super) fn check(
                 None => bad(
                     &["models", model_name, "preset"],
                     format!(
-                        "models.{model_name}.preset = {name:?}: unknown preset for {arch:?}; known: {}",
+                        "{model_key}.preset = {name:?}: unknown preset for {arch:?}; known: {}",
                         Preset::names(arch).join(", ")
                     ),
                 ),
@@ -46,7 +49,7 @@ pub(super) fn check(
             (Some(arch), None) => bad(
                 &["models", model_name],
                 format!(
-                    "models.{model_name}: an encoder needs a preset (its shapes); known for {arch:?}: {}",
+                    "{model_key}: an encoder needs a preset (its shapes); known for {arch:?}: {}",
                     Preset::names(arch).join(", ")
                 ),
             ),
@@ -55,25 +58,25 @@ pub(super) fn check(
             (None, preset) => {
                 if c.device.fused_embeddings == Some(true) {
                     bad(&["device", "fused_embeddings"], format!(
-                        "device.fused_embeddings = true fuses an encoder's embeddings; models.{model_name} ({:?}) is a decoder, which has none of that kind: run it in an experiment without the key",
+                        "device.fused_embeddings = true fuses an encoder's embeddings; {model_key} ({:?}) is a decoder, which has none of that kind: run it in an experiment without the key",
                         m.architecture
                     ));
                 }
                 if !c.device.ffn_activation_scales.is_dynamic() {
                     bad(&["device", "ffn_activation_scales"], format!(
-                        "device.ffn_activation_scales = \"static\" calibrates an encoder's FFN; models.{model_name} ({:?}) is a decoder: run it in an experiment without the key",
+                        "device.ffn_activation_scales = \"static\" calibrates an encoder's FFN; {model_key} ({:?}) is a decoder: run it in an experiment without the key",
                         m.architecture
                     ));
                 }
                 if m.weights == "random" && preset.is_none() {
                     bad(&["models", model_name], format!(
-                        "models.{model_name}: architecture {:?} with random weights needs a preset (the shapes to build, e.g. \"smollm2-135m\"), or weights = a Hugging Face folder or a .gguf file",
+                        "{model_key}: architecture {:?} with random weights needs a preset (the shapes to build, e.g. \"smollm2-135m\"), or weights = a Hugging Face folder or a .gguf file",
                         m.architecture
                     ));
                 }
                 if m.head == HeadKind::Probe {
                     bad(&["models", model_name, "head"], format!(
-                        "models.{model_name}.head = \"probe\": a linear probe classifies an encoder's pooled outputs; {:?} is a decoder (it generates)",
+                        "{model_key}.head = \"probe\": a linear probe classifies an encoder's pooled outputs; {:?} is a decoder (it generates)",
                         m.architecture
                     ));
                 }
@@ -83,17 +86,17 @@ pub(super) fn check(
             let key = ["models", model_name, "layers"];
             if m.encoder().is_some() {
                 bad(&key, format!(
-                    "models.{model_name}.layers: a shallow cut applies to decoders; {:?} is an encoder: leave the key out",
+                    "{model_key}.layers: a shallow cut applies to decoders; {:?} is an encoder: leave the key out",
                     m.architecture
                 ));
             } else if m.weights != "random" {
                 bad(&key, format!(
-                    "models.{model_name}.layers = {layers}: a cut of a checkpoint's layers is not the model it stores; the key applies to random weights (a preset's shapes): leave it out with weights = {:?}",
+                    "{model_key}.layers = {layers}: a cut of a checkpoint's layers is not the model it stores; the key applies to random weights (a preset's shapes): leave it out with weights = {:?}",
                     m.weights
                 ));
             } else if layers < 1 {
                 bad(&key, format!(
-                    "models.{model_name}.layers = {layers}: a decoder keeps at least one layer (the preset's first N; leave the key out for all of them)"
+                    "{model_key}.layers = {layers}: a decoder keeps at least one layer (the preset's first N; leave the key out for all of them)"
                 ));
             }
         }
@@ -101,11 +104,11 @@ pub(super) fn check(
             let key = ["models", model_name, "prefill_attention"];
             if m.encoder().is_some() || m.implementation != Implementation::Own {
                 bad(&key, format!(
-                    "models.{model_name}.prefill_attention = \"flash\": the flash prefill attention belongs to the runner's own Llama-family decoder: add implementation = \"own\" (llama, mistral, qwen2, qwen3), or leave the key out"
+                    "{model_key}.prefill_attention = \"flash\": the flash prefill attention belongs to the runner's own Llama-family decoder: add implementation = \"own\" (llama, mistral, qwen2, qwen3), or leave the key out"
                 ));
             } else if c.device.backend == Backend::Cpu {
                 bad(&key, format!(
-                    "models.{model_name}.prefill_attention = \"flash\": the flash prefill attention is a CUDA kernel and device.backend = \"cpu\": leave the key out (the plain attention runs on the CPU)"
+                    "{model_key}.prefill_attention = \"flash\": the flash prefill attention is a CUDA kernel and device.backend = \"cpu\": leave the key out (the plain attention runs on the CPU)"
                 ));
             }
         }
@@ -114,11 +117,11 @@ pub(super) fn check(
             let key = ["models", model_name, "decode_kernels"];
             if m.encoder().is_some() || m.implementation != Implementation::Own {
                 bad(&key, format!(
-                    "models.{model_name}.decode_kernels = \"{kernels}\": the fused decode kernels belong to the runner's own Llama-family decoder: add implementation = \"own\" (llama, mistral, qwen2, qwen3), or leave the key out"
+                    "{model_key}.decode_kernels = \"{kernels}\": the fused decode kernels belong to the runner's own Llama-family decoder: add implementation = \"own\" (llama, mistral, qwen2, qwen3), or leave the key out"
                 ));
             } else if c.device.backend == Backend::Cpu {
                 bad(&key, format!(
-                    "models.{model_name}.decode_kernels = \"{kernels}\": the fused decode kernels are CUDA kernels and device.backend = \"cpu\": leave the key out (the plain kernels run on the CPU)"
+                    "{model_key}.decode_kernels = \"{kernels}\": the fused decode kernels are CUDA kernels and device.backend = \"cpu\": leave the key out (the plain kernels run on the CPU)"
                 ));
             }
             let most = DecodeKernels::GEMV_MAX_BATCH;
@@ -131,12 +134,12 @@ pub(super) fn check(
                     .find(|&&b| b > most as i64)
                 {
                     bad(&key, format!(
-                        "models.{model_name}.decode_kernels = \"{kernels}\": the decode GEMV serves batches of 1..={most} and matrix.batch_size holds {b}: use decode_kernels = \"fused\" for larger batches"
+                        "{model_key}.decode_kernels = \"{kernels}\": the decode GEMV serves batches of 1..={most} and matrix.batch_size holds {b}: use decode_kernels = \"fused\" for larger batches"
                     ));
                 }
                 if c.matrix.scope.iter().flatten().any(|s| *s == Scope::Layers) {
                     bad(&key, format!(
-                        "models.{model_name}.decode_kernels = \"{kernels}\" adds each layer into one preallocated residual stream, so its decode layers cannot run alone and matrix.scope holds \"layers\": measure per-layer energy with decode_kernels = \"fused\""
+                        "{model_key}.decode_kernels = \"{kernels}\" adds each layer into one preallocated residual stream, so its decode layers cannot run alone and matrix.scope holds \"layers\": measure per-layer energy with decode_kernels = \"fused\""
                     ));
                 }
             }
@@ -149,12 +152,12 @@ pub(super) fn check(
             if is_gguf {
                 if m.encoder().is_some() {
                     bad(&["models", model_name, "weights"], format!(
-                        "models.{model_name}.weights: {} is a .gguf file; the runner's encoders load Hugging Face folders (config.json and model.safetensors)",
+                        "{model_key}.weights: {} is a .gguf file; the runner's encoders load Hugging Face folders (config.json and model.safetensors)",
                         path.display()
                     ));
                 } else if !path.is_file() {
                     bad(&["models", model_name, "weights"], format!(
-                        "models.{model_name}.weights: no .gguf file at {} (paths are relative to the experiment file's folder)",
+                        "{model_key}.weights: no .gguf file at {} (paths are relative to the experiment file's folder)",
                         path.display()
                     ));
                 }
@@ -162,20 +165,20 @@ pub(super) fn check(
                 for needed in ["config.json", "model.safetensors"] {
                     if !path.join(needed).is_file() {
                         bad(&["models", model_name, "weights"], format!(
-                            "models.{model_name}.weights: {} has no {needed} (expected \"random\" or a local Hugging Face folder with config.json and model.safetensors)",
+                            "{model_key}.weights: {} has no {needed} (expected \"random\" or a local Hugging Face folder with config.json and model.safetensors)",
                             path.display()
                         ));
                     }
                 }
             } else if !path.join("config.json").is_file() {
                 bad(&["models", model_name, "weights"], format!(
-                    "models.{model_name}.weights: {} has no config.json (expected \"random\", a local Hugging Face folder with config.json and *.safetensors, or a .gguf file)",
+                    "{model_key}.weights: {} has no config.json (expected \"random\", a local Hugging Face folder with config.json and *.safetensors, or a .gguf file)",
                     path.display()
                 ));
             }
         }
         let probe = &m.probe;
-        let at = format!("models.{model_name}.probe");
+        let at = format!("{model_key}.probe");
         if probe.train_examples < 2 {
             bad(&["models", model_name, "probe", "train_examples"], format!(
                 "{at}.train_examples = {}: must be >= 2 (a classifier needs examples of both labels)",

@@ -7,7 +7,8 @@ Reads PyTorch's JSON lines (benchmarks/pytorch_decode.py --out) and the runner's
 more run folders of experiments/llm_own_fused.toml); writes ratios.csv and prints the table. A runner
 model named "<preset>-fused" ran decode_kernels = "fused", "<preset>-gemv" decode_kernels = "gemv" (the decode
 GEMV with the norms, SwiGLU and residual adds folded in), "<preset>-gemv-pdl" the same with Programmatic
-Dependent Launch between the step's kernels, "<preset>-flash" the fused decode kernels with prefill_attention =
+Dependent Launch between the step's kernels, "<preset>-gemv-bulk" gemv-pdl with its GEMVs' weights streamed by
+TMA bulk copies and the attention's wide merge, "<preset>-flash" the fused decode kernels with prefill_attention =
 "flash" (experiments/llm_own_prefill.toml); "<preset>" the plain kernels. `best` marks the fastest
 runner way of each (preset, batch); `floor_met` is Llama-3.2-1B b1's target (<= 1.5x its memory floor).
 
@@ -22,7 +23,7 @@ SHAPES = {
     "llama-3.2-1b": (2048, 8192, 16, 32, 8, 64, 128256),
 }
 # decode_kernels of a runner model named "<preset>-<kernels>" (no suffix: plain).
-KERNELS = ("fused", "gemv-pdl", "gemv", "flash")
+KERNELS = ("fused", "gemv-pdl", "gemv-bulk", "gemv", "flash")
 TIME_TARGET, ENERGY_TARGET, FLOOR_TARGET, PREFILL_TARGET = 0.8, 0.85, 1.5, 1.0
 
 

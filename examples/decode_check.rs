@@ -27,17 +27,22 @@
 //! `gemv` runs the decode GEMV's checks alone (examples/decode_check/gemv.rs: each fused GEMV
 //! against its plain twin, launched plainly and programmatically) and checks 6-7 for
 //! `decode_kernels = "gemv"` and `"gemv-pdl"`; `gemv-pdl` the programmatic GEMV checks and 6-7 for
-//! `"gemv-pdl"` alone.
+//! `"gemv-pdl"` alone; `gemv-bulk` the bulk GEMV's checks (decode_check/bulk.rs) and the wide
+//! attention merge's (attention.rs's check_wide), then 6-7 for `"gemv-bulk"` on a shorter model
+//! list (llama and qwen2 tiny, SmolLM2); `bulk-kernels`, `wide` and `decoder WAY` (6-7 on that
+//! list for one way) are its parts, to run side by side.
 //! `steps PRESET BATCH...` times the whole step's graph per way (decode_check/steps.rs).
 //!
 //! `prefill` runs the flash prefill attention's checks alone (examples/decode_check/prefill.rs:
 //! the kernel against its plain twin, NaN, graph replay, the decoder with `prefill_attention =
 //! "flash"` against the plain one).
 //!
-//!     cargo run --release --features cuda --example decode_check -- [fused|gemv|gemv-pdl|prefill|profile|steps] [PRESETS...]
+//!     cargo run --release --features cuda --example decode_check -- [fused|gemv|gemv-pdl|gemv-bulk|bulk-kernels|wide|decoder WAY|prefill|profile|steps] [PRESETS...]
 
 #[path = "decode_check/attention.rs"]
 mod attention;
+#[path = "decode_check/bulk.rs"]
+mod bulk;
 #[path = "decode_check/gemv.rs"]
 mod gemv;
 #[path = "decode_check/kernels.rs"]
@@ -321,8 +326,6 @@ fn gemv_checks(dev: &Device) -> Result<bool> {
 
 /// Checks 6-7 for the decoder with `kernels`: against the plain one, and graph against eager.
 fn decoder_checks(dev: &Device, kernels: DecodeKernels) -> Result<bool> {
-    let mut ok = true;
-    let label = kernels.name();
     let cases = [
         ("llama", "llama-tiny"),
         ("mistral", "mistral-tiny"),
@@ -330,7 +333,30 @@ fn decoder_checks(dev: &Device, kernels: DecodeKernels) -> Result<bool> {
         ("qwen3", "qwen3-tiny"),
         ("llama", "smollm2-135m"),
     ];
-    for (arch, preset) in cases {
+    let graphs = [("llama", "smollm2-135m"), ("qwen2", "qwen2.5-0.5b")];
+    decoder_checks_of(dev, kernels, &cases, &graphs)
+}
+
+/// [`decoder_checks`] on fewer models, to fit a short GPU call: llama (no bias) and qwen2 (the
+/// Q|K|V bias) tiny, SmolLM2's real widths; the graph of SmolLM2 (each line printed as it ends).
+fn decoder_checks_quick(dev: &Device, kernels: DecodeKernels) -> Result<bool> {
+    let cases = [
+        ("llama", "llama-tiny"),
+        ("qwen2", "qwen2-tiny"),
+        ("llama", "smollm2-135m"),
+    ];
+    decoder_checks_of(dev, kernels, &cases, &[("llama", "smollm2-135m")])
+}
+
+fn decoder_checks_of(
+    dev: &Device,
+    kernels: DecodeKernels,
+    cases: &[(&str, &str)],
+    graphs: &[(&str, &str)],
+) -> Result<bool> {
+    let mut ok = true;
+    let label = kernels.name();
+    for &(arch, preset) in cases {
         let (plain, fused) = (
             spec(arch, preset, Implementation::Own),
             kernels_spec(arch, preset, kernels),
@@ -355,7 +381,7 @@ fn decoder_checks(dev: &Device, kernels: DecodeKernels) -> Result<bool> {
             }
         }
     }
-    for (arch, preset) in [("llama", "smollm2-135m"), ("qwen2", "qwen2.5-0.5b")] {
+    for &(arch, preset) in graphs {
         match graph_versus_eager_of(&kernels_spec(arch, preset, kernels), dev) {
             Ok(line) => {
                 let pass = line.contains("32/32") && line.contains("0.00e0 of scale");
@@ -389,6 +415,43 @@ fn main() -> Result<()> {
         let mut ok = gemv::check_programmatic(&dev)?;
         ok &= decoder_checks(&dev, DecodeKernels::GemvPdl)?;
         println!("gemv_pdl_checks,{}", if ok { "PASS" } else { "FAIL" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if args.first().map(String::as_str) == Some("gemv-bulk") {
+        // The bulk GEMV against its plain twin, then the gemv-bulk decoder, then gemv-pdl's
+        // (session 6's owed check), on the quick model list.
+        let mut ok = bulk::check_all(&dev)?;
+        ok &= attention::check_wide(&dev)?;
+        ok &= decoder_checks_quick(&dev, DecodeKernels::GemvBulk)?;
+        println!("gemv_bulk_checks,{}", if ok { "PASS" } else { "FAIL" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    // The same in parts, for processes side by side in a short call.
+    if args.first().map(String::as_str) == Some("bulk-kernels") {
+        let ok = bulk::check_all(&dev)?;
+        println!("bulk_kernel_checks,{}", if ok { "PASS" } else { "FAIL" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if args.first().map(String::as_str) == Some("wide") {
+        let ok = attention::check_wide(&dev)?;
+        println!("wide_attention_checks,{}", if ok { "PASS" } else { "FAIL" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if args.first().map(String::as_str) == Some("decoder") {
+        // `decoder WAY`: checks 6-7 on the quick model list for one way (a second process beside
+        // `gemv-bulk` in a short call: gemv-pdl's owed 64-step fp32 check and graph = eager).
+        let ways = [
+            DecodeKernels::Fused,
+            DecodeKernels::Gemv,
+            DecodeKernels::GemvPdl,
+            DecodeKernels::GemvBulk,
+        ];
+        let want = args.get(1).map_or("gemv-pdl", String::as_str);
+        let Some(&way) = ways.iter().find(|k| k.name() == want) else {
+            candle_core::bail!("decoder {want}: not one of fused, gemv, gemv-pdl, gemv-bulk");
+        };
+        let ok = decoder_checks_quick(&dev, way)?;
+        println!("decoder_checks,{want},{}", if ok { "PASS" } else { "FAIL" });
         std::process::exit(if ok { 0 } else { 1 });
     }
     if args.first().map(String::as_str) == Some("prefill") {

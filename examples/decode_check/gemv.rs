@@ -34,7 +34,7 @@ fn both(
 }
 
 /// Rows of `t` (batch, n) holding a NaN.
-fn nan_rows(t: &Tensor) -> Result<Vec<usize>> {
+pub fn nan_rows(t: &Tensor) -> Result<Vec<usize>> {
     let t = t.to_dtype(DType::F32)?;
     let per_row: Vec<f32> = t.ne(&t)?.to_dtype(DType::F32)?.sum(D::Minus1)?.to_vec1()?;
     Ok(per_row

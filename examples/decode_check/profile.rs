@@ -6,13 +6,16 @@
 //! the bytes the launch must move, so NOTES can put it against the floor at the measured bandwidth.
 //! Then each way's whole layer as one chain of its launches (`chain=`), REPEAT layers in one
 //! graph: the fused path's 10 launches, the gemv path's 7, and the same 7 with Programmatic
-//! Dependent Launch (gemv-pdl, Q into a buffer as in the decoder): the gaps between launches,
-//! which the per-launch figures leave out, are in these.
+//! Dependent Launch (gemv-pdl, Q into a buffer as in the decoder), and gemv-pdl's with its
+//! GEMVs streaming their weights by TMA bulk copies (gemv-bulk): the gaps between launches,
+//! which the per-launch figures leave out, are in these. `b1` among the arguments: batch 1 only.
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::ops::decode::gemv::{gemv_into_launched, swiglu_into_launched, Prologue};
+use runner::ops::decode::gemv::{
+    gemv_bulk_into, gemv_into_launched, swiglu_into_launched, Prologue,
+};
 use runner::ops::decode::{self, AttentionScratch, CacheAt, Launch, RopeArgs};
 use runner::ops::graph::{FixedWork, GraphMode};
 
@@ -81,10 +84,15 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
     ];
     let (capacity, position) = (640, 575);
     for (name, h, i, heads, kv, d, vocab, layers) in presets {
-        if !only.is_empty() && !only.iter().any(|o| o == name) {
+        if only.iter().any(|o| o != "b1") && !only.iter().any(|o| o == name) {
             continue;
         }
-        for b in [1usize, 8] {
+        let batches: &[usize] = if only.iter().any(|o| o == "b1") {
+            &[1]
+        } else {
+            &[1, 8]
+        };
+        for &b in batches {
             let x = randn(&[b, h], dev)?;
             let res = randn(&[b, h], dev)?;
             let norm_w = randn(&[h], dev)?;
@@ -153,6 +161,15 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                 gemv_into_launched(out, x, w, p, None, residual, Launch::Stream)?;
                 Ok(out.clone())
             };
+            let bulk = |out: &Tensor,
+                        x: &Tensor,
+                        w: &Tensor,
+                        p: Prologue,
+                        residual: bool|
+             -> Result<Tensor> {
+                gemv_bulk_into(out, x, w, p, None, residual, Launch::Stream)?;
+                Ok(out.clone())
+            };
             // (launch, per-layer count in the fused step, bytes it must move); the count in the
             // gemv step is in GEMV_STEP.
             type Op<'a> = Box<dyn Fn() -> Result<Tensor> + 'a>;
@@ -180,6 +197,12 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                     1,
                     kv_read,
                     Box::new(|| decode::decode_attention(&q, &fused_at)),
+                ),
+                (
+                    "decode_attention_wide (one launch, preallocated, gemv-bulk's wide merge)",
+                    0,
+                    kv_read,
+                    Box::new(|| decode::decode_attention_wide(&q, &fused_at, Launch::Stream)),
                 ),
                 (
                     "decode_attention_two_pass (before; not in the step)",
@@ -255,6 +278,33 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                 ),
             ];
             ops.extend(gemv_ops);
+            let bulk_ops: Vec<(&str, usize, usize, Op)> = vec![
+                (
+                    "gemv_bulk_qkv (rms prologue)",
+                    0,
+                    ((heads + 2 * kv) * d * h + b * h) * s,
+                    Box::new(|| bulk(&qkv_out, &x, &w_qkv, rms, false)),
+                ),
+                (
+                    "gemv_bulk_o (residual epilogue)",
+                    0,
+                    (heads * d * h + 2 * b * h) * s,
+                    Box::new(|| bulk(&h_out, &ctx, &w_o, Prologue::None, true)),
+                ),
+                (
+                    "gemv_bulk_gate_up (rms prologue)",
+                    0,
+                    (2 * i * h + b * h) * s,
+                    Box::new(|| bulk(&gu_out, &x, &w_gu, rms, false)),
+                ),
+                (
+                    "gemv_bulk_down (residual epilogue)",
+                    0,
+                    (i * h + b * i + 2 * b * h) * s,
+                    Box::new(|| bulk(&h_out, &act, &w_down, Prologue::None, true)),
+                ),
+            ];
+            ops.extend(bulk_ops);
             let (mut layer_us, mut gemv_layer_us) = (0.0, 0.0);
             for (op, count, bytes, f) in &ops {
                 match in_graph(dev, f.as_ref()) {
@@ -287,7 +337,7 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
             // reading and writing the step buffers; gemv's rope allocating its Q, gemv-pdl's
             // writing it into a buffer (no allocation node between two launches).
             let q_buf = Tensor::zeros((b, heads * d), DType::BF16, dev)?;
-            let gemv_layer = |l: Launch| -> Result<Tensor> {
+            let gemv_layer = |l: Launch, bulk: bool| -> Result<Tensor> {
                 let (r, n) = (
                     Prologue::RmsNorm {
                         weight: &norm_w,
@@ -295,6 +345,11 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                     },
                     Prologue::None,
                 );
+                let gemv_into_launched = if bulk {
+                    gemv_bulk_into
+                } else {
+                    gemv_into_launched
+                };
                 gemv_into_launched(&qkv_out, &h_out, &w_qkv, r, None, false, l)?;
                 let q1 = match l {
                     Launch::Stream => decode::rope_kv_write(&qkv_out, &rope, &at)?,
@@ -302,7 +357,11 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                         decode::rope_kv_write_into(&qkv_out, &rope, &at, &q_buf, l)?
                     }
                 };
-                let c = decode::decode_attention_launched(&q1, &fused_at, l)?;
+                let c = if bulk {
+                    decode::decode_attention_wide(&q1, &fused_at, l)?
+                } else {
+                    decode::decode_attention_launched(&q1, &fused_at, l)?
+                };
                 gemv_into_launched(&h_out, &c, &w_o, n, None, true, l)?;
                 gemv_into_launched(&gu_out, &h_out, &w_gu, r, None, false, l)?;
                 swiglu_into_launched(&act_out, &gu_out, l)?;
@@ -319,12 +378,19 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                 let act1 = decode::swiglu(&gemm(&normed, &w_gu)?)?;
                 gemm(&act1, &w_down)
             };
-            let chains: [(&str, Op); 3] = [
+            let chains: [(&str, Op); 4] = [
                 ("fused (10 launches)", Box::new(fused_layer)),
-                ("gemv (7 launches)", Box::new(|| gemv_layer(Launch::Stream))),
+                (
+                    "gemv (7 launches)",
+                    Box::new(|| gemv_layer(Launch::Stream, false)),
+                ),
                 (
                     "gemv-pdl (7 launches, all programmatic)",
-                    Box::new(|| gemv_layer(Launch::Programmatic)),
+                    Box::new(|| gemv_layer(Launch::Programmatic, false)),
+                ),
+                (
+                    "gemv-bulk (7 launches, all programmatic, bulk-copy GEMVs, wide attention merge)",
+                    Box::new(|| gemv_layer(Launch::Programmatic, true)),
                 ),
             ];
             let h0 = h_out.copy()?;

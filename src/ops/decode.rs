@@ -303,6 +303,17 @@ pub fn decode_attention(q: &Tensor, cache: &CacheAt) -> Result<Tensor> {
 /// [`decode_attention`], its one-launch kernel put on the stream as `launch` says (the two-pass
 /// fallback always plainly).
 pub fn decode_attention_launched(q: &Tensor, cache: &CacheAt, launch: Launch) -> Result<Tensor> {
+    decode_attention_way(q, cache, (launch, false))
+}
+
+/// [`decode_attention_launched`] with the wide merge (gemv-bulk): the last CTA of each sequence
+/// and KV head loads every split's partial of a context value before it uses any (one L2 round
+/// trip instead of one per 8 splits); the same sums in the same order.
+pub fn decode_attention_wide(q: &Tensor, cache: &CacheAt, launch: Launch) -> Result<Tensor> {
+    decode_attention_way(q, cache, (launch, true))
+}
+
+fn decode_attention_way(q: &Tensor, cache: &CacheAt, way: (Launch, bool)) -> Result<Tensor> {
     cuda_only("decode_attention", q)?;
     #[cfg(feature = "cuda")]
     {
@@ -313,16 +324,16 @@ pub fn decode_attention_launched(q: &Tensor, cache: &CacheAt, launch: Launch) ->
         }
         let shape = [batch, heads, kv_heads, d, capacity];
         match cache.scratch {
-            Some(s) => attention::run(q, cache, s, launch),
+            Some(s) => attention::run(q, cache, s, way),
             None => {
                 let s = AttentionScratch::new(shape, q.dtype(), q.device())?;
-                attention::run(q, cache, &s, launch)
+                attention::run(q, cache, &s, way)
             }
         }
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (cache, launch);
+        let _ = (cache, way);
         unreachable!("cuda_only refused")
     }
 }

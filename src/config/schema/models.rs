@@ -74,7 +74,8 @@ pub struct ModelSection {
     /// residual adds into their epilogues, the step's activations preallocated; 7 launches a
     /// layer, batch 1..8) or `gemv-pdl` (`gemv` with Programmatic Dependent Launch: each of
     /// the step's own kernels may start during its predecessor's tail, the GEMVs prefetching their
-    /// weights before they wait). Prefill stays plain. The cell id and every record say
+    /// weights before they wait) or `gemv-bulk` (`gemv-pdl` with the GEMVs' weights streamed by
+    /// TMA bulk copies into a ring of stages in shared memory). Prefill stays plain. The cell id and every record say
     /// which ran (`implementation.decode_kernels`). CUDA only: a CPU cell with `fused` is an
     /// error, not a fallback.
     #[serde(default, skip_serializing_if = "DecodeKernels::is_plain")]
@@ -104,6 +105,9 @@ pub enum DecodeKernels {
     /// `gemv` with Programmatic Dependent Launch between the step's own kernels.
     #[serde(rename = "gemv-pdl")]
     GemvPdl,
+    /// `gemv-pdl` with the GEMVs' weights streamed by TMA bulk copies (cp.async.bulk).
+    #[serde(rename = "gemv-bulk")]
+    GemvBulk,
 }
 
 impl DecodeKernels {
@@ -120,12 +124,19 @@ impl DecodeKernels {
             Self::Fused => "fused",
             Self::Gemv => "gemv",
             Self::GemvPdl => "gemv-pdl",
+            Self::GemvBulk => "gemv-bulk",
         }
     }
 
-    /// `gemv` or `gemv-pdl`: the decode GEMV's step (batches 1..=8, preallocated activations).
+    /// `gemv`, `gemv-pdl` or `gemv-bulk`: the decode GEMV's step (batches 1..=8, preallocated
+    /// activations).
     pub fn is_gemv(self) -> bool {
-        matches!(self, Self::Gemv | Self::GemvPdl)
+        matches!(self, Self::Gemv | Self::GemvPdl | Self::GemvBulk)
+    }
+
+    /// `gemv-pdl` or `gemv-bulk`: the step's kernels launched with Programmatic Dependent Launch.
+    pub fn is_programmatic(self) -> bool {
+        matches!(self, Self::GemvPdl | Self::GemvBulk)
     }
 }
 

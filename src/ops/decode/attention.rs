@@ -39,6 +39,9 @@ pub struct FusedAttention<'a> {
     pub cache: &'a CacheAt<'a>,
     pub scratch: &'a AttentionScratch,
     pub launch: Launch,
+    /// The last CTA's merge loading every split's partial of a value before using any
+    /// (decode.cu's `wide`; gemv-bulk): the same sums, fewer L2 round trips.
+    pub wide: bool,
 }
 
 impl candle_core::InplaceOp2 for FusedAttention<'_> {
@@ -137,6 +140,7 @@ impl FusedAttention<'_> {
         let func = dev.get_or_load_custom_func(&name, "runner_decode", PTX)?;
         let (h, k, cap) = (heads as u32, kv_heads as u32, capacity as u32);
         let scale = 1.0f32 / (d as f32).sqrt();
+        let wide = u32::from(self.wide);
         let cfg = LaunchConfig {
             grid_dim: (s.splits() as u32, (batch * kv_heads) as u32, 1),
             block_dim: (WARPS * 32, 1, 1),
@@ -163,6 +167,7 @@ impl FusedAttention<'_> {
                 Param::U32(k),
                 Param::U32(cap),
                 Param::F32(scale),
+                Param::U32(wide),
             ];
             // SAFETY: the same parameters, in the same order, as the builder's launch below.
             return unsafe { launch(&func, &stream, cfg, self.launch, &params) };
@@ -178,7 +183,8 @@ impl FusedAttention<'_> {
             .arg(&h)
             .arg(&k)
             .arg(&cap)
-            .arg(&scale);
+            .arg(&scale)
+            .arg(&wide);
         // SAFETY: the arguments match decode_attention_fused's signature (decode.cu); the sizes
         // were checked above (cache, context, scratch for these shapes).
         unsafe { b.launch(cfg) }.w()?;
@@ -191,13 +197,14 @@ pub fn run(
     q: &Tensor,
     cache: &CacheAt,
     scratch: &AttentionScratch,
-    launch: Launch,
+    (launch, wide): (Launch, bool),
 ) -> Result<Tensor> {
     let ctx = scratch.context.clone();
     let op = FusedAttention {
         cache,
         scratch,
         launch,
+        wide,
     };
     ctx.inplace_op2(&q.contiguous()?, &op)?;
     Ok(ctx)

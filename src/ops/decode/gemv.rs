@@ -39,6 +39,37 @@ impl Prologue<'_> {
 /// Most batch rows the GEMV serves (GV_MAXB in gemv.cu); larger batches take the GEMM path.
 pub const MAX_BATCH: usize = crate::config::DecodeKernels::GEMV_MAX_BATCH;
 
+/// Warps of a block (GV_WARPS in gemv.cu), each owning whole output rows.
+pub const WARPS: usize = 4;
+
+/// The bulk GEMV's stage, about: GV_WARPS x rpw rows, rpw as many rows a warp as fit.
+const BULK_STAGE_BYTES: usize = 16 << 10;
+/// Its ring of stages a block, about (two blocks a multiprocessor where the rows allow).
+const BULK_RING_BYTES: usize = 96 << 10;
+/// Most stages (GV_MAX_STAGES in gemv.cu) and the most rows a warp computes a stage.
+const BULK_MAX_STAGES: usize = 8;
+const BULK_MAX_RPW: usize = 8;
+/// Dynamic shared memory a block may opt into on sm_90 (227 KB).
+pub const MAX_SHARED_OPT_IN: usize = 232_448;
+
+/// The bulk GEMV's (rows a stage, stages, ring bytes) for rows of `row_bytes`: stages of
+/// [`WARPS`] x rpw whole rows of about 16 KB, 2-8 of them in about 96 KB; rows so long that two
+/// stages of [`WARPS`] rows pass 227 KB (f32 at 8192 wide: the fidelity pass's reference) get
+/// stages of fewer rows than warps (the other warps wait). An error where two stages of one row
+/// do not fit.
+pub fn bulk_ring(row_bytes: usize) -> Result<(usize, usize, usize)> {
+    let rpw = (BULK_STAGE_BYTES / (WARPS * row_bytes)).clamp(1, BULK_MAX_RPW);
+    let stage_rows = (WARPS * rpw).min(MAX_SHARED_OPT_IN / (2 * row_bytes));
+    if stage_rows == 0 {
+        candle_core::bail!(
+            "gemv-bulk: rows of {row_bytes} bytes are too long for two stages of one row in a block's {MAX_SHARED_OPT_IN} bytes of shared memory: use decode_kernels = \"gemv-pdl\" for this model and precision"
+        );
+    }
+    let slot = stage_rows * row_bytes;
+    let stages = (BULK_RING_BYTES / slot).clamp(2, BULK_MAX_STAGES);
+    Ok((stage_rows, stages, stages * slot))
+}
+
 /// `out` (batch, out) = prologue(`x`) . `weight`^T (+ `bias`), or with `residual` `out` += it,
 /// in place: `weight` (out, in), `x` (batch, in) or (batch, 2 in) for SwiGLU, all one dtype
 /// (f32, f16 or bf16), `in` a multiple of 16 bytes' values. CUDA only.
@@ -64,6 +95,35 @@ pub fn gemv_into_launched(
     residual: bool,
     launch: Launch,
 ) -> Result<()> {
+    gemv_into_way(out, x, weight, prologue, bias, residual, (launch, false))
+}
+
+/// [`gemv_into_launched`] with the weights streamed by TMA bulk copies into a ring of stages in
+/// shared memory (gemv.cu's gemv_bulk, `decode_kernels = "gemv-bulk"`): the same sums in the
+/// same order; no SwiGLU prologue; rows up to two stages of 4 rows in 227 KB.
+pub fn gemv_bulk_into(
+    out: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    prologue: Prologue,
+    bias: Option<&Tensor>,
+    residual: bool,
+    launch: Launch,
+) -> Result<()> {
+    gemv_into_way(out, x, weight, prologue, bias, residual, (launch, true))
+}
+
+/// `(launch, bulk)`: how the kernel is put on the stream, and whether it streams its weights by
+/// bulk copies.
+fn gemv_into_way(
+    out: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    prologue: Prologue,
+    bias: Option<&Tensor>,
+    residual: bool,
+    (launch, bulk): (Launch, bool),
+) -> Result<()> {
     if !(cfg!(feature = "cuda") && x.device().is_cuda()) {
         candle_core::bail!(
             "the decode GEMV (gemv.cu) runs on CUDA only (a CUDA build and a GPU cell); the plain path runs everywhere"
@@ -76,12 +136,13 @@ pub fn gemv_into_launched(
             bias,
             residual,
             launch,
+            bulk,
         };
         out.inplace_op3(&x.contiguous()?, &weight.contiguous()?, &op)
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (out, weight, prologue, bias, residual, launch);
+        let _ = (out, weight, prologue, bias, residual, launch, bulk);
         unreachable!("refused above")
     }
 }
@@ -150,6 +211,32 @@ mod tests {
     use candle_core::{DType, Device, Tensor};
 
     use super::*;
+
+    /// The bulk GEMV's ring at the decoder's rows: 16 KB stages of whole rows, 96 KB rings (two
+    /// blocks a multiprocessor), stages of fewer rows than warps for the longest rows, and rows
+    /// too long for two stages of one row refused.
+    #[test]
+    fn the_bulk_ring_fits_the_rows() {
+        // Llama-3.2-1B bf16, hidden 2048: one row a warp, 4 rows = 16 KB a stage, 6 stages.
+        assert_eq!(bulk_ring(4096).unwrap(), (4, 6, 6 * 16384));
+        // SmolLM2 bf16, hidden 576 (1152 bytes): 3 rows a warp, 13.5 KB a stage, 7 stages.
+        assert_eq!(bulk_ring(1152).unwrap(), (12, 7, 7 * 12 * 1152));
+        // Llama's down in bf16 (8192 wide): 64 KB stages, two of them.
+        assert_eq!(bulk_ring(16384).unwrap(), (4, 2, 2 * 65536));
+        // f32 at 8192 wide: two stages of 4 rows would be 256 KB: 3 rows a stage.
+        assert_eq!(bulk_ring(32768).unwrap(), (3, 2, 2 * 3 * 32768));
+        // Rows over half of 227 KB: refused, naming the way out.
+        let err = bulk_ring(116_240).unwrap_err().to_string();
+        assert!(
+            err.contains("gemv-pdl") && err.contains("116240 bytes"),
+            "{err}"
+        );
+        for row in (16..116_224).step_by(16) {
+            let (rows, stages, ring) = bulk_ring(row).unwrap();
+            assert!(ring <= MAX_SHARED_OPT_IN && (2..=BULK_MAX_STAGES).contains(&stages));
+            assert!(rows >= 1 && ring == stages * rows * row, "{row}");
+        }
+    }
 
     /// On the CPU the GEMV is an error naming it (no fallback: the record says which kernels ran).
     #[test]

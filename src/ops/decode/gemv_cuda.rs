@@ -3,12 +3,13 @@
 //! storages, as the attention's launcher reads the cache.
 
 use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute;
 use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Storage, WithDType};
 
 use super::attention::sm_count;
-use super::gemv::{Prologue, MAX_BATCH};
+use super::gemv::{bulk_ring, Prologue, MAX_BATCH, WARPS};
 use super::launch::{launch, Param};
 use super::Launch;
 use crate::ops::fused::cuda::{contiguous, no_cpu};
@@ -24,8 +25,6 @@ fn rows_a_warp(bound: usize) -> usize {
     bound.min(4)
 }
 
-/// Warps of a block (GV_WARPS in gemv.cu), each owning whole output rows.
-const WARPS: usize = 4;
 /// Blocks a multiprocessor at most: the rows are grid-strided beyond, so each block's RMS
 /// prologue (B rows from L2) is paid ~8 times a multiprocessor, not once every 4 rows.
 const BLOCKS_PER_SM: usize = 8;
@@ -35,6 +34,9 @@ pub struct Gemv<'a> {
     pub bias: Option<&'a candle_core::Tensor>,
     pub residual: bool,
     pub launch: Launch,
+    /// The weights streamed by TMA bulk copies into a shared-memory ring (gemv.cu's gemv_bulk,
+    /// `decode_kernels = "gemv-bulk"`) instead of each lane's 16-byte loads.
+    pub bulk: bool,
 }
 
 fn on_gpu(st: &Storage) -> Result<&CudaStorage> {
@@ -166,16 +168,49 @@ impl Gemv<'_> {
         let mut ov = out.as_cuda_slice_mut::<T>()?.slice_mut(or);
         // Kernels for batch bounds 1, 2, 4 and 8; the batch itself is an argument.
         let bound = batch.next_power_of_two();
-        let name = format!("{kernel}_{}_b{bound}_{suffix}", self.prologue.name());
+        let way = if self.bulk { "gemv_bulk" } else { kernel };
+        let name = format!("{way}_{}_b{bound}_{suffix}", self.prologue.name());
+        if self.bulk && matches!(self.prologue, Prologue::SwiGlu) {
+            candle_core::bail!(
+                "gemv-bulk has no SwiGLU prologue (the decoder runs swiglu_rows, then the GEMV)"
+            );
+        }
         let func = dev.get_or_load_custom_func(&name, &format!("runner_gemv_{suffix}"), ptx)?;
-        let blocks = n
-            .div_ceil(WARPS * rows_a_warp(bound))
-            .min(BLOCKS_PER_SM * sm_count(&dev)?)
-            .max(1);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: ((WARPS * 32) as u32, 1, 1),
-            shared_mem_bytes: 0,
+        let (cfg, ring) = if self.bulk {
+            let (stage_rows, stages, ring) = bulk_ring(k * std::mem::size_of::<T>())?;
+            func.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                ring as i32,
+            )
+            .w()?;
+            // Each block owns a contiguous range of rows: only blocks resident at once.
+            let resident = func
+                .occupancy_max_active_blocks_per_multiprocessor((WARPS * 32) as u32, ring, None)
+                .w()? as usize;
+            if resident == 0 {
+                candle_core::bail!("gemv-bulk: a block with {ring} bytes of shared memory does not fit a multiprocessor");
+            }
+            let blocks = n
+                .div_ceil(WARPS)
+                .min(resident.min(4) * sm_count(&dev)?)
+                .max(1);
+            let cfg = LaunchConfig {
+                grid_dim: (blocks as u32, 1, 1),
+                block_dim: ((WARPS * 32) as u32, 1, 1),
+                shared_mem_bytes: ring as u32,
+            };
+            (cfg, Some((stage_rows as u32, stages as u32)))
+        } else {
+            let blocks = n
+                .div_ceil(WARPS * rows_a_warp(bound))
+                .min(BLOCKS_PER_SM * sm_count(&dev)?)
+                .max(1);
+            let cfg = LaunchConfig {
+                grid_dim: (blocks as u32, 1, 1),
+                block_dim: ((WARPS * 32) as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            (cfg, None)
         };
         let (nb, n32, k32) = (batch as u32, n as u32, k as u32);
         let (ldx, res) = (width as u32, self.residual as u32);
@@ -186,7 +221,7 @@ impl Gemv<'_> {
             let norm_p = norm_view.as_ref().map(|v| v.device_ptr(&stream));
             let bias_p = bias_view.as_ref().map(|v| v.device_ptr(&stream));
             let (op, _g2) = ov.device_ptr(&stream);
-            let params = [
+            let mut params = vec![
                 Param::Ptr(wp),
                 Param::Ptr(xp),
                 Param::Ptr(norm_p.as_ref().map_or(0, |p| p.0)),
@@ -199,6 +234,9 @@ impl Gemv<'_> {
                 Param::U32(res),
                 Param::F32(eps),
             ];
+            if let Some((stage_rows, stages)) = ring {
+                params.extend([Param::U32(stage_rows), Param::U32(stages)]);
+            }
             // SAFETY: the same parameters, in the same order, as the builder's launch below.
             return unsafe { launch(&func, &stream, cfg, self.launch, &params) };
         }
@@ -219,7 +257,11 @@ impl Gemv<'_> {
             .arg(&ldx)
             .arg(&res)
             .arg(&eps);
-        // SAFETY: the arguments match gemv.cu's GEMV_ONE signature; the shapes, dtypes and
+        let (stage_rows, stages) = ring.unwrap_or((0, 0));
+        if ring.is_some() {
+            b.arg(&stage_rows).arg(&stages);
+        }
+        // SAFETY: the arguments match gemv.cu's GEMV_ONE (or GEMV_BULK_ONE, stage_rows and stages last) signature; the shapes, dtypes and
         // 16-byte alignment of the vector-loaded inputs were checked above.
         unsafe { b.launch(cfg) }.w()?;
         Ok(())

@@ -295,6 +295,8 @@ __device__ void decode_attention_reduce(const float *part, T *out, uint32_t rows
 #define FA_WARPS 4
 // Most splits the launcher picks (the merge keeps one factor per split and query head in shared memory).
 #define FA_MAX_SPLITS 64
+// Splits' partials a thread of the wide merge loads at once.
+#define FA_WIDE 32
 
 // 8 consecutive values as f32 (the launcher checks 16-byte alignment of the cache rows).
 template <typename T> __device__ __forceinline__ void load8(const T *__restrict__ p, float (&f)[8]) {
@@ -320,12 +322,13 @@ __device__ __forceinline__ void merge_factors(float m1, float m2, float &m, floa
 }
 
 // part: (B, H, splits, 2 + D) f32 (m, l, o of each split); counters: (B K) u32, zero between
-// launches; out: (B, H D) in T. Grid (splits, B K), FA_WARPS warps.
+// launches; out: (B, H D) in T. Grid (splits, B K), FA_WARPS warps. wide: the last CTA's merge
+// loads every split's partial of a value before using any (gemv-bulk; 0 elsewhere).
 template <typename T, int D, int GM>
 __device__ void decode_attention_fused(const T *__restrict__ q, const T *__restrict__ keys,
                                        const T *__restrict__ values, const uint32_t *position, float *part,
                                        uint32_t *counters, T *out, uint32_t heads, uint32_t kv_heads,
-                                       uint32_t capacity, float scale) {
+                                       uint32_t capacity, float scale, uint32_t wide) {
     constexpr int TPK = D / 8;                   // lanes a key
     constexpr int KPW = 32 / TPK;                // keys a warp at once
     constexpr int NG = FA_WARPS * KPW;           // lane groups a CTA
@@ -486,13 +489,34 @@ __device__ void decode_attention_fused(const T *__restrict__ q, const T *__restr
         inv_l[g] = 1.0f / ll;
     }
     __syncthreads();
-    for (uint32_t i = tid; i < groups * D; i += blockDim.x) {
-        const uint32_t g = i / D, c = i % D;
-        const float *p = part + (head0 + g) * splits * (2 + D) + 2 + c;
-        float oo = 0.0f;
+    if (wide) {
+        // gemv-bulk's merge: each thread's values of every split loaded before any is used (up to
+        // FA_WIDE at once: one L2 round trip where `#pragma unroll 8` below waits for
+        // ceil(splits / 8) of them, twice at Llama b1's 4 x 64 values over 128 threads); the
+        // same sums in the same order, so the same context to the bit.
+        for (uint32_t i = tid; i < groups * D; i += blockDim.x) {
+            const uint32_t g = i / D, c = i % D;
+            const float *p = part + (head0 + g) * splits * (2 + D) + 2 + c;
+            float oo = 0.0f;
+            for (uint32_t s0 = 0; s0 < splits; s0 += FA_WIDE) {
+                float v[FA_WIDE];
+#pragma unroll
+                for (int j = 0; j < FA_WIDE; ++j) v[j] = s0 + j < splits ? __ldcg(p + (s0 + j) * (2 + D)) : 0.0f;
+#pragma unroll
+                for (int j = 0; j < FA_WIDE; ++j)
+                    if (s0 + j < splits) oo = fmaf(v[j], factor[g][s0 + j], oo);
+            }
+            out[(head0 + g) * D + c] = round_t<T>(oo * inv_l[g]);
+        }
+    } else {
+        for (uint32_t i = tid; i < groups * D; i += blockDim.x) {
+            const uint32_t g = i / D, c = i % D;
+            const float *p = part + (head0 + g) * splits * (2 + D) + 2 + c;
+            float oo = 0.0f;
 #pragma unroll 8
-        for (uint32_t s = 0; s < splits; ++s) oo = fmaf(__ldcg(p + s * (2 + D)), factor[g][s], oo);
-        out[(head0 + g) * D + c] = round_t<T>(oo * inv_l[g]);
+            for (uint32_t s = 0; s < splits; ++s) oo = fmaf(__ldcg(p + s * (2 + D)), factor[g][s], oo);
+            out[(head0 + g) * D + c] = round_t<T>(oo * inv_l[g]);
+        }
     }
     if (tid == 0) counters[bk] = 0;  // ready for the next launch (the next graph replay)
 }
@@ -543,11 +567,11 @@ DECODE_KERNELS(bf16, __nv_bfloat16)
 #define FUSED_ATTENTION(SUFFIX, T, D, GM)                                                                          \
     extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) decode_attention_fused_d##D##_g##GM##_##SUFFIX(    \
         const T *q, const T *keys, const T *values, const uint32_t *position, float *part, uint32_t *counters,     \
-        T *out, uint32_t heads, uint32_t kv_heads, uint32_t capacity, float scale) {                               \
+        T *out, uint32_t heads, uint32_t kv_heads, uint32_t capacity, float scale, uint32_t wide) {                \
         pdl_wait();                                                                                                \
         pdl_trigger();                                                                                             \
         decode_attention_fused<T, D, GM>(q, keys, values, position, part, counters, out, heads, kv_heads,         \
-                                         capacity, scale);                                                        \
+                                         capacity, scale, wide);                                                  \
     }
 #define FUSED_ATTENTION_ALL(SUFFIX, T)                                                                              \
     FUSED_ATTENTION(SUFFIX, T, 16, 4)                                                                              \

@@ -81,7 +81,8 @@ impl Attention {
             candle_core::bail!("a fused decode step on weights loaded for the plain kernels");
         };
         let qkv = gemm(normed, weight)?;
-        let (context, _) = self.rope_attend(&qkv, bias.as_ref(), rotary, cache, position, None)?;
+        let (context, _) =
+            self.rope_attend(&qkv, bias.as_ref(), rotary, cache, position, None, false)?;
         self.o.forward(&context)
     }
 
@@ -90,6 +91,8 @@ impl Attention {
     /// `cache`: the attention's context (batch, heads * head_dim) (the cache scratch's) and the
     /// rotated Q (the caller decides when it is freed). `into`: Q written into this buffer of the
     /// step and both kernels launched as its [`Launch`] says (gemv-pdl); None: a fresh Q.
+    /// `wide`: the attention's wide merge (gemv-bulk).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn rope_attend(
         &self,
         qkv: &Tensor,
@@ -98,6 +101,7 @@ impl Attention {
         cache: &StaticKvCache,
         position: &Tensor,
         into: Option<(&Tensor, Launch)>,
+        wide: bool,
     ) -> Result<(Tensor, Tensor)> {
         let (cos, sin) = rotary.tables();
         let qk_norm = match (&self.q_norm, &self.k_norm) {
@@ -127,7 +131,11 @@ impl Attention {
             ),
             None => (decode::rope_kv_write(qkv, &rope, &at)?, Launch::Stream),
         };
-        let context = decode::decode_attention_launched(&q, &at, launch)?;
+        let context = if wide {
+            decode::decode_attention_wide(&q, &at, launch)?
+        } else {
+            decode::decode_attention_launched(&q, &at, launch)?
+        };
         Ok((context, q))
     }
 }
@@ -260,6 +268,13 @@ mod tests {
             Err(e) => format!("{e:#}"),
         };
         assert!(err.contains("decode_kernels = \"gemv-pdl\""), "{err}");
+        assert!(err.contains("CUDA kernels"), "{err}");
+        s.decode_kernels = DecodeKernels::GemvBulk;
+        let err = match s.load(Precision::Fp32, &Device::Cpu) {
+            Ok(_) => panic!("a gemv-bulk decoder loaded on the CPU"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("decode_kernels = \"gemv-bulk\""), "{err}");
         assert!(err.contains("CUDA kernels"), "{err}");
         // And a GGML precision is refused before any load, with the reason.
         let why = s

@@ -17,9 +17,12 @@ use candle_core::{DType, Device, Result, Tensor};
 use super::block::{Block, DecodeAt};
 use super::config::FamilyConfig;
 use super::fused::float_parts;
+use crate::config::DecodeKernels;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::rope::Rotary;
-use crate::ops::decode::gemv::{gemv_into_launched, swiglu_into_launched, Prologue, MAX_BATCH};
+use crate::ops::decode::gemv::{
+    gemv_bulk_into, gemv_into_launched, swiglu_into_launched, Prologue, MAX_BATCH,
+};
 use crate::ops::decode::{self, Launch};
 
 /// A decode step's activations, allocated once per (batch) with the cache and overwritten by
@@ -64,19 +67,24 @@ fn norm(n: &candle_nn::RmsNorm) -> Prologue<'_> {
     }
 }
 
-/// The record's `implementation.decode_kernels` of a gemv step (`pdl`: gemv-pdl).
-pub fn describe(pdl: bool) -> String {
-    let launches = if pdl {
+/// The record's `implementation.decode_kernels` of a gemv step (gemv, gemv-pdl or gemv-bulk).
+pub fn describe(kernels: DecodeKernels) -> String {
+    let bulk = if kernels == DecodeKernels::GemvBulk {
+        "gemv-bulk: gemv-pdl with the Q|K|V, o, gate|up and down GEMVs' weights streamed by TMA bulk copies (cp.async.bulk into a ring of shared-memory stages a block, each completed on an mbarrier; gemv.cu's gemv_bulk, the first stages requested before griddepcontrol.wait) and the attention's wide merge (its last CTA loading every split's partial before using any); "
+    } else {
+        ""
+    };
+    let launches = if kernels.is_programmatic() {
         "gemv-pdl: the gemv step with Programmatic Dependent Launch (cuLaunchKernelEx, programmatic stream serialization; captured as programmatic graph edges) for every kernel of the step but its first (layer 0's Q|K|V GEMV, after the embedding copy), Q written into a buffer of the step so no allocation node sits between two launches, the GEMVs prefetching their first weight rows into L2 before griddepcontrol.wait"
     } else {
         "gemv"
     };
-    format!("{launches} (src/ops/kernels/gemv.cu + decode.cu): a layer's decode step is the runner's GEMV of Q|K|V with the input RMSNorm in its prologue, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMV adding into the residual stream in place, the gate|up GEMV with the post-attention RMSNorm in its prologue, SwiGLU, the down GEMV adding into the residual stream; activations preallocated with the cache; final norm and lm_head candle's; prefill plain")
+    format!("{bulk}{launches} (src/ops/kernels/gemv.cu + decode.cu): a layer's decode step is the runner's GEMV of Q|K|V with the input RMSNorm in its prologue, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMV adding into the residual stream in place, the gate|up GEMV with the post-attention RMSNorm in its prologue, SwiGLU, the down GEMV adding into the residual stream; activations preallocated with the cache; final norm and lm_head candle's; prefill plain")
 }
 
 impl Block {
-    /// One decode step of the residual stream in `bufs.h`, in place; `(pdl, first)`: launch
-    /// programmatically (gemv-pdl) where the predecessor is one of the step's kernels (every
+    /// One decode step of the residual stream in `bufs.h`, in place; `(kernels, first)`: launch
+    /// programmatically (gemv-pdl, gemv-bulk) where the predecessor is one of the step's kernels (every
     /// launch but the step's `first` GEMV). Returns gemv-pdl's Q view (the caller keeps it to the
     /// step's end: no free node between two programmatic launches).
     pub fn decode_gemv(
@@ -85,8 +93,17 @@ impl Block {
         rotary: &Rotary,
         cache: &StaticKvCache,
         at: &DecodeAt,
-        (pdl, first): (bool, bool),
+        (kernels, first): (DecodeKernels, bool),
     ) -> Result<Option<Tensor>> {
+        let pdl = kernels.is_programmatic();
+        // gemv-bulk: the same GEMVs with their weights streamed by bulk copies, and the
+        // attention's wide merge.
+        let bulk = kernels == DecodeKernels::GemvBulk;
+        let gemv = if bulk {
+            gemv_bulk_into
+        } else {
+            gemv_into_launched
+        };
         let (Some((qkv_w, qkv_b)), Some(gate_up_w)) = (&self.attention.qkv, &self.mlp.gate_up)
         else {
             candle_core::bail!("a gemv decode step on weights loaded for the plain kernels");
@@ -107,7 +124,7 @@ impl Block {
         } else {
             Launch::Stream
         };
-        gemv_into_launched(
+        gemv(
             &bufs.qkv,
             &bufs.h,
             qkv_w,
@@ -124,11 +141,12 @@ impl Block {
             cache,
             at.position,
             pdl.then_some((&bufs.q, after_kernel)),
+            bulk,
         )?;
         // gemv: Q freed here, as before gemv-pdl existed.
         let q = if pdl { Some(q) } else { None };
         let (o_w, o_b) = float_parts(&self.attention.o)?;
-        gemv_into_launched(
+        gemv(
             &bufs.h,
             &context,
             &o_w,
@@ -137,7 +155,7 @@ impl Block {
             true,
             after_attention,
         )?;
-        gemv_into_launched(
+        gemv(
             &bufs.gate_up,
             &bufs.h,
             gate_up_w,
@@ -149,7 +167,7 @@ impl Block {
         // SwiGLU once, not in the down GEMV's prologue (which recomputes it for every output row).
         swiglu_into_launched(&bufs.act, &bufs.gate_up, after_kernel)?;
         let (down_w, down_b) = float_parts(&self.mlp.down)?;
-        gemv_into_launched(
+        gemv(
             &bufs.h,
             &bufs.act,
             &down_w,

@@ -181,7 +181,7 @@ impl LlamaFamily {
         implementation.insert(
             "decode_kernels".into(),
             if kernels.is_gemv() {
-                gemv::describe(kernels == DecodeKernels::GemvPdl)
+                gemv::describe(kernels)
             } else if fused {
                 "fused (src/ops/kernels/decode.cu): a layer's decode step is add_rms_norm, one Q|K|V GEMM, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMM, add_rms_norm, one gate|up GEMM, swiglu, the down GEMM; prefill plain".into()
             } else {
@@ -351,8 +351,8 @@ impl LlamaFamily {
     fn decode(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
         match self.kernels {
             DecodeKernels::Fused => return self.decode_fused(state, tokens),
-            DecodeKernels::Gemv | DecodeKernels::GemvPdl => return self.decode_gemv(state, tokens),
-            DecodeKernels::Plain => {}
+            k if k.is_gemv() => return self.decode_gemv(state, tokens),
+            _ => {}
         }
         let mut x = self.embed(tokens)?;
         let at = state.at();
@@ -404,11 +404,16 @@ impl LlamaFamily {
         let (b, _, hidden) = x.dims3()?;
         bufs.h.slice_set(&x.reshape((b, hidden))?, 0, 0)?;
         let at = state.at();
-        // gemv-pdl: every kernel launch but the step's first follows one of the step's kernels.
-        let pdl = self.kernels == DecodeKernels::GemvPdl;
+        // gemv-pdl/-bulk: every kernel launch but the step's first follows one of the step's kernels.
         let mut queries = Vec::with_capacity(self.blocks.len());
         for (i, (block, cache)) in self.blocks.iter().zip(&state.caches).enumerate() {
-            queries.push(block.decode_gemv(bufs, &self.rotary, cache, &at, (pdl, i == 0))?);
+            queries.push(block.decode_gemv(
+                bufs,
+                &self.rotary,
+                cache,
+                &at,
+                (self.kernels, i == 0),
+            )?);
         }
         // gemv-pdl's Q views kept to here (gemv's own Q is freed in each layer, as before).
         drop(queries);

@@ -32,15 +32,11 @@ const GEMV_STEP: [(&str, usize); 7] = [
 ];
 const REPLAYS: usize = 20;
 
-/// us per call of `op` inside a graph of REPEAT calls (median of REPLAYS replays).
-fn in_graph(dev: &Device, op: &dyn Fn() -> Result<Tensor>) -> Result<(f64, String)> {
-    in_graph_restored(dev, op, &|| Ok(()))
-}
-
-/// [`in_graph`] of an `op` that changes its own input (a chain adding into its residual
-/// buffer): `restore` puts the input back before the eager reference and before capture, so the
-/// replay is checked against an eager run from the same state (session 6's gemv chains were not,
-/// failed that check and ran eagerly).
+/// us per call of `op` inside a graph of REPEAT calls (median of REPLAYS replays), for an `op`
+/// that may change its own input (a launch or chain adding into its residual buffer): `restore`
+/// puts the input back before the eager reference and before capture, so the replay is checked
+/// against an eager run from the same state (session 6's gemv chains were not, failed that check
+/// and ran eagerly).
 fn in_graph_restored(
     dev: &Device,
     op: &dyn Fn() -> Result<Tensor>,
@@ -306,8 +302,13 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
             ];
             ops.extend(bulk_ops);
             let (mut layer_us, mut gemv_layer_us) = (0.0, 0.0);
+            // The residual launches add into h_out on every call: restored before the eager
+            // reference and the capture, so they are timed as graphs too (session 6 timed them
+            // eagerly: their replay check failed).
+            let h0 = h_out.copy()?;
+            let restore = || h_out.slice_set(&h0, 0, 0);
             for (op, count, bytes, f) in &ops {
-                match in_graph(dev, f.as_ref()) {
+                match in_graph_restored(dev, f.as_ref(), &restore) {
                     Ok((us, how)) => {
                         layer_us += us * *count as f64;
                         let in_gemv = GEMV_STEP.iter().find(|g| g.0 == *op).map_or(0, |g| g.1);
@@ -393,8 +394,6 @@ pub fn profile(dev: &Device, only: &[String]) -> Result<()> {
                     Box::new(|| gemv_layer(Launch::Programmatic, true)),
                 ),
             ];
-            let h0 = h_out.copy()?;
-            let restore = || h_out.slice_set(&h0, 0, 0);
             for (way, f) in &chains {
                 match in_graph_restored(dev, f.as_ref(), &restore) {
                     Ok((us, how)) => println!(

@@ -36,6 +36,17 @@ fn three(
     Ok((got, plain_gemv(out, x, w, prologue, bias, residual)?, loads))
 }
 
+/// One linear of the check: (name, output, input, weight, how, bias, residual).
+type Linear<'a> = (
+    &'a str,
+    &'a Tensor,
+    &'a Tensor,
+    &'a Tensor,
+    (Prologue<'a>, Launch),
+    Option<&'a Tensor>,
+    bool,
+);
+
 fn check(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Result<bool> {
     let mut ok = true;
     let kind = match launch {
@@ -70,15 +81,7 @@ fn check(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Result<boo
         let odd_out = randn(&[batch, 1001], 1.0, dtype, dev)?;
         let mut errors = Vec::new();
         let mut vs_loads = 0f32;
-        let cases: [(
-            &str,
-            &Tensor,
-            &Tensor,
-            &Tensor,
-            (Prologue, Launch),
-            Option<&Tensor>,
-            bool,
-        ); 6] = [
+        let cases: [Linear; 6] = [
             ("qkv+rms", &qkv_out, &h, &w_qkv, rms, None, false),
             (
                 "qkv+rms+bias",

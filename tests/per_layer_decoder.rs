@@ -233,8 +233,14 @@ fn a_decoder_is_profiled_per_layer_prefill_and_decode_apart_by_both_methods() {
                 // No energy on the CPU: empty, never zero.
                 assert_eq!(row[col("layers_vs_whole_energy")], "");
             }
+            // The isolated Σ names its isolation (warm: the default).
+            let named = if method == "isolated" {
+                "isolated (warm)"
+            } else {
+                method
+            };
             assert!(
-                md.contains(&format!("| {phase} | {method} | ")),
+                md.contains(&format!("| {phase} | {named} | ")),
                 "{phase} {method}: {md}"
             );
         }

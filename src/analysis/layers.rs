@@ -164,6 +164,8 @@ pub struct ReconciliationRow {
     pub phase: Option<Phase>,
     /// `isolated` (Σ of the units alone) or `prefix` (Σ of the differences: the longest prefix).
     pub method: &'static str,
+    /// Isolated rows: `warm` or `cold` ([`isolation_of`]); `None` for prefix rows.
+    pub isolation: Option<&'static str>,
     pub layers_latency_ms: f64,
     pub whole_latency_ms: f64,
     pub latency_ratio: f64,
@@ -201,6 +203,7 @@ pub fn reconciliation_rows(layers: &CellRecord, rec: &Reconciliation) -> Vec<Rec
             rows.push(ReconciliationRow {
                 phase: r.phase,
                 method,
+                isolation: (method == "isolated").then(|| isolation_of(layers, r.phase)),
                 layers_latency_ms: latency_ratio * r.whole_latency_ms,
                 whole_latency_ms: r.whole_latency_ms,
                 latency_ratio,
@@ -214,6 +217,20 @@ pub fn reconciliation_rows(layers: &CellRecord, rec: &Reconciliation) -> Vec<Rec
         }
     }
     rows
+}
+
+/// How a layers record's isolated units of `phase` ran: `cold` where any unit rotated through
+/// copies of its weights, else `warm` (every record from before `protocol.layer_isolation`).
+pub fn isolation_of(layers: &CellRecord, phase: Option<Phase>) -> &'static str {
+    let cold = layers
+        .layers
+        .iter()
+        .any(|l| l.phase == phase && l.cold.is_some());
+    if cold {
+        "cold"
+    } else {
+        "warm"
+    }
 }
 
 /// Σ over the top-level layers (components are inside their blocks and not added again).
@@ -286,6 +303,9 @@ pub struct LayerSummary {
     /// Against the same layer in the baseline precision's layers cell (same model and shapes):
     /// which layers gain most from a precision.
     pub savings: Option<Savings>,
+    /// Cold isolation: the copies the unit's calls rotated through; `None`: warm.
+    #[serde(default)]
+    pub cold: Option<crate::results::ColdCopies>,
 }
 
 pub fn layer_summaries(records: &[CellRecord], baseline: Precision) -> Vec<LayerSummary> {
@@ -359,6 +379,7 @@ fn view_summaries(r: &CellRecord, base: Option<&CellRecord>) -> Vec<LayerSummary
                     .map(|(e, t)| e / t * 100.0),
                 latency_share_pct: s.latency_median_ms.map(|l| l / totals.latency_ms * 100.0),
                 savings,
+                cold: l.cold,
             }
         })
         .collect()

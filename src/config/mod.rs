@@ -29,7 +29,7 @@ mod validate;
 pub use load::{load, load_text};
 pub use precision::*;
 pub use presets::Preset;
-pub use quantize::{LayerMethod, QuantizeSelection, QUANTIZE_FORMS};
+pub use quantize::{LayerIsolation, LayerMethod, QuantizeSelection, QUANTIZE_FORMS};
 pub use schema::*;
 pub use suggest::did_you_mean;
 pub use validate::{assert_runnable, MAX_REPEATS};

@@ -1,5 +1,6 @@
 //! Two matrix axes of per-layer work: which linear layers a quantized precision quantizes
-//! (`quantize`), and how a `layers` cell attributes energy to layers (`layer_method`).
+//! (`quantize`), and how a `layers` cell attributes energy to layers (`layer_method`); and
+//! the state an isolated unit's weights are in (`protocol.layer_isolation`).
 
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +149,40 @@ impl LayerMethod {
 
     pub fn prefix(self) -> bool {
         matches!(self, Self::Prefix | Self::Both)
+    }
+}
+
+/// `protocol.layer_isolation`: what an isolated unit of a decoder's `layers` cell reads its
+/// weights (and KV cache) from across its K calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerIsolation {
+    /// The same weights every call: a unit smaller than the device's cache reads them from the
+    /// cache from its second call on (what every run before this key measured).
+    Warm,
+    /// Each call reads one of C deep copies of the unit's weights and KV cache, in turn, with
+    /// C x the unit's bytes > 2x the device's last-level cache (the GPU's L2, read from the
+    /// device), so that a call finds nothing of its copy in the cache, as the unit finds it in a
+    /// whole step, where the other layers and the head stream through the cache between two of
+    /// its reads.
+    Cold,
+}
+
+impl LayerIsolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Warm => "warm",
+            Self::Cold => "cold",
+        }
+    }
+
+    pub fn is_cold(self) -> bool {
+        self == Self::Cold
+    }
+
+    /// What a decoder's layers cell runs when the key is not set.
+    pub fn decoder_default() -> Self {
+        Self::Warm
     }
 }
 

@@ -29,6 +29,9 @@ pub fn is_cell_id(id: &str) -> bool {
 /// The parts of a cell's identity shared by all cells of a run.
 pub(super) struct IdContext {
     protocol: Value,
+    /// `protocol.layer_isolation` resolved: it changes what a decoder's isolated units measure,
+    /// so it is in those cells' ids only (see [`cell_id`]), not in every cell's protocol.
+    layer_isolation: crate::config::LayerIsolation,
     dataset: Value,
     weights: BTreeMap<String, String>,
     device: crate::config::DeviceSection,
@@ -57,8 +60,14 @@ impl IdContext {
                 .with_context(|| format!("models.{name}.weights"))?;
             weights.insert(name.clone(), identity);
         }
+        let mut protocol = exp.config.protocol.clone();
+        let layer_isolation = protocol
+            .layer_isolation
+            .take()
+            .unwrap_or_else(crate::config::LayerIsolation::decoder_default);
         Ok(Self {
-            protocol: serde_json::to_value(&exp.config.protocol)?,
+            protocol: serde_json::to_value(&protocol)?,
+            layer_isolation,
             dataset,
             weights,
             device: exp.config.device.clone(),
@@ -159,6 +168,14 @@ pub(super) fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow:
             }
             identity["prompt_len"] = json!(cell.prompt_len);
             identity["new_tokens"] = json!(cell.new_tokens);
+            // Cold isolated units measure another thing than the warm ones every id before the
+            // key named: only cold adds a key, whatever the default.
+            if cell.scope == crate::config::Scope::Layers
+                && cell.layer_method.isolated()
+                && ctx.layer_isolation.is_cold()
+            {
+                identity["layer_isolation"] = json!("cold");
+            }
         }
         (None, None) => unreachable!("a model is an encoder or a decoder"),
     }

@@ -179,6 +179,18 @@ pub trait DecoderLayers {
     /// phase feeds the next step: the next tokens (batch, 1) and the position the next step runs
     /// at (1,), both u32, from the profiler's own slots (the phase's are never written).
     fn fed_back(&self) -> Result<(Tensor, Tensor)>;
+    /// Cold isolation (`protocol.layer_isolation = "cold"`): the bytes of weights and KV cache
+    /// one call of `unit` reads (what a copy of it holds), `None` where no copy makes the unit
+    /// cold (the embeddings read one row a token); refused where the weights cannot be copied.
+    fn cold_bytes(&self, unit: DecoderUnit) -> Result<Option<u64>>;
+    /// A call of the captured unit reading `copies` deep copies of its weights and KV cache in
+    /// turn, one a call (the copies live as long as the call).
+    fn rotating<'a>(
+        &'a self,
+        phase: Phase,
+        unit: &'a CapturedDecoderUnit,
+        copies: usize,
+    ) -> Result<Box<dyn Fn() -> Result<Tensor> + 'a>>;
 }
 
 /// One decode step (or one prefill: [`Generate::fixed_prefill`]) as a closure of no arguments:

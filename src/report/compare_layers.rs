@@ -229,6 +229,7 @@ mod tests {
             calls_per_loop: k,
             execution: None,
             phase: None,
+            cold: None,
             windows: (0..3).map(|i| window(ms + 0.001 * i as f64, j)).collect(),
         }
     }

@@ -383,6 +383,23 @@ const PER_LAYER: &[RowColumn] = &[
     }),
     ("latency_saving_pct", |r| saving(r, |s| s.latency_pct)),
     ("methods_disagree", |r| int(r.disagree)),
+    // Isolated rows: what the unit ran on (`cold`: a rotation through copies of its weights
+    // and KV cache larger than twice the device's cache; `warm`: the same weights every call).
+    ("isolation", |r| {
+        text(r.isolated.map(|l| match l.cold {
+            Some(_) => "cold",
+            None => "warm",
+        }))
+    }),
+    ("cold_copies", |r| {
+        int(r.isolated.and_then(|l| l.cold).map(|c| c.copies))
+    }),
+    ("cold_copy_bytes", |r| {
+        int(r.isolated.and_then(|l| l.cold).map(|c| c.copy_bytes))
+    }),
+    ("cache_bytes", |r| {
+        int(r.isolated.and_then(|l| l.cold).map(|c| c.cache_bytes))
+    }),
 ];
 
 fn saving(r: &LayerRow<'_>, f: fn(&crate::analysis::Savings) -> Option<f64>) -> String {

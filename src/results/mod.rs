@@ -132,7 +132,20 @@ pub struct LayerRecord {
     /// `None` for an encoder's forward pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// Cold isolation: the copies of its weights (and KV cache) the unit's calls read in turn;
+    /// `None`: warm, the same weights every call (every record before the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold: Option<ColdCopies>,
     pub windows: Vec<WindowRecord>,
+}
+
+/// `protocol.layer_isolation = "cold"`, as one unit ran it: `copies` x `copy_bytes` against the
+/// device's last-level cache (the GPU's L2), which the copies exceed twice over unless capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdCopies {
+    pub copies: u32,
+    pub copy_bytes: u64,
+    pub cache_bytes: u64,
 }
 
 fn one() -> u32 {

@@ -23,8 +23,11 @@ use candle_core::Device;
 
 use super::cell::Store;
 use super::generate::{load, LoadedDecoder};
-use super::layers::{measure_isolated, measure_prefixes, whole_pass_ms, Pass, Trace, Work};
+use super::layers::{
+    measure_isolated, measure_prefixes, whole_pass_ms, ColdWork, Pass, Trace, Work,
+};
 use super::Prepared;
+use crate::config::LayerIsolation;
 use crate::matrix::Cell;
 use crate::measure::RealClock;
 use crate::model::workload::{DecoderLayers, Phase};
@@ -71,6 +74,28 @@ pub(super) fn measure(
         GraphMode::Off
     };
     let method = cell.layer_method;
+    let isolation = protocol
+        .layer_isolation
+        .unwrap_or_else(LayerIsolation::decoder_default);
+    // Cold: the device's cache (each unit's bytes are checked after the first capture, before
+    // anything is measured: refused where the weights cannot be copied).
+    let cold_cache_bytes = if method.isolated() && isolation.is_cold() {
+        Some(super::cold::last_level_cache_bytes(device)?)
+    } else {
+        None
+    };
+    if method.isolated() {
+        implementation.insert(
+            "layers_isolation".into(),
+            match cold_cache_bytes {
+                Some(cache) => format!(
+                    "cold (protocol.layer_isolation): each isolated unit's calls read C deep copies of its weights and KV cache in turn, C x its bytes > 2x the device's {:.1} MB last-level cache (each unit's record: copies, bytes); K a whole number of rotations; the embeddings (one row of the table a token) run warm",
+                    cache as f64 / 1e6
+                ),
+                None => "warm (protocol.layer_isolation): each isolated unit's K calls read the same weights, from the device's cache where they fit".into(),
+            },
+        );
+    }
     let mut trace = Trace::default();
     for phase in Phase::ALL {
         crate::interrupt::check()?;
@@ -92,6 +117,11 @@ pub(super) fn measure(
         );
         let layers: &dyn DecoderLayers = &*layers;
         let top = layers.top_level();
+        if cold_cache_bytes.is_some() {
+            for unit in &top {
+                layers.cold_bytes(*unit)?;
+            }
+        }
         let ids = &captured.ids;
         let whole_ms = {
             let whole = FixedWork::new(device, graphs, "the whole pass", || {
@@ -106,17 +136,30 @@ pub(super) fn measure(
             phase: Some(phase),
             graphs,
             protocol,
+            cold_cache_bytes,
         };
         if method.isolated() {
             let units: Vec<Work> = captured
                 .units
                 .iter()
-                .map(|c| Work {
-                    name: c.unit.name(),
-                    parent: c.unit.parent(),
-                    call: Box::new(move || layers.run_unit(phase, c)),
+                .map(|c| {
+                    let cold = match cold_cache_bytes {
+                        Some(_) => layers.cold_bytes(c.unit)?.map(|copy_bytes| ColdWork {
+                            copy_bytes,
+                            rotating: Box::new(
+                                move |copies| Ok(layers.rotating(phase, c, copies)?),
+                            ),
+                        }),
+                        None => None,
+                    };
+                    Ok(Work {
+                        name: c.unit.name(),
+                        parent: c.unit.parent(),
+                        call: Box::new(move || layers.run_unit(phase, c)),
+                        cold,
+                    })
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             measure_isolated(
                 &pass,
                 &units,
@@ -135,6 +178,7 @@ pub(super) fn measure(
                     name: unit.name(),
                     parent: None,
                     call: Box::new(move || layers.run_prefix(phase, ids, i + 1)),
+                    cold: None,
                 })
                 .collect();
             measure_prefixes(

@@ -98,6 +98,17 @@ pub(super) struct Work<'a> {
     /// The block a component belongs to (units only).
     pub parent: Option<String>,
     pub call: Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>,
+    /// Where the unit can run cold: the bytes a copy of it holds, and a maker of a call that
+    /// rotates through that many copies (decoders' units; `None`: the unit runs warm).
+    pub cold: Option<ColdWork<'a>>,
+}
+
+/// A unit's cold variant ([`Work::cold`]).
+pub(super) struct ColdWork<'a> {
+    pub copy_bytes: u64,
+    #[allow(clippy::type_complexity)]
+    pub rotating:
+        Box<dyn Fn(usize) -> Result<Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>> + 'a>,
 }
 
 /// What the records of one run of [`measure_isolated`] or [`measure_prefixes`] share: the
@@ -108,6 +119,9 @@ pub(super) struct Pass<'a> {
     pub phase: Option<Phase>,
     pub graphs: GraphMode,
     pub protocol: &'a ProtocolSection,
+    /// Cold isolation: the device's last-level cache the copies must exceed twice over; `None`:
+    /// every unit warm.
+    pub cold_cache_bytes: Option<u64>,
 }
 
 impl Pass<'_> {
@@ -151,6 +165,15 @@ pub(super) fn measure_layers(
     on_progress: &mut dyn FnMut(&str),
     record: &mut CellRecord,
 ) -> Result<Vec<sensor::PowerSample>> {
+    if settings
+        .protocol
+        .layer_isolation
+        .is_some_and(crate::config::LayerIsolation::is_cold)
+    {
+        anyhow::bail!(
+            "protocol.layer_isolation = \"cold\" is built for decoders' layers cells (the runner's own Llama-family decoder), not an encoder's: set it to \"warm\" or leave it out"
+        );
+    }
     let device = model.device().clone();
     let mut trace = Trace::default();
     // The whole pass as a model cell runs it (a graph replay per loop on CUDA).
@@ -167,6 +190,7 @@ pub(super) fn measure_layers(
         phase: None,
         graphs: settings.graphs,
         protocol: settings.protocol,
+        cold_cache_bytes: None,
     };
     if settings.method.isolated() {
         let captured = model.capture_units(ids, mask)?;
@@ -177,6 +201,7 @@ pub(super) fn measure_layers(
                 name: c.unit.name(),
                 parent: c.unit.parent(),
                 call: Box::new(move || model.forward_unit(c)),
+                cold: None,
             })
             .collect();
         measure_isolated(
@@ -198,6 +223,7 @@ pub(super) fn measure_layers(
                 name: layer.name(),
                 parent: None,
                 call: Box::new(move || model.forward_prefix(ids, mask, i + 1)),
+                cold: None,
             })
             .collect();
         measure_prefixes(
@@ -226,16 +252,38 @@ pub(super) fn measure_isolated(
     let synchronous = pass.synchronous();
     for (index, unit) in units.iter().enumerate() {
         let name = &unit.name;
+        // Cold: the copies are made here, one unit's at a time, and dropped after its windows.
+        let (rotating, cold) = match (&unit.cold, pass.cold_cache_bytes) {
+            (Some(c), Some(cache)) => {
+                let copies = super::cold::copies_for(c.copy_bytes, cache);
+                on_progress(
+                    &pass.label(format!("{name}: {} copies of its weights", copies.copies)),
+                );
+                let call = (c.rotating)(copies.copies as usize)
+                    .with_context(|| pass.label(format!("layer {name}")))?;
+                (Some(call), Some(copies))
+            }
+            _ => (None, None),
+        };
+        let call: &dyn Fn() -> candle_core::Result<Tensor> = match &rotating {
+            Some(r) => r,
+            None => &unit.call,
+        };
         let k = if synchronous {
             1
         } else {
-            let unit_ms = median_call_ms(clock, pass.device, &mut || Ok((unit.call)()?))?;
-            calls_per_loop(pass.whole_ms, unit_ms, synchronous)
+            let unit_ms = median_call_ms(clock, pass.device, &mut || Ok(call()?))?;
+            let k = calls_per_loop(pass.whole_ms, unit_ms, synchronous);
+            match &cold {
+                Some(c) => super::cold::calls_per_loop(k, c.copies),
+                None => k,
+            }
         };
-        let what = calls_of(k, name);
-        let work = FixedWork::new(pass.device, pass.graphs, &what, || {
-            repeated(k, || (unit.call)())
-        });
+        let what = match &cold {
+            Some(c) => format!("{} ({})", calls_of(k, name), super::cold::describe(c)),
+            None => calls_of(k, name),
+        };
+        let work = FixedWork::new(pass.device, pass.graphs, &what, || repeated(k, call));
         let label = pass.label(format!("{}/{} {name}", index + 1, units.len()));
         let outcome = run_work(&work, pass.protocol, sensor, clock, on_progress, &label)
             .with_context(|| pass.label(format!("layer {name}")))?;
@@ -248,6 +296,7 @@ pub(super) fn measure_isolated(
             calls_per_loop: k,
             execution: (!synchronous).then(|| work.describe()),
             phase: pass.phase,
+            cold,
             windows: outcome.windows,
         });
     }

@@ -24,6 +24,7 @@
 mod calibrate;
 mod cell;
 mod classify;
+mod cold;
 mod console;
 mod console_layers;
 pub mod estimate;

@@ -105,6 +105,11 @@ pub struct ProtocolSection {
     pub idle_settle_s: f64,
     /// Idle power is measured for this long before the sweep, where energy is measured.
     pub idle_baseline_s: f64,
+    /// Decoders' `layers` cells: each isolated unit's weights warm (the same copy every call)
+    /// or cold (rotating copies larger than the cache); unset: [`LayerIsolation::decoder_default`].
+    /// Left out of the text when unset, so the ids of runs before the key stay what they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_isolation: Option<crate::config::LayerIsolation>,
 }
 
 impl Default for ProtocolSection {
@@ -121,6 +126,7 @@ impl Default for ProtocolSection {
             cooldown_s: 0.0,
             idle_settle_s: 5.0,
             idle_baseline_s: 5.0,
+            layer_isolation: None,
         }
     }
 }

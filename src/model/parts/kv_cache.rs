@@ -3,6 +3,8 @@
 //! offset (the same launch arguments every step: capturable as one CUDA graph). Rewinding is
 //! moving the position back: positions past it are masked until they are written again.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Result, Tensor};
 
 use crate::ops::decode::AttentionScratch;
@@ -12,8 +14,9 @@ pub struct StaticKvCache {
     keys: Tensor,
     values: Tensor,
     /// The fused decode attention's partials, counters and context, allocated with the cache so
-    /// a captured step allocates nothing (None on the CPU, where no fused kernel runs).
-    attention: Option<AttentionScratch>,
+    /// a captured step allocates nothing (None on the CPU, where no fused kernel runs). Shared
+    /// by a cache's deep copies: its calls run one after the other on one stream.
+    attention: Option<Arc<AttentionScratch>>,
 }
 
 impl StaticKvCache {
@@ -41,13 +44,27 @@ impl StaticKvCache {
             };
             let shape = [batch, heads, kv_heads, head_dim, capacity];
             let device = self.keys.device().clone();
-            self.attention = Some(AttentionScratch::new(shape, self.keys.dtype(), &device)?);
+            self.attention = Some(Arc::new(AttentionScratch::new(
+                shape,
+                self.keys.dtype(),
+                &device,
+            )?));
         }
         Ok(self)
     }
 
     pub fn attention_scratch(&self) -> Option<&AttentionScratch> {
-        self.attention.as_ref()
+        self.attention.as_deref()
+    }
+
+    /// The keys and values in new storage, as they are now (the per-layer profiler's cold
+    /// units: a call on a copy finds nothing of it in the device's cache).
+    pub fn deep_copy(&self) -> Result<Self> {
+        Ok(Self {
+            keys: self.keys.copy()?,
+            values: self.values.copy()?,
+            attention: self.attention.clone(),
+        })
     }
 
     pub fn batch(&self) -> usize {

@@ -11,13 +11,16 @@
 
 use candle_core::{Result, Tensor};
 
+use super::block::Block;
 use super::{CacheState, LlamaFamily};
+use crate::model::parts::kv_cache::StaticKvCache;
+use crate::model::parts::linear::Linear;
 use crate::model::workload::{
     greedy, CapturedDecoderUnit, CapturedPhase, DecoderLayers, DecoderUnit, Generate, Phase,
 };
 
 impl LlamaFamily {
-    fn cache_state(&self) -> Result<&CacheState> {
+    pub(super) fn cache_state(&self) -> Result<&CacheState> {
         self.state.as_ref().ok_or_else(|| {
             candle_core::Error::Msg("a decoder's layers run on a captured phase's cache".into())
         })
@@ -29,7 +32,20 @@ impl LlamaFamily {
         let (DecoderUnit::Block(i) | DecoderUnit::Attention(i) | DecoderUnit::Mlp(i)) = unit else {
             candle_core::bail!("{} is not a block", unit.name());
         };
-        let (block, cache) = (&self.blocks[i], &state.caches[i]);
+        self.run_block_part_on(phase, unit, &self.blocks[i], &state.caches[i], x)
+    }
+
+    /// [`Self::run_block_part`] with `block`'s weights and `cache` (block `i`'s own, or deep
+    /// copies of them: `cold.rs`).
+    pub(super) fn run_block_part_on(
+        &self,
+        phase: Phase,
+        unit: DecoderUnit,
+        block: &Block,
+        cache: &StaticKvCache,
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        let state = self.cache_state()?;
         if phase == Phase::Decode && self.kernels.is_gemv() {
             candle_core::bail!(
                 "the per-layer units of a decode step with decode_kernels = \"{}\" are not built (its layers add into one preallocated residual stream); profile layers with decode_kernels = \"fused\"",
@@ -72,8 +88,13 @@ impl LlamaFamily {
     /// greedy argmax copied into the next step's input. Written into the profiler's slots
     /// ([`Self::fed_back`]), so that nothing the phase reads moves.
     fn run_tail(&self, phase: Phase, x: &Tensor) -> Result<Tensor> {
+        self.run_tail_on(phase, &self.lm_head, x)
+    }
+
+    /// [`Self::run_tail`] with `lm_head` (the model's own, or a deep copy of it: `cold.rs`).
+    pub(super) fn run_tail_on(&self, phase: Phase, lm_head: &Linear, x: &Tensor) -> Result<Tensor> {
         let state = self.cache_state()?;
-        let logits = self.head(x)?;
+        let logits = self.head_on(lm_head, x)?;
         match phase {
             Phase::Decode => {
                 let advanced = (&state.position + &state.one)?;
@@ -190,6 +211,19 @@ impl DecoderLayers for LlamaFamily {
     fn fed_back(&self) -> Result<(Tensor, Tensor)> {
         let state = self.cache_state()?;
         Ok((state.tail_tokens.copy()?, state.tail_position.copy()?))
+    }
+
+    fn cold_bytes(&self, unit: DecoderUnit) -> Result<Option<u64>> {
+        LlamaFamily::cold_bytes(self, unit)
+    }
+
+    fn rotating<'a>(
+        &'a self,
+        phase: Phase,
+        unit: &'a CapturedDecoderUnit,
+        copies: usize,
+    ) -> Result<Box<dyn Fn() -> Result<Tensor> + 'a>> {
+        LlamaFamily::rotating(self, phase, unit, copies)
     }
 }
 

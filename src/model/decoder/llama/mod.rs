@@ -13,6 +13,7 @@
 //! - `prefill.rs`: the prefill's attention, plain or the runner's flash kernel
 
 pub mod block;
+mod cold;
 pub mod config;
 mod fused;
 mod gemv;
@@ -432,9 +433,14 @@ impl LlamaFamily {
 
     /// The final norm and output projection of the last position: f32 (batch, vocab).
     pub fn head(&self, x: &Tensor) -> Result<Tensor> {
+        self.head_on(&self.lm_head, x)
+    }
+
+    /// [`Self::head`] through `lm_head` (the model's, or a copy of it).
+    fn head_on(&self, lm_head: &Linear, x: &Tensor) -> Result<Tensor> {
         let len = x.dim(1)?;
         let last = x.narrow(1, len - 1, 1)?;
-        let logits = self.lm_head.forward(&self.norm.forward(&last)?)?;
+        let logits = lm_head.forward(&self.norm.forward(&last)?)?;
         logits.squeeze(1)?.to_dtype(DType::F32)
     }
 }

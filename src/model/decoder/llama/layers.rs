@@ -9,7 +9,7 @@
 //! the profiler's own slots instead of the step's. So the units together run every kernel of a
 //! whole step, and K calls of the head still move nothing.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 
 use super::block::Block;
 use super::{CacheState, LlamaFamily};
@@ -89,6 +89,14 @@ impl LlamaFamily {
     /// ([`Self::fed_back`]), so that nothing the phase reads moves.
     fn run_tail(&self, phase: Phase, x: &Tensor) -> Result<Tensor> {
         self.run_tail_on(phase, &self.lm_head, x)
+    }
+
+    /// [`Self::head`] through `lm_head` (the model's, or a copy of it).
+    pub(super) fn head_on(&self, lm_head: &Linear, x: &Tensor) -> Result<Tensor> {
+        let len = x.dim(1)?;
+        let last = x.narrow(1, len - 1, 1)?;
+        let logits = lm_head.forward(&self.norm.forward(&last)?)?;
+        logits.squeeze(1)?.to_dtype(candle_core::DType::F32)
     }
 
     /// [`Self::run_tail`] with `lm_head` (the model's own, or a deep copy of it: `cold.rs`).

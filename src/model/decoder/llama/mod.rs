@@ -435,14 +435,6 @@ impl LlamaFamily {
     pub fn head(&self, x: &Tensor) -> Result<Tensor> {
         self.head_on(&self.lm_head, x)
     }
-
-    /// [`Self::head`] through `lm_head` (the model's, or a copy of it).
-    fn head_on(&self, lm_head: &Linear, x: &Tensor) -> Result<Tensor> {
-        let len = x.dim(1)?;
-        let last = x.narrow(1, len - 1, 1)?;
-        let logits = lm_head.forward(&self.norm.forward(&last)?)?;
-        logits.squeeze(1)?.to_dtype(DType::F32)
-    }
 }
 
 impl Describe for LlamaFamily {

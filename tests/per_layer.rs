@@ -104,8 +104,20 @@ fn layers_cells_list_every_layer_write_per_layer_csv_and_add_up_to_the_whole_mod
         );
     }
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
-    assert!(md.contains("## Per-layer breakdown"));
     assert!(md.contains("latency Σ/whole **"));
+    // The section says what this cell is: an encoder's units, none of a decoder's.
+    let section = md_section(&md, "Per-layer breakdown");
+    assert!(
+        section.contains("An encoder: embeddings (token and position embeddings, then a layer norm); 2 transformer blocks, each also measured as its 4 components attention, sa_layer_norm, ffn, output_layer_norm"),
+        "{section}"
+    );
+    assert!(
+        section.contains("then pre_classifier and classifier (the pooling"),
+        "{section}"
+    );
+    for decoder_word in ["decoder", "prefill", "lm_head", "per token"] {
+        assert!(!section.contains(decoder_word), "{decoder_word}: {section}");
+    }
     assert!(run.join("charts/layers-latency-tiny-b8-s64.svg").is_file());
     assert!(run
         .join("charts/components-latency-tiny-b8-s64.svg")

@@ -181,7 +181,30 @@ fn a_decoder_is_profiled_per_layer_prefill_and_decode_apart_by_both_methods() {
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("decode · **transformer_block_0**"), "{md}");
     assert!(md.contains("prefill · ↳ transformer_block_1.mlp"), "{md}");
-    assert!(md.contains("A decoder profiles its prefill and one decode step apart"));
+    // The section says what this cell is: a decoder's units per phase, none of an encoder's.
+    let section = md_section(&md, "Per-layer breakdown");
+    for said in [
+        "A decoder, profiled in its 2 phases apart (prefill, decode)",
+        "embeddings (the tokens' embeddings looked up); 2 decoder layers, each also measured as its halves attention and mlp",
+        "lm_head, the step's tail: the final RMSNorm",
+        "Σ layers (the decode step's isolated units): ",
+        "| layer | energy mJ per token | energy share | latency ms per call",
+    ] {
+        assert!(section.contains(said), "{said}: {section}");
+    }
+    for encoder_word in [
+        "An encoder",
+        "transformer blocks",
+        "classifier",
+        "feed-forward network",
+        "mJ/inference",
+        "ms/batch",
+    ] {
+        assert!(!section.contains(encoder_word), "{encoder_word}: {section}");
+    }
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("A decoder, profiled in its 2 phases apart"));
+    assert!(!html.contains("An encoder: "));
     assert!(md.contains("### Layers by two methods"), "{md}");
     assert!(md.contains(", decode, prompt 16"), "{md}");
 

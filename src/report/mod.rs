@@ -13,6 +13,7 @@ mod compare_verdict;
 mod fidelity;
 mod first_screen;
 mod flags;
+mod layer_units;
 pub mod markdown;
 mod quantize_first;
 mod tables;
@@ -179,6 +180,8 @@ pub(crate) fn file_safe(name: &str) -> String {
 struct LayerCellView<'a> {
     cell: &'a CellSummary,
     rows: Vec<&'a LayerSummary>,
+    /// What the cell's units are (an encoder's or a decoder's), for the paragraph on them.
+    units: layer_units::LayerUnits,
     /// Σ against the whole model, per phase and method (empty: no whole-model cell to match).
     reconciliation: Vec<crate::analysis::ReconciliationRow>,
 }
@@ -366,17 +369,21 @@ fn render_unlocked(
     let layer_cells = summaries
         .iter()
         .filter(|s| layers.iter().any(|l| l.cell_id == s.id))
-        .map(|cell| LayerCellView {
-            cell,
-            rows: layers.iter().filter(|l| l.cell_id == cell.id).collect(),
-            reconciliation: records
-                .iter()
-                .find(|r| r.cell.id == cell.id)
-                .and_then(|r| {
-                    let rec = crate::analysis::reconcile_in(r, records)?;
-                    Some(crate::analysis::reconciliation_rows(r, &rec))
-                })
-                .unwrap_or_default(),
+        .map(|cell| {
+            let rows: Vec<&LayerSummary> = layers.iter().filter(|l| l.cell_id == cell.id).collect();
+            LayerCellView {
+                cell,
+                units: layer_units::layer_units(&rows),
+                rows,
+                reconciliation: records
+                    .iter()
+                    .find(|r| r.cell.id == cell.id)
+                    .and_then(|r| {
+                        let rec = crate::analysis::reconcile_in(r, records)?;
+                        Some(crate::analysis::reconciliation_rows(r, &rec))
+                    })
+                    .unwrap_or_default(),
+            }
         })
         .collect();
 

@@ -168,3 +168,14 @@ pub fn fails(toml: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
 pub fn valid_with(matrix: &str) -> String {
     format!("{BAD_HEADER}{}{matrix}", common_tables())
 }
+
+/// The Markdown section under `heading` (a `## ` line), up to the next `## ` heading: so that a
+/// check of one section's words is not satisfied, or broken, by another section's.
+pub fn md_section<'a>(md: &'a str, heading: &str) -> &'a str {
+    let start = md
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("no section `## {heading}` in: {md}"));
+    let body = &md[start + 1..];
+    let end = body[3..].find("\n## ").map_or(body.len(), |e| e + 4);
+    &body[..end]
+}

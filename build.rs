@@ -102,6 +102,7 @@ fn compile_kernels() {
         ("gemv_bf16", "gemv", "-DGEMV_DTYPE=2"),
     ];
     println!("cargo:rerun-if-changed=src/ops/kernels/common.cuh");
+    println!("cargo:rerun-if-changed=src/ops/kernels/attention.cuh");
     for (name, source, flags) in KERNELS {
         let src = format!("src/ops/kernels/{source}.cu");
         println!("cargo:rerun-if-changed={src}");

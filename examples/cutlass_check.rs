@@ -41,6 +41,8 @@ use common::{rel_err, Timing};
 
 #[path = "cutlass_check/attention.rs"]
 mod attention;
+#[path = "cutlass_check/codes.rs"]
+mod codes;
 #[path = "cutlass_check/configs.rs"]
 mod configs;
 #[path = "cutlass_check/embeddings.rs"]
@@ -164,9 +166,13 @@ fn main() -> Result<()> {
         std::process::exit(i32::from(failures > 0));
     }
     // --padding (a short call): device.attention_padding = "skip" against compute, kernel and
-    // model (cutlass_check/padding.rs).
+    // model (cutlass_check/padding.rs); device.attention_activation_scales = "static", the
+    // attention writing attention-out's codes (cutlass_check/codes.rs).
     if std::env::args().any(|a| a == "--padding") {
-        let failures = padding::padding_checks(&gpu);
+        // Kernels first (a cut run keeps them), then the models.
+        let mut failures = padding::padding_checks(&gpu);
+        failures += codes::codes_checks(&gpu);
+        failures += padding::padding_model_checks(&gpu);
         println!("cutlass_check --padding: {failures} failure(s)");
         std::process::exit(i32::from(failures > 0));
     }

@@ -50,6 +50,7 @@ fn each_execution_setting_changes_the_ids_of_the_cells_it_affects_and_no_others(
         "device.ffn_activation_scales=dynamic",
         "device.gelu_epilogue=standard",
         "device.attention_padding=compute",
+        "device.attention_activation_scales=dynamic",
     ];
     if !cfg!(feature = "cuda") {
         defaults.push("device.fused_embeddings=false");

@@ -1,5 +1,5 @@
 //! Bad values of the device switches that pick kernels (quantization fusion, FP8 fast accumulation,
-//! fused embeddings, the GELU epilogue, static FFN scales, the attention's padding): each refused where it cannot run, with
+//! fused embeddings, the GELU epilogue, static FFN and attention scales, the attention's padding): each refused where it cannot run, with
 //! the key named and exit code 2, before any model work; spelled right, the file plans. Split from
 //! tests/config_errors.rs, whose helpers (`fails`, `valid_with`) both files share from tests/common.
 
@@ -276,4 +276,46 @@ fn skipping_the_attention_padding_is_refused_where_no_kernel_runs() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// `device.attention_activation_scales = "static"` has the CUDA attention kernel write
+/// attention-out's codes: refused with the key named on the CPU backend, in a build without CUDA
+/// and for a decoder; an unknown value names the key.
+#[test]
+fn static_attention_scales_are_refused_where_no_kernel_or_encoder_takes_them() {
+    let matrix = "[matrix]\nprecision = [\"int8-fp16\"]\nbatch_size = [1]\n";
+    let key = "device.attention_activation_scales=static";
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", key, "--set", "device.backend=cpu"],
+        &[],
+    );
+    assert!(msg.contains("device.attention_activation_scales"), "{msg}");
+    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
+    if !cfg!(feature = "cuda") {
+        let msg = fails(&valid_with(matrix), &["--set", key], &[]);
+        assert!(msg.contains("built without CUDA"), "{msg}");
+    }
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", "device.attention_activation_scales=sometimes"],
+        &[],
+    );
+    assert!(msg.contains("attention_activation_scales"), "{msg}");
+    let f = decoder_experiment(
+        "dec",
+        "[models.dec]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\n",
+        "precision = [\"fp32\"]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = f
+        .runner()
+        .args(["plan", "exp.toml", "--set", key])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let msg = stderr_of(&out);
+    assert!(
+        msg.contains("attention_activation_scales") && msg.contains("is a decoder"),
+        "{msg}"
+    );
 }

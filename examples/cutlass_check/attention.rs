@@ -145,7 +145,7 @@ fn one(
 }
 
 /// The packed codes (raw bytes) and row scales.
-fn bytes_of(p: &Packed8) -> Result<(Vec<u8>, Vec<f32>)> {
+pub(crate) fn bytes_of(p: &Packed8) -> Result<(Vec<u8>, Vec<f32>)> {
     let bytes: Vec<u8> = p.bytes().to_device(&Device::Cpu)?.to_vec1()?;
     let (rows, cols) = (p.rows(), p.cols());
     let at = Packed8::scales_at(rows, cols);

@@ -113,6 +113,16 @@ pub fn execution_identity(
             json!(device.ffn_activation_scales.name()),
         );
     }
+    // W8A8 encoders: attention-out's input as codes with static steps written by the attention.
+    if encoder
+        && precision.eight_bit().is_some()
+        && !device.attention_activation_scales.is_dynamic()
+    {
+        settings.insert(
+            "attention_activation_scales".into(),
+            json!(device.attention_activation_scales.name()),
+        );
+    }
     // The CUTLASS FFN-in epilogues' GELU with fewer instructions (another kernel, other last bits).
     if fused_gemms && !device.gelu_epilogue.is_standard() {
         settings.insert("gelu_epilogue".into(), json!(device.gelu_epilogue.name()));
@@ -225,6 +235,7 @@ mod tests {
             ffn_activation_scales: crate::config::FfnActivationScales::Static,
             gelu_epilogue: crate::config::GeluEpilogue::Lean,
             attention_padding: crate::config::AttentionPadding::Skip,
+            attention_activation_scales: crate::config::FfnActivationScales::Static,
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();
@@ -234,6 +245,7 @@ mod tests {
         assert_eq!(
             keys("fp8-fp16"),
             [
+                "attention_activation_scales",
                 "attention_padding",
                 "cuda_graphs",
                 "ffn_activation_scales",
@@ -247,6 +259,7 @@ mod tests {
         assert_eq!(
             keys("int8-fp16"),
             [
+                "attention_activation_scales",
                 "attention_padding",
                 "cuda_graphs",
                 "ffn_activation_scales",
@@ -274,5 +287,9 @@ mod tests {
         let decoder = execution_identity(&all_changed, Precision::Fp32, false);
         assert!(decoder.get("fused_embeddings").is_none(), "{decoder}");
         assert!(decoder.get("attention_padding").is_none(), "{decoder}");
+        assert!(
+            decoder.get("attention_activation_scales").is_none(),
+            "{decoder}"
+        );
     }
 }

@@ -7,6 +7,8 @@
 //! - `attention.rs`: the encoder's attention as one kernel
 //! - `attention_packed.rs`: that kernel writing attention-out's 8-bit input (thread-block clusters;
 //!   measured slower than the pass it removes, so only cutlass_check runs it)
+//! - `attention_codes.rs`: that kernel writing attention-out's 8-bit codes with static per-column
+//!   steps (no cluster, no pass)
 //! - `decode.rs`: a decoder's decode-step kernels (residual + RMSNorm, rotary + KV write, split-K
 //!   attention, SwiGLU), each beside its plain twin
 //! - `prefill.rs`: the prefill's flash-style causal attention over the KV cache, beside its plain twin
@@ -20,6 +22,7 @@
 //!   `kernels/cutlass/` to a static library
 
 pub mod attention;
+pub mod attention_codes;
 pub mod attention_packed;
 pub mod cutlass;
 pub mod decode;

@@ -1,6 +1,7 @@
-//! `device.ffn_activation_scales = "static"` for one cell: the calibration and held-out batches
-//! from the cell's tokenized dataset (model::encoder::calibrate does the rest), then a check that
-//! every calibrated FFN has its kernel on this device, before anything is measured.
+//! `device.ffn_activation_scales = "static"` and `attention_activation_scales = "static"` for one
+//! cell: the calibration and held-out batches from the cell's tokenized dataset
+//! (model::encoder::calibrate and calibrate_attention do the rest), then a check that every
+//! calibrated layer has its kernel on this device, before anything is measured.
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
@@ -13,11 +14,14 @@ use crate::model::Encoder;
 /// per FFN-in output).
 const BATCH: usize = 64;
 
-pub(super) fn static_ffn(
+/// `(ffn, attention)`: which steps to calibrate (`ffn_activation_scales`,
+/// `attention_activation_scales`), on the same batches.
+pub(super) fn static_steps(
     model: &mut Encoder,
     reference: &Encoder,
     set: &TokenizedSet,
     device: &Device,
+    (ffn, attention): (bool, bool),
 ) -> Result<()> {
     let n = set.len();
     let calibrate = CALIBRATION_SENTENCES.min(n.div_ceil(2));
@@ -30,7 +34,12 @@ pub(super) fn static_ffn(
     };
     let calibration = batches(0, calibrate)?;
     let held = batches(calibrate, calibrate + held_out)?;
-    model.calibrate_static_ffn(reference, &calibration, &held)?;
-    model.static_ffns_runnable()?;
+    if ffn {
+        model.calibrate_static_ffn(reference, &calibration, &held)?;
+        model.static_ffns_runnable()?;
+    }
+    if attention {
+        model.calibrate_static_attention(reference, &calibration, &held)?;
+    }
     Ok(())
 }

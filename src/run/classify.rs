@@ -67,18 +67,16 @@ pub(super) fn measure(
     crate::ops::cutlass::set_gelu_epilogue(prepared.exp.config.device.gelu_epilogue);
     crate::ops::attention::set_padding(prepared.exp.config.device.attention_padding);
     model.set_fused_embeddings(prepared.exp.config.device.fused_embeddings())?;
-    if !prepared
-        .exp
-        .config
-        .device
-        .ffn_activation_scales
-        .is_dynamic()
-        && cell.precision.eight_bit().is_some()
-    {
+    let dev = &prepared.exp.config.device;
+    let (ffn, attention) = (
+        !dev.ffn_activation_scales.is_dynamic(),
+        !dev.attention_activation_scales.is_dynamic(),
+    );
+    if (ffn || attention) && cell.precision.eight_bit().is_some() {
         crate::interrupt::check()?;
-        on_progress("calibrating the FFNs' static activation steps through the fp32 model");
+        on_progress("calibrating the static activation steps through the fp32 model");
         let reference = store.models.load(spec, Precision::Fp32, device)?;
-        super::calibrate::static_ffn(&mut model, &reference, set, device)
+        super::calibrate::static_steps(&mut model, &reference, set, device, (ffn, attention))
             .with_context(|| format!("{}: calibrating static activation scales", cell.id))?;
     }
     record.quantization = selection.record(&model);

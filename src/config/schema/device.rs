@@ -108,6 +108,17 @@ pub struct DeviceSection {
     /// resolved config when compute.
     #[serde(skip_serializing_if = "AttentionPadding::is_compute")]
     pub attention_padding: AttentionPadding,
+    /// W8A8 encoders: how attention-out's input (the attention's context) is quantized.
+    /// `"dynamic"` (default): per token, in a pass of its own after the attention kernel wrote
+    /// the context in the float dtype (a row spans every head, and one block computes one head).
+    /// `"static"`: one step per input channel, calibrated at load through the fp32 model on the
+    /// dataset's first sentences (as `ffn_activation_scales`) and folded into attention-out's
+    /// weights, so the attention kernel writes the 8-bit codes itself (src/ops/attention_codes.rs):
+    /// no pass, half the bytes stored. Needs a CUDA build and a backend other than "cpu"; refused
+    /// for decoders. Every record says which ran and how it was calibrated
+    /// (`implementation.attention_activation_scales`). Left out of the resolved config when dynamic.
+    #[serde(skip_serializing_if = "FfnActivationScales::is_dynamic")]
+    pub attention_activation_scales: FfnActivationScales,
 }
 
 /// `device.attention_padding`.
@@ -122,6 +133,10 @@ pub enum AttentionPadding {
 impl AttentionPadding {
     pub fn is_compute(&self) -> bool {
         *self == Self::Compute
+    }
+
+    pub fn is_skip(&self) -> bool {
+        *self == Self::Skip
     }
 
     pub fn name(self) -> &'static str {
@@ -213,6 +228,7 @@ impl Default for DeviceSection {
             ffn_activation_scales: FfnActivationScales::Dynamic,
             gelu_epilogue: GeluEpilogue::Standard,
             attention_padding: AttentionPadding::Compute,
+            attention_activation_scales: FfnActivationScales::Dynamic,
         }
     }
 }

@@ -60,6 +60,13 @@ pub(super) fn check(c: &ExperimentConfig, bad: &mut impl FnMut(&[&str], String))
             bad(&["device", "attention_padding"], "device.attention_padding = \"skip\" is a mode of the CUDA attention kernel, but this runner was built without CUDA: build it with scripts/build-cuda.sh, or leave attention_padding out".into());
         }
     }
+    if !c.device.attention_activation_scales.is_dynamic() {
+        if c.device.backend == Backend::Cpu {
+            bad(&["device", "attention_activation_scales"], "device.attention_activation_scales = \"static\" has the CUDA attention kernel write attention-out's codes, but device.backend = \"cpu\": leave attention_activation_scales out".into());
+        } else if !cfg!(feature = "cuda") {
+            bad(&["device", "attention_activation_scales"], "device.attention_activation_scales = \"static\" has the CUDA attention kernel write attention-out's codes, but this runner was built without CUDA: build it with scripts/build-cuda.sh, or leave attention_activation_scales out".into());
+        }
+    }
     if c.device.gpu >= MAX_WORKERS {
         bad(
             &["device", "gpu"],

@@ -68,6 +68,12 @@ pub(super) fn check(
                         m.architecture
                     ));
                 }
+                if !c.device.attention_activation_scales.is_dynamic() {
+                    bad(&["device", "attention_activation_scales"], format!(
+                        "device.attention_activation_scales = \"static\" calibrates an encoder's attention; models.{model_name} ({:?}) is a decoder: run it in an experiment without the key",
+                        m.architecture
+                    ));
+                }
                 if m.weights == "random" && preset.is_none() {
                     bad(&["models", model_name], format!(
                         "{model_key}: architecture {:?} with random weights needs a preset (the shapes to build, e.g. \"smollm2-135m\"), or weights = a Hugging Face folder or a .gguf file",

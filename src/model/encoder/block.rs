@@ -32,6 +32,10 @@ pub(super) struct TransformerBlock {
     /// `device.gemm_library` for the float FFN-in (bias + erf GELU in a CUTLASS epilogue); the
     /// W8A8 linears hold their own.
     pub(super) gemm_library: crate::config::GemmLibrary,
+    /// `device.attention_activation_scales = "static"`: 1 / step of each context column ((width)
+    /// f32 on the device) the attention kernel writes attention-out's codes with; attention-out
+    /// then holds W x step (src/model/encoder/calibrate_attention.rs).
+    pub(super) attention_codes: Option<Tensor>,
 }
 
 impl TransformerBlock {
@@ -70,6 +74,7 @@ impl TransformerBlock {
             head_dim: p.head_dim(),
             gelu_quantizes: true,
             gemm_library: crate::config::GemmLibrary::Cublaslt,
+            attention_codes: None,
         };
         block.set_fused_quantization(true);
         Ok(block)
@@ -109,6 +114,21 @@ impl TransformerBlock {
             // it did); then, from its output in place, one attention kernel on CUDA (f16/bf16),
             // else bias add + head split, the batched GEMMs and the softmax.
             let projected = qkv.project(hidden)?;
+            if let (Some(inv_steps), Linear::EightBit(out)) = (&self.attention_codes, &self.out_lin)
+            {
+                // The context as attention-out's codes, written by the attention kernel itself.
+                let (b, _, d) = x.dims3()?;
+                let codes = crate::ops::attention_codes::attention_codes(
+                    &projected,
+                    &qkv.bias,
+                    additive_mask,
+                    (s, self.n_heads),
+                    inv_steps,
+                    out.format(),
+                    crate::ops::attention::padding().is_skip(),
+                )?;
+                return out.forward_packed(&codes)?.reshape((b, s, d));
+            }
             let context = crate::ops::attention::attention(
                 &projected,
                 &qkv.bias,
@@ -136,6 +156,22 @@ impl TransformerBlock {
         self.sa_layer_norm.project(
             &self.out_lin,
             &crate::ops::fused::merge_heads(&probs.matmul(&v)?)?,
+        )
+    }
+
+    /// The attention's context (batch, seq, dim) before attention-out, in the float dtype, as the
+    /// float path computes it: what static attention steps are calibrated on.
+    pub(super) fn context(&self, hidden: &Hidden, additive_mask: &Tensor) -> Result<Tensor> {
+        let (_, s, _) = hidden.values.dims3()?;
+        let Some(qkv) = &self.qkv else {
+            candle_core::bail!("the context of an attention without the fused Q/K/V projection");
+        };
+        crate::ops::attention::attention(
+            &qkv.project(hidden)?,
+            &qkv.bias,
+            additive_mask,
+            s,
+            self.n_heads,
         )
     }
 

@@ -247,6 +247,7 @@ impl Encoder {
         .collect::<BTreeMap<_, _>>();
         self.record_gemms(&mut implementation);
         self.amend_for_static_steps(&mut implementation);
+        self.amend_for_static_attention(&mut implementation);
         implementation
     }
 }

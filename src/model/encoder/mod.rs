@@ -19,6 +19,7 @@ use crate::ops::graph::{CellForward, GraphMode};
 
 mod block;
 mod calibrate;
+mod calibrate_attention;
 mod describe;
 mod embeddings;
 mod gemms;
@@ -29,6 +30,7 @@ mod units;
 pub use crate::model::quant::ggml::ggml_name;
 use block::TransformerBlock;
 pub use calibrate::{Calibration, CALIBRATION_SENTENCES};
+pub use calibrate_attention::AttentionCalibration;
 use embeddings::Embeddings;
 use linear::Linear;
 pub use linear::MMQ_ROW_PADDING;
@@ -137,6 +139,8 @@ pub struct Encoder {
     device: Device,
     /// `device.ffn_activation_scales = "static"`: how the FFNs' steps were calibrated.
     static_calibration: Option<Calibration>,
+    /// `device.attention_activation_scales = "static"`: how the attention's steps were calibrated.
+    attention_calibration: Option<calibrate_attention::AttentionCalibration>,
 }
 
 impl Encoder {
@@ -240,6 +244,7 @@ impl Encoder {
             quantized,
             device: vb.device().clone(),
             static_calibration: None,
+            attention_calibration: None,
         };
         encoder.set_fused_quantization(true);
         Ok(encoder)

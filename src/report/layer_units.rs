@@ -118,6 +118,7 @@ mod tests {
             energy_share_pct: None,
             latency_share_pct: None,
             savings: None,
+            cold: None,
         }
     }
 

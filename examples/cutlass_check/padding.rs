@@ -180,9 +180,10 @@ fn kernel_case(
     Ok(usize::from(!ok))
 }
 
-/// Rows (batch * seq) of `t` holding a NaN.
+/// Rows (batch * seq) of `t` (batch, seq, width) holding a NaN.
 fn nan_rows(t: &Tensor) -> Result<Vec<usize>> {
-    let rows: Vec<Vec<f32>> = t.to_dtype(DType::F32)?.to_vec2()?;
+    let width = t.dim(candle_core::D::Minus1)?;
+    let rows: Vec<Vec<f32>> = t.to_dtype(DType::F32)?.reshape(((), width))?.to_vec2()?;
     Ok(rows
         .iter()
         .enumerate()
@@ -254,8 +255,8 @@ fn nan_case(gpu: &Device) -> Result<usize> {
             gpu,
         )?;
         let diff = max_diff(
-            &skip.index_select(&idx, 0)?,
-            &compute.index_select(&idx, 0)?,
+            &skip.reshape((b * s, width))?.index_select(&idx, 0)?,
+            &compute.reshape((b * s, width))?.index_select(&idx, 0)?,
         )?;
         let ok = rc == want_compute && rs == want_skip && diff == 0.0;
         failures += usize::from(!ok);

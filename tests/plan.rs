@@ -253,3 +253,32 @@ fn set_overrides_reach_the_matrix() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(last_line(&stdout_of(&out)), "2 cells");
 }
+
+/// A decoder's layers cell measures, per phase, each of its layers, their halves, the
+/// embeddings and the head alone and a prefix per layer, each through the whole protocol:
+/// llama-tiny's 2 layers by both methods are 2 x (8 + 4) units of (1 s of warm-up and 2
+/// windows of 1 s), 72 s, not the one layer's 48 s the bound counted before it read the depth.
+#[test]
+fn the_plans_least_time_counts_every_unit_of_a_decoders_layers_cell() {
+    let f = decoder_experiment(
+        "least",
+        "[models.own]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\n",
+        "precision = [\"fp32\"]\nbatch_size = [1]\nprompt_len = [8]\nnew_tokens = [4]\nscope = [\"layers\"]\nlayer_method = [\"both\"]",
+    );
+    let text = std::fs::read_to_string(&f.file).unwrap().replace(
+        FAST_PROTOCOL,
+        "[protocol]\nwarmup_s = 1.0\nstabilize_s = 0.0\nmin_window_s = 1.0\nrepeats = 2\ncooldown_s = 0.0\n",
+    );
+    std::fs::write(&f.file, text).unwrap();
+    let out = f.runner().args(["plan", "exp.toml"]).output().unwrap();
+    let stdout = stdout_of(&out);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stdout.contains(
+            "the protocol alone takes at least 72 s for 1 cell(s) (warm-ups, windows, pauses;"
+        ),
+        "{stdout}"
+    );
+    // On the CPU no energy counter stretches a window.
+    assert!(!stdout.contains("NVML"), "{stdout}");
+}

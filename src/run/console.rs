@@ -408,7 +408,7 @@ mod tests {
             repeats: 6,
             ..ProtocolSection::default()
         };
-        let estimate = Estimate::new(&[&cell, &cell], &Fixed, &p);
+        let estimate = Estimate::new(&[&cell, &cell], &Fixed, &p, super::super::WindowFloor::NONE);
         let initial = estimate.initial_s;
         let state = Mutex::new(Status {
             estimate,

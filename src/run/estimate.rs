@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::generate::{reference_precision, FIDELITY_PROMPTS, FIDELITY_STEPS};
 use super::plan::{PERPLEXITY_SEQUENCES, PERPLEXITY_TOKENS};
+use super::protocol_time::{decoder_layer_units, encoder_layer_units, protocol_s, WindowFloor};
 use crate::config::{FloatPrecision, Precision, ProtocolSection, Scope};
 use crate::fidelity::FIDELITY_EXAMPLES;
 use crate::matrix::Cell;
@@ -33,16 +34,6 @@ pub trait CellCost {
     }
     /// How the prices were made, for the line that announces the estimate.
     fn basis(&self) -> String;
-}
-
-/// The protocol's time for units of the given loop times, seconds.
-pub fn protocol_s(p: &ProtocolSection, unit_loops_s: &[f64]) -> f64 {
-    let unit = |loop_s: f64| {
-        let warmup = p.warmup_s.max(f64::from(p.warmup_min_loops) * loop_s) + loop_s;
-        let window = p.min_window_s.max(f64::from(p.min_loops) * loop_s);
-        warmup + p.stabilize_s + f64::from(p.repeats) * window
-    };
-    unit_loops_s.iter().map(|&l| unit(l)).sum::<f64>() + p.cooldown_s
 }
 
 /// Multiply-adds x 2 of one DistilBERT/BERT forward pass of `batch` sequences of `seq` tokens:
@@ -87,22 +78,22 @@ impl CellCost for EncoderCost<'_> {
         match cell.scope {
             Scope::Model => vec![whole],
             Scope::Layers => {
-                let n = self
+                let blocks = self
                     .specs
                     .get(&cell.model)
                     .and_then(|s| s.encoder())
-                    .map_or(1, |p| p.n_layers) as f64;
+                    .map_or(1, |p| p.n_layers);
+                let n = blocks as f64;
+                let (isolated, prefix) = encoder_layer_units(blocks, cell.layer_method);
                 let mut units = Vec::new();
-                if cell.layer_method.isolated() {
+                if isolated > 0 {
                     // Each block and its four components at about a block's time or less;
                     // embeddings and the heads cost little.
-                    units.extend(std::iter::repeat_n(whole / n, (5.0 * n) as usize));
+                    units.extend(std::iter::repeat_n(whole / n, isolated - 3));
                     units.extend([whole / (10.0 * n); 3]);
                 }
-                if cell.layer_method.prefix() {
-                    // Prefixes through 1, 2, ... n blocks: half a pass on average.
-                    units.extend(std::iter::repeat_n(whole / 2.0, n as usize + 3));
-                }
+                // Prefixes through 1, 2, ... n blocks: half a pass on average.
+                units.extend(std::iter::repeat_n(whole / 2.0, prefix));
                 units
             }
         }
@@ -199,16 +190,16 @@ impl CellCost for DecoderCost<'_> {
                 .specs
                 .get(&cell.model)
                 .and_then(|s| s.decoder())
-                .map_or(1, |d| d.shapes.layers) as f64;
+                .map_or(1, |d| d.shapes.layers);
+            let n = layers as f64;
+            let (isolated, prefix) = decoder_layer_units(layers, cell.layer_method);
             let mut units = Vec::new();
             for whole in [prefill, step] {
-                if cell.layer_method.isolated() {
-                    units.extend(std::iter::repeat_n(whole / layers, 3 * layers as usize));
-                    units.extend([whole / (10.0 * layers); 2]);
+                if isolated > 0 {
+                    units.extend(std::iter::repeat_n(whole / n, isolated - 2));
+                    units.extend([whole / (10.0 * n); 2]);
                 }
-                if cell.layer_method.prefix() {
-                    units.extend(std::iter::repeat_n(whole / 2.0, layers as usize + 2));
-                }
+                units.extend(std::iter::repeat_n(whole / 2.0, prefix));
             }
             return units;
         }
@@ -404,14 +395,35 @@ pub struct Estimate {
     pub basis: String,
 }
 
+/// Windows the sampler-overhead check runs on a run's first cell (off, on, off, on), where a
+/// sampler reads the counter (`measure::measure_sampler_overhead`).
+const SAMPLER_CHECK_WINDOWS: f64 = 4.0;
+
 impl Estimate {
-    pub fn new(cells: &[&Cell], cost: &dyn CellCost, protocol: &ProtocolSection) -> Self {
+    /// `floor`: what the energy sensor adds to every window ([`WindowFloor::of_run`]).
+    pub fn new(
+        cells: &[&Cell],
+        cost: &dyn CellCost,
+        protocol: &ProtocolSection,
+        floor: WindowFloor,
+    ) -> Self {
         let mut seen = std::collections::HashSet::new();
         let cells: Vec<(String, f64)> = cells
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 let first = seen.insert((c.model.clone(), c.seq_len));
-                let s = protocol_s(protocol, &cost.unit_loops_s(c)) + cost.outside_s(c, first);
+                let loops = cost.unit_loops_s(c);
+                let mut s = protocol_s(protocol, &loops, floor) + cost.outside_s(c, first);
+                if i == 0 && floor.update_s.is_some() {
+                    // Windows of min_window_s and min_loops, not held to the counter's floor,
+                    // of the cell's last unit (a decoder's decode loop).
+                    let loop_s = loops.last().copied().unwrap_or(0.0);
+                    let window = protocol
+                        .min_window_s
+                        .max(f64::from(protocol.min_loops) * loop_s);
+                    s += SAMPLER_CHECK_WINDOWS * (window + floor.start_wait_s);
+                }
                 (cost.class(c), s)
             })
             .collect();
@@ -506,24 +518,6 @@ mod tests {
     }
 
     #[test]
-    fn the_protocol_prices_warm_up_windows_and_slow_loops() {
-        let p = ProtocolSection {
-            warmup_s: 1.0,
-            warmup_min_loops: 3,
-            stabilize_s: 0.5,
-            min_window_s: 2.0,
-            min_loops: 10,
-            repeats: 6,
-            cooldown_s: 0.0,
-            ..ProtocolSection::default()
-        };
-        // Fast loops: the minimum times. Warm-up 1 s (+ the first loop), 6 windows of 2 s.
-        assert!((protocol_s(&p, &[0.01]) - (1.01 + 0.5 + 12.0)).abs() < 1e-9);
-        // Slow loops: ten loops a window outlast 2 s, three loops outlast the warm-up.
-        assert!((protocol_s(&p, &[0.5]) - (1.5 + 0.5 + 0.5 + 30.0)).abs() < 1e-9);
-    }
-
-    #[test]
     fn the_estimate_learns_from_measured_cells_and_never_runs_away() {
         let p = ProtocolSection {
             repeats: 6,
@@ -536,8 +530,8 @@ mod tests {
             cell("fp16", 8),
         ];
         let refs: Vec<&Cell> = cells.iter().collect();
-        let mut e = Estimate::new(&refs, &Fixed, &p);
-        let per = protocol_s(&p, &[0.1]);
+        let mut e = Estimate::new(&refs, &Fixed, &p, WindowFloor::NONE);
+        let per = protocol_s(&p, &[0.1], WindowFloor::NONE);
         assert!((e.initial_s - (4.0 * per + 4.0)).abs() < 1e-9);
         // Before anything ran: the whole run is left, minus nothing.
         assert!((e.remaining_s(0, 0.0) - e.initial_s).abs() < 1e-9);

@@ -32,6 +32,7 @@ mod generate;
 mod generate_layers;
 mod layers;
 mod plan;
+mod protocol_time;
 mod quantize;
 mod resume;
 mod serial;
@@ -40,7 +41,8 @@ mod worker;
 use std::path::PathBuf;
 
 pub use console::{list_unsuccessful, print_summary, print_written};
-pub use plan::{human_duration, plan, prepare, protocol_lower_bound_s, Prepared};
+pub use plan::{human_duration, plan, prepare, Prepared};
+pub use protocol_time::{protocol_lower_bound_s, WindowFloor};
 pub use resume::{open_run, resume_command, resume_command_line, shell_quote};
 pub use serial::run_serial;
 pub use worker::{run_worker, worker_label};

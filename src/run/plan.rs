@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::protocol_time::{least_protocol_s, WindowFloor};
 use super::RunOptions;
 use crate::config::{self, LoadedExperiment};
 use crate::data::{self, PromptSet, TokenizedSet};
@@ -14,6 +15,7 @@ use crate::error::ConfigError;
 use crate::matrix::{self, Cell};
 use crate::model::ModelSpec;
 use crate::report::TemplateSource;
+use crate::sensor::energy::{MIN_COUNTER_TICKS, NOMINAL_COUNTER_UPDATE_S};
 
 /// Everything the cells share, prepared (and validated) before the first measurement.
 pub struct Prepared {
@@ -188,54 +190,6 @@ fn decoder_prompts(
     Ok((prompts, perplexity))
 }
 
-/// The least time the protocol spends on `cells`, in seconds: per cell the stabilization pause
-/// and cool-down, and per measured unit (the model, or each layer and component of a `layers`
-/// cell) the minimum warm-up and `repeats` windows of `min_window_s`. Slow loops, fidelity
-/// passes, loading and the idle baseline come on top, so a run never takes less.
-pub fn protocol_lower_bound_s(exp: &LoadedExperiment, cells: &[&Cell]) -> f64 {
-    let p = &exp.config.protocol;
-    let per_unit = p.warmup_s + f64::from(p.repeats) * p.min_window_s;
-    cells
-        .iter()
-        .map(|c| {
-            let units = match c.scope {
-                // A decoder cell measures two phases, each through the whole protocol.
-                config::Scope::Model if c.prompt_len.is_some() => 2.0,
-                config::Scope::Model => 1.0,
-                // A decoder (whose block count the file may not say): per phase at least the
-                // embeddings, one block with its two halves and the head alone, and 3 prefixes.
-                config::Scope::Layers if c.prompt_len.is_some() => {
-                    let isolated = if c.layer_method.isolated() { 5.0 } else { 0.0 };
-                    let prefix = if c.layer_method.prefix() { 3.0 } else { 0.0 };
-                    2.0 * (isolated + prefix)
-                }
-                // Isolated: embeddings, pre-classifier and classifier, and each block with its
-                // 4 parts; prefix: one prefix per top-level layer.
-                config::Scope::Layers => exp
-                    .config
-                    .models
-                    .get(&c.model)
-                    .and_then(|m| m.encoder_preset())
-                    .map_or(1.0, |preset| {
-                        let n = preset.n_layers as f64;
-                        let isolated = if c.layer_method.isolated() {
-                            3.0 + 5.0 * n
-                        } else {
-                            0.0
-                        };
-                        let prefix = if c.layer_method.prefix() {
-                            3.0 + n
-                        } else {
-                            0.0
-                        };
-                        isolated + prefix
-                    }),
-            };
-            p.stabilize_s + p.cooldown_s + units * per_unit
-        })
-        .sum()
-}
-
 /// `seconds` as a person reads a duration: "45 s", "12 min", "2 h 05 min".
 pub fn human_duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
@@ -246,13 +200,46 @@ pub fn human_duration(seconds: f64) -> String {
     }
 }
 
-/// The line that says how long at least `cells` take, before anything is measured.
-pub fn lower_bound_line(exp: &LoadedExperiment, cells: &[&Cell]) -> String {
+/// The line that says how long at least `cells` take, before anything is measured. `floor`:
+/// what the run's energy sensor adds to each window; `None` before a sensor is opened
+/// (`runner plan`), where cells that run on a GPU get the figure with NVML's floor beside the
+/// plain one.
+pub fn lower_bound_line(
+    prepared: &Prepared,
+    cells: &[&Cell],
+    floor: Option<WindowFloor>,
+) -> String {
+    let exp = &prepared.exp;
     let p = &exp.config.protocol;
     let idle = p.idle_settle_s + p.idle_baseline_s;
+    let least = |floor| least_protocol_s(exp, &prepared.specs, cells, floor);
+    let floor_note = |f: WindowFloor| {
+        f.update_s.map_or(String::new(), |u| {
+            format!(
+                "; each window spans at least {MIN_COUNTER_TICKS} updates of the GPU's energy counter, every {:.0} ms: {:.2} s",
+                u * 1e3,
+                f.least_window_s
+            )
+        })
+    };
+    let (figure, note) = match floor {
+        Some(f) => (human_duration(least(f)), floor_note(f)),
+        None if !on_cpu(exp) => {
+            let nvml = WindowFloor::counter(NOMINAL_COUNTER_UPDATE_S);
+            (
+                format!(
+                    "{} ({} where NVML meters the GPU's energy{})",
+                    human_duration(least(WindowFloor::NONE)),
+                    human_duration(least(nvml)),
+                    floor_note(nvml)
+                ),
+                String::new(),
+            )
+        }
+        None => (human_duration(least(WindowFloor::NONE)), String::new()),
+    };
     format!(
-        "the protocol alone takes at least {} for {} cell(s) (warm-ups, windows, pauses; slow loops, fidelity passes and loading add to it{})",
-        human_duration(protocol_lower_bound_s(exp, cells)),
+        "the protocol alone takes at least {figure} for {} cell(s) (warm-ups, windows, pauses{note}; slow loops, fidelity passes and loading add to it{})",
         cells.len(),
         if idle > 0.0 {
             format!(", and {} of idle baseline where energy is measured", human_duration(idle))
@@ -260,6 +247,15 @@ pub fn lower_bound_line(exp: &LoadedExperiment, cells: &[&Cell]) -> String {
             String::new()
         }
     )
+}
+
+/// Whether the cells run on the CPU: `backend = "cpu"`, or `auto` in a build without CUDA.
+fn on_cpu(exp: &LoadedExperiment) -> bool {
+    match exp.config.device.backend {
+        config::Backend::Cpu => true,
+        config::Backend::Auto => !cfg!(feature = "cuda"),
+        config::Backend::Cuda => false,
+    }
 }
 
 /// The cells that will be measured: those of a decoder that refuses their precision or batch
@@ -283,18 +279,19 @@ fn runnable<'c>(prepared: &Prepared, cells: &[&'c Cell]) -> Vec<&'c Cell> {
 /// Where the run would measure on this CPU: how long its cells will take here, priced as a run
 /// prices them before its first cell (cells a decoder refuses are skipped, so not counted).
 fn cpu_estimate_line(prepared: &Prepared, cells: &[&Cell]) -> Result<Option<String>> {
-    let on_cpu = match prepared.exp.config.device.backend {
-        config::Backend::Cpu => true,
-        config::Backend::Auto => !cfg!(feature = "cuda"),
-        config::Backend::Cuda => false,
-    };
     let runs = runnable(prepared, cells);
-    if !on_cpu || runs.is_empty() {
+    if !on_cpu(&prepared.exp) || runs.is_empty() {
         return Ok(None);
     }
     let device = candle_core::Device::Cpu;
     let cost = super::estimate::RunCost::measure(&prepared.specs, &device, &runs)?;
-    let estimate = super::estimate::Estimate::new(&runs, &cost, &prepared.exp.config.protocol);
+    // The CPU's sensors (RAPL, or none) have no counter to wait for.
+    let estimate = super::estimate::Estimate::new(
+        &runs,
+        &cost,
+        &prepared.exp.config.protocol,
+        WindowFloor::NONE,
+    );
     Ok(Some(format!(
         "on this CPU the {} cell(s) it runs take about {}, from {}",
         runs.len(),
@@ -318,7 +315,6 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
         cells: super::CellSelection::All,
         worker: None,
     })?;
-    let exp = &prepared.exp;
     let plan = matrix::Plan {
         cells: prepared.plan.clone(),
         merged_duplicates: prepared.merged_duplicates,
@@ -394,7 +390,10 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
     }
     // Before the count, which stays the last line (scripts read it).
     let all: Vec<&Cell> = plan.cells.iter().collect();
-    say!("({})", lower_bound_line(exp, &runnable(&prepared, &all)));
+    say!(
+        "({})",
+        lower_bound_line(&prepared, &runnable(&prepared, &all), None)
+    );
     if let Some(line) = cpu_estimate_line(&prepared, &all)? {
         say!("({line})");
     }

@@ -12,6 +12,7 @@ use super::console::{
     say, Progress,
 };
 use super::estimate::{Estimate, RunCost};
+use super::protocol_time::WindowFloor;
 use super::resume::{open_run, resume_command};
 use super::{Prepared, RunOptions};
 use crate::analysis;
@@ -121,11 +122,19 @@ pub fn run_serial(
             run_dir.path.display()
         );
     }
+    // What the sensor adds to every window, from the counter's interval the idle baseline saw.
+    let floor = WindowFloor::of_run(
+        &sensor_info,
+        manifest
+            .sessions
+            .last()
+            .and_then(|s| s.idle_baseline.as_ref()),
+    );
     tell!(
         "runner: {}",
-        super::plan::lower_bound_line(&prepared.exp, &to_measure)
+        super::plan::lower_bound_line(prepared, &to_measure, Some(floor))
     );
-    let estimate = estimate_run(prepared, &selected.device, &to_measure)?;
+    let estimate = estimate_run(prepared, &selected.device, &to_measure, floor)?;
     tell!(
         "runner: estimated ~{} for {todo} cell(s), from {}; refined as cells finish",
         super::plan::human_duration(estimate.initial_s),
@@ -462,7 +471,17 @@ pub(super) fn device_health(device: &Device, sensor: &dyn EnergySensor) -> Resul
 
 /// The run's estimate before its first cell: each workload's cells priced at this device's
 /// measured rates.
-fn estimate_run(prepared: &Prepared, device: &Device, cells: &[&Cell]) -> Result<Estimate> {
+fn estimate_run(
+    prepared: &Prepared,
+    device: &Device,
+    cells: &[&Cell],
+    floor: WindowFloor,
+) -> Result<Estimate> {
     let cost = RunCost::measure(&prepared.specs, device, cells)?;
-    Ok(Estimate::new(cells, &cost, &prepared.exp.config.protocol))
+    Ok(Estimate::new(
+        cells,
+        &cost,
+        &prepared.exp.config.protocol,
+        floor,
+    ))
 }

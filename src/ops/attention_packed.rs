@@ -136,9 +136,12 @@ mod cuda {
         ))
     }
 
-    /// Per (device, kernel): whether clusters of 12 blocks were allowed and fit, asked once.
-    static CLUSTERS: Mutex<Option<HashMap<(usize, String), std::result::Result<(), String>>>> =
-        Mutex::new(None);
+    /// Per (device ordinal, kernel name): whether clusters of 12 blocks were allowed and fit
+    /// (else why not).
+    type ClusterAnswers = HashMap<(usize, String), std::result::Result<(), String>>;
+
+    /// Each device's and kernel's answer, asked once.
+    static CLUSTERS: Mutex<Option<ClusterAnswers>> = Mutex::new(None);
 
     pub(super) fn clusters_fit(device: &Device, kernel: &str) -> std::result::Result<(), String> {
         let Device::Cuda(dev) = device else {

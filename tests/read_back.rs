@@ -1,97 +1,16 @@
 //! What `runner report` reads back is validated and bounded, not trusted: a record that
-//! disagrees with its planned cell, impossible numbers, a manifest that lists a cell twice, files
-//! that are not what they claim (a symlink to /dev/zero, a FIFO, a sparse 2 GB file, 100,000
-//! windows, a trace of inf samples), `charts/` as a symlink out of the run; each is refused by
-//! name with exit 2, quickly, writing nothing outside the run. Text from records reaches
-//! report.md as text. Renders of one run are serialized.
+//! disagrees with its planned cell, impossible numbers (100,000 windows, a trace of inf
+//! samples), a manifest that lists a cell twice; each is refused by name with exit 2. Text from
+//! records reaches report.md as text. Renders of one run are serialized. Files that are not what
+//! they claim are tests/read_back_files.rs's.
 
 mod common;
+use common::read_back::*;
 use common::*;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn experiment() -> String {
-    format!(
-        "[experiment]\nname = \"readback\"\n{}{FAST_PROTOCOL}[matrix]\nbatch_size = [1, 2]\nseq_len = [8]\nscope = [\"model\", \"layers\"]\nexclude = [{{ scope = \"layers\", batch_size = 2 }}]\n",
-        common_tables()
-    )
-}
-
-/// A fixture with a finished run in `run/`, its plan's ids (the first is a model cell).
-fn finished_run() -> (Fixture, PathBuf, Vec<String>) {
-    let f = Fixture::new(&experiment());
-    let out = f
-        .runner()
-        .args(["exp.toml", "--out", "run"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let run = f.dir.path().join("run");
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
-    let ids = m["plan"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect();
-    (f, run, ids)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else if entry.file_type().unwrap().is_file()
-            && !entry.file_name().to_string_lossy().starts_with('.')
-        {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// `runner report` on a copy of `run` edited by `edit`: (exit code, stderr, seconds taken).
-/// A report that hangs (a FIFO read) is killed after 60 s and fails the test.
-fn report_of(f: &Fixture, run: &Path, edit: impl FnOnce(&Path)) -> (Option<i32>, String, f64) {
-    let copy = f.dir.path().join("copy");
-    if copy.exists() {
-        std::fs::remove_dir_all(&copy).unwrap();
-    }
-    copy_tree(run, &copy);
-    edit(&copy);
-    let start = Instant::now();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
-        .current_dir(f.dir.path())
-        .args(["report", "copy"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            return (status.code(), stderr, start.elapsed().as_secs_f64());
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("runner report did not end within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::Duration;
 
 fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut v: serde_json::Value =
@@ -100,25 +19,10 @@ fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(path, v.to_string()).unwrap();
 }
 
-fn mkfifo(path: &Path) {
-    let _ = std::fs::remove_file(path);
-    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
-    assert!(ok, "mkfifo {path:?}");
-}
-
-fn link(to: &Path, path: &Path) {
-    let _ = std::fs::remove_file(path);
-    std::os::unix::fs::symlink(to, path).unwrap();
-}
-
 /// Whether `needle` occurs in `md` other than escaped (`\`) or opening a code span.
 fn unescaped(md: &str, needle: &str) -> bool {
     md.match_indices(needle)
         .any(|(i, _)| !matches!(md[..i].chars().last(), Some('\\') | Some('`')))
-}
-
-fn record(dir: &Path, id: &str) -> PathBuf {
-    dir.join("cells").join(format!("{id}.json"))
 }
 
 #[test]
@@ -372,175 +276,6 @@ fn records_whose_parts_disagree_are_refused_by_name() {
     // The same edits that keep a record consistent pass: a metered record renders.
     let (code, stderr, _) = report_of(&f, &run, |dir| edit_json(&record(dir, &model), metered));
     assert_eq!(code, Some(0), "{stderr}");
-}
-
-#[test]
-fn files_that_are_not_what_they_claim_are_refused_quickly_and_nothing_is_written_outside() {
-    let (f, run, ids) = finished_run();
-    let id = ids[0].clone();
-    let outside = f.dir.path().join("outside");
-    std::fs::create_dir_all(&outside).unwrap();
-    std::fs::write(outside.join("record.json"), b"{}").unwrap();
-    type Edit = Box<dyn FnOnce(&Path)>;
-    let id2 = id.clone();
-    let id3 = id.clone();
-    let id4 = id.clone();
-    let id5 = id.clone();
-    let outside2 = outside.clone();
-    let cases: Vec<(&str, Edit)> = vec![
-        (
-            "is a symlink to /dev/zero, outside the run directory",
-            Box::new(move |d| link(Path::new("/dev/zero"), &record(d, &id2))),
-        ),
-        (
-            "outside the run directory",
-            Box::new(move |d| link(&outside2.join("record.json"), &record(d, &id3))),
-        ),
-        (
-            "is not a regular file (a device, FIFO or socket)",
-            Box::new(move |d| mkfifo(&record(d, &id4))),
-        ),
-        (
-            "is 2.0 GiB, more than the 64.0 MiB a record can be",
-            Box::new(move |d| {
-                let file = std::fs::File::create(record(d, &id5)).unwrap();
-                file.set_len(2 << 30).unwrap();
-            }),
-        ),
-        (
-            "manifest copy/manifest.json is not a regular file",
-            Box::new(|d| mkfifo(&d.join("manifest.json"))),
-        ),
-        (
-            "session",
-            Box::new(|d| {
-                std::fs::create_dir_all(d.join("sessions")).unwrap();
-                mkfifo(&d.join("sessions/gpu0-1.json"));
-            }),
-        ),
-        (
-            "row 3 power_w is inf",
-            Box::new(move |d| {
-                std::fs::write(
-                    d.join("traces").join(format!("{}.csv", ids[0])),
-                    "t_s,power_w\n0.0,50.0\n0.02,inf\n",
-                )
-                .unwrap()
-            }),
-        ),
-        (
-            "power_w is 1e308",
-            Box::new(move |d| {
-                std::fs::write(
-                    d.join("traces").join(format!("{id}.csv")),
-                    "t_s,power_w\n0.0,1e308\n",
-                )
-                .unwrap()
-            }),
-        ),
-    ];
-    for (expected, edit) in cases {
-        let (code, stderr, secs) = report_of(&f, &run, edit);
-        assert_eq!(code, Some(2), "{expected}: {stderr}");
-        assert!(stderr.contains(expected), "{expected}: {stderr}");
-        assert!(secs < 20.0, "{expected}: {secs} s");
-    }
-
-    // charts/ as a symlink: refused, nothing written where it points.
-    let (code, stderr, _) = report_of(&f, &run, |d| {
-        std::fs::remove_dir_all(d.join("charts")).unwrap();
-        std::os::unix::fs::symlink(&outside, d.join("charts")).unwrap();
-    });
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("charts is a symlink to"), "{stderr}");
-    let written: Vec<_> = std::fs::read_dir(&outside)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(written, ["record.json"], "written outside the run");
-}
-
-/// `--out` naming a file is the user's mistake (exit 2, said so), not a failure of the run; a
-/// worker's claim file left as a link out of the run is never followed.
-#[test]
-fn an_out_that_is_a_file_is_refused_and_claims_never_follow_links() {
-    let f = Fixture::new(&experiment());
-    std::fs::write(f.dir.path().join("notes.txt"), "mine\n").unwrap();
-    for extra in [&[][..], &["--resume"][..]] {
-        let out = f
-            .runner()
-            .args(["exp.toml", "--out", "notes.txt"])
-            .args(extra)
-            .output()
-            .unwrap();
-        let stderr = stderr_of(&out);
-        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
-        assert!(
-            stderr.contains("notes.txt is a file, not a folder"),
-            "{stderr}"
-        );
-    }
-    assert_eq!(
-        std::fs::read_to_string(f.dir.path().join("notes.txt")).unwrap(),
-        "mine\n"
-    );
-
-    // Two CPU workers resume a run whose claim for a missing cell is a dangling link out.
-    let workers = [
-        "--set",
-        "device.backend=\"cpu\"",
-        "--set",
-        "device.cpu_workers=2",
-    ];
-    let out = f
-        .runner()
-        .args(["exp.toml", "--out", "run"])
-        .args(workers)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let run = f.dir.path().join("run");
-    let ids: Vec<String> = std::fs::read_dir(run.join("cells"))
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    std::fs::remove_file(record(&run, &ids[0])).unwrap();
-    std::fs::create_dir_all(run.join(".claims")).unwrap();
-    let outside = f.dir.path().join("created-by-runner");
-    link(
-        &outside,
-        &run.join(".claims").join(format!("{}.lock", ids[0])),
-    );
-    let out = f
-        .runner()
-        .args(["exp.toml", "--resume", "--out", "run"])
-        .args(workers)
-        .output()
-        .unwrap();
-    assert!(!outside.exists(), "a claim was created outside the run");
-    let stderr = stderr_of(&out);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("is not a file the runner made"), "{stderr}");
-
-    // The claims folder itself a link out: refused before any worker starts (exit 2).
-    std::fs::remove_dir_all(run.join(".claims")).unwrap();
-    std::os::unix::fs::symlink(f.dir.path(), run.join(".claims")).unwrap();
-    let out = f
-        .runner()
-        .args(["exp.toml", "--resume", "--out", "run"])
-        .args(workers)
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&out);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(".claims is a symlink to"), "{stderr}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod gguf;
+pub mod read_back;
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,11 @@ pub fn decoder_experiment(name: &str, models: &str, matrix: &str) -> Fixture {
         repo("datasets/rotten_tomatoes_sentences.tsv").display(),
         repo("datasets/bert-base-uncased-vocab.txt").display(),
     ))
+}
+
+/// A decoder experiment named `llm` with `models` (TOML tables) and `matrix`, on the CPU, fast.
+pub fn llm_experiment(models: &str, matrix: &str) -> Fixture {
+    decoder_experiment("llm", models, matrix)
 }
 
 /// A fast protocol for runs in tests.
@@ -178,4 +184,34 @@ pub fn md_section<'a>(md: &'a str, heading: &str) -> &'a str {
     let body = &md[start + 1..];
     let end = body[3..].find("\n## ").map_or(body.len(), |e| e + 4);
     &body[..end]
+}
+
+/// An encoder experiment named `e2e` (its description holds markup that reports must escape) on
+/// the tiny model, fast, with `matrix` appended.
+pub fn tiny_experiment(matrix: &str) -> String {
+    format!(
+        "[experiment]\nname = \"e2e\"\ndescription = \"end-to-end test <b>not bold</b>\"\n{}{FAST_PROTOCOL}{matrix}",
+        common_tables()
+    )
+}
+
+/// A file's bytes; a missing one panics naming it.
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Copies a folder tree (a run, committed evidence), leaving out dot-files.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if entry.file_type().unwrap().is_file()
+            && !entry.file_name().to_string_lossy().starts_with('.')
+        {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }

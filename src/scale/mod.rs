@@ -3,7 +3,7 @@
 //! several workers) and `runner report` (any run, whoever drove it).
 //!
 //! - `workers.rs`: one worker process per GPU of a host (`device.gpus`), or CPU stand-ins
-//! - `slurm.rs`: `runner slurm`: the plan as Slurm job arrays writing into one run directory
+//! - `slurm/`: `runner slurm`: the plan as Slurm job arrays writing into one run directory
 //!
 //! These executors sit above `run`: they prepare a run directory and start processes that
 //! measure into it (`runner run FILE --out DIR --worker gpuK`, `--cell-index N`), which enter

@@ -159,6 +159,12 @@ fn cold_units_rotate_through_copies_larger_than_twice_the_cache_and_say_so() {
             assert_eq!(r[5].parse::<u64>().ok(), cache, "{r:?}");
         }
     }
+    // The section's lead says what cold isolation does (its first sentence says a unit runs alone
+    // on its captured input, which a reader would otherwise take for the same weights every call).
+    assert!(
+        md.contains("each call reads the next of C deep copies"),
+        "{md}"
+    );
     // The reconciliation table names the isolation of each phase's isolated Σ.
     for phase in ["prefill", "decode"] {
         assert!(
@@ -205,6 +211,7 @@ fn warm_is_the_default_and_its_records_are_the_old_ones() {
         .iter()
         .all(|r| r[2] == "warm" && r[3].is_empty() && r[5].is_empty()));
     assert!(md.contains("| decode | isolated (warm) | "), "{md}");
+    assert!(!md.contains("deep copies"), "{md}");
     // The same id as a run that names warm: the key's default changes no id.
     let named = experiment(Some("warm"), OWN, MATRIX);
     let out = named.runner().args(["plan", "exp.toml"]).output().unwrap();

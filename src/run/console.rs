@@ -56,6 +56,23 @@ fn generate_line(s: &CellSummary) -> Option<String> {
     ))
 }
 
+/// A cell's figures per loop, in its units: an encoder's loop is a batch, a decoder's (a layers
+/// cell, which has no generate figures of its own) a decode step, its energy per generated token.
+fn loop_line(decoder: bool, latency_ms: Option<f64>, rate: Option<f64>, mj: Option<f64>) -> String {
+    let (per_loop, per_s, per_item) = if decoder {
+        ("ms/decode step", "tokens/s", "mJ/generated token")
+    } else {
+        ("ms/batch", "samples/s", "mJ/inference")
+    };
+    format!(
+        "{:.3} {per_loop}, {:.1} {per_s}{}",
+        latency_ms.unwrap_or(f64::NAN),
+        rate.unwrap_or(f64::NAN),
+        mj.map(|e| format!(", {e:.2} {per_item}"))
+            .unwrap_or_default()
+    )
+}
+
 pub(super) fn cell_result_line(r: &CellRecord) -> String {
     let label = cell_label(&r.cell);
     match r.status {
@@ -64,14 +81,13 @@ pub(super) fn cell_result_line(r: &CellRecord) -> String {
             if let Some(line) = generate_line(&s) {
                 return format!("done    {label}: {line}");
             }
-            format!(
-                "done    {label}: {:.3} ms/batch, {:.1} samples/s{}",
-                s.latency_per_loop_ms.unwrap_or(f64::NAN),
-                s.throughput_samples_per_s.unwrap_or(f64::NAN),
-                s.energy_per_inference_mj
-                    .map(|e| format!(", {e:.2} mJ/inference"))
-                    .unwrap_or_default()
-            )
+            let figures = loop_line(
+                r.cell.prompt_len.is_some(),
+                s.latency_per_loop_ms,
+                s.throughput_samples_per_s,
+                s.energy_per_inference_mj,
+            );
+            format!("done    {label}: {figures}")
         }
         CellStatus::Skipped => format!(
             "skipped {label}: {}",
@@ -388,6 +404,23 @@ mod tests {
         fn basis(&self) -> String {
             "fixed".into()
         }
+    }
+
+    #[test]
+    fn a_loop_line_is_in_the_units_of_the_cells_loop() {
+        assert_eq!(
+            loop_line(false, Some(7.25), Some(137.9), Some(12.5)),
+            "7.250 ms/batch, 137.9 samples/s, 12.50 mJ/inference"
+        );
+        // A decoder's layers cell: a loop is a decode step (session 6's console said ms/batch).
+        assert_eq!(
+            loop_line(true, Some(0.515), Some(1942.5), Some(76.85)),
+            "0.515 ms/decode step, 1942.5 tokens/s, 76.85 mJ/generated token"
+        );
+        assert_eq!(
+            loop_line(true, None, None, None),
+            "NaN ms/decode step, NaN tokens/s"
+        );
     }
 
     #[test]

@@ -107,14 +107,7 @@ impl Encoder {
             candle_core::bail!("the reference model has other blocks");
         }
         let mut maxima: Vec<Option<Tensor>> = vec![None; self.blocks.len()];
-        reference.each_ffn_gelu(calibration, |i, y| {
-            let col = y.abs()?.max_keepdim(0)?;
-            maxima[i] = Some(match maxima[i].take() {
-                Some(m) => m.maximum(&col)?,
-                None => col,
-            });
-            Ok(())
-        })?;
+        reference.each_ffn_gelu(calibration, |i, y| fold_column_absmax(&mut maxima[i], y))?;
         let mut steps = vec![None; self.blocks.len()];
         for (i, block) in self.blocks.iter_mut().enumerate() {
             let (Some(_), Some(absmax)) = (formats[i], &maxima[i]) else {
@@ -134,44 +127,21 @@ impl Encoder {
             block.lin2 = Linear::EightBit(folded);
             steps[i] = Some(step);
         }
-        // Past the largest code by more than half its step (int8 1, E4M3 32 at 448) a value
-        // rounds to it with a larger error than any other: saturated.
-        let top_half_step = match format {
-            EightBit::Int8 => 0.5,
-            EightBit::Fp8E4M3 => 16.0,
-        };
-        let limit = f64::from(format.max_value()) + top_half_step;
+        let limit = saturation_limit(format);
         let (mut saturated, mut values) = (0u64, 0u64);
         reference.each_ffn_gelu(held_out, |i, y| {
             if let Some(step) = &steps[i] {
-                let scaled = y.abs()?.broadcast_div(step)?;
-                saturated += scaled
-                    .gt(limit)?
-                    .to_dtype(DType::F32)?
-                    .sum_all()?
-                    .to_scalar::<f32>()? as u64;
+                saturated += count_saturated(y, step, limit)?;
                 values += y.elem_count() as u64;
             }
             Ok(())
         })?;
-        let sentences = calibration
-            .iter()
-            .map(|(ids, _)| ids.dim(0).unwrap_or(0))
-            .sum();
-        let held = held_out
-            .iter()
-            .map(|(ids, _)| ids.dim(0).unwrap_or(0))
-            .sum();
-        let seq_len = calibration
-            .first()
-            .map(|(ids, _)| ids.dim(1).unwrap_or(0))
-            .unwrap_or(0);
         let calibration = Calibration {
             format,
             ffns: steps.iter().flatten().count(),
-            sentences,
-            held_out: held,
-            seq_len,
+            sentences: sentences(calibration),
+            held_out: sentences(held_out),
+            seq_len: seq_len(calibration),
             margin: MARGIN,
             saturated,
             values,
@@ -254,5 +224,75 @@ impl Encoder {
             .iter()
             .filter(|b| matches!(&b.lin1, Linear::EightBit(a) if a.static_steps().is_some()))
             .count()
+    }
+}
+
+/// Folds `x`'s per-column max |x| ((rows, n) -> (1, n)) into `max`: a calibration's running maxima.
+pub(super) fn fold_column_absmax(max: &mut Option<Tensor>, x: &Tensor) -> Result<()> {
+    let col = x.abs()?.max_keepdim(0)?;
+    *max = Some(match max.take() {
+        Some(m) => m.maximum(&col)?,
+        None => col,
+    });
+    Ok(())
+}
+
+/// Past the largest code by more than half its step (int8 1, E4M3 32 at 448) a value rounds to
+/// it with a larger error than any other: saturated. The limit in units of the step.
+pub(super) fn saturation_limit(format: EightBit) -> f64 {
+    let top_half_step = match format {
+        EightBit::Int8 => 0.5,
+        EightBit::Fp8E4M3 => 16.0,
+    };
+    f64::from(format.max_value()) + top_half_step
+}
+
+/// How many of `x`'s values, divided by their column's `step`, lie past `limit`.
+pub(super) fn count_saturated(x: &Tensor, step: &Tensor, limit: f64) -> Result<u64> {
+    Ok(x.abs()?
+        .broadcast_div(step)?
+        .gt(limit)?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()? as u64)
+}
+
+/// Sentences in a calibration's batches.
+pub(super) fn sentences(batches: &[(Tensor, Tensor)]) -> usize {
+    batches.iter().map(|(ids, _)| ids.dim(0).unwrap_or(0)).sum()
+}
+
+/// The calibration batches' sequence length (0 without batches).
+pub(super) fn seq_len(batches: &[(Tensor, Tensor)]) -> usize {
+    batches
+        .first()
+        .map(|(ids, _)| ids.dim(1).unwrap_or(0))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn the_shared_calibration_pieces_fold_maxima_and_count_what_saturates() {
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[[1f32, -4.0], [-2.0, 3.0]], &dev).unwrap();
+        let b = Tensor::new(&[[-5f32, 1.0]], &dev).unwrap();
+        let mut max = None;
+        fold_column_absmax(&mut max, &a).unwrap();
+        fold_column_absmax(&mut max, &b).unwrap();
+        assert_eq!(max.unwrap().to_vec2::<f32>().unwrap(), vec![vec![5.0, 4.0]]);
+        assert_eq!(saturation_limit(EightBit::Int8), 127.5);
+        assert_eq!(saturation_limit(EightBit::Fp8E4M3), 464.0);
+        // Steps of 0.01 and 0.1 a column: 1.28 and -13.0 land past 127.5 steps, 12.7 and -1.0 do not.
+        let x = Tensor::new(&[[1.28f32, 12.7], [-1.0, -13.0]], &dev).unwrap();
+        let step = Tensor::new(&[[0.01f32, 0.1]], &dev).unwrap();
+        assert_eq!(count_saturated(&x, &step, 127.5).unwrap(), 2);
+        let ids = Tensor::zeros((3, 16), DType::U32, &dev).unwrap();
+        let batches = vec![(ids.clone(), ids.clone()), (ids.clone(), ids)];
+        assert_eq!((sentences(&batches), seq_len(&batches)), (6, 16));
+        assert_eq!((sentences(&[]), seq_len(&[])), (0, 0));
     }
 }

@@ -6,7 +6,9 @@
 
 use candle_core::{DType, Result, Tensor};
 
-use super::calibrate::MARGIN;
+use super::calibrate::{
+    count_saturated, fold_column_absmax, saturation_limit, sentences, seq_len, MARGIN,
+};
 use super::linear::Linear;
 use super::units::Hidden;
 use super::{Encoder, Layer};
@@ -97,14 +99,7 @@ impl Encoder {
             candle_core::bail!("the reference model has other blocks");
         }
         let mut maxima: Vec<Option<Tensor>> = vec![None; self.blocks.len()];
-        reference.each_context(calibration, |i, c| {
-            let col = c.abs()?.max_keepdim(0)?;
-            maxima[i] = Some(match maxima[i].take() {
-                Some(m) => m.maximum(&col)?,
-                None => col,
-            });
-            Ok(())
-        })?;
+        reference.each_context(calibration, |i, c| fold_column_absmax(&mut maxima[i], c))?;
         let mut steps = vec![None; self.blocks.len()];
         for (i, block) in self.blocks.iter_mut().enumerate() {
             let (Some(_), Some(absmax)) = (formats[i], &maxima[i]) else {
@@ -140,37 +135,21 @@ impl Encoder {
             );
             steps[i] = Some(step);
         }
-        // Past the largest code by more than half its step a value saturates (calibrate.rs).
-        let top_half_step = match format {
-            EightBit::Int8 => 0.5,
-            EightBit::Fp8E4M3 => 16.0,
-        };
-        let limit = f64::from(format.max_value()) + top_half_step;
+        let limit = saturation_limit(format);
         let (mut saturated, mut values) = (0u64, 0u64);
         reference.each_context(held_out, |i, c| {
             if let Some(step) = &steps[i] {
-                let scaled = c.abs()?.broadcast_div(step)?;
-                saturated += scaled
-                    .gt(limit)?
-                    .to_dtype(DType::F32)?
-                    .sum_all()?
-                    .to_scalar::<f32>()? as u64;
+                saturated += count_saturated(c, step, limit)?;
                 values += c.elem_count() as u64;
             }
             Ok(())
         })?;
-        let count = |b: &[(Tensor, Tensor)]| -> usize {
-            b.iter().map(|(ids, _)| ids.dim(0).unwrap_or(0)).sum()
-        };
         let calibration = AttentionCalibration {
             format,
             blocks: steps.iter().flatten().count(),
-            sentences: count(calibration),
-            held_out: count(held_out),
-            seq_len: calibration
-                .first()
-                .map(|(ids, _)| ids.dim(1).unwrap_or(0))
-                .unwrap_or(0),
+            sentences: sentences(calibration),
+            held_out: sentences(held_out),
+            seq_len: seq_len(calibration),
             margin: MARGIN,
             saturated,
             values,

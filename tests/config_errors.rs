@@ -377,3 +377,31 @@ fn several_worker_settings_that_cannot_work_are_named() {
     assert!(msg.contains("cuda_graphs"), "{msg}");
     assert!(msg.contains("exp.toml"), "{msg}");
 }
+
+/// A model's name with dots is quoted in every message, as TOML writes it
+/// (`models."qwen2.5-tiny".colour`), so it does not read as a path of three names: figment's
+/// unknown key and unknown value, and the model's own checks (an unknown preset).
+#[test]
+fn dotted_model_names_are_quoted_in_messages() {
+    let models = |body: &str| {
+        valid_with(&format!(
+            "[models.\"qwen2.5-tiny\"]\narchitecture = \"qwen2\"\n{body}\n[matrix]\nmodel = [\"qwen2.5-tiny\"]\nprompt_len = [8]\nnew_tokens = [2]\n"
+        ))
+        .replace("[models.tiny]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\n", "")
+    };
+    for (body, expected) in [
+        (
+            "preset = \"qwen2-tiny\"\ncolour = 1",
+            "unknown key `models.\"qwen2.5-tiny\".colour`",
+        ),
+        (
+            "preset = \"qwen2-tiny\"\nprefill_attention = \"fast\"",
+            "`models.\"qwen2.5-tiny\".prefill_attention`: unknown value \"fast\"",
+        ),
+        ("preset = \"no-such-preset\"", "models.\"qwen2.5-tiny\""),
+    ] {
+        let msg = fails(&models(body), &[], &[]);
+        assert!(msg.contains(expected), "{expected} in: {msg}");
+        assert!(!msg.contains("models.qwen2.5-tiny"), "unquoted: {msg}");
+    }
+}

@@ -31,5 +31,5 @@ pub use precision::*;
 pub use presets::Preset;
 pub use quantize::{LayerIsolation, LayerMethod, QuantizeSelection, QUANTIZE_FORMS};
 pub use schema::*;
-pub use suggest::did_you_mean;
+pub use suggest::{did_you_mean, toml_key};
 pub use validate::{assert_runnable, MAX_REPEATS};

@@ -12,7 +12,8 @@ pub fn did_you_mean<'a>(written: &str, candidates: impl Iterator<Item = &'a str>
         .unwrap_or_default()
 }
 
-/// `["matrix", "precision", "1"]` -> `matrix.precision[1]`, as a user would write it.
+/// `["matrix", "precision", "1"]` -> `matrix.precision[1]`, as a user would write it; a name
+/// TOML cannot write bare is quoted (`models."qwen2.5-0.5b".layers`, see [`toml_key`]).
 pub(super) fn key_path(parts: &[String]) -> String {
     let mut out = String::new();
     for p in parts {
@@ -22,7 +23,7 @@ pub(super) fn key_path(parts: &[String]) -> String {
             if !out.is_empty() {
                 out.push('.');
             }
-            out.push_str(p);
+            out.push_str(&key_name(p));
         }
     }
     out
@@ -30,33 +31,37 @@ pub(super) fn key_path(parts: &[String]) -> String {
 
 /// A key path as TOML writes it: bare names as they are, any other name quoted
 /// (`models."qwen2.5-0.5b".layers`), so a name with dots reads as one name.
-pub(super) fn toml_key(parts: &[&str]) -> String {
+pub fn toml_key(parts: &[&str]) -> String {
     parts
         .iter()
-        .map(|p| {
-            let bare = !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if bare {
-                return p.to_string();
-            }
-            // The toml crate's own key writer (its string writer may pick a multi-line string,
-            // which a key cannot be): `NAME = 0` with the key quoted as TOML needs.
-            let one = toml::Table::from_iter([(p.to_string(), toml::Value::Integer(0))]);
-            toml::to_string(&one)
-                .ok()
-                .and_then(|line| line.trim_end().strip_suffix(" = 0").map(str::to_string))
-                .unwrap_or_else(|| format!("{p:?}"))
-        })
+        .map(|p| key_name(p))
         .collect::<Vec<_>>()
         .join(".")
 }
 
+/// One name of a key path: bare where TOML allows it, else quoted as TOML quotes it.
+fn key_name(p: &str) -> String {
+    let bare = !p.is_empty()
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if bare {
+        return p.to_string();
+    }
+    // The toml crate's own key writer (its string writer may pick a multi-line string, which a
+    // key cannot be): `NAME = 0` with the key quoted as TOML needs.
+    let one = toml::Table::from_iter([(p.to_string(), toml::Value::Integer(0))]);
+    toml::to_string(&one)
+        .ok()
+        .and_then(|line| line.trim_end().strip_suffix(" = 0").map(str::to_string))
+        .unwrap_or_else(|| format!("{p:?}"))
+}
+
+/// `parent.field`, the field quoted where TOML needs it.
 pub(super) fn join_key(parent: &str, field: &str) -> String {
     if parent.is_empty() {
-        field.to_string()
+        key_name(field)
     } else {
-        format!("{parent}.{field}")
+        format!("{parent}.{}", key_name(field))
     }
 }
 
@@ -118,5 +123,21 @@ mod tests {
             key_path(&parts(&["protocol", "repeats"])),
             "protocol.repeats"
         );
+    }
+
+    /// figment's paths hold the model's name as one part: a dotted name is quoted, so
+    /// `models."qwen2.5-0.5b".colour` is not read as models.qwen2 / 5-0 / 5b.
+    #[test]
+    fn key_paths_quote_dotted_names() {
+        let parts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            key_path(&parts(&["models", "qwen2.5-0.5b", "layers"])),
+            r#"models."qwen2.5-0.5b".layers"#
+        );
+        assert_eq!(
+            join_key(&key_path(&parts(&["models", "qwen2.5-0.5b"])), "colour"),
+            r#"models."qwen2.5-0.5b".colour"#
+        );
+        assert_eq!(join_key("", "a.b"), r#""a.b""#);
     }
 }

@@ -57,7 +57,7 @@ impl IdContext {
             let spec = ModelSpec::resolve(name, section, exp)?;
             let identity = spec
                 .weights_identity()
-                .with_context(|| format!("models.{name}.weights"))?;
+                .with_context(|| crate::config::toml_key(&["models", name, "weights"]))?;
             weights.insert(name.clone(), identity);
         }
         let mut protocol = exp.config.protocol.clone();

@@ -30,7 +30,7 @@ pub use precision::{
 };
 pub use weights::hex;
 
-use crate::config::{HeadKind, LoadedExperiment, ModelSection, Precision, ProbeSection};
+use crate::config::{toml_key, HeadKind, LoadedExperiment, ModelSection, Precision, ProbeSection};
 use decoder::DecoderSpec;
 pub use encoder::{
     CapturedUnit, Component, Encoder, Head, Layer, LinearSite, Numerics, Pooling, Unit,
@@ -78,7 +78,11 @@ impl ModelSpec {
         let family = match section.encoder() {
             Some(_) => Family::Encoder {
                 preset: section.encoder_preset().with_context(|| {
-                    format!("models.{name}: unknown preset {:?}", section.preset)
+                    format!(
+                        "{}: unknown preset {:?}",
+                        toml_key(&["models", name]),
+                        section.preset
+                    )
                 })?,
                 weights: match weights {
                     None => WeightsSource::Random { seed },
@@ -93,12 +97,12 @@ impl ModelSpec {
                     seed,
                     section.implementation,
                 )
-                .with_context(|| format!("models.{name}"))?;
+                .with_context(|| toml_key(&["models", name]))?;
                 spec.decode_kernels = section.decode_kernels;
                 spec.prefill_attention = section.prefill_attention;
                 if let Some(layers) = section.layers {
                     spec.cut_layers(layers)
-                        .with_context(|| format!("models.{name}.layers"))?;
+                        .with_context(|| toml_key(&["models", name, "layers"]))?;
                 }
                 Family::Decoder(Box::new(spec))
             }

@@ -42,7 +42,12 @@ pub(super) fn measure(
                 on_progress("training the linear probe on fp32 features");
                 let features = store.models.load(spec, Precision::Fp32, device)?;
                 let head = probe::train_head(&features, set, settings, spec.seed, device)
-                    .with_context(|| format!("models.{}: training the probe head", cell.model))?;
+                    .with_context(|| {
+                        format!(
+                            "{}: training the probe head",
+                            crate::config::toml_key(&["models", &cell.model])
+                        )
+                    })?;
                 store.probes.insert(key.clone(), head);
             }
             Some(store.probes[&key].clone())

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use super::protocol_time::{least_protocol_s, WindowFloor};
 use super::RunOptions;
-use crate::config::{self, LoadedExperiment};
+use crate::config::{self, toml_key, LoadedExperiment};
 use crate::data::{self, PromptSet, TokenizedSet};
 use crate::error::ConfigError;
 use crate::matrix::{self, Cell};
@@ -54,7 +54,7 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
 
     for (name, spec) in &specs {
         spec.check_weights()
-            .with_context(|| format!("models.{name}.weights"))
+            .with_context(|| toml_key(&["models", name, "weights"]))
             .map_err(as_config_error)?;
     }
 
@@ -87,8 +87,9 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
             let m = spec.vocab_size();
             if largest as usize >= m {
                 return Err(ConfigError::new(format!(
-                    "{}: the tokenizer gives ids up to {largest}, but model {name}'s vocabulary has {m} (ids 0 to {}): its ids would index past the embeddings; use the tokenizer the model was trained with",
+                    "{}: the tokenizer gives ids up to {largest}, but {}'s vocabulary has {m} (ids 0 to {}): its ids would index past the embeddings; use the tokenizer the model was trained with",
                     in_tokenizer(),
+                    toml_key(&["models", name]),
                     m - 1
                 ))
                 .into());
@@ -148,7 +149,7 @@ fn decoder_prompts(
         let decoder = spec.decoder().expect("decoder cells have decoder specs");
         let (tokenizer, described) = match decoder
             .tokenizer()
-            .with_context(|| format!("models.{model}: its tokenizer"))?
+            .with_context(|| format!("{}: its tokenizer", toml_key(&["models", &model])))?
         {
             Some(t) => t,
             None => (
@@ -164,14 +165,22 @@ fn decoder_prompts(
         let listed = tokenizer.get_vocab_size(true);
         if listed > vocab {
             anyhow::bail!(
-                "models.{model}: the tokenizer {described} has {listed} tokens but the model's vocabulary has {vocab}: its ids would index past the embeddings; use the model's own tokenizer"
+                "{}: the tokenizer {described} has {listed} tokens but the model's vocabulary has {vocab}: its ids would index past the embeddings; use the model's own tokenizer",
+                toml_key(&["models", &model])
             );
         }
-        let set = data::prompts(&tokenizer, &described, dataset, prompt_len, count)
-            .with_context(|| format!("models.{model}: prompts of {prompt_len} tokens"))?;
+        let set = data::prompts(&tokenizer, &described, dataset, prompt_len, count).with_context(
+            || {
+                format!(
+                    "{}: prompts of {prompt_len} tokens",
+                    toml_key(&["models", &model])
+                )
+            },
+        )?;
         if set.max_id as usize >= vocab {
             anyhow::bail!(
-                "models.{model}: the tokenizer {described} gives id {} but the model's vocabulary has {vocab} tokens",
+                "{}: the tokenizer {described} gives id {} but the model's vocabulary has {vocab} tokens",
+                toml_key(&["models", &model]),
                 set.max_id
             );
         }

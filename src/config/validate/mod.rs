@@ -76,7 +76,8 @@ pub(super) fn validate(loaded: &LoadedExperiment, origin: &Origin<'_>) -> Result
         }
         if !is_file_name_safe(model_name) {
             bad(&["models", model_name], format!(
-                "models.{model_name:?}: model names may hold letters, digits, '-', '_' and '.' only, not starting with '.' (they name chart files)"
+                "{}: model names may hold letters, digits, '-', '_' and '.' only, not starting with '.' (they name chart files)",
+                crate::config::toml_key(&["models", model_name])
             ));
         }
     }

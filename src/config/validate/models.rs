@@ -70,7 +70,7 @@ pub(super) fn check(
                 }
                 if !c.device.attention_activation_scales.is_dynamic() {
                     bad(&["device", "attention_activation_scales"], format!(
-                        "device.attention_activation_scales = \"static\" calibrates an encoder's attention; models.{model_name} ({:?}) is a decoder: run it in an experiment without the key",
+                        "device.attention_activation_scales = \"static\" calibrates an encoder's attention; {model_key} ({:?}) is a decoder: run it in an experiment without the key",
                         m.architecture
                     ));
                 }

@@ -31,7 +31,8 @@
 //! attention merge's (attention.rs's check_wide), then 6-7 for `"gemv-bulk"` on a shorter model
 //! list (llama and qwen2 tiny, SmolLM2); `bulk-kernels`, `wide` and `decoder WAY` (6-7 on that
 //! list for one way) are its parts, to run side by side.
-//! `steps PRESET BATCH...` times the whole step's graph per way (decode_check/steps.rs).
+//! `steps PRESET BATCH...` times the whole step's graph per way (decode_check/steps.rs);
+//! `ncu-step PRESET WAY step|gemvs|none` one way's step for Nsight Compute (ncu_step.rs).
 //!
 //! `prefill` runs the flash prefill attention's checks alone (examples/decode_check/prefill.rs:
 //! the kernel against its plain twin, NaN, graph replay, the decoder with `prefill_attention =
@@ -47,6 +48,8 @@ mod bulk;
 mod gemv;
 #[path = "decode_check/kernels.rs"]
 mod kernels;
+#[path = "decode_check/ncu_step.rs"]
+mod ncu_step;
 #[path = "decode_check/prefill.rs"]
 mod prefill;
 #[path = "decode_check/profile.rs"]
@@ -460,6 +463,9 @@ fn main() -> Result<()> {
     }
     if args.first().map(String::as_str) == Some("profile") {
         return profile::profile(&dev, &args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("ncu-step") {
+        return ncu_step::ncu_step(&dev, &args[1..]);
     }
     if args.first().map(String::as_str) == Some("steps") {
         let preset = args.get(1).map_or("llama-3.2-1b", String::as_str);

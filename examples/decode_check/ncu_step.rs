@@ -1,0 +1,210 @@
+//! `decode_check ncu-step [PRESET] [WAY] [step|gemvs|none]`: one decode step of the own decoder
+//! (seeded random weights, bf16, batch 1, a 512-token prompt, the step at position ~575, the
+//! runner's cells' mean context) as its captured CUDA graph, for Nsight Compute: ncu run with
+//! `--profile-from-start off --graph-profiling node` profiles only what sits between
+//! cuProfilerStart and cuProfilerStop, so the prefill, the capture and the warm-up replays stay
+//! out of its replay count.
+//!
+//! - `step`: one replay of the step's graph is profiled (every node: its duration, its DRAM bytes).
+//! - `gemvs`: the layer's GEMVs alone, once each, eagerly: gate|up with its RMSNorm prologue and
+//!   the same GEMV without it (the prologue's cost), down + residual, Q|K|V + RMSNorm, o + residual.
+//! - `none`: nothing profiled (the timing run without ncu).
+//!
+//! Every run prints the step's ms over replays (graph, no profiler attached it is the cell's
+//! figure) and each GEMV variant's us inside a graph of 48 calls rotating over 3 copies of its
+//! weight (so its weights come from HBM, as in the step, not from the 50 MB L2).
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use candle_core::cuda_backend::cudarc::driver::sys;
+use candle_core::{DType, Device, Result, Tensor};
+use runner::config::{DecodeKernels, Precision};
+use runner::model::workload::greedy;
+use runner::ops::decode::gemv::{gemv_into_launched, Prologue};
+use runner::ops::decode::Launch;
+use runner::ops::graph::{FixedWork, GraphMode};
+
+use super::{kernels_spec, prompt};
+
+const COPIES: usize = 3;
+const CALLS: usize = 48;
+
+fn profiler(on: bool) -> Result<()> {
+    // SAFETY: plain driver calls on the current context (candle's device made it current).
+    let r = unsafe {
+        if on {
+            sys::cuProfilerStart()
+        } else {
+            sys::cuProfilerStop()
+        }
+    };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        candle_core::bail!("cuProfiler{}: {r:?}", if on { "Start" } else { "Stop" });
+    }
+    Ok(())
+}
+
+fn randn(shape: &[usize], dev: &Device) -> Result<Tensor> {
+    (Tensor::randn(0f32, 1f32, shape, dev)? * 0.05)?.to_dtype(DType::BF16)
+}
+
+pub fn ncu_step(dev: &Device, args: &[String]) -> Result<()> {
+    let preset = args.first().map_or("llama-3.2-1b", String::as_str);
+    let way_name = args.get(1).map_or("gemv-pdl", String::as_str);
+    let region = args.get(2).map_or("none", String::as_str);
+    let ways = [
+        DecodeKernels::Fused,
+        DecodeKernels::Gemv,
+        DecodeKernels::GemvPdl,
+        DecodeKernels::GemvBulk,
+    ];
+    let Some(&way) = ways.iter().find(|k| k.name() == way_name) else {
+        candle_core::bail!("ncu-step: {way_name} is not one of fused, gemv, gemv-pdl, gemv-bulk");
+    };
+    let arch = if preset.starts_with("qwen") {
+        "qwen2"
+    } else {
+        "llama"
+    };
+    let (prompt_len, steps) = (512, 64);
+    let s = kernels_spec(arch, preset, way);
+    let sh = &s.shapes;
+    let (h, i, qkv) = (
+        sh.hidden,
+        sh.intermediate,
+        (sh.heads + 2 * sh.kv_heads) * sh.head_dim,
+    );
+    let mut m = s
+        .load(Precision::Bf16, dev)
+        .map_err(candle_core::Error::wrap)?;
+    m.reserve(1, prompt_len + 2 * steps)?;
+    let logits = m.prefill(&prompt(dev, 1, prompt_len, s.shapes.vocab)?)?;
+    let first = greedy(&logits)?;
+    m.mark()?;
+    let fixed = m.fixed_step(&first, 2 * steps)?.expect("a fixed step");
+    let g = FixedWork::stateful(
+        dev,
+        GraphMode::Auto,
+        "one decode step",
+        &fixed.run,
+        &*fixed.restore,
+    );
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        (fixed.restore)()?;
+        dev.synchronize()?;
+        let t = Instant::now();
+        for _ in 0..steps {
+            g.run()?;
+        }
+        dev.synchronize()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3 / steps as f64);
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "ncu_step,{preset},bf16,batch=1,kernels={way_name},positions={prompt_len}..{},ms_per_step={:.4},min={:.4},max={:.4},execution={}",
+        prompt_len + steps,
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1],
+        g.describe().replace(',', ";")
+    );
+    if region == "step" {
+        // The profiled replay is the step at position prompt + 63 (~575).
+        (fixed.restore)()?;
+        for _ in 0..steps - 1 {
+            g.run()?;
+        }
+        dev.synchronize()?;
+        profiler(true)?;
+        g.run()?;
+        dev.synchronize()?;
+        profiler(false)?;
+        println!("ncu_step,profiled,one replay of the step's graph");
+    }
+    drop(g);
+    gemvs(dev, [h, i, qkv], region == "gemvs")
+}
+
+/// The layer's GEMVs at hidden `h`, intermediate `i`, Q|K|V width `qkv`: us per call inside a graph of CALLS calls
+/// over COPIES weight copies, and (`profile`) once each between cuProfilerStart and Stop.
+fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
+    let x = randn(&[1, h], dev)?;
+    let norm_w = randn(&[h], dev)?;
+    let act = randn(&[1, i], dev)?;
+    let weights = |rows: usize, cols: usize| -> Result<Vec<Tensor>> {
+        (0..COPIES).map(|_| randn(&[rows, cols], dev)).collect()
+    };
+    let w_gu = weights(2 * i, h)?;
+    let w_down = weights(h, i)?;
+    let w_o = weights(h, h)?;
+    let w_qkv = weights(qkv, h)?;
+    let gu_out = randn(&[1, 2 * i], dev)?;
+    let h_out = randn(&[1, h], dev)?;
+    let h_keep = h_out.copy()?;
+    let qkv_out = randn(&[1, qkv], dev)?;
+    let rms = || Prologue::RmsNorm {
+        weight: &norm_w,
+        eps: 1e-5,
+    };
+    type Variant<'a> = (&'a str, &'a Tensor, &'a Tensor, &'a [Tensor], bool, bool);
+    // (name, out, x, weights, RMSNorm prologue, residual)
+    let variants: [Variant; 5] = [
+        ("gate_up+rmsnorm", &gu_out, &x, &w_gu, true, false),
+        ("gate_up(no prologue)", &gu_out, &x, &w_gu, false, false),
+        ("down+residual", &h_out, &act, &w_down, false, true),
+        ("qkv+rmsnorm", &qkv_out, &x, &w_qkv, true, false),
+        ("o+residual", &h_out, &x, &w_o, false, true),
+    ];
+    let restore = || h_out.slice_set(&h_keep, 0, 0);
+    for (name, out, xin, ws, norm, residual) in variants {
+        let next = Cell::new(0usize);
+        let call = || -> Result<Tensor> {
+            let w = &ws[next.get() % COPIES];
+            next.set(next.get() + 1);
+            let p = if norm { rms() } else { Prologue::None };
+            gemv_into_launched(out, xin, w, p, None, residual, Launch::Stream)?;
+            Ok(out.clone())
+        };
+        let work = || {
+            let mut last = call()?;
+            for _ in 1..CALLS {
+                last = call()?;
+            }
+            Ok(last)
+        };
+        let fixed = FixedWork::stateful(dev, GraphMode::Auto, "a GEMV variant", work, &restore);
+        let mut t = Vec::new();
+        for _ in 0..15 {
+            dev.synchronize()?;
+            let s = Instant::now();
+            fixed.run()?;
+            dev.synchronize()?;
+            t.push(s.elapsed().as_secs_f64() * 1e6 / CALLS as f64);
+        }
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let bytes = ws[0].elem_count() * 2;
+        println!(
+            "ncu_gemv,{name},rows={},cols={},weight_bytes={bytes},us={:.3},GBps={:.0},execution={}",
+            ws[0].dims()[0],
+            ws[0].dims()[1],
+            t[t.len() / 2],
+            bytes as f64 / t[t.len() / 2] / 1e3,
+            fixed.describe().replace(',', ";")
+        );
+    }
+    if profile {
+        restore()?;
+        dev.synchronize()?;
+        profiler(true)?;
+        for (_, out, xin, ws, norm, residual) in variants {
+            let p = if norm { rms() } else { Prologue::None };
+            gemv_into_launched(out, xin, &ws[0], p, None, residual, Launch::Stream)?;
+        }
+        dev.synchronize()?;
+        profiler(false)?;
+        println!("ncu_gemv,profiled,each variant once in the order above");
+    }
+    Ok(())
+}

@@ -103,6 +103,7 @@ fn compile_kernels() {
     ];
     println!("cargo:rerun-if-changed=src/ops/kernels/common.cuh");
     println!("cargo:rerun-if-changed=src/ops/kernels/attention.cuh");
+    println!("cargo:rerun-if-changed=src/ops/kernels/decode_attention.cuh");
     for (name, source, flags) in KERNELS {
         let src = format!("src/ops/kernels/{source}.cu");
         println!("cargo:rerun-if-changed={src}");

@@ -30,7 +30,8 @@
 //! `"gemv-pdl"` alone; `gemv-bulk` the bulk GEMV's checks (decode_check/bulk.rs) and the wide
 //! attention merge's (attention.rs's check_wide), then 6-7 for `"gemv-bulk"` on a shorter model
 //! list (llama and qwen2 tiny, SmolLM2); `bulk-kernels`, `wide` and `decoder WAY` (6-7 on that
-//! list for one way) are its parts, to run side by side.
+//! list for one way) are its parts, to run side by side. `fold-kernels` checks gemv-fold's kernels
+//! (decode_check/fold.rs); `decoder gemv-fold` its decoder.
 //! `steps PRESET BATCH...` times the whole step's graph per way (decode_check/steps.rs);
 //! `ncu-step PRESET WAY step|gemvs|none` one way's step for Nsight Compute (ncu_step.rs).
 //!
@@ -44,6 +45,8 @@
 mod attention;
 #[path = "decode_check/bulk.rs"]
 mod bulk;
+#[path = "decode_check/fold.rs"]
+mod fold;
 #[path = "decode_check/gemv.rs"]
 mod gemv;
 #[path = "decode_check/kernels.rs"]
@@ -435,6 +438,11 @@ fn main() -> Result<()> {
         println!("bulk_kernel_checks,{}", if ok { "PASS" } else { "FAIL" });
         std::process::exit(if ok { 0 } else { 1 });
     }
+    if args.first().map(String::as_str) == Some("fold-kernels") {
+        let ok = fold::check_all(&dev)?;
+        println!("fold_kernel_checks,{}", if ok { "PASS" } else { "FAIL" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     if args.first().map(String::as_str) == Some("wide") {
         let ok = attention::check_wide(&dev)?;
         println!("wide_attention_checks,{}", if ok { "PASS" } else { "FAIL" });
@@ -448,10 +456,13 @@ fn main() -> Result<()> {
             DecodeKernels::Gemv,
             DecodeKernels::GemvPdl,
             DecodeKernels::GemvBulk,
+            DecodeKernels::GemvFold,
         ];
         let want = args.get(1).map_or("gemv-pdl", String::as_str);
         let Some(&way) = ways.iter().find(|k| k.name() == want) else {
-            candle_core::bail!("decoder {want}: not one of fused, gemv, gemv-pdl, gemv-bulk");
+            candle_core::bail!(
+                "decoder {want}: not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold"
+            );
         };
         let ok = decoder_checks_quick(&dev, way)?;
         println!("decoder_checks,{want},{}", if ok { "PASS" } else { "FAIL" });

@@ -204,6 +204,21 @@ fn decode_kernels_fused_is_refused_where_it_cannot_run() {
         err.contains("decode_kernels = \"gemv-bulk\": the decode GEMV serves batches of 1..=8"),
         "{err}"
     );
+    // gemv-fold (5 launches a layer): the same kernels' limits, named as such.
+    refused(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"gemv-fold\"\n",
+        &["models.x.decode_kernels = \"gemv-fold\"", "CUDA kernels"],
+    );
+    let fx = experiment(
+        "[models.x]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\ndecode_kernels = \"gemv-fold\"\n",
+        "precision = [\"fp32\"]\nbatch_size = [1, 9]\nprompt_len = [8]\nnew_tokens = [2]",
+    );
+    let out = fx.runner().arg("plan").arg(&fx.file).assert().code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("decode_kernels = \"gemv-fold\": the decode GEMV serves batches of 1..=8"),
+        "{err}"
+    );
 }
 
 #[test]

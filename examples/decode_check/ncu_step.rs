@@ -58,9 +58,12 @@ pub fn ncu_step(dev: &Device, args: &[String]) -> Result<()> {
         DecodeKernels::Gemv,
         DecodeKernels::GemvPdl,
         DecodeKernels::GemvBulk,
+        DecodeKernels::GemvFold,
     ];
     let Some(&way) = ways.iter().find(|k| k.name() == way_name) else {
-        candle_core::bail!("ncu-step: {way_name} is not one of fused, gemv, gemv-pdl, gemv-bulk");
+        candle_core::bail!(
+            "ncu-step: {way_name} is not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold"
+        );
     };
     let arch = if preset.starts_with("qwen") {
         "qwen2"

@@ -1,5 +1,5 @@
 //! `decode_check steps [PRESET] [BATCH...]`: one whole decode step of the own decoder as its
-//! captured CUDA graph, per `decode_kernels` way (fused, gemv-pdl, gemv-bulk), on the same seeded
+//! captured CUDA graph, per `decode_kernels` way (fused, gemv-pdl, gemv-fold), on the same seeded
 //! random weights and prompt: ms per step over 128 steps after a 512-token prompt (the runner's
 //! cells' context), samples alternated between the ways so drift hits all alike; the graph's node
 //! count; and the first replayed step's logits against the fused way's (each way's arithmetic
@@ -19,7 +19,7 @@ use super::{kernels_spec, prompt, rel_diff};
 const WAYS: [DecodeKernels; 3] = [
     DecodeKernels::Fused,
     DecodeKernels::GemvPdl,
-    DecodeKernels::GemvBulk,
+    DecodeKernels::GemvFold,
 ];
 
 pub fn steps(dev: &Device, arch: &str, preset: &str, batch: usize) -> Result<()> {

@@ -75,7 +75,9 @@ pub struct ModelSection {
     /// layer, batch 1..8) or `gemv-pdl` (`gemv` with Programmatic Dependent Launch: each of
     /// the step's own kernels may start during its predecessor's tail, the GEMVs prefetching their
     /// weights before they wait) or `gemv-bulk` (`gemv-pdl` with the GEMVs' weights streamed by
-    /// TMA bulk copies into a ring of stages in shared memory). Prefill stays plain. The cell id and every record say
+    /// TMA bulk copies into a ring of stages in shared memory) or `gemv-fold` (`gemv-pdl` in 5
+    /// launches a layer: rotary + KV write folded into the attention, SwiGLU into the gate|up
+    /// GEMV, the RMSNorm GEMVs without a block prologue). Prefill stays plain. The cell id and every record say
     /// which ran (`implementation.decode_kernels`). CUDA only: a CPU cell with `fused` is an
     /// error, not a fallback.
     #[serde(default, skip_serializing_if = "DecodeKernels::is_plain")]
@@ -108,6 +110,10 @@ pub enum DecodeKernels {
     /// `gemv-pdl` with the GEMVs' weights streamed by TMA bulk copies (cp.async.bulk).
     #[serde(rename = "gemv-bulk")]
     GemvBulk,
+    /// `gemv-pdl` with 5 launches a layer: rope_kv_write folded into the attention, SwiGLU into
+    /// the gate|up GEMV's epilogue, the RMSNorm GEMVs without their block prologue.
+    #[serde(rename = "gemv-fold")]
+    GemvFold,
 }
 
 impl DecodeKernels {
@@ -125,18 +131,23 @@ impl DecodeKernels {
             Self::Gemv => "gemv",
             Self::GemvPdl => "gemv-pdl",
             Self::GemvBulk => "gemv-bulk",
+            Self::GemvFold => "gemv-fold",
         }
     }
 
-    /// `gemv`, `gemv-pdl` or `gemv-bulk`: the decode GEMV's step (batches 1..=8, preallocated
-    /// activations).
+    /// `gemv`, `gemv-pdl`, `gemv-bulk` or `gemv-fold`: the decode GEMV's step (batches 1..=8,
+    /// preallocated activations).
     pub fn is_gemv(self) -> bool {
-        matches!(self, Self::Gemv | Self::GemvPdl | Self::GemvBulk)
+        matches!(
+            self,
+            Self::Gemv | Self::GemvPdl | Self::GemvBulk | Self::GemvFold
+        )
     }
 
-    /// `gemv-pdl` or `gemv-bulk`: the step's kernels launched with Programmatic Dependent Launch.
+    /// `gemv-pdl`, `gemv-bulk` or `gemv-fold`: the step's kernels launched with Programmatic
+    /// Dependent Launch.
     pub fn is_programmatic(self) -> bool {
-        matches!(self, Self::GemvPdl | Self::GemvBulk)
+        matches!(self, Self::GemvPdl | Self::GemvBulk | Self::GemvFold)
     }
 }
 

@@ -95,7 +95,15 @@ pub fn gemv_into_launched(
     residual: bool,
     launch: Launch,
 ) -> Result<()> {
-    gemv_into_way(out, x, weight, prologue, bias, residual, (launch, false))
+    gemv_into_way(
+        out,
+        x,
+        weight,
+        prologue,
+        bias,
+        residual,
+        (launch, Way::Loads),
+    )
 }
 
 /// [`gemv_into_launched`] with the weights streamed by TMA bulk copies into a ring of stages in
@@ -110,11 +118,47 @@ pub fn gemv_bulk_into(
     residual: bool,
     launch: Launch,
 ) -> Result<()> {
-    gemv_into_way(out, x, weight, prologue, bias, residual, (launch, true))
+    gemv_into_way(
+        out,
+        x,
+        weight,
+        prologue,
+        bias,
+        residual,
+        (launch, Way::Bulk),
+    )
 }
 
-/// `(launch, bulk)`: how the kernel is put on the stream, and whether it streams its weights by
-/// bulk copies.
+/// `decode_kernels = "gemv-fold"`'s GEMV (gemv.cu's gemv_fold): `prologue` must be the RMSNorm,
+/// applied as 1/rms times the finished dot products, the sum of squares taken by each warp from
+/// the input chunks it loads anyway (no block prologue); with `swiglu_out` the weight is
+/// [gate | up] (2 out, in) and `out` (batch, out) gets silu(gate) * up, gate and up rounded to
+/// the dtype first (the swiglu_rows launch folded in; no bias then). Never a residual.
+pub fn gemv_fold_into(
+    out: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    prologue: Prologue,
+    bias: Option<&Tensor>,
+    swiglu_out: bool,
+    launch: Launch,
+) -> Result<()> {
+    let way = Way::Fold { swiglu_out };
+    gemv_into_way(out, x, weight, prologue, bias, false, (launch, way))
+}
+
+/// How the decode GEMV streams its weights and what it folds in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// gemv.cu's gemv: each lane's 16-byte loads.
+    Loads,
+    /// gemv_bulk: TMA bulk copies into a shared-memory ring.
+    Bulk,
+    /// gemv_fold: the loads, the RMSNorm applied at the end, SwiGLU in the epilogue.
+    Fold { swiglu_out: bool },
+}
+
+/// `(launch, way)`: how the kernel is put on the stream, and which GEMV kernel runs.
 fn gemv_into_way(
     out: &Tensor,
     x: &Tensor,
@@ -122,7 +166,7 @@ fn gemv_into_way(
     prologue: Prologue,
     bias: Option<&Tensor>,
     residual: bool,
-    (launch, bulk): (Launch, bool),
+    (launch, way): (Launch, Way),
 ) -> Result<()> {
     if !(cfg!(feature = "cuda") && x.device().is_cuda()) {
         candle_core::bail!(
@@ -136,13 +180,13 @@ fn gemv_into_way(
             bias,
             residual,
             launch,
-            bulk,
+            way,
         };
         out.inplace_op3(&x.contiguous()?, &weight.contiguous()?, &op)
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (out, weight, prologue, bias, residual, launch, bulk);
+        let _ = (out, weight, prologue, bias, residual, launch, way);
         unreachable!("refused above")
     }
 }

@@ -9,7 +9,7 @@ use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CpuStorage, CudaStorage, DType, Layout, Result, Storage, WithDType};
 
 use super::attention::sm_count;
-use super::gemv::{bulk_ring, Prologue, MAX_BATCH, WARPS};
+use super::gemv::{bulk_ring, Prologue, Way, MAX_BATCH, WARPS};
 use super::launch::{launch, Param};
 use super::Launch;
 use crate::ops::fused::cuda::{contiguous, no_cpu};
@@ -34,9 +34,9 @@ pub struct Gemv<'a> {
     pub bias: Option<&'a candle_core::Tensor>,
     pub residual: bool,
     pub launch: Launch,
-    /// The weights streamed by TMA bulk copies into a shared-memory ring (gemv.cu's gemv_bulk,
-    /// `decode_kernels = "gemv-bulk"`) instead of each lane's 16-byte loads.
-    pub bulk: bool,
+    /// The kernel: the loads' gemv, gemv_bulk (the weights streamed by TMA bulk copies into a
+    /// shared-memory ring, `decode_kernels = "gemv-bulk"`) or gemv_fold (`"gemv-fold"`).
+    pub way: Way,
 }
 
 fn on_gpu(st: &Storage) -> Result<&CudaStorage> {
@@ -94,7 +94,22 @@ impl Gemv<'_> {
         (suffix, ptx): (&str, &'static str),
     ) -> Result<()> {
         let kernel = "gemv";
-        let (n, k) = wl.shape().dims2()?;
+        let (rows, k) = wl.shape().dims2()?;
+        // gemv_fold with SwiGLU out: [gate | up] rows in, one output a gate row.
+        let swiglu_out = self.way == (Way::Fold { swiglu_out: true });
+        let n = if swiglu_out { rows / 2 } else { rows };
+        if let Way::Fold { .. } = self.way {
+            if !matches!(self.prologue, Prologue::RmsNorm { .. })
+                || self.residual
+                || (swiglu_out && (self.bias.is_some() || rows % 2 != 0))
+            {
+                candle_core::bail!(
+                    "gemv-fold: the RMSNorm GEMVs only (no residual; with SwiGLU out an even [gate | up] weight and no bias), not prologue {} weight {:?}",
+                    self.prologue.name(),
+                    wl.shape()
+                );
+            }
+        }
         let (batch, width) = xl.shape().dims2()?;
         let want_width = match self.prologue {
             Prologue::SwiGlu => 2 * k,
@@ -168,15 +183,20 @@ impl Gemv<'_> {
         let mut ov = out.as_cuda_slice_mut::<T>()?.slice_mut(or);
         // Kernels for batch bounds 1, 2, 4 and 8; the batch itself is an argument.
         let bound = batch.next_power_of_two();
-        let way = if self.bulk { "gemv_bulk" } else { kernel };
-        let name = format!("{way}_{}_b{bound}_{suffix}", self.prologue.name());
-        if self.bulk && matches!(self.prologue, Prologue::SwiGlu) {
+        let name = match self.way {
+            Way::Loads => format!("gemv_{}_b{bound}_{suffix}", self.prologue.name()),
+            Way::Bulk => format!("gemv_bulk_{}_b{bound}_{suffix}", self.prologue.name()),
+            Way::Fold { swiglu_out: false } => format!("gemv_fold_rms_b{bound}_{suffix}"),
+            Way::Fold { swiglu_out: true } => format!("gemv_fold_rms_swiglu_b{bound}_{suffix}"),
+        };
+        let bulk = self.way == Way::Bulk;
+        if bulk && matches!(self.prologue, Prologue::SwiGlu) {
             candle_core::bail!(
                 "gemv-bulk has no SwiGLU prologue (the decoder runs swiglu_rows, then the GEMV)"
             );
         }
         let func = dev.get_or_load_custom_func(&name, &format!("runner_gemv_{suffix}"), ptx)?;
-        let (cfg, ring) = if self.bulk {
+        let (cfg, ring) = if bulk {
             let (stage_rows, stages, ring) = bulk_ring(k * std::mem::size_of::<T>())?;
             func.set_attribute(
                 CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -201,8 +221,14 @@ impl Gemv<'_> {
             };
             (cfg, Some((stage_rows as u32, stages as u32)))
         } else {
+            // Output rows a warp (gemv_fold with SwiGLU out: half its weight rows, at least 1).
+            let per_warp = if swiglu_out {
+                (rows_a_warp(bound) / 2).max(1)
+            } else {
+                rows_a_warp(bound)
+            };
             let blocks = n
-                .div_ceil(WARPS * rows_a_warp(bound))
+                .div_ceil(WARPS * per_warp)
                 .min(BLOCKS_PER_SM * sm_count(&dev)?)
                 .max(1);
             let cfg = LaunchConfig {

@@ -103,20 +103,7 @@ impl Attention {
         into: Option<(&Tensor, Launch)>,
         wide: bool,
     ) -> Result<(Tensor, Tensor)> {
-        let (cos, sin) = rotary.tables();
-        let qk_norm = match (&self.q_norm, &self.k_norm) {
-            (Some(q), Some(k)) => Some((q.weight(), k.weight(), q.eps())),
-            _ => None,
-        };
-        let rope = RopeArgs {
-            cos,
-            sin,
-            bias,
-            qk_norm,
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
-        };
+        let rope = self.rope_args(bias, rotary);
         let (keys, values) = cache.all();
         let at = CacheAt {
             keys,
@@ -137,6 +124,45 @@ impl Attention {
             decode::decode_attention_launched(&q, &at, launch)?
         };
         Ok((context, q))
+    }
+
+    /// rope_kv_write and the attention in one launch (`decode_kernels = "gemv-fold"`,
+    /// decode::decode_attention_rope) from the Q|K|V GEMV's `qkv`: the context.
+    pub(super) fn attend_folded(
+        &self,
+        qkv: &Tensor,
+        bias: Option<&Tensor>,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        position: &Tensor,
+        launch: Launch,
+    ) -> Result<Tensor> {
+        let rope = self.rope_args(bias, rotary);
+        let (keys, values) = cache.all();
+        let at = CacheAt {
+            keys,
+            values,
+            position,
+            scratch: cache.attention_scratch(),
+        };
+        decode::decode_attention_rope(qkv, &rope, &at, launch)
+    }
+
+    fn rope_args<'a>(&'a self, bias: Option<&'a Tensor>, rotary: &'a Rotary) -> RopeArgs<'a> {
+        let (cos, sin) = rotary.tables();
+        let qk_norm = match (&self.q_norm, &self.k_norm) {
+            (Some(q), Some(k)) => Some((q.weight(), k.weight(), q.eps())),
+            _ => None,
+        };
+        RopeArgs {
+            cos,
+            sin,
+            bias,
+            qk_norm,
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+        }
     }
 }
 
@@ -275,6 +301,13 @@ mod tests {
             Err(e) => format!("{e:#}"),
         };
         assert!(err.contains("decode_kernels = \"gemv-bulk\""), "{err}");
+        assert!(err.contains("CUDA kernels"), "{err}");
+        s.decode_kernels = DecodeKernels::GemvFold;
+        let err = match s.load(Precision::Fp32, &Device::Cpu) {
+            Ok(_) => panic!("a gemv-fold decoder loaded on the CPU"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("decode_kernels = \"gemv-fold\""), "{err}");
         assert!(err.contains("CUDA kernels"), "{err}");
         // And a GGML precision is refused before any load, with the reason.
         let why = s

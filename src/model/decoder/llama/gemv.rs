@@ -21,7 +21,7 @@ use crate::config::DecodeKernels;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::rope::Rotary;
 use crate::ops::decode::gemv::{
-    gemv_bulk_into, gemv_into_launched, swiglu_into_launched, Prologue, MAX_BATCH,
+    gemv_bulk_into, gemv_fold_into, gemv_into_launched, swiglu_into_launched, Prologue, MAX_BATCH,
 };
 use crate::ops::decode::{self, Launch};
 
@@ -74,12 +74,17 @@ pub fn describe(kernels: DecodeKernels) -> String {
     } else {
         ""
     };
+    let fold = if kernels == DecodeKernels::GemvFold {
+        "gemv-fold: gemv-pdl in 5 launches a layer: rope_kv_write folded into the attention (decode.cu's decode_attention_rope: Q and the position's K rotated from the Q|K|V row, K and V written into the cache, the first round of cache loads issued before griddepcontrol.wait), SwiGLU into the gate|up GEMV's epilogue (gemv.cu's gemv_fold: gate and up rows in one warp, the act row written; no swiglu_rows), the Q|K|V and gate|up GEMVs' RMSNorm applied to the finished dot products, its sum of squares taken by each warp from the input it loads (no block prologue); "
+    } else {
+        ""
+    };
     let launches = if kernels.is_programmatic() {
         "gemv-pdl: the gemv step with Programmatic Dependent Launch (cuLaunchKernelEx, programmatic stream serialization; captured as programmatic graph edges) for every kernel of the step but its first (layer 0's Q|K|V GEMV, after the embedding copy), Q written into a buffer of the step so no allocation node sits between two launches, the GEMVs prefetching their first weight rows into L2 before griddepcontrol.wait"
     } else {
         "gemv"
     };
-    format!("{bulk}{launches} (src/ops/kernels/gemv.cu + decode.cu): a layer's decode step is the runner's GEMV of Q|K|V with the input RMSNorm in its prologue, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMV adding into the residual stream in place, the gate|up GEMV with the post-attention RMSNorm in its prologue, SwiGLU, the down GEMV adding into the residual stream; activations preallocated with the cache; final norm and lm_head candle's; prefill plain")
+    format!("{bulk}{fold}{launches} (src/ops/kernels/gemv.cu + decode.cu): a layer's decode step is the runner's GEMV of Q|K|V with the input RMSNorm in its prologue, rope_kv_write (rotary + KV write at the device-held position), split-K decode attention, the output GEMV adding into the residual stream in place, the gate|up GEMV with the post-attention RMSNorm in its prologue, SwiGLU, the down GEMV adding into the residual stream; activations preallocated with the cache; final norm and lm_head candle's; prefill plain")
 }
 
 impl Block {
@@ -119,6 +124,16 @@ impl Block {
             self.attention.heads / self.attention.kv_heads.max(1),
         )
         .is_some();
+        if kernels == DecodeKernels::GemvFold {
+            if !one_launch {
+                candle_core::bail!(
+                    "decode_kernels = \"gemv-fold\" folds rotary + KV write into the one-launch attention, which has no variant for head_dim {} with {} query heads a KV head: use decode_kernels = \"gemv-pdl\"",
+                    self.attention.head_dim,
+                    self.attention.heads / self.attention.kv_heads.max(1)
+                );
+            }
+            return self.decode_folded(bufs, rotary, cache, at, first);
+        }
         let after_attention = if one_launch {
             after_kernel
         } else {
@@ -177,5 +192,59 @@ impl Block {
             after_kernel,
         )?;
         Ok(q)
+    }
+
+    /// `decode_kernels = "gemv-fold"`'s layer: 5 launches, every one programmatic but the step's
+    /// first: Q|K|V GEMV (RMSNorm at the end) -> attention with rotary + KV write -> o GEMV +
+    /// residual -> gate|up GEMV with SwiGLU out (RMSNorm at the end) -> down GEMV + residual.
+    fn decode_folded(
+        &self,
+        bufs: &StepBuffers,
+        rotary: &Rotary,
+        cache: &StaticKvCache,
+        at: &DecodeAt,
+        first: bool,
+    ) -> Result<Option<Tensor>> {
+        let (Some((qkv_w, qkv_b)), Some(gate_up_w)) = (&self.attention.qkv, &self.mlp.gate_up)
+        else {
+            candle_core::bail!("a gemv-fold decode step on weights loaded for the plain kernels");
+        };
+        let after = Launch::Programmatic;
+        let qkv_launch = if first { Launch::Stream } else { after };
+        let input_norm = norm(&self.input_norm);
+        gemv_fold_into(
+            &bufs.qkv, &bufs.h, qkv_w, input_norm, None, false, qkv_launch,
+        )?;
+        let context = self.attention.attend_folded(
+            &bufs.qkv,
+            qkv_b.as_ref(),
+            rotary,
+            cache,
+            at.position,
+            after,
+        )?;
+        let (o_w, o_b) = float_parts(&self.attention.o)?;
+        gemv_into_launched(
+            &bufs.h,
+            &context,
+            &o_w,
+            Prologue::None,
+            o_b.as_ref(),
+            true,
+            after,
+        )?;
+        let post_norm = norm(&self.post_attention_norm);
+        gemv_fold_into(&bufs.act, &bufs.h, gate_up_w, post_norm, None, true, after)?;
+        let (down_w, down_b) = float_parts(&self.mlp.down)?;
+        gemv_into_launched(
+            &bufs.h,
+            &bufs.act,
+            &down_w,
+            Prologue::None,
+            down_b.as_ref(),
+            true,
+            after,
+        )?;
+        Ok(None)
     }
 }

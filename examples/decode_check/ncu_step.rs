@@ -17,7 +17,6 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use candle_core::cuda_backend::cudarc::driver::sys;
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{DecodeKernels, Precision};
 use runner::model::workload::greedy;
@@ -30,7 +29,10 @@ use super::{kernels_spec, prompt};
 const COPIES: usize = 3;
 const CALLS: usize = 48;
 
+/// cuProfilerStart (`on`) or cuProfilerStop: what ncu --profile-from-start off profiles.
+#[cfg(feature = "cuda")]
 fn profiler(on: bool) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::sys;
     // SAFETY: plain driver calls on the current context (candle's device made it current).
     let r = unsafe {
         if on {
@@ -43,6 +45,11 @@ fn profiler(on: bool) -> Result<()> {
         candle_core::bail!("cuProfiler{}: {r:?}", if on { "Start" } else { "Stop" });
     }
     Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn profiler(_on: bool) -> Result<()> {
+    candle_core::bail!("ncu-step: a CUDA build (--features cuda) starts and stops the profiler")
 }
 
 fn randn(shape: &[usize], dev: &Device) -> Result<Tensor> {

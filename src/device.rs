@@ -56,6 +56,12 @@ pub fn select(section: &DeviceSection) -> Result<SelectedDevice> {
     }
 }
 
+/// Whether `device.backend = "auto"` will run on GPU `ordinal`: a CUDA build whose GPU opens
+/// (the device is opened and dropped: the run opens it again).
+pub fn cuda_usable(ordinal: usize) -> bool {
+    cfg!(feature = "cuda") && cuda(ordinal).is_ok()
+}
+
 /// Memory a model could still take on `device`, in bytes, and what that figure is ("the GPU has
 /// ... free", "... of RAM available"); `None` where the system does not say.
 pub fn free_memory(device: &Device) -> Option<(u64, &'static str)> {

@@ -25,7 +25,7 @@ fn every_corpus_input_loads_or_is_refused_without_panicking() {
         if let Ok(e) = &loaded {
             runner::config::assert_runnable(e);
         }
-        match loaded.map(|e| (runner::matrix::expand(&e), e)) {
+        match loaded.map(|e| (runner::matrix::expand(&e, runner::matrix::Target::Cpu), e)) {
             Ok((Ok(plan), e)) => {
                 assert!(!plan.cells.is_empty());
                 let cells: Vec<_> = plan.cells.iter().collect();

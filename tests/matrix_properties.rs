@@ -73,7 +73,9 @@ fn experiment(axes: &Axes, key_order: &[usize], extra: &str) -> String {
 fn plan(text: &str) -> Vec<Cell> {
     let file = Path::new("props.toml");
     let exp = runner::config::load_text(file, text, &[]).expect("a valid experiment");
-    matrix::expand(&exp).expect("a valid matrix").cells
+    matrix::expand(&exp, matrix::Target::Cpu)
+        .expect("a valid matrix")
+        .cells
 }
 
 /// Each cell's id by what it is.

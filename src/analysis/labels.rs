@@ -123,6 +123,7 @@ mod tests {
             scope: Scope::Model,
             quantize: QuantizeSelection::parse(quantize).unwrap(),
             layer_method: LayerMethod::Isolated,
+            prefill_attention: crate::config::PrefillAttention::Plain,
         }
     }
 

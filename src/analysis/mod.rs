@@ -431,6 +431,7 @@ pub(crate) mod tests {
                 scope: Scope::Model,
                 quantize: Default::default(),
                 layer_method: Default::default(),
+                prefill_attention: crate::config::PrefillAttention::Plain,
             },
             status: CellStatus::Ok,
             reason: None,

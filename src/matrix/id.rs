@@ -35,10 +35,12 @@ pub(super) struct IdContext {
     dataset: Value,
     weights: BTreeMap<String, String>,
     device: crate::config::DeviceSection,
+    /// Where the cells run: `prefill_attention = "auto"` resolves by it.
+    pub(super) target: super::Target,
 }
 
 impl IdContext {
-    pub(super) fn new(exp: &LoadedExperiment) -> anyhow::Result<Self> {
+    pub(super) fn new(exp: &LoadedExperiment, target: super::Target) -> anyhow::Result<Self> {
         let d = &exp.config.dataset;
         // Read as they will be used: regular files within their limits.
         let digest = |path: &std::path::Path, max: u64, what: &str| -> anyhow::Result<String> {
@@ -71,6 +73,7 @@ impl IdContext {
             dataset,
             weights,
             device: exp.config.device.clone(),
+            target,
         })
     }
 }
@@ -170,8 +173,10 @@ pub(super) fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow:
             if d.implementation == crate::config::Implementation::Own {
                 identity["decoder"]["implementation"] = json!("own");
             }
-            if !d.prefill_attention.is_plain() {
-                identity["decoder"]["prefill_attention"] = json!(d.prefill_attention.name());
+            // The prefill attention the cell runs (`auto` resolved): only flash adds a key, so
+            // the ids of plain cells, whether written plain or resolved so, stay what they were.
+            if !cell.prefill_attention.is_plain() {
+                identity["decoder"]["prefill_attention"] = json!(cell.prefill_attention.name());
             }
             if !d.decode_kernels.is_plain() {
                 identity["decoder"]["decode_kernels"] = json!(d.decode_kernels.name());

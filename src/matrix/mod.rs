@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::{
-    LayerMethod, LoadedExperiment, MatrixEntry, Precision, QuantizeSelection, Scope, AXES,
+    toml_key, LayerMethod, LoadedExperiment, MatrixEntry, Precision, PrefillAttention,
+    QuantizeSelection, Scope, AXES,
 };
 use crate::error::ConfigError;
 use crate::model::workload::WorkloadKind;
@@ -59,6 +60,27 @@ pub struct Cell {
     /// How a `layers` cell attributes energy to layers; always `isolated` for `model` cells.
     #[serde(default, skip_serializing_if = "LayerMethod::is_isolated")]
     pub layer_method: LayerMethod,
+    /// The runner's own decoder: the prefill's attention this cell runs, `models.NAME.
+    /// prefill_attention` resolved for its precision and device (`auto` never stays). Written
+    /// only when `flash`, so records from before the key read as the plain prefill they ran.
+    #[serde(
+        default = "plain_prefill",
+        skip_serializing_if = "PrefillAttention::is_plain"
+    )]
+    pub prefill_attention: PrefillAttention,
+}
+
+/// A record without `prefill_attention` ran the plain prefill (the key's default before `auto`).
+fn plain_prefill() -> PrefillAttention {
+    PrefillAttention::Plain
+}
+
+/// Where a plan's cells will run, as far as what they measure depends on it:
+/// `prefill_attention = "auto"` is flash on CUDA only, so the ids differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Cpu,
+    Cuda,
 }
 
 /// One axis of a cell and its value, as reports show it.
@@ -192,8 +214,8 @@ fn entry_pairs(e: &MatrixEntry) -> Combo {
         .collect()
 }
 
-/// Expands the experiment's matrix into cells.
-pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
+/// Expands the experiment's matrix into the cells that run on `target`.
+pub fn expand(exp: &LoadedExperiment, target: Target) -> Result<Plan, ConfigError> {
     let m = &exp.config.matrix;
     let file = exp.file.display();
     let matrix_value = serde_json::to_value(m).expect("the matrix serializes");
@@ -342,7 +364,8 @@ pub fn expand(exp: &LoadedExperiment) -> Result<Plan, ConfigError> {
     .into_iter()
     .collect();
     let specs = model_specs(exp)?;
-    let context = IdContext::new(exp).map_err(|e| ConfigError::new(format!("{file}: {e:#}")))?;
+    let context =
+        IdContext::new(exp, target).map_err(|e| ConfigError::new(format!("{file}: {e:#}")))?;
 
     let mut cells: Vec<Cell> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -544,6 +567,14 @@ fn to_cell(
             )
         }
     };
+    // Resolved here, before anything is measured, as the model resolves it when it loads.
+    let prefill_attention = match spec.decoder() {
+        Some(d) => d
+            .prefill_attention_for(precision, ctx.target == Target::Cuda)
+            .map_err(|why| format!("{}.{why}", toml_key(&["models", &model])))?
+            .map_or(PrefillAttention::Plain, |r| r.attention),
+        None => PrefillAttention::Plain,
+    };
     let mut cell = Cell {
         id: String::new(),
         model,
@@ -555,6 +586,7 @@ fn to_cell(
         scope,
         quantize,
         layer_method,
+        prefill_attention,
     };
     cell.id = cell_id(&cell, spec, ctx).map_err(|e| format!("{e:#}"))?;
     Ok(cell)

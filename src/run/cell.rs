@@ -235,6 +235,7 @@ mod tests {
             scope: Scope::Model,
             quantize: Default::default(),
             layer_method: Default::default(),
+            prefill_attention: crate::config::PrefillAttention::Plain,
         }
     }
 

@@ -436,6 +436,7 @@ mod tests {
             scope: Scope::Model,
             quantize: QuantizeSelection::All,
             layer_method: LayerMethod::Isolated,
+            prefill_attention: crate::config::PrefillAttention::Plain,
         };
         let p = ProtocolSection {
             repeats: 6,

@@ -514,6 +514,7 @@ mod tests {
             scope: Scope::Model,
             quantize: QuantizeSelection::All,
             layer_method: LayerMethod::Isolated,
+            prefill_attention: crate::config::PrefillAttention::Plain,
         }
     }
 

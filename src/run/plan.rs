@@ -12,7 +12,7 @@ use super::RunOptions;
 use crate::config::{self, toml_key, LoadedExperiment};
 use crate::data::{self, PromptSet, TokenizedSet};
 use crate::error::ConfigError;
-use crate::matrix::{self, Cell};
+use crate::matrix::{self, Cell, Target};
 use crate::model::ModelSpec;
 use crate::report::TemplateSource;
 use crate::sensor::energy::{MIN_COUNTER_TICKS, NOMINAL_COUNTER_UPDATE_S};
@@ -31,13 +31,17 @@ pub struct Prepared {
     /// Text for the perplexity of decoders with real weights, per model.
     pub(super) perplexity_text: BTreeMap<String, PromptSet>,
     pub templates: TemplateSource,
+    /// Where the plan's cells run (`prefill_attention = "auto"` resolved by it); the device the
+    /// run opens must be this one.
+    pub target: Target,
 }
 
 /// Loads and checks every input: config, matrix, templates, dataset and tokenizer. Any problem here
 /// is the user's input (exit 2), and nothing has been measured yet.
 pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
     let exp = config::load(&opts.file, &opts.overrides)?;
-    let expanded = matrix::expand(&exp)?;
+    let target = target_of(&exp.config.device);
+    let expanded = matrix::expand(&exp, target)?;
     let (plan, merged_duplicates) = (expanded.cells, expanded.merged_duplicates);
     let templates = TemplateSource::resolve(opts.templates.as_deref())?;
     templates.check()?;
@@ -111,7 +115,85 @@ pub fn prepare(opts: &RunOptions) -> Result<Prepared> {
         prompts,
         perplexity_text,
         templates,
+        target,
     })
+}
+
+/// For each own decoder left at `prefill_attention = "auto"`: what it resolved to in the plan's
+/// cells, and for which device, so a plan says what will run before anything does.
+fn prefill_lines(prepared: &Prepared) -> Vec<String> {
+    let device = match prepared.target {
+        Target::Cpu => "the CPU",
+        Target::Cuda => "CUDA",
+    };
+    let mut lines = Vec::new();
+    for (name, spec) in &prepared.specs {
+        let auto = spec.decoder().is_some_and(|d| {
+            d.implementation == config::Implementation::Own && d.prefill_attention.is_auto()
+        });
+        let cells: Vec<&Cell> = prepared.plan.iter().filter(|c| &c.model == name).collect();
+        if !auto || cells.is_empty() {
+            continue;
+        }
+        let at = |flash: bool| {
+            let mut p: Vec<&str> = Vec::new();
+            for c in cells
+                .iter()
+                .filter(|c| c.prefill_attention.is_plain() != flash)
+            {
+                if !p.contains(&c.precision.name()) {
+                    p.push(c.precision.name());
+                }
+            }
+            p.join(", ")
+        };
+        let (flash, plain) = (at(true), at(false));
+        let mut said = Vec::new();
+        if !flash.is_empty() {
+            said.push(format!("flash at {flash}"));
+        }
+        if !plain.is_empty() {
+            said.push(format!("plain at {plain}"));
+        }
+        lines.push(format!(
+            "{}.prefill_attention = \"auto\" on {device}: {}",
+            toml_key(&["models", name]),
+            said.join(", ")
+        ));
+    }
+    lines
+}
+
+/// Where the cells will run: `device.backend` as written, `auto` as [`crate::device::select`]
+/// will resolve it (a CUDA build with a usable GPU), so that what a cell measures is settled in
+/// the plan, before anything is measured.
+fn target_of(device: &config::DeviceSection) -> Target {
+    match device.backend {
+        config::Backend::Cpu => Target::Cpu,
+        config::Backend::Cuda => Target::Cuda,
+        config::Backend::Auto if crate::device::cuda_usable(device.gpu) => Target::Cuda,
+        config::Backend::Auto => Target::Cpu,
+    }
+}
+
+/// Refuses a device other than the one the plan resolved its cells for (a GPU that answered
+/// when the plan was made and not when the run opened it): the cells' ids and prefill attention
+/// would say what did not run.
+pub(super) fn check_target(prepared: &Prepared, backend: &str) -> Result<()> {
+    let planned = match prepared.target {
+        Target::Cpu => "cpu",
+        Target::Cuda => "cuda",
+    };
+    let written = match prepared.exp.config.device.backend {
+        config::Backend::Auto => "auto",
+        config::Backend::Cuda => "cuda",
+        config::Backend::Cpu => "cpu",
+    };
+    anyhow::ensure!(
+        planned == backend,
+        "the plan resolved its cells for {planned} (device.backend = \"{written}\"), but the run opened {backend}: run again, or set device.backend to the one you mean"
+    );
+    Ok(())
 }
 
 /// Tokens of text each decoder with real weights is scored on for perplexity: this many
@@ -396,6 +478,9 @@ pub fn plan(file: &Path, overrides: &[String]) -> Result<()> {
             "({} duplicate combination(s) merged)",
             plan.merged_duplicates
         );
+    }
+    for line in prefill_lines(&prepared) {
+        say!("({line})");
     }
     // Before the count, which stays the last line (scripts read it).
     let all: Vec<&Cell> = plan.cells.iter().collect();

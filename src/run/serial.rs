@@ -336,6 +336,7 @@ pub(super) fn open_device_and_sensor(
     shared_host: Option<&str>,
 ) -> Result<OpenedDevice> {
     let selected = device::select(&prepared.exp.config.device)?;
+    super::plan::check_target(prepared, &selected.info.backend)?;
     let mut notices = Vec::new();
     if let Some(n) = &selected.notice {
         tell!("{who} {n}");

@@ -82,12 +82,15 @@ pub struct ModelSection {
     /// error, not a fallback.
     #[serde(default, skip_serializing_if = "DecodeKernels::is_plain")]
     pub decode_kernels: DecodeKernels,
-    /// The runner's own decoder: the prefill's attention. `plain` (the default: candle's f32
-    /// matmuls over K and V repeated for every query head, a materialized score matrix, mask and
-    /// softmax) or `flash` (src/ops/kernels/prefill.cu: one tensor-core kernel over the KV cache,
-    /// bf16/f16; an f32 model runs the plain path and its record says so). CUDA only; the cell id
-    /// and every record say which ran (`implementation.prefill_attention`).
-    #[serde(default, skip_serializing_if = "PrefillAttention::is_plain")]
+    /// The runner's own decoder: the prefill's attention. `auto` (the default): `flash` where the
+    /// cell runs bf16 or f16 on CUDA, `plain` elsewhere (f32, the CPU, a build without CUDA, a
+    /// head_dim without a kernel), resolved per cell before anything is measured. `plain`:
+    /// candle's f32 matmuls over K and V repeated for every query head, a materialized score
+    /// matrix, mask and softmax. `flash` (src/ops/kernels/prefill.cu): one tensor-core kernel over
+    /// the KV cache, bf16/f16, CUDA only (an f32 model runs the plain path and its record says
+    /// so). The cell id, the cell in every record and `implementation.prefill_attention` say which
+    /// ran, never `auto`.
+    #[serde(default, skip_serializing_if = "PrefillAttention::is_auto")]
     pub prefill_attention: PrefillAttention,
     /// Decoders with random weights: a shallow cut, the preset's first N layers (its widths,
     /// embeddings and head as published), so that a per-layer profile of a real shape fits a
@@ -151,22 +154,29 @@ impl DecodeKernels {
     }
 }
 
-/// `models.NAME.prefill_attention`.
+/// `models.NAME.prefill_attention`: as written; a cell holds it resolved (`plain` or `flash`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum PrefillAttention {
+    /// Flash where the cell runs bf16/f16 on CUDA, plain elsewhere.
     #[default]
+    Auto,
     Plain,
     Flash,
 }
 
 impl PrefillAttention {
+    pub fn is_auto(&self) -> bool {
+        *self == PrefillAttention::Auto
+    }
+
     pub fn is_plain(&self) -> bool {
         *self == PrefillAttention::Plain
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
             Self::Plain => "plain",
             Self::Flash => "flash",
         }

@@ -6,7 +6,8 @@ use std::path::Path;
 use super::{MAX_EXAMPLES, MAX_PROBE_STEPS};
 use crate::config::suggest::toml_key;
 use crate::config::{
-    Backend, DecodeKernels, HeadKind, Implementation, LoadedExperiment, Preset, Scope,
+    Backend, DecodeKernels, HeadKind, Implementation, LoadedExperiment, PrefillAttention, Preset,
+    Scope,
 };
 
 /// Checks every model, and returns each encoder's position embeddings (by model name), which
@@ -106,7 +107,8 @@ pub(super) fn check(
                 ));
             }
         }
-        if !m.prefill_attention.is_plain() {
+        // `auto` runs plain wherever flash cannot; only an explicit flash is refused.
+        if m.prefill_attention == PrefillAttention::Flash {
             let key = ["models", model_name, "prefill_attention"];
             if m.encoder().is_some() || m.implementation != Implementation::Own {
                 bad(&key, format!(
@@ -114,7 +116,7 @@ pub(super) fn check(
                 ));
             } else if c.device.backend == Backend::Cpu {
                 bad(&key, format!(
-                    "{model_key}.prefill_attention = \"flash\": the flash prefill attention is a CUDA kernel and device.backend = \"cpu\": leave the key out (the plain attention runs on the CPU)"
+                    "{model_key}.prefill_attention = \"flash\": the flash prefill attention is a CUDA kernel and device.backend = \"cpu\": leave the key out (auto: plain on the CPU) or write \"plain\""
                 ));
             }
         }

@@ -15,7 +15,10 @@
 //!    128x256 cooperative; int8 GELU: erff against the fast erf, ping-pong against cooperative;
 //!    E4M3 with fast accumulation: 64- and 128-row tiles), forced in turn at the same shapes:
 //!    checked and timed, the evidence for the row rule in src/ops/cutlass.rs (cutlass_check/configs.rs);
-//! 6. DistilBERT-base (random weights) with `device.gemm_library = "cutlass"` in fp16, bf16,
+//! 6. (`--tactics`) every kernel `device.gemm_tactics = "timed"` chooses among for int8 -> f16,
+//!    session 8's three new configurations among them, against the CPU and the rule's kernel,
+//!    timed; NaN rows; the models with tactics timed, graph against eager (cutlass_check/tactics.rs);
+//! 7. DistilBERT-base (random weights) with `device.gemm_library = "cutlass"` in fp16, bf16,
 //!    int8-fp16, fp8-fp16 (also with fast accumulation), int8-bf16, fp8-bf16: the CUDA-graph replay
 //!    against the eager pass on fresh batches (must be equal: same kernels, same order), as
 //!    examples/graph_check.rs does, with the per-linear GEMMs the record names
@@ -57,6 +60,8 @@ mod model;
 mod padding;
 #[path = "cutlass_check/static_ffn.rs"]
 mod static_ffn;
+#[path = "cutlass_check/tactics.rs"]
+mod tactics;
 
 /// The 8-bit formats and output dtypes checked, FP8 also with fast accumulation (`--quick`:
 /// the f16 ones).
@@ -174,6 +179,13 @@ fn main() -> Result<()> {
         failures += codes::codes_checks(&gpu);
         failures += padding::padding_model_checks(&gpu);
         println!("cutlass_check --padding: {failures} failure(s)");
+        std::process::exit(i32::from(failures > 0));
+    }
+    // --tactics (a short call): device.gemm_tactics = "timed" and session 8's kernels it picks
+    // among (cutlass_check/tactics.rs).
+    if std::env::args().any(|a| a == "--tactics") {
+        let failures = tactics::tactics_checks(&gpu, &cpu);
+        println!("cutlass_check --tactics: {failures} failure(s)");
         std::process::exit(i32::from(failures > 0));
     }
     // --lean (a short call): device.gelu_epilogue = "lean", every GELU kernel swept, the rule's

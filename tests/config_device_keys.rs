@@ -319,3 +319,48 @@ fn static_attention_scales_are_refused_where_no_kernel_or_encoder_takes_them() {
         "{msg}"
     );
 }
+
+/// `device.gemm_tactics = "timed"` times the CUDA CUTLASS GEMMs' kernels: refused with the key
+/// named with cuBLASLt GEMMs, on the CPU backend and in a build without CUDA; an unknown value
+/// names the key; "rule" (the default) spelled out plans.
+#[test]
+fn timed_gemm_tactics_are_refused_where_no_cutlass_kernel_runs() {
+    let matrix = "[matrix]\nprecision = [\"int8-fp16\"]\nbatch_size = [1]\n";
+    let key = "device.gemm_tactics=timed";
+    let msg = fails(&valid_with(matrix), &["--set", key], &[]);
+    assert!(msg.contains("device.gemm_tactics"), "{msg}");
+    assert!(msg.contains("device.gemm_library = \"cublaslt\""), "{msg}");
+    let cutlass = "device.gemm_library=cutlass";
+    let msg = fails(
+        &valid_with(matrix),
+        &[
+            "--set",
+            key,
+            "--set",
+            cutlass,
+            "--set",
+            "device.backend=cpu",
+        ],
+        &[],
+    );
+    assert!(msg.contains("device.gemm_tactics"), "{msg}");
+    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
+    if !cfg!(feature = "cuda") {
+        let msg = fails(&valid_with(matrix), &["--set", key, "--set", cutlass], &[]);
+        assert!(msg.contains("device.gemm_tactics"), "{msg}");
+        assert!(msg.contains("built without CUDA"), "{msg}");
+    }
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", "device.gemm_tactics=fastest"],
+        &[],
+    );
+    assert!(msg.contains("gemm_tactics"), "{msg}");
+    let f = Fixture::new(&valid_with(matrix));
+    let out = f
+        .runner()
+        .args(["plan", "exp.toml", "--set", "device.gemm_tactics=rule"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}

@@ -137,6 +137,10 @@ pub fn execution_identity(
             json!(device.attention_padding.name()),
         );
     }
+    // The CUTLASS kernels picked per shape by timing them (encoders: cells set it before loading).
+    if encoder && fused_gemms && !device.gemm_tactics.is_rule() {
+        settings.insert("gemm_tactics".into(), json!(device.gemm_tactics.name()));
+    }
     // The encoders' embeddings as one runner kernel (decoders have none of that kind).
     if encoder && device.fused_embeddings() {
         settings.insert("fused_embeddings".into(), json!(true));
@@ -241,6 +245,7 @@ mod tests {
             gelu_epilogue: crate::config::GeluEpilogue::Lean,
             attention_padding: crate::config::AttentionPadding::Skip,
             attention_activation_scales: crate::config::FfnActivationScales::Static,
+            gemm_tactics: crate::config::GemmTactics::Timed,
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();
@@ -258,7 +263,8 @@ mod tests {
                 "fuse_quantization",
                 "fused_embeddings",
                 "gelu_epilogue",
-                "gemm_library"
+                "gemm_library",
+                "gemm_tactics"
             ]
         );
         assert_eq!(
@@ -271,7 +277,8 @@ mod tests {
                 "fuse_quantization",
                 "fused_embeddings",
                 "gelu_epilogue",
-                "gemm_library"
+                "gemm_library",
+                "gemm_tactics"
             ]
         );
         assert_eq!(keys("q8_0-fp16"), ["cuda_graphs", "fused_embeddings"]);
@@ -282,7 +289,8 @@ mod tests {
                 "cuda_graphs",
                 "fused_embeddings",
                 "gelu_epilogue",
-                "gemm_library"
+                "gemm_library",
+                "gemm_tactics"
             ]
         );
         assert_eq!(keys("fp32"), ["cuda_graphs", "fused_embeddings"]);
@@ -292,6 +300,7 @@ mod tests {
         let decoder = execution_identity(&all_changed, Precision::Fp32, false);
         assert!(decoder.get("fused_embeddings").is_none(), "{decoder}");
         assert!(decoder.get("attention_padding").is_none(), "{decoder}");
+        assert!(decoder.get("gemm_tactics").is_none(), "{decoder}");
         assert!(
             decoder.get("attention_activation_scales").is_none(),
             "{decoder}"

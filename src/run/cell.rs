@@ -112,6 +112,9 @@ pub(super) fn run_cell(
     } else {
         let label = cell_label(cell);
         let mut on_progress = |phase: &str| progress.set_message(format!("{label}: {phase}"));
+        // Timed GEMM tactics are an encoder setting (classify.rs sets it per cell); any other
+        // workload runs the row rule, whatever an earlier cell of the process left.
+        crate::ops::cutlass::tactics::set_tactics(crate::config::GemmTactics::Rule);
         // The one place a cell's workload is chosen.
         let measured = match workload {
             WorkloadKind::Classify => super::classify::measure(

@@ -71,6 +71,7 @@ pub(super) fn measure(
     // Before anything is launched or described: the kernels the GEMMs pick and the record names.
     crate::ops::cutlass::set_gelu_epilogue(prepared.exp.config.device.gelu_epilogue);
     crate::ops::attention::set_padding(prepared.exp.config.device.attention_padding);
+    crate::ops::cutlass::tactics::set_tactics(prepared.exp.config.device.gemm_tactics);
     model.set_fused_embeddings(prepared.exp.config.device.fused_embeddings())?;
     let dev = &prepared.exp.config.device;
     let (ffn, attention) = (
@@ -115,6 +116,7 @@ pub(super) fn measure(
             on_progress,
             record,
         )?;
+        record_tactics(record);
         return Ok((trace, None));
     }
     let mut batches = BatchCycle::new(set, cell.batch_size, device)?;
@@ -128,6 +130,7 @@ pub(super) fn measure(
         .implementation
         .get_or_insert_with(Default::default)
         .insert("execution".into(), forward.execution().describe());
+    record_tactics(record);
     let mut last = None;
     let (outcome, overhead) = {
         let mut run_loop = || -> Result<()> {
@@ -234,4 +237,15 @@ fn locate_non_finite(model: &Encoder, ids: &Tensor, mask: &Tensor) -> Result<Opt
         "first non-finite output: {} ({bad} values; largest finite |value| of its input {in_largest:.4e}, of its output {out_largest:.4e})",
         u.unit.name()
     )))
+}
+
+/// The shapes the captures' warm-ups timed and what each runs (`device.gemm_tactics = "timed"`).
+fn record_tactics(record: &mut CellRecord) {
+    use crate::ops::cutlass::tactics;
+    if !tactics::tactics().is_rule() {
+        record
+            .implementation
+            .get_or_insert_with(Default::default)
+            .insert("gemm_tactics".into(), tactics::describe(&tactics::picks()));
+    }
 }

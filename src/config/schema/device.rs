@@ -119,6 +119,39 @@ pub struct DeviceSection {
     /// (`implementation.attention_activation_scales`). Left out of the resolved config when dynamic.
     #[serde(skip_serializing_if = "FfnActivationScales::is_dynamic")]
     pub attention_activation_scales: FfnActivationScales,
+    /// Which CUTLASS kernel (tile, cluster, schedule) runs each GEMM shape (`gemm_library =
+    /// "cutlass"`): `"rule"` (default: by row count, as one sweep set it) or `"timed"` (each
+    /// shape's first eager launch, the warm-up before a cell's graph is captured, times every
+    /// kernel that computes the same numbers, as a CUDA graph of 10 launches on the layer's own
+    /// operands, and the fastest runs: TensorRT's tactic selection; src/ops/cutlass/tactics.rs).
+    /// The outputs are those of the rule's kernel (same kind and erf: only the tiling differs).
+    /// Needs a CUDA build and a backend other than "cpu". Every record says which ran, per shape
+    /// with every candidate's time (`implementation.gemm_tactics`). Left out of the resolved
+    /// config when rule.
+    #[serde(skip_serializing_if = "GemmTactics::is_rule")]
+    pub gemm_tactics: GemmTactics,
+}
+
+/// `device.gemm_tactics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GemmTactics {
+    #[default]
+    Rule,
+    Timed,
+}
+
+impl GemmTactics {
+    pub fn is_rule(&self) -> bool {
+        *self == Self::Rule
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rule => "rule",
+            Self::Timed => "timed",
+        }
+    }
 }
 
 /// `device.attention_padding`.
@@ -229,6 +262,7 @@ impl Default for DeviceSection {
             gelu_epilogue: GeluEpilogue::Standard,
             attention_padding: AttentionPadding::Compute,
             attention_activation_scales: FfnActivationScales::Dynamic,
+            gemm_tactics: GemmTactics::Rule,
         }
     }
 }

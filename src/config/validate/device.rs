@@ -67,6 +67,20 @@ pub(super) fn check(c: &ExperimentConfig, bad: &mut impl FnMut(&[&str], String))
             bad(&["device", "attention_activation_scales"], "device.attention_activation_scales = \"static\" has the CUDA attention kernel write attention-out's codes, but this runner was built without CUDA: build it with scripts/build-cuda.sh, or leave attention_activation_scales out".into());
         }
     }
+    if !c.device.gemm_tactics.is_rule() {
+        let why = if c.device.gemm_library.is_cublaslt() {
+            Some("but device.gemm_library = \"cublaslt\", whose kernels cuBLASLt picks: set device.gemm_library = \"cutlass\" (or leave gemm_tactics out)")
+        } else if c.device.backend == Backend::Cpu {
+            Some("but device.backend = \"cpu\": leave gemm_tactics out")
+        } else if !cfg!(feature = "cuda") {
+            Some("but this runner was built without CUDA: build it with scripts/build-cuda.sh, or leave gemm_tactics out")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            bad(&["device", "gemm_tactics"], format!("device.gemm_tactics = \"timed\" times the CUDA CUTLASS GEMMs' kernels on each shape, {why}"));
+        }
+    }
     if c.device.gpu >= MAX_WORKERS {
         bad(
             &["device", "gpu"],

@@ -45,6 +45,10 @@ pub enum Config {
     Cooperative128x256,
     /// 64 x 128, ping-pong, clusters of 2 along N: for few rows.
     PingPong64,
+    /// 128 x 128, ping-pong, no clusters (no multicast: no CTA waits on its pair's free stage).
+    PingPong128NoCluster,
+    /// 128 x 64, ping-pong, clusters of 2 along M: twice the tiles, half the epilogue a tile.
+    PingPong128x64,
 }
 
 impl Config {
@@ -60,6 +64,12 @@ impl Config {
                 "128x256 tiles, warp-specialized cooperative, clusters of 2 along M"
             }
             Config::PingPong64 => "64x128 tiles, warp-specialized ping-pong, clusters of 2 along N",
+            Config::PingPong128NoCluster => {
+                "128x128 tiles, warp-specialized ping-pong, no clusters"
+            }
+            Config::PingPong128x64 => {
+                "128x64 tiles, warp-specialized ping-pong, clusters of 2 along M"
+            }
         }
     }
 }
@@ -176,6 +186,29 @@ pub const INSTANCES: &[Instance] = {
             "i8_f16_co256",
             kind(Int8, F16, false, false),
             Cooperative128x256,
+            Fast,
+            ChecksOnly,
+        ),
+        // Session 8's candidates for `device.gemm_tactics = "timed"` (tactics.rs), which times
+        // every kernel of a kind and erf on each shape; the row rule never picks them.
+        inst(
+            "i8_f16_co128",
+            kind(Int8, F16, false, false),
+            Cooperative128,
+            Fast,
+            ChecksOnly,
+        ),
+        inst(
+            "i8_f16_pp128c1",
+            kind(Int8, F16, false, false),
+            PingPong128NoCluster,
+            Fast,
+            ChecksOnly,
+        ),
+        inst(
+            "i8_f16_pp128x64",
+            kind(Int8, F16, false, false),
+            PingPong128x64,
             Fast,
             ChecksOnly,
         ),
@@ -369,11 +402,13 @@ pub fn instances(kind: Kind) -> impl Iterator<Item = &'static Instance> {
 /// with the GELU [`set_gelu_epilogue`] asked for (a kind without a lean kernel keeps its
 /// standard one), unless [`force`] named another of the same kind.
 pub fn choose(kind: Kind, rows: usize, n: usize) -> Option<&'static Instance> {
+    forced(kind).or_else(|| choose_by_rule(kind, rows, n, gelu_epilogue()))
+}
+
+/// The kernel [`force`] named, if it computes `kind`.
+pub fn forced(kind: Kind) -> Option<&'static Instance> {
     let forced = FORCED.load(std::sync::atomic::Ordering::Relaxed);
-    if let Some(i) = INSTANCES.get(forced).filter(|i| i.kind == kind) {
-        return Some(i);
-    }
-    choose_by_rule(kind, rows, n, gelu_epilogue())
+    INSTANCES.get(forced).filter(|i| i.kind == kind)
 }
 
 static FORCED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);

@@ -16,6 +16,7 @@ pub const fn compiled() -> bool {
 }
 
 mod kernels;
+pub mod tactics;
 
 pub use kernels::{
     choose, describe, force, gelu_epilogue, gelu_erf, instances, set_gelu_epilogue, Config, Erf,
@@ -139,6 +140,9 @@ mod ffi {
     gemms!(
         runner_cutlass_i8_f16_pp128,
         runner_cutlass_i8_f16_co256,
+        runner_cutlass_i8_f16_co128,
+        runner_cutlass_i8_f16_pp128c1,
+        runner_cutlass_i8_f16_pp128x64,
         runner_cutlass_i8_bf16_pp128,
         runner_cutlass_i8_f16_gelu_pp128erff,
         runner_cutlass_i8_f16_gelu_pp128,
@@ -188,52 +192,20 @@ pub unsafe fn launch(
     }
     #[cfg(has_cutlass_sm90)]
     {
-        let Some(instance) = choose(kind, ops.m, ops.n) else {
-            candle_core::bail!("no CUTLASS configuration of {kind:?} covers {} rows", ops.m);
+        let instance = match select(kind, ops, stream)? {
+            Some(i) => i,
+            None => {
+                candle_core::bail!("no CUTLASS configuration of {kind:?} covers {} rows", ops.m)
+            }
         };
         let name = instance.name;
-        let status = if kind.writes_codes() {
-            if ops.inv_scale == 0 {
-                candle_core::bail!("CUTLASS GEMM {name}: no inverse scales for its codes");
-            }
-            let entry = ffi::entry_codes(name).expect("every codes instance has an entry point");
-            entry(
-                ops.a as *const _,
-                ops.b as *const _,
-                ops.scale_x as *const f32,
-                ops.scale_w as *const f32,
-                ops.bias as *const _,
-                ops.inv_scale as *const f32,
-                ops.d as *mut _,
-                ops.m as i32,
-                ops.n as i32,
-                ops.k as i32,
-                stream as *mut _,
-            )
-        } else {
-            let entry = ffi::entry(name).expect("every instance has an entry point");
-            entry(
-                ops.a as *const _,
-                ops.b as *const _,
-                ops.scale_x as *const f32,
-                ops.scale_w as *const f32,
-                ops.bias as *const _,
-                ops.d as *mut _,
-                ops.m as i32,
-                ops.n as i32,
-                ops.k as i32,
-                stream as *mut _,
-            )
-        };
-        let why = match status {
-            0 => return Ok(()),
-            1 => "CUTLASS cannot implement this shape (can_implement)",
-            2 => "the kernel asks for a workspace, which a CUDA graph capture cannot allocate",
-            3 => "initialization failed",
-            _ => "the launch failed",
-        };
+        let status = run_instance(instance, ops, stream)?;
+        if status == 0 {
+            return Ok(());
+        }
         candle_core::bail!(
             "CUTLASS GEMM {name} {m} x {n} x {k}: {why}",
+            why = why(status),
             m = ops.m,
             n = ops.n,
             k = ops.k
@@ -244,6 +216,96 @@ pub unsafe fn launch(
         let _ = stream;
         unreachable!("unsupported() refuses every GEMM without the library")
     }
+}
+
+/// The kernel a launch runs: one [`force`]d by a check, else under `device.gemm_tactics =
+/// "timed"` the shape's timed pick (timed here at its first eager launch), else the row rule's.
+#[cfg(all(feature = "cuda", has_cutlass_sm90))]
+unsafe fn select(
+    kind: Kind,
+    ops: &Operands,
+    stream: candle_core::cuda_backend::cudarc::driver::sys::CUstream,
+) -> candle_core::Result<Option<&'static Instance>> {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    if kernels::forced(kind).is_some() || tactics::tactics() == crate::config::GemmTactics::Rule {
+        return Ok(choose(kind, ops.m, ops.n));
+    }
+    if let Some(i) = tactics::lookup(kind, ops.m, ops.n, ops.k) {
+        return Ok(Some(i));
+    }
+    let capturing = result::stream::is_capturing(stream).map_err(candle_core::Error::wrap)?;
+    if capturing != sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE {
+        // Every graph is captured after an eager warm-up, which timed its shapes: a shape first
+        // seen inside a capture is a new caller's, and it must not run a kernel nobody timed.
+        candle_core::bail!(
+            "device.gemm_tactics = \"timed\": the GEMM {kind:?} {} x {} -> {} was first launched inside a CUDA graph capture, where it cannot be timed",
+            ops.m,
+            ops.k,
+            ops.n
+        );
+    }
+    let run = |i: &'static Instance| match run_instance(i, ops, stream)? {
+        0 => Ok(()),
+        status => candle_core::bail!("{}", why(status)),
+    };
+    let pick = tactics::time_candidates(kind, ops, stream, &run)?;
+    let picked = pick.picked;
+    tactics::remember(pick);
+    Ok(Some(picked))
+}
+
+/// What a CUTLASS status code means (gemm.cuh's `Status`).
+#[cfg(all(feature = "cuda", has_cutlass_sm90))]
+fn why(status: i32) -> &'static str {
+    match status {
+        1 => "CUTLASS cannot implement this shape (can_implement)",
+        2 => "the kernel asks for a workspace, which a CUDA graph capture cannot allocate",
+        3 => "initialization failed",
+        _ => "the launch failed",
+    }
+}
+
+/// Launches `instance` on `ops` and returns its status code (0: launched).
+#[cfg(all(feature = "cuda", has_cutlass_sm90))]
+unsafe fn run_instance(
+    instance: &'static Instance,
+    ops: &Operands,
+    stream: candle_core::cuda_backend::cudarc::driver::sys::CUstream,
+) -> candle_core::Result<i32> {
+    let name = instance.name;
+    Ok(if instance.kind.writes_codes() {
+        if ops.inv_scale == 0 {
+            candle_core::bail!("CUTLASS GEMM {name}: no inverse scales for its codes");
+        }
+        let entry = ffi::entry_codes(name).expect("every codes instance has an entry point");
+        entry(
+            ops.a as *const _,
+            ops.b as *const _,
+            ops.scale_x as *const f32,
+            ops.scale_w as *const f32,
+            ops.bias as *const _,
+            ops.inv_scale as *const f32,
+            ops.d as *mut _,
+            ops.m as i32,
+            ops.n as i32,
+            ops.k as i32,
+            stream as *mut _,
+        )
+    } else {
+        let entry = ffi::entry(name).expect("every instance has an entry point");
+        entry(
+            ops.a as *const _,
+            ops.b as *const _,
+            ops.scale_x as *const f32,
+            ops.scale_w as *const f32,
+            ops.bias as *const _,
+            ops.d as *mut _,
+            ops.m as i32,
+            ops.n as i32,
+            ops.k as i32,
+            stream as *mut _,
+        )
+    })
 }
 
 #[cfg(test)]

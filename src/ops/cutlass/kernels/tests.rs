@@ -50,6 +50,8 @@ fn every_instance_has_a_file_and_only_those() {
             Config::Cooperative128 => "Co128)",
             Config::Cooperative128x256 => "Co256)",
             Config::PingPong64 => "Pp64Fast)",
+            Config::PingPong128NoCluster => "Pp128C1)",
+            Config::PingPong128x64 => "Pp128x64)",
         };
         assert!(text.contains(config), "{}: {config}", i.name);
         let act = match (i.kind.gelu, i.erf) {

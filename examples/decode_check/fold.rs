@@ -6,6 +6,10 @@
 //!   SwiGLU out against `plain_gemv` then `plain_swiglu`; every preset shape, f32/f16/bf16, batch
 //!   1, 3, 8, plain and programmatic launches; NaN in batch row 1 to row 1 only; two calls
 //!   bit-identical.
+//! - gemv_split (the down projection's columns split over a block's warps) against `plain_gemv`
+//!   + residual (+ bias), at the same shapes and launches.
+//! - decode.cu's argmax_rows_f32 (the fixed step's greedy pick) against candle's argmax: equal
+//!   tokens, ties to the lowest index, NaN never picked, graph replay = eager.
 //! - decode.cu's decode_attention_rope (rope_kv_write folded into the one-launch attention)
 //!   against `plain_rope_kv_write` then `plain_decode_attention`, each on its own copy of the
 //!   cache: the context and both whole caches after the call (the position's K and V written, the
@@ -15,7 +19,7 @@
 //!   replayed at new positions = eager.
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::ops::decode::gemv::{gemv_fold_into, plain_gemv, Prologue};
+use runner::ops::decode::gemv::{gemv_fold_into, gemv_split_into, plain_gemv, Prologue};
 use runner::ops::decode::{self, AttentionScratch, CacheAt, Launch, RopeArgs};
 use runner::ops::graph::{FixedWork, GraphMode};
 
@@ -76,6 +80,17 @@ fn check_gemv(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Resul
             )
         };
         let gate_up = plain(2 * inter, &h, &w_gu, None)?;
+        let w_down = randn(&[hidden, inter], 1.0 / (inter as f64).sqrt(), dtype, dev)?;
+        let act = randn(&[batch, inter], 1.0, dtype, dev)?;
+        let split = |out: &Tensor, x: &Tensor, w: &Tensor, b: Option<&Tensor>| {
+            let got = out.copy()?;
+            gemv_split_into(&got, x, w, b, true, launch)?;
+            let want = plain_gemv(out, x, w, Prologue::None, b, true)?;
+            err(&got, &want)
+        };
+        let w_odd_long = randn(&[1001, inter], 1.0 / (inter as f64).sqrt(), dtype, dev)?;
+        let odd_out = randn(&[batch, 1001], 1.0, dtype, dev)?;
+        let odd_bias = randn(&[1001], 0.5, dtype, dev)?;
         let errors = [
             (
                 "qkv+rms",
@@ -101,6 +116,11 @@ fn check_gemv(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Resul
                     &fold(inter, &h, &w_gu, None, true)?,
                     &decode::plain_swiglu(&gate_up)?,
                 )?,
+            ),
+            ("split down+residual", split(&h, &act, &w_down, None)?),
+            (
+                "split 1001 rows+bias+residual",
+                split(&odd_out, &act, &w_odd_long, Some(&odd_bias))?,
             ),
             (
                 "1001 rows+rms",
@@ -289,6 +309,79 @@ fn check_graph(dev: &Device) -> Result<bool> {
     Ok(replay_ok)
 }
 
+/// The one-launch argmax against candle's (`argmax_keepdim`): random logits at the presets'
+/// vocabularies and 1001, batch 1 and 8; a row of equal maxima (the lowest index); NaN in a row
+/// (never picked) and an all-NaN row (0); the scratch zero after each call (two calls agree);
+/// graph replay = eager.
+fn check_argmax(dev: &Device) -> Result<bool> {
+    let mut ok = true;
+    for vocab in [49152, 151936, 128256, 1001] {
+        for batch in [1, 8] {
+            let logits = (Tensor::randn(0f32, 3f32, (batch, vocab), dev)?).contiguous()?;
+            let scratch = Tensor::zeros((batch, 4), DType::U32, dev)?;
+            let tokens = Tensor::zeros((batch, 1), DType::U32, dev)?;
+            let want: Vec<u32> = logits.argmax_keepdim(1)?.flatten_all()?.to_vec1()?;
+            decode::argmax_into(&tokens, &logits, &scratch)?;
+            let got: Vec<u32> = tokens.flatten_all()?.to_vec1()?;
+            decode::argmax_into(&tokens, &logits, &scratch)?;
+            let again: Vec<u32> = tokens.flatten_all()?.to_vec1()?;
+            let pass = got == want && again == want;
+            ok &= pass;
+            println!(
+                "kernel,argmax_rows vocab {vocab} b{batch},F32,tokens {} candle's (first rows {:?} / {:?}),{}",
+                if pass { "equal" } else { "differ from" },
+                &got[..got.len().min(3)],
+                &want[..want.len().min(3)],
+                if pass { "PASS" } else { "FAIL" }
+            );
+        }
+    }
+    // Row 0: equal maxima at 7 and 900 (7 wanted); row 1: NaN at 5 and the max at 600 (600);
+    // row 2: all NaN (0).
+    let mut v = vec![0f32; 3 * 1001];
+    v[7] = 5.0;
+    v[900] = 5.0;
+    v[1001 + 5] = f32::NAN;
+    v[1001 + 600] = 2.0;
+    for x in &mut v[2002..] {
+        *x = f32::NAN;
+    }
+    let logits = Tensor::from_vec(v, (3, 1001), dev)?;
+    let scratch = Tensor::zeros((3, 4), DType::U32, dev)?;
+    let tokens = Tensor::zeros((3, 1), DType::U32, dev)?;
+    decode::argmax_into(&tokens, &logits, &scratch)?;
+    let got: Vec<u32> = tokens.flatten_all()?.to_vec1()?;
+    let pass = got == [7, 600, 0];
+    ok &= pass;
+    println!(
+        "kernel,argmax_rows ties and NaN,F32,tokens {got:?} (want [7, 600, 0]),{}",
+        if pass { "PASS" } else { "FAIL" }
+    );
+    let logits = Tensor::randn(0f32, 3f32, (8, 128256), dev)?;
+    let scratch = Tensor::zeros((8, 4), DType::U32, dev)?;
+    let tokens = Tensor::zeros((8, 1), DType::U32, dev)?;
+    let work = || {
+        decode::argmax_into(&tokens, &logits, &scratch)?;
+        Ok(tokens.clone())
+    };
+    let fixed = FixedWork::new(dev, GraphMode::Auto, "argmax_rows", work);
+    let mut replay = fixed.execution().is_graph();
+    for _ in 0..3 {
+        let noise = Tensor::randn(0f32, 3f32, (8, 128256), dev)?;
+        logits.slice_set(&noise, 0, 0)?;
+        let got: Vec<u32> = fixed.run()?.flatten_all()?.to_vec1()?;
+        let want: Vec<u32> = logits.argmax_keepdim(1)?.flatten_all()?.to_vec1()?;
+        replay &= got == want;
+    }
+    ok &= replay;
+    println!(
+        "kernel,argmax_rows graph replay,F32,{},new logits 3 times,{}",
+        fixed.describe().replace(',', ";"),
+        if replay { "PASS" } else { "FAIL" }
+    );
+    Ok(ok)
+}
+
 /// Every gemv-fold kernel check (`decode_check fold-kernels`); true when all passed. The
 /// decoder's cases first (bf16 b1 programmatic), each line printed as it finishes.
 pub fn check_all(dev: &Device) -> Result<bool> {
@@ -309,6 +402,7 @@ pub fn check_all(dev: &Device) -> Result<bool> {
         check_attention(dev, DType::BF16, 1),
     );
     run("decode_attention_rope graph".into(), check_graph(dev));
+    run("argmax_rows".into(), check_argmax(dev));
     for (dtype, batch, launch) in [
         (DType::F32, 1, Launch::Stream),
         (DType::BF16, 8, Launch::Programmatic),

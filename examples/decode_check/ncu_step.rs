@@ -7,7 +7,8 @@
 //!
 //! - `step`: one replay of the step's graph is profiled (every node: its duration, its DRAM bytes).
 //! - `gemvs`: the layer's GEMVs alone, once each, eagerly: gate|up with its RMSNorm prologue and
-//!   the same GEMV without it (the prologue's cost), down + residual, Q|K|V + RMSNorm, o + residual.
+//!   the same GEMV without it (the prologue's cost), down + residual, Q|K|V + RMSNorm, o + residual,
+//!   and gemv-fold's: gate|up with SwiGLU out, down split over a block's warps, Q|K|V folded.
 //! - `none`: nothing profiled (the timing run without ncu).
 //!
 //! Every run prints the step's ms over replays (graph, no profiler attached it is the cell's
@@ -20,13 +21,23 @@ use std::time::Instant;
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{DecodeKernels, Precision};
 use runner::model::workload::greedy;
-use runner::ops::decode::gemv::{gemv_into_launched, Prologue};
+use runner::ops::decode::gemv::{gemv_fold_into, gemv_into_launched, gemv_split_into, Prologue};
 use runner::ops::decode::Launch;
 use runner::ops::graph::{FixedWork, GraphMode};
 
 use super::{kernels_spec, prompt};
 
 const COPIES: usize = 3;
+
+/// Which GEMV kernel a variant runs: gemv.cu's gemv, or gemv-fold's gemv_fold (RMSNorm at the
+/// end; with SwiGLU out) or gemv_split.
+#[derive(Clone, Copy)]
+enum Kernel {
+    Gemv,
+    Fold,
+    FoldSwiglu,
+    Split,
+}
 const CALLS: usize = 48;
 
 /// cuProfilerStart (`on`) or cuProfilerStop: what ncu --profile-from-start off profiles.
@@ -158,23 +169,92 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
         weight: &norm_w,
         eps: 1e-5,
     };
-    type Variant<'a> = (&'a str, &'a Tensor, &'a Tensor, &'a [Tensor], bool, bool);
-    // (name, out, x, weights, RMSNorm prologue, residual)
-    let variants: [Variant; 5] = [
-        ("gate_up+rmsnorm", &gu_out, &x, &w_gu, true, false),
-        ("gate_up(no prologue)", &gu_out, &x, &w_gu, false, false),
-        ("down+residual", &h_out, &act, &w_down, false, true),
-        ("qkv+rmsnorm", &qkv_out, &x, &w_qkv, true, false),
-        ("o+residual", &h_out, &x, &w_o, false, true),
+    let act_out = randn(&[1, i], dev)?;
+    // (name, out, x, weights, RMSNorm prologue, residual, kernel: gemv, gemv-fold's fold or split)
+    type Variant<'a> = (
+        &'a str,
+        &'a Tensor,
+        &'a Tensor,
+        &'a [Tensor],
+        bool,
+        bool,
+        Kernel,
+    );
+    let variants: [Variant; 8] = [
+        (
+            "gate_up+rmsnorm",
+            &gu_out,
+            &x,
+            &w_gu,
+            true,
+            false,
+            Kernel::Gemv,
+        ),
+        (
+            "gate_up(no prologue)",
+            &gu_out,
+            &x,
+            &w_gu,
+            false,
+            false,
+            Kernel::Gemv,
+        ),
+        (
+            "gate_up fold+swiglu_out",
+            &act_out,
+            &x,
+            &w_gu,
+            true,
+            false,
+            Kernel::FoldSwiglu,
+        ),
+        (
+            "down+residual",
+            &h_out,
+            &act,
+            &w_down,
+            false,
+            true,
+            Kernel::Gemv,
+        ),
+        (
+            "down split+residual",
+            &h_out,
+            &act,
+            &w_down,
+            false,
+            true,
+            Kernel::Split,
+        ),
+        (
+            "qkv+rmsnorm",
+            &qkv_out,
+            &x,
+            &w_qkv,
+            true,
+            false,
+            Kernel::Gemv,
+        ),
+        ("qkv fold", &qkv_out, &x, &w_qkv, true, false, Kernel::Fold),
+        ("o+residual", &h_out, &x, &w_o, false, true, Kernel::Gemv),
     ];
     let restore = || h_out.slice_set(&h_keep, 0, 0);
-    for (name, out, xin, ws, norm, residual) in variants {
+    let launch = |out: &Tensor, xin: &Tensor, w: &Tensor, norm: bool, residual: bool, k: Kernel| {
+        let p = if norm { rms() } else { Prologue::None };
+        let s = Launch::Stream;
+        match k {
+            Kernel::Gemv => gemv_into_launched(out, xin, w, p, None, residual, s),
+            Kernel::Fold => gemv_fold_into(out, xin, w, p, None, false, s),
+            Kernel::FoldSwiglu => gemv_fold_into(out, xin, w, p, None, true, s),
+            Kernel::Split => gemv_split_into(out, xin, w, None, residual, s),
+        }
+    };
+    for (name, out, xin, ws, norm, residual, kernel) in variants {
         let next = Cell::new(0usize);
         let call = || -> Result<Tensor> {
             let w = &ws[next.get() % COPIES];
             next.set(next.get() + 1);
-            let p = if norm { rms() } else { Prologue::None };
-            gemv_into_launched(out, xin, w, p, None, residual, Launch::Stream)?;
+            launch(out, xin, w, norm, residual, kernel)?;
             Ok(out.clone())
         };
         let work = || {
@@ -208,9 +288,8 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
         restore()?;
         dev.synchronize()?;
         profiler(true)?;
-        for (_, out, xin, ws, norm, residual) in variants {
-            let p = if norm { rms() } else { Prologue::None };
-            gemv_into_launched(out, xin, &ws[0], p, None, residual, Launch::Stream)?;
+        for (_, out, xin, ws, norm, residual, kernel) in variants {
+            launch(out, xin, &ws[0], norm, residual, kernel)?;
         }
         dev.synchronize()?;
         profiler(false)?;

@@ -394,11 +394,13 @@ pub fn plain_swiglu(gate_up: &Tensor) -> Result<Tensor> {
 }
 
 #[cfg(feature = "cuda")]
+mod argmax;
+#[cfg(feature = "cuda")]
 mod attention;
 #[cfg(feature = "cuda")]
 mod attention_rope;
 mod folded;
-pub use folded::decode_attention_rope;
+pub use folded::{argmax_into, decode_attention_rope};
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod gemv;

@@ -1,10 +1,10 @@
-//! `decode_kernels = "gemv-fold"`'s attention entry point (its launcher, attention_rope.rs, is
-//! CUDA only).
+//! `decode_kernels = "gemv-fold"`'s attention and greedy pick (their launchers, attention_rope.rs
+//! and argmax.rs, are CUDA only).
 
 use candle_core::{Result, Tensor};
 
 #[cfg(feature = "cuda")]
-use super::{attention_rope, variant, AttentionScratch};
+use super::{argmax, attention_rope, variant, AttentionScratch};
 use super::{cuda_only, CacheAt, Launch, RopeArgs};
 
 /// rope_kv_write and the one-launch decode attention in one kernel (`decode_kernels =
@@ -41,6 +41,24 @@ pub fn decode_attention_rope(
     #[cfg(not(feature = "cuda"))]
     {
         let _ = (rope, cache, launch);
+        unreachable!("cuda_only refused")
+    }
+}
+
+/// `tokens` (rows, 1) u32 = the argmax of `logits` (rows, vocab) f32 in place, in one launch of
+/// decode.cu's argmax_rows_f32 (a grid of blocks a row, the last one writing the token): the
+/// lowest index among equal maxima, NaN never picked (an all-NaN row gives 0). `scratch` (rows,
+/// 4) u32 must be zero before the first call; each call leaves it zero. Its plain twin is
+/// `logits.argmax_keepdim(D::Minus1)` (candle's one block a row). CUDA only.
+pub fn argmax_into(tokens: &Tensor, logits: &Tensor, scratch: &Tensor) -> Result<()> {
+    cuda_only("argmax_rows", logits)?;
+    #[cfg(feature = "cuda")]
+    {
+        tokens.inplace_op3(&logits.contiguous()?, scratch, &argmax::ArgmaxInto)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (tokens, scratch);
         unreachable!("cuda_only refused")
     }
 }

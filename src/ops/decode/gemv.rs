@@ -147,6 +147,21 @@ pub fn gemv_fold_into(
     gemv_into_way(out, x, weight, prologue, bias, false, (launch, way))
 }
 
+/// `decode_kernels = "gemv-fold"`'s GEMV for long rows (gemv.cu's gemv_split, the down
+/// projection): a block's 4 warps each take a quarter of every row's columns and sum their parts
+/// in shared memory, so an 8192-wide row is one round of loads a lane, not four. No prologue.
+pub fn gemv_split_into(
+    out: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    residual: bool,
+    launch: Launch,
+) -> Result<()> {
+    let way = (launch, Way::Split);
+    gemv_into_way(out, x, weight, Prologue::None, bias, residual, way)
+}
+
 /// How the decode GEMV streams its weights and what it folds in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Way {
@@ -156,6 +171,8 @@ pub enum Way {
     Bulk,
     /// gemv_fold: the loads, the RMSNorm applied at the end, SwiGLU in the epilogue.
     Fold { swiglu_out: bool },
+    /// gemv_split: a block's warps split each row's columns (long rows: the down projection).
+    Split,
 }
 
 /// `(launch, way)`: how the kernel is put on the stream, and which GEMV kernel runs.

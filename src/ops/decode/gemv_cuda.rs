@@ -188,7 +188,11 @@ impl Gemv<'_> {
             Way::Bulk => format!("gemv_bulk_{}_b{bound}_{suffix}", self.prologue.name()),
             Way::Fold { swiglu_out: false } => format!("gemv_fold_rms_b{bound}_{suffix}"),
             Way::Fold { swiglu_out: true } => format!("gemv_fold_rms_swiglu_b{bound}_{suffix}"),
+            Way::Split => format!("gemv_split_plain_b{bound}_{suffix}"),
         };
+        if self.way == Way::Split && !matches!(self.prologue, Prologue::None) {
+            candle_core::bail!("gemv-fold's split GEMV has no prologue");
+        }
         let bulk = self.way == Way::Bulk;
         if bulk && matches!(self.prologue, Prologue::SwiGlu) {
             candle_core::bail!(
@@ -227,8 +231,14 @@ impl Gemv<'_> {
             } else {
                 rows_a_warp(bound)
             };
+            // gemv_split: a block's warps share its rows.
+            let per_block = if self.way == Way::Split {
+                per_warp
+            } else {
+                WARPS * per_warp
+            };
             let blocks = n
-                .div_ceil(WARPS * per_warp)
+                .div_ceil(per_block)
                 .min(BLOCKS_PER_SM * sm_count(&dev)?)
                 .max(1);
             let cfg = LaunchConfig {

@@ -314,124 +314,7 @@ __device__ void gemv_bulk(const T *__restrict__ w, const T *__restrict__ x, cons
     }
 }
 
-// decode_kernels = "gemv-fold": the RMSNorm GEMVs (Q|K|V, gate|up) without their block prologue,
-// and gate|up with SwiGLU in its epilogue (the swiglu_rows launch goes).
-//   RMS: y = inv_rms . sum_c w_c (x_c g_c): a warp's lanes load every chunk of the input row for
-//        its first output row anyway, so the warp sums x^2 from those loads and applies 1/rms to
-//        the finished dot products: no block-wide read and reduction of x, no __syncthreads,
-//        between griddepcontrol.wait and the first weight used (gemv's prologue, paid by every
-//        block before its first row).
-//   SWI: W is (2n, k), [gate | up]; a warp computes gate rows j.. and the matching up rows
-//        n + j.. and writes act[j] = silu(gate) * up with gate and up rounded to T first (what
-//        swiglu_rows reads from the gate|up buffer), so out is (B, n).
-// The same loads, unroll and L2 prefetch before the wait as gemv; weight rows a warp RR, output rows OR.
-template <typename T, int B, bool RMS, bool SWI>
-__device__ void gemv_fold(const T *__restrict__ w, const T *__restrict__ x, const T *__restrict__ norm_w,
-                          const T *__restrict__ bias, T *__restrict__ out, uint32_t nb, uint32_t n, uint32_t k,
-                          uint32_t ldx, uint32_t residual, float eps) {
-    constexpr int N = 16 / sizeof(T);
-    constexpr int RB = rows_a_warp(B);
-    constexpr int OR = SWI ? (RB / 2 > 0 ? RB / 2 : 1) : RB;  // output rows a warp
-    constexpr int RR = SWI ? 2 * OR : OR;                    // weight rows a warp
-    constexpr int UNROLL = 8 / RR > 0 ? 8 / RR : 1;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const uint32_t chunks = k / N;
-    // Weight row q of the warp's output rows from row0: gate rows, then (SWI) the up rows.
-    auto wrow = [&](uint32_t row0, int q) -> uint32_t {
-        const uint32_t o = min(row0 + (uint32_t)(q % OR), n - 1);
-        return SWI && q >= OR ? n + o : o;
-    };
-    {
-        const uint32_t first = (blockIdx.x * GV_WARPS + warp) * OR;
-        if (first < n) {
-#pragma unroll
-            for (int q = 0; q < RR; ++q) {
-                const T *wr0 = w + (size_t)wrow(first, q) * k;
-#pragma unroll
-                for (int u = 0; u < UNROLL; ++u) {
-                    const uint32_t c = lane + 32u * u;
-                    if (c < chunks) prefetch_l2(wr0 + (size_t)c * N);
-                }
-            }
-        }
-    }
-    pdl_wait();
-    pdl_trigger();
-    float inv[B];
-#pragma unroll
-    for (int b = 0; b < B; ++b) inv[b] = 1.0f;
-    bool have_inv = !RMS;
-    for (uint32_t row0 = (blockIdx.x * GV_WARPS + warp) * OR; row0 < n; row0 += gridDim.x * GV_WARPS * OR) {
-        const T *wr[RR];
-#pragma unroll
-        for (int q = 0; q < RR; ++q) wr[q] = w + (size_t)wrow(row0, q) * k;
-        float acc[RR][B], sq[B];
-#pragma unroll
-        for (int b = 0; b < B; ++b) {
-            sq[b] = 0.0f;
-#pragma unroll
-            for (int q = 0; q < RR; ++q) acc[q][b] = 0.0f;
-        }
-#pragma unroll(UNROLL)
-        for (uint32_t c = lane; c < chunks; c += 32) {
-            float wv[RR][N];
-#pragma unroll
-            for (int q = 0; q < RR; ++q) load16_ro<T, N>(wv[q], wr[q] + (size_t)c * N);
-            float g[N];
-            if constexpr (RMS) load16<T, N>(g, norm_w + (size_t)c * N);
-#pragma unroll
-            for (int b = 0; b < B; ++b) {
-                float xv[N];
-                load16<T, N>(xv, x + (size_t)row_of(b, nb) * ldx + (size_t)c * N);
-                if constexpr (RMS) {
-                    if (!have_inv) {
-#pragma unroll
-                        for (int i = 0; i < N; ++i) sq[b] = fmaf(xv[i], xv[i], sq[b]);
-                    }
-#pragma unroll
-                    for (int i = 0; i < N; ++i) xv[i] *= g[i];
-                }
-#pragma unroll
-                for (int q = 0; q < RR; ++q)
-#pragma unroll
-                    for (int i = 0; i < N; ++i) acc[q][b] = fmaf(wv[q][i], xv[i], acc[q][b]);
-            }
-        }
-        if (!have_inv) {
-            // The warp has seen every chunk of the input rows: the same 1/rms in every lane.
-#pragma unroll
-            for (int b = 0; b < B; ++b) inv[b] = rsqrtf(warp_sum(sq[b]) / (float)k + eps);
-            have_inv = true;
-        }
-        float mine[RR];
-#pragma unroll
-        for (int q = 0; q < RR; ++q) {
-            mine[q] = 0.0f;
-#pragma unroll
-            for (int b = 0; b < B; ++b) {
-                const float s = warp_sum(acc[q][b]) * inv[b];
-                if (lane == b) mine[q] = s;
-            }
-        }
-        if (lane < nb) {
-#pragma unroll
-            for (int q = 0; q < OR; ++q) {
-                const uint32_t row = row0 + q;
-                if (row >= n) break;
-                T *o = out + (size_t)lane * n + row;
-                if constexpr (SWI) {
-                    const float gt = to_f32(from_f32<T>(mine[q])), up = to_f32(from_f32<T>(mine[OR + q]));
-                    *o = from_f32<T>(gt / (1.0f + __expf(-gt)) * up);
-                } else {
-                    float v = mine[q];
-                    if (bias != nullptr) v += to_f32(bias[row]);
-                    if (residual) v += to_f32(*o);
-                    *o = from_f32<T>(v);
-                }
-            }
-        }
-    }
-}
+#include "gemv_fold.cuh"
 
 // act (rows, inter) = silu(gate) * up of gate_up (rows, 2 inter), in f32, rounded once: the down
 // projection's input computed once a step. (The SwiGLU prologue recomputes it for every output
@@ -469,6 +352,14 @@ template <typename T> __device__ void swiglu_rows(const T *gate_up, T *act, uint
         gemv_fold<T, B, RMS, SWI>(w, x, norm_w, bias, out, nb, n, k, ldx, residual, eps);                           \
     }
 
+#define GEMV_SPLIT_ONE(SUFFIX, T, B)                                                                                \
+    extern "C" __global__ void __launch_bounds__(GV_WARPS * 32)                                                     \
+        gemv_split_plain_b##B##_##SUFFIX(const T *w, const T *x, const T *norm_w, const T *bias, T *out,             \
+                                         uint32_t nb, uint32_t n, uint32_t k, uint32_t ldx, uint32_t residual,      \
+                                         float eps) {                                                               \
+        gemv_split<T, B>(w, x, bias, out, nb, n, k, ldx, residual);                                                 \
+    }
+
 #define GEMV_FOLD_BATCHES(SUFFIX, T, RMS, SWI, PNAME)                                                               \
     GEMV_FOLD_ONE(SUFFIX, T, 1, RMS, SWI, PNAME)                                                                    \
     GEMV_FOLD_ONE(SUFFIX, T, 2, RMS, SWI, PNAME)                                                                    \
@@ -497,7 +388,11 @@ template <typename T> __device__ void swiglu_rows(const T *gate_up, T *act, uint
     GEMV_BULK_BATCHES(SUFFIX, T, PRO_NONE, plain)                                                                   \
     GEMV_BULK_BATCHES(SUFFIX, T, PRO_RMS, rms)                                                                      \
     GEMV_FOLD_BATCHES(SUFFIX, T, true, false, rms)                                                                  \
-    GEMV_FOLD_BATCHES(SUFFIX, T, true, true, rms_swiglu)
+    GEMV_FOLD_BATCHES(SUFFIX, T, true, true, rms_swiglu)                                                            \
+    GEMV_SPLIT_ONE(SUFFIX, T, 1)                                                                                    \
+    GEMV_SPLIT_ONE(SUFFIX, T, 2)                                                                                    \
+    GEMV_SPLIT_ONE(SUFFIX, T, 4)                                                                                    \
+    GEMV_SPLIT_ONE(SUFFIX, T, 8)
 
 // One PTX module a dtype (build.rs compiles this file once with each GEMV_DTYPE), so a bf16 run
 // JIT-compiles its 12 kernels only.

@@ -21,7 +21,8 @@ use crate::config::DecodeKernels;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::rope::Rotary;
 use crate::ops::decode::gemv::{
-    gemv_bulk_into, gemv_fold_into, gemv_into_launched, swiglu_into_launched, Prologue, MAX_BATCH,
+    gemv_bulk_into, gemv_fold_into, gemv_into_launched, gemv_split_into, swiglu_into_launched,
+    Prologue, MAX_BATCH,
 };
 use crate::ops::decode::{self, Launch};
 
@@ -39,6 +40,8 @@ pub struct StepBuffers {
     /// (batch, heads head_dim): the rotated Q (gemv-pdl writes it here: no allocation node
     /// between the Q|K|V GEMV and rope_kv_write; gemv allocates it per layer as before).
     q: Tensor,
+    /// (batch, 4) u32, zero between steps: gemv-fold's greedy pick's slot and counter a row.
+    pick: Tensor,
 }
 
 impl StepBuffers {
@@ -55,6 +58,7 @@ impl StepBuffers {
             gate_up: Tensor::zeros((batch, 2 * cfg.intermediate), dtype, device)?,
             act: Tensor::zeros((batch, cfg.intermediate), dtype, device)?,
             q: Tensor::zeros((batch, cfg.heads * cfg.head_dim), dtype, device)?,
+            pick: Tensor::zeros((batch, 4), DType::U32, device)?,
         })
     }
 }
@@ -75,7 +79,7 @@ pub fn describe(kernels: DecodeKernels) -> String {
         ""
     };
     let fold = if kernels == DecodeKernels::GemvFold {
-        "gemv-fold: gemv-pdl in 5 launches a layer: rope_kv_write folded into the attention (decode.cu's decode_attention_rope: Q and the position's K rotated from the Q|K|V row, K and V written into the cache, the first round of cache loads issued before griddepcontrol.wait), SwiGLU into the gate|up GEMV's epilogue (gemv.cu's gemv_fold: gate and up rows in one warp, the act row written; no swiglu_rows), the Q|K|V and gate|up GEMVs' RMSNorm applied to the finished dot products, its sum of squares taken by each warp from the input it loads (no block prologue); "
+        "gemv-fold: gemv-pdl in 5 launches a layer: rope_kv_write folded into the attention (decode.cu's decode_attention_rope: Q and the position's K rotated from the Q|K|V row, K and V written into the cache, the first round of cache loads issued before griddepcontrol.wait), SwiGLU into the gate|up GEMV's epilogue (gemv.cu's gemv_fold: gate and up rows in one warp, the act row written; no swiglu_rows), the Q|K|V and gate|up GEMVs' RMSNorm applied to the finished dot products, its sum of squares taken by each warp from the input it loads (no block prologue), the down GEMV's rows split over a block's 4 warps (gemv_split), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; "
     } else {
         ""
     };
@@ -196,7 +200,8 @@ impl Block {
 
     /// `decode_kernels = "gemv-fold"`'s layer: 5 launches, every one programmatic but the step's
     /// first: Q|K|V GEMV (RMSNorm at the end) -> attention with rotary + KV write -> o GEMV +
-    /// residual -> gate|up GEMV with SwiGLU out (RMSNorm at the end) -> down GEMV + residual.
+    /// residual -> gate|up GEMV with SwiGLU out (RMSNorm at the end) -> down GEMV + residual (its
+    /// rows' columns split over a block's warps).
     fn decode_folded(
         &self,
         bufs: &StepBuffers,
@@ -236,15 +241,27 @@ impl Block {
         let post_norm = norm(&self.post_attention_norm);
         gemv_fold_into(&bufs.act, &bufs.h, gate_up_w, post_norm, None, true, after)?;
         let (down_w, down_b) = float_parts(&self.mlp.down)?;
-        gemv_into_launched(
-            &bufs.h,
-            &bufs.act,
-            &down_w,
-            Prologue::None,
-            down_b.as_ref(),
-            true,
-            after,
-        )?;
+        gemv_split_into(&bufs.h, &bufs.act, &down_w, down_b.as_ref(), true, after)?;
         Ok(None)
+    }
+}
+
+/// The fixed step's greedy pick into `tokens` (batch, 1): gemv-fold's one-launch argmax over
+/// the logits (decode::argmax_into, into the step's buffers), candle's argmax and a copy for every
+/// other way.
+pub fn pick_next(
+    kernels: DecodeKernels,
+    bufs: Option<&StepBuffers>,
+    logits: &Tensor,
+    tokens: &Tensor,
+) -> Result<()> {
+    match bufs {
+        Some(b) if kernels == DecodeKernels::GemvFold => {
+            decode::argmax_into(tokens, logits, &b.pick)
+        }
+        _ => {
+            let next = logits.argmax_keepdim(candle_core::D::Minus1)?;
+            tokens.slice_set(&next, 0, 0)
+        }
     }
 }

@@ -542,8 +542,8 @@ impl Generate for LlamaFamily {
         Ok(Some(FixedStep {
             run: Box::new(move || {
                 let logits = self.decode(state, &state.tokens)?;
-                let next = logits.argmax_keepdim(candle_core::D::Minus1)?;
-                state.tokens.slice_set(&next, 0, 0)?;
+                let bufs = state.buffers.as_ref();
+                gemv::pick_next(self.kernels, bufs, &logits, &state.tokens)?;
                 Ok(logits)
             }),
             restore: Box::new(move || {

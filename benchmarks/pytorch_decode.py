@@ -16,6 +16,7 @@ Prints CSV lines `pytorch,<preset>,<way>,batch=..,...` and writes JSON lines to 
 
     python3 benchmarks/pytorch_decode.py smollm2-135m:1,8 llama-3.2-1b:1 --out torch.jsonl
     python3 benchmarks/pytorch_decode.py --bandwidth        # HBM copy bandwidth, for the memory floor
+    python3 benchmarks/pytorch_decode.py --ways compiled --prefill-only llama-3.2-1b:1,8   # prefill + first token
 """
 import argparse, json, statistics, time
 
@@ -47,6 +48,9 @@ ap.add_argument("--new", type=int, default=128)
 ap.add_argument("--window-s", type=float, default=2.0)
 ap.add_argument("--out", default=None)
 ap.add_argument("--bandwidth", action="store_true", help="measure device-to-device copy bandwidth")
+ap.add_argument("--prefill-only", action="store_true",
+                help="only generate(1), the prefill + first token: the compiled way's prefill is eager, so no "
+                     "decode step is compiled or measured (the prefill target's reference, without the compile's minutes)")
 args = ap.parse_args()
 out = open(args.out, "a") if args.out else None
 
@@ -118,6 +122,20 @@ def measure(model, preset, way, batch, extra):
     ids = torch.randint(1, model.config.vocab_size - 1, (batch, args.prompt), device="cuda")
     kw = dict(do_sample=False, pad_token_id=0, eos_token_id=None, **extra)
     gen = lambda n: model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)
+    if args.prefill_only:
+        with torch.inference_mode():
+            g0, t = unique_graphs(), time.perf_counter()
+            gen(1)  # warm-up: the static cache and the eager prefill's kernels
+            gen(1)
+            warm_s = time.perf_counter() - t
+            first_ms, first_mj, first_runs = window(lambda: gen(1))
+            graphs = unique_graphs() - g0
+        rec = dict(preset=preset, way=way, batch=batch, prompt=args.prompt, new=1, prefill_only=True,
+                   prefill_plus_first_ms=first_ms, runs_first=first_runs, dynamo_graphs=graphs, warmup_s=warm_s)
+        if first_mj is not None:
+            rec["mj_prefill_plus_first"] = first_mj
+        emit(rec)
+        return None
     with torch.inference_mode():
         g0 = unique_graphs()
         t = time.perf_counter()
@@ -176,7 +194,7 @@ def main():
             for batch in [int(b) for b in batches.split(",")]:
                 try:
                     graphs = measure(model, preset, way, batch, extra)
-                    if way == "compiled" and graphs == 0 and "disable_compile" not in extra:
+                    if way == "compiled" and graphs == 0 and "disable_compile" not in extra and not args.prefill_only:
                         # generate() did not compile: compile the forward ourselves and measure again.
                         print(f"pytorch,{preset},compiled,batch={batch},note=generate did not compile; "
                               "compiling model.forward (reduce-overhead, fullgraph)", flush=True)

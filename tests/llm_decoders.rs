@@ -96,6 +96,27 @@ fn every_decoder_architecture_runs_a_cell_with_prefill_and_decode_windows() {
             .as_str()
             .unwrap()
             .contains("outside the window"));
+        // The host's side of each decode window: every step as issued (a window's loops x 4
+        // steps, summarized), and the measuring thread's CPU time within the window's length.
+        let steps = g["decode_host_steps"].as_array().unwrap();
+        assert_eq!(steps.len(), repeats, "{model}");
+        for (s, w) in steps.iter().zip(r["windows"].as_array().unwrap()) {
+            assert_eq!(s["steps"], w["loops"], "{model}: {s} {w}");
+            let (p50, max) = (s["p50_ms"].as_f64().unwrap(), s["max_ms"].as_f64().unwrap());
+            assert!(p50 > 0.0 && max >= p50, "{model}: {s}");
+            let cpu = w["host"]["thread_cpu_s"].as_f64().unwrap();
+            assert!(
+                cpu > 0.0 && cpu <= w["duration_s"].as_f64().unwrap() * 1.01 + 0.05,
+                "{w}"
+            );
+        }
+        // Prefill windows record the thread too.
+        assert!(
+            g["prefill_windows"][0]["host"]["thread_cpu_s"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
     }
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();

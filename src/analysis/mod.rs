@@ -258,9 +258,10 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
     let mut flags = Vec::new();
     if let Some(cv) = w.window_cv.filter(|&cv| cv > NOISY_CV) {
         flags.push(format!(
-            "noisy: per-window median latencies vary by {:.1} % (> {:.0} %)",
+            "noisy: per-window median latencies vary by {:.1} % (> {:.0} %){}",
             cv * 100.0,
-            NOISY_CV * 100.0
+            NOISY_CV * 100.0,
+            host_bound_note(r, cv).unwrap_or_default()
         ));
     }
     if let Some(d) = w
@@ -408,6 +409,31 @@ pub fn summarize(r: &CellRecord) -> CellSummary {
     }
 }
 
+/// Where a noisy eager decode cell's windows moved with the host: its launching thread on a CPU
+/// nearly the whole of every window and the steps it issued slower in the slow windows (their
+/// medians spread at least half as much as the windows'), the spread is the host CPU's speed.
+fn host_bound_note(r: &CellRecord, window_cv: f64) -> Option<String> {
+    let steps = &r.generate.as_ref()?.decode_host_steps;
+    if steps.len() != r.windows.len() || steps.len() < 2 {
+        return None;
+    }
+    let on_cpu: Vec<f64> = r
+        .windows
+        .iter()
+        .map(|w| Some(w.host?.thread_cpu_s / w.duration_s).filter(|f| f.is_finite()))
+        .collect::<Option<_>>()?;
+    let least = on_cpu.iter().copied().fold(f64::INFINITY, f64::min);
+    let p50: Vec<f64> = steps.iter().map(|s| s.p50_ms).collect();
+    let p50_cv = crate::stats::coefficient_of_variation(&p50)?;
+    (least >= 0.95 && p50_cv >= window_cv / 2.0).then(|| {
+        format!(
+            "; the host moved: the launching thread was on a CPU {:.0} % or more of every window and issued each step slower in the slow ones (its steps' window medians vary by {:.1} %)",
+            least * 100.0,
+            p50_cv * 100.0
+        )
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -481,6 +507,7 @@ pub(crate) mod tests {
                     throttle_reasons: None,
                     sm_clock_min_mhz: None,
                     sm_clock_max_mhz: None,
+                    host: None,
                     domain_energy_j: Default::default(),
                 })
                 .collect(),
@@ -489,6 +516,60 @@ pub(crate) mod tests {
             started_at: String::new(),
             ended_at: String::new(),
         }
+    }
+
+    /// A noisy eager decode cell whose launching thread was on a CPU every whole window and whose
+    /// steps' medians moved with the windows is flagged as the host moving; stalls (the steps'
+    /// medians steady) or a thread often off the CPU are not.
+    #[test]
+    fn a_noisy_cell_says_when_the_host_moved() {
+        let mut r = record_with_energy(
+            vec![
+                (1.0, 100, 200.0, 200.0),
+                (1.3, 100, 260.0, 260.0),
+                (1.0, 100, 200.0, 200.0),
+            ],
+            None,
+        );
+        let generate = |p50: [f64; 3]| -> crate::results::GenerateRecord {
+            let steps: Vec<serde_json::Value> = p50
+                .iter()
+                .map(|p| serde_json::json!({"steps": 100, "p50_ms": p, "p90_ms": p, "max_ms": p, "stalls": 0, "stall_ms": 0.0}))
+                .collect();
+            let warmup = serde_json::json!({"loops": 1, "duration_s": 1.0, "first_loop_ms": 1.0, "steady": true});
+            serde_json::from_value(serde_json::json!({
+                "prompt_len": 8, "new_tokens": 1, "prefill_warmup": warmup, "prefill_windows": [],
+                "decode_steps_per_loop": 1, "decode_windowing": "", "kv_cache_bytes": 1, "weight_bytes": 1,
+                "memory_estimate_bytes": 1, "prompt_texts": 1, "prompt_wraparounds": 0, "tokenizer": "",
+                "decode_host_steps": steps,
+            }))
+            .unwrap()
+        };
+        let on_cpu = |r: &mut CellRecord, share: f64| {
+            for w in &mut r.windows {
+                w.host = Some(crate::measure::HostUsage {
+                    thread_cpu_s: w.duration_s * share,
+                    involuntary_switches: 0,
+                });
+            }
+        };
+        let noisy = |r: &CellRecord| {
+            summarize(r)
+                .flags
+                .into_iter()
+                .find(|f| f.starts_with("noisy"))
+                .unwrap()
+        };
+        on_cpu(&mut r, 0.99);
+        r.generate = Some(generate([10.0, 13.0, 10.0]));
+        assert!(noisy(&r).contains("the host moved"), "{}", noisy(&r));
+        // A few stalls: the steps' medians did not move.
+        r.generate = Some(generate([10.0, 10.1, 10.0]));
+        assert!(!noisy(&r).contains("host moved"), "{}", noisy(&r));
+        // The thread was off the CPU a fifth of the time: not said.
+        r.generate = Some(generate([10.0, 13.0, 10.0]));
+        on_cpu(&mut r, 0.8);
+        assert!(!noisy(&r).contains("host moved"), "{}", noisy(&r));
     }
 
     #[test]

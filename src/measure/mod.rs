@@ -96,6 +96,59 @@ pub struct WindowRecord {
     pub sm_clock_min_mhz: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sm_clock_max_mhz: Option<u32>,
+    /// What the measuring thread (the one that ran the loops: on a GPU, the one that launched
+    /// every kernel) did over the window. `None` where the system does not say (not Linux), and
+    /// in records made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostUsage>,
+}
+
+/// The measuring thread over one window: how much of it the thread was on a CPU, and how often
+/// the kernel took the CPU from it. A loop bound by its host (eager launches) that is slow while
+/// its thread was on the CPU the whole window ran slower code or a slower CPU, not a preempted
+/// thread.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HostUsage {
+    /// CPU time of the thread over the window (user + system), seconds.
+    pub thread_cpu_s: f64,
+    /// Involuntary context switches of the thread over the window (preemptions).
+    pub involuntary_switches: u64,
+}
+
+impl HostUsage {
+    /// The calling thread's CPU time and involuntary switches so far.
+    #[cfg(target_os = "linux")]
+    pub fn now() -> Option<Self> {
+        // SAFETY: both calls only write the zeroed structs passed to them for the calling thread.
+        unsafe {
+            let mut ts: libc::timespec = std::mem::zeroed();
+            let mut ru: libc::rusage = std::mem::zeroed();
+            if libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) != 0
+                || libc::getrusage(libc::RUSAGE_THREAD, &mut ru) != 0
+            {
+                return None;
+            }
+            Some(Self {
+                thread_cpu_s: ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9,
+                involuntary_switches: ru.ru_nivcsw.max(0) as u64,
+            })
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn now() -> Option<Self> {
+        None
+    }
+
+    /// From `start` to `self` (both of one thread).
+    pub fn since(self, start: Self) -> Self {
+        Self {
+            thread_cpu_s: (self.thread_cpu_s - start.thread_cpu_s).max(0.0),
+            involuntary_switches: self
+                .involuntary_switches
+                .saturating_sub(start.involuntary_switches),
+        }
+    }
 }
 
 /// Loop latencies kept per window; beyond this a systematic subsample is stored (the percentiles
@@ -173,9 +226,11 @@ pub fn run_protocol(
     for repeat in 0..protocol.repeats {
         progress(&format!("window {}/{}", repeat + 1, protocol.repeats));
         sensor.start_window()?;
+        let host_start = HostUsage::now();
         let (start, loop_ms) = time_window(protocol, clock, run_loop, &|elapsed| {
             sensor.window_ready() || elapsed > protocol.min_window_s + MAX_EXTENSION_S
         })?;
+        let host = host_start.zip(HostUsage::now()).map(|(a, b)| b.since(a));
         let origin = *first_start.get_or_insert(start);
         let duration_s = clock.now_s() - start;
         let energy = sensor.stop_window()?;
@@ -197,6 +252,7 @@ pub fn run_protocol(
             throttle_reasons: None,
             sm_clock_min_mhz: None,
             sm_clock_max_mhz: None,
+            host,
         };
         if let Some(e) = energy {
             trace.extend(e.samples.iter().map(|s| PowerSample {

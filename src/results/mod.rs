@@ -13,7 +13,7 @@ mod read_back;
 mod run_dir;
 
 pub use check::{MAX_POWER_W, MAX_UNITS, MAX_WINDOWS};
-pub use generate::{per_step, GenerateRecord};
+pub use generate::{per_step, GenerateRecord, HostSteps};
 pub use read_back::{parse_manifest, parse_record, parse_session, parse_trace};
 pub use run_dir::{
     write_atomic, write_derived, CellClaim, RenderLock, RunDir, RunLock, CLAIMS_DIR, LOCK_FILE,
@@ -575,6 +575,7 @@ mod tests {
                 throttle_reasons: None,
                 sm_clock_min_mhz: None,
                 sm_clock_max_mhz: None,
+                host: None,
                 domain_energy_j: Default::default(),
             }],
         }

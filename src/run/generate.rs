@@ -32,7 +32,7 @@ use crate::model::decoder::shapes::human_bytes;
 use crate::model::decoder::DecoderSpec;
 use crate::model::workload::{greedy, Generate};
 use crate::ops::graph::{FixedWork, GraphMode};
-use crate::results::{per_step, CellRecord, GenerateRecord};
+use crate::results::{per_step, CellRecord, GenerateRecord, HostSteps};
 use crate::sensor::{self, EnergySensor};
 
 /// Prompts compared against the reference precision, and positions compared per prompt (fewer
@@ -250,17 +250,22 @@ pub(super) fn measure(
         }
         None => None,
     };
+    let mut host_steps = Vec::new();
     let (decode, overhead, last_logits, execution) = match fixed_outcome {
         Some(outcome) => outcome,
         None => {
             let mut last = None;
+            // Each step as the host issued it (no synchronize: the loop's own timing stands).
+            let mut step_ms = Vec::new();
             let mut decode_loop = || -> Result<()> {
                 model.rewind()?;
                 let mut tokens = first.clone();
                 let mut logits = None;
                 for _ in 0..new_tokens {
+                    let t = std::time::Instant::now();
                     let l = model.step(&tokens)?;
                     tokens = greedy(&l)?;
+                    step_ms.push(t.elapsed().as_secs_f64() * 1e3);
                     logits = Some(l);
                 }
                 device.synchronize()?;
@@ -276,6 +281,9 @@ pub(super) fn measure(
                 &mut progress,
                 &mut decode_loop,
             )?;
+            let loops: Vec<usize> = decode.windows.iter().map(|w| w.loops as usize).collect();
+            host_steps =
+                HostSteps::per_window(&step_ms, new_tokens, decode.warmup.loops as usize, &loops);
             (decode, overhead, last, None)
         }
     };
@@ -305,6 +313,7 @@ pub(super) fn measure(
         tokenizer: set.tokenizer.clone(),
         fidelity: None,
         perplexity: None,
+        decode_host_steps: host_steps,
     };
 
     // Fidelity and perplexity, outside the windows.

@@ -115,6 +115,7 @@ mod tests {
             throttle_reasons: None,
             sm_clock_min_mhz: None,
             sm_clock_max_mhz: None,
+            host: None,
             domain_energy_j: Default::default(),
         }
     }

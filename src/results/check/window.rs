@@ -96,6 +96,20 @@ pub(super) fn windows_of_steps(
         }
         // Counter updates and power samples: at most one a microsecond (NVML gives one in ~10 ms).
         let most_events = w.duration_s.max(0.0) * 1e6 + 1e3;
+        // The measuring thread: on a CPU at most the whole window (the clocks' granularity
+        // aside), preempted at most once a microsecond.
+        if let Some(h) = &w.host {
+            if !h.thread_cpu_s.is_finite()
+                || h.thread_cpu_s < 0.0
+                || h.thread_cpu_s > w.duration_s.max(0.0) * 1.01 + 0.05
+                || h.involuntary_switches as f64 > most_events
+            {
+                p.add(format!(
+                    "{at}.host holds {:?} s of the thread's CPU time and {} preemptions in a {:.3} s window",
+                    h.thread_cpu_s, h.involuntary_switches, w.duration_s
+                ));
+            }
+        }
         if w.counter_ticks.is_some_and(|t| t as f64 > most_events)
             || w.num_power_samples as f64 > most_events
         {
@@ -218,6 +232,7 @@ mod tests {
             throttle_reasons: Some(vec!["sw_power_cap".into()]),
             sm_clock_min_mhz: Some(1725),
             sm_clock_max_mhz: Some(1980),
+            host: None,
             domain_energy_j: Default::default(),
         }
     }
@@ -255,6 +270,15 @@ mod tests {
             (
                 "1000000000 counter updates",
                 Box::new(|w| w.counter_ticks = Some(1_000_000_000)),
+            ),
+            (
+                "1000000000.0 s of the thread's CPU time",
+                Box::new(|w| {
+                    w.host = Some(crate::measure::HostUsage {
+                        thread_cpu_s: 1e9,
+                        involuntary_switches: 0,
+                    })
+                }),
             ),
             ("not a latency", Box::new(|w| w.loop_ms[1] = 5e3)),
             (

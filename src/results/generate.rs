@@ -96,6 +96,11 @@ impl HostSteps {
     }
 }
 
+/// A decode window's loops as steps.
+pub fn per_step(windows: &[WindowRecord], steps: usize) -> Vec<WindowRecord> {
+    super::per_call(windows, steps.min(u32::MAX as usize) as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::HostSteps;
@@ -116,9 +121,4 @@ mod tests {
         // Fewer steps than the windows claim: what there is, no panic.
         assert_eq!(HostSteps::per_window(&steps[..6], 4, 1, &[2, 1]).len(), 1);
     }
-}
-
-/// A decode window's loops as steps.
-pub fn per_step(windows: &[WindowRecord], steps: usize) -> Vec<WindowRecord> {
-    super::per_call(windows, steps.min(u32::MAX as usize) as u32)
 }

@@ -219,14 +219,14 @@ pub fn reconciliation_rows(layers: &CellRecord, rec: &Reconciliation) -> Vec<Rec
     rows
 }
 
-/// How a layers record's isolated units of `phase` ran: `cold` where any unit rotated through
-/// copies of its weights, else `warm` (every record from before `protocol.layer_isolation`).
+/// How a layers record's isolated units of `phase` ran: `in-step` where any unit ran after its
+/// step predecessor, `cold` where any rotated through copies of its weights, else `warm` (every
+/// record from before `protocol.layer_isolation`).
 pub fn isolation_of(layers: &CellRecord, phase: Option<Phase>) -> &'static str {
-    let cold = layers
-        .layers
-        .iter()
-        .any(|l| l.phase == phase && l.cold.is_some());
-    if cold {
+    let of_phase = || layers.layers.iter().filter(|l| l.phase == phase);
+    if of_phase().any(|l| l.context.is_some()) {
+        "in-step"
+    } else if of_phase().any(|l| l.cold.is_some()) {
         "cold"
     } else {
         "warm"
@@ -306,6 +306,9 @@ pub struct LayerSummary {
     /// Cold isolation: the copies the unit's calls rotated through; `None`: warm.
     #[serde(default)]
     pub cold: Option<crate::results::ColdCopies>,
+    /// `in-step`: the unit its figures ran after (and had subtracted); `None`: alone.
+    #[serde(default)]
+    pub predecessor: Option<String>,
 }
 
 pub fn layer_summaries(records: &[CellRecord], baseline: Precision) -> Vec<LayerSummary> {
@@ -380,6 +383,7 @@ fn view_summaries(r: &CellRecord, base: Option<&CellRecord>) -> Vec<LayerSummary
                 latency_share_pct: s.latency_median_ms.map(|l| l / totals.latency_ms * 100.0),
                 savings,
                 cold: l.cold,
+                predecessor: l.context.as_ref().map(|c| c.predecessor.clone()),
             }
         })
         .collect()

@@ -166,6 +166,14 @@ pub enum LayerIsolation {
     /// whole step, where the other layers and the head stream through the cache between two of
     /// its reads.
     Cold,
+    /// Cold, and each top-level unit of the step (embeddings, each block, the head) runs after
+    /// the unit that precedes it in the step (the head before the embeddings: the previous
+    /// step's), the pair K times a loop; the unit's figure is the pair's loop less its
+    /// predecessor's own loop, measured alone with the same K. A unit costs more after another
+    /// unit than after itself (H100, session 8: the head 11 us more after a block than after a
+    /// head, a block ~4.5 us more after a block), which no unit alone pays.
+    #[serde(rename = "in-step")]
+    InStep,
 }
 
 impl LayerIsolation {
@@ -173,11 +181,18 @@ impl LayerIsolation {
         match self {
             Self::Warm => "warm",
             Self::Cold => "cold",
+            Self::InStep => "in-step",
         }
     }
 
+    /// Whether units read rotating copies (`cold` and `in-step`).
     pub fn is_cold(self) -> bool {
-        self == Self::Cold
+        matches!(self, Self::Cold | Self::InStep)
+    }
+
+    /// Whether top-level units run after their step predecessor (`in-step`).
+    pub fn in_step(self) -> bool {
+        self == Self::InStep
     }
 
     /// What a decoder's layers cell runs when the key is not set.

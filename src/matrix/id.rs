@@ -193,7 +193,7 @@ pub(super) fn cell_id(cell: &Cell, spec: &ModelSpec, ctx: &IdContext) -> anyhow:
                 && cell.layer_method.isolated()
                 && ctx.layer_isolation.is_cold()
             {
-                identity["layer_isolation"] = json!("cold");
+                identity["layer_isolation"] = json!(ctx.layer_isolation.name());
             }
         }
         (None, None) => unreachable!("a model is an encoder or a decoder"),

@@ -231,6 +231,7 @@ mod tests {
             execution: None,
             phase: None,
             cold: None,
+            context: None,
             windows: (0..3).map(|i| window(ms + 0.001 * i as f64, j)).collect(),
         }
     }

@@ -119,6 +119,7 @@ mod tests {
             latency_share_pct: None,
             savings: None,
             cold: None,
+            predecessor: None,
         }
     }
 

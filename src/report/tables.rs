@@ -384,12 +384,17 @@ const PER_LAYER: &[RowColumn] = &[
     ("latency_saving_pct", |r| saving(r, |s| s.latency_pct)),
     ("methods_disagree", |r| int(r.disagree)),
     // Isolated rows: what the unit ran on (`cold`: a rotation through copies of its weights
-    // and KV cache larger than twice the device's cache; `warm`: the same weights every call).
+    // and KV cache larger than twice the device's cache; `warm`: the same weights every call;
+    // `in-step`: cold, after its step predecessor, the pair less the predecessor).
     ("isolation", |r| {
-        text(r.isolated.map(|l| match l.cold {
-            Some(_) => "cold",
-            None => "warm",
+        text(r.isolated.map(|l| match (&l.predecessor, l.cold) {
+            (Some(_), _) => "in-step",
+            (None, Some(_)) => "cold",
+            (None, None) => "warm",
         }))
+    }),
+    ("step_predecessor", |r| {
+        text(r.isolated.and_then(|l| l.predecessor.as_deref()))
     }),
     ("cold_copies", |r| {
         int(r.isolated.and_then(|l| l.cold).map(|c| c.copies))

@@ -8,11 +8,14 @@
 //! measure, fidelity, probe, model for hashing) and error; never analysis, report, run or scale.
 
 mod check;
+mod context;
 mod generate;
 mod read_back;
 mod run_dir;
 
 pub use check::{MAX_POWER_W, MAX_UNITS, MAX_WINDOWS};
+pub(crate) use context::per_call;
+pub use context::StepContext;
 pub use generate::{per_step, GenerateRecord, HostSteps};
 pub use read_back::{parse_manifest, parse_record, parse_session, parse_trace};
 pub use run_dir::{
@@ -136,6 +139,11 @@ pub struct LayerRecord {
     /// `None`: warm, the same weights every call (every record before the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold: Option<ColdCopies>,
+    /// `in-step`: the unit ran after its step predecessor, and `windows` are the pair's; its
+    /// figures are the pair's less the predecessor's ([`Self::per_call_windows`]). `None`: the
+    /// unit alone (every record before the value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<StepContext>,
     pub windows: Vec<WindowRecord>,
 }
 
@@ -155,24 +163,14 @@ fn one() -> u32 {
 impl LayerRecord {
     /// The windows per call of the unit: loop latencies divided by K, loops multiplied by K, so
     /// that energy / loops and the latency medians are per call (durations and energies are
-    /// the windows' own).
+    /// the windows' own). An `in-step` unit's: the pair's less its predecessor's.
     pub fn per_call_windows(&self) -> Vec<WindowRecord> {
-        per_call(&self.windows, self.calls_per_loop)
+        let k = self.calls_per_loop;
+        match &self.context {
+            Some(c) => context::unit_windows(&per_call(&self.windows, k), &per_call(&c.windows, k)),
+            None => per_call(&self.windows, k),
+        }
     }
-}
-
-pub(crate) fn per_call(windows: &[WindowRecord], k: u32) -> Vec<WindowRecord> {
-    if k <= 1 {
-        return windows.to_vec();
-    }
-    windows
-        .iter()
-        .map(|w| WindowRecord {
-            loops: w.loops.saturating_mul(k),
-            loop_ms: w.loop_ms.iter().map(|ms| ms / f64::from(k)).collect(),
-            ..w.clone()
-        })
-        .collect()
 }
 
 /// One prefix of the forward pass (its first `layers` top-level layers, through `name`),

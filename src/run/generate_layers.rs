@@ -88,6 +88,10 @@ pub(super) fn measure(
         implementation.insert(
             "layers_isolation".into(),
             match cold_cache_bytes {
+                Some(cache) if isolation.in_step() => format!(
+                    "in-step (protocol.layer_isolation): as cold (C deep copies of each unit's weights and KV cache in turn, C x its bytes > 2x the device's {:.1} MB last-level cache), and each top-level unit (the embeddings, each block, the head) runs after the unit before it in the step (the embeddings after the head), the pair K times a loop; its figures are the pair's less that predecessor's own loop of K calls (each record's context); a block's halves run alone",
+                    cache as f64 / 1e6
+                ),
                 Some(cache) => format!(
                     "cold (protocol.layer_isolation): each isolated unit's calls read C deep copies of its weights and KV cache in turn, C x its bytes > 2x the device's {:.1} MB last-level cache (each unit's record: copies, bytes); K a whole number of rotations; the embeddings (one row of the table a token) run warm",
                     cache as f64 / 1e6
@@ -139,10 +143,23 @@ pub(super) fn measure(
             cold_cache_bytes,
         };
         if method.isolated() {
+            // In-step: each top-level unit after the one before it in the step (the embeddings
+            // after the head: the previous step's tail); a block's halves stay alone.
+            let top_units: Vec<usize> = (0..captured.units.len())
+                .filter(|&i| captured.units[i].unit.parent().is_none())
+                .collect();
+            let predecessor = |i: usize| -> Option<usize> {
+                if !isolation.in_step() {
+                    return None;
+                }
+                let at = top_units.iter().position(|&t| t == i)?;
+                Some(top_units[(at + top_units.len() - 1) % top_units.len()])
+            };
             let units: Vec<Work> = captured
                 .units
                 .iter()
-                .map(|c| {
+                .enumerate()
+                .map(|(i, c)| {
                     let cold = match cold_cache_bytes {
                         Some(_) => layers.cold_bytes(c.unit)?.map(|copy_bytes| ColdWork {
                             copy_bytes,
@@ -157,6 +174,7 @@ pub(super) fn measure(
                         parent: c.unit.parent(),
                         call: Box::new(move || layers.run_unit(phase, c)),
                         cold,
+                        predecessor: predecessor(i),
                     })
                 })
                 .collect::<Result<_>>()?;
@@ -179,6 +197,7 @@ pub(super) fn measure(
                     parent: None,
                     call: Box::new(move || layers.run_prefix(phase, ids, i + 1)),
                     cold: None,
+                    predecessor: None,
                 })
                 .collect();
             measure_prefixes(

@@ -101,6 +101,9 @@ pub(super) struct Work<'a> {
     /// Where the unit can run cold: the bytes a copy of it holds, and a maker of a call that
     /// rotates through that many copies (decoders' units; `None`: the unit runs warm).
     pub cold: Option<ColdWork<'a>>,
+    /// `in-step`: the index (in the same list) of the unit that precedes this one in the step,
+    /// which each call runs first; `None`: the unit alone.
+    pub predecessor: Option<usize>,
 }
 
 /// A unit's cold variant ([`Work::cold`]).
@@ -165,13 +168,10 @@ pub(super) fn measure_layers(
     on_progress: &mut dyn FnMut(&str),
     record: &mut CellRecord,
 ) -> Result<Vec<sensor::PowerSample>> {
-    if settings
-        .protocol
-        .layer_isolation
-        .is_some_and(crate::config::LayerIsolation::is_cold)
-    {
+    if let Some(isolation) = settings.protocol.layer_isolation.filter(|i| i.is_cold()) {
         anyhow::bail!(
-            "protocol.layer_isolation = \"cold\" is built for decoders' layers cells (the runner's own Llama-family decoder), not an encoder's: set it to \"warm\" or leave it out"
+            "protocol.layer_isolation = \"{}\" is built for decoders' layers cells (the runner's own Llama-family decoder), not an encoder's: set it to \"warm\" or leave it out",
+            isolation.name()
         );
     }
     let device = model.device().clone();
@@ -202,6 +202,7 @@ pub(super) fn measure_layers(
                 parent: c.unit.parent(),
                 call: Box::new(move || model.forward_unit(c)),
                 cold: None,
+                predecessor: None,
             })
             .collect();
         measure_isolated(
@@ -224,6 +225,7 @@ pub(super) fn measure_layers(
                 parent: None,
                 call: Box::new(move || model.forward_prefix(ids, mask, i + 1)),
                 cold: None,
+                predecessor: None,
             })
             .collect();
         measure_prefixes(
@@ -239,7 +241,33 @@ pub(super) fn measure_layers(
     Ok(trace.samples)
 }
 
-/// Each unit alone through the full protocol, K calls per loop, into `record.layers`.
+/// A unit's call as it runs: its rotation through cold copies (made here, dropped with the
+/// returned call) or its own call; the copies for the record.
+#[allow(clippy::type_complexity)]
+fn unit_call<'u, 'w: 'u>(
+    pass: &Pass,
+    unit: &'u Work<'w>,
+    on_progress: &mut dyn FnMut(&str),
+) -> Result<(
+    Box<dyn Fn() -> candle_core::Result<Tensor> + 'u>,
+    Option<crate::results::ColdCopies>,
+)> {
+    let name = &unit.name;
+    match (&unit.cold, pass.cold_cache_bytes) {
+        (Some(c), Some(cache)) => {
+            let copies = super::cold::copies_for(c.copy_bytes, cache);
+            on_progress(&pass.label(format!("{name}: {} copies of its weights", copies.copies)));
+            let call = (c.rotating)(copies.copies as usize)
+                .with_context(|| pass.label(format!("layer {name}")))?;
+            Ok((call, Some(copies)))
+        }
+        _ => Ok((Box::new(|| (unit.call)()), None)),
+    }
+}
+
+/// Each unit alone through the full protocol, K calls per loop, into `record.layers`; a unit
+/// with a step predecessor (`in-step`) runs after it, and that predecessor's own loop (same K)
+/// is measured first into the record's context.
 pub(super) fn measure_isolated(
     pass: &Pass,
     units: &[Work],
@@ -253,37 +281,60 @@ pub(super) fn measure_isolated(
     for (index, unit) in units.iter().enumerate() {
         let name = &unit.name;
         // Cold: the copies are made here, one unit's at a time, and dropped after its windows.
-        let (rotating, cold) = match (&unit.cold, pass.cold_cache_bytes) {
-            (Some(c), Some(cache)) => {
-                let copies = super::cold::copies_for(c.copy_bytes, cache);
-                on_progress(
-                    &pass.label(format!("{name}: {} copies of its weights", copies.copies)),
-                );
-                let call = (c.rotating)(copies.copies as usize)
-                    .with_context(|| pass.label(format!("layer {name}")))?;
-                (Some(call), Some(copies))
-            }
-            _ => (None, None),
+        let (own, cold) = unit_call(pass, unit, on_progress)?;
+        let before = match unit.predecessor {
+            Some(p) => Some((&units[p], unit_call(pass, &units[p], on_progress)?)),
+            None => None,
         };
-        let call: &dyn Fn() -> candle_core::Result<Tensor> = match &rotating {
-            Some(r) => r,
-            None => &unit.call,
+        let pair = || -> candle_core::Result<Tensor> {
+            if let Some((_, (call, _))) = &before {
+                call()?;
+            }
+            own()
         };
         let k = if synchronous {
             1
         } else {
-            let unit_ms = median_call_ms(clock, pass.device, &mut || Ok(call()?))?;
+            let unit_ms = median_call_ms(clock, pass.device, &mut || Ok(pair()?))?;
             let k = calls_per_loop(pass.whole_ms, unit_ms, synchronous);
-            match &cold {
-                Some(c) => super::cold::calls_per_loop(k, c.copies),
-                None => k,
-            }
+            // Whole rotations of every copied unit the loop runs.
+            let rotations = [cold, before.as_ref().and_then(|(_, (_, c))| *c)]
+                .iter()
+                .flatten()
+                .fold(1, |r, c| lcm(r, c.copies));
+            super::cold::calls_per_loop(k, rotations)
         };
-        let what = match &cold {
+        let mut what = match &cold {
             Some(c) => format!("{} ({})", calls_of(k, name), super::cold::describe(c)),
             None => calls_of(k, name),
         };
-        let work = FixedWork::new(pass.device, pass.graphs, &what, || repeated(k, call));
+        let context = match &before {
+            Some((p, (call, p_cold))) => {
+                let p_what = match p_cold {
+                    Some(c) => format!("{} ({})", calls_of(k, &p.name), super::cold::describe(c)),
+                    None => calls_of(k, &p.name),
+                };
+                let work = FixedWork::new(pass.device, pass.graphs, &p_what, || repeated(k, call));
+                let label = pass.label(format!(
+                    "{}/{} {name}: {} alone",
+                    index + 1,
+                    units.len(),
+                    p.name
+                ));
+                let outcome = run_work(&work, pass.protocol, sensor, clock, on_progress, &label)
+                    .with_context(|| {
+                        pass.label(format!("layer {name}'s predecessor {}", p.name))
+                    })?;
+                trace.append(&outcome);
+                what = format!("{what}, each after {} (in-step)", p.name);
+                Some(crate::results::StepContext {
+                    predecessor: p.name.clone(),
+                    windows: outcome.windows,
+                })
+            }
+            None => None,
+        };
+        let work = FixedWork::new(pass.device, pass.graphs, &what, || repeated(k, pair));
         let label = pass.label(format!("{}/{} {name}", index + 1, units.len()));
         let outcome = run_work(&work, pass.protocol, sensor, clock, on_progress, &label)
             .with_context(|| pass.label(format!("layer {name}")))?;
@@ -297,10 +348,21 @@ pub(super) fn measure_isolated(
             execution: (!synchronous).then(|| work.describe()),
             phase: pass.phase,
             cold,
+            context,
             windows: outcome.windows,
         });
     }
     Ok(())
+}
+
+fn lcm(a: u32, b: u32) -> u32 {
+    let gcd = |mut a: u32, mut b: u32| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    a / gcd(a, b).max(1) * b
 }
 
 /// Each prefix (the pass through `prefixes[..=n]`) through the full protocol, the same K

@@ -267,7 +267,7 @@ fn inputs_that_would_fail_every_cell_are_refused_at_preparation_by_plan_and_run_
             vec!["dataset.tokenizer=big-vocab.txt".into()],
             vec![
                 "dataset.tokenizer",
-                "the tokenizer gives ids up to 30531, but model tiny's vocabulary has 30522",
+                "the tokenizer gives ids up to 30531, but models.tiny's vocabulary has 30522",
             ],
         ),
         (

@@ -207,6 +207,8 @@ fn warm_is_the_default_and_its_records_are_the_old_ones() {
     // A warm unit's record has no `cold` key: a record written before the key reads as warm.
     let text = serde_json::to_string(layers).unwrap();
     assert!(!text.contains("\"cold\""), "{text}");
+    // Nor a `context` key (in-step's): a record from before it reads as the unit alone.
+    assert!(!text.contains("\"context\""), "{text}");
     assert!(isolated_rows(&csv)
         .iter()
         .all(|r| r[2] == "warm" && r[3].is_empty() && r[5].is_empty()));

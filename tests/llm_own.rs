@@ -65,10 +65,13 @@ fn own_decoder_cells_run_quantized_at_load_and_are_told_apart_from_the_crate_mod
             r["implementation"]["prefill_execution"],
             "eager: one prefill of the batch's prompts to the first token's argmax per loop"
         );
-        assert!(r["implementation"]["execution"]
-            .as_str()
-            .unwrap()
-            .contains("one decode step"));
+        // A decode loop runs every generated token's step, then synchronizes once.
+        let new_tokens = r["cell"]["new_tokens"].as_u64().unwrap();
+        assert!(new_tokens > 1);
+        assert_eq!(
+            r["implementation"]["execution"],
+            format!("eager: one decode step, {new_tokens} times, per loop")
+        );
         // The prefill's attention says which ran (the plain ops: no key, the default).
         assert!(r["implementation"]["prefill_attention"]
             .as_str()

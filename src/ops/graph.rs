@@ -217,19 +217,30 @@ impl<'w> FixedWork<'w> {
 
     /// For the record: what one loop runs, and how.
     pub fn describe(&self) -> String {
+        self.describe_repeated(1)
+    }
+
+    /// [`Self::describe`] for a loop that runs the work `times` times before its one
+    /// synchronize (a decode loop: one step per generated token).
+    pub fn describe_repeated(&self, times: usize) -> String {
+        let (replays, runs) = match times {
+            1 => ("one replay + synchronize".to_string(), self.what.clone()),
+            n => (
+                format!("{n} replays then one synchronize"),
+                format!("{}, {n} times,", self.what),
+            ),
+        };
         match &self.execution {
             Execution::CudaGraph {
                 nodes,
                 programmatic_edges,
             } => format!(
-                "cuda-graph: {} captured once ({}), one replay + synchronize per loop",
+                "cuda-graph: {} captured once ({}), {replays} per loop",
                 self.what,
                 graph_size(*nodes, *programmatic_edges)
             ),
-            Execution::Eager { why: None } => format!("eager: {} per loop", self.what),
-            Execution::Eager { why: Some(why) } => {
-                format!("eager: {} per loop ({why})", self.what)
-            }
+            Execution::Eager { why: None } => format!("eager: {runs} per loop"),
+            Execution::Eager { why: Some(why) } => format!("eager: {runs} per loop ({why})"),
         }
     }
 
@@ -539,6 +550,18 @@ mod tests {
                 .unwrap();
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_loop_of_many_steps_says_how_many_run_before_its_synchronize() {
+        let work = FixedWork::new(&Device::Cpu, GraphMode::Auto, "one decode step", || {
+            Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu)
+        });
+        assert_eq!(work.describe(), "eager: one decode step per loop");
+        assert_eq!(
+            work.describe_repeated(128),
+            "eager: one decode step, 128 times, per loop"
+        );
     }
 
     #[test]

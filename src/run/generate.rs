@@ -246,7 +246,12 @@ pub(super) fn measure(
                 &mut progress,
                 &mut decode_loop,
             )?;
-            Some((decode, overhead, last, Some(work.describe())))
+            Some((
+                decode,
+                overhead,
+                last,
+                Some(work.describe_repeated(new_tokens)),
+            ))
         }
         None => None,
     };

@@ -16,8 +16,9 @@
 //!   the command that completes it
 //! - `console.rs`: what the user sees: progress, a line per cell, per-layer breakdowns, the
 //!   closing summary (`console_layers.rs`: the per-layer breakdown)
-//! - `protocol_time.rs` and `estimate.rs`: how long the cells take: the protocol's own time per
-//!   unit (with what the energy sensor adds to each window) and the workloads' loop prices
+//! - `protocol_time.rs`, `estimate.rs` and `rates.rs`: how long the cells take: the protocol's
+//!   own time per unit (with what the energy sensor adds to each window), the workloads' prices,
+//!   and the device's rates they are priced at
 //!
 //! May import every stage below it (config, matrix, model, data, device, sensor, measure, probe,
 //! fidelity, results, analysis, report, stats, interrupt, error); never `scale` or `cli`, which
@@ -36,6 +37,7 @@ mod layers;
 mod plan;
 mod protocol_time;
 mod quantize;
+mod rates;
 mod resume;
 mod serial;
 mod worker;

@@ -375,7 +375,12 @@ fn cpu_estimate_line(prepared: &Prepared, cells: &[&Cell]) -> Result<Option<Stri
         return Ok(None);
     }
     let device = candle_core::Device::Cpu;
-    let cost = super::estimate::RunCost::measure(&prepared.specs, &device, &runs)?;
+    let cost = super::estimate::RunCost::measure(
+        &prepared.specs,
+        &device,
+        &runs,
+        &prepared.exp.config.protocol,
+    )?;
     // The CPU's sensors (RAPL, or none) have no counter to wait for.
     let estimate = super::estimate::Estimate::new(
         &runs,

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{LayerMethod, LoadedExperiment, ProtocolSection, Scope};
+use crate::config::{LayerIsolation, LayerMethod, LoadedExperiment, ProtocolSection, Scope};
 use crate::matrix::Cell;
 use crate::measure::IdleBaseline;
 use crate::model::ModelSpec;
@@ -69,12 +69,22 @@ impl WindowFloor {
     }
 }
 
-/// Units a decoder's layers cell measures in each phase: alone (each layer, its attention and
-/// MLP halves, the embeddings and the head) and prefixes (through the embeddings, each layer,
-/// the head): (isolated, prefix).
-pub fn decoder_layer_units(layers: usize, method: LayerMethod) -> (usize, usize) {
+/// Units a decoder's layers cell measures in each phase through the protocol: alone (each layer,
+/// its attention and MLP halves, the embeddings and the head; `in-step` isolation also each
+/// top-level unit's step predecessor alone, one more unit per embeddings, layer and head) and
+/// prefixes (through the embeddings, each layer, the head): (isolated, prefix).
+pub fn decoder_layer_units(
+    layers: usize,
+    method: LayerMethod,
+    isolation: LayerIsolation,
+) -> (usize, usize) {
+    let predecessors = if isolation.in_step() { layers + 2 } else { 0 };
     (
-        if method.isolated() { 3 * layers + 2 } else { 0 },
+        if method.isolated() {
+            3 * layers + 2 + predecessors
+        } else {
+            0
+        },
         if method.prefix() { layers + 2 } else { 0 },
     )
 }
@@ -131,7 +141,10 @@ pub fn least_protocol_s(
                         .get(&c.model)
                         .and_then(|s| s.decoder())
                         .map_or(1, |d| d.shapes.layers);
-                    let (isolated, prefix) = decoder_layer_units(layers, c.layer_method);
+                    let isolation = p
+                        .layer_isolation
+                        .unwrap_or_else(LayerIsolation::decoder_default);
+                    let (isolated, prefix) = decoder_layer_units(layers, c.layer_method, isolation);
                     2 * (isolated + prefix)
                 }
                 Scope::Layers => exp
@@ -232,9 +245,20 @@ mod tests {
 
     #[test]
     fn a_layers_cell_counts_every_unit_and_prefix_of_both_phases() {
-        assert_eq!(decoder_layer_units(4, LayerMethod::Both), (14, 6));
-        assert_eq!(decoder_layer_units(30, LayerMethod::Isolated), (92, 0));
-        assert_eq!(decoder_layer_units(30, LayerMethod::Prefix), (0, 32));
+        let warm = LayerIsolation::Warm;
+        assert_eq!(decoder_layer_units(4, LayerMethod::Both, warm), (14, 6));
+        assert_eq!(
+            decoder_layer_units(30, LayerMethod::Isolated, warm),
+            (92, 0)
+        );
+        assert_eq!(decoder_layer_units(30, LayerMethod::Prefix, warm), (0, 32));
+        // Cold copies are still one unit each; in-step adds each top-level unit's predecessor
+        // alone (the embeddings, 4 blocks, the head), and leaves the prefixes as they are.
+        let cold = LayerIsolation::Cold;
+        assert_eq!(decoder_layer_units(4, LayerMethod::Both, cold), (14, 6));
+        let in_step = LayerIsolation::InStep;
+        assert_eq!(decoder_layer_units(4, LayerMethod::Both, in_step), (20, 6));
+        assert_eq!(decoder_layer_units(4, LayerMethod::Prefix, in_step), (0, 6));
         assert_eq!(encoder_layer_units(6, LayerMethod::Both), (33, 9));
     }
 
@@ -257,7 +281,7 @@ mod tests {
         };
         // The whole-model cell: a prefill of 1.06 ms, a decode loop of 128 steps of 0.536 ms;
         // the layers cell: SmolLM2's widths cut to 4 layers, both methods, both phases.
-        let (isolated, prefix) = decoder_layer_units(4, LayerMethod::Both);
+        let (isolated, prefix) = decoder_layer_units(4, LayerMethod::Both, LayerIsolation::Warm);
         let mut units = vec![1.06e-3, 128.0 * 0.536e-3];
         units.extend(std::iter::repeat_n(1e-4, 2 * (isolated + prefix)));
         assert_eq!(units.len(), 42);
@@ -282,5 +306,37 @@ mod tests {
         let total = protocol_s(&p, &units, nvml);
         assert!((0.85..1.0).contains(&(total / 158.0)), "{total}");
         assert!(protocol_s(&p, &units, WindowFloor::NONE) / 158.0 < 0.5);
+    }
+
+    /// Session 8's in-step run of `experiments/llm_own_layers.toml` on an H200 (docs/results/
+    /// 2026-12-06-nvidia-h200-llm-deployed/per-layer-s8/run-layers.log: `--set
+    /// protocol.layer_isolation=in-step --set 'matrix.layer_method=["isolated"]' --set
+    /// protocol.repeats=1`): estimated ~43 s, its cells took 64 s (1.49x). The estimate counted
+    /// 14 isolated units a phase; in-step measures 20, each top-level unit's predecessor alone too.
+    #[test]
+    fn session_8s_in_step_cells_are_priced_with_their_predecessor_loops() {
+        let p = ProtocolSection {
+            warmup_s: 0.2,
+            warmup_min_loops: 2,
+            stabilize_s: 0.1,
+            min_window_s: 0.5,
+            min_loops: 2,
+            repeats: 1,
+            cooldown_s: 0.0,
+            ..ProtocolSection::default()
+        };
+        let nvml = WindowFloor::counter(NOMINAL_COUNTER_UPDATE_S);
+        let cells_s = |isolation| {
+            let (isolated, _) = decoder_layer_units(4, LayerMethod::Isolated, isolation);
+            // The whole-model cell (a prefill of 1.02 ms, 128 steps of 0.525 ms), then the
+            // layers cell's units of both phases.
+            let mut units = vec![1.02e-3, 128.0 * 0.525e-3];
+            units.extend(std::iter::repeat_n(1e-4, 2 * isolated));
+            protocol_s(&p, &units, nvml)
+        };
+        let before = cells_s(LayerIsolation::Cold);
+        let now = cells_s(LayerIsolation::InStep);
+        assert!(before / 64.0 < 0.7, "{before}");
+        assert!((0.85..1.0).contains(&(now / 64.0)), "{now}");
     }
 }

@@ -478,7 +478,12 @@ fn estimate_run(
     cells: &[&Cell],
     floor: WindowFloor,
 ) -> Result<Estimate> {
-    let cost = RunCost::measure(&prepared.specs, device, cells)?;
+    let cost = RunCost::measure(
+        &prepared.specs,
+        device,
+        cells,
+        &prepared.exp.config.protocol,
+    )?;
     Ok(Estimate::new(
         cells,
         &cost,

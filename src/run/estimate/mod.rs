@@ -7,17 +7,18 @@
 //! finish, each cell class's estimates are scaled by what its measured cells really took (loading, slow kernels and all), so the ETA converges on the run.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 
 use super::generate::{reference_precision, FIDELITY_PROMPTS, FIDELITY_STEPS};
 use super::plan::{PERPLEXITY_SEQUENCES, PERPLEXITY_TOKENS};
 use super::protocol_time::{decoder_layer_units, encoder_layer_units, protocol_s, WindowFloor};
-use crate::config::{FloatPrecision, Precision, ProtocolSection, Scope};
+use super::rates::{matmul_rate, random_weights_rate, weight_read_rate};
+use crate::config::{FloatPrecision, LayerIsolation, Precision, ProtocolSection, Scope};
 use crate::fidelity::FIDELITY_EXAMPLES;
 use crate::matrix::Cell;
+use crate::model::decoder::DecoderSpec;
 use crate::model::ModelSpec;
 
 /// What a workload's cells cost, for the estimate.
@@ -147,6 +148,22 @@ pub struct DecoderCost<'a> {
     pub rates: BTreeMap<FloatPrecision, f64>,
     /// Bytes of weights a one-row matmul reads per second, per float dtype.
     pub weight_read: BTreeMap<FloatPrecision, f64>,
+    /// What an isolated unit of a layers cell runs (`protocol.layer_isolation`, resolved):
+    /// `in-step` adds each top-level unit's predecessor loop.
+    pub isolation: LayerIsolation,
+    /// Seconds per value to build random weights in each float dtype on this device (loading a
+    /// random-weight decoder, and its fidelity reference), where a cell needs them.
+    pub random_load: BTreeMap<FloatPrecision, f64>,
+}
+
+/// The float dtype a decoder computes in at `precision`: GGUF files and quantized-at-load
+/// linears compute in f32 around their blocks.
+fn float_of(d: &DecoderSpec, precision: Precision) -> FloatPrecision {
+    match d.dtype(precision) {
+        DType::F16 => FloatPrecision::Fp16,
+        DType::BF16 => FloatPrecision::Bf16,
+        _ => FloatPrecision::Fp32,
+    }
 }
 
 impl DecoderCost<'_> {
@@ -160,12 +177,7 @@ impl DecoderCost<'_> {
             return None;
         }
         let prompt = cell.prompt_len.unwrap_or(cell.seq_len);
-        // GGUF files and quantized-at-load linears compute in f32 around their blocks.
-        let float = match d.dtype(cell.precision) {
-            DType::F16 => FloatPrecision::Fp16,
-            DType::BF16 => FloatPrecision::Bf16,
-            _ => FloatPrecision::Fp32,
-        };
+        let float = float_of(d, cell.precision);
         let rate = self.rates.get(&float).copied().unwrap_or(1e9);
         let read = self.weight_read.get(&float).copied().unwrap_or(1e9);
         let weights_s = d.weight_bytes(cell.precision) as f64 / read;
@@ -185,29 +197,49 @@ impl CellCost for DecoderCost<'_> {
         };
         if cell.scope == Scope::Layers {
             // Per phase, one call per loop on the CPU: each block and its two halves at about
-            // a block's time, the embeddings and the head little; prefixes half a pass.
+            // a block's time, the embeddings and the head little; prefixes half a pass; in-step
+            // isolation's predecessor loops as what they run.
             let layers = self
                 .specs
                 .get(&cell.model)
                 .and_then(|s| s.decoder())
                 .map_or(1, |d| d.shapes.layers);
             let n = layers as f64;
-            let (isolated, prefix) = decoder_layer_units(layers, cell.layer_method);
+            let (isolated, prefix) = decoder_layer_units(layers, cell.layer_method, self.isolation);
             let mut units = Vec::new();
             for whole in [prefill, step] {
+                let (block, small) = (whole / n, whole / (10.0 * n));
                 if isolated > 0 {
-                    units.extend(std::iter::repeat_n(whole / n, isolated - 2));
-                    units.extend([whole / (10.0 * n); 2]);
+                    // Each block's two halves alone.
+                    units.extend(std::iter::repeat_n(block, 2 * layers));
+                    if self.isolation.in_step() {
+                        // Each top-level unit after its step predecessor, the pair a loop, and
+                        // that predecessor's own loop alone: the embeddings after the head,
+                        // block 0 after the embeddings, each block after the one before, the
+                        // head after the last block.
+                        units.extend([2.0 * small, small, block + small, small]);
+                        for _ in 1..layers {
+                            units.extend([2.0 * block, block]);
+                        }
+                        units.extend([block + small, block]);
+                    } else {
+                        // The embeddings, each block and the head alone.
+                        units.extend(std::iter::repeat_n(block, layers));
+                        units.extend([small; 2]);
+                    }
                 }
                 units.extend(std::iter::repeat_n(whole / 2.0, prefix));
             }
+            debug_assert_eq!(units.len(), 2 * (isolated + prefix));
             return units;
         }
         vec![prefill, step * cell.new_tokens.unwrap_or(0) as f64]
     }
 
-    /// Fidelity: the candidate (and, first for its model and prompt, the reference) generates
-    /// each fidelity prompt alone; perplexity where the weights are real.
+    /// Loading: random weights built at this device's measured rate (the cell's model, and
+    /// first for its model and prompt the fidelity reference's); fidelity: the candidate (and,
+    /// first, the reference) generates each fidelity prompt alone; perplexity where the weights
+    /// are real.
     fn outside_s(&self, cell: &Cell, first_of_shape: bool) -> f64 {
         let Some(d) = self.specs.get(&cell.model).and_then(|s| s.decoder()) else {
             return 0.0;
@@ -215,13 +247,23 @@ impl CellCost for DecoderCost<'_> {
         let Some((prefill, step)) = self.phases(cell, 1) else {
             return 0.0;
         };
+        let load = |precision: Precision| match d.real_weights() {
+            true => 0.0,
+            false => {
+                let per_value = self.random_load.get(&float_of(d, precision));
+                d.shapes.parameters() as f64 * per_value.copied().unwrap_or(0.0)
+            }
+        };
         let steps = cell.new_tokens.unwrap_or(0).min(FIDELITY_STEPS) as f64;
-        let mut s = prefill + step * cell.new_tokens.unwrap_or(0) as f64;
+        let mut s = load(cell.precision) + prefill + step * cell.new_tokens.unwrap_or(0) as f64;
         let reference = reference_precision(d);
         if cell.precision != reference {
             let per_prompt = prefill + step * steps;
             let passes = if first_of_shape { 2.0 } else { 1.0 };
             s += passes * FIDELITY_PROMPTS as f64 * per_prompt;
+            if first_of_shape && cell.scope == Scope::Model {
+                s += load(reference);
+            }
         }
         if d.real_weights() {
             if let Some((_, batched)) = self.phases(cell, PERPLEXITY_SEQUENCES) {
@@ -243,8 +285,22 @@ impl CellCost for DecoderCost<'_> {
                 .collect();
             v.join(", ")
         };
+        let loads = match self.random_load.is_empty() {
+            true => String::new(),
+            false => {
+                let per_second: BTreeMap<FloatPrecision, f64> = self
+                    .random_load
+                    .iter()
+                    .map(|(f, s)| (*f, 1.0 / s))
+                    .collect();
+                format!(
+                    ", random weights built at their measured rate ({})",
+                    list(&per_second, "G values/s")
+                )
+            }
+        };
         format!(
-            "decoders: prefill FLOPs at this device's measured matmul rate ({}), decode steps at the slower of their FLOPs and reading every weight at its measured one-row matmul rate ({})",
+            "decoders: prefill FLOPs at this device's measured matmul rate ({}), decode steps at the slower of their FLOPs and reading every weight at its measured one-row matmul rate ({}){loads}",
             list(&self.rates, "GFLOP/s"),
             list(&self.weight_read, "GB/s")
         )
@@ -273,11 +329,13 @@ impl<'a> RunCost<'a> {
     }
 
     /// Prices for `cells` on `device`: a short timed matmul in each float dtype they use, and
-    /// for decoders a one-row one for the rate weights are read at.
+    /// for decoders a one-row one for the rate weights are read at; `protocol` says what a
+    /// decoder's isolated units run.
     pub fn measure(
         specs: &'a BTreeMap<String, ModelSpec>,
         device: &Device,
         cells: &[&Cell],
+        protocol: &ProtocolSection,
     ) -> Result<RunCost<'a>> {
         let dim = specs
             .values()
@@ -286,20 +344,24 @@ impl<'a> RunCost<'a> {
             .unwrap_or(768);
         let mut rates = BTreeMap::new();
         let mut weight_read = BTreeMap::new();
+        let mut random_load = BTreeMap::new();
         for c in cells {
             let decoder = specs.get(&c.model).and_then(|s| s.decoder());
-            let float = match decoder.map(|d| d.dtype(c.precision)) {
-                Some(DType::F16) => FloatPrecision::Fp16,
-                Some(DType::BF16) => FloatPrecision::Bf16,
-                Some(_) => FloatPrecision::Fp32,
-                None => c.precision.float(),
-            };
+            let float = decoder.map_or(c.precision.float(), |d| float_of(d, c.precision));
             if let std::collections::btree_map::Entry::Vacant(e) = rates.entry(float) {
                 e.insert(matmul_rate(device, float, dim)?);
             }
-            if decoder.is_some() {
-                if let std::collections::btree_map::Entry::Vacant(e) = weight_read.entry(float) {
-                    e.insert(weight_read_rate(device, float)?);
+            let Some(d) = decoder else { continue };
+            if let std::collections::btree_map::Entry::Vacant(e) = weight_read.entry(float) {
+                e.insert(weight_read_rate(device, float)?);
+            }
+            if !d.real_weights() {
+                // The cell's weights, and the fidelity reference's where it is another dtype.
+                let reference = float_of(d, reference_precision(d));
+                for f in [float, reference] {
+                    if let std::collections::btree_map::Entry::Vacant(e) = random_load.entry(f) {
+                        e.insert(random_weights_rate(device, f)?);
+                    }
                 }
             }
         }
@@ -312,6 +374,10 @@ impl<'a> RunCost<'a> {
                 specs,
                 rates,
                 weight_read,
+                isolation: protocol
+                    .layer_isolation
+                    .unwrap_or_else(LayerIsolation::decoder_default),
+                random_load,
             },
         })
     }
@@ -335,54 +401,6 @@ impl CellCost for RunCost<'_> {
             (true, false) => format!("{}; {}", self.encoder.basis(), self.decoder.basis()),
         }
     }
-}
-
-fn dtype_of(float: FloatPrecision) -> DType {
-    match float {
-        FloatPrecision::Fp32 => DType::F32,
-        FloatPrecision::Fp16 => DType::F16,
-        FloatPrecision::Bf16 => DType::BF16,
-    }
-}
-
-/// Bytes of weights per second a [1, 2048] x [2048, 2048] product reads in `float` on `device`
-/// (a decode step is such products at batch 1), timed for about 0.1 s.
-pub fn weight_read_rate(device: &Device, float: FloatPrecision) -> Result<f64> {
-    let dtype = dtype_of(float);
-    let dim = 2048usize;
-    let x = Tensor::randn(0f32, 1.0, (1, dim), device)?.to_dtype(dtype)?;
-    let w = Tensor::randn(0f32, 1.0, (dim, dim), device)?.to_dtype(dtype)?;
-    x.matmul(&w)?;
-    device.synchronize()?;
-    let start = Instant::now();
-    let mut runs = 0u32;
-    while runs < 2 || start.elapsed().as_secs_f64() < 0.1 {
-        x.matmul(&w)?;
-        device.synchronize()?;
-        runs += 1;
-    }
-    let bytes = (dim * dim * dtype.size_in_bytes()) as f64 * f64::from(runs);
-    Ok(bytes / start.elapsed().as_secs_f64())
-}
-
-/// This device's matmul rate in `float`, FLOP/s: a [256, dim] x [dim, dim] product timed for
-/// about 0.1 s after one untimed run.
-pub fn matmul_rate(device: &Device, float: FloatPrecision, dim: usize) -> Result<f64> {
-    let dtype = dtype_of(float);
-    let dim = dim.clamp(64, 4096);
-    let a = Tensor::randn(0f32, 1.0, (256, dim), device)?.to_dtype(dtype)?;
-    let b = Tensor::randn(0f32, 1.0, (dim, dim), device)?.to_dtype(dtype)?;
-    a.matmul(&b)?;
-    device.synchronize()?;
-    let start = Instant::now();
-    let mut runs = 0u32;
-    while runs < 2 || start.elapsed().as_secs_f64() < 0.1 {
-        a.matmul(&b)?;
-        device.synchronize()?;
-        runs += 1;
-    }
-    let flops = 2.0 * 256.0 * (dim * dim) as f64 * f64::from(runs);
-    Ok(flops / start.elapsed().as_secs_f64())
 }
 
 /// The run's estimate: each cell's price, scaled per class by what measured cells took.
@@ -480,89 +498,4 @@ impl Estimate {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{LayerMethod, QuantizeSelection};
-
-    /// A workload of fixed prices: 0.1 s a loop, 2 s outside for non-fp32 cells.
-    struct Fixed;
-    impl CellCost for Fixed {
-        fn unit_loops_s(&self, _: &Cell) -> Vec<f64> {
-            vec![0.1]
-        }
-        fn outside_s(&self, c: &Cell, _: bool) -> f64 {
-            if c.precision == Precision::Fp32 {
-                0.0
-            } else {
-                2.0
-            }
-        }
-        fn basis(&self) -> String {
-            "fixed".into()
-        }
-    }
-
-    fn cell(precision: &str, batch: usize) -> Cell {
-        Cell {
-            id: format!("{precision}{batch}"),
-            model: "m".into(),
-            precision: Precision::parse(precision).unwrap(),
-            batch_size: batch,
-            seq_len: 16,
-            prompt_len: None,
-            new_tokens: None,
-            scope: Scope::Model,
-            quantize: QuantizeSelection::All,
-            layer_method: LayerMethod::Isolated,
-            prefill_attention: crate::config::PrefillAttention::Plain,
-        }
-    }
-
-    #[test]
-    fn the_estimate_learns_from_measured_cells_and_never_runs_away() {
-        let p = ProtocolSection {
-            repeats: 6,
-            ..ProtocolSection::default()
-        };
-        let cells = [
-            cell("fp32", 1),
-            cell("fp32", 8),
-            cell("fp16", 1),
-            cell("fp16", 8),
-        ];
-        let refs: Vec<&Cell> = cells.iter().collect();
-        let mut e = Estimate::new(&refs, &Fixed, &p, WindowFloor::NONE);
-        let per = protocol_s(&p, &[0.1], WindowFloor::NONE);
-        assert!((e.initial_s - (4.0 * per + 4.0)).abs() < 1e-9);
-        // Before anything ran: the whole run is left, minus nothing.
-        assert!((e.remaining_s(0, 0.0) - e.initial_s).abs() < 1e-9);
-        // Far into the first cell: what is left of it never goes below a second, nor negative.
-        assert!(e.remaining_s(0, 1e9) >= 3.0 * per);
-        // The fp32 cells took twice their price: the other fp32 cell is priced twice, the fp16
-        // cells (no cell of theirs measured yet) by the run's median.
-        e.finished(0, 2.0 * per);
-        assert!((e.remaining_s(1, 0.0) - (2.0 * per + 2.0 * 2.0 * (per + 2.0))).abs() < 1e-9);
-        // fp16 measured as priced: its cells return to their price.
-        e.finished(2, per + 2.0);
-        assert!((e.remaining_s(3, 0.0) - (per + 2.0)).abs() < 1e-9);
-        // Past the last cell: nothing left.
-        assert_eq!(e.remaining_s(4, 0.0), 0.0);
-    }
-
-    #[test]
-    fn encoder_flops_count_the_projections_the_ffn_and_attention() {
-        let preset = crate::config::Preset::DISTILBERT_BASE_UNCASED;
-        // Per block at batch 1, seq 128: 2*128*(4*768^2 + 2*768*3072) + 4*128^2*768.
-        let block = 2.0 * 128.0 * (4.0 * 768.0f64.powi(2) + 2.0 * 768.0 * 3072.0)
-            + 4.0 * 128.0f64.powi(2) * 768.0;
-        assert!((encoder_flops(&preset, 1, 128) - 6.0 * block).abs() < 1.0);
-        // ~11.2 GFLOP a pass of DistilBERT-base at seq 128 (half of BERT-base's usual ~22).
-        assert!((encoder_flops(&preset, 1, 128) / 1e9 - 11.17).abs() < 0.05);
-    }
-
-    #[test]
-    fn a_matmul_rate_is_measured_on_the_cpu() {
-        let r = matmul_rate(&Device::Cpu, FloatPrecision::Fp32, 128).unwrap();
-        assert!(r > 1e6 && r.is_finite(), "{r}");
-    }
-}
+mod tests;

@@ -26,7 +26,8 @@ use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
 
 pub use precision::{
-    dtype_for, dtype_name, ggml_for, numerics_for, probe_cell, probe_precision, Unsupported,
+    dtype_for, dtype_name, float_dtype, ggml_for, numerics_for, probe_cell, probe_precision,
+    Unsupported,
 };
 pub use weights::hex;
 

@@ -9,7 +9,12 @@ use crate::config::{FloatPrecision, Precision, QuantFormat};
 
 /// The float dtype of a precision (of everything but quantized linear weights).
 pub fn dtype_for(precision: Precision) -> DType {
-    match precision.float() {
+    float_dtype(precision.float())
+}
+
+/// The candle dtype of a float precision.
+pub fn float_dtype(float: FloatPrecision) -> DType {
+    match float {
         FloatPrecision::Fp32 => DType::F32,
         FloatPrecision::Fp16 => DType::F16,
         FloatPrecision::Bf16 => DType::BF16,

@@ -5,18 +5,11 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use crate::config::FloatPrecision;
+use crate::model::float_dtype as dtype_of;
 use crate::model::weights::random::RandomBackend;
-
-pub(super) fn dtype_of(float: FloatPrecision) -> DType {
-    match float {
-        FloatPrecision::Fp32 => DType::F32,
-        FloatPrecision::Fp16 => DType::F16,
-        FloatPrecision::Bf16 => DType::BF16,
-    }
-}
 
 /// Bytes of weights per second a [1, 2048] x [2048, 2048] product reads in `float` on `device`
 /// (a decode step is such products at batch 1), timed for about 0.1 s.

@@ -104,7 +104,9 @@ fn compile_kernels() {
     println!("cargo:rerun-if-changed=src/ops/kernels/common.cuh");
     println!("cargo:rerun-if-changed=src/ops/kernels/attention.cuh");
     println!("cargo:rerun-if-changed=src/ops/kernels/decode_attention.cuh");
+    println!("cargo:rerun-if-changed=src/ops/kernels/decode_cluster.cuh");
     println!("cargo:rerun-if-changed=src/ops/kernels/gemv_fold.cuh");
+    println!("cargo:rerun-if-changed=src/ops/kernels/gemv_long.cuh");
     for (name, source, flags) in KERNELS {
         let src = format!("src/ops/kernels/{source}.cu");
         println!("cargo:rerun-if-changed={src}");

@@ -400,7 +400,7 @@ mod attention;
 #[cfg(feature = "cuda")]
 mod attention_rope;
 mod folded;
-pub use folded::{argmax_into, decode_attention_rope};
+pub use folded::{argmax_into, decode_attention_cluster, decode_attention_rope, CLUSTER_ATTENTION};
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod gemv;

@@ -18,6 +18,10 @@ use crate::ops::fused::cuda::{contiguous, no_cpu};
 
 /// Warps of a CTA (FA_WARPS in decode.cu).
 const WARPS: u32 = 4;
+/// Warps of a CTA and CTAs of a cluster of decode_attention_cluster (FC_WARPS, FC_SPLITS in
+/// decode_cluster.cuh).
+const CLUSTER_WARPS: u32 = 8;
+pub const CLUSTER_SPLITS: u32 = 8;
 
 fn on_gpu<'a>(st: &'a Storage, kernel: &str) -> Result<&'a CudaStorage> {
     match st {
@@ -32,6 +36,9 @@ pub struct RopeAttention<'a> {
     pub cache: &'a CacheAt<'a>,
     pub scratch: &'a AttentionScratch,
     pub launch: Launch,
+    /// decode_attention_cluster (the splits merged in a thread-block cluster through distributed
+    /// shared memory) instead of decode_attention_rope (partials, fence, atomic ticket).
+    pub cluster: bool,
 }
 
 impl candle_core::InplaceOp2 for RopeAttention<'_> {
@@ -96,7 +103,11 @@ impl RopeAttention<'_> {
         ql: &Layout,
         suffix: &str,
     ) -> Result<()> {
-        let kernel = "decode_attention_rope";
+        let kernel = if self.cluster {
+            "decode_attention_cluster"
+        } else {
+            "decode_attention_rope"
+        };
         let (r, c, s) = (self.rope, self.cache, self.scratch);
         let (h, k, d) = (r.heads, r.kv_heads, r.head_dim);
         let (batch, width) = ql.shape().dims2()?;
@@ -162,6 +173,26 @@ impl RopeAttention<'_> {
         if !kr.start.is_multiple_of(align) || !vr.start.is_multiple_of(align) {
             candle_core::bail!("{kernel}: the cache views do not start on 16 bytes");
         }
+        // The cluster kernel reads the Q|K|V row, its bias and the norms 16 bytes at a time
+        // (rows are (H + 2K) d values: a multiple of 8 from an aligned start).
+        if self.cluster {
+            let starts = [
+                Some(ql.start_offset()),
+                r.bias.map(|b| b.layout().start_offset()),
+            ]
+            .into_iter()
+            .chain(r.qk_norm.iter().flat_map(|(q, n, _)| {
+                [
+                    Some(q.layout().start_offset()),
+                    Some(n.layout().start_offset()),
+                ]
+            }));
+            if starts.flatten().any(|o| !o.is_multiple_of(align)) {
+                candle_core::bail!(
+                    "{kernel}: the Q|K|V row, bias or norms do not start on 16 bytes"
+                );
+            }
+        }
         let dev = qkv.device().clone();
         let stream = dev.cuda_stream();
         let qv = qkv.as_cuda_slice::<T>()?.slice(contiguous(ql, kernel)?);
@@ -176,7 +207,7 @@ impl RopeAttention<'_> {
                 None => Ok(0),
             }
         };
-        let params = [
+        let mut params = vec![
             Param::Ptr(qp),
             Param::Ptr(ptr_or_null(bias.as_ref())?),
             Param::Ptr(ptr_or_null(norms.as_ref().map(|n| &n.0))?),
@@ -186,20 +217,32 @@ impl RopeAttention<'_> {
             Param::Ptr(keys.ptr::<T>(kernel)?),
             Param::Ptr(values.ptr::<T>(kernel)?),
             Param::Ptr(position.ptr::<u32>(kernel)?),
-            Param::Ptr(partials.ptr::<f32>(kernel)?),
-            Param::Ptr(counters.ptr::<u32>(kernel)?),
+        ];
+        // The cluster kernel has no partials and no counters.
+        if !self.cluster {
+            params.push(Param::Ptr(partials.ptr::<f32>(kernel)?));
+            params.push(Param::Ptr(counters.ptr::<u32>(kernel)?));
+        }
+        params.extend([
             Param::Ptr(op),
             Param::U32(h as u32),
             Param::U32(k as u32),
             Param::U32(capacity as u32),
             Param::F32(1.0 / (d as f32).sqrt()),
             Param::F32(r.qk_norm.map_or(0.0, |(_, _, e)| e as f32)),
-        ];
+        ]);
         let name = format!("{kernel}_d{vd}_g{vg}_{suffix}");
         let func = dev.get_or_load_custom_func(&name, "runner_decode", PTX)?;
+        // The cluster kernel: one cluster of CLUSTER_SPLITS CTAs a (sequence, KV head), its
+        // cluster shape compiled in (__cluster_dims__).
+        let (splits, warps) = if self.cluster {
+            (CLUSTER_SPLITS, CLUSTER_WARPS)
+        } else {
+            (s.splits() as u32, WARPS)
+        };
         let cfg = LaunchConfig {
-            grid_dim: (s.splits() as u32, (batch * k) as u32, 1),
-            block_dim: (WARPS * 32, 1, 1),
+            grid_dim: (splits, (batch * k) as u32, 1),
+            block_dim: (warps * 32, 1, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: the parameters match decode_attention_rope's signature (decode.cu), in order;
@@ -209,13 +252,15 @@ impl RopeAttention<'_> {
     }
 }
 
-/// Runs the kernel into `scratch`'s context and returns it (the same storage every call).
+/// Runs the kernel (`cluster`: decode_attention_cluster) into `scratch`'s context and returns
+/// it (the same storage every call).
 pub fn run(
     qkv: &Tensor,
     rope: &RopeArgs,
     cache: &CacheAt,
     scratch: &AttentionScratch,
     launch: Launch,
+    cluster: bool,
 ) -> Result<Tensor> {
     let ctx = scratch.context.clone();
     let op = RopeAttention {
@@ -223,6 +268,7 @@ pub fn run(
         cache,
         scratch,
         launch,
+        cluster,
     };
     ctx.inplace_op2(&qkv.contiguous()?, &op)?;
     Ok(ctx)

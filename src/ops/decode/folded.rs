@@ -1,4 +1,4 @@
-//! `decode_kernels = "gemv-fold"`'s attention and greedy pick (their launchers, attention_rope.rs
+//! `decode_kernels = "gemv-fold"`'s attention (two kernels) and the greedy pick (their launchers, attention_rope.rs
 //! and argmax.rs, are CUDA only).
 
 use candle_core::{Result, Tensor};
@@ -7,9 +7,9 @@ use candle_core::{Result, Tensor};
 use super::{argmax, attention_rope, variant, AttentionScratch};
 use super::{cuda_only, CacheAt, Launch, RopeArgs};
 
-/// rope_kv_write and the one-launch decode attention in one kernel (`decode_kernels =
-/// "gemv-fold"`) from the Q|K|V row `qkv` (batch, (heads + 2 kv_heads) head_dim): the context
-/// (batch, heads * head_dim), the position's K and V written into the cache. Its plain twin:
+/// rope_kv_write and the one-launch decode attention in one kernel (gemv-fold until session 8)
+/// from the Q|K|V row `qkv` (batch, (heads + 2 kv_heads) head_dim): the context (batch, heads *
+/// head_dim), the position's K and V written into the cache. Its plain twin:
 /// [`super::plain_rope_kv_write`], then [`super::plain_decode_attention`]. Only for shapes with a
 /// one-launch [`super::variant`].
 pub fn decode_attention_rope(
@@ -18,7 +18,38 @@ pub fn decode_attention_rope(
     cache: &CacheAt,
     launch: Launch,
 ) -> Result<Tensor> {
-    cuda_only("decode_attention_rope", qkv)?;
+    rope_attention(qkv, rope, cache, launch, false)
+}
+
+/// The record's `implementation.attention` of `decode_kernels = "gemv-fold"`.
+pub const CLUSTER_ATTENTION: &str = "decode: the runner's one-launch kernel with rotary + KV write folded in (decode.cu's decode_attention_cluster: 8 CTAs of 8 warps a sequence and KV head as one thread-block cluster, each a contiguous eighth of the cache up to the device-held position, grouped query heads sharing each 16-byte K/V load, online f32 softmax, the CTAs' states merged through distributed shared memory); prefill as prefill_attention says";
+
+/// [`decode_attention_rope`]'s work with its splits merged inside one thread-block cluster a
+/// (sequence, KV head) through distributed shared memory (decode.cu's decode_attention_cluster,
+/// `decode_kernels = "gemv-fold"` since session 9): no partials in global memory, no fence, no
+/// atomic ticket. The same plain twin; the same shapes; `cache.scratch` only lends its context.
+pub fn decode_attention_cluster(
+    qkv: &Tensor,
+    rope: &RopeArgs,
+    cache: &CacheAt,
+    launch: Launch,
+) -> Result<Tensor> {
+    rope_attention(qkv, rope, cache, launch, true)
+}
+
+fn rope_attention(
+    qkv: &Tensor,
+    rope: &RopeArgs,
+    cache: &CacheAt,
+    launch: Launch,
+    cluster: bool,
+) -> Result<Tensor> {
+    let kernel = if cluster {
+        "decode_attention_cluster"
+    } else {
+        "decode_attention_rope"
+    };
+    cuda_only(kernel, qkv)?;
     #[cfg(feature = "cuda")]
     {
         let (batch, _) = qkv.dims2()?;
@@ -26,21 +57,21 @@ pub fn decode_attention_rope(
         let (_, _, capacity, _) = cache.keys.dims4()?;
         if variant(d, h / k.max(1)).is_none() {
             candle_core::bail!(
-                "decode_attention_rope: no one-launch variant for {h} heads, {k} KV heads of {d}"
+                "{kernel}: no one-launch variant for {h} heads, {k} KV heads of {d}"
             );
         }
         match cache.scratch {
-            Some(s) => attention_rope::run(qkv, rope, cache, s, launch),
+            Some(s) => attention_rope::run(qkv, rope, cache, s, launch, cluster),
             None => {
                 let s =
                     AttentionScratch::new([batch, h, k, d, capacity], qkv.dtype(), qkv.device())?;
-                attention_rope::run(qkv, rope, cache, &s, launch)
+                attention_rope::run(qkv, rope, cache, &s, launch, cluster)
             }
         }
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (rope, cache, launch);
+        let _ = (rope, cache, launch, cluster);
         unreachable!("cuda_only refused")
     }
 }
@@ -60,5 +91,60 @@ pub fn argmax_into(tokens: &Tensor, logits: &Tensor, scratch: &Tensor) -> Result
     {
         let _ = (tokens, scratch);
         unreachable!("cuda_only refused")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// Asked for on the CPU, gemv-fold's kernels are an error naming the kernel, never a result.
+    #[test]
+    fn folded_kernels_refuse_cpu_tensors() {
+        let dev = Device::Cpu;
+        let (heads, kv_heads, d) = (4, 2, 16);
+        let qkv = Tensor::ones((1, (heads + 2 * kv_heads) * d), DType::F32, &dev).unwrap();
+        let table = Tensor::ones((8, d / 2), DType::F32, &dev).unwrap();
+        let cache = Tensor::zeros((1, kv_heads, 8, d), DType::F32, &dev).unwrap();
+        let position = Tensor::zeros(1, DType::U32, &dev).unwrap();
+        let rope = RopeArgs {
+            cos: &table,
+            sin: &table,
+            bias: None,
+            qk_norm: None,
+            heads,
+            kv_heads,
+            head_dim: d,
+        };
+        let at = CacheAt {
+            keys: &cache,
+            values: &cache,
+            position: &position,
+            scratch: None,
+        };
+        for (kernel, r) in [
+            (
+                "decode_attention_cluster",
+                decode_attention_cluster(&qkv, &rope, &at, Launch::Stream),
+            ),
+            (
+                "decode_attention_rope",
+                decode_attention_rope(&qkv, &rope, &at, Launch::Stream),
+            ),
+        ] {
+            let err = r.unwrap_err().to_string();
+            assert!(err.contains(kernel) && err.contains("CUDA only"), "{err}");
+        }
+        let tokens = Tensor::zeros((1, 1), DType::U32, &dev).unwrap();
+        let scratch = Tensor::zeros((1, 4), DType::U32, &dev).unwrap();
+        let logits = Tensor::ones((1, 10), DType::F32, &dev).unwrap();
+        let err = argmax_into(&tokens, &logits, &scratch)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("argmax_rows") && err.contains("CUDA only"),
+            "{err}"
+        );
     }
 }

@@ -262,6 +262,7 @@ __device__ void decode_attention_reduce(const float *part, T *out, uint32_t rows
 }
 
 #include "decode_attention.cuh"
+#include "decode_cluster.cuh"
 
 // The greedy pick of a decode step (decode_kernels = "gemv-fold"): tokens[row] = the index of the
 // largest of logits[row, :vocab] (f32), the lowest index among equal maxima, NaN never picked (an
@@ -372,7 +373,27 @@ DECODE_KERNELS(bf16, __nv_bfloat16)
         decode_attention_fused<T, D, GM, true>(nullptr, keys, values, position, part, counters, out, heads,        \
                                                kv_heads, capacity, scale, 0, rp);                                  \
     }
+// decode_kernels = "gemv-fold" since session 9: decode_attention_rope's work with its splits merged
+// through distributed shared memory in one cluster a (sequence, KV head) (decode_cluster.cuh).
+#define CLUSTER_ATTENTION(SUFFIX, T, D, GM)                                                                        \
+    extern "C" __global__ void __cluster_dims__(FC_SPLITS, 1, 1) __launch_bounds__(FC_WARPS * 32)                  \
+        decode_attention_cluster_d##D##_g##GM##_##SUFFIX(const T *qkv, const T *bias, const T *q_norm,             \
+                                                         const T *k_norm, const T *cos, const T *sin, T *keys,     \
+                                                         T *values, const uint32_t *position, T *out,              \
+                                                         uint32_t heads, uint32_t kv_heads, uint32_t capacity,     \
+                                                         float scale, float eps) {                                 \
+        const RopeIn<T> rp{qkv, bias, q_norm, k_norm, cos, sin, eps};                                              \
+        decode_attention_cluster<T, D, GM>(keys, values, position, out, heads, kv_heads, capacity, scale, rp);     \
+    }
 #define FUSED_ATTENTION_ALL(SUFFIX, T)                                                                              \
+    CLUSTER_ATTENTION(SUFFIX, T, 16, 4)                                                                            \
+    CLUSTER_ATTENTION(SUFFIX, T, 16, 8)                                                                            \
+    CLUSTER_ATTENTION(SUFFIX, T, 32, 4)                                                                            \
+    CLUSTER_ATTENTION(SUFFIX, T, 32, 8)                                                                            \
+    CLUSTER_ATTENTION(SUFFIX, T, 64, 4)                                                                            \
+    CLUSTER_ATTENTION(SUFFIX, T, 64, 8)                                                                            \
+    CLUSTER_ATTENTION(SUFFIX, T, 128, 4)                                                                           \
+    CLUSTER_ATTENTION(SUFFIX, T, 128, 8)                                                                           \
     FUSED_ATTENTION(SUFFIX, T, 16, 4)                                                                              \
     ROPE_ATTENTION(SUFFIX, T, 16, 4)                                                                              \
     FUSED_ATTENTION(SUFFIX, T, 16, 8)                                                                              \

@@ -162,6 +162,21 @@ pub fn gemv_split_into(
     gemv_into_way(out, x, weight, Prologue::None, bias, residual, way)
 }
 
+/// gemv.cu's gemv_long: gemv (no prologue) with 16 weight loads in flight a lane instead of 8
+/// (an 8192-wide row in 2 dependent rounds of loads, not 4). Measured against gemv at the down
+/// projection (decode_check ncu-step); no decode way runs it.
+pub fn gemv_long_into(
+    out: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    residual: bool,
+    launch: Launch,
+) -> Result<()> {
+    let way = (launch, Way::Long);
+    gemv_into_way(out, x, weight, Prologue::None, bias, residual, way)
+}
+
 /// How the decode GEMV streams its weights and what it folds in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Way {
@@ -173,6 +188,8 @@ pub enum Way {
     Fold { swiglu_out: bool },
     /// gemv_split: a block's warps split each row's columns (long rows: the down projection).
     Split,
+    /// gemv_long: the loads, 16 in flight a lane (no prologue).
+    Long,
 }
 
 /// `(launch, way)`: how the kernel is put on the stream, and which GEMV kernel runs.

@@ -189,9 +189,10 @@ impl Gemv<'_> {
             Way::Fold { swiglu_out: false } => format!("gemv_fold_rms_b{bound}_{suffix}"),
             Way::Fold { swiglu_out: true } => format!("gemv_fold_rms_swiglu_b{bound}_{suffix}"),
             Way::Split => format!("gemv_split_plain_b{bound}_{suffix}"),
+            Way::Long => format!("gemv_long_plain_b{bound}_{suffix}"),
         };
-        if self.way == Way::Split && !matches!(self.prologue, Prologue::None) {
-            candle_core::bail!("gemv-fold's split GEMV has no prologue");
+        if matches!(self.way, Way::Split | Way::Long) && !matches!(self.prologue, Prologue::None) {
+            candle_core::bail!("the split and long GEMVs have no prologue");
         }
         let bulk = self.way == Way::Bulk;
         if bulk && matches!(self.prologue, Prologue::SwiGlu) {

@@ -315,6 +315,7 @@ __device__ void gemv_bulk(const T *__restrict__ w, const T *__restrict__ x, cons
 }
 
 #include "gemv_fold.cuh"
+#include "gemv_long.cuh"
 
 // act (rows, inter) = silu(gate) * up of gate_up (rows, 2 inter), in f32, rounded once: the down
 // projection's input computed once a step. (The SwiGLU prologue recomputes it for every output
@@ -360,6 +361,14 @@ template <typename T> __device__ void swiglu_rows(const T *gate_up, T *act, uint
         gemv_split<T, B>(w, x, bias, out, nb, n, k, ldx, residual);                                                 \
     }
 
+#define GEMV_LONG_ONE(SUFFIX, T, B)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(GV_WARPS * 32)                                                     \
+        gemv_long_plain_b##B##_##SUFFIX(const T *w, const T *x, const T *norm_w, const T *bias, T *out,              \
+                                        uint32_t nb, uint32_t n, uint32_t k, uint32_t ldx, uint32_t residual,       \
+                                        float eps) {                                                                \
+        gemv_long<T, B>(w, x, bias, out, nb, n, k, ldx, residual);                                                  \
+    }
+
 #define GEMV_FOLD_BATCHES(SUFFIX, T, RMS, SWI, PNAME)                                                               \
     GEMV_FOLD_ONE(SUFFIX, T, 1, RMS, SWI, PNAME)                                                                    \
     GEMV_FOLD_ONE(SUFFIX, T, 2, RMS, SWI, PNAME)                                                                    \
@@ -392,7 +401,11 @@ template <typename T> __device__ void swiglu_rows(const T *gate_up, T *act, uint
     GEMV_SPLIT_ONE(SUFFIX, T, 1)                                                                                    \
     GEMV_SPLIT_ONE(SUFFIX, T, 2)                                                                                    \
     GEMV_SPLIT_ONE(SUFFIX, T, 4)                                                                                    \
-    GEMV_SPLIT_ONE(SUFFIX, T, 8)
+    GEMV_SPLIT_ONE(SUFFIX, T, 8)                                                                                    \
+    GEMV_LONG_ONE(SUFFIX, T, 1)                                                                                     \
+    GEMV_LONG_ONE(SUFFIX, T, 2)                                                                                     \
+    GEMV_LONG_ONE(SUFFIX, T, 4)                                                                                     \
+    GEMV_LONG_ONE(SUFFIX, T, 8)
 
 // One PTX module a dtype (build.rs compiles this file once with each GEMV_DTYPE), so a bf16 run
 // JIT-compiles its 12 kernels only.

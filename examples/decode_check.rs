@@ -33,7 +33,7 @@
 //! list for one way) are its parts, to run side by side. `fold-kernels` checks gemv-fold's kernels
 //! (decode_check/fold.rs); `decoder gemv-fold` its decoder.
 //! `steps PRESET BATCH...` times the whole step's graph per way (decode_check/steps.rs);
-//! `ncu-step PRESET WAY step|gemvs|none` one way's step for Nsight Compute (ncu_step.rs).
+//! `ncu-step PRESET WAY step|gemvs|attn|none` one way's step for Nsight Compute (ncu_step.rs).
 //!
 //! `prefill` runs the flash prefill attention's checks alone (examples/decode_check/prefill.rs:
 //! the kernel against its plain twin, NaN, graph replay, the decoder with `prefill_attention =
@@ -457,11 +457,12 @@ fn main() -> Result<()> {
             DecodeKernels::GemvPdl,
             DecodeKernels::GemvBulk,
             DecodeKernels::GemvFold,
+            DecodeKernels::GemvCluster,
         ];
         let want = args.get(1).map_or("gemv-pdl", String::as_str);
         let Some(&way) = ways.iter().find(|k| k.name() == want) else {
             candle_core::bail!(
-                "decoder {want}: not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold"
+                "decoder {want}: not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold, gemv-cluster"
             );
         };
         let ok = decoder_checks_quick(&dev, way)?;

@@ -6,8 +6,9 @@
 //!   SwiGLU out against `plain_gemv` then `plain_swiglu`; every preset shape, f32/f16/bf16, batch
 //!   1, 3, 8, plain and programmatic launches; NaN in batch row 1 to row 1 only; two calls
 //!   bit-identical.
-//! - gemv_split (the down projection's columns split over a block's warps) against `plain_gemv`
-//!   + residual (+ bias), at the same shapes and launches.
+//! - gemv_split (the down projection's columns split over a block's warps) and gemv_long (gemv
+//!   with 16 loads in flight a lane) against `plain_gemv` + residual (+ bias), at the same shapes
+//!   and launches.
 //! - decode.cu's argmax_rows_f32 (the fixed step's greedy pick) against candle's argmax: equal
 //!   tokens, ties to the lowest index, NaN never picked, graph replay = eager.
 //! - decode.cu's decode_attention_rope (rope_kv_write folded into the one-launch attention)
@@ -17,9 +18,14 @@
 //!   split), every preset shape plus head_dim 16 and 32 (the tiny configs), a Q|K|V bias (qwen2)
 //!   and per-head norms (qwen3); NaN in sequence 1's Q|K|V row reaches sequence 1 only; its graph
 //!   replayed at new positions = eager.
+//! - decode.cu's decode_attention_cluster (the same work, its 8 splits merged in a thread-block
+//!   cluster through distributed shared memory: gemv-cluster's attention): the same
+//!   checks, every dtype and batch; decode_attention_rope (kept, selectable) bf16 b1 and its graph.
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::ops::decode::gemv::{gemv_fold_into, gemv_split_into, plain_gemv, Prologue};
+use runner::ops::decode::gemv::{
+    gemv_fold_into, gemv_long_into, gemv_split_into, plain_gemv, Prologue,
+};
 use runner::ops::decode::{self, AttentionScratch, CacheAt, Launch, RopeArgs};
 use runner::ops::graph::{FixedWork, GraphMode};
 
@@ -82,12 +88,18 @@ fn check_gemv(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Resul
         let gate_up = plain(2 * inter, &h, &w_gu, None)?;
         let w_down = randn(&[hidden, inter], 1.0 / (inter as f64).sqrt(), dtype, dev)?;
         let act = randn(&[batch, inter], 1.0, dtype, dev)?;
-        let split = |out: &Tensor, x: &Tensor, w: &Tensor, b: Option<&Tensor>| {
+        // gemv_split, or (`long`) gemv_long, + residual against the plain twin.
+        let split = |out: &Tensor, x: &Tensor, w: &Tensor, b: Option<&Tensor>, long: bool| {
             let got = out.copy()?;
-            gemv_split_into(&got, x, w, b, true, launch)?;
+            if long {
+                gemv_long_into(&got, x, w, b, true, launch)?;
+            } else {
+                gemv_split_into(&got, x, w, b, true, launch)?;
+            }
             let want = plain_gemv(out, x, w, Prologue::None, b, true)?;
             err(&got, &want)
         };
+        let w_o = randn(&[hidden, hidden], scale, dtype, dev)?;
         let w_odd_long = randn(&[1001, inter], 1.0 / (inter as f64).sqrt(), dtype, dev)?;
         let odd_out = randn(&[batch, 1001], 1.0, dtype, dev)?;
         let odd_bias = randn(&[1001], 0.5, dtype, dev)?;
@@ -117,10 +129,19 @@ fn check_gemv(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Resul
                     &decode::plain_swiglu(&gate_up)?,
                 )?,
             ),
-            ("split down+residual", split(&h, &act, &w_down, None)?),
+            (
+                "split down+residual",
+                split(&h, &act, &w_down, None, false)?,
+            ),
             (
                 "split 1001 rows+bias+residual",
-                split(&odd_out, &act, &w_odd_long, Some(&odd_bias))?,
+                split(&odd_out, &act, &w_odd_long, Some(&odd_bias), false)?,
+            ),
+            ("long down+residual", split(&h, &act, &w_down, None, true)?),
+            ("long o+residual", split(&h, &h, &w_o, None, true)?),
+            (
+                "long 1001 rows+bias+residual",
+                split(&odd_out, &act, &w_odd_long, Some(&odd_bias), true)?,
             ),
             (
                 "1001 rows+rms",
@@ -183,8 +204,32 @@ const ATTENTION: [(&str, usize, usize, usize, bool, bool); 7] = [
     ("tiny-d32+bias g8", 16, 2, 32, true, false),
 ];
 
-fn check_attention(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
+/// decode_attention_cluster (`cluster`) or decode_attention_rope.
+fn rope_attention(
+    cluster: bool,
+    qkv: &Tensor,
+    rope: &RopeArgs,
+    at: &CacheAt,
+    launch: Launch,
+) -> Result<Tensor> {
+    if cluster {
+        decode::decode_attention_cluster(qkv, rope, at, launch)
+    } else {
+        decode::decode_attention_rope(qkv, rope, at, launch)
+    }
+}
+
+fn kernel_name(cluster: bool) -> &'static str {
+    if cluster {
+        "decode_attention_cluster"
+    } else {
+        "decode_attention_rope"
+    }
+}
+
+fn check_attention(dev: &Device, dtype: DType, batch: usize, cluster: bool) -> Result<bool> {
     let mut ok = true;
+    let kname = kernel_name(cluster);
     for (name, heads, kv_heads, d, with_bias, with_norm) in ATTENTION {
         let width = (heads + 2 * kv_heads) * d;
         let qkv = randn(&[batch, width], 1.0, dtype, dev)?;
@@ -222,8 +267,8 @@ fn check_attention(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
                 position: &position,
                 scratch: Some(&scratch),
             };
-            let got = decode::decode_attention_rope(&qkv, &rope, &at(&ka, &va), Launch::Stream)?
-                .copy()?;
+            let got =
+                rope_attention(cluster, &qkv, &rope, &at(&ka, &va), Launch::Stream)?.copy()?;
             let plain_at = CacheAt {
                 scratch: None,
                 ..at(&kb, &vb)
@@ -235,7 +280,7 @@ fn check_attention(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
         }
         let named: Vec<(&str, f32)> = errors.iter().map(|(n, e)| (n.as_str(), *e)).collect();
         ok &= report(
-            &format!("decode_attention_rope {name} b{batch} (context and cache)",),
+            &format!("{kname} {name} b{batch} (context and cache)",),
             dtype,
             &named,
         );
@@ -248,12 +293,12 @@ fn check_attention(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
                 scratch: Some(&scratch),
             };
             let bad = poison(&qkv, dev)?;
-            let out = decode::decode_attention_rope(&bad, &rope, &at, Launch::Stream)?;
+            let out = rope_attention(cluster, &bad, &rope, &at, Launch::Stream)?;
             let rows = nan_rows(&out.reshape((batch, heads * d))?)?;
             let pass = rows == [1];
             ok &= pass;
             println!(
-                "kernel,decode_attention_rope nan {name} b{batch},{dtype:?},NaN in sequence 1's Q|K|V row: NaN rows {rows:?} (want [1]),{}",
+                "kernel,{kname} nan {name} b{batch},{dtype:?},NaN in sequence 1's Q|K|V row: NaN rows {rows:?} (want [1]),{}",
                 if pass { "PASS" } else { "FAIL" }
             );
         }
@@ -263,7 +308,8 @@ fn check_attention(dev: &Device, dtype: DType, batch: usize) -> Result<bool> {
 
 /// The kernel captured once and replayed at new positions against eager (Llama's shape, bf16,
 /// batch 8), launched programmatically as in the step.
-fn check_graph(dev: &Device) -> Result<bool> {
+fn check_graph(dev: &Device, cluster: bool) -> Result<bool> {
+    let kname = kernel_name(cluster);
     let (batch, heads, kv_heads, d, dtype) = (8, 32, 8, 64, DType::BF16);
     let width = (heads + 2 * kv_heads) * d;
     let qkv = randn(&[batch, width], 1.0, dtype, dev)?;
@@ -288,20 +334,20 @@ fn check_graph(dev: &Device) -> Result<bool> {
         scratch: Some(&scratch),
     };
     set(&position, 100, dev)?;
-    let work = || decode::decode_attention_rope(&qkv, &rope, &at, Launch::Programmatic);
-    let fixed = FixedWork::new(dev, GraphMode::Auto, "decode_attention_rope", work);
+    let work = || rope_attention(cluster, &qkv, &rope, &at, Launch::Programmatic);
+    let fixed = FixedWork::new(dev, GraphMode::Auto, kname, work);
     let mut replay_ok = fixed.execution().is_graph();
     let mut errors = Vec::new();
     for len in [1, 64, 333, 640] {
         set(&position, len, dev)?;
         let replayed = fixed.run()?.copy()?;
-        let eager = decode::decode_attention_rope(&qkv, &rope, &at, Launch::Stream)?.copy()?;
+        let eager = rope_attention(cluster, &qkv, &rope, &at, Launch::Stream)?.copy()?;
         let e = err(&replayed, &eager)?;
         replay_ok &= e == 0.0;
         errors.push(format!("len {len} {e:.1e}"));
     }
     println!(
-        "kernel,decode_attention_rope graph replay,BF16,{},{},{}",
+        "kernel,{kname} graph replay,BF16,{},{},{}",
         fixed.describe().replace(',', ";"),
         errors.join(" "),
         if replay_ok { "PASS" } else { "FAIL" }
@@ -398,11 +444,36 @@ pub fn check_all(dev: &Device) -> Result<bool> {
         check_gemv(dev, DType::BF16, 1, Launch::Programmatic),
     );
     run(
-        "decode_attention_rope bf16 b1".into(),
-        check_attention(dev, DType::BF16, 1),
+        "decode_attention_cluster bf16 b1".into(),
+        check_attention(dev, DType::BF16, 1, true),
     );
-    run("decode_attention_rope graph".into(), check_graph(dev));
+    run(
+        "decode_attention_cluster graph".into(),
+        check_graph(dev, true),
+    );
+    run(
+        "decode_attention_rope bf16 b1".into(),
+        check_attention(dev, DType::BF16, 1, false),
+    );
+    run(
+        "decode_attention_rope graph".into(),
+        check_graph(dev, false),
+    );
     run("argmax_rows".into(), check_argmax(dev));
+    for (dtype, batch) in [
+        (DType::F32, 1),
+        (DType::BF16, 8),
+        (DType::F16, 3),
+        (DType::F32, 8),
+        (DType::BF16, 3),
+        (DType::F16, 1),
+        (DType::F32, 3),
+    ] {
+        run(
+            format!("decode_attention_cluster {dtype:?} b{batch}"),
+            check_attention(dev, dtype, batch, true),
+        );
+    }
     for (dtype, batch, launch) in [
         (DType::F32, 1, Launch::Stream),
         (DType::BF16, 8, Launch::Programmatic),
@@ -415,20 +486,6 @@ pub fn check_all(dev: &Device) -> Result<bool> {
         run(
             format!("gemv-fold {dtype:?} b{batch}"),
             check_gemv(dev, dtype, batch, launch),
-        );
-    }
-    for (dtype, batch) in [
-        (DType::F32, 1),
-        (DType::BF16, 8),
-        (DType::F16, 3),
-        (DType::F32, 8),
-        (DType::BF16, 3),
-        (DType::F16, 1),
-        (DType::F32, 3),
-    ] {
-        run(
-            format!("decode_attention_rope {dtype:?} b{batch}"),
-            check_attention(dev, dtype, batch),
         );
     }
     Ok(ok)

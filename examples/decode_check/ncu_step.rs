@@ -8,12 +8,18 @@
 //! - `step`: one replay of the step's graph is profiled (every node: its duration, its DRAM bytes).
 //! - `gemvs`: the layer's GEMVs alone, once each, eagerly: gate|up with its RMSNorm prologue and
 //!   the same GEMV without it (the prologue's cost), down + residual, Q|K|V + RMSNorm, o + residual,
-//!   and gemv-fold's: gate|up with SwiGLU out, down split over a block's warps, Q|K|V folded.
+//!   and gemv-fold's: gate|up with SwiGLU out, down split over a block's warps, Q|K|V folded, and
+//!   gemv_long (session 9's o and down: a lane's loads batched) at down and o.
+//! - `attn`: gemv-fold's attention alone, once each kernel, eagerly: decode_attention_rope (session
+//!   8's: partials, fence, atomic ticket) and decode_attention_cluster (session 9's: the splits
+//!   merged in a thread-block cluster).
 //! - `none`: nothing profiled (the timing run without ncu).
 //!
 //! Every run prints the step's ms over replays (graph, no profiler attached it is the cell's
 //! figure) and each GEMV variant's us inside a graph of 48 calls rotating over 3 copies of its
-//! weight (so its weights come from HBM, as in the step, not from the 50 MB L2).
+//! weight (so its weights come from HBM, as in the step, not from the 50 MB L2), and each
+//! attention kernel's us inside a graph of 48 calls rotating over 3 caches (the step's shape, the
+//! position 575: 1.2 MB of K/V a call, from HBM).
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -21,8 +27,10 @@ use std::time::Instant;
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{DecodeKernels, Precision};
 use runner::model::workload::greedy;
-use runner::ops::decode::gemv::{gemv_fold_into, gemv_into_launched, gemv_split_into, Prologue};
-use runner::ops::decode::Launch;
+use runner::ops::decode::gemv::{
+    gemv_fold_into, gemv_into_launched, gemv_long_into, gemv_split_into, Prologue,
+};
+use runner::ops::decode::{self, AttentionScratch, CacheAt, Launch, RopeArgs};
 use runner::ops::graph::{FixedWork, GraphMode};
 
 use super::{kernels_spec, prompt};
@@ -30,13 +38,14 @@ use super::{kernels_spec, prompt};
 const COPIES: usize = 3;
 
 /// Which GEMV kernel a variant runs: gemv.cu's gemv, or gemv-fold's gemv_fold (RMSNorm at the
-/// end; with SwiGLU out) or gemv_split.
+/// end; with SwiGLU out) or gemv_split, or gemv_long (16 loads in flight a lane).
 #[derive(Clone, Copy)]
 enum Kernel {
     Gemv,
     Fold,
     FoldSwiglu,
     Split,
+    Long,
 }
 const CALLS: usize = 48;
 
@@ -77,10 +86,11 @@ pub fn ncu_step(dev: &Device, args: &[String]) -> Result<()> {
         DecodeKernels::GemvPdl,
         DecodeKernels::GemvBulk,
         DecodeKernels::GemvFold,
+        DecodeKernels::GemvCluster,
     ];
     let Some(&way) = ways.iter().find(|k| k.name() == way_name) else {
         candle_core::bail!(
-            "ncu-step: {way_name} is not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold"
+            "ncu-step: {way_name} is not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold, gemv-cluster"
         );
     };
     let arch = if preset.starts_with("qwen") {
@@ -145,7 +155,109 @@ pub fn ncu_step(dev: &Device, args: &[String]) -> Result<()> {
         println!("ncu_step,profiled,one replay of the step's graph");
     }
     drop(g);
-    gemvs(dev, [h, i, qkv], region == "gemvs")
+    gemvs(dev, [h, i, qkv], region == "gemvs")?;
+    attentions(
+        dev,
+        [sh.heads, sh.kv_heads, sh.head_dim],
+        prompt_len + steps - 1,
+        region == "attn",
+    )
+}
+
+/// gemv-fold's attention kernels at `heads`, `kv_heads`, `d`, the step at `position`, bf16 b1:
+/// us per call inside a graph of CALLS calls over COPIES caches, and (`profile`) once each
+/// between cuProfilerStart and Stop.
+fn attentions(
+    dev: &Device,
+    [heads, kv_heads, d]: [usize; 3],
+    position: usize,
+    profile: bool,
+) -> Result<()> {
+    let capacity = position + 65;
+    let qkv = randn(&[1, (heads + 2 * kv_heads) * d], dev)?;
+    let t = Tensor::arange(0u32, capacity as u32, dev)?
+        .to_dtype(DType::F32)?
+        .reshape((capacity, 1))?
+        .broadcast_as((capacity, d / 2))?
+        .contiguous()?;
+    let (cos, sin) = (
+        t.cos()?.to_dtype(DType::BF16)?,
+        t.sin()?.to_dtype(DType::BF16)?,
+    );
+    let rope = RopeArgs {
+        cos: &cos,
+        sin: &sin,
+        bias: None,
+        qk_norm: None,
+        heads,
+        kv_heads,
+        head_dim: d,
+    };
+    let caches = (0..COPIES)
+        .map(|_| {
+            Ok((
+                randn(&[1, kv_heads, capacity, d], dev)?,
+                randn(&[1, kv_heads, capacity, d], dev)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pos = Tensor::new(&[position as u32], dev)?;
+    let scratch = AttentionScratch::new([1, heads, kv_heads, d, capacity], DType::BF16, dev)?;
+    let bytes = 2 * kv_heads * (position + 1) * d * 2;
+    let launch = |cluster: bool, copy: usize| -> Result<Tensor> {
+        let (k, v) = &caches[copy % COPIES];
+        let at = CacheAt {
+            keys: k,
+            values: v,
+            position: &pos,
+            scratch: Some(&scratch),
+        };
+        if cluster {
+            decode::decode_attention_cluster(&qkv, &rope, &at, Launch::Programmatic)
+        } else {
+            decode::decode_attention_rope(&qkv, &rope, &at, Launch::Programmatic)
+        }
+    };
+    for (name, cluster) in [
+        ("decode_attention_rope", false),
+        ("decode_attention_cluster", true),
+    ] {
+        let work = || {
+            let mut last = launch(cluster, 0)?;
+            for c in 1..CALLS {
+                last = launch(cluster, c)?;
+            }
+            Ok(last)
+        };
+        let fixed = FixedWork::new(dev, GraphMode::Auto, "an attention kernel", work);
+        let mut t = Vec::new();
+        for _ in 0..15 {
+            dev.synchronize()?;
+            let s = Instant::now();
+            fixed.run()?;
+            dev.synchronize()?;
+            t.push(s.elapsed().as_secs_f64() * 1e6 / CALLS as f64);
+        }
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!(
+            "ncu_attention,{name},heads={heads},kv_heads={kv_heads},d={d},position={position},kv_bytes={bytes},us={:.3},GBps={:.0},execution={}",
+            t[t.len() / 2],
+            bytes as f64 / t[t.len() / 2] / 1e3,
+            fixed.describe().replace(',', ";")
+        );
+    }
+    if profile {
+        dev.synchronize()?;
+        profiler(true)?;
+        launch(false, 0)?;
+        launch(true, 1)?;
+        dev.synchronize()?;
+        profiler(false)?;
+        println!(
+            "ncu_attention,profiled,decode_attention_rope then decode_attention_cluster, once each"
+        );
+    }
+    Ok(())
 }
 
 /// The layer's GEMVs at hidden `h`, intermediate `i`, Q|K|V width `qkv`: us per call inside a graph of CALLS calls
@@ -180,7 +292,7 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
         bool,
         Kernel,
     );
-    let variants: [Variant; 8] = [
+    let variants: [Variant; 10] = [
         (
             "gate_up+rmsnorm",
             &gu_out,
@@ -227,6 +339,15 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
             Kernel::Split,
         ),
         (
+            "down long+residual",
+            &h_out,
+            &act,
+            &w_down,
+            false,
+            true,
+            Kernel::Long,
+        ),
+        (
             "qkv+rmsnorm",
             &qkv_out,
             &x,
@@ -237,6 +358,15 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
         ),
         ("qkv fold", &qkv_out, &x, &w_qkv, true, false, Kernel::Fold),
         ("o+residual", &h_out, &x, &w_o, false, true, Kernel::Gemv),
+        (
+            "o long+residual",
+            &h_out,
+            &x,
+            &w_o,
+            false,
+            true,
+            Kernel::Long,
+        ),
     ];
     let restore = || h_out.slice_set(&h_keep, 0, 0);
     let launch = |out: &Tensor, xin: &Tensor, w: &Tensor, norm: bool, residual: bool, k: Kernel| {
@@ -247,6 +377,7 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
             Kernel::Fold => gemv_fold_into(out, xin, w, p, None, false, s),
             Kernel::FoldSwiglu => gemv_fold_into(out, xin, w, p, None, true, s),
             Kernel::Split => gemv_split_into(out, xin, w, None, residual, s),
+            Kernel::Long => gemv_long_into(out, xin, w, None, residual, s),
         }
     };
     for (name, out, xin, ws, norm, residual, kernel) in variants {

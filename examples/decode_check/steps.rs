@@ -1,5 +1,5 @@
 //! `decode_check steps [PRESET] [BATCH...]`: one whole decode step of the own decoder as its
-//! captured CUDA graph, per `decode_kernels` way (fused, gemv-pdl, gemv-fold), on the same seeded
+//! captured CUDA graph, per `decode_kernels` way (fused, gemv-pdl, gemv-fold, gemv-cluster), on the same seeded
 //! random weights and prompt: ms per step over 128 steps after a 512-token prompt (the runner's
 //! cells' context), samples alternated between the ways so drift hits all alike; the graph's node
 //! count; and the first replayed step's logits against the fused way's (each way's arithmetic
@@ -16,10 +16,11 @@ use runner::ops::graph::{FixedWork, GraphMode};
 
 use super::{kernels_spec, prompt, rel_diff};
 
-const WAYS: [DecodeKernels; 3] = [
+const WAYS: [DecodeKernels; 4] = [
     DecodeKernels::Fused,
     DecodeKernels::GemvPdl,
     DecodeKernels::GemvFold,
+    DecodeKernels::GemvCluster,
 ];
 
 pub fn steps(dev: &Device, arch: &str, preset: &str, batch: usize) -> Result<()> {
@@ -40,7 +41,7 @@ pub fn steps(dev: &Device, arch: &str, preset: &str, batch: usize) -> Result<()>
         m.mark()?;
         loaded.push((kernels, m));
     }
-    let first = first.expect("three ways loaded");
+    let first = first.expect("the ways loaded");
     let mut models = Vec::new();
     for (kernels, m) in &mut loaded {
         let fixed = m.fixed_step(&first, steps)?.expect("a fixed step");

@@ -117,6 +117,10 @@ pub enum DecodeKernels {
     /// the gate|up GEMV's epilogue, the RMSNorm GEMVs without their block prologue.
     #[serde(rename = "gemv-fold")]
     GemvFold,
+    /// `gemv-fold` with session 9's kernels (not yet run on a GPU in a cell): the attention's
+    /// splits merged in a thread-block cluster, o and down on gemv_long (a lane's loads batched).
+    #[serde(rename = "gemv-cluster")]
+    GemvCluster,
 }
 
 impl DecodeKernels {
@@ -135,22 +139,26 @@ impl DecodeKernels {
             Self::GemvPdl => "gemv-pdl",
             Self::GemvBulk => "gemv-bulk",
             Self::GemvFold => "gemv-fold",
+            Self::GemvCluster => "gemv-cluster",
         }
     }
 
-    /// `gemv`, `gemv-pdl`, `gemv-bulk` or `gemv-fold`: the decode GEMV's step (batches 1..=8,
+    /// `gemv`, `gemv-pdl`, `gemv-bulk`, `gemv-fold` or `gemv-cluster`: the decode GEMV's step (batches 1..=8,
     /// preallocated activations).
     pub fn is_gemv(self) -> bool {
         matches!(
             self,
-            Self::Gemv | Self::GemvPdl | Self::GemvBulk | Self::GemvFold
+            Self::Gemv | Self::GemvPdl | Self::GemvBulk | Self::GemvFold | Self::GemvCluster
         )
     }
 
-    /// `gemv-pdl`, `gemv-bulk` or `gemv-fold`: the step's kernels launched with Programmatic
+    /// `gemv-pdl`, `gemv-bulk`, `gemv-fold` or `gemv-cluster`: the step's kernels launched with Programmatic
     /// Dependent Launch.
     pub fn is_programmatic(self) -> bool {
-        matches!(self, Self::GemvPdl | Self::GemvBulk | Self::GemvFold)
+        matches!(
+            self,
+            Self::GemvPdl | Self::GemvBulk | Self::GemvFold | Self::GemvCluster
+        )
     }
 }
 

@@ -1,5 +1,5 @@
-//! `decode_kernels = "gemv-fold"`'s attention (two kernels) and the greedy pick (their launchers, attention_rope.rs
-//! and argmax.rs, are CUDA only).
+//! `decode_kernels = "gemv-fold"`'s and `"gemv-cluster"`'s attention kernels and the greedy pick
+//! (their launchers, attention_rope.rs and argmax.rs, are CUDA only).
 
 use candle_core::{Result, Tensor};
 
@@ -21,12 +21,12 @@ pub fn decode_attention_rope(
     rope_attention(qkv, rope, cache, launch, false)
 }
 
-/// The record's `implementation.attention` of `decode_kernels = "gemv-fold"`.
+/// The record's `implementation.attention` of `decode_kernels = "gemv-cluster"`.
 pub const CLUSTER_ATTENTION: &str = "decode: the runner's one-launch kernel with rotary + KV write folded in (decode.cu's decode_attention_cluster: 8 CTAs of 8 warps a sequence and KV head as one thread-block cluster, each a contiguous eighth of the cache up to the device-held position, grouped query heads sharing each 16-byte K/V load, online f32 softmax, the CTAs' states merged through distributed shared memory); prefill as prefill_attention says";
 
 /// [`decode_attention_rope`]'s work with its splits merged inside one thread-block cluster a
 /// (sequence, KV head) through distributed shared memory (decode.cu's decode_attention_cluster,
-/// `decode_kernels = "gemv-fold"` since session 9): no partials in global memory, no fence, no
+/// `decode_kernels = "gemv-cluster"`, session 9): no partials in global memory, no fence, no
 /// atomic ticket. The same plain twin; the same shapes; `cache.scratch` only lends its context.
 pub fn decode_attention_cluster(
     qkv: &Tensor,

@@ -373,7 +373,7 @@ DECODE_KERNELS(bf16, __nv_bfloat16)
         decode_attention_fused<T, D, GM, true>(nullptr, keys, values, position, part, counters, out, heads,        \
                                                kv_heads, capacity, scale, 0, rp);                                  \
     }
-// decode_kernels = "gemv-fold" since session 9: decode_attention_rope's work with its splits merged
+// decode_kernels = "gemv-cluster" (session 9): decode_attention_rope's work with its splits merged
 // through distributed shared memory in one cluster a (sequence, KV head) (decode_cluster.cuh).
 #define CLUSTER_ATTENTION(SUFFIX, T, D, GM)                                                                        \
     extern "C" __global__ void __cluster_dims__(FC_SPLITS, 1, 1) __launch_bounds__(FC_WARPS * 32)                  \

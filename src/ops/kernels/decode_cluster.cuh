@@ -1,4 +1,4 @@
-// decode_attention_cluster (decode_kernels = "gemv-fold", session 9): decode_attention_rope's work
+// decode_attention_cluster (decode_kernels = "gemv-cluster", session 9): decode_attention_rope's work
 // (rotary + KV write folded in, the first cache loads before griddepcontrol.wait) with its splits
 // merged through distributed shared memory inside one thread-block cluster, instead of partials
 // written to global memory, a fence, an atomic ticket and the last CTA's L2 reads. Included by

@@ -127,7 +127,8 @@ impl Attention {
     }
 
     /// rope_kv_write and the attention in one launch (`decode_kernels = "gemv-fold"`,
-    /// decode::decode_attention_rope) from the Q|K|V GEMV's `qkv`: the context.
+    /// decode::decode_attention_rope; `cluster`, "gemv-cluster": decode_attention_cluster, the
+    /// splits merged in a thread-block cluster) from the Q|K|V GEMV's `qkv`: the context.
     pub(super) fn attend_folded(
         &self,
         qkv: &Tensor,
@@ -135,7 +136,7 @@ impl Attention {
         rotary: &Rotary,
         cache: &StaticKvCache,
         position: &Tensor,
-        launch: Launch,
+        (launch, cluster): (Launch, bool),
     ) -> Result<Tensor> {
         let rope = self.rope_args(bias, rotary);
         let (keys, values) = cache.all();
@@ -145,7 +146,11 @@ impl Attention {
             position,
             scratch: cache.attention_scratch(),
         };
-        decode::decode_attention_rope(qkv, &rope, &at, launch)
+        if cluster {
+            decode::decode_attention_cluster(qkv, &rope, &at, launch)
+        } else {
+            decode::decode_attention_rope(qkv, &rope, &at, launch)
+        }
     }
 
     fn rope_args<'a>(&'a self, bias: Option<&'a Tensor>, rotary: &'a Rotary) -> RopeArgs<'a> {

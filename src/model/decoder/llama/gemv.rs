@@ -21,8 +21,8 @@ use crate::config::DecodeKernels;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::rope::Rotary;
 use crate::ops::decode::gemv::{
-    gemv_bulk_into, gemv_fold_into, gemv_into_launched, gemv_split_into, swiglu_into_launched,
-    Prologue, MAX_BATCH,
+    gemv_bulk_into, gemv_fold_into, gemv_into_launched, gemv_long_into, gemv_split_into,
+    swiglu_into_launched, Prologue, MAX_BATCH,
 };
 use crate::ops::decode::{self, Launch};
 
@@ -40,8 +40,6 @@ pub struct StepBuffers {
     /// (batch, heads head_dim): the rotated Q (gemv-pdl writes it here: no allocation node
     /// between the Q|K|V GEMV and rope_kv_write; gemv allocates it per layer as before).
     q: Tensor,
-    /// (batch, 4) u32, zero between steps: gemv-fold's greedy pick's slot and counter a row.
-    pick: Tensor,
 }
 
 impl StepBuffers {
@@ -58,7 +56,6 @@ impl StepBuffers {
             gate_up: Tensor::zeros((batch, 2 * cfg.intermediate), dtype, device)?,
             act: Tensor::zeros((batch, cfg.intermediate), dtype, device)?,
             q: Tensor::zeros((batch, cfg.heads * cfg.head_dim), dtype, device)?,
-            pick: Tensor::zeros((batch, 4), DType::U32, device)?,
         })
     }
 }
@@ -78,10 +75,10 @@ pub fn describe(kernels: DecodeKernels) -> String {
     } else {
         ""
     };
-    let fold = if kernels == DecodeKernels::GemvFold {
-        "gemv-fold: gemv-pdl in 5 launches a layer: rope_kv_write folded into the attention (decode.cu's decode_attention_rope: Q and the position's K rotated from the Q|K|V row, K and V written into the cache, the first round of cache loads issued before griddepcontrol.wait), SwiGLU into the gate|up GEMV's epilogue (gemv.cu's gemv_fold: gate and up rows in one warp, the act row written; no swiglu_rows), the Q|K|V and gate|up GEMVs' RMSNorm applied to the finished dot products, its sum of squares taken by each warp from the input it loads (no block prologue), the down GEMV's rows split over a block's 4 warps (gemv_split), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; "
-    } else {
-        ""
+    let fold = match kernels {
+        DecodeKernels::GemvFold => "gemv-fold: gemv-pdl in 5 launches a layer: rope_kv_write folded into the attention (decode.cu's decode_attention_rope: Q and the position's K rotated from the Q|K|V row, K and V written into the cache, the first round of cache loads issued before griddepcontrol.wait), SwiGLU into the gate|up GEMV's epilogue (gemv.cu's gemv_fold: gate and up rows in one warp, the act row written; no swiglu_rows), the Q|K|V and gate|up GEMVs' RMSNorm applied to the finished dot products, its sum of squares taken by each warp from the input it loads (no block prologue), the down GEMV's rows split over a block's 4 warps (gemv_split), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; ",
+        DecodeKernels::GemvCluster => "gemv-cluster: gemv-fold (5 launches a layer, SwiGLU in gate|up's epilogue, the RMSNorm GEMVs without a block prologue) with the attention decode.cu's decode_attention_cluster (rotary + KV write folded in; 8 CTAs of 8 warps a sequence and KV head as one thread-block cluster, the first round of cache loads and the position's cos/sin issued before griddepcontrol.wait, the CTAs' softmax states merged through distributed shared memory: no partials in global memory, no fence or atomic ticket) the o and down GEMVs (+ residual) gemv_long (gemv.cu: a lane's 8 weight loads and their inputs issued before any is used), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; ",
+        _ => "",
     };
     let launches = if kernels.is_programmatic() {
         "gemv-pdl: the gemv step with Programmatic Dependent Launch (cuLaunchKernelEx, programmatic stream serialization; captured as programmatic graph edges) for every kernel of the step but its first (layer 0's Q|K|V GEMV, after the embedding copy), Q written into a buffer of the step so no allocation node sits between two launches, the GEMVs prefetching their first weight rows into L2 before griddepcontrol.wait"
@@ -128,15 +125,20 @@ impl Block {
             self.attention.heads / self.attention.kv_heads.max(1),
         )
         .is_some();
-        if kernels == DecodeKernels::GemvFold {
+        if matches!(
+            kernels,
+            DecodeKernels::GemvFold | DecodeKernels::GemvCluster
+        ) {
             if !one_launch {
                 candle_core::bail!(
-                    "decode_kernels = \"gemv-fold\" folds rotary + KV write into the one-launch attention, which has no variant for head_dim {} with {} query heads a KV head: use decode_kernels = \"gemv-pdl\"",
+                    "decode_kernels = \"{}\" folds rotary + KV write into the one-launch attention, which has no variant for head_dim {} with {} query heads a KV head: use decode_kernels = \"gemv-pdl\"",
+                    kernels.name(),
                     self.attention.head_dim,
                     self.attention.heads / self.attention.kv_heads.max(1)
                 );
             }
-            return self.decode_folded(bufs, rotary, cache, at, first);
+            let cluster = kernels == DecodeKernels::GemvCluster;
+            return self.decode_folded(bufs, rotary, cache, at, (first, cluster));
         }
         let after_attention = if one_launch {
             after_kernel
@@ -200,15 +202,16 @@ impl Block {
 
     /// `decode_kernels = "gemv-fold"`'s layer: 5 launches, every one programmatic but the step's
     /// first: Q|K|V GEMV (RMSNorm at the end) -> attention with rotary + KV write -> o GEMV +
-    /// residual -> gate|up GEMV with SwiGLU out (RMSNorm at the end) -> down GEMV + residual (its
-    /// rows' columns split over a block's warps).
+    /// residual -> gate|up GEMV with SwiGLU out (RMSNorm at the end) -> down GEMV + residual
+    /// (its rows' columns split over a block's warps). `cluster` (`"gemv-cluster"`, session 9,
+    /// not yet run in a cell): the attention decode_attention_cluster, o and down gemv_long.
     fn decode_folded(
         &self,
         bufs: &StepBuffers,
         rotary: &Rotary,
         cache: &StaticKvCache,
         at: &DecodeAt,
-        first: bool,
+        (first, cluster): (bool, bool),
     ) -> Result<Option<Tensor>> {
         let (Some((qkv_w, qkv_b)), Some(gate_up_w)) = (&self.attention.qkv, &self.mlp.gate_up)
         else {
@@ -226,42 +229,91 @@ impl Block {
             rotary,
             cache,
             at.position,
-            after,
+            (after, cluster),
         )?;
         let (o_w, o_b) = float_parts(&self.attention.o)?;
-        gemv_into_launched(
-            &bufs.h,
-            &context,
-            &o_w,
-            Prologue::None,
-            o_b.as_ref(),
-            true,
-            after,
-        )?;
+        if cluster {
+            gemv_long_into(&bufs.h, &context, &o_w, o_b.as_ref(), true, after)?;
+        } else {
+            let none = Prologue::None;
+            gemv_into_launched(&bufs.h, &context, &o_w, none, o_b.as_ref(), true, after)?;
+        }
         let post_norm = norm(&self.post_attention_norm);
         gemv_fold_into(&bufs.act, &bufs.h, gate_up_w, post_norm, None, true, after)?;
         let (down_w, down_b) = float_parts(&self.mlp.down)?;
-        gemv_split_into(&bufs.h, &bufs.act, &down_w, down_b.as_ref(), true, after)?;
+        if cluster {
+            gemv_long_into(&bufs.h, &bufs.act, &down_w, down_b.as_ref(), true, after)?;
+        } else {
+            gemv_split_into(&bufs.h, &bufs.act, &down_w, down_b.as_ref(), true, after)?;
+        }
         Ok(None)
     }
 }
 
-/// The fixed step's greedy pick into `tokens` (batch, 1): gemv-fold's one-launch argmax over
-/// the logits (decode::argmax_into, into the step's buffers), candle's argmax and a copy for every
-/// other way.
+/// Whether the fixed step picks with the grid-wide argmax (gemv-fold, gemv-cluster).
+fn grid_pick(kernels: DecodeKernels) -> bool {
+    matches!(
+        kernels,
+        DecodeKernels::GemvFold | DecodeKernels::GemvCluster
+    )
+}
+
+/// The fixed step's greedy pick into `tokens` (batch, 1): gemv-fold and gemv-cluster (CUDA only)
+/// one launch of the grid-wide argmax (decode::argmax_into, `scratch` (batch, 4) u32 zero
+/// between calls), every other way candle's argmax and a copy.
 pub fn pick_next(
     kernels: DecodeKernels,
-    bufs: Option<&StepBuffers>,
+    scratch: &Tensor,
     logits: &Tensor,
     tokens: &Tensor,
 ) -> Result<()> {
-    match bufs {
-        Some(b) if kernels == DecodeKernels::GemvFold => {
-            decode::argmax_into(tokens, logits, &b.pick)
+    if grid_pick(kernels) {
+        decode::argmax_into(tokens, logits, scratch)
+    } else {
+        let next = logits.argmax_keepdim(candle_core::D::Minus1)?;
+        tokens.slice_set(&next, 0, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// gemv-fold and gemv-cluster pick with the grid-wide argmax and say so in their record;
+    /// every other way keeps candle's.
+    #[test]
+    fn the_fold_ways_pick_with_the_grid_wide_argmax() {
+        use DecodeKernels::*;
+        for k in [GemvFold, GemvCluster] {
+            assert!(
+                grid_pick(k) && describe(k).contains("argmax_rows_f32"),
+                "{k:?}"
+            );
         }
-        _ => {
-            let next = logits.argmax_keepdim(candle_core::D::Minus1)?;
-            tokens.slice_set(&next, 0, 0)
+        for k in [Plain, Fused, Gemv, GemvPdl, GemvBulk] {
+            assert!(
+                !grid_pick(k) && !describe(k).contains("argmax_rows_f32"),
+                "{k:?}"
+            );
         }
+    }
+
+    /// candle's pick (the lowest index of equal maxima); a grid-pick way's pick on the CPU is an
+    /// error naming its kernel, never candle's result.
+    #[test]
+    fn the_pick_on_the_cpu() {
+        let dev = Device::Cpu;
+        let logits = Tensor::new(&[[0f32, 3., 1., 3.], [5., -1., 2., 0.]], &dev).unwrap();
+        let tokens = Tensor::zeros((2, 1), DType::U32, &dev).unwrap();
+        let scratch = Tensor::zeros((2, 4), DType::U32, &dev).unwrap();
+        pick_next(DecodeKernels::Fused, &scratch, &logits, &tokens).unwrap();
+        assert_eq!(
+            tokens.flatten_all().unwrap().to_vec1::<u32>().unwrap(),
+            [1, 0]
+        );
+        let err = pick_next(DecodeKernels::GemvCluster, &scratch, &logits, &tokens)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("argmax_rows"), "{err}");
     }
 }

@@ -75,6 +75,9 @@ struct CacheState {
     /// that K calls of it run the step's kernels and move nothing.
     tail_tokens: Tensor,
     tail_position: Tensor,
+    /// u32 (batch, 4), zero between steps: the grid-wide greedy pick's slot and counter a row
+    /// (gemv-fold and gemv-cluster: [`gemv::pick_next`]).
+    pick: Tensor,
     /// `decode_kernels = "gemv"`: the step's activations, written in place.
     buffers: Option<gemv::StepBuffers>,
     /// u32 (1,): the position [`Generate::mark`] remembered, for the fixed step's restore.
@@ -190,10 +193,12 @@ impl LlamaFamily {
             },
         );
         if fused {
-            implementation.insert(
-                "attention".into(),
-                decode::attention_kernel(cfg.head_dim, cfg.heads / cfg.kv_heads.max(1)).into(),
-            );
+            let attention = if kernels == DecodeKernels::GemvCluster {
+                decode::CLUSTER_ATTENTION
+            } else {
+                decode::attention_kernel(cfg.head_dim, cfg.heads / cfg.kv_heads.max(1))
+            };
+            implementation.insert("attention".into(), attention.into());
             implementation.insert(
                 "model".into(),
                 format!(
@@ -263,6 +268,7 @@ impl LlamaFamily {
             tokens: Tensor::zeros((batch, 1), DType::U32, &self.device)?,
             tail_tokens: Tensor::zeros((batch, 1), DType::U32, &self.device)?,
             tail_position: Tensor::zeros(1, DType::U32, &self.device)?,
+            pick: Tensor::zeros((batch, 4), DType::U32, &self.device)?,
             buffers: match self.kernels {
                 k if k.is_gemv() => Some(gemv::StepBuffers::new(
                     &self.cfg,
@@ -542,8 +548,7 @@ impl Generate for LlamaFamily {
         Ok(Some(FixedStep {
             run: Box::new(move || {
                 let logits = self.decode(state, &state.tokens)?;
-                let bufs = state.buffers.as_ref();
-                gemv::pick_next(self.kernels, bufs, &logits, &state.tokens)?;
+                gemv::pick_next(self.kernels, &state.pick, &logits, &state.tokens)?;
                 Ok(logits)
             }),
             restore: Box::new(move || {

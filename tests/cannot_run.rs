@@ -282,7 +282,7 @@ fn inputs_that_would_fail_every_cell_are_refused_at_preparation_by_plan_and_run_
             vec![
                 "dataset.tokenizer",
                 "template.json",
-                "tokens for example 1 where seq_len = 2",
+                "adds 3 special tokens to every example where seq_len = 2",
             ],
         ),
         (

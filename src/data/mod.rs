@@ -15,7 +15,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{PaddingParams, PaddingStrategy, PostProcessor, Tokenizer, TruncationParams};
 
 use crate::config::DatasetFormat;
 use crate::files;
@@ -197,6 +197,15 @@ pub fn largest_token_id(tokenizer: &Tokenizer) -> Option<u32> {
 }
 
 pub fn tokenize(tokenizer: &Tokenizer, dataset: &Dataset, seq_len: usize) -> Result<TokenizedSet> {
+    // Checked before encoding: the tokenizers crate computes the text's room as seq_len minus its
+    // special tokens, which underflows (a panic, or a wrapped length) when they do not fit.
+    let special = tokenizer
+        .get_post_processor()
+        .map_or(0, |p| p.added_tokens(false));
+    anyhow::ensure!(
+        special <= seq_len,
+        "its post-processor adds {special} special tokens to every example where seq_len = {seq_len} asks for exactly {seq_len} tokens in all: raise seq_len to at least {special}, or use a tokenizer whose template fits"
+    );
     let texts: Vec<&str> = dataset.examples.iter().map(|e| e.text.as_str()).collect();
     let encodings = tokenizer
         .encode_batch(texts, true)

@@ -9,7 +9,8 @@ model named "<preset>-fused" ran decode_kernels = "fused", "<preset>-gemv" decod
 GEMV with the norms, SwiGLU and residual adds folded in), "<preset>-gemv-pdl" the same with Programmatic
 Dependent Launch between the step's kernels, "<preset>-gemv-bulk" gemv-pdl with its GEMVs' weights streamed by
 TMA bulk copies and the attention's wide merge, "<preset>-gemv-fold" gemv-pdl in 5 launches a layer (rotary +
-KV write folded into the attention, SwiGLU into the gate|up GEMV), "<preset>-flash" the fused decode kernels with prefill_attention =
+KV write folded into the attention, SwiGLU into the gate|up GEMV), "<preset>-gemv-cluster" gemv-fold with its attention's splits merged in a thread-block
+cluster and the o/down GEMVs' loads batched, "<preset>-flash" the fused decode kernels with prefill_attention =
 "flash" (experiments/llm_own_prefill.toml); "<preset>" the plain kernels. `best` marks the fastest
 runner way of each (preset, batch); `floor_met` is Llama-3.2-1B b1's target (<= 1.5x its memory floor).
 
@@ -24,7 +25,7 @@ SHAPES = {
     "llama-3.2-1b": (2048, 8192, 16, 32, 8, 64, 128256),
 }
 # decode_kernels of a runner model named "<preset>-<kernels>" (no suffix: plain).
-KERNELS = ("fused", "gemv-pdl", "gemv-bulk", "gemv-fold", "gemv", "flash")
+KERNELS = ("fused", "gemv-pdl", "gemv-bulk", "gemv-fold", "gemv-cluster", "gemv", "flash")
 TIME_TARGET, ENERGY_TARGET, FLOOR_TARGET, PREFILL_TARGET = 0.8, 0.85, 1.5, 1.0
 
 

@@ -18,6 +18,8 @@
 //! 6. (`--tactics`) every kernel `device.gemm_tactics = "timed"` chooses among for int8 -> f16,
 //!    session 8's three new configurations among them, against the CPU and the rule's kernel,
 //!    timed; NaN rows; the models with tactics timed, graph against eager (cutlass_check/tactics.rs);
+//!    (`--rows`) session 9's epilogues, the same sweep with the codes kernels and the static FFN
+//!    (cutlass_check/rows.rs);
 //! 7. DistilBERT-base (random weights) with `device.gemm_library = "cutlass"` in fp16, bf16,
 //!    int8-fp16, fp8-fp16 (also with fast accumulation), int8-bf16, fp8-bf16: the CUDA-graph replay
 //!    against the eager pass on fresh batches (must be equal: same kernels, same order), as
@@ -58,6 +60,8 @@ mod lean;
 mod model;
 #[path = "cutlass_check/padding.rs"]
 mod padding;
+#[path = "cutlass_check/rows.rs"]
+mod rows;
 #[path = "cutlass_check/static_ffn.rs"]
 mod static_ffn;
 #[path = "cutlass_check/tactics.rs"]
@@ -186,6 +190,13 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--tactics") {
         let failures = tactics::tactics_checks(&gpu, &cpu);
         println!("cutlass_check --tactics: {failures} failure(s)");
+        std::process::exit(i32::from(failures > 0));
+    }
+    // --rows (a short call): session 9's epilogues, the column vectors in one load and the
+    // codes in one node (cutlass_check/rows.rs).
+    if std::env::args().any(|a| a == "--rows") {
+        let failures = rows::rows_checks(&gpu, &cpu);
+        println!("cutlass_check --rows: {failures} failure(s)");
         std::process::exit(i32::from(failures > 0));
     }
     // --lean (a short call): device.gelu_epilogue = "lean", every GELU kernel swept, the rule's

@@ -107,6 +107,7 @@ pub(crate) fn one_shape(
                 (true, cutlass::Erf::Fast) => ", fast erf",
                 (true, cutlass::Erf::Lean) => ", lean erf",
                 (true, cutlass::Erf::TanhFit) => ", fitted tanh",
+                (true, cutlass::Erf::TanhFitRne) => ", fitted tanh, ties to even",
                 (true, cutlass::Erf::Erff) => ", erff",
             }
         );

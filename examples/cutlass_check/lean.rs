@@ -150,7 +150,7 @@ fn float_shape(gpu: &Device, cpu: &Device, (m, k, n): (usize, usize, usize)) -> 
 
 /// FFN-in writing int8 codes (static steps at 0.75 x each column's max) through every codes
 /// kernel in turn: codes against the standard kernel's, FFN-in timed alone.
-fn codes_variants(gpu: &Device, cpu: &Device, m: usize) -> Result<usize> {
+pub fn codes_variants(gpu: &Device, cpu: &Device, m: usize) -> Result<usize> {
     let (d, h, format) = (768, 3072, EightBit::Int8);
     let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
     let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(DType::F16)?;

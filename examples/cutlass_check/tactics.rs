@@ -31,7 +31,7 @@ const INT8: Kind = Kind {
 };
 
 /// (model, rows, in, out).
-fn shapes() -> Vec<(&'static str, usize, usize, usize)> {
+pub fn shapes() -> Vec<(&'static str, usize, usize, usize)> {
     let mut v = Vec::new();
     for rows in [8192, 2048] {
         for (k, n) in [(768, 2304), (768, 768), (3072, 768), (768, 3072)] {
@@ -82,7 +82,7 @@ pub fn tactics_checks(gpu: &Device, cpu: &Device) -> usize {
     failures
 }
 
-fn one_shape(
+pub fn one_shape(
     gpu: &Device,
     cpu: &Device,
     model: &str,
@@ -145,7 +145,7 @@ fn one_shape(
 
 /// The models with `gemm_tactics = "timed"`: graph replay = eager at several shapes (each
 /// capture's warm-up times its GEMMs), then the table of picks.
-fn models(gpu: &Device, names: &[&str]) -> usize {
+pub fn models(gpu: &Device, names: &[&str]) -> usize {
     tactics::set_tactics(GemmTactics::Timed);
     let failures = super::model::graph_checks_named(gpu, names);
     println!("tactics picks: {}", tactics::describe(&tactics::picks()));

@@ -49,6 +49,11 @@ pub enum Config {
     PingPong128NoCluster,
     /// 128 x 64, ping-pong, clusters of 2 along M: twice the tiles, half the epilogue a tile.
     PingPong128x64,
+    /// 128 x 128 ping-pong, clusters of 2 along M, with gemm_rows.cuh's epilogue: the column
+    /// vectors (scale_w, bias, the codes' steps) loaded in one round trip, wider subtiles.
+    PingPong128Rows,
+    /// The same without clusters.
+    PingPong128RowsNoCluster,
 }
 
 impl Config {
@@ -70,6 +75,12 @@ impl Config {
             Config::PingPong128x64 => {
                 "128x64 tiles, warp-specialized ping-pong, clusters of 2 along M"
             }
+            Config::PingPong128Rows => {
+                "128x128 tiles, warp-specialized ping-pong, clusters of 2 along M, column vectors loaded at once and wide epilogue subtiles"
+            }
+            Config::PingPong128RowsNoCluster => {
+                "128x128 tiles, warp-specialized ping-pong, no clusters, column vectors loaded at once and wide epilogue subtiles"
+            }
         }
     }
 }
@@ -85,6 +96,9 @@ pub enum Erf {
     /// The kernels writing int8 codes only (`device.gelu_epilogue = "lean"`): the tanh form with
     /// constants fitted to erf GELU and MUFU.TANH, within 0.05 of a code's step (gelu_lean.cuh).
     TanhFit,
+    /// The fitted tanh form in one epilogue node with the codes rounded to nearest, ties to
+    /// even, by adding 1.5 x 2^23 (gemm_codes_lean.cuh; int8 codes only).
+    TanhFitRne,
     Erff,
 }
 
@@ -95,6 +109,7 @@ impl Erf {
             Erf::Fast => "rational approximation, |erf error| <= 7e-7 (22 instructions a value)",
             Erf::Lean => "rational approximation with folded constants and one rcp.approx, |GELU error| <= 3e-7 |x| (17 instructions a value)",
             Erf::TanhFit => "tanh form fitted to erf GELU (0.5 x (1 + tanh(x (0.79868 + 0.035377 x^2))), tanh.approx), |GELU error| <= 4e-4 |x|, at most 0.05 of an int8 code's step (6 instructions a value; int8 codes only)",
+            Erf::TanhFitRne => "tanh form fitted to erf GELU (0.5 x (1 + tanh(x (0.79868 + 0.035377 x^2))), tanh.approx), |GELU error| <= 4e-4 |x|, in one epilogue node with 1/step folded in and the codes rounded to nearest, ties to even, by adding 1.5 x 2^23 (no roundf, no F2I; int8 codes only)",
             Erf::Erff => "CUDA's erff",
         }
     }
@@ -168,7 +183,7 @@ const fn inst(name: &'static str, kind: Kind, config: Config, erf: Erf, rule: Ru
 pub const INSTANCES: &[Instance] = {
     use Config::*;
     use DType::{BF16, F16, F8E4M3, U8};
-    use Erf::{Erff, Fast, Lean, TanhFit};
+    use Erf::{Erff, Fast, Lean, TanhFit, TanhFitRne};
     use Inputs::{E4m3, Float, Int8};
     use Rule::*;
     &[
@@ -209,6 +224,22 @@ pub const INSTANCES: &[Instance] = {
             "i8_f16_pp128x64",
             kind(Int8, F16, false, false),
             PingPong128x64,
+            Fast,
+            ChecksOnly,
+        ),
+        // Session 9's (gemm_rows.cuh): the same bits with the epilogue's column vectors in one
+        // round trip and 64 x 64 subtiles; tactic candidates.
+        inst(
+            "i8_f16_pp128rows",
+            kind(Int8, F16, false, false),
+            PingPong128Rows,
+            Fast,
+            ChecksOnly,
+        ),
+        inst(
+            "i8_f16_pp128c1rows",
+            kind(Int8, F16, false, false),
+            PingPong128RowsNoCluster,
             Fast,
             ChecksOnly,
         ),
@@ -355,6 +386,24 @@ pub const INSTANCES: &[Instance] = {
             TanhFit,
             ChecksOnly,
         ),
+        // Session 9: the lean setting's codes kernel, the fitted tanh in one node with the
+        // codes rounded by a constant (gemm_codes_lean.cuh) and gemm_rows.cuh's epilogue (the
+        // three column vectors in one round trip, 64 x 128 subtiles); the node alone in CUTLASS's
+        // epilogue (three row broadcasts, 64 x 64 subtiles) as a tactic candidate beside it.
+        inst(
+            "i8_codes_gelu_pp128rows",
+            kind(Int8, U8, true, false),
+            PingPong128Rows,
+            TanhFitRne,
+            All,
+        ),
+        inst(
+            "i8_codes_gelu_pp128rne",
+            kind(Int8, U8, true, false),
+            PingPong128,
+            TanhFitRne,
+            ChecksOnly,
+        ),
         inst(
             "e4m3_codes_f16_gelu_co128",
             kind(E4m3, F8E4M3, true, false),
@@ -487,8 +536,9 @@ fn choose_by_rule(
     gelu: GeluEpilogue,
 ) -> Option<&'static Instance> {
     let picked = || instances(kind).filter(move |i| i.rule.picks(rows, n));
-    // Lean: the fitted tanh form where the output is int8 codes, else the folded rational.
-    let lean = [Erf::TanhFit, Erf::Lean];
+    // Lean: the fitted tanh form where the output is int8 codes (session 9's rounding first),
+    // else the folded rational.
+    let lean = [Erf::TanhFitRne, Erf::TanhFit, Erf::Lean];
     if gelu == GeluEpilogue::Lean {
         if let Some(i) = lean.iter().find_map(|e| picked().find(|i| i.erf == *e)) {
             return Some(i);

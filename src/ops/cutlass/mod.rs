@@ -121,6 +121,8 @@ mod ffi {
         runner_cutlass_i8_codes_gelu_pp128lean,
         runner_cutlass_i8_codes_gelu_co128tanh,
         runner_cutlass_i8_codes_gelu_pp128tanh,
+        runner_cutlass_i8_codes_gelu_pp128rows,
+        runner_cutlass_i8_codes_gelu_pp128rne,
         runner_cutlass_e4m3_codes_f16_gelu_co128
     );
 
@@ -143,6 +145,8 @@ mod ffi {
         runner_cutlass_i8_f16_co128,
         runner_cutlass_i8_f16_pp128c1,
         runner_cutlass_i8_f16_pp128x64,
+        runner_cutlass_i8_f16_pp128rows,
+        runner_cutlass_i8_f16_pp128c1rows,
         runner_cutlass_i8_bf16_pp128,
         runner_cutlass_i8_f16_gelu_pp128erff,
         runner_cutlass_i8_f16_gelu_pp128,

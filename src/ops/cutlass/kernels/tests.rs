@@ -35,8 +35,15 @@ fn every_instance_has_a_file_and_only_those() {
         let text =
             std::fs::read_to_string(format!("src/ops/kernels/cutlass/{}.cu", i.name)).unwrap();
         let codes = i.kind.writes_codes();
+        let rows = matches!(
+            i.config,
+            Config::PingPong128Rows | Config::PingPong128RowsNoCluster
+        );
         let entry = match (codes, i.erf) {
+            _ if rows && codes => "RUNNER_CUTLASS_GEMM_ROWS_CODES",
+            _ if rows => "RUNNER_CUTLASS_GEMM_ROWS_F16",
             (true, Erf::Fast) => "RUNNER_CUTLASS_GEMM_CODES",
+            (true, Erf::TanhFitRne) => "RUNNER_CUTLASS_GEMM_CODES_LEAN",
             (true, _) => "RUNNER_CUTLASS_GEMM_CODES_ACT",
             (false, _) => "RUNNER_CUTLASS_GEMM",
         };
@@ -52,9 +59,13 @@ fn every_instance_has_a_file_and_only_those() {
             Config::PingPong64 => "Pp64Fast)",
             Config::PingPong128NoCluster => "Pp128C1)",
             Config::PingPong128x64 => "Pp128x64)",
+            Config::PingPong128Rows => "Pp128)",
+            Config::PingPong128RowsNoCluster => "Pp128C1)",
         };
         assert!(text.contains(config), "{}: {config}", i.name);
         let act = match (i.kind.gelu, i.erf) {
+            (_, Erf::TanhFitRne) => "ties to even",
+            _ if rows => "the same bits",
             _ if codes && i.kind.inputs == Inputs::Int8 => "RoundI8",
             _ if codes => "ClampE4m3",
             (false, _) => "runner_cutlass::Identity",
@@ -68,6 +79,7 @@ fn every_instance_has_a_file_and_only_those() {
         match i.erf {
             Erf::Lean if codes => assert!(text.contains("GeluLean"), "{}", i.name),
             Erf::TanhFit => assert!(codes && text.contains("GeluTanhFit"), "{}", i.name),
+            Erf::TanhFitRne => assert!(codes && text.contains("fitted tanh"), "{}", i.name),
             _ => {}
         }
     }
@@ -90,6 +102,7 @@ fn every_kind_with_kernels_has_exactly_one_for_every_row_count() {
                 assert_eq!(picks(&[Erf::Fast, Erf::Erff]), 1, "{at}");
                 assert!(picks(&[Erf::Lean]) <= 1, "{at}");
                 assert!(picks(&[Erf::TanhFit]) <= 1, "{at}");
+                assert!(picks(&[Erf::TanhFitRne]) <= 1, "{at}");
             }
         }
     }
@@ -137,7 +150,7 @@ fn the_lean_gelu_is_picked_where_it_exists_and_only_when_asked() {
         ),
         (
             kind(Inputs::Int8, DType::U8, true, false),
-            "i8_codes_gelu_co128tanh",
+            "i8_codes_gelu_pp128rows",
         ),
         (
             kind(Inputs::E4m3, DType::F16, true, false),

@@ -1,0 +1,313 @@
+// The 8-bit epilogue with its per-column vectors loaded at once: one node that reads scale_w,
+// bias (and, for the codes, the steps' inverses) for the tile in one round trip to L2, where
+// gemm.cuh's tree has one Sm90RowBroadcast each, whose loads the compiler issues one after the
+// other (each load's store to shared memory sits behind its own bounds branch: the SASS of
+// i8_codes_gelu_pp128tanh has LDG, STS, LDG, STS, LDG, STS before the epilogue's barrier, three
+// L2 latencies at the start of every tile's epilogue). In the ping-pong kernel the epilogues of
+// the two consumer warpgroups run one after the other (OrderedSequenceBarrier), so a tile's
+// epilogue latency is the kernel's period wherever it exceeds the mainloop's.
+//
+// Op computes the output fragment from the accumulators, the row's scale and the three column
+// vectors (the third null for the f16 outputs):
+//   DequantOp:   D = fma(scale_w[n], acc * scale_x[m], bias[n]) rounded to f16: gemm.cuh's
+//                8-bit tree (Identity), the same bits;
+//   CodesTanhOp: gemm_codes_lean.cuh's codes (fitted-tanh GELU, steps, ties to even).
+// Both return the output element itself, which the collective stores as it is (direct R2S).
+#pragma once
+
+#include "gemm.cuh"
+
+namespace runner_cutlass {
+
+template <class CtaTileShapeMNK, int NumVectors, class Op> struct Sm90RowVectors {
+  static_assert(NumVectors == 2 || NumVectors == 3, "scale_w, bias and optionally inv_scale");
+  static constexpr int CtaN = size<1>(CtaTileShapeMNK{});
+
+  struct SharedStorage {
+    array_aligned<float, NumVectors * CtaN> smem;
+  };
+  struct Arguments {
+    const float *scale_w = nullptr;
+    const float *bias = nullptr;  // null: 0
+    const float *third = nullptr;
+  };
+  using Params = Arguments;
+
+  template <class ProblemShape>
+  static constexpr Params to_underlying_arguments(ProblemShape const &, Arguments const &args, void *) {
+    return args;
+  }
+  template <class ProblemShape> static bool can_implement(ProblemShape const &, Arguments const &args) {
+    return args.scale_w != nullptr && (NumVectors == 2 || args.third != nullptr);
+  }
+  template <class ProblemShape> static size_t get_workspace_size(ProblemShape const &, Arguments const &) {
+    return 0;
+  }
+  template <class ProblemShape>
+  static cutlass::Status initialize_workspace(ProblemShape const &, Arguments const &, void *, cudaStream_t,
+                                              cutlass::CudaHostAdapter * = nullptr) {
+    return cutlass::Status::kSuccess;
+  }
+
+  CUTLASS_HOST_DEVICE Sm90RowVectors() {}
+  CUTLASS_HOST_DEVICE Sm90RowVectors(Params const &params, SharedStorage const &shared_storage)
+      : params(params), smem(const_cast<float *>(shared_storage.smem.data())) {}
+
+  Params params;
+  float *smem = nullptr;
+
+  CUTLASS_DEVICE bool is_producer_load_needed() const { return false; }
+  CUTLASS_DEVICE bool is_C_load_needed() const { return false; }
+  CUTLASS_DEVICE bool is_zero() const { return false; }
+
+  template <class... Args>
+  CUTLASS_DEVICE auto get_producer_load_callbacks(fusion::ProducerLoadArgs<Args...> const &) {
+    return fusion::EmptyProducerLoadCallbacks{};
+  }
+
+  template <class GS_GTensor, class GS_CTensor, class SR_STensor, class SR_RTensor, class Residue>
+  struct ConsumerStoreCallbacks : fusion::EmptyConsumerStoreCallbacks {
+    CUTLASS_DEVICE ConsumerStoreCallbacks(GS_GTensor tGS_gRow_, GS_CTensor tGS_cRow_, int n0_, float *smem_,
+                                          SR_STensor const (&tSR_sRow_)[NumVectors], SR_RTensor tSR_rRow_,
+                                          Residue residue_, Params const &params_)
+        : tGS_gRow(tGS_gRow_), tGS_cRow(tGS_cRow_), n0(n0_), smem(smem_), residue(residue_), params(params_) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int k = 0; k < NumVectors; ++k) {
+        tSR_sRow[k] = tSR_sRow_[k];
+        tSR_rRow[k] = tSR_rRow_;
+      }
+    }
+
+    GS_GTensor tGS_gRow;  // (CPY, CPY_M, CPY_N): scale_w's columns this thread loads (M stride 0)
+    GS_CTensor tGS_cRow;  // the same elements' tile-local coordinates
+    int n0;               // the tile's first column
+    float *smem;
+    SR_STensor tSR_sRow[NumVectors];  // (CPY, CPY_M, CPY_N, EPI_M, EPI_N), vector k's smem
+    SR_RTensor tSR_rRow[NumVectors];  // (CPY, CPY_M, CPY_N), vector k's values of the subtile
+    Residue residue;
+    Params const &params;
+
+    // Every load first, then the stores: one L2 round trip for all the vectors.
+    CUTLASS_DEVICE void begin() {
+      Tensor c = filter_zeros(tGS_cRow, tGS_gRow.stride());
+      constexpr int Count = decltype(size(c))::value;
+      float v[NumVectors][Count];
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < Count; ++i) {
+        int col = get<1>(c(i));
+        bool in = col < CtaN && elem_less(c(i), residue);
+        int g = n0 + col;
+        v[0][i] = in ? params.scale_w[g] : 0.0f;
+        v[1][i] = in && params.bias != nullptr ? params.bias[g] : 0.0f;
+        if constexpr (NumVectors == 3) v[NumVectors - 1][i] = in ? params.third[g] : 0.0f;
+      }
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < Count; ++i) {
+        int col = get<1>(c(i));
+        if (col < CtaN) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int k = 0; k < NumVectors; ++k) smem[k * CtaN + col] = v[k][i];
+        }
+      }
+    }
+
+    CUTLASS_DEVICE bool begin_sync_needed() const { return true; }
+
+    CUTLASS_DEVICE void begin_loop(int epi_m, int epi_n) {
+      if (epi_m == 0) {  // M-major subtile loop, as Sm90RowBroadcast assumes
+        CUTLASS_PRAGMA_UNROLL
+        for (int k = 0; k < NumVectors; ++k) {
+          Tensor s = filter_zeros(tSR_sRow[k](_, _, _, epi_m, epi_n));
+          Tensor r = make_tensor_like<float>(s);
+          copy_aligned(s, r);
+          Tensor dst = filter(tSR_rRow[k]);
+          CUTLASS_PRAGMA_UNROLL
+          for (int i = 0; i < size(r); ++i) dst(i) = r(i);
+        }
+      }
+    }
+
+    template <typename ElementAccumulator, typename ElementAcc, typename ElementX, int FragmentSize>
+    CUTLASS_DEVICE auto visit(cutlass::Array<ElementAccumulator, FragmentSize> const &, int epi_v, int, int,
+                              cutlass::Array<ElementAcc, FragmentSize> const &acc,
+                              cutlass::Array<ElementX, FragmentSize> const &sx) {
+      cutlass::Array<float, FragmentSize> rows[NumVectors];
+      CUTLASS_PRAGMA_UNROLL
+      for (int k = 0; k < NumVectors; ++k) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < FragmentSize; ++i) rows[k][i] = tSR_rRow[k](epi_v * FragmentSize + i);
+      }
+      return Op{}(acc, sx, rows);
+    }
+  };
+
+  template <bool ReferenceSrc, class... Args>
+  CUTLASS_DEVICE auto get_consumer_store_callbacks(fusion::ConsumerStoreArgs<Args...> const &args) {
+    auto [M, N, K, L] = args.problem_shape_mnkl;
+    auto [m, n, k, l] = args.tile_coord_mnkl;
+    using ThreadCount = decltype(size(args.tiled_copy));
+    constexpr int CtaM = size<0>(CtaTileShapeMNK{});
+    int n0 = n * CtaN;
+    // The loads: CtaN / threads columns each (Sm90RowBroadcast's G2S layout), over scale_w's
+    // tile with a zero M stride (its strides say which coordinates repeat).
+    Tensor gRow = make_tensor(make_gmem_ptr(params.scale_w + n0),
+                              make_layout(make_shape(Int<CtaM>{}, Int<CtaN>{}), make_stride(_0{}, _1{})));
+    auto tiled_g2s = make_tiled_copy(Copy_Atom<DefaultCopy, float>{},
+                                     Layout<Shape<_1, ThreadCount>, Stride<_0, _1>>{}, Layout<_1>{});
+    auto thr_g2s = tiled_g2s.get_slice(args.thread_idx);
+    Tensor tGS_gRow = thr_g2s.partition_S(gRow);
+    Tensor tGS_cRow = thr_g2s.partition_S(args.cD);
+    // Shared to registers per subtile, as Sm90RowBroadcast, one smem row per vector.
+    using SR = decltype(fusion::detail::sm90_partition_for_epilogue<ReferenceSrc>(
+        make_tensor(make_smem_ptr(smem), make_shape(Int<CtaM>{}, Int<CtaN>{}), make_stride(_0{}, _1{})),
+        args.epi_tile, args.tiled_copy, args.thread_idx));
+    SR tSR_sRow[NumVectors];
+    CUTLASS_PRAGMA_UNROLL
+    for (int v = 0; v < NumVectors; ++v) {
+      tSR_sRow[v] = fusion::detail::sm90_partition_for_epilogue<ReferenceSrc>(
+          make_tensor(make_smem_ptr(smem + v * CtaN), make_shape(Int<CtaM>{}, Int<CtaN>{}),
+                      make_stride(_0{}, _1{})),
+          args.epi_tile, args.tiled_copy, args.thread_idx);
+    }
+    Tensor tSR_rRow = make_tensor_like<float>(take<0, 3>(tSR_sRow[0]));  // (CPY, CPY_M, CPY_N)
+    return ConsumerStoreCallbacks<decltype(tGS_gRow), decltype(tGS_cRow), SR, decltype(tSR_rRow),
+                                  decltype(args.residue_cD)>(tGS_gRow, tGS_cRow, n0, smem, tSR_sRow, tSR_rRow,
+                                                             args.residue_cD, params);
+  }
+};
+
+// gemm.cuh's 8-bit f16 output: fma(scale_w, acc * scale_x, bias), rounded to nearest f16.
+struct DequantOp {
+  using ElementD = cutlass::half_t;
+  static constexpr int NumVectors = 2;
+  template <class ElementAcc, int N>
+  CUTLASS_DEVICE cutlass::Array<cutlass::half_t, N> operator()(cutlass::Array<ElementAcc, N> const &acc,
+                                                               cutlass::Array<float, N> const &sx,
+                                                               cutlass::Array<float, N> const (&rows)[2]) const {
+    cutlass::Array<float, N> y;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < N; ++i) y[i] = fmaf(rows[0][i], static_cast<float>(acc[i]) * sx[i], rows[1][i]);
+    return cutlass::NumericArrayConverter<cutlass::half_t, float, N, cutlass::FloatRoundStyle::round_to_nearest>{}(y);
+  }
+};
+
+// The int8 codes of gemm_codes_lean.cuh: rows[2] holds 1 / s_n.
+struct CodesTanhOp {
+  using ElementD = int8_t;
+  static constexpr int NumVectors = 3;
+  template <class ElementAcc, int N>
+  CUTLASS_DEVICE cutlass::Array<int8_t, N> operator()(cutlass::Array<ElementAcc, N> const &acc,
+                                                      cutlass::Array<float, N> const &sx,
+                                                      cutlass::Array<float, N> const (&rows)[3]) const {
+    static_assert(N % 4 == 0, "codes are packed four to a word");
+    alignas(16) cutlass::Array<int8_t, N> out;
+    uint32_t *words = reinterpret_cast<uint32_t *>(out.data());
+    CUTLASS_PRAGMA_UNROLL
+    for (int w = 0; w < N / 4; ++w) {
+      uint32_t b[4];
+      CUTLASS_PRAGMA_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        int i = 4 * w + j;
+        float y = fmaf(rows[0][i], static_cast<float>(acc[i]) * sx[i], rows[1][i]);
+        float u = y * fmaf(y * y, 0.03537741f, 0.79868456f);
+        float t;
+        asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(u));
+        float h = y * (0.5f * rows[2][i]);
+        float v = fminf(fmaxf(fmaf(h, t, h), -127.0f), 127.0f);
+        b[j] = __float_as_uint(v + 12582912.0f);
+      }
+      words[w] = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
+    }
+    return out;
+  }
+};
+
+template <class Tile, class Op> struct RowsEpilogue {
+  using Acc = fusion::Sm90AccFetch;
+  using ScaleX = fusion::Sm90ColBroadcast<0, Tile, float, float, Stride<_1, _0, int64_t>, 1>;
+  using Rows = Sm90RowVectors<Tile, Op::NumVectors, Op>;
+  using Tree = fusion::Sm90EVT<Rows, Acc, ScaleX>;
+
+  static typename Tree::Arguments args(const float *scale_x, const float *scale_w, const float *bias,
+                                       const float *third) {
+    return {{}, {scale_x, 0.0f, {}}, {scale_w, bias, third}};
+  }
+};
+
+// D (m, n) = Op(A (m, k) row-major . B (n, k)^T), int8 inputs, with the epilogue subtile EpiTile.
+template <class Op, class Config, class EpiTile = cutlass::epilogue::collective::EpilogueTileAuto>
+struct GemmRows {
+  using Tile = typename Config::Tile;
+  using Cluster = typename Config::Cluster;
+  using ElementD = typename Op::ElementD;
+  using Ep = RowsEpilogue<Tile, Op>;
+  static constexpr int kAlignAB = 16;
+  static constexpr int kAlignD = 128 / cutlass::sizeof_bits<ElementD>::value;
+
+  using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Cluster, EpiTile, int32_t, float, void,
+      cutlass::layout::RowMajor, kAlignD, ElementD, cutlass::layout::RowMajor, kAlignD,
+      typename Config::EpilogueSchedule, typename Ep::Tree>::CollectiveOp;
+
+  using CollectiveMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, int8_t, cutlass::layout::RowMajor, kAlignAB, int8_t,
+      cutlass::layout::ColumnMajor, kAlignAB, int32_t, Tile, Cluster,
+      cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
+          sizeof(typename CollectiveEpilogue::SharedStorage))>,
+      typename Config::MainloopSchedule>::CollectiveOp;
+
+  using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, CollectiveMainloop,
+                                                      CollectiveEpilogue, cutlass::gemm::PersistentScheduler>;
+  using Adapter = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+
+  static int run(const void *a, const void *b, const float *scale_x, const float *scale_w, const void *bias,
+                 const float *third, void *d, int m, int n, int k, cudaStream_t stream) {
+    using StrideA = typename Kernel::StrideA;
+    using StrideB = typename Kernel::StrideB;
+    using StrideC = typename Kernel::StrideC;
+    using StrideD = typename Kernel::StrideD;
+    StrideA sa = cutlass::make_cute_packed_stride(StrideA{}, make_shape(m, k, 1));
+    StrideB sb = cutlass::make_cute_packed_stride(StrideB{}, make_shape(n, k, 1));
+    StrideC sc = cutlass::make_cute_packed_stride(StrideC{}, make_shape(m, n, 1));
+    StrideD sd = cutlass::make_cute_packed_stride(StrideD{}, make_shape(m, n, 1));
+    typename Adapter::Arguments args{
+        cutlass::gemm::GemmUniversalMode::kGemm,
+        {m, n, k, 1},
+        {static_cast<const int8_t *>(a), sa, static_cast<const int8_t *>(b), sb},
+        {Ep::args(scale_x, scale_w, static_cast<const float *>(bias), third), nullptr, sc,
+         static_cast<ElementD *>(d), sd}};
+    Adapter gemm;
+    if (gemm.can_implement(args) != cutlass::Status::kSuccess) return kCannotImplement;
+    if (Adapter::get_workspace_size(args) != 0) return kNeedsWorkspace;
+    if (gemm.initialize(args, nullptr, stream) != cutlass::Status::kSuccess) return kInitFailed;
+    if (gemm.run(stream) != cutlass::Status::kSuccess) return kLaunchFailed;
+    return cudaPeekAtLastError() == cudaSuccess ? kOk : kLaunchFailed;
+  }
+};
+
+using Epi64x64 = Shape<_64, _64>;
+using Epi64x128 = Shape<_64, _128>;
+using Pp128C1 = Config<Shape<_128, _128, _128>, Shape<_1, _1, _1>, k::KernelTmaWarpSpecializedPingpong,
+                       e::TmaWarpSpecialized>;
+
+}  // namespace runner_cutlass
+
+// The f16 entry point (gemm.cuh's signature): runner_cutlass_<NAME>(a, b, scale_x, scale_w, bias,
+// d, m, n, k, stream).
+#define RUNNER_CUTLASS_GEMM_ROWS_F16(NAME, EPI_TILE, CONFIG)                                             \
+  extern "C" int runner_cutlass_##NAME(const void *a, const void *b, const float *scale_x,              \
+                                       const float *scale_w, const void *bias, void *d, int m, int n,  \
+                                       int k, cudaStream_t stream) {                                   \
+    using G = runner_cutlass::GemmRows<runner_cutlass::DequantOp, runner_cutlass::CONFIG,               \
+                                       runner_cutlass::EPI_TILE>;                                       \
+    return G::run(a, b, scale_x, scale_w, bias, nullptr, d, m, n, k, stream);                           \
+  }
+// The codes entry point (gemm_codes.cuh's signature, f32 bias).
+#define RUNNER_CUTLASS_GEMM_ROWS_CODES(NAME, EPI_TILE, CONFIG)                                           \
+  extern "C" int runner_cutlass_##NAME(const void *a, const void *b, const float *scale_x,              \
+                                       const float *scale_w, const void *bias, const float *inv_scale, \
+                                       void *d, int m, int n, int k, cudaStream_t stream) {            \
+    using G = runner_cutlass::GemmRows<runner_cutlass::CodesTanhOp, runner_cutlass::CONFIG,             \
+                                       runner_cutlass::EPI_TILE>;                                       \
+    return G::run(a, b, scale_x, scale_w, bias, inv_scale, d, m, n, k, stream);                         \
+  }

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use super::kernels::{choose, instances, Instance, Kind};
+use super::kernels::{choose, instances, Instance, Kind, Rule};
 use crate::config::GemmTactics;
 
 /// Launches a candidate's graph holds: each replay's time is divided by it.
@@ -80,13 +80,17 @@ pub(super) fn remember(pick: Pick) {
 }
 
 /// The kernels timed for `kind` at `m` rows and `n` outputs: the rule's first, then every other
-/// kernel of the kind with the rule's erf (the same numbers), in the library's order.
+/// kernel of the kind with the rule's erf (the same numbers), in the library's order, except
+/// those that have not yet run on a GPU ([`Rule::Unchecked`]).
 pub fn candidates(kind: Kind, m: usize, n: usize) -> Vec<&'static Instance> {
     let Some(rule) = choose(kind, m, n) else {
         return Vec::new();
     };
     std::iter::once(rule)
-        .chain(instances(kind).filter(|i| i.erf == rule.erf && *i != rule))
+        .chain(
+            instances(kind)
+                .filter(|i| i.erf == rule.erf && *i != rule && i.rule != Rule::Unchecked),
+        )
         .collect()
 }
 

@@ -150,7 +150,7 @@ fn the_lean_gelu_is_picked_where_it_exists_and_only_when_asked() {
         ),
         (
             kind(Inputs::Int8, DType::U8, true, false),
-            "i8_codes_gelu_pp128rows",
+            "i8_codes_gelu_co128tanh",
         ),
         (
             kind(Inputs::E4m3, DType::F16, true, false),
@@ -194,4 +194,31 @@ fn the_record_names_the_configuration_by_rows() {
     let d = describe(kind(Inputs::E4m3, DType::BF16, true, false));
     assert!(d.contains("cooperative") && d.contains("7e-7"), "{d}");
     assert!(d.contains("e4m3_bf16_gelu_co128"), "{d}");
+}
+
+#[test]
+fn unchecked_kernels_are_neither_picked_nor_timed() {
+    use GeluEpilogue::{Lean, Standard};
+    let unchecked: Vec<&Instance> = INSTANCES
+        .iter()
+        .filter(|i| i.rule == Rule::Unchecked)
+        .collect();
+    assert!(!unchecked.is_empty());
+    for i in unchecked {
+        for rows in [1, 16, 128, 129, 2048, 8192] {
+            for gelu in [Lean, Standard] {
+                assert_ne!(
+                    choose_by_rule(i.kind, rows, 3072, gelu),
+                    Some(i),
+                    "{}",
+                    i.name
+                );
+            }
+            assert!(
+                !crate::ops::cutlass::tactics::candidates(i.kind, rows, 3072).contains(&i),
+                "{}",
+                i.name
+            );
+        }
+    }
 }

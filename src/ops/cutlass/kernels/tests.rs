@@ -150,7 +150,7 @@ fn the_lean_gelu_is_picked_where_it_exists_and_only_when_asked() {
         ),
         (
             kind(Inputs::Int8, DType::U8, true, false),
-            "i8_codes_gelu_co128tanh",
+            "i8_codes_gelu_pp128rows",
         ),
         (
             kind(Inputs::E4m3, DType::F16, true, false),
@@ -199,11 +199,11 @@ fn the_record_names_the_configuration_by_rows() {
 #[test]
 fn unchecked_kernels_are_neither_picked_nor_timed() {
     use GeluEpilogue::{Lean, Standard};
+    // None since session 10 promoted session 9's four; the rule holds for the next ones.
     let unchecked: Vec<&Instance> = INSTANCES
         .iter()
         .filter(|i| i.rule == Rule::Unchecked)
         .collect();
-    assert!(!unchecked.is_empty());
     for i in unchecked {
         for rows in [1, 16, 128, 129, 2048, 8192] {
             for gelu in [Lean, Standard] {

@@ -7,7 +7,7 @@ use common::*;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 fn experiment(matrix: &str, cooldown_s: f64) -> String {
@@ -19,20 +19,6 @@ fn experiment(matrix: &str, cooldown_s: f64) -> String {
 
 /// Eight quick cells.
 const EIGHT_CELLS: &str = "[matrix]\nbatch_size = [1, 2, 3, 4]\nseq_len = [8, 16]\n";
-
-/// The runner started in the background, as a user's shell would (own stdin, piped output).
-fn spawn(f: &Fixture, args: &[&str]) -> Child {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("runner"));
-    cmd.current_dir(f.dir.path())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RUNNER_")) {
-        cmd.env_remove(k);
-    }
-    cmd.spawn().expect("starting the runner")
-}
 
 fn record_files(run: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(run.join("cells"))
@@ -140,7 +126,7 @@ fn kill_9_at_several_points_then_resume_completes_every_cell_exactly_once() {
     ];
     let mut kept: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     for (what, ready) in &points {
-        let mut child = spawn(&f, &resume);
+        let mut child = f.spawn(&resume);
         wait_for(&mut child, || ready(&run));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
@@ -198,7 +184,7 @@ fn a_second_runner_on_the_same_run_directory_is_refused_with_the_holders_pid() {
     // Slow cells (a long cool-down), so the first runner is surely still at work.
     let f = Fixture::new(&experiment(EIGHT_CELLS, 5.0));
     let run = f.dir.path().join("run");
-    let mut first = spawn(&f, &["exp.toml", "--out", "run"]);
+    let mut first = f.spawn(&["exp.toml", "--out", "run"]);
     assert!(wait_for(&mut first, || run.join("manifest.json").is_file()));
     for args in [
         vec!["exp.toml", "--resume", "--out", "run"],
@@ -333,7 +319,7 @@ fn fail_fast_stops_at_the_first_failure_and_resume_measures_the_rest() {
 fn interrupt_then_resume(sig: &str) {
     let f = Fixture::new(&experiment(EIGHT_CELLS, 0.3));
     let run = f.dir.path().join("run");
-    let mut child = spawn(&f, &["exp.toml", "--out", "run"]);
+    let mut child = f.spawn(&["exp.toml", "--out", "run"]);
     assert!(
         wait_for(&mut child, || record_files(&run).len() >= 2),
         "the runner ended before its second record"
@@ -399,7 +385,7 @@ fn sighup_with_the_terminal_gone_still_writes_the_partial_report() {
     // dies on a failed write, and a second SIGHUP is not a second Ctrl-C.
     let f = Fixture::new(&experiment(EIGHT_CELLS, 0.3));
     let run = f.dir.path().join("run");
-    let mut child = spawn(&f, &["exp.toml", "--out", "run"]);
+    let mut child = f.spawn(&["exp.toml", "--out", "run"]);
     assert!(
         wait_for(&mut child, || record_files(&run).len() >= 2),
         "the runner ended before its second record"

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// Two cells of the tiny encoder on the CPU; the test's `--set` makes every window last 30 s, so
@@ -22,19 +22,6 @@ fn experiment() -> String {
          {}\n[matrix]\nbatch_size = [1, 2]\nseq_len = [8]\n",
         common_tables()
     )
-}
-
-fn spawn(f: &Fixture, args: &[&str]) -> Child {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("runner"));
-    cmd.current_dir(f.dir.path())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RUNNER_")) {
-        cmd.env_remove(k);
-    }
-    cmd.spawn().expect("starting the runner")
 }
 
 fn records(run: &Path) -> Vec<std::path::PathBuf> {
@@ -59,16 +46,13 @@ fn interrupt(child: &Child) {
 fn a_second_ctrl_c_quits_at_once_with_130_and_no_abort() {
     let f = Fixture::new(&experiment());
     let run = f.dir.path().join("run");
-    let mut child = spawn(
-        &f,
-        &[
-            "exp.toml",
-            "--out",
-            "run",
-            "--set",
-            "protocol.min_window_s=30",
-        ],
-    );
+    let mut child = f.spawn(&[
+        "exp.toml",
+        "--out",
+        "run",
+        "--set",
+        "protocol.min_window_s=30",
+    ]);
     // The sweep is inside its first window once the plan is written and a moment has passed.
     let start = Instant::now();
     while !run.join("manifest.json").exists() && start.elapsed() < Duration::from_secs(120) {

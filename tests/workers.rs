@@ -8,7 +8,7 @@ use common::*;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 fn experiment(workers: usize, min_window_s: f64) -> String {
@@ -22,19 +22,6 @@ fn experiment(workers: usize, min_window_s: f64) -> String {
         "min_window_s = 0.05",
         &format!("min_window_s = {min_window_s}"),
     )
-}
-
-fn spawn(f: &Fixture, args: &[&str]) -> Child {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("runner"));
-    cmd.current_dir(f.dir.path())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RUNNER_")) {
-        cmd.env_remove(k);
-    }
-    cmd.spawn().expect("starting the runner")
 }
 
 fn records(run: &Path) -> Vec<serde_json::Value> {
@@ -165,7 +152,7 @@ fn cpu_workers_share_the_plan_and_record_each_cell_once() {
 #[test]
 fn a_worker_killed_mid_run_loses_at_most_its_cell_and_resume_completes() {
     let f = Fixture::new(&experiment(2, 0.3));
-    let mut child = spawn(&f, &["exp.toml", "--out", "run"]);
+    let mut child = f.spawn(&["exp.toml", "--out", "run"]);
     let run = f.dir.path().join("run");
     // Kill worker 1 once some cells are recorded (it is then in the middle of another). Only
     // finished records count: a temporary being written is no sign that a write has ended.
@@ -222,7 +209,7 @@ fn a_worker_killed_mid_run_loses_at_most_its_cell_and_resume_completes() {
 #[test]
 fn ctrl_c_stops_every_worker_after_its_window_and_resume_completes() {
     let f = Fixture::new(&experiment(2, 0.3));
-    let mut child = spawn(&f, &["exp.toml", "--out", "run"]);
+    let mut child = f.spawn(&["exp.toml", "--out", "run"]);
     let run = f.dir.path().join("run");
     let start = Instant::now();
     while run.join("cells").read_dir().map(|d| d.count()).unwrap_or(0) < 1 {

@@ -83,6 +83,22 @@ impl Fixture {
         cmd
     }
 
+    /// `runner ARGS...` started in the background, as a user's shell would (own stdin, piped
+    /// output), for tests that signal or watch it while it runs.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        use std::process::Stdio;
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"));
+        cmd.current_dir(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RUNNER_")) {
+            cmd.env_remove(k);
+        }
+        cmd.spawn().expect("starting the runner")
+    }
+
     /// Replaces machine-specific paths in output, for exact comparisons.
     pub fn normalize(&self, text: &str) -> String {
         let tmp = self.dir.path().canonicalize().unwrap();

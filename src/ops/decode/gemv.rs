@@ -162,9 +162,9 @@ pub fn gemv_split_into(
     gemv_into_way(out, x, weight, Prologue::None, bias, residual, way)
 }
 
-/// gemv.cu's gemv_long: gemv (no prologue) with 16 weight loads in flight a lane instead of 8
-/// (an 8192-wide row in 2 dependent rounds of loads, not 4). Measured against gemv at the down
-/// projection (decode_check ncu-step); no decode way runs it.
+/// gemv.cu's gemv_long: gemv (no prologue) with a lane's 8 weight loads issued before any FMA
+/// (gemv's loop keeps ~2 in flight; gemv_long.cuh says why), the same output bits. gemv-cluster
+/// runs it for o and down.
 pub fn gemv_long_into(
     out: &Tensor,
     x: &Tensor,

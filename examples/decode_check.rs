@@ -31,7 +31,8 @@
 //! attention merge's (attention.rs's check_wide), then 6-7 for `"gemv-bulk"` on a shorter model
 //! list (llama and qwen2 tiny, SmolLM2); `bulk-kernels`, `wide` and `decoder WAY` (6-7 on that
 //! list for one way) are its parts, to run side by side. `fold-kernels` checks gemv-fold's kernels
-//! (decode_check/fold.rs); `decoder gemv-fold` its decoder.
+//! (decode_check/fold.rs); `decoder gemv-fold` its decoder. `lean-kernels` and `lean-decoder`
+//! (decode_check/lean.rs): gemv-lean's kernels, and its fixed step against its own eager steps.
 //! `steps PRESET BATCH...` times the whole step's graph per way (decode_check/steps.rs);
 //! `ncu-step PRESET WAY step|gemvs|attn|none` one way's step for Nsight Compute (ncu_step.rs).
 //!
@@ -51,6 +52,8 @@ mod fold;
 mod gemv;
 #[path = "decode_check/kernels.rs"]
 mod kernels;
+#[path = "decode_check/lean.rs"]
+mod lean;
 #[path = "decode_check/ncu_step.rs"]
 mod ncu_step;
 #[path = "decode_check/prefill.rs"]
@@ -443,6 +446,26 @@ fn main() -> Result<()> {
         println!("fold_kernel_checks,{}", if ok { "PASS" } else { "FAIL" });
         std::process::exit(if ok { 0 } else { 1 });
     }
+    if args.first().map(String::as_str) == Some("lean-kernels") {
+        let ok = lean::check_all(&dev)?;
+        println!("lean_kernel_checks,{}", if ok { "PASS" } else { "FAIL" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    if args.first().map(String::as_str) == Some("lean-decoder") {
+        let mut ok = true;
+        for (arch, preset) in [
+            ("llama", "llama-tiny"),
+            ("qwen2", "qwen2-tiny"),
+            ("llama", "smollm2-135m"),
+        ] {
+            ok &= lean::fixed_versus_steps(&dev, arch, preset).unwrap_or_else(|e| {
+                println!("gemv-lean_fixed_vs_step,{preset},error: {e},FAIL");
+                false
+            });
+        }
+        println!("lean_decoder_checks,{}", if ok { "PASS" } else { "FAIL" });
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     if args.first().map(String::as_str) == Some("wide") {
         let ok = attention::check_wide(&dev)?;
         println!("wide_attention_checks,{}", if ok { "PASS" } else { "FAIL" });
@@ -458,11 +481,12 @@ fn main() -> Result<()> {
             DecodeKernels::GemvBulk,
             DecodeKernels::GemvFold,
             DecodeKernels::GemvCluster,
+            DecodeKernels::GemvLean,
         ];
         let want = args.get(1).map_or("gemv-pdl", String::as_str);
         let Some(&way) = ways.iter().find(|k| k.name() == want) else {
             candle_core::bail!(
-                "decoder {want}: not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold, gemv-cluster"
+                "decoder {want}: not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold, gemv-cluster, gemv-lean"
             );
         };
         let ok = decoder_checks_quick(&dev, way)?;
@@ -486,12 +510,19 @@ fn main() -> Result<()> {
         } else {
             "llama"
         };
-        let batches: Vec<usize> = args[2.min(args.len())..]
-            .iter()
-            .filter_map(|b| b.parse().ok())
+        let rest = &args[2.min(args.len())..];
+        let batches: Vec<usize> = rest.iter().filter_map(|b| b.parse().ok()).collect();
+        let named: Vec<DecodeKernels> = (steps::WAYS.iter())
+            .filter(|k| rest.iter().any(|a| a == k.name()))
+            .copied()
             .collect();
+        let ways = if named.is_empty() {
+            &steps::WAYS[..]
+        } else {
+            &named[..]
+        };
         for batch in if batches.is_empty() { vec![1] } else { batches } {
-            if let Err(e) = steps::steps(&dev, arch, preset, batch) {
+            if let Err(e) = steps::steps(&dev, arch, preset, batch, ways) {
                 println!("step,{preset},bf16,batch={batch},error: {e}");
             }
         }

@@ -9,7 +9,9 @@
 //! - `gemvs`: the layer's GEMVs alone, once each, eagerly: gate|up with its RMSNorm prologue and
 //!   the same GEMV without it (the prologue's cost), down + residual, Q|K|V + RMSNorm, o + residual,
 //!   and gemv-fold's: gate|up with SwiGLU out, down split over a block's warps, Q|K|V folded, and
-//!   gemv_long (session 9's o and down: a lane's loads batched) at down and o.
+//!   gemv_long (session 9's o and down: a lane's loads batched) at down and o; gemv-lean's
+//!   gemv_fold with BATCH at gate|up and Q|K|V, and the lm_head as cuBLAS (candle's matmul, every
+//!   way's) beside gemv_fold with BATCH and the final RMSNorm folded (a candidate, not in a way).
 //! - `attn`: gemv-fold's attention alone, once each kernel, eagerly: decode_attention_rope (session
 //!   8's: partials, fence, atomic ticket) and decode_attention_cluster (session 9's: the splits
 //!   merged in a thread-block cluster).
@@ -28,7 +30,8 @@ use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{DecodeKernels, Precision};
 use runner::model::workload::greedy;
 use runner::ops::decode::gemv::{
-    gemv_fold_into, gemv_into_launched, gemv_long_into, gemv_split_into, Prologue,
+    gemv_fold_batched_into, gemv_fold_into, gemv_into_launched, gemv_long_into, gemv_split_into,
+    Prologue,
 };
 use runner::ops::decode::{self, AttentionScratch, CacheAt, Launch, RopeArgs};
 use runner::ops::graph::{FixedWork, GraphMode};
@@ -46,6 +49,11 @@ enum Kernel {
     FoldSwiglu,
     Split,
     Long,
+    /// gemv-lean's gemv_fold with a lane's loads batched (BATCH).
+    FoldBatched,
+    FoldBatchedSwiglu,
+    /// candle's matmul (cuBLAS), the lm_head as every way runs it.
+    Matmul,
 }
 const CALLS: usize = 48;
 
@@ -87,10 +95,11 @@ pub fn ncu_step(dev: &Device, args: &[String]) -> Result<()> {
         DecodeKernels::GemvBulk,
         DecodeKernels::GemvFold,
         DecodeKernels::GemvCluster,
+        DecodeKernels::GemvLean,
     ];
     let Some(&way) = ways.iter().find(|k| k.name() == way_name) else {
         candle_core::bail!(
-            "ncu-step: {way_name} is not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold, gemv-cluster"
+            "ncu-step: {way_name} is not one of fused, gemv, gemv-pdl, gemv-bulk, gemv-fold, gemv-cluster, gemv-lean"
         );
     };
     let arch = if preset.starts_with("qwen") {
@@ -155,7 +164,7 @@ pub fn ncu_step(dev: &Device, args: &[String]) -> Result<()> {
         println!("ncu_step,profiled,one replay of the step's graph");
     }
     drop(g);
-    gemvs(dev, [h, i, qkv], region == "gemvs")?;
+    gemvs(dev, [h, i, qkv, sh.vocab], region == "gemvs")?;
     attentions(
         dev,
         [sh.heads, sh.kv_heads, sh.head_dim],
@@ -262,7 +271,7 @@ fn attentions(
 
 /// The layer's GEMVs at hidden `h`, intermediate `i`, Q|K|V width `qkv`: us per call inside a graph of CALLS calls
 /// over COPIES weight copies, and (`profile`) once each between cuProfilerStart and Stop.
-fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
+fn gemvs(dev: &Device, [h, i, qkv, vocab]: [usize; 4], profile: bool) -> Result<()> {
     let x = randn(&[1, h], dev)?;
     let norm_w = randn(&[h], dev)?;
     let act = randn(&[1, i], dev)?;
@@ -273,6 +282,8 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
     let w_down = weights(h, i)?;
     let w_o = weights(h, h)?;
     let w_qkv = weights(qkv, h)?;
+    let w_lm = weights(vocab, h)?;
+    let lm_out = randn(&[1, vocab], dev)?;
     let gu_out = randn(&[1, 2 * i], dev)?;
     let h_out = randn(&[1, h], dev)?;
     let h_keep = h_out.copy()?;
@@ -292,7 +303,7 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
         bool,
         Kernel,
     );
-    let variants: [Variant; 10] = [
+    let variants: [Variant; 14] = [
         (
             "gate_up+rmsnorm",
             &gu_out,
@@ -367,6 +378,42 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
             true,
             Kernel::Long,
         ),
+        (
+            "gate_up fold_batched+swiglu_out",
+            &act_out,
+            &x,
+            &w_gu,
+            true,
+            false,
+            Kernel::FoldBatchedSwiglu,
+        ),
+        (
+            "qkv fold_batched",
+            &qkv_out,
+            &x,
+            &w_qkv,
+            true,
+            false,
+            Kernel::FoldBatched,
+        ),
+        (
+            "lm_head cublas",
+            &lm_out,
+            &x,
+            &w_lm,
+            false,
+            false,
+            Kernel::Matmul,
+        ),
+        (
+            "lm_head fold_batched+rms",
+            &lm_out,
+            &x,
+            &w_lm,
+            true,
+            false,
+            Kernel::FoldBatched,
+        ),
     ];
     let restore = || h_out.slice_set(&h_keep, 0, 0);
     let launch = |out: &Tensor, xin: &Tensor, w: &Tensor, norm: bool, residual: bool, k: Kernel| {
@@ -378,6 +425,9 @@ fn gemvs(dev: &Device, [h, i, qkv]: [usize; 3], profile: bool) -> Result<()> {
             Kernel::FoldSwiglu => gemv_fold_into(out, xin, w, p, None, true, s),
             Kernel::Split => gemv_split_into(out, xin, w, None, residual, s),
             Kernel::Long => gemv_long_into(out, xin, w, None, residual, s),
+            Kernel::FoldBatched => gemv_fold_batched_into(out, xin, w, p, None, false, s),
+            Kernel::FoldBatchedSwiglu => gemv_fold_batched_into(out, xin, w, p, None, true, s),
+            Kernel::Matmul => xin.matmul(&w.t()?).map(|_| ()),
         }
     };
     for (name, out, xin, ws, norm, residual, kernel) in variants {

@@ -1,5 +1,5 @@
 //! `decode_check steps [PRESET] [BATCH...]`: one whole decode step of the own decoder as its
-//! captured CUDA graph, per `decode_kernels` way (fused, gemv-pdl, gemv-fold, gemv-cluster), on the same seeded
+//! captured CUDA graph, per `decode_kernels` way (fused, gemv-pdl, gemv-fold, gemv-cluster, gemv-lean, or those named), on the same seeded
 //! random weights and prompt: ms per step over 128 steps after a 512-token prompt (the runner's
 //! cells' context), samples alternated between the ways so drift hits all alike; the graph's node
 //! count; and the first replayed step's logits against the fused way's (each way's arithmetic
@@ -16,18 +16,27 @@ use runner::ops::graph::{FixedWork, GraphMode};
 
 use super::{kernels_spec, prompt, rel_diff};
 
-const WAYS: [DecodeKernels; 4] = [
+/// The ways timed when the command names none (`steps PRESET [BATCH...] [WAY...]`).
+pub const WAYS: [DecodeKernels; 5] = [
     DecodeKernels::Fused,
     DecodeKernels::GemvPdl,
     DecodeKernels::GemvFold,
     DecodeKernels::GemvCluster,
+    DecodeKernels::GemvLean,
 ];
 
-pub fn steps(dev: &Device, arch: &str, preset: &str, batch: usize) -> Result<()> {
+/// `ways`: those to time (the first is the logits' reference).
+pub fn steps(
+    dev: &Device,
+    arch: &str,
+    preset: &str,
+    batch: usize,
+    ways: &[DecodeKernels],
+) -> Result<()> {
     let (prompt_len, steps, samples) = (512, 128, 3);
     let mut loaded = Vec::new();
     let mut first = None;
-    for kernels in WAYS {
+    for &kernels in ways {
         let s = kernels_spec(arch, preset, kernels);
         let p = prompt(dev, batch, prompt_len, s.shapes.vocab)?;
         let mut m = s
@@ -72,13 +81,14 @@ pub fn steps(dev: &Device, arch: &str, preset: &str, batch: usize) -> Result<()>
             times.push(t.elapsed().as_secs_f64() * 1e3 / steps as f64);
         }
     }
-    let reference = graphs[0].2.clone();
+    let (reference_way, reference) = (graphs[0].0, graphs[0].2.clone());
     for (kernels, g, logits, times) in &mut graphs {
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let d = rel_diff(&reference, logits)?;
         println!(
-            "step,{preset},bf16,batch={batch},kernels={},ms_per_step={:.4},min={:.4},max={:.4},first_step_logits_vs_fused={d:.2e},execution={}",
+            "step,{preset},bf16,batch={batch},kernels={},ms_per_step={:.4},min={:.4},max={:.4},first_step_logits_vs_{}={d:.2e},execution={}",
             kernels.name(),
+            reference_way.name(),
             times[times.len() / 2],
             times[0],
             times[times.len() - 1],

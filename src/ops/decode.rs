@@ -400,7 +400,9 @@ mod attention;
 #[cfg(feature = "cuda")]
 mod attention_rope;
 mod folded;
-pub use folded::{argmax_into, decode_attention_cluster, decode_attention_rope, CLUSTER_ATTENTION};
+pub use folded::{
+    argmax_into, decode_attention_cluster, decode_attention_rope, logits_pick, CLUSTER_ATTENTION,
+};
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod gemv;
@@ -408,6 +410,8 @@ pub mod gemv;
 mod gemv_cuda;
 #[cfg(feature = "cuda")]
 mod launch;
+#[cfg(feature = "cuda")]
+mod pick;
 
 #[cfg(test)]
 mod tests {

@@ -121,6 +121,11 @@ pub enum DecodeKernels {
     /// splits merged in a thread-block cluster, o and down on gemv_long (a lane's loads batched).
     #[serde(rename = "gemv-cluster")]
     GemvCluster,
+    /// `gemv-cluster` with session 10's kernels (not yet run on a GPU in a cell): the Q|K|V and
+    /// gate|up GEMVs with a lane's loads batched, the step's tail after the lm_head (the f32
+    /// logits, the greedy pick, the position's advance) in one launch.
+    #[serde(rename = "gemv-lean")]
+    GemvLean,
 }
 
 impl DecodeKernels {
@@ -140,24 +145,30 @@ impl DecodeKernels {
             Self::GemvBulk => "gemv-bulk",
             Self::GemvFold => "gemv-fold",
             Self::GemvCluster => "gemv-cluster",
+            Self::GemvLean => "gemv-lean",
         }
     }
 
-    /// `gemv`, `gemv-pdl`, `gemv-bulk`, `gemv-fold` or `gemv-cluster`: the decode GEMV's step (batches 1..=8,
-    /// preallocated activations).
+    /// `gemv`, `gemv-pdl`, `gemv-bulk`, `gemv-fold`, `gemv-cluster` or `gemv-lean`: the decode
+    /// GEMV's step (batches 1..=8, preallocated activations).
     pub fn is_gemv(self) -> bool {
         matches!(
             self,
-            Self::Gemv | Self::GemvPdl | Self::GemvBulk | Self::GemvFold | Self::GemvCluster
+            Self::Gemv
+                | Self::GemvPdl
+                | Self::GemvBulk
+                | Self::GemvFold
+                | Self::GemvCluster
+                | Self::GemvLean
         )
     }
 
-    /// `gemv-pdl`, `gemv-bulk`, `gemv-fold` or `gemv-cluster`: the step's kernels launched with Programmatic
-    /// Dependent Launch.
+    /// `gemv-pdl`, `gemv-bulk`, `gemv-fold`, `gemv-cluster` or `gemv-lean`: the step's kernels
+    /// launched with Programmatic Dependent Launch.
     pub fn is_programmatic(self) -> bool {
         matches!(
             self,
-            Self::GemvPdl | Self::GemvBulk | Self::GemvFold | Self::GemvCluster
+            Self::GemvPdl | Self::GemvBulk | Self::GemvFold | Self::GemvCluster | Self::GemvLean
         )
     }
 }

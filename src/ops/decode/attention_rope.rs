@@ -67,9 +67,9 @@ impl candle_core::InplaceOp2 for RopeAttention<'_> {
 }
 
 /// A tensor's device address (its contiguous view's start), kept with its storage guard.
-struct Held<G>(G, Layout);
+pub(super) struct Held<G>(G, Layout);
 
-fn held<'a>(
+pub(super) fn held<'a>(
     t: &'a Tensor,
     dtype: DType,
     kernel: &str,
@@ -85,7 +85,7 @@ fn held<'a>(
 }
 
 impl<G: std::ops::Deref<Target = Storage>> Held<G> {
-    fn ptr<T: CudaDType + WithDType>(&self, kernel: &str) -> Result<u64> {
+    pub(super) fn ptr<T: CudaDType + WithDType>(&self, kernel: &str) -> Result<u64> {
         let st = on_gpu(&self.0, kernel)?;
         let view = st.as_cuda_slice::<T>()?.slice(contiguous(&self.1, kernel)?);
         let stream = st.device().cuda_stream();

@@ -4,7 +4,7 @@
 use candle_core::{Result, Tensor};
 
 #[cfg(feature = "cuda")]
-use super::{argmax, attention_rope, variant, AttentionScratch};
+use super::{argmax, attention_rope, pick, variant, AttentionScratch};
 use super::{cuda_only, CacheAt, Launch, RopeArgs};
 
 /// rope_kv_write and the one-launch decode attention in one kernel (gemv-fold until session 8)
@@ -94,6 +94,31 @@ pub fn argmax_into(tokens: &Tensor, logits: &Tensor, scratch: &Tensor) -> Result
     }
 }
 
+/// What follows the lm_head in a `decode_kernels = "gemv-lean"` step, in one launch of decode.cu's
+/// logits_pick: `out` (rows, vocab) f32 = `logits` (rows, vocab) in the model's dtype; with `pick`
+/// (tokens (rows, 1) u32, scratch (rows, 4) u32 zero between calls and left zero) each row's
+/// greedy token as [`argmax_into`] picks it (the lowest index of the maximum, NaN never picked, 0
+/// for an all-NaN row); with `advance` (from, to), u32 (1,) each and possibly the same tensor,
+/// `to` = `from` + 1. Its plain twins: `logits.to_dtype(F32)`, candle's argmax, `from + 1`. CUDA
+/// only.
+pub fn logits_pick(
+    logits: &Tensor,
+    out: &Tensor,
+    pick: Option<(&Tensor, &Tensor)>,
+    advance: Option<(&Tensor, &Tensor)>,
+) -> Result<()> {
+    cuda_only("logits_pick", logits)?;
+    #[cfg(feature = "cuda")]
+    {
+        pick::run(logits, out, pick, advance)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (out, pick, advance);
+        unreachable!("cuda_only refused")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +169,14 @@ mod tests {
             .to_string();
         assert!(
             err.contains("argmax_rows") && err.contains("CUDA only"),
+            "{err}"
+        );
+        let out = Tensor::zeros((1, 10), DType::F32, &dev).unwrap();
+        let err = logits_pick(&logits, &out, Some((&tokens, &scratch)), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("logits_pick") && err.contains("CUDA only"),
             "{err}"
         );
     }

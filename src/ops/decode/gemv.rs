@@ -147,6 +147,23 @@ pub fn gemv_fold_into(
     gemv_into_way(out, x, weight, prologue, bias, false, (launch, way))
 }
 
+/// [`gemv_fold_into`] with a lane's loads batched (gemv_fold's BATCH, `decode_kernels =
+/// "gemv-lean"`): each lane issues 8 / rows-a-warp chunks of each weight row before it uses any
+/// (~2 or ~4 in flight in gemv_fold's loop as compiled); the same sums in the same order, so the
+/// same output bits as [`gemv_fold_into`].
+pub fn gemv_fold_batched_into(
+    out: &Tensor,
+    x: &Tensor,
+    weight: &Tensor,
+    prologue: Prologue,
+    bias: Option<&Tensor>,
+    swiglu_out: bool,
+    launch: Launch,
+) -> Result<()> {
+    let way = Way::FoldBatched { swiglu_out };
+    gemv_into_way(out, x, weight, prologue, bias, false, (launch, way))
+}
+
 /// `decode_kernels = "gemv-fold"`'s GEMV for long rows (gemv.cu's gemv_split, the down
 /// projection): a block's 4 warps each take a quarter of every row's columns and sum their parts
 /// in shared memory, so an 8192-wide row is one round of loads a lane, not four. No prologue.
@@ -186,6 +203,8 @@ pub enum Way {
     Bulk,
     /// gemv_fold: the loads, the RMSNorm applied at the end, SwiGLU in the epilogue.
     Fold { swiglu_out: bool },
+    /// gemv_fold with a lane's loads batched (BATCH).
+    FoldBatched { swiglu_out: bool },
     /// gemv_split: a block's warps split each row's columns (long rows: the down projection).
     Split,
     /// gemv_long: the loads, 16 in flight a lane (no prologue).

@@ -96,9 +96,12 @@ impl Gemv<'_> {
         let kernel = "gemv";
         let (rows, k) = wl.shape().dims2()?;
         // gemv_fold with SwiGLU out: [gate | up] rows in, one output a gate row.
-        let swiglu_out = self.way == (Way::Fold { swiglu_out: true });
+        let swiglu_out = matches!(
+            self.way,
+            Way::Fold { swiglu_out: true } | Way::FoldBatched { swiglu_out: true }
+        );
         let n = if swiglu_out { rows / 2 } else { rows };
-        if let Way::Fold { .. } = self.way {
+        if let Way::Fold { .. } | Way::FoldBatched { .. } = self.way {
             if !matches!(self.prologue, Prologue::RmsNorm { .. })
                 || self.residual
                 || (swiglu_out && (self.bias.is_some() || rows % 2 != 0))
@@ -188,6 +191,12 @@ impl Gemv<'_> {
             Way::Bulk => format!("gemv_bulk_{}_b{bound}_{suffix}", self.prologue.name()),
             Way::Fold { swiglu_out: false } => format!("gemv_fold_rms_b{bound}_{suffix}"),
             Way::Fold { swiglu_out: true } => format!("gemv_fold_rms_swiglu_b{bound}_{suffix}"),
+            Way::FoldBatched { swiglu_out: false } => {
+                format!("gemv_fold_batched_rms_b{bound}_{suffix}")
+            }
+            Way::FoldBatched { swiglu_out: true } => {
+                format!("gemv_fold_batched_rms_swiglu_b{bound}_{suffix}")
+            }
             Way::Split => format!("gemv_split_plain_b{bound}_{suffix}"),
             Way::Long => format!("gemv_long_plain_b{bound}_{suffix}"),
         };

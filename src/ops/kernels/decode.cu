@@ -309,6 +309,51 @@ extern "C" __global__ void argmax_rows_f32(const float *logits, uint32_t *tokens
     }
 }
 
+// decode_kernels = "gemv-lean" (session 10): the step's tail after the lm_head in one launch,
+// where gemv-fold runs candle's cast to f32, its position add and copy, and argmax_rows_f32 (8.0
+// + 1.2 + 1.1 + 4.7 us of the H200 step, session 9's timeline). The lm_head's logits (rows,
+// vocab) in T are written as f32 into logits_f32 (the step's output; exact: every T is an f32),
+// and their pick goes into tokens as argmax_rows_f32 picks (the same keys, scratch and last-block
+// protocol; the same token) unless tokens is null (a step outside the fixed loop: the caller
+// picks); block (0, 0) writes *pos_in + 1 to pos_out unless it is null (the step's position
+// advanced; nothing of the step reads the position after the lm_head). Launched plainly.
+template <typename T>
+__device__ void logits_pick(const T *logits, float *logits_f32, uint32_t *tokens, uint32_t *scratch,
+                            const uint32_t *pos_in, uint32_t *pos_out, uint32_t vocab, uint32_t per_block) {
+    __shared__ unsigned long long warp_best[32];
+    const uint32_t row = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const uint32_t from = blockIdx.x * per_block, to = min(vocab, from + per_block);
+    const T *l = logits + (size_t)row * vocab;
+    float *f = logits_f32 + (size_t)row * vocab;
+    unsigned long long best = 0ull;
+    for (uint32_t i = from + threadIdx.x; i < to; i += blockDim.x) {
+        const float v = to_f32(l[i]);
+        f[i] = v;
+        best = max(best, argmax_key(v, i));
+    }
+    if (pos_out != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *pos_out = *pos_in + 1;
+    if (tokens == nullptr) return;
+    // argmax_rows_f32's merge, unchanged.
+    for (int off = 16; off > 0; off >>= 1) best = max(best, __shfl_xor_sync(0xffffffff, best, off));
+    if (lane == 0) warp_best[warp] = best;
+    __syncthreads();
+    unsigned long long *slot = reinterpret_cast<unsigned long long *>(scratch + (size_t)row * 4);
+    uint32_t *counter = scratch + (size_t)row * 4 + 2;
+    if (threadIdx.x == 0) {
+        for (uint32_t w = 1; w < blockDim.x / 32; ++w) best = max(best, warp_best[w]);
+        best = max(best, warp_best[0]);
+        atomicMax(slot, best);
+        __threadfence();
+        if (atomicAdd(counter, 1u) == gridDim.x - 1) {
+            __threadfence();
+            const unsigned long long key = atomicMax(slot, 0ull);
+            tokens[row] = key == 0ull ? 0u : 0xFFFFFFFFu - (uint32_t)(key & 0xFFFFFFFFull);
+            *slot = 0ull;
+            *counter = 0u;
+        }
+    }
+}
+
 // (rows, 2 I) [gate | up] -> (rows, I): silu(gate) rounded to T, times up, rounded to T (the plain
 // path's silu, then its multiply).
 template <typename T> __device__ void swiglu(const T *gate_up, T *out, uint32_t rows, uint32_t inter) {
@@ -346,6 +391,11 @@ template <typename T> __device__ void swiglu(const T *gate_up, T *out, uint32_t 
     }                                                                                                              \
     extern "C" __global__ void swiglu_##SUFFIX(const T *gate_up, T *out, uint32_t rows, uint32_t inter) {          \
         swiglu<T>(gate_up, out, rows, inter);                                                                      \
+    }                                                                                                              \
+    extern "C" __global__ void logits_pick_##SUFFIX(const T *logits, float *logits_f32, uint32_t *tokens,           \
+                                                    uint32_t *scratch, const uint32_t *pos_in, uint32_t *pos_out,  \
+                                                    uint32_t vocab, uint32_t per_block) {                          \
+        logits_pick<T>(logits, logits_f32, tokens, scratch, pos_in, pos_out, vocab, per_block);                    \
     }
 
 DECODE_KERNELS(f32, float)

@@ -353,6 +353,15 @@ template <typename T> __device__ void swiglu_rows(const T *gate_up, T *act, uint
         gemv_fold<T, B, RMS, SWI>(w, x, norm_w, bias, out, nb, n, k, ldx, residual, eps);                           \
     }
 
+// decode_kernels = "gemv-lean": gemv_fold with a lane's loads batched (gemv_fold.cuh's BATCH).
+#define GEMV_FOLD_BATCHED_ONE(SUFFIX, T, B, RMS, SWI, PNAME)                                                        \
+    extern "C" __global__ void __launch_bounds__(GV_WARPS * 32)                                                     \
+        gemv_fold_batched_##PNAME##_b##B##_##SUFFIX(const T *w, const T *x, const T *norm_w, const T *bias, T *out,  \
+                                                    uint32_t nb, uint32_t n, uint32_t k, uint32_t ldx,              \
+                                                    uint32_t residual, float eps) {                                 \
+        gemv_fold<T, B, RMS, SWI, true>(w, x, norm_w, bias, out, nb, n, k, ldx, residual, eps);                     \
+    }
+
 #define GEMV_SPLIT_ONE(SUFFIX, T, B)                                                                                \
     extern "C" __global__ void __launch_bounds__(GV_WARPS * 32)                                                     \
         gemv_split_plain_b##B##_##SUFFIX(const T *w, const T *x, const T *norm_w, const T *bias, T *out,             \
@@ -374,6 +383,12 @@ template <typename T> __device__ void swiglu_rows(const T *gate_up, T *act, uint
     GEMV_FOLD_ONE(SUFFIX, T, 2, RMS, SWI, PNAME)                                                                    \
     GEMV_FOLD_ONE(SUFFIX, T, 4, RMS, SWI, PNAME)                                                                    \
     GEMV_FOLD_ONE(SUFFIX, T, 8, RMS, SWI, PNAME)
+
+#define GEMV_FOLD_BATCHED_BATCHES(SUFFIX, T, RMS, SWI, PNAME)                                                       \
+    GEMV_FOLD_BATCHED_ONE(SUFFIX, T, 1, RMS, SWI, PNAME)                                                            \
+    GEMV_FOLD_BATCHED_ONE(SUFFIX, T, 2, RMS, SWI, PNAME)                                                            \
+    GEMV_FOLD_BATCHED_ONE(SUFFIX, T, 4, RMS, SWI, PNAME)                                                            \
+    GEMV_FOLD_BATCHED_ONE(SUFFIX, T, 8, RMS, SWI, PNAME)
 
 #define GEMV_BATCHES(SUFFIX, T, PRO, PNAME)                                                                         \
     GEMV_ONE(SUFFIX, T, 1, PRO, PNAME)                                                                              \
@@ -398,6 +413,8 @@ template <typename T> __device__ void swiglu_rows(const T *gate_up, T *act, uint
     GEMV_BULK_BATCHES(SUFFIX, T, PRO_RMS, rms)                                                                      \
     GEMV_FOLD_BATCHES(SUFFIX, T, true, false, rms)                                                                  \
     GEMV_FOLD_BATCHES(SUFFIX, T, true, true, rms_swiglu)                                                            \
+    GEMV_FOLD_BATCHED_BATCHES(SUFFIX, T, true, false, rms)                                                          \
+    GEMV_FOLD_BATCHED_BATCHES(SUFFIX, T, true, true, rms_swiglu)                                                    \
     GEMV_SPLIT_ONE(SUFFIX, T, 1)                                                                                    \
     GEMV_SPLIT_ONE(SUFFIX, T, 2)                                                                                    \
     GEMV_SPLIT_ONE(SUFFIX, T, 4)                                                                                    \

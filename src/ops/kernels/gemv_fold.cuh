@@ -13,7 +13,15 @@
 //        n + j.. and writes act[j] = silu(gate) * up with gate and up rounded to T first (what
 //        swiglu_rows reads from the gate|up buffer), so out is (B, n).
 // The same loads, unroll and L2 prefetch before the wait as gemv; weight rows a warp RR, output rows OR.
-template <typename T, int B, bool RMS, bool SWI>
+//
+// BATCH (decode_kernels = "gemv-lean", session 10; gemv-fold and gemv-cluster run BATCH false): a
+// lane's loads batched as gemv_long's (gemv_long.cuh). The loop over chunks below compiles (nvcc
+// 13.0, sm_90a) into loads issued ~2 at a time (RR 1) or ~4 (RR 2) between the FMAs; with BATCH a
+// lane issues UNROLL = 8 / RR chunks of each of its RR weight rows (8 x 16 bytes in flight), and
+// the norm weight's and its inputs' chunks, predicated, into registers before it converts or
+// multiplies any. The same chunks in the same order a lane (c = lane, lane + 32, ...), the same
+// FMAs in the same order, the same sums and epilogue: the same output bits as BATCH false.
+template <typename T, int B, bool RMS, bool SWI, bool BATCH = false>
 __device__ void gemv_fold(const T *__restrict__ w, const T *__restrict__ x, const T *__restrict__ norm_w,
                           const T *__restrict__ bias, T *__restrict__ out, uint32_t nb, uint32_t n, uint32_t k,
                           uint32_t ldx, uint32_t residual, float eps) {
@@ -60,29 +68,74 @@ __device__ void gemv_fold(const T *__restrict__ w, const T *__restrict__ x, cons
 #pragma unroll
             for (int q = 0; q < RR; ++q) acc[q][b] = 0.0f;
         }
-#pragma unroll(UNROLL)
-        for (uint32_t c = lane; c < chunks; c += 32) {
-            float wv[RR][N];
+        if constexpr (BATCH) {
+            // UNROLL chunks of each row a round, every load issued before any is used.
+            for (uint32_t c0 = lane; c0 < chunks; c0 += 32u * UNROLL) {
+                uint4 wraw[RR][UNROLL];
 #pragma unroll
-            for (int q = 0; q < RR; ++q) load16_ro<T, N>(wv[q], wr[q] + (size_t)c * N);
-            float g[N];
-            if constexpr (RMS) load16<T, N>(g, norm_w + (size_t)c * N);
+                for (int u = 0; u < UNROLL; ++u) {
+                    const uint32_t c = c0 + 32u * u;
 #pragma unroll
-            for (int b = 0; b < B; ++b) {
-                float xv[N];
-                load16<T, N>(xv, x + (size_t)row_of(b, nb) * ldx + (size_t)c * N);
-                if constexpr (RMS) {
-                    if (!have_inv) {
-#pragma unroll
-                        for (int i = 0; i < N; ++i) sq[b] = fmaf(xv[i], xv[i], sq[b]);
-                    }
-#pragma unroll
-                    for (int i = 0; i < N; ++i) xv[i] *= g[i];
+                    for (int q = 0; q < RR; ++q)
+                        wraw[q][u] = c < chunks ? __ldg(reinterpret_cast<const uint4 *>(wr[q] + (size_t)c * N))
+                                                : make_uint4(0, 0, 0, 0);
                 }
 #pragma unroll
-                for (int q = 0; q < RR; ++q)
+                for (int u = 0; u < UNROLL; ++u) {
+                    const uint32_t c = c0 + 32u * u;
+                    if (c >= chunks) break;  // past the row's end: nothing loaded
+                    float wv[RR][N], g[N];
 #pragma unroll
-                    for (int i = 0; i < N; ++i) acc[q][b] = fmaf(wv[q][i], xv[i], acc[q][b]);
+                    for (int q = 0; q < RR; ++q) {
+                        const T *v = reinterpret_cast<const T *>(&wraw[q][u]);
+#pragma unroll
+                        for (int i = 0; i < N; ++i) wv[q][i] = to_f32(v[i]);
+                    }
+                    if constexpr (RMS) load16<T, N>(g, norm_w + (size_t)c * N);
+#pragma unroll
+                    for (int b = 0; b < B; ++b) {
+                        float xv[N];
+                        load16<T, N>(xv, x + (size_t)row_of(b, nb) * ldx + (size_t)c * N);
+                        if constexpr (RMS) {
+                            if (!have_inv) {
+#pragma unroll
+                                for (int i = 0; i < N; ++i) sq[b] = fmaf(xv[i], xv[i], sq[b]);
+                            }
+#pragma unroll
+                            for (int i = 0; i < N; ++i) xv[i] *= g[i];
+                        }
+#pragma unroll
+                        for (int q = 0; q < RR; ++q)
+#pragma unroll
+                            for (int i = 0; i < N; ++i) acc[q][b] = fmaf(wv[q][i], xv[i], acc[q][b]);
+                    }
+                }
+            }
+        } else {
+#pragma unroll(UNROLL)
+            for (uint32_t c = lane; c < chunks; c += 32) {
+                float wv[RR][N];
+#pragma unroll
+                for (int q = 0; q < RR; ++q) load16_ro<T, N>(wv[q], wr[q] + (size_t)c * N);
+                float g[N];
+                if constexpr (RMS) load16<T, N>(g, norm_w + (size_t)c * N);
+#pragma unroll
+                for (int b = 0; b < B; ++b) {
+                    float xv[N];
+                    load16<T, N>(xv, x + (size_t)row_of(b, nb) * ldx + (size_t)c * N);
+                    if constexpr (RMS) {
+                        if (!have_inv) {
+#pragma unroll
+                            for (int i = 0; i < N; ++i) sq[b] = fmaf(xv[i], xv[i], sq[b]);
+                        }
+#pragma unroll
+                        for (int i = 0; i < N; ++i) xv[i] *= g[i];
+                    }
+#pragma unroll
+                    for (int q = 0; q < RR; ++q)
+#pragma unroll
+                        for (int i = 0; i < N; ++i) acc[q][b] = fmaf(wv[q][i], xv[i], acc[q][b]);
+                }
             }
         }
         if (!have_inv) {

@@ -12,17 +12,18 @@
 //!
 //! The weights are the fused path's stacked ones (Block::load with `fused`).
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 
 use super::block::{Block, DecodeAt};
 use super::config::FamilyConfig;
 use super::fused::float_parts;
+use super::{CacheState, LlamaFamily};
 use crate::config::DecodeKernels;
 use crate::model::parts::kv_cache::StaticKvCache;
 use crate::model::parts::rope::Rotary;
 use crate::ops::decode::gemv::{
-    gemv_bulk_into, gemv_fold_into, gemv_into_launched, gemv_long_into, gemv_split_into,
-    swiglu_into_launched, Prologue, MAX_BATCH,
+    gemv_bulk_into, gemv_fold_batched_into, gemv_fold_into, gemv_into_launched, gemv_long_into,
+    gemv_split_into, swiglu_into_launched, Prologue, MAX_BATCH,
 };
 use crate::ops::decode::{self, Launch};
 
@@ -40,10 +41,18 @@ pub struct StepBuffers {
     /// (batch, heads head_dim): the rotated Q (gemv-pdl writes it here: no allocation node
     /// between the Q|K|V GEMV and rope_kv_write; gemv allocates it per layer as before).
     q: Tensor,
+    /// gemv-lean: f32 (batch, vocab), the step's logits, written by its tail's one launch.
+    logits: Option<Tensor>,
 }
 
 impl StepBuffers {
-    pub fn new(cfg: &FamilyConfig, batch: usize, dtype: DType, device: &Device) -> Result<Self> {
+    /// For `batch` sequences of a step with `kernels` (gemv-lean: the logits' buffer too).
+    pub fn new(
+        cfg: &FamilyConfig,
+        (batch, kernels): (usize, DecodeKernels),
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         if batch == 0 || batch > MAX_BATCH {
             candle_core::bail!(
                 "decode_kernels = \"gemv\" serves decode batches of 1..={MAX_BATCH}, not {batch}: use decode_kernels = \"fused\" for larger batches"
@@ -56,6 +65,12 @@ impl StepBuffers {
             gate_up: Tensor::zeros((batch, 2 * cfg.intermediate), dtype, device)?,
             act: Tensor::zeros((batch, cfg.intermediate), dtype, device)?,
             q: Tensor::zeros((batch, cfg.heads * cfg.head_dim), dtype, device)?,
+            logits: match kernels {
+                DecodeKernels::GemvLean => {
+                    Some(Tensor::zeros((batch, cfg.vocab), DType::F32, device)?)
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -75,10 +90,16 @@ pub fn describe(kernels: DecodeKernels) -> String {
     } else {
         ""
     };
+    // gemv-lean is gemv-cluster's step with two changes: its record says both.
+    let cluster = "gemv-cluster: gemv-fold (5 launches a layer, SwiGLU in gate|up's epilogue, the RMSNorm GEMVs without a block prologue) with the attention decode.cu's decode_attention_cluster (rotary + KV write folded in; 8 CTAs of 8 warps a sequence and KV head as one thread-block cluster, the first round of cache loads and the position's cos/sin issued before griddepcontrol.wait, the CTAs' softmax states merged through distributed shared memory: no partials in global memory, no fence or atomic ticket) the o and down GEMVs (+ residual) gemv_long (gemv.cu: a lane's 8 weight loads and their inputs issued before any is used), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; ";
     let fold = match kernels {
-        DecodeKernels::GemvFold => "gemv-fold: gemv-pdl in 5 launches a layer: rope_kv_write folded into the attention (decode.cu's decode_attention_rope: Q and the position's K rotated from the Q|K|V row, K and V written into the cache, the first round of cache loads issued before griddepcontrol.wait), SwiGLU into the gate|up GEMV's epilogue (gemv.cu's gemv_fold: gate and up rows in one warp, the act row written; no swiglu_rows), the Q|K|V and gate|up GEMVs' RMSNorm applied to the finished dot products, its sum of squares taken by each warp from the input it loads (no block prologue), the down GEMV's rows split over a block's 4 warps (gemv_split), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; ",
-        DecodeKernels::GemvCluster => "gemv-cluster: gemv-fold (5 launches a layer, SwiGLU in gate|up's epilogue, the RMSNorm GEMVs without a block prologue) with the attention decode.cu's decode_attention_cluster (rotary + KV write folded in; 8 CTAs of 8 warps a sequence and KV head as one thread-block cluster, the first round of cache loads and the position's cos/sin issued before griddepcontrol.wait, the CTAs' softmax states merged through distributed shared memory: no partials in global memory, no fence or atomic ticket) the o and down GEMVs (+ residual) gemv_long (gemv.cu: a lane's 8 weight loads and their inputs issued before any is used), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; ",
-        _ => "",
+        DecodeKernels::GemvFold => "gemv-fold: gemv-pdl in 5 launches a layer: rope_kv_write folded into the attention (decode.cu's decode_attention_rope: Q and the position's K rotated from the Q|K|V row, K and V written into the cache, the first round of cache loads issued before griddepcontrol.wait), SwiGLU into the gate|up GEMV's epilogue (gemv.cu's gemv_fold: gate and up rows in one warp, the act row written; no swiglu_rows), the Q|K|V and gate|up GEMVs' RMSNorm applied to the finished dot products, its sum of squares taken by each warp from the input it loads (no block prologue), the down GEMV's rows split over a block's 4 warps (gemv_split), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; ".to_string(),
+        DecodeKernels::GemvCluster => cluster.to_string(),
+        DecodeKernels::GemvLean => format!(
+            "{}{cluster}",
+            "gemv-lean: gemv-cluster with the Q|K|V and gate|up GEMVs' loads batched (gemv.cu's gemv_fold with BATCH: a lane's 8 weight loads issued before any is used; the same sums in the same order as gemv_fold) and the step's tail after the lm_head one launch (decode.cu's logits_pick: the logits written as f32, the greedy pick of argmax_rows_f32, the position advanced) instead of candle's cast, add and copy and argmax_rows_f32; "
+        ),
+        _ => String::new(),
     };
     let launches = if kernels.is_programmatic() {
         "gemv-pdl: the gemv step with Programmatic Dependent Launch (cuLaunchKernelEx, programmatic stream serialization; captured as programmatic graph edges) for every kernel of the step but its first (layer 0's Q|K|V GEMV, after the embedding copy), Q written into a buffer of the step so no allocation node sits between two launches, the GEMVs prefetching their first weight rows into L2 before griddepcontrol.wait"
@@ -127,7 +148,7 @@ impl Block {
         .is_some();
         if matches!(
             kernels,
-            DecodeKernels::GemvFold | DecodeKernels::GemvCluster
+            DecodeKernels::GemvFold | DecodeKernels::GemvCluster | DecodeKernels::GemvLean
         ) {
             if !one_launch {
                 candle_core::bail!(
@@ -137,8 +158,9 @@ impl Block {
                     self.attention.heads / self.attention.kv_heads.max(1)
                 );
             }
-            let cluster = kernels == DecodeKernels::GemvCluster;
-            return self.decode_folded(bufs, rotary, cache, at, (first, cluster));
+            let cluster = kernels != DecodeKernels::GemvFold;
+            let lean = kernels == DecodeKernels::GemvLean;
+            return self.decode_folded(bufs, rotary, cache, at, (first, cluster, lean));
         }
         let after_attention = if one_launch {
             after_kernel
@@ -205,13 +227,14 @@ impl Block {
     /// residual -> gate|up GEMV with SwiGLU out (RMSNorm at the end) -> down GEMV + residual
     /// (its rows' columns split over a block's warps). `cluster` (`"gemv-cluster"`, session 9,
     /// not yet run in a cell): the attention decode_attention_cluster, o and down gemv_long.
+    /// `lean` (`"gemv-lean"`, session 10, with `cluster`): Q|K|V and gate|up gemv_fold with BATCH.
     fn decode_folded(
         &self,
         bufs: &StepBuffers,
         rotary: &Rotary,
         cache: &StaticKvCache,
         at: &DecodeAt,
-        (first, cluster): (bool, bool),
+        (first, cluster, lean): (bool, bool, bool),
     ) -> Result<Option<Tensor>> {
         let (Some((qkv_w, qkv_b)), Some(gate_up_w)) = (&self.attention.qkv, &self.mlp.gate_up)
         else {
@@ -219,8 +242,13 @@ impl Block {
         };
         let after = Launch::Programmatic;
         let qkv_launch = if first { Launch::Stream } else { after };
+        let fold = if lean {
+            gemv_fold_batched_into
+        } else {
+            gemv_fold_into
+        };
         let input_norm = norm(&self.input_norm);
-        gemv_fold_into(
+        fold(
             &bufs.qkv, &bufs.h, qkv_w, input_norm, None, false, qkv_launch,
         )?;
         let context = self.attention.attend_folded(
@@ -239,7 +267,7 @@ impl Block {
             gemv_into_launched(&bufs.h, &context, &o_w, none, o_b.as_ref(), true, after)?;
         }
         let post_norm = norm(&self.post_attention_norm);
-        gemv_fold_into(&bufs.act, &bufs.h, gate_up_w, post_norm, None, true, after)?;
+        fold(&bufs.act, &bufs.h, gate_up_w, post_norm, None, true, after)?;
         let (down_w, down_b) = float_parts(&self.mlp.down)?;
         if cluster {
             gemv_long_into(&bufs.h, &bufs.act, &down_w, down_b.as_ref(), true, after)?;
@@ -247,6 +275,61 @@ impl Block {
             gemv_split_into(&bufs.h, &bufs.act, &down_w, down_b.as_ref(), true, after)?;
         }
         Ok(None)
+    }
+}
+
+impl LlamaFamily {
+    /// [`Self::decode`] with the decode GEMV: the embedding copied into the preallocated residual
+    /// stream, each layer adding into it in place. `pick` (gemv-lean's fixed step): its greedy
+    /// tokens' tensor, written by the step's tail launch.
+    pub(super) fn decode_gemv(
+        &self,
+        state: &CacheState,
+        tokens: &Tensor,
+        pick: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let Some(bufs) = &state.buffers else {
+            candle_core::bail!("a gemv decode step without its step buffers");
+        };
+        let x = self.embed(tokens)?;
+        let (b, _, hidden) = x.dims3()?;
+        bufs.h.slice_set(&x.reshape((b, hidden))?, 0, 0)?;
+        let at = state.at();
+        // gemv-pdl/-bulk: every kernel launch but the step's first follows one of the step's kernels.
+        let mut queries = Vec::with_capacity(self.blocks.len());
+        for (i, (block, cache)) in self.blocks.iter().zip(&state.caches).enumerate() {
+            queries.push(block.decode_gemv(
+                bufs,
+                &self.rotary,
+                cache,
+                &at,
+                (self.kernels, i == 0),
+            )?);
+        }
+        // gemv-pdl's Q views kept to here (gemv's own Q is freed in each layer, as before).
+        drop(queries);
+        let normed = self.norm.forward(&bufs.h)?;
+        let logits = self.lm_head.forward(&normed)?;
+        if let Some(out) = &bufs.logits {
+            // gemv-lean: the f32 logits, the position's advance and (the fixed step) the pick in
+            // one launch after the lm_head.
+            let advance = Some((&state.position, &state.position));
+            decode::logits_pick(&logits, out, pick.map(|t| (t, &state.pick)), advance)?;
+            // A step outside the fixed loop: its logits outlive the next step's.
+            return if pick.is_some() {
+                Ok(out.clone())
+            } else {
+                out.copy()
+            };
+        }
+        if pick.is_some() {
+            candle_core::bail!("only a gemv-lean step picks inside its tail");
+        }
+        let logits = logits.to_dtype(DType::F32)?;
+        state
+            .position
+            .slice_set(&(&state.position + &state.one)?, 0, 0)?;
+        Ok(logits)
     }
 }
 
@@ -295,6 +378,42 @@ mod tests {
                 !grid_pick(k) && !describe(k).contains("argmax_rows_f32"),
                 "{k:?}"
             );
+        }
+    }
+
+    /// gemv-lean picks inside its step's tail (logits_pick), not with pick_next, and keeps the
+    /// logits' buffer with the step's activations; the other ways have none.
+    #[test]
+    fn gemv_lean_picks_in_its_tail() {
+        use DecodeKernels::*;
+        assert!(!grid_pick(GemvLean) && describe(GemvLean).contains("logits_pick"));
+        let cfg = FamilyConfig {
+            architecture: "llama",
+            hidden: 32,
+            intermediate: 64,
+            layers: 1,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 8,
+            vocab: 50,
+            max_positions: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            rope_scaling: None,
+            tie_word_embeddings: true,
+            qkv_bias: false,
+            qk_norm: false,
+            sliding_window: None,
+        };
+        let dev = Device::Cpu;
+        for (k, want) in [
+            (GemvLean, Some(cfg.vocab)),
+            (GemvCluster, None),
+            (GemvFold, None),
+        ] {
+            let bufs = StepBuffers::new(&cfg, (2, k), DType::F32, &dev).unwrap();
+            let got = bufs.logits.as_ref().map(|l| l.dims2().unwrap());
+            assert_eq!(got, want.map(|v| (2, v)), "{k:?}");
         }
     }
 

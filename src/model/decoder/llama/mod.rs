@@ -76,7 +76,7 @@ struct CacheState {
     tail_tokens: Tensor,
     tail_position: Tensor,
     /// u32 (batch, 4), zero between steps: the grid-wide greedy pick's slot and counter a row
-    /// (gemv-fold and gemv-cluster: [`gemv::pick_next`]).
+    /// (gemv-fold and gemv-cluster: [`gemv::pick_next`]; gemv-lean: its tail's launch).
     pick: Tensor,
     /// `decode_kernels = "gemv"`: the step's activations, written in place.
     buffers: Option<gemv::StepBuffers>,
@@ -193,7 +193,11 @@ impl LlamaFamily {
             },
         );
         if fused {
-            let attention = if kernels == DecodeKernels::GemvCluster {
+            let cluster = matches!(
+                kernels,
+                DecodeKernels::GemvCluster | DecodeKernels::GemvLean
+            );
+            let attention = if cluster {
                 decode::CLUSTER_ATTENTION
             } else {
                 decode::attention_kernel(cfg.head_dim, cfg.heads / cfg.kv_heads.max(1))
@@ -272,7 +276,7 @@ impl LlamaFamily {
             buffers: match self.kernels {
                 k if k.is_gemv() => Some(gemv::StepBuffers::new(
                     &self.cfg,
-                    batch,
+                    (batch, k),
                     self.dtype,
                     &self.device,
                 )?),
@@ -358,7 +362,7 @@ impl LlamaFamily {
     fn decode(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
         match self.kernels {
             DecodeKernels::Fused => return self.decode_fused(state, tokens),
-            k if k.is_gemv() => return self.decode_gemv(state, tokens),
+            k if k.is_gemv() => return self.decode_gemv(state, tokens, None),
             _ => {}
         }
         let mut x = self.embed(tokens)?;
@@ -394,37 +398,6 @@ impl LlamaFamily {
             Some(p) => decode::add_rms_norm(p, &h, self.norm.weight(), self.norm.eps())?.0,
             None => self.norm.forward(&h)?,
         };
-        let logits = self.lm_head.forward(&normed)?.to_dtype(DType::F32)?;
-        state
-            .position
-            .slice_set(&(&state.position + &state.one)?, 0, 0)?;
-        Ok(logits)
-    }
-
-    /// [`Self::decode`] with the decode GEMV (`gemv.rs`): the embedding copied into the
-    /// preallocated residual stream, each layer adding into it in place.
-    fn decode_gemv(&self, state: &CacheState, tokens: &Tensor) -> Result<Tensor> {
-        let Some(bufs) = &state.buffers else {
-            candle_core::bail!("a gemv decode step without its step buffers");
-        };
-        let x = self.embed(tokens)?;
-        let (b, _, hidden) = x.dims3()?;
-        bufs.h.slice_set(&x.reshape((b, hidden))?, 0, 0)?;
-        let at = state.at();
-        // gemv-pdl/-bulk: every kernel launch but the step's first follows one of the step's kernels.
-        let mut queries = Vec::with_capacity(self.blocks.len());
-        for (i, (block, cache)) in self.blocks.iter().zip(&state.caches).enumerate() {
-            queries.push(block.decode_gemv(
-                bufs,
-                &self.rotary,
-                cache,
-                &at,
-                (self.kernels, i == 0),
-            )?);
-        }
-        // gemv-pdl's Q views kept to here (gemv's own Q is freed in each layer, as before).
-        drop(queries);
-        let normed = self.norm.forward(&bufs.h)?;
         let logits = self.lm_head.forward(&normed)?.to_dtype(DType::F32)?;
         state
             .position
@@ -547,6 +520,10 @@ impl Generate for LlamaFamily {
         let first = first.clone();
         Ok(Some(FixedStep {
             run: Box::new(move || {
+                // gemv-lean: the pick inside the step's tail launch.
+                if self.kernels == DecodeKernels::GemvLean {
+                    return self.decode_gemv(state, &state.tokens, Some(&state.tokens));
+                }
                 let logits = self.decode(state, &state.tokens)?;
                 gemv::pick_next(self.kernels, &state.pick, &logits, &state.tokens)?;
                 Ok(logits)

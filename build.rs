@@ -107,6 +107,7 @@ fn compile_kernels() {
     println!("cargo:rerun-if-changed=src/ops/kernels/decode_cluster.cuh");
     println!("cargo:rerun-if-changed=src/ops/kernels/gemv_fold.cuh");
     println!("cargo:rerun-if-changed=src/ops/kernels/gemv_long.cuh");
+    println!("cargo:rerun-if-changed=src/ops/kernels/norm_row.cuh");
     for (name, source, flags) in KERNELS {
         let src = format!("src/ops/kernels/{source}.cu");
         println!("cargo:rerun-if-changed={src}");

@@ -60,6 +60,8 @@ mod lean;
 mod model;
 #[path = "cutlass_check/padding.rs"]
 mod padding;
+#[path = "int8_check/pairs.rs"]
+mod pairs;
 #[path = "cutlass_check/rows.rs"]
 mod rows;
 #[path = "cutlass_check/static_ffn.rs"]
@@ -190,6 +192,20 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--tactics") {
         let failures = tactics::tactics_checks(&gpu, &cpu);
         println!("cutlass_check --tactics: {failures} failure(s)");
+        std::process::exit(i32::from(failures > 0));
+    }
+    // --pairs (a short call): the f16/bf16 layer norms in pairs (device.pair_norms) against the
+    // kernels they replace, bit for bit (int8_check/pairs.rs), then the 16-bit and int8 models'
+    // graph replay = eager with them on.
+    if std::env::args().any(|a| a == "--pairs") {
+        let mut failures = pairs::pair_norm_checks(&gpu).unwrap_or_else(|e| {
+            println!("pairs: did not run: {e} FAILED");
+            1
+        });
+        runner::ops::fused::use_pair_norms(true);
+        failures += model::graph_checks_named(&gpu, &["fp16", "int8-fp16 static"]);
+        runner::ops::fused::use_pair_norms(false);
+        println!("cutlass_check --pairs: {failures} failure(s)");
         std::process::exit(i32::from(failures > 0));
     }
     // --rows (a short call): session 9's epilogues, the column vectors in one load and the

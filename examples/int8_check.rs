@@ -28,7 +28,10 @@ use runner::config::EightBit;
 use runner::model::parts::w8a8::EightBitLinear;
 
 mod common;
+#[path = "int8_check/pairs.rs"]
+mod pairs;
 use common::{across_rounding_bound, linear_bound, rel_err, time_us, Timing};
+use pairs::pair_norm_checks;
 
 const TIMING: Timing = Timing {
     samples: 20,
@@ -41,6 +44,16 @@ const FAST_ACCUMULATION_FACTOR: f32 = 4.0;
 fn main() -> Result<()> {
     let gpu = runner::device::open_cuda(0).map_err(candle_core::Error::msg)?;
     let cpu = Device::Cpu;
+    // `--pairs`: only the pair norm kernels against the ones they replace (pair_norm_checks).
+    if std::env::args().any(|a| a == "--pairs") {
+        let failures = pair_norm_checks(&gpu)?;
+        if failures > 0 {
+            eprintln!("{failures} check(s) failed");
+            std::process::exit(1);
+        }
+        println!("all pair norm checks passed");
+        return Ok(());
+    }
     // (rows, in, out): DistilBERT-base's four linears at batch 64 x 128 and 16 x 128, and odd ones.
     let shapes = [
         (8192, 768, 2304),
@@ -142,6 +155,7 @@ fn main() -> Result<()> {
     }
     failures += ffn_checks(&gpu, &cpu)?;
     failures += norm_checks(&gpu, &cpu)?;
+    failures += pair_norm_checks(&gpu)?;
     // The checker itself: a NaN input must reach the output.
     for format in [EightBit::Int8, EightBit::Fp8E4M3] {
         let w = Tensor::randn(0f32, 0.05, (16, 32), &cpu)?;

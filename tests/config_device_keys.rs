@@ -1,5 +1,5 @@
 //! Bad values of the device switches that pick kernels (quantization fusion, FP8 fast accumulation,
-//! fused embeddings, the GELU epilogue, static FFN and attention scales, the attention's padding): each refused where it cannot run, with
+//! fused embeddings, the GELU epilogue, static FFN and attention scales, the attention's padding, the pair norms): each refused where it cannot run, with
 //! the key named and exit code 2, before any model work; spelled right, the file plans. Split from
 //! tests/config_errors.rs, whose helpers (`fails`, `valid_with`) both files share from tests/common.
 
@@ -360,6 +360,39 @@ fn timed_gemm_tactics_are_refused_where_no_cutlass_kernel_runs() {
     let out = f
         .runner()
         .args(["plan", "exp.toml", "--set", "device.gemm_tactics=rule"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// `device.pair_norms = true` picks CUDA layer norm kernels: refused with the key named on the
+/// CPU backend and in a build without CUDA; a non-boolean names the key; false spelled out plans.
+#[test]
+fn pair_norms_are_refused_where_no_cuda_kernel_runs() {
+    let matrix = "[matrix]\nprecision = [\"fp16\"]\nbatch_size = [1]\n";
+    let key = "device.pair_norms=true";
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", key, "--set", "device.backend=cpu"],
+        &[],
+    );
+    assert!(msg.contains("device.pair_norms"), "{msg}");
+    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
+    if !cfg!(feature = "cuda") {
+        let msg = fails(&valid_with(matrix), &["--set", key], &[]);
+        assert!(msg.contains("device.pair_norms"), "{msg}");
+        assert!(msg.contains("built without CUDA"), "{msg}");
+    }
+    let msg = fails(
+        &valid_with(matrix),
+        &["--set", "device.pair_norms=pairs"],
+        &[],
+    );
+    assert!(msg.contains("pair_norms"), "{msg}");
+    let f = Fixture::new(&valid_with(matrix));
+    let out = f
+        .runner()
+        .args(["plan", "exp.toml", "--set", "device.pair_norms=false"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));

@@ -141,6 +141,10 @@ pub fn execution_identity(
     if encoder && fused_gemms && !device.gemm_tactics.is_rule() {
         settings.insert("gemm_tactics".into(), json!(device.gemm_tactics.name()));
     }
+    // The f16/bf16 layer norms as the pair kernels (the same values; another kernel, other times).
+    if encoder && fused_gemms && device.pair_norms {
+        settings.insert("pair_norms".into(), json!(true));
+    }
     // The encoders' embeddings as one runner kernel (decoders have none of that kind).
     if encoder && device.fused_embeddings() {
         settings.insert("fused_embeddings".into(), json!(true));
@@ -246,6 +250,7 @@ mod tests {
             attention_padding: crate::config::AttentionPadding::Skip,
             attention_activation_scales: crate::config::FfnActivationScales::Static,
             gemm_tactics: crate::config::GemmTactics::Timed,
+            pair_norms: true,
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();
@@ -264,7 +269,8 @@ mod tests {
                 "fused_embeddings",
                 "gelu_epilogue",
                 "gemm_library",
-                "gemm_tactics"
+                "gemm_tactics",
+                "pair_norms"
             ]
         );
         assert_eq!(
@@ -278,7 +284,8 @@ mod tests {
                 "fused_embeddings",
                 "gelu_epilogue",
                 "gemm_library",
-                "gemm_tactics"
+                "gemm_tactics",
+                "pair_norms"
             ]
         );
         assert_eq!(keys("q8_0-fp16"), ["cuda_graphs", "fused_embeddings"]);
@@ -290,7 +297,8 @@ mod tests {
                 "fused_embeddings",
                 "gelu_epilogue",
                 "gemm_library",
-                "gemm_tactics"
+                "gemm_tactics",
+                "pair_norms"
             ]
         );
         assert_eq!(keys("fp32"), ["cuda_graphs", "fused_embeddings"]);

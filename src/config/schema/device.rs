@@ -130,6 +130,15 @@ pub struct DeviceSection {
     /// config when rule.
     #[serde(skip_serializing_if = "GemmTactics::is_rule")]
     pub gemm_tactics: GemmTactics,
+    /// On CUDA, the residual + layer norm of f16/bf16 rows of up to 1024 values (the norm kernel,
+    /// the one that also adds the linear's bias, and the one that also writes the next 8-bit
+    /// layer's codes) as the pair kernels of src/ops/kernels/norm_row.cuh: the same values,
+    /// codes and scales bit for bit in about 40 % fewer instructions and 40 registers instead
+    /// of 72 (`false`, default: the kernels they replace). Opt-in until a GPU has checked them
+    /// (`int8_check --pairs` / `cutlass_check --pairs`). Needs a CUDA build and a backend other
+    /// than "cpu". Left out of the resolved config when false.
+    #[serde(skip_serializing_if = "is_false")]
+    pub pair_norms: bool,
 }
 
 /// `device.gemm_tactics`.
@@ -263,6 +272,7 @@ impl Default for DeviceSection {
             attention_padding: AttentionPadding::Compute,
             attention_activation_scales: FfnActivationScales::Dynamic,
             gemm_tactics: GemmTactics::Rule,
+            pair_norms: false,
         }
     }
 }

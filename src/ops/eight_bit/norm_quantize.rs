@@ -178,7 +178,7 @@ mod cuda {
             };
             let name = format!(
                 "add_layer_norm_quantize_{format}{}_{dtype}",
-                if vec { "_vec" } else { "" }
+                crate::ops::fused::norm_variant(x.dtype(), cols, vec)
             );
             let dev = x.device().clone();
             let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;

@@ -3,6 +3,7 @@
 // dequantization, and the FFN's GELU with the quantization of its output fused in. The numerics
 // are those of src/model/parts/w8a8.rs (the CPU reference); examples/int8_check.rs checks them.
 #include "common.cuh"
+#include "norm_row.cuh"
 
 // W8A8 int8 (src/ops/eight_bit/int8_gemm.rs), the numerics of src/model/parts/w8a8.rs on the GPU.
 // quantize_rows_i8: one warp per row of x (rows, cols): scale = max |x| / 127 (computed as candle's
@@ -360,3 +361,69 @@ ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_e4m3_f16, __half, 1, true)
 ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_e4m3_bf16, __nv_bfloat16, 1, true)
 ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_e4m3_vec_f16, __half, 8, true)
 ADD_LAYER_NORM_QUANTIZE(add_layer_norm_quantize_e4m3_vec_bf16, __nv_bfloat16, 8, true)
+
+// add_layer_norm_quantize_h2: add_layer_norm_quantize for f16/bf16 rows of at most PAIR_MAX_COLS
+// values, a multiple of 8, 16-byte aligned: the same float output and the same bytes and scales
+// (norm_row.cuh), the normalized row computed once and kept in pairs for the quantization, its
+// largest magnitude in pairs, the int8 codes without roundf (code_i8). One warp per row; f16 held
+// to 40 registers (6 blocks of 8 rows an SM, where 48 gave 5; no spill), bf16's conversions need
+// 56 without spilling (4 blocks).
+template <typename T, bool FP8>
+__device__ void add_layer_norm_quantize_h2(const T *x, const T *residual, const T *gamma_beta, T *out,
+                                           uint8_t *q, float *scale, uint32_t rows, uint32_t cols, float eps) {
+    using P = Pair<T>;
+    using T2 = typename P::T2;
+    const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const uint32_t lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const PairNormRow<T, false> norm(x, residual, gamma_beta, row, cols, lane, eps);
+    T *o = out + (size_t)row * cols;
+    T2 y[PAIR_CHUNKS][4];
+    T2 mx = P::round(0.0f, 0.0f);
+#pragma unroll
+    for (int j = 0; j < PAIR_CHUNKS; ++j) {
+        if (norm.has(j)) {
+            norm.normalize(j, y[j]);
+            *reinterpret_cast<uint4 *>(o + (j * 32 + lane) * 8) = *reinterpret_cast<const uint4 *>(y[j]);
+#pragma unroll
+            for (int k = 0; k < 4; ++k) mx = __hmax2_nan(mx, __habs2(y[j][k]));
+        }
+    }
+    const float2 mf = P::f32(mx);
+    bool nan = isnan(mf.x) || isnan(mf.y);
+    float m = fmaxf(mf.x, mf.y);
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
+    nan = __any_sync(0xffffffff, nan);
+    const float s = nan ? NAN : (m == 0.0f ? 1.0f : m * (float)(1.0 / (FP8 ? 448.0 : 127.0)));
+    const float inv = 1.0f / s;
+    uint8_t *qr = q + (size_t)row * cols;
+#pragma unroll
+    for (int j = 0; j < PAIR_CHUNKS; ++j) {
+        if (norm.has(j)) {
+            uint2 word;
+            uint32_t *w = reinterpret_cast<uint32_t *>(&word);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const float2 a = P::f32(y[j][2 * h]), b = P::f32(y[j][2 * h + 1]);
+                if constexpr (FP8) {
+                    auto clamp = [inv](float v) { return fminf(fmaxf(v * inv, -448.0f), 448.0f); };
+                    const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(clamp(a.x), clamp(a.y)), __NV_SATFINITE, __NV_E4M3);
+                    const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(clamp(b.x), clamp(b.y)), __NV_SATFINITE, __NV_E4M3);
+                    w[h] = lo | (hi << 16);
+                } else {
+                    w[h] = pack4(code_i8(a.x, inv), code_i8(a.y, inv), code_i8(b.x, inv), code_i8(b.y, inv));
+                }
+            }
+            *reinterpret_cast<uint2 *>(qr + (j * 32 + lane) * 8) = word;
+        }
+    }
+    if (lane == 0) scale[row] = s;
+}
+
+#define ADD_LAYER_NORM_QUANTIZE_H2(NAME, T, FP8, BLOCKS) extern "C" __global__ void __launch_bounds__(256, BLOCKS) NAME(const T *x, const T *residual, \
+    const T *gamma_beta, T *out, uint8_t *q, float *scale, uint32_t rows, uint32_t cols, float eps) \
+    { add_layer_norm_quantize_h2<T, FP8>(x, residual, gamma_beta, out, q, scale, rows, cols, eps); }
+ADD_LAYER_NORM_QUANTIZE_H2(add_layer_norm_quantize_i8_h2_f16, __half, false, 6)
+ADD_LAYER_NORM_QUANTIZE_H2(add_layer_norm_quantize_i8_h2_bf16, __nv_bfloat16, false, 4)
+ADD_LAYER_NORM_QUANTIZE_H2(add_layer_norm_quantize_e4m3_h2_f16, __half, true, 6)
+ADD_LAYER_NORM_QUANTIZE_H2(add_layer_norm_quantize_e4m3_h2_bf16, __nv_bfloat16, true, 4)

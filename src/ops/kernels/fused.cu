@@ -8,6 +8,7 @@
 // them when every row (or head) width and every input offset is a multiple of that, else the
 // one-value-per-thread version of the same code.
 #include "common.cuh"
+#include "norm_row.cuh"
 #include <cooperative_groups.h>
 
 // bias_{none|gelu}: out[r, c] = act(x[r, c] + bias[c]) for a contiguous (rows, cols) x: candle's
@@ -144,6 +145,33 @@ __device__ void masked_softmax(const T *x, const float *mask, T *out, uint32_t r
 #define BIAS_ADD_LAYER_NORM(NAME, T, N) extern "C" __global__ void NAME(const T *x, const T *residual, \
     const T *gamma_beta_bias, T *out, uint32_t rows, uint32_t cols, float eps) \
     { add_layer_norm<T, N, true>(x, residual, gamma_beta_bias, out, rows, cols, eps); }
+
+// add_layer_norm_h2: add_layer_norm for f16/bf16 rows of at most PAIR_MAX_COLS values, a multiple of
+// 8, 16-byte aligned (norm_row.cuh: the same values in half the instructions). One warp per row.
+template <typename T, bool BIAS>
+__device__ void add_layer_norm_h2(const T *x, const T *residual, const T *gamma_beta, T *out, uint32_t rows,
+                                  uint32_t cols, float eps) {
+    const uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const uint32_t lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const PairNormRow<T, BIAS> norm(x, residual, gamma_beta, row, cols, lane, eps);
+    T *o = out + (size_t)row * cols;
+#pragma unroll
+    for (int j = 0; j < PAIR_CHUNKS; ++j) {
+        if (norm.has(j)) {
+            alignas(16) typename Pair<T>::T2 y[4];
+            norm.normalize(j, y);
+            *reinterpret_cast<uint4 *>(o + (j * 32 + lane) * 8) = *reinterpret_cast<const uint4 *>(y);
+        }
+    }
+}
+#define ADD_LAYER_NORM_H2(NAME, T, BIAS) extern "C" __global__ void NAME(const T *x, const T *residual, \
+    const T *gamma_beta, T *out, uint32_t rows, uint32_t cols, float eps) \
+    { add_layer_norm_h2<T, BIAS>(x, residual, gamma_beta, out, rows, cols, eps); }
+ADD_LAYER_NORM_H2(add_layer_norm_h2_f16, __half, false)
+ADD_LAYER_NORM_H2(add_layer_norm_h2_bf16, __nv_bfloat16, false)
+ADD_LAYER_NORM_H2(bias_add_layer_norm_h2_f16, __half, true)
+ADD_LAYER_NORM_H2(bias_add_layer_norm_h2_bf16, __nv_bfloat16, true)
 
 EACH_DTYPE(BIAS_NONE, bias_none)
 EACH_DTYPE(BIAS_GELU, bias_gelu)

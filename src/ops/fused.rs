@@ -163,27 +163,8 @@ pub fn plain_masked_softmax(scores: &Tensor, additive_mask: &Tensor) -> Result<T
     candle_nn::ops::softmax_last_dim(&s)?.to_dtype(dtype)
 }
 
-static PAIR_NORMS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// `device.pair_norms` for the norms launched from now on (each cell sets it before it loads
-/// its model; off until then). The GPU checks (examples/int8_check/pairs.rs) switch it to
-/// compare the pair kernels with the ones they replace, bit for bit, in one process.
-pub fn use_pair_norms(on: bool) {
-    PAIR_NORMS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// The suffix of the residual + layer norm kernel for rows of `cols` values (`vec`: every row
-/// and input start allows 16-byte loads): with [`use_pair_norms`] on, "_h2" for f16/bf16 rows
-/// of up to 1024 values (src/ops/kernels/norm_row.cuh: the same values in fewer instructions);
-/// "_vec" for other aligned rows, "" for the one-value kernel.
-pub fn norm_variant(dtype: DType, cols: usize, vec: bool) -> &'static str {
-    let pairs = PAIR_NORMS.load(std::sync::atomic::Ordering::Relaxed);
-    match (vec, dtype) {
-        (true, DType::F16 | DType::BF16) if pairs && cols <= 1024 => "_h2",
-        (true, _) => "_vec",
-        (false, _) => "",
-    }
-}
+mod pairs;
+pub use pairs::{norm_variant, pair_norms_note, use_pair_norms};
 
 /// Whether the functions above run the runner's kernels on this device.
 pub fn fused_on(device: &candle_core::Device) -> bool {
@@ -584,24 +565,5 @@ pub(super) mod cuda {
             let out = launch(&name, &inputs, rows * cols, &scalars, warp_per_row(rows))?;
             Ok((out, xl.shape().clone()))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sixteen_bit_rows_up_to_1024_take_the_pair_kernels_when_asked() {
-        // Off by default (device.pair_norms); the only test that switches it.
-        assert_eq!(norm_variant(DType::F16, 768, true), "_vec");
-        use_pair_norms(true);
-        assert_eq!(norm_variant(DType::F16, 768, true), "_h2");
-        assert_eq!(norm_variant(DType::BF16, 1024, true), "_h2");
-        // Wider rows, f32 and unaligned rows keep the kernels they had.
-        assert_eq!(norm_variant(DType::F16, 1032, true), "_vec");
-        assert_eq!(norm_variant(DType::F32, 768, true), "_vec");
-        assert_eq!(norm_variant(DType::F16, 768, false), "");
-        use_pair_norms(false);
     }
 }

@@ -214,6 +214,10 @@ impl Encoder {
                 format!("per token, dynamic: every {fmt} GEMM's input quantized in a pass of its own (runner kernel){}", if self.blocks.iter().any(|b| !b.gelu_quantizes) { "; device.fuse_quantization = false" } else { "" })
             }
         });
+        let pairs = match (float, self.blocks.first()) {
+            (Some(d), Some(b)) => crate::ops::fused::pair_norms_note(d, b.n_heads * b.head_dim),
+            _ => "",
+        };
         let mut implementation = [
             ("attention", attention),
             ("linear", linear),
@@ -221,10 +225,10 @@ impl Encoder {
                 "layer_norm",
                 match (kernels, self.norms_adding_linear_bias()) {
                     (true, 0) => {
-                        "residual add + layer norm in one runner kernel (f32 arithmetic)".to_string()
+                        format!("residual add + layer norm in one runner kernel (f32 arithmetic){pairs}")
                     }
                     (true, n) => format!(
-                        "residual add + layer norm in one runner kernel (f32 arithmetic); {n} of {} norms also add the bias of the float linear before them (attention output, FFN-out), whose GEMMs run without it",
+                        "residual add + layer norm in one runner kernel (f32 arithmetic){pairs}; {n} of {} norms also add the bias of the float linear before them (attention output, FFN-out), whose GEMMs run without it",
                         2 * self.blocks.len()
                     ),
                     (false, _) => "candle-nn fused layer_norm kernel".to_string(),

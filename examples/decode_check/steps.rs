@@ -88,10 +88,10 @@ pub fn steps(
         println!(
             "step,{preset},bf16,batch={batch},kernels={},ms_per_step={:.4},min={:.4},max={:.4},first_step_logits_vs_{}={d:.2e},execution={}",
             kernels.name(),
-            reference_way.name(),
             times[times.len() / 2],
             times[0],
             times[times.len() - 1],
+            reference_way.name(),
             g.describe().replace(',', ";")
         );
     }

@@ -5,7 +5,7 @@
 //! - gemv.cu's gemv_fold with BATCH (a lane's loads issued before any is used) against gemv_fold
 //!   (bit-identical: the same chunks and FMAs in the same order) and against `plain_gemv` (+
 //!   `plain_swiglu`) within the bounds: Q|K|V with and without a bias, gate|up, gate|up with
-//!   SwiGLU out, 1001 rows; every preset shape, f32/f16/bf16, batch 1, 3, 8, plain and
+//!   SwiGLU out, 1001 rows, 49152 rows (gemv-lean's lm_head with the final RMSNorm); every preset shape, f32/f16/bf16, batch 1, 3, 8, plain and
 //!   programmatic launches; NaN in batch row 1 reaches row 1 only.
 //! - decode.cu's logits_pick against the tail it replaces (candle's cast to f32, the pick of
 //!   argmax_rows_f32's rule, the position's add): the f32 logits equal to the cast's, bit for bit,
@@ -48,6 +48,9 @@ fn poison(t: &Tensor, dev: &Device) -> Result<Tensor> {
     )
 }
 
+/// The lm_head case's rows (SmolLM2-135M's vocabulary).
+const HEAD_ROWS: usize = 49152;
+
 /// (name, output rows, weight, bias, SwiGLU out, the plain twin's output).
 type Case<'a> = (&'a str, usize, &'a Tensor, Option<&'a Tensor>, bool, Tensor);
 
@@ -72,6 +75,8 @@ fn check_gemv(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Resul
         let bias = randn(&[width], 0.5, dtype, dev)?;
         let w_gu = randn(&[2 * inter, hidden], scale, dtype, dev)?;
         let w_odd = randn(&[1001, hidden], scale, dtype, dev)?;
+        // gemv-lean's lm_head: the final RMSNorm folded, SmolLM2-135M's vocabulary of rows.
+        let w_head = randn(&[HEAD_ROWS, hidden], scale, dtype, dev)?;
         // (batched, rows, input, weight, bias, SwiGLU out): gemv_fold with or without BATCH.
         let fold = |batched: bool, rows: usize, x: &Tensor, w: &Tensor, b, swiglu: bool| {
             let out = Tensor::zeros((batch, rows), dtype, dev)?;
@@ -87,7 +92,7 @@ fn check_gemv(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Resul
             plain_gemv(&out, &h, w, rms, b, false)
         };
         let gate_up = plain(2 * inter, &w_gu, None)?;
-        let cases: [Case; 5] = [
+        let cases: [Case; 6] = [
             (
                 "qkv+rms",
                 width,
@@ -127,6 +132,14 @@ fn check_gemv(dev: &Device, dtype: DType, batch: usize, launch: Launch) -> Resul
                 None,
                 false,
                 plain(1001, &w_odd, None)?,
+            ),
+            (
+                "lm_head rows+rms",
+                HEAD_ROWS,
+                &w_head,
+                None,
+                false,
+                plain(HEAD_ROWS, &w_head, None)?,
             ),
         ];
         let mut errors = Vec::new();

@@ -9,9 +9,10 @@
 //! - `gemvs`: the layer's GEMVs alone, once each, eagerly: gate|up with its RMSNorm prologue and
 //!   the same GEMV without it (the prologue's cost), down + residual, Q|K|V + RMSNorm, o + residual,
 //!   and gemv-fold's: gate|up with SwiGLU out, down split over a block's warps, Q|K|V folded, and
-//!   gemv_long (session 9's o and down: a lane's loads batched) at down and o; gemv-lean's
-//!   gemv_fold with BATCH at gate|up and Q|K|V, and the lm_head as cuBLAS (candle's matmul, every
-//!   way's) beside gemv_fold with BATCH and the final RMSNorm folded (a candidate, not in a way).
+//!   gemv_long (session 9's o and down: a lane's loads batched) at down and o; gemv_fold with
+//!   BATCH at gate|up and Q|K|V (gemv-lean's until session 11: slower alone on an H100); and the
+//!   lm_head as cuBLAS (candle's matmul, every way's but gemv-lean's) beside gemv_fold with BATCH
+//!   and the final RMSNorm folded (gemv-lean's since session 11).
 //! - `attn`: gemv-fold's attention alone, once each kernel, eagerly: decode_attention_rope (session
 //!   8's: partials, fence, atomic ticket) and decode_attention_cluster (session 9's: the splits
 //!   merged in a thread-block cluster).

@@ -43,6 +43,9 @@ pub struct StepBuffers {
     q: Tensor,
     /// gemv-lean: f32 (batch, vocab), the step's logits, written by its tail's one launch.
     logits: Option<Tensor>,
+    /// gemv-lean: (batch, vocab) in the model's dtype, the lm_head GEMV's output (the final
+    /// RMSNorm folded in), which the tail launch reads.
+    head_out: Option<Tensor>,
 }
 
 impl StepBuffers {
@@ -71,6 +74,10 @@ impl StepBuffers {
                 }
                 _ => None,
             },
+            head_out: match kernels {
+                DecodeKernels::GemvLean => Some(Tensor::zeros((batch, cfg.vocab), dtype, device)?),
+                _ => None,
+            },
         })
     }
 }
@@ -90,14 +97,14 @@ pub fn describe(kernels: DecodeKernels) -> String {
     } else {
         ""
     };
-    // gemv-lean is gemv-cluster's step with two changes: its record says both.
+    // gemv-lean is gemv-cluster's step with its tail changed: its record says both.
     let cluster = "gemv-cluster: gemv-fold (5 launches a layer, SwiGLU in gate|up's epilogue, the RMSNorm GEMVs without a block prologue) with the attention decode.cu's decode_attention_cluster (rotary + KV write folded in; 8 CTAs of 8 warps a sequence and KV head as one thread-block cluster, the first round of cache loads and the position's cos/sin issued before griddepcontrol.wait, the CTAs' softmax states merged through distributed shared memory: no partials in global memory, no fence or atomic ticket) the o and down GEMVs (+ residual) gemv_long (gemv.cu: a lane's 8 weight loads and their inputs issued before any is used), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; ";
     let fold = match kernels {
         DecodeKernels::GemvFold => "gemv-fold: gemv-pdl in 5 launches a layer: rope_kv_write folded into the attention (decode.cu's decode_attention_rope: Q and the position's K rotated from the Q|K|V row, K and V written into the cache, the first round of cache loads issued before griddepcontrol.wait), SwiGLU into the gate|up GEMV's epilogue (gemv.cu's gemv_fold: gate and up rows in one warp, the act row written; no swiglu_rows), the Q|K|V and gate|up GEMVs' RMSNorm applied to the finished dot products, its sum of squares taken by each warp from the input it loads (no block prologue), the down GEMV's rows split over a block's 4 warps (gemv_split), and the fixed step's greedy pick one grid-wide argmax launch (argmax_rows_f32) instead of candle's one-block argmax and a copy; ".to_string(),
         DecodeKernels::GemvCluster => cluster.to_string(),
         DecodeKernels::GemvLean => format!(
             "{}{cluster}",
-            "gemv-lean: gemv-cluster with the Q|K|V and gate|up GEMVs' loads batched (gemv.cu's gemv_fold with BATCH: a lane's 8 weight loads issued before any is used; the same sums in the same order as gemv_fold) and the step's tail after the lm_head one launch (decode.cu's logits_pick: the logits written as f32, the greedy pick of argmax_rows_f32, the position advanced) instead of candle's cast, add and copy and argmax_rows_f32; "
+            "gemv-lean: gemv-cluster with the final RMSNorm and the lm_head as one GEMV (gemv.cu's gemv_fold with BATCH: a lane's 8 weight loads issued before any is used, the norm applied to the finished dot products) instead of candle's RMSNorm and cuBLAS, and the step's tail after it one launch (decode.cu's logits_pick: the logits written as f32, the greedy pick of argmax_rows_f32, the position advanced) instead of candle's cast, add and copy and argmax_rows_f32; "
         ),
         _ => String::new(),
     };
@@ -159,8 +166,7 @@ impl Block {
                 );
             }
             let cluster = kernels != DecodeKernels::GemvFold;
-            let lean = kernels == DecodeKernels::GemvLean;
-            return self.decode_folded(bufs, rotary, cache, at, (first, cluster, lean));
+            return self.decode_folded(bufs, rotary, cache, at, (first, cluster));
         }
         let after_attention = if one_launch {
             after_kernel
@@ -225,16 +231,17 @@ impl Block {
     /// `decode_kernels = "gemv-fold"`'s layer: 5 launches, every one programmatic but the step's
     /// first: Q|K|V GEMV (RMSNorm at the end) -> attention with rotary + KV write -> o GEMV +
     /// residual -> gate|up GEMV with SwiGLU out (RMSNorm at the end) -> down GEMV + residual
-    /// (its rows' columns split over a block's warps). `cluster` (`"gemv-cluster"`, session 9,
-    /// not yet run in a cell): the attention decode_attention_cluster, o and down gemv_long.
-    /// `lean` (`"gemv-lean"`, session 10, with `cluster`): Q|K|V and gate|up gemv_fold with BATCH.
+    /// (its rows' columns split over a block's warps). `cluster` (`"gemv-cluster"`, session 9):
+    /// the attention decode_attention_cluster, o and down gemv_long.
+    /// gemv-lean runs this layer as gemv-cluster's: gemv_fold with BATCH was slower alone at
+    /// gate|up (27.7 against 25.4 us on an H100, session 11), so it runs only the lm_head.
     fn decode_folded(
         &self,
         bufs: &StepBuffers,
         rotary: &Rotary,
         cache: &StaticKvCache,
         at: &DecodeAt,
-        (first, cluster, lean): (bool, bool, bool),
+        (first, cluster): (bool, bool),
     ) -> Result<Option<Tensor>> {
         let (Some((qkv_w, qkv_b)), Some(gate_up_w)) = (&self.attention.qkv, &self.mlp.gate_up)
         else {
@@ -242,11 +249,7 @@ impl Block {
         };
         let after = Launch::Programmatic;
         let qkv_launch = if first { Launch::Stream } else { after };
-        let fold = if lean {
-            gemv_fold_batched_into
-        } else {
-            gemv_fold_into
-        };
+        let fold = gemv_fold_into;
         let input_norm = norm(&self.input_norm);
         fold(
             &bufs.qkv, &bufs.h, qkv_w, input_norm, None, false, qkv_launch,
@@ -308,13 +311,24 @@ impl LlamaFamily {
         }
         // gemv-pdl's Q views kept to here (gemv's own Q is freed in each layer, as before).
         drop(queries);
-        let normed = self.norm.forward(&bufs.h)?;
-        let logits = self.lm_head.forward(&normed)?;
-        if let Some(out) = &bufs.logits {
-            // gemv-lean: the f32 logits, the position's advance and (the fixed step) the pick in
-            // one launch after the lm_head.
+        if let (Some(out), Some(head_out)) = (&bufs.logits, &bufs.head_out) {
+            // gemv-lean: the final RMSNorm and the lm_head in one GEMV (98 % of the copy
+            // bandwidth on an H100 against cuBLAS's 93 %, session 10's ncu-step), then the f32
+            // logits, the position's advance and (the fixed step) the pick in one launch.
+            let (head_w, head_b) = float_parts(&self.lm_head)?;
+            let after = Launch::Programmatic;
+            let final_norm = norm(&self.norm);
+            gemv_fold_batched_into(
+                head_out,
+                &bufs.h,
+                &head_w,
+                final_norm,
+                head_b.as_ref(),
+                false,
+                after,
+            )?;
             let advance = Some((&state.position, &state.position));
-            decode::logits_pick(&logits, out, pick.map(|t| (t, &state.pick)), advance)?;
+            decode::logits_pick(head_out, out, pick.map(|t| (t, &state.pick)), advance)?;
             // A step outside the fixed loop: its logits outlive the next step's.
             return if pick.is_some() {
                 Ok(out.clone())
@@ -325,7 +339,8 @@ impl LlamaFamily {
         if pick.is_some() {
             candle_core::bail!("only a gemv-lean step picks inside its tail");
         }
-        let logits = logits.to_dtype(DType::F32)?;
+        let normed = self.norm.forward(&bufs.h)?;
+        let logits = self.lm_head.forward(&normed)?.to_dtype(DType::F32)?;
         state
             .position
             .slice_set(&(&state.position + &state.one)?, 0, 0)?;
@@ -381,12 +396,15 @@ mod tests {
         }
     }
 
-    /// gemv-lean picks inside its step's tail (logits_pick), not with pick_next, and keeps the
-    /// logits' buffer with the step's activations; the other ways have none.
+    /// gemv-lean picks inside its step's tail (logits_pick), not with pick_next, runs its lm_head
+    /// as a GEMV of its own and keeps both outputs' buffers with the step's activations (the
+    /// lm_head's in the model's dtype); the other ways have none.
     #[test]
     fn gemv_lean_picks_in_its_tail() {
         use DecodeKernels::*;
-        assert!(!grid_pick(GemvLean) && describe(GemvLean).contains("logits_pick"));
+        let lean = describe(GemvLean);
+        assert!(!grid_pick(GemvLean) && lean.contains("logits_pick"));
+        assert!(lean.contains("the final RMSNorm and the lm_head as one GEMV"));
         let cfg = FamilyConfig {
             architecture: "llama",
             hidden: 32,
@@ -411,9 +429,17 @@ mod tests {
             (GemvCluster, None),
             (GemvFold, None),
         ] {
-            let bufs = StepBuffers::new(&cfg, (2, k), DType::F32, &dev).unwrap();
-            let got = bufs.logits.as_ref().map(|l| l.dims2().unwrap());
-            assert_eq!(got, want.map(|v| (2, v)), "{k:?}");
+            let bufs = StepBuffers::new(&cfg, (2, k), DType::BF16, &dev).unwrap();
+            let got = bufs
+                .logits
+                .as_ref()
+                .map(|l| (l.dims2().unwrap(), l.dtype()));
+            assert_eq!(got, want.map(|v| ((2, v), DType::F32)), "{k:?}");
+            let got = bufs
+                .head_out
+                .as_ref()
+                .map(|l| (l.dims2().unwrap(), l.dtype()));
+            assert_eq!(got, want.map(|v| ((2, v), DType::BF16)), "{k:?}");
         }
     }
 

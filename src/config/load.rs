@@ -133,6 +133,7 @@ pub fn load_text(
     let mut loaded = loaded;
     let has_encoder = loaded.config.models.values().any(|m| m.encoder().is_some());
     loaded.config.device.resolve_fused_embeddings(has_encoder);
+    loaded.config.device.resolve_pair_norms(has_encoder);
     Ok(loaded)
 }
 

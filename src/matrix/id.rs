@@ -142,7 +142,7 @@ pub fn execution_identity(
         settings.insert("gemm_tactics".into(), json!(device.gemm_tactics.name()));
     }
     // The f16/bf16 layer norms as the pair kernels (the same values; another kernel, other times).
-    if encoder && fused_gemms && device.pair_norms {
+    if encoder && fused_gemms && device.pair_norms() {
         settings.insert("pair_norms".into(), json!(true));
     }
     // The encoders' embeddings as one runner kernel (decoders have none of that kind).
@@ -250,7 +250,7 @@ mod tests {
             attention_padding: crate::config::AttentionPadding::Skip,
             attention_activation_scales: crate::config::FfnActivationScales::Static,
             gemm_tactics: crate::config::GemmTactics::Timed,
-            pair_norms: true,
+            pair_norms: Some(true),
         };
         let keys = |p: &str| -> Vec<String> {
             let precision = Precision::parse(p).unwrap();

@@ -72,7 +72,7 @@ pub(super) fn measure(
     crate::ops::cutlass::set_gelu_epilogue(prepared.exp.config.device.gelu_epilogue);
     crate::ops::attention::set_padding(prepared.exp.config.device.attention_padding);
     crate::ops::cutlass::tactics::set_tactics(prepared.exp.config.device.gemm_tactics);
-    crate::ops::fused::use_pair_norms(prepared.exp.config.device.pair_norms);
+    crate::ops::fused::use_pair_norms(prepared.exp.config.device.pair_norms());
     model.set_fused_embeddings(prepared.exp.config.device.fused_embeddings())?;
     let dev = &prepared.exp.config.device;
     let (ffn, attention) = (

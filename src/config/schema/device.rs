@@ -134,11 +134,14 @@ pub struct DeviceSection {
     /// the one that also adds the linear's bias, and the one that also writes the next 8-bit
     /// layer's codes) as the pair kernels of src/ops/kernels/norm_row.cuh: the same values,
     /// codes and scales bit for bit in about 40 % fewer instructions and 40 registers instead
-    /// of 72 (`false`, default: the kernels they replace). Opt-in until a GPU has checked them
-    /// (`int8_check --pairs` / `cutlass_check --pairs`). Needs a CUDA build and a backend other
-    /// than "cpu". Left out of the resolved config when false.
-    #[serde(skip_serializing_if = "is_false")]
-    pub pair_norms: bool,
+    /// of 72 (`false`: the kernels they replace). Checked on an H100 (`cutlass_check --pairs`,
+    /// docs/results/2026-12-07-nvidia-h100-cutlass-rows/session11/): int8-fp16 b64 3.9 % faster,
+    /// fp16 unchanged. Left out of a file, it is on where fused_embeddings' default is (an
+    /// encoder, a CUDA build, a backend other than "cpu": [`DeviceSection::resolve_pair_norms`]);
+    /// the CPU backend and a build without CUDA refuse an explicit true. In the resolved config
+    /// only when on; absent (every manifest before it became the default) means off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pair_norms: Option<bool>,
 }
 
 /// `device.gemm_tactics`.
@@ -272,7 +275,7 @@ impl Default for DeviceSection {
             attention_padding: AttentionPadding::Compute,
             attention_activation_scales: FfnActivationScales::Dynamic,
             gemm_tactics: GemmTactics::Rule,
-            pair_norms: false,
+            pair_norms: None,
         }
     }
 }
@@ -281,6 +284,20 @@ impl DeviceSection {
     /// Whether an encoder's embeddings run as one kernel (`device.fused_embeddings`, resolved).
     pub fn fused_embeddings(&self) -> bool {
         self.fused_embeddings.unwrap_or(false)
+    }
+
+    /// Whether the f16/bf16 residual + layer norms run as the pair kernels (`device.pair_norms`,
+    /// resolved).
+    pub fn pair_norms(&self) -> bool {
+        self.pair_norms.unwrap_or(false)
+    }
+
+    /// The default of `device.pair_norms` for a file that leaves it out: fused_embeddings' rule
+    /// (on where the runner's CUDA kernels run an encoder); off stored as absent.
+    pub fn resolve_pair_norms(&mut self, has_encoder: bool) {
+        let default = cfg!(feature = "cuda") && self.backend != Backend::Cpu && has_encoder;
+        let on = self.pair_norms.unwrap_or(default);
+        self.pair_norms = on.then_some(true);
     }
 
     /// The default of `device.fused_embeddings` for a file that leaves it out: on where the
@@ -424,6 +441,34 @@ mod tests {
         // Spelled out, it is what the file says; off is stored as absent.
         assert_eq!(resolved(Backend::Auto, Some(false), true), None);
         assert_eq!(resolved(Backend::Auto, Some(true), true), Some(true));
+    }
+
+    #[test]
+    fn pair_norms_are_the_default_only_where_their_kernels_can_run() {
+        let resolved = |backend: Backend, set: Option<bool>, encoder: bool| {
+            let mut d = DeviceSection {
+                backend,
+                pair_norms: set,
+                ..DeviceSection::default()
+            };
+            d.resolve_pair_norms(encoder);
+            (d.pair_norms, d.pair_norms())
+        };
+        let cuda = cfg!(feature = "cuda");
+        assert_eq!(
+            resolved(Backend::Auto, None, true),
+            (cuda.then_some(true), cuda)
+        );
+        assert_eq!(resolved(Backend::Cpu, None, true), (None, false));
+        assert_eq!(resolved(Backend::Auto, None, false), (None, false));
+        assert_eq!(resolved(Backend::Auto, Some(false), true), (None, false));
+        assert_eq!(
+            resolved(Backend::Cuda, Some(true), true),
+            (Some(true), true)
+        );
+        // A manifest from before the default reads as the kernels that ran then.
+        let old: DeviceSection = serde_json::from_str(r#"{"backend": "auto", "gpu": 0}"#).unwrap();
+        assert!(!old.pair_norms());
     }
 
     #[test]

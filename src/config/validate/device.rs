@@ -81,7 +81,7 @@ pub(super) fn check(c: &ExperimentConfig, bad: &mut impl FnMut(&[&str], String))
             bad(&["device", "gemm_tactics"], format!("device.gemm_tactics = \"timed\" times the CUDA CUTLASS GEMMs' kernels on each shape, {why}"));
         }
     }
-    if c.device.pair_norms {
+    if c.device.pair_norms == Some(true) {
         if c.device.backend == Backend::Cpu {
             bad(&["device", "pair_norms"], "device.pair_norms = true picks CUDA layer norm kernels, but device.backend = \"cpu\": leave pair_norms out".into());
         } else if !cfg!(feature = "cuda") {

@@ -40,7 +40,7 @@ mod tests {
 
     #[test]
     fn sixteen_bit_rows_up_to_1024_take_the_pair_kernels_when_asked_and_the_record_says_so() {
-        // Off by default (device.pair_norms); the only test that switches it.
+        // Off until a cell sets it (device.pair_norms, resolved); the only test that switches it.
         assert_eq!(norm_variant(DType::F16, 768, true), "_vec");
         assert_eq!(pair_norms_note(DType::F16, 768), "");
         use_pair_norms(true);

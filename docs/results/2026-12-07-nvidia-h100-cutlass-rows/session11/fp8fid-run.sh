@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# s10 int8 part "int8-fp8fid" (limit 45 s, optional, after int8-check10 and int8-run10; it uses
-# int8-run10's runner.xz): which key costs fp8's cosine (0.99785 in session 9's H200 call with
+# Session 11 part fp8fid (limit 45 s, optional; branch s11's runner from .s11/bin, pair_norms off): which key costs fp8's cosine (0.99785 in session 9's H200 call with
 # the flagship keys, 0.99912 in session 8's H100 call with other keys). fp8-fp16 at b16 with the
 # flagship keys (a), then one key back to its default each: attention_activation_scales = dynamic
 # (b), ffn_activation_scales = dynamic (c), attention_padding = compute (d). Short windows: the
@@ -10,7 +9,7 @@ FINAL=${1:?usage: run.sh OUT}
 D=$(cd "$(dirname "$0")" && pwd)
 T0=$(date +%s)
 LIM=${LIMIT_S:-45}
-W=/tmp/int8fid10; rm -rf $W; mkdir -p $W "$FINAL" /tmp/int8rbin10
+W=/tmp/s11-fp8fid; rm -rf $W; mkdir -p $W "$FINAL"
 pack() { first=1; : >"$FINAL/summaries.csv"
          for r in $W/run-*/; do [ -f "$r/summary.csv" ] || continue; s=$(basename "$r"); s=${s#run-}
            if [ $first = 1 ]; then sed -n '1s/^/step,/p' "$r/summary.csv" >>"$FINAL/summaries.csv"; first=0; fi
@@ -19,9 +18,8 @@ pack() { first=1; : >"$FINAL/summaries.csv"
 trap pack EXIT
 nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.sm --format=csv >$W/steps.txt 2>&1
 date -u >>$W/steps.txt
-R=.s10/int8-run10/runner.xz
-[ -x /tmp/int8rbin10/new ] || timeout 40 python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" $R /tmp/int8rbin10/new
-chmod +x /tmp/int8rbin10/new
+source .s11/unpack.sh
+unpack runner || { echo "no runner" >>$W/steps.txt; exit 9; }
 P=(--set 'matrix.quantize=["blocks:0-5"]' --set 'matrix.batch_size=[16]' --set 'matrix.precision=["fp8-fp16"]'
    --set protocol.warmup_s=0.2 --set protocol.min_window_s=0.3 --set protocol.repeats=1
    --set protocol.idle_baseline_s=0.3 --set protocol.idle_settle_s=0.1 --set protocol.stabilize_s=0.1
@@ -30,7 +28,7 @@ run() { local name=$1 limit=$2; shift 2
   local left=$(( LIM - ($(date +%s) - T0) ))
   if [ $left -lt $(( limit + 2 )) ]; then echo "skipped $name: $left s left" >>$W/steps.txt; return; fi
   echo "== $(date -u +%T) (+$(( $(date +%s) - T0 )) s) $name: $*" >>$W/steps.txt
-  timeout --foreground -k 3 -s INT $limit /tmp/int8rbin10/new experiments/quantization_sweep.toml "${P[@]}" "$@" \
+  timeout --foreground -k 3 -s INT $limit /tmp/s11/runner experiments/quantization_sweep.toml "${P[@]}" "$@" \
     --out $W/run-$name >$W/run-$name.log 2>&1; echo "$name exit $?" >>$W/steps.txt; pack; }
 run a-flagship 12 --set device.attention_padding=skip --set device.attention_activation_scales=static --set device.ffn_activation_scales=static
 run b-attn-dynamic 10 --set device.attention_padding=skip --set device.ffn_activation_scales=static

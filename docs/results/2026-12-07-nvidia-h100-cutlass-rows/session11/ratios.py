@@ -1,7 +1,7 @@
-"""The ratio tables of the session-10 int8 part int8-run10 (run.sh here): OUT holds summaries.csv (every
-runner step's summary.csv with a `step` column first: old-* ran main's runner (.s10/bin), new-*
-branch int8s9's (session 10: the pair norm kernels, session 9's epilogues where promoted), both with the flagship's keys and device.gemm_tactics =
-"timed"; fp16 and int8-fp16 (static FFN steps)) and torch.jsonl (PyTorch reduce-overhead fp16).
+"""The ratio tables of the session-11 int8 part (run.sh here): OUT holds summaries.csv (every
+runner step's summary.csv with a `step` column first; one binary, branch s11: old-* ran it with
+device.pair_norms = false, new-* with pair_norms = true, both with the flagship's keys and device.gemm_tactics =
+"timed"; fp16 and int8-fp16 (static FFN steps)) and torch.jsonl (PyTorch reduce-overhead fp16) if any.
 Prints every cell of every step, then medians over the steps that ran a cell, with speed
 (fp16 ms / ms) and energy (mJ / fp16 mJ) against fp16 of the same binary, each new cell against
 the old one, and fp16 against PyTorch's torch.compile.
@@ -17,8 +17,8 @@ for r in csv.DictReader(open(os.path.join(out, "summaries.csv"))):
     if r["status"] != "ok" or r["scope"] != "model":
         continue
     f = lambda k: float(r[k]) if r.get(k) else None
-    # old-*: main's runner; new-p0: this branch with pair_norms off; new-*: with pair_norms on.
-    setting = "old" if r["step"].startswith("old") else ("new-p0" if r["step"].startswith("new-p0") else "new")
+    # old-*: pair_norms off; new-*: pair_norms on (the same binary).
+    setting = "old" if r["step"].startswith("old") else "new"
     cells[(setting, r["precision"], int(r["batch_size"]))].append(
         (r["step"], f("latency_per_loop_ms"), f("energy_per_inference_mj"), f("fidelity_cosine_vs_fp32"),
          f("fidelity_min_example_cosine"), f("fidelity_label_agreement"), f("avg_power_w")))
@@ -38,7 +38,7 @@ for key in sorted(cells):
 med = lambda rows, i: statistics.median([r[i] for r in rows if r[i] is not None]) if rows else None
 r = lambda a, b: f"{a / b:.2f}x" if a and b else "n/a"
 print()
-print("Medians over the steps that ran a cell; vs fp16: speed = fp16 ms / ms, energy = mJ / fp16 mJ, fp16 of the same key setting; vs old: the same cell with main's runner (speed old ms / new ms, energy new mJ / old mJ); PyTorch: its ms / runner ms, runner mJ / its mJ.")
+print("Medians over the steps that ran a cell; vs fp16: speed = fp16 ms / ms, energy = mJ / fp16 mJ, fp16 of the same key setting; vs old: the same cell with pair_norms off (speed old ms / new ms, energy new mJ / old mJ); PyTorch: its ms / runner ms, runner mJ / its mJ.")
 print()
 print("| runner | precision | batch | ms | mJ/inf | vs fp16: speed | energy | vs old: speed | energy | vs PyTorch: speed | energy |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

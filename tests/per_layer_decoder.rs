@@ -307,3 +307,65 @@ fn a_decoder_is_profiled_per_layer_prefill_and_decode_apart_by_both_methods() {
         );
     }
 }
+
+/// A layers cell that ran prefix differencing alone has no isolated units, so the report's
+/// per-layer breakdown (which reconciles the others) has no place for it: the report still gives
+/// its Σ (the longest prefix) against the whole-model cell for each phase, in both formats, as
+/// per_layer.csv does.
+#[test]
+fn a_prefix_only_layers_cell_is_reconciled_in_the_report() {
+    let f = experiment(
+        "[models.own]\narchitecture = \"llama\"\npreset = \"llama-tiny\"\nimplementation = \"own\"\n",
+        "model = [\"own\"]\nprecision = [\"fp32\"]\nbatch_size = [1]\nprompt_len = [16]\nnew_tokens = [8]\nscope = [\"model\", \"layers\"]\nlayer_method = [\"prefix\"]",
+        FAST_PROTOCOL,
+    );
+    let run = f.dir.path().join("run");
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let all = records(&run);
+    let layers = all
+        .iter()
+        .find(|r| r.cell.scope == runner::config::Scope::Layers)
+        .unwrap();
+    let whole = all
+        .iter()
+        .find(|r| r.cell.scope == runner::config::Scope::Model)
+        .unwrap();
+    assert!(layers.layers.is_empty() && !layers.prefixes.is_empty());
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    let heading = format!(
+        "### Prefix differencing against the whole model: `{}`",
+        layers.cell.id
+    );
+    assert!(md.contains(&heading), "{md}");
+    assert!(
+        md.contains(&format!("whole-model cell `{}`", whole.cell.id)),
+        "{md}"
+    );
+    for phase in ["prefill", "decode"] {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {phase} | prefix | ")))
+            .unwrap_or_else(|| panic!("no {phase} prefix row: {md}"));
+        // Σ latency, whole, ratio: the ratio is Σ / whole as printed (to its rounding).
+        let cols: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (sum, whole_ms): (f64, f64) = (cols[3].parse().unwrap(), cols[4].parse().unwrap());
+        let pct: f64 = cols[5].trim_end_matches(" %").parse().unwrap();
+        // Both figures print to 4 decimals (5e-5 ms each), the percentage to 1 (0.05).
+        let slack = 0.05 + 100.0 * 1e-4 * (1.0 + sum / whole_ms) / whole_ms;
+        assert!(
+            (pct - 100.0 * sum / whole_ms).abs() <= slack,
+            "{row}: {pct} against {sum} / {whole_ms}"
+        );
+    }
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.contains("Prefix differencing against the whole model: <code>"),
+        "no prefix-only section in report.html"
+    );
+}

@@ -8,16 +8,29 @@ use serde::Serialize;
 use crate::analysis::methods::{method_comparisons, MethodComparison};
 use crate::analysis::quantize::{quantize_first, selections, QuantizeFirst, SelectionGroup};
 use crate::analysis::CellSummary;
+use crate::analysis::{reconcile_in, reconciliation_rows, ReconciliationRow};
 use crate::results::CellRecord;
 
 #[derive(Debug, Serialize)]
 pub(super) struct PerLayerView {
     /// Layers cells that ran prefix differencing (alone or beside the isolated units).
     pub methods: Vec<MethodComparison>,
+    /// Layers cells that ran prefix differencing alone, against their whole-model cell: they
+    /// have no isolated units, so the per-layer breakdown (which reconciles the others) has
+    /// no place for them.
+    pub prefix_only: Vec<PrefixOnly>,
     pub quantize_first: Vec<QuantizeFirst>,
     pub selections: Vec<SelectionGroup>,
     /// Whether any of the three has something to show.
     pub any: bool,
+}
+
+/// A prefix-only layers cell's Σ (the longest prefix) against the whole model, per phase.
+#[derive(Debug, Serialize)]
+pub(super) struct PrefixOnly {
+    pub cell_id: String,
+    pub whole_cell_id: String,
+    pub rows: Vec<ReconciliationRow>,
 }
 
 pub(super) fn per_layer_view(records: &[CellRecord], summaries: &[CellSummary]) -> PerLayerView {
@@ -26,11 +39,24 @@ pub(super) fn per_layer_view(records: &[CellRecord], summaries: &[CellSummary]) 
         .filter(|r| !r.prefixes.is_empty())
         .flat_map(method_comparisons)
         .collect();
+    let prefix_only = records
+        .iter()
+        .filter(|r| !r.prefixes.is_empty() && r.layers.is_empty())
+        .filter_map(|r| {
+            let rec = reconcile_in(r, records)?;
+            Some(PrefixOnly {
+                cell_id: r.cell.id.clone(),
+                whole_cell_id: rec.model_cell_id.clone(),
+                rows: reconciliation_rows(r, &rec),
+            })
+        })
+        .collect();
     let quantize_first = quantize_first(records);
     let selections = selections(records, summaries);
     PerLayerView {
         any: !(methods.is_empty() && quantize_first.is_empty() && selections.is_empty()),
         methods,
+        prefix_only,
         quantize_first,
         selections,
     }

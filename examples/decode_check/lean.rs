@@ -203,18 +203,19 @@ fn same_bits(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
         })
 }
 
-/// [`host_pick`] of (batch, vocab) logits as the (batch, 1) tokens a step takes, on their device.
-fn pick_rows(logits: &Tensor) -> Result<Tensor> {
-    let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-    let picks = host_pick(&rows);
-    Tensor::from_vec(picks, (rows.len(), 1), logits.device())
+/// (batch, vocab) logits on the host, as f32 rows.
+fn host_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    logits.to_dtype(DType::F32)?.to_vec2::<f32>()
 }
 
-/// Rows of (batch, vocab) logits whose maximum occurs more than once.
-fn tied_rows(logits: &Tensor) -> Result<usize> {
-    let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-    Ok(rows
-        .iter()
+/// [`host_pick`] of host rows as the (batch, 1) tokens a step takes, on `dev`.
+fn pick_rows(rows: &[Vec<f32>], dev: &Device) -> Result<Tensor> {
+    Tensor::from_vec(host_pick(rows), (rows.len(), 1), dev)
+}
+
+/// Rows whose maximum occurs more than once.
+fn tied_rows(rows: &[Vec<f32>]) -> usize {
+    rows.iter()
         .filter(|r| {
             let max = r
                 .iter()
@@ -223,7 +224,7 @@ fn tied_rows(logits: &Tensor) -> Result<usize> {
                 .fold(f32::MIN, f32::max);
             r.iter().filter(|&&v| v == max).count() > 1
         })
-        .count())
+        .count()
 }
 
 fn tokens_of(t: &Tensor) -> Result<Vec<u32>> {
@@ -417,7 +418,7 @@ pub fn fixed_versus_steps(dev: &Device, arch: &str, preset: &str) -> Result<bool
         // Both sides pick by logits_pick's rule (the lowest index of the maximum): candle's CUDA
         // argmax breaks the ties of bf16 logits its own way, and one tie sends the two apart
         // (session 11's H100 run: SmolLM2 bf16 7/32 steps, fp32 and the tiny models 32/32).
-        let first = pick_rows(&a.prefill(&p)?)?;
+        let first = pick_rows(&host_rows(&a.prefill(&p)?)?, dev)?;
         let mut lb = b.prefill(&p)?;
         a.mark()?;
         let fixed = a.fixed_step(&first, steps)?.expect("a fixed step");
@@ -430,14 +431,16 @@ pub fn fixed_versus_steps(dev: &Device, arch: &str, preset: &str) -> Result<bool
         );
         (fixed.restore)()?;
         let (mut same, mut worst, mut ties) = (0, 0f32, 0);
+        // b's logits on the host once a step: its pick feeds the next step and the comparison.
+        let mut rows_b = host_rows(&lb)?;
         for _ in 0..steps {
-            let tb = pick_rows(&lb)?;
-            ties += tied_rows(&lb)?;
-            lb = b.step(&tb)?;
+            ties += tied_rows(&rows_b);
+            lb = b.step(&pick_rows(&rows_b, dev)?)?;
             let la = eager.run()?;
             let d = err(&la, &lb)?;
             worst = if d.is_nan() { f32::NAN } else { worst.max(d) };
-            same += usize::from(tokens_of(&pick_rows(&la)?)? == tokens_of(&pick_rows(&lb)?)?);
+            rows_b = host_rows(&lb)?;
+            same += usize::from(host_pick(&host_rows(&la)?) == host_pick(&rows_b));
         }
         let pass = same == steps && worst == 0.0;
         ok &= pass;

@@ -295,19 +295,27 @@ impl DeviceSection {
     /// The default of `device.pair_norms` for a file that leaves it out: fused_embeddings' rule
     /// (on where the runner's CUDA kernels run an encoder); off stored as absent.
     pub fn resolve_pair_norms(&mut self, has_encoder: bool) {
-        let default = cfg!(feature = "cuda") && self.backend != Backend::Cpu && has_encoder;
-        let on = self.pair_norms.unwrap_or(default);
-        self.pair_norms = on.then_some(true);
+        let default = self.encoder_kernels_run(has_encoder);
+        self.pair_norms = resolved(self.pair_norms, default);
     }
 
     /// The default of `device.fused_embeddings` for a file that leaves it out: on where the
     /// kernel can run (a CUDA build, a backend other than "cpu", an experiment with an encoder).
     /// Off is stored as absent, so a resolved config reads as every earlier manifest does.
     pub fn resolve_fused_embeddings(&mut self, has_encoder: bool) {
-        let default = cfg!(feature = "cuda") && self.backend != Backend::Cpu && has_encoder;
-        let on = self.fused_embeddings.unwrap_or(default);
-        self.fused_embeddings = on.then_some(true);
+        let default = self.encoder_kernels_run(has_encoder);
+        self.fused_embeddings = resolved(self.fused_embeddings, default);
     }
+
+    /// Where the runner's CUDA kernels can run an encoder: the default of the keys that pick them.
+    fn encoder_kernels_run(&self, has_encoder: bool) -> bool {
+        cfg!(feature = "cuda") && self.backend != Backend::Cpu && has_encoder
+    }
+}
+
+/// A boolean key resolved: the file's value, else `default`; off stored as absent.
+fn resolved(set: Option<bool>, default: bool) -> Option<bool> {
+    set.unwrap_or(default).then_some(true)
 }
 
 fn is_one(n: &usize) -> bool {

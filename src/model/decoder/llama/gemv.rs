@@ -249,9 +249,8 @@ impl Block {
         };
         let after = Launch::Programmatic;
         let qkv_launch = if first { Launch::Stream } else { after };
-        let fold = gemv_fold_into;
         let input_norm = norm(&self.input_norm);
-        fold(
+        gemv_fold_into(
             &bufs.qkv, &bufs.h, qkv_w, input_norm, None, false, qkv_launch,
         )?;
         let context = self.attention.attend_folded(
@@ -270,7 +269,7 @@ impl Block {
             gemv_into_launched(&bufs.h, &context, &o_w, none, o_b.as_ref(), true, after)?;
         }
         let post_norm = norm(&self.post_attention_norm);
-        fold(&bufs.act, &bufs.h, gate_up_w, post_norm, None, true, after)?;
+        gemv_fold_into(&bufs.act, &bufs.h, gate_up_w, post_norm, None, true, after)?;
         let (down_w, down_b) = float_parts(&self.mlp.down)?;
         if cluster {
             gemv_long_into(&bufs.h, &bufs.act, &down_w, down_b.as_ref(), true, after)?;

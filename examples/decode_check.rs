@@ -40,10 +40,12 @@
 //! the kernel against its plain twin, NaN, graph replay, the decoder with `prefill_attention =
 //! "flash"` against the plain one).
 //!
-//!     cargo run --release --features cuda --example decode_check -- [fused|gemv|gemv-pdl|gemv-bulk|bulk-kernels|wide|decoder WAY|prefill|profile|steps] [PRESETS...]
+//!     cargo run --release --features cuda --example decode_check -- [fused|gemv|gemv-pdl|gemv-bulk|bulk-kernels|wide|decoder WAY|prefill|profile|steps|boundary PRESET LAYERS WAY] [PRESETS...]
 
 #[path = "decode_check/attention.rs"]
 mod attention;
+#[path = "decode_check/boundary.rs"]
+mod boundary;
 #[path = "decode_check/bulk.rs"]
 mod bulk;
 #[path = "decode_check/fold.rs"]
@@ -502,6 +504,22 @@ fn main() -> Result<()> {
     }
     if args.first().map(String::as_str) == Some("ncu-step") {
         return ncu_step::ncu_step(&dev, &args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("boundary") {
+        let preset = args.get(1).map_or("smollm2-135m", String::as_str);
+        let arch = if preset.starts_with("qwen") {
+            "qwen2"
+        } else {
+            "llama"
+        };
+        let layers = args.get(2).and_then(|n| n.parse().ok());
+        let way = match args.get(3) {
+            None => DecodeKernels::Plain,
+            Some(w) => serde_json::from_value(serde_json::Value::String(w.clone()))
+                .map_err(|e| candle_core::Error::Msg(format!("boundary: way {w:?}: {e}")))?,
+        };
+        let ok = boundary::boundary(&dev, arch, preset, layers, way)?;
+        std::process::exit(if ok { 0 } else { 1 });
     }
     if args.first().map(String::as_str) == Some("steps") {
         let preset = args.get(1).map_or("llama-3.2-1b", String::as_str);

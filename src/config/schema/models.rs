@@ -117,13 +117,13 @@ pub enum DecodeKernels {
     /// the gate|up GEMV's epilogue, the RMSNorm GEMVs without their block prologue.
     #[serde(rename = "gemv-fold")]
     GemvFold,
-    /// `gemv-fold` with session 9's kernels (not yet run on a GPU in a cell): the attention's
-    /// splits merged in a thread-block cluster, o and down on gemv_long (a lane's loads batched).
+    /// `gemv-fold` with the attention's splits merged in a thread-block cluster, o and down on
+    /// gemv_long (a lane's loads batched): the frugal batch-1 way.
     #[serde(rename = "gemv-cluster")]
     GemvCluster,
-    /// `gemv-cluster` with session 10's kernels (not yet run on a GPU in a cell): the Q|K|V and
-    /// gate|up GEMVs with a lane's loads batched, the step's tail after the lm_head (the f32
-    /// logits, the greedy pick, the position's advance) in one launch.
+    /// `gemv-cluster` with the final RMSNorm and the lm_head as one GEMV (a lane's loads
+    /// batched) and the step's tail after it (the f32 logits, the greedy pick, the position's
+    /// advance) in one launch: the fastest batch-1 way, at a few per cent more power.
     #[serde(rename = "gemv-lean")]
     GemvLean,
 }

@@ -1,4 +1,5 @@
-//! `device.ffn_activation_scales = "static"`: the per-column steps of FFN-out's input, calibrated
+//! `device.ffn_activation_scales = "static"`: the steps of FFN-out's input (per column for int8,
+//! one per tensor for E4M3: `ffn_steps` says why), calibrated
 //! once at load through the float reference model (the fp32 one the fidelity section compares
 //! against) on the dataset's first sentences, then checked on the next ones (how many values
 //! would saturate). See src/model/parts/w8a8/static_codes.rs for what the steps do.
@@ -9,7 +10,7 @@ use super::linear::Linear;
 use super::units::Hidden;
 use super::{Component, Encoder, Layer};
 use crate::config::EightBit;
-use crate::model::parts::w8a8::{steps_from_absmax, EightBitLinear};
+use crate::model::parts::w8a8::{ffn_step_sharing, ffn_steps, EightBitLinear};
 
 /// Sentences the steps are calibrated on, and sentences (the next ones) their saturation is
 /// measured on; fewer when the dataset has fewer (half each).
@@ -41,10 +42,15 @@ impl Calibration {
             "n/a (no held-out sentences)".to_string()
         };
         format!(
-            "FFN-out's input in {} with static per-column steps (device.ffn_activation_scales = \"static\") in {} of the FFNs: step = {} x max |GELU output| of the column / {} over the dataset's first {} sentences at seq {} (padding included, as the kernels see it) through the fp32 model, folded into FFN-out's weights (W'[n, c] = W[n, c] x step[c], quantized per output channel); on the next {} sentences (held out) {} of {} values ({fraction}) saturate",
+            "FFN-out's input in {} with {} (device.ffn_activation_scales = \"static\") in {} of the FFNs: step = {} x max |GELU output| of the {} / {} over the dataset's first {} sentences at seq {} (padding included, as the kernels see it) through the fp32 model, folded into FFN-out's weights (W'[n, c] = W[n, c] x step[c], quantized per output channel); on the next {} sentences (held out) {} of {} values ({fraction}) saturate",
             self.format.name(),
+            ffn_step_sharing(self.format),
             self.ffns,
             self.margin,
+            match self.format {
+                EightBit::Int8 => "column",
+                EightBit::Fp8E4M3 => "tensor",
+            },
             self.format.max_value(),
             self.sentences,
             self.seq_len,
@@ -116,7 +122,7 @@ impl Encoder {
             let Linear::Float(w2) = &reference.blocks[i].lin2 else {
                 candle_core::bail!("block {i}: the reference's FFN-out is not a float linear");
             };
-            let step = steps_from_absmax(absmax, format, MARGIN)?;
+            let step = ffn_steps(absmax, format, MARGIN)?;
             let (Linear::EightBit(a), Linear::EightBit(b)) = (&mut block.lin1, &block.lin2) else {
                 unreachable!("formats[i] is set for W8A8 FFNs only");
             };
@@ -172,7 +178,8 @@ impl Encoder {
         implementation.insert("ffn_activation_scales".into(), c.describe());
         let fmt = c.format.name();
         let head = format!(
-            "FFN-out's input: static per-column steps ({} of {} FFNs; ffn_activation_scales), {fmt} codes written by {writer}",
+            "FFN-out's input: {} ({} of {} FFNs; ffn_activation_scales), {fmt} codes written by {writer}",
+            ffn_step_sharing(c.format),
             self.static_ffns(),
             self.blocks.len()
         );

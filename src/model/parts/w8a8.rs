@@ -16,7 +16,7 @@ use crate::ops::eight_bit::cutlass_linear::{self, Bias, Epilogue, Input};
 use crate::ops::eight_bit::{fp8_gemm, int8_gemm, norm_quantize, Packed8, FUSED_ROW_MAX};
 
 mod static_codes;
-pub use static_codes::{steps_from_absmax, StaticSteps};
+pub use static_codes::{ffn_step_sharing, ffn_steps, steps_from_absmax, StaticSteps};
 
 /// A linear layer in W8A8.
 pub struct EightBitLinear {

@@ -9,8 +9,9 @@
 //! so FFN-out's sum_c x[m, c] W[n, c] = sum_c code[m, c] (W[n, c] step[c]): FFN-out holds
 //! W'[n, c] = W[n, c] * step[c], quantized per output channel as every weight is, and reads the
 //! codes with a row scale of 1 (NaN where FFN-in's input row was NaN: int8 codes hold none).
-//! Steps: margin x max |GELU output| of the column over calibration sentences / 127 (int8) or /
-//! 448 (E4M3); values beyond saturate (src/model/encoder/calibrate.rs measures how many).
+//! Steps ([`ffn_steps`]): int8, margin x max |GELU output| of the column over calibration
+//! sentences / 127; E4M3, one step for the whole tensor (the largest column's max / 448). Values
+//! beyond saturate (src/model/encoder/calibrate.rs measures how many).
 
 use candle_core::{DType, Result, Tensor};
 
@@ -27,6 +28,37 @@ use crate::ops::eight_bit::Packed8;
 pub struct StaticSteps {
     pub(super) steps: Tensor,
     pub(super) inverse: Tensor,
+}
+
+/// FFN-out's input steps (1, n) from the calibration's per-column max |GELU output| (1, n).
+///
+/// int8 codes are a uniform grid, so a column's own range is its precision: a step per column.
+/// E4M3 keeps its 3 mantissa bits at every magnitude, so a step per column buys its codes
+/// nothing, while folding 3072 different steps into FFN-out's weights (W'[n, c] = W[n, c] x
+/// step[c], quantized per output channel) costs them: on an H100, fp8-fp16 b16's cosine against
+/// fp32 was 0.99785 with per-column steps (0.99796 / 0.99789 with margins 2 / 4: not
+/// saturation), 0.99921 with one step per tensor, 0.99912 with dynamic per-token scales
+/// (docs/results/2026-12-07-nvidia-h100-cutlass-rows, session 12). So E4M3 gets one step, the
+/// largest column's, in every column: the same kernels, W' = W x step exactly as W quantizes.
+pub fn ffn_steps(absmax: &Tensor, format: EightBit, margin: f64) -> Result<Tensor> {
+    match format {
+        EightBit::Int8 => steps_from_absmax(absmax, format, margin),
+        EightBit::Fp8E4M3 => {
+            let largest = absmax.to_dtype(DType::F32)?.max_keepdim(1)?;
+            let shared = largest.broadcast_as(absmax.dims())?.contiguous()?;
+            steps_from_absmax(&shared, format, margin)
+        }
+    }
+}
+
+/// How [`ffn_steps`] shares its steps, for the record.
+pub fn ffn_step_sharing(format: EightBit) -> &'static str {
+    match format {
+        EightBit::Int8 => "static per-column steps",
+        EightBit::Fp8E4M3 => {
+            "one static step for the whole tensor (E4M3: the largest column's, in every column)"
+        }
+    }
 }
 
 /// The steps of a format from per-column max |value| (1, n) f32: `margin` x max / the format's
@@ -226,5 +258,48 @@ impl EightBitLinear {
             .broadcast_mul(&self.weight_scale)?
             .broadcast_add(&self.bias.to_dtype(DType::F32)?)?
             .to_dtype(dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn steps(absmax: &[f32], format: EightBit) -> Vec<f32> {
+        let t = Tensor::new(absmax, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let s = ffn_steps(&t, format, 1.0).unwrap();
+        assert_eq!(s.dims(), [1, absmax.len()]);
+        s.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn int8_ffn_steps_follow_each_column_and_e4m3_shares_the_largest() {
+        let absmax = [127.0f32, 12.7, 0.0, 254.0];
+        // int8: each column's own max over 127 (a column never seen nonzero gets max 1).
+        assert_eq!(
+            steps(&absmax, EightBit::Int8),
+            vec![1.0, 0.1, 1.0 / 127.0, 2.0]
+        );
+        // E4M3: every column the largest column's max over 448 (to f32 rounding).
+        let close = |got: Vec<f32>, want: f32, n: usize| {
+            assert_eq!(got.len(), n);
+            assert!(
+                got.iter().all(|&g| (g - want).abs() <= want * 1e-6),
+                "{got:?} vs {want}"
+            );
+        };
+        close(
+            steps(&absmax, EightBit::Fp8E4M3),
+            254.0 / 448.0,
+            absmax.len(),
+        );
+        // A tensor that was zero everywhere still gets a usable step.
+        close(steps(&[0.0, 0.0], EightBit::Fp8E4M3), 1.0 / 448.0, 2);
+        assert!(ffn_step_sharing(EightBit::Int8).contains("per-column"));
+        assert!(ffn_step_sharing(EightBit::Fp8E4M3).contains("whole tensor"));
     }
 }

@@ -231,77 +231,89 @@ fn static_ffn_scales_are_refused_where_no_kernel_or_encoder_takes_them() {
     }
 }
 
-/// `device.attention_padding = "skip"` is a mode of the CUDA attention kernel: refused with the key
-/// named on the CPU backend and in a build without CUDA; an unknown value names the key.
-#[test]
-fn skipping_the_attention_padding_is_refused_where_no_kernel_runs() {
-    let matrix = "[matrix]\nprecision = [\"fp16\"]\nbatch_size = [1]\n";
-    let msg = fails(
-        &valid_with(matrix),
-        &[
-            "--set",
-            "device.attention_padding=skip",
-            "--set",
-            "device.backend=cpu",
-        ],
-        &[],
-    );
-    assert!(msg.contains("device.attention_padding"), "{msg}");
-    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
-    if !cfg!(feature = "cuda") {
+/// A device switch that picks a CUDA kernel: `on` (`device.KEY=VALUE`, with `with`'s settings it
+/// also needs) refused with the key named on the CPU backend and, in a build without CUDA, as
+/// built without CUDA; `bad` (an unknown value) names the key; `default` spelled out plans.
+struct CudaOnlySwitch<'a> {
+    matrix: &'a str,
+    on: &'a str,
+    with: &'a [&'a str],
+    bad: &'a str,
+    default: &'a str,
+}
+
+impl CudaOnlySwitch<'_> {
+    fn key(&self) -> &str {
+        self.on.split('=').next().unwrap()
+    }
+
+    fn args(&self, set: &[&'static str]) -> Vec<String> {
+        let mut args = vec!["--set".to_string(), self.on.to_string()];
+        for setting in self.with.iter().chain(set) {
+            args.extend(["--set".to_string(), setting.to_string()]);
+        }
+        args
+    }
+
+    fn assert_refused_where_no_cuda_kernel_runs(&self) {
+        let toml = valid_with(self.matrix);
+        let key = self.key();
+        let on_cpu = self.args(&["device.backend=cpu"]);
         let msg = fails(
-            &valid_with(matrix),
-            &["--set", "device.attention_padding=skip"],
+            &toml,
+            &on_cpu.iter().map(String::as_str).collect::<Vec<_>>(),
             &[],
         );
-        assert!(msg.contains("device.attention_padding"), "{msg}");
-        assert!(msg.contains("built without CUDA"), "{msg}");
+        assert!(msg.contains(key), "{msg}");
+        assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
+        if !cfg!(feature = "cuda") {
+            let plain = self.args(&[]);
+            let msg = fails(
+                &toml,
+                &plain.iter().map(String::as_str).collect::<Vec<_>>(),
+                &[],
+            );
+            assert!(msg.contains(key), "{msg}");
+            assert!(msg.contains("built without CUDA"), "{msg}");
+        }
+        let msg = fails(&toml, &["--set", self.bad], &[]);
+        assert!(msg.contains(key.trim_start_matches("device.")), "{msg}");
+        let f = Fixture::new(&toml);
+        let out = f
+            .runner()
+            .args(["plan", "exp.toml", "--set", self.default])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
     }
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", "device.attention_padding=trim"],
-        &[],
-    );
-    assert!(msg.contains("attention_padding"), "{msg}");
-    // Spelled out at its default, it plans.
-    let f = Fixture::new(&valid_with(matrix));
-    let out = f
-        .runner()
-        .args([
-            "plan",
-            "exp.toml",
-            "--set",
-            "device.attention_padding=compute",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// `device.attention_padding = "skip"` is a mode of the CUDA attention kernel.
+#[test]
+fn skipping_the_attention_padding_is_refused_where_no_kernel_runs() {
+    CudaOnlySwitch {
+        matrix: "[matrix]\nprecision = [\"fp16\"]\nbatch_size = [1]\n",
+        on: "device.attention_padding=skip",
+        with: &[],
+        bad: "device.attention_padding=trim",
+        default: "device.attention_padding=compute",
+    }
+    .assert_refused_where_no_cuda_kernel_runs();
 }
 
 /// `device.attention_activation_scales = "static"` has the CUDA attention kernel write
-/// attention-out's codes: refused with the key named on the CPU backend, in a build without CUDA
-/// and for a decoder; an unknown value names the key.
+/// attention-out's codes: refused where no CUDA kernel runs, and for a decoder.
 #[test]
 fn static_attention_scales_are_refused_where_no_kernel_or_encoder_takes_them() {
-    let matrix = "[matrix]\nprecision = [\"int8-fp16\"]\nbatch_size = [1]\n";
     let key = "device.attention_activation_scales=static";
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", key, "--set", "device.backend=cpu"],
-        &[],
-    );
-    assert!(msg.contains("device.attention_activation_scales"), "{msg}");
-    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
-    if !cfg!(feature = "cuda") {
-        let msg = fails(&valid_with(matrix), &["--set", key], &[]);
-        assert!(msg.contains("built without CUDA"), "{msg}");
+    CudaOnlySwitch {
+        matrix: "[matrix]\nprecision = [\"int8-fp16\"]\nbatch_size = [1]\n",
+        on: key,
+        with: &[],
+        bad: "device.attention_activation_scales=sometimes",
+        default: "device.attention_activation_scales=dynamic",
     }
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", "device.attention_activation_scales=sometimes"],
-        &[],
-    );
-    assert!(msg.contains("attention_activation_scales"), "{msg}");
+    .assert_refused_where_no_cuda_kernel_runs();
     let f = decoder_experiment(
         "dec",
         "[models.dec]\narchitecture = \"qwen2\"\npreset = \"qwen2-tiny\"\n",
@@ -320,9 +332,8 @@ fn static_attention_scales_are_refused_where_no_kernel_or_encoder_takes_them() {
     );
 }
 
-/// `device.gemm_tactics = "timed"` times the CUDA CUTLASS GEMMs' kernels: refused with the key
-/// named with cuBLASLt GEMMs, on the CPU backend and in a build without CUDA; an unknown value
-/// names the key; "rule" (the default) spelled out plans.
+/// `device.gemm_tactics = "timed"` times the CUDA CUTLASS GEMMs' kernels: refused with cuBLASLt
+/// GEMMs too; "rule" (the default) spelled out plans.
 #[test]
 fn timed_gemm_tactics_are_refused_where_no_cutlass_kernel_runs() {
     let matrix = "[matrix]\nprecision = [\"int8-fp16\"]\nbatch_size = [1]\n";
@@ -330,70 +341,26 @@ fn timed_gemm_tactics_are_refused_where_no_cutlass_kernel_runs() {
     let msg = fails(&valid_with(matrix), &["--set", key], &[]);
     assert!(msg.contains("device.gemm_tactics"), "{msg}");
     assert!(msg.contains("device.gemm_library = \"cublaslt\""), "{msg}");
-    let cutlass = "device.gemm_library=cutlass";
-    let msg = fails(
-        &valid_with(matrix),
-        &[
-            "--set",
-            key,
-            "--set",
-            cutlass,
-            "--set",
-            "device.backend=cpu",
-        ],
-        &[],
-    );
-    assert!(msg.contains("device.gemm_tactics"), "{msg}");
-    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
-    if !cfg!(feature = "cuda") {
-        let msg = fails(&valid_with(matrix), &["--set", key, "--set", cutlass], &[]);
-        assert!(msg.contains("device.gemm_tactics"), "{msg}");
-        assert!(msg.contains("built without CUDA"), "{msg}");
+    CudaOnlySwitch {
+        matrix,
+        on: key,
+        with: &["device.gemm_library=cutlass"],
+        bad: "device.gemm_tactics=fastest",
+        default: "device.gemm_tactics=rule",
     }
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", "device.gemm_tactics=fastest"],
-        &[],
-    );
-    assert!(msg.contains("gemm_tactics"), "{msg}");
-    let f = Fixture::new(&valid_with(matrix));
-    let out = f
-        .runner()
-        .args(["plan", "exp.toml", "--set", "device.gemm_tactics=rule"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    .assert_refused_where_no_cuda_kernel_runs();
 }
 
-/// `device.pair_norms = true` picks CUDA layer norm kernels: refused with the key named on the
-/// CPU backend and in a build without CUDA; a non-boolean names the key; false spelled out plans.
+/// `device.pair_norms = true` picks CUDA layer norm kernels; a non-boolean names the key; false
+/// spelled out plans.
 #[test]
 fn pair_norms_are_refused_where_no_cuda_kernel_runs() {
-    let matrix = "[matrix]\nprecision = [\"fp16\"]\nbatch_size = [1]\n";
-    let key = "device.pair_norms=true";
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", key, "--set", "device.backend=cpu"],
-        &[],
-    );
-    assert!(msg.contains("device.pair_norms"), "{msg}");
-    assert!(msg.contains("device.backend = \"cpu\""), "{msg}");
-    if !cfg!(feature = "cuda") {
-        let msg = fails(&valid_with(matrix), &["--set", key], &[]);
-        assert!(msg.contains("device.pair_norms"), "{msg}");
-        assert!(msg.contains("built without CUDA"), "{msg}");
+    CudaOnlySwitch {
+        matrix: "[matrix]\nprecision = [\"fp16\"]\nbatch_size = [1]\n",
+        on: "device.pair_norms=true",
+        with: &[],
+        bad: "device.pair_norms=pairs",
+        default: "device.pair_norms=false",
     }
-    let msg = fails(
-        &valid_with(matrix),
-        &["--set", "device.pair_norms=pairs"],
-        &[],
-    );
-    assert!(msg.contains("pair_norms"), "{msg}");
-    let f = Fixture::new(&valid_with(matrix));
-    let out = f
-        .runner()
-        .args(["plan", "exp.toml", "--set", "device.pair_norms=false"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    .assert_refused_where_no_cuda_kernel_runs();
 }

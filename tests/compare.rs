@@ -81,6 +81,19 @@ fn spread(run: &Path, id: &str) {
     std::fs::write(&path, serde_json::to_string_pretty(&r).unwrap()).unwrap();
 }
 
+/// The record of `id` in `run` says `implementation` ran (what a CUDA run records per cell).
+fn set_implementation(run: &Path, id: &str, implementation: &[(&str, &str)]) {
+    let path = run.join("cells").join(format!("{id}.json"));
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let map: serde_json::Map<String, serde_json::Value> = implementation
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    r["implementation"] = map.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&r).unwrap()).unwrap();
+}
+
 fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -286,6 +299,93 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
     assert!(stdout.contains("1 within noise (0 of them beyond the within-run interval but under the 5 % noise threshold), 1 not judged"), "{stdout}");
     let md = std::fs::read_to_string(f.dir.path().join("o-unsteady/compare.md")).unwrap();
     assert!(md.contains("**1 cell(s) ran on unsteady windows**"), "{md}");
+
+    // B's record of one cell says other code ran (the step rule changed between two commits; a
+    // graph's node count moved): said beside its verdict, and with both texts, escaped, in
+    // compare.md and compare.html. A count alone is told apart from a change of words.
+    let (old_code, new_code) = (f.dir.path().join("old-code"), f.dir.path().join("new-code"));
+    copy_tree(&a, &old_code);
+    copy_tree(&a, &new_code);
+    let old_steps = "static per-column steps | <b>kept</b>";
+    set_implementation(
+        &old_code,
+        &ids[1],
+        &[
+            ("ffn_activation_scales", old_steps),
+            ("execution", "graph (2779 nodes)"),
+        ],
+    );
+    set_implementation(
+        &new_code,
+        &ids[1],
+        &[
+            (
+                "ffn_activation_scales",
+                "one static step for the whole tensor",
+            ),
+            ("execution", "graph (2801 nodes)"),
+        ],
+    );
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&old_code)
+        .arg(&new_code)
+        .args(["--out", "o-code"])
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr_of(&out));
+    assert!(
+        stdout.contains("1 cell(s) ran other code in A and B (their records' implementation differs in ffn_activation_scales;"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} tiny fp32 b2 seq 16: ", ids[1]))
+            && stdout.contains("(ran other code: ffn_activation_scales)"),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(f.dir.path().join("o-code/compare.md")).unwrap();
+    let section = md_section(&md, "What ran differs");
+    assert!(
+        md.contains("(ran other code: ffn_activation_scales)"),
+        "{md}"
+    );
+    assert!(
+        section.contains("(the same words, other numbers)"),
+        "{section}"
+    );
+    assert!(
+        section.contains("B: one static step for the whole tensor"),
+        "{section}"
+    );
+    assert!(
+        !section.contains("<b>kept</b>"),
+        "unescaped markup: {section}"
+    );
+    let html = std::fs::read_to_string(f.dir.path().join("o-code/compare.html")).unwrap();
+    assert!(
+        html.contains("<h2 id=\"implementation\">What ran differs</h2>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("static per-column steps | &lt;b&gt;kept&lt;&#x2f;b&gt;"),
+        "{html}"
+    );
+    // A run against itself ran nothing different.
+    let out = f
+        .runner()
+        .arg("compare")
+        .arg(&new_code)
+        .arg(&new_code)
+        .args(["--out", "o-code-same"])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout_of(&out).contains("ran other code"),
+        "{}",
+        stdout_of(&out)
+    );
 
     // A cell B planned but has no record of is said to be exactly that.
     std::fs::remove_file(b.join("cells").join(format!("{}.json", ids[1]))).unwrap();

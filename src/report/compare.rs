@@ -10,7 +10,8 @@
 //!
 //! Exit status: 1 when a cell regressed; 3 when nothing was compared (no cell measured in both
 //! runs: a gate that compared nothing must not pass); 2 for bad input (a damaged record, an
-//! `--out` that is not a folder); else 0. Which cells pair up is `compare_match.rs`.
+//! `--out` that is not a folder); else 0. Which cells pair up is `compare_match.rs`; whether a
+//! pair's records say the same code ran, `compare_implementation.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ use minijinja::{context, Environment};
 use serde::Serialize;
 
 use super::compare_energy::{energy_scope, energy_windows};
+use super::compare_implementation::{ran_differently, summary_line, RanDifferently};
 use super::compare_layers::{compare_layers_cell, LayersCellView};
 use super::compare_match::{cell_label, pair, why_nothing, NotCompared};
 use super::compare_verdict::{metric, MetricView, Verdict};
@@ -81,6 +83,8 @@ struct CellView {
     /// Some metric's interval excludes 1 (beyond within-run noise; not necessarily beyond the
     /// noise threshold).
     differs: bool,
+    /// The records' `implementation` keys whose words differ: A and B ran other code.
+    ran_differently: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -114,6 +118,8 @@ struct CompareView {
     nothing_compared: Option<String>,
     /// When the runs metered different energy domains: over which their energy is compared.
     energy_scope: Option<String>,
+    /// Cells measured in both runs whose records say different code ran, key by key.
+    ran_differently: Vec<RanDifferently>,
 }
 
 fn run_view(dir: &Path, m: &Manifest) -> RunView {
@@ -212,6 +218,7 @@ fn compare_cell(a: &CellSummary, b: &CellSummary, label: String, threshold: f64)
         differs: metrics.iter().any(|m| m.differs),
         verdict,
         metrics,
+        ran_differently: Vec::new(),
     }
 }
 
@@ -243,15 +250,14 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
     let mut cells = Vec::new();
     let mut layer_cells = Vec::new();
     let mut not_compared = pairing.not_compared.clone();
+    let mut differently = Vec::new();
     for &(a, b) in &pairing.both {
         let label = cell_label(&a.cell);
+        let ran = ran_differently(a, b, label.clone());
         if a.cell.scope == Scope::Model {
-            cells.push(compare_cell(
-                &summarize(a),
-                &summarize(b),
-                label,
-                opts.threshold_pct,
-            ));
+            let mut cell = compare_cell(&summarize(a), &summarize(b), label, opts.threshold_pct);
+            cell.ran_differently = ran.as_ref().map(|r| r.changed.clone()).unwrap_or_default();
+            cells.push(cell);
         } else if let Some(l) = compare_layers_cell(a, b, label.clone(), opts.threshold_pct) {
             layer_cells.push(l);
         } else {
@@ -262,6 +268,7 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
                 why: "measured in both runs, but no layer or prefix in both".into(),
             });
         }
+        differently.extend(ran);
     }
     let compared = cells.len() + layer_cells.len();
     let verdicts: Vec<(Verdict, bool)> = cells
@@ -290,6 +297,7 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
             .count(),
         nothing_compared: (compared == 0).then(|| why_nothing(&ma, &mb, &pairing)),
         energy_scope: energy_scope(&ma, &mb),
+        ran_differently: differently,
         threshold_pct: opts.threshold_pct,
         threshold: opts.threshold_pct.to_string(),
         cells,
@@ -452,8 +460,13 @@ fn print(v: &CompareView) {
             .iter()
             .map(|m| format!("{} {}: {}", m.metric, m.text, m.relative))
             .collect();
+        let ran = if c.ran_differently.is_empty() {
+            String::new()
+        } else {
+            format!(" (ran other code: {})", c.ran_differently.join(", "))
+        };
         say!(
-            "  {} {}: {}; {}{}",
+            "  {} {}: {}; {}{}{ran}",
             c.id,
             c.label,
             metrics.join("; "),
@@ -504,6 +517,9 @@ fn print(v: &CompareView) {
             String::new()
         }
     );
+    if let Some(line) = summary_line(&v.ran_differently) {
+        say!("{line}");
+    }
     if v.without_interval > 0 {
         say!(
             "{} cell(s) without an interval (fewer than 4 windows a side in A or B): judged on the point against the {} % noise threshold alone",

@@ -7,6 +7,7 @@
 pub mod charts;
 pub mod compare;
 mod compare_energy;
+mod compare_implementation;
 mod compare_layers;
 mod compare_match;
 mod compare_verdict;

@@ -76,6 +76,19 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
             record["implementation"]["linear"],
             "candle matmul (gemm crate) + bias add"
         );
+        // Per linear too: the CPU's GEMMs are the gemm crate's, never cuBLAS or a runner kernel.
+        let gemms = record["implementation"]["gemms"].as_str().unwrap();
+        assert!(
+            gemms.contains(
+                "ffn_in: candle matmul on the CPU (gemm crate), bias add + erf GELU as candle ops"
+            ) && gemms
+                .contains("qkv: candle matmul on the CPU (gemm crate), bias add as candle ops"),
+            "{gemms}"
+        );
+        assert!(
+            !gemms.contains("cuBLAS") && !gemms.contains("runner kernel"),
+            "{gemms}"
+        );
         // How the forward ran: on the CPU always kernel by kernel (nothing to capture).
         assert_eq!(
             record["implementation"]["execution"],
@@ -390,6 +403,18 @@ baseline = "fp32"
         &by_precision("q4_0-bf16")[col("precision_executed")],
         "q4_0 linears (QMatMul) + bf16"
     );
+    // Its record names the CPU's QMatMul and candle ops per linear, no runner kernel.
+    let id = &by_precision("q8_0")[col("cell_id")];
+    let record: serde_json::Value =
+        serde_json::from_slice(&read(&run.join("cells").join(format!("{id}.json")))).unwrap();
+    let gemms = record["implementation"]["gemms"].as_str().unwrap();
+    assert!(
+        gemms.contains(
+            "ffn_in: GGML QMatMul on the CPU (candle's kernels), bias + erf GELU as candle ops"
+        ),
+        "{gemms}"
+    );
+    assert!(!gemms.contains("runner kernel"), "{gemms}");
     let q4k = by_precision("q4k");
     assert_eq!(&q4k[col("status")], "skipped");
     assert!(q4k[col("reason")].contains("multiple of 256"));

@@ -196,6 +196,16 @@ fn describe(l: &Linear, gelu: bool, library: GemmLibrary) -> String {
                 crate::ops::cutlass::describe(kind)
             )
         }
+        // Off CUDA (the CPU backend) candle_nn::Linear runs: the gemm crate's matmul, the bias
+        // and GELU as candle ops (linear.rs's linear_2d), no cuBLAS and no runner kernel.
+        Linear::Float(f) if !crate::ops::fused::fused_on(f.weight().device()) => {
+            let ops = if gelu {
+                "bias add + erf GELU"
+            } else {
+                "bias add"
+            };
+            format!("candle matmul on the CPU (gemm crate), {ops} as candle ops")
+        }
         Linear::Float(_) => {
             let why = if gelu && library == GemmLibrary::Cutlass {
                 match l.float_cutlass(library) {
@@ -212,6 +222,14 @@ fn describe(l: &Linear, gelu: bool, library: GemmLibrary) -> String {
             };
             format!("cuBLAS float GEMM (candle matmul), {bias}{why}")
         }
-        Linear::Quantized { .. } => "GGML QMatMul, bias in a runner kernel".to_string(),
+        // quantized_forward: QMatMul, then ops::fused::bias_act (a runner kernel on CUDA only).
+        Linear::Quantized { bias, .. } => {
+            let ops = if gelu { "bias + erf GELU" } else { "bias" };
+            if crate::ops::fused::fused_on(bias.device()) {
+                format!("GGML QMatMul, {ops} in a runner kernel")
+            } else {
+                format!("GGML QMatMul on the CPU (candle's kernels), {ops} as candle ops")
+            }
+        }
     }
 }

@@ -20,7 +20,13 @@ pub(super) struct KeyDifference {
     /// The same words with other numbers (measured candidate times, graph node counts,
     /// calibration counts): said apart from a change of kernel, rule or mode.
     pub numbers_only: bool,
+    /// Whether the report prints both texts: always for other words; for other numbers only
+    /// when short (a node count), not the timed tactics' paragraphs, which differ every run.
+    pub show_texts: bool,
 }
+
+/// The longest text whose numbers-only difference the report still prints in full.
+const SHORT_TEXT: usize = 160;
 
 /// A cell measured in both runs whose records say different things ran.
 #[derive(Debug, Clone, Serialize)]
@@ -42,9 +48,12 @@ pub(super) fn implementation_differences(a: &CellRecord, b: &CellRecord) -> Vec<
     keys.into_iter()
         .filter_map(|key| {
             let (ta, tb) = (ia.get(key), ib.get(key));
+            let numbers_only = matches!((ta, tb), (Some(x), Some(y)) if words(x) == words(y));
+            let longest = ta.into_iter().chain(tb).map(|t| t.len()).max().unwrap_or(0);
             (ta != tb).then(|| KeyDifference {
                 key: key.clone(),
-                numbers_only: matches!((ta, tb), (Some(x), Some(y)) if words(x) == words(y)),
+                numbers_only,
+                show_texts: !numbers_only || longest <= SHORT_TEXT,
                 a: ta.cloned(),
                 b: tb.cloned(),
             })
@@ -167,8 +176,8 @@ mod tests {
         let d = implementation_differences(&a, &b);
         let keys: Vec<&str> = d.iter().map(|k| k.key.as_str()).collect();
         assert_eq!(keys, ["execution", "ffn_activation_scales", "gemm_tactics"]);
-        assert!(d[0].numbers_only);
-        assert!(!d[1].numbers_only);
+        assert!(d[0].numbers_only && d[0].show_texts);
+        assert!(!d[1].numbers_only && d[1].show_texts);
         assert_eq!(d[2].b, None);
         assert!(!d[2].numbers_only);
         let r = ran_differently(&a, &b, "label".into()).unwrap();
@@ -193,6 +202,10 @@ mod tests {
         )
         .unwrap();
         assert!(numbers.changed.is_empty());
+        // A long text whose numbers alone moved (the timed tactics) is named, not printed.
+        let timed = |us: &str| record(&[("gemm_tactics", &format!("{} {us} us", "x".repeat(200)))]);
+        let d = implementation_differences(&timed("41.9"), &timed("42.1"));
+        assert!(d[0].numbers_only && !d[0].show_texts);
         assert_eq!(summary_line(&[numbers]), None);
         // Records that say nothing (older ones, the CPU's plain cells) ran nothing different.
         assert!(ran_differently(&record(&[]), &record(&[]), "l".into()).is_none());

@@ -453,6 +453,61 @@ fn resume_without_out_completes_the_latest_run_of_the_experiment() {
     assert!(victim.is_file());
 }
 
+/// A run begun by another build (another commit or version) is not completed by this one: the
+/// refusal names both builds, and the run's files stay as they were.
+#[test]
+fn resume_refuses_a_run_begun_by_another_build_and_leaves_it_alone() {
+    let f = Fixture::new(&experiment(
+        "[matrix]\nbatch_size = [2, 4]\nseq_len = [16]\n",
+        0.0,
+    ));
+    f.runner()
+        .args(["exp.toml", "--out", "run"])
+        .assert()
+        .success();
+    let run = f.dir.path().join("run");
+    std::fs::remove_file(record_files(&run).pop().unwrap()).unwrap();
+    let manifest = run.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let ours = m["runner_commit"].as_str().unwrap().to_string();
+    m["runner_commit"] = "0123456789ab".into();
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let before = snapshot_records(&run);
+    let manifest_before = std::fs::read(&manifest).unwrap();
+    let out = f
+        .runner()
+        .args(["exp.toml", "--resume", "--out", "run"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let version = m["runner_version"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "error: --resume: run was measured by runner {version} built from 0123456789ab; this is runner {version} built from {ours}: one run holds one build's numbers"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("resume with the binary that began it, or start a new run without --resume"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot_records(&run), before);
+    assert_eq!(std::fs::read(&manifest).unwrap(), manifest_before);
+    // With the build it began with (its commit restored), the resume completes the run.
+    m["runner_commit"] = ours.into();
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let out = f
+        .runner()
+        .args(["exp.toml", "--resume", "--out", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(record_files(&run).len(), 2);
+}
+
 #[test]
 fn resume_refuses_a_run_whose_cells_the_experiment_no_longer_plans() {
     let f = Fixture::new(&experiment(

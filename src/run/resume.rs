@@ -69,6 +69,23 @@ fn reopen(
         ))
         .into());
     }
+    // Kernels, step rules and graphs change between builds, and a cell's id hashes what was
+    // asked, not which code ran: one run's records come from one build.
+    let build = |m: &Manifest| {
+        format!(
+            "runner {} built from {}",
+            m.runner_version,
+            m.runner_commit.as_deref().unwrap_or("an unknown commit")
+        )
+    };
+    if build(&old) != build(&fresh) {
+        return Err(ConfigError::new(format!(
+            "--resume: {here} was measured by {}; this is {}: one run holds one build's numbers (the records say which kernels ran, and those change between builds); resume with the binary that began it, or start a new run without --resume",
+            build(&old),
+            build(&fresh)
+        ))
+        .into());
+    }
     // How energy is sampled is a setting of the whole run, not of a cell: the manifest says one.
     let config = &prepared.exp.config;
     if old.config.sensor != config.sensor {

@@ -1,6 +1,7 @@
 //! Nothing lost, round 2: `--out` folders the runner did not create (records without a manifest,
 //! a user's own files) are refused before anything is written; a single-cell task never measures
-//! beside a serial run of the same directory; worker labels never name a path outside it.
+//! beside a serial run of the same directory, nor for another build of the runner; worker labels
+//! never name a path outside it.
 
 mod common;
 use common::*;
@@ -129,6 +130,49 @@ fn a_single_cell_task_is_refused_beside_a_serial_run_and_keeps_ok_records() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("already has a record"));
     assert_eq!(contents(&run.join("cells")), recorded);
+}
+
+/// A single-cell task or a worker of another build (another commit) does not measure into a run
+/// prepared by this one: one run's records come from one build. Nothing is written.
+#[test]
+fn a_task_of_another_build_is_refused_and_writes_nothing() {
+    let f = Fixture::new(&experiment(0.0));
+    let run = f.dir.path().join("run");
+    let out = f
+        .runner()
+        .args(["exp.toml", "--out", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let manifest = run.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["runner_commit"] = "0123456789ab".into();
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let first = std::fs::read_dir(run.join("cells"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&first).unwrap();
+    let before = contents(&run);
+    for args in [
+        vec!["run", "exp.toml", "--out", "run", "--cell-index", "0"],
+        vec!["run", "exp.toml", "--out", "run", "--worker", "gpu0"],
+    ] {
+        let out = f.runner().args(&args).output().unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("prepared by runner ")
+                && stderr.contains(" built from 0123456789ab; this is runner ")
+                && stderr.contains("one run holds one build's numbers")
+                && stderr.contains("measure its cells with the binary that prepared it"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(contents(&run), before, "{args:?}");
+    }
 }
 
 #[test]

@@ -102,6 +102,16 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
         ))
         .into());
     }
+    if super::resume::build_of(&manifest) != super::resume::this_build() {
+        return Err(ConfigError::new(format!(
+            "{}: prepared by {}; this is {}: {}; measure its cells with the binary that prepared it, or prepare a new run",
+            out.display(),
+            super::resume::build_of(&manifest),
+            super::resume::this_build(),
+            super::resume::ONE_BUILD
+        ))
+        .into());
+    }
     let cells: Vec<&Cell> = match &opts.cells {
         CellSelection::All => prepared.plan.iter().collect(),
         CellSelection::Index(i) => vec![prepared.plan.get(*i).ok_or_else(|| {

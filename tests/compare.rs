@@ -326,6 +326,13 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
             ("execution", "graph (2801 nodes)"),
         ],
     );
+    // B's manifest names another build of the runner: both builds are shown.
+    let manifest = new_code.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["runner_commit"] = "fedcba987654".into();
+    let version = m["runner_version"].as_str().unwrap().to_string();
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
     let out = f
         .runner()
         .arg("compare")
@@ -335,6 +342,10 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
         .output()
         .unwrap();
     let stdout = stdout_of(&out);
+    assert!(
+        stdout.contains(&format!(", runner {version} fedcba987654)")),
+        "{stdout}"
+    );
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr_of(&out));
     assert!(
         stdout.contains("1 cell(s) ran other code in A and B (their records' implementation differs in ffn_activation_scales;"),
@@ -346,6 +357,7 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
         "{stdout}"
     );
     let md = std::fs::read_to_string(f.dir.path().join("o-code/compare.md")).unwrap();
+    assert!(md.contains(&format!("| {version} fedcba987654 |")), "{md}");
     let section = md_section(&md, "What ran differs");
     assert!(
         md.contains("(ran other code: ffn_activation_scales)"),

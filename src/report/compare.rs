@@ -54,7 +54,10 @@ struct RunView {
     device: String,
     host: String,
     gpu_uuid: Option<String>,
+    /// The experiment folder's git commit.
     commit: Option<String>,
+    /// The runner that measured it: version and the commit it was built from.
+    build: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,6 +134,11 @@ fn run_view(dir: &Path, m: &Manifest) -> RunView {
         host: m.host.hostname.clone(),
         gpu_uuid: m.gpu.as_ref().map(|g| g.uuid.clone()),
         commit: m.git.as_ref().map(|g| g.commit.chars().take(12).collect()),
+        build: format!(
+            "{} {}",
+            m.runner_version,
+            m.runner_commit.as_deref().unwrap_or("(commit unknown)")
+        ),
     }
 }
 
@@ -431,20 +439,16 @@ fn check_out(out: &Path) -> Result<()> {
 }
 
 fn print(v: &CompareView) {
-    say!(
-        "A: {} ({}, {} on {})",
-        v.a.dir,
-        v.a.run_id,
-        v.a.device,
-        v.a.host
-    );
-    say!(
-        "B: {} ({}, {} on {})",
-        v.b.dir,
-        v.b.run_id,
-        v.b.device,
-        v.b.host
-    );
+    for (side, r) in [("A", &v.a), ("B", &v.b)] {
+        say!(
+            "{side}: {} ({}, {} on {}, runner {})",
+            r.dir,
+            r.run_id,
+            r.device,
+            r.host,
+            r.build
+        );
+    }
     if !v.same_machine {
         say!(
             "A and B ran on different machines: the ratios hold the machines' difference as well as the code's"

@@ -83,15 +83,13 @@ fn spread(run: &Path, id: &str) {
 
 /// The record of `id` in `run` says `implementation` ran (what a CUDA run records per cell).
 fn set_implementation(run: &Path, id: &str, implementation: &[(&str, &str)]) {
-    let path = run.join("cells").join(format!("{id}.json"));
-    let mut r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let map: serde_json::Map<String, serde_json::Value> = implementation
         .iter()
         .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
         .collect();
-    r["implementation"] = map.into();
-    std::fs::write(&path, serde_json::to_string_pretty(&r).unwrap()).unwrap();
+    edit_json(&run.join("cells").join(format!("{id}.json")), |r| {
+        r["implementation"] = map.into()
+    });
 }
 
 fn stdout_of(out: &std::process::Output) -> String {
@@ -327,12 +325,11 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
         ],
     );
     // B's manifest names another build of the runner: both builds are shown.
-    let manifest = new_code.join("manifest.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    m["runner_commit"] = "fedcba987654".into();
-    let version = m["runner_version"].as_str().unwrap().to_string();
-    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let mut version = String::new();
+    edit_json(&new_code.join("manifest.json"), |m| {
+        m["runner_commit"] = "fedcba987654".into();
+        version = m["runner_version"].as_str().unwrap().to_string();
+    });
     let out = f
         .runner()
         .arg("compare")

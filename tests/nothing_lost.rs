@@ -144,11 +144,9 @@ fn a_task_of_another_build_is_refused_and_writes_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let manifest = run.join("manifest.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    m["runner_commit"] = "0123456789ab".into();
-    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    edit_json(&run.join("manifest.json"), |m| {
+        m["runner_commit"] = "0123456789ab".into()
+    });
     let first = std::fs::read_dir(run.join("cells"))
         .unwrap()
         .next()

@@ -12,13 +12,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    edit(&mut v);
-    std::fs::write(path, v.to_string()).unwrap();
-}
-
 /// Whether `needle` occurs in `md` other than escaped (`\`) or opening a code span.
 fn unescaped(md: &str, needle: &str) -> bool {
     md.match_indices(needle)

@@ -468,11 +468,12 @@ fn resume_refuses_a_run_begun_by_another_build_and_leaves_it_alone() {
     let run = f.dir.path().join("run");
     std::fs::remove_file(record_files(&run).pop().unwrap()).unwrap();
     let manifest = run.join("manifest.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    let ours = m["runner_commit"].as_str().unwrap().to_string();
-    m["runner_commit"] = "0123456789ab".into();
-    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let (mut ours, mut version) = (String::new(), String::new());
+    edit_json(&manifest, |m| {
+        ours = m["runner_commit"].as_str().unwrap().to_string();
+        version = m["runner_version"].as_str().unwrap().to_string();
+        m["runner_commit"] = "0123456789ab".into();
+    });
     let before = snapshot_records(&run);
     let manifest_before = std::fs::read(&manifest).unwrap();
     let out = f
@@ -482,7 +483,6 @@ fn resume_refuses_a_run_begun_by_another_build_and_leaves_it_alone() {
         .unwrap();
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let version = m["runner_version"].as_str().unwrap();
     assert!(
         stderr.contains(&format!(
             "error: --resume: run was measured by runner {version} built from 0123456789ab; this is runner {version} built from {ours}: one run holds one build's numbers"
@@ -497,8 +497,7 @@ fn resume_refuses_a_run_begun_by_another_build_and_leaves_it_alone() {
     assert_eq!(snapshot_records(&run), before);
     assert_eq!(std::fs::read(&manifest).unwrap(), manifest_before);
     // With the build it began with (its commit restored), the resume completes the run.
-    m["runner_commit"] = ours.into();
-    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    edit_json(&manifest, |m| m["runner_commit"] = ours.clone().into());
     let out = f
         .runner()
         .args(["exp.toml", "--resume", "--out", "run"])

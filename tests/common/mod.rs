@@ -211,6 +211,14 @@ pub fn tiny_experiment(matrix: &str) -> String {
     )
 }
 
+/// Rewrites the JSON file at `path` (a record, a manifest) with `edit` applied.
+pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
 /// A file's bytes; a missing one panics naming it.
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -261,7 +261,7 @@ pub fn run(opts: &CompareOptions) -> Result<u8> {
     let mut differently = Vec::new();
     for &(a, b) in &pairing.both {
         let label = cell_label(&a.cell);
-        let ran = ran_differently(a, b, label.clone());
+        let ran = ran_differently(a, b, &label);
         if a.cell.scope == Scope::Model {
             let mut cell = compare_cell(&summarize(a), &summarize(b), label, opts.threshold_pct);
             cell.ran_differently = ran.as_ref().map(|r| r.changed.clone()).unwrap_or_default();

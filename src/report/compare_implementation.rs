@@ -40,23 +40,25 @@ pub(super) struct RanDifferently {
 
 /// The keys whose text differs between two records' `implementation` (a key in one only
 /// counts), in key order; empty when both say the same or neither says anything.
-pub(super) fn implementation_differences(a: &CellRecord, b: &CellRecord) -> Vec<KeyDifference> {
+fn implementation_differences(a: &CellRecord, b: &CellRecord) -> Vec<KeyDifference> {
     let empty = BTreeMap::new();
     let ia = a.implementation.as_ref().unwrap_or(&empty);
     let ib = b.implementation.as_ref().unwrap_or(&empty);
     let keys: BTreeSet<&String> = ia.keys().chain(ib.keys()).collect();
     keys.into_iter()
-        .filter_map(|key| {
-            let (ta, tb) = (ia.get(key), ib.get(key));
+        .map(|key| (key, ia.get(key), ib.get(key)))
+        // Most keys say the same in both: only the others are read for their words.
+        .filter(|(_, ta, tb)| ta != tb)
+        .map(|(key, ta, tb)| {
             let numbers_only = matches!((ta, tb), (Some(x), Some(y)) if words(x) == words(y));
             let longest = ta.into_iter().chain(tb).map(|t| t.len()).max().unwrap_or(0);
-            (ta != tb).then(|| KeyDifference {
+            KeyDifference {
                 key: key.clone(),
                 numbers_only,
                 show_texts: !numbers_only || longest <= SHORT_TEXT,
                 a: ta.cloned(),
                 b: tb.cloned(),
-            })
+            }
         })
         .collect()
 }
@@ -65,7 +67,7 @@ pub(super) fn implementation_differences(a: &CellRecord, b: &CellRecord) -> Vec<
 pub(super) fn ran_differently(
     a: &CellRecord,
     b: &CellRecord,
-    label: String,
+    label: &str,
 ) -> Option<RanDifferently> {
     let keys = implementation_differences(a, b);
     if keys.is_empty() {
@@ -78,7 +80,7 @@ pub(super) fn ran_differently(
         .collect();
     Some(RanDifferently {
         id: a.cell.id.clone(),
-        label,
+        label: label.to_string(),
         keys,
         changed,
     })
@@ -180,9 +182,9 @@ mod tests {
         assert!(!d[1].numbers_only && d[1].show_texts);
         assert_eq!(d[2].b, None);
         assert!(!d[2].numbers_only);
-        let r = ran_differently(&a, &b, "label".into()).unwrap();
+        let r = ran_differently(&a, &b, "label").unwrap();
         assert_eq!(r.changed, ["ffn_activation_scales", "gemm_tactics"]);
-        assert!(ran_differently(&a, &a, "label".into()).is_none());
+        assert!(ran_differently(&a, &a, "label").is_none());
         let line = summary_line(&[r.clone(), r]).unwrap();
         assert!(
             line.starts_with("2 cell(s) ran other code")
@@ -198,7 +200,7 @@ mod tests {
                 ("linear", "bf16 matmul"),
                 ("gemm_tactics", "timed"),
             ]),
-            "l".into(),
+            "l",
         )
         .unwrap();
         assert!(numbers.changed.is_empty());
@@ -208,6 +210,6 @@ mod tests {
         assert!(d[0].numbers_only && !d[0].show_texts);
         assert_eq!(summary_line(&[numbers]), None);
         // Records that say nothing (older ones, the CPU's plain cells) ran nothing different.
-        assert!(ran_differently(&record(&[]), &record(&[]), "l".into()).is_none());
+        assert!(ran_differently(&record(&[]), &record(&[]), "l").is_none());
     }
 }

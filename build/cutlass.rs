@@ -61,7 +61,6 @@ fn compile() -> Result<String, String> {
         .filter(|p| p.extension().is_some_and(|x| x == "cu"))
         .collect();
     units.sort();
-    let header = Path::new(SOURCES).join("gemm.cuh");
     // Each instantiation takes about a CPU-minute of nvcc: compile only what changed, two at once
     // (RUNNER_CUTLASS_JOBS overrides), since a CUTLASS unit also takes ~2 GB of memory.
     let jobs: usize = std::env::var("RUNNER_CUTLASS_JOBS")
@@ -77,7 +76,7 @@ fn compile() -> Result<String, String> {
     let stale: Vec<(&PathBuf, &PathBuf)> = units
         .iter()
         .zip(&objects)
-        .filter(|(u, o)| newer(u, o) || newer(&header, o))
+        .filter(|(u, o)| local_includes(u).iter().any(|source| newer(source, o)))
         .collect();
     for chunk in stale.chunks(jobs) {
         let running: Vec<_> = chunk
@@ -151,6 +150,32 @@ fn compile() -> Result<String, String> {
         "CUTLASS {version} sm_90a ({} instantiations)",
         units.len()
     ))
+}
+
+/// The unit and every header of this folder it includes, transitively (`#include "x.cuh"`): a
+/// unit is recompiled when any of them changed, not only when gemm.cuh did (an edit of
+/// gemm_rows.cuh used to leave its four units' objects stale and linked).
+fn local_includes(unit: &Path) -> Vec<PathBuf> {
+    let mut seen = vec![unit.to_path_buf()];
+    let mut next = 0;
+    while next < seen.len() {
+        let text = std::fs::read_to_string(&seen[next]).unwrap_or_default();
+        next += 1;
+        for line in text.lines() {
+            let Some(name) = line
+                .trim()
+                .strip_prefix("#include \"")
+                .and_then(|rest| rest.split('"').next())
+            else {
+                continue;
+            };
+            let header = Path::new(SOURCES).join(name);
+            if header.is_file() && !seen.contains(&header) {
+                seen.push(header);
+            }
+        }
+    }
+    seen
 }
 
 /// Whether `source` changed after `object` was written (or there is no object yet).

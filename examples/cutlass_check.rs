@@ -19,7 +19,8 @@
 //!    session 8's three new configurations among them, against the CPU and the rule's kernel,
 //!    timed; NaN rows; the models with tactics timed, graph against eager (cutlass_check/tactics.rs);
 //!    (`--rows`) session 9's epilogues, the same sweep with the codes kernels and the static FFN
-//!    (cutlass_check/rows.rs);
+//!    (cutlass_check/rows.rs); (`--half2`) session 14's codes kernel with the GELU in f16 pairs
+//!    (cutlass_check/half2.rs);
 //! 7. DistilBERT-base (random weights) with `device.gemm_library = "cutlass"` in fp16, bf16,
 //!    int8-fp16, fp8-fp16 (also with fast accumulation), int8-bf16, fp8-bf16: the CUDA-graph replay
 //!    against the eager pass on fresh batches (must be equal: same kernels, same order), as
@@ -54,6 +55,8 @@ mod configs;
 mod embeddings;
 #[path = "cutlass_check/ffn.rs"]
 mod ffn;
+#[path = "cutlass_check/half2.rs"]
+mod half2;
 #[path = "cutlass_check/lean.rs"]
 mod lean;
 #[path = "cutlass_check/model.rs"]
@@ -213,6 +216,13 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--rows") {
         let failures = rows::rows_checks(&gpu, &cpu);
         println!("cutlass_check --rows: {failures} failure(s)");
+        std::process::exit(i32::from(failures > 0));
+    }
+    // --half2 (a short call): session 14's codes kernel with the GELU in f16 pairs
+    // (cutlass_check/half2.rs).
+    if std::env::args().any(|a| a == "--half2") {
+        let failures = half2::half2_checks(&gpu, &cpu);
+        println!("cutlass_check --half2: {failures} failure(s)");
         std::process::exit(i32::from(failures > 0));
     }
     // --lean (a short call): device.gelu_epilogue = "lean", every GELU kernel swept, the rule's

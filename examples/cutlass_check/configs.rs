@@ -108,6 +108,7 @@ pub(crate) fn one_shape(
                 (true, cutlass::Erf::Lean) => ", lean erf",
                 (true, cutlass::Erf::TanhFit) => ", fitted tanh",
                 (true, cutlass::Erf::TanhFitRne) => ", fitted tanh, ties to even",
+                (true, cutlass::Erf::TanhFitHalf2) => ", fitted tanh in f16 pairs",
                 (true, cutlass::Erf::Erff) => ", erff",
             }
         );

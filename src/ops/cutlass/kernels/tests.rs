@@ -40,6 +40,7 @@ fn every_instance_has_a_file_and_only_those() {
             Config::PingPong128Rows | Config::PingPong128RowsNoCluster
         );
         let entry = match (codes, i.erf) {
+            (true, Erf::TanhFitHalf2) if rows => "RUNNER_CUTLASS_GEMM_ROWS_CODES_HALF2",
             _ if rows && codes => "RUNNER_CUTLASS_GEMM_ROWS_CODES",
             _ if rows => "RUNNER_CUTLASS_GEMM_ROWS_F16",
             (true, Erf::Fast) => "RUNNER_CUTLASS_GEMM_CODES",
@@ -65,6 +66,7 @@ fn every_instance_has_a_file_and_only_those() {
         assert!(text.contains(config), "{}: {config}", i.name);
         let act = match (i.kind.gelu, i.erf) {
             (_, Erf::TanhFitRne) => "ties to even",
+            (_, Erf::TanhFitHalf2) => "f16 pairs",
             _ if rows => "the same bits",
             _ if codes && i.kind.inputs == Inputs::Int8 => "RoundI8",
             _ if codes => "ClampE4m3",
@@ -79,7 +81,9 @@ fn every_instance_has_a_file_and_only_those() {
         match i.erf {
             Erf::Lean if codes => assert!(text.contains("GeluLean"), "{}", i.name),
             Erf::TanhFit => assert!(codes && text.contains("GeluTanhFit"), "{}", i.name),
-            Erf::TanhFitRne => assert!(codes && text.contains("fitted tanh"), "{}", i.name),
+            Erf::TanhFitRne | Erf::TanhFitHalf2 => {
+                assert!(codes && text.contains("fitted tanh"), "{}", i.name)
+            }
             _ => {}
         }
     }
@@ -103,6 +107,7 @@ fn every_kind_with_kernels_has_exactly_one_for_every_row_count() {
                 assert!(picks(&[Erf::Lean]) <= 1, "{at}");
                 assert!(picks(&[Erf::TanhFit]) <= 1, "{at}");
                 assert!(picks(&[Erf::TanhFitRne]) <= 1, "{at}");
+                assert!(picks(&[Erf::TanhFitHalf2]) <= 1, "{at}");
             }
         }
     }
@@ -150,7 +155,7 @@ fn the_lean_gelu_is_picked_where_it_exists_and_only_when_asked() {
         ),
         (
             kind(Inputs::Int8, DType::U8, true, false),
-            "i8_codes_gelu_pp128rows",
+            "i8_codes_gelu_pp128h2",
         ),
         (
             kind(Inputs::E4m3, DType::F16, true, false),

@@ -11,9 +11,13 @@
 // vectors (the third null for the f16 outputs):
 //   DequantOp:   D = fma(scale_w[n], acc * scale_x[m], bias[n]) rounded to f16: gemm.cuh's
 //                8-bit tree (Identity), the same bits;
-//   CodesTanhOp: gemm_codes_lean.cuh's codes (fitted-tanh GELU, steps, ties to even).
+//   CodesTanhOp: gemm_codes_lean.cuh's codes (fitted-tanh GELU, steps, ties to even);
+//   CodesHalf2Op: the same codes with the GELU in f16 pairs (fewer instructions a value).
+// An Op with kPrepares rewrites its third vector once a tile, as it is loaded (prepare).
 // Both return the output element itself, which the collective stores as it is (direct R2S).
 #pragma once
+
+#include <cuda_fp16.h>
 
 #include "gemm.cuh"
 
@@ -100,6 +104,7 @@ template <class CtaTileShapeMNK, int NumVectors, class Op> struct Sm90RowVectors
         v[0][i] = in ? params.scale_w[g] : 0.0f;
         v[1][i] = in && params.bias != nullptr ? params.bias[g] : 0.0f;
         if constexpr (NumVectors == 3) v[NumVectors - 1][i] = in ? params.third[g] : 0.0f;
+        if constexpr (Op::kPrepares) Op::prepare(v[NumVectors - 1][i]);
       }
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < Count; ++i) {
@@ -180,6 +185,7 @@ template <class CtaTileShapeMNK, int NumVectors, class Op> struct Sm90RowVectors
 struct DequantOp {
   using ElementD = cutlass::half_t;
   static constexpr int NumVectors = 2;
+  static constexpr bool kPrepares = false;
   template <class ElementAcc, int N>
   CUTLASS_DEVICE cutlass::Array<cutlass::half_t, N> operator()(cutlass::Array<ElementAcc, N> const &acc,
                                                                cutlass::Array<float, N> const &sx,
@@ -195,6 +201,7 @@ struct DequantOp {
 struct CodesTanhOp {
   using ElementD = int8_t;
   static constexpr int NumVectors = 3;
+  static constexpr bool kPrepares = false;
   template <class ElementAcc, int N>
   CUTLASS_DEVICE cutlass::Array<int8_t, N> operator()(cutlass::Array<ElementAcc, N> const &acc,
                                                       cutlass::Array<float, N> const &sx,
@@ -217,6 +224,65 @@ struct CodesTanhOp {
         b[j] = __float_as_uint(v + 12582912.0f);
       }
       words[w] = __byte_perm(__byte_perm(b[0], b[1], 0x0040), __byte_perm(b[2], b[3], 0x0040), 0x5410);
+    }
+    return out;
+  }
+};
+
+// CodesTanhOp's codes with the GELU in f16 pairs. Session 9's profile (H200) found this
+// epilogue issue-bound with one warp a scheduler (13.3 instructions a value, 128 values a thread
+// a tile: the period of the ping-pong kernel); here a value costs ~9.3: y = fma(scale_w, acc x
+// scale_x, bias) and h = y (0.5 / s) in f32 (I2FP, FMUL, FFMA, FMUL; 0.5 / s folded once a tile,
+// prepare), both packed to f16 pairs (satfinite), then two values at a time (HMUL2, HFMA2,
+// tanh.approx.f16x2, HMNMX2): u = y (a + b y^2), t = tanh(u), GELU(y) / s = fma(h, t, h), clamped
+// to +-127, + 1536 rounds it to an integer (ties to even; f16's step is 1 in [1024, 2048)) whose
+// low byte is the code, four packed by one PRMT.
+//   Precision: y, h and the fma are rounded to f16 (2^-11 relative), so a code moves by at most
+// ~0.06 of a step at +-127 (tanh.approx.f32's own error already costs ~0.03 there): codes within
+// one step of the f32 kernels', which the checks bound. y comes from f32, not from h x 2s, so no
+// step is too small for f16 (2s would underflow below 3e-8). Range: satfinite keeps a huge y or
+// h finite (fma(h, t, h) is then exactly 0 where t = -1); y^2 past f16's range is +inf, where
+// tanh is +-1 as it should be; a NaN maps to -127 as in CodesTanhOp (HMNMX2 returns the other
+// operand) and reaches FFN-out through the row's scale.
+struct CodesHalf2Op {
+  using ElementD = int8_t;
+  static constexpr int NumVectors = 3;
+  static constexpr bool kPrepares = true;
+
+  // The third vector, 1 / s, becomes 0.5 / s as it is loaded.
+  CUTLASS_DEVICE static void prepare(float &inv) { inv *= 0.5f; }
+
+  CUTLASS_DEVICE static __half2 pack_satfinite(float lo, float hi) {
+    uint32_t r;
+    asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return *reinterpret_cast<__half2 *>(&r);
+  }
+
+  template <class ElementAcc, int N>
+  CUTLASS_DEVICE cutlass::Array<int8_t, N> operator()(cutlass::Array<ElementAcc, N> const &acc,
+                                                      cutlass::Array<float, N> const &sx,
+                                                      cutlass::Array<float, N> const (&rows)[3]) const {
+    static_assert(N % 4 == 0, "codes are packed four to a word");
+    const __half2 a = __float2half2_rn(0.79868456f), b = __float2half2_rn(0.03537741f);
+    const __half2 lo = __float2half2_rn(-127.0f), hi = __float2half2_rn(127.0f);
+    const __half2 round = __float2half2_rn(1536.0f);
+    alignas(16) cutlass::Array<int8_t, N> out;
+    uint32_t *words = reinterpret_cast<uint32_t *>(out.data());
+    CUTLASS_PRAGMA_UNROLL
+    for (int w = 0; w < N / 4; ++w) {
+      uint32_t two[2];
+      CUTLASS_PRAGMA_UNROLL
+      for (int p = 0; p < 2; ++p) {
+        int i = 4 * w + 2 * p;
+        float y0 = fmaf(rows[0][i], static_cast<float>(acc[i]) * sx[i], rows[1][i]);
+        float y1 = fmaf(rows[0][i + 1], static_cast<float>(acc[i + 1]) * sx[i + 1], rows[1][i + 1]);
+        __half2 y = pack_satfinite(y0, y1);
+        __half2 h = pack_satfinite(y0 * rows[2][i], y1 * rows[2][i + 1]);
+        __half2 t = h2tanh_approx(__hmul2(y, __hfma2(__hmul2(y, y), b, a)));
+        __half2 v = __hadd2(__hmin2(__hmax2(__hfma2(h, t, h), lo), hi), round);
+        two[p] = *reinterpret_cast<uint32_t *>(&v);
+      }
+      words[w] = __byte_perm(two[0], two[1], 0x6420);
     }
     return out;
   }
@@ -302,12 +368,20 @@ using Pp128C1 = Config<Shape<_128, _128, _128>, Shape<_1, _1, _1>, k::KernelTmaW
                                        runner_cutlass::EPI_TILE>;                                       \
     return G::run(a, b, scale_x, scale_w, bias, nullptr, d, m, n, k, stream);                           \
   }
-// The codes entry point (gemm_codes.cuh's signature, f32 bias).
+// The codes entry points (gemm_codes.cuh's signature, f32 bias).
 #define RUNNER_CUTLASS_GEMM_ROWS_CODES(NAME, EPI_TILE, CONFIG)                                           \
   extern "C" int runner_cutlass_##NAME(const void *a, const void *b, const float *scale_x,              \
                                        const float *scale_w, const void *bias, const float *inv_scale, \
                                        void *d, int m, int n, int k, cudaStream_t stream) {            \
     using G = runner_cutlass::GemmRows<runner_cutlass::CodesTanhOp, runner_cutlass::CONFIG,             \
+                                       runner_cutlass::EPI_TILE>;                                       \
+    return G::run(a, b, scale_x, scale_w, bias, inv_scale, d, m, n, k, stream);                         \
+  }
+#define RUNNER_CUTLASS_GEMM_ROWS_CODES_HALF2(NAME, EPI_TILE, CONFIG)                                     \
+  extern "C" int runner_cutlass_##NAME(const void *a, const void *b, const float *scale_x,              \
+                                       const float *scale_w, const void *bias, const float *inv_scale, \
+                                       void *d, int m, int n, int k, cudaStream_t stream) {            \
+    using G = runner_cutlass::GemmRows<runner_cutlass::CodesHalf2Op, runner_cutlass::CONFIG,            \
                                        runner_cutlass::EPI_TILE>;                                       \
     return G::run(a, b, scale_x, scale_w, bias, inv_scale, d, m, n, k, stream);                         \
   }

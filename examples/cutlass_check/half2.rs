@@ -1,0 +1,147 @@
+//! `cutlass_check --half2`: session 14's FFN-in codes kernel with the GELU in f16 pairs
+//! (i8_codes_gelu_pp128h2: gemm_rows.cuh's CodesHalf2Op) on fresh random inputs, in the order a
+//! call cut short should keep:
+//!
+//! 1. every int8 codes kernel forced in turn at 8192 and 2048 rows: codes within one step of the
+//!    standard kernel's, how many differ, timed (lean.rs's sweep);
+//! 2. the range f16 does not have: columns whose pre-activation is ~+-6e4 (a bias of +-60000),
+//!    ~+-1e3 (weights x 400: y^2 past f16's range), steps 1e-6 of the usual (y / 2s past f16's
+//!    range: satfinite) and 1e4 of it (codes ~0): the codes against i8_codes_gelu_pp128rows's (the
+//!    f32 epilogue, checked against the CPU in session 10), within one step, and GELU of -60000
+//!    exactly code 0;
+//! 3. the static FFN against the CPU (codes within one step, saturation, FFN-out on the codes, a
+//!    NaN row reaching its row only) with the new kernel forced;
+//! 4. DistilBERT-base int8-fp16 (static FFN steps) with it forced: graph replay against eager.
+
+use candle_core::{DType, Device, Result, Tensor};
+use runner::config::{EightBit, GeluEpilogue, GemmLibrary};
+use runner::model::parts::w8a8::{steps_from_absmax, EightBitLinear};
+use runner::ops::cutlass;
+
+use super::ffn::decode;
+use super::guarded;
+
+const NEW: &str = "i8_codes_gelu_pp128h2";
+const F32_EPILOGUE: &str = "i8_codes_gelu_pp128rows";
+
+pub fn half2_checks(gpu: &Device, cpu: &Device) -> usize {
+    cutlass::set_gelu_epilogue(GeluEpilogue::Lean);
+    let find = |name: &str| cutlass::INSTANCES.iter().find(|i| i.name == name);
+    let (Some(new), Some(f32_epilogue)) = (find(NEW), find(F32_EPILOGUE)) else {
+        println!("half2: no {NEW} or {F32_EPILOGUE} in this build FAILED");
+        return 1;
+    };
+    let mut failures = guarded("codes kernels 8192", || {
+        super::lean::codes_variants(gpu, cpu, 8192)
+    });
+    failures += guarded("codes kernels 2048", || {
+        super::lean::codes_variants(gpu, cpu, 2048)
+    });
+    failures += guarded("half2 range", || range_check(gpu, cpu, new, f32_epilogue));
+    println!("half2: static FFN with {NEW} forced");
+    cutlass::force(Some(new));
+    failures += super::static_ffn::static_checks(gpu, cpu);
+    println!("half2: the model with {NEW} forced");
+    failures += super::model::graph_checks_named(gpu, &["int8-fp16 static"]);
+    cutlass::force(None);
+    cutlass::set_gelu_epilogue(GeluEpilogue::Standard);
+    failures
+}
+
+/// Column groups of 256 (of 3072) with the extremes f16 lacks; the rest ordinary.
+const HUGE_NEGATIVE: std::ops::Range<usize> = 256..512;
+const HUGE_POSITIVE: std::ops::Range<usize> = 512..768;
+const LARGE_WEIGHTS: std::ops::Range<usize> = 0..256;
+const TINY_STEPS: std::ops::Range<usize> = 768..1024;
+const HUGE_STEPS: std::ops::Range<usize> = 1024..1280;
+
+fn range_check(
+    gpu: &Device,
+    cpu: &Device,
+    new: &'static cutlass::Instance,
+    f32_epilogue: &'static cutlass::Instance,
+) -> Result<usize> {
+    let (m, d, h, format) = (2048, 768, 3072, EightBit::Int8);
+    let scale: Vec<f32> = (0..h)
+        .map(|c| {
+            if LARGE_WEIGHTS.contains(&c) {
+                400.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?.broadcast_mul(&Tensor::from_vec(
+        scale,
+        (h, 1),
+        cpu,
+    )?)?;
+    let mut bias: Vec<f32> = Tensor::randn(0f32, 0.1, h, cpu)?.to_vec1()?;
+    bias[HUGE_NEGATIVE].fill(-60000.0);
+    bias[HUGE_POSITIVE].fill(60000.0);
+    let b1 = Tensor::from_vec(bias, h, cpu)?.to_dtype(DType::F16)?;
+    let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
+    let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(DType::F16)?;
+    let x = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(DType::F16)?;
+    let y = EightBitLinear::quantize(&w1, b1.clone(), format)?
+        .forward(&x.to_dtype(DType::F32)?, true)?;
+    let factor: Vec<f32> = (0..h)
+        .map(|c| match c {
+            c if TINY_STEPS.contains(&c) => 1e-6,
+            c if HUGE_STEPS.contains(&c) => 1e4,
+            _ => 1.0,
+        })
+        .collect();
+    let steps = steps_from_absmax(&y.abs()?.max_keepdim(0)?, format, 0.75)?
+        .broadcast_mul(&Tensor::from_vec(factor, (1, h), cpu)?)?;
+    let mut g1 = EightBitLinear::quantize(&w1.to_device(gpu)?, b1.to_device(gpu)?, format)?;
+    g1.set_static_output(&steps)?;
+    let mut g2 =
+        EightBitLinear::with_folded_steps(&w2.to_device(gpu)?, b2.to_device(gpu)?, &steps, format)?;
+    g1.set_gemm_library(GemmLibrary::Cutlass);
+    g2.set_gemm_library(GemmLibrary::Cutlass);
+    let xg = x.to_device(gpu)?;
+    let codes_of = |kernel: &'static cutlass::Instance| -> Result<Vec<f32>> {
+        cutlass::force(Some(kernel));
+        let p = g1
+            .forward_gelu_codes(&xg, None, &g2)?
+            .ok_or_else(|| candle_core::Error::msg("no codes path"))?;
+        cutlass::force(None);
+        Ok(decode(&p)?.0)
+    };
+    let want = codes_of(f32_epilogue)?;
+    let got = codes_of(new)?;
+    let mut failures = 0;
+    for (label, columns) in [
+        ("weights x 400 (y^2 past f16)", LARGE_WEIGHTS),
+        ("bias -60000 (GELU 0)", HUGE_NEGATIVE),
+        ("bias +60000 (saturated)", HUGE_POSITIVE),
+        ("steps x 1e-6 (y / 2s past f16)", TINY_STEPS),
+        ("steps x 1e4 (codes ~0)", HUGE_STEPS),
+        ("ordinary", 1280..h),
+    ] {
+        let (mut differ, mut worst, mut nonzero) = (0usize, 0f32, 0usize);
+        for row in 0..m {
+            for c in columns.clone() {
+                let (a, b) = (got[row * h + c], want[row * h + c]);
+                differ += usize::from(a != b);
+                worst = worst.max((a - b).abs());
+                nonzero += usize::from(a != 0.0);
+            }
+        }
+        let must_be_zero = columns == HUGE_NEGATIVE;
+        let ok = worst <= 1.0 && (!must_be_zero || nonzero == 0);
+        failures += usize::from(!ok);
+        println!(
+            "half2 range {label:<32} differ from {F32_EPILOGUE} {differ:>7} of {:>7} (max {worst} step){} {}",
+            m * columns.len(),
+            if must_be_zero {
+                format!(", {nonzero} codes not 0")
+            } else {
+                String::new()
+            },
+            if ok { "ok" } else { "FAILED" }
+        );
+    }
+    Ok(failures)
+}

@@ -340,7 +340,7 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
         .unwrap();
     let stdout = stdout_of(&out);
     assert!(
-        stdout.contains(&format!(", runner {version} fedcba987654)")),
+        stdout.contains(&format!(", runner {version} built from fedcba987654)")),
         "{stdout}"
     );
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", stderr_of(&out));
@@ -354,7 +354,10 @@ fn compare_finds_a_cell_made_twice_as_slow_and_nothing_in_a_run_against_itself()
         "{stdout}"
     );
     let md = std::fs::read_to_string(f.dir.path().join("o-code/compare.md")).unwrap();
-    assert!(md.contains(&format!("| {version} fedcba987654 |")), "{md}");
+    assert!(
+        md.contains(&format!("| runner {version} built from fedcba987654 |")),
+        "{md}"
+    );
     let section = md_section(&md, "What ran differs");
     assert!(
         md.contains("(ran other code: ffn_activation_scales)"),

@@ -134,11 +134,7 @@ fn run_view(dir: &Path, m: &Manifest) -> RunView {
         host: m.host.hostname.clone(),
         gpu_uuid: m.gpu.as_ref().map(|g| g.uuid.clone()),
         commit: m.git.as_ref().map(|g| g.commit.chars().take(12).collect()),
-        build: format!(
-            "{} {}",
-            m.runner_version,
-            m.runner_commit.as_deref().unwrap_or("(commit unknown)")
-        ),
+        build: m.build(),
     }
 }
 
@@ -441,7 +437,7 @@ fn check_out(out: &Path) -> Result<()> {
 fn print(v: &CompareView) {
     for (side, r) in [("A", &v.a), ("B", &v.b)] {
         say!(
-            "{side}: {} ({}, {} on {}, runner {})",
+            "{side}: {} ({}, {} on {}, {})",
             r.dir,
             r.run_id,
             r.device,

@@ -71,11 +71,11 @@ fn reopen(
     }
     // Kernels, step rules and graphs change between builds, and a cell's id hashes what was
     // asked, not which code ran: one run's records come from one build.
-    if build_of(&old) != build_of(&fresh) {
+    if old.build() != fresh.build() {
         return Err(ConfigError::new(format!(
             "--resume: {here} was measured by {}; this is {}: {ONE_BUILD}; resume with the binary that began it, or start a new run without --resume",
-            build_of(&old),
-            build_of(&fresh)
+            old.build(),
+            fresh.build()
         ))
         .into());
     }
@@ -162,23 +162,6 @@ fn reopen(
 
 /// Why a run is completed only by the build that began it.
 pub(super) const ONE_BUILD: &str = "one run holds one build's numbers (the records say which kernels ran, and those change between builds)";
-
-/// `runner 0.1.0 built from 3f29f1e0abcd`: the build a manifest was written by.
-pub(super) fn build_of(m: &Manifest) -> String {
-    build_text(&m.runner_version, m.runner_commit.as_deref())
-}
-
-/// This binary's build, as [`build_of`] says a manifest's.
-pub(super) fn this_build() -> String {
-    build_text(env!("CARGO_PKG_VERSION"), Some(env!("RUNNER_BUILD_COMMIT")))
-}
-
-fn build_text(version: &str, commit: Option<&str>) -> String {
-    format!(
-        "runner {version} built from {}",
-        commit.unwrap_or("an unknown commit")
-    )
-}
 
 /// Why a fresh session meters what it meters: the line the sensor selection printed.
 fn scope_why(fresh: &Manifest) -> String {

@@ -102,12 +102,12 @@ pub fn run_worker(opts: &RunOptions, prepared: &Prepared, label: &str) -> Result
         ))
         .into());
     }
-    if super::resume::build_of(&manifest) != super::resume::this_build() {
+    if manifest.build() != crate::results::this_build() {
         return Err(ConfigError::new(format!(
             "{}: prepared by {}; this is {}: {}; measure its cells with the binary that prepared it, or prepare a new run",
             out.display(),
-            super::resume::build_of(&manifest),
-            super::resume::this_build(),
+            manifest.build(),
+            crate::results::this_build(),
             super::resume::ONE_BUILD
         ))
         .into());

@@ -231,12 +231,15 @@ struct CodesTanhOp {
 
 // CodesTanhOp's codes with the GELU in f16 pairs. Session 9's profile (H200) found this
 // epilogue issue-bound with one warp a scheduler (13.3 instructions a value, 128 values a thread
-// a tile: the period of the ping-pong kernel); here a value costs ~9.3: y = fma(scale_w, acc x
+// a tile: the period of the ping-pong kernel); here a value costs 10.6 (SASS: 1363 instructions
+// for a thread's 128 values against 1714): y = fma(scale_w, acc x
 // scale_x, bias) and h = y (0.5 / s) in f32 (I2FP, FMUL, FFMA, FMUL; 0.5 / s folded once a tile,
 // prepare), both packed to f16 pairs (satfinite), then two values at a time (HMUL2, HFMA2,
 // tanh.approx.f16x2, HMNMX2): u = y (a + b y^2), t = tanh(u), GELU(y) / s = fma(h, t, h), clamped
 // to +-127, + 1536 rounds it to an integer (ties to even; f16's step is 1 in [1024, 2048)) whose
-// low byte is the code, four packed by one PRMT.
+// low byte is the code, four packed by one PRMT. Not the ~9 written down first: sm_90a has no
+// paired MUFU.TANH, so tanh.approx.f16x2 is two MUFU.TANH.F16 and a PRMT to pair them (MUFU, the
+// quarter-rate pipe, is not halved: 128 either way).
 //   Precision: y, h and the fma are rounded to f16 (2^-11 relative), so a code moves by at most
 // ~0.06 of a step at +-127 (tanh.approx.f32's own error already costs ~0.03 there): codes within
 // one step of the f32 kernels', which the checks bound. y comes from f32, not from h x 2s, so no

@@ -411,21 +411,22 @@ pub const INSTANCES: &[Instance] = {
         ),
         // Session 14: the lean rule's codes kernel's epilogue with the GELU in f16 pairs, after
         // session 9's profile of that epilogue (issue-bound, one warp a scheduler, 13.3
-        // instructions a value). The lean rule's pick once `cutlass_check --half2` passed; its
-        // no-cluster form a tactic candidate.
+        // instructions a value). Rule::Unchecked until `cutlass_check --half2` has passed on a GPU
+        // (none could be had in session 14); then the lean rule's pick, its no-cluster form a
+        // tactic candidate.
         inst(
             "i8_codes_gelu_pp128h2",
             kind(Int8, U8, true, false),
             PingPong128Rows,
             TanhFitHalf2,
-            All,
+            Unchecked,
         ),
         inst(
             "i8_codes_gelu_pp128h2c1",
             kind(Int8, U8, true, false),
             PingPong128RowsNoCluster,
             TanhFitHalf2,
-            ChecksOnly,
+            Unchecked,
         ),
         inst(
             "i8_codes_gelu_pp128rne",

@@ -16,7 +16,7 @@
 //! 4. DistilBERT-base int8-fp16 (static FFN steps) with it forced: graph replay against eager.
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::config::{EightBit, GeluEpilogue, GemmLibrary};
+use runner::config::{EightBit, GeluEpilogue};
 use runner::model::parts::w8a8::{steps_from_absmax, EightBitLinear};
 use runner::ops::cutlass;
 
@@ -96,12 +96,7 @@ fn range_check(
         .collect();
     let steps = steps_from_absmax(&y.abs()?.max_keepdim(0)?, format, 0.75)?
         .broadcast_mul(&Tensor::from_vec(factor, (1, h), cpu)?)?;
-    let mut g1 = EightBitLinear::quantize(&w1.to_device(gpu)?, b1.to_device(gpu)?, format)?;
-    g1.set_static_output(&steps)?;
-    let mut g2 =
-        EightBitLinear::with_folded_steps(&w2.to_device(gpu)?, b2.to_device(gpu)?, &steps, format)?;
-    g1.set_gemm_library(GemmLibrary::Cutlass);
-    g2.set_gemm_library(GemmLibrary::Cutlass);
+    let (g1, g2) = super::static_ffn::gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
     let xg = x.to_device(gpu)?;
     let codes_of = |kernel: &'static cutlass::Instance| -> Result<Vec<f32>> {
         cutlass::force(Some(kernel));

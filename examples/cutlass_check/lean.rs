@@ -15,7 +15,7 @@
 //!    8192 rows (the short-K question: 128x128 ping-pong against 128x256 cooperative, in graphs).
 
 use candle_core::{DType, Device, Result, Tensor};
-use runner::config::{EightBit, GeluEpilogue, GemmLibrary};
+use runner::config::{EightBit, GeluEpilogue};
 use runner::model::parts::w8a8::{steps_from_absmax, EightBitLinear};
 use runner::ops::cutlass::{self, Inputs, Kind};
 
@@ -160,12 +160,7 @@ pub fn codes_variants(gpu: &Device, cpu: &Device, m: usize) -> Result<usize> {
     let y = EightBitLinear::quantize(&w1, b1.clone(), format)?
         .forward(&x.to_dtype(DType::F32)?, true)?;
     let steps = steps_from_absmax(&y.abs()?.max_keepdim(0)?, format, 0.75)?;
-    let mut g1 = EightBitLinear::quantize(&w1.to_device(gpu)?, b1.to_device(gpu)?, format)?;
-    g1.set_static_output(&steps)?;
-    let mut g2 =
-        EightBitLinear::with_folded_steps(&w2.to_device(gpu)?, b2.to_device(gpu)?, &steps, format)?;
-    g1.set_gemm_library(GemmLibrary::Cutlass);
-    g2.set_gemm_library(GemmLibrary::Cutlass);
+    let (g1, g2) = super::static_ffn::gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
     let xg = x.to_device(gpu)?;
     let codes = || -> Result<Tensor> {
         let p = g1

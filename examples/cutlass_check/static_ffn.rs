@@ -43,6 +43,23 @@ pub fn static_checks(gpu: &Device, cpu: &Device) -> usize {
     failures
 }
 
+/// FFN-in writing codes with `steps` and FFN-out with them folded in, on the GPU through CUTLASS:
+/// the pair every static-steps check runs (here, lean.rs and half2.rs).
+pub fn gpu_pair(
+    gpu: &Device,
+    (w1, b1, w2, b2): (&Tensor, &Tensor, &Tensor, &Tensor),
+    steps: &Tensor,
+    format: EightBit,
+) -> Result<(EightBitLinear, EightBitLinear)> {
+    let mut g1 = EightBitLinear::quantize(&w1.to_device(gpu)?, b1.to_device(gpu)?, format)?;
+    g1.set_static_output(steps)?;
+    let mut g2 =
+        EightBitLinear::with_folded_steps(&w2.to_device(gpu)?, b2.to_device(gpu)?, steps, format)?;
+    g1.set_gemm_library(GemmLibrary::Cutlass);
+    g2.set_gemm_library(GemmLibrary::Cutlass);
+    Ok((g1, g2))
+}
+
 /// One E4M3 step at code `q` (scale 1): 2^(e - 3) for |q| in [2^e, 2^(e+1)), 2^-9 below 2^-6.
 fn e4m3_step(q: f32) -> f32 {
     let e = q.abs().max(2f32.powi(-6)).log2().floor() as i32;
@@ -80,12 +97,7 @@ fn static_check(
     let mut r1 = EightBitLinear::quantize(&w1, b1.clone(), format)?;
     r1.set_static_output(&steps)?;
     let r2 = EightBitLinear::with_folded_steps(&w2, b2.clone(), &steps, format)?;
-    let mut g1 = EightBitLinear::quantize(&w1.to_device(gpu)?, b1.to_device(gpu)?, format)?;
-    g1.set_static_output(&steps)?;
-    let mut g2 =
-        EightBitLinear::with_folded_steps(&w2.to_device(gpu)?, b2.to_device(gpu)?, &steps, format)?;
-    g1.set_gemm_library(GemmLibrary::Cutlass);
-    g2.set_gemm_library(GemmLibrary::Cutlass);
+    let (g1, g2) = gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
     if let Err(why) = g1.static_codes_kernel() {
         println!("{} {m:>5}: no codes kernel ({why}) FAILED", format.name());
         return Ok(1);

@@ -13,7 +13,13 @@
 //!    at y / 2s ~ 1e5): those values are counted, not bounded;
 //! 3. the static FFN against the CPU (codes within one step, saturation, FFN-out on the codes, a
 //!    NaN row reaching its row only) with the new kernel forced;
-//! 4. DistilBERT-base int8-fp16 (static FFN steps) with it forced: graph replay against eager.
+//! 4. DistilBERT-base int8-fp16 (static FFN steps) with it forced: graph replay against eager;
+//! 5. session 15's E4M3 codes kernels (gemm_rows.cuh's CodesE4m3Half2Op, 128x64 and 64x128
+//!    ping-pong): every E4M3 codes kernel forced in turn at 8192 and 2048 rows against the
+//!    standard one (e4m3_codes_f16_gelu_co128, f32 erf), within one E4M3 step of the larger code
+//!    plus the fitted tanh's 6e-4 |y| / s (E4M3's steps are relative, so a small code moves by
+//!    the GELU's absolute error), timed; then the static FFN and fp8-fp16 static's graph replay
+//!    with each forced.
 
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{EightBit, GeluEpilogue};
@@ -21,10 +27,15 @@ use runner::model::parts::w8a8::{steps_from_absmax, EightBitLinear};
 use runner::ops::cutlass;
 
 use super::ffn::decode;
-use super::guarded;
+use super::static_ffn::e4m3_step;
+use super::{guarded, time_us};
 
 const NEW: &str = "i8_codes_gelu_pp128h2";
 const F32_EPILOGUE: &str = "i8_codes_gelu_pp128rows";
+const E4M3_NEW: [&str; 2] = [
+    "e4m3_codes_f16_gelu_pp128x64h2",
+    "e4m3_codes_f16_gelu_pp64h2",
+];
 
 pub fn half2_checks(gpu: &Device, cpu: &Device) -> usize {
     cutlass::set_gelu_epilogue(GeluEpilogue::Lean);
@@ -46,8 +57,96 @@ pub fn half2_checks(gpu: &Device, cpu: &Device) -> usize {
     println!("half2: the model with {NEW} forced");
     failures += super::model::graph_checks_named(gpu, &["int8-fp16 static"]);
     cutlass::force(None);
+    failures += guarded("E4M3 codes kernels 8192", || e4m3_variants(gpu, cpu, 8192));
+    failures += guarded("E4M3 codes kernels 2048", || e4m3_variants(gpu, cpu, 2048));
+    for name in E4M3_NEW {
+        let Some(kernel) = find(name) else {
+            println!("half2: no {name} in this build FAILED");
+            failures += 1;
+            continue;
+        };
+        println!("half2: static FFN with {name} forced (E4M3; int8 as its rule picks)");
+        cutlass::force(Some(kernel));
+        failures += super::static_ffn::static_checks(gpu, cpu);
+        println!("half2: the model with {name} forced");
+        failures += super::model::graph_checks_named(gpu, &["fp8-fp16 static"]);
+        cutlass::force(None);
+    }
     cutlass::set_gelu_epilogue(GeluEpilogue::Standard);
     failures
+}
+
+/// Every E4M3 codes kernel against the standard one (f32 erf GELU) on the same fresh inputs:
+/// |code - standard| within one E4M3 step of the larger plus 6e-4 |y| / s (the fitted tanh's
+/// |GELU error| <= 4e-4 |y| with room for the f16 pairs), y the CPU's pre-activation; no NaN.
+fn e4m3_variants(gpu: &Device, cpu: &Device, m: usize) -> Result<usize> {
+    let (d, h, format) = (768, 3072, EightBit::Fp8E4M3);
+    let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
+    let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(DType::F16)?;
+    let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
+    let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(DType::F16)?;
+    let x = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(DType::F16)?;
+    let plain = EightBitLinear::quantize(&w1, b1.clone(), format)?;
+    let xf = x.to_dtype(DType::F32)?;
+    let y = plain.forward(&xf, true)?;
+    let pre: Vec<f32> = plain.forward(&xf, false)?.flatten_all()?.to_vec1()?;
+    let steps = steps_from_absmax(&y.abs()?.max_keepdim(0)?, format, 0.75)?;
+    let steps_v: Vec<f32> = steps.flatten_all()?.to_vec1()?;
+    let (g1, g2) = super::static_ffn::gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
+    let xg = x.to_device(gpu)?;
+    let codes = || -> Result<Tensor> {
+        let p = g1
+            .forward_gelu_codes(&xg, None, &g2)?
+            .ok_or_else(|| candle_core::Error::msg("no codes path"))?;
+        Ok(p.bytes().clone())
+    };
+    let codes_kind = cutlass::Kind {
+        inputs: cutlass::Inputs::E4m3,
+        out: DType::F8E4M3,
+        gelu: true,
+        fast_accumulation: false,
+    };
+    let standard = cutlass::instances(codes_kind)
+        .find(|i| i.erf == cutlass::Erf::Fast)
+        .ok_or_else(|| candle_core::Error::msg("no standard E4M3 codes kernel"))?;
+    let decoded = |kernel: &'static cutlass::Instance| -> Result<(Vec<f32>, Vec<f32>)> {
+        cutlass::force(Some(kernel));
+        let p = g1
+            .forward_gelu_codes(&xg, None, &g2)?
+            .ok_or_else(|| candle_core::Error::msg("no codes path"))?;
+        decode(&p)
+    };
+    let (want, _) = decoded(standard)?;
+    let mut failures = 0;
+    for instance in cutlass::instances(codes_kind) {
+        let (got, scales) = decoded(instance)?;
+        let (mut differ, mut worst, mut nan) = (0usize, 0f32, 0usize);
+        for (i, (&q, &r)) in got.iter().zip(&want).enumerate() {
+            if q.is_nan() || r.is_nan() {
+                nan += 1;
+                continue;
+            }
+            if q == r {
+                continue;
+            }
+            differ += 1;
+            let larger = if q.abs() > r.abs() { q } else { r };
+            let bound = e4m3_step(larger) + 6e-4 * pre[i].abs() / steps_v[i % h];
+            worst = worst.max((q - r).abs() / bound);
+        }
+        let us = time_us(gpu, codes)?;
+        let ok = worst <= 1.0 && nan == 0 && scales.iter().all(|&s| s == 1.0);
+        failures += usize::from(!ok);
+        println!(
+            "codes e4m3 {m:>5} 768 3072 {:<32} {:<58} differ from standard {differ:>7} of {} (worst {worst:.3} of the bound; NaN {nan}) {us:>9.1} us {}",
+            instance.name,
+            format!("{}, {:?} erf", instance.config.describe(), instance.erf),
+            got.len(),
+            if ok { "ok" } else { "FAILED" }
+        );
+    }
+    cutlass::force(None);
+    Ok(failures)
 }
 
 /// Column groups of 256 (of 3072) with the extremes f16 lacks; the rest ordinary.

@@ -61,7 +61,7 @@ pub fn gpu_pair(
 }
 
 /// One E4M3 step at code `q` (scale 1): 2^(e - 3) for |q| in [2^e, 2^(e+1)), 2^-9 below 2^-6.
-fn e4m3_step(q: f32) -> f32 {
+pub(crate) fn e4m3_step(q: f32) -> f32 {
     let e = q.abs().max(2f32.powi(-6)).log2().floor() as i32;
     2f32.powi(e - 3)
 }

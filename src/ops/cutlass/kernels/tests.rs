@@ -6,7 +6,13 @@ use super::*;
 fn kinds() -> Vec<Kind> {
     let mut v = Vec::new();
     for inputs in [Inputs::Int8, Inputs::E4m3, Inputs::Float] {
-        for out in [DType::F16, DType::BF16, DType::F32] {
+        for out in [
+            DType::F16,
+            DType::BF16,
+            DType::F32,
+            DType::U8,
+            DType::F8E4M3,
+        ] {
             for gelu in [false, true] {
                 for fast in [false, true] {
                     v.push(kind(inputs, out, gelu, fast));
@@ -37,9 +43,16 @@ fn every_instance_has_a_file_and_only_those() {
         let codes = i.kind.writes_codes();
         let rows = matches!(
             i.config,
-            Config::PingPong128Rows | Config::PingPong128RowsNoCluster
+            Config::PingPong128Rows
+                | Config::PingPong128RowsNoCluster
+                | Config::PingPong128x64Rows
+                | Config::PingPong64Rows
         );
+        let e4m3 = i.kind.inputs == Inputs::E4m3;
         let entry = match (codes, i.erf) {
+            (true, Erf::TanhFitHalf2) if rows && e4m3 => {
+                "RUNNER_CUTLASS_GEMM_ROWS_CODES_E4M3_HALF2"
+            }
             (true, Erf::TanhFitHalf2) if rows => "RUNNER_CUTLASS_GEMM_ROWS_CODES_HALF2",
             _ if rows && codes => "RUNNER_CUTLASS_GEMM_ROWS_CODES",
             _ if rows => "RUNNER_CUTLASS_GEMM_ROWS_F16",
@@ -62,8 +75,24 @@ fn every_instance_has_a_file_and_only_those() {
             Config::PingPong128x64 => "Pp128x64)",
             Config::PingPong128Rows => "Pp128)",
             Config::PingPong128RowsNoCluster => "Pp128C1)",
+            Config::PingPong128x64Rows => "Epi64x64, Pp128x64)",
+            Config::PingPong64Rows => "Epi64x128, Pp64)",
         };
         assert!(text.contains(config), "{}: {config}", i.name);
+        // A tile defined in its .cu (as the 128x64 and 64x128 ones) is the one the table says:
+        // E4M3 promoted along K fits these in a ping-pong warpgroup without spilling.
+        let tile = match i.config {
+            Config::PingPong128x64Rows => {
+                Some("Shape<_128, _64, _128>, C2x1, k::KernelTmaWarpSpecializedPingpong,")
+            }
+            Config::PingPong64Rows => {
+                Some("Shape<_64, _128, _128>, C1x2, k::KernelTmaWarpSpecializedPingpong,")
+            }
+            _ => None,
+        };
+        if let Some(tile) = tile {
+            assert!(text.contains(tile), "{}: {tile}", i.name);
+        }
         let act = match (i.kind.gelu, i.erf) {
             (_, Erf::TanhFitRne) => "ties to even",
             (_, Erf::TanhFitHalf2) => "f16 pairs",

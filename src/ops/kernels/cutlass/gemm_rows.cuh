@@ -12,7 +12,8 @@
 //   DequantOp:   D = fma(scale_w[n], acc * scale_x[m], bias[n]) rounded to f16: gemm.cuh's
 //                8-bit tree (Identity), the same bits;
 //   CodesTanhOp: gemm_codes_lean.cuh's codes (fitted-tanh GELU, steps, ties to even);
-//   CodesHalf2Op: the same codes with the GELU in f16 pairs (fewer instructions a value).
+//   CodesHalf2Op: the same codes with the GELU in f16 pairs (fewer instructions a value);
+//   CodesE4m3Half2Op: E4M3 inputs and codes (an f16 model's FFN-in), CodesHalf2Op's GELU.
 // An Op with kPrepares rewrites its third vector once a tile, as it is loaded (prepare).
 // Both return the output element itself, which the collective stores as it is (direct R2S).
 #pragma once
@@ -24,6 +25,7 @@
 namespace runner_cutlass {
 
 template <class CtaTileShapeMNK, int NumVectors, class Op> struct Sm90RowVectors {
+  using ElementBias = typename Op::ElementBias;
   static_assert(NumVectors == 2 || NumVectors == 3, "scale_w, bias and optionally inv_scale");
   static constexpr int CtaN = size<1>(CtaTileShapeMNK{});
 
@@ -32,7 +34,7 @@ template <class CtaTileShapeMNK, int NumVectors, class Op> struct Sm90RowVectors
   };
   struct Arguments {
     const float *scale_w = nullptr;
-    const float *bias = nullptr;  // null: 0
+    const ElementBias *bias = nullptr;  // null: 0
     const float *third = nullptr;
   };
   using Params = Arguments;
@@ -102,7 +104,7 @@ template <class CtaTileShapeMNK, int NumVectors, class Op> struct Sm90RowVectors
         bool in = col < CtaN && elem_less(c(i), residue);
         int g = n0 + col;
         v[0][i] = in ? params.scale_w[g] : 0.0f;
-        v[1][i] = in && params.bias != nullptr ? params.bias[g] : 0.0f;
+        v[1][i] = in && params.bias != nullptr ? static_cast<float>(params.bias[g]) : 0.0f;
         if constexpr (NumVectors == 3) v[NumVectors - 1][i] = in ? params.third[g] : 0.0f;
         if constexpr (Op::kPrepares) Op::prepare(v[NumVectors - 1][i]);
       }
@@ -183,6 +185,8 @@ template <class CtaTileShapeMNK, int NumVectors, class Op> struct Sm90RowVectors
 
 // gemm.cuh's 8-bit f16 output: fma(scale_w, acc * scale_x, bias), rounded to nearest f16.
 struct DequantOp {
+  using ElementAB = int8_t;
+  using ElementBias = float;
   using ElementD = cutlass::half_t;
   static constexpr int NumVectors = 2;
   static constexpr bool kPrepares = false;
@@ -199,6 +203,8 @@ struct DequantOp {
 
 // The int8 codes of gemm_codes_lean.cuh: rows[2] holds 1 / s_n.
 struct CodesTanhOp {
+  using ElementAB = int8_t;
+  using ElementBias = float;
   using ElementD = int8_t;
   static constexpr int NumVectors = 3;
   static constexpr bool kPrepares = false;
@@ -248,6 +254,8 @@ struct CodesTanhOp {
 // tanh is +-1 as it should be; a NaN maps to -127 as in CodesTanhOp (HMNMX2 returns the other
 // operand) and reaches FFN-out through the row's scale.
 struct CodesHalf2Op {
+  using ElementAB = int8_t;
+  using ElementBias = float;
   using ElementD = int8_t;
   static constexpr int NumVectors = 3;
   static constexpr bool kPrepares = true;
@@ -291,36 +299,93 @@ struct CodesHalf2Op {
   }
 };
 
+// E4M3 codes for an f16 model's FFN-out (fp8-fp16, static steps) with CodesHalf2Op's GELU: the
+// E4M3 GEMM's f32 accumulators dequantized in f32 (scale_w, scale_x and the f16 bias), y and
+// y (0.5 / s) packed to f16 pairs, the fitted tanh in pairs, and GELU(y) / s converted two at a
+// time by cvt.rn.satfinite.e4m3x2.f16x2, which rounds to nearest even and clamps to +-448 (no
+// clamp of ours, no +1536: E4M3's rounding is the conversion's). ~8.3 instructions a value
+// written down first (FMUL, FFMA, FMUL, one F2FP a value; HMUL2, HFMA2, HMUL2, one HFMA2 and one
+// F2FP.E4M3 a pair; MUFU.TANH.F16 a value and a PRMT a pair), against e4m3_codes_f16_gelu_co128's
+// f32 erf (~30 a value in a cooperative epilogue).
+//   Precision: E4M3's steps are relative (3 mantissa bits), so the GELU's absolute error, as
+// large as 4e-4 |y| (the fitted tanh), moves a small code (|GELU(y)| << |y|: y < -2) by more than
+// its step: the check bounds |code - standard| by one E4M3 step of the larger plus 6e-4 |y| / s.
+// An FFN-out input error of 4e-4 |y| is 1/150 of E4M3's own rounding (1/16 relative) at |y| ~ 1.
+// A NaN stays NaN (satfinite keeps it; the f32 kernel's clamp made it -448) and reaches its row
+// of FFN-out's output.
+struct CodesE4m3Half2Op {
+  using ElementAB = cutlass::float_e4m3_t;
+  using ElementBias = cutlass::half_t;
+  using ElementD = cutlass::float_e4m3_t;
+  static constexpr int NumVectors = 3;
+  static constexpr bool kPrepares = true;
+
+  CUTLASS_DEVICE static void prepare(float &inv) { inv *= 0.5f; }
+
+  template <class ElementAcc, int N>
+  CUTLASS_DEVICE cutlass::Array<cutlass::float_e4m3_t, N> operator()(cutlass::Array<ElementAcc, N> const &acc,
+                                                                     cutlass::Array<float, N> const &sx,
+                                                                     cutlass::Array<float, N> const (&rows)[3]) const {
+    static_assert(N % 4 == 0, "codes are packed four to a word");
+    const __half2 a = __float2half2_rn(0.79868456f), b = __float2half2_rn(0.03537741f);
+    alignas(16) cutlass::Array<cutlass::float_e4m3_t, N> out;
+    uint32_t *words = reinterpret_cast<uint32_t *>(out.data());
+    CUTLASS_PRAGMA_UNROLL
+    for (int w = 0; w < N / 4; ++w) {
+      uint32_t two[2];
+      CUTLASS_PRAGMA_UNROLL
+      for (int p = 0; p < 2; ++p) {
+        int i = 4 * w + 2 * p;
+        float y0 = fmaf(rows[0][i], static_cast<float>(acc[i]) * sx[i], rows[1][i]);
+        float y1 = fmaf(rows[0][i + 1], static_cast<float>(acc[i + 1]) * sx[i + 1], rows[1][i + 1]);
+        __half2 y = CodesHalf2Op::pack_satfinite(y0, y1);
+        __half2 h = CodesHalf2Op::pack_satfinite(y0 * rows[2][i], y1 * rows[2][i + 1]);
+        __half2 t = h2tanh_approx(__hmul2(y, __hfma2(__hmul2(y, y), b, a)));
+        __half2 v = __hfma2(h, t, h);
+        uint16_t e;
+        asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(e) : "r"(*reinterpret_cast<uint32_t *>(&v)));
+        two[p] = e;
+      }
+      words[w] = two[0] | (two[1] << 16);
+    }
+    return out;
+  }
+};
+
 template <class Tile, class Op> struct RowsEpilogue {
   using Acc = fusion::Sm90AccFetch;
   using ScaleX = fusion::Sm90ColBroadcast<0, Tile, float, float, Stride<_1, _0, int64_t>, 1>;
   using Rows = Sm90RowVectors<Tile, Op::NumVectors, Op>;
   using Tree = fusion::Sm90EVT<Rows, Acc, ScaleX>;
 
-  static typename Tree::Arguments args(const float *scale_x, const float *scale_w, const float *bias,
+  static typename Tree::Arguments args(const float *scale_x, const float *scale_w,
+                                       const typename Op::ElementBias *bias,
                                        const float *third) {
     return {{}, {scale_x, 0.0f, {}}, {scale_w, bias, third}};
   }
 };
 
-// D (m, n) = Op(A (m, k) row-major . B (n, k)^T), int8 inputs, with the epilogue subtile EpiTile.
+// D (m, n) = Op(A (m, k) row-major . B (n, k)^T), Op's 8-bit inputs (int8: int32 accumulators;
+// E4M3: f32, promoted along K), with the epilogue subtile EpiTile.
 template <class Op, class Config, class EpiTile = cutlass::epilogue::collective::EpilogueTileAuto>
 struct GemmRows {
   using Tile = typename Config::Tile;
   using Cluster = typename Config::Cluster;
   using ElementD = typename Op::ElementD;
+  using ElementAB = typename Op::ElementAB;
+  using ElementAcc = typename std::conditional<std::is_same<ElementAB, int8_t>::value, int32_t, float>::type;
   using Ep = RowsEpilogue<Tile, Op>;
   static constexpr int kAlignAB = 16;
   static constexpr int kAlignD = 128 / cutlass::sizeof_bits<ElementD>::value;
 
   using CollectiveEpilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Cluster, EpiTile, int32_t, float, void,
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Cluster, EpiTile, ElementAcc, float, void,
       cutlass::layout::RowMajor, kAlignD, ElementD, cutlass::layout::RowMajor, kAlignD,
       typename Config::EpilogueSchedule, typename Ep::Tree>::CollectiveOp;
 
   using CollectiveMainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, int8_t, cutlass::layout::RowMajor, kAlignAB, int8_t,
-      cutlass::layout::ColumnMajor, kAlignAB, int32_t, Tile, Cluster,
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, ElementAB, cutlass::layout::RowMajor, kAlignAB, ElementAB,
+      cutlass::layout::ColumnMajor, kAlignAB, ElementAcc, Tile, Cluster,
       cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
           sizeof(typename CollectiveEpilogue::SharedStorage))>,
       typename Config::MainloopSchedule>::CollectiveOp;
@@ -342,8 +407,8 @@ struct GemmRows {
     typename Adapter::Arguments args{
         cutlass::gemm::GemmUniversalMode::kGemm,
         {m, n, k, 1},
-        {static_cast<const int8_t *>(a), sa, static_cast<const int8_t *>(b), sb},
-        {Ep::args(scale_x, scale_w, static_cast<const float *>(bias), third), nullptr, sc,
+        {static_cast<const ElementAB *>(a), sa, static_cast<const ElementAB *>(b), sb},
+        {Ep::args(scale_x, scale_w, static_cast<const typename Op::ElementBias *>(bias), third), nullptr, sc,
          static_cast<ElementD *>(d), sd}};
     Adapter gemm;
     if (gemm.can_implement(args) != cutlass::Status::kSuccess) return kCannotImplement;
@@ -372,19 +437,15 @@ using Pp128C1 = Config<Shape<_128, _128, _128>, Shape<_1, _1, _1>, k::KernelTmaW
     return G::run(a, b, scale_x, scale_w, bias, nullptr, d, m, n, k, stream);                           \
   }
 // The codes entry points (gemm_codes.cuh's signature, f32 bias).
-#define RUNNER_CUTLASS_GEMM_ROWS_CODES(NAME, EPI_TILE, CONFIG)                                           \
+#define RUNNER_CUTLASS_GEMM_ROWS_CODES(NAME, EPI_TILE, CONFIG) RUNNER_CUTLASS_GEMM_ROWS_CODES_OP(NAME, CodesTanhOp, EPI_TILE, CONFIG)
+#define RUNNER_CUTLASS_GEMM_ROWS_CODES_HALF2(NAME, EPI_TILE, CONFIG) RUNNER_CUTLASS_GEMM_ROWS_CODES_OP(NAME, CodesHalf2Op, EPI_TILE, CONFIG)
+#define RUNNER_CUTLASS_GEMM_ROWS_CODES_E4M3_HALF2(NAME, EPI_TILE, CONFIG) RUNNER_CUTLASS_GEMM_ROWS_CODES_OP(NAME, CodesE4m3Half2Op, EPI_TILE, CONFIG)
+// The codes entry points (gemm_codes.cuh's signature; the bias is Op's: f32 for int8, f16 for E4M3).
+#define RUNNER_CUTLASS_GEMM_ROWS_CODES_OP(NAME, OP, EPI_TILE, CONFIG)                                     \
   extern "C" int runner_cutlass_##NAME(const void *a, const void *b, const float *scale_x,              \
                                        const float *scale_w, const void *bias, const float *inv_scale, \
                                        void *d, int m, int n, int k, cudaStream_t stream) {            \
-    using G = runner_cutlass::GemmRows<runner_cutlass::CodesTanhOp, runner_cutlass::CONFIG,             \
-                                       runner_cutlass::EPI_TILE>;                                       \
-    return G::run(a, b, scale_x, scale_w, bias, inv_scale, d, m, n, k, stream);                         \
-  }
-#define RUNNER_CUTLASS_GEMM_ROWS_CODES_HALF2(NAME, EPI_TILE, CONFIG)                                     \
-  extern "C" int runner_cutlass_##NAME(const void *a, const void *b, const float *scale_x,              \
-                                       const float *scale_w, const void *bias, const float *inv_scale, \
-                                       void *d, int m, int n, int k, cudaStream_t stream) {            \
-    using G = runner_cutlass::GemmRows<runner_cutlass::CodesHalf2Op, runner_cutlass::CONFIG,            \
+    using G = runner_cutlass::GemmRows<runner_cutlass::OP, runner_cutlass::CONFIG,                      \
                                        runner_cutlass::EPI_TILE>;                                       \
     return G::run(a, b, scale_x, scale_w, bias, inv_scale, d, m, n, k, stream);                         \
   }

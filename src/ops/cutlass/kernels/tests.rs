@@ -184,7 +184,7 @@ fn the_lean_gelu_is_picked_where_it_exists_and_only_when_asked() {
         ),
         (
             kind(Inputs::Int8, DType::U8, true, false),
-            "i8_codes_gelu_pp128rows",
+            "i8_codes_gelu_pp128h2",
         ),
         (
             kind(Inputs::E4m3, DType::F16, true, false),

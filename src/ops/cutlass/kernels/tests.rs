@@ -187,6 +187,10 @@ fn the_lean_gelu_is_picked_where_it_exists_and_only_when_asked() {
             "i8_codes_gelu_pp128h2",
         ),
         (
+            kind(Inputs::E4m3, DType::F8E4M3, true, false),
+            "e4m3_codes_f16_gelu_pp128x64h2",
+        ),
+        (
             kind(Inputs::E4m3, DType::F16, true, false),
             "e4m3_f16_gelu_co128lean",
         ),

@@ -19,7 +19,11 @@
 //!    standard one (e4m3_codes_f16_gelu_co128, f32 erf), within one E4M3 step of the larger code
 //!    plus the fitted tanh's 6e-4 |y| / s (E4M3's steps are relative, so a small code moves by
 //!    the GELU's absolute error), timed; then the static FFN and fp8-fp16 static's graph replay
-//!    with each forced.
+//!    with each forced;
+//! 6. the E4M3 codes kernels with FP8 fast accumulation (written in session 15 without a GPU):
+//!    against the promoted standard kernel within the same bound plus fast accumulation's
+//!    (8e-3 of the largest |y|, in steps), timed; fp8-fp16 fast static's graph replay with each
+//!    forced.
 
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{EightBit, GeluEpilogue};
@@ -35,6 +39,10 @@ const F32_EPILOGUE: &str = "i8_codes_gelu_pp128rows";
 const E4M3_NEW: [&str; 2] = [
     "e4m3_codes_f16_gelu_pp128x64h2",
     "e4m3_codes_f16_gelu_pp64h2",
+];
+const E4M3_FAST: [&str; 2] = [
+    "e4m3_codes_f16_gelu_co128fast",
+    "e4m3_codes_f16_gelu_pp128fasth2",
 ];
 
 pub fn half2_checks(gpu: &Device, cpu: &Device) -> usize {
@@ -57,8 +65,14 @@ pub fn half2_checks(gpu: &Device, cpu: &Device) -> usize {
     println!("half2: the model with {NEW} forced");
     failures += super::model::graph_checks_named(gpu, &["int8-fp16 static"]);
     cutlass::force(None);
-    failures += guarded("E4M3 codes kernels 8192", || e4m3_variants(gpu, cpu, 8192));
-    failures += guarded("E4M3 codes kernels 2048", || e4m3_variants(gpu, cpu, 2048));
+    for fast in [false, true] {
+        failures += guarded("E4M3 codes kernels 8192", || {
+            e4m3_variants(gpu, cpu, 8192, fast)
+        });
+        failures += guarded("E4M3 codes kernels 2048", || {
+            e4m3_variants(gpu, cpu, 2048, fast)
+        });
+    }
     for name in E4M3_NEW {
         let Some(kernel) = find(name) else {
             println!("half2: no {name} in this build FAILED");
@@ -72,14 +86,27 @@ pub fn half2_checks(gpu: &Device, cpu: &Device) -> usize {
         failures += super::model::graph_checks_named(gpu, &["fp8-fp16 static"]);
         cutlass::force(None);
     }
+    for name in E4M3_FAST {
+        let Some(kernel) = find(name) else {
+            println!("half2: no {name} in this build FAILED");
+            failures += 1;
+            continue;
+        };
+        println!("half2: the model with FP8 fast accumulation and {name} forced");
+        cutlass::force(Some(kernel));
+        failures += super::model::graph_checks_named(gpu, &["fp8-fp16 fast static"]);
+        cutlass::force(None);
+    }
     cutlass::set_gelu_epilogue(GeluEpilogue::Standard);
     failures
 }
 
-/// Every E4M3 codes kernel against the standard one (f32 erf GELU) on the same fresh inputs:
-/// |code - standard| within one E4M3 step of the larger plus 6e-4 |y| / s (the fitted tanh's
-/// |GELU error| <= 4e-4 |y| with room for the f16 pairs), y the CPU's pre-activation; no NaN.
-fn e4m3_variants(gpu: &Device, cpu: &Device, m: usize) -> Result<usize> {
+/// Every E4M3 codes kernel (of the fast-accumulation kind with `fast`) against the standard one
+/// (f32 erf GELU, promoted accumulation) on the same fresh inputs: |code - standard| within one
+/// E4M3 step of the larger plus 6e-4 |y| / s (the fitted tanh's |GELU error| <= 4e-4 |y| with room
+/// for the f16 pairs), y the CPU's pre-activation, plus with `fast` 8e-3 of the largest |y| / s
+/// (fast accumulation's bound elsewhere in these checks); no NaN.
+fn e4m3_variants(gpu: &Device, cpu: &Device, m: usize, fast: bool) -> Result<usize> {
     let (d, h, format) = (768, 3072, EightBit::Fp8E4M3);
     let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
     let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(DType::F16)?;
@@ -93,32 +120,46 @@ fn e4m3_variants(gpu: &Device, cpu: &Device, m: usize) -> Result<usize> {
     let steps = steps_from_absmax(&y.abs()?.max_keepdim(0)?, format, 0.75)?;
     let steps_v: Vec<f32> = steps.flatten_all()?.to_vec1()?;
     let (g1, g2) = super::static_ffn::gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
+    // The same weights with fast accumulation, for the fast kind's kernels.
+    let (mut f1, _) = super::static_ffn::gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
+    f1.set_fp8_fast_accumulation(true);
+    let slack = if fast {
+        super::linear_bound(DType::F16, true) * pre.iter().fold(0f32, |a, v| a.max(v.abs()))
+    } else {
+        0.0
+    };
     let xg = x.to_device(gpu)?;
+    let under_test = if fast { &f1 } else { &g1 };
     let codes = || -> Result<Tensor> {
-        let p = g1
+        let p = under_test
             .forward_gelu_codes(&xg, None, &g2)?
             .ok_or_else(|| candle_core::Error::msg("no codes path"))?;
         Ok(p.bytes().clone())
     };
-    let codes_kind = cutlass::Kind {
+    let codes_kind = |fast_accumulation| cutlass::Kind {
         inputs: cutlass::Inputs::E4m3,
         out: DType::F8E4M3,
         gelu: true,
-        fast_accumulation: false,
+        fast_accumulation,
     };
-    let standard = cutlass::instances(codes_kind)
+    let standard = cutlass::instances(codes_kind(false))
         .find(|i| i.erf == cutlass::Erf::Fast)
         .ok_or_else(|| candle_core::Error::msg("no standard E4M3 codes kernel"))?;
     let decoded = |kernel: &'static cutlass::Instance| -> Result<(Vec<f32>, Vec<f32>)> {
         cutlass::force(Some(kernel));
-        let p = g1
+        let layer = if kernel.kind.fast_accumulation {
+            &f1
+        } else {
+            &g1
+        };
+        let p = layer
             .forward_gelu_codes(&xg, None, &g2)?
             .ok_or_else(|| candle_core::Error::msg("no codes path"))?;
         decode(&p)
     };
     let (want, _) = decoded(standard)?;
     let mut failures = 0;
-    for instance in cutlass::instances(codes_kind) {
+    for instance in cutlass::instances(codes_kind(fast)) {
         let (got, scales) = decoded(instance)?;
         let (mut differ, mut worst, mut nan) = (0usize, 0f32, 0usize);
         for (i, (&q, &r)) in got.iter().zip(&want).enumerate() {
@@ -131,14 +172,16 @@ fn e4m3_variants(gpu: &Device, cpu: &Device, m: usize) -> Result<usize> {
             }
             differ += 1;
             let larger = if q.abs() > r.abs() { q } else { r };
-            let bound = e4m3_step(larger) + 6e-4 * pre[i].abs() / steps_v[i % h];
+            let s = steps_v[i % h];
+            let bound = e4m3_step(larger) + (6e-4 * pre[i].abs() + slack) / s;
             worst = worst.max((q - r).abs() / bound);
         }
         let us = time_us(gpu, codes)?;
         let ok = worst <= 1.0 && nan == 0 && scales.iter().all(|&s| s == 1.0);
         failures += usize::from(!ok);
         println!(
-            "codes e4m3 {m:>5} 768 3072 {:<32} {:<58} differ from standard {differ:>7} of {} (worst {worst:.3} of the bound; NaN {nan}) {us:>9.1} us {}",
+            "codes e4m3{} {m:>5} 768 3072 {:<32} {:<58} differ from standard {differ:>7} of {} (worst {worst:.3} of the bound; NaN {nan}) {us:>9.1} us {}",
+            if fast { " fast" } else { "" },
             instance.name,
             format!("{}, {:?} erf", instance.config.describe(), instance.erf),
             got.len(),

@@ -475,6 +475,25 @@ pub const INSTANCES: &[Instance] = {
             TanhFitHalf2,
             ChecksOnly,
         ),
+        // FFN-in's codes with FP8 fast accumulation (no promotion along K: session 15 found the
+        // promotion's pipeline drain behind every E4M3 GEMM's deficit against int8), so that
+        // fp8-fp16 with device.fp8_fast_accumulation keeps the static FFN path. Written in
+        // session 15 without a GPU: Rule::Unchecked (the kind is refused until
+        // `cutlass_check --half2` has passed: cutlass::unsupported).
+        inst(
+            "e4m3_codes_f16_gelu_co128fast",
+            kind(E4m3, F8E4M3, true, true),
+            Cooperative128,
+            Fast,
+            Unchecked,
+        ),
+        inst(
+            "e4m3_codes_f16_gelu_pp128fasth2",
+            kind(E4m3, F8E4M3, true, true),
+            PingPong128Rows,
+            TanhFitHalf2,
+            Unchecked,
+        ),
         inst(
             "f16_gelu_pp128",
             kind(Float, F16, true, false),

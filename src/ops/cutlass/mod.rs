@@ -40,6 +40,21 @@ pub fn unsupported(kind: Kind, n: usize, k: usize) -> Option<String> {
             }
         ));
     }
+    // A kind whose kernels have not yet run on a GPU is not one the runner can run, unless a
+    // check forced one of them.
+    if instances(kind).all(|i| i.rule == Rule::Unchecked) && kernels::forced(kind).is_none() {
+        return Some(format!(
+            "the CUTLASS GEMMs for {:?} inputs writing {:?}{}{} have not yet passed their GPU check (cutlass_check --half2)",
+            kind.inputs,
+            kind.out,
+            if kind.gelu { " with GELU" } else { "" },
+            if kind.fast_accumulation {
+                " with FP8 fast accumulation"
+            } else {
+                ""
+            }
+        ));
+    }
     let k_multiple = if kind.inputs == Inputs::Float { 8 } else { 16 };
     if !k.is_multiple_of(k_multiple) || !n.is_multiple_of(8) {
         return Some(format!(

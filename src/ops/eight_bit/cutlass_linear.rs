@@ -204,7 +204,7 @@ mod cuda {
                 inputs: format,
                 out,
                 gelu: true,
-                fast_accumulation: false,
+                fast_accumulation: self.epilogue.fast_accumulation,
             };
             // SAFETY: every address is a live buffer of the sizes checked by the caller and here
             // (the codes: m * n bytes at the buffer's start), on this stream.
@@ -286,7 +286,9 @@ mod cuda {
                 || s.dtype() != DType::F32
                 || sl.shape().elem_count() != scale_rows * n
                 || (ep.packed_output && !ep.gelu)
-                || (self.inv_scale.is_some() && (!ep.packed_output || ep.fast_accumulation))
+                || (self.inv_scale.is_some()
+                    && (!ep.packed_output
+                        || (ep.fast_accumulation && ep.format != EightBit::Fp8E4M3)))
             {
                 candle_core::bail!(
                     "runner-cutlass-linear: x {:?} {:?}, weight {:?} {:?}, scales {:?} {:?}",

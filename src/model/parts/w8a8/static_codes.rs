@@ -130,9 +130,6 @@ impl EightBitLinear {
         if self.tensor_cores.is_none() {
             return Err("not on tensor cores".into());
         }
-        if self.fp8_fast_accumulation() {
-            return Err("no codes kernel with FP8 fast accumulation".into());
-        }
         let kind = self.codes_kind()?;
         let (n, k) = self.gemm_shape();
         cutlass::unsupported(kind, n, k).map_or(Ok(()), Err)
@@ -155,7 +152,7 @@ impl EightBitLinear {
             },
             out,
             gelu: true,
-            fast_accumulation: false,
+            fast_accumulation: self.fp8_fast_accumulation(),
         })
     }
 
@@ -186,7 +183,7 @@ impl EightBitLinear {
             float: self.float_dtype(),
             gelu: true,
             packed_output: true,
-            fast_accumulation: false,
+            fast_accumulation: self.fp8_fast_accumulation(),
         };
         let bytes = match tc {
             TensorCores::Int8 { bytes, scale_bias } => cutlass_linear::linear_to_codes(

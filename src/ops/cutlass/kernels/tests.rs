@@ -68,11 +68,13 @@ fn every_instance_has_a_file_and_only_those() {
             Config::PingPong128 if i.kind.fast_accumulation => "Pp128Fast)",
             Config::PingPong128 => "Pp128)",
             Config::Cooperative128 if i.kind.inputs == Inputs::Float => "Co128F16)",
+            Config::Cooperative128 if i.kind.fast_accumulation => "Co128Fast)",
             Config::Cooperative128 => "Co128)",
             Config::Cooperative128x256 => "Co256)",
             Config::PingPong64 => "Pp64Fast)",
             Config::PingPong128NoCluster => "Pp128C1)",
             Config::PingPong128x64 => "Pp128x64)",
+            Config::PingPong128Rows if i.kind.fast_accumulation => "Pp128Fast)",
             Config::PingPong128Rows => "Pp128)",
             Config::PingPong128RowsNoCluster => "Pp128C1)",
             Config::PingPong128x64Rows => "Epi64x64, Pp128x64)",
@@ -121,7 +123,8 @@ fn every_instance_has_a_file_and_only_those() {
 #[test]
 fn every_kind_with_kernels_has_exactly_one_for_every_row_count() {
     for k in kinds() {
-        if instances(k).next().is_none() {
+        // A kind none of whose kernels has run on a GPU is refused (cutlass::unsupported).
+        if instances(k).all(|i| i.rule == Rule::Unchecked) {
             continue;
         }
         for rows in [1, 16, 128, 129, 512, 2048, 4095, 4096, 8192, 1 << 20] {
@@ -237,7 +240,7 @@ fn the_record_names_the_configuration_by_rows() {
 #[test]
 fn unchecked_kernels_are_neither_picked_nor_timed() {
     use GeluEpilogue::{Lean, Standard};
-    // None since session 10 promoted session 9's four; the rule holds for the next ones.
+    // Session 15's E4M3 codes kernels with fast accumulation (written without a GPU).
     let unchecked: Vec<&Instance> = INSTANCES
         .iter()
         .filter(|i| i.rule == Rule::Unchecked)
@@ -259,4 +262,21 @@ fn unchecked_kernels_are_neither_picked_nor_timed() {
             );
         }
     }
+}
+
+#[test]
+fn a_kind_whose_kernels_never_ran_on_a_gpu_is_refused_by_name() {
+    // E4M3 codes with fast accumulation: only unchecked kernels, so the layer keeps its dynamic
+    // FFN scales and the run says why, instead of launching a kernel no check has seen.
+    let fast_codes = kind(Inputs::E4m3, DType::F8E4M3, true, true);
+    assert!(instances(fast_codes).all(|i| i.rule == Rule::Unchecked));
+    let why = crate::ops::cutlass::unsupported(fast_codes, 3072, 768).unwrap();
+    assert!(
+        why.contains("not yet passed their GPU check") && why.contains("fast accumulation"),
+        "{why}"
+    );
+    // The promoted kind has checked kernels: only the shape and the build are asked about.
+    let promoted = kind(Inputs::E4m3, DType::F8E4M3, true, false);
+    let why = crate::ops::cutlass::unsupported(promoted, 3072, 768).unwrap_or_default();
+    assert!(!why.contains("GPU check"), "{why}");
 }

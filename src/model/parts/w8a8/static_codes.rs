@@ -132,7 +132,13 @@ impl EightBitLinear {
         }
         let kind = self.codes_kind()?;
         let (n, k) = self.gemm_shape();
-        cutlass::unsupported(kind, n, k).map_or(Ok(()), Err)
+        cutlass::unsupported(kind, n, k).map_or(Ok(()), |why| {
+            Err(if kind.fast_accumulation {
+                format!("{why}; set device.fp8_fast_accumulation = false or device.ffn_activation_scales = \"dynamic\"")
+            } else {
+                why
+            })
+        })
     }
 
     /// What FFN-in's codes kernel computes: the GEMM writing int8 or E4M3 codes (E4M3 from an

@@ -74,28 +74,18 @@ pub fn half2_checks(gpu: &Device, cpu: &Device) -> usize {
         });
     }
     for name in E4M3_NEW {
-        let Some(kernel) = find(name) else {
-            println!("half2: no {name} in this build FAILED");
-            failures += 1;
-            continue;
-        };
-        println!("half2: static FFN with {name} forced (E4M3; int8 as its rule picks)");
-        cutlass::force(Some(kernel));
-        failures += super::static_ffn::static_checks(gpu, cpu);
-        println!("half2: the model with {name} forced");
-        failures += super::model::graph_checks_named(gpu, &["fp8-fp16 static"]);
-        cutlass::force(None);
+        failures += with_forced(name, || {
+            println!("half2: static FFN with {name} forced (E4M3; int8 as its rule picks)");
+            let f = super::static_ffn::static_checks(gpu, cpu);
+            println!("half2: the model with {name} forced");
+            f + super::model::graph_checks_named(gpu, &["fp8-fp16 static"])
+        });
     }
     for name in E4M3_FAST {
-        let Some(kernel) = find(name) else {
-            println!("half2: no {name} in this build FAILED");
-            failures += 1;
-            continue;
-        };
-        println!("half2: the model with FP8 fast accumulation and {name} forced");
-        cutlass::force(Some(kernel));
-        failures += super::model::graph_checks_named(gpu, &["fp8-fp16 fast static"]);
-        cutlass::force(None);
+        failures += with_forced(name, || {
+            println!("half2: the model with FP8 fast accumulation and {name} forced");
+            super::model::graph_checks_named(gpu, &["fp8-fp16 fast static"])
+        });
     }
     cutlass::set_gelu_epilogue(GeluEpilogue::Standard);
     failures
@@ -190,6 +180,18 @@ fn e4m3_variants(gpu: &Device, cpu: &Device, m: usize, fast: bool) -> Result<usi
     }
     cutlass::force(None);
     Ok(failures)
+}
+
+/// `checks` with the kernel `name` forced for its kind (a build without it: one failure).
+fn with_forced(name: &str, checks: impl FnOnce() -> usize) -> usize {
+    let Some(kernel) = cutlass::INSTANCES.iter().find(|i| i.name == name) else {
+        println!("half2: no {name} in this build FAILED");
+        return 1;
+    };
+    cutlass::force(Some(kernel));
+    let failures = checks();
+    cutlass::force(None);
+    failures
 }
 
 /// Column groups of 256 (of 3072) with the extremes f16 lacks; the rest ordinary.

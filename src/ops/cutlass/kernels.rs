@@ -525,6 +525,11 @@ pub const INSTANCES: &[Instance] = {
     ]
 };
 
+/// Whether a kernel of `kind` has run on a GPU (any rule but [`Rule::Unchecked`]).
+pub fn has_checked_kernel(kind: Kind) -> bool {
+    instances(kind).any(|i| i.rule != Rule::Unchecked)
+}
+
 /// The kernels that compute `kind`, in the library's order.
 pub fn instances(kind: Kind) -> impl Iterator<Item = &'static Instance> {
     INSTANCES.iter().filter(move |i| i.kind == kind)

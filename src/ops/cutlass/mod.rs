@@ -27,9 +27,9 @@ pub use kernels::{
 /// aligned rows of A, B and D, the library holds f16/bf16 outputs only, and FP8 fast
 /// accumulation only with f16 output.
 pub fn unsupported(kind: Kind, n: usize, k: usize) -> Option<String> {
-    if instances(kind).next().is_none() {
-        return Some(format!(
-            "no CUTLASS GEMM for {:?} inputs writing {:?}{}{}",
+    let what = || {
+        format!(
+            "{:?} inputs writing {:?}{}{}",
             kind.inputs,
             kind.out,
             if kind.gelu { " with GELU" } else { "" },
@@ -38,21 +38,17 @@ pub fn unsupported(kind: Kind, n: usize, k: usize) -> Option<String> {
             } else {
                 ""
             }
-        ));
+        )
+    };
+    if instances(kind).next().is_none() {
+        return Some(format!("no CUTLASS GEMM for {}", what()));
     }
     // A kind whose kernels have not yet run on a GPU is not one the runner can run, unless a
     // check forced one of them.
-    if instances(kind).all(|i| i.rule == Rule::Unchecked) && kernels::forced(kind).is_none() {
+    if !kernels::has_checked_kernel(kind) && kernels::forced(kind).is_none() {
         return Some(format!(
-            "the CUTLASS GEMMs for {:?} inputs writing {:?}{}{} have not yet passed their GPU check (cutlass_check --half2)",
-            kind.inputs,
-            kind.out,
-            if kind.gelu { " with GELU" } else { "" },
-            if kind.fast_accumulation {
-                " with FP8 fast accumulation"
-            } else {
-                ""
-            }
+            "the CUTLASS GEMMs for {} have not yet passed their GPU check (cutlass_check --half2)",
+            what()
         ));
     }
     let k_multiple = if kind.inputs == Inputs::Float { 8 } else { 16 };

@@ -269,12 +269,26 @@ struct CodesHalf2Op {
     return *reinterpret_cast<__half2 *>(&r);
   }
 
+  // GELU(y) / s of values i and i + 1 as an f16 pair, unclamped and unrounded (rows[2] holds
+  // 0.5 / s after prepare): what the int8 and E4M3 codes share.
+  template <class ElementAcc, int N>
+  CUTLASS_DEVICE static __half2 gelu_over_step(cutlass::Array<ElementAcc, N> const &acc,
+                                               cutlass::Array<float, N> const &sx,
+                                               cutlass::Array<float, N> const (&rows)[3], int i) {
+    const __half2 a = __float2half2_rn(0.79868456f), b = __float2half2_rn(0.03537741f);
+    float y0 = fmaf(rows[0][i], static_cast<float>(acc[i]) * sx[i], rows[1][i]);
+    float y1 = fmaf(rows[0][i + 1], static_cast<float>(acc[i + 1]) * sx[i + 1], rows[1][i + 1]);
+    __half2 y = pack_satfinite(y0, y1);
+    __half2 h = pack_satfinite(y0 * rows[2][i], y1 * rows[2][i + 1]);
+    __half2 t = h2tanh_approx(__hmul2(y, __hfma2(__hmul2(y, y), b, a)));
+    return __hfma2(h, t, h);
+  }
+
   template <class ElementAcc, int N>
   CUTLASS_DEVICE cutlass::Array<int8_t, N> operator()(cutlass::Array<ElementAcc, N> const &acc,
                                                       cutlass::Array<float, N> const &sx,
                                                       cutlass::Array<float, N> const (&rows)[3]) const {
     static_assert(N % 4 == 0, "codes are packed four to a word");
-    const __half2 a = __float2half2_rn(0.79868456f), b = __float2half2_rn(0.03537741f);
     const __half2 lo = __float2half2_rn(-127.0f), hi = __float2half2_rn(127.0f);
     const __half2 round = __float2half2_rn(1536.0f);
     alignas(16) cutlass::Array<int8_t, N> out;
@@ -284,13 +298,7 @@ struct CodesHalf2Op {
       uint32_t two[2];
       CUTLASS_PRAGMA_UNROLL
       for (int p = 0; p < 2; ++p) {
-        int i = 4 * w + 2 * p;
-        float y0 = fmaf(rows[0][i], static_cast<float>(acc[i]) * sx[i], rows[1][i]);
-        float y1 = fmaf(rows[0][i + 1], static_cast<float>(acc[i + 1]) * sx[i + 1], rows[1][i + 1]);
-        __half2 y = pack_satfinite(y0, y1);
-        __half2 h = pack_satfinite(y0 * rows[2][i], y1 * rows[2][i + 1]);
-        __half2 t = h2tanh_approx(__hmul2(y, __hfma2(__hmul2(y, y), b, a)));
-        __half2 v = __hadd2(__hmin2(__hmax2(__hfma2(h, t, h), lo), hi), round);
+        __half2 v = __hadd2(__hmin2(__hmax2(gelu_over_step(acc, sx, rows, 4 * w + 2 * p), lo), hi), round);
         two[p] = *reinterpret_cast<uint32_t *>(&v);
       }
       words[w] = __byte_perm(two[0], two[1], 0x6420);
@@ -327,7 +335,6 @@ struct CodesE4m3Half2Op {
                                                                      cutlass::Array<float, N> const &sx,
                                                                      cutlass::Array<float, N> const (&rows)[3]) const {
     static_assert(N % 4 == 0, "codes are packed four to a word");
-    const __half2 a = __float2half2_rn(0.79868456f), b = __float2half2_rn(0.03537741f);
     alignas(16) cutlass::Array<cutlass::float_e4m3_t, N> out;
     uint32_t *words = reinterpret_cast<uint32_t *>(out.data());
     CUTLASS_PRAGMA_UNROLL
@@ -335,13 +342,7 @@ struct CodesE4m3Half2Op {
       uint32_t two[2];
       CUTLASS_PRAGMA_UNROLL
       for (int p = 0; p < 2; ++p) {
-        int i = 4 * w + 2 * p;
-        float y0 = fmaf(rows[0][i], static_cast<float>(acc[i]) * sx[i], rows[1][i]);
-        float y1 = fmaf(rows[0][i + 1], static_cast<float>(acc[i + 1]) * sx[i + 1], rows[1][i + 1]);
-        __half2 y = CodesHalf2Op::pack_satfinite(y0, y1);
-        __half2 h = CodesHalf2Op::pack_satfinite(y0 * rows[2][i], y1 * rows[2][i + 1]);
-        __half2 t = h2tanh_approx(__hmul2(y, __hfma2(__hmul2(y, y), b, a)));
-        __half2 v = __hfma2(h, t, h);
+        __half2 v = CodesHalf2Op::gelu_over_step(acc, sx, rows, 4 * w + 2 * p);
         uint16_t e;
         asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(e) : "r"(*reinterpret_cast<uint32_t *>(&v)));
         two[p] = e;

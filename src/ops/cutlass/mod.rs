@@ -138,7 +138,9 @@ mod ffi {
         runner_cutlass_i8_codes_gelu_pp128rne,
         runner_cutlass_e4m3_codes_f16_gelu_co128,
         runner_cutlass_e4m3_codes_f16_gelu_pp128x64h2,
-        runner_cutlass_e4m3_codes_f16_gelu_pp64h2
+        runner_cutlass_e4m3_codes_f16_gelu_pp64h2,
+        runner_cutlass_e4m3_codes_f16_gelu_co128fast,
+        runner_cutlass_e4m3_codes_f16_gelu_pp128fasth2
     );
 
     macro_rules! gemms {

@@ -280,3 +280,37 @@ fn a_kind_whose_kernels_never_ran_on_a_gpu_is_refused_by_name() {
     let why = crate::ops::cutlass::unsupported(promoted, 3072, 768).unwrap_or_default();
     assert!(!why.contains("GPU check"), "{why}");
 }
+
+/// The `runner_cutlass_*` names listed in `macro!(...)` of the ffi module's source.
+fn listed_entries(source: &str, macro_call: &str) -> Vec<String> {
+    let start = source
+        .find(macro_call)
+        .unwrap_or_else(|| panic!("no {macro_call}"));
+    let list = &source[start + macro_call.len()..];
+    let list = &list[..list.find(");").unwrap()];
+    let mut names: Vec<String> = list
+        .split(',')
+        .map(|n| n.trim().trim_start_matches("runner_cutlass_").to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_instance_has_an_entry_point_of_its_signature() {
+    // The ffi lists are written by hand beside the table: an instance missing there compiles
+    // and only panics when a GPU launches it (session 16's first call), so the CPU build checks.
+    let source = std::fs::read_to_string("src/ops/cutlass/mod.rs").unwrap();
+    let by_signature = |codes: bool| {
+        let mut names: Vec<String> = INSTANCES
+            .iter()
+            .filter(|i| i.kind.writes_codes() == codes)
+            .map(|i| i.name.to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listed_entries(&source, "gemm_codes!("), by_signature(true));
+    assert_eq!(listed_entries(&source, "gemms!("), by_signature(false));
+}

@@ -160,6 +160,11 @@ impl Rule {
         }
     }
 
+    /// Whether a kernel under this rule has passed its GPU check (may be timed or run).
+    pub fn checked(self) -> bool {
+        self != Rule::Unchecked
+    }
+
     fn describe(self) -> String {
         match self {
             Rule::All | Rule::ChecksOnly | Rule::Unchecked => String::new(),
@@ -478,21 +483,21 @@ pub const INSTANCES: &[Instance] = {
         // FFN-in's codes with FP8 fast accumulation (no promotion along K: session 15 found the
         // promotion's pipeline drain behind every E4M3 GEMM's deficit against int8), so that
         // fp8-fp16 with device.fp8_fast_accumulation keeps the static FFN path. Written in
-        // session 15 without a GPU: Rule::Unchecked (the kind is refused until
-        // `cutlass_check --half2` has passed: cutlass::unsupported).
+        // session 15 without a GPU (Rule::Unchecked), checked in session 16 on an H100
+        // (`cutlass_check --half2`, 0 failures), then given the rules they were written for.
         inst(
             "e4m3_codes_f16_gelu_co128fast",
             kind(E4m3, F8E4M3, true, true),
             Cooperative128,
             Fast,
-            Unchecked,
+            All,
         ),
         inst(
             "e4m3_codes_f16_gelu_pp128fasth2",
             kind(E4m3, F8E4M3, true, true),
             PingPong128Rows,
             TanhFitHalf2,
-            Unchecked,
+            All,
         ),
         inst(
             "f16_gelu_pp128",
@@ -527,7 +532,12 @@ pub const INSTANCES: &[Instance] = {
 
 /// Whether a kernel of `kind` has run on a GPU (any rule but [`Rule::Unchecked`]).
 pub fn has_checked_kernel(kind: Kind) -> bool {
-    instances(kind).any(|i| i.rule != Rule::Unchecked)
+    any_checked(instances(kind))
+}
+
+/// Whether any of `kernels` has passed its GPU check.
+pub fn any_checked<'a>(kernels: impl IntoIterator<Item = &'a Instance>) -> bool {
+    kernels.into_iter().any(|i| i.rule.checked())
 }
 
 /// The kernels that compute `kind`, in the library's order.

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use super::kernels::{choose, instances, Instance, Kind, Rule};
+use super::kernels::{choose, instances, Instance, Kind};
 use crate::config::GemmTactics;
 
 /// Launches a candidate's graph holds: each replay's time is divided by it.
@@ -81,16 +81,13 @@ pub(super) fn remember(pick: Pick) {
 
 /// The kernels timed for `kind` at `m` rows and `n` outputs: the rule's first, then every other
 /// kernel of the kind with the rule's erf (the same numbers), in the library's order, except
-/// those that have not yet run on a GPU ([`Rule::Unchecked`]).
+/// those that have not yet run on a GPU ([`super::Rule::Unchecked`]).
 pub fn candidates(kind: Kind, m: usize, n: usize) -> Vec<&'static Instance> {
     let Some(rule) = choose(kind, m, n) else {
         return Vec::new();
     };
     std::iter::once(rule)
-        .chain(
-            instances(kind)
-                .filter(|i| i.erf == rule.erf && *i != rule && i.rule != Rule::Unchecked),
-        )
+        .chain(instances(kind).filter(|i| i.erf == rule.erf && *i != rule && i.rule.checked()))
         .collect()
 }
 

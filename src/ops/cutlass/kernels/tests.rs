@@ -194,6 +194,10 @@ fn the_lean_gelu_is_picked_where_it_exists_and_only_when_asked() {
             "e4m3_codes_f16_gelu_pp128x64h2",
         ),
         (
+            kind(Inputs::E4m3, DType::F8E4M3, true, true),
+            "e4m3_codes_f16_gelu_pp128fasth2",
+        ),
+        (
             kind(Inputs::E4m3, DType::F16, true, false),
             "e4m3_f16_gelu_co128lean",
         ),
@@ -238,14 +242,29 @@ fn the_record_names_the_configuration_by_rows() {
 }
 
 #[test]
-fn unchecked_kernels_are_neither_picked_nor_timed() {
+fn unchecked_kernels_are_neither_picked_nor_timed_nor_counted() {
     use GeluEpilogue::{Lean, Standard};
-    // Session 15's E4M3 codes kernels with fast accumulation (written without a GPU).
-    let unchecked: Vec<&Instance> = INSTANCES
+    // A kernel written without a GPU (session 15's fast-accumulation codes kernels were, until
+    // session 16's check): its rule picks no rows, and it does not make its kind runnable.
+    let written = inst(
+        "written_without_a_gpu",
+        kind(Inputs::E4m3, DType::F8E4M3, true, true),
+        Config::PingPong128Rows,
+        Erf::TanhFitHalf2,
+        Rule::Unchecked,
+    );
+    let checked = INSTANCES
         .iter()
-        .filter(|i| i.rule == Rule::Unchecked)
-        .collect();
-    for i in unchecked {
+        .find(|i| i.name == "e4m3_codes_f16_gelu_pp128fasth2")
+        .unwrap();
+    for rows in [1, 16, 128, 129, 2048, 8192] {
+        assert!(!written.rule.picks(rows, 3072));
+    }
+    assert!(!written.rule.checked() && checked.rule.checked());
+    assert!(!any_checked([&written]));
+    assert!(any_checked([&written, checked]));
+    // The table's own unchecked kernels, if any: never the rule's pick, never a candidate.
+    for i in INSTANCES.iter().filter(|i| !i.rule.checked()) {
         for rows in [1, 16, 128, 129, 2048, 8192] {
             for gelu in [Lean, Standard] {
                 assert_ne!(
@@ -265,20 +284,21 @@ fn unchecked_kernels_are_neither_picked_nor_timed() {
 }
 
 #[test]
-fn a_kind_whose_kernels_never_ran_on_a_gpu_is_refused_by_name() {
-    // E4M3 codes with fast accumulation: only unchecked kernels, so the layer keeps its dynamic
-    // FFN scales and the run says why, instead of launching a kernel no check has seen.
+fn a_kind_is_refused_by_name_exactly_when_none_of_its_kernels_ran_on_a_gpu() {
+    for k in kinds()
+        .into_iter()
+        .filter(|&k| instances(k).next().is_some())
+    {
+        let why = crate::ops::cutlass::unsupported(k, 3072, 768).unwrap_or_default();
+        assert_eq!(
+            why.contains("not yet passed their GPU check"),
+            !has_checked_kernel(k),
+            "{k:?}: {why}"
+        );
+    }
+    // E4M3 codes with fast accumulation passed cutlass_check --half2 (session 16, H100).
     let fast_codes = kind(Inputs::E4m3, DType::F8E4M3, true, true);
-    assert!(instances(fast_codes).all(|i| i.rule == Rule::Unchecked));
-    let why = crate::ops::cutlass::unsupported(fast_codes, 3072, 768).unwrap();
-    assert!(
-        why.contains("not yet passed their GPU check") && why.contains("fast accumulation"),
-        "{why}"
-    );
-    // The promoted kind has checked kernels: only the shape and the build are asked about.
-    let promoted = kind(Inputs::E4m3, DType::F8E4M3, true, false);
-    let why = crate::ops::cutlass::unsupported(promoted, 3072, 768).unwrap_or_default();
-    assert!(!why.contains("GPU check"), "{why}");
+    assert!(has_checked_kernel(fast_codes));
 }
 
 /// The `runner_cutlass_*` names listed in `macro!(...)` of the ffi module's source.

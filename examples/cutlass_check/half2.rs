@@ -97,28 +97,20 @@ pub fn half2_checks(gpu: &Device, cpu: &Device) -> usize {
 /// for the f16 pairs), y the CPU's pre-activation, plus with `fast` 8e-3 of the largest |y| / s
 /// (fast accumulation's bound elsewhere in these checks); no NaN.
 fn e4m3_variants(gpu: &Device, cpu: &Device, m: usize, fast: bool) -> Result<usize> {
-    let (d, h, format) = (768, 3072, EightBit::Fp8E4M3);
-    let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
-    let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(DType::F16)?;
-    let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
-    let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(DType::F16)?;
-    let x = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(DType::F16)?;
-    let plain = EightBitLinear::quantize(&w1, b1.clone(), format)?;
-    let xf = x.to_dtype(DType::F32)?;
-    let y = plain.forward(&xf, true)?;
-    let pre: Vec<f32> = plain.forward(&xf, false)?.flatten_all()?.to_vec1()?;
-    let steps = steps_from_absmax(&y.abs()?.max_keepdim(0)?, format, 0.75)?;
-    let steps_v: Vec<f32> = steps.flatten_all()?.to_vec1()?;
-    let (g1, g2) = super::static_ffn::gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
+    let (h, format) = (3072, EightBit::Fp8E4M3);
+    let ffn = super::static_ffn::RandomFfn::new(cpu, m, format)?;
+    let pre = &ffn.pre;
+    let steps_v: Vec<f32> = ffn.steps.flatten_all()?.to_vec1()?;
+    let (g1, g2) = ffn.gpu_pair(gpu, format)?;
     // The same weights with fast accumulation, for the fast kind's kernels.
-    let (mut f1, _) = super::static_ffn::gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
+    let (mut f1, _) = ffn.gpu_pair(gpu, format)?;
     f1.set_fp8_fast_accumulation(true);
     let slack = if fast {
         super::linear_bound(DType::F16, true) * pre.iter().fold(0f32, |a, v| a.max(v.abs()))
     } else {
         0.0
     };
-    let xg = x.to_device(gpu)?;
+    let xg = ffn.x.to_device(gpu)?;
     let under_test = if fast { &f1 } else { &g1 };
     let codes = || -> Result<Tensor> {
         let p = under_test

@@ -16,7 +16,6 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{EightBit, GeluEpilogue};
-use runner::model::parts::w8a8::{steps_from_absmax, EightBitLinear};
 use runner::ops::cutlass::{self, Inputs, Kind};
 
 use super::common::rel_err;
@@ -151,17 +150,10 @@ fn float_shape(gpu: &Device, cpu: &Device, (m, k, n): (usize, usize, usize)) -> 
 /// FFN-in writing int8 codes (static steps at 0.75 x each column's max) through every codes
 /// kernel in turn: codes against the standard kernel's, FFN-in timed alone.
 pub fn codes_variants(gpu: &Device, cpu: &Device, m: usize) -> Result<usize> {
-    let (d, h, format) = (768, 3072, EightBit::Int8);
-    let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
-    let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(DType::F16)?;
-    let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
-    let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(DType::F16)?;
-    let x = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(DType::F16)?;
-    let y = EightBitLinear::quantize(&w1, b1.clone(), format)?
-        .forward(&x.to_dtype(DType::F32)?, true)?;
-    let steps = steps_from_absmax(&y.abs()?.max_keepdim(0)?, format, 0.75)?;
-    let (g1, g2) = super::static_ffn::gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
-    let xg = x.to_device(gpu)?;
+    let format = EightBit::Int8;
+    let ffn = super::static_ffn::RandomFfn::new(cpu, m, format)?;
+    let (g1, g2) = ffn.gpu_pair(gpu, format)?;
+    let xg = ffn.x.to_device(gpu)?;
     let codes = || -> Result<Tensor> {
         let p = g1
             .forward_gelu_codes(&xg, None, &g2)?

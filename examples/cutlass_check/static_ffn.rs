@@ -43,6 +43,58 @@ pub fn static_checks(gpu: &Device, cpu: &Device) -> usize {
     failures
 }
 
+/// DistilBERT's FFN (768 -> 3072 -> 768) with random weights and `m` random f16 rows: the inputs of
+/// every codes-kernel sweep (lean.rs, half2.rs). `pre` is FFN-in's f32 output before the GELU (CPU),
+/// `steps` the static steps at 0.75 x each column's largest |GELU output|.
+pub struct RandomFfn {
+    pub w1: Tensor,
+    pub b1: Tensor,
+    pub w2: Tensor,
+    pub b2: Tensor,
+    pub x: Tensor,
+    pub pre: Vec<f32>,
+    pub steps: Tensor,
+}
+
+impl RandomFfn {
+    pub fn new(cpu: &Device, m: usize, format: EightBit) -> Result<Self> {
+        let (d, h) = (768, 3072);
+        let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
+        let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(DType::F16)?;
+        let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
+        let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(DType::F16)?;
+        let x = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(DType::F16)?;
+        let plain = EightBitLinear::quantize(&w1, b1.clone(), format)?;
+        let xf = x.to_dtype(DType::F32)?;
+        let y = plain.forward(&xf, true)?;
+        let pre = plain.forward(&xf, false)?.flatten_all()?.to_vec1()?;
+        let steps = steps_from_absmax(&y.abs()?.max_keepdim(0)?, format, 0.75)?;
+        Ok(Self {
+            w1,
+            b1,
+            w2,
+            b2,
+            x,
+            pre,
+            steps,
+        })
+    }
+
+    /// [`gpu_pair`] on these weights and steps.
+    pub fn gpu_pair(
+        &self,
+        gpu: &Device,
+        format: EightBit,
+    ) -> Result<(EightBitLinear, EightBitLinear)> {
+        gpu_pair(
+            gpu,
+            (&self.w1, &self.b1, &self.w2, &self.b2),
+            &self.steps,
+            format,
+        )
+    }
+}
+
 /// FFN-in writing codes with `steps` and FFN-out with them folded in, on the GPU through CUTLASS:
 /// the pair every static-steps check runs (here, lean.rs and half2.rs).
 pub fn gpu_pair(

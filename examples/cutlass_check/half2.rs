@@ -27,7 +27,6 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 use runner::config::{EightBit, GeluEpilogue};
-use runner::model::parts::w8a8::{steps_from_absmax, EightBitLinear};
 use runner::ops::cutlass;
 
 use super::ffn::decode;
@@ -216,13 +215,8 @@ fn range_check(
     bias[HUGE_NEGATIVE].fill(-60000.0);
     bias[HUGE_POSITIVE].fill(60000.0);
     let b1 = Tensor::from_vec(bias, h, cpu)?.to_dtype(DType::F16)?;
-    let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
-    let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(DType::F16)?;
-    let x = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(DType::F16)?;
-    let plain = EightBitLinear::quantize(&w1, b1.clone(), format)?;
-    let xf = x.to_dtype(DType::F32)?;
-    let y = plain.forward(&xf, true)?;
-    let pre: Vec<f32> = plain.forward(&xf, false)?.flatten_all()?.to_vec1()?;
+    let mut ffn = super::static_ffn::RandomFfn::with_ffn_in(cpu, m, format, w1, b1)?;
+    let pre = &ffn.pre;
     let factor: Vec<f32> = (0..h)
         .map(|c| match c {
             c if TINY_STEPS.contains(&c) => 1e-3,
@@ -230,10 +224,11 @@ fn range_check(
             _ => 1.0,
         })
         .collect();
-    let steps = steps_from_absmax(&y.abs()?.max_keepdim(0)?, format, 0.75)?
+    ffn.steps = ffn
+        .steps
         .broadcast_mul(&Tensor::from_vec(factor, (1, h), cpu)?)?;
-    let (g1, g2) = super::static_ffn::gpu_pair(gpu, (&w1, &b1, &w2, &b2), &steps, format)?;
-    let xg = x.to_device(gpu)?;
+    let (g1, g2) = ffn.gpu_pair(gpu, format)?;
+    let xg = ffn.x.to_device(gpu)?;
     let codes_of = |kernel: &'static cutlass::Instance| -> Result<Vec<f32>> {
         cutlass::force(Some(kernel));
         let p = g1

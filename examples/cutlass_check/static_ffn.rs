@@ -61,6 +61,18 @@ impl RandomFfn {
         let (d, h) = (768, 3072);
         let w1 = Tensor::randn(0f32, 0.05, (h, d), cpu)?;
         let b1 = Tensor::randn(0f32, 0.1, h, cpu)?.to_dtype(DType::F16)?;
+        Self::with_ffn_in(cpu, m, format, w1, b1)
+    }
+
+    /// The same with FFN-in's weight (3072, 768) and f16 bias given (half2.rs's range check).
+    pub fn with_ffn_in(
+        cpu: &Device,
+        m: usize,
+        format: EightBit,
+        w1: Tensor,
+        b1: Tensor,
+    ) -> Result<Self> {
+        let (d, h) = (768, 3072);
         let w2 = Tensor::randn(0f32, 0.05, (d, h), cpu)?;
         let b2 = Tensor::randn(0f32, 0.1, d, cpu)?.to_dtype(DType::F16)?;
         let x = Tensor::randn(0f32, 1.0, (m, d), cpu)?.to_dtype(DType::F16)?;

@@ -7,6 +7,12 @@ grouped by what they are (us per forward, share of the kernel time), then the ke
 second forward in order.
 
     python3 benchmarks/ncu_profile.py OUT > profile.md
+
+`--timeline CSV...`: instead, the runner's own cells under `ncu --graph-profiling node` (a log of
+every profiled kernel in launch order, several forwards): the last complete forward (embedding
+kernel to embedding kernel), each encoder block's kernels by position, averaged over the blocks.
+
+    python3 benchmarks/ncu_profile.py --timeline timeline-int8-fp16-b64.csv > profile.md
 """
 import csv, glob, os, re, sys
 from collections import OrderedDict
@@ -54,6 +60,32 @@ def load(path):
     rows.sort()
     return rows, notes
 
+
+def timeline(path):
+    """One forward of a runner cell's ncu log, per block position (see the module's docstring)."""
+    rows, _ = load(path)
+    starts = [n for n, r in enumerate(rows) if "embed" in label(r[1])]
+    fwd = rows[starts[-2]:starts[-1]] if len(starts) > 1 else rows[(starts or [0])[-1]:]
+    # A block starts with the Q/K/V GEMM, the kernel before each attention.
+    att = [n for n, r in enumerate(fwd) if "attention" in label(r[1])]
+    blocks = [fwd[a - 1:b - 1] for a, b in zip(att, att[1:] + [len(fwd) + 1])]
+    total = sum(r[2] for r in fwd)
+    print(f"## {os.path.basename(path)}\n")
+    print(f"{len(fwd)} kernels a forward, {total:.1f} us of kernel time; {len(blocks)} blocks\n")
+    print("| position in a block | kernel | grid | us (mean over blocks) | min | max |")
+    print("| ---: | --- | --- | ---: | ---: | ---: |")
+    width = min((len(b) for b in blocks), default=0)
+    for j in range(width):
+        us = [b[j][2] for b in blocks]
+        print(f"| {j} | {label(blocks[0][j][1])} | {blocks[0][j][3]} | {sum(us) / len(us):.1f} | {min(us):.1f} | {max(us):.1f} |")
+    outside = total - sum(r[2] for b in blocks for r in b[:width])
+    print(f"\nOutside the blocks' first {width} positions (embedding, the last norm, the head): {outside:.1f} us\n")
+
+
+if len(sys.argv) > 2 and sys.argv[1] == "--timeline":
+    for path in sys.argv[2:]:
+        timeline(path)
+    sys.exit(0)
 
 files = sorted(glob.glob(os.path.join(out, "ncu-*.csv")))
 if not files:

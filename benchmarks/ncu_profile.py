@@ -27,11 +27,14 @@ def label(name):
         inputs = "E4M3" if "e4m3" in name else "int8" if ("int8_t" in name or "signed char" in name) \
             else "bf16" if "bfloat16" in name else "f16"
         gelu = " +GELU" if "GeluErf" in name else ""
+        codes = " +GELU codes" if "Codes" in name else ""
         sched = " coop" if "Cooperative" in name else " ping-pong" if "Pingpong" in name else ""
         fast = " fastacc" if "FastAccum" in name else ""
-        tile = re.search(r"(?:Shape|tuple)<cute::C<(\d+)>, cute::C<(\d+)>, cute::C<(\d+)>>", name)
-        tile = f" {tile.group(1)}x{tile.group(2)}x{tile.group(3)}" if tile else ""
-        return f"CUTLASS {inputs}{gelu}{sched}{fast}{tile}"
+        # The cluster shape (1-4 a side) comes before the tile (64 and up) in the name.
+        shapes = re.findall(r"(?:Shape|tuple)<cute::C<(\d+)>, cute::C<(\d+)>, cute::C<(\d+)>>", name)
+        tile = next((t for t in shapes if int(t[0]) >= 16), None)
+        tile = f" {tile[0]}x{tile[1]}x{tile[2]}" if tile else ""
+        return f"CUTLASS {inputs}{gelu}{codes}{sched}{fast}{tile}"
     base = re.sub(r"^void ", "", name).split("(")[0]
     base = re.sub(r"<.*", "", base)
     if re.search(r"gemm|nvjet|xmma|cublas|sm90_", base, re.I):

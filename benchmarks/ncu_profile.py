@@ -26,15 +26,15 @@ def label(name):
     if "cutlass" in name and ("device_kernel" in name or "GemmUniversal" in name):
         inputs = "E4M3" if "e4m3" in name else "int8" if ("int8_t" in name or "signed char" in name) \
             else "bf16" if "bfloat16" in name else "f16"
-        gelu = " +GELU" if "GeluErf" in name else ""
-        codes = " +GELU codes" if "Codes" in name else ""
+        # A codes kernel's op may also name the erf GELU: one label either way.
+        gelu = " +GELU codes" if "Codes" in name else " +GELU" if "GeluErf" in name else ""
         sched = " coop" if "Cooperative" in name else " ping-pong" if "Pingpong" in name else ""
         fast = " fastacc" if "FastAccum" in name else ""
         # The cluster shape (1-4 a side) comes before the tile (64 and up) in the name.
         shapes = re.findall(r"(?:Shape|tuple)<cute::C<(\d+)>, cute::C<(\d+)>, cute::C<(\d+)>>", name)
         tile = next((t for t in shapes if int(t[0]) >= 16), None)
         tile = f" {tile[0]}x{tile[1]}x{tile[2]}" if tile else ""
-        return f"CUTLASS {inputs}{gelu}{codes}{sched}{fast}{tile}"
+        return f"CUTLASS {inputs}{gelu}{sched}{fast}{tile}"
     base = re.sub(r"^void ", "", name).split("(")[0]
     base = re.sub(r"<.*", "", base)
     if re.search(r"gemm|nvjet|xmma|cublas|sm90_", base, re.I):

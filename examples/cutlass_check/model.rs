@@ -17,11 +17,7 @@ pub fn graph_checks(gpu: &Device, quick: bool) -> usize {
         "int8-fp16 fused-emb",
         "int8-fp16 static",
     ];
-    let all: Vec<&str> = PRECISIONS
-        .iter()
-        .map(|p| p.0)
-        .filter(|n| !FORCED_ONLY.contains(n))
-        .collect();
+    let all: Vec<&str> = PRECISIONS.iter().map(|p| p.0).collect();
     graph_checks_named(gpu, if quick { &quick_ones } else { &all })
 }
 
@@ -57,11 +53,6 @@ const PRECISIONS: &[(&str, DType, Option<EightBit>, bool)] = &[
         true,
     ),
 ];
-
-/// Precisions whose codes kernels have not yet passed their check (Rule::Unchecked: the runner
-/// refuses them): `--half2` runs them with each kernel forced, the default list leaves them out.
-/// Empty since session 16 ("fp8-fp16 fast static" passed on an H100).
-const FORCED_ONLY: &[&str] = &[];
 
 /// [`graph_checks`] for the named precisions only.
 pub fn graph_checks_named(gpu: &Device, names: &[&str]) -> usize {

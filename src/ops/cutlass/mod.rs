@@ -17,6 +17,8 @@ pub const fn compiled() -> bool {
 
 mod kernels;
 pub mod tactics;
+#[cfg(all(feature = "cuda", has_cutlass_sm90))]
+mod workspace;
 
 pub use kernels::{
     choose, describe, force, gelu_epilogue, gelu_erf, instances, set_gelu_epilogue, Config, Erf,
@@ -142,6 +144,43 @@ mod ffi {
         runner_cutlass_e4m3_codes_f16_gelu_co128fast,
         runner_cutlass_e4m3_codes_f16_gelu_pp128fasth2
     );
+
+    type GemmStreamK = unsafe extern "C" fn(
+        a: *const c_void,
+        b: *const c_void,
+        scale_x: *const f32,
+        scale_w: *const f32,
+        bias: *const c_void,
+        d: *mut c_void,
+        m: i32,
+        n: i32,
+        k: i32,
+        splits: i32,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: *mut c_void,
+    ) -> i32;
+    type WorkspaceSize = unsafe extern "C" fn(m: i32, n: i32, k: i32, splits: i32) -> usize;
+
+    /// The stream-K kernels (gemm_streamk.cuh): the split count (0: stream-K) and a workspace,
+    /// each with its `_workspace` function, the bytes a shape needs.
+    macro_rules! gemm_streamk {
+        ($($name:ident: $size:ident),*) => {
+            extern "C" { $(fn $name(a: *const c_void, b: *const c_void, scale_x: *const f32,
+                scale_w: *const f32, bias: *const c_void, d: *mut c_void, m: i32, n: i32, k: i32,
+                splits: i32, workspace: *mut c_void, workspace_bytes: usize,
+                stream: *mut c_void) -> i32;
+                fn $size(m: i32, n: i32, k: i32, splits: i32) -> usize;)* }
+            pub fn entry_streamk(name: &str) -> Option<(GemmStreamK, WorkspaceSize)> {
+                match name {
+                    $(n if n == &stringify!($name)["runner_cutlass_".len()..] =>
+                        Some(($name as GemmStreamK, $size as WorkspaceSize)),)*
+                    _ => None,
+                }
+            }
+        };
+    }
+    gemm_streamk!(runner_cutlass_i8_f16_co128sk: runner_cutlass_i8_f16_co128sk_workspace);
 
     macro_rules! gemms {
         ($($name:ident),*) => {
@@ -280,7 +319,7 @@ unsafe fn select(
 fn why(status: i32) -> &'static str {
     match status {
         1 => "CUTLASS cannot implement this shape (can_implement)",
-        2 => "the kernel asks for a workspace, which a CUDA graph capture cannot allocate",
+        2 => "the kernel asks for a workspace it was not given",
         3 => "initialization failed",
         _ => "the launch failed",
     }
@@ -294,7 +333,29 @@ unsafe fn run_instance(
     stream: candle_core::cuda_backend::cudarc::driver::sys::CUstream,
 ) -> candle_core::Result<i32> {
     let name = instance.name;
-    Ok(if instance.kind.writes_codes() {
+    Ok(if instance.config.needs_workspace() {
+        let (entry, size) =
+            ffi::entry_streamk(name).expect("every stream-K instance has an entry point");
+        // 0 splits: stream-K (the scheduler's decomposition; gemm_streamk.cuh).
+        let splits = 0;
+        let bytes = size(ops.m as i32, ops.n as i32, ops.k as i32, splits);
+        let (workspace, workspace_bytes) = workspace::at_least(bytes, stream)?;
+        entry(
+            ops.a as *const _,
+            ops.b as *const _,
+            ops.scale_x as *const f32,
+            ops.scale_w as *const f32,
+            ops.bias as *const _,
+            ops.d as *mut _,
+            ops.m as i32,
+            ops.n as i32,
+            ops.k as i32,
+            splits,
+            workspace as *mut _,
+            workspace_bytes,
+            stream as *mut _,
+        )
+    } else if instance.kind.writes_codes() {
         if ops.inv_scale == 0 {
             candle_core::bail!("CUTLASS GEMM {name}: no inverse scales for its codes");
         }

@@ -299,7 +299,12 @@ mod tests {
         let c = candidates(int8(), 8192, 2304);
         assert_eq!(c[0], choose(int8(), 8192, 2304).unwrap());
         let names: Vec<&str> = c.iter().map(|i| i.name).collect();
-        for name in ["i8_f16_co128", "i8_f16_pp128c1", "i8_f16_pp128x64"] {
+        for name in [
+            "i8_f16_co128",
+            "i8_f16_pp128c1",
+            "i8_f16_pp128x64",
+            "i8_f16_co128sk",
+        ] {
             assert!(names.contains(&name), "{names:?}");
         }
         assert!(c.iter().all(|i| i.kind == int8() && i.erf == c[0].erf));

@@ -50,6 +50,7 @@ fn every_instance_has_a_file_and_only_those() {
         );
         let e4m3 = i.kind.inputs == Inputs::E4m3;
         let entry = match (codes, i.erf) {
+            _ if i.config.needs_workspace() => "RUNNER_CUTLASS_GEMM_STREAMK",
             (true, Erf::TanhFitHalf2) if rows && e4m3 => {
                 "RUNNER_CUTLASS_GEMM_ROWS_CODES_E4M3_HALF2"
             }
@@ -79,6 +80,7 @@ fn every_instance_has_a_file_and_only_those() {
             Config::PingPong128RowsNoCluster => "Pp128C1)",
             Config::PingPong128x64Rows => "Epi64x64, Pp128x64)",
             Config::PingPong64Rows => "Epi64x128, Pp64)",
+            Config::Cooperative128StreamK => "Co128C1)",
         };
         assert!(text.contains(config), "{}: {config}", i.name);
         // A tile defined in its .cu (as the 128x64 and 64x128 ones) is the one the table says:
@@ -308,9 +310,17 @@ fn listed_entries(source: &str, macro_call: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no {macro_call}"));
     let list = &source[start + macro_call.len()..];
     let list = &list[..list.find(");").unwrap()];
+    // A stream-K entry is listed as `entry: entry_workspace`.
     let mut names: Vec<String> = list
         .split(',')
-        .map(|n| n.trim().trim_start_matches("runner_cutlass_").to_string())
+        .map(|n| {
+            let (entry, size) = n.split_once(':').unwrap_or((n, ""));
+            let entry = entry.trim().trim_start_matches("runner_cutlass_");
+            if !size.is_empty() {
+                assert_eq!(size.trim(), format!("runner_cutlass_{entry}_workspace"));
+            }
+            entry.to_string()
+        })
         .filter(|n| !n.is_empty())
         .collect();
     names.sort();
@@ -322,15 +332,31 @@ fn every_instance_has_an_entry_point_of_its_signature() {
     // The ffi lists are written by hand beside the table: an instance missing there compiles
     // and only panics when a GPU launches it (session 16's first call), so the CPU build checks.
     let source = std::fs::read_to_string("src/ops/cutlass/mod.rs").unwrap();
-    let by_signature = |codes: bool| {
+    let by_signature = |codes: bool, workspace: bool| {
         let mut names: Vec<String> = INSTANCES
             .iter()
-            .filter(|i| i.kind.writes_codes() == codes)
+            .filter(|i| i.kind.writes_codes() == codes && i.config.needs_workspace() == workspace)
             .map(|i| i.name.to_string())
             .collect();
         names.sort();
         names
     };
-    assert_eq!(listed_entries(&source, "gemm_codes!("), by_signature(true));
-    assert_eq!(listed_entries(&source, "gemms!("), by_signature(false));
+    assert!(INSTANCES
+        .iter()
+        .all(|i| !(i.kind.writes_codes() && i.config.needs_workspace())));
+    assert_eq!(
+        listed_entries(&source, "gemm_codes!("),
+        by_signature(true, false)
+    );
+    assert_eq!(
+        listed_entries(&source, "gemms!("),
+        by_signature(false, false)
+    );
+    assert_eq!(
+        listed_entries(&source, "gemm_streamk!("),
+        by_signature(false, true)
+    );
+    // The .cu's macro emits both functions the list names.
+    let streamk = std::fs::read_to_string("src/ops/kernels/cutlass/gemm_streamk.cuh").unwrap();
+    assert!(streamk.contains("runner_cutlass_##NAME##_workspace(int m, int n, int k, int splits)"));
 }

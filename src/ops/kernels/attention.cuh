@@ -84,6 +84,28 @@ namespace cg = cooperative_groups;
 // head's context of the row has a NaN (a code cannot hold one): they start at 0 (a memset before
 // the launch), head 0 ORs in 1.0's bits and a head with a NaN a quiet NaN's (0x3f800000 |
 // 0x7fc00000 is the NaN), so no head waits for another.
+// int8's code of a: roundf(a) clamped to +-127 (half away from zero; NaN -127, as fmaxf(NaN, -127)
+// gives), without roundf's FRND and the int cast's F2I, both quarter-rate conversions: |a| (at most
+// 127) + 0.5 and its floor, both added rounding down (exact: rounding down never crosses the integer
+// below), the floor read off the bits of 1.5 x 2^23 + floor.
+__device__ __forceinline__ int code_i8(float a) {
+    const float m = fminf(fabsf(a), 127.0f);
+    const int q = __float_as_int(__fadd_rd(__fadd_rd(m, 0.5f), 12582912.0f)) - 0x4B400000;
+    return a >= 0.0f ? q : -q;
+}
+
+// a and b rounded to T (as the plain context is stored) and back, two at a time: one packing
+// conversion for the pair instead of one for each.
+template <typename T> __device__ __forceinline__ void round_pair(float &a, float &b);
+template <> __device__ __forceinline__ void round_pair<__half>(float &a, float &b) {
+    const float2 r = __half22float2(__floats2half2_rn(a, b));
+    a = r.x, b = r.y;
+}
+template <> __device__ __forceinline__ void round_pair<__nv_bfloat16>(float &a, float &b) {
+    const float2 r = __bfloat1622float2(__floats2bfloat162_rn(a, b));
+    a = r.x, b = r.y;
+}
+
 template <typename T, int D, int PACK>
 __device__ __forceinline__ void store_static(const float (&o)[D / 8][4], float inv_lo, float inv_hi,
                                              const T *vb, const float *inv_step, uint8_t *q,
@@ -94,9 +116,7 @@ __device__ __forceinline__ void store_static(const float (&o)[D / 8][4], float i
     int nan_lo = 0, nan_hi = 0;
     auto code2 = [](float a, float b) -> uint16_t {
         if constexpr (PACK == 3) {
-            const int8_t qa = (int8_t)fminf(fmaxf(roundf(a), -127.0f), 127.0f);
-            const int8_t qb = (int8_t)fminf(fmaxf(roundf(b), -127.0f), 127.0f);
-            return (uint16_t)(uint8_t)qa | ((uint16_t)(uint8_t)qb << 8);
+            return (uint16_t)((code_i8(a) & 0xff) | ((code_i8(b) & 0xff) << 8));
         } else {
             const float ca = fminf(fmaxf(a, -448.0f), 448.0f), cb = fminf(fmaxf(b, -448.0f), 448.0f);
             return (uint16_t)__nv_cvt_float2_to_fp8x2(make_float2(ca, cb), __NV_SATFINITE, __NV_E4M3);
@@ -107,10 +127,10 @@ __device__ __forceinline__ void store_static(const float (&o)[D / 8][4], float i
         const int c = n * 8 + tig * 2;
         const float b0 = to_f32(vb[c]), b1 = to_f32(vb[c + 1]);
         const float s0 = is[c], s1 = is[c + 1];
-        const float v0 = to_f32(from_f32<T>(fmaf(o[n][0], inv_lo, b0)));
-        const float v1 = to_f32(from_f32<T>(fmaf(o[n][1], inv_lo, b1)));
-        const float v2 = to_f32(from_f32<T>(fmaf(o[n][2], inv_hi, b0)));
-        const float v3 = to_f32(from_f32<T>(fmaf(o[n][3], inv_hi, b1)));
+        float v0 = fmaf(o[n][0], inv_lo, b0), v1 = fmaf(o[n][1], inv_lo, b1);
+        float v2 = fmaf(o[n][2], inv_hi, b0), v3 = fmaf(o[n][3], inv_hi, b1);
+        round_pair<T>(v0, v1);
+        round_pair<T>(v2, v3);
         nan_lo |= isnan(v0) | isnan(v1);
         nan_hi |= isnan(v2) | isnan(v3);
         if (lo_ok) *reinterpret_cast<uint16_t *>(lo + c) = code2(v0 * s0, v1 * s1);

@@ -3,7 +3,8 @@
 //!
 //! 1. Every int8 -> f16 kernel without GELU (the row rule's 128x128 ping-pong, 128x256
 //!    cooperative, and session 8's 128x128 cooperative, 128x128 ping-pong without clusters and
-//!    128x64 ping-pong; session 17's 128x128 cooperative stream-K with its workspace) forced in
+//!    128x64 ping-pong; session 17's 128x128 cooperative stream-K with its workspace and 128x96
+//!    ping-pong without clusters) forced in
 //!    turn on the same fresh layer and input at DistilBERT/BERT's shapes (64 x 128 and 16 x 128 tokens; BERT-large's at 16 x 128) and the decoders' (16 and 512
 //!    tokens): against the CPU reference (bound as every int8 linear), against the rule's kernel
 //!    on the GPU (int32 accumulation and the same epilogue: the same bits are expected), and timed
@@ -26,6 +27,7 @@ pub const NEW: &[&str] = &[
     "i8_f16_pp128c1",
     "i8_f16_pp128x64",
     "i8_f16_co128sk",
+    "i8_f16_pp128x96c1",
 ];
 
 const INT8: Kind = Kind {

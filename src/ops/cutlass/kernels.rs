@@ -59,6 +59,9 @@ pub enum Config {
     PingPong128x64Rows,
     /// 64 x 128 ping-pong, clusters of 2 along N, gemm_rows.cuh's epilogue.
     PingPong64Rows,
+    /// 128 x 96 ping-pong, no clusters: a 768-wide output at 2048 rows is 128 tiles, one wave on
+    /// 132 SMs.
+    PingPong128x96NoCluster,
     /// 128 x 128 cooperative, no clusters, CUTLASS's stream-K tile scheduler (gemm_streamk.cuh):
     /// the K iterations of all tiles spread evenly over the SMs, partial sums reduced in a
     /// workspace (for GEMMs of fewer tiles than SMs).
@@ -95,6 +98,9 @@ impl Config {
             }
             Config::PingPong64Rows => {
                 "64x128 tiles, warp-specialized ping-pong, clusters of 2 along N, column vectors loaded at once"
+            }
+            Config::PingPong128x96NoCluster => {
+                "128x96 tiles, warp-specialized ping-pong, no clusters"
             }
             Config::Cooperative128StreamK => {
                 "128x128 tiles, warp-specialized cooperative, no clusters, stream-K (every tile's K iterations spread evenly over the SMs, partial sums reduced in a workspace in K order)"

@@ -201,6 +201,7 @@ mod ffi {
         runner_cutlass_i8_f16_co128,
         runner_cutlass_i8_f16_pp128c1,
         runner_cutlass_i8_f16_pp128x64,
+        runner_cutlass_i8_f16_pp128x96c1,
         runner_cutlass_i8_f16_pp128rows,
         runner_cutlass_i8_f16_pp128c1rows,
         runner_cutlass_i8_bf16_pp128,

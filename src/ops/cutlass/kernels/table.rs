@@ -107,6 +107,16 @@ pub const INSTANCES: &[Instance] = {
             Fast,
             ChecksOnly,
         ),
+        // Session 17's other answer to the 96 tiles: 128 x 96 tiles, 128 of them at 2048 x 768,
+        // one wave of 3/4 of the work each, no reduction. Written without a GPU check: forced by
+        // `cutlass_check --tactics`, a candidate once that passed.
+        inst(
+            "i8_f16_pp128x96c1",
+            kind(Int8, F16, false, false),
+            PingPong128x96NoCluster,
+            Fast,
+            Unchecked,
+        ),
         inst(
             "i8_bf16_pp128",
             kind(Int8, BF16, false, false),

@@ -81,6 +81,7 @@ fn every_instance_has_a_file_and_only_those() {
             Config::PingPong128x64Rows => "Epi64x64, Pp128x64)",
             Config::PingPong64Rows => "Epi64x128, Pp64)",
             Config::Cooperative128StreamK => "Co128C1)",
+            Config::PingPong128x96NoCluster => "Pp128x96C1)",
         };
         assert!(text.contains(config), "{}: {config}", i.name);
         // A tile defined in its .cu (as the 128x64 and 64x128 ones) is the one the table says:
@@ -92,6 +93,9 @@ fn every_instance_has_a_file_and_only_those() {
             Config::PingPong64Rows => {
                 Some("Shape<_64, _128, _128>, C1x2, k::KernelTmaWarpSpecializedPingpong,")
             }
+            Config::PingPong128x96NoCluster => Some(
+                "Shape<_128, _96, _128>, Shape<_1, _1, _1>, k::KernelTmaWarpSpecializedPingpong,",
+            ),
             _ => None,
         };
         if let Some(tile) = tile {

@@ -3,9 +3,9 @@
 // 128x128 tiles on 132 SMs, each one long dependent K loop, so a quarter of the machine idles.
 // The scheduler cuts the K loops instead: `splits` >= 2 splits each tile's K that many ways
 // (split-K), `splits` = 0 spreads all the tiles' K iterations evenly over the SMs (stream-K).
-// Partial accumulators meet in a workspace (reduced in the order of K, deterministic) and the
-// tile's last unit runs the same epilogue tree on the whole sum, so the scales, bias and
-// activation see what the data-parallel kernel's see.
+// Partial accumulators meet in a workspace (int32: atomically, exact in any order; f32: in the
+// order of K, so the same bits every run) and the tile's last unit runs the same epilogue tree on
+// the whole sum, so the scales, bias and activation see what the data-parallel kernel's see.
 //
 // The workspace is the caller's (allocated once per size before any graph capture, since a
 // capture cannot allocate); `initialize` zero-fills its barriers on the stream on every call (a
@@ -45,6 +45,11 @@ struct GemmStreamK {
     typename Scheduler::Arguments scheduler;
     scheduler.splits = splits >= 2 ? splits : 1;
     scheduler.decomposition_mode = splits >= 2 ? Decomposition::SplitK : Decomposition::StreamK;
+    // int32 partial sums add exactly in any order: the atomic reduction gives the turnstile's
+    // bits without its waits. f32 ones keep the turnstile (the same bits on every run).
+    if constexpr (cute::is_same_v<ElementAcc, int32_t>) {
+      scheduler.reduction_mode = Scheduler::ReductionMode::Nondeterministic;
+    }
     typename Adapter::Arguments args{
         cutlass::gemm::GemmUniversalMode::kGemm,
         {m, n, k, 1},

@@ -99,7 +99,10 @@ pub const INSTANCES: &[Instance] = {
         // Session 17's: attention-out and FFN-out at batch 16 (2048 x 768 outputs) are 96 tiles
         // on 132 SMs, each a whole K loop (H200 profile: 8.0 and 13.5 us against 1.2 and 4.9 us
         // floors); stream-K spreads the 96 x K/128 iterations over every SM, predicted ~0.73 of
-        // the tile time plus the reduction. A tactic candidate: the timing picks it where it wins.
+        // the tile time plus the reduction. Measured on an H100 (`cutlass_check --tactics`, 0
+        // failures): slower than the data-parallel kernels at every encoder shape (FFN-out b16
+        // 24.0 against 18.5 us: the workspace memset node and the fixup), fastest only at few
+        // tiles with a long K (Llama's down projection at 16 rows). A tactic candidate.
         inst(
             "i8_f16_co128sk",
             kind(Int8, F16, false, false),
@@ -108,14 +111,16 @@ pub const INSTANCES: &[Instance] = {
             ChecksOnly,
         ),
         // Session 17's other answer to the 96 tiles: 128 x 96 tiles, 128 of them at 2048 x 768,
-        // one wave of 3/4 of the work each, no reduction. Written without a GPU check: forced by
-        // `cutlass_check --tactics`, a candidate once that passed.
+        // one wave of 3/4 of the work each, no reduction. `cutlass_check --tactics` passed on an
+        // H100 (bit-equal to the rule's kernel at every shape, NaN rows) and timed it fastest at
+        // b16's attention-out (8.8 against 9.2 us) and FFN-out (16.8 against 18.5), where
+        // stream-K took 10.0 and 24.0: a tactic candidate.
         inst(
             "i8_f16_pp128x96c1",
             kind(Int8, F16, false, false),
             PingPong128x96NoCluster,
             Fast,
-            Unchecked,
+            ChecksOnly,
         ),
         inst(
             "i8_bf16_pp128",

@@ -29,7 +29,7 @@ for i in 1 2; do for v in old new; do
   B=/tmp/s14/runner; [ $v = old ] && B=/tmp/s14/runner_old
   echo "== $(date -u +%T) run-$v-$i" >>$W/steps.txt
   timeout --foreground -k 3 -s INT 45 $B experiments/quantization_sweep.toml "${P[@]}" --out $W/run-$v-$i >$W/run-$v-$i.log 2>&1
-  echo "run-$v-$i exit $?" >>$W/steps.txt
+  echo "run-$v-$i exit $?" >>$W/steps.txt; pack
 done; done
 timeout 10 python3 benchmarks/cutlass_ratios.py $W >$W/ratios.md 2>&1
 grep -A14 "^Runner cells" $W/ratios.md | cut -d'|' -f2-9

@@ -333,61 +333,34 @@ unsafe fn run_instance(
     ops: &Operands,
     stream: candle_core::cuda_backend::cudarc::driver::sys::CUstream,
 ) -> candle_core::Result<i32> {
+    use std::ffi::c_void;
     let name = instance.name;
+    // The operands every entry point takes, in its argument types.
+    let (a, b) = (ops.a as *const c_void, ops.b as *const c_void);
+    let (scale_x, scale_w) = (ops.scale_x as *const f32, ops.scale_w as *const f32);
+    let (bias, d) = (ops.bias as *const c_void, ops.d as *mut c_void);
+    let (m, n, k) = (ops.m as i32, ops.n as i32, ops.k as i32);
+    let on = stream as *mut c_void;
     Ok(if instance.config.needs_workspace() {
         let (entry, size) =
             ffi::entry_streamk(name).expect("every stream-K instance has an entry point");
         // 0 splits: stream-K (the scheduler's decomposition; gemm_streamk.cuh).
         let splits = 0;
-        let bytes = size(ops.m as i32, ops.n as i32, ops.k as i32, splits);
-        let (workspace, workspace_bytes) = workspace::at_least(bytes, stream)?;
+        let (workspace, bytes) = workspace::at_least(size(m, n, k, splits), stream)?;
+        let workspace = workspace as *mut c_void;
         entry(
-            ops.a as *const _,
-            ops.b as *const _,
-            ops.scale_x as *const f32,
-            ops.scale_w as *const f32,
-            ops.bias as *const _,
-            ops.d as *mut _,
-            ops.m as i32,
-            ops.n as i32,
-            ops.k as i32,
-            splits,
-            workspace as *mut _,
-            workspace_bytes,
-            stream as *mut _,
+            a, b, scale_x, scale_w, bias, d, m, n, k, splits, workspace, bytes, on,
         )
     } else if instance.kind.writes_codes() {
         if ops.inv_scale == 0 {
             candle_core::bail!("CUTLASS GEMM {name}: no inverse scales for its codes");
         }
         let entry = ffi::entry_codes(name).expect("every codes instance has an entry point");
-        entry(
-            ops.a as *const _,
-            ops.b as *const _,
-            ops.scale_x as *const f32,
-            ops.scale_w as *const f32,
-            ops.bias as *const _,
-            ops.inv_scale as *const f32,
-            ops.d as *mut _,
-            ops.m as i32,
-            ops.n as i32,
-            ops.k as i32,
-            stream as *mut _,
-        )
+        let inv_scale = ops.inv_scale as *const f32;
+        entry(a, b, scale_x, scale_w, bias, inv_scale, d, m, n, k, on)
     } else {
         let entry = ffi::entry(name).expect("every instance has an entry point");
-        entry(
-            ops.a as *const _,
-            ops.b as *const _,
-            ops.scale_x as *const f32,
-            ops.scale_w as *const f32,
-            ops.bias as *const _,
-            ops.d as *mut _,
-            ops.m as i32,
-            ops.n as i32,
-            ops.k as i32,
-            stream as *mut _,
-        )
+        entry(a, b, scale_x, scale_w, bias, d, m, n, k, on)
     })
 }
 

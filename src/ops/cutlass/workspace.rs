@@ -10,8 +10,11 @@ use std::sync::Mutex;
 
 use candle_core::cuda_backend::cudarc::driver::{result, sys};
 
-/// (stream, address, bytes) of every buffer allocated, the largest of a stream last.
-static BUFFERS: Mutex<Vec<(usize, u64, usize)>> = Mutex::new(Vec::new());
+/// ((context, stream), address, bytes) of every buffer allocated, the largest of a stream last.
+/// The context is in the key because a freed stream's address may come back in another context,
+/// where the old buffer is not valid.
+type Key = (usize, usize);
+static BUFFERS: Mutex<Vec<(Key, u64, usize)>> = Mutex::new(Vec::new());
 
 /// A workspace of at least `bytes` for kernels on `stream`: the stream's buffer, or a larger one
 /// allocated now if `stream` is not capturing (the CUDA context of `stream` must be current, as
@@ -23,7 +26,8 @@ pub(super) unsafe fn at_least(
     bytes: usize,
     stream: sys::CUstream,
 ) -> candle_core::Result<(u64, usize)> {
-    let key = stream as usize;
+    let context = result::ctx::get_current().map_err(candle_core::Error::wrap)?;
+    let key = (context.map_or(0, |c| c as usize), stream as usize);
     let mut buffers = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(&(_, address, size)) = buffers.iter().rev().find(|b| b.0 == key) {
         if size >= bytes {

@@ -114,14 +114,14 @@ pub const INSTANCES: &[Instance] = {
         // one wave of 3/4 of the work each, no reduction. Forced in `cutlass_check --tactics` on
         // an H100: bit-equal to the rule's kernel at every shape, NaN rows, and the fastest at
         // b16's attention-out (8.8 against 9.2 us) and FFN-out (16.8 against 18.5), where stream-K
-        // took 10.0 and 24.0. Still unchecked: the models with it among the tactics' candidates
-        // (graph replay = eager) did not run before the device time ran out; part tk2 does that.
+        // took 10.0 and 24.0. A candidate since session 18's `cutlass_check --tactics` on an H100
+        // passed with it among the candidates (the models' graph replay = eager, 0 failures).
         inst(
             "i8_f16_pp128x96c1",
             kind(Int8, F16, false, false),
             PingPong128x96NoCluster,
             Fast,
-            Unchecked,
+            ChecksOnly,
         ),
         inst(
             "i8_bf16_pp128",

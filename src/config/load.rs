@@ -134,7 +134,17 @@ pub fn load_text(
     let has_encoder = loaded.config.models.values().any(|m| m.encoder().is_some());
     loaded.config.device.resolve_fused_embeddings(has_encoder);
     loaded.config.device.resolve_pair_norms(has_encoder);
+    loaded
+        .config
+        .device
+        .resolve_kernel_defaults(has_encoder, |key| device_key_given(&figment, key));
     Ok(loaded)
+}
+
+/// Whether the file, a `RUNNER_` variable or `--set` gave `device.<key>` (the figment merges all
+/// three), so a default that depends on the build is not put in its place.
+fn device_key_given(figment: &Figment, key: &str) -> bool {
+    figment.find_value(&format!("device.{key}")).is_ok()
 }
 
 /// The deepest nesting of lists and tables any value of an experiment needs (`matrix.include` is a
@@ -450,6 +460,21 @@ mod tests {
         // A path the file lacks stops at its deepest existing part.
         assert_eq!(at(&["matrix", "nothing"], false), "");
         assert_eq!(at(&["protocol", "repeats"], false), "");
+    }
+
+    #[test]
+    fn a_device_key_is_given_by_the_file_or_by_set_only_where_written() {
+        let file = |text: &str| Figment::new().merge(Toml::string(text));
+        let given = |f: &Figment| device_key_given(f, "gemm_library");
+        assert!(given(&file("[device]\ngemm_library = \"cublaslt\"\n")));
+        assert!(!given(&file("[device]\nbackend = \"auto\"\n")));
+        assert!(!given(&file("")));
+        assert!(!device_key_given(
+            &file("[device]\ngemm_library = \"cutlass\"\n"),
+            "attention_padding"
+        ));
+        let set = SetOverride::parse("device.gemm_library=cublaslt", &[]).unwrap();
+        assert!(given(&file("").merge(set)), "--set gives it too");
     }
 
     #[test]

@@ -106,7 +106,8 @@ pub fn execution_identity(
     // (fp32 and the GGML formats have no such GEMM).
     let fused_gemms =
         precision.eight_bit().is_some() || matches!(precision, Precision::Fp16 | Precision::Bf16);
-    if fused_gemms && !device.gemm_library.is_cublaslt() {
+    // Encoders only: decoders run cuBLASLt whatever the key says.
+    if encoder && fused_gemms && !device.gemm_library.is_cublaslt() {
         settings.insert("gemm_library".into(), json!(device.gemm_library.name()));
     }
     // W8A8: FFN-out's input with static calibrated steps written by FFN-in's epilogue.
@@ -309,6 +310,8 @@ mod tests {
         assert!(decoder.get("fused_embeddings").is_none(), "{decoder}");
         assert!(decoder.get("attention_padding").is_none(), "{decoder}");
         assert!(decoder.get("gemm_tactics").is_none(), "{decoder}");
+        let decoder_fp16 = execution_identity(&all_changed, Precision::Fp16, false);
+        assert!(decoder_fp16.get("gemm_library").is_none(), "{decoder_fp16}");
         assert!(
             decoder.get("attention_activation_scales").is_none(),
             "{decoder}"

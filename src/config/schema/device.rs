@@ -51,7 +51,7 @@ pub struct DeviceSection {
     /// which ran (`implementation.linear`). No effect on int8, floats or the CPU reference.
     #[serde(skip_serializing_if = "is_false")]
     pub fp8_fast_accumulation: bool,
-    /// On CUDA, the library of the GEMMs that fuse more than a bias: `"cublaslt"` (default: the
+    /// On CUDA, the library of the GEMMs that fuse more than a bias: `"cublaslt"` (the
     /// 8-bit GEMMs write int32 or take their scales in cuBLASLt's epilogue, GELU and the int8
     /// dequantization run as kernels of their own) or `"cutlass"` (the runner's CUTLASS GEMMs for
     /// Hopper: per-token x per-channel scales, bias and erf GELU in the epilogue, for int8-*,
@@ -59,8 +59,12 @@ pub struct DeviceSection {
     /// `fp8_fast_accumulation` keep the tensor cores' accumulator (f16 output only: fp8-bf16
     /// with it stays cuBLASLt's, and says so)). A GPU cell with a binary built
     /// without them fails before measuring. Every record says which GEMM and epilogue ran per
-    /// linear and why a layer kept cuBLASLt (`implementation.gemms`). Left out of the resolved
-    /// config when cuBLASLt.
+    /// linear and why a layer kept cuBLASLt (`implementation.gemms`). Left out of a file, it is
+    /// `"cutlass"` for experiments with an encoder in a binary with the CUTLASS GEMMs whose
+    /// backend is not "cpu", `"cublaslt"` elsewhere (the loader resolves it:
+    /// [`DeviceSection::resolve_kernel_defaults`]). Decoders run cuBLASLt either way. Left out
+    /// of the resolved config when cuBLASLt (every manifest written before CUTLASS became the
+    /// default where it runs: what ran then).
     #[serde(skip_serializing_if = "GemmLibrary::is_cublaslt")]
     pub gemm_library: GemmLibrary,
     /// On CUDA, an encoder's embeddings (token gather, position and token-type add, layer norm)
@@ -98,14 +102,16 @@ pub struct DeviceSection {
     #[serde(skip_serializing_if = "GeluEpilogue::is_standard")]
     pub gelu_epilogue: GeluEpilogue,
     /// The encoders' one-kernel attention (CUDA, f16/bf16 and the 8-bit precisions' float part)
-    /// and the padding of a batch: `"compute"` (default: every query row against every key, the
+    /// and the padding of a batch: `"compute"` (every query row against every key, the
     /// padding's keys masked) or `"skip"` (the key chunks of 64 past each sequence's last
     /// unmasked key are neither loaded nor multiplied; a masked key's probability is exactly 0
     /// in f32, so the context is the same bits wherever the padding's values are finite; a NaN
     /// in a padding key no longer reaches the sequence's rows). The kernel reads the lengths
     /// from the mask, so a CUDA graph serves every batch. Needs a CUDA build and a backend other
-    /// than "cpu". Every record says which ran (`implementation.attention`). Left out of the
-    /// resolved config when compute.
+    /// than "cpu". Left out of a file, it is `"skip"` for experiments with an encoder in a CUDA
+    /// build whose backend is not "cpu", `"compute"` elsewhere
+    /// ([`DeviceSection::resolve_kernel_defaults`]). Every record says which ran
+    /// (`implementation.attention`). Left out of the resolved config when compute.
     #[serde(skip_serializing_if = "AttentionPadding::is_compute")]
     pub attention_padding: AttentionPadding,
     /// W8A8 encoders: how attention-out's input (the attention's context) is quantized.
@@ -311,6 +317,47 @@ impl DeviceSection {
     fn encoder_kernels_run(&self, has_encoder: bool) -> bool {
         cfg!(feature = "cuda") && self.backend != Backend::Cpu && has_encoder
     }
+
+    /// The defaults of `device.gemm_library` and `device.attention_padding` for a file that
+    /// leaves them out (`given(key)`: the file, `--set` or the environment set `device.<key>`):
+    /// the runner's fastest kernels where they run, so the flagship answers from them, with the
+    /// same numbers as the defaults they replace. See [`kernel_defaults`].
+    pub fn resolve_kernel_defaults(&mut self, has_encoder: bool, given: impl Fn(&str) -> bool) {
+        let (library, padding) = kernel_defaults(
+            self.encoder_kernels_run(has_encoder),
+            cfg!(all(feature = "cuda", has_cutlass_sm90)),
+        );
+        if !given("gemm_library") {
+            self.gemm_library = library;
+        }
+        if !given("attention_padding") {
+            self.attention_padding = padding;
+        }
+    }
+}
+
+/// `device.gemm_library` and `device.attention_padding` left out of a file: CUTLASS where this
+/// binary has its GEMMs and the runner's CUDA kernels run an encoder (their epilogues fuse what
+/// cuBLASLt's kernels leave to passes of their own; checked against the CPU reference on the
+/// GPU, docs/results/2026-12-07-nvidia-h200-cutlass/), and the padding's key chunks skipped
+/// wherever those kernels run (the same context bits where the padding's values are finite);
+/// cuBLASLt and every key computed elsewhere (a build without CUDA or CUTLASS, the CPU backend,
+/// decoders, which run neither).
+pub fn kernel_defaults(
+    encoder_kernels_run: bool,
+    cutlass_built: bool,
+) -> (GemmLibrary, AttentionPadding) {
+    let library = if encoder_kernels_run && cutlass_built {
+        GemmLibrary::Cutlass
+    } else {
+        GemmLibrary::Cublaslt
+    };
+    let padding = if encoder_kernels_run {
+        AttentionPadding::Skip
+    } else {
+        AttentionPadding::Compute
+    };
+    (library, padding)
 }
 
 /// A boolean key resolved: the file's value, else `default`; off stored as absent.
@@ -449,6 +496,43 @@ mod tests {
         // Spelled out, it is what the file says; off is stored as absent.
         assert_eq!(resolved(Backend::Auto, Some(false), true), None);
         assert_eq!(resolved(Backend::Auto, Some(true), true), Some(true));
+    }
+
+    #[test]
+    fn cutlass_and_skipped_padding_are_defaults_only_where_their_kernels_run() {
+        use AttentionPadding::{Compute, Skip};
+        use GemmLibrary::{Cublaslt, Cutlass};
+        assert_eq!(kernel_defaults(true, true), (Cutlass, Skip));
+        assert_eq!(kernel_defaults(true, false), (Cublaslt, Skip), "no CUTLASS");
+        assert_eq!(kernel_defaults(false, true), (Cublaslt, Compute));
+        assert_eq!(kernel_defaults(false, false), (Cublaslt, Compute));
+        // Where a file sets a key, it stays what the file says.
+        let resolve = |given: &[&str], backend: Backend, encoder: bool| {
+            let mut d = DeviceSection {
+                backend,
+                gemm_library: Cublaslt,
+                attention_padding: Compute,
+                ..DeviceSection::default()
+            };
+            d.resolve_kernel_defaults(encoder, |k| given.contains(&k));
+            (d.gemm_library, d.attention_padding)
+        };
+        let both = ["gemm_library", "attention_padding"];
+        assert_eq!(resolve(&both, Backend::Auto, true), (Cublaslt, Compute));
+        // This build's own answer for a file that leaves them out.
+        let run = cfg!(feature = "cuda");
+        let built = cfg!(all(feature = "cuda", has_cutlass_sm90));
+        assert_eq!(
+            resolve(&[], Backend::Auto, true),
+            kernel_defaults(run, built)
+        );
+        assert_eq!(resolve(&[], Backend::Cpu, true), (Cublaslt, Compute));
+        assert_eq!(resolve(&[], Backend::Auto, false), (Cublaslt, Compute));
+        assert_eq!(
+            resolve(&["gemm_library"], Backend::Auto, true).0,
+            Cublaslt,
+            "a file's cublaslt stays"
+        );
     }
 
     #[test]

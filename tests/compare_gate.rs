@@ -277,6 +277,34 @@ fn units_of_a_layers_cell_regress_and_top_k_cells_of_other_layers_are_not_matche
 }
 
 #[test]
+fn compare_writes_neither_into_a_run_nor_over_files_it_did_not_write() {
+    let f = fixture();
+    let a = run(&f, "a", &[]);
+    // Its own earlier output it replaces.
+    for _ in 0..2 {
+        let (code, _, stderr) = compare(&f, &a, &a, "mine");
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    let notes = f.dir.path().join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("compare.md"), "my notes\n").unwrap();
+    let (code, _, stderr) = compare(&f, &a, &a, "notes");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not an earlier `runner compare` output"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(notes.join("compare.md")).unwrap(),
+        "my notes\n"
+    );
+    let (code, _, stderr) = compare(&f, &a, &a, "a/sub");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("inside the run directory"), "{stderr}");
+    assert!(!a.join("sub").exists(), "a folder was made inside the run");
+}
+
+#[test]
 fn bad_input_exits_2_naming_it_and_compare_md_keeps_run_ids_as_text() {
     let f = fixture();
     let a = run(&f, "a", &[]);

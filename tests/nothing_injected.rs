@@ -46,6 +46,35 @@ fn control_characters_never_reach_a_job_script() {
 }
 
 #[test]
+fn a_run_directory_keeps_its_percent_signs_in_the_log_names_and_refuses_a_backslash() {
+    let f = Fixture::new(&experiment("x"));
+    let out = f
+        .runner()
+        .args(["slurm", "exp.toml", "--out", "run 100%x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let script =
+        std::fs::read_to_string(f.dir.path().join("run 100%x/slurm/array-0.sbatch")).unwrap();
+    assert!(
+        script.contains("/run 100%%x/slurm/logs/%A_%a.log\""),
+        "sbatch must not read the directory's %x as the job name:\n{script}"
+    );
+    let out = f
+        .runner()
+        .args(["slurm", "exp.toml", "--out", "run\\b"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("backslash"), "{stderr}");
+    assert!(
+        !f.dir.path().join("run\\b").exists(),
+        "a refused run was made"
+    );
+}
+
+#[test]
 fn sbatch_values_are_quoted_for_sbatch_and_the_shell() {
     let f = Fixture::new(&experiment("x"));
     let out = f

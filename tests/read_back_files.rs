@@ -110,6 +110,20 @@ fn files_that_are_not_what_they_claim_are_refused_quickly_and_nothing_is_written
 /// `--out` naming a file is the user's mistake (exit 2, said so), not a failure of the run; a
 /// worker's claim file left as a link out of the run is never followed.
 #[test]
+fn a_run_kept_as_its_summary_only_is_never_rendered_over() {
+    let (f, run, _) = finished_run();
+    let summary = std::fs::read(run.join("summary.csv")).unwrap();
+    let report = std::fs::read(run.join("report.md")).unwrap();
+    std::fs::remove_dir_all(run.join("cells")).unwrap();
+    let out = f.runner().args(["report", "run"]).output().unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no cells/ folder"), "{stderr}");
+    assert_eq!(std::fs::read(run.join("summary.csv")).unwrap(), summary);
+    assert_eq!(std::fs::read(run.join("report.md")).unwrap(), report);
+}
+
+#[test]
 fn an_out_that_is_a_file_is_refused_and_claims_never_follow_links() {
     let f = Fixture::new(&experiment());
     std::fs::write(f.dir.path().join("notes.txt"), "mine\n").unwrap();

@@ -23,6 +23,8 @@ use super::compare_energy::{energy_scope, energy_windows};
 use super::compare_implementation::{ran_differently, summary_line, RanDifferently};
 use super::compare_layers::{compare_layers_cell, LayersCellView};
 use super::compare_match::{cell_label, pair, why_nothing, NotCompared};
+use super::compare_out::check_out;
+pub use super::compare_out::default_out;
 use super::compare_verdict::{metric, MetricView, Verdict};
 use crate::analysis::{summarize, CellSummary};
 use crate::config::Scope;
@@ -383,55 +385,6 @@ fn tell_regressions(view: &CompareView) {
             unsteady_note(c)
         );
     }
-}
-
-/// A run id as a file-name part: letters, digits, `.`, `-`, `_` kept, anything else `_`, at
-/// most 60 characters (a manifest's run id is text of the run's, not a path).
-fn name_part(id: &str) -> String {
-    let s: String = id
-        .chars()
-        .take(60)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match s.trim_start_matches('.') {
-        "" => "run".into(),
-        t => t.to_string(),
-    }
-}
-
-/// `compare-<A's run id>-vs-<B's run id>` in the current directory: not inside either run,
-/// whose directory holds that run's evidence (it may be committed, or a run may still be
-/// writing into it), and one folder per pair, so comparing B with C keeps B against A.
-pub fn default_out(a_run_id: &str, b_run_id: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "compare-{}-vs-{}",
-        name_part(a_run_id),
-        name_part(b_run_id)
-    ))
-}
-
-/// `--out` (or the default) is a folder, created when absent.
-fn check_out(out: &Path) -> Result<()> {
-    if out.exists() && !out.is_dir() {
-        return Err(ConfigError::new(format!(
-            "--out {}: not a folder; give a folder for compare.md and compare.html (created when absent)",
-            out.display()
-        ))
-        .into());
-    }
-    std::fs::create_dir_all(out).map_err(|e| {
-        ConfigError::new(format!(
-            "--out {}: cannot create the folder: {e}",
-            out.display()
-        ))
-    })?;
-    Ok(())
 }
 
 fn print(v: &CompareView) {

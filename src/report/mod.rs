@@ -10,6 +10,7 @@ mod compare_energy;
 mod compare_implementation;
 mod compare_layers;
 mod compare_match;
+mod compare_out;
 mod compare_verdict;
 mod fidelity;
 mod first_screen;
@@ -267,6 +268,16 @@ pub fn render(
     let _render = run.render_lock()?;
     let manifest = run.read_manifest()?;
     let records = run.read_records(&manifest)?;
+    // A run kept as its summary only (no cells/ folder, as evidence is often committed): its
+    // summary.csv and reports are all that is left of what it measured, and rendering from no
+    // records would replace them with empty ones.
+    if records.is_empty() && std::fs::symlink_metadata(run.path.join("cells")).is_err() {
+        return Err(crate::error::InputError::new(format!(
+            "{}: no cells/ folder, so no records to render from; its summary.csv and reports are kept as they are (restore cells/ from a copy of the run to render them again)",
+            run.path.display()
+        ))
+        .into());
+    }
     render_unlocked(run, templates, &manifest, &records, continue_command)
 }
 

@@ -47,7 +47,7 @@ use std::path::PathBuf;
 pub use console::{list_unsuccessful, print_summary, print_written};
 pub use plan::{human_duration, plan, prepare, Prepared};
 pub use protocol_time::{protocol_lower_bound_s, WindowFloor};
-pub use resume::{open_run, resume_command, resume_command_line, shell_quote};
+pub use resume::{not_an_option, open_run, resume_command, resume_command_line, shell_quote};
 pub use serial::run_serial;
 pub use worker::{run_worker, worker_label};
 

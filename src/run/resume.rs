@@ -252,7 +252,7 @@ pub fn resume_command_line(
 ) -> String {
     let mut cmd = format!(
         "runner run {} --resume --out {}",
-        shell_quote(file),
+        shell_quote(&not_an_option(file)),
         shell_quote(&dir.display().to_string())
     );
     for o in overrides {
@@ -263,6 +263,16 @@ pub fn resume_command_line(
         cmd.push_str(&shell_quote(e));
     }
     cmd
+}
+
+/// A relative path that starts with `-` as `./-...`, so a command line reads it as the path it
+/// is, not as an option.
+pub fn not_an_option(path: &str) -> String {
+    if path.starts_with('-') {
+        format!("./{path}")
+    } else {
+        path.to_string()
+    }
 }
 
 /// `s` as one shell word: as is when it is plainly safe, else single-quoted.
@@ -302,6 +312,11 @@ mod tests {
         assert_eq!(
             resume_command(&opts, Path::new("results/x/20261124T000000Z")),
             "runner run experiments/x.toml --resume --out results/x/20261124T000000Z --set 'matrix.batch_size=[8, 16]' --set protocol.repeats=5 --fail-fast"
+        );
+        // A file named like an option stays the file.
+        assert_eq!(
+            resume_command_line("-x.toml", Path::new("r"), &[], &[]),
+            "runner run ./-x.toml --resume --out r"
         );
     }
 }

@@ -85,7 +85,7 @@ fn refuse_control_characters(opts: &SlurmOptions) -> Result<()> {
     if let Ok(exe) = std::env::current_exe() {
         values.push(("the runner binary's path", exe.display().to_string()));
     }
-    let problems: Vec<String> = values
+    let mut problems: Vec<String> = values
         .iter()
         .filter(|(_, v)| v.chars().any(char::is_control))
         .map(|(what, v)| {
@@ -94,6 +94,15 @@ fn refuse_control_characters(opts: &SlurmOptions) -> Result<()> {
             )
         })
         .collect();
+    // The task logs' names are sbatch patterns under the run directory (see below, after it
+    // resolves): refused before the directory is made.
+    let run_root = opts.out.as_ref().unwrap_or(&opts.results_root);
+    if run_root.display().to_string().contains('\\') {
+        problems.push(format!(
+            "the run directory {:?} holds a backslash: sbatch would then name every task's log the same; give --out a directory without one",
+            run_root.display().to_string()
+        ));
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -211,6 +220,15 @@ pub fn run(opts: &SlurmOptions) -> Result<u8> {
             ))
             .into());
         }
+    }
+    // sbatch reads a `\` anywhere in a log name as "no replacement symbols": every task would
+    // write one literal `%A_%a.log`.
+    if dir.display().to_string().contains('\\') {
+        return Err(ConfigError::new(format!(
+            "the run directory resolves to {:?}, which holds a backslash: sbatch would then name every task's log the same; give --out a directory without one",
+            dir.display().to_string()
+        ))
+        .into());
     }
 
     let mut missing = Vec::new();

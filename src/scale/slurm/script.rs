@@ -56,7 +56,7 @@ pub fn array_spec(tasks: &[usize]) -> String {
 pub fn resubmit_command(file: &str, dir: &Path, overrides: &[String]) -> String {
     let mut cmd = format!(
         "runner slurm {} --out {} --submit",
-        shell_quote(file),
+        shell_quote(&crate::run::not_an_option(file)),
         shell_quote(&dir.display().to_string())
     );
     for o in overrides {
@@ -78,13 +78,23 @@ fn sbatch_quote(s: &str) -> String {
     }
 }
 
+/// A log file in the run directory as an sbatch filename pattern: the directory's own `%` doubled
+/// (sbatch reads `%x`, `%j` ... as replacement symbols anywhere in the name), then `pattern`.
+/// A `\` would turn every replacement off: the caller refuses such directories.
+fn log_pattern(dir: &Path, pattern: &str) -> String {
+    format!(
+        "{}/slurm/logs/{pattern}",
+        dir.display().to_string().replace('%', "%%")
+    )
+}
+
 /// The `#SBATCH` lines every script starts with, each argument quoted for sbatch.
-fn sbatch_header(opts: &SlurmOptions, job_name: &str, log: &Path, cwd: &Path) -> String {
+fn sbatch_header(opts: &SlurmOptions, job_name: &str, log: &str, cwd: &Path) -> String {
     let line = |arg: String| format!("#SBATCH {}", sbatch_quote(&arg));
     let mut lines = vec![
         "#!/bin/bash".to_string(),
         line(format!("--job-name={job_name}")),
-        line(format!("--output={}", log.display())),
+        line(format!("--output={log}")),
         line(format!("--chdir={}", cwd.display())),
         "#SBATCH --ntasks=1".to_string(),
     ];
@@ -116,7 +126,7 @@ pub(super) fn array_script(
     let mut header = sbatch_header(
         opts,
         &format!("runner-{name}"),
-        &dir.join("slurm/logs/%A_%a.log"),
+        &log_pattern(dir, "%A_%a.log"),
         cwd,
     );
     let parallel = opts
@@ -159,7 +169,7 @@ pub(super) fn report_script_text(
     let header = sbatch_header(
         opts,
         &format!("runner-{name}-report"),
-        &dir.join("slurm/logs/report-%j.log"),
+        &log_pattern(dir, "report-%j.log"),
         cwd,
     );
     format!(
@@ -210,6 +220,39 @@ mod tests {
     }
 
     #[test]
+    fn a_run_directory_with_a_percent_sign_keeps_it_in_the_log_names() {
+        assert_eq!(
+            log_pattern(Path::new("/r/100%x done"), "%A_%a.log"),
+            "/r/100%%x done/slurm/logs/%A_%a.log"
+        );
+        let opts = SlurmOptions {
+            file: "x.toml".into(),
+            out: None,
+            overrides: vec![],
+            results_root: "results".into(),
+            partition: None,
+            gpus_per_task: None,
+            cpus_per_task: None,
+            time: None,
+            array_parallelism: None,
+            max_array_size: 1001,
+            sbatch_args: vec![],
+            submit: false,
+            new: false,
+        };
+        let header = sbatch_header(
+            &opts,
+            "runner-x",
+            &log_pattern(Path::new("/r/a%j"), "report-%j.log"),
+            Path::new("/w"),
+        );
+        assert!(
+            header.contains("#SBATCH --output=/r/a%%j/slurm/logs/report-%j.log"),
+            "{header}"
+        );
+    }
+
+    #[test]
     fn the_resubmit_command_repeats_the_overrides_quoted() {
         let cmd = resubmit_command(
             "exp.toml",
@@ -219,6 +262,11 @@ mod tests {
         assert_eq!(
             cmd,
             "runner slurm exp.toml --out '/r/run 1' --submit --set 'matrix.batch_size=[1, 2]'"
+        );
+        // A file named like an option stays the file.
+        assert_eq!(
+            resubmit_command("-x.toml", Path::new("/r"), &[]),
+            "runner slurm ./-x.toml --out /r --submit"
         );
     }
 }

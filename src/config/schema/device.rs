@@ -320,8 +320,8 @@ impl DeviceSection {
 
     /// The defaults of `device.gemm_library` and `device.attention_padding` for a file that
     /// leaves them out (`given(key)`: the file, `--set` or the environment set `device.<key>`):
-    /// the runner's fastest kernels where they run, so the flagship answers from them, with the
-    /// same numbers as the defaults they replace. See [`kernel_defaults`].
+    /// issue 31's kernels where they run, so the flagship answers from them, with the same
+    /// numerics as the defaults they replace. See [`kernel_defaults`].
     pub fn resolve_kernel_defaults(&mut self, has_encoder: bool, given: impl Fn(&str) -> bool) {
         let (library, padding) = kernel_defaults(
             self.encoder_kernels_run(has_encoder),

@@ -277,6 +277,19 @@ fn a_partial_run_is_reported_as_partial() {
         "{md}"
     );
     assert!(md.contains("**no record** (not run yet)"));
+    // The missing cell is named by its axes (an encoder's seq, not an empty prompt), and the
+    // batch size it does not share is not said to be every cell's.
+    assert!(
+        md.contains(" tiny fp32 b2 seq 16: **no record**")
+            || md.contains(" tiny fp32 b4 seq 16: **no record**"),
+        "{md}"
+    );
+    assert!(!md.contains("prompt  +"), "{md}");
+    assert!(md.contains("varying: batch"), "{md}");
+    assert!(
+        !md.contains("every cell: model tiny, precision fp32, batch"),
+        "{md}"
+    );
 }
 
 #[test]

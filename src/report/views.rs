@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{charts, file_safe, ChartRef};
-use crate::analysis::CellSummary;
+use crate::analysis::{CellSummary, Labels};
 use crate::results::{CellRecord, CellStatus, Session};
 
 /// Why quantized cells were slower than the float path they replace, from this run: its device
@@ -247,6 +247,9 @@ pub(super) fn tradeoff_views(
                 s.accuracy.as_ref().map(|a| a.accuracy * 100.0)
             }),
         ];
+        // A series names every axis that varies among the chart's cells but the batch size (on
+        // each point): q8_0 quantize=all and q8_0 quantize=ffn are two series.
+        let labels = Labels::new(cells.iter().map(|s| &s.cell));
         for (quality, name, value) in qualities {
             let points: Vec<TradeoffPoint> = cells
                 .iter()
@@ -254,6 +257,7 @@ pub(super) fn tradeoff_views(
                     Some(TradeoffPoint {
                         cell_id: s.id.clone(),
                         precision: s.precision.clone(),
+                        series: labels.label_without(&s.cell, &["batch_size"]),
                         batch_size: s.batch_size,
                         cost: cost(s)?,
                         quality: value(s)?,

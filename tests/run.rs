@@ -293,6 +293,32 @@ fn a_partial_run_is_reported_as_partial() {
 }
 
 #[test]
+fn models_whose_names_map_to_one_file_name_keep_their_own_tradeoff_charts() {
+    // `tiny.v2` and `tiny_v2` are both `tiny_v2` in a file name.
+    let toml = tiny_experiment(
+        "[models.\"tiny.v2\"]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\n\
+         [models.tiny_v2]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\n\
+         [matrix]\nmodel = [\"tiny_v2\", \"tiny.v2\"]\nprecision = [\"fp32\", \"bf16\"]\n\
+         batch_size = [2]\nseq_len = [16]\n",
+    );
+    let f = Fixture::new(&toml);
+    let run = f.dir.path().join("run");
+    f.runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
+    let mut charts: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("![") && l.contains("(charts/tradeoff-fidelity-"))
+        .collect();
+    assert_eq!(charts.len(), 2, "{md}");
+    charts.dedup_by_key(|l| l.split_once("](").unwrap().1);
+    assert_eq!(charts.len(), 2, "two models, two chart files: {md}");
+}
+
+#[test]
 fn help_counts_skipped_cells_as_success_like_the_readme() {
     let f = Fixture::new("");
     let out = f.runner().arg("--help").output().unwrap();

@@ -274,8 +274,17 @@ pub(super) fn tradeoff_views(
             }
             let title = format!("{model}, seq {seq_len}: cost against {name}");
             let (svg, png) = charts::tradeoff_chart(&title, cost_label, quality, &points)?;
+            let mut file_name = format!("tradeoff-{name}-{}-s{seq_len}.svg", file_safe(&model));
+            // file_safe maps `tiny.v2` and `tiny_v2` alike: the second chart takes its first
+            // cell's id too, never overwriting the first.
+            if views
+                .iter()
+                .any(|v: &TradeoffView| v.chart.file_name == format!("charts/{file_name}"))
+            {
+                file_name = file_name.replace(".svg", &format!("-{}.svg", cells[0].id));
+            }
             let chart = charts::Chart {
-                file_name: format!("tradeoff-{name}-{}-s{seq_len}.svg", file_safe(&model)),
+                file_name,
                 title,
                 svg,
                 png,

@@ -183,7 +183,7 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
         "{md}"
     );
     assert!(
-        md.contains("| 1 | tiny fp32, tiny bf16 | erf GELU |"),
+        md.contains("| 1 | fp32 b2, fp32 b4, bf16 b2, bf16 b4 | erf GELU |"),
         "{md}"
     );
     assert!(

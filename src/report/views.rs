@@ -53,8 +53,8 @@ pub(super) fn quantized_slower_why(
 
 #[derive(Debug, Serialize)]
 pub(super) struct ImplementationView {
-    /// `model precision` (and the `quantize` selection where it is not `all`), one entry per
-    /// distinct pair that ran these kernels.
+    /// The label of each cell that ran these kernels (every axis that varies among the run's
+    /// cells: `fp32 seq 16`, `q8_0 quantize=ffn`).
     used_by: Vec<String>,
     parts: BTreeMap<String, String>,
     /// Each part's head (its text up to the first `:`, `;` or parenthesis): the compact table;
@@ -80,15 +80,14 @@ fn head(text: &str) -> String {
 /// Groups the records by the implementation they recorded (records from before it was recorded
 /// have none and are left out).
 pub(super) fn implementation_views(records: &[CellRecord]) -> Vec<ImplementationView> {
+    // Labels, not `model precision`: cells differing in seq_len, scope, ... are named apart.
+    let labels = Labels::new(records.iter().map(|r| &r.cell));
     let mut views: Vec<ImplementationView> = Vec::new();
     for r in records {
         let Some(parts) = &r.implementation else {
             continue;
         };
-        let mut who = format!("{} {}", r.cell.model, r.cell.precision.name());
-        if !r.cell.quantize.is_all() {
-            who.push_str(&format!(" quantize={}", r.cell.quantize.name()));
-        }
+        let who = labels.label(&r.cell);
         match views.iter_mut().find(|v| &v.parts == parts) {
             Some(v) if !v.used_by.contains(&who) => v.used_by.push(who),
             Some(_) => {}
@@ -365,6 +364,21 @@ mod tests {
             .get_or_insert_with(Default::default)
             .insert("gemm_precision".into(), gemm.into());
         r
+    }
+
+    #[test]
+    fn a_kernel_set_names_each_cell_that_ran_it_by_every_varying_axis() {
+        let cells: Vec<CellRecord> = [16, 32]
+            .into_iter()
+            .map(|seq| {
+                let mut r = cuda_fp32("reduced: TF32 tensor cores");
+                r.cell.seq_len = seq;
+                r
+            })
+            .collect();
+        let views = implementation_views(&cells);
+        assert_eq!(views.len(), 1);
+        assert_eq!(views[0].used_by, ["seq 16", "seq 32"]);
     }
 
     #[test]

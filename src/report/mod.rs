@@ -268,19 +268,8 @@ pub fn render_failed_hint(dir: &Path) -> String {
     format!(
         "rendering the reports of {} failed; every record is kept: once the cause is fixed (e.g. space freed), render them with `runner report {}`",
         dir.display(),
-        shell_word(&dir.display().to_string())
+        crate::shell::shell_quote(&dir.display().to_string())
     )
-}
-
-/// `s` as one POSIX shell word (run::shell_quote sits above this layer).
-fn shell_word(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// Reads the run directory and (re)writes summary.csv, the charts and both reports.

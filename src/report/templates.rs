@@ -62,6 +62,12 @@ impl TemplateSource {
         markdown::register(&mut env);
         env.add_filter("num", format_number);
         env.add_filter("sig", format_significant);
+        // Overrides shown as the command line that set them: pasted, they set the same values
+        // and run nothing else.
+        env.add_filter("shell_quote", |s: String| crate::shell::shell_quote(&s));
+        env.add_filter("shell_assignment", |s: String| {
+            crate::shell::shell_assignment(&s)
+        });
         match self {
             Self::Dir(dir) => env.set_loader(template_loader(dir.clone())),
             Self::BuiltIn => {

@@ -148,6 +148,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn markdown_markup_is_written_outside_expressions() {
+        // The Markdown mode escapes what an expression prints: `{{ "**x**" }}` renders as
+        // `\*\*x\*\*`, literal asterisks. Markup belongs in the template text around it.
+        for expr in BUILTIN_MD
+            .split("{{")
+            .skip(1)
+            .filter_map(|t| t.split_once("}}"))
+        {
+            assert!(!expr.0.contains("**"), "{MD_TEMPLATE}: {{{{{}}}}}", expr.0);
+        }
+    }
+
+    #[test]
     fn num_filter_formats_and_says_na_for_missing_values() {
         assert_eq!(
             format_number(Value::from(1.23456), Some(2)).as_str(),

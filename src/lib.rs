@@ -3,7 +3,8 @@
 //! The modules are layers, each importing only layers below it (tests/layering.rs fails on an
 //! import circle and prints these layers), lowest first:
 //!
-//! 1. `error`, `stats`, `files` (bounded reading of files the runner did not just write)
+//! 1. `error`, `stats`, `files` (bounded reading of files the runner did not just write),
+//!    `shell` (quoting for a POSIX shell)
 //! 2. `config` (schema, presets, layering, validation), `interrupt`
 //! 3. `data`, `device`, `ops` (the GPU operations: fused kernels, W8A8 GEMMs, CUDA graphs; they
 //!    know no model type)
@@ -77,4 +78,5 @@ pub mod results;
 pub mod run;
 pub mod scale;
 pub mod sensor;
+pub mod shell;
 pub mod stats;

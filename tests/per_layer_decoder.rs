@@ -338,9 +338,14 @@ fn a_prefix_only_layers_cell_is_reconciled_in_the_report() {
         .unwrap();
     assert!(layers.layers.is_empty() && !layers.prefixes.is_empty());
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    // Both headings name the cell on every axis: new tokens included.
+    let id = &layers.cell.id;
     let heading = format!(
-        "### Prefix differencing against the whole model: `{}`",
-        layers.cell.id
+        "### Prefix differencing against the whole model: `{id}`, own fp32 b1 prompt 16 +8 layers method=prefix\n"
+    );
+    assert!(md.contains(&heading), "{md}");
+    let heading = format!(
+        "### Layers by two methods: `{id}`, own fp32 b1 prompt 16 +8 layers method=prefix, decode\n"
     );
     assert!(md.contains(&heading), "{md}");
     assert!(

@@ -209,6 +209,12 @@ fn a_run_records_which_layers_were_quantized_and_ranks_top_k_by_its_own_profile(
     ] {
         assert!(md.contains(label), "{label} in {md}");
     }
+    // The trade-off chart's legend has a series per selection, not one per precision.
+    let tradeoff = std::fs::read_to_string(run.join("charts/tradeoff-fidelity-tiny-s16.svg"))
+        .expect("the fidelity trade-off chart");
+    for label in ["int8-fp32 quantize=all", "int8-fp32 quantize=ffn"] {
+        assert!(tradeoff.contains(label), "{label} in {tradeoff}");
+    }
     // The CPU runs W8A8 as the numerics reference: never ranked on speed, and said why.
     assert!(
         md.contains("**Not ranked on speed:** int8-fp32 quantize="),

@@ -183,7 +183,7 @@ fn smoke_run_writes_every_output_and_report_reproduces_the_same_bytes() {
         "{md}"
     );
     assert!(
-        md.contains("| 1 | tiny fp32, tiny bf16 | erf GELU |"),
+        md.contains("| 1 | fp32 b2, fp32 b4, bf16 b2, bf16 b4 | erf GELU |"),
         "{md}"
     );
     assert!(
@@ -277,6 +277,45 @@ fn a_partial_run_is_reported_as_partial() {
         "{md}"
     );
     assert!(md.contains("**no record** (not run yet)"));
+    // The missing cell is named by its axes (an encoder's seq, not an empty prompt), and the
+    // batch size it does not share is not said to be every cell's.
+    assert!(
+        md.contains(" tiny fp32 b2 seq 16: **no record**")
+            || md.contains(" tiny fp32 b4 seq 16: **no record**"),
+        "{md}"
+    );
+    assert!(!md.contains("prompt  +"), "{md}");
+    assert!(md.contains("varying: batch"), "{md}");
+    assert!(
+        !md.contains("every cell: model tiny, precision fp32, batch"),
+        "{md}"
+    );
+}
+
+#[test]
+fn models_whose_names_map_to_one_file_name_keep_their_own_tradeoff_charts() {
+    // `tiny.v2` and `tiny_v2` are both `tiny_v2` in a file name.
+    let toml = tiny_experiment(
+        "[models.\"tiny.v2\"]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\n\
+         [models.tiny_v2]\narchitecture = \"distilbert\"\npreset = \"distilbert-tiny\"\n\
+         [matrix]\nmodel = [\"tiny_v2\", \"tiny.v2\"]\nprecision = [\"fp32\", \"bf16\"]\n\
+         batch_size = [2]\nseq_len = [16]\n",
+    );
+    let f = Fixture::new(&toml);
+    let run = f.dir.path().join("run");
+    f.runner()
+        .args(["exp.toml", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
+    let mut charts: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("![") && l.contains("(charts/tradeoff-fidelity-"))
+        .collect();
+    assert_eq!(charts.len(), 2, "{md}");
+    charts.dedup_by_key(|l| l.split_once("](").unwrap().1);
+    assert_eq!(charts.len(), 2, "two models, two chart files: {md}");
 }
 
 #[test]

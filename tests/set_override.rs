@@ -2,6 +2,7 @@
 //! experiments name them), through the real binary: the name quoted as TOML quotes it reaches
 //! that model, and a message about its value names the override; the name left unquoted, or a
 //! malformed key path, is refused (exit 2) with the flag named and the quoted form to write.
+//! The report shows each override as the shell words that set it.
 
 mod common;
 use common::*;
@@ -107,4 +108,39 @@ fn the_help_says_how_to_set_a_name_with_dots() {
             "{sub:?}: {help}"
         );
     }
+}
+
+#[test]
+fn the_reports_overrides_paste_back_into_a_shell_as_they_were_given() {
+    let f = Fixture::new(&tiny_experiment(
+        "[matrix]\nbatch_size = [2]\nseq_len = [16]\n",
+    ));
+    let value = r#"experiment.description="a'b $(touch X)""#;
+    f.runner()
+        .args(["exp.toml", "--out", "run", "--set", value])
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(f.dir.path().join("run/report.md")).unwrap();
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| Overrides | "))
+        .unwrap_or_else(|| panic!("no overrides row: {md}"));
+    let words = row
+        .trim_start_matches("| Overrides | `")
+        .split_once("` ")
+        .unwrap_or_else(|| panic!("one code span: {row}"))
+        .0;
+    // The shell reads the override back as the one word given, and runs nothing.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf '%s\\n' {words}"))
+        .current_dir(f.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("--set\n{value}\n"),
+        "{row}"
+    );
+    assert!(!f.dir.path().join("X").exists(), "{row} ran a command");
 }

@@ -32,6 +32,7 @@ use crate::analysis::{
     axis_title, findings, layer_summaries, quantized_comparisons, summarize_all, CellSummary,
     Findings, Labels, LayerSummary, QuantizedComparison,
 };
+use crate::matrix::Cell;
 use crate::results::{write_derived, CellRecord, CellStatus, Manifest, RunDir};
 pub use tables::{per_layer_columns, summary_columns};
 use tables::{per_layer_csv_bytes, summary_csv_bytes};
@@ -52,7 +53,7 @@ struct ReportContext<'a> {
     decoders: Vec<&'a CellSummary>,
     decoder_charts: Vec<ChartRef>,
     /// Planned cells with no record yet (a partial run).
-    missing: Vec<&'a crate::matrix::Cell>,
+    missing: Vec<MissingCell>,
     partial: bool,
     /// For a partial run: the command that completes it.
     resume_command: String,
@@ -128,9 +129,12 @@ struct AxesView {
     constant: Vec<String>,
 }
 
-fn axes_view(cells: &[CellSummary]) -> AxesView {
-    let labels = Labels::new(cells.iter().map(|c| &c.cell));
-    let Some(first) = cells.first() else {
+/// The axes of `cells`: a partial run's report passes its whole plan, so "every cell" speaks of
+/// every planned cell, not only the recorded ones.
+fn axes_view(cells: &[&Cell]) -> AxesView {
+    let labels = Labels::new(cells.iter().copied());
+    let all: Vec<Vec<crate::matrix::AxisValue>> = cells.iter().map(|c| c.axes()).collect();
+    let Some(first) = all.first() else {
         return AxesView {
             columns: Vec::new(),
             constant: Vec::new(),
@@ -138,20 +142,41 @@ fn axes_view(cells: &[CellSummary]) -> AxesView {
     };
     let mut columns = Vec::new();
     let mut constant = Vec::new();
-    for a in first.cell.axes() {
+    for (i, a) in first.iter().enumerate() {
         if labels.varies(&a.axis) {
             columns.push(AxisColumn {
                 title: axis_title(&a.axis).to_string(),
-                axis: a.axis,
+                axis: a.axis.clone(),
             });
-        } else if let Some(v) = cells
-            .iter()
-            .find_map(|c| c.axis_values.get(&a.axis).filter(|v| !v.is_empty()))
-        {
+        } else if let Some(v) = all.iter().find_map(|axes| axes[i].value.as_ref()) {
             constant.push(format!("{} {v}", axis_title(&a.axis)));
         }
     }
     AxesView { columns, constant }
+}
+
+/// A planned cell with no record, named by every axis (the recorded cells' labels cannot tell
+/// it apart from them).
+#[derive(Debug, Serialize)]
+struct MissingCell {
+    id: String,
+    description: String,
+    /// Each axis's value by name (empty where it does not apply), as `CellSummary` has them.
+    axis_values: std::collections::BTreeMap<String, String>,
+}
+
+impl MissingCell {
+    fn new(cell: &Cell) -> Self {
+        Self {
+            id: cell.id.clone(),
+            description: crate::analysis::description(cell),
+            axis_values: cell
+                .axes()
+                .into_iter()
+                .map(|a| (a.axis, a.value.unwrap_or_default()))
+                .collect(),
+        }
+    }
 }
 
 /// Shown wherever the reader meets intervals.
@@ -244,19 +269,8 @@ pub fn render_failed_hint(dir: &Path) -> String {
     format!(
         "rendering the reports of {} failed; every record is kept: once the cause is fixed (e.g. space freed), render them with `runner report {}`",
         dir.display(),
-        shell_word(&dir.display().to_string())
+        crate::shell::shell_quote(&dir.display().to_string())
     )
-}
-
-/// `s` as one POSIX shell word (run::shell_quote sits above this layer).
-fn shell_word(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// Reads the run directory and (re)writes summary.csv, the charts and both reports.
@@ -405,6 +419,7 @@ fn render_unlocked(
         .plan
         .iter()
         .filter(|c| !recorded.contains(c.id.as_str()))
+        .map(MissingCell::new)
         .collect();
     let count = |s: CellStatus| records.iter().filter(|r| r.status == s).count();
     let energy_measured = summaries
@@ -485,7 +500,15 @@ fn render_unlocked(
         per_layer: quantize_first::per_layer_view(records, &summaries),
         first: first_screen::first_screen(manifest, records, &summaries, energy_measured),
         lead_chart,
-        axes: axes_view(&summaries),
+        // The plan's axes: in a partial run the recorded cells alone may all share a value
+        // that the missing ones do not.
+        axes: axes_view(
+            &manifest
+                .plan
+                .iter()
+                .chain(summaries.iter().map(|s| &s.cell))
+                .collect::<Vec<_>>(),
+        ),
     };
 
     let env = templates.environment()?;
@@ -523,6 +546,53 @@ fn strip_xml_declaration(svg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{LayerMethod, Precision, PrefillAttention, QuantizeSelection, Scope};
+
+    fn cell(id: &str, batch_size: usize, scope: Scope) -> Cell {
+        Cell {
+            id: id.into(),
+            model: "tiny".into(),
+            precision: Precision::Fp32,
+            batch_size,
+            seq_len: 16,
+            prompt_len: None,
+            new_tokens: None,
+            scope,
+            quantize: QuantizeSelection::default(),
+            layer_method: LayerMethod::Isolated,
+            prefill_attention: PrefillAttention::Plain,
+        }
+    }
+
+    #[test]
+    fn a_partial_runs_axes_and_missing_cells_come_from_its_plan() {
+        let plan = [
+            cell("a", 2, Scope::Model),
+            cell("b", 4, Scope::Model),
+            cell("c", 2, Scope::Layers),
+        ];
+        let axes = axes_view(&plan.iter().collect::<Vec<_>>());
+        let columns: Vec<&str> = axes.columns.iter().map(|c| c.axis.as_str()).collect();
+        // Only cell "a" recorded: batch and scope still vary among the planned cells.
+        assert_eq!(columns, ["batch_size", "scope"]);
+        assert_eq!(
+            axes.constant,
+            [
+                "model tiny",
+                "precision fp32",
+                "seq 16",
+                "layer method isolated"
+            ]
+        );
+        // An encoder's missing cell: its sequence length, no empty prompt, its scope named.
+        let missing = MissingCell::new(&plan[2]);
+        assert_eq!(
+            missing.description,
+            "tiny fp32 b2 seq 16 layers method=isolated"
+        );
+        assert_eq!(missing.axis_values["prompt_len"], "");
+        assert_eq!(missing.axis_values["seq_len"], "16");
+    }
 
     #[test]
     fn xml_declaration_is_dropped_for_inline_svg() {

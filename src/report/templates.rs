@@ -62,6 +62,12 @@ impl TemplateSource {
         markdown::register(&mut env);
         env.add_filter("num", format_number);
         env.add_filter("sig", format_significant);
+        // Overrides shown as the command line that set them: pasted, they set the same values
+        // and run nothing else.
+        env.add_filter("shell_quote", |s: String| crate::shell::shell_quote(&s));
+        env.add_filter("shell_assignment", |s: String| {
+            crate::shell::shell_assignment(&s)
+        });
         match self {
             Self::Dir(dir) => env.set_loader(template_loader(dir.clone())),
             Self::BuiltIn => {
@@ -140,6 +146,19 @@ fn format_significant(value: Value, digits: Option<usize>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_markup_is_written_outside_expressions() {
+        // The Markdown mode escapes what an expression prints: `{{ "**x**" }}` renders as
+        // `\*\*x\*\*`, literal asterisks. Markup belongs in the template text around it.
+        for expr in BUILTIN_MD
+            .split("{{")
+            .skip(1)
+            .filter_map(|t| t.split_once("}}"))
+        {
+            assert!(!expr.0.contains("**"), "{MD_TEMPLATE}: {{{{{}}}}}", expr.0);
+        }
+    }
 
     #[test]
     fn num_filter_formats_and_says_na_for_missing_values() {

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{charts, file_safe, ChartRef};
-use crate::analysis::CellSummary;
+use crate::analysis::{CellSummary, Labels};
 use crate::results::{CellRecord, CellStatus, Session};
 
 /// Why quantized cells were slower than the float path they replace, from this run: its device
@@ -53,8 +53,8 @@ pub(super) fn quantized_slower_why(
 
 #[derive(Debug, Serialize)]
 pub(super) struct ImplementationView {
-    /// `model precision` (and the `quantize` selection where it is not `all`), one entry per
-    /// distinct pair that ran these kernels.
+    /// The label of each cell that ran these kernels (every axis that varies among the run's
+    /// cells: `fp32 seq 16`, `q8_0 quantize=ffn`).
     used_by: Vec<String>,
     parts: BTreeMap<String, String>,
     /// Each part's head (its text up to the first `:`, `;` or parenthesis): the compact table;
@@ -80,15 +80,14 @@ fn head(text: &str) -> String {
 /// Groups the records by the implementation they recorded (records from before it was recorded
 /// have none and are left out).
 pub(super) fn implementation_views(records: &[CellRecord]) -> Vec<ImplementationView> {
+    // Labels, not `model precision`: cells differing in seq_len, scope, ... are named apart.
+    let labels = Labels::new(records.iter().map(|r| &r.cell));
     let mut views: Vec<ImplementationView> = Vec::new();
     for r in records {
         let Some(parts) = &r.implementation else {
             continue;
         };
-        let mut who = format!("{} {}", r.cell.model, r.cell.precision.name());
-        if !r.cell.quantize.is_all() {
-            who.push_str(&format!(" quantize={}", r.cell.quantize.name()));
-        }
+        let who = labels.label(&r.cell);
         match views.iter_mut().find(|v| &v.parts == parts) {
             Some(v) if !v.used_by.contains(&who) => v.used_by.push(who),
             Some(_) => {}
@@ -247,6 +246,9 @@ pub(super) fn tradeoff_views(
                 s.accuracy.as_ref().map(|a| a.accuracy * 100.0)
             }),
         ];
+        // A series names every axis that varies among the chart's cells but the batch size (on
+        // each point): q8_0 quantize=all and q8_0 quantize=ffn are two series.
+        let labels = Labels::new(cells.iter().map(|s| &s.cell));
         for (quality, name, value) in qualities {
             let points: Vec<TradeoffPoint> = cells
                 .iter()
@@ -254,6 +256,7 @@ pub(super) fn tradeoff_views(
                     Some(TradeoffPoint {
                         cell_id: s.id.clone(),
                         precision: s.precision.clone(),
+                        series: labels.label_without(&s.cell, &["batch_size"]),
                         batch_size: s.batch_size,
                         cost: cost(s)?,
                         quality: value(s)?,
@@ -270,8 +273,17 @@ pub(super) fn tradeoff_views(
             }
             let title = format!("{model}, seq {seq_len}: cost against {name}");
             let (svg, png) = charts::tradeoff_chart(&title, cost_label, quality, &points)?;
+            let mut file_name = format!("tradeoff-{name}-{}-s{seq_len}.svg", file_safe(&model));
+            // file_safe maps `tiny.v2` and `tiny_v2` alike: the second chart takes its first
+            // cell's id too, never overwriting the first.
+            if views
+                .iter()
+                .any(|v: &TradeoffView| v.chart.file_name == format!("charts/{file_name}"))
+            {
+                file_name = file_name.replace(".svg", &format!("-{}.svg", cells[0].id));
+            }
             let chart = charts::Chart {
-                file_name: format!("tradeoff-{name}-{}-s{seq_len}.svg", file_safe(&model)),
+                file_name,
                 title,
                 svg,
                 png,
@@ -352,6 +364,21 @@ mod tests {
             .get_or_insert_with(Default::default)
             .insert("gemm_precision".into(), gemm.into());
         r
+    }
+
+    #[test]
+    fn a_kernel_set_names_each_cell_that_ran_it_by_every_varying_axis() {
+        let cells: Vec<CellRecord> = [16, 32]
+            .into_iter()
+            .map(|seq| {
+                let mut r = cuda_fp32("reduced: TF32 tensor cores");
+                r.cell.seq_len = seq;
+                r
+            })
+            .collect();
+        let views = implementation_views(&cells);
+        assert_eq!(views.len(), 1);
+        assert_eq!(views[0].used_by, ["seq 16", "seq 32"]);
     }
 
     #[test]

@@ -11,20 +11,71 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub(super) use super::console_layers::layer_breakdown;
 use super::estimate::Estimate;
 
-use crate::analysis::CellSummary;
+use crate::analysis::{axis_title, CellSummary, Labels};
 use crate::matrix::Cell;
 use crate::report;
 use crate::results::{CellRecord, CellStatus};
 
 pub(super) fn cell_label(cell: &Cell) -> String {
     format!(
-        "{} {} {} b{} {}",
+        "{} {} {} b{} {}{}",
         cell.id,
         cell.model,
         cell.precision.name(),
         cell.batch_size,
-        shape_label(cell.seq_len, cell.prompt_len, cell.new_tokens)
+        shape_label(cell.seq_len, cell.prompt_len, cell.new_tokens),
+        beyond_shape(cell)
     )
+}
+
+/// The axes after the shape that apply to the cell (` layers quantize=ffn method=prefix`;
+/// empty for a whole-model float cell): a line about one cell cannot know which of them vary,
+/// so it names each that applies, and two cells never print the same label.
+fn beyond_shape(cell: &Cell) -> String {
+    cell.axes()
+        .into_iter()
+        .filter(|a| BEYOND_SHAPE.contains(&a.axis.as_str()) && !a.short.is_empty())
+        .map(|a| format!(" {}", a.short))
+        .collect()
+}
+
+/// The axes the console's fixed columns (model, precision, batch, shape) leave out.
+const BEYOND_SHAPE: [&str; 3] = ["scope", "quantize", "layer_method"];
+
+/// Of [`BEYOND_SHAPE`], the axes that vary among `rows`: a column each in a summary table.
+fn varying_beyond_shape(rows: &[&CellSummary]) -> Vec<&'static str> {
+    let labels = Labels::new(rows.iter().map(|s| &s.cell));
+    BEYOND_SHAPE
+        .into_iter()
+        .filter(|a| labels.varies(a))
+        .collect()
+}
+
+/// `header` with a column for each of `extra` inserted before `status`.
+fn with_extra_columns(header: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let at = header
+        .iter()
+        .position(|h| *h == "status")
+        .unwrap_or(out.len());
+    for (i, a) in extra.iter().enumerate() {
+        out.insert(at + i, axis_title(a).to_string());
+    }
+    out
+}
+
+/// `row` with the cell's value on each of `extra` inserted before its status (at `at`).
+fn with_extra_values(
+    mut row: Vec<String>,
+    at: usize,
+    s: &CellSummary,
+    extra: &[&str],
+) -> Vec<String> {
+    for (i, a) in extra.iter().enumerate() {
+        let v = s.axis_values.get(*a).filter(|v| !v.is_empty());
+        row.insert(at + i, v.map_or("–".to_string(), Clone::clone));
+    }
+    row
 }
 
 /// An encoder's `s128`, a decoder's `p512+128` (prompt + generated tokens).
@@ -249,9 +300,22 @@ pub fn print_written(written: &report::Written) {
 }
 
 pub fn print_summary(summaries: &[CellSummary]) {
+    let (decoders, encoders): (Vec<&CellSummary>, Vec<&CellSummary>) =
+        summaries.iter().partition(|s| {
+            s.generate.is_some() || (s.reason.is_some() && is_decoder_row(s, summaries))
+        });
+    if !decoders.is_empty() {
+        println!("{}", decoder_table(&decoders));
+        if encoders.is_empty() {
+            return;
+        }
+    }
+    say!("{}", encoder_table(&encoders));
+}
+
+fn encoder_table(rows: &[&CellSummary]) -> comfy_table::Table {
     use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+    let header = [
         "cell",
         "model",
         "precision",
@@ -261,19 +325,14 @@ pub fn print_summary(summaries: &[CellSummary]) {
         "ms/batch [95% CI]",
         "samples/s",
         "mJ/inference",
-    ]);
+    ];
+    let extra = varying_beyond_shape(rows);
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(with_extra_columns(&header, &extra));
     let opt = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
-    let (decoders, encoders): (Vec<&CellSummary>, Vec<&CellSummary>) =
-        summaries.iter().partition(|s| {
-            s.generate.is_some() || (s.reason.is_some() && is_decoder_row(s, summaries))
-        });
-    if !decoders.is_empty() {
-        print_decoder_summary(&decoders);
-        if encoders.is_empty() {
-            return;
-        }
-    }
-    for s in encoders {
+    for s in rows {
         let latency = match (
             s.latency_per_loop_ms,
             s.latency_ci_low_ms,
@@ -282,7 +341,7 @@ pub fn print_summary(summaries: &[CellSummary]) {
             (Some(m), Some(lo), Some(hi)) => format!("{m:.3} [{lo:.3}, {hi:.3}]"),
             (m, _, _) => opt(m, 3),
         };
-        table.add_row(vec![
+        let row = vec![
             s.id.clone(),
             s.model.clone(),
             s.precision.clone(),
@@ -296,9 +355,10 @@ pub fn print_summary(summaries: &[CellSummary]) {
             latency,
             opt(s.throughput_samples_per_s, 1),
             opt(s.energy_per_inference_mj, 2),
-        ]);
+        ];
+        table.add_row(with_extra_values(row, 5, s, &extra));
     }
-    say!("{table}");
+    table
 }
 
 /// A row without measurements is a decoder's when its model's other cells are (a skipped or
@@ -308,22 +368,28 @@ fn is_decoder_row(s: &CellSummary, all: &[CellSummary]) -> bool {
         .any(|o| o.model == s.model && o.generate.is_some())
 }
 
-fn print_decoder_summary(rows: &[&CellSummary]) {
+fn decoder_table(rows: &[&CellSummary]) -> comfy_table::Table {
     use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+    let extra = varying_beyond_shape(rows);
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "cell",
-        "model",
-        "precision",
-        "batch",
-        "prompt+new",
-        "status",
-        "prefill ms",
-        "ms/step [95% CI]",
-        "tokens/s",
-        "mJ/token",
-        "J/request",
-    ]);
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(with_extra_columns(
+            &[
+                "cell",
+                "model",
+                "precision",
+                "batch",
+                "prompt+new",
+                "status",
+                "prefill ms",
+                "ms/step [95% CI]",
+                "tokens/s",
+                "mJ/token",
+                "J/request",
+            ],
+            &extra,
+        ));
     let opt = |v: Option<f64>, d: usize| v.map_or("n/a".to_string(), |v| format!("{v:.d$}"));
     for s in rows {
         let g = s.generate.as_ref();
@@ -335,7 +401,7 @@ fn print_decoder_summary(rows: &[&CellSummary]) {
             (Some(m), Some(lo), Some(hi)) => format!("{m:.3} [{lo:.3}, {hi:.3}]"),
             (m, _, _) => opt(m, 3),
         };
-        table.add_row(vec![
+        let row = vec![
             s.id.clone(),
             s.model.clone(),
             s.precision.clone(),
@@ -355,9 +421,10 @@ fn print_decoder_summary(rows: &[&CellSummary]) {
             opt(g.and_then(|g| g.decode_tokens_per_s), 1),
             opt(g.and_then(|g| g.decode_mj_per_token), 3),
             opt(g.and_then(|g| g.j_per_request), 3),
-        ]);
+        ];
+        table.add_row(with_extra_values(row, 5, s, &extra));
     }
-    println!("{table}");
+    table
 }
 
 /// The failed and skipped cells, with their reasons, at the end of a run.
@@ -373,7 +440,7 @@ pub fn list_unsuccessful(summaries: &[CellSummary]) {
         tell!("{} cell(s) {title}:", cells.len());
         for s in cells {
             tell!(
-                "  {} {} {} batch {} {}: {}",
+                "  {} {} {} batch {} {}{}: {}",
                 s.id,
                 s.model,
                 s.precision,
@@ -382,6 +449,7 @@ pub fn list_unsuccessful(summaries: &[CellSummary]) {
                     (Some(p), Some(n)) => format!("prompt {p} + {n} tokens"),
                     _ => format!("seq {}", s.seq_len),
                 },
+                beyond_shape(&s.cell),
                 s.reason.as_deref().unwrap_or("")
             );
         }
@@ -404,6 +472,42 @@ mod tests {
         fn basis(&self) -> String {
             "fixed".into()
         }
+    }
+
+    #[test]
+    fn cells_differing_in_scope_quantize_or_method_print_apart() {
+        let summary = |scope: Scope, method: LayerMethod, quantize: &str| {
+            let mut r = crate::analysis::tests::record_with_energy(vec![(1.0, 10, 1.0, 1.0)], None);
+            r.cell.precision = Precision::parse("q8_0").unwrap();
+            r.cell.scope = scope;
+            r.cell.layer_method = method;
+            r.cell.quantize = QuantizeSelection::parse(quantize).unwrap();
+            crate::analysis::summarize(&r)
+        };
+        let cells = [
+            summary(Scope::Model, LayerMethod::Isolated, "all"),
+            summary(Scope::Model, LayerMethod::Isolated, "ffn"),
+            summary(Scope::Layers, LayerMethod::Isolated, "all"),
+            summary(Scope::Layers, LayerMethod::Prefix, "all"),
+        ];
+        let labels: Vec<String> = cells.iter().map(|s| cell_label(&s.cell)).collect();
+        assert_eq!(
+            labels,
+            [
+                "abc m q8_0 b4 s128 quantize=all",
+                "abc m q8_0 b4 s128 quantize=ffn",
+                "abc m q8_0 b4 s128 layers quantize=all method=isolated",
+                "abc m q8_0 b4 s128 layers quantize=all method=prefix",
+            ]
+        );
+        let rows: Vec<&CellSummary> = cells.iter().collect();
+        let table = encoder_table(&rows).to_string();
+        let lines: Vec<&str> = table.lines().filter(|l| l.contains("abc")).collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        for (i, a) in lines.iter().enumerate() {
+            assert!(lines[i + 1..].iter().all(|b| a != b), "{table}");
+        }
+        assert!(table.contains("layer method"), "{table}");
     }
 
     #[test]

@@ -44,10 +44,12 @@ mod worker;
 
 use std::path::PathBuf;
 
+/// Quoting lives in `crate::shell`, where the report (below `run`) reaches it too.
+pub use crate::shell::shell_quote;
 pub use console::{list_unsuccessful, print_summary, print_written};
 pub use plan::{human_duration, plan, prepare, Prepared};
 pub use protocol_time::{protocol_lower_bound_s, WindowFloor};
-pub use resume::{not_an_option, open_run, resume_command, resume_command_line, shell_quote};
+pub use resume::{not_an_option, open_run, resume_command, resume_command_line};
 pub use serial::run_serial;
 pub use worker::{run_worker, worker_label};
 

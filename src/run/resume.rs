@@ -10,6 +10,7 @@ use anyhow::Result;
 use super::{Prepared, RunOptions};
 use crate::error::ConfigError;
 use crate::results::{CellRecord, Manifest, RunDir};
+use crate::shell::shell_quote;
 
 /// The run directory this invocation writes, locked: a new one, or with `--resume` the earlier
 /// run with its records (see [`reopen`]).
@@ -272,17 +273,6 @@ pub fn not_an_option(path: &str) -> String {
         format!("./{path}")
     } else {
         path.to_string()
-    }
-}
-
-/// `s` as one shell word: as is when it is plainly safe, else single-quoted.
-pub fn shell_quote(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 

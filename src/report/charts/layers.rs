@@ -6,7 +6,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{encode_png, ensure_font, fail, precision_color, Area, Chart};
-use crate::analysis::{same_except, CellSummary, Labels, LayerSummary};
+use crate::analysis::{axis_title, same_except, CellSummary, Labels, LayerSummary};
+use crate::matrix::Cell;
 
 /// One series of bars: its name (a cell's label), the precision whose colour it takes, and its
 /// value for each category (`None`: no bar).
@@ -162,10 +163,7 @@ pub fn layer_charts(layers: &[LayerSummary], cells: &[CellSummary]) -> Result<Ve
                 name
             }
         };
-        let what_ran = format!(
-            "{}, batch {}, seq {}",
-            first.model, first.batch_size, first.seq_len
-        );
+        let what_ran = what_ran(&first.cell, &[&CHOSEN[..], &["scope"]].concat());
         let tag = format!(
             "{}-b{}-s{}",
             super::super::file_safe(&first.model),
@@ -247,6 +245,25 @@ pub fn layer_charts(layers: &[LayerSummary], cells: &[CellSummary]) -> Result<Ve
     Ok(charts)
 }
 
+/// What a group of layers cells shares, on every axis that applies to it but `omit` (those its
+/// bars tell apart): `tiny, batch 2, seq 16`; a decoder's `sm1, batch 1, prompt 8, new tokens 2`,
+/// so groups that differ only in new tokens get titles of their own.
+fn what_ran(cell: &Cell, omit: &[&str]) -> String {
+    cell.axes()
+        .into_iter()
+        .filter(|a| !omit.contains(&a.axis.as_str()))
+        .filter_map(|a| {
+            let v = a.value?;
+            Some(if a.axis == "model" {
+                v
+            } else {
+                format!("{} {v}", axis_title(&a.axis))
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn bars(series: &[BarSeries]) -> usize {
     series
         .iter()
@@ -260,5 +277,40 @@ fn short_layer_name(name: &str) -> String {
         "pre_classifier" => "pre_cls".into(),
         "classifier" => "cls".into(),
         other => other.replace("transformer_block_", "block "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LayerMethod, Precision, PrefillAttention, QuantizeSelection, Scope};
+
+    fn decoder(new_tokens: usize) -> Cell {
+        Cell {
+            id: format!("n{new_tokens}"),
+            model: "sm1".into(),
+            precision: Precision::Fp32,
+            batch_size: 1,
+            seq_len: 8,
+            prompt_len: Some(8),
+            new_tokens: Some(new_tokens),
+            scope: Scope::Layers,
+            quantize: QuantizeSelection::default(),
+            layer_method: LayerMethod::Isolated,
+            prefill_attention: PrefillAttention::Plain,
+        }
+    }
+
+    #[test]
+    fn a_decoder_groups_title_names_its_prompt_and_new_tokens() {
+        let omit = ["precision", "quantize", "layer_method", "scope"];
+        assert_eq!(
+            what_ran(&decoder(2), &omit),
+            "sm1, batch 1, prompt 8, new tokens 2"
+        );
+        assert_ne!(what_ran(&decoder(2), &omit), what_ran(&decoder(4), &omit));
+        let mut encoder = decoder(2);
+        (encoder.prompt_len, encoder.new_tokens, encoder.seq_len) = (None, None, 16);
+        assert_eq!(what_ran(&encoder, &omit), "sm1, batch 1, seq 16");
     }
 }

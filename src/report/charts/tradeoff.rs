@@ -1,17 +1,21 @@
 //! Cost against quality: energy (or latency) per inference against 1 - cosine to fp32 or against
-//! accuracy, one colour per precision, the Pareto front joined and labelled.
+//! accuracy, one colour per precision (a marker per series of one precision: its `quantize`
+//! selections, say), the Pareto front joined and labelled.
 
 use anyhow::Result;
 use plotters::prelude::*;
 
 use super::labels::{place, text_extent, Label, Rect};
-use super::{encode_png, ensure_font, fail, precision_color, Area};
+use super::{draw_marker, encode_png, ensure_font, fail, precision_color, Area};
 
 /// One cell on a trade-off chart.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TradeoffPoint {
     pub cell_id: String,
     pub precision: String,
+    /// The cell's label without its batch size: every other axis that varies among the chart's
+    /// cells (`q8_0 quantize=ffn`). A legend entry, colour and marker each.
+    pub series: String,
     pub batch_size: usize,
     /// Cost: energy per inference (mJ), or latency per sample (ms) where energy was not measured.
     pub cost: f64,
@@ -42,16 +46,32 @@ pub fn tradeoff_front(points: &[TradeoffPoint], quality: Quality) -> Vec<usize> 
 }
 
 /// Cost against quality, one colour per precision, the Pareto front joined by a line and its
-/// points labelled with precision and batch size.
+/// points labelled with their series and batch size.
 pub fn tradeoff_chart(
     title: &str,
     cost_label: &str,
     quality: Quality,
     points: &[TradeoffPoint],
 ) -> Result<(String, Vec<u8>)> {
-    Ok(render!(title, (760, 460), |root| draw_tradeoff(
-        &root, title, cost_label, quality, points
-    )))
+    // The legend as wide as its longest series (DejaVu at 14 px: ~8.5 px a character).
+    let longest = points.iter().map(|p| p.series.chars().count()).max();
+    let legend_w = (longest.unwrap_or(0) as f64 * 8.5).ceil() as u32 + 36;
+    Ok(render!(title, (620 + legend_w.max(140), 460), |root| {
+        draw_tradeoff(&root, title, cost_label, quality, points)
+    }))
+}
+
+/// The series of `points`, in order of appearance: (name, precision, variant), where the
+/// variant tells apart the series of one precision (its colour) by marker.
+fn series(points: &[TradeoffPoint]) -> Vec<(&str, &str, usize)> {
+    let mut out: Vec<(&str, &str, usize)> = Vec::new();
+    for p in points {
+        if !out.iter().any(|s| s.0 == p.series) {
+            let variant = out.iter().filter(|s| s.1 == p.precision).count();
+            out.push((&p.series, &p.precision, variant));
+        }
+    }
+    out
 }
 
 fn draw_tradeoff<DB: DrawingBackend>(
@@ -112,12 +132,8 @@ fn draw_tradeoff<DB: DrawingBackend>(
     } else {
         8
     };
-    let mut precisions: Vec<&str> = Vec::new();
-    for p in points {
-        if !precisions.contains(&p.precision.as_str()) {
-            precisions.push(&p.precision);
-        }
-    }
+    let series = series(points);
+    let variant = |p: &TradeoffPoint| series.iter().find(|s| s.0 == p.series).map_or(0, |s| s.2);
     root.fill(&WHITE).map_err(err)?;
     let (plot, legend) = root.split_horizontally(620);
     let mut chart = ChartBuilder::on(&plot)
@@ -183,14 +199,9 @@ fn draw_tradeoff<DB: DrawingBackend>(
     chart
         .draw_series(LineSeries::new(line, BLACK.mix(0.6).stroke_width(1)))
         .map_err(err)?;
-    for name in &precisions {
-        let c = precision_color(name);
-        let mine = points
-            .iter()
-            .zip(&plotted)
-            .filter(|(p, _)| p.precision == *name)
-            .map(|(p, &y)| Circle::new((p.cost, y), 5, c.filled()));
-        chart.draw_series(mine).map_err(err)?;
+    for (p, &y) in points.iter().zip(&plotted) {
+        let at = chart.backend_coord(&(p.cost, y));
+        draw_marker(root, variant(p), at, precision_color(&p.precision)).map_err(err)?;
     }
     for &i in &front {
         let p = &points[i];
@@ -202,8 +213,8 @@ fn draw_tradeoff<DB: DrawingBackend>(
             )])
             .map_err(err)?;
     }
-    // Labels: the front's (precision and batch) first and always, then every other point's
-    // batch where it finds room.
+    // Labels: the front's (series and batch) first and always, then every other point's batch
+    // where it finds room.
     let marks: Vec<(i32, i32)> = points
         .iter()
         .zip(&plotted)
@@ -219,7 +230,7 @@ fn draw_tradeoff<DB: DrawingBackend>(
         .map(|&i| {
             let p = &points[i];
             if front.contains(&i) {
-                (format!("{} b{}", p.precision, p.batch_size), 12)
+                (format!("{} b{}", p.series, p.batch_size), 12)
             } else {
                 (format!("b{}", p.batch_size), 11)
             }
@@ -254,16 +265,14 @@ fn draw_tradeoff<DB: DrawingBackend>(
     }
     // The legend, right of the plot where it covers no point.
     let font = ("sans-serif", 14).into_font();
-    for (k, name) in precisions.iter().enumerate() {
+    for (k, (name, precision, variant)) in series.iter().enumerate() {
         let y = 48 + k as i32 * 22;
-        legend
-            .draw(&Circle::new((12, y + 7), 5, precision_color(name).filled()))
-            .map_err(err)?;
+        draw_marker(&legend, *variant, (12, y + 7), precision_color(precision)).map_err(err)?;
         legend
             .draw(&Text::new(name.to_string(), (24, y), font.clone()))
             .map_err(err)?;
     }
-    let y = 48 + precisions.len() as i32 * 22 + 10;
+    let y = 48 + series.len() as i32 * 22 + 10;
     legend
         .draw(&Circle::new((12, y + 7), 8, BLACK.mix(0.6)))
         .map_err(err)?;
@@ -310,6 +319,7 @@ mod tests {
         TradeoffPoint {
             cell_id: format!("{precision}{batch}"),
             precision: precision.into(),
+            series: precision.into(),
             batch_size: batch,
             cost,
             quality,
@@ -337,6 +347,32 @@ mod tests {
         assert!(texts.contains(&"1e-7") && !texts.contains(&"1e-8"), "{svg}");
         for label in ["fp16 b8", "fp32 b8"] {
             assert!(svg.contains(label), "{label} on the front is labelled");
+        }
+    }
+
+    #[test]
+    fn series_of_one_precision_are_told_apart_in_legend_and_front_labels() {
+        let mut points = vec![
+            point("fp32", 4, 10.0, 0.0),
+            point("q8_0", 4, 6.0, 5e-5),
+            point("q8_0", 4, 5.0, 4e-4),
+        ];
+        points[1].series = "q8_0 quantize=all".into();
+        points[2].series = "q8_0 quantize=ffn".into();
+        assert_eq!(
+            series(&points),
+            [
+                ("fp32", "fp32", 0),
+                ("q8_0 quantize=all", "q8_0", 0),
+                ("q8_0 quantize=ffn", "q8_0", 1)
+            ]
+        );
+        let (svg, _) = tradeoff_chart("t", "mJ", Quality::CosineDistance, &points).unwrap();
+        for label in ["q8_0 quantize=all b4", "q8_0 quantize=ffn b4"] {
+            assert!(
+                svg.contains(label),
+                "{label} on the front is labelled: {svg}"
+            );
         }
     }
 }

@@ -206,7 +206,8 @@ fn a_decoder_is_profiled_per_layer_prefill_and_decode_apart_by_both_methods() {
     assert!(html.contains("A decoder, profiled in its 2 phases apart"));
     assert!(!html.contains("An encoder: "));
     assert!(md.contains("### Layers by two methods"), "{md}");
-    assert!(md.contains(", decode, prompt 16"), "{md}");
+    // The heading names the cell on every axis (prompt, new tokens, method), then the phase.
+    assert!(md.contains("prompt 16 +8 layers method=both, decode"), "{md}");
 
     // Each phase reconciled with the whole-model cell's windows of that phase.
     let rec = layers.reconciliation.as_ref().expect("reconciled");

@@ -207,7 +207,10 @@ fn a_decoder_is_profiled_per_layer_prefill_and_decode_apart_by_both_methods() {
     assert!(!html.contains("An encoder: "));
     assert!(md.contains("### Layers by two methods"), "{md}");
     // The heading names the cell on every axis (prompt, new tokens, method), then the phase.
-    assert!(md.contains("prompt 16 +8 layers method=both, decode"), "{md}");
+    assert!(
+        md.contains("prompt 16 +8 layers method=both, decode"),
+        "{md}"
+    );
 
     // Each phase reconciled with the whole-model cell's windows of that phase.
     let rec = layers.reconciliation.as_ref().expect("reconciled");

@@ -12,6 +12,16 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// A path as one shell word that no command reads as an option: a relative path that starts
+/// with `-` becomes `./-...`, then [`shell_quote`].
+pub fn shell_path(path: &str) -> String {
+    if path.starts_with('-') {
+        shell_quote(&format!("./{path}"))
+    } else {
+        shell_quote(path)
+    }
+}
+
 /// `NAME=value` as a shell assignment, the value quoted (the name is a plain identifier).
 pub fn shell_assignment(s: &str) -> String {
     match s.split_once('=') {
@@ -35,5 +45,7 @@ mod tests {
             shell_assignment("RUNNER_EXPERIMENT__DESCRIPTION=$(id)"),
             "RUNNER_EXPERIMENT__DESCRIPTION='$(id)'"
         );
+        assert_eq!(shell_path("-x y.toml"), "'./-x y.toml'");
+        assert_eq!(shell_path("exp.toml"), "exp.toml");
     }
 }

@@ -49,7 +49,7 @@ pub use crate::shell::shell_quote;
 pub use console::{list_unsuccessful, print_summary, print_written};
 pub use plan::{human_duration, plan, prepare, Prepared};
 pub use protocol_time::{protocol_lower_bound_s, WindowFloor};
-pub use resume::{not_an_option, open_run, resume_command, resume_command_line};
+pub use resume::{open_run, resume_command, resume_command_line};
 pub use serial::run_serial;
 pub use worker::{run_worker, worker_label};
 

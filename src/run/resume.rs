@@ -10,7 +10,7 @@ use anyhow::Result;
 use super::{Prepared, RunOptions};
 use crate::error::ConfigError;
 use crate::results::{CellRecord, Manifest, RunDir};
-use crate::shell::shell_quote;
+use crate::shell::{shell_path, shell_quote};
 
 /// The run directory this invocation writes, locked: a new one, or with `--resume` the earlier
 /// run with its records (see [`reopen`]).
@@ -253,7 +253,7 @@ pub fn resume_command_line(
 ) -> String {
     let mut cmd = format!(
         "runner run {} --resume --out {}",
-        shell_quote(&not_an_option(file)),
+        shell_path(file),
         shell_quote(&dir.display().to_string())
     );
     for o in overrides {
@@ -264,16 +264,6 @@ pub fn resume_command_line(
         cmd.push_str(&shell_quote(e));
     }
     cmd
-}
-
-/// A relative path that starts with `-` as `./-...`, so a command line reads it as the path it
-/// is, not as an option.
-pub fn not_an_option(path: &str) -> String {
-    if path.starts_with('-') {
-        format!("./{path}")
-    } else {
-        path.to_string()
-    }
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub fn array_spec(tasks: &[usize]) -> String {
 pub fn resubmit_command(file: &str, dir: &Path, overrides: &[String]) -> String {
     let mut cmd = format!(
         "runner slurm {} --out {} --submit",
-        shell_quote(&crate::run::not_an_option(file)),
+        crate::shell::shell_path(file),
         shell_quote(&dir.display().to_string())
     );
     for o in overrides {
